@@ -1,0 +1,197 @@
+//! The crate's one error type. Every variant carries the context an operator needs to act on it:
+//! the file, the byte offset, the LSN, the task id or the JSON path involved.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout tasklog.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in tasklog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- I/O and files -------------------------------------------------------------------
+    /// An operating-system I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another writer holds the store's lock file.
+    #[error("the store at {path} is locked by another writer (lock file {lock_file})")]
+    Locked {
+        /// The store or log directory.
+        path: PathBuf,
+        /// The lock file that could not be taken.
+        lock_file: PathBuf,
+    },
+
+    /// An earlier write or fsync failed, so nothing written since can be trusted to be durable.
+    /// The handle refuses all further writes; reopen the store to recover from what is on disk.
+    #[error("the log is poisoned by an earlier I/O failure ({cause}); reopen the store to recover")]
+    Poisoned {
+        /// The first failure, as text.
+        cause: String,
+    },
+
+    /// The handle was closed.
+    #[error("the store is closed")]
+    Closed,
+
+    /// The handle was opened read-only.
+    #[error("the store was opened read-only")]
+    ReadOnly,
+
+    // ----- On-disk format ------------------------------------------------------------------
+    /// Bytes on disk are damaged: a checksum mismatch, an impossible length, a gap in LSNs.
+    #[error("corruption in {}{}{}: {reason}", file.display(), offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default(), lsn.map(|l| format!(" (LSN {l})")).unwrap_or_default())]
+    Corrupt {
+        /// The file in which the damage was found.
+        file: PathBuf,
+        /// Byte offset within the file, when known.
+        offset: Option<u64>,
+        /// The LSN of the damaged or expected record, when known.
+        lsn: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file was written by a format version this build cannot read.
+    #[error("{}: unsupported format version {found} (this build reads versions up to {supported})", file.display())]
+    UnsupportedVersion {
+        /// The file.
+        file: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// A record or value is larger than the format allows.
+    #[error("{what} is {len} bytes, over the limit of {max} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+
+    /// A payload could not be encoded or decoded.
+    #[error("codec error in {what}: {reason}")]
+    Codec {
+        /// What was being encoded or decoded.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+
+    // ----- Tasks ----------------------------------------------------------------------------
+    /// No task has this id.
+    #[error("task {id:?} not found")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+
+    /// A task with this id already exists.
+    #[error("task {id:?} already exists")]
+    AlreadyExists {
+        /// The id.
+        id: String,
+    },
+
+    /// The task's state does not allow this change.
+    #[error("task {id:?}: cannot {action} a task that is {from} (would move {from} -> {to})")]
+    InvalidTransition {
+        /// The task.
+        id: String,
+        /// What was attempted ("start", "complete", ...).
+        action: &'static str,
+        /// The current state.
+        from: crate::task::TaskState,
+        /// The state the change would lead to.
+        to: crate::task::TaskState,
+    },
+
+    /// Optimistic concurrency: the caller saw an older version of the task.
+    #[error("task {id:?}: version conflict (expected version {expected}, the task is at {actual})")]
+    Conflict {
+        /// The task.
+        id: String,
+        /// The version the caller expected.
+        expected: u64,
+        /// The current version.
+        actual: u64,
+    },
+
+    /// The task is leased to another owner, or the caller's lease or attempt is stale.
+    #[error("task {id:?}: {reason}")]
+    LeaseMismatch {
+        /// The task.
+        id: String,
+        /// What does not match.
+        reason: String,
+    },
+
+    /// A caller-supplied value is not acceptable.
+    #[error("invalid input{}: {reason}", at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default())]
+    InvalidInput {
+        /// Where: a JSON path, a field name or a task id.
+        at: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A whole input (an import file) was rejected; every problem found is listed.
+    #[error("{} problem(s) in {source_name}:\n{}", problems.len(), problems.join("\n"))]
+    InvalidDocument {
+        /// The input (a file name, or "stdin").
+        source_name: String,
+        /// Every problem, each naming its JSON path (and line/column where known).
+        problems: Vec<String>,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] from an operation, a path and an I/O error.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Corrupt`].
+    pub fn corrupt(
+        file: impl Into<PathBuf>,
+        offset: Option<u64>,
+        lsn: Option<u64>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            offset,
+            lsn,
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the error means the bytes on disk are damaged (exit code 3 in the CLI).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::UnsupportedVersion { .. }
+        )
+    }
+
+    // ----- wal additions below (kept apart so parallel work merges cleanly) -----------------
+}

@@ -1,0 +1,10 @@
+//! tasklog: durable task state with a complete audit trail.
+// NOTE: `deny`, not `forbid`, so that the one module that memory-maps segments can allow it
+// locally with a SAFETY comment.
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod task;
+pub mod wal;
+
+pub use error::{Error, Result};
