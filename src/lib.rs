@@ -4,7 +4,10 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod store;
 pub mod task;
 pub mod wal;
 
 pub use error::{Error, Result};
+pub use store::{Store, StoreOptions};
+pub use task::{NewTask, Task, TaskState};

@@ -1,5 +1,14 @@
 //! `task`: the domain. The task model, its events, the state machine and how events apply.
 //! Knows nothing of files.
 
+pub mod apply;
+pub mod event;
+pub mod model;
 pub mod state;
+pub mod time;
+pub mod wire;
+
+pub use event::{Event, EventKind};
+pub use model::{Checkpoint, Lease, NewTask, Output, OutputKind, Progress, Task, TaskUpdate};
 pub use state::TaskState;
+pub use time::Timestamp;

@@ -1,0 +1,326 @@
+//! Turning mutations into events: validation against the current state (including earlier
+//! mutations of the same batch), optimistic-concurrency and fencing checks, idempotency.
+
+use std::collections::HashMap;
+
+use super::mutation::{Change, Mutation};
+use super::state::State;
+use crate::error::{Error, Result};
+use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
+
+/// Longest task id accepted.
+pub const TASK_ID_BYTES_MAX: usize = 256;
+
+/// Events staged for one batch, with the task state each one produces.
+#[derive(Default)]
+pub struct Staged {
+    /// (event, task after the event; None when removed).
+    pub events: Vec<(Event, Option<Task>)>,
+    /// For each mutation, the id of the task it concerns (in order).
+    pub ids: Vec<String>,
+    /// Working view of tasks touched by this batch.
+    overlay: HashMap<String, Option<Task>>,
+    /// Request ids submitted in this batch.
+    requests: HashMap<String, String>,
+}
+
+impl Staged {
+    /// The task as this batch currently sees it.
+    pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
+        match self.overlay.get(id) {
+            Some(t) => t.as_ref(),
+            None => state.tasks.get(id),
+        }
+    }
+
+    /// Validates one mutation and stages its event (or nothing, for a repeated submit).
+    pub fn stage(
+        &mut self,
+        state: &State,
+        m: Mutation,
+        now: Timestamp,
+        session: u64,
+        lsn: u64,
+    ) -> Result<()> {
+        if let Change::Submit(new) = &m.change {
+            if let Some(existing) = self.existing_request(state, new) {
+                self.ids.push(existing);
+                return Ok(());
+            }
+        }
+        let event = self.build_event(state, m, now, session)?;
+        let current = self.current(state, &event.task_id);
+        task::apply::check(current, &event)?;
+        let updated = state.next_task_state(current, &event, lsn + self.events.len() as u64);
+        if let EventKind::Created {
+            request_id: Some(r),
+            ..
+        } = &event.kind
+        {
+            self.requests.insert(r.clone(), event.task_id.clone());
+        }
+        self.overlay.insert(event.task_id.clone(), updated.clone());
+        self.ids.push(event.task_id.clone());
+        self.events.push((event, updated));
+        Ok(())
+    }
+
+    fn existing_request(&self, state: &State, new: &NewTask) -> Option<String> {
+        let r = new.request_id.as_ref()?;
+        self.requests
+            .get(r)
+            .or_else(|| state.request_ids.get(r))
+            .cloned()
+    }
+
+    fn build_event(
+        &self,
+        state: &State,
+        m: Mutation,
+        now: Timestamp,
+        session: u64,
+    ) -> Result<Event> {
+        let Mutation {
+            task_id,
+            change,
+            expected_version,
+            actor,
+            fence,
+        } = m;
+        let task_id = match &change {
+            Change::Submit(new) => submit_id(new)?,
+            _ => task_id,
+        };
+        let current = self.current(state, &task_id);
+        if let Some(expected) = expected_version {
+            let actual = current.map_or(0, |t| t.version);
+            if actual != expected {
+                return Err(Error::Conflict {
+                    id: task_id,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        if let Some(f) = &fence {
+            check_fence(&task_id, current, f)?;
+        }
+        if let Change::Historical { kind, at } = change {
+            return Ok(Event {
+                task_id,
+                at,
+                actor,
+                kind: *kind,
+            });
+        }
+        let kind = event_kind(&task_id, current, change, now, session)?;
+        Ok(Event {
+            task_id,
+            at: now,
+            actor,
+            kind,
+        })
+    }
+}
+
+fn check_fence(id: &str, current: Option<&Task>, f: &super::mutation::Fence) -> Result<()> {
+    let task = current.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+    let owner = task.lease.as_ref().map(|l| l.owner.as_str());
+    if owner != Some(f.owner.as_str()) || task.attempt != f.attempt {
+        return Err(Error::LeaseMismatch {
+            id: id.to_string(),
+            reason: format!(
+                "stale attempt: the caller holds attempt {} as {:?}, the task is at attempt {} leased to {:?}",
+                f.attempt, f.owner, task.attempt, owner
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn submit_id(new: &NewTask) -> Result<String> {
+    let id = match &new.id {
+        Some(id) => id.clone(),
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    validate_id(&id)?;
+    Ok(id)
+}
+
+/// Checks a task id: non-empty, at most 256 bytes, no control characters.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidInput {
+            at: Some("id".into()),
+            reason: format!("task id {id:?} {reason}"),
+        })
+    };
+    if id.is_empty() {
+        return bad("is empty");
+    }
+    if id.len() > TASK_ID_BYTES_MAX {
+        return bad("is longer than 256 bytes");
+    }
+    if id.chars().any(char::is_control) {
+        return bad("contains control characters");
+    }
+    Ok(())
+}
+
+fn invalid(id: &str, field: &str, reason: String) -> Error {
+    Error::InvalidInput {
+        at: Some(format!("task {id:?}: {field}")),
+        reason,
+    }
+}
+
+fn event_kind(
+    id: &str,
+    current: Option<&Task>,
+    change: Change,
+    now: Timestamp,
+    session: u64,
+) -> Result<EventKind> {
+    Ok(match change {
+        Change::Submit(new) => {
+            if new.title.trim().is_empty() {
+                return Err(invalid(
+                    id,
+                    "title",
+                    "a task needs a non-empty title".into(),
+                ));
+            }
+            if new.priority > 10 {
+                return Err(invalid(
+                    id,
+                    "priority",
+                    format!("{} is above 10", new.priority),
+                ));
+            }
+            let mut tags: Vec<String> = Vec::with_capacity(new.tags.len());
+            for t in new.tags {
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+            EventKind::Created {
+                title: new.title,
+                description: new.description,
+                role: new.role,
+                provider: new.provider,
+                model: new.model,
+                tags,
+                metadata: new.metadata,
+                priority: new.priority,
+                request_id: new.request_id,
+            }
+        }
+        Change::Update(u) => {
+            if u.priority.is_some_and(|p| p > 10) {
+                return Err(invalid(id, "priority", "priority is above 10".into()));
+            }
+            if u.title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(invalid(
+                    id,
+                    "title",
+                    "a task needs a non-empty title".into(),
+                ));
+            }
+            EventKind::Updated(u)
+        }
+        Change::Start { owner, lease_ms } => EventKind::Started {
+            lease_expires_at: owner
+                .as_ref()
+                .and(lease_ms)
+                .map(|ms| now.plus_millis(ms as i64)),
+            owner,
+            session,
+        },
+        Change::Heartbeat { owner, lease_ms } => {
+            let held = current
+                .and_then(|t| t.lease.as_ref())
+                .map(|l| l.owner.as_str());
+            if current.is_some_and(|t| t.state == task::TaskState::Running)
+                && held != Some(owner.as_str())
+            {
+                return Err(Error::LeaseMismatch {
+                    id: id.to_string(),
+                    reason: format!("heartbeat from {owner:?} but the lease is held by {held:?}"),
+                });
+            }
+            EventKind::Heartbeat {
+                owner,
+                lease_expires_at: now.plus_millis(lease_ms as i64),
+            }
+        }
+        Change::Progress {
+            percent,
+            step,
+            message,
+        } => {
+            if percent > 100 {
+                return Err(invalid(id, "progress", format!("{percent} is above 100")));
+            }
+            EventKind::Progress {
+                percent,
+                step,
+                message,
+            }
+        }
+        Change::Checkpoint {
+            name,
+            data,
+            progress,
+        } => {
+            if progress.is_some_and(|p| p > 100) {
+                return Err(invalid(id, "checkpoint.progress", "above 100".into()));
+            }
+            let progress = progress.unwrap_or_else(|| current.map_or(0, |t| t.progress.percent));
+            EventKind::Checkpoint {
+                name,
+                progress,
+                data,
+            }
+        }
+        Change::Output {
+            kind,
+            content,
+            path,
+            size_bytes,
+            mime,
+        } => EventKind::Output {
+            output_kind: kind,
+            content,
+            path,
+            size_bytes,
+            mime,
+        },
+        Change::Complete { result } => EventKind::Completed { result },
+        Change::Fail { error } => EventKind::Failed { error },
+        Change::Cancel { reason } => EventKind::Cancelled { reason },
+        Change::Requeue { reason } => EventKind::Requeued { reason },
+        Change::Retry => EventKind::Retried,
+        Change::Remove { reason } => EventKind::Removed { reason },
+        Change::Historical { kind, .. } => *kind,
+        Change::Interrupt { reason, to } => {
+            if !matches!(to, task::TaskState::Failed | task::TaskState::Pending) {
+                return Err(invalid(
+                    id,
+                    "to",
+                    format!("an interrupted task goes to failed or pending, not {to}"),
+                ));
+            }
+            EventKind::Interrupted { reason, to }
+        }
+        Change::Import(task) => {
+            if task.title.trim().is_empty() {
+                return Err(invalid(
+                    id,
+                    "title",
+                    "a task needs a non-empty title".into(),
+                ));
+            }
+            EventKind::Imported { task }
+        }
+    })
+}

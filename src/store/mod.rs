@@ -1,0 +1,596 @@
+//! `store`: composes the log and the domain. Open and recover, mutate durably, read tasks and
+//! their full history, snapshot in the background.
+//!
+//! A mutation is validated against the current state under the state lock, queued in the log
+//! (which assigns its LSN), applied to the in-memory state, and acknowledged to the caller only
+//! once the log says it is durable. Reads wait for the durability of what they return, so no
+//! reader sees a change that a crash could still take away.
+
+mod commit;
+pub mod history;
+pub mod log;
+pub mod mutation;
+pub mod options;
+pub mod query;
+pub mod record;
+pub mod recovery;
+pub mod snapshot;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+pub use history::HistoryEvent;
+pub use log::Log;
+pub use mutation::{Change, Fence, Mutation};
+pub use options::{InterruptedPolicy, StoreOptions};
+pub use query::{Cursor, Filter, Page, Query, SortKey};
+pub use recovery::RecoveryReport;
+
+use crate::error::{Error, Result};
+use crate::task::{NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
+use commit::Staged;
+use state::State;
+
+/// The reason written when a crash interrupted a running task.
+pub const INTERRUPTED_REASON: &str = "interrupted by restart";
+
+/// A durable task store. Cheap to clone; all clones share one store. `Send + Sync`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    options: StoreOptions,
+    log: Box<dyn Log>,
+    state: RwLock<State>,
+    session: u64,
+    poisoned: Mutex<Option<String>>,
+    closed: AtomicBool,
+    report: RecoveryReport,
+    snapshot_lock: Mutex<SnapshotProgress>,
+    snapshotter: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+#[derive(Default)]
+struct SnapshotProgress {
+    last_lsn: u64,
+}
+
+/// What a snapshot wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// The last LSN it covers.
+    pub lsn: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// Log segments removed because the kept snapshots cover them.
+    pub segments_removed: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let (wal, state, mut report) = recovery::recover(&dir, &options)?;
+        let last_snapshot = report.snapshot_lsn;
+        let session = fastrand::u64(1..);
+        if !options.read_only {
+            report.tasks_interrupted = state.orphaned_running(session);
+            report.interrupted_policy = format!("{:?}", options.interrupted_policy);
+        }
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir,
+                session,
+                log: Box::new(wal),
+                state: RwLock::new(state),
+                poisoned: Mutex::new(None),
+                closed: AtomicBool::new(false),
+                report,
+                snapshot_lock: Mutex::new(SnapshotProgress {
+                    last_lsn: last_snapshot,
+                }),
+                snapshotter: Mutex::new(None),
+                options,
+            }),
+        };
+        if !store.inner.options.read_only {
+            store.recover_interrupted()?;
+            store.start_snapshotter();
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What opening found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    // ----- mutations -------------------------------------------------------------------------
+
+    /// Applies mutations atomically: all are validated first; then they are written as one
+    /// batch, which after any crash is either wholly present or wholly absent. Returns each
+    /// mutation's task as it stands after the batch (a removed task as it was before).
+    pub fn batch(&self, mutations: Vec<Mutation>) -> Result<Vec<Task>> {
+        self.check_writable()?;
+        let now = Timestamp::now();
+        let mut st = self.inner.state.write();
+        let base = self.inner.log.next_lsn();
+        let mut staged = Staged::default();
+        for m in mutations {
+            staged.stage(&st, m, now, self.inner.session, base)?;
+        }
+        let results = results_of(&staged, &st);
+        if staged.events.is_empty() {
+            drop(st);
+            return self.settle_all(results);
+        }
+        let payloads = staged
+            .events
+            .iter()
+            .map(|(e, _)| record::encode_event(e))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let ticket = self.inner.log.submit(&refs).map_err(|e| self.poison(e))?;
+        assert_eq!(
+            ticket.first_lsn(),
+            base,
+            "the log must assign LSNs in submit order under the state lock"
+        );
+        for (i, ((event, updated), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
+            let lsn = base + i as u64;
+            st.install(lsn, &event, updated, record::event_body(bytes));
+            st.mark_applied(lsn, bytes.len());
+        }
+        let snapshot_due = self.snapshot_due(&st);
+        drop(st);
+        ticket.wait().map_err(|e| self.poison(e))?;
+        if snapshot_due {
+            self.request_snapshot();
+        }
+        Ok(results)
+    }
+
+    /// Applies one mutation.
+    pub fn apply(&self, m: Mutation) -> Result<Task> {
+        let mut out = self.batch(vec![m])?;
+        out.pop().ok_or_else(|| Error::InvalidInput {
+            at: None,
+            reason: "empty batch".into(),
+        })
+    }
+
+    /// Creates a task. With a request id already seen, returns the task created then.
+    pub fn submit(&self, new: NewTask) -> Result<Task> {
+        self.apply(Mutation::submit(new))
+    }
+
+    /// pending -> running.
+    pub fn start(&self, id: &str) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Start {
+                owner: None,
+                lease_ms: None,
+            },
+        ))
+    }
+
+    /// Reports progress of a running task.
+    pub fn progress(
+        &self,
+        id: &str,
+        percent: u8,
+        step: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<Task> {
+        let change = Change::Progress {
+            percent,
+            step: step.map(Into::into),
+            message: message.map(Into::into),
+        };
+        self.apply(Mutation::new(id, change))
+    }
+
+    /// Takes a checkpoint of a running task.
+    pub fn checkpoint(&self, id: &str, name: &str, data: Value) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Checkpoint {
+                name: name.into(),
+                data,
+                progress: None,
+            },
+        ))
+    }
+
+    /// Records an output entry.
+    pub fn output(&self, id: &str, kind: OutputKind, content: &str) -> Result<Task> {
+        let change = Change::Output {
+            kind,
+            content: content.into(),
+            path: None,
+            size_bytes: None,
+            mime: None,
+        };
+        self.apply(Mutation::new(id, change))
+    }
+
+    /// running -> completed.
+    pub fn complete(&self, id: &str, result: Option<Value>) -> Result<Task> {
+        self.apply(Mutation::new(id, Change::Complete { result }))
+    }
+
+    /// running -> failed.
+    pub fn fail(&self, id: &str, error: &str) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Fail {
+                error: error.into(),
+            },
+        ))
+    }
+
+    /// pending|running -> cancelled.
+    pub fn cancel(&self, id: &str, reason: Option<&str>) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Cancel {
+                reason: reason.map(Into::into),
+            },
+        ))
+    }
+
+    /// running -> pending.
+    pub fn requeue(&self, id: &str, reason: Option<&str>) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Requeue {
+                reason: reason.map(Into::into),
+            },
+        ))
+    }
+
+    /// failed|cancelled -> pending, with the attempt number one higher.
+    pub fn retry(&self, id: &str) -> Result<Task> {
+        self.apply(Mutation::new(id, Change::Retry))
+    }
+
+    /// Changes descriptive fields.
+    pub fn update(&self, id: &str, update: TaskUpdate) -> Result<Task> {
+        self.apply(Mutation::new(id, Change::Update(update)))
+    }
+
+    /// Removes a task. Its history stays readable through [`Store::history`].
+    pub fn remove(&self, id: &str, reason: Option<&str>) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Remove {
+                reason: reason.map(Into::into),
+            },
+        ))
+    }
+
+    // ----- reads -----------------------------------------------------------------------------
+
+    /// The task with this id.
+    pub fn get(&self, id: &str) -> Result<Task> {
+        let task = self.inner.state.read().tasks.get(id).cloned();
+        let task = task.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        self.settle(task.last_lsn)?;
+        Ok(task)
+    }
+
+    /// Every event of the task, in order; also for tasks that were removed.
+    pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
+        let history = {
+            let st = self.inner.state.read();
+            st.histories.get(id).or_else(|| st.removed.get(id)).cloned()
+        };
+        let history = history.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let events = history.events()?;
+        if let Some(last) = events.last() {
+            self.settle(last.lsn)?;
+        }
+        Ok(events)
+    }
+
+    /// Runs `f` on the current state under the read lock, after waiting until everything
+    /// applied so far is durable.
+    pub(crate) fn read_state<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
+        let (out, lsn) = {
+            let st = self.inner.state.read();
+            (f(&st), st.applied_lsn)
+        };
+        self.settle(lsn)?;
+        Ok(out)
+    }
+
+    /// Lists tasks matching a query.
+    pub fn list(&self, query: &Query) -> Result<Page> {
+        self.read_state(|st| query::run(st, query))
+    }
+
+    /// Counts tasks matching a filter.
+    pub fn count(&self, filter: &Filter) -> Result<usize> {
+        self.read_state(|st| query::count(st, filter))
+    }
+
+    /// All tasks (unordered clone).
+    pub fn all_tasks(&self) -> Result<Vec<Task>> {
+        self.read_state(|st| st.tasks.values().cloned().collect())
+    }
+
+    /// Number of live tasks.
+    pub fn len(&self) -> usize {
+        self.inner.state.read().tasks.len()
+    }
+
+    /// True when there are no live tasks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The LSN of the last applied record.
+    pub fn last_lsn(&self) -> u64 {
+        self.inner.state.read().applied_lsn
+    }
+
+    // ----- snapshots -------------------------------------------------------------------------
+
+    /// Writes a snapshot now, prunes old ones, and removes log segments wholly covered by the
+    /// oldest kept snapshot.
+    pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        self.check_writable()?;
+        let mut progress = self.inner.snapshot_lock.lock();
+        let (image, lsn) = {
+            let mut st = self.inner.state.write();
+            st.prune_sessions();
+            let image = snapshot::encode(&st)?;
+            st.records_since_snapshot = 0;
+            st.bytes_since_snapshot = 0;
+            (image, st.applied_lsn)
+        };
+        // A snapshot must never hold an event the log could still lose.
+        self.inner
+            .log
+            .wait_durable(lsn)
+            .map_err(|e| self.poison(e))?;
+        let storage = self.inner.options.storage.as_ref();
+        let dir = recovery::snapshot_dir(&self.inner.dir);
+        let path = snapshot::write(storage, &dir, lsn, &image)?;
+        progress.last_lsn = lsn;
+        let segments_removed = self.prune_snapshots(storage, &dir)?;
+        tracing::info!(lsn, bytes = image.len(), "snapshot written");
+        Ok(SnapshotInfo {
+            path,
+            lsn,
+            bytes: image.len() as u64,
+            segments_removed,
+        })
+    }
+
+    fn prune_snapshots(&self, storage: &dyn crate::wal::Storage, dir: &Path) -> Result<usize> {
+        let files = snapshot::list(storage, dir)?;
+        let keep = self.inner.options.snapshots_kept;
+        for old in files.iter().skip(keep) {
+            storage
+                .remove_file(&old.path)
+                .map_err(|e| Error::io("remove", &old.path, e))?;
+        }
+        if files.len() > keep {
+            storage
+                .sync_dir(dir)
+                .map_err(|e| Error::io("fsync directory", dir, e))?;
+        }
+        let Some(oldest) = files.iter().take(keep).last() else {
+            return Ok(0);
+        };
+        // Histories live in every snapshot, so the log below the oldest kept one holds nothing
+        // that is not preserved elsewhere.
+        Ok(self
+            .inner
+            .log
+            .truncate_before(oldest.lsn + 1)?
+            .segments_removed)
+    }
+
+    fn snapshot_due(&self, st: &State) -> bool {
+        let o = &self.inner.options;
+        (o.snapshot_every_records > 0 && st.records_since_snapshot >= o.snapshot_every_records)
+            || (o.snapshot_every_bytes > 0 && st.bytes_since_snapshot >= o.snapshot_every_bytes)
+    }
+
+    fn request_snapshot(&self) {
+        if let Some((tx, _)) = self.inner.snapshotter.lock().as_ref() {
+            let _ = tx.try_send(());
+        }
+    }
+
+    fn start_snapshotter(&self) {
+        let (tx, rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let handle = std::thread::Builder::new()
+            .name("tasklog-snapshot".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let Some(inner) = weak.upgrade() else { break };
+                    let store = Store { inner };
+                    if let Err(e) = store.snapshot() {
+                        tracing::warn!(error = %e, "background snapshot failed");
+                    }
+                }
+            });
+        match handle {
+            Ok(h) => *self.inner.snapshotter.lock() = Some((tx, h)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the snapshot thread; snapshots only on demand")
+            }
+        }
+    }
+
+    // ----- lifecycle -------------------------------------------------------------------------
+
+    /// Closes the store cleanly: records that this session ended (so tasks it left running
+    /// stay running), syncs the log and releases the lock. Later calls on any clone fail with
+    /// `Closed`.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+
+    /// Figures about the log, for statistics.
+    pub fn log_stats(&self) -> crate::wal::WalStats {
+        self.inner.log.stats()
+    }
+
+    /// This session's id (written in `Started` events).
+    pub fn session(&self) -> u64 {
+        self.inner.session
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.inner.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(cause) = self.inner.poisoned.lock().clone() {
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Records the first I/O failure; the store refuses all writes until reopened.
+    fn poison(&self, e: Error) -> Error {
+        let mut p = self.inner.poisoned.lock();
+        if p.is_none() {
+            tracing::error!(error = %e, "log write failed; the store is poisoned until reopened");
+            *p = Some(e.to_string());
+        }
+        e
+    }
+
+    fn settle(&self, lsn: u64) -> Result<()> {
+        if lsn > self.inner.log.durable_lsn() {
+            self.inner
+                .log
+                .wait_durable(lsn)
+                .map_err(|e| self.poison(e))?;
+        }
+        Ok(())
+    }
+
+    fn settle_all(&self, tasks: Vec<Task>) -> Result<Vec<Task>> {
+        if let Some(max) = tasks.iter().map(|t| t.last_lsn).max() {
+            self.settle(max)?;
+        }
+        Ok(tasks)
+    }
+
+    /// Applies the interrupted-work policy to tasks whose owner died.
+    fn recover_interrupted(&self) -> Result<()> {
+        let policy = self.inner.options.interrupted_policy;
+        let orphans = self.inner.report.tasks_interrupted.clone();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            count = orphans.len(),
+            ?policy,
+            "tasks interrupted by a crash"
+        );
+        let to = match policy {
+            InterruptedPolicy::MarkFailed => TaskState::Failed,
+            InterruptedPolicy::Requeue => TaskState::Pending,
+            InterruptedPolicy::Leave => return Ok(()),
+        };
+        let muts = orphans
+            .iter()
+            .map(|id| {
+                Mutation::new(
+                    id.clone(),
+                    Change::Interrupt {
+                        reason: INTERRUPTED_REASON.into(),
+                        to,
+                    },
+                )
+                .actor("tasklog-recovery")
+            })
+            .collect();
+        self.batch(muts)?;
+        Ok(())
+    }
+}
+
+fn results_of(staged: &Staged, st: &State) -> Vec<Task> {
+    let mut out = Vec::with_capacity(staged.ids.len());
+    for id in &staged.ids {
+        let after = staged.events.iter().rev().find(|(e, _)| &e.task_id == id);
+        // A removed task is returned as it stood before the batch.
+        let task = match after {
+            Some((_, Some(t))) => Some(t.clone()),
+            _ => st.tasks.get(id).cloned(),
+        };
+        if let Some(t) = task {
+            out.push(t);
+        }
+    }
+    out
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some((tx, handle)) = self.snapshotter.lock().take() {
+            drop(tx);
+            // The snapshot thread holds only a weak reference; it ends when the channel closes.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        if self.options.read_only {
+            return Ok(());
+        }
+        let poisoned = self.poisoned.lock().is_some();
+        if !poisoned {
+            let st = self.state.write();
+            let payload = record::encode_session_closed(self.session);
+            let ticket = self.log.submit(&[&payload])?;
+            drop(st);
+            ticket.wait()?;
+        }
+        self.log.close()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing the store on drop failed");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Store options. Every default is stated where the field is.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::Store;
+use crate::error::Result;
+use crate::wal::{Durability, StdStorage, Storage};
+
+/// What to do, on open, with tasks that were running under a process that died.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InterruptedPolicy {
+    /// Mark them failed with the error "interrupted by restart" (the default).
+    #[default]
+    MarkFailed,
+    /// Put them back to pending, keeping their latest checkpoint so the work can resume.
+    Requeue,
+    /// Leave them running (a supervisor decides).
+    Leave,
+}
+
+/// Options for opening a [`Store`].
+///
+/// ## Defaults
+/// - `durability`: [`Durability::Sync`]: a mutation returns only after the fdatasync covering it.
+/// - `segment_bytes_max`: 64 MiB per log segment.
+/// - `snapshot_every_records`: 100,000 records between background snapshots (0 turns them off).
+/// - `snapshot_every_bytes`: 64 MiB of records between background snapshots (0 turns it off).
+/// - `snapshots_kept`: 3.
+/// - `interrupted_policy`: [`InterruptedPolicy::MarkFailed`].
+/// - `read_only`: false.
+/// - `preallocate`: true (segments are reserved up front, which makes each fdatasync cheaper).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub(crate) durability: Durability,
+    pub(crate) segment_bytes_max: u64,
+    pub(crate) snapshot_every_records: u64,
+    pub(crate) snapshot_every_bytes: u64,
+    pub(crate) snapshots_kept: usize,
+    pub(crate) interrupted_policy: InterruptedPolicy,
+    pub(crate) read_only: bool,
+    pub(crate) preallocate: bool,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Sync,
+            segment_bytes_max: 64 << 20,
+            snapshot_every_records: 100_000,
+            snapshot_every_bytes: 64 << 20,
+            snapshots_kept: 3,
+            interrupted_policy: InterruptedPolicy::MarkFailed,
+            read_only: false,
+            preallocate: true,
+            storage: Arc::new(StdStorage),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// What an acknowledged mutation survives.
+    #[must_use]
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Log segment size limit.
+    #[must_use]
+    pub fn segment_bytes_max(mut self, n: u64) -> Self {
+        self.segment_bytes_max = n;
+        self
+    }
+    /// Records between background snapshots (0: never by count).
+    #[must_use]
+    pub fn snapshot_every_records(mut self, n: u64) -> Self {
+        self.snapshot_every_records = n;
+        self
+    }
+    /// Record bytes between background snapshots (0: never by size).
+    #[must_use]
+    pub fn snapshot_every_bytes(mut self, n: u64) -> Self {
+        self.snapshot_every_bytes = n;
+        self
+    }
+    /// How many snapshots to keep (at least 1).
+    #[must_use]
+    pub fn snapshots_kept(mut self, n: usize) -> Self {
+        self.snapshots_kept = n.max(1);
+        self
+    }
+    /// The policy for tasks interrupted by a crash.
+    #[must_use]
+    pub fn interrupted_policy(mut self, p: InterruptedPolicy) -> Self {
+        self.interrupted_policy = p;
+        self
+    }
+    /// Open without the write lock; every mutation fails with `ReadOnly`.
+    #[must_use]
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+    /// Preallocate log segments.
+    #[must_use]
+    pub fn preallocate(mut self, yes: bool) -> Self {
+        self.preallocate = yes;
+        self
+    }
+    /// The file system to use (a simulated disk in tests).
+    #[must_use]
+    pub fn storage(mut self, s: Arc<dyn Storage>) -> Self {
+        self.storage = s;
+        self
+    }
+    /// Opens the store at `dir` with these options.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, self)
+    }
+}

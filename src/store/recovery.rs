@@ -1,0 +1,142 @@
+//! Opening a store: newest good snapshot, then replay of the log after it, then the
+//! interrupted-work policy. Produces a [`RecoveryReport`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::options::StoreOptions;
+use super::snapshot;
+use super::state::State;
+use crate::error::{Error, Result};
+use crate::wal::{OpenReport, Wal, WalOptions};
+
+/// What opening the store found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecoveryReport {
+    /// The snapshot loaded, if any.
+    pub snapshot_used: Option<PathBuf>,
+    /// The LSN that snapshot covers (0 without one).
+    pub snapshot_lsn: u64,
+    /// Snapshots that were damaged and skipped, with the reason.
+    pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Log records replayed after the snapshot.
+    pub events_replayed: u64,
+    /// Bytes of an incomplete record cut from the end of the log.
+    pub torn_bytes_cut: u64,
+    /// Where the cut was made (file, byte offset).
+    pub torn_at: Option<(PathBuf, u64)>,
+    /// Tasks found running under a process that died.
+    pub tasks_interrupted: Vec<String>,
+    /// What was done with them.
+    pub interrupted_policy: String,
+    /// Tasks after open.
+    pub tasks: usize,
+    /// Time taken to open, in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// Where the parts of a store live inside its directory.
+pub fn wal_dir(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+/// The snapshot directory.
+pub fn snapshot_dir(dir: &Path) -> PathBuf {
+    dir.join("snapshots")
+}
+
+/// Opens the log and rebuilds the state. The interrupted-work policy is applied by the caller
+/// (it writes events, which needs a running store).
+pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, RecoveryReport)> {
+    let started = Instant::now();
+    let storage = options.storage.as_ref();
+    if !options.read_only {
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+    }
+    let wal_options = WalOptions {
+        segment_bytes_max: options.segment_bytes_max,
+        durability: options.durability,
+        preallocate: options.preallocate,
+        read_only: options.read_only,
+    };
+    let (wal, open_report) =
+        Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
+    let mut report = RecoveryReport::default();
+    note_torn_tail(&mut report, &open_report);
+    let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+    check_snapshot_fits_log(&wal, &report, dir)?;
+    let from = state.applied_lsn + 1;
+    report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
+    state.records_since_snapshot = report.events_replayed;
+    for h in state.histories.values_mut() {
+        h.shrink();
+    }
+    report.tasks = state.tasks.len();
+    report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok((wal, state, report))
+}
+
+fn note_torn_tail(report: &mut RecoveryReport, open: &OpenReport) {
+    report.torn_bytes_cut = open.torn_bytes_cut;
+    report.torn_at.clone_from(&open.torn_at);
+}
+
+/// Loads the newest snapshot that checks out; damaged ones are skipped with a warning.
+fn load_snapshot(
+    storage: &dyn crate::wal::Storage,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<State> {
+    for file in snapshot::list(storage, dir)? {
+        match snapshot::read(storage, &file.path) {
+            Ok(state) => {
+                report.snapshot_used = Some(file.path);
+                report.snapshot_lsn = state.applied_lsn;
+                return Ok(state);
+            }
+            Err(e) => {
+                tracing::warn!(snapshot = %file.path.display(), error = %e, "damaged snapshot skipped, falling back to an older one");
+                report.snapshots_skipped.push((file.path, e.to_string()));
+            }
+        }
+    }
+    Ok(State::default())
+}
+
+/// The log must continue exactly where the snapshot ends: no gap below, nothing missing above.
+fn check_snapshot_fits_log(wal: &Wal, report: &RecoveryReport, dir: &Path) -> Result<()> {
+    let first = wal.first_lsn();
+    let next = wal.next_lsn();
+    let snap = report.snapshot_lsn;
+    if first > snap + 1 {
+        let what = if report.snapshot_used.is_some() {
+            "the newest usable snapshot"
+        } else {
+            "no usable snapshot"
+        };
+        return Err(Error::corrupt(
+            wal_dir(dir),
+            None,
+            Some(snap + 1),
+            format!(
+                "the log starts at LSN {first} but {what} covers only up to LSN {snap}: records {}..{first} are missing",
+                snap + 1
+            ),
+        ));
+    }
+    if snap >= next && snap > 0 {
+        return Err(Error::corrupt(
+            wal_dir(dir),
+            None,
+            Some(snap),
+            format!(
+                "snapshot covers LSN {snap} but the log ends before LSN {next}: acknowledged records are missing from the log"
+            ),
+        ));
+    }
+    Ok(())
+}
