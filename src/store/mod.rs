@@ -599,6 +599,11 @@ impl Store {
         self.inner.log.stats()
     }
 
+    /// The policy applied to interrupted work.
+    pub fn interrupted_policy(&self) -> InterruptedPolicy {
+        self.inner.options.interrupted_policy
+    }
+
     /// This session's id (written in `Started` events).
     pub fn session(&self) -> u64 {
         self.inner.session
