@@ -539,7 +539,7 @@ impl Store {
                 .sync_dir(dir)
                 .map_err(|e| Error::io("fsync directory", dir, e))?;
         }
-        let Some(oldest) = files.iter().take(keep).last() else {
+        let Some(oldest) = files.iter().take(keep).next_back() else {
             return Ok(0);
         };
         // Histories live in every snapshot, so the log below the oldest kept one holds nothing
