@@ -127,7 +127,6 @@ pub struct TruncateReport {
 
 /// A handle on records submitted but maybe not yet durable.
 #[derive(Debug)]
-#[must_use = "a ticket does nothing unless waited on"]
 pub struct Ticket {
     first_lsn: Lsn,
     last_lsn: Lsn,
