@@ -17,7 +17,7 @@ fn round_trip_across_segment_roll_over() {
     for _ in 0..500 {
         n += 1;
         assert_eq!(wal.append(&payload(n)).unwrap(), n);
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             let batch: Vec<Vec<u8>> = (n + 1..=n + 5).map(payload).collect();
             let refs: Vec<&[u8]> = batch.iter().map(|v| v.as_slice()).collect();
             assert_eq!(wal.append_batch(&refs).unwrap(), n + 1);

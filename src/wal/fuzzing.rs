@@ -12,7 +12,8 @@ use crate::error::Result;
 
 /// Feeds `data` to the frame decoder at every offset of its first bytes, then opens it as the
 /// only segment of a log on a simulated disk (as is, and behind a valid header), replays it,
-/// verifies it, and repairs it. Returns the number of records replayed. Must never panic, hang
+/// verifies it, and repairs it. Returns the number of records replayed from the first variant
+/// that opened (as is, else behind the header). Must never panic, hang
 /// or allocate more than a small multiple of `data.len()`.
 #[doc(hidden)]
 pub fn decode_segment_bytes(data: &[u8]) -> Result<u64> {
@@ -30,8 +31,7 @@ pub fn decode_segment_bytes(data: &[u8]) -> Result<u64> {
     let raw = run_one(data);
     let framed = run_one(&with_header);
     debug_assert!(with_header.len() >= SEGMENT_HEADER_LEN);
-    let _ = raw;
-    framed
+    raw.or(framed)
 }
 
 fn run_one(file: &[u8]) -> Result<u64> {
