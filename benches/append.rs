@@ -13,9 +13,14 @@ use tasklog::wal::{Durability, Wal, WalOptions};
 
 const RECORD: [u8; 128] = [0x5a; 128];
 
-fn short<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn short<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
-    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Elements(1));
     g
 }
@@ -25,9 +30,16 @@ fn raw_fdatasync(c: &mut Criterion) {
     for prealloc in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raw");
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         if prealloc {
-            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 256 << 20).unwrap();
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 256 << 20)
+                .unwrap();
             file.sync_all().unwrap();
         }
         let mut offset = 0u64;
@@ -68,8 +80,13 @@ fn durable(c: &mut Criterion) {
     for (threads, prealloc) in [(1, true), (1, false), (4, true), (16, true), (64, true)] {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path(), WalOptions::default().preallocate(prealloc)).unwrap();
-        let id = BenchmarkId::new(if prealloc { "preallocated" } else { "growing" }, format!("{threads}_writers"));
-        g.bench_function(id, |b| b.iter_custom(|iters| run_writers(&wal, threads, iters)));
+        let id = BenchmarkId::new(
+            if prealloc { "preallocated" } else { "growing" },
+            format!("{threads}_writers"),
+        );
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| run_writers(&wal, threads, iters))
+        });
         wal.close().unwrap();
     }
     g.finish();
@@ -95,7 +112,9 @@ fn buffered(c: &mut Criterion) {
 
 fn replay(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_replay_1m");
-    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(1_000_000));
     let dir = tempfile::tempdir().unwrap();
     let opts = WalOptions::default().durability(Durability::Buffered);
@@ -109,7 +128,10 @@ fn replay(c: &mut Criterion) {
     }
     let (writer, _) = Wal::open(dir.path(), opts.clone()).unwrap();
     let (reader, _) = Wal::open(dir.path(), opts.read_only(true)).unwrap();
-    for (name, wal) in [("mmap_writer_handle", &writer), ("copy_read_only_handle", &reader)] {
+    for (name, wal) in [
+        ("mmap_writer_handle", &writer),
+        ("copy_read_only_handle", &reader),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut bytes = 0usize;

@@ -218,6 +218,12 @@ fn problem(
 pub fn valid_frame_after(bytes: &[u8], start: usize) -> bool {
     let mut p = start;
     while p + frame::FRAME_HEADER_LEN <= bytes.len() {
+        // A frame's first 8 bytes always hold a non-zero byte (len or !len), so skip zero runs
+        // (preallocated space) instead of trying to decode at each of their offsets.
+        let Some(q) = bytes.get(p..).and_then(|r| r.iter().position(|&b| b != 0)) else {
+            return false;
+        };
+        p = p.max((p + q).saturating_sub(7));
         if let Some(rest) = bytes.get(p..)
             && frame::decode(rest).is_ok()
         {
