@@ -26,6 +26,15 @@ fn round_trip_across_segment_roll_over() {
     }
     assert_eq!(wal.durable_lsn(), n);
     assert!(wal.stats().segments > 3, "small segments should roll");
+    let stats = wal.stats();
+    assert_eq!(stats.appends, n);
+    assert!(
+        stats.fsyncs >= 500 && stats.fsync_latency.count == stats.fsyncs,
+        "{stats:?}"
+    );
+    assert!(stats.fsync_latency.p50_us <= stats.fsync_latency.p99_us);
+    assert!(stats.fsync_latency.p99_us <= stats.fsync_latency.max_us);
+    assert!(stats.bytes > 0 && stats.durable_lsn == n);
     assert_prefix(&all_records(&wal).unwrap(), n);
     wal.close().unwrap();
     assert!(matches!(wal.append(b"x"), Err(tasklog::Error::Closed)));

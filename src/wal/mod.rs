@@ -6,6 +6,11 @@
 //! [`segment`] (segment header, reader, writer), `group_commit` (leader/follower fsync),
 //! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), [`verify`],
 //! [`repair`], [`sim`] (simulated disk), [`storage`] (the I/O seam).
+//!
+//! Replay maps segments (memmap2) in writer handles and copies them in read-only handles: on
+//! the development VM replaying 1,000,000 records of 123 bytes took about 62 ms through maps
+//! and about 190 ms through copies (`benches/append.rs`, group `wal_replay_1m`). Read-only
+//! handles copy anyway because they hold no lock (see `storage::map_file`).
 #![allow(missing_docs, clippy::missing_errors_doc)]
 
 use std::path::{Path, PathBuf};
@@ -173,9 +178,6 @@ impl Wal {
             let bg = background::Background::spawn(&core, every)
                 .map_err(|e| Error::io("spawn sync thread", dir.as_ref(), e))?;
             *core.background.lock() = Some(bg);
-        }
-        if report.torn_bytes_cut > 0 {
-            tracing::warn!(?report.torn_at, bytes = report.torn_bytes_cut, "opened the log after cutting a torn tail");
         }
         Ok((Wal { core }, report))
     }
