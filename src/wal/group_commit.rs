@@ -30,6 +30,9 @@ use crate::error::{Error, Result};
 /// waiter to (bounds memory in `Buffered` mode).
 pub const BUFFER_FLUSH_BYTES: usize = 4 << 20;
 
+/// Extra rounds a leader may run for others after its own records are durable.
+pub const LEADER_EXTRA_ROUNDS: u32 = 3;
+
 /// A segment known to the log.
 #[derive(Clone, Debug)]
 pub struct SegmentMeta {
@@ -66,6 +69,8 @@ pub struct State {
     planned_first_lsn: Lsn,
     planned_offset: u64,
     leader: bool,
+    /// Threads blocked in `drive` waiting for the leader.
+    waiters: usize,
     pub poisoned: Option<String>,
     pub closed: bool,
     pub segments: Vec<SegmentMeta>,
@@ -91,6 +96,7 @@ impl State {
             planned_first_lsn: planned.0,
             planned_offset: planned.1,
             leader: false,
+            waiters: 0,
             poisoned: None,
             closed: false,
             segments,
@@ -220,8 +226,13 @@ impl Core {
 
     /// Makes sure every record up to `target` is written (and synced, if `need` says so or
     /// the mode is `Sync`), becoming the leader when nobody else is.
+    ///
+    /// NOTE: a leader whose own records are done keeps leading (up to
+    /// [`LEADER_EXTRA_ROUNDS`] more rounds) while others wait and records arrived during its
+    /// fsync: the next fsync starts at once instead of after a follower wakes up.
     pub fn drive(&self, target: Lsn, need: Need) -> Result<()> {
         let mut st = self.state.lock();
+        let mut rounds_led = 0u32;
         loop {
             if let Some(c) = &st.poisoned {
                 return Err(Error::Poisoned { cause: c.clone() });
@@ -230,39 +241,58 @@ impl Core {
                 Need::Written => st.written_lsn >= target,
                 Need::Synced => st.synced_lsn >= target,
             };
+            let for_others = done;
             if done {
-                return Ok(());
-            }
-            if st.closed {
+                let keep_leading = rounds_led > 0
+                    && rounds_led <= LEADER_EXTRA_ROUNDS
+                    && !st.leader
+                    && st.waiters > 0
+                    && !st.chunks.is_empty();
+                if !keep_leading {
+                    return Ok(());
+                }
+            } else if st.closed {
                 return Err(Error::Closed);
-            }
-            if st.leader {
+            } else if st.leader {
+                st.waiters += 1;
                 self.cond.wait(&mut st);
+                st.waiters -= 1;
                 continue;
             }
-            st.leader = true;
-            let chunks = std::mem::take(&mut st.chunks);
-            st.pending_bytes = 0;
-            let last = st.next_lsn - 1;
-            let sync = need == Need::Synced || self.options.durability == Durability::Sync;
-            let result =
-                parking_lot::MutexGuard::unlocked(&mut st, || self.write_chunks(chunks, sync));
-            st.leader = false;
-            match &result {
-                Ok(()) => {
-                    st.written_lsn = last;
-                    if sync {
-                        st.synced_lsn = last;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "log write failed; the log is poisoned until reopened");
-                    st.poisoned = Some(e.to_string());
-                }
+            rounds_led += 1;
+            let result = self.lead_round(&mut st, need);
+            if for_others {
+                // Our records were durable before this round: its failure is not ours to
+                // report (its own waiters get it, and every later call sees the poison).
+                return Ok(());
             }
-            self.cond.notify_all();
             result?;
         }
+    }
+
+    /// One leader round: take the buffer, write (and sync) it outside the lock, publish.
+    fn lead_round(&self, st: &mut parking_lot::MutexGuard<'_, State>, need: Need) -> Result<()> {
+        st.leader = true;
+        let chunks = std::mem::take(&mut st.chunks);
+        st.pending_bytes = 0;
+        let last = st.next_lsn - 1;
+        let sync = need == Need::Synced || self.options.durability == Durability::Sync;
+        let result = parking_lot::MutexGuard::unlocked(st, || self.write_chunks(chunks, sync));
+        st.leader = false;
+        match &result {
+            Ok(()) => {
+                st.written_lsn = last;
+                if sync {
+                    st.synced_lsn = last;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; the log is poisoned until reopened");
+                st.poisoned = Some(e.to_string());
+            }
+        }
+        self.cond.notify_all();
+        result
     }
 
     /// The leader's I/O, outside the state lock.
