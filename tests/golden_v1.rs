@@ -92,7 +92,7 @@ fn write_golden_fixtures() {
     for (name, with_snapshot) in [("store-v1-log", false), ("store-v1-snapshot", true)] {
         let dir = fixtures().join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = || StoreOptions::new().preallocate(false).snapshot_every_records(0).snapshot_every_bytes(0).segment_bytes_max(2048);
+        let opts = || StoreOptions::new().preallocate(false).snapshot_every_records(0).snapshot_every_bytes(0).segment_bytes_max(4096);
         let store = opts().open(&dir).unwrap();
         populate(&store);
         if with_snapshot {

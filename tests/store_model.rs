@@ -135,9 +135,10 @@ impl Model {
         let (id, kind, to): (String, &str, Option<TaskState>) = match op {
             Op::Submit { id, request } => {
                 if let Some(r) = request
-                    && self.requests.contains_key(&format!("req-{r}"))
+                    && let Some(earlier) = self.requests.get(&format!("req-{r}"))
                 {
-                    return Outcome::Ok;
+                    // A repeated submit writes nothing; its task may have been removed since.
+                    return if self.tasks.contains_key(earlier) { Outcome::Ok } else { Outcome::NotFound };
                 }
                 let id = tid(*id);
                 if self.tasks.contains_key(&id) {

@@ -88,7 +88,7 @@ fn run_seed(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let sim = SimStorage::new(seed);
     sim.set_torn_crash([None, Some(512), Some(4096)][rng.usize(0..3)]);
-    let segment_bytes = [1024u64, 4096, 1 << 20][rng.usize(0..3)];
+    let segment_bytes = [4096u64, 8192, 1 << 20][rng.usize(0..3)];
     let store = options(&sim, segment_bytes).open("/db").unwrap();
     if rng.u8(0..4) == 0 {
         sim.fail_nth_sync(rng.u64(5..120));

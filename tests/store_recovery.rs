@@ -99,7 +99,7 @@ fn clean_close_leaves_running_tasks_running() {
 }
 
 fn busy_store(dir: &Path) -> Store {
-    StoreOptions::new().snapshot_every_records(0).segment_bytes_max(2048).open(dir).unwrap()
+    StoreOptions::new().snapshot_every_records(0).segment_bytes_max(4096).open(dir).unwrap()
 }
 
 fn churn(store: &Store, from: usize, to: usize) {
