@@ -143,7 +143,11 @@ impl Store {
     /// batch, which after any crash is either wholly present or wholly absent. Returns each
     /// mutation's task as it stands after the batch (a removed task as it was before).
     pub fn batch(&self, mutations: Vec<Mutation>) -> Result<Vec<Task>> {
-        Ok(self.batch_results(mutations)?.into_iter().filter_map(|(_, t)| t).collect())
+        Ok(self
+            .batch_results(mutations)?
+            .into_iter()
+            .filter_map(|(_, t)| t)
+            .collect())
     }
 
     /// [`Store::batch`], with each mutation's task id and its task (`None` when a repeated
@@ -646,8 +650,16 @@ impl Store {
         Ok(())
     }
 
-    fn settle_all(&self, tasks: Vec<(String, Option<Task>)>) -> Result<Vec<(String, Option<Task>)>> {
-        if let Some(max) = tasks.iter().filter_map(|(_, t)| t.as_ref()).map(|t| t.last_lsn).max() {
+    fn settle_all(
+        &self,
+        tasks: Vec<(String, Option<Task>)>,
+    ) -> Result<Vec<(String, Option<Task>)>> {
+        if let Some(max) = tasks
+            .iter()
+            .filter_map(|(_, t)| t.as_ref())
+            .map(|t| t.last_lsn)
+            .max()
+        {
             self.settle(max)?;
         }
         Ok(tasks)

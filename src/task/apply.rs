@@ -42,7 +42,9 @@ pub fn check(task: Option<&Task>, event: &Event) -> Result<()> {
                 Err(invalid(TaskState::Pending))
             }
         }
-        EventKind::Requeued { .. } | EventKind::Interrupted { .. } if from != TaskState::Running => {
+        EventKind::Requeued { .. } | EventKind::Interrupted { .. }
+            if from != TaskState::Running =>
+        {
             Err(invalid(target_state(&event.kind).unwrap_or(from)))
         }
         other => {
