@@ -1,7 +1,7 @@
 //! Turning mutations into events: validation against the current state (including earlier
 //! mutations of the same batch), optimistic-concurrency and fencing checks, idempotency.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::mutation::{Change, Mutation};
 use super::state::State;
