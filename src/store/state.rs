@@ -62,7 +62,7 @@ impl State {
 
     /// The common case of replay: an event that changes an existing task, applied without
     /// copying the task. Returns false for events that create, replace or remove a task.
-    fn apply_in_place(&mut self, lsn: u64, event: &Event, event_bytes: &[u8]) -> Result<bool> {
+    pub fn apply_in_place(&mut self, lsn: u64, event: &Event, event_bytes: &[u8]) -> Result<bool> {
         if matches!(
             event.kind,
             EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
