@@ -7,6 +7,8 @@
 //! reader sees a change that a crash could still take away.
 
 mod commit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod log;
 pub mod mutation;
