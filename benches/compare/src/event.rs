@@ -51,7 +51,11 @@ pub fn encode(h: Header, text: &str) -> Event {
 /// Decodes the header of an encoded event. Panics on a short slice: every system hands back
 /// exactly the bytes it was given, and a mismatch is a bug worth stopping the run for.
 pub fn decode(ev: &[u8]) -> Header {
-    assert!(ev.len() >= EVENT_LEN, "event should be {EVENT_LEN} bytes, got {}", ev.len());
+    assert!(
+        ev.len() >= EVENT_LEN,
+        "event should be {EVENT_LEN} bytes, got {}",
+        ev.len()
+    );
     Header {
         task_id: u64::from_le_bytes(ev[0..8].try_into().expect("8 bytes")),
         seq: u32::from_le_bytes(ev[8..12].try_into().expect("4 bytes")),
@@ -73,13 +77,18 @@ impl Rng {
 }
 
 const WORKERS: [&str; 4] = ["worker-a", "worker-b", "worker-c", "worker-d"];
-const TITLES: [&str; 4] = ["resize images", "send invoices", "rebuild index", "export report"];
+const TITLES: [&str; 4] = [
+    "resize images",
+    "send invoices",
+    "rebuild index",
+    "export report",
+];
 
 /// Generates `count` events for `count / 5` tasks (rounded up), interleaved in blocks of 1,000
 /// tasks. Task ids start at 1. The terminal event is 70% completed, 20% failed, 10% cancelled.
 pub fn generate(count: usize) -> Vec<Event> {
     let tasks = count.div_ceil(EVENTS_PER_TASK);
-    let mut rng = Rng(0x7a5c_106);
+    let mut rng = Rng(0x07a5_c106);
     let terminal: Vec<u8> = (0..tasks)
         .map(|_| match rng.next() % 10 {
             0..=6 => 3,
@@ -110,13 +119,31 @@ pub fn generate(count: usize) -> Vec<Event> {
                 let _ = match kind {
                     0 => write!(text, "created: {title} #{task_id} queue=default priority=5"),
                     1 => write!(text, "started: {title} #{task_id} on {worker} attempt=1"),
-                    2 => write!(text, "progress: {title} #{task_id} {}% on {worker}", step * 40 - 40),
+                    2 => write!(
+                        text,
+                        "progress: {title} #{task_id} {}% on {worker}",
+                        step * 40 - 40
+                    ),
                     3 => write!(text, "completed: {title} #{task_id} on {worker} in 1234 ms"),
-                    4 => write!(text, "failed: {title} #{task_id} on {worker}: connection reset by peer"),
-                    _ => write!(text, "cancelled: {title} #{task_id} by operator before completion"),
+                    4 => write!(
+                        text,
+                        "failed: {title} #{task_id} on {worker}: connection reset by peer"
+                    ),
+                    _ => write!(
+                        text,
+                        "cancelled: {title} #{task_id} by operator before completion"
+                    ),
                 };
                 let ts_ms = ts_base + out.len() as u64;
-                out.push(encode(Header { task_id, seq: step as u32 + 1, kind, ts_ms }, &text));
+                out.push(encode(
+                    Header {
+                        task_id,
+                        seq: step as u32 + 1,
+                        kind,
+                        ts_ms,
+                    },
+                    &text,
+                ));
             }
         }
     }

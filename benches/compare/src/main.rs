@@ -37,7 +37,11 @@ struct Args {
     dir: Option<PathBuf>,
     /// Systems to run: raw (= raw-growing,raw-prealloc), sqlite, sqlite-normal (not durable),
     /// okaywal, tasklog-log, tasklog-store.
-    #[arg(long, value_delimiter = ',', default_value = "raw,sqlite,okaywal,tasklog-log,tasklog-store")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,sqlite,okaywal,tasklog-log,tasklog-store"
+    )]
     systems: Vec<String>,
     /// Repetitions of every workload; medians are reported.
     #[arg(long, default_value_t = 3)]
@@ -52,6 +56,9 @@ struct Args {
     /// Draw the W2 sweep as a PNG line chart at PATH (implies --w2-sweep).
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
+    /// Runs per point of the W2 sweep; the median is reported and drawn.
+    #[arg(long, default_value_t = 1)]
+    sweep_reps: usize,
     /// Run only the W2 sweep, not W1–W4.
     #[arg(long)]
     sweep_only: bool,
@@ -73,7 +80,10 @@ const TASKLOG_LOG: &str = "tasklog log";
 const SWEEP_THREADS: [usize; 6] = [1, 2, 4, 8, 16, 32];
 
 fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
-    use systems::{okaywal::OkayWal, raw::Raw, sqlite::Sqlite, tasklog_log::TasklogLog, tasklog_store::TasklogStore};
+    use systems::{
+        okaywal::OkayWal, raw::Raw, sqlite::Sqlite, tasklog_log::TasklogLog,
+        tasklog_store::TasklogStore,
+    };
     let mut out: Vec<Entry> = Vec::new();
     let mut add = |label: &'static str, sys: Box<dyn System>| {
         if !out.iter().any(|e| e.label == label) {
@@ -88,8 +98,18 @@ fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
             }
             "raw-growing" => add("raw, growing file", Box::new(Raw { prealloc: false })),
             "raw-prealloc" => add(RAW_LIMIT, Box::new(Raw { prealloc: true })),
-            "sqlite" => add("SQLite FULL", Box::new(Sqlite { synchronous: "FULL" })),
-            "sqlite-normal" => add("SQLite NORMAL (not durable)", Box::new(Sqlite { synchronous: "NORMAL" })),
+            "sqlite" => add(
+                "SQLite FULL",
+                Box::new(Sqlite {
+                    synchronous: "FULL",
+                }),
+            ),
+            "sqlite-normal" => add(
+                "SQLite NORMAL (not durable)",
+                Box::new(Sqlite {
+                    synchronous: "NORMAL",
+                }),
+            ),
             "okaywal" => add("okaywal", Box::new(OkayWal)),
             "tasklog-log" => add(TASKLOG_LOG, Box::new(TasklogLog)),
             "tasklog-store" => add("tasklog store", Box::new(TasklogStore)),
@@ -116,7 +136,9 @@ fn guarded<T>(f: impl FnOnce() -> Res<T>) -> Result<T, String> {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.filter_map(Result::ok)
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
@@ -150,13 +172,21 @@ impl Runner {
     fn log(&self, what: &str, label: &str, r: &Result<Sample, String>) {
         let t = self.started.elapsed().as_secs_f64();
         match r {
-            Ok(s) => eprintln!("[{t:6.1}s] {what:<10} {label:<28} {:>12} ev/s", report::thousands(s.events_per_s)),
+            Ok(s) => eprintln!(
+                "[{t:6.1}s] {what:<10} {label:<28} {:>12} ev/s",
+                report::thousands(s.events_per_s)
+            ),
             Err(e) => eprintln!("[{t:6.1}s] {what:<10} {label:<28} {e}"),
         }
     }
 
     /// One durable run (W1 when `threads` is None, else W2) in a fresh directory.
-    fn durable(&mut self, e: &Entry, events: &[event::Event], threads: Option<usize>) -> Result<Sample, String> {
+    fn durable(
+        &mut self,
+        e: &Entry,
+        events: &[event::Event],
+        threads: Option<usize>,
+    ) -> Result<Sample, String> {
         let d = self.fresh_dir().map_err(|e| e.to_string())?;
         let r = guarded(|| match threads {
             None => e.sys.w1(&d, events),
@@ -168,17 +198,30 @@ impl Runner {
     }
 
     /// W3 then W4 on what W3 wrote, in one fresh directory.
-    fn bulk(&mut self, e: &Entry, events: &[event::Event], want: &Rebuilt) -> (Result<Sample, String>, Result<Sample, String>) {
+    fn bulk(
+        &mut self,
+        e: &Entry,
+        events: &[event::Event],
+        want: &Rebuilt,
+    ) -> (Result<Sample, String>, Result<Sample, String>) {
         let d = match self.fresh_dir() {
             Ok(d) => d,
             Err(err) => return (Err(err.to_string()), Err(err.to_string())),
         };
-        let w3 = guarded(|| e.sys.w3(&d, events)).map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        let w3 = guarded(|| e.sys.w3(&d, events))
+            .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
         let w4 = match &w3 {
             Err(err) => Err(err.clone()),
             Ok(s3) => guarded(|| e.sys.w4(&d, want.tasks.len())).and_then(|r| {
-                r.state.verify(want).map_err(|m| format!("replay wrong: {m}"))?;
-                Ok(Sample::new(events.len(), r.elapsed, &mut [], s3.bytes_on_disk))
+                r.state
+                    .verify(want)
+                    .map_err(|m| format!("replay wrong: {m}"))?;
+                Ok(Sample::new(
+                    events.len(),
+                    r.elapsed,
+                    &mut [],
+                    s3.bytes_on_disk,
+                ))
             }),
         };
         let _ = std::fs::remove_dir_all(&d);
@@ -202,17 +245,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let counts = if args.quick { Counts { w1: 500, w2: 600, w3: 100_000 } } else { Counts { w1: 3_000, w2: 3_000, w3: 1_000_000 } };
+    let counts = if args.quick {
+        Counts {
+            w1: 500,
+            w2: 600,
+            w3: 100_000,
+        }
+    } else {
+        Counts {
+            w1: 3_000,
+            w2: 3_000,
+            w3: 1_000_000,
+        }
+    };
     let reps = args.reps.max(1);
-    let base = args.dir.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     if let Err(e) = std::fs::create_dir_all(&base) {
         eprintln!("compare: cannot create {}: {e}", base.display());
         return ExitCode::FAILURE;
     }
-    let root = match tempfile::Builder::new().prefix("compare-").tempdir_in(&base) {
+    let root = match tempfile::Builder::new()
+        .prefix("compare-")
+        .tempdir_in(&base)
+    {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("compare: cannot make a temporary directory in {}: {e}", base.display());
+            eprintln!(
+                "compare: cannot make a temporary directory in {}: {e}",
+                base.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -220,17 +284,28 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
     for e in &entries {
         if e.label.starts_with("tasklog") && !cfg!(feature = "tasklog") {
-            eprintln!("{}: {NOT_WIRED} (build with --features tasklog once tasklog's API exists)", e.label);
+            eprintln!(
+                "{}: {NOT_WIRED} (build with --features tasklog once tasklog's API exists)",
+                e.label
+            );
         }
     }
 
     // Generate everything before any clock starts.
     let w1_events = event::generate(counts.w1);
     let w2_events = event::generate(counts.w2);
-    let w3_events = if args.sweep_only { Vec::new() } else { event::generate(counts.w3) };
+    let w3_events = if args.sweep_only {
+        Vec::new()
+    } else {
+        event::generate(counts.w3)
+    };
     let want = Rebuilt::expected(&w3_events);
 
-    let mut run = Runner { root, runs: 0, started: Instant::now() };
+    let mut run = Runner {
+        root,
+        runs: 0,
+        started: Instant::now(),
+    };
     let mut md = String::new();
     md.push_str("## Machine\n\n");
     md.push_str(&report::machine(run.root.path()));
@@ -242,11 +317,21 @@ fn main() -> ExitCode {
     ));
 
     if !args.sweep_only {
-        let workloads: [(String, Option<usize>); 3] =
-            [("W1".into(), None), ("W2 T=8".into(), Some(8)), ("W2 T=32".into(), Some(32))];
-        let mut durable: Vec<Vec<Outcome>> = workloads.iter().map(|_| entries.iter().map(|_| Outcome::default()).collect()).collect();
+        let workloads: [(String, Option<usize>); 3] = [
+            ("W1".into(), None),
+            ("W2 T=8".into(), Some(8)),
+            ("W2 T=32".into(), Some(32)),
+        ];
+        let mut durable: Vec<Vec<Outcome>> = workloads
+            .iter()
+            .map(|_| entries.iter().map(|_| Outcome::default()).collect())
+            .collect();
         for (wi, (name, threads)) in workloads.iter().enumerate() {
-            let events = if threads.is_some() { &w2_events } else { &w1_events };
+            let events = if threads.is_some() {
+                &w2_events
+            } else {
+                &w1_events
+            };
             for rep in 0..reps {
                 for (si, e) in entries.iter().enumerate() {
                     if durable[wi][si].error.is_some() {
@@ -273,7 +358,8 @@ fn main() -> ExitCode {
             }
         }
 
-        let mut all: Vec<(String, Vec<Outcome>)> = workloads.into_iter().map(|(n, _)| n).zip(durable).collect();
+        let mut all: Vec<(String, Vec<Outcome>)> =
+            workloads.into_iter().map(|(n, _)| n).zip(durable).collect();
         all.push(("W3".into(), w3));
         all.push(("W4".into(), w4));
         let medians: Vec<(String, Vec<Result<Sample, String>>)> = all
@@ -293,24 +379,42 @@ fn main() -> ExitCode {
     }
 
     if args.w2_sweep || args.plot.is_some() || args.sweep_only {
-        let mut series: Vec<(String, Vec<Option<f64>>)> = entries.iter().map(|e| (e.label.to_string(), Vec::new())).collect();
+        let mut series: Vec<(String, Vec<Option<f64>>)> = entries
+            .iter()
+            .map(|e| (e.label.to_string(), Vec::new()))
+            .collect();
+        let sweep_reps = args.sweep_reps.max(1);
         let mut skip = vec![false; entries.len()];
         for t in SWEEP_THREADS {
-            for (si, e) in entries.iter().enumerate() {
-                if skip[si] {
-                    series[si].1.push(None);
-                    continue;
+            let mut per_system: Vec<Vec<f64>> = vec![Vec::new(); entries.len()];
+            for rep in 0..sweep_reps {
+                for (si, e) in entries.iter().enumerate() {
+                    if skip[si] {
+                        continue;
+                    }
+                    let r = run.durable(e, &w2_events, Some(t));
+                    skip[si] = r.is_err();
+                    run.log(&format!("sweep T={t} #{}", rep + 1), e.label, &r);
+                    if let Ok(s) = r {
+                        per_system[si].push(s.events_per_s);
+                    }
                 }
-                let r = run.durable(e, &w2_events, Some(t));
-                skip[si] = matches!(&r, Err(m) if m == NOT_WIRED);
-                run.log(&format!("sweep T={t}"), e.label, &r);
-                series[si].1.push(r.ok().map(|s| s.events_per_s));
+            }
+            for (si, v) in per_system.into_iter().enumerate() {
+                series[si].1.push(stats::median(v));
             }
         }
-        md.push_str(&sweep_section(&series, counts.w2));
+        md.push_str(&sweep_section(&series, counts.w2, sweep_reps));
         if let Some(path) = &args.plot {
-            let title = format!("W2: {} durable appends of 123 B from N writer threads", report::thousands(counts.w2 as f64));
-            let drawn: Vec<_> = series.iter().filter(|(_, ys)| ys.iter().any(Option::is_some)).cloned().collect();
+            let title = format!(
+                "W2: {} durable appends of 123 B from N writer threads",
+                report::thousands(counts.w2 as f64)
+            );
+            let drawn: Vec<_> = series
+                .iter()
+                .filter(|(_, ys)| ys.iter().any(Option::is_some))
+                .cloned()
+                .collect();
             match plot::w2_chart(path, &title, &SWEEP_THREADS, &drawn) {
                 Ok(()) => eprintln!("wrote {}", path.display()),
                 Err(e) => {
@@ -321,7 +425,11 @@ fn main() -> ExitCode {
         }
     }
 
-    eprintln!("total {:.1}s", run.started.elapsed().as_secs_f64());
+    let total = run.started.elapsed().as_secs_f64();
+    md.push_str(&format!(
+        "Whole run (all workloads, repetitions and sweep): {total:.1} s.\n"
+    ));
+    eprintln!("total {total:.1}s");
     print!("{md}");
     if let Some(out) = &args.out {
         if let Err(e) = report::write_out(out, &md) {
@@ -333,14 +441,26 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn results_section(entries: &[Entry], medians: &[(String, Vec<Result<Sample, String>>)], c: &Counts, reps: usize) -> String {
+fn results_section(
+    entries: &[Entry],
+    medians: &[(String, Vec<Result<Sample, String>>)],
+    c: &Counts,
+    reps: usize,
+) -> String {
     let idx = |label: &str| entries.iter().position(|e| e.label == label);
     let (raw_i, tl_i) = (idx(RAW_LIMIT), idx(TASKLOG_LOG));
     let mut rows = Vec::new();
     for (name, ms) in medians {
         let ev = |i: Option<usize>| i.and_then(|i| ms[i].as_ref().ok()).map(|s| s.events_per_s);
         for (si, e) in entries.iter().enumerate() {
-            rows.push(Row { workload: name, system: e.label, result: ms[si].clone(), tasklog: ev(tl_i), raw: ev(raw_i), reps });
+            rows.push(Row {
+                workload: name,
+                system: e.label,
+                result: ms[si].clone(),
+                tasklog: ev(tl_i),
+                raw: ev(raw_i),
+                reps,
+            });
         }
     }
     let mut s = format!(
@@ -363,16 +483,29 @@ fn results_section(entries: &[Entry], medians: &[(String, Vec<Result<Sample, Str
             Err(err) if err == NOT_WIRED => "not yet wired".into(),
             Err(_) => "error".into(),
         };
-        s.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", e.label, cell(0, false), cell(1, false), cell(2, false), cell(3, false), cell(4, true)));
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            e.label,
+            cell(0, false),
+            cell(1, false),
+            cell(2, false),
+            cell(3, false),
+            cell(4, true)
+        ));
     }
     s.push('\n');
     s
 }
 
-fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize) -> String {
+fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usize) -> String {
     let mut s = format!(
-        "## W2 sweep\n\n{} durable events shared by N writer threads, one run per point (events/s).\n\n| system |",
-        report::thousands(events as f64)
+        "## W2 sweep\n\n{} durable events shared by N writer threads, events/s, {} per point.\n\n| system |",
+        report::thousands(events as f64),
+        if reps == 1 {
+            "one run".to_string()
+        } else {
+            format!("median of {reps} runs")
+        }
     );
     for t in SWEEP_THREADS {
         s.push_str(&format!(" N={t} |"));

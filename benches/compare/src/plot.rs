@@ -24,7 +24,12 @@ fn color_for(label: &str) -> RGBColor {
 }
 
 /// Draws `series` (label, events/s per entry of `threads`) as a PNG line chart at `path`.
-pub fn w2_chart(path: &Path, title: &str, threads: &[usize], series: &[(String, Vec<Option<f64>>)]) -> Res<()> {
+pub fn w2_chart(
+    path: &Path,
+    title: &str,
+    threads: &[usize],
+    series: &[(String, Vec<Option<f64>>)],
+) -> Res<()> {
     // NOTE: the font ships inside the `dejavu` crate, so the chart needs no system fonts.
     plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
         .map_err(|_| "the bundled DejaVu Sans font should parse")?;
@@ -55,9 +60,10 @@ pub fn w2_chart(path: &Path, title: &str, threads: &[usize], series: &[(String, 
         .label_style((FONT, 17))
         .x_labels(n)
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                threads.get(*i as usize).map(|t| t.to_string()).unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => threads
+                .get(*i as usize)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .y_label_formatter(&|v| format!("{:.0}k", v / 1_000.0))
@@ -76,8 +82,13 @@ pub fn w2_chart(path: &Path, title: &str, threads: &[usize], series: &[(String, 
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))?
             .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(p.clone(), 5, color.filled())))?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        chart.draw_series(
+            pts.iter()
+                .map(|p| Circle::new(p.clone(), 5, color.filled())),
+        )?;
     }
     chart
         .configure_series_labels()

@@ -11,7 +11,7 @@ pub fn thousands(v: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -81,7 +81,11 @@ pub fn detailed_table(rows: &[Row<'_>]) -> String {
                 );
             }
             Err(e) => {
-                let _ = writeln!(s, "| {} | {} | {e} | | | | | | | | | |", r.workload, r.system);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {e} | | | | | | | | | |",
+                    r.workload, r.system
+                );
             }
         }
     }
@@ -98,23 +102,45 @@ pub fn machine(dir: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|| "?".into())
     };
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "?".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|c| c.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .and_then(|c| {
+            c.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
         .map(|kib| format!("{:.1} GiB", kib / (1 << 20) as f64))
         .unwrap_or_else(|| "?".into());
     let dir_s = dir.display().to_string();
     let df = run("df", &["--output=source,fstype", &dir_s]);
-    let df = df.lines().last().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" ");
+    let df = df
+        .lines()
+        .last()
+        .unwrap_or("?")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let kernel = run("uname", &["-r"]);
     let rustc = run("rustc", &["--version"]);
+    let when = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     format!(
-        "- CPU: {nproc} cores (`nproc`), {cpu}; memory {mem}\n\
+        "- Run: {when}\n\
+         - CPU: {nproc} cores (`nproc`), {cpu}; memory {mem}\n\
          - Filesystem of the benchmark directory (`df`): {df}\n\
          - Kernel (`uname -r`): {kernel}\n\
          - {rustc}; rusqlite 0.41 (bundled SQLite {}), okaywal 0.3.1\n",
@@ -130,7 +156,12 @@ pub fn write_out(path: &Path, generated: &str) -> std::io::Result<()> {
     let block = format!("{BEGIN}\n{generated}{END}\n");
     let text = match std::fs::read_to_string(path) {
         Ok(old) => match (old.find(BEGIN), old.find(END)) {
-            (Some(b), Some(e)) if b < e => format!("{}{}{}", &old[..b], block, &old[e + END.len()..].trim_start_matches('\n')),
+            (Some(b), Some(e)) if b < e => format!(
+                "{}{}{}",
+                &old[..b],
+                block,
+                &old[e + END.len()..].trim_start_matches('\n')
+            ),
             _ => format!("{old}\n{block}"),
         },
         Err(_) => format!("# tasklog compared with the raw disk, SQLite and okaywal\n\n{block}"),

@@ -20,7 +20,10 @@ pub struct Rebuilt {
 
 impl Rebuilt {
     pub fn with_capacity(tasks: usize) -> Self {
-        Rebuilt { tasks: HashMap::with_capacity(tasks), events: 0 }
+        Rebuilt {
+            tasks: HashMap::with_capacity(tasks),
+            events: 0,
+        }
     }
 
     pub fn apply_bytes(&mut self, ev: &[u8]) {
@@ -51,7 +54,10 @@ impl Rebuilt {
     /// events measures nothing, so a mismatch fails the run.
     pub fn verify(&self, want: &Rebuilt) -> Result<(), String> {
         if self.events != want.events {
-            return Err(format!("replayed {} events, wrote {}", self.events, want.events));
+            return Err(format!(
+                "replayed {} events, wrote {}",
+                self.events, want.events
+            ));
         }
         if self.tasks != want.tasks {
             return Err(format!(

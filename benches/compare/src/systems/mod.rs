@@ -57,7 +57,10 @@ pub fn sequential(events: &[Event], mut append: impl FnMut(&[u8]) -> Res<()>) ->
         append(ev)?;
         lat_ns.push(t.elapsed().as_nanos() as u64);
     }
-    Ok(Timed { elapsed: start.elapsed(), lat_ns })
+    Ok(Timed {
+        elapsed: start.elapsed(),
+        lat_ns,
+    })
 }
 
 /// Runs `append` from `threads` threads; thread `i` appends events `i, i + threads, ...`. All
@@ -86,7 +89,10 @@ where
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("writer thread should not panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread should not panic"))
+            .collect()
     });
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;

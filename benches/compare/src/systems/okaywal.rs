@@ -15,7 +15,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use okaywal::{Configuration, Entry, EntryId, LogManager, ReadChunkResult, SegmentReader, WriteAheadLog};
+use okaywal::{
+    Configuration, Entry, EntryId, LogManager, ReadChunkResult, SegmentReader, WriteAheadLog,
+};
 
 use super::{Replayed, Res, System, Timed, concurrent, sequential};
 use crate::event::{self, EVENT_LEN, Event};
@@ -50,7 +52,10 @@ impl LogManager for Replayer {
                 ReadChunkResult::AbortedEntry => return Ok(()),
             }
         }
-        let mut state = self.state.lock().expect("state mutex should not be poisoned");
+        let mut state = self
+            .state
+            .lock()
+            .expect("state mutex should not be poisoned");
         for h in pending {
             state.apply(h);
         }
@@ -69,7 +74,9 @@ impl LogManager for Replayer {
 
 fn open(config: Configuration, tasks: usize) -> Res<(WriteAheadLog, Arc<Mutex<Rebuilt>>)> {
     let state = Arc::new(Mutex::new(Rebuilt::with_capacity(tasks)));
-    let wal = config.open(Replayer { state: Arc::clone(&state) })?;
+    let wal = config.open(Replayer {
+        state: Arc::clone(&state),
+    })?;
     Ok((wal, state))
 }
 
@@ -109,7 +116,10 @@ impl System for OkayWal {
         w.commit()?;
         let elapsed = start.elapsed();
         wal.shutdown()?;
-        Ok(Timed { elapsed, lat_ns: Vec::new() })
+        Ok(Timed {
+            elapsed,
+            lat_ns: Vec::new(),
+        })
     }
 
     fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed> {

@@ -53,8 +53,15 @@ impl Sqlite {
 fn write_event(conn: &Connection, ev: &[u8]) -> Res<()> {
     let h = event::decode(ev);
     let (id, ts) = (h.task_id as i64, h.ts_ms as i64);
-    conn.prepare_cached(INSERT_EVENT)?.execute(params![id, h.seq, h.kind, ts, &ev[event::EVENT_LEN - event::TEXT_LEN..]])?;
-    conn.prepare_cached(UPSERT_TASK)?.execute(params![id, h.seq, h.kind, ts])?;
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        id,
+        h.seq,
+        h.kind,
+        ts,
+        &ev[event::EVENT_LEN - event::TEXT_LEN..]
+    ])?;
+    conn.prepare_cached(UPSERT_TASK)?
+        .execute(params![id, h.seq, h.kind, ts])?;
     Ok(())
 }
 
@@ -82,10 +89,15 @@ impl System for Sqlite {
     fn w2(&self, dir: &Path, events: &[Event], threads: usize) -> Res<Timed> {
         let conn = Mutex::new(self.open(dir)?);
         let t = concurrent(events, threads, |ev| {
-            let mut c = conn.lock().expect("connection mutex should not be poisoned");
+            let mut c = conn
+                .lock()
+                .expect("connection mutex should not be poisoned");
             append_one(&mut c, ev)
         })?;
-        close(conn.into_inner().expect("connection mutex should not be poisoned"))?;
+        close(
+            conn.into_inner()
+                .expect("connection mutex should not be poisoned"),
+        )?;
         Ok(t)
     }
 
@@ -99,7 +111,10 @@ impl System for Sqlite {
         tx.commit()?;
         let elapsed = start.elapsed();
         close(conn)?;
-        Ok(Timed { elapsed, lat_ns: Vec::new() })
+        Ok(Timed {
+            elapsed,
+            lat_ns: Vec::new(),
+        })
     }
 
     fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed> {
@@ -107,7 +122,8 @@ impl System for Sqlite {
         let conn = self.open(dir)?;
         let mut state = Rebuilt::with_capacity(tasks);
         {
-            let mut stmt = conn.prepare("SELECT task_id, seq, kind, ts_ms FROM events ORDER BY lsn")?;
+            let mut stmt =
+                conn.prepare("SELECT task_id, seq, kind, ts_ms FROM events ORDER BY lsn")?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 state.apply(event::Header {

@@ -69,7 +69,10 @@ mod adapter {
         }
 
         fn w3(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
-            let options = WalOptions { durability: Durability::Buffered, ..Default::default() };
+            let options = WalOptions {
+                durability: Durability::Buffered,
+                ..Default::default()
+            };
             let (wal, _report) = Wal::open(dir, options)?;
             let start = Instant::now();
             for ev in events {
@@ -78,7 +81,10 @@ mod adapter {
             wal.sync()?;
             let elapsed = start.elapsed();
             wal.close()?;
-            Ok(Timed { elapsed, lat_ns: Vec::new() })
+            Ok(Timed {
+                elapsed,
+                lat_ns: Vec::new(),
+            })
         }
 
         fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed> {
