@@ -162,6 +162,15 @@ struct Runner {
 }
 
 impl Runner {
+    /// Flushes the filesystem's dirty data (`syncfs`) so that earlier writes, such as the build
+    /// or the previous workload's files, are not flushed by the next workload's first fsyncs
+    /// (ext4's journal commit can wait for them).
+    fn settle(&self) {
+        if let Ok(d) = std::fs::File::open(self.root.path()) {
+            let _ = rustix::fs::syncfs(&d);
+        }
+    }
+
     fn fresh_dir(&mut self) -> std::io::Result<PathBuf> {
         self.runs += 1;
         let d = self.root.path().join(format!("run-{}", self.runs));
@@ -308,7 +317,9 @@ fn main() -> ExitCode {
     };
     let mut md = String::new();
     md.push_str("## Machine\n\n");
+    run.settle();
     md.push_str(&report::machine(run.root.path()));
+    md.push_str(&probe_line(run.root.path(), "before the run"));
     let argv: Vec<String> = std::env::args().skip(1).collect();
     md.push_str(&format!(
         "\n## Command\n\n```sh\ncargo run --release --manifest-path benches/compare/Cargo.toml{} -- {}\n```\n\n",
@@ -316,22 +327,23 @@ fn main() -> ExitCode {
         argv.join(" ")
     ));
 
+    // IMPORTANT: the bulk workloads (W3/W4) run last. They write about 2 GB, which this virtual
+    // disk's host keeps flushing for tens of seconds afterwards, slowing every fsync measured in
+    // that time; run before the durable workloads they made those numbers 10-20x worse.
+    let workloads: [(&str, Option<usize>); 3] =
+        [("W1", None), ("W2 T=8", Some(8)), ("W2 T=32", Some(32))];
+    let mut durable: Vec<Vec<Outcome>> = workloads
+        .iter()
+        .map(|_| entries.iter().map(|_| Outcome::default()).collect())
+        .collect();
     if !args.sweep_only {
-        let workloads: [(String, Option<usize>); 3] = [
-            ("W1".into(), None),
-            ("W2 T=8".into(), Some(8)),
-            ("W2 T=32".into(), Some(32)),
-        ];
-        let mut durable: Vec<Vec<Outcome>> = workloads
-            .iter()
-            .map(|_| entries.iter().map(|_| Outcome::default()).collect())
-            .collect();
         for (wi, (name, threads)) in workloads.iter().enumerate() {
             let events = if threads.is_some() {
                 &w2_events
             } else {
                 &w1_events
             };
+            run.settle();
             for rep in 0..reps {
                 for (si, e) in entries.iter().enumerate() {
                     if durable[wi][si].error.is_some() {
@@ -343,48 +355,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let mut w3: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
-        let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
-        for rep in 0..reps {
-            for (si, e) in entries.iter().enumerate() {
-                if w3[si].error.is_some() || w4[si].error.is_some() {
-                    continue;
-                }
-                let (a, b) = run.bulk(e, &w3_events, &want);
-                run.log(&format!("W3 #{}", rep + 1), e.label, &a);
-                run.log(&format!("W4 #{}", rep + 1), e.label, &b);
-                record(&mut w3[si], a);
-                record(&mut w4[si], b);
-            }
-        }
-
-        let mut all: Vec<(String, Vec<Outcome>)> =
-            workloads.into_iter().map(|(n, _)| n).zip(durable).collect();
-        all.push(("W3".into(), w3));
-        all.push(("W4".into(), w4));
-        let medians: Vec<(String, Vec<Result<Sample, String>>)> = all
-            .into_iter()
-            .map(|(name, outs)| {
-                let m = outs
-                    .into_iter()
-                    .map(|o| match o.error {
-                        Some(e) => Err(e),
-                        None => median_sample(&o.samples).ok_or_else(|| "no run".to_string()),
-                    })
-                    .collect();
-                (name, m)
-            })
-            .collect();
-        md.push_str(&results_section(&entries, &medians, &counts, reps));
     }
 
+    let sweep_reps = args.sweep_reps.max(1);
+    let mut series: Vec<(String, Vec<Option<f64>>)> = Vec::new();
     if args.w2_sweep || args.plot.is_some() || args.sweep_only {
-        let mut series: Vec<(String, Vec<Option<f64>>)> = entries
+        series = entries
             .iter()
             .map(|e| (e.label.to_string(), Vec::new()))
             .collect();
-        let sweep_reps = args.sweep_reps.max(1);
         let mut skip = vec![false; entries.len()];
+        run.settle();
         for t in SWEEP_THREADS {
             let mut per_system: Vec<Vec<f64>> = vec![Vec::new(); entries.len()];
             for rep in 0..sweep_reps {
@@ -404,6 +385,49 @@ fn main() -> ExitCode {
                 series[si].1.push(stats::median(v));
             }
         }
+    }
+
+    if !args.sweep_only {
+        let mut w3: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
+        let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
+        run.settle();
+        for rep in 0..reps {
+            for (si, e) in entries.iter().enumerate() {
+                if w3[si].error.is_some() || w4[si].error.is_some() {
+                    continue;
+                }
+                let (a, b) = run.bulk(e, &w3_events, &want);
+                run.log(&format!("W3 #{}", rep + 1), e.label, &a);
+                run.log(&format!("W4 #{}", rep + 1), e.label, &b);
+                record(&mut w3[si], a);
+                record(&mut w4[si], b);
+            }
+        }
+
+        let mut all: Vec<(String, Vec<Outcome>)> = workloads
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .zip(durable)
+            .collect();
+        all.push(("W3".into(), w3));
+        all.push(("W4".into(), w4));
+        let medians: Vec<(String, Vec<Result<Sample, String>>)> = all
+            .into_iter()
+            .map(|(name, outs)| {
+                let m = outs
+                    .into_iter()
+                    .map(|o| match o.error {
+                        Some(e) => Err(e),
+                        None => median_sample(&o.samples).ok_or_else(|| "no run".to_string()),
+                    })
+                    .collect();
+                (name, m)
+            })
+            .collect();
+        md.push_str(&results_section(&entries, &medians, &counts, reps));
+    }
+
+    if !series.is_empty() {
         md.push_str(&sweep_section(&series, counts.w2, sweep_reps));
         if let Some(path) = &args.plot {
             let title = format!(
@@ -426,8 +450,11 @@ fn main() -> ExitCode {
     }
 
     let total = run.started.elapsed().as_secs_f64();
+    md.push_str("## After the run\n\n");
+    run.settle();
+    md.push_str(&probe_line(run.root.path(), "after the run"));
     md.push_str(&format!(
-        "Whole run (all workloads, repetitions and sweep): {total:.1} s.\n"
+        "- Whole run (all workloads, repetitions and sweep): {total:.1} s\n"
     ));
     eprintln!("total {total:.1}s");
     print!("{md}");
@@ -439,6 +466,20 @@ fn main() -> ExitCode {
         eprintln!("wrote {}", out.display());
     }
     ExitCode::SUCCESS
+}
+
+/// One Markdown bullet with the disk's current write + fdatasync latency.
+fn probe_line(dir: &Path, when: &str) -> String {
+    match guarded(|| systems::raw::fsync_probe(dir, 300)) {
+        Ok((p50, p99)) => {
+            eprintln!("fsync probe {when}: p50 {p50:.0} µs, p99 {p99:.0} µs");
+            format!(
+                "- Disk probe {when}: 128-byte write + fdatasync on a preallocated file, 300 times: \
+                 p50 {p50:.0} µs, p99 {p99:.0} µs\n"
+            )
+        }
+        Err(e) => format!("- Disk probe {when} failed: {e}\n"),
+    }
 }
 
 fn results_section(

@@ -216,3 +216,17 @@ impl System for Raw {
         })
     }
 }
+
+/// Measures this disk's durable-write latency: `n` times a 128-byte write + fdatasync on a
+/// preallocated file. Returns (p50, p99) in microseconds. Printed before and after the run, so a
+/// reader can tell whether the shared disk went through a slow phase while it was measured.
+pub fn fsync_probe(dir: &Path, n: usize) -> Res<(f64, f64)> {
+    let raw = Raw { prealloc: true };
+    let sub = dir.join("fsync-probe");
+    std::fs::create_dir_all(&sub)?;
+    let events = vec![[0u8; EVENT_LEN]; n];
+    let mut t = raw.w1(&sub, &events)?;
+    std::fs::remove_dir_all(&sub)?;
+    let s = crate::stats::Sample::new(n, t.elapsed, &mut t.lat_ns, 0);
+    Ok((s.p50_us.unwrap_or(0.0), s.p99_us.unwrap_or(0.0)))
+}
