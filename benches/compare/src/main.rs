@@ -337,14 +337,17 @@ fn main() -> ExitCode {
         .map(|_| entries.iter().map(|_| Outcome::default()).collect())
         .collect();
     if !args.sweep_only {
-        for (wi, (name, threads)) in workloads.iter().enumerate() {
-            let events = if threads.is_some() {
-                &w2_events
-            } else {
-                &w1_events
-            };
-            run.settle();
-            for rep in 0..reps {
+        // NOTE: repetitions are the outer loop, so a slow phase of the shared disk spoils one
+        // repetition of everything rather than every repetition of one workload; the median then
+        // drops it.
+        run.settle();
+        for rep in 0..reps {
+            for (wi, (name, threads)) in workloads.iter().enumerate() {
+                let events = if threads.is_some() {
+                    &w2_events
+                } else {
+                    &w1_events
+                };
                 for (si, e) in entries.iter().enumerate() {
                     if durable[wi][si].error.is_some() {
                         continue;
@@ -366,9 +369,10 @@ fn main() -> ExitCode {
             .collect();
         let mut skip = vec![false; entries.len()];
         run.settle();
-        for t in SWEEP_THREADS {
-            let mut per_system: Vec<Vec<f64>> = vec![Vec::new(); entries.len()];
-            for rep in 0..sweep_reps {
+        let mut per_point: Vec<Vec<Vec<f64>>> =
+            vec![vec![Vec::new(); SWEEP_THREADS.len()]; entries.len()];
+        for rep in 0..sweep_reps {
+            for (ti, t) in SWEEP_THREADS.into_iter().enumerate() {
                 for (si, e) in entries.iter().enumerate() {
                     if skip[si] {
                         continue;
@@ -377,13 +381,13 @@ fn main() -> ExitCode {
                     skip[si] = r.is_err();
                     run.log(&format!("sweep T={t} #{}", rep + 1), e.label, &r);
                     if let Ok(s) = r {
-                        per_system[si].push(s.events_per_s);
+                        per_point[si][ti].push(s.events_per_s);
                     }
                 }
             }
-            for (si, v) in per_system.into_iter().enumerate() {
-                series[si].1.push(stats::median(v));
-            }
+        }
+        for (si, points) in per_point.into_iter().enumerate() {
+            series[si].1 = points.into_iter().map(stats::median).collect();
         }
     }
 
