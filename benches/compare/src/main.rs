@@ -59,6 +59,10 @@ struct Args {
     /// Runs per point of the W2 sweep; the median is reported and drawn.
     #[arg(long, default_value_t = 1)]
     sweep_reps: usize,
+    /// Before each repetition, wait until this disk's write + fdatasync p50 (a 50-fsync probe) is
+    /// at most US microseconds: shared virtual disks go through slow phases. 0: never wait.
+    #[arg(long, value_name = "US", default_value_t = 0.0)]
+    quiet_disk_us: f64,
     /// Run only the W2 sweep, not W1–W4.
     #[arg(long)]
     sweep_only: bool,
@@ -159,6 +163,12 @@ struct Runner {
     root: tempfile::TempDir,
     runs: usize,
     started: Instant,
+    /// `--quiet-disk-us`: before each repetition, wait until the disk's fdatasync p50 is at
+    /// most this many microseconds (0: do not wait).
+    quiet_us: f64,
+    /// Seconds spent waiting for a quiet disk, and how many waits gave up.
+    waited_s: f64,
+    gave_up: usize,
 }
 
 impl Runner {
@@ -169,6 +179,32 @@ impl Runner {
         if let Ok(d) = std::fs::File::open(self.root.path()) {
             let _ = rustix::fs::syncfs(&d);
         }
+    }
+
+    /// Flushes, then, with `--quiet-disk-us`, waits (at most 5 minutes) until a 50-fsync probe
+    /// shows the shared disk out of a slow phase.
+    fn before_rep(&mut self, what: &str) {
+        self.settle();
+        if self.quiet_us <= 0.0 {
+            return;
+        }
+        let start = Instant::now();
+        loop {
+            let p50 = systems::raw::fsync_probe(self.root.path(), 50).map_or(f64::MAX, |p| p.0);
+            if p50 <= self.quiet_us {
+                break;
+            }
+            if start.elapsed().as_secs() >= 300 {
+                eprintln!(
+                    "disk still slow (fdatasync p50 {p50:.0} µs) before {what}: measuring anyway"
+                );
+                self.gave_up += 1;
+                break;
+            }
+            eprintln!("disk slow (fdatasync p50 {p50:.0} µs) before {what}: waiting");
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+        self.waited_s += start.elapsed().as_secs_f64();
     }
 
     fn fresh_dir(&mut self) -> std::io::Result<PathBuf> {
@@ -314,6 +350,9 @@ fn main() -> ExitCode {
         root,
         runs: 0,
         started: Instant::now(),
+        quiet_us: args.quiet_disk_us,
+        waited_s: 0.0,
+        gave_up: 0,
     };
     let mut md = String::new();
     md.push_str("## Machine\n\n");
@@ -340,8 +379,8 @@ fn main() -> ExitCode {
         // NOTE: repetitions are the outer loop, so a slow phase of the shared disk spoils one
         // repetition of everything rather than every repetition of one workload; the median then
         // drops it.
-        run.settle();
         for rep in 0..reps {
+            run.before_rep(&format!("W1/W2 repetition {}", rep + 1));
             for (wi, (name, threads)) in workloads.iter().enumerate() {
                 let events = if threads.is_some() {
                     &w2_events
@@ -368,10 +407,10 @@ fn main() -> ExitCode {
             .map(|e| (e.label.to_string(), Vec::new()))
             .collect();
         let mut skip = vec![false; entries.len()];
-        run.settle();
         let mut per_point: Vec<Vec<Vec<f64>>> =
             vec![vec![Vec::new(); SWEEP_THREADS.len()]; entries.len()];
         for rep in 0..sweep_reps {
+            run.before_rep(&format!("sweep repetition {}", rep + 1));
             for (ti, t) in SWEEP_THREADS.into_iter().enumerate() {
                 for (si, e) in entries.iter().enumerate() {
                     if skip[si] {
@@ -394,8 +433,8 @@ fn main() -> ExitCode {
     if !args.sweep_only {
         let mut w3: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
         let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
-        run.settle();
         for rep in 0..reps {
+            run.before_rep(&format!("W3/W4 repetition {}", rep + 1));
             for (si, e) in entries.iter().enumerate() {
                 if w3[si].error.is_some() || w4[si].error.is_some() {
                     continue;
@@ -460,6 +499,18 @@ fn main() -> ExitCode {
     md.push_str(&format!(
         "- Whole run (all workloads, repetitions and sweep): {total:.1} s\n"
     ));
+    if run.quiet_us > 0.0 {
+        md.push_str(&format!(
+            "- Waiting for a quiet disk (fdatasync p50 <= {:.0} µs) before each repetition: {:.0} s in all{}\n",
+            run.quiet_us,
+            run.waited_s,
+            if run.gave_up > 0 {
+                format!(", gave up {} times and measured a slow disk", run.gave_up)
+            } else {
+                String::new()
+            }
+        ));
+    }
     eprintln!("total {total:.1}s");
     print!("{md}");
     if let Some(out) = &args.out {
