@@ -223,6 +223,7 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
     }
     let mut metadata = BTreeMap::new();
     let mut tasks = Vec::new();
+    let mut entries_found = 0;
     let mut seen_tasks = false;
     for (key, value) in &entries {
         if key != "tasks" {
@@ -235,6 +236,11 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
             problems.push("tasks", "duplicate top-level key");
             continue;
         }
+        entries_found = match value {
+            Json::Object(map) => map.len(),
+            Json::Array(items) => items.len(),
+            _ => 0,
+        };
         tasks = match value {
             Json::Object(map) => validate::read_task_map(map, "tasks", problems),
             Json::Array(items) => validate::read_task_array(items, "tasks", problems),
@@ -248,7 +254,7 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
         };
     }
     if format == SourceFormat::Tasklog {
-        check_header(&metadata, tasks.len(), problems);
+        check_header(&metadata, entries_found, problems);
     }
     Some(ParsedImport {
         format,
