@@ -125,10 +125,14 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
     };
     details.insert("kind".into(), Value::String(kind.clone()));
     let kind: EventKind = serde_json::from_value(Value::Object(details)).map_err(|e| {
-        (
-            ".details".to_string(),
-            format!("not a valid {kind:?} event: {e}"),
-        )
+        if e.to_string().starts_with("unknown variant") {
+            (".kind".to_string(), format!("unknown event kind {kind:?}"))
+        } else {
+            (
+                ".details".to_string(),
+                format!("not a valid {kind:?} event: {e}"),
+            )
+        }
     })?;
     Ok(ImportEvent {
         lsn,
