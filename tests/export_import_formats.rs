@@ -168,3 +168,22 @@ fn a_utf8_bom_and_an_empty_document_are_accepted() {
             .is_empty()
     );
 }
+
+#[test]
+fn tasklog_format_reads_histories_that_rebuild_the_exported_fields() {
+    let p = parse("tasklog_v1.json");
+    assert_eq!(p.format, SourceFormat::Tasklog);
+    assert_eq!(p.metadata.get("last_lsn"), Some(&json!(6)));
+    let job1 = task(&p, "job-1");
+    let history = job1.history.as_ref().expect("should have a history");
+    let lsns: Vec<u64> = history.iter().map(|e| e.lsn).collect();
+    assert_eq!(lsns, [1, 3, 4, 6]);
+    assert_eq!(history[1].actor.as_deref(), Some("worker-1"));
+    for t in &p.tasks {
+        let rebuilt = t.rebuilt().expect("a history rebuilds its task");
+        let mut exported = t.task.clone();
+        exported.version = rebuilt.version;
+        exported.last_lsn = rebuilt.last_lsn;
+        assert_eq!(&exported, rebuilt, "{}", t.task.id);
+    }
+}

@@ -97,6 +97,9 @@ pub struct ImportReport {
     pub removed: u64,
     /// History events re-recorded with their original times.
     pub events_replayed: u64,
+    /// New tasks whose exported fields differ from what their history rebuilds: each got an
+    /// `imported` event after its history so that the exported fields win.
+    pub fields_restored: u64,
     /// The skipped ids.
     pub skipped_ids: Vec<String>,
     /// The document's extra top-level keys (`exported_at`, `cluster_name`, ...).
@@ -253,6 +256,7 @@ pub(crate) fn plan(
                         historical.push(((e.lsn, n, k), m));
                     }
                     if !same_fields(rebuilt, &item.task) {
+                        report.fields_restored += 1;
                         follow_ups.push(import());
                     }
                 }

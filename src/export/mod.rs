@@ -137,6 +137,15 @@ pub struct ImportTask {
     pub(crate) rebuilt: Option<Task>,
 }
 
+impl ImportTask {
+    /// The task as its history rebuilds it (replayed through the store's state machine), when
+    /// it has a history. When this differs from [`ImportTask::task`] (ignoring `version` and
+    /// `last_lsn`), an import re-records the history and then writes the exported fields.
+    pub fn rebuilt(&self) -> Option<&Task> {
+        self.rebuilt.as_ref()
+    }
+}
+
 /// One event of an imported history.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
