@@ -13,6 +13,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::store::{Change, Mutation, Store};
+use crate::task::Task;
 
 /// How an import combines with the tasks already in the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -225,8 +226,8 @@ pub(crate) fn plan(
     for (n, item) in parsed.tasks.iter().enumerate() {
         let id = &item.task.id;
         let import = || {
-            Mutation::new(id.clone(), Change::Import(Box::new(item.task.clone())))
-                .actor(IMPORT_ACTOR)
+            let task = Box::new(persistable(&item.task));
+            Mutation::new(id.clone(), Change::Import(task)).actor(IMPORT_ACTOR)
         };
         if existing.contains(id) {
             match (options.mode, options.on_conflict) {
@@ -275,4 +276,18 @@ pub(crate) fn plan(
     mutations.extend(imports);
     mutations.extend(follow_ups);
     Ok((mutations, report))
+}
+
+/// The task as an `imported` event persists it: the id comes from the event, and the lease,
+/// version, last LSN and session are the destination store's (a lease belongs to a worker of
+/// the source store; no worker of this one holds it).
+pub(crate) fn persistable(task: &Task) -> Task {
+    Task {
+        id: String::new(),
+        lease: None,
+        session: 0,
+        version: 0,
+        last_lsn: 0,
+        ..task.clone()
+    }
 }

@@ -134,6 +134,14 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
             )
         }
     })?;
+    // NOTE: an `imported` event persists its task without id, lease, version or LSN (the
+    // store sets those), so a history event carrying them is normalised the same way.
+    let kind = match kind {
+        EventKind::Imported { task } => EventKind::Imported {
+            task: Box::new(super::apply::persistable(&task)),
+        },
+        other => other,
+    };
     Ok(ImportEvent {
         lsn,
         at,
