@@ -15,7 +15,7 @@ mod support;
 use tasklog::Store;
 use tasklog::export::{ExportOptions, ImportOptions, SourceFormat, export_json, import_json};
 use tasklog::store::Filter;
-use tasklog::task::TaskState;
+use tasklog::task::{Task, TaskState};
 
 fn import_into(store: &Store, doc: &str) -> tasklog::export::ImportReport {
     import_json(
