@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod export;
+pub mod runtime;
 pub mod store;
 pub mod task;
 pub mod wal;

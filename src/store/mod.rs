@@ -16,6 +16,8 @@ pub mod record;
 pub mod recovery;
 pub mod snapshot;
 pub mod state;
+pub mod stats;
+pub mod subscribe;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,8 @@ pub use mutation::{Change, Fence, Mutation};
 pub use options::{InterruptedPolicy, StoreOptions};
 pub use query::{Cursor, Filter, Page, Query, SortKey};
 pub use recovery::RecoveryReport;
+pub use stats::{Health, KeyCounts, Stats};
+pub use subscribe::{Committed, Subscription};
 
 use crate::error::{Error, Result};
 use crate::task::{NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
@@ -50,7 +54,8 @@ pub struct Store {
 struct Inner {
     dir: PathBuf,
     options: StoreOptions,
-    log: Box<dyn Log>,
+    log: Arc<dyn Log>,
+    subscribers: Mutex<Vec<subscribe::Feed>>,
     state: RwLock<State>,
     session: u64,
     poisoned: Mutex<Option<String>>,
@@ -91,14 +96,19 @@ impl Store {
         let last_snapshot = report.snapshot_lsn;
         let session = fastrand::u64(1..);
         if !options.read_only {
-            report.tasks_interrupted = state.orphaned_running(session);
+            let mut ids = state.orphaned_running(session);
+            ids.extend(state.expired_leases(Timestamp::now()));
+            ids.sort();
+            ids.dedup();
+            report.tasks_interrupted = ids;
             report.interrupted_policy = format!("{:?}", options.interrupted_policy);
         }
         let store = Store {
             inner: Arc::new(Inner {
                 dir,
                 session,
-                log: Box::new(wal),
+                log: Arc::new(wal),
+                subscribers: Mutex::new(Vec::new()),
                 state: RwLock::new(state),
                 poisoned: Mutex::new(None),
                 closed: AtomicBool::new(false),
@@ -158,11 +168,19 @@ impl Store {
             base,
             "the log must assign LSNs in submit order under the state lock"
         );
+        let mut subscribers = self.inner.subscribers.lock();
         for (i, ((event, updated), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
             let lsn = base + i as u64;
             st.install(lsn, &event, updated, record::event_body(bytes));
             st.mark_applied(lsn, bytes.len());
+            if !subscribers.is_empty() {
+                // Published in LSN order under the state lock; subscribers deliver an event
+                // only after it is durable.
+                let c = Arc::new(subscribe::Committed { lsn, event });
+                subscribers.retain(|tx| tx.send(c.clone()).is_ok());
+            }
         }
+        drop(subscribers);
         let snapshot_due = self.snapshot_due(&st);
         drop(st);
         ticket.wait().map_err(|e| self.poison(e))?;
@@ -337,6 +355,123 @@ impl Store {
         self.read_state(|st| query::count(st, filter))
     }
 
+    /// Statistics over all tasks, with counts by the metadata key `by_key` when given, and the
+    /// store's health figures.
+    pub fn stats(&self, by_key: Option<&str>) -> Result<Stats> {
+        let mut stats = self.read_state(|st| stats::count(st, by_key))?;
+        stats::add_log(&mut stats.health, &self.inner.log.stats());
+        let storage = self.inner.options.storage.as_ref();
+        let snaps = snapshot::list(storage, &recovery::snapshot_dir(&self.inner.dir))?;
+        stats.health.snapshots = snaps.len();
+        if let Some(newest) = snaps.first() {
+            stats.health.snapshot_lsn = newest.lsn;
+            stats.health.snapshot_age_secs = stats::age_secs(
+                std::fs::metadata(&newest.path)
+                    .and_then(|m| m.modified())
+                    .ok(),
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Every committed event from `from` (an LSN) onward: first those already in the log, then
+    /// live ones as they commit. Each is delivered once, in LSN order, once durable.
+    pub fn subscribe(&self, from: u64) -> Result<Subscription> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let applied = {
+            let st = self.inner.state.read();
+            self.inner.subscribers.lock().push(tx);
+            st.applied_lsn
+        };
+        Subscription::new(self.inner.log.clone(), from, applied, rx)
+    }
+
+    /// Retention: removes terminal tasks (completed, failed, cancelled) that finished more than
+    /// `older_than` ago, in one atomic batch. Pending and running tasks are never touched. Each
+    /// removal is an event, so the tasks' histories stay readable. Returns how many went.
+    pub fn cleanup(&self, older_than: std::time::Duration) -> Result<usize> {
+        let cutoff =
+            Timestamp::now().plus_millis(-(older_than.as_millis().min(i64::MAX as u128) as i64));
+        let ids = self.read_state(|st| stats::expired(st, cutoff))?;
+        let reason = format!(
+            "retention: finished more than {} s ago",
+            older_than.as_secs()
+        );
+        let muts: Vec<Mutation> = ids
+            .iter()
+            .map(|id| {
+                Mutation::new(
+                    id.clone(),
+                    Change::Remove {
+                        reason: Some(reason.clone()),
+                    },
+                )
+            })
+            .collect();
+        let n = muts.len();
+        if n > 0 {
+            self.batch(muts)?;
+        }
+        Ok(n)
+    }
+
+    /// pending -> running under a lease held by `owner` for `lease_ms` milliseconds.
+    pub fn claim(&self, id: &str, owner: &str, lease_ms: u64) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Start {
+                owner: Some(owner.into()),
+                lease_ms: Some(lease_ms),
+            },
+        ))
+    }
+
+    /// Extends `owner`'s lease on a running task by `lease_ms` from now.
+    pub fn heartbeat(&self, id: &str, owner: &str, lease_ms: u64) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Heartbeat {
+                owner: owner.into(),
+                lease_ms,
+            },
+        ))
+    }
+
+    /// Treats running tasks whose lease expired as interrupted, under the store's policy
+    /// (failed, or back to pending keeping the checkpoint). Returns their ids.
+    pub fn recover_expired_leases(&self) -> Result<Vec<String>> {
+        let now = Timestamp::now();
+        let ids = self.read_state(|st| st.expired_leases(now))?;
+        self.interrupt(&ids, "lease expired")?;
+        Ok(ids)
+    }
+
+    fn interrupt(&self, ids: &[String], reason: &str) -> Result<()> {
+        let to = match self.inner.options.interrupted_policy {
+            InterruptedPolicy::MarkFailed => TaskState::Failed,
+            InterruptedPolicy::Requeue => TaskState::Pending,
+            InterruptedPolicy::Leave => return Ok(()),
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let muts = ids
+            .iter()
+            .map(|id| {
+                Mutation::new(
+                    id.clone(),
+                    Change::Interrupt {
+                        reason: reason.into(),
+                        to,
+                    },
+                )
+                .actor("tasklog-recovery")
+            })
+            .collect();
+        self.batch(muts)?;
+        Ok(())
+    }
+
     /// All tasks (unordered clone).
     pub fn all_tasks(&self) -> Result<Vec<Task>> {
         self.read_state(|st| st.tasks.values().cloned().collect())
@@ -404,7 +539,7 @@ impl Store {
                 .sync_dir(dir)
                 .map_err(|e| Error::io("fsync directory", dir, e))?;
         }
-        let Some(oldest) = files.iter().take(keep).last() else {
+        let Some(oldest) = files.iter().take(keep).next_back() else {
             return Ok(0);
         };
         // Histories live in every snapshot, so the log below the oldest kept one holds nothing
@@ -464,6 +599,11 @@ impl Store {
         self.inner.log.stats()
     }
 
+    /// The policy applied to interrupted work.
+    pub fn interrupted_policy(&self) -> InterruptedPolicy {
+        self.inner.options.interrupted_policy
+    }
+
     /// This session's id (written in `Started` events).
     pub fn session(&self) -> u64 {
         self.inner.session
@@ -511,36 +651,11 @@ impl Store {
 
     /// Applies the interrupted-work policy to tasks whose owner died.
     fn recover_interrupted(&self) -> Result<()> {
-        let policy = self.inner.options.interrupted_policy;
         let orphans = self.inner.report.tasks_interrupted.clone();
-        if orphans.is_empty() {
-            return Ok(());
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), policy = ?self.inner.options.interrupted_policy, "tasks interrupted by a crash");
         }
-        tracing::warn!(
-            count = orphans.len(),
-            ?policy,
-            "tasks interrupted by a crash"
-        );
-        let to = match policy {
-            InterruptedPolicy::MarkFailed => TaskState::Failed,
-            InterruptedPolicy::Requeue => TaskState::Pending,
-            InterruptedPolicy::Leave => return Ok(()),
-        };
-        let muts = orphans
-            .iter()
-            .map(|id| {
-                Mutation::new(
-                    id.clone(),
-                    Change::Interrupt {
-                        reason: INTERRUPTED_REASON.into(),
-                        to,
-                    },
-                )
-                .actor("tasklog-recovery")
-            })
-            .collect();
-        self.batch(muts)?;
-        Ok(())
+        self.interrupt(&orphans, INTERRUPTED_REASON)
     }
 }
 

@@ -134,6 +134,21 @@ impl State {
         ids
     }
 
+    /// Running tasks whose lease lapsed before `now`.
+    pub fn expired_leases(&self, now: crate::task::Timestamp) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state == TaskState::Running
+                    && t.lease.as_ref().is_some_and(|l| l.expires_at < now)
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Forgets closed sessions that no running task refers to any more.
     pub fn prune_sessions(&mut self) {
         let live: HashSet<u64> = self

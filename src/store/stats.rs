@@ -1,0 +1,169 @@
+//! Statistics: counts by state, role, provider or any metadata key, and the store's health.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::state::State;
+use crate::task::{TaskState, Timestamp};
+use crate::wal::WalStats;
+
+/// Counts over the tasks, plus the store's health.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Live tasks.
+    pub total: usize,
+    /// Lowercase state -> count (every state is present, zero included).
+    pub by_state: BTreeMap<String, usize>,
+    /// Role -> count (`(none)` for tasks without one).
+    pub by_role: BTreeMap<String, usize>,
+    /// Provider -> count.
+    pub by_provider: BTreeMap<String, usize>,
+    /// When asked for a metadata key: its value (as text) -> count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_key: Option<KeyCounts>,
+    /// Sum of attempt numbers over live tasks.
+    pub attempts: u64,
+    /// Completed tasks.
+    pub successes: usize,
+    /// Failures recorded (sum of error counts).
+    pub failures: u64,
+    /// Tasks removed whose history is kept.
+    pub removed: usize,
+    /// Events in the audit trail (live and removed tasks).
+    pub events: u64,
+    /// The store's own figures.
+    pub health: Health,
+}
+
+/// Counts by one metadata key.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KeyCounts {
+    /// The key.
+    pub key: String,
+    /// Value -> count (`(none)` for tasks without the key).
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// How the store itself is doing.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Health {
+    /// Bytes in log segments.
+    pub log_bytes: u64,
+    /// Number of log segments.
+    pub log_segments: usize,
+    /// Lowest LSN still in the log.
+    pub first_lsn: u64,
+    /// Last LSN applied.
+    pub last_lsn: u64,
+    /// Highest LSN known durable.
+    pub durable_lsn: u64,
+    /// Snapshot files on disk.
+    pub snapshots: usize,
+    /// LSN of the newest snapshot (0: none).
+    pub snapshot_lsn: u64,
+    /// Age of the newest snapshot in seconds, if any.
+    pub snapshot_age_secs: Option<f64>,
+    /// Records applied since the newest snapshot.
+    pub events_since_snapshot: u64,
+    /// Appends and fsyncs since open.
+    pub appends: u64,
+    /// fdatasync calls since open.
+    pub fsyncs: u64,
+    /// fdatasync latency percentiles (µs).
+    pub fsync_p50_us: u64,
+    /// 90th percentile.
+    pub fsync_p90_us: u64,
+    /// 99th percentile.
+    pub fsync_p99_us: u64,
+    /// Slowest.
+    pub fsync_max_us: u64,
+}
+
+fn name_or_none(v: Option<&str>) -> String {
+    v.map_or_else(|| "(none)".to_string(), str::to_string)
+}
+
+/// Counts the tasks in `state`; `key` adds counts by one metadata key.
+pub fn count(state: &State, key: Option<&str>) -> Stats {
+    let mut s = Stats {
+        total: state.tasks.len(),
+        removed: state.removed.len(),
+        ..Stats::default()
+    };
+    for st in TaskState::ALL {
+        s.by_state.insert(st.as_str().to_string(), 0);
+    }
+    let mut by_key = key.map(|k| KeyCounts {
+        key: k.to_string(),
+        counts: BTreeMap::new(),
+    });
+    for t in state.tasks.values() {
+        *s.by_state.entry(t.state.as_str().to_string()).or_default() += 1;
+        *s.by_role
+            .entry(name_or_none(t.role.as_deref()))
+            .or_default() += 1;
+        *s.by_provider
+            .entry(name_or_none(t.provider.as_deref()))
+            .or_default() += 1;
+        s.attempts += u64::from(t.attempt);
+        s.failures += u64::from(t.error_count);
+        if t.state == TaskState::Completed {
+            s.successes += 1;
+        }
+        if let Some(kc) = by_key.as_mut() {
+            let v = t.metadata.get(&kc.key).map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            *kc.counts.entry(name_or_none(v.as_deref())).or_default() += 1;
+        }
+    }
+    s.events = state
+        .histories
+        .values()
+        .chain(state.removed.values())
+        .map(|h| h.len() as u64)
+        .sum();
+    s.by_key = by_key;
+    s.health.last_lsn = state.applied_lsn;
+    s.health.events_since_snapshot = state.records_since_snapshot;
+    s
+}
+
+/// Fills in the log's figures.
+pub fn add_log(health: &mut Health, log: &WalStats) {
+    health.log_bytes = log.bytes;
+    health.log_segments = log.segments;
+    health.first_lsn = log.first_lsn;
+    health.durable_lsn = log.durable_lsn;
+    health.appends = log.appends;
+    health.fsyncs = log.fsyncs;
+    health.fsync_p50_us = log.fsync_latency.p50_us;
+    health.fsync_p90_us = log.fsync_latency.p90_us;
+    health.fsync_p99_us = log.fsync_latency.p99_us;
+    health.fsync_max_us = log.fsync_latency.max_us;
+}
+
+/// Seconds between a snapshot file's modification time and now.
+pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
+    let m = modified?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(m)
+            .ok()?
+            .as_secs_f64(),
+    )
+}
+
+/// Terminal tasks last changed before `cutoff` (candidates for retention).
+pub fn expired(state: &State, cutoff: Timestamp) -> Vec<String> {
+    let mut ids: Vec<String> = state
+        .tasks
+        .values()
+        .filter(|t| t.state.is_terminal() && t.completed_at.unwrap_or(t.updated_at) < cutoff)
+        .map(|t| t.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}

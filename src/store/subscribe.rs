@@ -1,0 +1,121 @@
+//! Subscriptions: every committed event from an LSN onward, first caught up from the log, then
+//! live. Events are delivered in LSN order, each once, and only once durable.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::log::Log;
+use super::record::{self, Record};
+use crate::error::{Error, Result};
+use crate::task::Event;
+
+/// A committed event, as delivered to subscribers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    /// Its LSN.
+    pub lsn: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Live feed handed to subscribers by the commit path, in LSN order.
+pub type Feed = crossbeam_channel::Sender<Arc<Committed>>;
+
+const CATCH_UP_CHUNK: usize = 1024;
+
+/// A subscription. Iterate it, or poll with [`Subscription::next_timeout`].
+pub struct Subscription {
+    log: Arc<dyn Log>,
+    next_catch_up: u64,
+    catch_up_until: u64,
+    buffered: VecDeque<Committed>,
+    live: Receiver<Arc<Committed>>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        log: Arc<dyn Log>,
+        from: u64,
+        applied: u64,
+        live: Receiver<Arc<Committed>>,
+    ) -> Result<Self> {
+        let first = log.first_lsn();
+        if from < first && from <= applied {
+            return Err(Error::InvalidInput {
+                at: Some("from".into()),
+                reason: format!("LSN {from} was compacted away; the log starts at LSN {first}"),
+            });
+        }
+        Ok(Subscription {
+            log,
+            next_catch_up: from.max(1),
+            catch_up_until: applied,
+            buffered: VecDeque::new(),
+            live,
+        })
+    }
+
+    /// The next event, waiting at most `timeout` for a live one. `Ok(None)` on timeout.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Committed>> {
+        if let Some(c) = self.catch_up()? {
+            return Ok(Some(c));
+        }
+        match self.live.recv_timeout(timeout) {
+            Ok(c) => {
+                // Published at apply time; delivered only once durable.
+                self.log.wait_durable(c.lsn)?;
+                Ok(Some((*c).clone()))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    fn catch_up(&mut self) -> Result<Option<Committed>> {
+        while self.buffered.is_empty() && self.next_catch_up <= self.catch_up_until {
+            self.log.wait_durable(self.catch_up_until)?;
+            let mut chunk = Vec::new();
+            let until = self.catch_up_until;
+            let mut last = self.next_catch_up.saturating_sub(1);
+            let mut f = |lsn: u64, bytes: &[u8]| -> Result<()> {
+                if lsn > until || chunk.len() >= CATCH_UP_CHUNK {
+                    return Err(Error::Closed); // stop early; not an error for us
+                }
+                last = lsn;
+                if let Record::Event(event) = record::decode(lsn, bytes)? {
+                    chunk.push(Committed { lsn, event });
+                }
+                Ok(())
+            };
+            match self.log.replay(self.next_catch_up, &mut f) {
+                Ok(_) | Err(Error::Closed) => {}
+                Err(e) => return Err(e),
+            }
+            if last < self.next_catch_up {
+                // Nothing more in the log up to `until`.
+                self.next_catch_up = until + 1;
+            } else {
+                self.next_catch_up = last + 1;
+            }
+            self.buffered.extend(chunk);
+        }
+        Ok(self.buffered.pop_front())
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Committed>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_timeout(Duration::from_secs(3600)) {
+                Ok(Some(c)) => return Some(Ok(c)),
+                Ok(None) => continue,
+                Err(Error::Closed) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
