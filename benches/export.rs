@@ -7,7 +7,6 @@
 //! Run with `cargo bench --bench export`.
 
 #[path = "../tests/export_support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};
