@@ -113,10 +113,7 @@ pub fn export_tasks_csv(
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
-    let mut w = Counting {
-        inner: io::BufWriter::new(out),
-        bytes: 0,
-    };
+    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
     write_row(&mut w, &TASK_CSV_COLUMNS).map_err(io_err)?;
     let mut summary = ExportSummary {
         last_lsn,
@@ -129,7 +126,7 @@ pub fn export_tasks_csv(
         progress(summary.tasks, total);
     }
     w.flush().map_err(io_err)?;
-    summary.bytes = w.bytes;
+    summary.bytes = w.get_ref().bytes;
     Ok(summary)
 }
 
@@ -143,10 +140,7 @@ pub fn export_history_csv(
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
-    let mut w = Counting {
-        inner: io::BufWriter::new(out),
-        bytes: 0,
-    };
+    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
     write_row(&mut w, &HISTORY_CSV_COLUMNS).map_err(io_err)?;
     let mut summary = ExportSummary {
         last_lsn,
@@ -174,7 +168,7 @@ pub fn export_history_csv(
         progress(summary.tasks, total);
     }
     w.flush().map_err(io_err)?;
-    summary.bytes = w.bytes;
+    summary.bytes = w.get_ref().bytes;
     Ok(summary)
 }
 

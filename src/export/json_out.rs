@@ -225,10 +225,8 @@ pub fn export_json(
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
-    let mut w = Counting {
-        inner: io::BufWriter::with_capacity(256 << 10, out),
-        bytes: 0,
-    };
+    // NOTE: the buffer sits above the counter, so the counter sees few, large writes.
+    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
     let header = Header {
         format: EXPORT_FORMAT,
         version: EXPORT_VERSION,
@@ -258,7 +256,7 @@ pub fn export_json(
     }
     w.write_all(b"\n}}\n").map_err(io_err)?;
     w.flush().map_err(io_err)?;
-    summary.bytes = w.bytes;
+    summary.bytes = w.get_ref().bytes;
     tracing::info!(
         tasks = summary.tasks,
         events = summary.events,
