@@ -113,7 +113,13 @@ pub fn export_tasks_csv(
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
-    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
+    let mut w = io::BufWriter::with_capacity(
+        256 << 10,
+        Counting {
+            inner: out,
+            bytes: 0,
+        },
+    );
     write_row(&mut w, &TASK_CSV_COLUMNS).map_err(io_err)?;
     let mut summary = ExportSummary {
         last_lsn,
@@ -140,7 +146,13 @@ pub fn export_history_csv(
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
-    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
+    let mut w = io::BufWriter::with_capacity(
+        256 << 10,
+        Counting {
+            inner: out,
+            bytes: 0,
+        },
+    );
     write_row(&mut w, &HISTORY_CSV_COLUMNS).map_err(io_err)?;
     let mut summary = ExportSummary {
         last_lsn,

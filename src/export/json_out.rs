@@ -226,7 +226,13 @@ pub fn export_json(
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
     // NOTE: the buffer sits above the counter, so the counter sees few, large writes.
-    let mut w = io::BufWriter::with_capacity(256 << 10, Counting { inner: out, bytes: 0 });
+    let mut w = io::BufWriter::with_capacity(
+        256 << 10,
+        Counting {
+            inner: out,
+            bytes: 0,
+        },
+    );
     let header = Header {
         format: EXPORT_FORMAT,
         version: EXPORT_VERSION,

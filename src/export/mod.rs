@@ -15,6 +15,7 @@ mod aliases;
 mod apply;
 mod atomic_file;
 mod csv_out;
+mod json_de;
 mod json_out;
 mod parse;
 mod rebuild;

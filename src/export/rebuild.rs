@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
+use serde::Deserialize;
+
 use super::ImportEvent;
+use super::json_de::JsonDe;
 use super::parse::Json;
 use super::validate::{Problems, read_time};
 use crate::error::Error;
@@ -110,21 +113,19 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
             ));
         }
     };
-    let mut details = match field("details") {
-        None => serde_json::Map::new(),
-        Some(Json::Object(_)) => match field("details").map(Json::to_value) {
-            Some(Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        },
+    let kind_node = Json::String(kind.clone());
+    let mut entries: Vec<(&str, &Json)> = vec![("kind", &kind_node)];
+    match field("details") {
+        None => {}
+        Some(Json::Object(details)) => entries.extend(details.iter().map(|(k, v)| (k.as_str(), v))),
         Some(other) => {
             return Err((
                 ".details".into(),
                 format!("expected an object, found {}", other.type_name()),
             ));
         }
-    };
-    details.insert("kind".into(), Value::String(kind.clone()));
-    let kind: EventKind = serde_json::from_value(Value::Object(details)).map_err(|e| {
+    }
+    let kind: EventKind = EventKind::deserialize(JsonDe::Entries(entries)).map_err(|e| {
         if e.to_string().starts_with("unknown variant") {
             (".kind".to_string(), format!("unknown event kind {kind:?}"))
         } else {

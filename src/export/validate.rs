@@ -221,7 +221,7 @@ impl<'a> Fields<'a> {
     }
     fn serde<T: DeserializeOwned>(&mut self, canonical: &str) -> Option<T> {
         let (name, v) = self.get(canonical)?;
-        match serde_json::from_value::<T>(v.to_value()) {
+        match super::json_de::from_json::<T>(v) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.problem(name, e);
