@@ -30,9 +30,9 @@ impl de::Error for DeError {
 /// A deserializer over a node of the tree, or over an object given as its entries.
 pub(crate) enum JsonDe<'a> {
     /// One node.
-    Node(&'a Json),
+    Node(&'a Json<'a>),
     /// An object's entries (used to add the `kind` tag to an event's details).
-    Entries(Vec<(&'a str, &'a Json)>),
+    Entries(Vec<(&'a str, &'a Json<'a>)>),
 }
 
 impl<'de> IntoDeserializer<'de, DeError> for JsonDe<'_> {
@@ -43,7 +43,7 @@ impl<'de> IntoDeserializer<'de, DeError> for JsonDe<'_> {
 }
 
 fn visit_entries<'de, 'a, V: Visitor<'de>>(
-    entries: impl Iterator<Item = (&'a str, &'a Json)>,
+    entries: impl Iterator<Item = (&'a str, &'a Json<'a>)>,
     visitor: V,
 ) -> Result<V::Value, DeError> {
     let mut map = MapDeserializer::new(entries.map(|(k, v)| (k, JsonDe::Node(v))));
@@ -79,9 +79,7 @@ impl<'de> de::Deserializer<'de> for JsonDe<'_> {
                 seq.end()?;
                 Ok(out)
             }
-            Json::Object(entries) => {
-                visit_entries(entries.iter().map(|(k, v)| (k.as_str(), v)), visitor)
-            }
+            Json::Object(entries) => visit_entries(entries.iter().map(|(k, v)| (&**k, v)), visitor),
         }
     }
 
@@ -99,7 +97,7 @@ impl<'de> de::Deserializer<'de> for JsonDe<'_> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         match self {
-            JsonDe::Node(Json::String(s)) => visitor.visit_enum(s.as_str().into_deserializer()),
+            JsonDe::Node(Json::String(s)) => visitor.visit_enum((&**s).into_deserializer()),
             JsonDe::Node(other) => Err(de::Error::custom(format!(
                 "expected a name, found {}",
                 other.type_name()
@@ -155,7 +153,7 @@ mod tests {
             panic!("an object")
         };
         let mut all = vec![("kind", &kind)];
-        all.extend(entries.iter().map(|(k, v)| (k.as_str(), v)));
+        all.extend(entries.iter().map(|(k, v)| (&**k, v)));
         let e: EventKind = serde::Deserialize::deserialize(JsonDe::Entries(all)).expect("event");
         assert_eq!(
             e,

@@ -2,6 +2,7 @@
 //! silently keep the last one) and refuses oversized strings before copying them, then
 //! recognising which of the accepted layouts the document uses.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -15,16 +16,17 @@ use crate::error::{Error, Result};
 
 /// A parsed JSON value whose objects keep every key in order, duplicates included.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Json {
+pub(crate) enum Json<'a> {
     Null,
     Bool(bool),
     Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
+    /// Borrowed from the input unless it had escapes.
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-impl Json {
+impl<'a> Json<'a> {
     /// The JSON type's name, for messages.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
@@ -44,19 +46,19 @@ impl Json {
             Json::Null => Value::Null,
             Json::Bool(b) => Value::Bool(*b),
             Json::Number(n) => Value::Number(n.clone()),
-            Json::String(s) => Value::String(s.clone()),
+            Json::String(s) => Value::String(s.to_string()),
             Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
             Json::Object(entries) => Value::Object(
                 entries
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.to_value()))
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
                     .collect(),
             ),
         }
     }
 
     /// The value of `key` in an object (the first one, when duplicated).
-    pub(crate) fn get(&self, key: &str) -> Option<&Json> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
             Json::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
@@ -73,27 +75,31 @@ fn check_len<E: de::Error>(len: usize, what: &str) -> Result<(), E> {
     Ok(())
 }
 
-/// An object key, length-checked before it is copied.
-struct Key(String);
+/// An object key, length-checked before it is copied (if it must be: most are borrowed).
+struct Key<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key {
+impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object key")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
                 check_len(v.len(), "an object key")?;
-                Ok(Key(v.to_owned()))
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                check_len(v.len(), "an object key")?;
+                Ok(Key(Cow::Owned(v.to_owned())))
             }
         }
         d.deserialize_str(KeyVisitor)
     }
 }
 
-impl<'de> Deserialize<'de> for Json {
+impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(JsonVisitor)
     }
@@ -102,48 +108,52 @@ impl<'de> Deserialize<'de> for Json {
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Json, E> {
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_none<E>(self) -> Result<Json, E> {
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
         Ok(Json::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
         Ok(Json::Number(v.into()))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
         Ok(Json::Number(v.into()))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
         serde_json::Number::from_f64(v)
             .map(Json::Number)
             .ok_or_else(|| E::custom("a number that is not finite"))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
         // NOTE: with `from_slice`, a string without escapes arrives here borrowed from the
         // input, so an oversized one is refused without ever being copied.
         check_len(v.len(), "a string")?;
-        Ok(Json::String(v.to_owned()))
+        Ok(Json::String(Cow::Borrowed(v)))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
         check_len(v.len(), "a string")?;
-        Ok(Json::String(v))
+        Ok(Json::String(Cow::Owned(v.to_owned())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        check_len(v.len(), "a string")?;
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Json>()? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut entries = Vec::new();
         while let Some(Key(k)) = map.next_key::<Key>()? {
             let v = map.next_value::<Json>()?;
@@ -154,7 +164,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 }
 
 /// Parses bytes into a [`Json`] tree; a syntax error names its line and column.
-pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json, String> {
+pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json<'_>, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let tree = Json::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
@@ -227,7 +237,7 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
     let mut seen_tasks = false;
     for (key, value) in &entries {
         if key != "tasks" {
-            if metadata.insert(key.clone(), value.to_value()).is_some() {
+            if metadata.insert(key.to_string(), value.to_value()).is_some() {
                 problems.push(key, "duplicate top-level key");
             }
             continue;
@@ -265,7 +275,7 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
 
 /// Which layout a top-level object has. A wrapper has a `tasks` object (or array) beside
 /// scalar header fields; a plain map of tasks has only objects as values.
-fn layout_of(entries: &[(String, Json)]) -> SourceFormat {
+fn layout_of(entries: &[(Cow<'_, str>, Json<'_>)]) -> SourceFormat {
     let has = |key: &str| entries.iter().any(|(k, _)| k == key);
     let format_is_ours = entries
         .iter()

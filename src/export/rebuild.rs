@@ -94,7 +94,7 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
     };
     let at = read_time(field("at").ok_or_else(|| missing("at"))?).map_err(|e| (".at".into(), e))?;
     let kind = match field("kind") {
-        Some(Json::String(k)) => k.clone(),
+        Some(Json::String(k)) => k.to_string(),
         Some(other) => {
             return Err((
                 ".kind".into(),
@@ -105,7 +105,7 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
     };
     let actor = match field("actor") {
         None => None,
-        Some(Json::String(a)) => Some(a.clone()),
+        Some(Json::String(a)) => Some(a.to_string()),
         Some(other) => {
             return Err((
                 ".actor".into(),
@@ -113,11 +113,11 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
             ));
         }
     };
-    let kind_node = Json::String(kind.clone());
+    let kind_node = Json::String(kind.as_str().into());
     let mut entries: Vec<(&str, &Json)> = vec![("kind", &kind_node)];
     match field("details") {
         None => {}
-        Some(Json::Object(details)) => entries.extend(details.iter().map(|(k, v)| (k.as_str(), v))),
+        Some(Json::Object(details)) => entries.extend(details.iter().map(|(k, v)| (&**k, v))),
         Some(other) => {
             return Err((
                 ".details".into(),

@@ -2,6 +2,7 @@
 //! resolved, unknown fields go into metadata, and every problem is recorded with its JSON path
 //! so that a bad document is rejected as a whole, with all of its problems listed at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 
@@ -54,7 +55,7 @@ pub(crate) fn key_path(prefix: &str, key: &str) -> String {
 
 /// Reads an object of tasks keyed by id, reporting duplicate ids.
 pub(crate) fn read_task_map(
-    entries: &[(String, Json)],
+    entries: &[(Cow<'_, str>, Json<'_>)],
     prefix: &str,
     problems: &mut Problems,
 ) -> Vec<ImportTask> {
@@ -62,7 +63,7 @@ pub(crate) fn read_task_map(
     let mut tasks = Vec::with_capacity(entries.len());
     for (n, (id, value)) in entries.iter().enumerate() {
         let path = key_path(prefix, id);
-        if let Some(first) = seen.insert(id.as_str(), n) {
+        if let Some(first) = seen.insert(&**id, n) {
             problems.push(
                 &path,
                 format!(
@@ -155,7 +156,7 @@ const KNOWN_FIELDS: [&str; 25] = [
 /// A task object's fields by canonical name, each with the name it was given under.
 struct Fields<'a> {
     path: &'a str,
-    known: HashMap<&'static str, (&'a str, &'a Json)>,
+    known: HashMap<&'static str, (&'a str, &'a Json<'a>)>,
     problems: &'a mut Problems,
 }
 
@@ -168,7 +169,7 @@ impl<'a> Fields<'a> {
         self.problems.push(&p, message);
     }
     /// The value of a field, `None` when absent or null.
-    fn get(&self, canonical: &str) -> Option<(&'a str, &'a Json)> {
+    fn get(&self, canonical: &str) -> Option<(&'a str, &'a Json<'a>)> {
         self.known
             .get(canonical)
             .copied()
@@ -177,7 +178,7 @@ impl<'a> Fields<'a> {
     fn string(&mut self, canonical: &str) -> Option<String> {
         let (name, v) = self.get(canonical)?;
         match v {
-            Json::String(s) => Some(s.clone()),
+            Json::String(s) => Some(s.to_string()),
             other => {
                 self.problem(
                     name,
@@ -264,17 +265,17 @@ pub(crate) fn id_problem(id: &str) -> Option<String> {
 pub(crate) fn read_task(
     path: &str,
     key_id: Option<&str>,
-    entries: &[(String, Json)],
+    entries: &[(Cow<'_, str>, Json<'_>)],
     problems: &mut Problems,
 ) -> Option<ImportTask> {
     let before = problems.list.len() + problems.more;
     let mut known: HashMap<&'static str, (&str, &Json)> = HashMap::new();
     let mut extras: Vec<(&str, &Json)> = Vec::new();
     for (name, value) in entries {
-        let canonical = aliases::field_alias(name).unwrap_or(name.as_str());
+        let canonical = aliases::field_alias(name).unwrap_or(&**name);
         match KNOWN_FIELDS.iter().find(|k| **k == canonical) {
             Some(k) => {
-                if let Some((other, _)) = known.insert(k, (name.as_str(), value)) {
+                if let Some((other, _)) = known.insert(k, (&**name, value)) {
                     let also = if other == name {
                         String::new()
                     } else {
@@ -286,7 +287,7 @@ pub(crate) fn read_task(
             None if extras.iter().any(|(n, _)| n == name) => {
                 problems.push(&format!("{path}.{name}"), "duplicate field");
             }
-            None => extras.push((name.as_str(), value)),
+            None => extras.push((&**name, value)),
         }
     }
     let mut f = Fields {
@@ -367,7 +368,7 @@ pub(crate) fn read_task(
 fn read_id(f: &mut Fields<'_>, key_id: Option<&str>) -> Option<String> {
     let given = match f.get("id") {
         None => None,
-        Some((_, Json::String(s))) => Some(s.clone()),
+        Some((_, Json::String(s))) => Some(s.to_string()),
         Some((_, Json::Number(n))) => Some(n.to_string()),
         Some((name, other)) => {
             f.problem(
@@ -448,7 +449,7 @@ fn read_metadata(f: &mut Fields<'_>, extras: &[(&str, &Json)]) -> BTreeMap<Strin
         Some((_, Json::Object(entries))) => {
             let mut m = BTreeMap::new();
             for (k, v) in entries {
-                if m.insert(k.clone(), v.to_value()).is_some() {
+                if m.insert(k.to_string(), v.to_value()).is_some() {
                     f.problem(&format!("metadata.{k}"), "duplicate key");
                 }
             }
