@@ -156,14 +156,14 @@ pub fn import_json_bytes(
 ) -> Result<ImportReport> {
     let parsed = parse_import(bytes, source_name)?;
     let existing: HashSet<String> = store.read_state(|st| st.tasks.keys().cloned().collect())?;
+    let total = parsed.tasks.len() as u64;
     let (mutations, mut report) =
-        plan(&parsed, &existing, options, &mut progress).map_err(|problems| {
+        plan(parsed, &existing, options, &mut progress).map_err(|problems| {
             Error::InvalidDocument {
                 source_name: source_name.to_string(),
                 problems,
             }
         })?;
-    let total = parsed.tasks.len() as u64;
     report.dry_run = options.dry_run;
     if options.dry_run || mutations.is_empty() {
         report.last_lsn = store.last_lsn();
@@ -189,15 +189,16 @@ pub fn import_json_bytes(
 }
 
 /// Plans the mutations of an import against the ids that exist now. Errors are the list of
-/// conflicting ids for [`OnConflict::Fail`].
+/// conflicting ids for [`OnConflict::Fail`]. Consumes the document, moving its tasks and events
+/// into the mutations rather than copying them.
 pub(crate) fn plan(
-    parsed: &ParsedImport,
+    parsed: ParsedImport,
     existing: &HashSet<String>,
     options: &ImportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> std::result::Result<(Vec<Mutation>, ImportReport), Vec<String>> {
     let mut report = ImportReport {
-        metadata: parsed.metadata.clone(),
+        metadata: parsed.metadata,
         format: Some(parsed.format),
         ..ImportReport::default()
     };
@@ -223,13 +224,13 @@ pub(crate) fn plan(
     let mut imports = Vec::new();
     let mut follow_ups = Vec::new();
     let mut conflicts = Vec::new();
-    for (n, item) in parsed.tasks.iter().enumerate() {
-        let id = &item.task.id;
-        let import = || {
-            let task = Box::new(persistable(&item.task));
+    for (n, item) in parsed.tasks.into_iter().enumerate() {
+        let id = item.task.id.clone();
+        let import = |task: Task| {
+            let task = Box::new(persistable(task));
             Mutation::new(id.clone(), Change::Import(task)).actor(IMPORT_ACTOR)
         };
-        if existing.contains(id) {
+        if existing.contains(&id) {
             match (options.mode, options.on_conflict) {
                 (ImportMode::Merge, OnConflict::Skip) => {
                     report.skipped += 1;
@@ -239,29 +240,29 @@ pub(crate) fn plan(
                     conflicts.push(format!("{}: task {id:?} already exists", item.path));
                 }
                 _ => {
-                    imports.push(import());
+                    imports.push(import(item.task));
                     report.overwritten += 1;
                 }
             }
         } else {
             report.imported += 1;
-            match (&item.history, &item.rebuilt) {
+            match (item.history, &item.rebuilt) {
                 (Some(events), Some(rebuilt)) if !events.is_empty() => {
-                    for (k, e) in events.iter().enumerate() {
+                    for (k, e) in events.into_iter().enumerate() {
                         let change = Change::Historical {
-                            kind: Box::new(e.kind.clone()),
+                            kind: Box::new(e.kind),
                             at: e.at,
                         };
                         let mut m = Mutation::new(id.clone(), change);
-                        m.actor = e.actor.clone();
+                        m.actor = e.actor;
                         historical.push(((e.lsn, n, k), m));
                     }
                     if !same_fields(rebuilt, &item.task) {
                         report.fields_restored += 1;
-                        follow_ups.push(import());
+                        follow_ups.push(import(item.task));
                     }
                 }
-                _ => imports.push(import()),
+                _ => imports.push(import(item.task)),
             }
         }
         progress(n as u64 + 1, total);
@@ -281,13 +282,13 @@ pub(crate) fn plan(
 /// The task as an `imported` event persists it: the id comes from the event, and the lease,
 /// version, last LSN and session are the destination store's (a lease belongs to a worker of
 /// the source store; no worker of this one holds it).
-pub(crate) fn persistable(task: &Task) -> Task {
+pub(crate) fn persistable(task: Task) -> Task {
     Task {
         id: String::new(),
         lease: None,
         session: 0,
         version: 0,
         last_lsn: 0,
-        ..task.clone()
+        ..task
     }
 }

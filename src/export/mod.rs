@@ -169,7 +169,7 @@ pub fn fuzz_import_json(bytes: &[u8]) -> bool {
         Ok(parsed) => {
             // Planning against an empty store must not panic either.
             let plan = apply::plan(
-                &parsed,
+                parsed,
                 &std::collections::HashSet::new(),
                 &ImportOptions::default(),
                 &mut |_, _| {},

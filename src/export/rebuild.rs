@@ -139,7 +139,7 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
     // store sets those), so a history event carrying them is normalised the same way.
     let kind = match kind {
         EventKind::Imported { task } => EventKind::Imported {
-            task: Box::new(super::apply::persistable(&task)),
+            task: Box::new(super::apply::persistable(*task)),
         },
         other => other,
     };
@@ -224,11 +224,55 @@ pub(crate) fn before_removal(task_id: &str, history: &[HistoryEvent]) -> Option<
 /// True when two tasks hold the same fields, ignoring what a store assigns (`version`,
 /// `last_lsn`) and the runtime-only `session`.
 pub(crate) fn same_fields(a: &Task, b: &Task) -> bool {
-    let norm = |t: &Task| Task {
-        session: 0,
-        version: 0,
-        last_lsn: 0,
-        ..t.clone()
-    };
-    norm(a) == norm(b)
+    // NOTE: destructured so that a field added to `Task` fails to compile here until it is
+    // compared (or deliberately ignored).
+    let Task {
+        id,
+        title,
+        description,
+        role,
+        state,
+        progress,
+        created_at,
+        updated_at,
+        started_at,
+        completed_at,
+        provider,
+        model,
+        tags,
+        metadata,
+        result,
+        last_error,
+        error_count,
+        attempt,
+        priority,
+        checkpoint,
+        outputs,
+        lease,
+        session: _,
+        version: _,
+        last_lsn: _,
+    } = a;
+    *id == b.id
+        && *title == b.title
+        && *description == b.description
+        && *role == b.role
+        && *state == b.state
+        && *progress == b.progress
+        && *created_at == b.created_at
+        && *updated_at == b.updated_at
+        && *started_at == b.started_at
+        && *completed_at == b.completed_at
+        && *provider == b.provider
+        && *model == b.model
+        && *tags == b.tags
+        && *metadata == b.metadata
+        && *result == b.result
+        && *last_error == b.last_error
+        && *error_count == b.error_count
+        && *attempt == b.attempt
+        && *priority == b.priority
+        && *checkpoint == b.checkpoint
+        && *outputs == b.outputs
+        && *lease == b.lease
 }
