@@ -203,22 +203,11 @@ pub(crate) fn plan(
         ..ImportReport::default()
     };
     let total = parsed.tasks.len() as u64;
-    let mut removals = Vec::new();
-    if options.mode == ImportMode::Replace {
-        let incoming: HashSet<&str> = parsed.tasks.iter().map(|t| t.task.id.as_str()).collect();
-        let mut gone: Vec<&String> = existing
-            .iter()
-            .filter(|id| !incoming.contains(id.as_str()))
-            .collect();
-        gone.sort();
-        for id in gone {
-            let change = Change::Remove {
-                reason: Some(REPLACED_REASON.into()),
-            };
-            removals.push(Mutation::new(id.clone(), change).actor(IMPORT_ACTOR));
-        }
-        report.removed = removals.len() as u64;
-    }
+    let removals = match options.mode {
+        ImportMode::Replace => removals(&parsed.tasks, existing),
+        ImportMode::Merge => Vec::new(),
+    };
+    report.removed = removals.len() as u64;
     // (exported lsn, task index, event index) -> mutation, sorted before writing.
     let mut historical = Vec::new();
     let mut imports = Vec::new();
@@ -277,6 +266,25 @@ pub(crate) fn plan(
     mutations.extend(imports);
     mutations.extend(follow_ups);
     Ok((mutations, report))
+}
+
+/// For a replacing import: removes every existing task the document does not hold (in id
+/// order), keeping its history.
+fn removals(tasks: &[super::ImportTask], existing: &HashSet<String>) -> Vec<Mutation> {
+    let incoming: HashSet<&str> = tasks.iter().map(|t| t.task.id.as_str()).collect();
+    let mut gone: Vec<&String> = existing
+        .iter()
+        .filter(|id| !incoming.contains(id.as_str()))
+        .collect();
+    gone.sort();
+    gone.into_iter()
+        .map(|id| {
+            let change = Change::Remove {
+                reason: Some(REPLACED_REASON.into()),
+            };
+            Mutation::new(id.clone(), change).actor(IMPORT_ACTOR)
+        })
+        .collect()
 }
 
 /// The task as an `imported` event persists it: the id comes from the event, and the lease,

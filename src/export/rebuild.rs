@@ -113,9 +113,20 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
             ));
         }
     };
-    let kind_node = Json::String(kind.as_str().into());
+    let kind = event_kind(&kind, field("details"))?;
+    Ok(ImportEvent {
+        lsn,
+        at,
+        actor,
+        kind,
+    })
+}
+
+/// An event kind from its name and its `details` object (the `kind` tag added in front).
+fn event_kind(kind: &str, details: Option<&Json<'_>>) -> Result<EventKind, (String, String)> {
+    let kind_node = Json::String(kind.into());
     let mut entries: Vec<(&str, &Json)> = vec![("kind", &kind_node)];
-    match field("details") {
+    match details {
         None => {}
         Some(Json::Object(details)) => entries.extend(details.iter().map(|(k, v)| (&**k, v))),
         Some(other) => {
@@ -143,12 +154,7 @@ fn read_event(item: &Json) -> Result<ImportEvent, (String, String)> {
         },
         other => other,
     };
-    Ok(ImportEvent {
-        lsn,
-        at,
-        actor,
-        kind,
-    })
+    Ok(kind)
 }
 
 /// The domain event for an imported history event.

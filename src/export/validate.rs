@@ -261,14 +261,18 @@ pub(crate) fn id_problem(id: &str) -> Option<String> {
     }
 }
 
-/// Reads one task object. Returns `None` when it has problems (all of which are recorded).
-pub(crate) fn read_task(
+/// A task object's fields split into known ones (by canonical name) and unknown ones, with
+/// duplicates reported.
+type Indexed<'a> = (
+    HashMap<&'static str, (&'a str, &'a Json<'a>)>,
+    Vec<(&'a str, &'a Json<'a>)>,
+);
+
+fn index_fields<'a>(
     path: &str,
-    key_id: Option<&str>,
-    entries: &[(Cow<'_, str>, Json<'_>)],
+    entries: &'a [(Cow<'a, str>, Json<'a>)],
     problems: &mut Problems,
-) -> Option<ImportTask> {
-    let before = problems.list.len() + problems.more;
+) -> Indexed<'a> {
     let mut known: HashMap<&'static str, (&str, &Json)> = HashMap::new();
     let mut extras: Vec<(&str, &Json)> = Vec::new();
     for (name, value) in entries {
@@ -290,20 +294,35 @@ pub(crate) fn read_task(
             None => extras.push((&**name, value)),
         }
     }
+    (known, extras)
+}
+
+fn read_title(f: &mut Fields<'_>) -> Option<String> {
+    let title = f.string("title");
+    match (&title, f.get("title")) {
+        (None, None) => f.problem("title", "missing (a task needs a title)"),
+        (Some(t), Some((name, _))) if t.trim().is_empty() => f.problem(name, "is empty"),
+        _ => {}
+    }
+    title
+}
+
+/// Reads one task object. Returns `None` when it has problems (all of which are recorded).
+pub(crate) fn read_task(
+    path: &str,
+    key_id: Option<&str>,
+    entries: &[(Cow<'_, str>, Json<'_>)],
+    problems: &mut Problems,
+) -> Option<ImportTask> {
+    let before = problems.list.len() + problems.more;
+    let (known, extras) = index_fields(path, entries, problems);
     let mut f = Fields {
         path,
         known,
         problems,
     };
     let id = read_id(&mut f, key_id);
-    let title = f.string("title");
-    match &title {
-        None if f.get("title").is_none() => f.problem("title", "missing (a task needs a title)"),
-        Some(t) if t.trim().is_empty() => {
-            f.problem(f.get("title").map_or("title", |x| x.0), "is empty")
-        }
-        _ => {}
-    }
+    let title = read_title(&mut f);
     let state = read_state(&mut f);
     let progress = read_progress(&mut f);
     let created_at = f.time("created_at");
