@@ -42,8 +42,9 @@ pub const EXPORT_FORMAT: &str = "tasklog";
 /// The export format version written by this build (and the only one it reads).
 pub const EXPORT_VERSION: u64 = 1;
 /// Longest string (value or object key) accepted anywhere in an import: 16 MiB. A longer one
-/// rejects the document before it is copied, so a hostile input cannot make the parser hold
-/// more than the input itself plus one string of at most this size.
+/// rejects the document. A string without escapes is measured in place and refused before it
+/// is copied; one with escapes is first unescaped by serde_json into its scratch buffer (at most
+/// the input's size), so parsing holds at most about twice the input.
 pub const IMPORT_STRING_BYTES_MAX: usize = 16 << 20;
 /// Largest import document read by [`import_json`]: 1 GiB. The parsed tree takes a few times
 /// the input's size (see `docs/export.md`), so this bounds the import's memory.
