@@ -143,16 +143,26 @@ impl Store {
     /// batch, which after any crash is either wholly present or wholly absent. Returns each
     /// mutation's task as it stands after the batch (a removed task as it was before).
     pub fn batch(&self, mutations: Vec<Mutation>) -> Result<Vec<Task>> {
+        Ok(self
+            .batch_results(mutations)?
+            .into_iter()
+            .filter_map(|(_, t)| t)
+            .collect())
+    }
+
+    /// [`Store::batch`], with each mutation's task id and its task (`None` when a repeated
+    /// submit's task has since been removed).
+    fn batch_results(&self, mutations: Vec<Mutation>) -> Result<Vec<(String, Option<Task>)>> {
         self.check_writable()?;
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
         let base = self.inner.log.next_lsn();
-        let mut staged = Staged::default();
+        let mut staged = Staged::new(mutations.len());
         for m in mutations {
             staged.stage(&st, m, now, self.inner.session, base)?;
         }
-        let results = results_of(&staged, &st);
         if staged.events.is_empty() {
+            let results = results_of(&staged, &st);
             drop(st);
             return self.settle_all(results);
         }
@@ -169,9 +179,18 @@ impl Store {
             "the log must assign LSNs in submit order under the state lock"
         );
         let mut subscribers = self.inner.subscribers.lock();
-        for (i, ((event, updated), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
+        let ids = std::mem::take(&mut staged.ids);
+        let removed = std::mem::take(&mut staged.removed);
+        for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
             let lsn = base + i as u64;
-            st.install(lsn, &event, updated, record::event_body(bytes));
+            let body = record::event_body(bytes);
+            match after {
+                commit::After::Task(updated) => st.install(lsn, &event, updated, body),
+                commit::After::InPlace => {
+                    let applied = st.apply_in_place(lsn, &event, body)?;
+                    assert!(applied, "a staged in-place event must apply in place");
+                }
+            }
             st.mark_applied(lsn, bytes.len());
             if !subscribers.is_empty() {
                 // Published in LSN order under the state lock; subscribers deliver an event
@@ -181,6 +200,17 @@ impl Store {
             }
         }
         drop(subscribers);
+        let results: Vec<(String, Option<Task>)> = ids
+            .into_iter()
+            .map(|id| {
+                let task = st
+                    .tasks
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| removed.get(&id).cloned());
+                (id, task)
+            })
+            .collect();
         let snapshot_due = self.snapshot_due(&st);
         drop(st);
         ticket.wait().map_err(|e| self.poison(e))?;
@@ -192,11 +222,9 @@ impl Store {
 
     /// Applies one mutation.
     pub fn apply(&self, m: Mutation) -> Result<Task> {
-        let mut out = self.batch(vec![m])?;
-        out.pop().ok_or_else(|| Error::InvalidInput {
-            at: None,
-            reason: "empty batch".into(),
-        })
+        let (id, task) = self.batch_results(vec![m])?.pop().ok_or(Error::Closed)?;
+        // A repeated submit whose task was removed since: nothing to return.
+        task.ok_or(Error::NotFound { id })
     }
 
     /// Creates a task. With a request id already seen, returns the task created then.
@@ -642,8 +670,16 @@ impl Store {
         Ok(())
     }
 
-    fn settle_all(&self, tasks: Vec<Task>) -> Result<Vec<Task>> {
-        if let Some(max) = tasks.iter().map(|t| t.last_lsn).max() {
+    fn settle_all(
+        &self,
+        tasks: Vec<(String, Option<Task>)>,
+    ) -> Result<Vec<(String, Option<Task>)>> {
+        if let Some(max) = tasks
+            .iter()
+            .filter_map(|(_, t)| t.as_ref())
+            .map(|t| t.last_lsn)
+            .max()
+        {
             self.settle(max)?;
         }
         Ok(tasks)
@@ -659,20 +695,13 @@ impl Store {
     }
 }
 
-fn results_of(staged: &Staged, st: &State) -> Vec<Task> {
-    let mut out = Vec::with_capacity(staged.ids.len());
-    for id in &staged.ids {
-        let after = staged.events.iter().rev().find(|(e, _)| &e.task_id == id);
-        // A removed task is returned as it stood before the batch.
-        let task = match after {
-            Some((_, Some(t))) => Some(t.clone()),
-            _ => st.tasks.get(id).cloned(),
-        };
-        if let Some(t) = task {
-            out.push(t);
-        }
-    }
-    out
+/// Results of a batch that wrote nothing (only repeated submits).
+fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
+    staged
+        .ids
+        .iter()
+        .map(|id| (id.clone(), st.tasks.get(id).cloned()))
+        .collect()
 }
 
 impl Inner {
