@@ -3,9 +3,10 @@
 //!
 //! Method: the test binary spawns itself as a child process (the `#[ignore]`d entry
 //! `crash_child_imports` runs only when `TASKLOG_EXPORT_CRASH_DIR` is set) which opens a store
-//! holding a few tasks and imports a 5,000-task document with histories. A first run goes to
+//! holding a few tasks and imports a 10,000-task document with histories. A first run goes to
 //! completion to measure how long the import takes. Then, for several cycles, the parent
-//! SIGKILLs the child at a random moment within that time, reopens the store and checks that
+//! SIGKILLs the child at a random moment within that time (more of them near its end, where
+//! the batch is written, and one after it), reopens the store and checks that
 //! either none or all of the imported tasks are there (with intact histories in the latter
 //! case), and that the tasks that were there before are untouched.
 
@@ -22,7 +23,7 @@ use tasklog::{NewTask, Store};
 
 const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
 const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
-const IMPORTED: usize = 5_000;
+const IMPORTED: usize = 10_000;
 const EVENTS_PER_TASK: usize = 3;
 const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
 
@@ -153,11 +154,14 @@ fn killing_an_import_midway_leaves_all_or_nothing() {
 
     let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
     let mut outcomes = Vec::new();
-    for cycle in 0..6 {
+    // Random moments over the whole import, more near its end (where the batch is written),
+    // and one after it (the import must then be whole).
+    let mut fractions: Vec<f64> = (0..5).map(|_| 0.05 + 0.95 * rng.f64()).collect();
+    fractions.extend((0..2).map(|_| 0.85 + 0.15 * rng.f64()));
+    fractions.push(1.3);
+    for (cycle, fraction) in fractions.into_iter().enumerate() {
         let dir = work.path().join(format!("cycle-{cycle}"));
         fresh_store(&dir);
-        // Mostly before the commit point (near the end); a few after it.
-        let fraction = 0.05 + 1.1 * rng.f64();
         let delay = full.mul_f64(fraction);
         let (_, finished) = run_child(&dir, &doc, Some(delay));
         let present = check_all_or_nothing(&dir);
