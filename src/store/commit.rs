@@ -12,6 +12,10 @@ use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
 pub const TASK_ID_BYTES_MAX: usize = 256;
 
 /// What a staged event does to its task.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per staged event, moved into the state at install; boxing would add an allocation per mutation"
+)]
 pub enum After {
     /// The task after the event (None when removed), computed on a copy: used in batches, so
     /// later mutations of the batch see it and nothing touches the state before the batch is
