@@ -122,7 +122,7 @@ mod tests {
     use super::*;
     use crate::task::{EventKind, Output, Progress};
 
-    fn tree(text: &str) -> Json {
+    fn tree(text: &str) -> Json<'_> {
         super::super::parse::parse_tree(text.as_bytes()).expect("should parse")
     }
 
