@@ -3,7 +3,7 @@
 //!
 //! Method: the test binary spawns itself as a child process (the `#[ignore]`d entry
 //! `crash_child_imports` runs only when `TASKLOG_EXPORT_CRASH_DIR` is set) which opens a store
-//! holding a few tasks and imports a 10,000-task document with histories. A first run goes to
+//! holding a few tasks and imports a 5,000-task document with histories. A first run goes to
 //! completion to measure how long the import takes. Then, for several cycles, the parent
 //! SIGKILLs the child at a random moment within that time (more of them near its end, where
 //! the batch is written, and one after it), reopens the store and checks that
@@ -23,7 +23,7 @@ use tasklog::{NewTask, Store};
 
 const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
 const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
-const IMPORTED: usize = 10_000;
+const IMPORTED: usize = 5_000;
 const EVENTS_PER_TASK: usize = 3;
 const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
 
