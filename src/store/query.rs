@@ -128,7 +128,9 @@ fn meta_eq(have: &Value, want: &Value) -> bool {
     }
     match (have, want) {
         (Value::String(h), w) => w.as_str() == Some(h.as_str()),
-        (h, Value::String(w)) => *h == serde_json::from_str::<Value>(w).unwrap_or(Value::Null),
+        // Text that is not JSON matches nothing else (it used to be read as `null`, so any
+        // such text matched a `null` value).
+        (h, Value::String(w)) => serde_json::from_str::<Value>(w).is_ok_and(|v| *h == v),
         _ => false,
     }
 }
