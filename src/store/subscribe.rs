@@ -29,6 +29,9 @@ const CATCH_UP_CHUNK: usize = 1024;
 /// A subscription. Iterate it, or poll with [`Subscription::next_timeout`].
 pub struct Subscription {
     log: Arc<dyn Log>,
+    /// The first LSN wanted: live events below it are skipped (a subscription may start
+    /// beyond the current end of the log).
+    from: u64,
     next_catch_up: u64,
     catch_up_until: u64,
     buffered: VecDeque<Committed>,
@@ -51,6 +54,7 @@ impl Subscription {
         }
         Ok(Subscription {
             log,
+            from,
             next_catch_up: from.max(1),
             catch_up_until: applied,
             buffered: VecDeque::new(),
@@ -63,14 +67,20 @@ impl Subscription {
         if let Some(c) = self.catch_up()? {
             return Ok(Some(c));
         }
-        match self.live.recv_timeout(timeout) {
-            Ok(c) => {
-                // Published at apply time; delivered only once durable.
-                self.log.wait_durable(c.lsn)?;
-                Ok(Some((*c).clone()))
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.live.recv_timeout(left) {
+                // Committed before the LSN asked for: not part of this subscription.
+                Ok(c) if c.lsn < self.from => continue,
+                Ok(c) => {
+                    // Published at apply time; delivered only once durable.
+                    self.log.wait_durable(c.lsn)?;
+                    return Ok(Some((*c).clone()));
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
             }
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
         }
     }
 
