@@ -287,7 +287,7 @@ fn a_pending_task_is_cancelled_at_once_and_never_runs() {
     wait_state(&store, &y, TaskState::Completed);
     wait_state(&store, &b, TaskState::Completed);
     assert!(rt.wait_idle(HANG));
-    assert_eq!(*ran.lock().unwrap(), [y.clone()]);
+    assert_eq!(*ran.lock().unwrap(), std::slice::from_ref(&y));
     assert_eq!(kinds(&store, &x), ["created", "cancelled"]);
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }

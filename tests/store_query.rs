@@ -200,7 +200,7 @@ fn ref_matches(f: &Filter, t: &Task) -> bool {
     let range = |t: Timestamp, since: Option<Timestamp>, until: Option<Timestamp>| {
         since.is_none_or(|s| t.0 >= s.0) && until.is_none_or(|u| t.0 < u.0)
     };
-    (f.states.is_empty() || f.states.iter().any(|s| *s == t.state))
+    (f.states.is_empty() || f.states.contains(&t.state))
         && ok_opt(&f.role, &t.role)
         && ok_opt(&f.provider, &t.provider)
         && ok_opt(&f.model, &t.model)

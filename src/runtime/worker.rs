@@ -249,6 +249,18 @@ fn record_outcome(
             }))
             .map(|_| ());
     }
+    if outcome.is_err() && shared.shutting_down.load(Ordering::Acquire) {
+        // The handler stopped because the runtime is shutting down (as `is_shutting_down`
+        // asks it to): that is not a failure. Back to pending, keeping the checkpoint, so the
+        // next start resumes it, with neither a retry nor an error counted.
+        return shared
+            .store
+            .apply(fenced(Change::Interrupt {
+                reason: "runtime shut down".into(),
+                to: TaskState::Pending,
+            }))
+            .map(|_| ());
+    }
     match outcome {
         Ok(result) => {
             shared.counters.lock().succeeded += 1;
