@@ -24,7 +24,9 @@ use tasklog::runtime::{Kind, Recovery, Runtime, RuntimeOptions, TaskContext};
 use tasklog::store::{Filter, StoreOptions};
 use tasklog::{NewTask, Store, TaskState};
 
+/// Tasks in a CI run; a soak run (more cycles) gets more work so the kills keep landing on it.
 const TASKS: usize = 24;
+const TASKS_ENV: &str = "TASKLOG_RT_TASKS";
 const STEPS: u64 = 30;
 const CHILD_ENV: &str = "TASKLOG_RT_CHILD_DIR";
 
@@ -50,6 +52,7 @@ fn child_entry() {
         return;
     };
     let dir = PathBuf::from(dir);
+    let tasks: usize = std::env::var(TASKS_ENV).unwrap().parse().unwrap();
     let pid = std::process::id();
     let side = Arc::new(Mutex::new(
         OpenOptions::new()
@@ -100,7 +103,7 @@ fn child_entry() {
         .recovery(Recovery::Resume),
     );
     rt.start().unwrap();
-    for i in 0..TASKS {
+    for i in 0..tasks {
         rt.submit_task(
             "walk",
             NewTask::new(format!("walk {i}")).request_id(format!("walk-{i}")),
@@ -118,7 +121,7 @@ fn child_entry() {
                 ..Filter::default()
             })
             .unwrap();
-        if done == TASKS {
+        if done == tasks {
             break;
         }
         assert!(Instant::now() < deadline, "child: work did not finish");
@@ -127,7 +130,7 @@ fn child_entry() {
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }
 
-fn spawn_child(dir: &Path) -> std::process::Child {
+fn spawn_child(dir: &Path, tasks: usize) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -137,6 +140,7 @@ fn spawn_child(dir: &Path) -> std::process::Child {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, dir)
+        .env(TASKS_ENV, tasks.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -209,13 +213,14 @@ fn runtime_survives_repeated_sigkill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20261122);
-    eprintln!("runtime_crash: {cycles} cycles, seed {seed}");
+    let n_tasks = TASKS.max(cycles * 3);
+    eprintln!("runtime_crash: {cycles} cycles, {n_tasks} tasks, seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut killed_running = 0;
     for _ in 0..cycles {
-        let mut child = spawn_child(dir);
+        let mut child = spawn_child(dir, n_tasks);
         std::thread::sleep(Duration::from_millis(rng.u64(40..400)));
         if child.try_wait().unwrap().is_none() {
             killed_running += 1;
@@ -227,7 +232,7 @@ fn runtime_survives_repeated_sigkill() {
         }
     }
     // The last child runs to the end.
-    let mut child = spawn_child(dir);
+    let mut child = spawn_child(dir, n_tasks);
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -249,7 +254,7 @@ fn runtime_survives_repeated_sigkill() {
 
     let store = Store::open(store_dir(dir)).unwrap();
     let tasks = store.all_tasks().unwrap();
-    assert_eq!(tasks.len(), TASKS);
+    assert_eq!(tasks.len(), n_tasks);
     let mut interrupted = 0;
     let mut checkpoints: HashMap<String, Vec<(u64, u64)>> = HashMap::new(); // id -> (lsn, step)
     let mut started: HashMap<String, Vec<u64>> = HashMap::new(); // id -> started lsns
