@@ -794,3 +794,44 @@ fn removed_tasks_leave_listings_and_counts() {
     );
     assert_eq!(store.count(&f).unwrap(), rest.len());
 }
+
+#[test]
+fn text_search_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .submit(NewTask::new("Deploy the API").id("ascii"))
+        .unwrap();
+    store
+        .submit(
+            NewTask::new("Überprüfung")
+                .id("unicode")
+                .description("Straße reparieren"),
+        )
+        .unwrap();
+    store.submit(NewTask::new("ab").id("short")).unwrap();
+    let hits = |needle: &str| {
+        let mut v = list_all(
+            &store,
+            &Filter {
+                text: Some(needle.into()),
+                ..Filter::default()
+            },
+            SortKey::Created,
+            false,
+        );
+        v.sort();
+        v
+    };
+    assert_eq!(hits(""), ["ascii", "short", "unicode"]);
+    assert_eq!(hits("api"), ["ascii"]); // at the very end
+    assert_eq!(hits("DEPLOY THE API"), ["ascii"]); // the whole title
+    assert_eq!(hits("deploy the api!"), Vec::<String>::new()); // longer than the title
+    assert_eq!(hits("AB"), ["short"]);
+    assert_eq!(hits("b"), ["short"]);
+    assert_eq!(hits("a"), ["ascii", "short", "unicode"]); // "reparieren" in a description
+    assert_eq!(hits("ÜBERPRÜFUNG"), ["unicode"]);
+    assert_eq!(hits("STRASSE"), Vec::<String>::new()); // lowercase, not case folding
+    assert_eq!(hits("straße"), ["unicode"]);
+    assert_eq!(hits("pi "), Vec::<String>::new());
+}

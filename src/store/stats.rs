@@ -84,6 +84,30 @@ fn name_or_none(v: Option<&str>) -> String {
     v.map_or_else(|| "(none)".to_string(), str::to_string)
 }
 
+/// FNV-1a: the counting maps hash short names once per task, where SipHash dominated the
+/// whole pass (and no flooding concern applies to counting our own tasks).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Counts the tasks in `state`; `key` adds counts by one metadata key.
 ///
 /// One pass over the tasks that allocates nothing per task: counts are kept under borrowed
@@ -96,9 +120,9 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
         ..Stats::default()
     };
     let mut by_state = [0usize; TaskState::ALL.len()];
-    let mut by_role: HashMap<Option<&str>, usize> = HashMap::new();
-    let mut by_provider: HashMap<Option<&str>, usize> = HashMap::new();
-    let mut by_value: HashMap<Option<&serde_json::Value>, usize> = HashMap::new();
+    let mut by_role: FnvMap<Option<&str>, usize> = FnvMap::default();
+    let mut by_provider: FnvMap<Option<&str>, usize> = FnvMap::default();
+    let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
     for t in state.tasks.values() {
         if let Some(i) = TaskState::ALL.iter().position(|st| *st == t.state) {
             by_state[i] += 1;
@@ -117,7 +141,7 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
     for (st, n) in TaskState::ALL.iter().zip(by_state) {
         s.by_state.insert(st.as_str().to_string(), n);
     }
-    let owned = |m: HashMap<Option<&str>, usize>| -> BTreeMap<String, usize> {
+    let owned = |m: FnvMap<Option<&str>, usize>| -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for (k, n) in m {
             *out.entry(name_or_none(k)).or_default() += n;
