@@ -828,7 +828,7 @@ fn text_search_edges() {
     assert_eq!(hits("DEPLOY THE API"), ["ascii"]); // the whole title
     assert_eq!(hits("deploy the api!"), Vec::<String>::new()); // longer than the title
     assert_eq!(hits("AB"), ["short"]);
-    assert_eq!(hits("b"), ["short"]);
+    assert_eq!(hits("b"), ["short", "unicode"]); // "Überprüfung"
     assert_eq!(hits("a"), ["ascii", "short", "unicode"]); // "reparieren" in a description
     assert_eq!(hits("ÜBERPRÜFUNG"), ["unicode"]);
     assert_eq!(hits("STRASSE"), Vec::<String>::new()); // lowercase, not case folding
