@@ -29,9 +29,13 @@ const WORDS: [&str; 8] = [
 
 fn task(i: usize, rng: &mut fastrand::Rng, now: i64) -> Task {
     // Even tasks finished ten days ago; odd ones are recent and in any state.
-    let old = i % 2 == 0;
+    let old = i.is_multiple_of(2);
     let state = if old {
-        [TaskState::Completed, TaskState::Failed, TaskState::Cancelled][rng.usize(..3)]
+        [
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Cancelled,
+        ][rng.usize(..3)]
     } else {
         TaskState::ALL[rng.usize(..5)]
     };

@@ -117,7 +117,11 @@ fn child_entry() {
     loop {
         let done = store
             .count(&Filter {
-                states: vec![TaskState::Completed, TaskState::Failed, TaskState::Cancelled],
+                states: vec![
+                    TaskState::Completed,
+                    TaskState::Failed,
+                    TaskState::Cancelled,
+                ],
                 ..Filter::default()
             })
             .unwrap();
@@ -324,7 +328,10 @@ fn runtime_survives_repeated_sigkill() {
                     .get(id)
                     .and_then(|c| c.iter().rev().find(|(lsn, _)| lsn < claim_lsn))
                     .map(|(_, s)| *s);
-                assert_eq!(*resumed, last_before, "{id}: resumed from the wrong checkpoint");
+                assert_eq!(
+                    *resumed, last_before,
+                    "{id}: resumed from the wrong checkpoint"
+                );
                 if resumed.is_some() {
                     resumed_runs += 1;
                 }
@@ -345,5 +352,8 @@ fn runtime_survives_repeated_sigkill() {
     eprintln!(
         "runtime_crash: {killed_running} kills, {interrupted} interrupted runs, {resumed_runs} resumed from a checkpoint, {acknowledged} acknowledged checkpoints"
     );
-    assert!(resumed_runs > 0, "some run must have resumed from a checkpoint");
+    assert!(
+        resumed_runs > 0,
+        "some run must have resumed from a checkpoint"
+    );
 }

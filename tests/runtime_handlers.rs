@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tasklog::runtime::{Kind, META_INPUT, META_KIND, Recovery, RetryPolicy, Runtime, RuntimeOptions, TaskContext};
+use tasklog::runtime::{
+    Kind, META_INPUT, META_KIND, Recovery, RetryPolicy, Runtime, RuntimeOptions, TaskContext,
+};
 use tasklog::store::StoreOptions;
 use tasklog::{NewTask, Store, TaskState};
 
@@ -82,7 +84,8 @@ fn handlers_complete_and_their_results_are_stored() {
     rt.register(
         "double",
         Kind::new(|ctx: &TaskContext, input: Value| {
-            ctx.progress(50, Some("half"), None).map_err(|e| e.to_string())?;
+            ctx.progress(50, Some("half"), None)
+                .map_err(|e| e.to_string())?;
             ctx.output(tasklog::task::OutputKind::Log, "working")
                 .map_err(|e| e.to_string())?;
             Ok(json!({"out": input["n"].as_i64().unwrap() * 2}))
@@ -124,7 +127,9 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
     rt.register(
         "flaky",
         Kind::new(move |ctx: &TaskContext, _| {
-            s.lock().unwrap().push((ctx.id().to_string(), ctx.attempt()));
+            s.lock()
+                .unwrap()
+                .push((ctx.id().to_string(), ctx.attempt()));
             if ctx.attempt() < 3 {
                 Err(format!("fail at attempt {}", ctx.attempt()))
             } else {
@@ -137,7 +142,9 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
     rt.register(
         "hopeless",
         Kind::new(move |ctx: &TaskContext, _| {
-            s.lock().unwrap().push((ctx.id().to_string(), ctx.attempt()));
+            s.lock()
+                .unwrap()
+                .push((ctx.id().to_string(), ctx.attempt()));
             Err(format!("hopeless attempt {}", ctx.attempt()))
         })
         .retry(quick_retry(2)),
@@ -161,8 +168,17 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
     assert_eq!(
         kinds(&store, &flaky),
         [
-            "created", "started", "failed", "retried", "updated", "started", "failed", "retried",
-            "updated", "started", "completed"
+            "created",
+            "started",
+            "failed",
+            "retried",
+            "updated",
+            "started",
+            "failed",
+            "retried",
+            "updated",
+            "started",
+            "completed"
         ]
     );
     // Each retry started no earlier than its recorded backoff allowed.
@@ -329,7 +345,9 @@ fn a_running_task_is_cancelled_through_its_context() {
     rt.start().unwrap();
     let a = rt.submit("waits", json!(null), 1).unwrap().id;
     let b = rt.submit("polls", json!(null), 1).unwrap().id;
-    wait_for("both handlers to run", || running.lock().unwrap().len() == 2);
+    wait_for("both handlers to run", || {
+        running.lock().unwrap().len() == 2
+    });
     let store = rt.store().clone();
     // Through the runtime...
     rt.cancel(&a).unwrap();
@@ -337,7 +355,9 @@ fn a_running_task_is_cancelled_through_its_context() {
     store.cancel(&b, Some("from outside")).unwrap();
     wait_state(&store, &a, TaskState::Cancelled);
     wait_state(&store, &b, TaskState::Cancelled);
-    wait_for("both handlers to notice", || noticed.lock().unwrap().len() == 2);
+    wait_for("both handlers to notice", || {
+        noticed.lock().unwrap().len() == 2
+    });
     for id in [&a, &b] {
         let t = store.get(id).unwrap();
         assert_eq!(t.result, None, "a cancelled run's result is discarded");
@@ -407,7 +427,9 @@ fn a_lease_that_expires_outside_the_runtime_is_recovered_once_then_run() {
         .unwrap()
         .id;
     store.claim(&id, "ghost", 50).unwrap();
-    store.checkpoint(&id, "ghost-step", json!({"step": 4})).unwrap();
+    store
+        .checkpoint(&id, "ghost-step", json!({"step": 4}))
+        .unwrap();
     rt.start().unwrap();
     wait_state(&store, &id, TaskState::Completed);
     // Let the supervisor run a few more rounds: it must not recover it again.
@@ -419,7 +441,11 @@ fn a_lease_that_expires_outside_the_runtime_is_recovered_once_then_run() {
     assert_eq!(h.stuck, 1);
     assert_eq!(h.recovered.get("resume"), Some(&1));
     let k = kinds(&store, &id);
-    assert_eq!(k.iter().filter(|k| **k == "interrupted").count(), 1, "{k:?}");
+    assert_eq!(
+        k.iter().filter(|k| **k == "interrupted").count(),
+        1,
+        "{k:?}"
+    );
     assert_eq!(k.iter().filter(|k| **k == "started").count(), 2, "{k:?}");
     assert_eq!(*runs.lock().unwrap(), [Some(json!({"step": 4}))]);
     rt.shutdown(Duration::from_secs(5)).unwrap();

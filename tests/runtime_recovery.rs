@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tasklog::runtime::{Kind, META_INPUT, META_KIND, Recovery, RetryPolicy, Runtime, RuntimeOptions, TaskContext};
+use tasklog::runtime::{
+    Kind, META_INPUT, META_KIND, Recovery, RetryPolicy, Runtime, RuntimeOptions, TaskContext,
+};
 use tasklog::store::{InterruptedPolicy, StoreOptions};
 use tasklog::{NewTask, Store, TaskState};
 
@@ -113,7 +115,10 @@ fn each_kind_is_recovered_by_its_strategy() {
             }),
         );
     }
-    rt.register("mark_failed", recording(&seen).recovery(Recovery::MarkFailed));
+    rt.register(
+        "mark_failed",
+        recording(&seen).recovery(Recovery::MarkFailed),
+    );
     rt.register("default", recording(&seen));
     rt.start().unwrap();
     let store = rt.store().clone();
@@ -133,10 +138,17 @@ fn each_kind_is_recovered_by_its_strategy() {
         );
     }
     assert_eq!(ran.get("resume"), Some(&cp));
-    assert_eq!(ran.get("restart"), Some(&None), "Restart hands no checkpoint");
+    assert_eq!(
+        ran.get("restart"),
+        Some(&None),
+        "Restart hands no checkpoint"
+    );
     assert_eq!(ran.get("not_validated"), Some(&cp));
     assert_eq!(ran.get("default"), Some(&cp));
-    assert!(!ran.contains_key("validated"), "validated work is not run again");
+    assert!(
+        !ran.contains_key("validated"),
+        "validated work is not run again"
+    );
     assert!(!ran.contains_key("mark_failed"));
     for id in ["resume", "restart", "not_validated", "default"] {
         assert_eq!(state(id).state, TaskState::Completed, "{id}");
@@ -173,8 +185,11 @@ fn each_kind_is_recovered_by_its_strategy() {
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// Steps the handler did, in order (`u64::MAX` marks a completed run with its first step).
+type StepLog = Arc<Mutex<Vec<(u64, Option<u64>)>>>;
+
 /// Steps 0..20, a checkpoint after each; stops early (with an error) when shutting down.
-fn stepper(log: Arc<Mutex<Vec<(u64, Option<u64>)>>>) -> Kind {
+fn stepper(log: StepLog) -> Kind {
     Kind::new(move |ctx: &TaskContext, _| {
         let first = ctx
             .resume_from()
@@ -200,7 +215,7 @@ fn stepper(log: Arc<Mutex<Vec<(u64, Option<u64>)>>>) -> Kind {
 #[test]
 fn a_graceful_shutdown_hands_unfinished_work_to_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<Mutex<Vec<(u64, Option<u64>)>>> = Arc::default();
+    let log: StepLog = Arc::default();
     let id = {
         let mut rt = Runtime::open(dir.path(), StoreOptions::new(), options()).unwrap();
         rt.register("steps", stepper(log.clone()));

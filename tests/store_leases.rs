@@ -81,7 +81,10 @@ fn an_expired_lease_is_interrupted_as_failed_by_default() {
     store.claim("short", "w1", 30).unwrap();
     store.claim("long", "w1", 60_000).unwrap();
     store.start("free").unwrap(); // running without a lease: never expires
-    assert_eq!(store.recover_expired_leases().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.recover_expired_leases().unwrap(),
+        Vec::<String>::new()
+    );
     std::thread::sleep(Duration::from_millis(80));
     assert_eq!(store.recover_expired_leases().unwrap(), ["short"]);
     let t = store.get("short").unwrap();
@@ -94,7 +97,10 @@ fn an_expired_lease_is_interrupted_as_failed_by_default() {
     assert_eq!(last.kind, "interrupted");
     assert_eq!(last.to, Some(TaskState::Failed));
     // Once only.
-    assert_eq!(store.recover_expired_leases().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.recover_expired_leases().unwrap(),
+        Vec::<String>::new()
+    );
     assert_eq!(
         kinds(&store, "short")
             .iter()
@@ -115,9 +121,7 @@ fn an_expired_lease_is_requeued_with_its_checkpoint_under_the_requeue_policy() {
         .unwrap();
     store.submit(NewTask::new("t").id("t")).unwrap();
     store.claim("t", "w1", 40).unwrap();
-    store
-        .checkpoint("t", "step", json!({"step": 7}))
-        .unwrap();
+    store.checkpoint("t", "step", json!({"step": 7})).unwrap();
     std::thread::sleep(Duration::from_millis(80));
     assert_eq!(store.recover_expired_leases().unwrap(), ["t"]);
     let t = store.get("t").unwrap();
@@ -126,7 +130,10 @@ fn an_expired_lease_is_requeued_with_its_checkpoint_under_the_requeue_policy() {
     let cp = t.checkpoint.expect("the checkpoint is kept");
     assert_eq!(cp.name, "step");
     assert_eq!(cp.data, json!({"step": 7}));
-    assert_eq!(store.history("t").unwrap().last().unwrap().kind, "interrupted");
+    assert_eq!(
+        store.history("t").unwrap().last().unwrap().kind,
+        "interrupted"
+    );
     // It can be claimed again by someone else.
     let again = store.claim("t", "w2", 10_000).unwrap();
     assert_eq!(again.lease.unwrap().owner, "w2");
@@ -161,11 +168,14 @@ fn a_stale_attempt_cannot_complete_after_the_task_was_reclaimed() {
 
     // Also refused inside a batch, which then writes nothing at all.
     let batch = vec![
-        Mutation::new("t", Change::Progress {
-            percent: 10,
-            step: None,
-            message: None,
-        })
+        Mutation::new(
+            "t",
+            Change::Progress {
+                percent: 10,
+                step: None,
+                message: None,
+            },
+        )
         .fenced("w2", second.attempt),
         Mutation::new("t", Change::Complete { result: None }).fenced("w1", first.attempt),
     ];
@@ -257,7 +267,10 @@ fn a_lease_that_expired_while_the_store_was_closed_is_interrupted_at_open() {
     let t = store.get("short").unwrap();
     assert_eq!(t.state, TaskState::Failed);
     assert!(t.last_error.is_some());
-    assert_eq!(store.history("short").unwrap().last().unwrap().kind, "interrupted");
+    assert_eq!(
+        store.history("short").unwrap().last().unwrap().kind,
+        "interrupted"
+    );
     // A clean close leaves a task with a live lease running.
     let l = store.get("long").unwrap();
     assert_eq!(l.state, TaskState::Running);

@@ -250,10 +250,7 @@ fn random_filter(rng: &mut fastrand::Rng, all: &[Task]) -> Filter {
     let mut f = Filter::default();
     let p = |rng: &mut fastrand::Rng| rng.u8(..100) < 30;
     if p(rng) {
-        f.states = TaskState::ALL
-            .into_iter()
-            .filter(|_| rng.bool())
-            .collect();
+        f.states = TaskState::ALL.into_iter().filter(|_| rng.bool()).collect();
     }
     if p(rng) {
         f.role = opt(pick(rng, &ROLES[1..]));
@@ -463,7 +460,10 @@ fn every_filter_alone_selects_exactly_the_matching_tasks() {
         let want = reference(&all, f, SortKey::Created, false);
         assert!(!want.is_empty(), "{name}: the data set must exercise it");
         if *name != "all states listed" {
-            assert!(want.len() < all.len(), "{name}: filter must exclude something");
+            assert!(
+                want.len() < all.len(),
+                "{name}: filter must exclude something"
+            );
         }
         assert_eq!(list_all(&store, f, SortKey::Created, false), want, "{name}");
         assert_eq!(store.count(f).unwrap(), want.len(), "{name}: count");
@@ -520,7 +520,11 @@ fn random_filter_combinations_agree_with_brute_force() {
         let want = reference(&all, &f, key, desc);
         let got = list_all(&store, &f, key, desc);
         assert_eq!(got, want, "case {i}: {f:?} sort {key:?} desc {desc}");
-        assert_eq!(store.count(&f).unwrap(), want.len(), "case {i}: count {f:?}");
+        assert_eq!(
+            store.count(&f).unwrap(),
+            want.len(),
+            "case {i}: count {f:?}"
+        );
         if !want.is_empty() {
             nonempty += 1;
             let set = [
@@ -541,7 +545,10 @@ fn random_filter_combinations_agree_with_brute_force() {
     }
     // The generator must produce informative cases, not only empty answers.
     assert!(nonempty > 150, "only {nonempty} non-empty answers");
-    assert!(multi > 50, "only {multi} non-empty answers to combined filters");
+    assert!(
+        multi > 50,
+        "only {multi} non-empty answers to combined filters"
+    );
 }
 
 #[test]
@@ -760,8 +767,14 @@ fn paginate_while_changing(seed: u64, descending: bool) {
     assert!(twice.is_empty(), "returned more than once: {twice:?}");
     let stable: Vec<&String> = initial.difference(&disturbed).collect();
     assert!(stable.len() > 40);
-    let missed: Vec<&&String> = stable.iter().filter(|id| !seen.contains_key(**id)).collect();
-    assert!(missed.is_empty(), "skipped although present and matching throughout: {missed:?}");
+    let missed: Vec<&&String> = stable
+        .iter()
+        .filter(|id| !seen.contains_key(**id))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "skipped although present and matching throughout: {missed:?}"
+    );
     assert!(!disturbed.is_empty(), "the walk must actually be disturbed");
 }
 

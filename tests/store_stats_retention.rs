@@ -370,10 +370,20 @@ fn retention_removes_only_old_terminal_tasks_and_keeps_their_history() {
     let expect = {
         let store = Store::open(dir.path()).unwrap();
         let expect = setup_retention(&store);
-        let before: HashSet<String> = store.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+        let before: HashSet<String> = store
+            .all_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         let n = store.cleanup(Duration::from_secs(86_400)).unwrap();
         assert_eq!(n, expect.len());
-        let after: HashSet<String> = store.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+        let after: HashSet<String> = store
+            .all_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         let mut gone: Vec<String> = before.difference(&after).cloned().collect();
         gone.sort();
         assert_eq!(gone, expect);

@@ -172,7 +172,11 @@ fn a_subscription_from_the_middle_starts_there() {
     let c = next(&mut sub);
     assert_eq!(c.event.task_id, "later");
     assert_eq!(c.lsn, store.last_lsn());
-    assert!(sub.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+    assert!(
+        sub.next_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -189,7 +193,11 @@ fn a_subscription_from_beyond_the_end_skips_earlier_live_events() {
     }
     let got: Vec<u64> = (0..3).map(|_| next(&mut sub).lsn).collect();
     assert_eq!(got, [from, from + 1, from + 2]);
-    assert!(sub.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+    assert!(
+        sub.next_timeout(Duration::from_millis(50))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

@@ -157,9 +157,10 @@ fn contains_ascii_ci(h: &[u8], n: &[u8]) -> bool {
     }
     let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
     let last = h.len() - n.len();
-    h[..=last].iter().enumerate().any(|(i, &b)| {
-        (b == lo || b == up) && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest)
-    })
+    h[..=last]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| (b == lo || b == up) && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest))
 }
 
 fn sort_time(task: &Task, key: SortKey) -> i64 {
