@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use serde_json::json;
-use tasklog::store::{Committed, StoreOptions, Subscription};
+use tasklog::store::{Committed, Mutation, StoreOptions, Subscription};
 use tasklog::task::EventKind;
 use tasklog::{Error, NewTask, Store};
 
@@ -229,4 +229,57 @@ fn a_subscription_below_the_compacted_log_is_refused() {
     let mut sub = store.subscribe(first).unwrap();
     assert_eq!(next(&mut sub).lsn, first);
     assert_eq!(store.history("t0").unwrap().len(), 1);
+}
+
+#[test]
+fn a_subscriber_overtaken_by_compaction_gets_an_error_not_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreOptions::new()
+        .segment_bytes_max(16 << 10)
+        .snapshots_kept(1)
+        .open(dir.path())
+        .unwrap();
+    let write = |from: usize, to: usize| {
+        let ids: Vec<usize> = (from..to).collect();
+        for part in ids.chunks(100) {
+            let muts = part
+                .iter()
+                .map(|i| {
+                    Mutation::submit(
+                        NewTask::new(format!("a task with a longish title number {i}"))
+                            .id(format!("t{i}"))
+                            .description("x".repeat(100)),
+                    )
+                })
+                .collect();
+            store.batch(muts).unwrap();
+        }
+    };
+    // More than one catch-up chunk (1024 events), so that the rest is read after compaction.
+    write(0, 3000);
+    // Subscribed from the start, has read a little, then falls behind a compaction.
+    let mut sub = store.subscribe(1).unwrap();
+    let mut got = vec![next(&mut sub).lsn, next(&mut sub).lsn];
+    let info = store.snapshot().unwrap();
+    assert!(info.segments_removed > 0, "{info:?}");
+    write(3000, 3010);
+    let outcome = loop {
+        match sub.next_timeout(Duration::from_millis(200)) {
+            Ok(Some(c)) => got.push(c.lsn),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    // Whatever it delivered has no hole; if it could not, it says so.
+    for w in got.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "silent gap in the subscription");
+    }
+    if outcome.is_ok() {
+        assert_eq!(*got.last().unwrap(), store.last_lsn());
+    } else {
+        assert!(
+            matches!(outcome, Err(Error::InvalidInput { .. })),
+            "{outcome:?}"
+        );
+    }
 }

@@ -90,7 +90,14 @@ impl Subscription {
             let mut chunk = Vec::new();
             let until = self.catch_up_until;
             let mut last = self.next_catch_up.saturating_sub(1);
+            let mut gap_at = None;
             let mut f = |lsn: u64, bytes: &[u8]| -> Result<()> {
+                if lsn != last + 1 {
+                    // The log no longer holds what this subscriber has yet to read (a snapshot
+                    // compacted it meanwhile): the log skips to what it still has.
+                    gap_at = Some(lsn);
+                    return Err(Error::Closed);
+                }
                 if lsn > until || chunk.len() >= CATCH_UP_CHUNK {
                     return Err(Error::Closed); // stop early; not an error for us
                 }
@@ -103,6 +110,18 @@ impl Subscription {
             match self.log.replay(self.next_catch_up, &mut f) {
                 Ok(_) | Err(Error::Closed) => {}
                 Err(e) => return Err(e),
+            }
+            // Events read before the hole are delivered first; the next read reports it.
+            if let Some(found) = gap_at
+                && chunk.is_empty()
+            {
+                return Err(Error::InvalidInput {
+                    at: Some("from".into()),
+                    reason: format!(
+                        "LSNs {}..{found} were compacted away before this subscription read them",
+                        last + 1
+                    ),
+                });
             }
             if last < self.next_catch_up {
                 // Nothing more in the log up to `until`.
