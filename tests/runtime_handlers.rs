@@ -491,3 +491,80 @@ fn wait_idle_returns_only_when_all_work_is_done() {
     }
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn heartbeats_keep_a_long_run_leased_past_its_lease_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = Runtime::open(
+        dir.path(),
+        StoreOptions::new(),
+        RuntimeOptions {
+            workers: 1,
+            lease_ms: 800,
+            heartbeat_ms: 100,
+            supervise_ms: 30,
+            owner: "hb-test".into(),
+        },
+    )
+    .unwrap();
+    let store = rt.store().clone();
+    let s = store.clone();
+    let expired_seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let e = expired_seen.clone();
+    rt.register(
+        "long",
+        Kind::new(move |ctx: &TaskContext, _| {
+            // Run for several lease lengths; meanwhile someone outside looks for expired
+            // leases too. Neither may take the task away.
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                e.lock()
+                    .unwrap()
+                    .extend(s.recover_expired_leases().unwrap());
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            ctx.checkpoint("done", json!(1))
+                .map_err(|e| e.to_string())?;
+            Ok(json!("finished"))
+        }),
+    );
+    rt.start().unwrap();
+    let id = rt.submit("long", json!(null), 1).unwrap().id;
+    wait_state(&store, &id, TaskState::Completed);
+    assert_eq!(store.get(&id).unwrap().result, Some(json!("finished")));
+    assert!(expired_seen.lock().unwrap().is_empty());
+    assert_eq!(rt.health().stuck, 0);
+    let h = store.history(&id).unwrap();
+    assert!(h.iter().filter(|e| e.kind == "heartbeat").count() >= 3);
+    assert!(!h.iter().any(|e| e.kind == "interrupted"));
+    rt.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_repeated_submit_with_a_request_id_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path(), 2);
+    let runs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let r = runs.clone();
+    rt.register(
+        "once",
+        Kind::new(move |ctx: &TaskContext, _| {
+            r.lock().unwrap().push(ctx.id().to_string());
+            Ok(json!(null))
+        }),
+    );
+    rt.start().unwrap();
+    let first = rt
+        .submit_task("once", NewTask::new("x").request_id("req-1"), json!(1), 1)
+        .unwrap();
+    let store = rt.store().clone();
+    wait_state(&store, &first.id, TaskState::Completed);
+    let again = rt
+        .submit_task("once", NewTask::new("x").request_id("req-1"), json!(1), 1)
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert!(rt.wait_idle(HANG));
+    assert_eq!(*runs.lock().unwrap(), std::slice::from_ref(&first.id));
+    assert_eq!(store.len(), 1);
+    rt.shutdown(Duration::from_secs(5)).unwrap();
+}
