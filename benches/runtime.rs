@@ -56,6 +56,15 @@ fn through_runtime(c: &mut Criterion) {
         });
         let h = rt.health();
         assert_eq!(h.failed, 0);
+        let w = rt.store().log_stats();
+        eprintln!(
+            "runtime_noop/{workers}_workers: {} tasks, {} appends, {} fsyncs ({:.2} records per fsync), fsync p50 {} µs",
+            h.succeeded,
+            w.appends,
+            w.fsyncs,
+            w.appends as f64 / w.fsyncs.max(1) as f64,
+            w.fsync_latency.p50_us
+        );
         rt.shutdown(Duration::from_secs(5)).unwrap();
     }
     g.finish();
@@ -95,6 +104,14 @@ fn bare_store(c: &mut Criterion) {
         })
     });
     g.finish();
+    let w = store.log_stats();
+    eprintln!(
+        "bare_store_lifecycle: {} appends, {} fsyncs ({:.2} records per fsync), fsync p50 {} µs",
+        w.appends,
+        w.fsyncs,
+        w.appends as f64 / w.fsyncs.max(1) as f64,
+        w.fsync_latency.p50_us
+    );
 }
 
 criterion_group!(benches, bare_store, through_runtime);

@@ -7,7 +7,8 @@
 //! `TASKLOG_RT_CHILD_DIR` is set). The child opens a runtime with 4 workers, submits the tasks
 //! (idempotently, by request id) and runs handlers that walk through steps, checkpointing each
 //! and logging `start`/`ckpt`/`end` lines to an fsynced side file after each acknowledged
-//! write. The parent kills the child with SIGKILL at seeded-random moments, restarts it, and
+//! write. The parent kills the child with SIGKILL at seeded-random moments (after the child
+//! has started writing, so every kill lands on running work), restarts it, and
 //! finally lets one child run to the end (10 cycles; `TASKLOG_SOAK_CYCLES` for more). The side
 //! file and the store's histories are then checked against each other.
 
@@ -223,9 +224,20 @@ fn runtime_survives_repeated_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut killed_running = 0;
+    let side_len = || std::fs::metadata(side_path(dir)).map_or(0, |m| m.len());
     for _ in 0..cycles {
+        let before = side_len();
         let mut child = spawn_child(dir, n_tasks);
-        std::thread::sleep(Duration::from_millis(rng.u64(40..400)));
+        // Let the child get to work (however slow the machine is to start it), then kill it at
+        // a random moment.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while side_len() == before
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
         if child.try_wait().unwrap().is_none() {
             killed_running += 1;
         }
