@@ -91,15 +91,19 @@ impl Subscription {
             let until = self.catch_up_until;
             let mut last = self.next_catch_up.saturating_sub(1);
             let mut gap_at = None;
+            let mut stopped_early = false;
             let mut f = |lsn: u64, bytes: &[u8]| -> Result<()> {
                 if lsn != last + 1 {
                     // The log no longer holds what this subscriber has yet to read (a snapshot
                     // compacted it meanwhile): the log skips to what it still has.
                     gap_at = Some(lsn);
+                    stopped_early = true;
                     return Err(Error::Closed);
                 }
                 if lsn > until || chunk.len() >= CATCH_UP_CHUNK {
-                    return Err(Error::Closed); // stop early; not an error for us
+                    // Stop the replay; told apart from a real `Closed` by the flag.
+                    stopped_early = true;
+                    return Err(Error::Closed);
                 }
                 last = lsn;
                 if let Record::Event(event) = record::decode(lsn, bytes)? {
@@ -108,7 +112,8 @@ impl Subscription {
                 Ok(())
             };
             match self.log.replay(self.next_catch_up, &mut f) {
-                Ok(_) | Err(Error::Closed) => {}
+                Ok(_) => {}
+                Err(Error::Closed) if stopped_early => {}
                 Err(e) => return Err(e),
             }
             // Events read before the hole are delivered first; the next read reports it.
