@@ -283,3 +283,22 @@ fn a_subscriber_overtaken_by_compaction_gets_an_error_not_a_gap() {
         );
     }
 }
+
+#[test]
+fn closing_the_store_ends_its_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.submit(NewTask::new("t").id("t")).unwrap();
+    let sub = store.subscribe(1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        // Iterating ends (rather than waiting forever) once the store is closed.
+        let n = sub.filter(|r| r.is_ok()).count();
+        tx.send(n).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    store.close().unwrap();
+    let n = rx.recv_timeout(HANG).expect("the subscription did not end");
+    assert_eq!(n, 1);
+    reader.join().unwrap();
+}
