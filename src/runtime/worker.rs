@@ -237,7 +237,7 @@ fn record_outcome(
     let attempt = ctx.task.attempt;
     let fenced = |c: Change| {
         Mutation::new(ctx.task.id.clone(), c)
-            .fenced(owner.clone(), attempt)
+            .fenced_claim(owner.clone(), attempt, ctx.claim_lsn())
             .actor(owner.clone())
     };
     if cancelled {
