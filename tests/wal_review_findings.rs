@@ -120,3 +120,34 @@ fn f1_replay_racing_truncate_reports_compaction_not_io() {
     stop.store(true, Ordering::Relaxed);
     truncator.join().unwrap();
 }
+
+// F2: replay/read_from from below the first remaining LSN used to start silently later.
+#[test]
+fn f2_replay_and_read_from_below_first_lsn_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_opts()).unwrap();
+    let p = vec![7u8; 1000];
+    for _ in 0..20 {
+        wal.append(&p).unwrap();
+    }
+    let rep = wal.truncate_before(10).unwrap();
+    assert!(rep.segments_removed > 0);
+    let first = wal.first_lsn();
+    assert!(first > 1 && first <= 10);
+    assert_compacted(wal.replay(1, &mut |_, _| Ok(())), 1, first);
+    assert_compacted(wal.read_from(first - 1, 5), first - 1, first);
+    // From the first remaining LSN on, everything is there.
+    let recs = wal.read_from(first, 100).unwrap();
+    assert_eq!(recs.first().map(|r| r.lsn), Some(first));
+    assert_eq!(recs.last().map(|r| r.lsn), Some(20));
+    // LSN 0 (no LSN) asks for whatever the log still holds.
+    assert_eq!(wal.replay(0, &mut |_, _| Ok(())).unwrap(), 21 - first);
+    assert_eq!(
+        wal.read_from(0, 100).unwrap().first().map(|r| r.lsn),
+        Some(first)
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let (fresh, _) = Wal::open(dir2.path(), small_opts()).unwrap();
+    fresh.append(b"x").unwrap();
+    assert_eq!(fresh.read_from(0, 10).unwrap().len(), 1);
+}

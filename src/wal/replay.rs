@@ -32,6 +32,13 @@ fn plan(core: &Core, from: Lsn) -> Result<(Vec<SegmentMeta>, Lsn)> {
         core.drive(limit.saturating_sub(1), Need::Written)?;
     }
     let st = core.state.lock();
+    // NOTE: `from == 0` (no LSN) asks for whatever the log still holds, so it is not a skip.
+    if let Some(first) = st.segments.first().map(|s| s.first_lsn)
+        && from != 0
+        && from < first
+    {
+        return Err(compacted(from, first));
+    }
     let start = st
         .segments
         .iter()
