@@ -245,9 +245,13 @@ impl Core {
             };
             let for_others = done;
             if done {
+                // NOTE: never lead for others once the log is closed: `close()` waits for the
+                // active leader and then releases the LOCK, and a round started after that
+                // would write into files another writer may own.
                 let keep_leading = rounds_led > 0
                     && rounds_led <= LEADER_EXTRA_ROUNDS
                     && !st.leader
+                    && !st.closed
                     && st.waiters > 0
                     && !st.chunks.is_empty();
                 if !keep_leading {
@@ -272,6 +276,13 @@ impl Core {
                 continue;
             }
             result?;
+        }
+    }
+
+    /// Waits until no leader is writing. With `closed` set, none can start after this.
+    pub fn wait_no_leader(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        while st.leader {
+            self.cond.wait(st);
         }
     }
 
