@@ -151,3 +151,21 @@ fn f2_replay_and_read_from_below_first_lsn_fail() {
     fresh.append(b"x").unwrap();
     assert_eq!(fresh.read_from(0, 10).unwrap().len(), 1);
 }
+
+// (a) a record fsynced before a later round failed is acknowledged, not reported poisoned.
+#[test]
+fn minor_a_wait_on_synced_record_after_later_failure_is_ok() {
+    let sim = SimStorage::new(7);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    let t1 = wal.submit(&[b"one"]).unwrap();
+    wal.sync().unwrap();
+    sim.fail_nth_sync(1);
+    assert!(wal.append(b"two").is_err(), "the fsync of record 2 fails");
+    assert_eq!(
+        t1.wait().unwrap(),
+        1,
+        "record 1 was fsynced before the failure"
+    );
+    assert!(wal.wait_durable(1).is_ok());
+    assert!(matches!(wal.wait_durable(2), Err(Error::Poisoned { .. })));
+}

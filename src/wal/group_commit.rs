@@ -236,13 +236,16 @@ impl Core {
         let mut st = self.state.lock();
         let mut rounds_led = 0u32;
         loop {
-            if let Some(c) = &st.poisoned {
-                return Err(Error::Poisoned { cause: c.clone() });
-            }
             let done = match need {
                 Need::Written => st.written_lsn >= target,
                 Need::Synced => st.synced_lsn >= target,
             };
+            // NOTE: `done` before `poisoned`: records acknowledged before a later round failed
+            // stay acknowledged. Reporting them as failed could make a caller retry a
+            // mutation that is already durable.
+            if !done && let Some(c) = &st.poisoned {
+                return Err(Error::Poisoned { cause: c.clone() });
+            }
             let for_others = done;
             if done {
                 // NOTE: never lead for others once the log is closed: `close()` waits for the
@@ -252,6 +255,7 @@ impl Core {
                     && rounds_led <= LEADER_EXTRA_ROUNDS
                     && !st.leader
                     && !st.closed
+                    && st.poisoned.is_none()
                     && st.waiters > 0
                     && !st.chunks.is_empty();
                 if !keep_leading {
