@@ -152,6 +152,44 @@ fn f2_replay_and_read_from_below_first_lsn_fail() {
     assert_eq!(fresh.read_from(0, 10).unwrap().len(), 1);
 }
 
+fn write_raw_segment(dir: &Path, name_lsn: u64, bytes: &[u8]) -> PathBuf {
+    let path = segment_path(dir, name_lsn);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn header_bytes(first_lsn: u64, prev_first_lsn: u64) -> Vec<u8> {
+    SegmentHeader {
+        first_lsn,
+        prev_first_lsn,
+        segment_bytes_max: 4096,
+    }
+    .encode()
+    .to_vec()
+}
+
+// F6: a header with first_lsn = u64::MAX (good CRC) made LSN arithmetic overflow.
+#[test]
+fn f6_absurd_first_lsn_is_corruption_not_overflow() {
+    for with_record in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = header_bytes(u64::MAX, 0);
+        if with_record {
+            frame::encode_into(&mut bytes, u64::MAX, FLAGS_SINGLE, b"boom");
+        }
+        let path = write_raw_segment(dir.path(), u64::MAX, &bytes);
+        for read_only in [false, true] {
+            let opts = small_opts().read_only(read_only);
+            match Wal::open(dir.path(), opts) {
+                Err(Error::Corrupt { file, .. }) => assert_eq!(file, path),
+                other => panic!("open (read_only {read_only}): {other:?}"),
+            }
+        }
+        let report = verify(dir.path()).unwrap();
+        assert!(!report.problems.is_empty());
+    }
+}
+
 // (a) a record fsynced before a later round failed is acknowledged, not reported poisoned.
 #[test]
 fn minor_a_wait_on_synced_record_after_later_failure_is_ok() {

@@ -91,8 +91,8 @@ impl State {
     ) -> State {
         State {
             next_lsn,
-            written_lsn: next_lsn - 1,
-            synced_lsn: next_lsn - 1,
+            written_lsn: next_lsn.saturating_sub(1),
+            synced_lsn: next_lsn.saturating_sub(1),
             chunks: Vec::new(),
             pending_bytes: 0,
             planned_first_lsn: planned.0,
@@ -162,7 +162,14 @@ impl Core {
         }
         let first = st.next_lsn;
         if payloads.is_empty() {
-            return Ok((first, first - 1));
+            return Ok((first, first.saturating_sub(1)));
+        }
+        // NOTE: `next_lsn` derives from LSNs on disk; refuse rather than wrap.
+        if first.checked_add(payloads.len() as u64).is_none() {
+            return Err(Error::InvalidInput {
+                at: Some("payloads".into()),
+                reason: format!("no LSNs left after {first}"),
+            });
         }
         // A batch never spans segments: roll before it unless the segment is still empty.
         let seg_max = self.options.segment_bytes_max;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::group_commit::{Core, SegmentMeta, State};
 use super::segment::writer::{ActiveSegment, create_segment};
 use super::segment::{
-    SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy, parse_segment_name,
+    LSN_SANE_MAX, SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy, parse_segment_name,
     scan_segment,
 };
 use super::storage::{FileBytes, OpenMode, Storage, StorageFile};
@@ -252,6 +252,15 @@ fn drop_unfinished_last(
         return Ok(None);
     };
     let lsn = *lsn;
+    // NOTE: a new log would start at this name's LSN: bound it like a header's first LSN.
+    if lsn == 0 || lsn > LSN_SANE_MAX {
+        return Err(Error::corrupt(
+            path,
+            None,
+            Some(lsn),
+            "segment file name: absurd first LSN",
+        ));
+    }
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open segment", path, e))?;

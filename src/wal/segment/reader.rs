@@ -146,7 +146,11 @@ where
                 );
             }
         }
-        lsn += 1;
+        // NOTE: the header bounds the first LSN, but a sealed LSN from disk is never trusted
+        // to have room for one more.
+        lsn = lsn.checked_add(1).ok_or_else(|| {
+            Error::corrupt(spec.file, Some(pos as u64), Some(lsn), "LSN overflow")
+        })?;
         pos += n;
     }
     if batch.is_some() {
