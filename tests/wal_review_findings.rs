@@ -207,3 +207,75 @@ fn minor_a_wait_on_synced_record_after_later_failure_is_ok() {
     assert!(wal.wait_durable(1).is_ok());
     assert!(matches!(wal.wait_durable(2), Err(Error::Poisoned { .. })));
 }
+
+/// SimStorage whose `remove_file` fails for one path.
+#[derive(Debug)]
+struct FailRemove {
+    sim: SimStorage,
+    fail: std::sync::Mutex<Option<PathBuf>>,
+}
+
+impl Storage for FailRemove {
+    fn open(&self, p: &Path, m: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        self.sim.open(p, m)
+    }
+    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+        self.sim.create_dir_all(p)
+    }
+    fn list_dir(&self, p: &Path) -> io::Result<Vec<PathBuf>> {
+        self.sim.list_dir(p)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
+        self.sim.rename(a, b)
+    }
+    fn remove_file(&self, p: &Path) -> io::Result<()> {
+        if self.fail.lock().unwrap().as_deref() == Some(p) {
+            return Err(io::Error::other("injected remove failure"));
+        }
+        self.sim.remove_file(p)
+    }
+    fn sync_dir(&self, p: &Path) -> io::Result<()> {
+        self.sim.sync_dir(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        self.sim.exists(p)
+    }
+    fn try_lock(&self, p: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        self.sim.try_lock(p)
+    }
+}
+
+// (b) a failed remove left the segment on disk but not in the in-memory list.
+#[test]
+fn minor_b_failed_remove_keeps_segment_listed() {
+    let sim = SimStorage::new(3);
+    let storage = Arc::new(FailRemove {
+        sim: sim.clone(),
+        fail: std::sync::Mutex::new(None),
+    });
+    let (wal, _) = Wal::open_with_storage(storage.clone(), sim_dir(), small_opts()).unwrap();
+    for i in 1..=60 {
+        wal.append(&payload(i)).unwrap();
+        wal.append(&[9u8; 200]).unwrap();
+    }
+    let segs = common::sim_segments(&sim, &sim_dir());
+    assert!(segs.len() >= 4, "{segs:?}");
+    let second = tasklog::wal::segment::parse_segment_name(&segs[1]).unwrap();
+    *storage.fail.lock().unwrap() = Some(segs[1].clone());
+    let next = wal.next_lsn();
+    assert!(wal.truncate_before(next).is_err());
+    // The first segment went; the second is still on disk, so still the log's start.
+    assert_eq!(wal.first_lsn(), second);
+    assert_eq!(
+        wal.stats().segments,
+        common::sim_segments(&sim, &sim_dir()).len()
+    );
+    assert_eq!(
+        wal.read_from(second, 1000).unwrap().len() as u64,
+        next - second
+    );
+    *storage.fail.lock().unwrap() = None;
+    wal.close().unwrap();
+    let (wal, _) = Wal::open_with_storage(storage, sim_dir(), small_opts()).unwrap();
+    assert_eq!(wal.first_lsn(), second);
+}
