@@ -279,3 +279,28 @@ fn minor_b_failed_remove_keeps_segment_listed() {
     let (wal, _) = Wal::open_with_storage(storage, sim_dir(), small_opts()).unwrap();
     assert_eq!(wal.first_lsn(), second);
 }
+
+// (c) a read-only open (and verify) met a segment a writer is still creating.
+#[test]
+fn minor_c_read_only_open_ignores_unwritten_last_segment() {
+    for partial in [
+        Vec::new(),
+        vec![0u8; 20],
+        vec![0u8; 4096],
+        header_bytes(4, 1)[..30].to_vec(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), small_opts()).unwrap();
+        for i in 1..=3 {
+            wal.append(&payload(i)).unwrap();
+        }
+        wal.close().unwrap();
+        write_raw_segment(dir.path(), 4, &partial);
+        let (ro, _) = Wal::open(dir.path(), small_opts().read_only(true))
+            .unwrap_or_else(|e| panic!("read-only open with {} bytes: {e:?}", partial.len()));
+        assert_eq!(ro.read_from(1, 10).unwrap().len(), 3);
+        let report = verify(dir.path()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.next_lsn, 4);
+    }
+}
