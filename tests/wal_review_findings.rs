@@ -304,3 +304,29 @@ fn minor_c_read_only_open_ignores_unwritten_last_segment() {
         assert_eq!(report.next_lsn, 4);
     }
 }
+
+// (d) a torn record whose payload holds a copy of an older frame is a torn tail, not corruption.
+#[test]
+fn minor_d_frame_copy_inside_torn_payload_is_still_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_opts()).unwrap();
+    wal.append(b"first").unwrap();
+    wal.close().unwrap();
+    let path = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let good_len = bytes.len() as u64;
+    let mut inner = Vec::new();
+    frame::encode_into(&mut inner, 1, FLAGS_SINGLE, b"first");
+    let mut body = vec![0xAB_u8; 16];
+    body.extend_from_slice(&inner);
+    body.extend_from_slice(&[0xCD; 200]);
+    let mut outer = Vec::new();
+    frame::encode_into(&mut outer, 2, FLAGS_SINGLE, &body);
+    // Torn: the write stopped just after the copied frame.
+    let cut = outer.len() - 150;
+    bytes.extend_from_slice(&outer[..cut]);
+    std::fs::write(&path, &bytes).unwrap();
+    let (wal, report) = Wal::open(dir.path(), small_opts()).expect("torn tail, not corruption");
+    assert_eq!(report.torn_at, Some((path, good_len)));
+    assert_eq!(wal.read_from(1, 10).unwrap().len(), 1);
+}
