@@ -180,7 +180,7 @@ impl History {
 fn details(kind: &EventKind) -> Value {
     match serde_json::to_value(kind) {
         Ok(Value::Object(mut map)) => {
-            map.remove("kind");
+            map.shift_remove("kind");
             Value::Object(map)
         }
         Ok(_) | Err(_) => Value::Object(Default::default()),
