@@ -174,12 +174,9 @@ impl StorageFile for StdFile {
         }
         map_file(&self.0).map(FileBytes::Mapped)
     }
-    fn read_all(&self) -> io::Result<Vec<u8>> {
-        use std::io::Read;
-        let mut buf = Vec::new();
-        (&self.0).read_to_end(&mut buf)?;
-        Ok(buf)
-    }
+    // NOTE: no `read_all` override: the trait's default reads by offset from 0. A
+    // `read_to_end` here read from the file's *position*, so a second read of the same handle
+    // (a retry) saw an empty file and a read-only open an empty log.
 }
 
 /// Maps a whole file read-only.
@@ -247,5 +244,20 @@ impl Storage for StdStorage {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_all_twice_reads_the_whole_file_both_times() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"hello segment").expect("write");
+        let f = StdStorage.open(&path, OpenMode::Read).expect("open");
+        assert_eq!(f.read_all().expect("first"), b"hello segment");
+        assert_eq!(f.read_all().expect("second"), b"hello segment");
     }
 }
