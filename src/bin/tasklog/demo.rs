@@ -72,9 +72,12 @@ fn demo_dir(base: &Path) -> PathBuf {
 pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let dir = demo_dir(&ctx.dir);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the demo store {}", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
     let mut out = std::io::stdout().lock();
     writeln!(out, "== tasklog demo ==")?;
-    if dir == ctx.dir {
+    if ctx.dir.canonicalize().is_ok_and(|d| d == dir) {
         writeln!(out, "store: {} (fresh)", dir.display())?;
     } else {
         writeln!(
@@ -113,10 +116,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         output::history_table(&mut out, &store.history(id)?)?;
     }
 
-    // 4. A crash and its recovery.
+    // 4. A snapshot, then a crash and its recovery.
+    let snap = store.snapshot()?;
     writeln!(
         out,
-        "\n-- 4. crash: a child `tasklog` process starts a long task, checkpoints it, and is killed (SIGKILL)"
+        "\n-- 4. snapshot {} written at LSN {} (tasklog snapshot)",
+        snap.path.display(),
+        snap.lsn
+    )?;
+    writeln!(
+        out,
+        "\n-- 5. crash: a child `tasklog` process starts a long task, checkpoints it, and is killed (SIGKILL)"
     )?;
     close(store)?;
     let crashed = crash_child_run(&dir)?;
@@ -127,10 +137,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let task = store.get(&crashed)?;
     writeln!(
         out,
-        "task {crashed} is now {} ({}); its checkpoint {:?} survived",
+        "task {crashed} is now {} ({}); its checkpoint {} survived",
         task.state,
         task.last_error.as_deref().unwrap_or("-"),
-        task.checkpoint.as_ref().map(|c| &c.name)
+        task.checkpoint.as_ref().map_or("-", |c| c.name.as_str())
     )?;
     if task.state == TaskState::Failed {
         resume(&store, &crashed)?;
@@ -148,7 +158,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let n = crate::commands::export_to_path(&store, &export)?;
     writeln!(
         out,
-        "\n-- 5. exported {n} task(s) with their history to {}",
+        "\n-- 6. exported {n} task(s) with their history to {}",
         export.display()
     )?;
     close(store)?;
@@ -220,7 +230,7 @@ fn run_workers(ctx: &Ctx, store: &Store, ids: &[String]) -> anyhow::Result<()> {
 }
 
 fn pause(i: usize) {
-    std::thread::sleep(Duration::from_millis(5 + (i as u64 * 7) % 20));
+    std::thread::sleep(Duration::from_millis(20 + (i as u64 * 7) % 40));
 }
 
 /// Runs one task to its planned end.
@@ -269,7 +279,7 @@ fn attempt(store: &Store, w: usize, i: usize, id: &str, halfway: bool) -> anyhow
 }
 
 fn finish(store: &Store, id: &str, i: usize) -> anyhow::Result<()> {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         store.output(id, OutputKind::Artifact, &format!("reports/task-{i}.md"))?;
     }
     if i % 4 == 1 {

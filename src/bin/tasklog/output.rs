@@ -183,6 +183,19 @@ fn progress_text(t: &Task) -> String {
     s
 }
 
+/// The object without its null fields (for one-line summaries).
+pub fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// A task's history as a table.
 pub fn history_table(out: &mut dyn Write, events: &[HistoryEvent]) -> io::Result<()> {
     let mut t = Table::new(vec!["LSN", "AT", "KIND", "TRANSITION", "ACTOR", "DETAILS"]);
@@ -199,7 +212,7 @@ pub fn history_table(out: &mut dyn Write, events: &[HistoryEvent]) -> io::Result
             e.kind.to_string(),
             transition,
             opt(e.actor.as_deref()),
-            clip(&compact_json(&e.details), 70),
+            clip(&compact_json(&without_nulls(&e.details)), 70),
         ]);
     }
     t.write(out)

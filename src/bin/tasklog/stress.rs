@@ -34,7 +34,8 @@ fn outcome(i: u64) -> Outcome {
 
 /// Runs the load and prints the summary on stderr.
 pub fn run(ctx: &Ctx, a: &StressArgs) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
+    // Preallocated segments, as a long-running writer would use (the library default).
+    let store = crate::commands::open_write_with(&ctx.dir, tasklog::StoreOptions::new())?;
     let writers = u64::from(a.writers);
     let k = u64::from(a.events_per_task);
     let bar = ctx.ui.bar(a.tasks * k, "stress");

@@ -36,19 +36,24 @@ struct Finding {
 
 impl Finding {
     fn from_error(check: &'static str, e: &Error) -> Self {
-        let (file, offset, lsn) = match e {
+        let (file, offset, lsn, reason) = match e {
             Error::Corrupt {
-                file, offset, lsn, ..
-            } => (Some(file.clone()), *offset, *lsn),
-            Error::UnsupportedVersion { file, .. } => (Some(file.clone()), None, None),
-            _ => (None, None, None),
+                file,
+                offset,
+                lsn,
+                reason,
+            } => (Some(file.clone()), *offset, *lsn, reason.clone()),
+            Error::UnsupportedVersion { file, .. } => {
+                (Some(file.clone()), None, None, e.to_string())
+            }
+            _ => (None, None, None, e.to_string()),
         };
         Finding {
             check,
             file,
             offset,
             lsn,
-            reason: e.to_string(),
+            reason,
             torn_tail: false,
         }
     }
@@ -125,6 +130,35 @@ pub fn verify(ctx: &Ctx, out: &mut dyn Write, json: bool) -> anyhow::Result<()> 
     }
 }
 
+/// Fails with the first damage `tasklog::wal::verify` finds (torn tails aside).
+///
+/// NOTE: read-only opens use this because a read-only `Wal::open` of a log whose last segment
+/// holds a bad CRC followed by valid records currently returns an empty log instead of
+/// `Error::Corrupt`. A writer may be mid-write while we read, so a finding must persist over
+/// three reads before it counts.
+pub fn refuse_damage(dir: &Path) -> tasklog::Result<()> {
+    let mut attempt = 0;
+    loop {
+        let report = tasklog::wal::verify(&wal_dir(dir))?;
+        let Some(p) = report.problems.into_iter().find(|p| !p.torn_tail) else {
+            return Ok(());
+        };
+        attempt += 1;
+        if attempt == 3 {
+            let reason = bare_reason(&p.file, p.offset, p.lsn, &p.reason);
+            return Err(Error::corrupt(p.file, p.offset, p.lsn, reason));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `reason` without the "corruption in FILE at byte offset N (LSN L): " prefix that the
+/// library's Display adds, since we print the location ourselves.
+fn bare_reason(file: &Path, offset: Option<u64>, lsn: Option<u64>, reason: &str) -> String {
+    let prefix = Error::corrupt(file, offset, lsn, "").to_string();
+    reason.strip_prefix(&prefix).unwrap_or(reason).to_string()
+}
+
 fn check_log(dir: &Path, report: &mut Report) -> anyhow::Result<()> {
     let v = match tasklog::wal::verify(&wal_dir(dir)) {
         Ok(v) => v,
@@ -142,12 +176,13 @@ fn check_log(dir: &Path, report: &mut Report) -> anyhow::Result<()> {
         tail_torn: v.tail_torn,
     });
     for p in v.problems {
+        let reason = bare_reason(&p.file, p.offset, p.lsn, &p.reason);
         report.problems.push(Finding {
             check: "log",
             file: Some(p.file),
             offset: p.offset,
             lsn: p.lsn,
-            reason: p.reason,
+            reason,
             torn_tail: p.torn_tail,
         });
     }

@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// `watch [--from LSN] [--json]`.
 pub fn watch(ctx: &Ctx, out: &mut dyn Write, from: Option<u64>, json: bool) -> anyhow::Result<()> {
-    match Store::open(&ctx.dir) {
+    match Store::open_with(&ctx.dir, StoreOptions::new().preallocate(false)) {
         Ok(store) => {
             let from = from.unwrap_or_else(|| store.last_lsn() + 1);
             let mut sub = store.subscribe(from)?;
