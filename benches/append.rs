@@ -1,1 +1,151 @@
-fn main() {}
+//! Log-layer throughput: durable appends of 128-byte records with 1/4/16/64 concurrent writers,
+//! buffered appends, replay of 1,000,000 records (map versus copy), and in the same run the raw
+//! limit of the disk: `write(128 B) + fdatasync` on a preallocated and on a growing file.
+//! Figures go to docs/benchmarks.md. Groups are short (sample_size 10) so the run takes < 3 min.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tasklog::wal::{Durability, Wal, WalOptions};
+
+const RECORD: [u8; 128] = [0x5a; 128];
+
+fn short<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(1));
+    g
+}
+
+fn raw_fdatasync(c: &mut Criterion) {
+    let mut g = short(c, "raw_write128_fdatasync");
+    for prealloc in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        if prealloc {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 256 << 20)
+                .unwrap();
+            file.sync_all().unwrap();
+        }
+        let mut offset = 0u64;
+        let name = if prealloc { "preallocated" } else { "growing" };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                file.write_all_at(&RECORD, offset).unwrap();
+                file.sync_data().unwrap();
+                offset = (offset + 128) % (255 << 20);
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `threads` writers append `iters` records in total; the clock runs from a barrier to the end.
+fn run_writers(wal: &Wal, threads: u64, iters: u64) -> Duration {
+    let per = iters.div_ceil(threads);
+    let barrier = Barrier::new(threads as usize + 1);
+    let mut start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..per {
+                    wal.append(&RECORD).unwrap();
+                }
+            });
+        }
+        barrier.wait();
+        start = Instant::now();
+    });
+    start.elapsed()
+}
+
+fn durable(c: &mut Criterion) {
+    let mut g = short(c, "wal_durable_append");
+    for (threads, prealloc) in [(1, true), (1, false), (4, true), (16, true), (64, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), WalOptions::default().preallocate(prealloc)).unwrap();
+        let id = BenchmarkId::new(
+            if prealloc { "preallocated" } else { "growing" },
+            format!("{threads}_writers"),
+        );
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| run_writers(&wal, threads, iters))
+        });
+        wal.close().unwrap();
+    }
+    g.finish();
+}
+
+fn buffered(c: &mut Criterion) {
+    let mut g = short(c, "wal_buffered_append");
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions::default().durability(Durability::Buffered);
+    let (wal, _) = Wal::open(dir.path(), opts).unwrap();
+    g.bench_function("1_writer_sync_at_end", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                wal.append(&RECORD).unwrap();
+            }
+            wal.sync().unwrap();
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal_replay_1m");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions::default().durability(Durability::Buffered);
+    {
+        let (wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+        let payload = [0x33u8; 123];
+        for _ in 0..1_000_000 {
+            wal.append(&payload).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let (writer, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+    let (reader, _) = Wal::open(dir.path(), opts.read_only(true)).unwrap();
+    for (name, wal) in [
+        ("mmap_writer_handle", &writer),
+        ("copy_read_only_handle", &reader),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut bytes = 0usize;
+                let n = wal.replay(1, &mut |_, p| {
+                    bytes += p.len();
+                    Ok(())
+                });
+                assert_eq!(n.unwrap(), 1_000_000);
+                bytes
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, raw_fdatasync, durable, buffered, replay);
+criterion_main!(benches);

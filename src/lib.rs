@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod runtime;
 pub mod store;
 pub mod task;
 pub mod wal;

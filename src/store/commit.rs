@@ -42,11 +42,11 @@ impl Staged {
         session: u64,
         lsn: u64,
     ) -> Result<()> {
-        if let Change::Submit(new) = &m.change {
-            if let Some(existing) = self.existing_request(state, new) {
-                self.ids.push(existing);
-                return Ok(());
-            }
+        if let Change::Submit(new) = &m.change
+            && let Some(existing) = self.existing_request(state, new)
+        {
+            self.ids.push(existing);
+            return Ok(());
         }
         let event = self.build_event(state, m, now, session)?;
         let current = self.current(state, &event.task_id);

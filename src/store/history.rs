@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 
 const ENTRY_HEADER_LEN: usize = 14;
+
+/// `(lsn, from, to, encoded event)`.
+type RawEntry<'a> = (u64, Option<TaskState>, Option<TaskState>, &'a [u8]);
 const NO_STATE: u8 = 0xFF;
 
 /// The encoded history of one task.
@@ -94,9 +97,7 @@ impl History {
     }
 
     /// Iterates over `(lsn, from, to, event bytes)`.
-    fn raw_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(u64, Option<TaskState>, Option<TaskState>, &[u8])>> {
+    fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry<'_>>> {
         let mut rest = self.bytes.as_slice();
         std::iter::from_fn(move || {
             if rest.is_empty() {

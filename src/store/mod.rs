@@ -539,7 +539,7 @@ impl Store {
                 .sync_dir(dir)
                 .map_err(|e| Error::io("fsync directory", dir, e))?;
         }
-        let Some(oldest) = files.iter().take(keep).last() else {
+        let Some(oldest) = files.iter().take(keep).next_back() else {
             return Ok(0);
         };
         // Histories live in every snapshot, so the log below the oldest kept one holds nothing
@@ -597,6 +597,11 @@ impl Store {
     /// Figures about the log, for statistics.
     pub fn log_stats(&self) -> crate::wal::WalStats {
         self.inner.log.stats()
+    }
+
+    /// The policy applied to interrupted work.
+    pub fn interrupted_policy(&self) -> InterruptedPolicy {
+        self.inner.options.interrupted_policy
     }
 
     /// This session's id (written in `Started` events).

@@ -101,6 +101,10 @@ impl StoreOptions {
         self.interrupted_policy = p;
         self
     }
+    /// The interrupted-work policy these options carry.
+    pub fn interrupted_policy_value(&self) -> InterruptedPolicy {
+        self.interrupted_policy
+    }
     /// Open without the write lock; every mutation fails with `ReadOnly`.
     #[must_use]
     pub fn read_only(mut self, yes: bool) -> Self {

@@ -128,7 +128,7 @@ fn meta_eq(have: &Value, want: &Value) -> bool {
     }
     match (have, want) {
         (Value::String(h), w) => w.as_str() == Some(h.as_str()),
-        (h, Value::String(w)) => h.to_string() == *w,
+        (h, Value::String(w)) => *h == serde_json::from_str::<Value>(w).unwrap_or(Value::Null),
         _ => false,
     }
 }

@@ -19,6 +19,10 @@ pub const TAG_SESSION_CLOSED: u8 = 2;
 
 /// A decoded record.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "decoded once per record and consumed at once; boxing would add an allocation to every replayed event"
+)]
 pub enum Record {
     /// A task event, with its encoded bytes (kept for history).
     Event(Event),

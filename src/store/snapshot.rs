@@ -97,7 +97,7 @@ pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotFile>> {
             Some(SnapshotFile { path, lsn })
         })
         .collect();
-    out.sort_by(|a, b| b.lsn.cmp(&a.lsn));
+    out.sort_by_key(|f| std::cmp::Reverse(f.lsn));
     Ok(out)
 }
 

@@ -40,10 +40,11 @@ impl Timestamp {
                 .map(Timestamp)
                 .ok_or_else(|| format!("invalid date {text:?}"));
         }
-        if let Ok(f) = text.parse::<f64>() {
-            if f.is_finite() && f.abs() < 1e15 {
-                return Ok(Timestamp((f * 1000.0) as i64));
-            }
+        if let Ok(f) = text.parse::<f64>()
+            && f.is_finite()
+            && f.abs() < 1e15
+        {
+            return Ok(Timestamp((f * 1000.0) as i64));
         }
         // Python's isoformat without an offset ("2024-01-02T03:04:05.678901"): read as UTC.
         for fmt in [

@@ -1,18 +1,47 @@
 //! `wal`: bytes on disk. A segmented, CRC-framed write-ahead log with group commit, replay and
 //! torn-tail handling. It knows nothing of tasks: payloads are opaque bytes.
 //!
-//! CONTRACT STUB: these are the public signatures the `store` layer compiles against. The
-//! implementation replaces the bodies; signatures may gain siblings but must not change.
-#![allow(missing_docs, unused_variables, clippy::missing_errors_doc)]
+//! The on-disk format is specified in `docs/format.md`; the guarantees and the tests that prove
+//! them are listed in `docs/durability.md`. Module map: [`frame`] (record envelope),
+//! [`segment`] (segment header, reader, writer), `group_commit` (leader/follower fsync),
+//! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), [`verify`],
+//! [`repair`], [`sim`] (simulated disk), [`storage`] (the I/O seam).
+//!
+//! Replay maps segments (memmap2) in writer handles and copies them in read-only handles: on
+//! the development VM replaying 1,000,000 records of 123 bytes took about 62 ms through maps
+//! and about 190 ms through copies (`benches/append.rs`, group `wal_replay_1m`). Read-only
+//! handles copy anyway because they hold no lock (see `storage::map_file`).
+#![allow(missing_docs, clippy::missing_errors_doc)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
+mod background;
+pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
+mod group_commit;
+mod options;
+mod recovery;
+pub mod repair;
+mod replay;
+mod retention;
+pub mod segment;
+pub mod sim;
+mod stats;
 pub mod storage;
-pub use storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};
+pub mod verify;
+
+pub use frame::RECORD_BYTES_MAX;
+pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
+pub use segment::FORMAT_VERSION;
+pub use storage::{FileBytes, OpenMode, StdStorage, Storage, StorageFile, StorageLock};
+pub use verify::{Problem, VerifyReport, verify, verify_with_storage};
+
+use group_commit::{Core, Need};
 
 /// Log sequence number: contiguous across the whole log, starting at 1. 0 means "none".
 pub type Lsn = u64;
@@ -106,6 +135,7 @@ pub struct TruncateReport {
 pub struct Ticket {
     first_lsn: Lsn,
     last_lsn: Lsn,
+    core: Arc<Core>,
 }
 
 impl Ticket {
@@ -117,75 +147,166 @@ impl Ticket {
     }
     /// Waits until the records are acknowledged under the log's durability mode.
     pub fn wait(self) -> Result<Lsn> {
-        todo!()
+        if self.last_lsn >= self.first_lsn {
+            self.core.wait_ack(self.last_lsn)?;
+        }
+        Ok(self.last_lsn)
     }
 }
 
 /// The write-ahead log. `Send + Sync`; clones share one log.
-#[derive(Clone)]
-pub struct Wal {}
+#[derive(Clone, Debug)]
+pub struct Wal {
+    core: Arc<Core>,
+}
 
 impl Wal {
+    /// Opens (creating if needed) the log in `dir` on the real file system.
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<(Wal, OpenReport)> {
-        todo!()
+        Wal::open_with_storage(Arc::new(StdStorage), dir, options)
     }
+    /// Opens the log over any [`Storage`] (e.g. [`sim::SimStorage`]).
     pub fn open_with_storage(
         storage: Arc<dyn Storage>,
         dir: impl AsRef<Path>,
         options: WalOptions,
     ) -> Result<(Wal, OpenReport)> {
-        todo!()
+        let (core, report) = recovery::open(storage, dir.as_ref(), options)?;
+        if let Durability::Interval(every) = core.options.durability
+            && !core.options.read_only
+        {
+            let bg = background::Background::spawn(&core, every)
+                .map_err(|e| Error::io("spawn sync thread", dir.as_ref(), e))?;
+            *core.background.lock() = Some(bg);
+        }
+        Ok((Wal { core }, report))
     }
     pub fn dir(&self) -> &Path {
-        todo!()
+        &self.core.dir
     }
     /// Appends one record; returns its LSN once acknowledged.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
-        todo!()
+        self.submit(&[payload])?.wait()
     }
     /// Appends records with contiguous LSNs, atomically: after any crash, all or none replay.
     /// Returns the first LSN.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Lsn> {
-        todo!()
+        let ticket = self.submit(payloads)?;
+        let first = ticket.first_lsn();
+        ticket.wait()?;
+        Ok(first)
     }
     /// Assigns LSNs and queues the records (in call order) without waiting for durability.
+    /// The records of one call form one atomic batch.
     pub fn submit(&self, payloads: &[&[u8]]) -> Result<Ticket> {
-        todo!()
+        let (first_lsn, last_lsn) = self.core.submit(payloads)?;
+        Ok(Ticket {
+            first_lsn,
+            last_lsn,
+            core: self.core.clone(),
+        })
     }
     /// Waits until every record up to `lsn` is acknowledged under the durability mode.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
-        todo!()
+        let next = self.core.state.lock().next_lsn;
+        if lsn >= next {
+            return Err(Error::InvalidInput {
+                at: Some("lsn".into()),
+                reason: format!("LSN {lsn} has not been submitted (next is {next})"),
+            });
+        }
+        self.core.wait_ack(lsn)
     }
     /// Writes and fdatasyncs everything submitted so far, whatever the mode.
     pub fn sync(&self) -> Result<()> {
-        todo!()
+        if self.core.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let last = {
+            let st = self.core.state.lock();
+            if let Some(e) = st.refuse() {
+                return Err(e);
+            }
+            st.next_lsn - 1
+        };
+        self.core.drive(last, Need::Synced)
     }
     /// Calls `f` for each record with LSN >= `from`, in order; stops at the first error.
+    /// Returns the number of records delivered.
     pub fn replay(&self, from: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64> {
-        todo!()
+        replay::replay_range(&self.core, from, Lsn::MAX, f)
     }
     /// Owned records with LSN >= `from`, at most `max` of them.
     pub fn read_from(&self, from: Lsn, max: usize) -> Result<Vec<Record>> {
-        todo!()
+        let mut out = Vec::with_capacity(max.min(4096));
+        let cap = from.saturating_add(max as u64);
+        replay::replay_range(&self.core, from, cap, &mut |lsn, payload| {
+            out.push(Record {
+                lsn,
+                payload: payload.to_vec(),
+            });
+            Ok(())
+        })?;
+        Ok(out)
     }
     /// Deletes whole segments whose records are all below `lsn`, then fsyncs the directory.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
-        todo!()
+        retention::truncate_before(&self.core, lsn)
     }
     pub fn first_lsn(&self) -> Lsn {
-        todo!()
+        let st = self.core.state.lock();
+        st.segments.first().map_or(st.next_lsn, |s| s.first_lsn)
     }
     pub fn next_lsn(&self) -> Lsn {
-        todo!()
+        self.core.state.lock().next_lsn
     }
+    /// The highest LSN acknowledged under the durability mode: fdatasynced (`Sync`), written
+    /// to the OS (`Interval`), or buffered (`Buffered`). 0 if none.
     pub fn durable_lsn(&self) -> Lsn {
-        todo!()
+        let st = self.core.state.lock();
+        match self.core.options.durability {
+            Durability::Sync => st.synced_lsn,
+            Durability::Interval(_) => st.written_lsn,
+            _ => st.next_lsn - 1,
+        }
+    }
+    /// The highest LSN covered by a successful fdatasync (whatever the mode). 0 if none.
+    pub fn synced_lsn(&self) -> Lsn {
+        self.core.state.lock().synced_lsn
     }
     pub fn stats(&self) -> WalStats {
-        todo!()
+        let st = self.core.state.lock();
+        let c = &self.core.counters;
+        WalStats {
+            segments: st.segments.len(),
+            bytes: st.log_bytes,
+            first_lsn: st.segments.first().map_or(st.next_lsn, |s| s.first_lsn),
+            next_lsn: st.next_lsn,
+            durable_lsn: st.synced_lsn,
+            appends: c.appends.load(std::sync::atomic::Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
+            fsync_latency: c.latency(),
+        }
     }
     /// Syncs and releases the lock. Later calls on clones return `Error::Closed`.
     pub fn close(&self) -> Result<()> {
-        todo!()
+        if self.core.state.lock().closed {
+            return Err(Error::Closed);
+        }
+        let result = if self.core.options.read_only {
+            Ok(())
+        } else {
+            self.sync()
+        };
+        {
+            let mut st = self.core.state.lock();
+            st.closed = true;
+            st.lock = None;
+            self.core.cond.notify_all();
+        }
+        if let Some(bg) = self.core.background.lock().take() {
+            bg.stop(true);
+        }
+        result
     }
 }

@@ -1,0 +1,121 @@
+//! What a handler sees while it runs: its task, progress/checkpoint/output reporting, the last
+//! checkpoint when resumed, and a cancellation signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::store::{Change, Mutation, Store};
+use crate::task::{Checkpoint, OutputKind, Task};
+
+/// A cancellation flag that can be polled or waited on.
+#[derive(Debug, Default)]
+pub struct CancelSignal {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl CancelSignal {
+    /// Raises the signal.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::Release);
+        let _g = self.lock.lock();
+        self.cond.notify_all();
+    }
+    /// True once raised.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+    /// Waits up to `timeout`; true if the signal was raised.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock.lock();
+        while !self.is_cancelled() {
+            if self.cond.wait_until(&mut g, deadline).timed_out() {
+                break;
+            }
+        }
+        self.is_cancelled()
+    }
+}
+
+/// The handler's view of its task. Every report is a durable event, fenced by the worker's
+/// lease and attempt, so a worker that lost its task cannot write to it.
+pub struct TaskContext {
+    pub(crate) store: Store,
+    pub(crate) task: Task,
+    pub(crate) owner: String,
+    pub(crate) resume_from: Option<Checkpoint>,
+    pub(crate) cancel: Arc<CancelSignal>,
+    pub(crate) shutting_down: Arc<AtomicBool>,
+}
+
+impl TaskContext {
+    /// The task as it was claimed.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.task.id
+    }
+    /// The attempt number (1 for the first run).
+    pub fn attempt(&self) -> u32 {
+        self.task.attempt
+    }
+    /// The last checkpoint when this run resumes interrupted work.
+    pub fn resume_from(&self) -> Option<&Checkpoint> {
+        self.resume_from.as_ref()
+    }
+    /// True once the task was cancelled: the handler should stop (its result is discarded and
+    /// the task ends as cancelled).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+    /// Waits up to `timeout` for cancellation; true if cancelled. Use as an interruptible sleep.
+    pub fn wait_cancelled(&self, timeout: Duration) -> bool {
+        self.cancel.wait(timeout)
+    }
+    /// True while the runtime is shutting down: checkpoint and return soon.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+    /// Reports progress (durable when it returns).
+    pub fn progress(&self, percent: u8, step: Option<&str>, message: Option<&str>) -> Result<()> {
+        self.write(Change::Progress {
+            percent,
+            step: step.map(Into::into),
+            message: message.map(Into::into),
+        })
+    }
+    /// Takes a checkpoint (durable when it returns): a resumed attempt receives it.
+    pub fn checkpoint(&self, name: &str, data: Value) -> Result<()> {
+        self.write(Change::Checkpoint {
+            name: name.into(),
+            data,
+            progress: None,
+        })
+    }
+    /// Records output.
+    pub fn output(&self, kind: OutputKind, content: &str) -> Result<()> {
+        self.write(Change::Output {
+            kind,
+            content: content.into(),
+            path: None,
+            size_bytes: None,
+            mime: None,
+        })
+    }
+
+    fn write(&self, change: Change) -> Result<()> {
+        let m = Mutation::new(self.task.id.clone(), change)
+            .fenced(self.owner.clone(), self.task.attempt)
+            .actor(self.owner.clone());
+        self.store.apply(m).map(|_| ())
+    }
+}

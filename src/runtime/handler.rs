@@ -1,0 +1,156 @@
+//! What a task kind is: its handler, its retry policy and its recovery strategy.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::context::TaskContext;
+use crate::task::Task;
+
+/// The error a handler returns: its text is recorded as the task's `last_error`.
+pub type HandlerError = String;
+
+/// Runs tasks of one kind.
+pub trait Handler: Send + Sync {
+    /// Does the work. A returned value completes the task with it as the result.
+    fn run(&self, ctx: &TaskContext, input: Value) -> Result<Value, HandlerError>;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&TaskContext, Value) -> Result<Value, HandlerError> + Send + Sync,
+{
+    fn run(&self, ctx: &TaskContext, input: Value) -> Result<Value, HandlerError> {
+        self(ctx, input)
+    }
+}
+
+/// Checks, after a crash, whether an interrupted task's work is in fact done. `Some(result)`
+/// completes the task with that result; `None` means the work must run again.
+pub type Validator = Arc<dyn Fn(&Task) -> Option<Value> + Send + Sync>;
+
+/// What to do with a task of this kind whose worker died (a crash, or an expired lease).
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Use the store's interrupted-task policy (the default).
+    #[default]
+    StoreDefault,
+    /// Run it again, handing the handler its last checkpoint.
+    Resume,
+    /// Run it again from scratch (the checkpoint is not offered).
+    Restart,
+    /// When progress reached `threshold`, ask `validate` whether the work is done and complete
+    /// the task if so; otherwise resume it.
+    ValidateOnly {
+        /// Progress (0 to 100) from which validation is tried.
+        threshold: u8,
+        /// The check.
+        validate: Validator,
+    },
+    /// Mark it failed.
+    MarkFailed,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Recovery {
+    /// A short name for statistics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Recovery::StoreDefault => "store_default",
+            Recovery::Resume => "resume",
+            Recovery::Restart => "restart",
+            Recovery::ValidateOnly { .. } => "validate_only",
+            Recovery::MarkFailed => "mark_failed",
+        }
+    }
+}
+
+/// When a failed task is tried again.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: never retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubles each time.
+    pub backoff_base_ms: u64,
+    /// Upper bound of the delay.
+    pub backoff_max_ms: u64,
+    /// Random spread, 0.0 to 1.0, applied to each delay (avoids retry storms).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, 100 ms doubling up to 10 s, 20 % jitter.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 10_000,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub fn never() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The delay before attempt `next_attempt` (2 for the first retry).
+    pub fn delay_ms(&self, next_attempt: u32) -> u64 {
+        let exp = next_attempt.saturating_sub(2).min(32);
+        let base = self
+            .backoff_base_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_ms);
+        let spread = (base as f64 * self.jitter.clamp(0.0, 1.0)) as u64;
+        if spread == 0 {
+            base
+        } else {
+            base - spread / 2 + fastrand::u64(0..=spread)
+        }
+    }
+}
+
+/// A registered kind.
+#[derive(Clone)]
+pub struct Kind {
+    /// Runs the tasks.
+    pub handler: Arc<dyn Handler>,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Crash recovery.
+    pub recovery: Recovery,
+}
+
+impl Kind {
+    /// A kind with the default retry policy and recovery.
+    pub fn new(handler: impl Handler + 'static) -> Self {
+        Kind {
+            handler: Arc::new(handler),
+            retry: RetryPolicy::default(),
+            recovery: Recovery::default(),
+        }
+    }
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn retry(mut self, r: RetryPolicy) -> Self {
+        self.retry = r;
+        self
+    }
+    /// Sets the recovery strategy.
+    #[must_use]
+    pub fn recovery(mut self, r: Recovery) -> Self {
+        self.recovery = r;
+        self
+    }
+}

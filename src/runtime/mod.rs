@@ -1,0 +1,314 @@
+//! `runtime`: runs tasks, not only records them. Register a handler per task kind, submit tasks
+//! with a JSON input and a priority, and a pool of worker threads claims them under a lease,
+//! runs them with progress, checkpoints, outputs and cancellation, retries failures with
+//! backoff, and after a crash resumes interrupted work by each kind's recovery strategy.
+//!
+//! Uses only the store's public API. A task's kind and input live in its metadata
+//! (`runtime.kind`, `runtime.input`); a retry's earliest start in `runtime.not_before`.
+
+mod context;
+mod handler;
+mod health;
+mod queue;
+mod recovery;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde_json::Value;
+
+pub use context::{CancelSignal, TaskContext};
+pub use handler::{Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator};
+pub use health::RuntimeHealth;
+
+use crate::error::{Error, Result};
+use crate::store::{InterruptedPolicy, Store, StoreOptions};
+use crate::task::{NewTask, Task, TaskState, Timestamp};
+use health::Counters;
+use queue::Queue;
+
+/// Metadata key holding a task's kind.
+pub const META_KIND: &str = "runtime.kind";
+/// Metadata key holding a task's input.
+pub const META_INPUT: &str = "runtime.input";
+/// Metadata key holding the earliest start of a retry (ms since the epoch).
+pub const META_NOT_BEFORE: &str = "runtime.not_before";
+
+/// Runtime options.
+///
+/// ## Defaults
+/// - `workers`: 4 threads.
+/// - `lease_ms`: 30,000 (a worker's claim lapses 30 s after its last heartbeat).
+/// - `heartbeat_ms`: a third of the lease.
+/// - `supervise_ms`: 1,000 (how often expired leases are looked for).
+/// - `owner`: `worker-<pid>-<random>`.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Worker threads.
+    pub workers: usize,
+    /// Lease length.
+    pub lease_ms: u64,
+    /// Heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Supervision period.
+    pub supervise_ms: u64,
+    /// This runtime's lease owner name.
+    pub owner: String,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            workers: 4,
+            lease_ms: 30_000,
+            heartbeat_ms: 10_000,
+            supervise_ms: 1_000,
+            owner: format!("worker-{}-{:04x}", std::process::id(), fastrand::u16(..)),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) options: RuntimeOptions,
+    pub(crate) kinds: RwLock<HashMap<String, Kind>>,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) queue_cv: Condvar,
+    pub(crate) running: Mutex<HashMap<String, Arc<CancelSignal>>>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) shutting_down: Arc<AtomicBool>,
+    pub(crate) counters: Mutex<Counters>,
+    pub(crate) default_policy: InterruptedPolicy,
+}
+
+/// A pool of workers over a store.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Opens the store at `dir` for a runtime. Interrupted tasks are left to the runtime, which
+    /// recovers each by its kind's strategy; `store_options`' interrupted policy is the
+    /// strategy of kinds that do not choose one.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        store_options: StoreOptions,
+        options: RuntimeOptions,
+    ) -> Result<Runtime> {
+        let default_policy = store_options.interrupted_policy_value();
+        let store = store_options
+            .interrupted_policy(InterruptedPolicy::Leave)
+            .open(dir)?;
+        Ok(Runtime::with_policy(store, options, default_policy))
+    }
+
+    /// A runtime over an open store (tasks the store already recovered are not seen again).
+    pub fn new(store: Store, options: RuntimeOptions) -> Runtime {
+        let policy = store.interrupted_policy();
+        Runtime::with_policy(store, options, policy)
+    }
+
+    fn with_policy(
+        store: Store,
+        options: RuntimeOptions,
+        default_policy: InterruptedPolicy,
+    ) -> Runtime {
+        let shared = Arc::new(Shared {
+            store,
+            options,
+            kinds: RwLock::new(HashMap::new()),
+            queue: Mutex::new(Queue::default()),
+            queue_cv: Condvar::new(),
+            running: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            counters: Mutex::new(Counters::default()),
+            default_policy,
+        });
+        Runtime {
+            shared,
+            threads: Vec::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Registers (or replaces) the handler of a kind. Register every kind before `start`.
+    pub fn register(&self, kind: &str, k: Kind) {
+        self.shared.kinds.write().insert(kind.to_string(), k);
+    }
+
+    /// Recovers interrupted work, queues pending tasks of registered kinds, and starts the
+    /// workers, the feed of new tasks and the lease supervisor.
+    pub fn start(&mut self) -> Result<()> {
+        // Subscribe before scanning, so nothing submitted in between is missed (duplicates
+        // are harmless: the queue ignores them and a claim of a claimed task fails).
+        let sub = self
+            .shared
+            .store
+            .subscribe(self.shared.store.last_lsn() + 1)?;
+        let interrupted: Vec<String> = self
+            .shared
+            .store
+            .recovery_report()
+            .tasks_interrupted
+            .clone();
+        recovery::recover(&self.shared, &interrupted)?;
+        worker::queue_pending(&self.shared)?;
+        let mut spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> Result<()> {
+            let h = std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::io("spawn thread", "", e))?;
+            self.threads.push(h);
+            Ok(())
+        };
+        let s = self.shared.clone();
+        spawn(
+            "tasklog-feed".into(),
+            Box::new(move || worker::feed(&s, sub)),
+        )?;
+        let s = self.shared.clone();
+        spawn(
+            "tasklog-supervisor".into(),
+            Box::new(move || worker::supervise(&s)),
+        )?;
+        for i in 0..self.shared.options.workers.max(1) {
+            let s = self.shared.clone();
+            spawn(
+                format!("tasklog-worker-{i}"),
+                Box::new(move || worker::work(&s)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Submits a task of `kind` with `input` and `priority` (0 to 10, higher first).
+    pub fn submit(&self, kind: &str, input: Value, priority: u8) -> Result<Task> {
+        self.submit_task(kind, NewTask::new(kind), input, priority)
+    }
+
+    /// Submits a task with explicit fields (title, tags, request id, ...).
+    pub fn submit_task(
+        &self,
+        kind: &str,
+        new: NewTask,
+        input: Value,
+        priority: u8,
+    ) -> Result<Task> {
+        if !self.shared.kinds.read().contains_key(kind) {
+            return Err(Error::InvalidInput {
+                at: Some("kind".into()),
+                reason: format!("no handler registered for kind {kind:?}"),
+            });
+        }
+        let new = new
+            .meta(META_KIND, Value::String(kind.into()))
+            .meta(META_INPUT, input)
+            .priority(priority);
+        let task = self.shared.store.submit(new)?;
+        // The feed queues it too; queueing here as well makes it claimable without waiting.
+        worker::enqueue(&self.shared, &task);
+        Ok(task)
+    }
+
+    /// Cancels a task: a pending one at once; a running one is signalled and ends as
+    /// cancelled when its handler returns.
+    pub fn cancel(&self, id: &str) -> Result<()> {
+        if let Some(sig) = self.shared.running.lock().get(id) {
+            sig.cancel();
+            return Ok(());
+        }
+        // Pending, or running outside this runtime: cancel in the store directly.
+        self.shared.store.cancel(id, Some("cancelled")).map(|_| ())
+    }
+
+    /// Current figures.
+    pub fn health(&self) -> RuntimeHealth {
+        let mut h = self.shared.counters.lock().report();
+        for ((kind, prio), n) in self.shared.queue.lock().depth() {
+            h.queue_depth.entry(kind).or_default().insert(prio, n);
+        }
+        h.running = self.shared.running.lock().len();
+        h
+    }
+
+    /// Waits until no task is queued or running, or `timeout` passes. True when idle.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let idle = self.shared.queue.lock().is_empty() && self.shared.running.lock().is_empty();
+            if idle {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Graceful shutdown: stop claiming, tell running handlers (`is_shutting_down`), wait up
+    /// to `timeout` for them, put back to pending (keeping checkpoints) what did not finish,
+    /// then close the store.
+    pub fn shutdown(mut self, timeout: Duration) -> Result<()> {
+        self.stop_threads(timeout);
+        let leftover: Vec<String> = self.shared.running.lock().keys().cloned().collect();
+        for id in &leftover {
+            let m = crate::store::Mutation::new(
+                id.clone(),
+                crate::store::Change::Interrupt {
+                    reason: "runtime shut down".into(),
+                    to: TaskState::Pending,
+                },
+            );
+            if let Err(e) = self.shared.store.apply(m) {
+                tracing::warn!(task = %id, error = %e, "could not requeue a task at shutdown");
+            }
+        }
+        self.shared.store.close()
+    }
+
+    fn stop_threads(&mut self, timeout: Duration) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.queue_cv.notify_all();
+        let deadline = Instant::now() + timeout;
+        while !self.shared.running.lock().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let grace = Instant::now() + Duration::from_millis(500);
+        for h in self.threads.drain(..) {
+            while !h.is_finished() && Instant::now() < grace {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // A thread still inside a handler is detached: its writes are fenced out once its
+            // task is requeued.
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop_threads(Duration::from_secs(5));
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    Timestamp::now().0
+}

@@ -1,0 +1,207 @@
+//! The record frame: a self-checking envelope around one opaque payload.
+//!
+//! ```text
+//! offset size field      meaning
+//!  0     4    len        payload length in bytes (u32 LE)
+//!  4     4    len_check  !len (bitwise NOT), so an all-zero header never decodes
+//!  8     1    kind       1 = record (0 is never valid)
+//!  9     1    flags      bit 0 = batch begin, bit 1 = batch end (a lone record has both)
+//! 10     2    reserved   0
+//! 12     8    lsn        log sequence number (u64 LE)
+//! 20     4    crc        CRC-32 (crc32fast) over bytes 0..20 then the payload
+//! 24     len  payload
+//! ```
+//! All integers are little-endian and written by hand, field by field.
+
+use crc32fast::Hasher;
+
+use super::Lsn;
+
+/// Bytes before the payload.
+pub const FRAME_HEADER_LEN: usize = 24;
+/// The largest payload a frame may carry. Checked on append and before trusting a length read
+/// from disk.
+pub const RECORD_BYTES_MAX: usize = 64 << 20;
+/// The only frame kind in format version 1.
+pub const KIND_RECORD: u8 = 1;
+/// First record of an atomic batch (a lone record is a batch of one: both flags).
+pub const FLAG_BATCH_BEGIN: u8 = 0b01;
+/// Last record of an atomic batch.
+pub const FLAG_BATCH_END: u8 = 0b10;
+/// A lone record.
+pub const FLAGS_SINGLE: u8 = FLAG_BATCH_BEGIN | FLAG_BATCH_END;
+const FLAGS_KNOWN: u8 = FLAGS_SINGLE;
+/// Bytes covered by the CRC before the payload.
+const CRC_COVERED_HEADER_LEN: usize = 20;
+
+const _: () = assert!(FRAME_HEADER_LEN == 24);
+const _: () = assert!(CRC_COVERED_HEADER_LEN + 4 == FRAME_HEADER_LEN);
+const _: () = assert!(RECORD_BYTES_MAX <= u32::MAX as usize);
+
+/// Total bytes a frame with a payload of `payload_len` bytes takes on disk.
+pub const fn encoded_len(payload_len: usize) -> usize {
+    FRAME_HEADER_LEN + payload_len
+}
+
+/// One decoded frame, borrowing its payload from the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// Frame kind (always [`KIND_RECORD`] in version 1).
+    pub kind: u8,
+    /// Batch flags.
+    pub flags: u8,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// True if this frame opens a batch.
+    pub fn begins_batch(&self) -> bool {
+        self.flags & FLAG_BATCH_BEGIN != 0
+    }
+    /// True if this frame closes a batch.
+    pub fn ends_batch(&self) -> bool {
+        self.flags & FLAG_BATCH_END != 0
+    }
+}
+
+/// Why bytes did not decode as a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The length and its check are both zero: the end-of-data marker (or unwritten space).
+    Zero,
+    /// Fewer bytes than the header says the frame needs: a write that did not finish.
+    Incomplete,
+    /// The bytes are not a valid frame.
+    Bad(&'static str),
+}
+
+/// Appends the encoding of one frame to `out`.
+///
+/// The caller checked `payload.len() <= RECORD_BYTES_MAX`.
+pub fn encode_into(out: &mut Vec<u8>, lsn: Lsn, flags: u8, payload: &[u8]) {
+    debug_assert!(payload.len() <= RECORD_BYTES_MAX);
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes()); // len
+    out.extend_from_slice(&(!len).to_le_bytes()); // len_check
+    out.push(KIND_RECORD); // kind
+    out.push(flags); // flags
+    out.extend_from_slice(&0u16.to_le_bytes()); // reserved
+    out.extend_from_slice(&lsn.to_le_bytes()); // lsn
+    let mut hasher = Hasher::new();
+    hasher.update(out.get(start..).unwrap_or_default());
+    hasher.update(payload);
+    out.extend_from_slice(&hasher.finalize().to_le_bytes()); // crc
+    out.extend_from_slice(payload); // payload
+    debug_assert_eq!(
+        decode(out.get(start..).unwrap_or_default()).map(|(f, n)| (f.lsn, f.flags, f.payload, n)),
+        Ok((lsn, flags, payload, encoded_len(payload.len())))
+    );
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    if let Some(s) = buf.get(at..at + 4) {
+        b.copy_from_slice(s);
+    }
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(s) = buf.get(at..at + 8) {
+        b.copy_from_slice(s);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Reads the frame header at the start of `buf` and checks everything but the CRC.
+/// Returns the payload length.
+fn check_header(buf: &[u8]) -> Result<usize, DecodeError> {
+    let head = buf.get(..8).ok_or_else(|| {
+        if buf.iter().all(|&b| b == 0) {
+            DecodeError::Zero
+        } else {
+            DecodeError::Incomplete
+        }
+    })?;
+    let len = u32_at(head, 0);
+    let len_check = u32_at(head, 4);
+    if len == 0 && len_check == 0 {
+        return Err(DecodeError::Zero);
+    }
+    if len_check != !len {
+        return Err(DecodeError::Bad("length check mismatch"));
+    }
+    let len = len as usize;
+    // NOTE: the limit is checked before anything trusts the length.
+    if len > RECORD_BYTES_MAX {
+        return Err(DecodeError::Bad("length over RECORD_BYTES_MAX"));
+    }
+    let header = buf.get(..FRAME_HEADER_LEN).ok_or(DecodeError::Incomplete)?;
+    if header.get(8).copied() != Some(KIND_RECORD) {
+        return Err(DecodeError::Bad("unknown frame kind"));
+    }
+    let flags = header.get(9).copied().unwrap_or(0);
+    if flags & !FLAGS_KNOWN != 0 || header.get(10..12) != Some(&[0, 0][..]) {
+        return Err(DecodeError::Bad("unknown flags"));
+    }
+    if buf.len() - FRAME_HEADER_LEN < len {
+        return Err(DecodeError::Incomplete);
+    }
+    Ok(len)
+}
+
+/// Decodes the frame at the start of `buf`; returns it and the bytes it occupies.
+/// Never panics and never allocates, whatever `buf` holds.
+pub fn decode(buf: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
+    let len = check_header(buf)?;
+    let end = FRAME_HEADER_LEN + len;
+    let payload = buf
+        .get(FRAME_HEADER_LEN..end)
+        .ok_or(DecodeError::Incomplete)?;
+    let mut hasher = Hasher::new();
+    hasher.update(buf.get(..CRC_COVERED_HEADER_LEN).unwrap_or_default());
+    hasher.update(payload);
+    if hasher.finalize() != u32_at(buf, CRC_COVERED_HEADER_LEN) {
+        return Err(DecodeError::Bad("CRC mismatch"));
+    }
+    let frame = Frame {
+        lsn: u64_at(buf, 12),
+        kind: KIND_RECORD,
+        flags: buf.get(9).copied().unwrap_or(0),
+        payload,
+    };
+    Ok((frame, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_golden_bytes() {
+        let mut out = Vec::new();
+        encode_into(&mut out, 7, FLAGS_SINGLE, b"abc");
+        assert_eq!(out.len(), encoded_len(3));
+        assert_eq!(
+            out.get(..12),
+            Some(&[3, 0, 0, 0, 0xfc, 0xff, 0xff, 0xff, 1, 3, 0, 0][..])
+        );
+        let (f, n) = decode(&out).expect("should decode");
+        assert_eq!(
+            (f.lsn, f.flags, f.payload, n),
+            (7, FLAGS_SINGLE, &b"abc"[..], 27)
+        );
+    }
+
+    #[test]
+    fn zeros_never_decode() {
+        for n in 0..64 {
+            assert!(decode(&vec![0u8; n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Group commit, leader/follower style (okaywal, house style #5).
+//!
+//! Appenders encode their frames into a shared buffer under one `parking_lot` mutex, which is
+//! also where LSNs are assigned, so buffer order is LSN order. A waiter that finds its LSN not
+//! yet acknowledged and no leader active becomes the leader: it takes the *whole* buffer,
+//! releases the mutex, writes it with one `write_all_at` per segment touched and (when the mode
+//! or the caller needs it) one `sync_data`, then publishes the new watermarks and `notify_all`s.
+//! Records submitted while a leader is in its fsync accumulate, and the next waiter to wake
+//! becomes the next leader and takes all of them: batches form by themselves under load.
+//!
+//! IMPORTANT: a failed write or fsync poisons the log. We never retry an fsync: after a failure
+//! the kernel may have dropped the dirty pages and a second fsync would report success for data
+//! that is gone (fsyncgate). Every waiter of the failed batch and every later call gets an error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::frame::{self, FLAG_BATCH_BEGIN, FLAG_BATCH_END, FLAGS_SINGLE, RECORD_BYTES_MAX};
+use super::segment::writer::{ActiveSegment, create_segment};
+use super::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use super::stats::Counters;
+use super::storage::{Storage, StorageLock};
+use super::{Durability, Lsn, WalOptions};
+use crate::error::{Error, Result};
+
+/// Buffered bytes above which `submit` writes the buffer itself instead of waiting for a
+/// waiter to (bounds memory in `Buffered` mode).
+pub const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+
+/// Extra rounds a leader may run for others after its own records are durable.
+pub const LEADER_EXTRA_ROUNDS: u32 = 3;
+
+/// A segment known to the log.
+#[derive(Clone, Debug)]
+pub struct SegmentMeta {
+    pub first_lsn: Lsn,
+    pub path: PathBuf,
+}
+
+/// Encoded frames waiting to be written, all destined for one segment at one offset.
+#[derive(Debug)]
+struct Chunk {
+    segment_first_lsn: Lsn,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// What a waiter needs before it may return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Written to the OS.
+    Written,
+    /// Covered by a successful fdatasync.
+    Synced,
+}
+
+/// Everything behind the log's one mutex.
+#[derive(Debug)]
+pub struct State {
+    pub next_lsn: Lsn,
+    pub written_lsn: Lsn,
+    pub synced_lsn: Lsn,
+    chunks: Vec<Chunk>,
+    pending_bytes: usize,
+    /// Segment and offset at which the next submitted frame will land.
+    planned_first_lsn: Lsn,
+    planned_offset: u64,
+    leader: bool,
+    /// Threads blocked in `drive` waiting for the leader.
+    waiters: usize,
+    pub poisoned: Option<String>,
+    pub closed: bool,
+    pub segments: Vec<SegmentMeta>,
+    pub lock: Option<Box<dyn StorageLock>>,
+    /// Header and frame bytes of every segment present.
+    pub log_bytes: u64,
+}
+
+impl State {
+    /// State for a log whose last segment ends at `data_end` and holds LSNs below `next_lsn`.
+    pub fn new(
+        next_lsn: Lsn,
+        planned: (Lsn, u64),
+        segments: Vec<SegmentMeta>,
+        log_bytes: u64,
+    ) -> State {
+        State {
+            next_lsn,
+            written_lsn: next_lsn - 1,
+            synced_lsn: next_lsn - 1,
+            chunks: Vec::new(),
+            pending_bytes: 0,
+            planned_first_lsn: planned.0,
+            planned_offset: planned.1,
+            leader: false,
+            waiters: 0,
+            poisoned: None,
+            closed: false,
+            segments,
+            lock: None,
+            log_bytes,
+        }
+    }
+
+    /// The error every call gets once the log is closed or poisoned.
+    pub fn refuse(&self) -> Option<Error> {
+        if self.closed {
+            return Some(Error::Closed);
+        }
+        self.poisoned
+            .as_ref()
+            .map(|c| Error::Poisoned { cause: c.clone() })
+    }
+}
+
+/// The shared core of a log handle.
+pub struct Core {
+    pub storage: Arc<dyn Storage>,
+    pub dir: PathBuf,
+    pub options: WalOptions,
+    pub state: Mutex<State>,
+    pub cond: Condvar,
+    /// The active segment; only the leader locks it (uncontended).
+    pub writer: Mutex<Option<ActiveSegment>>,
+    pub counters: Counters,
+    pub background: Mutex<Option<super::background::Background>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Assigns LSNs to `payloads` and buffers their frames. Returns (first, last) LSN.
+    pub fn submit(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut total = 0usize;
+        for p in payloads {
+            if p.len() > RECORD_BYTES_MAX {
+                return Err(Error::TooLarge {
+                    what: "record",
+                    len: p.len() as u64,
+                    max: RECORD_BYTES_MAX as u64,
+                });
+            }
+            total = total.saturating_add(frame::encoded_len(p.len()));
+        }
+        let mut st = self.state.lock();
+        if let Some(e) = st.refuse() {
+            return Err(e);
+        }
+        let first = st.next_lsn;
+        if payloads.is_empty() {
+            return Ok((first, first - 1));
+        }
+        // A batch never spans segments: roll before it unless the segment is still empty.
+        let seg_max = self.options.segment_bytes_max;
+        if st.planned_offset > SEGMENT_HEADER_LEN as u64
+            && st.planned_offset.saturating_add(total as u64) > seg_max
+        {
+            st.planned_first_lsn = first;
+            st.planned_offset = SEGMENT_HEADER_LEN as u64;
+            st.log_bytes += SEGMENT_HEADER_LEN as u64;
+        }
+        let (seg, off) = (st.planned_first_lsn, st.planned_offset);
+        if st.chunks.last().is_none_or(|c| c.segment_first_lsn != seg) {
+            st.chunks.push(Chunk {
+                segment_first_lsn: seg,
+                offset: off,
+                bytes: Vec::new(),
+            });
+        }
+        let chunk = st.chunks.last_mut().ok_or(Error::Closed)?;
+        chunk.bytes.reserve(total);
+        let last_index = payloads.len() - 1;
+        for (i, p) in payloads.iter().enumerate() {
+            let mut flags = 0;
+            if i == 0 {
+                flags |= FLAG_BATCH_BEGIN;
+            }
+            if i == last_index {
+                flags |= FLAG_BATCH_END;
+            }
+            debug_assert!(payloads.len() > 1 || flags == FLAGS_SINGLE);
+            frame::encode_into(&mut chunk.bytes, first + i as u64, flags, p);
+        }
+        let last = first + last_index as u64;
+        st.next_lsn = last + 1;
+        st.planned_offset += total as u64;
+        st.log_bytes += total as u64;
+        st.pending_bytes += total;
+        let flush = st.pending_bytes >= BUFFER_FLUSH_BYTES;
+        drop(st);
+        self.counters
+            .appends
+            .fetch_add(payloads.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if flush {
+            self.drive(last, Need::Written)?;
+        }
+        Ok((first, last))
+    }
+
+    /// Waits until `lsn` is acknowledged under the log's durability mode.
+    pub fn wait_ack(&self, lsn: Lsn) -> Result<()> {
+        match self.options.durability {
+            Durability::Sync => self.drive(lsn, Need::Synced),
+            Durability::Interval(_) => self.drive(lsn, Need::Written),
+            _ => {
+                let st = self.state.lock();
+                match &st.poisoned {
+                    Some(c) => Err(Error::Poisoned { cause: c.clone() }),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Makes sure every record up to `target` is written (and synced, if `need` says so or
+    /// the mode is `Sync`), becoming the leader when nobody else is.
+    ///
+    /// NOTE: a leader whose own records are done keeps leading (up to
+    /// [`LEADER_EXTRA_ROUNDS`] more rounds) while others wait and records arrived during its
+    /// fsync: the next fsync starts at once instead of after a follower wakes up.
+    pub fn drive(&self, target: Lsn, need: Need) -> Result<()> {
+        let mut st = self.state.lock();
+        let mut rounds_led = 0u32;
+        loop {
+            if let Some(c) = &st.poisoned {
+                return Err(Error::Poisoned { cause: c.clone() });
+            }
+            let done = match need {
+                Need::Written => st.written_lsn >= target,
+                Need::Synced => st.synced_lsn >= target,
+            };
+            let for_others = done;
+            if done {
+                let keep_leading = rounds_led > 0
+                    && rounds_led <= LEADER_EXTRA_ROUNDS
+                    && !st.leader
+                    && st.waiters > 0
+                    && !st.chunks.is_empty();
+                if !keep_leading {
+                    return Ok(());
+                }
+            } else if st.closed {
+                return Err(Error::Closed);
+            } else if st.leader {
+                st.waiters += 1;
+                self.cond.wait(&mut st);
+                st.waiters -= 1;
+                continue;
+            }
+            rounds_led += 1;
+            let result = self.lead_round(&mut st, need);
+            if for_others {
+                // Our records were durable before this round: its failure is not ours to
+                // report (its own waiters get it, and every later call sees the poison).
+                return Ok(());
+            }
+            result?;
+        }
+    }
+
+    /// One leader round: take the buffer, write (and sync) it outside the lock, publish.
+    fn lead_round(&self, st: &mut parking_lot::MutexGuard<'_, State>, need: Need) -> Result<()> {
+        st.leader = true;
+        let chunks = std::mem::take(&mut st.chunks);
+        st.pending_bytes = 0;
+        let last = st.next_lsn - 1;
+        let sync = need == Need::Synced || self.options.durability == Durability::Sync;
+        let result = parking_lot::MutexGuard::unlocked(st, || self.write_chunks(chunks, sync));
+        st.leader = false;
+        match &result {
+            Ok(()) => {
+                st.written_lsn = last;
+                if sync {
+                    st.synced_lsn = last;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log write failed; the log is poisoned until reopened");
+                st.poisoned = Some(e.to_string());
+            }
+        }
+        self.cond.notify_all();
+        result
+    }
+
+    /// The leader's I/O, outside the state lock.
+    fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<()> {
+        let mut guard = self.writer.lock();
+        let active = guard.as_mut().ok_or(Error::ReadOnly)?;
+        for chunk in chunks {
+            if chunk.segment_first_lsn != active.first_lsn {
+                self.roll(active, chunk.segment_first_lsn)?;
+            }
+            if chunk.bytes.is_empty() {
+                continue;
+            }
+            active
+                .file
+                .write_all_at(&chunk.bytes, chunk.offset)
+                .map_err(|e| Error::io("write", active.path.clone(), e))?;
+            self.counters.bytes_written.fetch_add(
+                chunk.bytes.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        if sync {
+            let t = Instant::now();
+            active
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", active.path.clone(), e))?;
+            self.counters.record_fsync(t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (fdatasync) and makes a new one starting at `first_lsn`.
+    fn roll(&self, active: &mut ActiveSegment, first_lsn: Lsn) -> Result<()> {
+        let t = Instant::now();
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", active.path.clone(), e))?;
+        self.counters.record_fsync(t.elapsed());
+        let header = SegmentHeader {
+            first_lsn,
+            prev_first_lsn: active.first_lsn,
+            segment_bytes_max: self.options.segment_bytes_max,
+        };
+        let next = create_segment(&*self.storage, &self.dir, header, self.options.preallocate)?;
+        self.state.lock().segments.push(SegmentMeta {
+            first_lsn,
+            path: next.path.clone(),
+        });
+        *active = next;
+        Ok(())
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Best effort: the last handle went away without `close()`.
+        let (closed, last) = {
+            let st = self.state.lock();
+            (st.closed || st.poisoned.is_some(), st.next_lsn - 1)
+        };
+        if !closed
+            && !self.options.read_only
+            && let Err(e) = self.drive(last, Need::Synced)
+        {
+            tracing::warn!(error = %e, "could not sync the log on drop");
+        }
+        if let Some(bg) = self.background.lock().take() {
+            bg.stop(false);
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Opening a log: lock, list segments, check headers and their chain, scan the last segment and
+//! cut a torn tail.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::group_commit::{Core, SegmentMeta, State};
+use super::segment::writer::{ActiveSegment, create_segment};
+use super::segment::{
+    SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy, parse_segment_name,
+    scan_segment,
+};
+use super::storage::{FileBytes, OpenMode, Storage, StorageFile};
+use super::{Lsn, OpenReport, WalOptions};
+use crate::error::{Error, Result};
+
+/// The largest `segment_bytes_max` accepted (1 TiB): a sanity bound on the option.
+pub const SEGMENT_BYTES_MAX_LIMIT: u64 = 1 << 40;
+/// The smallest: room for a header and one small record.
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+
+/// The lock file inside the log directory.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("LOCK")
+}
+
+/// Segment files of `dir`, sorted by first LSN.
+pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
+    let entries = storage
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    let mut segs: Vec<(Lsn, PathBuf)> = entries
+        .into_iter()
+        .filter_map(|p| parse_segment_name(&p).map(|lsn| (lsn, p)))
+        .collect();
+    segs.sort();
+    Ok(segs)
+}
+
+/// Reads and checks the header of a segment, and that it matches its file name.
+pub fn read_header(file: &dyn StorageFile, path: &Path, name_lsn: Lsn) -> Result<SegmentHeader> {
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let mut done = 0;
+    while done < SEGMENT_HEADER_LEN {
+        let n = file
+            .read_at(buf.get_mut(done..).unwrap_or_default(), done as u64)
+            .map_err(|e| Error::io("read segment header", path, e))?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    let header = SegmentHeader::decode(buf.get(..done).unwrap_or_default(), path)?;
+    if header.first_lsn != name_lsn {
+        return Err(Error::corrupt(
+            path,
+            Some(16),
+            Some(header.first_lsn),
+            "first LSN differs from the file name",
+        ));
+    }
+    Ok(header)
+}
+
+/// True if the header region is short or all zero: a segment whose creation did not finish.
+fn header_never_written(file: &dyn StorageFile) -> Result<bool> {
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    Ok(n < SEGMENT_HEADER_LEN && buf.iter().all(|&b| b == 0))
+}
+
+/// Checks that headers chain: each segment names its predecessor's first LSN.
+fn check_chain(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Result<()> {
+    let mut prev: Option<Lsn> = None;
+    for (name_lsn, path) in segs {
+        let file = storage
+            .open(path, OpenMode::Read)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        let header = read_header(&*file, path, *name_lsn)?;
+        if let Some(p) = prev
+            && header.prev_first_lsn != p
+        {
+            return Err(Error::corrupt(
+                path,
+                Some(24),
+                Some(header.first_lsn),
+                format!(
+                    "missing segment: this one follows the segment starting at LSN {}, but the previous file starts at {p}",
+                    header.prev_first_lsn
+                ),
+            ));
+        }
+        prev = Some(header.first_lsn);
+    }
+    Ok(())
+}
+
+/// Options sanity.
+fn check_options(options: &WalOptions) -> Result<()> {
+    let m = options.segment_bytes_max;
+    if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX_LIMIT).contains(&m) {
+        return Err(Error::InvalidInput {
+            at: Some("segment_bytes_max".into()),
+            reason: format!("{m} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX_LIMIT}"),
+        });
+    }
+    Ok(())
+}
+
+/// Scans the last segment. Read-only opens re-read a few times, because a writer may be in the
+/// middle of a write and a copy can catch later pages before earlier ones.
+fn scan_last(
+    file: &dyn StorageFile,
+    path: &Path,
+    first_lsn: Lsn,
+    read_only: bool,
+) -> Result<(ScanEnd, u64)> {
+    let spec = ScanSpec {
+        file: path,
+        first_lsn,
+        policy: TailPolicy::Tolerate,
+        from: Lsn::MAX,
+        limit: Lsn::MAX,
+    };
+    let mut attempts = 0;
+    loop {
+        let bytes = if read_only {
+            FileBytes::Owned(
+                file.read_all()
+                    .map_err(|e| Error::io("read segment", path, e))?,
+            )
+        } else {
+            file.map_all()
+                .map_err(|e| Error::io("map segment", path, e))?
+        };
+        match scan_segment(&bytes, &spec, |_, _| Ok(())) {
+            Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
+            other => return other.map(|end| (end, bytes.len() as u64)),
+        }
+    }
+}
+
+/// Opens (or creates) the log in `dir`.
+pub fn open(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    options: WalOptions,
+) -> Result<(Arc<Core>, OpenReport)> {
+    check_options(&options)?;
+    let read_only = options.read_only;
+    let mut lock = None;
+    if !read_only {
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let lock_file = lock_path(dir);
+        lock = Some(
+            storage
+                .try_lock(&lock_file)
+                .map_err(|e| Error::io("lock", &lock_file, e))?
+                .ok_or_else(|| Error::Locked {
+                    path: dir.to_path_buf(),
+                    lock_file: lock_file.clone(),
+                })?,
+        );
+        // Make earlier creates and removes durable before trusting what we list.
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    let mut segs = list_segments(&*storage, dir)?;
+    let mut report = OpenReport::default();
+    if !read_only {
+        drop_unfinished_last(&*storage, dir, &mut segs, &mut report)?;
+    }
+    check_chain(&*storage, &segs)?;
+    let (state, active) = match segs.last() {
+        None if read_only => (
+            State::new(1, (1, SEGMENT_HEADER_LEN as u64), Vec::new(), 0),
+            None,
+        ),
+        None => {
+            let header = SegmentHeader {
+                first_lsn: 1,
+                prev_first_lsn: 0,
+                segment_bytes_max: options.segment_bytes_max,
+            };
+            let active = create_segment(&*storage, dir, header, options.preallocate)?;
+            let meta = vec![SegmentMeta {
+                first_lsn: 1,
+                path: active.path.clone(),
+            }];
+            let st = State::new(
+                1,
+                (1, SEGMENT_HEADER_LEN as u64),
+                meta,
+                SEGMENT_HEADER_LEN as u64,
+            );
+            (st, Some(active))
+        }
+        Some((last_lsn, last_path)) => open_last(
+            &*storage,
+            &segs,
+            (*last_lsn, last_path),
+            &options,
+            &mut report,
+        )?,
+    };
+    let mut state = state;
+    state.lock = lock;
+    report.segments = state.segments.len();
+    report.first_lsn = state
+        .segments
+        .first()
+        .map_or(state.next_lsn, |s| s.first_lsn);
+    report.next_lsn = state.next_lsn;
+    let core = Arc::new(Core {
+        storage,
+        dir: dir.to_path_buf(),
+        options,
+        state: parking_lot::Mutex::new(state),
+        cond: parking_lot::Condvar::new(),
+        writer: parking_lot::Mutex::new(active),
+        counters: Default::default(),
+        background: parking_lot::Mutex::new(None),
+    });
+    Ok((core, report))
+}
+
+/// Removes a last segment whose header never reached the disk (a crash while rolling).
+fn drop_unfinished_last(
+    storage: &dyn Storage,
+    dir: &Path,
+    segs: &mut Vec<(Lsn, PathBuf)>,
+    report: &mut OpenReport,
+) -> Result<()> {
+    let Some((_, path)) = segs.last() else {
+        return Ok(());
+    };
+    let file = storage
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open segment", path, e))?;
+    if segs.len() > 1 && header_never_written(&*file)? {
+        let len = file.len().unwrap_or(0);
+        tracing::warn!(segment = %path.display(), "removing a segment whose header was never written");
+        storage
+            .remove_file(path)
+            .map_err(|e| Error::io("remove segment", path, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+        report.torn_at = Some((path.clone(), 0));
+        report.torn_bytes_cut = len;
+        segs.pop();
+    }
+    Ok(())
+}
+
+/// Scans the last segment, cuts a torn tail (writers only), and builds the state.
+fn open_last(
+    storage: &dyn Storage,
+    segs: &[(Lsn, PathBuf)],
+    (first_lsn, path): (Lsn, &PathBuf),
+    options: &WalOptions,
+    report: &mut OpenReport,
+) -> Result<(State, Option<ActiveSegment>)> {
+    let mode = if options.read_only {
+        OpenMode::Read
+    } else {
+        OpenMode::ReadWrite
+    };
+    let file: Arc<dyn StorageFile> = Arc::from(
+        storage
+            .open(path, mode)
+            .map_err(|e| Error::io("open segment", path, e))?,
+    );
+    let (end, file_len) = scan_last(&*file, path, first_lsn, options.read_only)?;
+    if let Some(torn) = &end.torn {
+        if options.read_only {
+            tracing::info!(segment = %path.display(), offset = torn.offset, "read-only open stops at an incomplete tail");
+        } else {
+            tracing::warn!(segment = %path.display(), offset = torn.offset, bytes = torn.bytes, reason = torn.reason,
+                "cutting a torn tail from the last segment");
+            let io = |op| move |e| Error::io(op, path, e);
+            file.set_len(torn.offset)
+                .map_err(io("truncate torn tail"))?;
+            file.sync_all().map_err(io("fsync"))?;
+            report.torn_bytes_cut = torn.bytes;
+            report.torn_at = Some((path.clone(), torn.offset));
+        }
+    }
+    if !options.read_only && options.preallocate {
+        file.preallocate(options.segment_bytes_max)
+            .map_err(|e| Error::io("preallocate segment", path, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+    }
+    let _ = file_len;
+    let mut log_bytes = end.data_end;
+    for (_, p) in segs.iter().take(segs.len().saturating_sub(1)) {
+        if let Ok(f) = storage.open(p, OpenMode::Read) {
+            log_bytes += f.len().unwrap_or(0);
+        }
+    }
+    let metas = segs
+        .iter()
+        .map(|(l, p)| SegmentMeta {
+            first_lsn: *l,
+            path: p.clone(),
+        })
+        .collect();
+    let state = State::new(end.next_lsn, (first_lsn, end.data_end), metas, log_bytes);
+    let active = (!options.read_only).then(|| ActiveSegment {
+        file,
+        first_lsn,
+        path: path.clone(),
+    });
+    Ok((state, active))
+}

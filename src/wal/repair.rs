@@ -1,0 +1,152 @@
+//! `repair`: the explicit, opt-in tool that cuts a damaged log back to its last good record.
+//! Nothing is ever deleted silently: the damaged bytes are copied to `<dir>/quarantine/` (and
+//! fsynced there) before the log is cut.
+
+use std::path::{Path, PathBuf};
+
+use super::Lsn;
+use super::recovery::lock_path;
+use super::storage::{OpenMode, StdStorage, Storage};
+use super::verify::inspect;
+use crate::error::{Error, Result};
+
+/// Where `repair` cut the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CutPoint {
+    /// The segment cut (truncated, or removed when the offset is 0).
+    pub file: PathBuf,
+    /// The byte offset it was cut at.
+    pub offset: u64,
+    /// The last record kept (0 if none).
+    pub last_good_lsn: Lsn,
+}
+
+/// What [`repair`] did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// True if nothing was changed on disk.
+    pub dry_run: bool,
+    /// `None` when the log has no damage.
+    pub cut: Option<CutPoint>,
+    /// Bytes copied to quarantine (trailing zeros of preallocated space excluded).
+    pub bytes_quarantined: u64,
+    /// Files written to quarantine (or that would be).
+    pub files_quarantined: Vec<PathBuf>,
+    /// Segments removed from the log (whole).
+    pub segments_removed: Vec<PathBuf>,
+}
+
+/// Finds the last good record of the log in `dir`, copies everything after it to
+/// `<dir>/quarantine/`, and cuts the log there. Takes the write lock.
+pub fn repair(dir: &Path, dry_run: bool) -> Result<RepairReport> {
+    repair_with_storage(&StdStorage, dir, dry_run)
+}
+
+/// [`repair`] over any storage.
+pub fn repair_with_storage(
+    storage: &dyn Storage,
+    dir: &Path,
+    dry_run: bool,
+) -> Result<RepairReport> {
+    let lock_file = lock_path(dir);
+    let _lock = storage
+        .try_lock(&lock_file)
+        .map_err(|e| Error::io("lock", &lock_file, e))?
+        .ok_or_else(|| Error::Locked {
+            path: dir.to_path_buf(),
+            lock_file: lock_file.clone(),
+        })?;
+    let found = inspect(storage, dir)?;
+    let mut report = RepairReport {
+        dry_run,
+        ..Default::default()
+    };
+    let Some((index, offset, last_good_lsn)) = found.damage else {
+        return Ok(report);
+    };
+    let quarantine = dir.join("quarantine");
+    let mut plan: Vec<(PathBuf, u64, PathBuf)> = Vec::new();
+    for (i, (_, path)) in found.segments.iter().enumerate().skip(index) {
+        let from = if i == index { offset } else { 0 };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut target = quarantine.join(format!("{name}.from-{from}"));
+        let mut n = 1;
+        while storage.exists(&target) {
+            target = quarantine.join(format!("{name}.from-{from}.{n}"));
+            n += 1;
+        }
+        plan.push((path.clone(), from, target));
+    }
+    let seg_path = plan.first().map(|p| p.0.clone()).unwrap_or_default();
+    report.cut = Some(CutPoint {
+        file: seg_path,
+        offset,
+        last_good_lsn,
+    });
+    if !dry_run {
+        storage
+            .create_dir_all(&quarantine)
+            .map_err(|e| Error::io("create directory", &quarantine, e))?;
+    }
+    for (path, from, target) in &plan {
+        let bytes = storage
+            .open(path, OpenMode::Read)
+            .and_then(|f| f.read_all())
+            .map_err(|e| Error::io("read", path, e))?;
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let from = usize::try_from(*from).unwrap_or(usize::MAX);
+        let damaged = bytes.get(from..end.max(from)).unwrap_or_default();
+        report.bytes_quarantined += damaged.len() as u64;
+        report.files_quarantined.push(target.clone());
+        if !dry_run {
+            let io = |op| move |e| Error::io(op, target, e);
+            let f = storage
+                .open(target, OpenMode::CreateNew)
+                .map_err(io("create quarantine file"))?;
+            f.write_all_at(damaged, 0)
+                .map_err(io("write quarantine file"))?;
+            f.sync_all().map_err(io("fsync quarantine file"))?;
+        }
+    }
+    tracing::warn!(dir = %dir.display(), dry_run, ?report.cut, bytes = report.bytes_quarantined, "repairing the log");
+    if dry_run {
+        return Ok(report);
+    }
+    storage
+        .sync_dir(&quarantine)
+        .map_err(|e| Error::io("fsync directory", &quarantine, e))?;
+    cut(storage, dir, &plan, &mut report)?;
+    Ok(report)
+}
+
+/// Truncates the damaged segment (or removes it when cut at 0), removes later ones, fsyncs.
+fn cut(
+    storage: &dyn Storage,
+    dir: &Path,
+    plan: &[(PathBuf, u64, PathBuf)],
+    report: &mut RepairReport,
+) -> Result<()> {
+    for (i, (path, from, _)) in plan.iter().enumerate() {
+        if i == 0 && *from > 0 {
+            let f = storage
+                .open(path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open", path, e))?;
+            f.set_len(*from)
+                .map_err(|e| Error::io("truncate", path, e))?;
+            f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
+        } else {
+            storage
+                .remove_file(path)
+                .map_err(|e| Error::io("remove segment", path, e))?;
+            report.segments_removed.push(path.clone());
+        }
+    }
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}

@@ -1,0 +1,10 @@
+//! Segment files: the header, reading frames back, and creating new segments.
+
+pub mod header;
+pub mod reader;
+pub mod writer;
+
+pub use header::{
+    FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name, segment_path,
+};
+pub use reader::{ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment};

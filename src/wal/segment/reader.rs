@@ -1,0 +1,235 @@
+//! Walking the frames of one segment held in memory (a map or a copy): validation, batch
+//! hold-back, and the torn-tail-versus-corruption decision.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::wal::Lsn;
+use crate::wal::frame::{self, DecodeError};
+
+use super::header::SEGMENT_HEADER_LEN;
+
+/// How to treat a problem found in the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailPolicy {
+    /// A sealed (non-last) segment: every problem is corruption.
+    Strict,
+    /// The last segment: an incomplete or garbled tail with no valid frame after it is a torn
+    /// tail, reported in [`ScanEnd::torn`]; anything else is corruption.
+    Tolerate,
+    /// For repair and verify: every problem, even one followed by valid data, ends the scan as
+    /// if it were a torn tail, so the caller learns the last good record.
+    Salvage,
+}
+
+/// A torn tail found at the end of the last segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Torn {
+    /// Where the incomplete record (or unfinished batch) begins: the log is cut here.
+    pub offset: u64,
+    /// Non-zero bytes from `offset` to the last non-zero byte of the file.
+    pub bytes: u64,
+    /// Why the tail is not a record.
+    pub reason: &'static str,
+}
+
+/// Where a scan stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Offset just past the last complete record (or batch) that was accepted.
+    pub data_end: u64,
+    /// The LSN the next record would have.
+    pub next_lsn: Lsn,
+    /// Records accepted (delivered or not because of `from`).
+    pub records: u64,
+    /// A torn tail, under [`TailPolicy::Tolerate`].
+    pub torn: Option<Torn>,
+}
+
+/// What to scan and what to deliver.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanSpec<'a> {
+    /// The file, for error messages.
+    pub file: &'a Path,
+    /// The segment's first LSN (from its header).
+    pub first_lsn: Lsn,
+    /// Problem handling.
+    pub policy: TailPolicy,
+    /// Records with LSN below this are validated but not delivered.
+    pub from: Lsn,
+    /// Stop cleanly before the record with this LSN (`Lsn::MAX`: no limit).
+    pub limit: Lsn,
+}
+
+/// Validates every frame of `bytes` (a whole segment file, header included) and calls `visit`
+/// for each record with LSN >= `spec.from`. Records of a batch are delivered only once the
+/// batch's end frame has been validated.
+pub fn scan_segment<F>(bytes: &[u8], spec: &ScanSpec<'_>, mut visit: F) -> Result<ScanEnd>
+where
+    F: FnMut(Lsn, &[u8]) -> Result<()>,
+{
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut lsn = spec.first_lsn;
+    let mut records = 0u64;
+    // (offset, first LSN) of a batch whose end frame has not been seen yet.
+    let mut batch: Option<(usize, Lsn)> = None;
+    loop {
+        if batch.is_none() && lsn >= spec.limit {
+            break;
+        }
+        let rest = bytes.get(pos..).unwrap_or_default();
+        if rest.is_empty() {
+            break;
+        }
+        let (f, n) = match frame::decode(rest) {
+            Ok(ok) => ok,
+            Err(DecodeError::Zero) if rest.iter().all(|&b| b == 0) => break,
+            Err(DecodeError::Zero) => {
+                return problem(
+                    bytes,
+                    spec,
+                    pos,
+                    lsn,
+                    batch,
+                    "non-zero bytes after the end-of-data marker",
+                    false,
+                );
+            }
+            Err(DecodeError::Incomplete) => {
+                return problem(bytes, spec, pos, lsn, batch, "incomplete record", false);
+            }
+            Err(DecodeError::Bad(reason)) => {
+                return problem(bytes, spec, pos, lsn, batch, reason, false);
+            }
+        };
+        if f.lsn != lsn {
+            return problem(bytes, spec, pos, lsn, batch, "LSN out of sequence", true);
+        }
+        match (batch, f.begins_batch(), f.ends_batch()) {
+            (None, true, true) => {
+                if lsn >= spec.from {
+                    visit(lsn, f.payload)?;
+                }
+                records += 1;
+            }
+            (None, true, false) => batch = Some((pos, lsn)),
+            (Some(_), false, false) => {}
+            (Some((start, first)), false, true) => {
+                deliver(
+                    bytes.get(start..pos + n).unwrap_or_default(),
+                    spec.from,
+                    &mut visit,
+                )?;
+                records += lsn - first + 1;
+                batch = None;
+            }
+            (None, false, _) => {
+                return problem(
+                    bytes,
+                    spec,
+                    pos,
+                    lsn,
+                    batch,
+                    "batch record without a batch begin",
+                    true,
+                );
+            }
+            (Some(_), true, _) => {
+                return problem(
+                    bytes,
+                    spec,
+                    pos,
+                    lsn,
+                    batch,
+                    "unfinished batch followed by another record",
+                    true,
+                );
+            }
+        }
+        lsn += 1;
+        pos += n;
+    }
+    if batch.is_some() {
+        return problem(
+            bytes,
+            spec,
+            pos,
+            lsn,
+            batch,
+            "unfinished batch at the end of data",
+            false,
+        );
+    }
+    Ok(ScanEnd {
+        data_end: pos as u64,
+        next_lsn: lsn,
+        records,
+        torn: None,
+    })
+}
+
+/// Delivers the records of a validated batch.
+fn deliver<F>(bytes: &[u8], from: Lsn, visit: &mut F) -> Result<()>
+where
+    F: FnMut(Lsn, &[u8]) -> Result<()>,
+{
+    let mut pos = 0;
+    while let Ok((f, n)) = frame::decode(bytes.get(pos..).unwrap_or_default()) {
+        if f.lsn >= from {
+            visit(f.lsn, f.payload)?;
+        }
+        pos += n;
+    }
+    Ok(())
+}
+
+/// Decides between torn tail and corruption for a problem at `pos`.
+fn problem(
+    bytes: &[u8],
+    spec: &ScanSpec<'_>,
+    pos: usize,
+    lsn: Lsn,
+    batch: Option<(usize, Lsn)>,
+    reason: &'static str,
+    hard: bool,
+) -> Result<ScanEnd> {
+    let (cut, cut_lsn) = batch.unwrap_or((pos, lsn));
+    let corrupt = || Error::corrupt(spec.file, Some(pos as u64), Some(lsn), reason);
+    let salvage = spec.policy == TailPolicy::Salvage;
+    if !salvage && (hard || spec.policy == TailPolicy::Strict || valid_frame_after(bytes, pos + 1))
+    {
+        return Err(corrupt());
+    }
+    let last_nonzero = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    Ok(ScanEnd {
+        data_end: cut as u64,
+        next_lsn: cut_lsn,
+        records: cut_lsn - spec.first_lsn,
+        torn: Some(Torn {
+            offset: cut as u64,
+            bytes: last_nonzero.saturating_sub(cut) as u64,
+            reason,
+        }),
+    })
+}
+
+/// True if any offset at or after `start` holds a frame that decodes with a good CRC: then a
+/// bad record is followed by valid data, which a torn write cannot produce.
+pub fn valid_frame_after(bytes: &[u8], start: usize) -> bool {
+    let mut p = start;
+    while p + frame::FRAME_HEADER_LEN <= bytes.len() {
+        // A frame's first 8 bytes always hold a non-zero byte (len or !len), so skip zero runs
+        // (preallocated space) instead of trying to decode at each of their offsets.
+        let Some(q) = bytes.get(p..).and_then(|r| r.iter().position(|&b| b != 0)) else {
+            return false;
+        };
+        p = p.max((p + q).saturating_sub(7));
+        if let Some(rest) = bytes.get(p..)
+            && frame::decode(rest).is_ok()
+        {
+            return true;
+        }
+        p += 1;
+    }
+    false
+}

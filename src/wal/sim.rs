@@ -1,0 +1,414 @@
+//! `SimStorage`: an in-memory disk for crash and fault tests.
+//!
+//! Each file keeps its *live* bytes (what reads return) apart from its *synced* bytes (what
+//! survives a power cut), and the directory keeps its live entries apart from its durable ones
+//! (a create, rename or remove becomes durable only after `sync_dir` of its parent). `crash()`
+//! returns a fresh disk holding only the durable state, optionally with a torn prefix of the
+//! unsynced appends kept at sector granularity, chosen by a seeded RNG, so every run is
+//! reproducible. Faults: fail the Nth write or fsync with EIO, fail writes with ENOSPC after N
+//! bytes, tear the Nth write (a prefix lands, then EIO). Locks are per-path and in memory.
+//! Directories are always durable (only files are modelled).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::storage::{OpenMode, Storage, StorageFile, StorageLock};
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    live: Vec<u8>,
+    synced: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Faults {
+    /// Writes from now until the failing one (1 = the next write fails).
+    write_fail_in: Option<u64>,
+    sync_fail_in: Option<u64>,
+    torn_write_in: Option<u64>,
+    enospc_bytes_left: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Disk {
+    inodes: HashMap<u64, Inode>,
+    next_inode: u64,
+    live: BTreeMap<PathBuf, u64>,
+    durable: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<PathBuf>,
+    locks: BTreeSet<PathBuf>,
+    faults: Faults,
+    rng: fastrand::Rng,
+    /// Sector size for torn crash images; `None` keeps exactly the synced bytes.
+    torn_granularity: Option<usize>,
+    writes: u64,
+    syncs: u64,
+}
+
+/// An in-memory, fault-injecting [`Storage`]. Clones share one disk.
+#[derive(Clone, Debug)]
+pub struct SimStorage {
+    disk: Arc<Mutex<Disk>>,
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::other(format!("simulated EIO on {what}"))
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+/// Counts down a fault; true when it fires now.
+fn fire(slot: &mut Option<u64>) -> bool {
+    match slot {
+        Some(1) => {
+            *slot = None;
+            true
+        }
+        Some(n) => {
+            *n -= 1;
+            false
+        }
+        None => false,
+    }
+}
+
+impl SimStorage {
+    /// An empty disk; `seed` drives every random choice (torn crash images).
+    pub fn new(seed: u64) -> SimStorage {
+        SimStorage {
+            disk: Arc::new(Mutex::new(Disk {
+                inodes: HashMap::new(),
+                next_inode: 1,
+                live: BTreeMap::new(),
+                durable: BTreeMap::new(),
+                dirs: BTreeSet::new(),
+                locks: BTreeSet::new(),
+                faults: Faults::default(),
+                rng: fastrand::Rng::with_seed(seed),
+                torn_granularity: None,
+                writes: 0,
+                syncs: 0,
+            })),
+        }
+    }
+
+    /// Crash images keep a random prefix of each file's unsynced appends, in whole sectors of
+    /// `granularity` bytes (512 or 4096); `None` keeps only synced bytes.
+    pub fn set_torn_crash(&self, granularity: Option<usize>) {
+        self.disk.lock().torn_granularity = granularity.filter(|g| *g > 0);
+    }
+    /// The `n`th write from now (1 = the next) fails with EIO and writes nothing.
+    pub fn fail_nth_write(&self, n: u64) {
+        self.disk.lock().faults.write_fail_in = Some(n.max(1));
+    }
+    /// The `n`th fsync/fdatasync from now fails with EIO.
+    pub fn fail_nth_sync(&self, n: u64) {
+        self.disk.lock().faults.sync_fail_in = Some(n.max(1));
+    }
+    /// The `n`th write from now writes a random prefix of its bytes, then fails with EIO.
+    pub fn tear_nth_write(&self, n: u64) {
+        self.disk.lock().faults.torn_write_in = Some(n.max(1));
+    }
+    /// Writes fail with ENOSPC once `bytes` more bytes have been written (the failing write
+    /// writes nothing).
+    pub fn enospc_after_bytes(&self, bytes: u64) {
+        self.disk.lock().faults.enospc_bytes_left = Some(bytes);
+    }
+    /// Removes every pending fault.
+    pub fn clear_faults(&self) {
+        self.disk.lock().faults = Faults::default();
+    }
+    /// Writes and syncs performed so far.
+    pub fn op_counts(&self) -> (u64, u64) {
+        let d = self.disk.lock();
+        (d.writes, d.syncs)
+    }
+
+    /// Power cut: a new disk holding only durable directory entries and synced bytes (plus,
+    /// with [`SimStorage::set_torn_crash`], a seeded torn prefix of unsynced appends).
+    pub fn crash(&self) -> SimStorage {
+        let mut d = self.disk.lock();
+        let mut inodes = HashMap::new();
+        let durable = d.durable.clone();
+        for ino in durable.values() {
+            let Some(node) = d.inodes.get(ino).cloned() else {
+                continue;
+            };
+            let mut image = node.synced.clone();
+            if let Some(g) = d.torn_granularity
+                && node.live.len() > image.len()
+                && node.live.get(..image.len()) == Some(&image[..])
+            {
+                let extra_sectors = (node.live.len() - image.len()).div_ceil(g);
+                let keep = d.rng.usize(0..=extra_sectors) * g;
+                let end = (image.len() + keep).min(node.live.len());
+                image = node.live.get(..end).unwrap_or_default().to_vec();
+            }
+            inodes.insert(
+                *ino,
+                Inode {
+                    live: image.clone(),
+                    synced: image,
+                },
+            );
+        }
+        let seed = d.rng.u64(..);
+        SimStorage {
+            disk: Arc::new(Mutex::new(Disk {
+                inodes,
+                next_inode: d.next_inode,
+                live: durable.clone(),
+                durable,
+                dirs: d.dirs.clone(),
+                locks: BTreeSet::new(),
+                faults: Faults::default(),
+                rng: fastrand::Rng::with_seed(seed),
+                torn_granularity: d.torn_granularity,
+                writes: 0,
+                syncs: 0,
+            })),
+        }
+    }
+
+    /// Overwrites a file's live and synced bytes (for tests that damage files).
+    pub fn put_file(&self, path: &Path, bytes: Vec<u8>) {
+        let mut d = self.disk.lock();
+        let ino = match d.live.get(path) {
+            Some(i) => *i,
+            None => {
+                let i = d.next_inode;
+                d.next_inode += 1;
+                d.live.insert(path.to_path_buf(), i);
+                d.durable.insert(path.to_path_buf(), i);
+                i
+            }
+        };
+        d.inodes.insert(
+            ino,
+            Inode {
+                live: bytes.clone(),
+                synced: bytes,
+            },
+        );
+    }
+    /// A file's live bytes.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let d = self.disk.lock();
+        let ino = d.live.get(path)?;
+        d.inodes.get(ino).map(|n| n.live.clone())
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    disk: Arc<Mutex<Disk>>,
+    ino: u64,
+    writable: bool,
+}
+
+impl SimFile {
+    fn with<R>(&self, f: impl FnOnce(&mut Inode) -> R) -> io::Result<R> {
+        let mut d = self.disk.lock();
+        let node = d
+            .inodes
+            .get_mut(&self.ino)
+            .ok_or_else(|| io::Error::other("stale inode"))?;
+        Ok(f(node))
+    }
+}
+
+fn write_into(node: &mut Inode, buf: &[u8], offset: u64) {
+    let at = usize::try_from(offset).unwrap_or(usize::MAX);
+    let end = at.saturating_add(buf.len());
+    if node.live.len() < end {
+        node.live.resize(end, 0);
+    }
+    if let Some(dst) = node.live.get_mut(at..end) {
+        dst.copy_from_slice(buf);
+    }
+}
+
+impl StorageFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.with(|n| {
+            let at = usize::try_from(offset).unwrap_or(usize::MAX);
+            let src = n.live.get(at..).unwrap_or_default();
+            let k = src.len().min(buf.len());
+            if let (Some(d), Some(s)) = (buf.get_mut(..k), src.get(..k)) {
+                d.copy_from_slice(s);
+            }
+            k
+        })
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only file",
+            ));
+        }
+        let mut d = self.disk.lock();
+        d.writes += 1;
+        if fire(&mut d.faults.write_fail_in) {
+            return Err(eio("write"));
+        }
+        if let Some(left) = d.faults.enospc_bytes_left {
+            if (buf.len() as u64) > left {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            d.faults.enospc_bytes_left = Some(left - buf.len() as u64);
+        }
+        let torn = fire(&mut d.faults.torn_write_in);
+        let keep = if torn {
+            d.rng.usize(0..buf.len().max(1))
+        } else {
+            buf.len()
+        };
+        let node = d
+            .inodes
+            .get_mut(&self.ino)
+            .ok_or_else(|| io::Error::other("stale inode"))?;
+        write_into(node, buf.get(..keep).unwrap_or_default(), offset);
+        if torn { Err(eio("torn write")) } else { Ok(()) }
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let mut d = self.disk.lock();
+        d.syncs += 1;
+        if fire(&mut d.faults.sync_fail_in) {
+            return Err(eio("fsync"));
+        }
+        let node = d
+            .inodes
+            .get_mut(&self.ino)
+            .ok_or_else(|| io::Error::other("stale inode"))?;
+        node.synced = node.live.clone();
+        Ok(())
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("too large"))?;
+        self.with(|n| n.live.resize(len, 0))
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.with(|n| n.live.len() as u64)
+    }
+    fn allocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    disk: Arc<Mutex<Disk>>,
+    path: PathBuf,
+}
+
+impl StorageLock for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.disk.lock().locks.remove(&self.path);
+    }
+}
+
+impl Storage for SimStorage {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let mut d = self.disk.lock();
+        let ino = match (mode, d.live.get(path).copied()) {
+            (OpenMode::CreateNew, Some(_)) => {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
+            }
+            (OpenMode::CreateNew, None) => {
+                let parent = path.parent().unwrap_or(Path::new(""));
+                if !d.dirs.contains(parent) {
+                    return Err(not_found(parent));
+                }
+                let i = d.next_inode;
+                d.next_inode += 1;
+                d.inodes.insert(i, Inode::default());
+                d.live.insert(path.to_path_buf(), i);
+                i
+            }
+            (_, Some(i)) => i,
+            (_, None) => return Err(not_found(path)),
+        };
+        let writable = mode != OpenMode::Read;
+        Ok(Box::new(SimFile {
+            disk: self.disk.clone(),
+            ino,
+            writable,
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut d = self.disk.lock();
+        for a in path.ancestors() {
+            d.dirs.insert(a.to_path_buf());
+        }
+        Ok(())
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let d = self.disk.lock();
+        if !d.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        Ok(d.live
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .cloned()
+            .collect())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut d = self.disk.lock();
+        let ino = d.live.remove(from).ok_or_else(|| not_found(from))?;
+        d.live.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut d = self.disk.lock();
+        d.live
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut d = self.disk.lock();
+        d.syncs += 1;
+        if fire(&mut d.faults.sync_fail_in) {
+            return Err(eio("directory fsync"));
+        }
+        let live: Vec<(PathBuf, u64)> = d
+            .live
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(path))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        d.durable.retain(|p, _| p.parent() != Some(path));
+        d.durable.extend(live);
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        let d = self.disk.lock();
+        d.live.contains_key(path) || d.dirs.contains(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        let mut d = self.disk.lock();
+        if !d.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimLock {
+            disk: self.disk.clone(),
+            path: path.to_path_buf(),
+        })))
+    }
+}

@@ -1,0 +1,61 @@
+//! Helpers shared by the log tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{Lsn, Wal, WalOptions};
+
+/// A deterministic payload for record number `i` (its length varies with `i`).
+pub fn payload(i: u64) -> Vec<u8> {
+    let len = (i * 7 % 61) as usize + 1;
+    (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+}
+
+/// Small segments, no preallocation: files end exactly at their data.
+pub fn small_opts() -> WalOptions {
+    WalOptions::default()
+        .segment_bytes_max(4096)
+        .preallocate(false)
+}
+
+pub fn sim_dir() -> PathBuf {
+    PathBuf::from("/sim/log")
+}
+
+pub fn open_sim(sim: &SimStorage, opts: WalOptions) -> tasklog::Result<Wal> {
+    Wal::open_with_storage(Arc::new(sim.clone()), sim_dir(), opts).map(|(w, _)| w)
+}
+
+/// Every record, in order.
+pub fn all_records(wal: &Wal) -> tasklog::Result<Vec<(Lsn, Vec<u8>)>> {
+    let mut out = Vec::new();
+    wal.replay(1, &mut |lsn, p| {
+        out.push((lsn, p.to_vec()));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Asserts the records are exactly 1..=n with `payload(lsn)`.
+pub fn assert_prefix(records: &[(Lsn, Vec<u8>)], n: u64) {
+    assert_eq!(records.len() as u64, n, "record count");
+    for (i, (lsn, p)) in records.iter().enumerate() {
+        assert_eq!(*lsn, i as u64 + 1);
+        assert_eq!(*p, payload(*lsn), "payload of LSN {lsn}");
+    }
+}
+
+/// Segment files of a directory on the sim disk, sorted.
+pub fn sim_segments(sim: &SimStorage, dir: &Path) -> Vec<PathBuf> {
+    use tasklog::wal::Storage;
+    let mut v: Vec<PathBuf> = sim
+        .list_dir(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
