@@ -3,8 +3,6 @@
 mod maintain;
 mod read;
 mod transfer;
-// TODO(wal merge): the real `verify.rs` needs `tasklog::wal::{verify, repair}`.
-#[path = "verify_stub.rs"]
 mod verify;
 mod watch;
 mod write;

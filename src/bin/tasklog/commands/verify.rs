@@ -260,7 +260,10 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Repo
     let result = wal.replay(state.applied_lsn + 1, &mut |lsn, bytes| {
         state.apply_record(lsn, bytes).map_err(|e| match e {
             Error::Corrupt {
-                offset, lsn, reason, ..
+                offset,
+                lsn,
+                reason,
+                ..
             } => Error::corrupt(wal_dir(dir), offset, lsn, reason),
             Error::Codec { what, reason } => Error::corrupt(
                 wal_dir(dir),
@@ -293,12 +296,7 @@ fn human(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
         )?;
     }
     let bad = r.snapshots.iter().filter(|s| !s.ok).count();
-    writeln!(
-        out,
-        "  snapshots: {} ({} damaged)",
-        r.snapshots.len(),
-        bad
-    )?;
+    writeln!(out, "  snapshots: {} ({} damaged)", r.snapshots.len(), bad)?;
     if let Some(s) = &r.replay {
         writeln!(
             out,
@@ -346,7 +344,11 @@ pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
     let wal = wal_dir(&ctx.dir);
     let r = tasklog::wal::repair(&wal, !yes)?;
     let Some(cut) = &r.cut else {
-        writeln!(out, "the log in {} has no damage: nothing to repair", wal.display())?;
+        writeln!(
+            out,
+            "the log in {} has no damage: nothing to repair",
+            wal.display()
+        )?;
         return Ok(());
     };
     let verb = |dry: &'static str, done: &'static str| if r.dry_run { dry } else { done };
@@ -381,7 +383,10 @@ pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
         )?;
     }
     if r.dry_run {
-        writeln!(out, "dry run: nothing changed; run `tasklog repair --yes` to do it")?;
+        writeln!(
+            out,
+            "dry run: nothing changed; run `tasklog repair --yes` to do it"
+        )?;
     } else {
         writeln!(
             out,
