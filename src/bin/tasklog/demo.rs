@@ -152,13 +152,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     }
 
     // 5. Export.
-    let export = dir.join(crate::commands::default_export_name(
-        crate::args::ExportFormat::Json,
-    ));
-    let n = crate::commands::export_to_path(&store, &export)?;
+    let (export, n) = crate::commands::export_to_path(&store, &dir)?;
     writeln!(
         out,
-        "\n-- 6. exported {n} task(s) with their history to {}",
+        "\n-- 6. exported {n} task(s) with their history to {} (tasklog export)",
         export.display()
     )?;
     close(store)?;

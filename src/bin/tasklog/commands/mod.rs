@@ -17,7 +17,7 @@ use crate::args::{Cli, Command};
 use crate::exit::{Exit, OPERATION};
 use crate::progress::Ui;
 
-pub use transfer::{default_export_name, export_to_path};
+pub use transfer::export_to_path;
 
 /// What every command gets.
 pub struct Ctx {

@@ -121,9 +121,11 @@ pub fn import(_ctx: &Ctx, _out: &mut dyn Write, a: &ImportArgs) -> anyhow::Resul
     .into())
 }
 
-/// Exports every task with its history to `path` (JSON); returns the number of tasks.
-pub fn export_to_path(store: &Store, path: &Path) -> anyhow::Result<usize> {
-    let file = File::create(path)
+/// Exports every task with its history to a JSON file in `dir`; returns the file and the
+/// number of tasks.
+pub fn export_to_path(store: &Store, dir: &Path) -> anyhow::Result<(PathBuf, u64)> {
+    let path = dir.join(default_export_name(ExportFormat::Json));
+    let file = File::create(&path)
         .with_context(|| format!("cannot create the export file {}", path.display()))?;
     let mut w = BufWriter::new(file);
     let n = write_export(store, &Query::default(), ExportFormat::Json, true, &mut w)?;
@@ -131,5 +133,5 @@ pub fn export_to_path(store: &Store, path: &Path) -> anyhow::Result<usize> {
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(n)
+    Ok((path, n as u64))
 }
