@@ -18,7 +18,9 @@ const TASKS: usize = 200_000;
 const EVENTS: u64 = 1_000_000;
 
 fn data_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-data")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -35,23 +37,55 @@ pub fn build(dir: &Path) -> Duration {
     let started = Instant::now();
     let text = "x".repeat(60);
     for block in 0..TASKS / 1000 {
-        let ids: Vec<String> = (0..1000).map(|i| format!("task-{:07}", block * 1000 + i)).collect();
+        let ids: Vec<String> = (0..1000)
+            .map(|i| format!("task-{:07}", block * 1000 + i))
+            .collect();
         for id in &ids {
-            store.submit(NewTask::new(format!("title {id} {text}")).id(id).role("builder")).unwrap();
+            store
+                .submit(
+                    NewTask::new(format!("title {id} {text}"))
+                        .id(id)
+                        .role("builder"),
+                )
+                .unwrap();
         }
         for id in &ids {
-            store.apply(Mutation::new(id, Change::Start { owner: Some("worker-1".into()), lease_ms: None })).unwrap();
+            store
+                .apply(Mutation::new(
+                    id,
+                    Change::Start {
+                        owner: Some("worker-1".into()),
+                        lease_ms: None,
+                    },
+                ))
+                .unwrap();
         }
         for step in [40u8, 80] {
             for id in &ids {
-                store.progress(id, step, Some("step"), Some("working through the input files")).unwrap();
+                store
+                    .progress(
+                        id,
+                        step,
+                        Some("step"),
+                        Some("working through the input files"),
+                    )
+                    .unwrap();
             }
         }
         for (i, id) in ids.iter().enumerate() {
             match i % 10 {
-                0..=6 => store.complete(id, Some(serde_json::json!({"ok": true}))).map(drop).unwrap(),
-                7 | 8 => store.fail(id, "error: connection reset by peer").map(drop).unwrap(),
-                _ => store.cancel(id, Some("operator request")).map(drop).unwrap(),
+                0..=6 => store
+                    .complete(id, Some(serde_json::json!({"ok": true})))
+                    .map(drop)
+                    .unwrap(),
+                7 | 8 => store
+                    .fail(id, "error: connection reset by peer")
+                    .map(drop)
+                    .unwrap(),
+                _ => store
+                    .cancel(id, Some("operator request"))
+                    .map(drop)
+                    .unwrap(),
             }
         }
     }
@@ -75,7 +109,11 @@ fn open_ro(dir: &Path) -> Store {
 fn main() {
     let plain = data_dir("store-1m");
     let took = build(&plain);
-    println!("built {EVENTS} events in {:.2} s ({:.0} events/s through the store, buffered)", took.as_secs_f64(), EVENTS as f64 / took.as_secs_f64());
+    println!(
+        "built {EVENTS} events in {:.2} s ({:.0} events/s through the store, buffered)",
+        took.as_secs_f64(),
+        EVENTS as f64 / took.as_secs_f64()
+    );
 
     let snap = data_dir("store-1m-snap");
     build(&snap);
@@ -98,11 +136,18 @@ fn main() {
     );
     drop(s);
 
-    let mut c = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(10)).configure_from_args();
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .configure_from_args();
     let mut g = c.benchmark_group("open");
     g.throughput(Throughput::Elements(EVENTS));
-    g.bench_function("replay_1m_events_no_snapshot", |b| b.iter(|| open_ro(&plain)));
-    g.bench_function("replay_1m_events_from_snapshot", |b| b.iter(|| open_ro(&snap)));
+    g.bench_function("replay_1m_events_no_snapshot", |b| {
+        b.iter(|| open_ro(&plain))
+    });
+    g.bench_function("replay_1m_events_from_snapshot", |b| {
+        b.iter(|| open_ro(&snap))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("snapshot");
@@ -110,7 +155,9 @@ fn main() {
     let s = Store::open(&snap).unwrap();
     g.bench_function("write_200k_tasks", |b| b.iter(|| s.snapshot().unwrap()));
     let storage = tasklog::wal::StdStorage;
-    g.bench_function("load_200k_tasks", |b| b.iter(|| tasklog::store::snapshot::read(&storage, &info.path).unwrap()));
+    g.bench_function("load_200k_tasks", |b| {
+        b.iter(|| tasklog::store::snapshot::read(&storage, &info.path).unwrap())
+    });
     g.finish();
     c.final_summary();
 }

@@ -30,12 +30,20 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Every task and history as JSON, in id order, without the fields that depend on the session.
 fn dump(store: &Store) -> Value {
-    let mut ids: Vec<String> = store.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+    let mut ids: Vec<String> = store
+        .all_tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     ids.push("removed-1".into());
     ids.sort();
     let mut out = serde_json::Map::new();
     for id in ids {
-        let task = store.get(&id).ok().map(|t| serde_json::to_value(t).unwrap());
+        let task = store
+            .get(&id)
+            .ok()
+            .map(|t| serde_json::to_value(t).unwrap());
         let history = serde_json::to_value(store.history(&id).unwrap()).unwrap();
         out.insert(id, json!({"task": task, "history": history}));
     }
@@ -44,14 +52,55 @@ fn dump(store: &Store) -> Value {
 
 fn populate(store: &Store) {
     let t = |id: &str| NewTask::new(format!("golden {id}")).id(id);
-    store.submit(t("done").description("all fields").role("builder").provider("p").model("m").tag("a").tag("b").meta("cost", json!(12.5)).request_id("req-1")).unwrap();
-    store.apply(Mutation::new("done", Change::Start { owner: Some("w1".into()), lease_ms: Some(60_000) })).unwrap();
+    store
+        .submit(
+            t("done")
+                .description("all fields")
+                .role("builder")
+                .provider("p")
+                .model("m")
+                .tag("a")
+                .tag("b")
+                .meta("cost", json!(12.5))
+                .request_id("req-1"),
+        )
+        .unwrap();
+    store
+        .apply(Mutation::new(
+            "done",
+            Change::Start {
+                owner: Some("w1".into()),
+                lease_ms: Some(60_000),
+            },
+        ))
+        .unwrap();
     store.heartbeat("done", "w1", 60_000).unwrap();
-    store.progress("done", 40, Some("fetch"), Some("cloning")).unwrap();
-    store.checkpoint("done", "fetched", json!({"commit": "abc123", "files": [1, 2]})).unwrap();
-    store.apply(Mutation::new("done", Change::Output { kind: OutputKind::Artifact, content: "report".into(), path: Some("/tmp/r.pdf".into()), size_bytes: Some(1234), mime: Some("application/pdf".into()) })).unwrap();
+    store
+        .progress("done", 40, Some("fetch"), Some("cloning"))
+        .unwrap();
+    store
+        .checkpoint(
+            "done",
+            "fetched",
+            json!({"commit": "abc123", "files": [1, 2]}),
+        )
+        .unwrap();
+    store
+        .apply(Mutation::new(
+            "done",
+            Change::Output {
+                kind: OutputKind::Artifact,
+                content: "report".into(),
+                path: Some("/tmp/r.pdf".into()),
+                size_bytes: Some(1234),
+                mime: Some("application/pdf".into()),
+            },
+        ))
+        .unwrap();
     store.output("done", OutputKind::Stdout, "ok\n").unwrap();
-    store.complete("done", Some(json!({"ok": true, "n": [1, 2, 3]}))).unwrap();
+    store
+        .complete("done", Some(json!({"ok": true, "n": [1, 2, 3]})))
+        .unwrap();
 
     store.submit(t("retried")).unwrap();
     store.start("retried").unwrap();
@@ -59,10 +108,14 @@ fn populate(store: &Store) {
     store.retry("retried").unwrap();
     store.start("retried").unwrap();
     store.requeue("retried", Some("worker left")).unwrap();
-    let mut u = TaskUpdate::default();
-    u.title = Some("golden retried (renamed)".into());
-    u.add_tags = vec!["t".into()];
-    u.set_metadata.insert("k".into(), json!({"nested": null}));
+    let u = TaskUpdate {
+        title: Some("golden retried (renamed)".into()),
+        add_tags: vec!["t".into()],
+        set_metadata: [("k".to_string(), json!({"nested": null}))]
+            .into_iter()
+            .collect(),
+        ..TaskUpdate::default()
+    };
     store.update("retried", u).unwrap();
 
     store.submit(t("cancelled")).unwrap();
@@ -75,7 +128,12 @@ fn populate(store: &Store) {
     imported.id = "imported".into();
     imported.state = TaskState::Failed;
     imported.last_error = Some("imported failure".into());
-    store.apply(Mutation::new("imported", Change::Import(Box::new(imported)))).unwrap();
+    store
+        .apply(Mutation::new(
+            "imported",
+            Change::Import(Box::new(imported)),
+        ))
+        .unwrap();
 
     store.submit(t("interrupted")).unwrap();
     store.start("interrupted").unwrap();
@@ -92,12 +150,20 @@ fn write_golden_fixtures() {
     for (name, with_snapshot) in [("store-v1-log", false), ("store-v1-snapshot", true)] {
         let dir = fixtures().join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = || StoreOptions::new().preallocate(false).snapshot_every_records(0).snapshot_every_bytes(0).segment_bytes_max(2048);
+        let opts = || {
+            StoreOptions::new()
+                .preallocate(false)
+                .snapshot_every_records(0)
+                .snapshot_every_bytes(0)
+                .segment_bytes_max(4096)
+        };
         let store = opts().open(&dir).unwrap();
         populate(&store);
         if with_snapshot {
             store.snapshot().unwrap();
-            store.submit(NewTask::new("after the snapshot").id("tail")).unwrap();
+            store
+                .submit(NewTask::new("after the snapshot").id("tail"))
+                .unwrap();
         }
         // A crash leaves "interrupted" running: drop the handle without a clean close by
         // leaking it, then let a reopen apply the default policy (an `interrupted` event).
@@ -105,14 +171,21 @@ fn write_golden_fixtures() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(&dir, copy.path());
         std::fs::remove_file(copy.path().join("wal/LOCK")).ok();
-        let store = opts().interrupted_policy(InterruptedPolicy::MarkFailed).open(copy.path()).unwrap();
+        let store = opts()
+            .interrupted_policy(InterruptedPolicy::MarkFailed)
+            .open(copy.path())
+            .unwrap();
         store.close().unwrap();
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
         copy_dir(copy.path(), &dir);
         let store = opts().read_only(true).open(&dir).unwrap();
         let expected = serde_json::to_string_pretty(&dump(&store)).unwrap();
-        std::fs::write(fixtures().join(format!("{name}.expected.json")), expected + "\n").unwrap();
+        std::fs::write(
+            fixtures().join(format!("{name}.expected.json")),
+            expected + "\n",
+        )
+        .unwrap();
     }
 }
 
@@ -149,13 +222,32 @@ fn golden_v1_covers_every_event_kind() {
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|t| t["history"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()))
+        .flat_map(|t| {
+            t["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap().to_string())
+        })
         .collect();
     kinds.sort();
     kinds.dedup();
     let want = [
-        "cancelled", "checkpoint", "completed", "created", "failed", "heartbeat", "imported", "interrupted", "output",
-        "progress", "removed", "requeued", "retried", "started", "updated",
+        "cancelled",
+        "checkpoint",
+        "completed",
+        "created",
+        "failed",
+        "heartbeat",
+        "imported",
+        "interrupted",
+        "output",
+        "progress",
+        "removed",
+        "requeued",
+        "retried",
+        "started",
+        "updated",
     ];
     assert_eq!(kinds, want);
 }
@@ -180,7 +272,10 @@ fn golden_v1_torn_tail_is_cut_and_flipped_byte_is_refused() {
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 5).unwrap();
     drop(f);
-    let store = StoreOptions::new().interrupted_policy(InterruptedPolicy::Leave).open(dir.path()).unwrap();
+    let store = StoreOptions::new()
+        .interrupted_policy(InterruptedPolicy::Leave)
+        .open(dir.path())
+        .unwrap();
     let report = store.recovery_report();
     assert!(report.torn_bytes_cut > 0, "{report:?}");
     drop(store);
@@ -188,14 +283,24 @@ fn golden_v1_torn_tail_is_cut_and_flipped_byte_is_refused() {
     // Flipped: a byte in the middle of the first segment.
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixtures().join("store-v1-log"), dir.path());
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     segs.sort();
     let first = &segs[0];
     let mut bytes = std::fs::read(first).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(first, bytes).unwrap();
-    let err = Store::open(dir.path()).err().expect("a flipped byte must be refused");
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a flipped byte must be refused");
     assert!(err.is_corruption(), "{err}");
-    assert!(err.to_string().contains(first.file_name().unwrap().to_str().unwrap()), "{err}");
+    assert!(
+        err.to_string()
+            .contains(first.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
 }

@@ -4,13 +4,16 @@
 //! tasks' histories.
 
 use serde_json::json;
+use tasklog::Error;
 use tasklog::store::{Change, Mutation, Store, StoreOptions};
 use tasklog::task::{NewTask, OutputKind, TaskState};
-use tasklog::Error;
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = StoreOptions::new().snapshot_every_records(0).open(dir.path()).unwrap();
+    let store = StoreOptions::new()
+        .snapshot_every_records(0)
+        .open(dir.path())
+        .unwrap();
     (dir, store)
 }
 
@@ -18,12 +21,22 @@ fn store() -> (tempfile::TempDir, Store) {
 fn full_lifecycle_is_recorded_in_order() {
     let (_d, s) = store();
     let t = s
-        .submit(NewTask::new("Build").description("compile it").role("ci").provider("gh").model("m1").tag("x").meta("cost", json!(5)))
+        .submit(
+            NewTask::new("Build")
+                .description("compile it")
+                .role("ci")
+                .provider("gh")
+                .model("m1")
+                .tag("x")
+                .meta("cost", json!(5)),
+        )
         .unwrap();
     assert_eq!((t.state, t.attempt, t.version), (TaskState::Pending, 1, 1));
     s.start(&t.id).unwrap();
-    s.progress(&t.id, 30, Some("fetch"), Some("cloning")).unwrap();
-    s.checkpoint(&t.id, "fetched", json!({"commit": "abc"})).unwrap();
+    s.progress(&t.id, 30, Some("fetch"), Some("cloning"))
+        .unwrap();
+    s.checkpoint(&t.id, "fetched", json!({"commit": "abc"}))
+        .unwrap();
     s.output(&t.id, OutputKind::Stdout, "hello").unwrap();
     let done = s.complete(&t.id, Some(json!({"ok": true}))).unwrap();
     assert_eq!(done.state, TaskState::Completed);
@@ -36,7 +49,17 @@ fn full_lifecycle_is_recorded_in_order() {
 
     let h = s.history(&t.id).unwrap();
     let kinds: Vec<&str> = h.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["created", "started", "progress", "checkpoint", "output", "completed"]);
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "started",
+            "progress",
+            "checkpoint",
+            "output",
+            "completed"
+        ]
+    );
     assert!(h.windows(2).all(|w| w[0].lsn < w[1].lsn));
     assert_eq!(h[1].from, Some(TaskState::Pending));
     assert_eq!(h[1].to, Some(TaskState::Running));
@@ -53,19 +76,30 @@ fn invalid_transition_names_task_and_states_and_writes_nothing() {
     let err = s.complete("job-1", None).unwrap_err();
     match &err {
         Error::InvalidTransition { id, from, to, .. } => {
-            assert_eq!((id.as_str(), *from, *to), ("job-1", TaskState::Pending, TaskState::Completed));
+            assert_eq!(
+                (id.as_str(), *from, *to),
+                ("job-1", TaskState::Pending, TaskState::Completed)
+            );
         }
         other => panic!("wrong error {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("job-1") && text.contains("pending") && text.contains("completed"), "{text}");
+    assert!(
+        text.contains("job-1") && text.contains("pending") && text.contains("completed"),
+        "{text}"
+    );
     assert_eq!(s.last_lsn(), lsn, "nothing written");
     assert_eq!(s.history(&t.id).unwrap().len(), 1);
 
     // Completed is final.
     s.start("job-1").unwrap();
     s.complete("job-1", None).unwrap();
-    for r in [s.retry("job-1"), s.cancel("job-1", None), s.start("job-1"), s.fail("job-1", "x")] {
+    for r in [
+        s.retry("job-1"),
+        s.cancel("job-1", None),
+        s.start("job-1"),
+        s.fail("job-1", "x"),
+    ] {
         assert!(matches!(r, Err(Error::InvalidTransition { .. })), "{r:?}");
     }
     assert!(matches!(s.start("nope"), Err(Error::NotFound { .. })));
@@ -78,7 +112,10 @@ fn retry_keeps_error_and_bumps_attempt() {
     s.start(&t.id).unwrap();
     s.fail(&t.id, "disk full").unwrap();
     let r = s.retry(&t.id).unwrap();
-    assert_eq!((r.state, r.attempt, r.error_count), (TaskState::Pending, 2, 1));
+    assert_eq!(
+        (r.state, r.attempt, r.error_count),
+        (TaskState::Pending, 2, 1)
+    );
     assert_eq!(r.last_error.as_deref(), Some("disk full"));
     s.start(&t.id).unwrap();
     s.cancel(&t.id, Some("operator")).unwrap();
@@ -97,7 +134,13 @@ fn batch_is_all_or_nothing() {
     let lsn = s.last_lsn();
     let bad = vec![
         Mutation::submit(NewTask::new("b").id("b")),
-        Mutation::new("a", Change::Start { owner: None, lease_ms: None }),
+        Mutation::new(
+            "a",
+            Change::Start {
+                owner: None,
+                lease_ms: None,
+            },
+        ),
         Mutation::new("b", Change::Complete { result: None }), // b is pending: invalid
     ];
     assert!(matches!(s.batch(bad), Err(Error::InvalidTransition { .. })));
@@ -108,23 +151,58 @@ fn batch_is_all_or_nothing() {
     // Later mutations of a batch see the earlier ones.
     let good = vec![
         Mutation::submit(NewTask::new("b").id("b")),
-        Mutation::new("b", Change::Start { owner: None, lease_ms: None }),
+        Mutation::new(
+            "b",
+            Change::Start {
+                owner: None,
+                lease_ms: None,
+            },
+        ),
         Mutation::new("b", Change::Complete { result: None }),
     ];
     let out = s.batch(good).unwrap();
-    assert_eq!(out.iter().map(|t| t.state).collect::<Vec<_>>(), [TaskState::Completed; 3]);
+    assert_eq!(
+        out.iter().map(|t| t.state).collect::<Vec<_>>(),
+        [TaskState::Completed; 3]
+    );
     let h = s.history("b").unwrap();
-    assert_eq!(h.iter().map(|e| e.lsn).collect::<Vec<_>>(), [lsn + 1, lsn + 2, lsn + 3]);
+    assert_eq!(
+        h.iter().map(|e| e.lsn).collect::<Vec<_>>(),
+        [lsn + 1, lsn + 2, lsn + 3]
+    );
 }
 
 #[test]
 fn optimistic_concurrency_conflict() {
     let (_d, s) = store();
     let t = s.submit(NewTask::new("x")).unwrap();
-    let ok = s.apply(Mutation::new(&t.id, Change::Start { owner: None, lease_ms: None }).expect_version(1)).unwrap();
+    let ok = s
+        .apply(
+            Mutation::new(
+                &t.id,
+                Change::Start {
+                    owner: None,
+                    lease_ms: None,
+                },
+            )
+            .expect_version(1),
+        )
+        .unwrap();
     assert_eq!(ok.version, 2);
-    let err = s.apply(Mutation::new(&t.id, Change::Complete { result: None }).expect_version(1)).unwrap_err();
-    assert!(matches!(err, Error::Conflict { expected: 1, actual: 2, .. }), "{err:?}");
+    let err = s
+        .apply(Mutation::new(&t.id, Change::Complete { result: None }).expect_version(1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(s.get(&t.id).unwrap().state, TaskState::Running);
 }
 
@@ -164,10 +242,17 @@ fn removed_task_keeps_its_history_and_can_be_recreated() {
     s.remove("r", Some("cleanup")).unwrap();
     assert!(matches!(s.get("r"), Err(Error::NotFound { .. })));
     let h = s.history("r").unwrap();
-    assert_eq!(h.iter().map(|e| e.kind).collect::<Vec<_>>(), ["created", "removed"]);
+    assert_eq!(
+        h.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        ["created", "removed"]
+    );
     assert_eq!(h[1].to, None);
     s.submit(NewTask::new("again").id("r")).unwrap();
-    assert_eq!(s.history("r").unwrap().len(), 3, "the audit trail continues");
+    assert_eq!(
+        s.history("r").unwrap().len(),
+        3,
+        "the audit trail continues"
+    );
 }
 
 #[test]
@@ -175,7 +260,10 @@ fn read_only_open_sees_everything_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
     s.submit(NewTask::new("x").id("ro")).unwrap();
-    let ro = StoreOptions::new().read_only(true).open(dir.path()).unwrap();
+    let ro = StoreOptions::new()
+        .read_only(true)
+        .open(dir.path())
+        .unwrap();
     assert_eq!(ro.get("ro").unwrap().title, "x");
     assert!(matches!(ro.submit(NewTask::new("y")), Err(Error::ReadOnly)));
     // A second writer is refused while the first holds the lock.

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use tasklog::Error;
 use tasklog::store::{Change, Mutation, Store, StoreOptions};
 use tasklog::task::{NewTask, TaskState};
-use tasklog::Error;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -65,10 +65,13 @@ struct MTask {
     progress: u8,
 }
 
+/// One history entry as the model sees it: (kind, from, to).
+type Step = (String, Option<TaskState>, Option<TaskState>);
+
 #[derive(Clone, Debug, Default)]
 struct Model {
     tasks: BTreeMap<String, MTask>,
-    histories: BTreeMap<String, Vec<(String, Option<TaskState>, Option<TaskState>)>>,
+    histories: BTreeMap<String, Vec<Step>>,
     requests: BTreeMap<String, String>,
 }
 
@@ -108,21 +111,56 @@ fn mutation(op: &Op, model: &Model) -> Mutation {
             }
             Mutation::submit(n)
         }
-        Op::Start(i) => Mutation::new(tid(*i), Change::Start { owner: None, lease_ms: None }),
-        Op::Progress(i, p) => Mutation::new(tid(*i), Change::Progress { percent: *p, step: None, message: None }),
+        Op::Start(i) => Mutation::new(
+            tid(*i),
+            Change::Start {
+                owner: None,
+                lease_ms: None,
+            },
+        ),
+        Op::Progress(i, p) => Mutation::new(
+            tid(*i),
+            Change::Progress {
+                percent: *p,
+                step: None,
+                message: None,
+            },
+        ),
         Op::Checkpoint(i) => Mutation::new(
             tid(*i),
-            Change::Checkpoint { name: "cp".into(), data: serde_json::json!({"i": i}), progress: None },
+            Change::Checkpoint {
+                name: "cp".into(),
+                data: serde_json::json!({"i": i}),
+                progress: None,
+            },
         ),
-        Op::Complete(i) => Mutation::new(tid(*i), Change::Complete { result: Some(serde_json::json!(i)) }),
-        Op::Fail(i) => Mutation::new(tid(*i), Change::Fail { error: format!("boom {i}") }),
+        Op::Complete(i) => Mutation::new(
+            tid(*i),
+            Change::Complete {
+                result: Some(serde_json::json!(i)),
+            },
+        ),
+        Op::Fail(i) => Mutation::new(
+            tid(*i),
+            Change::Fail {
+                error: format!("boom {i}"),
+            },
+        ),
         Op::Cancel(i) => Mutation::new(tid(*i), Change::Cancel { reason: None }),
         Op::Requeue(i) => Mutation::new(tid(*i), Change::Requeue { reason: None }),
         Op::Retry(i) => Mutation::new(tid(*i), Change::Retry),
         Op::Remove(i) => Mutation::new(tid(*i), Change::Remove { reason: None }),
         Op::WrongVersion(i) => {
             let v = model.tasks.get(&tid(*i)).map_or(0, |t| t.version);
-            Mutation::new(tid(*i), Change::Progress { percent: 1, step: None, message: None }).expect_version(v + 7)
+            Mutation::new(
+                tid(*i),
+                Change::Progress {
+                    percent: 1,
+                    step: None,
+                    message: None,
+                },
+            )
+            .expect_version(v + 7)
         }
         Op::Batch(_) | Op::Snapshot | Op::Reopen => unreachable!("not a single mutation"),
     }
@@ -135,9 +173,14 @@ impl Model {
         let (id, kind, to): (String, &str, Option<TaskState>) = match op {
             Op::Submit { id, request } => {
                 if let Some(r) = request
-                    && self.requests.contains_key(&format!("req-{r}"))
+                    && let Some(earlier) = self.requests.get(&format!("req-{r}"))
                 {
-                    return Outcome::Ok;
+                    // A repeated submit writes nothing; its task may have been removed since.
+                    return if self.tasks.contains_key(earlier) {
+                        Outcome::Ok
+                    } else {
+                        Outcome::NotFound
+                    };
                 }
                 let id = tid(*id);
                 if self.tasks.contains_key(&id) {
@@ -146,16 +189,35 @@ impl Model {
                 if let Some(r) = request {
                     self.requests.insert(format!("req-{r}"), id.clone());
                 }
-                self.tasks.insert(id.clone(), MTask { state: Pending, attempt: 1, error_count: 0, version: 1, progress: 0 });
-                self.histories.entry(id.clone()).or_default().push(("created".into(), None, Some(Pending)));
+                self.tasks.insert(
+                    id.clone(),
+                    MTask {
+                        state: Pending,
+                        attempt: 1,
+                        error_count: 0,
+                        version: 1,
+                        progress: 0,
+                    },
+                );
+                self.histories.entry(id.clone()).or_default().push((
+                    "created".into(),
+                    None,
+                    Some(Pending),
+                ));
                 return Outcome::Ok;
             }
             // The version is checked first, whether the task exists or not.
             Op::WrongVersion(_) => return Outcome::Conflict,
             Op::Start(i) => (tid(*i), "started", Some(Running)),
-            Op::Progress(i, _) | Op::Checkpoint(i) => {
-                (tid(*i), if matches!(op, Op::Progress(..)) { "progress" } else { "checkpoint" }, None)
-            }
+            Op::Progress(i, _) | Op::Checkpoint(i) => (
+                tid(*i),
+                if matches!(op, Op::Progress(..)) {
+                    "progress"
+                } else {
+                    "checkpoint"
+                },
+                None,
+            ),
             Op::Complete(i) => (tid(*i), "completed", Some(Completed)),
             Op::Fail(i) => (tid(*i), "failed", Some(Failed)),
             Op::Cancel(i) => (tid(*i), "cancelled", Some(Cancelled)),
@@ -170,7 +232,9 @@ impl Model {
         {
             return Outcome::BadInput;
         }
-        let Some(t) = self.tasks.get(&id).cloned() else { return Outcome::NotFound };
+        let Some(t) = self.tasks.get(&id).cloned() else {
+            return Outcome::NotFound;
+        };
         let from = t.state;
         let allowed = match kind {
             "progress" | "checkpoint" => from == Running,
@@ -208,24 +272,43 @@ impl Model {
 }
 
 fn check_equal(store: &Store, model: &Model) {
-    let mut ids: Vec<String> = store.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+    let mut ids: Vec<String> = store
+        .all_tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     ids.sort();
     let model_ids: Vec<String> = model.tasks.keys().cloned().collect();
     assert_eq!(ids, model_ids, "live task ids");
     for (id, m) in &model.tasks {
         let t = store.get(id).unwrap();
-        let got = MTask { state: t.state, attempt: t.attempt, error_count: t.error_count, version: t.version, progress: t.progress.percent };
+        let got = MTask {
+            state: t.state,
+            attempt: t.attempt,
+            error_count: t.error_count,
+            version: t.version,
+            progress: t.progress.percent,
+        };
         assert_eq!(&got, m, "task {id}");
     }
     for (id, h) in &model.histories {
-        let got: Vec<(String, Option<TaskState>, Option<TaskState>)> =
-            store.history(id).unwrap().into_iter().map(|e| (e.kind.to_string(), e.from, e.to)).collect();
+        let got: Vec<Step> = store
+            .history(id)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind.to_string(), e.from, e.to))
+            .collect();
         assert_eq!(&got, h, "history of {id}");
     }
 }
 
 fn open(dir: &std::path::Path) -> Store {
-    StoreOptions::new().snapshot_every_records(0).segment_bytes_max(4096).open(dir).unwrap()
+    StoreOptions::new()
+        .snapshot_every_records(0)
+        .segment_bytes_max(4096)
+        .open(dir)
+        .unwrap()
 }
 
 fn run(ops: Vec<Op>) {
@@ -246,7 +329,11 @@ fn run(ops: Vec<Op>) {
             Op::Batch(inner) => {
                 let muts: Vec<Mutation> = inner.iter().map(|o| mutation(o, &model)).collect();
                 let mut trial = model.clone();
-                let expected = inner.iter().map(|o| trial.apply(o)).find(|o| *o != Outcome::Ok).unwrap_or(Outcome::Ok);
+                let expected = inner
+                    .iter()
+                    .map(|o| trial.apply(o))
+                    .find(|o| *o != Outcome::Ok)
+                    .unwrap_or(Outcome::Ok);
                 let got = outcome_of(&store.batch(muts));
                 assert_eq!(got, expected, "batch {inner:?}");
                 if expected == Outcome::Ok {

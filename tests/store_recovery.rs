@@ -16,14 +16,20 @@ const CHILD_ENV: &str = "TASKLOG_TEST_CRASH_CHILD";
 #[test]
 #[ignore = "run by the parent tests as a child process"]
 fn child_entry() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (dir, mode) = spec.split_once('|').expect("dir|mode");
     let store = Store::open(dir).unwrap();
     for id in ["a", "b", "c"] {
-        store.submit(NewTask::new(format!("task {id}")).id(id)).unwrap();
+        store
+            .submit(NewTask::new(format!("task {id}")).id(id))
+            .unwrap();
     }
     store.start("a").unwrap();
-    store.checkpoint("a", "half", serde_json::json!({"row": 500})).unwrap();
+    store
+        .checkpoint("a", "half", serde_json::json!({"row": 500}))
+        .unwrap();
     store.progress("a", 50, Some("copy"), None).unwrap();
     store.start("b").unwrap();
     match mode {
@@ -34,11 +40,21 @@ fn child_entry() {
 
 fn run_child(dir: &Path, mode: &str) {
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_entry",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, format!("{}|{mode}", dir.display()))
         .status()
         .unwrap();
-    assert_eq!(status.success(), mode != "abort", "child exit status {status:?}");
+    assert_eq!(
+        status.success(),
+        mode != "abort",
+        "child exit status {status:?}"
+    );
 }
 
 #[test]
@@ -54,7 +70,14 @@ fn crash_marks_running_tasks_failed_by_default() {
         assert_eq!(t.last_error.as_deref(), Some("interrupted by restart"));
         let h = store.history(id).unwrap();
         let last = h.last().unwrap();
-        assert_eq!((last.kind, last.from, last.to), ("interrupted", Some(TaskState::Running), Some(TaskState::Failed)));
+        assert_eq!(
+            (last.kind, last.from, last.to),
+            (
+                "interrupted",
+                Some(TaskState::Running),
+                Some(TaskState::Failed)
+            )
+        );
     }
     assert_eq!(store.get("c").unwrap().state, TaskState::Pending);
     // Recovery is itself durable: a second open finds nothing left to do.
@@ -69,11 +92,19 @@ fn crash_marks_running_tasks_failed_by_default() {
 fn crash_with_requeue_policy_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
-    let store = StoreOptions::new().interrupted_policy(InterruptedPolicy::Requeue).open(dir.path()).unwrap();
+    let store = StoreOptions::new()
+        .interrupted_policy(InterruptedPolicy::Requeue)
+        .open(dir.path())
+        .unwrap();
     let a = store.get("a").unwrap();
     assert_eq!(a.state, TaskState::Pending);
-    let cp = a.checkpoint.expect("checkpoint kept for the resumed attempt");
-    assert_eq!((cp.name.as_str(), cp.data["row"].as_i64()), ("half", Some(500)));
+    let cp = a
+        .checkpoint
+        .expect("checkpoint kept for the resumed attempt");
+    assert_eq!(
+        (cp.name.as_str(), cp.data["row"].as_i64()),
+        ("half", Some(500))
+    );
     assert_eq!(store.get("b").unwrap().state, TaskState::Pending);
 }
 
@@ -81,7 +112,10 @@ fn crash_with_requeue_policy_keeps_the_checkpoint() {
 fn crash_with_leave_policy_leaves_them_running() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
-    let store = StoreOptions::new().interrupted_policy(InterruptedPolicy::Leave).open(dir.path()).unwrap();
+    let store = StoreOptions::new()
+        .interrupted_policy(InterruptedPolicy::Leave)
+        .open(dir.path())
+        .unwrap();
     assert_eq!(store.recovery_report().tasks_interrupted, ["a", "b"]);
     assert_eq!(store.get("a").unwrap().state, TaskState::Running);
 }
@@ -99,20 +133,30 @@ fn clean_close_leaves_running_tasks_running() {
 }
 
 fn busy_store(dir: &Path) -> Store {
-    StoreOptions::new().snapshot_every_records(0).segment_bytes_max(2048).open(dir).unwrap()
+    StoreOptions::new()
+        .snapshot_every_records(0)
+        .segment_bytes_max(4096)
+        .open(dir)
+        .unwrap()
 }
 
 fn churn(store: &Store, from: usize, to: usize) {
     for i in from..to {
         let id = format!("t{i}");
-        store.submit(NewTask::new(format!("task number {i}")).id(&id)).unwrap();
+        store
+            .submit(NewTask::new(format!("task number {i}")).id(&id))
+            .unwrap();
         store.start(&id).unwrap();
-        store.progress(&id, 40, Some("work"), Some("going")).unwrap();
+        store
+            .progress(&id, 40, Some("work"), Some("going"))
+            .unwrap();
         if i % 3 == 0 {
             store.fail(&id, "boom").unwrap();
             store.retry(&id).unwrap();
         } else {
-            store.complete(&id, Some(serde_json::json!({"n": i}))).unwrap();
+            store
+                .complete(&id, Some(serde_json::json!({"n": i})))
+                .unwrap();
         }
     }
 }
@@ -170,7 +214,10 @@ fn history_survives_snapshots_that_remove_log_segments() {
     let before = dump(&store);
     let removed_history = store.history("t0").unwrap();
     assert_eq!(removed_history.last().unwrap().kind, "removed");
-    assert!(store.log_stats().first_lsn > 1, "compaction should have removed early segments");
+    assert!(
+        store.log_stats().first_lsn > 1,
+        "compaction should have removed early segments"
+    );
     store.close().unwrap();
     drop(store);
     let store = busy_store(dir.path());

@@ -102,3 +102,57 @@ fn torn_tail_is_cut_but_mid_log_corruption_fails_open() {
         other => panic!("expected Corrupt, got {other}"),
     }
 }
+
+#[test]
+fn a_segment_whose_header_never_reached_the_disk_is_replaced() {
+    use tasklog::wal::Storage;
+    // The only segment, never finished: the log starts again at that segment's LSN.
+    for (name_lsn, extra) in [(1u64, 0usize), (500, 0), (500, 4096)] {
+        let sim = SimStorage::new(0);
+        sim.create_dir_all(&sim_dir()).unwrap();
+        let seg = sim_dir().join(format!("{name_lsn:020}.seg"));
+        sim.put_file(&seg, vec![0; extra]);
+        let wal = open_sim(&sim, small_opts()).unwrap();
+        assert_eq!((wal.first_lsn(), wal.next_lsn()), (name_lsn, name_lsn));
+        assert_eq!(wal.append(b"x").unwrap(), name_lsn);
+    }
+    // The last of several segments, never finished: removed, the log continues before it.
+    let sim = SimStorage::new(0);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 1..=200 {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.close().unwrap();
+    sim.put_file(&sim_dir().join(format!("{:020}.seg", 201)), Vec::new());
+    let (wal, report) = tasklog::wal::Wal::open_with_storage(
+        std::sync::Arc::new(sim.clone()),
+        sim_dir(),
+        small_opts(),
+    )
+    .unwrap();
+    assert_eq!(report.next_lsn, 201);
+    assert!(report.torn_at.is_some());
+    assert_prefix(&all_records(&wal).unwrap(), 200);
+}
+
+#[test]
+fn a_zeroed_header_in_front_of_records_is_corruption_not_an_unfinished_segment() {
+    let sim = SimStorage::new(0);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 1..=200 {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.close().unwrap();
+    let last = sim_segments(&sim, &sim_dir()).pop().unwrap();
+    let mut bytes = sim.file_bytes(&last).unwrap();
+    bytes[..48].fill(0);
+    sim.put_file(&last, bytes);
+    match open_sim(&sim, small_opts()) {
+        Err(tasklog::Error::Corrupt { file, .. }) => assert_eq!(file, last),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        sim.file_bytes(&last).is_some(),
+        "the damaged segment must not be deleted"
+    );
+}

@@ -45,6 +45,11 @@ impl Staged {
         if let Change::Submit(new) = &m.change
             && let Some(existing) = self.existing_request(state, new)
         {
+            // A repeated submit writes nothing. If its task was removed since, there is
+            // nothing to hand back: say so rather than create it again.
+            if self.current(state, &existing).is_none() {
+                return Err(Error::NotFound { id: existing });
+            }
             self.ids.push(existing);
             return Ok(());
         }

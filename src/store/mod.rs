@@ -143,6 +143,16 @@ impl Store {
     /// batch, which after any crash is either wholly present or wholly absent. Returns each
     /// mutation's task as it stands after the batch (a removed task as it was before).
     pub fn batch(&self, mutations: Vec<Mutation>) -> Result<Vec<Task>> {
+        Ok(self
+            .batch_results(mutations)?
+            .into_iter()
+            .filter_map(|(_, t)| t)
+            .collect())
+    }
+
+    /// [`Store::batch`], with each mutation's task id and its task (`None` when a repeated
+    /// submit's task has since been removed).
+    fn batch_results(&self, mutations: Vec<Mutation>) -> Result<Vec<(String, Option<Task>)>> {
         self.check_writable()?;
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
@@ -192,11 +202,9 @@ impl Store {
 
     /// Applies one mutation.
     pub fn apply(&self, m: Mutation) -> Result<Task> {
-        let mut out = self.batch(vec![m])?;
-        out.pop().ok_or_else(|| Error::InvalidInput {
-            at: None,
-            reason: "empty batch".into(),
-        })
+        let (id, task) = self.batch_results(vec![m])?.pop().ok_or(Error::Closed)?;
+        // A repeated submit whose task was removed since: nothing to return.
+        task.ok_or(Error::NotFound { id })
     }
 
     /// Creates a task. With a request id already seen, returns the task created then.
@@ -642,8 +650,16 @@ impl Store {
         Ok(())
     }
 
-    fn settle_all(&self, tasks: Vec<Task>) -> Result<Vec<Task>> {
-        if let Some(max) = tasks.iter().map(|t| t.last_lsn).max() {
+    fn settle_all(
+        &self,
+        tasks: Vec<(String, Option<Task>)>,
+    ) -> Result<Vec<(String, Option<Task>)>> {
+        if let Some(max) = tasks
+            .iter()
+            .filter_map(|(_, t)| t.as_ref())
+            .map(|t| t.last_lsn)
+            .max()
+        {
             self.settle(max)?;
         }
         Ok(tasks)
@@ -659,7 +675,7 @@ impl Store {
     }
 }
 
-fn results_of(staged: &Staged, st: &State) -> Vec<Task> {
+fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
     let mut out = Vec::with_capacity(staged.ids.len());
     for id in &staged.ids {
         let after = staged.events.iter().rev().find(|(e, _)| &e.task_id == id);
@@ -668,9 +684,7 @@ fn results_of(staged: &Staged, st: &State) -> Vec<Task> {
             Some((_, Some(t))) => Some(t.clone()),
             _ => st.tasks.get(id).cloned(),
         };
-        if let Some(t) = task {
-            out.push(t);
-        }
+        out.push((id.clone(), task));
     }
     out
 }

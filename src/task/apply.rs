@@ -34,6 +34,19 @@ pub fn check(task: Option<&Task>, event: &Event) -> Result<()> {
                 Err(invalid(TaskState::Running))
             }
         }
+        // Several events lead to pending; each has its own source states.
+        EventKind::Retried => {
+            if matches!(from, TaskState::Failed | TaskState::Cancelled) {
+                Ok(())
+            } else {
+                Err(invalid(TaskState::Pending))
+            }
+        }
+        EventKind::Requeued { .. } | EventKind::Interrupted { .. }
+            if from != TaskState::Running =>
+        {
+            Err(invalid(target_state(&event.kind).unwrap_or(from)))
+        }
         other => {
             let to = target_state(other).unwrap_or(from);
             if from.can_move_to(to) {

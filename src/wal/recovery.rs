@@ -62,11 +62,20 @@ pub fn read_header(file: &dyn StorageFile, path: &Path, name_lsn: Lsn) -> Result
     Ok(header)
 }
 
-/// True if the header region is short or all zero: a segment whose creation did not finish.
-fn header_never_written(file: &dyn StorageFile) -> Result<bool> {
+/// True if the file holds nothing but zeros (or nothing): a segment whose creation did not finish.
+fn header_never_written(file: &dyn StorageFile, path: &Path) -> Result<bool> {
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let n = file.read_at(&mut buf, 0).unwrap_or(0);
-    Ok(n < SEGMENT_HEADER_LEN && buf.iter().all(|&b| b == 0))
+    // A short read leaves zeros: a file shorter than the header holding only zeros counts too.
+    let _ = file.read_at(&mut buf, 0).unwrap_or(0);
+    if buf.iter().any(|&b| b != 0) {
+        return Ok(false);
+    }
+    // IMPORTANT: only a file that is zero throughout is unfinished. A zeroed header in front
+    // of records is damage, and must not be deleted here (check_chain reports it).
+    let all = file
+        .read_all()
+        .map_err(|e| Error::io("read segment", path, e))?;
+    Ok(all.iter().all(|&b| b == 0))
 }
 
 /// Checks that headers chain: each segment names its predecessor's first LSN.
@@ -114,7 +123,7 @@ fn scan_last(
     path: &Path,
     first_lsn: Lsn,
     read_only: bool,
-) -> Result<(ScanEnd, u64)> {
+) -> Result<ScanEnd> {
     let spec = ScanSpec {
         file: path,
         first_lsn,
@@ -135,7 +144,7 @@ fn scan_last(
         };
         match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
-            other => return other.map(|end| (end, bytes.len() as u64)),
+            other => return other,
         }
     }
 }
@@ -170,8 +179,11 @@ pub fn open(
     }
     let mut segs = list_segments(&*storage, dir)?;
     let mut report = OpenReport::default();
-    if !read_only {
-        drop_unfinished_last(&*storage, dir, &mut segs, &mut report)?;
+    // A new log starts at LSN 1; a log whose only segment was never finished restarts at that
+    // segment's first LSN (nothing in it was ever written, let alone synced).
+    let mut first = 1;
+    if !read_only && let Some(lsn) = drop_unfinished_last(&*storage, dir, &mut segs, &mut report)? {
+        first = lsn;
     }
     check_chain(&*storage, &segs)?;
     let (state, active) = match segs.last() {
@@ -181,18 +193,18 @@ pub fn open(
         ),
         None => {
             let header = SegmentHeader {
-                first_lsn: 1,
+                first_lsn: first,
                 prev_first_lsn: 0,
                 segment_bytes_max: options.segment_bytes_max,
             };
             let active = create_segment(&*storage, dir, header, options.preallocate)?;
             let meta = vec![SegmentMeta {
-                first_lsn: 1,
+                first_lsn: first,
                 path: active.path.clone(),
             }];
             let st = State::new(
-                1,
-                (1, SEGMENT_HEADER_LEN as u64),
+                first,
+                (first, SEGMENT_HEADER_LEN as u64),
                 meta,
                 SEGMENT_HEADER_LEN as u64,
             );
@@ -227,20 +239,23 @@ pub fn open(
     Ok((core, report))
 }
 
-/// Removes a last segment whose header never reached the disk (a crash while rolling).
+/// Removes a last segment whose header never reached the disk (a crash while creating it:
+/// records go to a segment only after its header was fsynced, so it holds none). Returns the
+/// removed segment's first LSN.
 fn drop_unfinished_last(
     storage: &dyn Storage,
     dir: &Path,
     segs: &mut Vec<(Lsn, PathBuf)>,
     report: &mut OpenReport,
-) -> Result<()> {
-    let Some((_, path)) = segs.last() else {
-        return Ok(());
+) -> Result<Option<Lsn>> {
+    let Some((lsn, path)) = segs.last() else {
+        return Ok(None);
     };
+    let lsn = *lsn;
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open segment", path, e))?;
-    if segs.len() > 1 && header_never_written(&*file)? {
+    if header_never_written(&*file, path)? {
         let len = file.len().unwrap_or(0);
         tracing::warn!(segment = %path.display(), "removing a segment whose header was never written");
         storage
@@ -252,8 +267,9 @@ fn drop_unfinished_last(
         report.torn_at = Some((path.clone(), 0));
         report.torn_bytes_cut = len;
         segs.pop();
+        return Ok(Some(lsn));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Scans the last segment, cuts a torn tail (writers only), and builds the state.
@@ -274,7 +290,7 @@ fn open_last(
             .open(path, mode)
             .map_err(|e| Error::io("open segment", path, e))?,
     );
-    let (end, file_len) = scan_last(&*file, path, first_lsn, options.read_only)?;
+    let end = scan_last(&*file, path, first_lsn, options.read_only)?;
     if let Some(torn) = &end.torn {
         if options.read_only {
             tracing::info!(segment = %path.display(), offset = torn.offset, "read-only open stops at an incomplete tail");
@@ -294,7 +310,6 @@ fn open_last(
             .map_err(|e| Error::io("preallocate segment", path, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     }
-    let _ = file_len;
     let mut log_bytes = end.data_end;
     for (_, p) in segs.iter().take(segs.len().saturating_sub(1)) {
         if let Ok(f) = storage.open(p, OpenMode::Read) {

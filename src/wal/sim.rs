@@ -179,6 +179,11 @@ impl SimStorage {
         }
     }
 
+    /// Same as [`SimStorage::crash`].
+    pub fn power_cut(&self) -> SimStorage {
+        self.crash()
+    }
+
     /// Overwrites a file's live and synced bytes (for tests that damage files).
     pub fn put_file(&self, path: &Path, bytes: Vec<u8>) {
         let mut d = self.disk.lock();

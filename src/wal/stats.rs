@@ -9,6 +9,8 @@ use parking_lot::Mutex;
 use super::LatencySummary;
 
 const BUCKETS: usize = 64 * 4;
+/// Fsyncs at least this slow are logged as warnings.
+const SLOW_FSYNC: Duration = Duration::from_secs(1);
 
 /// Live counters shared by every clone of a log.
 #[derive(Debug)]
@@ -65,6 +67,10 @@ impl Counters {
     /// Records one fsync and how long it took.
     pub fn record_fsync(&self, took: Duration) {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if took >= SLOW_FSYNC {
+            // etcd's rule of thumb: a second-long fsync means the disk cannot keep up.
+            tracing::warn!(took_ms = took.as_millis() as u64, "slow fdatasync");
+        }
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let mut h = self.latency.lock();
         if let Some(c) = h.counts.get_mut(bucket_of(us)) {
