@@ -227,7 +227,7 @@ fn run_workers(ctx: &Ctx, store: &Store, ids: &[String]) -> anyhow::Result<()> {
 }
 
 fn pause(i: usize) {
-    std::thread::sleep(Duration::from_millis(20 + (i as u64 * 7) % 40));
+    std::thread::sleep(Duration::from_millis(40 + (i as u64 * 7) % 60));
 }
 
 /// Runs one task to its planned end.

@@ -56,11 +56,11 @@ impl Ui {
     /// The style for bars (`spinner` for unknown lengths).
     pub fn style(&self, spinner: bool) -> ProgressStyle {
         let template = match (spinner, self.color) {
-            (true, _) => "{spinner} {prefix:>12} {pos} {msg}",
+            (true, _) => "{spinner} {prefix:>12} {elapsed:>4} {msg}",
             (false, true) => {
-                "{prefix:>12} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {per_sec:>10} {wide_msg}"
+                "{prefix:>12} [{bar:30.cyan/blue}] {pos:>6}/{len:6} {elapsed:>4} {wide_msg}"
             }
-            (false, false) => "{prefix:>12} [{bar:30}] {pos:>6}/{len:6} {per_sec:>10} {wide_msg}",
+            (false, false) => "{prefix:>12} [{bar:30}] {pos:>6}/{len:6} {elapsed:>4} {wide_msg}",
         };
         ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
