@@ -116,7 +116,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         output::history_table(&mut out, &store.history(id)?)?;
     }
 
-    // 4. A snapshot, then a crash and its recovery.
+    // 4. A snapshot; 5. a crash and its recovery.
     let snap = store.snapshot()?;
     writeln!(
         out,
@@ -124,16 +124,57 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         snap.path.display(),
         snap.lsn
     )?;
+    close(store)?;
+    let (store, crashed) = crash_and_recover(&mut out, &dir)?;
+
+    // 6. Export.
+    let (export, n) = crate::commands::export_to_path(&store, &dir)?;
+    writeln!(
+        out,
+        "\n-- 6. exported {n} task(s) with their history to {} (tasklog export)",
+        export.display()
+    )?;
+    close(store)?;
+    epilogue(&mut out, &dir, &export, &crashed, t0)
+}
+
+/// Closes with where things are and what to try next.
+fn epilogue(
+    out: &mut dyn Write,
+    dir: &Path,
+    export: &Path,
+    crashed: &str,
+    t0: Instant,
+) -> anyhow::Result<()> {
+    writeln!(out, "\n== done in {:.1} s ==", t0.elapsed().as_secs_f64())?;
+    let d = dir.display();
+    writeln!(out, "store:  {d}")?;
+    writeln!(out, "export: {}", export.display())?;
+    writeln!(
+        out,
+        "try:    tasklog --dir {d} list --state failed,cancelled"
+    )?;
+    writeln!(out, "        tasklog --dir {d} get {crashed}")?;
+    writeln!(out, "        tasklog --dir {d} history {crashed}")?;
+    writeln!(out, "        tasklog --dir {d} stats --by priority")?;
+    writeln!(out, "        tasklog --dir {d} verify")?;
+    writeln!(out, "        tasklog --dir {d} watch --from 1")?;
+    Ok(())
+}
+
+/// Kills a child `tasklog` in the middle of a task, reopens the store and shows the recovery;
+/// then resumes the interrupted task from its checkpoint. Returns the reopened store and the
+/// task's id.
+fn crash_and_recover(out: &mut dyn Write, dir: &Path) -> anyhow::Result<(Store, String)> {
     writeln!(
         out,
         "\n-- 5. crash: a child `tasklog` process starts a long task, checkpoints it, and is killed (SIGKILL)"
     )?;
-    close(store)?;
-    let crashed = crash_child_run(&dir)?;
+    let crashed = crash_child_run(dir)?;
     writeln!(out, "child killed while task {crashed} was running")?;
-    let store = open_write(&dir)?;
+    let store = open_write(dir)?;
     writeln!(out, "reopened the store; recovery report:")?;
-    recovery_block(&mut out, store.recovery_report())?;
+    recovery_block(out, store.recovery_report())?;
     let task = store.get(&crashed)?;
     writeln!(
         out,
@@ -150,30 +191,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
             store.get(&crashed)?.state
         )?;
     }
-
-    // 5. Export.
-    let (export, n) = crate::commands::export_to_path(&store, &dir)?;
-    writeln!(
-        out,
-        "\n-- 6. exported {n} task(s) with their history to {} (tasklog export)",
-        export.display()
-    )?;
-    close(store)?;
-
-    writeln!(out, "\n== done in {:.1} s ==", t0.elapsed().as_secs_f64())?;
-    let d = dir.display();
-    writeln!(out, "store:  {d}")?;
-    writeln!(out, "export: {}", export.display())?;
-    writeln!(
-        out,
-        "try:    tasklog --dir {d} list --state failed,cancelled"
-    )?;
-    writeln!(out, "        tasklog --dir {d} get {crashed}")?;
-    writeln!(out, "        tasklog --dir {d} history {crashed}")?;
-    writeln!(out, "        tasklog --dir {d} stats --by priority")?;
-    writeln!(out, "        tasklog --dir {d} verify")?;
-    writeln!(out, "        tasklog --dir {d} watch --from 1")?;
-    Ok(())
+    Ok((store, crashed))
 }
 
 fn submit_all(store: &Store) -> anyhow::Result<Vec<String>> {
