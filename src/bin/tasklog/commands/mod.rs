@@ -2,6 +2,7 @@
 
 mod maintain;
 mod read;
+mod repair;
 mod transfer;
 mod verify;
 mod watch;
@@ -133,7 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot => maintain::snapshot(&ctx, out),
         Command::Compact => maintain::compact(&ctx, out),
         Command::Verify { json } => verify::verify(&ctx, out, json),
-        Command::Repair { yes } => verify::repair(&ctx, out, yes),
+        Command::Repair { yes } => repair::repair(&ctx, out, yes),
         Command::Watch { from, json } => watch::watch(&ctx, out, from, json),
         Command::Stress(a) => crate::stress::run(&ctx, &a),
         Command::Demo => crate::demo::run(&ctx),

@@ -1,6 +1,6 @@
-//! `verify` and `repair`.
+//! `verify`: a read-only check of the whole store.
 //!
-//! `verify` is read-only and takes no lock: it walks every log segment and checks every frame's
+//! It takes no lock and changes nothing: it walks every log segment and checks every frame's
 //! checksum and the LSN sequence (`tasklog::wal::verify`), reads and checks every snapshot, and
 //! replays the log into a fresh state from the oldest point it can start at (the state machine
 //! is re-checked on every event). It then opens the store read-only as `get` would. A torn tail
@@ -333,65 +333,6 @@ fn human(out: &mut dyn Write, r: &Report) -> std::io::Result<()> {
         writeln!(
             out,
             "DAMAGED: run `tasklog repair` to see what a repair would cut"
-        )?;
-    }
-    Ok(())
-}
-
-/// `repair [--yes]`: a dry run unless `--yes`.
-pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
-    require_store(&ctx.dir)?;
-    let wal = wal_dir(&ctx.dir);
-    let r = tasklog::wal::repair(&wal, !yes)?;
-    let Some(cut) = &r.cut else {
-        writeln!(
-            out,
-            "the log in {} has no damage: nothing to repair",
-            wal.display()
-        )?;
-        return Ok(());
-    };
-    let verb = |dry: &'static str, done: &'static str| if r.dry_run { dry } else { done };
-    writeln!(
-        out,
-        "{} the log at {} byte offset {} (keeping records up to LSN {})",
-        verb("would cut", "cut"),
-        cut.file.display(),
-        cut.offset,
-        cut.last_good_lsn
-    )?;
-    for f in &r.files_quarantined {
-        writeln!(
-            out,
-            "{} damaged bytes to {}",
-            verb("would copy", "copied"),
-            f.display()
-        )?;
-    }
-    writeln!(
-        out,
-        "{} {} in total",
-        verb("would quarantine", "quarantined"),
-        output::bytes(r.bytes_quarantined)
-    )?;
-    for s in &r.segments_removed {
-        writeln!(
-            out,
-            "{} segment {}",
-            verb("would remove", "removed"),
-            s.display()
-        )?;
-    }
-    if r.dry_run {
-        writeln!(
-            out,
-            "dry run: nothing changed; run `tasklog repair --yes` to do it"
-        )?;
-    } else {
-        writeln!(
-            out,
-            "repaired: the log now ends at LSN {}; run `tasklog verify` to check",
-            cut.last_good_lsn
         )?;
     }
     Ok(())
