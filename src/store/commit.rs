@@ -1,7 +1,7 @@
 //! Turning mutations into events: validation against the current state (including earlier
 //! mutations of the same batch), optimistic-concurrency and fencing checks, idempotency.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::mutation::{Change, Mutation};
 use super::state::State;
@@ -11,25 +11,52 @@ use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
 /// Longest task id accepted.
 pub const TASK_ID_BYTES_MAX: usize = 256;
 
-/// Events staged for one batch, with the task state each one produces.
+/// What a staged event does to its task.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per staged event, moved into the state at install; boxing would add an allocation per mutation"
+)]
+pub enum After {
+    /// The task after the event (None when removed), computed on a copy: used in batches, so
+    /// later mutations of the batch see it and nothing touches the state before the batch is
+    /// known to be valid.
+    Task(Option<Task>),
+    /// A lone mutation of an existing task: applied to the state in place once queued, which
+    /// spares copying the task.
+    InPlace,
+}
+
+/// Events staged for one batch, with what each one does.
 #[derive(Default)]
 pub struct Staged {
-    /// (event, task after the event; None when removed).
-    pub events: Vec<(Event, Option<Task>)>,
+    /// The events, in order.
+    pub events: Vec<(Event, After)>,
     /// For each mutation, the id of the task it concerns (in order).
     pub ids: Vec<String>,
-    /// Working view of tasks touched by this batch.
-    overlay: HashMap<String, Option<Task>>,
+    /// Tasks as they stood before this batch removed them (returned to the caller).
+    pub removed: HashMap<String, Task>,
+    /// For each task touched, the index of its latest computed state in `events`.
+    overlay: HashMap<String, usize>,
     /// Request ids submitted in this batch.
     requests: HashMap<String, String>,
+    /// True when the batch holds a single mutation.
+    single: bool,
 }
 
 impl Staged {
+    /// An empty batch that will hold `mutations` mutations.
+    pub fn new(mutations: usize) -> Self {
+        Staged {
+            single: mutations == 1,
+            ..Staged::default()
+        }
+    }
+
     /// The task as this batch currently sees it.
     pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
-        match self.overlay.get(id) {
-            Some(t) => t.as_ref(),
-            None => state.tasks.get(id),
+        match self.overlay.get(id).and_then(|&i| self.events.get(i)) {
+            Some((_, After::Task(t))) => t.as_ref(),
+            _ => state.tasks.get(id),
         }
     }
 
@@ -56,7 +83,26 @@ impl Staged {
         let event = self.build_event(state, m, now, session)?;
         let current = self.current(state, &event.task_id);
         task::apply::check(current, &event)?;
-        let updated = state.next_task_state(current, &event, lsn + self.events.len() as u64);
+        let reshapes = matches!(
+            event.kind,
+            EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
+        );
+        let before_removal = match (&event.kind, current) {
+            (EventKind::Removed { .. }, Some(t)) => Some(t.clone()),
+            _ => None,
+        };
+        let after = if self.single && !reshapes {
+            After::InPlace
+        } else {
+            After::Task(state.next_task_state(current, &event, lsn + self.events.len() as u64))
+        };
+        if let After::Task(_) = after {
+            self.overlay
+                .insert(event.task_id.clone(), self.events.len());
+        }
+        if let Some(t) = before_removal {
+            self.removed.insert(event.task_id.clone(), t);
+        }
         if let EventKind::Created {
             request_id: Some(r),
             ..
@@ -64,9 +110,8 @@ impl Staged {
         {
             self.requests.insert(r.clone(), event.task_id.clone());
         }
-        self.overlay.insert(event.task_id.clone(), updated.clone());
         self.ids.push(event.task_id.clone());
-        self.events.push((event, updated));
+        self.events.push((event, after));
         Ok(())
     }
 

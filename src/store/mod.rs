@@ -7,6 +7,8 @@
 //! reader sees a change that a crash could still take away.
 
 mod commit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod log;
 pub mod mutation;
@@ -157,12 +159,12 @@ impl Store {
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
         let base = self.inner.log.next_lsn();
-        let mut staged = Staged::default();
+        let mut staged = Staged::new(mutations.len());
         for m in mutations {
             staged.stage(&st, m, now, self.inner.session, base)?;
         }
-        let results = results_of(&staged, &st);
         if staged.events.is_empty() {
+            let results = results_of(&staged, &st);
             drop(st);
             return self.settle_all(results);
         }
@@ -179,9 +181,18 @@ impl Store {
             "the log must assign LSNs in submit order under the state lock"
         );
         let mut subscribers = self.inner.subscribers.lock();
-        for (i, ((event, updated), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
+        let ids = std::mem::take(&mut staged.ids);
+        let removed = std::mem::take(&mut staged.removed);
+        for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
             let lsn = base + i as u64;
-            st.install(lsn, &event, updated, record::event_body(bytes));
+            let body = record::event_body(bytes);
+            match after {
+                commit::After::Task(updated) => st.install(lsn, &event, updated, body),
+                commit::After::InPlace => {
+                    let applied = st.apply_in_place(lsn, &event, body)?;
+                    assert!(applied, "a staged in-place event must apply in place");
+                }
+            }
             st.mark_applied(lsn, bytes.len());
             if !subscribers.is_empty() {
                 // Published in LSN order under the state lock; subscribers deliver an event
@@ -191,6 +202,17 @@ impl Store {
             }
         }
         drop(subscribers);
+        let results: Vec<(String, Option<Task>)> = ids
+            .into_iter()
+            .map(|id| {
+                let task = st
+                    .tasks
+                    .get(&id)
+                    .cloned()
+                    .or_else(|| removed.get(&id).cloned());
+                (id, task)
+            })
+            .collect();
         let snapshot_due = self.snapshot_due(&st);
         drop(st);
         ticket.wait().map_err(|e| self.poison(e))?;
@@ -675,18 +697,13 @@ impl Store {
     }
 }
 
+/// Results of a batch that wrote nothing (only repeated submits).
 fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
-    let mut out = Vec::with_capacity(staged.ids.len());
-    for id in &staged.ids {
-        let after = staged.events.iter().rev().find(|(e, _)| &e.task_id == id);
-        // A removed task is returned as it stood before the batch.
-        let task = match after {
-            Some((_, Some(t))) => Some(t.clone()),
-            _ => st.tasks.get(id).cloned(),
-        };
-        out.push((id.clone(), task));
-    }
-    out
+    staged
+        .ids
+        .iter()
+        .map(|id| (id.clone(), st.tasks.get(id).cloned()))
+        .collect()
 }
 
 impl Inner {

@@ -2,7 +2,7 @@
 //! idempotency keys and the sessions that closed cleanly. Changed only by applying log records
 //! in LSN order, so that replay after a crash rebuilds exactly what was acknowledged.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use super::history::History;
 use super::record::{self, Record};
@@ -35,6 +35,10 @@ impl State {
     pub fn apply_record(&mut self, lsn: u64, bytes: &[u8]) -> Result<()> {
         match record::decode(lsn, bytes)? {
             Record::Event(event) => {
+                if self.apply_in_place(lsn, &event, record::event_body(bytes))? {
+                    self.mark_applied(lsn, bytes.len());
+                    return Ok(());
+                }
                 // Replay re-checks the state machine: a log that breaks it was not written by us.
                 let current = self.tasks.get(&event.task_id);
                 task::apply::check(current, &event).map_err(|e| {
@@ -54,6 +58,41 @@ impl State {
         }
         self.mark_applied(lsn, bytes.len());
         Ok(())
+    }
+
+    /// The common case of replay: an event that changes an existing task, applied without
+    /// copying the task. Returns false for events that create, replace or remove a task.
+    pub fn apply_in_place(&mut self, lsn: u64, event: &Event, event_bytes: &[u8]) -> Result<bool> {
+        if matches!(
+            event.kind,
+            EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
+        ) {
+            return Ok(false);
+        }
+        let Some(task) = self.tasks.get_mut(&event.task_id) else {
+            return Ok(false);
+        };
+        task::apply::check(Some(task), event).map_err(|e| {
+            crate::Error::corrupt(
+                "log",
+                None,
+                Some(lsn),
+                format!("event breaks the state machine: {e}"),
+            )
+        })?;
+        let from = task.state;
+        task::apply::apply(task, event, lsn);
+        let to = task.state;
+        let Some(history) = self.histories.get_mut(&event.task_id) else {
+            return Err(crate::Error::corrupt(
+                "log",
+                None,
+                Some(lsn),
+                format!("task {:?} has no history", event.task_id),
+            ));
+        };
+        history.push(lsn, Some(from), Some(to), event_bytes);
+        Ok(true)
     }
 
     /// The task as it will be after `event` (None when the event removes it).

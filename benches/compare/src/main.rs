@@ -1,0 +1,624 @@
+//! `compare`: tasklog side by side with the raw disk limit, SQLite and okaywal on the workloads
+//! W1–W4 of `shared/benchmark-workloads.md`, in one process, printing one Markdown report.
+//!
+//! Every durable workload is repeated (`--reps`, default 3) with the systems interleaved within
+//! each repetition, and the median of each figure is reported. Events are generated before any
+//! clock starts. Each run gets a fresh directory, removed afterwards.
+
+mod event;
+mod plot;
+mod report;
+mod state;
+mod stats;
+mod systems;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::report::Row;
+use crate::state::Rebuilt;
+use crate::stats::{Sample, median_sample};
+use crate::systems::{NOT_WIRED, Res, System};
+
+/// tasklog compared with the raw disk limit, SQLite and okaywal (workloads W1–W4).
+#[derive(Parser, Debug)]
+#[command(name = "compare")]
+struct Args {
+    /// Smaller counts for a smoke run: W1 500, W2 600, W3/W4 100,000 events.
+    #[arg(long)]
+    quick: bool,
+    /// Where the stores are written: a fresh temporary directory is made inside DIR (it must
+    /// be on the disk you want to measure). Default: benches/compare/target.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Systems to run: raw (= raw-growing,raw-prealloc), sqlite, sqlite-normal (not durable),
+    /// okaywal, tasklog-log, tasklog-store.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,sqlite,okaywal,tasklog-log,tasklog-store"
+    )]
+    systems: Vec<String>,
+    /// Repetitions of every workload; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Also write the report into this Markdown file, between generated-section markers
+    /// (hand-written text around them is kept).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Measure W2 at 1, 2, 4, 8, 16 and 32 writers (once each) and print that table.
+    #[arg(long)]
+    w2_sweep: bool,
+    /// Draw the W2 sweep as a PNG line chart at PATH (implies --w2-sweep).
+    #[arg(long, value_name = "PATH")]
+    plot: Option<PathBuf>,
+    /// Runs per point of the W2 sweep; the median is reported and drawn.
+    #[arg(long, default_value_t = 1)]
+    sweep_reps: usize,
+    /// Before each repetition, wait until this disk's write + fdatasync p50 (a 50-fsync probe) is
+    /// at most US microseconds: shared virtual disks go through slow phases. 0: never wait.
+    #[arg(long, value_name = "US", default_value_t = 0.0)]
+    quiet_disk_us: f64,
+    /// Run only the W2 sweep, not W1–W4.
+    #[arg(long)]
+    sweep_only: bool,
+}
+
+struct Counts {
+    w1: usize,
+    w2: usize,
+    w3: usize,
+}
+
+struct Entry {
+    label: &'static str,
+    sys: Box<dyn System>,
+}
+
+const RAW_LIMIT: &str = "raw, preallocated";
+const TASKLOG_LOG: &str = "tasklog log";
+const SWEEP_THREADS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+
+fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
+    use systems::{
+        okaywal::OkayWal, raw::Raw, sqlite::Sqlite, tasklog_log::TasklogLog,
+        tasklog_store::TasklogStore,
+    };
+    let mut out: Vec<Entry> = Vec::new();
+    let mut add = |label: &'static str, sys: Box<dyn System>| {
+        if !out.iter().any(|e| e.label == label) {
+            out.push(Entry { label, sys });
+        }
+    };
+    for name in names {
+        match name.trim() {
+            "raw" => {
+                add("raw, growing file", Box::new(Raw { prealloc: false }));
+                add(RAW_LIMIT, Box::new(Raw { prealloc: true }));
+            }
+            "raw-growing" => add("raw, growing file", Box::new(Raw { prealloc: false })),
+            "raw-prealloc" => add(RAW_LIMIT, Box::new(Raw { prealloc: true })),
+            "sqlite" => add(
+                "SQLite FULL",
+                Box::new(Sqlite {
+                    synchronous: "FULL",
+                }),
+            ),
+            "sqlite-normal" => add(
+                "SQLite NORMAL (not durable)",
+                Box::new(Sqlite {
+                    synchronous: "NORMAL",
+                }),
+            ),
+            "okaywal" => add("okaywal", Box::new(OkayWal)),
+            "tasklog-log" => add(TASKLOG_LOG, Box::new(TasklogLog)),
+            "tasklog-store" => add("tasklog store", Box::new(TasklogStore)),
+            other => return Err(format!("unknown system {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `f`, turning an error or a panic (tasklog's stubs are `todo!()`) into a message.
+fn guarded<T>(f: impl FnOnce() -> Res<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("panicked: {msg}"))
+        }
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The repetitions of one workload on one system.
+#[derive(Default)]
+struct Outcome {
+    samples: Vec<Sample>,
+    error: Option<String>,
+}
+
+struct Runner {
+    root: tempfile::TempDir,
+    runs: usize,
+    started: Instant,
+    /// `--quiet-disk-us`: before each repetition, wait until the disk's fdatasync p50 is at
+    /// most this many microseconds (0: do not wait).
+    quiet_us: f64,
+    /// Seconds spent waiting for a quiet disk, and how many waits gave up.
+    waited_s: f64,
+    gave_up: usize,
+}
+
+impl Runner {
+    /// Flushes the filesystem's dirty data (`syncfs`) so that earlier writes, such as the build
+    /// or the previous workload's files, are not flushed by the next workload's first fsyncs
+    /// (ext4's journal commit can wait for them).
+    fn settle(&self) {
+        if let Ok(d) = std::fs::File::open(self.root.path()) {
+            let _ = rustix::fs::syncfs(&d);
+        }
+    }
+
+    /// Flushes, then, with `--quiet-disk-us`, waits (at most 5 minutes) until a 50-fsync probe
+    /// shows the shared disk out of a slow phase.
+    fn before_rep(&mut self, what: &str) {
+        self.settle();
+        if self.quiet_us <= 0.0 {
+            return;
+        }
+        let start = Instant::now();
+        loop {
+            let p50 = systems::raw::fsync_probe(self.root.path(), 50).map_or(f64::MAX, |p| p.0);
+            if p50 <= self.quiet_us {
+                break;
+            }
+            if start.elapsed().as_secs() >= 300 {
+                eprintln!(
+                    "disk still slow (fdatasync p50 {p50:.0} µs) before {what}: measuring anyway"
+                );
+                self.gave_up += 1;
+                break;
+            }
+            eprintln!("disk slow (fdatasync p50 {p50:.0} µs) before {what}: waiting");
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+        self.waited_s += start.elapsed().as_secs_f64();
+    }
+
+    fn fresh_dir(&mut self) -> std::io::Result<PathBuf> {
+        self.runs += 1;
+        let d = self.root.path().join(format!("run-{}", self.runs));
+        std::fs::create_dir(&d)?;
+        Ok(d)
+    }
+
+    fn log(&self, what: &str, label: &str, r: &Result<Sample, String>) {
+        let t = self.started.elapsed().as_secs_f64();
+        match r {
+            Ok(s) => eprintln!(
+                "[{t:6.1}s] {what:<10} {label:<28} {:>12} ev/s",
+                report::thousands(s.events_per_s)
+            ),
+            Err(e) => eprintln!("[{t:6.1}s] {what:<10} {label:<28} {e}"),
+        }
+    }
+
+    /// One durable run (W1 when `threads` is None, else W2) in a fresh directory.
+    fn durable(
+        &mut self,
+        e: &Entry,
+        events: &[event::Event],
+        threads: Option<usize>,
+    ) -> Result<Sample, String> {
+        let d = self.fresh_dir().map_err(|e| e.to_string())?;
+        let r = guarded(|| match threads {
+            None => e.sys.w1(&d, events),
+            Some(t) => e.sys.w2(&d, events, t),
+        })
+        .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        let _ = std::fs::remove_dir_all(&d);
+        r
+    }
+
+    /// W3 then W4 on what W3 wrote, in one fresh directory.
+    fn bulk(
+        &mut self,
+        e: &Entry,
+        events: &[event::Event],
+        want: &Rebuilt,
+    ) -> (Result<Sample, String>, Result<Sample, String>) {
+        let d = match self.fresh_dir() {
+            Ok(d) => d,
+            Err(err) => return (Err(err.to_string()), Err(err.to_string())),
+        };
+        let w3 = guarded(|| e.sys.w3(&d, events))
+            .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        let w4 = match &w3 {
+            Err(err) => Err(err.clone()),
+            Ok(s3) => guarded(|| e.sys.w4(&d, want.tasks.len())).and_then(|r| {
+                r.state
+                    .verify(want)
+                    .map_err(|m| format!("replay wrong: {m}"))?;
+                Ok(Sample::new(
+                    events.len(),
+                    r.elapsed,
+                    &mut [],
+                    s3.bytes_on_disk,
+                ))
+            }),
+        };
+        let _ = std::fs::remove_dir_all(&d);
+        (w3, w4)
+    }
+}
+
+fn record(o: &mut Outcome, r: Result<Sample, String>) {
+    match r {
+        Ok(s) => o.samples.push(s),
+        Err(e) => o.error = Some(e),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let entries = match entries(&args.systems) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let counts = if args.quick {
+        Counts {
+            w1: 500,
+            w2: 600,
+            w3: 100_000,
+        }
+    } else {
+        Counts {
+            w1: 3_000,
+            w2: 3_000,
+            w3: 1_000_000,
+        }
+    };
+    let reps = args.reps.max(1);
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    if let Err(e) = std::fs::create_dir_all(&base) {
+        eprintln!("compare: cannot create {}: {e}", base.display());
+        return ExitCode::FAILURE;
+    }
+    let root = match tempfile::Builder::new()
+        .prefix("compare-")
+        .tempdir_in(&base)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "compare: cannot make a temporary directory in {}: {e}",
+                base.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // NOTE: tasklog's stubs panic with `todo!()`; the message is reported in the table instead.
+    std::panic::set_hook(Box::new(|_| {}));
+    for e in &entries {
+        if e.label.starts_with("tasklog") && !cfg!(feature = "tasklog") {
+            eprintln!(
+                "{}: {NOT_WIRED} (build with --features tasklog once tasklog's API exists)",
+                e.label
+            );
+        }
+    }
+
+    // Generate everything before any clock starts.
+    let w1_events = event::generate(counts.w1);
+    let w2_events = event::generate(counts.w2);
+    let w3_events = if args.sweep_only {
+        Vec::new()
+    } else {
+        event::generate(counts.w3)
+    };
+    let want = Rebuilt::expected(&w3_events);
+
+    let mut run = Runner {
+        root,
+        runs: 0,
+        started: Instant::now(),
+        quiet_us: args.quiet_disk_us,
+        waited_s: 0.0,
+        gave_up: 0,
+    };
+    let mut md = String::new();
+    md.push_str("## Machine\n\n");
+    run.settle();
+    md.push_str(&report::machine(run.root.path()));
+    md.push_str(&probe_line(run.root.path(), "before the run"));
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    md.push_str(&format!(
+        "\n## Command\n\n```sh\ncargo run --release --manifest-path benches/compare/Cargo.toml{} -- {}\n```\n\n",
+        if cfg!(feature = "tasklog") { " --features tasklog" } else { "" },
+        argv.join(" ")
+    ));
+
+    // IMPORTANT: the bulk workloads (W3/W4) run last. They write about 2 GB, which this virtual
+    // disk's host keeps flushing for tens of seconds afterwards, slowing every fsync measured in
+    // that time; run before the durable workloads they made those numbers 10-20x worse.
+    let workloads: [(&str, Option<usize>); 3] =
+        [("W1", None), ("W2 T=8", Some(8)), ("W2 T=32", Some(32))];
+    let mut durable: Vec<Vec<Outcome>> = workloads
+        .iter()
+        .map(|_| entries.iter().map(|_| Outcome::default()).collect())
+        .collect();
+    if !args.sweep_only {
+        // NOTE: repetitions are the outer loop, so a slow phase of the shared disk spoils one
+        // repetition of everything rather than every repetition of one workload; the median then
+        // drops it.
+        for rep in 0..reps {
+            run.before_rep(&format!("W1/W2 repetition {}", rep + 1));
+            for (wi, (name, threads)) in workloads.iter().enumerate() {
+                let events = if threads.is_some() {
+                    &w2_events
+                } else {
+                    &w1_events
+                };
+                for (si, e) in entries.iter().enumerate() {
+                    if durable[wi][si].error.is_some() {
+                        continue;
+                    }
+                    let r = run.durable(e, events, *threads);
+                    run.log(&format!("{name} #{}", rep + 1), e.label, &r);
+                    record(&mut durable[wi][si], r);
+                }
+            }
+        }
+    }
+
+    let sweep_reps = args.sweep_reps.max(1);
+    let mut series: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    if args.w2_sweep || args.plot.is_some() || args.sweep_only {
+        series = entries
+            .iter()
+            .map(|e| (e.label.to_string(), Vec::new()))
+            .collect();
+        let mut skip = vec![false; entries.len()];
+        let mut per_point: Vec<Vec<Vec<f64>>> =
+            vec![vec![Vec::new(); SWEEP_THREADS.len()]; entries.len()];
+        for rep in 0..sweep_reps {
+            run.before_rep(&format!("sweep repetition {}", rep + 1));
+            for (ti, t) in SWEEP_THREADS.into_iter().enumerate() {
+                for (si, e) in entries.iter().enumerate() {
+                    if skip[si] {
+                        continue;
+                    }
+                    let r = run.durable(e, &w2_events, Some(t));
+                    skip[si] = r.is_err();
+                    run.log(&format!("sweep T={t} #{}", rep + 1), e.label, &r);
+                    if let Ok(s) = r {
+                        per_point[si][ti].push(s.events_per_s);
+                    }
+                }
+            }
+        }
+        for (si, points) in per_point.into_iter().enumerate() {
+            series[si].1 = points.into_iter().map(stats::median).collect();
+        }
+    }
+
+    if !args.sweep_only {
+        let mut w3: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
+        let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
+        for rep in 0..reps {
+            run.before_rep(&format!("W3/W4 repetition {}", rep + 1));
+            for (si, e) in entries.iter().enumerate() {
+                if w3[si].error.is_some() || w4[si].error.is_some() {
+                    continue;
+                }
+                let (a, b) = run.bulk(e, &w3_events, &want);
+                run.log(&format!("W3 #{}", rep + 1), e.label, &a);
+                run.log(&format!("W4 #{}", rep + 1), e.label, &b);
+                record(&mut w3[si], a);
+                record(&mut w4[si], b);
+            }
+        }
+
+        let mut all: Vec<(String, Vec<Outcome>)> = workloads
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .zip(durable)
+            .collect();
+        all.push(("W3".into(), w3));
+        all.push(("W4".into(), w4));
+        let medians: Vec<(String, Vec<Result<Sample, String>>)> = all
+            .into_iter()
+            .map(|(name, outs)| {
+                let m = outs
+                    .into_iter()
+                    .map(|o| match o.error {
+                        Some(e) => Err(e),
+                        None => median_sample(&o.samples).ok_or_else(|| "no run".to_string()),
+                    })
+                    .collect();
+                (name, m)
+            })
+            .collect();
+        md.push_str(&results_section(&entries, &medians, &counts, reps));
+    }
+
+    if !series.is_empty() {
+        md.push_str(&sweep_section(&series, counts.w2, sweep_reps));
+        if let Some(path) = &args.plot {
+            let title = format!(
+                "W2: {} durable appends of 123 B from N writer threads",
+                report::thousands(counts.w2 as f64)
+            );
+            let drawn: Vec<_> = series
+                .iter()
+                .filter(|(_, ys)| ys.iter().any(Option::is_some))
+                .cloned()
+                .collect();
+            match plot::w2_chart(path, &title, &SWEEP_THREADS, &drawn) {
+                Ok(()) => eprintln!("wrote {}", path.display()),
+                Err(e) => {
+                    eprintln!("compare: cannot draw {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+
+    let total = run.started.elapsed().as_secs_f64();
+    md.push_str("## After the run\n\n");
+    run.settle();
+    md.push_str(&probe_line(run.root.path(), "after the run"));
+    md.push_str(&format!(
+        "- Whole run (all workloads, repetitions and sweep): {total:.1} s\n"
+    ));
+    if run.quiet_us > 0.0 {
+        md.push_str(&format!(
+            "- Waiting for a quiet disk (fdatasync p50 <= {:.0} µs) before each repetition: {:.0} s in all{}\n",
+            run.quiet_us,
+            run.waited_s,
+            if run.gave_up > 0 {
+                format!(", gave up {} times and measured a slow disk", run.gave_up)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    eprintln!("total {total:.1}s");
+    print!("{md}");
+    if let Some(out) = &args.out {
+        if let Err(e) = report::write_out(out, &md) {
+            eprintln!("compare: cannot write {}: {e}", out.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {}", out.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// One Markdown bullet with the disk's current write + fdatasync latency.
+fn probe_line(dir: &Path, when: &str) -> String {
+    match guarded(|| systems::raw::fsync_probe(dir, 300)) {
+        Ok((p50, p99)) => {
+            eprintln!("fsync probe {when}: p50 {p50:.0} µs, p99 {p99:.0} µs");
+            format!(
+                "- Disk probe {when}: 128-byte write + fdatasync on a preallocated file, 300 times: \
+                 p50 {p50:.0} µs, p99 {p99:.0} µs\n"
+            )
+        }
+        Err(e) => format!("- Disk probe {when} failed: {e}\n"),
+    }
+}
+
+fn results_section(
+    entries: &[Entry],
+    medians: &[(String, Vec<Result<Sample, String>>)],
+    c: &Counts,
+    reps: usize,
+) -> String {
+    let idx = |label: &str| entries.iter().position(|e| e.label == label);
+    let (raw_i, tl_i) = (idx(RAW_LIMIT), idx(TASKLOG_LOG));
+    let mut rows = Vec::new();
+    for (name, ms) in medians {
+        let ev = |i: Option<usize>| i.and_then(|i| ms[i].as_ref().ok()).map(|s| s.events_per_s);
+        for (si, e) in entries.iter().enumerate() {
+            rows.push(Row {
+                workload: name,
+                system: e.label,
+                result: ms[si].clone(),
+                tasklog: ev(tl_i),
+                raw: ev(raw_i),
+                reps,
+            });
+        }
+    }
+    let mut s = format!(
+        "## Results\n\nMedians of {reps} runs. W1: {} events; W2: {} events shared by T threads; W3: {} events \
+         ({} tasks); W4: replay of the W3 data (warm page cache). events/s and MiB/s count the 123-byte events \
+         (W4: events replayed per second). Latency is per append, from call to durable return. Bytes on disk: \
+         the files left after a clean close. Ratios divide events/s by that of tasklog's log layer and of the \
+         raw limit (preallocated file; group commit for W2) on the same workload: 0.50× is half as fast.\n\n",
+        report::thousands(c.w1 as f64),
+        report::thousands(c.w2 as f64),
+        report::thousands(c.w3 as f64),
+        report::thousands(c.w3.div_ceil(5) as f64),
+    );
+    s.push_str(&report::detailed_table(&rows));
+    s.push_str("\n### Summary (events/s; W4 in seconds)\n\n| system | W1 | W2 T=8 | W2 T=32 | W3 | W4 s |\n|---|---:|---:|---:|---:|---:|\n");
+    for (si, e) in entries.iter().enumerate() {
+        let cell = |wi: usize, secs: bool| match &medians[wi].1[si] {
+            Ok(m) if secs => format!("{:.3}", m.secs),
+            Ok(m) => report::thousands(m.events_per_s),
+            Err(err) if err == NOT_WIRED => "not yet wired".into(),
+            Err(_) => "error".into(),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            e.label,
+            cell(0, false),
+            cell(1, false),
+            cell(2, false),
+            cell(3, false),
+            cell(4, true)
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usize) -> String {
+    let mut s = format!(
+        "## W2 sweep\n\n{} durable events shared by N writer threads, events/s, {} per point.\n\n| system |",
+        report::thousands(events as f64),
+        if reps == 1 {
+            "one run".to_string()
+        } else {
+            format!("median of {reps} runs")
+        }
+    );
+    for t in SWEEP_THREADS {
+        s.push_str(&format!(" N={t} |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|".repeat(SWEEP_THREADS.len()));
+    s.push('\n');
+    for (label, ys) in series {
+        s.push_str(&format!("| {label} |"));
+        for y in ys {
+            s.push_str(&match y {
+                Some(v) => format!(" {} |", report::thousands(*v)),
+                None => " – |".into(),
+            });
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+    s
+}

@@ -1,0 +1,173 @@
+//! Markdown output: the machine, the detailed table, the summary and the W2 sweep.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::stats::Sample;
+
+pub fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn micros(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(us) if us < 10.0 => format!("{us:.1}"),
+        Some(us) => thousands(us),
+    }
+}
+
+pub fn bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1 << 20) as f64 {
+        format!("{:.1} MiB", b / (1 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", b / 1024.0)
+    }
+}
+
+pub fn ratio(v: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) if b > 0.0 => format!("{:.2}×", v / b),
+        _ => "–".into(),
+    }
+}
+
+/// One line of the detailed table: a workload on a system, or why it did not run.
+pub struct Row<'a> {
+    pub workload: &'a str,
+    pub system: &'a str,
+    pub result: Result<Sample, String>,
+    /// events/s of tasklog's log layer and of the raw limit on the same workload.
+    pub tasklog: Option<f64>,
+    pub raw: Option<f64>,
+    pub reps: usize,
+}
+
+pub fn detailed_table(rows: &[Row<'_>]) -> String {
+    let mut s = String::new();
+    s.push_str("| workload | system | events/s | p50 µs | p99 µs | max µs | MiB/s | time s | bytes on disk | vs tasklog log | vs raw limit | runs |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        match &r.result {
+            Ok(m) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {:.1} | {:.3} | {} | {} | {} | {} |",
+                    r.workload,
+                    r.system,
+                    thousands(m.events_per_s),
+                    micros(m.p50_us),
+                    micros(m.p99_us),
+                    micros(m.max_us),
+                    m.mib_per_s,
+                    m.secs,
+                    bytes(m.bytes_on_disk),
+                    ratio(m.events_per_s, r.tasklog),
+                    ratio(m.events_per_s, r.raw),
+                    r.reps,
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {e} | | | | | | | | | |",
+                    r.workload, r.system
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The machine the run happened on, as Markdown bullet points.
+pub fn machine(dir: &Path) -> String {
+    let run = |cmd: &str, args: &[&str]| -> String {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
+        .map(|kib| format!("{:.1} GiB", kib / (1 << 20) as f64))
+        .unwrap_or_else(|| "?".into());
+    let dir_s = dir.display().to_string();
+    let df = run("df", &["--output=source,fstype", &dir_s]);
+    let df = df
+        .lines()
+        .last()
+        .unwrap_or("?")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let kernel = run("uname", &["-r"]);
+    let rustc = run("rustc", &["--version"]);
+    let when = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    format!(
+        "- Run: {when}\n\
+         - CPU: {nproc} cores (`nproc`), {cpu}; memory {mem}\n\
+         - Filesystem of the benchmark directory (`df`): {df}\n\
+         - Kernel (`uname -r`): {kernel}\n\
+         - {rustc}; rusqlite 0.41 (bundled SQLite {}), okaywal 0.3.1\n",
+        rusqlite::version()
+    )
+}
+
+/// Writes `generated` into `path` between the markers, keeping any hand-written text around
+/// them; creates the file if it does not exist.
+pub fn write_out(path: &Path, generated: &str) -> std::io::Result<()> {
+    const BEGIN: &str = "<!-- BEGIN GENERATED by benches/compare: do not edit by hand -->";
+    const END: &str = "<!-- END GENERATED -->";
+    let block = format!("{BEGIN}\n{generated}{END}\n");
+    let text = match std::fs::read_to_string(path) {
+        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if b < e => format!(
+                "{}{}{}",
+                &old[..b],
+                block,
+                &old[e + END.len()..].trim_start_matches('\n')
+            ),
+            _ => format!("{old}\n{block}"),
+        },
+        Err(_) => format!("# tasklog compared with the raw disk, SQLite and okaywal\n\n{block}"),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, text)
+}

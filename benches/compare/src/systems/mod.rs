@@ -1,0 +1,111 @@
+//! The systems under comparison, one file each, behind one trait.
+//!
+//! Every method gets a fresh, empty directory and the events, generated before the clock starts.
+//! It opens its store (untimed), runs the timed part, closes the store (untimed) and returns the
+//! timings. `w4` gets the directory `w3` left behind and times opening it plus rebuilding, for
+//! every task, its latest state and its event count.
+
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use crate::event::Event;
+use crate::state::Rebuilt;
+
+pub mod okaywal;
+pub mod raw;
+pub mod sqlite;
+pub mod tasklog_log;
+pub mod tasklog_store;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Res<T> = Result<T, Error>;
+
+/// Returned by the tasklog adapters while tasklog's API is still being written.
+pub const NOT_WIRED: &str = "not yet wired";
+
+/// A timed run of appends.
+pub struct Timed {
+    pub elapsed: Duration,
+    /// Per-append latency in nanoseconds; empty when a workload has no per-event latency.
+    pub lat_ns: Vec<u64>,
+}
+
+/// A timed open + rebuild.
+pub struct Replayed {
+    pub elapsed: Duration,
+    pub state: Rebuilt,
+}
+
+pub trait System {
+    /// W1: one writer, each append durable before the next.
+    fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed>;
+    /// W2: `threads` writers, each append durable before it returns.
+    fn w2(&self, dir: &Path, events: &[Event], threads: usize) -> Res<Timed>;
+    /// W3: one writer, no per-event durability, one durability point at the end (timed).
+    fn w3(&self, dir: &Path, events: &[Event]) -> Res<Timed>;
+    /// W4: open what `w3` wrote in `dir` and rebuild per-task state (timed).
+    fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed>;
+}
+
+/// Runs `append` once per event on this thread, timing each call.
+pub fn sequential(events: &[Event], mut append: impl FnMut(&[u8]) -> Res<()>) -> Res<Timed> {
+    let mut lat_ns = Vec::with_capacity(events.len());
+    let start = Instant::now();
+    for ev in events {
+        let t = Instant::now();
+        append(ev)?;
+        lat_ns.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok(Timed {
+        elapsed: start.elapsed(),
+        lat_ns,
+    })
+}
+
+/// Runs `append` from `threads` threads; thread `i` appends events `i, i + threads, ...`. All
+/// threads start at a barrier; the clock runs from the first start to the last thread's end.
+pub fn concurrent<F>(events: &[Event], threads: usize, append: F) -> Res<Timed>
+where
+    F: Fn(&[u8]) -> Res<()> + Sync,
+{
+    let barrier = Barrier::new(threads);
+    type PerThread = Res<(Instant, Instant, Vec<u64>)>;
+    let results: Vec<PerThread> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (append, barrier) = (&append, &barrier);
+                s.spawn(move || -> PerThread {
+                    let mine: Vec<&Event> = events.iter().skip(i).step_by(threads).collect();
+                    let mut lat = Vec::with_capacity(mine.len());
+                    barrier.wait();
+                    let start = Instant::now();
+                    for ev in mine {
+                        let t = Instant::now();
+                        append(ev)?;
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    Ok((start, Instant::now(), lat))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread should not panic"))
+            .collect()
+    });
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    let mut lat_ns = Vec::with_capacity(events.len());
+    for r in results {
+        let (s, e, l) = r?;
+        first = Some(first.map_or(s, |f| f.min(s)));
+        last = Some(last.map_or(e, |x| x.max(e)));
+        lat_ns.extend(l);
+    }
+    let elapsed = match (first, last) {
+        (Some(f), Some(l)) => l - f,
+        _ => Duration::ZERO,
+    };
+    Ok(Timed { elapsed, lat_ns })
+}

@@ -1,0 +1,105 @@
+//! tasklog, log layer only: the same event bytes appended through `tasklog::wal::Wal`.
+//!
+//! STUB until tasklog's log is implemented: without the `tasklog` cargo feature every workload
+//! returns "not yet wired". With it, the adapter below is compiled against the contract in
+//! `src/wal/mod.rs` (whose bodies are `todo!()` today, so running it would panic; the harness
+//! catches that and reports it).
+//!
+//! W1/W2: `WalOptions::default()` (durable: `Durability::Sync`, concurrent appenders share an
+//! fdatasync). W3: `Durability::Buffered`, `append` per event, one `sync()` at the end (timed).
+//! W4: `Wal::open` + `replay(1, ..)` rebuilding per-task state (both timed).
+
+#[cfg(not(feature = "tasklog"))]
+mod adapter {
+    use std::path::Path;
+
+    use crate::event::Event;
+    use crate::systems::{NOT_WIRED, Replayed, Res, System, Timed};
+
+    pub struct TasklogLog;
+
+    impl System for TasklogLog {
+        fn w1(&self, _: &Path, _: &[Event]) -> Res<Timed> {
+            Err(NOT_WIRED.into())
+        }
+        fn w2(&self, _: &Path, _: &[Event], _: usize) -> Res<Timed> {
+            Err(NOT_WIRED.into())
+        }
+        fn w3(&self, _: &Path, _: &[Event]) -> Res<Timed> {
+            Err(NOT_WIRED.into())
+        }
+        fn w4(&self, _: &Path, _: usize) -> Res<Replayed> {
+            Err(NOT_WIRED.into())
+        }
+    }
+}
+
+#[cfg(feature = "tasklog")]
+mod adapter {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use tasklog::wal::{Durability, Wal, WalOptions};
+
+    use crate::event::Event;
+    use crate::state::Rebuilt;
+    use crate::systems::{Replayed, Res, System, Timed, concurrent, sequential};
+
+    pub struct TasklogLog;
+
+    impl System for TasklogLog {
+        fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
+            let (wal, _report) = Wal::open(dir, WalOptions::default())?;
+            let t = sequential(events, |ev| {
+                wal.append(ev)?;
+                Ok(())
+            })?;
+            wal.close()?;
+            Ok(t)
+        }
+
+        fn w2(&self, dir: &Path, events: &[Event], threads: usize) -> Res<Timed> {
+            let (wal, _report) = Wal::open(dir, WalOptions::default())?;
+            let t = concurrent(events, threads, |ev| {
+                wal.append(ev)?;
+                Ok(())
+            })?;
+            wal.close()?;
+            Ok(t)
+        }
+
+        fn w3(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
+            let options = WalOptions {
+                durability: Durability::Buffered,
+                ..Default::default()
+            };
+            let (wal, _report) = Wal::open(dir, options)?;
+            let start = Instant::now();
+            for ev in events {
+                wal.append(ev)?;
+            }
+            wal.sync()?;
+            let elapsed = start.elapsed();
+            wal.close()?;
+            Ok(Timed {
+                elapsed,
+                lat_ns: Vec::new(),
+            })
+        }
+
+        fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed> {
+            let start = Instant::now();
+            let (wal, _report) = Wal::open(dir, WalOptions::default())?;
+            let mut state = Rebuilt::with_capacity(tasks);
+            wal.replay(1, &mut |_lsn, payload| {
+                state.apply_bytes(payload);
+                Ok(())
+            })?;
+            let elapsed = start.elapsed();
+            wal.close()?;
+            Ok(Replayed { elapsed, state })
+        }
+    }
+}
+
+pub use adapter::TasklogLog;

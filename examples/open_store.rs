@@ -1,0 +1,26 @@
+//! Opens a store and prints how long it took and what the recovery report says. Useful for
+//! profiling open: `cargo run --release --example open_store -- DIR [--read-only]`.
+
+use std::time::Instant;
+
+use tasklog::store::StoreOptions;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().expect("usage: open_store DIR [--read-only]");
+    let read_only = args.any(|a| a == "--read-only");
+    let started = Instant::now();
+    let store = StoreOptions::new()
+        .read_only(read_only)
+        .open(&dir)
+        .expect("open");
+    let took = started.elapsed();
+    let r = store.recovery_report();
+    println!(
+        "opened {} tasks in {:.3} s: {} events replayed, snapshot {:?}",
+        store.len(),
+        took.as_secs_f64(),
+        r.events_replayed,
+        r.snapshot_used
+    );
+}
