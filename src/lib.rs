@@ -1,4 +1,44 @@
 //! tasklog: durable task state with a complete audit trail.
+//!
+//! Every change of a task is an event appended to a CRC-framed, segmented write-ahead log and
+//! acknowledged once an fdatasync covering it returned; opening a store rebuilds every task and
+//! its full history from the newest snapshot plus the log after it.
+//!
+//! # Quick start
+//!
+//! ```
+//! use tasklog::{NewTask, Store, TaskState};
+//!
+//! # fn main() -> tasklog::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path())?;
+//! let task = store.submit(NewTask::new("resize images").tag("batch"))?;
+//! store.start(&task.id)?;
+//! store.progress(&task.id, 40, Some("resize"), None)?;
+//! let done = store.complete(&task.id, Some(serde_json::json!({"files": 300})))?;
+//! assert_eq!(done.state, TaskState::Completed);
+//! store.close()?;
+//!
+//! // Reopening rebuilds the task and its whole history.
+//! let store = Store::open(dir.path())?;
+//! let kinds: Vec<&str> = store.history(&task.id)?.iter().map(|e| e.kind).collect();
+//! assert_eq!(kinds, ["created", "started", "progress", "completed"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layers
+//!
+//! - [`wal`]: bytes on disk — frames, segments, group commit, replay, torn-tail handling.
+//! - [`task`]: the domain — tasks, events, the state machine. Knows nothing of files.
+//! - [`store`]: open/recover, snapshots, queries, statistics, retention, subscriptions, leases.
+//! - [`runtime`]: handlers, worker pool, retries, crash recovery; uses only the store's API.
+//! - `export`: JSON/CSV out and JSON in.
+//!
+//! # Crate features
+//!
+//! - `cli` (default): the `tasklog` binary (clap, indicatif). Turn it off with
+//!   `default-features = false` when you only need the library.
 // NOTE: `deny`, not `forbid`, so that the one module that memory-maps segments can allow it
 // locally with a SAFETY comment.
 #![deny(unsafe_code)]

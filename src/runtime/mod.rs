@@ -9,6 +9,7 @@
 mod context;
 mod handler;
 mod health;
+mod observe;
 mod queue;
 mod recovery;
 mod worker;
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use context::{CancelSignal, TaskContext};
 pub use handler::{Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator};
 pub use health::RuntimeHealth;
+pub use observe::health_from_store;
 
 use crate::error::{Error, Result};
 use crate::store::{InterruptedPolicy, Store, StoreOptions};

@@ -189,8 +189,20 @@ impl Store {
             match after {
                 commit::After::Task(updated) => st.install(lsn, &event, updated, body),
                 commit::After::InPlace => {
-                    let applied = st.apply_in_place(lsn, &event, body)?;
-                    assert!(applied, "a staged in-place event must apply in place");
+                    // The batch is in the log already: if memory cannot follow, stop
+                    // accepting writes (poison) rather than diverge from the log.
+                    match st.apply_in_place(lsn, &event, body) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Err(self.poison(Error::corrupt(
+                                self.inner.dir.clone(),
+                                None,
+                                Some(lsn),
+                                "a staged event did not apply in place",
+                            )));
+                        }
+                        Err(e) => return Err(self.poison(e)),
+                    }
                 }
             }
             st.mark_applied(lsn, bytes.len());
@@ -537,11 +549,11 @@ impl Store {
             st.bytes_since_snapshot = 0;
             (image, st.applied_lsn)
         };
-        // A snapshot must never hold an event the log could still lose.
-        self.inner
-            .log
-            .wait_durable(lsn)
-            .map_err(|e| self.poison(e))?;
+        // A snapshot must never hold an event the log could still lose. `wait_durable` is not
+        // enough: in the Interval and Buffered modes an acknowledged record may not be on disk
+        // yet, and a snapshot ahead of the log would make the store refuse to open after a
+        // crash. So force an fdatasync of everything submitted, whatever the mode.
+        self.inner.log.sync().map_err(|e| self.poison(e))?;
         let storage = self.inner.options.storage.as_ref();
         let dir = recovery::snapshot_dir(&self.inner.dir);
         let path = snapshot::write(storage, &dir, lsn, &image)?;
@@ -718,18 +730,28 @@ impl Inner {
                 let _ = handle.join();
             }
         }
+        // Ends every subscription: their live feeds disconnect.
+        self.subscribers.lock().clear();
         if self.options.read_only {
             return Ok(());
         }
         let poisoned = self.poisoned.lock().is_some();
-        if !poisoned {
-            let st = self.state.write();
-            let payload = record::encode_session_closed(self.session);
-            let ticket = self.log.submit(&[&payload])?;
-            drop(st);
-            ticket.wait()?;
-        }
-        self.log.close()
+        let recorded = if poisoned {
+            Ok(())
+        } else {
+            self.record_session_closed()
+        };
+        // Release the log (and its lock) even when the last record failed.
+        let closed = self.log.close();
+        recorded.and(closed)
+    }
+
+    fn record_session_closed(&self) -> Result<()> {
+        let st = self.state.write();
+        let payload = record::encode_session_closed(self.session);
+        let ticket = self.log.submit(&[&payload])?;
+        drop(st);
+        ticket.wait().map(|_| ())
     }
 }
 

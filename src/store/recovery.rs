@@ -69,7 +69,7 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recove
     note_torn_tail(&mut report, &open_report);
     let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     check_snapshot_fits_log(&wal, &report, dir)?;
-    let from = state.applied_lsn + 1;
+    let from = state.applied_lsn.saturating_add(1);
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     state.records_since_snapshot = report.events_replayed;
     for h in state.histories.values_mut() {
@@ -112,7 +112,7 @@ fn check_snapshot_fits_log(wal: &Wal, report: &RecoveryReport, dir: &Path) -> Re
     let first = wal.first_lsn();
     let next = wal.next_lsn();
     let snap = report.snapshot_lsn;
-    if first > snap + 1 {
+    if first > snap.saturating_add(1) {
         let what = if report.snapshot_used.is_some() {
             "the newest usable snapshot"
         } else {
@@ -121,10 +121,10 @@ fn check_snapshot_fits_log(wal: &Wal, report: &RecoveryReport, dir: &Path) -> Re
         return Err(Error::corrupt(
             wal_dir(dir),
             None,
-            Some(snap + 1),
+            Some(snap.saturating_add(1)),
             format!(
                 "the log starts at LSN {first} but {what} covers only up to LSN {snap}: records {}..{first} are missing",
-                snap + 1
+                snap.saturating_add(1)
             ),
         ));
     }

@@ -29,6 +29,8 @@ use crate::wal::{OpenMode, Storage};
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TASKSNAP";
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
+/// Largest LSN accepted from a snapshot file (far beyond any real log; keeps `lsn + 1` safe).
+pub const LSN_MAX: u64 = u64::MAX / 2;
 /// Header length in bytes.
 pub const SNAPSHOT_HEADER_LEN: usize = 40;
 /// Largest snapshot body this build will read (checked before allocating).
@@ -258,6 +260,14 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
         });
     }
     let lsn = u64_at(16);
+    if lsn > LSN_MAX {
+        return Err(Error::corrupt(
+            path,
+            Some(16),
+            None,
+            format!("impossible LSN {lsn}"),
+        ));
+    }
     let body_len = u64_at(24);
     if body_len != body.len() as u64 {
         return Err(Error::corrupt(

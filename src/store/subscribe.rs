@@ -80,9 +80,12 @@ impl Subscription {
             let mut chunk = Vec::new();
             let until = self.catch_up_until;
             let mut last = self.next_catch_up.saturating_sub(1);
+            let mut stopped_early = false;
             let mut f = |lsn: u64, bytes: &[u8]| -> Result<()> {
                 if lsn > until || chunk.len() >= CATCH_UP_CHUNK {
-                    return Err(Error::Closed); // stop early; not an error for us
+                    // Stop the replay; told apart from a real `Closed` by the flag.
+                    stopped_early = true;
+                    return Err(Error::Closed);
                 }
                 last = lsn;
                 if let Record::Event(event) = record::decode(lsn, bytes)? {
@@ -91,7 +94,8 @@ impl Subscription {
                 Ok(())
             };
             match self.log.replay(self.next_catch_up, &mut f) {
-                Ok(_) | Err(Error::Closed) => {}
+                Ok(_) => {}
+                Err(Error::Closed) if stopped_early => {}
                 Err(e) => return Err(e),
             }
             if last < self.next_catch_up {

@@ -1,0 +1,86 @@
+//! The runtime's health as seen from the store alone, so that another process (`tasklog
+//! stats`) can report it: queue depth by kind and priority, running and stuck tasks, retries,
+//! success rate and run times of the tasks the runtime owns (those with a `runtime.kind`).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::META_KIND;
+use super::health::RuntimeHealth;
+use crate::error::Result;
+use crate::store::{Query, Store};
+use crate::task::{TaskState, Timestamp};
+
+/// Computes the runtime's figures from the tasks in `store`. Counters that only a live runtime
+/// knows (recoveries by strategy) come from the `interrupted` events in the histories.
+pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
+    let now = Timestamp::now();
+    let mut h = RuntimeHealth::default();
+    let mut run_ms: Vec<f64> = Vec::new();
+    let (mut succeeded, mut failed) = (0u64, 0u64);
+    for task in store.list(&Query::default())?.tasks {
+        let Some(kind) = task.metadata.get(META_KIND).and_then(Value::as_str) else {
+            continue;
+        };
+        match task.state {
+            TaskState::Pending => {
+                *h.queue_depth
+                    .entry(kind.to_string())
+                    .or_default()
+                    .entry(task.priority)
+                    .or_default() += 1;
+            }
+            TaskState::Running => {
+                h.running += 1;
+                if task.lease.as_ref().is_some_and(|l| l.expires_at < now) {
+                    h.stuck += 1;
+                }
+            }
+            TaskState::Completed => succeeded += 1,
+            TaskState::Failed => failed += 1,
+            TaskState::Cancelled => h.cancelled += 1,
+        }
+        h.retries += u64::from(task.attempt.saturating_sub(1));
+        if let (Some(s), Some(c), TaskState::Completed) =
+            (task.started_at, task.completed_at, task.state)
+        {
+            run_ms.push((c.0 - s.0) as f64);
+        }
+        if task.error_count > 0 || task.state == TaskState::Failed {
+            let mut recovered: BTreeMap<String, u64> = BTreeMap::new();
+            for e in store
+                .history(&task.id)?
+                .iter()
+                .filter(|e| e.kind == "interrupted")
+            {
+                let to = e.to.map_or("unknown", |s| s.as_str());
+                *recovered.entry(format!("interrupted_to_{to}")).or_default() += 1;
+            }
+            for (k, v) in recovered {
+                *h.recovered.entry(k).or_default() += v;
+            }
+        }
+    }
+    h.succeeded = succeeded;
+    h.failed = failed;
+    let runs = succeeded + failed;
+    h.success_rate = if runs == 0 {
+        1.0
+    } else {
+        succeeded as f64 / runs as f64
+    };
+    run_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        if run_ms.is_empty() {
+            0.0
+        } else {
+            run_ms
+                .get(((run_ms.len() - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        }
+    };
+    (h.run_ms_p50, h.run_ms_p90, h.run_ms_p99) = (pct(0.5), pct(0.9), pct(0.99));
+    Ok(h)
+}
