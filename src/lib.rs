@@ -44,6 +44,7 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod export;
 pub mod runtime;
 pub mod store;
 pub mod task;

@@ -1,0 +1,99 @@
+//! Writing a file atomically: a temporary file in the same directory, fsync, rename over the
+//! target, fsync of the directory. A crash leaves either the old file (or none) or the whole
+//! new one, never a partial file under the target's name; at worst a stray `.tmp` file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// `tasks_export_YYYYMMDD_HHMMSS.json`, from the current UTC time.
+pub fn default_file_name() -> String {
+    chrono::Utc::now()
+        .format("tasks_export_%Y%m%d_%H%M%S.json")
+        .to_string()
+}
+
+fn temp_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = format!(".{name}.{:016x}.tmp", fastrand::u64(..));
+    target.with_file_name(tmp)
+}
+
+/// Calls `write` with a temporary file next to `target`, then makes the result durable and
+/// renames it to `target`. On any error the temporary file is removed and `target` untouched.
+pub fn write_atomically<T>(target: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
+    let tmp = temp_path(target);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        let out = write(&mut file)?;
+        file.flush().map_err(|e| Error::io("write", &tmp, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, target).map_err(|e| Error::io("rename", target, e))?;
+        sync_dir(target)?;
+        Ok(out)
+    })();
+    if result.is_err() {
+        // NOTE: best effort; the error that matters is the one returned.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Fsyncs the directory holding `path`, so that the rename itself is durable.
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let handle = File::open(&dir).map_err(|e| Error::io("open directory", &dir, e))?;
+    match handle.sync_all() {
+        Ok(()) => Ok(()),
+        // Some file systems refuse to fsync a directory; the rename is then as durable as
+        // that file system makes it.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        Err(e) => Err(Error::io("fsync directory", &dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("should create a temp dir");
+        let target = dir.path().join("out.json");
+        let r: Result<()> = write_atomically(&target, |f| {
+            f.write_all(b"partial")
+                .map_err(|e| Error::io("write", "t", e))?;
+            Err(Error::Closed)
+        });
+        assert!(r.is_err());
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("should list").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_write_replaces_the_target_whole() {
+        let dir = tempfile::tempdir().expect("should create a temp dir");
+        let target = dir.path().join("out.json");
+        fs::write(&target, b"old").expect("should write");
+        write_atomically(&target, |f| {
+            f.write_all(b"new").map_err(|e| Error::io("write", "t", e))
+        })
+        .expect("should write");
+        assert_eq!(fs::read(&target).expect("should read"), b"new");
+        assert_eq!(fs::read_dir(dir.path()).expect("should list").count(), 1);
+        assert!(default_file_name().starts_with("tasks_export_"));
+    }
+}

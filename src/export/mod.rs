@@ -1,0 +1,182 @@
+//! `export`: JSON export and import, and CSV export, that never lose or half-apply anything.
+//!
+//! - [`export_json`] streams a filtered set of tasks, each with its full history, to any
+//!   [`std::io::Write`] with bounded memory; [`export_json_to_path`] does so atomically to a
+//!   file (temp file, fsync, rename, fsync of the directory).
+//! - [`export_tasks_csv`] and [`export_history_csv`] write RFC 4180 CSV with a fixed column set.
+//! - [`import_json`] reads tasklog's own export and the formats of the JSON-file schedulers it
+//!   replaces, validates the *whole* input first (reporting every problem with its JSON path),
+//!   and applies it as one atomic [`Store::batch`](crate::Store::batch).
+//!
+//! The formats, aliases, columns and guarantees are described in `docs/export.md`.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod aliases;
+mod apply;
+mod atomic_file;
+mod csv_out;
+mod json_de;
+mod json_out;
+mod parse;
+mod rebuild;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::store::Filter;
+use crate::task::{EventKind, Task, Timestamp};
+
+pub use aliases::{field_alias, state_alias};
+pub use apply::{
+    ImportMode, ImportOptions, ImportReport, OnConflict, import_json, import_json_bytes,
+};
+pub use atomic_file::{default_file_name, write_atomically};
+pub use csv_out::{HISTORY_CSV_COLUMNS, TASK_CSV_COLUMNS, export_history_csv, export_tasks_csv};
+pub use json_out::{ExportSummary, export_json, export_json_to_path};
+pub use parse::parse_import;
+
+/// The `format` value of a tasklog export.
+pub const EXPORT_FORMAT: &str = "tasklog";
+/// The export format version written by this build (and the only one it reads).
+pub const EXPORT_VERSION: u64 = 1;
+/// Longest string (value or object key) accepted anywhere in an import: 16 MiB. A longer one
+/// rejects the document. A string without escapes is measured in place and refused before it
+/// is copied; one with escapes is first unescaped by serde_json into its scratch buffer (at most
+/// the input's size), so parsing holds at most about twice the input.
+pub const IMPORT_STRING_BYTES_MAX: usize = 16 << 20;
+/// Largest import document read by [`import_json`]: 1 GiB. The parsed tree takes a few times
+/// the input's size (see `docs/export.md`), so this bounds the import's memory.
+pub const IMPORT_BYTES_MAX: u64 = 1 << 30;
+/// Longest task id accepted by an import (the store's own limit).
+pub const TASK_ID_BYTES_MAX: usize = 256;
+/// The actor recorded on the events an import writes (other than re-recorded history).
+pub const IMPORT_ACTOR: &str = "tasklog-import";
+/// The reason recorded on tasks that a replacing import removes.
+pub const REPLACED_REASON: &str = "replaced by import";
+
+/// What [`export_json`] and the CSV exports write.
+///
+/// ## Defaults
+/// - `filter`: every task ([`Filter::default`]).
+/// - `include_history`: true.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// Which tasks (the same filter as listing).
+    pub filter: Filter,
+    /// Write each task's history (its full audit trail) under `history`.
+    pub include_history: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            filter: Filter::default(),
+            include_history: true,
+        }
+    }
+}
+
+impl ExportOptions {
+    /// Every task, with history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Only tasks matching `filter`.
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+    /// Whether to include each task's history.
+    #[must_use]
+    pub fn include_history(mut self, yes: bool) -> Self {
+        self.include_history = yes;
+        self
+    }
+}
+
+/// Which document layout an import was read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SourceFormat {
+    /// tasklog's own export (`"format": "tasklog"`).
+    Tasklog,
+    /// `{"version": "1.0", "exported_at": ..., "tasks": {...}}` of the older schedulers.
+    Wrapped,
+    /// A plain object of tasks by id.
+    Map,
+    /// A JSON array of task objects.
+    Array,
+}
+
+/// A validated import document.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ParsedImport {
+    /// The layout it was read as.
+    pub format: SourceFormat,
+    /// The tasks, in document order.
+    pub tasks: Vec<ImportTask>,
+    /// The document's top-level keys other than `tasks` (empty for a map or array).
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// One task of an import.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ImportTask {
+    /// The task's fields. `version` and `last_lsn` are assigned by the destination store.
+    pub task: Task,
+    /// Its history, when the document has one (tasklog exports), ordered by LSN.
+    pub history: Option<Vec<ImportEvent>>,
+    /// Its JSON path in the document (for messages).
+    pub path: String,
+    /// The task as its history rebuilds it (when it has one).
+    pub(crate) rebuilt: Option<Task>,
+}
+
+impl ImportTask {
+    /// The task as its history rebuilds it (replayed through the store's state machine), when
+    /// it has a history. When this differs from [`ImportTask::task`] (ignoring `version` and
+    /// `last_lsn`), an import re-records the history and then writes the exported fields.
+    pub fn rebuilt(&self) -> Option<&Task> {
+        self.rebuilt.as_ref()
+    }
+}
+
+/// One event of an imported history.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ImportEvent {
+    /// Its LSN in the exporting store (orders the re-recording across tasks).
+    pub lsn: u64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Who made it.
+    pub actor: Option<String>,
+    /// What it did.
+    pub kind: EventKind,
+}
+
+/// Fuzzing entry point: parses and validates arbitrary bytes as an import document. Returns
+/// whether they were accepted. Never panics (that is what the fuzz target checks).
+#[doc(hidden)]
+pub fn fuzz_import_json(bytes: &[u8]) -> bool {
+    match parse_import(bytes, "fuzz") {
+        Ok(parsed) => {
+            // Planning against an empty store must not panic either.
+            let plan = apply::plan(
+                parsed,
+                &std::collections::HashSet::new(),
+                &ImportOptions::default(),
+                &mut |_, _| {},
+            );
+            plan.is_ok()
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,370 @@
+//! Reading an import document: a JSON tree that keeps duplicate keys (serde_json's own maps
+//! silently keep the last one) and refuses oversized strings before copying them, then
+//! recognising which of the accepted layouts the document uses.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::validate::{self, Problems};
+use super::{EXPORT_FORMAT, EXPORT_VERSION, IMPORT_STRING_BYTES_MAX, ParsedImport, SourceFormat};
+use crate::error::{Error, Result};
+
+/// A parsed JSON value whose objects keep every key in order, duplicates included.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    /// Borrowed from the input unless it had escapes.
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+impl<'a> Json<'a> {
+    /// The JSON type's name, for messages.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+
+    /// Converts to a `serde_json::Value` (a duplicate key keeps its last value; duplicates are
+    /// reported by validation before any conversion matters).
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => Value::Number(n.clone()),
+            Json::String(s) => Value::String(s.to_string()),
+            Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
+            Json::Object(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value of `key` in an object (the first one, when duplicated).
+    pub(crate) fn get(&self, key: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Object(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+fn check_len<E: de::Error>(len: usize, what: &str) -> Result<(), E> {
+    if len > IMPORT_STRING_BYTES_MAX {
+        return Err(E::custom(format!(
+            "{what} of {len} bytes is over the limit of {IMPORT_STRING_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// An object key, length-checked before it is copied (if it must be: most are borrowed).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                check_len(v.len(), "an object key")?;
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                check_len(v.len(), "an object key")?;
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        serde_json::Number::from_f64(v)
+            .map(Json::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        // NOTE: with `from_slice`, a string without escapes arrives here borrowed from the
+        // input, so an oversized one is refused without ever being copied.
+        check_len(v.len(), "a string")?;
+        Ok(Json::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
+        check_len(v.len(), "a string")?;
+        Ok(Json::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        check_len(v.len(), "a string")?;
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Json>()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key>()? {
+            let v = map.next_value::<Json>()?;
+            entries.push((k, v));
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+/// Parses bytes into a [`Json`] tree; a syntax error names its line and column.
+pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json<'_>, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let tree = Json::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
+    tree.map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "truncated JSON",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "rejected value",
+            serde_json::error::Category::Io => "read error",
+        };
+        format!("$: {what}: {e}")
+    })
+}
+
+/// Parses and validates an import document, without touching any store. On failure the error
+/// is [`Error::InvalidDocument`] listing every problem found, each with its JSON path (and line
+/// and column for syntax errors).
+pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
+    let invalid = |problems: Vec<String>| Error::InvalidDocument {
+        source_name: source_name.to_string(),
+        problems,
+    };
+    let tree = parse_tree(bytes).map_err(|p| invalid(vec![p]))?;
+    let mut problems = Problems::default();
+    let parsed = read_document(tree, &mut problems);
+    match parsed {
+        Some(p) if problems.is_empty() => {
+            tracing::debug!(source_name, tasks = p.tasks.len(), format = ?p.format, "import parsed");
+            Ok(p)
+        }
+        _ => Err(invalid(problems.into_vec())),
+    }
+}
+
+/// Recognises the layout and reads every task.
+fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
+    let entries = match tree {
+        Json::Array(items) => {
+            let tasks = validate::read_task_array(&items, "", problems);
+            return Some(ParsedImport {
+                format: SourceFormat::Array,
+                tasks,
+                metadata: BTreeMap::new(),
+            });
+        }
+        Json::Object(entries) => entries,
+        other => {
+            problems.push(
+                "$",
+                format!(
+                    "expected an object or an array of tasks, found {}",
+                    other.type_name()
+                ),
+            );
+            return None;
+        }
+    };
+    let format = layout_of(&entries);
+    if format == SourceFormat::Map {
+        let tasks = validate::read_task_map(&entries, "", problems);
+        return Some(ParsedImport {
+            format,
+            tasks,
+            metadata: BTreeMap::new(),
+        });
+    }
+    let mut metadata = BTreeMap::new();
+    let mut tasks = Vec::new();
+    let mut entries_found = 0;
+    let mut seen_tasks = false;
+    for (key, value) in &entries {
+        if key != "tasks" {
+            if metadata.insert(key.to_string(), value.to_value()).is_some() {
+                problems.push(key, "duplicate top-level key");
+            }
+            continue;
+        }
+        if std::mem::replace(&mut seen_tasks, true) {
+            problems.push("tasks", "duplicate top-level key");
+            continue;
+        }
+        entries_found = match value {
+            Json::Object(map) => map.len(),
+            Json::Array(items) => items.len(),
+            _ => 0,
+        };
+        tasks = match value {
+            Json::Object(map) => validate::read_task_map(map, "tasks", problems),
+            Json::Array(items) => validate::read_task_array(items, "tasks", problems),
+            other => {
+                problems.push(
+                    "tasks",
+                    format!("expected an object of tasks, found {}", other.type_name()),
+                );
+                Vec::new()
+            }
+        };
+    }
+    if format == SourceFormat::Tasklog {
+        check_header(&metadata, entries_found, problems);
+    }
+    Some(ParsedImport {
+        format,
+        tasks,
+        metadata,
+    })
+}
+
+/// Which layout a top-level object has. A wrapper has a `tasks` object (or array) beside
+/// scalar header fields; a plain map of tasks has only objects as values.
+fn layout_of(entries: &[(Cow<'_, str>, Json<'_>)]) -> SourceFormat {
+    let has = |key: &str| entries.iter().any(|(k, _)| k == key);
+    let format_is_ours = entries
+        .iter()
+        .any(|(k, v)| k == "format" && *v == Json::String(EXPORT_FORMAT.into()));
+    if format_is_ours {
+        return SourceFormat::Tasklog;
+    }
+    let tasks_is_container = entries
+        .iter()
+        .any(|(k, v)| k == "tasks" && matches!(v, Json::Object(_) | Json::Array(_)));
+    let has_scalar = entries.iter().any(|(_, v)| !matches!(v, Json::Object(_)));
+    if tasks_is_container && (entries.len() == 1 || has_scalar || has("version")) {
+        SourceFormat::Wrapped
+    } else {
+        SourceFormat::Map
+    }
+}
+
+/// Checks tasklog's own header: the version, and that `task_count` matches (which catches a
+/// document cut short or edited by hand).
+fn check_header(metadata: &BTreeMap<String, Value>, found: usize, problems: &mut Problems) {
+    match metadata.get("version").and_then(Value::as_u64) {
+        Some(EXPORT_VERSION) => {}
+        Some(v) => problems.push(
+            "version",
+            format!("unsupported export version {v} (this build reads version {EXPORT_VERSION})"),
+        ),
+        None => problems.push("version", "missing or not a whole number"),
+    }
+    match metadata.get("task_count").map(Value::as_u64) {
+        None => {}
+        Some(Some(n)) if n == found as u64 => {}
+        Some(Some(n)) => problems.push(
+            "task_count",
+            format!("says {n} tasks but the document holds {found}"),
+        ),
+        Some(None) => problems.push("task_count", "not a whole number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_kept() {
+        let tree = parse_tree(br#"{"a": 1, "a": 2}"#).expect("should parse");
+        assert_eq!(
+            tree,
+            Json::Object(vec![
+                ("a".into(), Json::Number(1.into())),
+                ("a".into(), Json::Number(2.into()))
+            ])
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = parse_tree(b"{\n  \"a\": [1, 2\n").expect_err("should fail");
+        assert!(err.contains("truncated JSON"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let err = parse_tree(b"{\"a\": tru}").expect_err("should fail");
+        assert!(
+            err.contains("invalid JSON") && err.contains("column"),
+            "{err}"
+        );
+        assert!(parse_tree(b"{} x").is_err());
+    }
+
+    #[test]
+    fn layouts_are_recognised() {
+        let layout = |text: &str| match parse_tree(text.as_bytes()) {
+            Ok(Json::Object(e)) => layout_of(&e),
+            _ => SourceFormat::Array,
+        };
+        assert_eq!(
+            layout(r#"{"format":"tasklog","tasks":{}}"#),
+            SourceFormat::Tasklog
+        );
+        assert_eq!(
+            layout(r#"{"version":"1.0","tasks":{}}"#),
+            SourceFormat::Wrapped
+        );
+        assert_eq!(layout(r#"{"tasks":[]}"#), SourceFormat::Wrapped);
+        assert_eq!(layout(r#"{"t1":{"title":"x"}}"#), SourceFormat::Map);
+        assert_eq!(
+            layout(r#"{"tasks":{"title":"x"},"t2":{}}"#),
+            SourceFormat::Map
+        );
+        assert_eq!(layout("{}"), SourceFormat::Map);
+    }
+}

@@ -1,0 +1,497 @@
+//! Validating imported tasks: every field is read with its type and range checked, aliases are
+//! resolved, unknown fields go into metadata, and every problem is recorded with its JSON path
+//! so that a bad document is rejected as a whole, with all of its problems listed at once.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::parse::Json;
+use super::{ImportTask, TASK_ID_BYTES_MAX, aliases, rebuild};
+use crate::task::{Progress, Task, TaskState, Timestamp};
+
+/// Most problems listed for one document; the rest are counted.
+pub(crate) const PROBLEMS_MAX: usize = 1_000;
+
+/// The problems found in a document, each `path: message`.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    list: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    /// Records a problem at a JSON path.
+    pub(crate) fn push(&mut self, path: &str, message: impl Display) {
+        if self.list.len() < PROBLEMS_MAX {
+            let path = if path.is_empty() { "$" } else { path };
+            self.list.push(format!("{path}: {message}"));
+        } else {
+            self.more += 1;
+        }
+    }
+    /// True when nothing is wrong.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    /// The list, with a last line counting problems left out.
+    pub(crate) fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list
+                .push(format!("... and {} more problem(s)", self.more));
+        }
+        self.list
+    }
+}
+
+/// `prefix["key"]`, with the key quoted as a JSON string.
+pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    let quoted = serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"));
+    format!("{prefix}[{quoted}]")
+}
+
+/// Reads an object of tasks keyed by id, reporting duplicate ids.
+pub(crate) fn read_task_map(
+    entries: &[(Cow<'_, str>, Json<'_>)],
+    prefix: &str,
+    problems: &mut Problems,
+) -> Vec<ImportTask> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+    let mut tasks = Vec::with_capacity(entries.len());
+    for (n, (id, value)) in entries.iter().enumerate() {
+        let path = key_path(prefix, id);
+        if let Some(first) = seen.insert(&**id, n) {
+            problems.push(
+                &path,
+                format!(
+                    "duplicate task id (entries {} and {} of the object)",
+                    first + 1,
+                    n + 1
+                ),
+            );
+            continue;
+        }
+        match value {
+            Json::Object(fields) => {
+                if let Some(t) = read_task(&path, Some(id), fields, problems) {
+                    tasks.push(t);
+                }
+            }
+            other => problems.push(
+                &path,
+                format!("expected a task object, found {}", other.type_name()),
+            ),
+        }
+    }
+    tasks
+}
+
+/// Reads an array of task objects (ids from their `id` field, or generated).
+pub(crate) fn read_task_array(
+    items: &[Json],
+    prefix: &str,
+    problems: &mut Problems,
+) -> Vec<ImportTask> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    let mut tasks = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{prefix}[{i}]");
+        let Json::Object(fields) = item else {
+            problems.push(
+                &path,
+                format!("expected a task object, found {}", item.type_name()),
+            );
+            continue;
+        };
+        let Some(task) = read_task(&path, None, fields, problems) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(task.task.id.clone(), i) {
+            problems.push(
+                &format!("{path}.id"),
+                format!(
+                    "duplicate task id {:?} (also at {prefix}[{first}])",
+                    task.task.id
+                ),
+            );
+            continue;
+        }
+        tasks.push(task);
+    }
+    tasks
+}
+
+/// The task fields tasklog knows (after alias resolution).
+const KNOWN_FIELDS: [&str; 25] = [
+    "id",
+    "title",
+    "description",
+    "role",
+    "state",
+    "progress",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "completed_at",
+    "provider",
+    "model",
+    "tags",
+    "metadata",
+    "result",
+    "last_error",
+    "error_count",
+    "attempt",
+    "priority",
+    "checkpoint",
+    "outputs",
+    "lease",
+    "version",
+    "last_lsn",
+    "history",
+];
+
+/// A task object's fields by canonical name, each with the name it was given under.
+struct Fields<'a> {
+    path: &'a str,
+    known: HashMap<&'static str, (&'a str, &'a Json<'a>)>,
+    problems: &'a mut Problems,
+}
+
+impl<'a> Fields<'a> {
+    fn field_path(&self, name: &str) -> String {
+        format!("{}.{name}", self.path)
+    }
+    fn problem(&mut self, name: &str, message: impl Display) {
+        let p = self.field_path(name);
+        self.problems.push(&p, message);
+    }
+    /// The value of a field, `None` when absent or null.
+    fn get(&self, canonical: &str) -> Option<(&'a str, &'a Json<'a>)> {
+        self.known
+            .get(canonical)
+            .copied()
+            .filter(|(_, v)| !matches!(v, Json::Null))
+    }
+    fn string(&mut self, canonical: &str) -> Option<String> {
+        let (name, v) = self.get(canonical)?;
+        match v {
+            Json::String(s) => Some(s.to_string()),
+            other => {
+                self.problem(
+                    name,
+                    format!("expected a string, found {}", other.type_name()),
+                );
+                None
+            }
+        }
+    }
+    fn uint(&mut self, canonical: &str, max: u64) -> Option<u64> {
+        let (name, v) = self.get(canonical)?;
+        match v {
+            Json::Number(n) => match n.as_u64() {
+                Some(x) if x <= max => Some(x),
+                _ => {
+                    self.problem(
+                        name,
+                        format!("expected a whole number from 0 to {max}, found {n}"),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.problem(
+                    name,
+                    format!("expected a number, found {}", other.type_name()),
+                );
+                None
+            }
+        }
+    }
+    fn time(&mut self, canonical: &str) -> Option<Timestamp> {
+        let (name, v) = self.get(canonical)?;
+        match read_time(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(name, e);
+                None
+            }
+        }
+    }
+    fn serde<T: DeserializeOwned>(&mut self, canonical: &str) -> Option<T> {
+        let (name, v) = self.get(canonical)?;
+        match super::json_de::from_json::<T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(name, e);
+                None
+            }
+        }
+    }
+}
+
+/// A time: RFC 3339, a date, naive ISO (Python's `isoformat()`, read as UTC), or epoch seconds.
+pub(crate) fn read_time(v: &Json) -> Result<Timestamp, String> {
+    match v {
+        Json::String(s) => Timestamp::parse(s),
+        Json::Number(n) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs.abs() < 1e12 => {
+                Ok(Timestamp((secs * 1000.0).round() as i64))
+            }
+            _ => Err(format!("{n} is not a time in epoch seconds")),
+        },
+        other => Err(format!("expected a time, found {}", other.type_name())),
+    }
+}
+
+/// Checks a task id the way the store does: non-empty, at most 256 bytes, no control characters.
+pub(crate) fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("the task id is empty".into())
+    } else if id.len() > TASK_ID_BYTES_MAX {
+        Some(format!(
+            "the task id is longer than {TASK_ID_BYTES_MAX} bytes"
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("the task id contains control characters".into())
+    } else {
+        None
+    }
+}
+
+/// A task object's fields split into known ones (by canonical name) and unknown ones, with
+/// duplicates reported.
+type Indexed<'a> = (
+    HashMap<&'static str, (&'a str, &'a Json<'a>)>,
+    Vec<(&'a str, &'a Json<'a>)>,
+);
+
+fn index_fields<'a>(
+    path: &str,
+    entries: &'a [(Cow<'a, str>, Json<'a>)],
+    problems: &mut Problems,
+) -> Indexed<'a> {
+    let mut known: HashMap<&'static str, (&str, &Json)> = HashMap::new();
+    let mut extras: Vec<(&str, &Json)> = Vec::new();
+    for (name, value) in entries {
+        let canonical = aliases::field_alias(name).unwrap_or(&**name);
+        match KNOWN_FIELDS.iter().find(|k| **k == canonical) {
+            Some(k) => {
+                if let Some((other, _)) = known.insert(k, (&**name, value)) {
+                    let also = if other == name {
+                        String::new()
+                    } else {
+                        format!(" (also given as {other:?})")
+                    };
+                    problems.push(&format!("{path}.{name}"), format!("duplicate field{also}"));
+                }
+            }
+            None if extras.iter().any(|(n, _)| n == name) => {
+                problems.push(&format!("{path}.{name}"), "duplicate field");
+            }
+            None => extras.push((&**name, value)),
+        }
+    }
+    (known, extras)
+}
+
+fn read_title(f: &mut Fields<'_>) -> Option<String> {
+    let title = f.string("title");
+    match (&title, f.get("title")) {
+        (None, None) => f.problem("title", "missing (a task needs a title)"),
+        (Some(t), Some((name, _))) if t.trim().is_empty() => f.problem(name, "is empty"),
+        _ => {}
+    }
+    title
+}
+
+/// Reads one task object. Returns `None` when it has problems (all of which are recorded).
+pub(crate) fn read_task(
+    path: &str,
+    key_id: Option<&str>,
+    entries: &[(Cow<'_, str>, Json<'_>)],
+    problems: &mut Problems,
+) -> Option<ImportTask> {
+    let before = problems.list.len() + problems.more;
+    let (known, extras) = index_fields(path, entries, problems);
+    let mut f = Fields {
+        path,
+        known,
+        problems,
+    };
+    let id = read_id(&mut f, key_id);
+    let title = read_title(&mut f);
+    let state = read_state(&mut f);
+    let progress = read_progress(&mut f);
+    let created_at = f.time("created_at");
+    let updated_at = f.time("updated_at");
+    let metadata = read_metadata(&mut f, &extras);
+    let tags: Vec<String> = f.serde("tags").unwrap_or_default();
+    let checkpoint = f.serde::<crate::task::Checkpoint>("checkpoint");
+    if checkpoint.as_ref().is_some_and(|c| c.progress > 100) {
+        f.problem("checkpoint", "progress is above 100");
+    }
+    let now = Timestamp::now();
+    let created_at = created_at.unwrap_or(now);
+    let task = Task {
+        id: id.clone().unwrap_or_default(),
+        title: title.unwrap_or_default(),
+        description: f.string("description").unwrap_or_default(),
+        role: f.string("role"),
+        state: state.unwrap_or(TaskState::Pending),
+        progress,
+        created_at,
+        updated_at: updated_at.unwrap_or(created_at),
+        started_at: f.time("started_at"),
+        completed_at: f.time("completed_at"),
+        provider: f.string("provider"),
+        model: f.string("model"),
+        tags,
+        metadata,
+        result: f.get("result").map(|(_, v)| v.to_value()),
+        last_error: f.string("last_error"),
+        error_count: f.uint("error_count", u32::MAX.into()).unwrap_or(0) as u32,
+        attempt: f.uint("attempt", u32::MAX.into()).unwrap_or(1) as u32,
+        priority: f.uint("priority", 10).unwrap_or(0) as u8,
+        checkpoint,
+        outputs: f.serde("outputs").unwrap_or_default(),
+        lease: f.serde("lease"),
+        session: 0,
+        version: 0,
+        last_lsn: 0,
+    };
+    // `version` and `last_lsn` are assigned by the destination store; only their type is checked.
+    f.uint("version", u64::MAX);
+    f.uint("last_lsn", u64::MAX);
+    let history = f.get("history");
+    let Fields { problems, .. } = f;
+    let (history, rebuilt) = match (history, id.as_deref()) {
+        (Some((name, v)), Some(id)) => {
+            rebuild::read_history(&format!("{path}.{name}"), id, v, problems)
+        }
+        _ => (None, None),
+    };
+    if problems.list.len() + problems.more > before {
+        return None;
+    }
+    Some(ImportTask {
+        task,
+        history,
+        path: path.to_string(),
+        rebuilt,
+    })
+}
+
+fn read_id(f: &mut Fields<'_>, key_id: Option<&str>) -> Option<String> {
+    let given = match f.get("id") {
+        None => None,
+        Some((_, Json::String(s))) => Some(s.to_string()),
+        Some((_, Json::Number(n))) => Some(n.to_string()),
+        Some((name, other)) => {
+            f.problem(
+                name,
+                format!("expected a string, found {}", other.type_name()),
+            );
+            return None;
+        }
+    };
+    let id = match (key_id, given) {
+        (Some(key), Some(given)) if key != given => {
+            f.problem(
+                "id",
+                format!("{given:?} differs from the key {key:?} the task is filed under"),
+            );
+            return None;
+        }
+        (Some(key), _) => key.to_string(),
+        (None, Some(given)) => given,
+        (None, None) => uuid::Uuid::now_v7().to_string(),
+    };
+    if let Some(p) = id_problem(&id) {
+        f.problem("id", p);
+        return None;
+    }
+    Some(id)
+}
+
+fn read_state(f: &mut Fields<'_>) -> Option<TaskState> {
+    let Some((name, v)) = f.get("state") else {
+        f.problem("state", "missing (a task needs a state)");
+        return None;
+    };
+    match v {
+        Json::String(s) => {
+            let state = aliases::state_alias(s);
+            if state.is_none() {
+                f.problem(name, format!("unknown state {s:?}"));
+            }
+            state
+        }
+        other => {
+            f.problem(
+                name,
+                format!("expected a state name, found {}", other.type_name()),
+            );
+            None
+        }
+    }
+}
+
+fn read_progress(f: &mut Fields<'_>) -> Progress {
+    match f.get("progress") {
+        None => Progress::default(),
+        Some((name, Json::Number(n))) => match n.as_f64() {
+            Some(p) if (0.0..=100.0).contains(&p) => Progress {
+                percent: p.round() as u8,
+                ..Progress::default()
+            },
+            _ => {
+                f.problem(name, format!("{n} is not a percentage from 0 to 100"));
+                Progress::default()
+            }
+        },
+        Some(_) => {
+            let p: Progress = f.serde("progress").unwrap_or_default();
+            if p.percent > 100 {
+                f.problem("progress", format!("percent {} is above 100", p.percent));
+            }
+            p
+        }
+    }
+}
+
+fn read_metadata(f: &mut Fields<'_>, extras: &[(&str, &Json)]) -> BTreeMap<String, Value> {
+    let mut metadata = match f.get("metadata") {
+        None => BTreeMap::new(),
+        Some((_, Json::Object(entries))) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in entries {
+                if m.insert(k.to_string(), v.to_value()).is_some() {
+                    f.problem(&format!("metadata.{k}"), "duplicate key");
+                }
+            }
+            m
+        }
+        Some((name, other)) => {
+            f.problem(
+                name,
+                format!("expected an object, found {}", other.type_name()),
+            );
+            BTreeMap::new()
+        }
+    };
+    // Unknown fields are kept, as metadata, rather than dropped.
+    for (name, value) in extras {
+        if metadata.contains_key(*name) {
+            f.problem(
+                name,
+                "an unknown field is kept as metadata, but metadata already has this key",
+            );
+            continue;
+        }
+        metadata.insert((*name).to_string(), value.to_value());
+    }
+    metadata
+}

@@ -1,0 +1,177 @@
+//! A crash in the middle of a large import leaves the store as if the import never started,
+//! or wholly done: never part of it.
+//!
+//! Method: the test binary spawns itself as a child process (the `#[ignore]`d entry
+//! `crash_child_imports` runs only when `TASKLOG_EXPORT_CRASH_DIR` is set) which opens a store
+//! holding a few tasks and imports a 5,000-task document with histories. A first run goes to
+//! completion to measure how long the import takes. Then, for several cycles, the parent
+//! SIGKILLs the child at a random moment within that time (more of them near its end, where
+//! the batch is written, and one after it), reopens the store and checks that
+//! either none or all of the imported tasks are there (with intact histories in the latter
+//! case), and that the tasks that were there before are untouched.
+
+#[path = "export_support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tasklog::export::{ImportOptions, import_json};
+use tasklog::{NewTask, Store};
+
+const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
+const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
+const IMPORTED: usize = 5_000;
+const EVENTS_PER_TASK: usize = 3;
+const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
+
+/// The child: opens the store, says so on stdout, imports, says so again.
+#[test]
+#[ignore = "run by export_crash's parent test as a child process"]
+fn crash_child_imports() {
+    let (Some(dir), Some(doc)) = (std::env::var_os(DIR_VAR), std::env::var_os(DOC_VAR)) else {
+        return;
+    };
+    let store = Store::open(&dir).expect("child: open");
+    let bytes = std::fs::read(&doc).expect("child: read the document");
+    println!("CHILD-READY");
+    let report = import_json(
+        &store,
+        bytes.as_slice(),
+        "crash.json",
+        &ImportOptions::new(),
+        |_, _| {},
+    )
+    .expect("child: import");
+    assert_eq!(report.imported as usize, IMPORTED);
+    println!("CHILD-DONE");
+}
+
+/// Builds the document once, from a store filled with `IMPORTED` tasks.
+fn make_document(path: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("open the source store");
+    support::bulk_store(&store, IMPORTED, EVENTS_PER_TASK);
+    let doc = support::export_string(&store, true);
+    std::fs::write(path, doc).expect("write the document");
+}
+
+fn fresh_store(dir: &Path) {
+    let store = Store::open(dir).expect("open");
+    for id in BEFORE {
+        store
+            .submit(NewTask::new(format!("before {id}")).id(id))
+            .expect("submit");
+    }
+    store.close().expect("close");
+}
+
+/// Runs the child; kills it after `kill_after` (if given). Returns (elapsed since ready, done).
+fn run_child(dir: &Path, doc: &Path, kill_after: Option<Duration>) -> (Duration, bool) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "crash_child_imports",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR_VAR, dir)
+        .env(DOC_VAR, doc)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("CHILD-READY") => break,
+            Some(_) => {}
+            None => panic!("the child ended before it was ready"),
+        }
+    }
+    let ready = Instant::now();
+    if let Some(delay) = kill_after {
+        std::thread::sleep(delay);
+        // SIGKILL: no destructor, no flush, no clean close.
+        let _ = child.kill();
+    }
+    let done = lines.any(|l| l.is_ok_and(|l| l.contains("CHILD-DONE")));
+    let status = child.wait().expect("wait for the child");
+    if kill_after.is_none() {
+        assert!(
+            status.success() && done,
+            "the uninterrupted child failed: {status}"
+        );
+    }
+    (ready.elapsed(), done)
+}
+
+/// Reopens the store and checks all-or-nothing. Returns whether the import is there.
+fn check_all_or_nothing(dir: &Path) -> bool {
+    let store = Store::open(dir).expect("reopen after the crash");
+    for id in BEFORE {
+        let t = store
+            .get(id)
+            .expect("the tasks that were there before stay");
+        assert_eq!(t.title, format!("before {id}"));
+        assert_eq!(store.history(id).expect("history").len(), 1);
+    }
+    let imported = store.len() - BEFORE.len();
+    assert!(
+        imported == 0 || imported == IMPORTED,
+        "a partial import survived the crash: {imported} of {IMPORTED} tasks"
+    );
+    if imported == IMPORTED {
+        for i in [0, IMPORTED / 2, IMPORTED - 1] {
+            let id = format!("t{i:06}");
+            assert_eq!(
+                store.history(&id).expect("history").len(),
+                EVENTS_PER_TASK,
+                "{id}"
+            );
+        }
+    }
+    imported == IMPORTED
+}
+
+#[test]
+fn killing_an_import_midway_leaves_all_or_nothing() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let doc = work.path().join("import.json");
+    make_document(&doc);
+
+    let dir = work.path().join("calibrate");
+    fresh_store(&dir);
+    let (full, _) = run_child(&dir, &doc, None);
+    assert!(
+        check_all_or_nothing(&dir),
+        "the uninterrupted import is complete"
+    );
+
+    let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
+    let mut outcomes = Vec::new();
+    // Random moments over the whole import, more near its end (where the batch is written),
+    // and one after it (the import must then be whole).
+    let mut fractions: Vec<f64> = (0..5).map(|_| 0.05 + 0.95 * rng.f64()).collect();
+    fractions.extend((0..2).map(|_| 0.85 + 0.15 * rng.f64()));
+    fractions.push(1.3);
+    for (cycle, fraction) in fractions.into_iter().enumerate() {
+        let dir = work.path().join(format!("cycle-{cycle}"));
+        fresh_store(&dir);
+        let delay = full.mul_f64(fraction);
+        let (_, finished) = run_child(&dir, &doc, Some(delay));
+        let present = check_all_or_nothing(&dir);
+        if finished {
+            assert!(
+                present,
+                "the child reported success, so the import must be durable"
+            );
+        }
+        outcomes.push((delay, present));
+    }
+    eprintln!("import takes {full:?}; (kill delay, import present): {outcomes:?}");
+}
