@@ -1,137 +1,132 @@
-//! `export` and `import`.
-//!
-//! TODO(export merge): until branch `export` is merged these use a minimal placeholder format
-//! written here; they are replaced by `tasklog::export` after the merge.
+//! `export` and `import`, through `tasklog::export`: exports are written atomically (temp file,
+//! fsync, rename) with a progress bar; imports are validated whole and applied as one atomic
+//! batch.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
 use tasklog::Store;
-use tasklog::store::Query;
+use tasklog::export::{
+    self, ExportOptions, ExportSummary, ImportMode as LibMode, ImportOptions,
+    OnConflict as LibConflict,
+};
 
-use super::Ctx;
 use super::read::filter_of;
-use crate::args::{ExportArgs, ExportFormat, ImportArgs};
-use crate::exit::{Exit, OPERATION};
+use super::{Ctx, close};
+use crate::args::{ExportArgs, ExportFormat, ImportArgs, ImportMode, OnConflict};
+use crate::output::bytes;
 
-/// The default export file name: `tasks_export_YYYYMMDD_HHMMSS.<ext>`.
+/// The default export file name: `tasks_export_YYYYMMDD_HHMMSS.json` (`.csv` for CSV).
 pub fn default_export_name(format: ExportFormat) -> PathBuf {
-    let ext = match format {
-        ExportFormat::Json => "json",
-        ExportFormat::Csv => "csv",
-    };
-    let now = chrono::Utc::now().format("%Y%m%d_%H%M%S");
-    PathBuf::from(format!("tasks_export_{now}.{ext}"))
+    let name = export::default_file_name();
+    match format {
+        ExportFormat::Json => PathBuf::from(name),
+        ExportFormat::Csv => PathBuf::from(name).with_extension("csv"),
+    }
 }
 
 /// `export [--out FILE] [--format json|csv] [--no-history] [filters]`.
 pub fn export(ctx: &Ctx, out: &mut dyn Write, a: &ExportArgs) -> anyhow::Result<()> {
     let store = ctx.open_read()?;
+    let filter = filter_of(&a.filter);
+    let total = store.count(&filter)? as u64;
+    let options = ExportOptions::new()
+        .filter(filter)
+        .include_history(!a.no_history);
+    let bar = ctx.ui.bar(total, "export");
+    let progress = |done: u64, _total: u64| bar.set_position(done);
+    let run = |w: &mut dyn Write| -> tasklog::Result<ExportSummary> {
+        match a.format {
+            ExportFormat::Json => export::export_json(&store, &options, w, progress),
+            ExportFormat::Csv => export::export_tasks_csv(&store, &options, w, progress),
+        }
+    };
     let target = a
         .out
         .clone()
         .unwrap_or_else(|| default_export_name(a.format));
-    let query = Query {
-        filter: filter_of(&a.filter),
-        ..Query::default()
-    };
     if target.as_os_str() == "-" {
-        let n = write_export(&store, &query, a.format, !a.no_history, out)?;
-        ctx.ui.note(format!("exported {n} task(s) to stdout"));
+        let mut stdout = std::io::stdout().lock();
+        let summary = run(&mut stdout)?;
+        stdout.flush()?;
+        bar.finish_and_clear();
+        ctx.ui.note(format!(
+            "exported {} task(s), {} event(s) to stdout",
+            summary.tasks, summary.events
+        ));
         return Ok(());
     }
-    let file = File::create(&target)
-        .with_context(|| format!("cannot create the export file {}", target.display()))?;
-    let mut w = BufWriter::new(file);
-    let n = write_export(&store, &query, a.format, !a.no_history, &mut w)?;
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", target.display()))?;
-    writeln!(out, "exported {n} task(s) to {}", target.display())?;
+    let summary = export::write_atomically(&target, |file| run(file))
+        .with_context(|| format!("exporting to {}", target.display()))?;
+    bar.finish_and_clear();
+    writeln!(
+        out,
+        "exported {} task(s), {} event(s), {} to {}",
+        summary.tasks,
+        summary.events,
+        bytes(summary.bytes),
+        target.display()
+    )?;
     Ok(())
-}
-
-/// Writes the export; returns the number of tasks.
-pub fn write_export(
-    store: &Store,
-    query: &Query,
-    format: ExportFormat,
-    history: bool,
-    w: &mut dyn Write,
-) -> anyhow::Result<usize> {
-    let tasks = store.list(query)?.tasks;
-    match format {
-        ExportFormat::Json => {
-            let mut items = Vec::with_capacity(tasks.len());
-            for t in &tasks {
-                let mut v = serde_json::to_value(t)?;
-                if history && let Value::Object(m) = &mut v {
-                    m.insert(
-                        "history".into(),
-                        serde_json::to_value(store.history(&t.id)?)?,
-                    );
-                }
-                items.push(v);
-            }
-            let doc = json!({ "format": "tasklog-export-placeholder", "tasks": items });
-            serde_json::to_writer_pretty(&mut *w, &doc)?;
-            writeln!(w)?;
-        }
-        ExportFormat::Csv => {
-            writeln!(w, "id,title,state,role,provider,model,attempt,created_at")?;
-            for t in &tasks {
-                let cells = [
-                    t.id.clone(),
-                    t.title.clone(),
-                    t.state.to_string(),
-                    t.role.clone().unwrap_or_default(),
-                    t.provider.clone().unwrap_or_default(),
-                    t.model.clone().unwrap_or_default(),
-                    t.attempt.to_string(),
-                    t.created_at.to_rfc3339(),
-                ];
-                let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-                writeln!(w, "{}", row.join(","))?;
-            }
-        }
-    }
-    w.flush()?;
-    Ok(tasks.len())
-}
-
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// `import FILE [--mode] [--on-conflict] [--dry-run]`.
-pub fn import(_ctx: &Ctx, _out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<()> {
-    let _ = Path::new(&a.file);
-    Err(Exit::new(
-        OPERATION,
-        "import is not available in this build yet (it needs the export module)",
-    )
-    .into())
 }
 
 /// Exports every task with its history to a JSON file in `dir`; returns the file and the
 /// number of tasks.
 pub fn export_to_path(store: &Store, dir: &Path) -> anyhow::Result<(PathBuf, u64)> {
-    let path = dir.join(default_export_name(ExportFormat::Json));
-    let file = File::create(&path)
-        .with_context(|| format!("cannot create the export file {}", path.display()))?;
-    let mut w = BufWriter::new(file);
-    let n = write_export(store, &Query::default(), ExportFormat::Json, true, &mut w)?;
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok((path, n as u64))
+    let (path, summary) = export::export_json_to_path(store, &ExportOptions::new(), Some(dir))?;
+    Ok((path, summary.tasks))
+}
+
+/// `import FILE [--mode merge|replace] [--on-conflict skip|overwrite|fail] [--dry-run]`.
+pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<()> {
+    let (input, name): (Box<dyn Read>, String) = if a.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), "stdin".into())
+    } else {
+        let f = File::open(&a.file)
+            .with_context(|| format!("cannot open the import file {}", a.file.display()))?;
+        (Box::new(f), a.file.display().to_string())
+    };
+    let options = ImportOptions::new()
+        .mode(match a.mode {
+            ImportMode::Merge => LibMode::Merge,
+            ImportMode::Replace => LibMode::Replace,
+        })
+        .on_conflict(match a.on_conflict {
+            OnConflict::Skip => LibConflict::Skip,
+            OnConflict::Overwrite => LibConflict::Overwrite,
+            OnConflict::Fail => LibConflict::Fail,
+        })
+        .dry_run(a.dry_run);
+    let store = ctx.open_write()?;
+    let bar = ctx.ui.bar(0, "import");
+    let result = export::import_json(&store, input, &name, &options, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    close(store)?;
+    let r = result?;
+    let verb = if r.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    writeln!(
+        out,
+        "{verb} {} new task(s) from {name}: {} overwritten, {} skipped, {} removed, {} history event(s) re-recorded",
+        r.imported, r.overwritten, r.skipped, r.removed, r.events_replayed
+    )?;
+    if !r.skipped_ids.is_empty() {
+        writeln!(
+            out,
+            "skipped (already in the store): {}",
+            r.skipped_ids.join(", ")
+        )?;
+    }
+    if r.dry_run {
+        writeln!(out, "dry run: nothing was written")?;
+    }
+    Ok(())
 }
