@@ -119,3 +119,44 @@ fn compaction_under_a_subscriber_is_never_a_silent_gap() {
         }
     }
 }
+
+/// Fencing: a worker that lost its claim (the task was requeued and claimed again by the same
+/// owner for the same attempt) must not complete the new claim's work.
+#[test]
+fn a_stale_claim_by_the_same_owner_is_fenced_out() {
+    use tasklog::store::{Change, Mutation};
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreOptions::new().open(dir.path()).unwrap();
+    store.submit(NewTask::new("x").id("x")).unwrap();
+    let first = store.claim("x", "w1", 60_000).unwrap();
+    let old_claim = first.lease.as_ref().unwrap().claim_lsn;
+    store.requeue("x", Some("handed back")).unwrap();
+    let second = store.claim("x", "w1", 60_000).unwrap();
+    assert_eq!(first.attempt, second.attempt);
+    let new_claim = second.lease.as_ref().unwrap().claim_lsn;
+    assert_ne!(old_claim, new_claim);
+    let lsn = store.last_lsn();
+    let stale = Mutation::new("x", Change::Complete { result: None }).fenced_claim(
+        "w1",
+        first.attempt,
+        old_claim,
+    );
+    assert!(matches!(
+        store.apply(stale),
+        Err(tasklog::Error::LeaseMismatch { .. })
+    ));
+    assert_eq!(store.last_lsn(), lsn, "nothing written");
+    // The claim survives a heartbeat, a snapshot and a reopen.
+    store.heartbeat("x", "w1", 60_000).unwrap();
+    store.snapshot().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = StoreOptions::new().open(dir.path()).unwrap();
+    assert_eq!(store.get("x").unwrap().lease.unwrap().claim_lsn, new_claim);
+    let current = Mutation::new("x", Change::Complete { result: None }).fenced_claim(
+        "w1",
+        first.attempt,
+        new_claim,
+    );
+    store.apply(current).unwrap();
+}

@@ -60,6 +60,13 @@ impl TaskContext {
     pub fn task(&self) -> &Task {
         &self.task
     }
+    /// The claim this run holds (the LSN of its `started` event).
+    pub(crate) fn claim_lsn(&self) -> u64 {
+        self.task
+            .lease
+            .as_ref()
+            .map_or(self.task.last_lsn, |l| l.claim_lsn)
+    }
     /// The task id.
     pub fn id(&self) -> &str {
         &self.task.id
@@ -114,7 +121,7 @@ impl TaskContext {
 
     fn write(&self, change: Change) -> Result<()> {
         let m = Mutation::new(self.task.id.clone(), change)
-            .fenced(self.owner.clone(), self.task.attempt)
+            .fenced_claim(self.owner.clone(), self.task.attempt, self.claim_lsn())
             .actor(self.owner.clone());
         self.store.apply(m).map(|_| ())
     }

@@ -17,7 +17,7 @@ mod worker;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) queue: Mutex<Queue>,
     pub(crate) queue_cv: Condvar,
     pub(crate) running: Mutex<HashMap<String, Arc<CancelSignal>>>,
+    /// Entries taken from the queue whose claim and run are not over yet (changed under the
+    /// queue lock when taking, so that `wait_idle` never sees a task in neither place).
+    pub(crate) busy: AtomicUsize,
     pub(crate) stop: AtomicBool,
     pub(crate) shutting_down: Arc<AtomicBool>,
     pub(crate) counters: Mutex<Counters>,
@@ -129,6 +132,7 @@ impl Runtime {
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
             running: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             shutting_down: Arc::new(AtomicBool::new(false)),
             counters: Mutex::new(Counters::default()),
@@ -249,7 +253,10 @@ impl Runtime {
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let idle = self.shared.queue.lock().is_empty() && self.shared.running.lock().is_empty();
+            let idle = {
+                let q = self.shared.queue.lock();
+                q.is_empty() && self.shared.busy.load(Ordering::Acquire) == 0
+            } && self.shared.running.lock().is_empty();
             if idle {
                 return true;
             }

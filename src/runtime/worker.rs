@@ -142,22 +142,27 @@ fn recover_expired(shared: &Shared) -> Result<()> {
 /// A worker: claims the next ready task and runs it, until the runtime stops.
 pub fn work(shared: &Shared) {
     while let Some(entry) = next_entry(shared) {
-        let Some(kind) = shared.kinds.read().get(&entry.kind).cloned() else {
-            continue;
-        };
-        let task = match shared.store.claim(
-            &entry.id,
-            &shared.options.owner,
-            shared.options.lease_ms,
-        ) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::debug!(task = %entry.id, error = %e, "claim refused (taken, cancelled or removed)");
-                continue;
-            }
-        };
-        run(shared, &kind, task);
+        claim_and_run(shared, &entry);
+        // Taken from the queue in `next_entry`; over now (a retry was queued again before).
+        shared.busy.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+fn claim_and_run(shared: &Shared, entry: &super::queue::Entry) {
+    let Some(kind) = shared.kinds.read().get(&entry.kind).cloned() else {
+        return;
+    };
+    let task = match shared
+        .store
+        .claim(&entry.id, &shared.options.owner, shared.options.lease_ms)
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(task = %entry.id, error = %e, "claim refused (taken, cancelled or removed)");
+            return;
+        }
+    };
+    run(shared, &kind, task);
 }
 
 fn next_entry(shared: &Shared) -> Option<super::queue::Entry> {
@@ -168,6 +173,7 @@ fn next_entry(shared: &Shared) -> Option<super::queue::Entry> {
         }
         let now = now_ms();
         if let Some(e) = q.pop(now) {
+            shared.busy.fetch_add(1, Ordering::AcqRel);
             return Some(e);
         }
         let wait = q.next_due_ms().map_or(POLL, |due| {
@@ -231,7 +237,7 @@ fn record_outcome(
     let attempt = ctx.task.attempt;
     let fenced = |c: Change| {
         Mutation::new(ctx.task.id.clone(), c)
-            .fenced(owner.clone(), attempt)
+            .fenced_claim(owner.clone(), attempt, ctx.claim_lsn())
             .actor(owner.clone())
     };
     if cancelled {
@@ -240,6 +246,18 @@ fn record_outcome(
             .store
             .apply(fenced(Change::Cancel {
                 reason: Some("cancelled while running".into()),
+            }))
+            .map(|_| ());
+    }
+    if outcome.is_err() && shared.shutting_down.load(Ordering::Acquire) {
+        // The handler stopped because the runtime is shutting down (as `is_shutting_down`
+        // asks it to): that is not a failure. Back to pending, keeping the checkpoint, so the
+        // next start resumes it, with neither a retry nor an error counted.
+        return shared
+            .store
+            .apply(fenced(Change::Interrupt {
+                reason: "runtime shut down".into(),
+                to: TaskState::Pending,
             }))
             .map(|_| ());
     }
@@ -272,8 +290,14 @@ fn record_outcome(
                 Mutation::new(ctx.task.id.clone(), Change::Retry).actor(owner.clone()),
                 Mutation::new(ctx.task.id.clone(), Change::Update(update)).actor(owner.clone()),
             ];
-            shared.store.batch(batch)?;
+            let after = shared.store.batch(batch)?;
             shared.counters.lock().retries += 1;
+            // Queue the retry now rather than waiting for the feed, so that the runtime is
+            // never seen idle while a retry is due (the feed's copy is ignored as a duplicate,
+            // or its claim fails).
+            if let Some(t) = after.last() {
+                enqueue(shared, t);
+            }
             Ok(())
         }
     }

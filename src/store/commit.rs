@@ -176,7 +176,9 @@ impl Staged {
 fn check_fence(id: &str, current: Option<&Task>, f: &super::mutation::Fence) -> Result<()> {
     let task = current.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
     let owner = task.lease.as_ref().map(|l| l.owner.as_str());
-    if owner != Some(f.owner.as_str()) || task.attempt != f.attempt {
+    let claim = task.lease.as_ref().map(|l| l.claim_lsn);
+    let stale_claim = f.claim_lsn.is_some_and(|c| claim != Some(c));
+    if owner != Some(f.owner.as_str()) || task.attempt != f.attempt || stale_claim {
         return Err(Error::LeaseMismatch {
             id: id.to_string(),
             reason: format!(

@@ -145,6 +145,17 @@ impl History {
         })
     }
 
+    /// The LSN of the last move from pending to running (the current claim), if any.
+    pub fn last_start_lsn(&self) -> Option<u64> {
+        self.raw_entries()
+            .filter_map(|e| e.ok())
+            .filter(|(_, from, to, _)| {
+                *from == Some(TaskState::Pending) && *to == Some(TaskState::Running)
+            })
+            .map(|(lsn, ..)| lsn)
+            .last()
+    }
+
     /// Decodes every event.
     pub fn events(&self) -> Result<Vec<HistoryEvent>> {
         let mut out = Vec::with_capacity(self.len());
@@ -169,7 +180,7 @@ impl History {
 fn details(kind: &EventKind) -> Value {
     match serde_json::to_value(kind) {
         Ok(Value::Object(mut map)) => {
-            map.remove("kind");
+            map.shift_remove("kind");
             Value::Object(map)
         }
         Ok(_) | Err(_) => Value::Object(Default::default()),

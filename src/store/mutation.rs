@@ -27,6 +27,9 @@ pub struct Fence {
     pub owner: String,
     /// The attempt the worker is running.
     pub attempt: u32,
+    /// The claim the worker holds (`Lease::claim_lsn`), when it knows it: tells a stale claim
+    /// from a new one by the same owner for the same attempt (after a requeue).
+    pub claim_lsn: Option<u64>,
 }
 
 /// What to change.
@@ -162,6 +165,18 @@ impl Mutation {
         self.fence = Some(Fence {
             owner: owner.into(),
             attempt,
+            claim_lsn: None,
+        });
+        self
+    }
+    /// Requires the task's lease to be this exact claim (`Lease::claim_lsn`) by `owner` for
+    /// `attempt`: the strongest fence, used by the runtime's workers.
+    #[must_use]
+    pub fn fenced_claim(mut self, owner: impl Into<String>, attempt: u32, claim_lsn: u64) -> Self {
+        self.fence = Some(Fence {
+            owner: owner.into(),
+            attempt,
+            claim_lsn: Some(claim_lsn),
         });
         self
     }

@@ -128,7 +128,9 @@ fn meta_eq(have: &Value, want: &Value) -> bool {
     }
     match (have, want) {
         (Value::String(h), w) => w.as_str() == Some(h.as_str()),
-        (h, Value::String(w)) => *h == serde_json::from_str::<Value>(w).unwrap_or(Value::Null),
+        // Text that is not JSON matches nothing else (it used to be read as `null`, so any
+        // such text matched a `null` value).
+        (h, Value::String(w)) => serde_json::from_str::<Value>(w).is_ok_and(|v| *h == v),
         _ => false,
     }
 }
@@ -139,14 +141,26 @@ fn in_range(t: Timestamp, since: Option<Timestamp>, until: Option<Timestamp>) ->
 
 fn contains_ci(haystack: &str, needle: &str) -> bool {
     if needle.is_ascii() && haystack.is_ascii() {
-        let n = needle.as_bytes();
-        return n.is_empty()
-            || haystack
-                .as_bytes()
-                .windows(n.len())
-                .any(|w| w.eq_ignore_ascii_case(n));
+        return contains_ascii_ci(haystack.as_bytes(), needle.as_bytes());
     }
     haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+/// ASCII case-insensitive substring search: looks for the needle's first byte (in either
+/// case) and compares the rest only there.
+fn contains_ascii_ci(h: &[u8], n: &[u8]) -> bool {
+    let Some((&first, rest)) = n.split_first() else {
+        return true;
+    };
+    if h.len() < n.len() {
+        return false;
+    }
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let last = h.len() - n.len();
+    h[..=last]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| (b == lo || b == up) && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest))
 }
 
 fn sort_time(task: &Task, key: SortKey) -> i64 {

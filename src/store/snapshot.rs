@@ -327,8 +327,13 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
             .map(|(owner, ms)| Lease {
                 owner,
                 expires_at: Timestamp(ms),
+                claim_lsn: 0,
             });
         let history = History::from_bytes(t.history.bytes, t.history.count).map_err(bad)?;
+        if let Some(lease) = task.lease.as_mut() {
+            // Not stored in v1 snapshots: the claim is the task's last pending -> running move.
+            lease.claim_lsn = history.last_start_lsn().unwrap_or(0);
+        }
         state.histories.insert(task.id.clone(), history);
         state.tasks.insert(task.id.clone(), task);
     }

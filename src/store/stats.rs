@@ -1,6 +1,6 @@
 //! Statistics: counts by state, role, provider or any metadata key, and the store's health.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -84,48 +84,93 @@ fn name_or_none(v: Option<&str>) -> String {
     v.map_or_else(|| "(none)".to_string(), str::to_string)
 }
 
+/// FNV-1a: the counting maps hash short names once per task, where SipHash dominated the
+/// whole pass (and no flooding concern applies to counting our own tasks).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Counts the tasks in `state`; `key` adds counts by one metadata key.
+///
+/// One pass over the tasks that allocates nothing per task: counts are kept under borrowed
+/// names (and, for metadata values, under the borrowed JSON value) and turned into owned
+/// text once at the end.
 pub fn count(state: &State, key: Option<&str>) -> Stats {
     let mut s = Stats {
         total: state.tasks.len(),
         removed: state.removed.len(),
         ..Stats::default()
     };
-    for st in TaskState::ALL {
-        s.by_state.insert(st.as_str().to_string(), 0);
-    }
-    let mut by_key = key.map(|k| KeyCounts {
-        key: k.to_string(),
-        counts: BTreeMap::new(),
-    });
+    let mut by_state = [0usize; TaskState::ALL.len()];
+    let mut by_role: FnvMap<Option<&str>, usize> = FnvMap::default();
+    let mut by_provider: FnvMap<Option<&str>, usize> = FnvMap::default();
+    let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
     for t in state.tasks.values() {
-        *s.by_state.entry(t.state.as_str().to_string()).or_default() += 1;
-        *s.by_role
-            .entry(name_or_none(t.role.as_deref()))
-            .or_default() += 1;
-        *s.by_provider
-            .entry(name_or_none(t.provider.as_deref()))
-            .or_default() += 1;
+        if let Some(i) = TaskState::ALL.iter().position(|st| *st == t.state) {
+            by_state[i] += 1;
+        }
+        *by_role.entry(t.role.as_deref()).or_default() += 1;
+        *by_provider.entry(t.provider.as_deref()).or_default() += 1;
         s.attempts += u64::from(t.attempt);
         s.failures += u64::from(t.error_count);
         if t.state == TaskState::Completed {
             s.successes += 1;
         }
-        if let Some(kc) = by_key.as_mut() {
-            let v = t.metadata.get(&kc.key).map(|v| match v {
+        if let Some(k) = key {
+            *by_value.entry(t.metadata.get(k)).or_default() += 1;
+        }
+    }
+    for (st, n) in TaskState::ALL.iter().zip(by_state) {
+        s.by_state.insert(st.as_str().to_string(), n);
+    }
+    let owned = |m: FnvMap<Option<&str>, usize>| -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (k, n) in m {
+            *out.entry(name_or_none(k)).or_default() += n;
+        }
+        out
+    };
+    s.by_role = owned(by_role);
+    s.by_provider = owned(by_provider);
+    s.by_key = key.map(|k| {
+        let mut counts = BTreeMap::new();
+        for (v, n) in by_value {
+            let text = v.map(|v| match v {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             });
-            *kc.counts.entry(name_or_none(v.as_deref())).or_default() += 1;
+            // Different values can share a text (the string "5" and the number 5).
+            *counts.entry(name_or_none(text.as_deref())).or_default() += n;
         }
-    }
+        KeyCounts {
+            key: k.to_string(),
+            counts,
+        }
+    });
     s.events = state
         .histories
         .values()
         .chain(state.removed.values())
         .map(|h| h.len() as u64)
         .sum();
-    s.by_key = by_key;
     s.health.last_lsn = state.applied_lsn;
     s.health.events_since_snapshot = state.records_since_snapshot;
     s

@@ -29,6 +29,9 @@ const CATCH_UP_CHUNK: usize = 1024;
 /// A subscription. Iterate it, or poll with [`Subscription::next_timeout`].
 pub struct Subscription {
     log: Arc<dyn Log>,
+    /// The first LSN wanted: live events below it are skipped (a subscription may start
+    /// beyond the current end of the log).
+    from: u64,
     next_catch_up: u64,
     catch_up_until: u64,
     buffered: VecDeque<Committed>,
@@ -51,6 +54,7 @@ impl Subscription {
         }
         Ok(Subscription {
             log,
+            from,
             next_catch_up: from.max(1),
             catch_up_until: applied,
             buffered: VecDeque::new(),
@@ -63,14 +67,20 @@ impl Subscription {
         if let Some(c) = self.catch_up()? {
             return Ok(Some(c));
         }
-        match self.live.recv_timeout(timeout) {
-            Ok(c) => {
-                // Published at apply time; delivered only once durable.
-                self.log.wait_durable(c.lsn)?;
-                Ok(Some((*c).clone()))
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.live.recv_timeout(left) {
+                // Committed before the LSN asked for: not part of this subscription.
+                Ok(c) if c.lsn < self.from => continue,
+                Ok(c) => {
+                    // Published at apply time; delivered only once durable.
+                    self.log.wait_durable(c.lsn)?;
+                    return Ok(Some((*c).clone()));
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
             }
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
         }
     }
 
@@ -80,8 +90,16 @@ impl Subscription {
             let mut chunk = Vec::new();
             let until = self.catch_up_until;
             let mut last = self.next_catch_up.saturating_sub(1);
+            let mut gap_at = None;
             let mut stopped_early = false;
             let mut f = |lsn: u64, bytes: &[u8]| -> Result<()> {
+                if lsn != last + 1 {
+                    // The log no longer holds what this subscriber has yet to read (a snapshot
+                    // compacted it meanwhile): the log skips to what it still has.
+                    gap_at = Some(lsn);
+                    stopped_early = true;
+                    return Err(Error::Closed);
+                }
                 if lsn > until || chunk.len() >= CATCH_UP_CHUNK {
                     // Stop the replay; told apart from a real `Closed` by the flag.
                     stopped_early = true;
@@ -97,6 +115,18 @@ impl Subscription {
                 Ok(_) => {}
                 Err(Error::Closed) if stopped_early => {}
                 Err(e) => return Err(e),
+            }
+            // Events read before the hole are delivered first; the next read reports it.
+            if let Some(found) = gap_at
+                && chunk.is_empty()
+            {
+                return Err(Error::InvalidInput {
+                    at: Some("from".into()),
+                    reason: format!(
+                        "LSNs {}..{found} were compacted away before this subscription read them",
+                        last + 1
+                    ),
+                });
             }
             if last < self.next_catch_up {
                 // Nothing more in the log up to `until`.

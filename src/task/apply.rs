@@ -154,15 +154,19 @@ pub fn apply(task: &mut Task, event: &Event, lsn: u64) {
                 .map(|(o, e)| super::Lease {
                     owner: o.clone(),
                     expires_at: e,
+                    claim_lsn: lsn,
                 });
         }
         EventKind::Heartbeat {
             owner,
             lease_expires_at,
         } => {
+            // A heartbeat extends the claim; it does not make a new one.
+            let claim_lsn = task.lease.as_ref().map_or(0, |l| l.claim_lsn);
             task.lease = Some(super::Lease {
                 owner: owner.clone(),
                 expires_at: *lease_expires_at,
+                claim_lsn,
             });
         }
         EventKind::Progress {

@@ -113,6 +113,10 @@ pub struct Lease {
     pub owner: String,
     /// When it lapses unless extended by a heartbeat.
     pub expires_at: Timestamp,
+    /// The LSN of the `started` event that made this claim: a fencing token that tells two
+    /// claims by the same owner of the same attempt apart.
+    #[serde(default)]
+    pub claim_lsn: u64,
 }
 
 /// A task as it stands.

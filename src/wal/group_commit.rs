@@ -91,8 +91,8 @@ impl State {
     ) -> State {
         State {
             next_lsn,
-            written_lsn: next_lsn - 1,
-            synced_lsn: next_lsn - 1,
+            written_lsn: next_lsn.saturating_sub(1),
+            synced_lsn: next_lsn.saturating_sub(1),
             chunks: Vec::new(),
             pending_bytes: 0,
             planned_first_lsn: planned.0,
@@ -162,7 +162,14 @@ impl Core {
         }
         let first = st.next_lsn;
         if payloads.is_empty() {
-            return Ok((first, first - 1));
+            return Ok((first, first.saturating_sub(1)));
+        }
+        // NOTE: `next_lsn` derives from LSNs on disk; refuse rather than wrap.
+        if first.checked_add(payloads.len() as u64).is_none() {
+            return Err(Error::InvalidInput {
+                at: Some("payloads".into()),
+                reason: format!("no LSNs left after {first}"),
+            });
         }
         // A batch never spans segments: roll before it unless the segment is still empty.
         let seg_max = self.options.segment_bytes_max;
@@ -236,18 +243,26 @@ impl Core {
         let mut st = self.state.lock();
         let mut rounds_led = 0u32;
         loop {
-            if let Some(c) = &st.poisoned {
-                return Err(Error::Poisoned { cause: c.clone() });
-            }
             let done = match need {
                 Need::Written => st.written_lsn >= target,
                 Need::Synced => st.synced_lsn >= target,
             };
+            // NOTE: `done` before `poisoned`: records acknowledged before a later round failed
+            // stay acknowledged. Reporting them as failed could make a caller retry a
+            // mutation that is already durable.
+            if !done && let Some(c) = &st.poisoned {
+                return Err(Error::Poisoned { cause: c.clone() });
+            }
             let for_others = done;
             if done {
+                // NOTE: never lead for others once the log is closed: `close()` waits for the
+                // active leader and then releases the LOCK, and a round started after that
+                // would write into files another writer may own.
                 let keep_leading = rounds_led > 0
                     && rounds_led <= LEADER_EXTRA_ROUNDS
                     && !st.leader
+                    && !st.closed
+                    && st.poisoned.is_none()
                     && st.waiters > 0
                     && !st.chunks.is_empty();
                 if !keep_leading {
@@ -272,6 +287,13 @@ impl Core {
                 continue;
             }
             result?;
+        }
+    }
+
+    /// Waits until no leader is writing. With `closed` set, none can start after this.
+    pub fn wait_no_leader(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        while st.leader {
+            self.cond.wait(st);
         }
     }
 

@@ -319,14 +319,24 @@ impl Wal {
         } else {
             self.sync()
         };
+        // NOTE: the LOCK goes last. A leader leading for others may still be writing or
+        // rolling after our own sync returned; once the LOCK is released another writer may
+        // open the log, so every write of this handle must be over by then.
         {
             let mut st = self.core.state.lock();
             st.closed = true;
-            st.lock = None;
             self.core.cond.notify_all();
+            self.core.wait_no_leader(&mut st);
         }
+        // Joined outside the state mutex: the thread may be waiting for it.
         if let Some(bg) = self.core.background.lock().take() {
             bg.stop(true);
+        }
+        drop(self.core.writer.lock().take());
+        {
+            let mut st = self.core.state.lock();
+            st.lock = None;
+            self.core.cond.notify_all();
         }
         result
     }

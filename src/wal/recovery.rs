@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::group_commit::{Core, SegmentMeta, State};
 use super::segment::writer::{ActiveSegment, create_segment};
 use super::segment::{
-    SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy, parse_segment_name,
-    scan_segment,
+    LSN_SANE_MAX, SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy,
+    parse_segment_name, scan_segment,
 };
 use super::storage::{FileBytes, OpenMode, Storage, StorageFile};
 use super::{Lsn, OpenReport, WalOptions};
@@ -76,6 +76,30 @@ fn header_never_written(file: &dyn StorageFile, path: &Path) -> Result<bool> {
         .read_all()
         .map_err(|e| Error::io("read segment", path, e))?;
     Ok(all.iter().all(|&b| b == 0))
+}
+
+/// True if the last segment is one a writer may still be creating: shorter than a header or
+/// zero throughout. Read-only opens and `verify` ignore it; they take no lock and may look
+/// while `create_segment` runs.
+///
+/// NOTE: a writer writes records to a segment only after its header was fsynced, so such a
+/// file holds no record; reporting it as corruption would fail readers for no loss.
+pub fn last_not_yet_written(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Result<bool> {
+    let Some((_, path)) = segs.last() else {
+        return Ok(false);
+    };
+    let file = match storage.open(path, OpenMode::Read) {
+        Ok(f) => f,
+        // Gone already (a writer removing an unfinished segment): nothing to read either.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io("open segment", path, e)),
+    };
+    let len = file.len().map_err(|e| Error::io("stat segment", path, e))?;
+    if len < SEGMENT_HEADER_LEN as u64 {
+        tracing::info!(segment = %path.display(), len, "ignoring a last segment still being created");
+        return Ok(true);
+    }
+    header_never_written(&*file, path)
 }
 
 /// Checks that headers chain: each segment names its predecessor's first LSN.
@@ -185,6 +209,9 @@ pub fn open(
     if !read_only && let Some(lsn) = drop_unfinished_last(&*storage, dir, &mut segs, &mut report)? {
         first = lsn;
     }
+    if read_only && last_not_yet_written(&*storage, &segs)? {
+        segs.pop();
+    }
     check_chain(&*storage, &segs)?;
     let (state, active) = match segs.last() {
         None if read_only => (
@@ -252,6 +279,15 @@ fn drop_unfinished_last(
         return Ok(None);
     };
     let lsn = *lsn;
+    // NOTE: a new log would start at this name's LSN: bound it like a header's first LSN.
+    if lsn == 0 || lsn > LSN_SANE_MAX {
+        return Err(Error::corrupt(
+            path,
+            None,
+            Some(lsn),
+            "segment file name: absurd first LSN",
+        ));
+    }
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open segment", path, e))?;

@@ -58,7 +58,7 @@ pub fn repair_with_storage(
             path: dir.to_path_buf(),
             lock_file: lock_file.clone(),
         })?;
-    let found = inspect(storage, dir)?;
+    let found = inspect(storage, dir, false)?;
     let mut report = RepairReport {
         dry_run,
         ..Default::default()

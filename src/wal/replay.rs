@@ -14,26 +14,68 @@ use super::storage::{FileBytes, OpenMode};
 use crate::error::{Error, Result};
 
 /// The segments to read for records from `from`, and the LSN to stop before.
+///
+/// NOTE: the segment list is taken *after* driving the buffer to the files: a submitted batch
+/// may land in a segment the leader creates only when it writes it (a planned roll), and a
+/// list copied before that write would make the old segment look like the last one and the
+/// log look short.
 fn plan(core: &Core, from: Lsn) -> Result<(Vec<SegmentMeta>, Lsn)> {
-    let (limit, segments) = {
+    let limit = {
         let st = core.state.lock();
         if st.closed {
             return Err(Error::Closed);
         }
-        (st.next_lsn, st.segments.clone())
+        st.next_lsn
     };
-    let limit = if core.options.read_only {
-        limit
-    } else {
+    if !core.options.read_only {
         // Everything submitted must be in the files before we map them.
-        core.drive(limit - 1, Need::Written)?;
-        limit
-    };
-    let start = segments
+        core.drive(limit.saturating_sub(1), Need::Written)?;
+    }
+    let st = core.state.lock();
+    // NOTE: `from == 0` (no LSN) asks for whatever the log still holds, so it is not a skip.
+    if let Some(first) = st.segments.first().map(|s| s.first_lsn)
+        && from != 0
+        && from < first
+    {
+        return Err(compacted(from, first));
+    }
+    let start = st
+        .segments
         .iter()
         .rposition(|s| s.first_lsn <= from)
         .unwrap_or(0);
-    Ok((segments.get(start..).unwrap_or_default().to_vec(), limit))
+    Ok((st.segments.get(start..).unwrap_or_default().to_vec(), limit))
+}
+
+/// The error for a replay that asks for records `truncate_before` removed.
+///
+/// NOTE: the store's subscriptions produce the same text; keep the two identical.
+fn compacted(from: Lsn, first: Lsn) -> Error {
+    Error::InvalidInput {
+        at: Some("from".into()),
+        reason: format!("LSN {from} was compacted away; the log starts at LSN {first}"),
+    }
+}
+
+/// Opens a planned segment. A segment `truncate_before` unlinked after `plan` copied the list
+/// is reported as compacted away, not as an I/O failure.
+fn open_planned(
+    core: &Core,
+    seg: &SegmentMeta,
+    from: Lsn,
+) -> Result<Box<dyn super::storage::StorageFile>> {
+    let path = &seg.path;
+    core.storage.open(path, OpenMode::Read).map_err(|e| {
+        let first = {
+            let st = core.state.lock();
+            st.segments.first().map_or(st.next_lsn, |s| s.first_lsn)
+        };
+        if e.kind() == std::io::ErrorKind::NotFound && seg.first_lsn < first {
+            compacted(from, first)
+        } else {
+            Error::io("open segment", path, e)
+        }
+    })
 }
 
 /// Calls `visit` for each record with LSN in `from..limit_cap`, in order. Returns the count.
@@ -53,10 +95,7 @@ pub fn replay_range(
             break;
         }
         let path = &seg.path;
-        let file = core
-            .storage
-            .open(path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment", path, e))?;
+        let file = open_planned(core, seg, from)?;
         let header = read_header(&*file, path, seg.first_lsn)?;
         if let Some(e) = expected
             && header.first_lsn != e

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Lsn;
-use super::recovery::list_segments;
+use super::recovery::{last_not_yet_written, list_segments};
 use super::segment::{ScanEnd, ScanSpec, SegmentHeader, TailPolicy, scan_segment};
 use super::storage::{OpenMode, StdStorage, Storage};
 use crate::error::{Error, Result};
@@ -76,17 +76,28 @@ fn problem_from(e: &Error, file: &Path, torn_tail: bool) -> Problem {
 
 /// Checks every segment of the log in `dir`. Takes no lock and writes nothing.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
-    inspect(&StdStorage, dir).map(|i| i.report)
+    inspect(&StdStorage, dir, true).map(|i| i.report)
 }
 
 /// [`verify`] over any storage.
 pub fn verify_with_storage(storage: &dyn Storage, dir: &Path) -> Result<VerifyReport> {
-    inspect(storage, dir).map(|i| i.report)
+    inspect(storage, dir, true).map(|i| i.report)
 }
 
 /// Walks every segment, collecting problems and the first damage point.
-pub(crate) fn inspect(storage: &dyn Storage, dir: &Path) -> Result<Inspection> {
-    let segments = list_segments(storage, dir)?;
+///
+/// `verify` passes `ignore_unwritten_last`: like a read-only open, it ignores a last segment a
+/// writer may still be creating ([`last_not_yet_written`]). Repair does not: it owns the lock,
+/// so such a segment is a crash leftover it should cut.
+pub(crate) fn inspect(
+    storage: &dyn Storage,
+    dir: &Path,
+    ignore_unwritten_last: bool,
+) -> Result<Inspection> {
+    let mut segments = list_segments(storage, dir)?;
+    if ignore_unwritten_last && last_not_yet_written(storage, &segments)? {
+        segments.pop();
+    }
     let mut report = VerifyReport {
         segments: segments.len(),
         first_lsn: 1,

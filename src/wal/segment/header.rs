@@ -24,6 +24,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bytes of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 48;
 const _: () = assert!(SEGMENT_HEADER_LEN == 48);
+/// The largest first LSN a segment may name (2^63 - 1): larger values are corruption.
+pub const LSN_SANE_MAX: Lsn = u64::MAX / 2;
 /// File name suffix of segments.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -88,6 +90,12 @@ impl SegmentHeader {
         };
         if header.first_lsn == 0 || header.prev_first_lsn >= header.first_lsn {
             return Err(bad("impossible first LSN"));
+        }
+        // NOTE: a CRC only proves the header is what some writer wrote, not that it is sane.
+        // LSNs count records, so no real log comes near 2^63; rejecting such values here keeps
+        // every `lsn + 1` further on from overflowing.
+        if header.first_lsn > LSN_SANE_MAX {
+            return Err(bad("absurd first LSN"));
         }
         Ok(header)
     }

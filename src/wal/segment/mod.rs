@@ -5,6 +5,7 @@ pub mod reader;
 pub mod writer;
 
 pub use header::{
-    FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name, segment_path,
+    FORMAT_VERSION, LSN_SANE_MAX, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name,
+    segment_path,
 };
 pub use reader::{ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment};

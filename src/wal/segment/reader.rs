@@ -146,7 +146,11 @@ where
                 );
             }
         }
-        lsn += 1;
+        // NOTE: the header bounds the first LSN, but a sealed LSN from disk is never trusted
+        // to have room for one more.
+        lsn = lsn.checked_add(1).ok_or_else(|| {
+            Error::corrupt(spec.file, Some(pos as u64), Some(lsn), "LSN overflow")
+        })?;
         pos += n;
     }
     if batch.is_some() {
@@ -196,7 +200,8 @@ fn problem(
     let (cut, cut_lsn) = batch.unwrap_or((pos, lsn));
     let corrupt = || Error::corrupt(spec.file, Some(pos as u64), Some(lsn), reason);
     let salvage = spec.policy == TailPolicy::Salvage;
-    if !salvage && (hard || spec.policy == TailPolicy::Strict || valid_frame_after(bytes, pos + 1))
+    if !salvage
+        && (hard || spec.policy == TailPolicy::Strict || valid_frame_after(bytes, pos + 1, lsn))
     {
         return Err(corrupt());
     }
@@ -213,9 +218,14 @@ fn problem(
     })
 }
 
-/// True if any offset at or after `start` holds a frame that decodes with a good CRC: then a
-/// bad record is followed by valid data, which a torn write cannot produce.
-pub fn valid_frame_after(bytes: &[u8], start: usize) -> bool {
+/// True if any offset at or after `start` holds a frame that decodes with a good CRC and an
+/// LSN above `expected` (the LSN of the bad record): then a bad record is followed by valid
+/// data, which a torn write cannot produce.
+///
+/// NOTE: only LSNs above `expected` count. A payload may itself contain an encoded frame (a
+/// log of logs, a copied record); a torn write of such a record leaves that older copy intact
+/// after the damage, and it must not turn a torn tail into corruption.
+pub fn valid_frame_after(bytes: &[u8], start: usize, expected: Lsn) -> bool {
     let mut p = start;
     while p + frame::FRAME_HEADER_LEN <= bytes.len() {
         // A frame's first 8 bytes always hold a non-zero byte (len or !len), so skip zero runs
@@ -225,7 +235,7 @@ pub fn valid_frame_after(bytes: &[u8], start: usize) -> bool {
         };
         p = p.max((p + q).saturating_sub(7));
         if let Some(rest) = bytes.get(p..)
-            && frame::decode(rest).is_ok()
+            && frame::decode(rest).is_ok_and(|(f, _)| f.lsn > expected)
         {
             return true;
         }
