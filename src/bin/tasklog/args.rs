@@ -1,0 +1,418 @@
+//! The command line, as clap derive structs. Names, flags and defaults here are a contract
+//! relied on by scripts (issue #6): change them only compatibly.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use tasklog::TaskState;
+use tasklog::task::{OutputKind, Timestamp};
+
+/// The default store directory, relative to the current directory.
+pub const DEFAULT_DIR: &str = "tasklog-data";
+
+const AFTER_HELP: &str = "\
+Store directory: --dir DIR, else $TASKLOG_DIR, else ./tasklog-data. Write commands create it;
+read commands (get, list, history, stats, export, verify) refuse a missing store.
+
+Exit codes:
+  0  success
+  1  operation error: task not found, invalid transition, conflict, invalid input, I/O
+  2  usage error: unknown command or flag, a value that does not parse
+  3  corruption: `verify` found damage, or the store refused to open a damaged log
+  4  the store is locked by another process (another writer has it open)
+
+Environment: TASKLOG_DIR (store directory), RUST_LOG (log filter, default warn),
+NO_COLOR (no colors in progress bars).";
+
+/// Durable task state with a complete audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "tasklog", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The store directory.
+    #[arg(long, global = true, env = "TASKLOG_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// No progress bars and no informational messages on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The store directory after applying the defaults.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a task; prints its id alone on a line.
+    Submit(SubmitArgs),
+    /// Move a pending task to running.
+    Start {
+        /// The task id.
+        id: String,
+    },
+    /// Report progress of a running task.
+    Progress {
+        /// The task id.
+        id: String,
+        /// 0 to 100.
+        #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: u8,
+        /// The current step's name.
+        #[arg(long)]
+        step: Option<String>,
+        /// The current step's text.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Take a checkpoint of a running task.
+    Checkpoint {
+        /// The task id.
+        id: String,
+        /// The checkpoint's name.
+        name: String,
+        /// Recoverable data, as JSON (default null).
+        #[arg(long, value_parser = parse_json, value_name = "JSON")]
+        data: Option<Value>,
+    },
+    /// Record an output entry (stdout, stderr, log, artifact, commit).
+    Output {
+        /// The task id.
+        id: String,
+        /// stdout, stderr, log, artifact or commit.
+        #[arg(value_parser = parse_output_kind)]
+        kind: OutputKind,
+        /// The content.
+        content: String,
+    },
+    /// Move a running task to completed.
+    Complete {
+        /// The task id.
+        id: String,
+        /// The result, as JSON.
+        #[arg(long, value_parser = parse_json, value_name = "JSON")]
+        result: Option<Value>,
+    },
+    /// Move a running task to failed.
+    Fail {
+        /// The task id.
+        id: String,
+        /// The error text.
+        #[arg(long)]
+        error: String,
+    },
+    /// Cancel a pending or running task.
+    Cancel {
+        /// The task id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Queue a failed or cancelled task again (attempt + 1).
+    Retry {
+        /// The task id.
+        id: String,
+    },
+    /// Show one task.
+    Get {
+        /// The task id.
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks.
+    List(ListArgs),
+    /// Show every event of a task.
+    History {
+        /// The task id.
+        id: String,
+        /// Print a JSON array of events.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by state, role, provider (or a metadata key) and the store's health.
+    Stats {
+        /// Also count by this metadata key.
+        #[arg(long, value_name = "KEY")]
+        by: Option<String>,
+        /// Print the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export tasks (with their history) to JSON or CSV.
+    Export(ExportArgs),
+    /// Import tasks from a JSON export.
+    Import(ImportArgs),
+    /// Remove terminal tasks that finished more than DAYS days ago (their history stays).
+    Cleanup {
+        /// Age in days (fractions allowed).
+        #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+        older_than: f64,
+    },
+    /// Write a snapshot now.
+    Snapshot,
+    /// Write a snapshot and remove the log segments and snapshots it makes unnecessary.
+    Compact,
+    /// Check every segment, snapshot and checksum, the LSN sequence and the state machine.
+    Verify {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a damaged log at the last good record (dry run unless --yes).
+    Repair {
+        /// Really cut (after copying the damaged bytes to quarantine/).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print committed events as they happen, until interrupted.
+    Watch {
+        /// Start at this LSN (default: only new events).
+        #[arg(long, value_name = "LSN")]
+        from: Option<u64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Concurrent load: prints `ack <task-id> <lsn>` for every durable event.
+    Stress(StressArgs),
+    /// A guided tour: workers, failures, retries, a crash and its recovery, an export.
+    Demo,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// (internal) The child process the demo kills to show crash recovery.
+    #[command(hide = true)]
+    DemoCrashChild,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Short title.
+    #[arg(long)]
+    pub title: String,
+    /// Longer description.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// The role (agent or team) the task belongs to.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// A metadata entry KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, Value)>,
+    /// The task id (generated when absent).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Idempotency key: a second submit with the same key returns the first task.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// Filters shared by `list` and `export`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Any of these states (comma-separated).
+    #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = parse_state)]
+    pub states: Vec<TaskState>,
+    /// Exactly this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Exactly this provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Exactly this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Has this tag (repeatable: all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Metadata KEY=VALUE (repeatable: all of them).
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    pub meta: Vec<(String, Value)>,
+    /// Case-insensitive text in the title or description.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Created at or after (RFC 3339, YYYY-MM-DD or epoch seconds).
+    #[arg(long, value_name = "TIME", value_parser = Timestamp::parse)]
+    pub since: Option<Timestamp>,
+    /// Created before.
+    #[arg(long, value_name = "TIME", value_parser = Timestamp::parse)]
+    pub until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum SortArg {
+    /// Creation time.
+    #[default]
+    Created,
+    /// Last update time.
+    Updated,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Sort by creation or update time.
+    #[arg(long, value_enum, default_value_t = SortArg::Created)]
+    pub sort: SortArg,
+    /// Newest first.
+    #[arg(long)]
+    pub desc: bool,
+    /// At most N tasks.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Skip the first N matches.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: usize,
+    /// Print a JSON array of tasks.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Full tasks with their history.
+    Json,
+    /// One row per task (no history).
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The output file; `-` for stdout (default: tasks_export_YYYYMMDD_HHMMSS.<format>).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// json or csv.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: ExportFormat,
+    /// Leave the event history out of a JSON export.
+    #[arg(long)]
+    pub no_history: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportMode {
+    /// Add to what is in the store.
+    Merge,
+    /// Make the store hold exactly what the file holds.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnConflict {
+    /// Keep the task in the store.
+    Skip,
+    /// Replace it with the file's.
+    Overwrite,
+    /// Stop with an error (nothing is written).
+    Fail,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The JSON file (`-` for stdin).
+    pub file: PathBuf,
+    /// merge or replace.
+    #[arg(long, value_enum, default_value = "merge")]
+    pub mode: ImportMode,
+    /// What to do with an id already in the store.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_conflict: OnConflict,
+    /// Check and count, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// Concurrent writer threads.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub writers: u32,
+    /// Tasks in total, shared out among the writers.
+    #[arg(long, default_value_t = 100)]
+    pub tasks: u64,
+    /// Events per task: submit, start, progress x (K-3), then complete, fail or cancel.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(3..=10_000))]
+    pub events_per_task: u32,
+    /// Bytes of filler in each task's metadata.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+}
+
+/// Parses `KEY=VALUE`; VALUE is JSON if it parses, else a string.
+pub fn parse_meta(text: &str) -> Result<(String, Value), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    if k.is_empty() {
+        return Err(format!("empty key in {text:?}"));
+    }
+    let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+/// Parses a JSON argument.
+pub fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+fn parse_state(text: &str) -> Result<TaskState, String> {
+    text.trim().parse()
+}
+
+fn parse_output_kind(text: &str) -> Result<OutputKind, String> {
+    text.parse()
+}
+
+fn parse_days(text: &str) -> Result<f64, String> {
+    let d: f64 = text
+        .parse()
+        .map_err(|_| format!("expected a number of days, got {text:?}"))?;
+    if !(d.is_finite() && d >= 0.0) {
+        return Err(format!("days must be zero or more, got {text:?}"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn meta_values_are_json_or_strings() {
+        assert_eq!(parse_meta("n=5").unwrap().1, serde_json::json!(5));
+        assert_eq!(parse_meta("s=abc").unwrap().1, serde_json::json!("abc"));
+        assert_eq!(parse_meta("e=").unwrap().1, serde_json::json!(""));
+        assert!(parse_meta("novalue").is_err());
+    }
+}
