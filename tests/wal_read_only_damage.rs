@@ -21,10 +21,17 @@ fn read_only_open_refuses_mid_log_damage_in_the_last_segment() {
     std::fs::write(&seg, bytes).unwrap();
 
     let writer = Wal::open(dir.path(), WalOptions::default());
-    assert!(writer.as_ref().err().is_some_and(|e| e.is_corruption()), "writer: {:?}", writer.map(|w| w.1));
+    assert!(
+        writer.as_ref().err().is_some_and(|e| e.is_corruption()),
+        "writer: {:?}",
+        writer.map(|w| w.1)
+    );
     let reader = Wal::open(dir.path(), WalOptions::default().read_only(true));
     match reader {
         Err(e) => assert!(e.is_corruption(), "{e}"),
-        Ok((w, report)) => panic!("read-only open accepted a damaged log: next LSN {}, {report:?}", w.next_lsn()),
+        Ok((w, report)) => panic!(
+            "read-only open accepted a damaged log: next LSN {}, {report:?}",
+            w.next_lsn()
+        ),
     }
 }
