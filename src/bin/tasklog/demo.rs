@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use indicatif::ProgressBar;
 use serde_json::json;
+use std::sync::Arc;
 use tasklog::store::RecoveryReport;
+
+use serde_json::Value;
+use tasklog::runtime::{Kind, RetryPolicy, Runtime, RuntimeOptions, TaskContext};
 use tasklog::task::OutputKind;
 use tasklog::{NewTask, Store, TaskState};
 
@@ -95,8 +99,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         "\n-- 1. {WORKERS} workers run {TASKS} tasks (some fail and are retried, some are cancelled)"
     )?;
     out.flush()?;
-    let ids = submit_all(&store)?;
-    run_workers(ctx, &store, &ids)?;
+    let ids = run_with_runtime(ctx, &store)?;
     let retried = ids
         .iter()
         .enumerate()
@@ -194,7 +197,7 @@ fn crash_and_recover(out: &mut dyn Write, dir: &Path) -> anyhow::Result<(Store, 
     Ok((store, crashed))
 }
 
-fn submit_all(store: &Store) -> anyhow::Result<Vec<String>> {
+fn submit_all(rt: &Runtime) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(TASKS);
     for i in 0..TASKS {
         let (provider, model) = PROVIDERS[i % PROVIDERS.len()];
@@ -208,100 +211,122 @@ fn submit_all(store: &Store) -> anyhow::Result<Vec<String>> {
             .tag(if i % 2 == 0 { "batch-a" } else { "batch-b" })
             .meta("priority", json!(["low", "normal", "high"][i % 3]))
             .meta("estimate_s", json!(1 + i % 5));
-        ids.push(store.submit(new)?.id);
+        let priority = u8::try_from(i % 3 * 4).unwrap_or(0);
+        ids.push(rt.submit_task("demo", new, json!({ "i": i }), priority)?.id);
     }
     Ok(ids)
 }
 
-fn run_workers(ctx: &Ctx, store: &Store, ids: &[String]) -> anyhow::Result<()> {
+/// Runs the demo tasks through the worker runtime: one handler kind, `WORKERS` worker threads
+/// claiming tasks under leases, progress and checkpoints through the task context, failures
+/// retried by the kind's policy, and cancellation of running tasks through the runtime.
+fn run_with_runtime(ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<String>> {
     let multi = ctx.ui.multi();
-    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let mine: Vec<(usize, &String)> =
-                    ids.iter().enumerate().skip(w).step_by(WORKERS).collect();
-                let bar = multi.add(ctx.ui.bar(mine.len() as u64, &format!("worker-{w}")));
-                s.spawn(move || {
-                    for (i, id) in mine {
-                        bar.set_message(format!("{id} {:?}", plan(i)));
-                        work(store, w, i, id, &bar)?;
-                        bar.inc(1);
-                    }
-                    bar.finish_with_message("done");
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a demo worker panicked")))
-            })
-            .collect()
-    });
+    let bars: Arc<Vec<ProgressBar>> = Arc::new(
+        (0..WORKERS)
+            .map(|w| multi.add(ctx.ui.bar(0, &format!("worker-{w}"))))
+            .collect(),
+    );
+    let options = RuntimeOptions {
+        workers: WORKERS,
+        lease_ms: 10_000,
+        heartbeat_ms: 2_000,
+        supervise_ms: 500,
+        ..RuntimeOptions::default()
+    };
+    let mut rt = Runtime::new(store.clone(), options);
+    let handler_bars = bars.clone();
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        backoff_base_ms: 50,
+        backoff_max_ms: 200,
+        jitter: 0.2,
+    };
+    rt.register(
+        "demo",
+        Kind::new(move |c: &TaskContext, input: Value| demo_handler(c, &input, &handler_bars))
+            .retry(retry),
+    );
+    rt.start()?;
+    let ids = submit_all(&rt)?;
+    for (_, id) in ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| plan(*i) == Plan::CancelRunning)
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.get(id)?.state == TaskState::Pending && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rt.cancel(id)?;
+    }
+    if !rt.wait_idle(Duration::from_secs(50)) {
+        bail!("the demo's workers did not finish in time");
+    }
+    for b in bars.iter() {
+        b.finish_with_message("done");
+    }
+    // Dropping the runtime stops its threads; the store stays open for the rest of the demo.
+    drop(rt);
     let _ = multi.clear();
-    results.into_iter().collect()
+    Ok(ids)
 }
 
-fn pause(i: usize) {
-    std::thread::sleep(Duration::from_millis(40 + (i as u64 * 7) % 60));
+fn pause_ms(i: usize) -> u64 {
+    40 + (i as u64 * 7) % 60
 }
 
-/// Runs one task to its planned end.
-fn work(store: &Store, w: usize, i: usize, id: &str, bar: &ProgressBar) -> anyhow::Result<()> {
-    let p = plan(i);
-    attempt(store, w, i, id, p == Plan::CancelRunning)?;
-    match p {
-        Plan::Succeed => finish(store, id, i)?,
-        Plan::CancelRunning => {
-            store.cancel(id, Some("superseded by a newer request"))?;
-        }
-        Plan::FailForGood => {
-            store.fail(id, "provider returned 400: context length exceeded")?;
-        }
-        Plan::FailThenRetry => {
-            store.fail(id, "provider timed out after 30 s")?;
-            bar.set_message(format!("{id} retrying"));
-            store.retry(id)?;
-            attempt(store, w, i, id, false)?;
-            finish(store, id, i)?;
-        }
+/// One demo task, run by a runtime worker.
+fn demo_handler(c: &TaskContext, input: &Value, bars: &[ProgressBar]) -> Result<Value, String> {
+    let i = input["i"].as_u64().unwrap_or(0) as usize;
+    let w = std::thread::current()
+        .name()
+        .and_then(|n| n.strip_prefix("tasklog-worker-"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let bar = bars.get(w % bars.len().max(1));
+    if let Some(b) = bar {
+        b.set_message(format!("task {i} {:?} (attempt {})", plan(i), c.attempt()));
     }
-    Ok(())
-}
-
-/// Starts the task and runs its steps; stops half-way when `halfway`.
-fn attempt(store: &Store, w: usize, i: usize, id: &str, halfway: bool) -> anyhow::Result<()> {
-    store.start(id)?;
-    store.output(
-        id,
-        OutputKind::Log,
-        &format!("worker-{w} picked up task {i}"),
-    )?;
+    let e = |e: tasklog::Error| e.to_string();
+    c.output(OutputKind::Log, &format!("worker-{w} picked up task {i}"))
+        .map_err(e)?;
     for (n, step) in ["prepare", "execute", "verify"].iter().enumerate() {
-        pause(i + n);
-        let pct = u8::try_from((n + 1) * 30).unwrap_or(90);
-        store.progress(id, pct, Some(step), Some(&format!("{step} step done")))?;
-        if n == 0 {
-            store.checkpoint(id, step, json!({ "step": n + 1, "worker": w }))?;
+        if c.wait_cancelled(Duration::from_millis(pause_ms(i + n))) {
+            return Err("cancelled".into());
         }
-        if halfway && n == 1 {
-            return Ok(());
+        let pct = u8::try_from((n + 1) * 30).unwrap_or(90);
+        c.progress(pct, Some(step), Some(&format!("{step} step done")))
+            .map_err(e)?;
+        if n == 0 {
+            c.checkpoint(step, json!({ "step": n + 1, "worker": w }))
+                .map_err(e)?;
+        }
+        if n == 1 && plan(i) == Plan::CancelRunning {
+            // The demo cancels this one while it runs; the runtime records it as cancelled.
+            c.wait_cancelled(Duration::from_secs(30));
+            return Err("cancelled".into());
         }
     }
-    Ok(())
-}
-
-fn finish(store: &Store, id: &str, i: usize) -> anyhow::Result<()> {
+    match plan(i) {
+        Plan::FailThenRetry if c.attempt() == 1 => {
+            return Err("provider timed out after 30 s".into());
+        }
+        Plan::FailForGood => return Err("provider returned 400: context length exceeded".into()),
+        _ => {}
+    }
     if i.is_multiple_of(3) {
-        store.output(id, OutputKind::Artifact, &format!("reports/task-{i}.md"))?;
+        c.output(OutputKind::Artifact, &format!("reports/task-{i}.md"))
+            .map_err(e)?;
     }
     if i % 4 == 1 {
-        store.output(id, OutputKind::Commit, &format!("{:07x}", i * 0x1f3d5b7))?;
+        c.output(OutputKind::Commit, &format!("{:07x}", i * 0x1f3d5b7))
+            .map_err(e)?;
     }
-    store.complete(id, Some(json!({ "ok": true, "tokens": 1200 + i * 37 })))?;
-    Ok(())
+    if let Some(b) = bar {
+        b.inc(1);
+    }
+    Ok(json!({ "ok": true, "tokens": 1200 + i * 37 }))
 }
 
 /// After a crash marked the task failed: retry and resume from the checkpoint.
