@@ -76,9 +76,40 @@ pub fn history(ctx: &Ctx, out: &mut dyn Write, id: &str, json: bool) -> anyhow::
 pub fn stats(ctx: &Ctx, out: &mut dyn Write, by: Option<&str>, json: bool) -> anyhow::Result<()> {
     let store = ctx.open_read()?;
     let stats = store.stats(by)?;
+    // The worker runtime's figures, computed from the tasks it owns (none: no runtime in use).
+    let runtime = tasklog::runtime::health_from_store(&store)?;
+    let has_runtime = !runtime.queue_depth.is_empty()
+        || runtime.running + (runtime.succeeded + runtime.failed + runtime.cancelled) as usize > 0;
     if json {
-        output::json(out, &stats)
+        // Extends the documented shape (`total`, `by_state`, ...) with a `runtime` object.
+        let mut value = serde_json::to_value(&stats)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("runtime".into(), serde_json::to_value(&runtime)?);
+        }
+        output::json(out, &value)
     } else {
-        Ok(output::stats_block(out, &stats)?)
+        output::stats_block(out, &stats)?;
+        if has_runtime {
+            writeln!(
+                out,
+                "runtime:\n  queued:     {}\n  running:    {} ({} stuck)\n  finished:   {} succeeded, {} failed, {} cancelled (success rate {:.0} %)\n  retries:    {}\n  run time:   p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms",
+                runtime
+                    .queue_depth
+                    .values()
+                    .flat_map(|m| m.values())
+                    .sum::<usize>(),
+                runtime.running,
+                runtime.stuck,
+                runtime.succeeded,
+                runtime.failed,
+                runtime.cancelled,
+                runtime.success_rate * 100.0,
+                runtime.retries,
+                runtime.run_ms_p50,
+                runtime.run_ms_p90,
+                runtime.run_ms_p99
+            )?;
+        }
+        Ok(())
     }
 }
