@@ -128,6 +128,6 @@ impl System for OkayWal {
         let elapsed = start.elapsed();
         wal.shutdown()?;
         let state = std::mem::take(&mut *state.lock().expect("state mutex should not be poisoned"));
-        Ok(Replayed { elapsed, state })
+        Ok(Replayed::new(elapsed, state))
     }
 }

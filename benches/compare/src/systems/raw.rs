@@ -210,10 +210,7 @@ impl System for Raw {
                 break;
             }
         }
-        Ok(Replayed {
-            elapsed: start.elapsed(),
-            state,
-        })
+        Ok(Replayed::new(start.elapsed(), state))
     }
 }
 

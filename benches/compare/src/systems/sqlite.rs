@@ -136,6 +136,6 @@ impl System for Sqlite {
         }
         let elapsed = start.elapsed();
         close(conn)?;
-        Ok(Replayed { elapsed, state })
+        Ok(Replayed::new(elapsed, state))
     }
 }
