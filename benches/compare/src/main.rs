@@ -260,7 +260,11 @@ impl Runner {
             None => e.sys.w1(&d, events),
             Some(t) => e.sys.w2(&d, events, t),
         })
-        .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        .map(|mut t| {
+            let mut s = Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d));
+            s.fsyncs = t.fsyncs.map(|n| n as f64);
+            s
+        });
         let _ = std::fs::remove_dir_all(&d);
         r
     }
@@ -688,6 +692,7 @@ fn results_section(
         report::thousands(c.w3.div_ceil(5) as f64),
     );
     s.push_str(&report::detailed_table(&rows));
+    s.push_str(&fsync_section(&rows));
     s.push_str("\n### Summary (events/s; W4 in seconds)\n\n| system | W1 | W2 T=8 | W2 T=32 | W3 | W4 s |\n|---|---:|---:|---:|---:|---:|\n");
     for (si, e) in entries.iter().enumerate() {
         let cell = |wi: usize, secs: bool| match &medians[wi].1[si] {
@@ -715,6 +720,38 @@ fn results_section(
                 }
             ));
         }
+    }
+    s.push('\n');
+    s
+}
+
+/// How many events shared each fdatasync, for the systems that count their fdatasyncs.
+fn fsync_section(rows: &[Row<'_>]) -> String {
+    let counted: Vec<(&Row<'_>, &Sample, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            let s = r.result.as_ref().ok()?;
+            Some((r, s, s.fsyncs?))
+        })
+        .collect();
+    if counted.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "Group commit, from tasklog's own counters (`Wal::stats().fsyncs` during the timed part; medians): \
+         how many durable events shared one fdatasync.\n\n\
+         | workload | system | events | fdatasyncs | events per fdatasync |\n|---|---|---:|---:|---:|\n",
+    );
+    for (r, m, n) in counted {
+        let events = m.events_per_s * m.secs;
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} |\n",
+            r.workload,
+            r.system,
+            report::thousands(events),
+            report::thousands(n),
+            events / n.max(1.0),
+        ));
     }
     s.push('\n');
     s

@@ -29,6 +29,9 @@ pub struct Timed {
     pub elapsed: Duration,
     /// Per-append latency in nanoseconds; empty when a workload has no per-event latency.
     pub lat_ns: Vec<u64>,
+    /// fdatasyncs the system itself counted during the timed part (tasklog's `Wal::stats()`);
+    /// `None` when it does not count them.
+    pub fsyncs: Option<u64>,
 }
 
 /// A timed open + rebuild.
@@ -104,6 +107,7 @@ pub fn sequential_items<T>(items: &[T], mut append: impl FnMut(&T) -> Res<()>) -
     Ok(Timed {
         elapsed: start.elapsed(),
         lat_ns,
+        fsyncs: None,
     })
 }
 
@@ -165,5 +169,9 @@ where
         (Some(f), Some(l)) => l - f,
         _ => Duration::ZERO,
     };
-    Ok(Timed { elapsed, lat_ns })
+    Ok(Timed {
+        elapsed,
+        lat_ns,
+        fsyncs: None,
+    })
 }

@@ -119,6 +119,7 @@ impl System for OkayWal {
         Ok(Timed {
             elapsed,
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 

@@ -181,6 +181,7 @@ impl System for Raw {
         Ok(Timed {
             elapsed: start.elapsed(),
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 

@@ -114,6 +114,7 @@ impl System for Sqlite {
         Ok(Timed {
             elapsed,
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 

@@ -49,20 +49,24 @@ mod adapter {
     impl System for TasklogLog {
         fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
             let (wal, _report) = Wal::open(dir, WalOptions::default())?;
-            let t = sequential(events, |ev| {
+            let before = wal.stats().fsyncs;
+            let mut t = sequential(events, |ev| {
                 wal.append(ev)?;
                 Ok(())
             })?;
+            t.fsyncs = Some(wal.stats().fsyncs - before);
             wal.close()?;
             Ok(t)
         }
 
         fn w2(&self, dir: &Path, events: &[Event], threads: usize) -> Res<Timed> {
             let (wal, _report) = Wal::open(dir, WalOptions::default())?;
-            let t = concurrent(events, threads, |ev| {
+            let before = wal.stats().fsyncs;
+            let mut t = concurrent(events, threads, |ev| {
                 wal.append(ev)?;
                 Ok(())
             })?;
+            t.fsyncs = Some(wal.stats().fsyncs - before);
             wal.close()?;
             Ok(t)
         }
@@ -80,6 +84,7 @@ mod adapter {
             Ok(Timed {
                 elapsed,
                 lat_ns: Vec::new(),
+                fsyncs: None,
             })
         }
 

@@ -164,7 +164,9 @@ mod adapter {
         fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
             let ops = ops(events);
             let store = Store::open(dir)?;
-            let t = sequential_items(&ops, |op| apply(&store, op))?;
+            let before = store.log_stats().fsyncs;
+            let mut t = sequential_items(&ops, |op| apply(&store, op))?;
+            t.fsyncs = Some(store.log_stats().fsyncs - before);
             store.close()?;
             Ok(t)
         }
@@ -176,7 +178,9 @@ mod adapter {
                 parts[((op.task_id - 1) % threads as u64) as usize].push(op);
             }
             let store = Store::open(dir)?;
-            let t = concurrent_parts(&parts, |op| apply(&store, op))?;
+            let before = store.log_stats().fsyncs;
+            let mut t = concurrent_parts(&parts, |op| apply(&store, op))?;
+            t.fsyncs = Some(store.log_stats().fsyncs - before);
             store.close()?;
             Ok(t)
         }
@@ -197,6 +201,7 @@ mod adapter {
             Ok(Timed {
                 elapsed,
                 lat_ns: Vec::new(),
+                fsyncs: None,
             })
         }
 
