@@ -56,6 +56,9 @@ struct Args {
     /// Draw the W2 sweep as a PNG line chart at PATH (implies --w2-sweep).
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
+    /// Writer counts of the W2 sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    sweep_threads: Vec<usize>,
     /// Runs per point of the W2 sweep; the median is reported and drawn.
     #[arg(long, default_value_t = 1)]
     sweep_reps: usize,
@@ -91,7 +94,6 @@ const TASKLOG_LOG: &str = "tasklog log";
 const TASKLOG_STORE: &str = "tasklog store";
 const OKAYWAL: &str = "okaywal";
 const SQLITE: &str = "SQLite FULL";
-const SWEEP_THREADS: [usize; 6] = [1, 2, 4, 8, 16, 32];
 
 fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
     use systems::{
@@ -486,10 +488,10 @@ fn main() -> ExitCode {
             .collect();
         let mut skip = vec![false; entries.len()];
         let mut per_point: Vec<Vec<Vec<f64>>> =
-            vec![vec![Vec::new(); SWEEP_THREADS.len()]; entries.len()];
+            vec![vec![Vec::new(); args.sweep_threads.len()]; entries.len()];
         for rep in 0..sweep_reps {
             run.before_rep(&format!("sweep repetition {}", rep + 1));
-            for (ti, t) in SWEEP_THREADS.into_iter().enumerate() {
+            for (ti, &t) in args.sweep_threads.iter().enumerate() {
                 for (si, e) in entries.iter().enumerate() {
                     if skip[si] {
                         continue;
@@ -570,7 +572,12 @@ fn main() -> ExitCode {
     }
 
     if !series.is_empty() {
-        md.push_str(&sweep_section(&series, counts.w2, sweep_reps));
+        md.push_str(&sweep_section(
+            &series,
+            &args.sweep_threads,
+            counts.w2,
+            sweep_reps,
+        ));
         if let Some(path) = &args.plot {
             let title = format!(
                 "W2: {} durable appends of 123 B from N writer threads",
@@ -581,7 +588,7 @@ fn main() -> ExitCode {
                 .filter(|(_, ys)| ys.iter().any(Option::is_some))
                 .cloned()
                 .collect();
-            match plot::w2_chart(path, &title, &SWEEP_THREADS, &drawn) {
+            match plot::w2_chart(path, &title, &args.sweep_threads, &drawn) {
                 Ok(()) => eprintln!("wrote {}", path.display()),
                 Err(e) => {
                     eprintln!("compare: cannot draw {}: {e}", path.display());
@@ -935,7 +942,12 @@ fn targets_section(
     s
 }
 
-fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usize) -> String {
+fn sweep_section(
+    series: &[(String, Vec<Option<f64>>)],
+    threads: &[usize],
+    events: usize,
+    reps: usize,
+) -> String {
     let mut s = format!(
         "## W2 sweep\n\n{} durable events shared by N writer threads, events/s, {} per point.\n\n| system |",
         report::thousands(events as f64),
@@ -945,11 +957,11 @@ fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usi
             format!("median of {reps} runs")
         }
     );
-    for t in SWEEP_THREADS {
+    for t in threads {
         s.push_str(&format!(" N={t} |"));
     }
     s.push_str("\n|---|");
-    s.push_str(&"---:|".repeat(SWEEP_THREADS.len()));
+    s.push_str(&"---:|".repeat(threads.len()));
     s.push('\n');
     for (label, ys) in series {
         s.push_str(&format!("| {label} |"));
