@@ -64,6 +64,16 @@ pub fn decode(ev: &[u8]) -> Header {
     }
 }
 
+/// The event's text, without the trailing padding.
+#[cfg_attr(
+    not(feature = "tasklog"),
+    expect(dead_code, reason = "used by the tasklog store adapter")
+)]
+pub fn text(ev: &[u8]) -> &str {
+    let t = ev.get(23..EVENT_LEN).unwrap_or_default();
+    std::str::from_utf8(t).unwrap_or_default().trim_end()
+}
+
 /// splitmix64: a fixed seed gives the same events on every run and machine.
 struct Rng(u64);
 impl Rng {

@@ -22,7 +22,7 @@ use clap::Parser;
 use crate::report::Row;
 use crate::state::Rebuilt;
 use crate::stats::{Sample, median_sample};
-use crate::systems::{NOT_WIRED, Res, System};
+use crate::systems::{Memory, NOT_WIRED, Res, System};
 
 /// tasklog compared with the raw disk limit, SQLite and okaywal (workloads W1–W4).
 #[derive(Parser, Debug)]
@@ -56,6 +56,9 @@ struct Args {
     /// Draw the W2 sweep as a PNG line chart at PATH (implies --w2-sweep).
     #[arg(long, value_name = "PATH")]
     plot: Option<PathBuf>,
+    /// Writer counts of the W2 sweep.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    sweep_threads: Vec<usize>,
     /// Runs per point of the W2 sweep; the median is reported and drawn.
     #[arg(long, default_value_t = 1)]
     sweep_reps: usize,
@@ -66,6 +69,13 @@ struct Args {
     /// Run only the W2 sweep, not W1–W4.
     #[arg(long)]
     sweep_only: bool,
+    /// Run only the bulk workloads W3 and W4 (e.g. under `perf record`).
+    #[arg(long, conflicts_with_all = ["sweep_only", "w2_sweep", "plot"])]
+    bulk_only: bool,
+    /// Internal: open the tasklog store in DIR, print its resident memory before and after the
+    /// open, and exit (the memory figures of the report are measured in such a fresh process).
+    #[arg(long, value_name = "DIR", hide = true)]
+    rss_open: Option<PathBuf>,
 }
 
 struct Counts {
@@ -81,7 +91,9 @@ struct Entry {
 
 const RAW_LIMIT: &str = "raw, preallocated";
 const TASKLOG_LOG: &str = "tasklog log";
-const SWEEP_THREADS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+const TASKLOG_STORE: &str = "tasklog store";
+const OKAYWAL: &str = "okaywal";
+const SQLITE: &str = "SQLite FULL";
 
 fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
     use systems::{
@@ -103,7 +115,7 @@ fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
             "raw-growing" => add("raw, growing file", Box::new(Raw { prealloc: false })),
             "raw-prealloc" => add(RAW_LIMIT, Box::new(Raw { prealloc: true })),
             "sqlite" => add(
-                "SQLite FULL",
+                SQLITE,
                 Box::new(Sqlite {
                     synchronous: "FULL",
                 }),
@@ -114,16 +126,16 @@ fn entries(names: &[String]) -> Result<Vec<Entry>, String> {
                     synchronous: "NORMAL",
                 }),
             ),
-            "okaywal" => add("okaywal", Box::new(OkayWal)),
+            "okaywal" => add(OKAYWAL, Box::new(OkayWal)),
             "tasklog-log" => add(TASKLOG_LOG, Box::new(TasklogLog)),
-            "tasklog-store" => add("tasklog store", Box::new(TasklogStore)),
+            "tasklog-store" => add(TASKLOG_STORE, Box::new(TasklogStore)),
             other => return Err(format!("unknown system {other:?}")),
         }
     }
     Ok(out)
 }
 
-/// Runs `f`, turning an error or a panic (tasklog's stubs are `todo!()`) into a message.
+/// Runs `f`, turning an error or a panic (a system that panics) into a message for the table.
 fn guarded<T>(f: impl FnOnce() -> Res<T>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(t)) => Ok(t),
@@ -137,6 +149,19 @@ fn guarded<T>(f: impl FnOnce() -> Res<T>) -> Result<T, String> {
             Err(format!("panicked: {msg}"))
         }
     }
+}
+
+/// [`guarded`] for the optional workloads: `None` when the system does not have them.
+fn guarded_opt<T>(f: impl FnOnce() -> Option<Res<T>>) -> Option<Result<T, String>> {
+    let mut some = true;
+    let r = guarded(|| match f() {
+        Some(r) => r,
+        None => {
+            some = false;
+            Err("".into())
+        }
+    });
+    some.then_some(r)
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -237,41 +262,84 @@ impl Runner {
             None => e.sys.w1(&d, events),
             Some(t) => e.sys.w2(&d, events, t),
         })
-        .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        .map(|mut t| {
+            let mut s = Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d));
+            s.fsyncs = t.fsyncs.map(|n| n as f64);
+            s
+        });
         let _ = std::fs::remove_dir_all(&d);
         r
     }
 
-    /// W3 then W4 on what W3 wrote, in one fresh directory.
+    /// W3 then W4 on what W3 wrote, in one fresh directory; then, for systems that have
+    /// them, W4 from a snapshot and (with `measure_memory`) the resident memory after opening.
     fn bulk(
         &mut self,
         e: &Entry,
         events: &[event::Event],
         want: &Rebuilt,
-    ) -> (Result<Sample, String>, Result<Sample, String>) {
+        measure_memory: bool,
+    ) -> Bulk {
         let d = match self.fresh_dir() {
             Ok(d) => d,
-            Err(err) => return (Err(err.to_string()), Err(err.to_string())),
+            Err(err) => {
+                return Bulk {
+                    w3: Err(err.to_string()),
+                    w4: Err(err.to_string()),
+                    snap: None,
+                    memory: Vec::new(),
+                };
+            }
         };
         let w3 = guarded(|| e.sys.w3(&d, events))
             .map(|mut t| Sample::new(events.len(), t.elapsed, &mut t.lat_ns, dir_size(&d)));
+        let check = |r: systems::Replayed| -> Result<std::time::Duration, String> {
+            r.state
+                .verify(want, r.timestamps)
+                .map_err(|m| format!("replay wrong: {m}"))?;
+            Ok(r.elapsed)
+        };
         let w4 = match &w3 {
             Err(err) => Err(err.clone()),
-            Ok(s3) => guarded(|| e.sys.w4(&d, want.tasks.len())).and_then(|r| {
-                r.state
-                    .verify(want)
-                    .map_err(|m| format!("replay wrong: {m}"))?;
-                Ok(Sample::new(
-                    events.len(),
-                    r.elapsed,
-                    &mut [],
-                    s3.bytes_on_disk,
-                ))
-            }),
+            Ok(s3) => guarded(|| e.sys.w4(&d, want.tasks.len()))
+                .and_then(check)
+                .map(|t| Sample::new(events.len(), t, &mut [], s3.bytes_on_disk)),
         };
+        let mut memory = Vec::new();
+        let mut snap = None;
+        if w4.is_ok() {
+            if measure_memory && let Some(m) = guarded_opt(|| e.sys.memory(&d)) {
+                memory.push(("opening from the log (W4)", m));
+            }
+            snap = guarded_opt(|| e.sys.w4_from_snapshot(&d, want.tasks.len())).map(|r| {
+                r.and_then(check)
+                    .map(|t| Sample::new(events.len(), t, &mut [], dir_size(&d)))
+            });
+            if measure_memory
+                && matches!(snap, Some(Ok(_)))
+                && let Some(m) = guarded_opt(|| e.sys.memory(&d))
+            {
+                memory.push(("opening from the snapshot", m));
+            }
+        }
         let _ = std::fs::remove_dir_all(&d);
-        (w3, w4)
+        Bulk {
+            w3,
+            w4,
+            snap,
+            memory,
+        }
     }
+}
+
+/// What one repetition of the bulk workloads gave for one system.
+struct Bulk {
+    w3: Result<Sample, String>,
+    w4: Result<Sample, String>,
+    /// W4 from a snapshot, for systems that have snapshots.
+    snap: Option<Result<Sample, String>>,
+    /// Resident memory after opening (what was opened, the figures); measured once.
+    memory: Vec<(&'static str, Result<Memory, String>)>,
 }
 
 fn record(o: &mut Outcome, r: Result<Sample, String>) {
@@ -283,6 +351,18 @@ fn record(o: &mut Outcome, r: Result<Sample, String>) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.rss_open {
+        return match systems::tasklog_store::rss_child(dir) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("compare --rss-open: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let entries = match entries(&args.systems) {
         Ok(e) => e,
         Err(e) => {
@@ -325,12 +405,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // NOTE: tasklog's stubs panic with `todo!()`; the message is reported in the table instead.
+    // NOTE: a system that panics is reported in the table instead of aborting the run.
     std::panic::set_hook(Box::new(|_| {}));
     for e in &entries {
         if e.label.starts_with("tasklog") && !cfg!(feature = "tasklog") {
             eprintln!(
-                "{}: {NOT_WIRED} (build with --features tasklog once tasklog's API exists)",
+                "{}: {NOT_WIRED} (this build has no `tasklog` feature: built with --no-default-features)",
                 e.label
             );
         }
@@ -362,7 +442,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     md.push_str(&format!(
         "\n## Command\n\n```sh\ncargo run --release --manifest-path benches/compare/Cargo.toml{} -- {}\n```\n\n",
-        if cfg!(feature = "tasklog") { " --features tasklog" } else { "" },
+        if cfg!(feature = "tasklog") { "" } else { " --no-default-features" },
         argv.join(" ")
     ));
 
@@ -375,7 +455,7 @@ fn main() -> ExitCode {
         .iter()
         .map(|_| entries.iter().map(|_| Outcome::default()).collect())
         .collect();
-    if !args.sweep_only {
+    if !args.sweep_only && !args.bulk_only {
         // NOTE: repetitions are the outer loop, so a slow phase of the shared disk spoils one
         // repetition of everything rather than every repetition of one workload; the median then
         // drops it.
@@ -408,10 +488,10 @@ fn main() -> ExitCode {
             .collect();
         let mut skip = vec![false; entries.len()];
         let mut per_point: Vec<Vec<Vec<f64>>> =
-            vec![vec![Vec::new(); SWEEP_THREADS.len()]; entries.len()];
+            vec![vec![Vec::new(); args.sweep_threads.len()]; entries.len()];
         for rep in 0..sweep_reps {
             run.before_rep(&format!("sweep repetition {}", rep + 1));
-            for (ti, t) in SWEEP_THREADS.into_iter().enumerate() {
+            for (ti, &t) in args.sweep_threads.iter().enumerate() {
                 for (si, e) in entries.iter().enumerate() {
                     if skip[si] {
                         continue;
@@ -433,17 +513,33 @@ fn main() -> ExitCode {
     if !args.sweep_only {
         let mut w3: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
         let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
+        let mut snaps: Vec<Option<Outcome>> = entries.iter().map(|_| None).collect();
+        let mut memory: Vec<(&'static str, &'static str, Result<Memory, String>)> = Vec::new();
         for rep in 0..reps {
             run.before_rep(&format!("W3/W4 repetition {}", rep + 1));
             for (si, e) in entries.iter().enumerate() {
                 if w3[si].error.is_some() || w4[si].error.is_some() {
                     continue;
                 }
-                let (a, b) = run.bulk(e, &w3_events, &want);
-                run.log(&format!("W3 #{}", rep + 1), e.label, &a);
-                run.log(&format!("W4 #{}", rep + 1), e.label, &b);
-                record(&mut w3[si], a);
-                record(&mut w4[si], b);
+                let b = run.bulk(e, &w3_events, &want, rep == 0);
+                run.log(&format!("W3 #{}", rep + 1), e.label, &b.w3);
+                run.log(&format!("W4 #{}", rep + 1), e.label, &b.w4);
+                record(&mut w3[si], b.w3);
+                record(&mut w4[si], b.w4);
+                if let Some(r) = b.snap {
+                    run.log(&format!("W4 snap #{}", rep + 1), e.label, &r);
+                    record(snaps[si].get_or_insert_with(Outcome::default), r);
+                }
+                for (what, m) in b.memory {
+                    match &m {
+                        Ok(m) => eprintln!(
+                            "memory     {:<28} {what}: VmRSS {} -> {} bytes",
+                            e.label, m.rss_before, m.rss_after
+                        ),
+                        Err(err) => eprintln!("memory     {:<28} {what}: {err}", e.label),
+                    }
+                    memory.push((e.label, what, m));
+                }
             }
         }
 
@@ -454,24 +550,34 @@ fn main() -> ExitCode {
             .collect();
         all.push(("W3".into(), w3));
         all.push(("W4".into(), w4));
+        let median_of = |o: Outcome| match o.error {
+            Some(e) => Err(e),
+            None => median_sample(&o.samples).ok_or_else(|| "no run".to_string()),
+        };
         let medians: Vec<(String, Vec<Result<Sample, String>>)> = all
             .into_iter()
-            .map(|(name, outs)| {
-                let m = outs
-                    .into_iter()
-                    .map(|o| match o.error {
-                        Some(e) => Err(e),
-                        None => median_sample(&o.samples).ok_or_else(|| "no run".to_string()),
-                    })
-                    .collect();
-                (name, m)
-            })
+            .map(|(name, outs)| (name, outs.into_iter().map(median_of).collect()))
             .collect();
-        md.push_str(&results_section(&entries, &medians, &counts, reps));
+        let snap_medians: Vec<Option<Result<Sample, String>>> =
+            snaps.into_iter().map(|o| o.map(median_of)).collect();
+        md.push_str(&results_section(
+            &entries,
+            &medians,
+            &snap_medians,
+            &counts,
+            reps,
+        ));
+        md.push_str(&memory_section(&memory, &counts));
+        md.push_str(&targets_section(&entries, &medians, &snap_medians));
     }
 
     if !series.is_empty() {
-        md.push_str(&sweep_section(&series, counts.w2, sweep_reps));
+        md.push_str(&sweep_section(
+            &series,
+            &args.sweep_threads,
+            counts.w2,
+            sweep_reps,
+        ));
         if let Some(path) = &args.plot {
             let title = format!(
                 "W2: {} durable appends of 123 B from N writer threads",
@@ -482,7 +588,7 @@ fn main() -> ExitCode {
                 .filter(|(_, ys)| ys.iter().any(Option::is_some))
                 .cloned()
                 .collect();
-            match plot::w2_chart(path, &title, &SWEEP_THREADS, &drawn) {
+            match plot::w2_chart(path, &title, &args.sweep_threads, &drawn) {
                 Ok(()) => eprintln!("wrote {}", path.display()),
                 Err(e) => {
                     eprintln!("compare: cannot draw {}: {e}", path.display());
@@ -537,14 +643,20 @@ fn probe_line(dir: &Path, when: &str) -> String {
     }
 }
 
+fn snapshot_label(label: &str) -> String {
+    format!("{label} from snapshot")
+}
+
 fn results_section(
     entries: &[Entry],
     medians: &[(String, Vec<Result<Sample, String>>)],
+    snaps: &[Option<Result<Sample, String>>],
     c: &Counts,
     reps: usize,
 ) -> String {
     let idx = |label: &str| entries.iter().position(|e| e.label == label);
     let (raw_i, tl_i) = (idx(RAW_LIMIT), idx(TASKLOG_LOG));
+    let snap_labels: Vec<String> = entries.iter().map(|e| snapshot_label(e.label)).collect();
     let mut rows = Vec::new();
     for (name, ms) in medians {
         let ev = |i: Option<usize>| i.and_then(|i| ms[i].as_ref().ok()).map(|s| s.events_per_s);
@@ -558,19 +670,36 @@ fn results_section(
                 reps,
             });
         }
+        if name == "W4" {
+            for (si, snap) in snaps.iter().enumerate() {
+                if let Some(r) = snap {
+                    rows.push(Row {
+                        workload: name,
+                        system: &snap_labels[si],
+                        result: r.clone(),
+                        tasklog: ev(tl_i),
+                        raw: ev(raw_i),
+                        reps,
+                    });
+                }
+            }
+        }
     }
     let mut s = format!(
         "## Results\n\nMedians of {reps} runs. W1: {} events; W2: {} events shared by T threads; W3: {} events \
          ({} tasks); W4: replay of the W3 data (warm page cache). events/s and MiB/s count the 123-byte events \
          (W4: events replayed per second). Latency is per append, from call to durable return. Bytes on disk: \
          the files left after a clean close. Ratios divide events/s by that of tasklog's log layer and of the \
-         raw limit (preallocated file; group commit for W2) on the same workload: 0.50× is half as fast.\n\n",
+         raw limit (preallocated file; group commit for W2) on the same workload: 0.50× is half as fast \
+         (for W4, the inverse ratio of the times). \"from snapshot\": W4 after one `snapshot()` of the same \
+         store (bytes on disk: with the snapshot).\n\n",
         report::thousands(c.w1 as f64),
         report::thousands(c.w2 as f64),
         report::thousands(c.w3 as f64),
         report::thousands(c.w3.div_ceil(5) as f64),
     );
     s.push_str(&report::detailed_table(&rows));
+    s.push_str(&fsync_section(&rows));
     s.push_str("\n### Summary (events/s; W4 in seconds)\n\n| system | W1 | W2 T=8 | W2 T=32 | W3 | W4 s |\n|---|---:|---:|---:|---:|---:|\n");
     for (si, e) in entries.iter().enumerate() {
         let cell = |wi: usize, secs: bool| match &medians[wi].1[si] {
@@ -588,12 +717,237 @@ fn results_section(
             cell(3, false),
             cell(4, true)
         ));
+        if let Some(r) = &snaps[si] {
+            s.push_str(&format!(
+                "| {} | – | – | – | – | {} |\n",
+                snapshot_label(e.label),
+                match r {
+                    Ok(m) => format!("{:.3}", m.secs),
+                    Err(_) => "error".into(),
+                }
+            ));
+        }
     }
     s.push('\n');
     s
 }
 
-fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usize) -> String {
+/// How many events shared each fdatasync, for the systems that count their fdatasyncs.
+fn fsync_section(rows: &[Row<'_>]) -> String {
+    let counted: Vec<(&Row<'_>, &Sample, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            let s = r.result.as_ref().ok()?;
+            Some((r, s, s.fsyncs?))
+        })
+        .collect();
+    if counted.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "Group commit, from tasklog's own counters (`Wal::stats().fsyncs` during the timed part; medians): \
+         how many durable events shared one fdatasync.\n\n\
+         | workload | system | events | fdatasyncs | events per fdatasync |\n|---|---|---:|---:|---:|\n",
+    );
+    for (r, m, n) in counted {
+        let events = m.events_per_s * m.secs;
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} |\n",
+            r.workload,
+            r.system,
+            report::thousands(events),
+            report::thousands(n),
+            events / n.max(1.0),
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+/// Resident memory of tasklog's store after opening the W3 data, measured in a fresh process.
+fn memory_section(memory: &[(&str, &str, Result<Memory, String>)], c: &Counts) -> String {
+    if memory.is_empty() {
+        return String::new();
+    }
+    let tasks = c.w3.div_ceil(5) as f64;
+    let events = c.w3 as f64;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut s = format!(
+        "### Memory\n\nResident memory of a fresh process (`compare --rss-open DIR`) that opens the store W3 wrote \
+         ({} tasks, {} events, every task's full history kept), from `/proc/self/status` before and after \
+         `Store::open`. Per task and per event: the growth of VmRSS divided by the tasks and by the events. \
+         RssAnon is heap; RssFile, pages of files mapped at that moment; VmHWM, the peak.\n\n\
+         | system | opening | VmRSS before | VmRSS after | growth | bytes per task | bytes per event | RssAnon after | RssFile after | VmHWM | open s |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        report::thousands(tasks),
+        report::thousands(events),
+    );
+    for (label, what, m) in memory {
+        match m {
+            Ok(m) => {
+                let grew = m.rss_after.saturating_sub(m.rss_before);
+                s.push_str(&format!(
+                    "| {label} | {what} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.3} |\n",
+                    mib(m.rss_before),
+                    mib(m.rss_after),
+                    mib(grew),
+                    report::thousands(grew as f64 / tasks),
+                    report::thousands(grew as f64 / events),
+                    mib(m.anon_after),
+                    mib(m.file_after),
+                    mib(m.peak),
+                    m.open_s,
+                ));
+            }
+            Err(e) => s.push_str(&format!("| {label} | {what} | {e} | | | | | | | | |\n")),
+        }
+    }
+    s.push('\n');
+    s
+}
+
+/// The targets set for tasklog, each checked against this run's medians.
+fn targets_section(
+    entries: &[Entry],
+    medians: &[(String, Vec<Result<Sample, String>>)],
+    snaps: &[Option<Result<Sample, String>>],
+) -> String {
+    let idx = |label: &str| entries.iter().position(|e| e.label == label);
+    let get = |wi: usize, label: &str| -> Option<Sample> {
+        idx(label).and_then(|i| medians.get(wi)?.1[i].as_ref().ok().cloned())
+    };
+    let snap = idx(TASKLOG_STORE).and_then(|i| snaps[i].as_ref()?.as_ref().ok().cloned());
+    let eps = |wi: usize, label: &str| get(wi, label).map(|s| s.events_per_s);
+    let secs = |wi: usize, label: &str| get(wi, label).map(|s| s.secs);
+    let (w1, w2_8, w2_32, w3, w4) = (0, 1, 2, 3, 4);
+    let mut s = String::from(
+        "## Targets\n\nEach target set for tasklog, checked against the medians above (ratios within this run).\n\n\
+         | workload | target | measured | met |\n|---|---|---|---|\n",
+    );
+    let mut line = |wl: &str, target: &str, measured: Option<(String, bool)>| {
+        let (m, ok) = match measured {
+            Some((m, ok)) => (m, if ok { "yes" } else { "**no**" }),
+            None => ("not measured".to_string(), "–"),
+        };
+        s.push_str(&format!("| {wl} | {target} | {m} | {ok} |\n"));
+    };
+    let thr = |v: f64| report::thousands(v);
+    let ratio = |a: Option<f64>, b: Option<f64>, min: f64, an: &str, bn: &str| {
+        let (a, b) = (a?, b?);
+        let r = a / b;
+        Some((
+            format!("{r:.2}× ({an} {} / {bn} {} ev/s)", thr(a), thr(b)),
+            r >= min,
+        ))
+    };
+    line(
+        "W1",
+        "log ≥ 0.95× raw preallocated",
+        ratio(eps(w1, TASKLOG_LOG), eps(w1, RAW_LIMIT), 0.95, "log", "raw"),
+    );
+    line(
+        "W1",
+        "store ≥ 0.9× raw preallocated",
+        ratio(
+            eps(w1, TASKLOG_STORE),
+            eps(w1, RAW_LIMIT),
+            0.9,
+            "store",
+            "raw",
+        ),
+    );
+    line(
+        "W2 T=8",
+        "log ≥ 1.1× okaywal",
+        ratio(
+            eps(w2_8, TASKLOG_LOG),
+            eps(w2_8, OKAYWAL),
+            1.1,
+            "log",
+            "okaywal",
+        ),
+    );
+    line(
+        "W2 T=32",
+        "log ≥ 1.25× okaywal",
+        ratio(
+            eps(w2_32, TASKLOG_LOG),
+            eps(w2_32, OKAYWAL),
+            1.25,
+            "log",
+            "okaywal",
+        ),
+    );
+    line(
+        "W2 T=32",
+        "log ≥ 10× SQLite FULL",
+        ratio(
+            eps(w2_32, TASKLOG_LOG),
+            eps(w2_32, SQLITE),
+            10.0,
+            "log",
+            "SQLite",
+        ),
+    );
+    line(
+        "W3",
+        "log ≥ 0.6× raw preallocated",
+        ratio(eps(w3, TASKLOG_LOG), eps(w3, RAW_LIMIT), 0.6, "log", "raw"),
+    );
+    line(
+        "W3",
+        "store > 2,000,000 events/s",
+        eps(w3, TASKLOG_STORE).map(|v| (format!("{} ev/s", thr(v)), v > 2e6)),
+    );
+    let time_ratio = |a: Option<f64>, b: Option<f64>, max: f64, an: &str, bn: &str| {
+        let (a, b) = (a?, b?);
+        let r = a / b;
+        Some((format!("{r:.1}× ({an} {a:.3} s / {bn} {b:.3} s)"), r <= max))
+    };
+    line(
+        "W4",
+        "store open ≤ 3× the raw replay time",
+        time_ratio(
+            secs(w4, TASKLOG_STORE),
+            secs(w4, RAW_LIMIT),
+            3.0,
+            "store",
+            "raw",
+        ),
+    );
+    line(
+        "W4",
+        "(for reference) log open + replay ≤ 3× the raw replay time",
+        time_ratio(
+            secs(w4, TASKLOG_LOG),
+            secs(w4, RAW_LIMIT),
+            3.0,
+            "log",
+            "raw",
+        ),
+    );
+    line(
+        "W4",
+        "store open from a snapshot ≥ 3× faster than from the log",
+        snap.map(|sn| sn.secs).and_then(|sn| {
+            let full = secs(w4, TASKLOG_STORE)?;
+            let r = full / sn;
+            Some((
+                format!("{r:.1}× faster (snapshot {sn:.3} s / log {full:.3} s)"),
+                r >= 3.0,
+            ))
+        }),
+    );
+    s.push('\n');
+    s
+}
+
+fn sweep_section(
+    series: &[(String, Vec<Option<f64>>)],
+    threads: &[usize],
+    events: usize,
+    reps: usize,
+) -> String {
     let mut s = format!(
         "## W2 sweep\n\n{} durable events shared by N writer threads, events/s, {} per point.\n\n| system |",
         report::thousands(events as f64),
@@ -603,11 +957,11 @@ fn sweep_section(series: &[(String, Vec<Option<f64>>)], events: usize, reps: usi
             format!("median of {reps} runs")
         }
     );
-    for t in SWEEP_THREADS {
+    for t in threads {
         s.push_str(&format!(" N={t} |"));
     }
     s.push_str("\n|---|");
-    s.push_str(&"---:|".repeat(SWEEP_THREADS.len()));
+    s.push_str(&"---:|".repeat(threads.len()));
     s.push('\n');
     for (label, ys) in series {
         s.push_str(&format!("| {label} |"));

@@ -17,6 +17,8 @@ pub struct Sample {
     pub max_us: Option<f64>,
     /// Sum of the lengths of the files the system left behind, after closing it.
     pub bytes_on_disk: u64,
+    /// fdatasyncs the system counted itself during the timed part, where it counts them.
+    pub fsyncs: Option<f64>,
 }
 
 impl Sample {
@@ -39,6 +41,7 @@ impl Sample {
             p99_us: pct(0.99),
             max_us: pct(1.0),
             bytes_on_disk,
+            fsyncs: None,
         }
     }
 }
@@ -71,5 +74,6 @@ pub fn median_sample(samples: &[Sample]) -> Option<Sample> {
         p99_us: mo(&|s| s.p99_us),
         max_us: mo(&|s| s.max_us),
         bytes_on_disk: m(&|s| s.bytes_on_disk as f64) as u64,
+        fsyncs: mo(&|s| s.fsyncs),
     })
 }

@@ -29,12 +29,44 @@ pub struct Timed {
     pub elapsed: Duration,
     /// Per-append latency in nanoseconds; empty when a workload has no per-event latency.
     pub lat_ns: Vec<u64>,
+    /// fdatasyncs the system itself counted during the timed part (tasklog's `Wal::stats()`);
+    /// `None` when it does not count them.
+    pub fsyncs: Option<u64>,
 }
 
 /// A timed open + rebuild.
 pub struct Replayed {
     pub elapsed: Duration,
     pub state: Rebuilt,
+    /// Whether `state` carries the events' own timestamps. The logs hand back the event bytes,
+    /// so they do; tasklog's store stamps events with its own clock, so its rebuilt state is
+    /// checked on everything else (tasks, latest seq and kind, event counts).
+    pub timestamps: bool,
+}
+
+impl Replayed {
+    pub fn new(elapsed: Duration, state: Rebuilt) -> Self {
+        Replayed {
+            elapsed,
+            state,
+            timestamps: true,
+        }
+    }
+}
+
+/// Resident memory of a store just opened in a fresh process (see `tasklog_store::rss_child`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// `VmRSS` before and after the open, bytes.
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// Of `rss_after`: anonymous memory (heap) and file-backed pages (maps), bytes.
+    pub anon_after: u64,
+    pub file_after: u64,
+    /// `VmHWM`: the peak during the open, bytes.
+    pub peak: u64,
+    /// Seconds the open took in that process.
+    pub open_s: f64,
 }
 
 pub trait System {
@@ -46,13 +78,28 @@ pub trait System {
     fn w3(&self, dir: &Path, events: &[Event]) -> Res<Timed>;
     /// W4: open what `w3` wrote in `dir` and rebuild per-task state (timed).
     fn w4(&self, dir: &Path, tasks: usize) -> Res<Replayed>;
+    /// W4 from a snapshot, for systems that have snapshots: runs after `w4` on the same
+    /// directory, writes a snapshot (untimed), then times the reopen. `None`: no such row.
+    fn w4_from_snapshot(&self, _dir: &Path, _tasks: usize) -> Option<Res<Replayed>> {
+        None
+    }
+    /// Resident memory after opening what is in `dir`, measured in a fresh process. `None`:
+    /// not measured for this system.
+    fn memory(&self, _dir: &Path) -> Option<Res<Memory>> {
+        None
+    }
 }
 
 /// Runs `append` once per event on this thread, timing each call.
 pub fn sequential(events: &[Event], mut append: impl FnMut(&[u8]) -> Res<()>) -> Res<Timed> {
-    let mut lat_ns = Vec::with_capacity(events.len());
+    sequential_items(events, |ev| append(ev))
+}
+
+/// [`sequential`] over any items prepared before the clock (e.g. decoded task operations).
+pub fn sequential_items<T>(items: &[T], mut append: impl FnMut(&T) -> Res<()>) -> Res<Timed> {
+    let mut lat_ns = Vec::with_capacity(items.len());
     let start = Instant::now();
-    for ev in events {
+    for ev in items {
         let t = Instant::now();
         append(ev)?;
         lat_ns.push(t.elapsed().as_nanos() as u64);
@@ -60,6 +107,7 @@ pub fn sequential(events: &[Event], mut append: impl FnMut(&[u8]) -> Res<()>) ->
     Ok(Timed {
         elapsed: start.elapsed(),
         lat_ns,
+        fsyncs: None,
     })
 }
 
@@ -69,18 +117,32 @@ pub fn concurrent<F>(events: &[Event], threads: usize, append: F) -> Res<Timed>
 where
     F: Fn(&[u8]) -> Res<()> + Sync,
 {
+    let parts: Vec<Vec<&Event>> = (0..threads)
+        .map(|i| events.iter().skip(i).step_by(threads).collect())
+        .collect();
+    concurrent_parts(&parts, |ev| append(&ev[..]))
+}
+
+/// Runs `append` from one thread per part, each thread taking its part in order. All threads
+/// start at a barrier; the clock runs from the first start to the last thread's end.
+pub fn concurrent_parts<T, F>(parts: &[Vec<&T>], append: F) -> Res<Timed>
+where
+    T: Sync + ?Sized,
+    F: Fn(&T) -> Res<()> + Sync,
+{
+    let threads = parts.len();
     let barrier = Barrier::new(threads);
     type PerThread = Res<(Instant, Instant, Vec<u64>)>;
     let results: Vec<PerThread> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|mine| {
                 let (append, barrier) = (&append, &barrier);
                 s.spawn(move || -> PerThread {
-                    let mine: Vec<&Event> = events.iter().skip(i).step_by(threads).collect();
                     let mut lat = Vec::with_capacity(mine.len());
                     barrier.wait();
                     let start = Instant::now();
-                    for ev in mine {
+                    for &ev in mine {
                         let t = Instant::now();
                         append(ev)?;
                         lat.push(t.elapsed().as_nanos() as u64);
@@ -96,7 +158,7 @@ where
     });
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
-    let mut lat_ns = Vec::with_capacity(events.len());
+    let mut lat_ns = Vec::with_capacity(parts.iter().map(Vec::len).sum());
     for r in results {
         let (s, e, l) = r?;
         first = Some(first.map_or(s, |f| f.min(s)));
@@ -107,5 +169,9 @@ where
         (Some(f), Some(l)) => l - f,
         _ => Duration::ZERO,
     };
-    Ok(Timed { elapsed, lat_ns })
+    Ok(Timed {
+        elapsed,
+        lat_ns,
+        fsyncs: None,
+    })
 }

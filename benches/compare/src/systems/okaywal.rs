@@ -119,6 +119,7 @@ impl System for OkayWal {
         Ok(Timed {
             elapsed,
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 
@@ -128,6 +129,6 @@ impl System for OkayWal {
         let elapsed = start.elapsed();
         wal.shutdown()?;
         let state = std::mem::take(&mut *state.lock().expect("state mutex should not be poisoned"));
-        Ok(Replayed { elapsed, state })
+        Ok(Replayed::new(elapsed, state))
     }
 }

@@ -181,6 +181,7 @@ impl System for Raw {
         Ok(Timed {
             elapsed: start.elapsed(),
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 
@@ -210,10 +211,7 @@ impl System for Raw {
                 break;
             }
         }
-        Ok(Replayed {
-            elapsed: start.elapsed(),
-            state,
-        })
+        Ok(Replayed::new(start.elapsed(), state))
     }
 }
 

@@ -114,6 +114,7 @@ impl System for Sqlite {
         Ok(Timed {
             elapsed,
             lat_ns: Vec::new(),
+            fsyncs: None,
         })
     }
 
@@ -136,6 +137,6 @@ impl System for Sqlite {
         }
         let elapsed = start.elapsed();
         close(conn)?;
-        Ok(Replayed { elapsed, state })
+        Ok(Replayed::new(elapsed, state))
     }
 }

@@ -1,12 +1,11 @@
 //! tasklog, log layer only: the same event bytes appended through `tasklog::wal::Wal`.
 //!
-//! STUB until tasklog's log is implemented: without the `tasklog` cargo feature every workload
-//! returns "not yet wired". With it, the adapter below is compiled against the contract in
-//! `src/wal/mod.rs` (whose bodies are `todo!()` today, so running it would panic; the harness
-//! catches that and reports it).
+//! Built with the `tasklog` cargo feature (the default); without it (`--no-default-features`)
+//! every workload reports "not yet wired".
 //!
-//! W1/W2: `WalOptions::default()` (durable: `Durability::Sync`, concurrent appenders share an
-//! fdatasync). W3: `Durability::Buffered`, `append` per event, one `sync()` at the end (timed).
+//! W1/W2: `WalOptions::default()` (durable: `Durability::Sync`, segments preallocated,
+//! concurrent appenders share an fdatasync through the log's group commit), one `append` per
+//! event. W3: `Durability::Buffered`, `append` per event, one `sync()` at the end (timed).
 //! W4: `Wal::open` + `replay(1, ..)` rebuilding per-task state (both timed).
 
 #[cfg(not(feature = "tasklog"))]
@@ -50,29 +49,30 @@ mod adapter {
     impl System for TasklogLog {
         fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
             let (wal, _report) = Wal::open(dir, WalOptions::default())?;
-            let t = sequential(events, |ev| {
+            let before = wal.stats().fsyncs;
+            let mut t = sequential(events, |ev| {
                 wal.append(ev)?;
                 Ok(())
             })?;
+            t.fsyncs = Some(wal.stats().fsyncs - before);
             wal.close()?;
             Ok(t)
         }
 
         fn w2(&self, dir: &Path, events: &[Event], threads: usize) -> Res<Timed> {
             let (wal, _report) = Wal::open(dir, WalOptions::default())?;
-            let t = concurrent(events, threads, |ev| {
+            let before = wal.stats().fsyncs;
+            let mut t = concurrent(events, threads, |ev| {
                 wal.append(ev)?;
                 Ok(())
             })?;
+            t.fsyncs = Some(wal.stats().fsyncs - before);
             wal.close()?;
             Ok(t)
         }
 
         fn w3(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
-            let options = WalOptions {
-                durability: Durability::Buffered,
-                ..Default::default()
-            };
+            let options = WalOptions::default().durability(Durability::Buffered);
             let (wal, _report) = Wal::open(dir, options)?;
             let start = Instant::now();
             for ev in events {
@@ -84,6 +84,7 @@ mod adapter {
             Ok(Timed {
                 elapsed,
                 lat_ns: Vec::new(),
+                fsyncs: None,
             })
         }
 
@@ -97,7 +98,7 @@ mod adapter {
             })?;
             let elapsed = start.elapsed();
             wal.close()?;
-            Ok(Replayed { elapsed, state })
+            Ok(Replayed::new(elapsed, state))
         }
     }
 }
