@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use super::ExportOptions;
 use super::json_out::{Counting, ExportSummary, fetch, matching_ids};
 use crate::error::{Error, Result};
+use crate::store::HistoryEvent;
 use crate::store::Store;
 use crate::task::{Task, Timestamp};
 
@@ -109,31 +110,16 @@ pub fn export_tasks_csv(
     store: &Store,
     options: &ExportOptions,
     out: impl Write,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<ExportSummary> {
-    let (ids, last_lsn) = matching_ids(store, &options.filter)?;
-    let total = ids.len() as u64;
-    let mut w = io::BufWriter::with_capacity(
-        256 << 10,
-        Counting {
-            inner: out,
-            bytes: 0,
-        },
-    );
-    write_row(&mut w, &TASK_CSV_COLUMNS).map_err(io_err)?;
-    let mut summary = ExportSummary {
-        last_lsn,
-        ..ExportSummary::default()
-    };
-    for id in &ids {
-        let (task, _) = fetch(store, id)?;
-        write_row(&mut w, &task_row(&task)).map_err(io_err)?;
-        summary.tasks += 1;
-        progress(summary.tasks, total);
-    }
-    w.flush().map_err(io_err)?;
-    summary.bytes = w.get_ref().bytes;
-    Ok(summary)
+    export_rows(
+        store,
+        options,
+        out,
+        progress,
+        &TASK_CSV_COLUMNS,
+        |w, _, task, _, _| write_row(w, &task_row(task)).map_err(io_err),
+    )
 }
 
 /// Writes one row per history event of each matching task (columns [`HISTORY_CSV_COLUMNS`],
@@ -142,7 +128,51 @@ pub fn export_history_csv(
     store: &Store,
     options: &ExportOptions,
     out: impl Write,
+    progress: impl FnMut(u64, u64),
+) -> Result<ExportSummary> {
+    export_rows(
+        store,
+        options,
+        out,
+        progress,
+        &HISTORY_CSV_COLUMNS,
+        |w, id, _, history, summary| {
+            let state =
+                |s: Option<crate::task::TaskState>| s.map(|s| s.to_string()).unwrap_or_default();
+            for e in history {
+                let row = [
+                    id.to_string(),
+                    e.lsn.to_string(),
+                    e.at.to_rfc3339(),
+                    e.kind.to_string(),
+                    state(e.from),
+                    state(e.to),
+                    opt(&e.actor),
+                    json(&e.details),
+                ];
+                write_row(w, &row).map_err(io_err)?;
+                summary.events += 1;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// The shared driver of both CSV exports: fixes the matching ids, writes the header, then
+/// hands each task (and its history) to `rows`, counting bytes and reporting progress.
+fn export_rows<W: Write>(
+    store: &Store,
+    options: &ExportOptions,
+    out: W,
     mut progress: impl FnMut(u64, u64),
+    header: &[&str],
+    mut rows: impl FnMut(
+        &mut io::BufWriter<Counting<W>>,
+        &str,
+        &Task,
+        &[HistoryEvent],
+        &mut ExportSummary,
+    ) -> Result<()>,
 ) -> Result<ExportSummary> {
     let (ids, last_lsn) = matching_ids(store, &options.filter)?;
     let total = ids.len() as u64;
@@ -153,29 +183,14 @@ pub fn export_history_csv(
             bytes: 0,
         },
     );
-    write_row(&mut w, &HISTORY_CSV_COLUMNS).map_err(io_err)?;
+    write_row(&mut w, header).map_err(io_err)?;
     let mut summary = ExportSummary {
         last_lsn,
         ..ExportSummary::default()
     };
     for id in &ids {
-        let (_, history) = fetch(store, id)?;
-        for e in &history {
-            let state =
-                |s: Option<crate::task::TaskState>| s.map(|s| s.to_string()).unwrap_or_default();
-            let row = [
-                id.clone(),
-                e.lsn.to_string(),
-                e.at.to_rfc3339(),
-                e.kind.to_string(),
-                state(e.from),
-                state(e.to),
-                opt(&e.actor),
-                json(&e.details),
-            ];
-            write_row(&mut w, &row).map_err(io_err)?;
-            summary.events += 1;
-        }
+        let (task, history) = fetch(store, id)?;
+        rows(&mut w, id, &task, &history, &mut summary)?;
         summary.tasks += 1;
         progress(summary.tasks, total);
     }
