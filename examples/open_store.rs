@@ -1,5 +1,5 @@
 //! Opens a store and prints how long it took and what the recovery report says. Useful for
-//! profiling open: `cargo run --release --example open_store -- DIR [--read-only]`.
+//! profiling open: `cargo run --release --example open_store -- DIR [--read-only] [--skip-drop]`.
 
 use std::time::Instant;
 
@@ -7,8 +7,13 @@ use tasklog::store::StoreOptions;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: open_store DIR [--read-only]");
-    let read_only = args.any(|a| a == "--read-only");
+    let dir = args
+        .next()
+        .expect("usage: open_store DIR [--read-only] [--skip-drop]");
+    let flags: Vec<String> = args.collect();
+    let read_only = flags.iter().any(|a| a == "--read-only");
+    // For profiling open alone: leave without dropping the store (no clean close).
+    let skip_drop = flags.iter().any(|a| a == "--skip-drop");
     let started = Instant::now();
     let store = StoreOptions::new()
         .read_only(read_only)
@@ -23,4 +28,7 @@ fn main() {
         r.events_replayed,
         r.snapshot_used
     );
+    if skip_drop {
+        std::process::exit(0);
+    }
 }

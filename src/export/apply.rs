@@ -155,7 +155,8 @@ pub fn import_json_bytes(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
     let parsed = parse_import(bytes, source_name)?;
-    let existing: HashSet<String> = store.read_state(|st| st.tasks.keys().cloned().collect())?;
+    let existing: HashSet<String> =
+        store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())?;
     let total = parsed.tasks.len() as u64;
     let (mutations, mut report) =
         plan(parsed, &existing, options, &mut progress).map_err(|problems| {

@@ -146,8 +146,7 @@ fn task_out<'a>(t: &'a Task, history: Option<&'a [HistoryEvent]>) -> TaskOut<'a>
 pub(crate) fn matching_ids(store: &Store, filter: &Filter) -> Result<(Vec<String>, u64)> {
     let (mut keyed, lsn) = store.read_state(|st| {
         let keyed: Vec<(i64, String)> = st
-            .tasks
-            .values()
+            .tasks()
             .filter(|t| filter.matches(t))
             .map(|t| (t.created_at.0, t.id.clone()))
             .collect();

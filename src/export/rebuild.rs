@@ -187,15 +187,15 @@ fn next(current: Option<Task>, event: &Event, lsn: u64) -> Option<Task> {
     }
     match current {
         Some(mut t) if !matches!(event.kind, EventKind::Imported { .. }) => {
-            apply::apply(&mut t, event, lsn);
+            apply::apply(&mut t, event.clone(), lsn);
             Some(t)
         }
         Some(t) => {
-            let mut n = apply::create(event, lsn)?;
+            let mut n = apply::create(event.clone(), lsn)?;
             n.version = t.version + 1;
             Some(n)
         }
-        None => apply::create(event, lsn),
+        None => apply::create(event.clone(), lsn),
     }
 }
 

@@ -56,7 +56,7 @@ impl Staged {
     pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
         match self.overlay.get(id).and_then(|&i| self.events.get(i)) {
             Some((_, After::Task(t))) => t.as_ref(),
-            _ => state.tasks.get(id),
+            _ => state.task(id),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::wal::sim::SimStorage;
 
 /// Decodes arbitrary bytes as a snapshot file: Ok or Err, never a panic or a huge allocation.
 pub fn decode_snapshot_bytes(data: &[u8]) -> Result<usize> {
-    super::snapshot::decode(Path::new("fuzz.snap"), data).map(|s| s.tasks.len())
+    super::snapshot::decode(Path::new("fuzz.snap"), data).map(|s| s.len())
 }
 
 /// Decodes arbitrary bytes as a store record and as a bare event payload.

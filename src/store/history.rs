@@ -13,8 +13,11 @@ const ENTRY_HEADER_LEN: usize = 14;
 /// `(lsn, from, to, encoded event)`.
 type RawEntry<'a> = (u64, Option<TaskState>, Option<TaskState>, &'a [u8]);
 const NO_STATE: u8 = 0xFF;
-/// First allocation of a history arena: room for about five typical events.
-const HISTORY_BYTES_INITIAL: usize = 512;
+/// First allocation of a history arena, in events the size of the first one: a typical task
+/// sees five or six (created, started, progress..., a terminal event).
+const HISTORY_EVENTS_INITIAL: usize = 6;
+/// Smallest first allocation of a history arena.
+const HISTORY_BYTES_INITIAL_MIN: usize = 256;
 
 /// The encoded history of one task.
 #[derive(Clone, Debug, Default)]
@@ -56,8 +59,10 @@ impl History {
         if self.bytes.capacity() == 0 {
             // Most tasks see a handful of events: one allocation up front instead of several
             // regrowths (replaying a million events is otherwise dominated by the allocator).
-            self.bytes
-                .reserve(HISTORY_BYTES_INITIAL.max(ENTRY_HEADER_LEN + event_bytes.len()));
+            self.bytes.reserve(
+                HISTORY_BYTES_INITIAL_MIN
+                    .max(HISTORY_EVENTS_INITIAL * (ENTRY_HEADER_LEN + event_bytes.len())),
+            );
         }
         self.bytes.reserve(ENTRY_HEADER_LEN + event_bytes.len());
         self.bytes.extend_from_slice(&lsn.to_le_bytes());

@@ -186,12 +186,13 @@ impl Store {
         for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
             let lsn = base + i as u64;
             let body = record::event_body(bytes);
+            let published = (!subscribers.is_empty()).then(|| event.clone());
             match after {
                 commit::After::Task(updated) => st.install(lsn, &event, updated, body),
                 commit::After::InPlace => {
                     // The batch is in the log already: if memory cannot follow, stop
                     // accepting writes (poison) rather than diverge from the log.
-                    match st.apply_in_place(lsn, &event, body) {
+                    match st.apply_in_place(lsn, event, body) {
                         Ok(true) => {}
                         Ok(false) => {
                             return Err(self.poison(Error::corrupt(
@@ -206,7 +207,7 @@ impl Store {
                 }
             }
             st.mark_applied(lsn, bytes.len());
-            if !subscribers.is_empty() {
+            if let Some(event) = published {
                 // Published in LSN order under the state lock; subscribers deliver an event
                 // only after it is durable.
                 let c = Arc::new(subscribe::Committed { lsn, event });
@@ -217,11 +218,7 @@ impl Store {
         let results: Vec<(String, Option<Task>)> = ids
             .into_iter()
             .map(|id| {
-                let task = st
-                    .tasks
-                    .get(&id)
-                    .cloned()
-                    .or_else(|| removed.get(&id).cloned());
+                let task = st.task(&id).cloned().or_else(|| removed.get(&id).cloned());
                 (id, task)
             })
             .collect();
@@ -356,7 +353,7 @@ impl Store {
 
     /// The task with this id.
     pub fn get(&self, id: &str) -> Result<Task> {
-        let task = self.inner.state.read().tasks.get(id).cloned();
+        let task = self.inner.state.read().task(id).cloned();
         let task = task.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
         self.settle(task.last_lsn)?;
         Ok(task)
@@ -366,7 +363,7 @@ impl Store {
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let history = {
             let st = self.inner.state.read();
-            st.histories.get(id).or_else(|| st.removed.get(id)).cloned()
+            st.history(id).cloned()
         };
         let history = history.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
         let events = history.events()?;
@@ -516,12 +513,12 @@ impl Store {
 
     /// All tasks (unordered clone).
     pub fn all_tasks(&self) -> Result<Vec<Task>> {
-        self.read_state(|st| st.tasks.values().cloned().collect())
+        self.read_state(|st| st.tasks().cloned().collect())
     }
 
     /// Number of live tasks.
     pub fn len(&self) -> usize {
-        self.inner.state.read().tasks.len()
+        self.inner.state.read().len()
     }
 
     /// True when there are no live tasks.
@@ -714,7 +711,7 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
     staged
         .ids
         .iter()
-        .map(|id| (id.clone(), st.tasks.get(id).cloned()))
+        .map(|id| (id.clone(), st.task(id).cloned()))
         .collect()
 }
 

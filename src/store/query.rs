@@ -179,8 +179,7 @@ pub fn run(state: &State, q: &Query) -> Page {
     };
     let after = q.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
     let mut hits: Vec<(i64, &str, &Task)> = state
-        .tasks
-        .values()
+        .tasks()
         .filter(|t| q.filter.matches(t))
         .map(|t| (sort_time(t, key), t.id.as_str(), t))
         .filter(|(ms, id, _)| after.is_none_or(|a| cmp(&(*ms, id), &a) == Ordering::Greater))
@@ -217,5 +216,5 @@ pub fn run(state: &State, q: &Query) -> Page {
 
 /// Counts the tasks matching a filter.
 pub fn count(state: &State, filter: &Filter) -> usize {
-    state.tasks.values().filter(|t| filter.matches(t)).count()
+    state.tasks().filter(|t| filter.matches(t)).count()
 }

@@ -47,15 +47,20 @@ pub fn encode_session_closed(session: u64) -> Vec<u8> {
     out
 }
 
-/// Decodes a record. `lsn` is used for error context only.
-pub fn decode(lsn: u64, bytes: &[u8]) -> Result<Record> {
-    let ctx = |e: Error| match e {
+/// Adds the record's LSN to a decoding error.
+pub fn at_lsn(e: Error, lsn: u64) -> Error {
+    match e {
         Error::Codec { what, reason } => Error::Codec {
             what: format!("{what} at LSN {lsn}"),
             reason,
         },
         other => other,
-    };
+    }
+}
+
+/// Decodes a record. `lsn` is used for error context only.
+pub fn decode(lsn: u64, bytes: &[u8]) -> Result<Record> {
+    let ctx = |e: Error| at_lsn(e, lsn);
     match bytes.split_first() {
         Some((&TAG_EVENT, body)) => Ok(Record::Event(wire::decode_event(body).map_err(ctx)?)),
         Some((&TAG_SESSION_CLOSED, body)) => {

@@ -72,10 +72,8 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recove
     let from = state.applied_lsn.saturating_add(1);
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     state.records_since_snapshot = report.events_replayed;
-    for h in state.histories.values_mut() {
-        h.shrink();
-    }
-    report.tasks = state.tasks.len();
+    state.shrink_histories();
+    report.tasks = state.len();
     report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok((wal, state, report))
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::history::History;
 use super::state::State;
 use crate::error::{Error, Result};
-use crate::task::{Lease, Timestamp, wire};
+use crate::task::{Lease, Task, Timestamp, wire};
 use crate::wal::{OpenMode, Storage};
 
 /// Magic bytes at the start of every snapshot.
@@ -105,35 +105,33 @@ pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotFile>> {
 
 /// Encodes the state as a complete snapshot file image.
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    let mut ids: Vec<&String> = state.tasks.keys().collect();
-    ids.sort();
-    let tasks = ids
+    let mut live: Vec<(&String, &Task, &History)> = Vec::with_capacity(state.len());
+    let mut removed: Vec<HistoryV1> = Vec::with_capacity(state.removed_len());
+    for (id, entry) in state.entries() {
+        match entry.task.as_deref() {
+            Some(t) => live.push((id, t, &entry.history)),
+            None => removed.push(HistoryV1 {
+                id: id.clone(),
+                count: entry.history.len() as u32,
+                bytes: entry.history.as_bytes().to_vec(),
+            }),
+        }
+    }
+    live.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let tasks = live
         .into_iter()
-        .filter_map(|id| state.tasks.get(id).map(|t| (id, t)))
-        .map(|(id, t)| {
-            let h = state.histories.get(id).cloned().unwrap_or_default();
-            TaskV1 {
-                task: wire::v1::task_to_wire(t),
-                version: t.version,
-                last_lsn: t.last_lsn,
-                lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
-                lease_expires_at_ms: t.lease.as_ref().map(|l| l.expires_at.0),
-                session: t.session,
-                history: HistoryV1 {
-                    id: id.clone(),
-                    count: h.len() as u32,
-                    bytes: h.as_bytes().to_vec(),
-                },
-            }
-        })
-        .collect();
-    let mut removed: Vec<HistoryV1> = state
-        .removed
-        .iter()
-        .map(|(id, h)| HistoryV1 {
-            id: id.clone(),
-            count: h.len() as u32,
-            bytes: h.as_bytes().to_vec(),
+        .map(|(id, t, h)| TaskV1 {
+            task: wire::v1::task_to_wire(t),
+            version: t.version,
+            last_lsn: t.last_lsn,
+            lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
+            lease_expires_at_ms: t.lease.as_ref().map(|l| l.expires_at.0),
+            session: t.session,
+            history: HistoryV1 {
+                id: id.clone(),
+                count: h.len() as u32,
+                bytes: h.as_bytes().to_vec(),
+            },
         })
         .collect();
     removed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -309,12 +307,9 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
 
 fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
     let bad = |e: Error| Error::corrupt(path, None, Some(snap.applied_lsn), e.to_string());
-    let mut state = State {
-        applied_lsn: snap.applied_lsn,
-        ..State::default()
-    };
-    state.tasks.reserve(snap.tasks.len());
-    state.histories.reserve(snap.tasks.len());
+    let mut state = State::default();
+    state.applied_lsn = snap.applied_lsn;
+    state.reserve(snap.tasks.len() + snap.removed.len());
     for t in snap.tasks {
         let mut task = wire::v1::task_from_wire(t.task).map_err(bad)?;
         task.id.clone_from(&t.history.id);
@@ -334,15 +329,26 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
             // Not stored in v1 snapshots: the claim is the task's last pending -> running move.
             lease.claim_lsn = history.last_start_lsn().unwrap_or(0);
         }
-        state.histories.insert(task.id.clone(), history);
-        state.tasks.insert(task.id.clone(), task);
+        if state.history(&task.id).is_some() {
+            return Err(bad(codec(format!("task {:?} listed twice", task.id))));
+        }
+        state.load(task.id.clone(), Some(task), history);
     }
     for h in snap.removed {
-        state
-            .removed
-            .insert(h.id, History::from_bytes(h.bytes, h.count).map_err(bad)?);
+        if state.history(&h.id).is_some() {
+            return Err(bad(codec(format!("history {:?} listed twice", h.id))));
+        }
+        let history = History::from_bytes(h.bytes, h.count).map_err(bad)?;
+        state.load(h.id, None, history);
     }
     state.request_ids = snap.request_ids.into_iter().collect();
     state.closed_sessions = snap.closed_sessions.into_iter().collect();
     Ok(state)
+}
+
+fn codec(reason: String) -> Error {
+    Error::Codec {
+        what: "snapshot".into(),
+        reason,
+    }
 }

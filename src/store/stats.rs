@@ -115,15 +115,15 @@ type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 /// text once at the end.
 pub fn count(state: &State, key: Option<&str>) -> Stats {
     let mut s = Stats {
-        total: state.tasks.len(),
-        removed: state.removed.len(),
+        total: state.len(),
+        removed: state.removed_len(),
         ..Stats::default()
     };
     let mut by_state = [0usize; TaskState::ALL.len()];
     let mut by_role: FnvMap<Option<&str>, usize> = FnvMap::default();
     let mut by_provider: FnvMap<Option<&str>, usize> = FnvMap::default();
     let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
-    for t in state.tasks.values() {
+    for t in state.tasks() {
         if let Some(i) = TaskState::ALL.iter().position(|st| *st == t.state) {
             by_state[i] += 1;
         }
@@ -165,12 +165,7 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
             counts,
         }
     });
-    s.events = state
-        .histories
-        .values()
-        .chain(state.removed.values())
-        .map(|h| h.len() as u64)
-        .sum();
+    s.events = state.events();
     s.health.last_lsn = state.applied_lsn;
     s.health.events_since_snapshot = state.records_since_snapshot;
     s
@@ -204,8 +199,7 @@ pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
 /// Terminal tasks last changed before `cutoff` (candidates for retention).
 pub fn expired(state: &State, cutoff: Timestamp) -> Vec<String> {
     let mut ids: Vec<String> = state
-        .tasks
-        .values()
+        .tasks()
         .filter(|t| t.state.is_terminal() && t.completed_at.unwrap_or(t.updated_at) < cutoff)
         .map(|t| t.id.clone())
         .collect();

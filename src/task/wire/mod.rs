@@ -9,8 +9,22 @@
 
 pub mod v1;
 
-use super::Event;
+use super::{Event, EventKind, Timestamp};
 use crate::error::{Error, Result};
+
+/// An event decoded without copying its task id, for replay: the id is only needed to find
+/// the task, which usually exists already.
+#[derive(Debug)]
+pub struct EventRef<'a> {
+    /// The task's id, borrowed from the encoded bytes.
+    pub task_id: &'a str,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Who made the change.
+    pub actor: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+}
 
 /// The version byte written by this build.
 pub const EVENT_VERSION_CURRENT: u8 = 1;
@@ -43,6 +57,40 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
                 reason: e.to_string(),
             })?;
             Event::try_from(dto)
+        }
+        other => Err(Error::Codec {
+            what: "event".into(),
+            reason: format!(
+                "unknown event version {other} (this build reads up to {EVENT_VERSION_CURRENT})"
+            ),
+        }),
+    }
+}
+
+/// Decodes an event of any supported version, borrowing its task id from `bytes`. Accepts
+/// exactly the inputs [`decode_event`] accepts, with the same result.
+pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>> {
+    let (&version, body) = bytes.split_first().ok_or_else(|| Error::Codec {
+        what: "event".into(),
+        reason: "empty payload".into(),
+    })?;
+    let bad = |e: postcard::Error| Error::Codec {
+        what: "event (v1)".into(),
+        reason: e.to_string(),
+    };
+    match version {
+        1 => {
+            // Postcard encodes a struct as its fields in order: the v1 `Event` is
+            // (task_id, at_ms, actor) followed by its kind.
+            let ((task_id, at_ms, actor), rest): ((&str, i64, Option<String>), _) =
+                postcard::take_from_bytes(body).map_err(bad)?;
+            let kind: v1::EventKind = postcard::from_bytes(rest).map_err(bad)?;
+            Ok(EventRef {
+                task_id,
+                at: Timestamp(at_ms),
+                actor,
+                kind: kind.try_into()?,
+            })
         }
         other => Err(Error::Codec {
             what: "event".into(),

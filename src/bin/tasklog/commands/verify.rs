@@ -278,7 +278,7 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Repo
         Ok(n) => summary.events_replayed = n,
         Err(e) => report.problems.push(Finding::from_error("replay", &e)),
     }
-    summary.tasks = state.tasks.len();
+    summary.tasks = state.len();
     report.replay = Some(summary);
     let _ = wal.close();
 }
