@@ -17,13 +17,12 @@ pub const TASK_ID_BYTES_MAX: usize = 256;
     reason = "one per staged event, moved into the state at install; boxing would add an allocation per mutation"
 )]
 pub enum After {
-    /// The task after the event (None when removed), computed on a copy: used in batches, so
-    /// later mutations of the batch see it and nothing touches the state before the batch is
-    /// known to be valid.
+    /// The task after the event (None when removed), computed on a copy because a later
+    /// mutation of the same batch needed to see it.
     Task(Option<Task>),
-    /// A lone mutation of an existing task: applied to the state in place once queued, which
-    /// spares copying the task.
-    InPlace,
+    /// The first (so far only) event of this batch for its task: validated against the state
+    /// as it stands and applied to it at install, without copying the task.
+    Deferred,
 }
 
 /// Events staged for one batch, with what each one does.
@@ -31,32 +30,69 @@ pub enum After {
 pub struct Staged {
     /// The events, in order.
     pub events: Vec<(Event, After)>,
-    /// For each mutation, the id of the task it concerns (in order).
-    pub ids: Vec<String>,
+    /// For each mutation in order, where its task id is found.
+    pub slots: Vec<Slot>,
     /// Tasks as they stood before this batch removed them (returned to the caller).
     pub removed: HashMap<String, Task>,
-    /// For each task touched, the index of its latest computed state in `events`.
+    /// For each task touched, the index in `events` of its latest event.
     overlay: HashMap<String, usize>,
     /// Request ids submitted in this batch.
     requests: HashMap<String, String>,
-    /// True when the batch holds a single mutation.
+    /// True when the batch holds one mutation: nothing later in it can need the overlay.
     single: bool,
+}
+
+/// Where a mutation's task id is found once the batch is staged.
+pub enum Slot {
+    /// The id of the event at this index of `events`.
+    Event(usize),
+    /// A repeated submit: the id of the task it created earlier.
+    Existing(String),
 }
 
 impl Staged {
     /// An empty batch that will hold `mutations` mutations.
     pub fn new(mutations: usize) -> Self {
         Staged {
+            events: Vec::with_capacity(mutations),
+            slots: Vec::with_capacity(mutations),
             single: mutations == 1,
             ..Staged::default()
         }
     }
 
-    /// The task as this batch currently sees it.
+    /// The task ids of the mutations, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Event(i) => self.events.get(*i).map(|(e, _)| e.task_id.clone()),
+                Slot::Existing(id) => Some(id.clone()),
+            })
+            .map(|id| id.expect("slots index staged events"))
+            .collect()
+    }
+
+    /// The task as this batch currently sees it. Call `materialize` for `id` first.
     pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
         match self.overlay.get(id).and_then(|&i| self.events.get(i)) {
             Some((_, After::Task(t))) => t.as_ref(),
             _ => state.task(id),
+        }
+    }
+
+    /// A second event for a task in this batch must see the first one's effect: compute the
+    /// task after the deferred first event on a copy (the state stays untouched until the
+    /// whole batch is valid).
+    fn materialize(&mut self, state: &State, id: &str, lsn: u64) {
+        let Some(&i) = self.overlay.get(id) else {
+            return;
+        };
+        let Some((event, after)) = self.events.get_mut(i) else {
+            return;
+        };
+        if let After::Deferred = after {
+            *after = After::Task(state.next_task_state(state.task(id), event, lsn + i as u64));
         }
     }
 
@@ -72,34 +108,28 @@ impl Staged {
         if let Change::Submit(new) = &m.change
             && let Some(existing) = self.existing_request(state, new)
         {
+            self.materialize(state, &existing, lsn);
             // A repeated submit writes nothing. If its task was removed since, there is
             // nothing to hand back: say so rather than create it again.
             if self.current(state, &existing).is_none() {
                 return Err(Error::NotFound { id: existing });
             }
-            self.ids.push(existing);
+            self.slots.push(Slot::Existing(existing));
             return Ok(());
         }
-        let event = self.build_event(state, m, now, session)?;
+        let event = self.build_event(state, m, now, session, lsn)?;
         let current = self.current(state, &event.task_id);
         task::apply::check(current, &event)?;
-        let reshapes = matches!(
-            event.kind,
-            EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
-        );
         let before_removal = match (&event.kind, current) {
             (EventKind::Removed { .. }, Some(t)) => Some(t.clone()),
             _ => None,
         };
-        let after = if self.single && !reshapes {
-            After::InPlace
+        let index = self.events.len();
+        let after = if self.overlay.contains_key(&event.task_id) {
+            After::Task(state.next_task_state(current, &event, lsn + index as u64))
         } else {
-            After::Task(state.next_task_state(current, &event, lsn + self.events.len() as u64))
+            After::Deferred
         };
-        if let After::Task(_) = after {
-            self.overlay
-                .insert(event.task_id.clone(), self.events.len());
-        }
         if let Some(t) = before_removal {
             self.removed.insert(event.task_id.clone(), t);
         }
@@ -110,7 +140,10 @@ impl Staged {
         {
             self.requests.insert(r.clone(), event.task_id.clone());
         }
-        self.ids.push(event.task_id.clone());
+        if !self.single {
+            self.overlay.insert(event.task_id.clone(), index);
+        }
+        self.slots.push(Slot::Event(index));
         self.events.push((event, after));
         Ok(())
     }
@@ -124,11 +157,12 @@ impl Staged {
     }
 
     fn build_event(
-        &self,
+        &mut self,
         state: &State,
         m: Mutation,
         now: Timestamp,
         session: u64,
+        lsn: u64,
     ) -> Result<Event> {
         let Mutation {
             task_id,
@@ -141,6 +175,7 @@ impl Staged {
             Change::Submit(new) => submit_id(new)?,
             _ => task_id,
         };
+        self.materialize(state, &task_id, lsn);
         let current = self.current(state, &task_id);
         if let Some(expected) = expected_version {
             let actual = current.map_or(0, |t| t.version);

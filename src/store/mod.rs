@@ -40,7 +40,7 @@ pub use stats::{Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
 
 use crate::error::{Error, Result};
-use crate::task::{NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
+use crate::task::{self, NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
 use commit::Staged;
 use state::State;
 
@@ -152,9 +152,28 @@ impl Store {
             .collect())
     }
 
+    /// Applies mutations atomically like [`Store::batch`], without handing the tasks back:
+    /// the path for bulk writers (no copy of each task is made). Returns the LSN of the last
+    /// event written, durable under the store's durability mode (0 when nothing was written,
+    /// e.g. only repeated submits).
+    pub fn write_batch(&self, mutations: Vec<Mutation>) -> Result<u64> {
+        let (_, last_lsn) = self.commit(mutations, false)?;
+        Ok(last_lsn)
+    }
+
     /// [`Store::batch`], with each mutation's task id and its task (`None` when a repeated
     /// submit's task has since been removed).
     fn batch_results(&self, mutations: Vec<Mutation>) -> Result<Vec<(String, Option<Task>)>> {
+        Ok(self.commit(mutations, true)?.0)
+    }
+
+    /// Validates, logs, applies and waits for durability; with `want_results`, also returns
+    /// each mutation's task id and task.
+    fn commit(
+        &self,
+        mutations: Vec<Mutation>,
+        want_results: bool,
+    ) -> Result<(Vec<(String, Option<Task>)>, u64)> {
         self.check_writable()?;
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
@@ -166,47 +185,44 @@ impl Store {
         if staged.events.is_empty() {
             let results = results_of(&staged, &st);
             drop(st);
-            return self.settle_all(results);
+            return Ok((self.settle_all(results)?, 0));
         }
-        let payloads = staged
-            .events
-            .iter()
-            .map(|(e, _)| record::encode_event(e))
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        // All records in one buffer: one allocation per batch, not one per event.
+        let mut buf = Vec::with_capacity(staged.events.len() * 160);
+        let mut ends = Vec::with_capacity(staged.events.len());
+        for (e, _) in &staged.events {
+            record::encode_event_into(&mut buf, e)?;
+            ends.push(buf.len());
+        }
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for &end in &ends {
+            refs.push(&buf[start..end]);
+            start = end;
+        }
         let ticket = self.inner.log.submit(&refs).map_err(|e| self.poison(e))?;
         assert_eq!(
             ticket.first_lsn(),
             base,
             "the log must assign LSNs in submit order under the state lock"
         );
-        let mut subscribers = self.inner.subscribers.lock();
-        let ids = std::mem::take(&mut staged.ids);
+        let ids = if want_results {
+            staged.ids()
+        } else {
+            Vec::new()
+        };
         let removed = std::mem::take(&mut staged.removed);
-        for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&payloads).enumerate() {
+        let mut subscribers = self.inner.subscribers.lock();
+        let mut last_lsn = base;
+        for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
             let lsn = base + i as u64;
-            let body = record::event_body(bytes);
             let published = (!subscribers.is_empty()).then(|| event.clone());
-            match after {
-                commit::After::Task(updated) => st.install(lsn, &event, updated, body),
-                commit::After::InPlace => {
-                    // The batch is in the log already: if memory cannot follow, stop
-                    // accepting writes (poison) rather than diverge from the log.
-                    match st.apply_in_place(lsn, event, body) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            return Err(self.poison(Error::corrupt(
-                                self.inner.dir.clone(),
-                                None,
-                                Some(lsn),
-                                "a staged event did not apply in place",
-                            )));
-                        }
-                        Err(e) => return Err(self.poison(e)),
-                    }
-                }
-            }
+            // The batch is in the log already: if memory cannot follow, stop accepting
+            // writes (poison) rather than diverge from the log.
+            install_staged(&mut st, lsn, event, after, record::event_body(bytes))
+                .map_err(|e| self.poison(e))?;
             st.mark_applied(lsn, bytes.len());
+            last_lsn = lsn;
             if let Some(event) = published {
                 // Published in LSN order under the state lock; subscribers deliver an event
                 // only after it is durable.
@@ -228,7 +244,7 @@ impl Store {
         if snapshot_due {
             self.request_snapshot();
         }
-        Ok(results)
+        Ok((results, last_lsn))
     }
 
     /// Applies one mutation.
@@ -709,10 +725,46 @@ impl Store {
 /// Results of a batch that wrote nothing (only repeated submits).
 fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
     staged
-        .ids
-        .iter()
-        .map(|id| (id.clone(), st.task(id).cloned()))
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let task = st.task(&id).cloned();
+            (id, task)
+        })
         .collect()
+}
+
+/// Applies one staged event to the state.
+fn install_staged(
+    st: &mut State,
+    lsn: u64,
+    event: task::Event,
+    after: commit::After,
+    body: &[u8],
+) -> Result<()> {
+    match after {
+        commit::After::Task(updated) => st.install(lsn, &event, updated, body),
+        commit::After::Deferred => {
+            let reshapes = matches!(
+                event.kind,
+                task::EventKind::Created { .. }
+                    | task::EventKind::Removed { .. }
+                    | task::EventKind::Imported { .. }
+            );
+            if reshapes {
+                let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
+                st.install(lsn, &event, updated, body);
+            } else if !st.apply_in_place(lsn, event, body)? {
+                return Err(Error::corrupt(
+                    "state",
+                    None,
+                    Some(lsn),
+                    "a staged event did not apply in place",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Inner {

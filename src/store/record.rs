@@ -39,6 +39,12 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Appends an encoded task event record to `out`.
+pub fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<()> {
+    out.push(TAG_EVENT);
+    wire::encode_event_into(out, event)
+}
+
 /// Encodes a session-closed record.
 pub fn encode_session_closed(session: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);

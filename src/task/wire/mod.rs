@@ -44,6 +44,17 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Appends an event, encoded in the current persisted version, to `out`.
+pub fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<()> {
+    let dto = v1::Event::from(event);
+    out.push(EVENT_VERSION_CURRENT);
+    postcard::to_io(&dto, &mut *out).map_err(|e| Error::Codec {
+        what: format!("event of task {:?}", event.task_id),
+        reason: e.to_string(),
+    })?;
+    Ok(())
+}
+
 /// Decodes an event of any supported persisted version.
 pub fn decode_event(bytes: &[u8]) -> Result<Event> {
     let (&version, body) = bytes.split_first().ok_or_else(|| Error::Codec {
