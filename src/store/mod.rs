@@ -173,7 +173,7 @@ impl Store {
         &self,
         mutations: Vec<Mutation>,
         want_results: bool,
-    ) -> Result<(Vec<(String, Option<Task>)>, u64)> {
+    ) -> Result<(Vec<TaskResult>, u64)> {
         self.check_writable()?;
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
@@ -721,6 +721,9 @@ impl Store {
         self.interrupt(&orphans, INTERRUPTED_REASON)
     }
 }
+
+/// A mutation's task id and its task after the batch.
+type TaskResult = (String, Option<Task>);
 
 /// Results of a batch that wrote nothing (only repeated submits).
 fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
