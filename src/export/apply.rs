@@ -174,8 +174,13 @@ pub fn import_json_bytes(
     let count = mutations.len();
     // IMPORTANT: one batch. A concurrent writer that creates one of the new ids in the
     // meantime makes the whole batch fail, leaving the store untouched.
-    store.batch(mutations)?;
-    report.last_lsn = store.last_lsn();
+    // The tasks written are not needed back: the bulk path copies none of them.
+    let last_lsn = store.write_batch(mutations)?;
+    report.last_lsn = if last_lsn == 0 {
+        store.last_lsn()
+    } else {
+        last_lsn
+    };
     progress(total, total);
     tracing::info!(
         source_name,

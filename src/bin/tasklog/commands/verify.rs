@@ -130,28 +130,6 @@ pub fn verify(ctx: &Ctx, out: &mut dyn Write, json: bool) -> anyhow::Result<()> 
     }
 }
 
-/// Fails with the first damage `tasklog::wal::verify` finds (torn tails aside).
-///
-/// NOTE: read-only opens use this because a read-only `Wal::open` of a log whose last segment
-/// holds a bad CRC followed by valid records currently returns an empty log instead of
-/// `Error::Corrupt`. A writer may be mid-write while we read, so a finding must persist over
-/// three reads before it counts.
-pub fn refuse_damage(dir: &Path) -> tasklog::Result<()> {
-    let mut attempt = 0;
-    loop {
-        let report = tasklog::wal::verify(&wal_dir(dir))?;
-        let Some(p) = report.problems.into_iter().find(|p| !p.torn_tail) else {
-            return Ok(());
-        };
-        attempt += 1;
-        if attempt == 3 {
-            let reason = bare_reason(&p.file, p.offset, p.lsn, &p.reason);
-            return Err(Error::corrupt(p.file, p.offset, p.lsn, reason));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// `reason` without the "corruption in FILE at byte offset N (LSN L): " prefix that the
 /// library's Display adds, since we print the location ourselves.
 fn bare_reason(file: &Path, offset: Option<u64>, lsn: Option<u64>, reason: &str) -> String {
