@@ -31,7 +31,7 @@ pub const EVENT_VERSION_CURRENT: u8 = 1;
 
 /// Encodes an event in the current persisted version.
 pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
-    let dto = v1::Event::from(event);
+    let dto = v1::Event::<&str>::from(event);
     let mut out = vec![EVENT_VERSION_CURRENT];
     postcard::to_io(&dto, &mut out).map_err(|e| Error::Codec {
         what: format!("event of task {:?}", event.task_id),
@@ -46,7 +46,7 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
 
 /// Appends an event, encoded in the current persisted version, to `out`.
 pub fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<()> {
-    let dto = v1::Event::from(event);
+    let dto = v1::Event::<&str>::from(event);
     out.push(EVENT_VERSION_CURRENT);
     postcard::to_io(&dto, &mut *out).map_err(|e| Error::Codec {
         what: format!("event of task {:?}", event.task_id),

@@ -1,5 +1,8 @@
 //! Persisted events, version 1. FROZEN: never reorder, remove or change fields or variants;
 //! add variants only at the end. Postcard encodes enum variants by index and structs by order.
+//!
+//! The DTOs are generic over their string type: `String` to decode, `&str` to encode without
+//! copying the domain's strings (both serialize the same bytes).
 
 use serde::{Deserialize, Serialize};
 
@@ -10,131 +13,131 @@ use crate::task::{self as d, Timestamp};
 type JsonText = String;
 
 #[derive(Serialize, Deserialize)]
-pub struct Event {
-    pub task_id: String,
+pub struct Event<S = String> {
+    pub task_id: S,
     pub at_ms: i64,
-    pub actor: Option<String>,
-    pub kind: EventKind,
+    pub actor: Option<S>,
+    pub kind: EventKind<S>,
 }
 
 #[derive(Serialize, Deserialize)]
-pub enum EventKind {
+pub enum EventKind<S = String> {
     Created {
-        title: String,
-        description: String,
-        role: Option<String>,
-        provider: Option<String>,
-        model: Option<String>,
-        tags: Vec<String>,
-        metadata: Vec<(String, JsonText)>,
+        title: S,
+        description: S,
+        role: Option<S>,
+        provider: Option<S>,
+        model: Option<S>,
+        tags: Vec<S>,
+        metadata: Vec<(S, JsonText)>,
         priority: u8,
-        request_id: Option<String>,
+        request_id: Option<S>,
     },
     Updated {
-        title: Option<String>,
-        description: Option<String>,
-        role: Option<String>,
-        provider: Option<String>,
-        model: Option<String>,
+        title: Option<S>,
+        description: Option<S>,
+        role: Option<S>,
+        provider: Option<S>,
+        model: Option<S>,
         priority: Option<u8>,
-        add_tags: Vec<String>,
-        remove_tags: Vec<String>,
-        set_metadata: Vec<(String, JsonText)>,
-        remove_metadata: Vec<String>,
+        add_tags: Vec<S>,
+        remove_tags: Vec<S>,
+        set_metadata: Vec<(S, JsonText)>,
+        remove_metadata: Vec<S>,
     },
     Started {
-        owner: Option<String>,
+        owner: Option<S>,
         lease_expires_at_ms: Option<i64>,
         session: u64,
     },
     Heartbeat {
-        owner: String,
+        owner: S,
         lease_expires_at_ms: i64,
     },
     Progress {
         percent: u8,
-        step: Option<String>,
-        message: Option<String>,
+        step: Option<S>,
+        message: Option<S>,
     },
     Checkpoint {
-        name: String,
+        name: S,
         progress: u8,
         data: JsonText,
     },
     Output {
         kind: u8,
-        content: String,
-        path: Option<String>,
+        content: S,
+        path: Option<S>,
         size_bytes: Option<u64>,
-        mime: Option<String>,
+        mime: Option<S>,
     },
     Completed {
         result: Option<JsonText>,
     },
     Failed {
-        error: String,
+        error: S,
     },
     Cancelled {
-        reason: Option<String>,
+        reason: Option<S>,
     },
     Requeued {
-        reason: Option<String>,
+        reason: Option<S>,
     },
     Retried,
     Interrupted {
-        reason: String,
+        reason: S,
         to: u8,
     },
     Removed {
-        reason: Option<String>,
+        reason: Option<S>,
     },
     Imported {
-        task: Box<Task>,
+        task: Box<Task<S>>,
     },
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct Task {
-    pub title: String,
-    pub description: String,
-    pub role: Option<String>,
+pub struct Task<S = String> {
+    pub title: S,
+    pub description: S,
+    pub role: Option<S>,
     pub state: u8,
     pub progress_percent: u8,
-    pub progress_step: Option<String>,
-    pub progress_message: Option<String>,
+    pub progress_step: Option<S>,
+    pub progress_message: Option<S>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub tags: Vec<String>,
-    pub metadata: Vec<(String, JsonText)>,
+    pub provider: Option<S>,
+    pub model: Option<S>,
+    pub tags: Vec<S>,
+    pub metadata: Vec<(S, JsonText)>,
     pub result: Option<JsonText>,
-    pub last_error: Option<String>,
+    pub last_error: Option<S>,
     pub error_count: u32,
     pub attempt: u32,
     pub priority: u8,
-    pub checkpoint: Option<Checkpoint>,
-    pub outputs: Vec<Output>,
+    pub checkpoint: Option<Checkpoint<S>>,
+    pub outputs: Vec<Output<S>>,
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub name: String,
+pub struct Checkpoint<S = String> {
+    pub name: S,
     pub progress: u8,
     pub data: JsonText,
     pub at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct Output {
+pub struct Output<S = String> {
     pub kind: u8,
-    pub content: String,
+    pub content: S,
     pub at_ms: i64,
-    pub path: Option<String>,
+    pub path: Option<S>,
     pub size_bytes: Option<u64>,
-    pub mime: Option<String>,
+    pub mime: Option<S>,
 }
 
 // ----- codes: frozen numbering, independent of the domain enums' order ---------------------
@@ -196,8 +199,12 @@ fn json_value(t: &str) -> Result<serde_json::Value> {
     serde_json::from_str(t).map_err(|e| codec(format!("stored JSON value does not parse: {e}")))
 }
 
-fn meta_to(m: &std::collections::BTreeMap<String, serde_json::Value>) -> Vec<(String, JsonText)> {
-    m.iter().map(|(k, v)| (k.clone(), json_text(v))).collect()
+fn meta_to<'a, S: From<&'a str>>(
+    m: &'a std::collections::BTreeMap<String, serde_json::Value>,
+) -> Vec<(S, JsonText)> {
+    m.iter()
+        .map(|(k, v)| (S::from(k.as_str()), json_text(v)))
+        .collect()
 }
 
 fn meta_from(
@@ -210,19 +217,19 @@ fn meta_from(
 
 // ----- domain -> wire ----------------------------------------------------------------------
 
-impl From<&d::Event> for Event {
-    fn from(e: &d::Event) -> Self {
+impl<'a, S: From<&'a str>> From<&'a d::Event> for Event<S> {
+    fn from(e: &'a d::Event) -> Self {
         Event {
-            task_id: e.task_id.clone(),
+            task_id: S::from(e.task_id.as_str()),
             at_ms: e.at.0,
-            actor: e.actor.clone(),
+            actor: e.actor.as_deref().map(S::from),
             kind: EventKind::from(&e.kind),
         }
     }
 }
 
-impl From<&d::EventKind> for EventKind {
-    fn from(k: &d::EventKind) -> Self {
+impl<'a, S: From<&'a str>> From<&'a d::EventKind> for EventKind<S> {
+    fn from(k: &'a d::EventKind) -> Self {
         use d::EventKind as K;
         match k {
             K::Created {
@@ -236,34 +243,34 @@ impl From<&d::EventKind> for EventKind {
                 priority,
                 request_id,
             } => EventKind::Created {
-                title: title.clone(),
-                description: description.clone(),
-                role: role.clone(),
-                provider: provider.clone(),
-                model: model.clone(),
-                tags: tags.clone(),
+                title: S::from(title.as_str()),
+                description: S::from(description.as_str()),
+                role: role.as_deref().map(S::from),
+                provider: provider.as_deref().map(S::from),
+                model: model.as_deref().map(S::from),
+                tags: tags.iter().map(|x| S::from(x)).collect(),
                 metadata: meta_to(metadata),
                 priority: *priority,
-                request_id: request_id.clone(),
+                request_id: request_id.as_deref().map(S::from),
             },
             K::Updated(u) => EventKind::Updated {
-                title: u.title.clone(),
-                description: u.description.clone(),
-                role: u.role.clone(),
-                provider: u.provider.clone(),
-                model: u.model.clone(),
+                title: u.title.as_deref().map(S::from),
+                description: u.description.as_deref().map(S::from),
+                role: u.role.as_deref().map(S::from),
+                provider: u.provider.as_deref().map(S::from),
+                model: u.model.as_deref().map(S::from),
                 priority: u.priority,
-                add_tags: u.add_tags.clone(),
-                remove_tags: u.remove_tags.clone(),
+                add_tags: u.add_tags.iter().map(|x| S::from(x)).collect(),
+                remove_tags: u.remove_tags.iter().map(|x| S::from(x)).collect(),
                 set_metadata: meta_to(&u.set_metadata),
-                remove_metadata: u.remove_metadata.clone(),
+                remove_metadata: u.remove_metadata.iter().map(|x| S::from(x)).collect(),
             },
             K::Started {
                 owner,
                 lease_expires_at,
                 session,
             } => EventKind::Started {
-                owner: owner.clone(),
+                owner: owner.as_deref().map(S::from),
                 lease_expires_at_ms: lease_expires_at.map(|t| t.0),
                 session: *session,
             },
@@ -271,7 +278,7 @@ impl From<&d::EventKind> for EventKind {
                 owner,
                 lease_expires_at,
             } => EventKind::Heartbeat {
-                owner: owner.clone(),
+                owner: S::from(owner.as_str()),
                 lease_expires_at_ms: lease_expires_at.0,
             },
             K::Progress {
@@ -280,15 +287,15 @@ impl From<&d::EventKind> for EventKind {
                 message,
             } => EventKind::Progress {
                 percent: *percent,
-                step: step.clone(),
-                message: message.clone(),
+                step: step.as_deref().map(S::from),
+                message: message.as_deref().map(S::from),
             },
             K::Checkpoint {
                 name,
                 progress,
                 data,
             } => EventKind::Checkpoint {
-                name: name.clone(),
+                name: S::from(name.as_str()),
                 progress: *progress,
                 data: json_text(data),
             },
@@ -300,30 +307,30 @@ impl From<&d::EventKind> for EventKind {
                 mime,
             } => EventKind::Output {
                 kind: output_code(*output_kind),
-                content: content.clone(),
-                path: path.clone(),
+                content: S::from(content.as_str()),
+                path: path.as_deref().map(S::from),
                 size_bytes: *size_bytes,
-                mime: mime.clone(),
+                mime: mime.as_deref().map(S::from),
             },
             K::Completed { result } => EventKind::Completed {
                 result: result.as_ref().map(json_text),
             },
             K::Failed { error } => EventKind::Failed {
-                error: error.clone(),
+                error: S::from(error.as_str()),
             },
             K::Cancelled { reason } => EventKind::Cancelled {
-                reason: reason.clone(),
+                reason: reason.as_deref().map(S::from),
             },
             K::Requeued { reason } => EventKind::Requeued {
-                reason: reason.clone(),
+                reason: reason.as_deref().map(S::from),
             },
             K::Retried => EventKind::Retried,
             K::Interrupted { reason, to } => EventKind::Interrupted {
-                reason: reason.clone(),
+                reason: S::from(reason.as_str()),
                 to: state_code(*to),
             },
             K::Removed { reason } => EventKind::Removed {
-                reason: reason.clone(),
+                reason: reason.as_deref().map(S::from),
             },
             K::Imported { task } => EventKind::Imported {
                 task: Box::new(Task::from(&**task)),
@@ -332,31 +339,31 @@ impl From<&d::EventKind> for EventKind {
     }
 }
 
-impl From<&d::Task> for Task {
-    fn from(t: &d::Task) -> Self {
+impl<'a, S: From<&'a str>> From<&'a d::Task> for Task<S> {
+    fn from(t: &'a d::Task) -> Self {
         Task {
-            title: t.title.clone(),
-            description: t.description.clone(),
-            role: t.role.clone(),
+            title: S::from(t.title.as_str()),
+            description: S::from(t.description.as_str()),
+            role: t.role.as_deref().map(S::from),
             state: state_code(t.state),
             progress_percent: t.progress.percent,
-            progress_step: t.progress.step.clone(),
-            progress_message: t.progress.message.clone(),
+            progress_step: t.progress.step.as_deref().map(S::from),
+            progress_message: t.progress.message.as_deref().map(S::from),
             created_at_ms: t.created_at.0,
             updated_at_ms: t.updated_at.0,
             started_at_ms: t.started_at.map(|x| x.0),
             completed_at_ms: t.completed_at.map(|x| x.0),
-            provider: t.provider.clone(),
-            model: t.model.clone(),
-            tags: t.tags.clone(),
+            provider: t.provider.as_deref().map(S::from),
+            model: t.model.as_deref().map(S::from),
+            tags: t.tags.iter().map(|x| S::from(x)).collect(),
             metadata: meta_to(&t.metadata),
             result: t.result.as_ref().map(json_text),
-            last_error: t.last_error.clone(),
+            last_error: t.last_error.as_deref().map(S::from),
             error_count: t.error_count,
             attempt: t.attempt,
             priority: t.priority,
             checkpoint: t.checkpoint.as_ref().map(|c| Checkpoint {
-                name: c.name.clone(),
+                name: S::from(c.name.as_str()),
                 progress: c.progress,
                 data: json_text(&c.data),
                 at_ms: c.at.0,
@@ -366,11 +373,11 @@ impl From<&d::Task> for Task {
                 .iter()
                 .map(|o| Output {
                     kind: output_code(o.kind),
-                    content: o.content.clone(),
+                    content: S::from(o.content.as_str()),
                     at_ms: o.at.0,
-                    path: o.path.clone(),
+                    path: o.path.as_deref().map(S::from),
                     size_bytes: o.size_bytes,
-                    mime: o.mime.clone(),
+                    mime: o.mime.as_deref().map(S::from),
                 })
                 .collect(),
         }
