@@ -11,31 +11,33 @@ use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
 /// Longest task id accepted.
 pub const TASK_ID_BYTES_MAX: usize = 256;
 
-/// What a staged event does to its task.
+/// How a batch sees a task it has touched.
 #[expect(
     clippy::large_enum_variant,
-    reason = "one per staged event, moved into the state at install; boxing would add an allocation per mutation"
+    reason = "one per task touched by a batch; boxing would add an allocation"
 )]
-pub enum After {
-    /// The task after the event (None when removed), computed on a copy because a later
-    /// mutation of the same batch needed to see it.
+enum Shadow {
+    /// Touched once so far, by the event at this index: the state's task with that event
+    /// applied, computed only if a later event of the batch needs it.
+    FirstAt(usize),
+    /// The task after this batch's events so far (None: removed), on a copy.
     Task(Option<Task>),
-    /// The first (so far only) event of this batch for its task: validated against the state
-    /// as it stands and applied to it at install, without copying the task.
-    Deferred,
 }
 
-/// Events staged for one batch, with what each one does.
+/// Events staged for one batch. Nothing touches the state before the whole batch is known
+/// to be valid; then every event is applied to the state in order, in place where it can be.
+/// A task touched more than once by a batch is copied once, to validate its later events
+/// against; a task touched once is never copied.
 #[derive(Default)]
 pub struct Staged {
     /// The events, in order.
-    pub events: Vec<(Event, After)>,
+    pub events: Vec<Event>,
     /// For each mutation in order, where its task id is found.
     pub slots: Vec<Slot>,
     /// Tasks as they stood before this batch removed them (returned to the caller).
     pub removed: HashMap<String, Task>,
-    /// For each task touched, the index in `events` of its latest event.
-    overlay: HashMap<String, usize>,
+    /// Every task this batch touched (unless it holds a single mutation).
+    overlay: HashMap<String, Shadow>,
     /// Request ids submitted in this batch.
     requests: HashMap<String, String>,
     /// True when the batch holds one mutation: nothing later in it can need the overlay.
@@ -48,6 +50,13 @@ pub enum Slot {
     Event(usize),
     /// A repeated submit: the id of the task it created earlier.
     Existing(String),
+}
+
+fn reshapes(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
+    )
 }
 
 impl Staged {
@@ -66,7 +75,7 @@ impl Staged {
         self.slots
             .iter()
             .map(|s| match s {
-                Slot::Event(i) => self.events.get(*i).map(|(e, _)| e.task_id.clone()),
+                Slot::Event(i) => self.events.get(*i).map(|e| e.task_id.clone()),
                 Slot::Existing(id) => Some(id.clone()),
             })
             .map(|id| id.expect("slots index staged events"))
@@ -75,24 +84,23 @@ impl Staged {
 
     /// The task as this batch currently sees it. Call `materialize` for `id` first.
     pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
-        match self.overlay.get(id).and_then(|&i| self.events.get(i)) {
-            Some((_, After::Task(t))) => t.as_ref(),
+        match self.overlay.get(id) {
+            Some(Shadow::Task(t)) => t.as_ref(),
             _ => state.task(id),
         }
     }
 
     /// A second event for a task in this batch must see the first one's effect: compute the
-    /// task after the deferred first event on a copy (the state stays untouched until the
-    /// whole batch is valid).
+    /// task after the first event on a copy (the state stays untouched until the whole batch
+    /// is valid).
     fn materialize(&mut self, state: &State, id: &str, lsn: u64) {
-        let Some(&i) = self.overlay.get(id) else {
+        let Some(shadow) = self.overlay.get_mut(id) else {
             return;
         };
-        let Some((event, after)) = self.events.get_mut(i) else {
-            return;
-        };
-        if let After::Deferred = after {
-            *after = After::Task(state.next_task_state(state.task(id), event, lsn + i as u64));
+        if let Shadow::FirstAt(i) = *shadow
+            && let Some(event) = self.events.get(i)
+        {
+            *shadow = Shadow::Task(state.next_task_state(state.task(id), event, lsn + i as u64));
         }
     }
 
@@ -120,18 +128,28 @@ impl Staged {
         let event = self.build_event(state, m, now, session, lsn)?;
         let current = self.current(state, &event.task_id);
         task::apply::check(current, &event)?;
-        let before_removal = match (&event.kind, current) {
-            (EventKind::Removed { .. }, Some(t)) => Some(t.clone()),
-            _ => None,
-        };
+        if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
+            self.removed.insert(event.task_id.clone(), t.clone());
+        }
         let index = self.events.len();
-        let after = if self.overlay.contains_key(&event.task_id) {
-            After::Task(state.next_task_state(current, &event, lsn + index as u64))
-        } else {
-            After::Deferred
-        };
-        if let Some(t) = before_removal {
-            self.removed.insert(event.task_id.clone(), t);
+        if !self.single {
+            let event_lsn = lsn + index as u64;
+            match self.overlay.get_mut(&event.task_id) {
+                // `build_event` materialized any earlier first touch.
+                Some(Shadow::Task(shadow)) => match shadow.as_mut() {
+                    Some(t) if !reshapes(&event.kind) => {
+                        task::apply::apply(t, event.clone(), event_lsn);
+                    }
+                    _ => *shadow = state.next_task_state(shadow.as_ref(), &event, event_lsn),
+                },
+                Some(Shadow::FirstAt(_)) => {
+                    unreachable!("build_event materializes a task touched before")
+                }
+                None => {
+                    self.overlay
+                        .insert(event.task_id.clone(), Shadow::FirstAt(index));
+                }
+            }
         }
         if let EventKind::Created {
             request_id: Some(r),
@@ -140,11 +158,8 @@ impl Staged {
         {
             self.requests.insert(r.clone(), event.task_id.clone());
         }
-        if !self.single {
-            self.overlay.insert(event.task_id.clone(), index);
-        }
         self.slots.push(Slot::Event(index));
-        self.events.push((event, after));
+        self.events.push(event);
         Ok(())
     }
 

@@ -190,7 +190,7 @@ impl Store {
         // All records in one buffer: one allocation per batch, not one per event.
         let mut buf = Vec::with_capacity(staged.events.len() * 160);
         let mut ends = Vec::with_capacity(staged.events.len());
-        for (e, _) in &staged.events {
+        for e in &staged.events {
             record::encode_event_into(&mut buf, e)?;
             ends.push(buf.len());
         }
@@ -214,12 +214,12 @@ impl Store {
         let removed = std::mem::take(&mut staged.removed);
         let mut subscribers = self.inner.subscribers.lock();
         let mut last_lsn = base;
-        for (i, ((event, after), bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
+        for (i, (event, bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
             let lsn = base + i as u64;
             let published = (!subscribers.is_empty()).then(|| event.clone());
             // The batch is in the log already: if memory cannot follow, stop accepting
             // writes (poison) rather than diverge from the log.
-            install_staged(&mut st, lsn, event, after, record::event_body(bytes))
+            install_staged(&mut st, lsn, event, record::event_body(bytes))
                 .map_err(|e| self.poison(e))?;
             st.mark_applied(lsn, bytes.len());
             last_lsn = lsn;
@@ -737,35 +737,25 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
         .collect()
 }
 
-/// Applies one staged event to the state.
-fn install_staged(
-    st: &mut State,
-    lsn: u64,
-    event: task::Event,
-    after: commit::After,
-    body: &[u8],
-) -> Result<()> {
-    match after {
-        commit::After::Task(updated) => st.install(lsn, &event, updated, body),
-        commit::After::Deferred => {
-            let reshapes = matches!(
-                event.kind,
-                task::EventKind::Created { .. }
-                    | task::EventKind::Removed { .. }
-                    | task::EventKind::Imported { .. }
-            );
-            if reshapes {
-                let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
-                st.install(lsn, &event, updated, body);
-            } else if !st.apply_in_place(lsn, event, body)? {
-                return Err(Error::corrupt(
-                    "state",
-                    None,
-                    Some(lsn),
-                    "a staged event did not apply in place",
-                ));
-            }
-        }
+/// Applies one staged event to the state: in place, unless it creates, replaces or removes
+/// its task.
+fn install_staged(st: &mut State, lsn: u64, event: task::Event, body: &[u8]) -> Result<()> {
+    let reshapes = matches!(
+        event.kind,
+        task::EventKind::Created { .. }
+            | task::EventKind::Removed { .. }
+            | task::EventKind::Imported { .. }
+    );
+    if reshapes {
+        let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
+        st.install(lsn, &event, updated, body);
+    } else if !st.apply_in_place(lsn, event, body)? {
+        return Err(Error::corrupt(
+            "state",
+            None,
+            Some(lsn),
+            "a staged event did not apply in place",
+        ));
     }
     Ok(())
 }
