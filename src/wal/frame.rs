@@ -13,6 +13,8 @@
 //! ```
 //! All integers are little-endian and written by hand, field by field.
 
+use std::sync::OnceLock;
+
 use crc32fast::Hasher;
 
 use super::Lsn;
@@ -81,25 +83,58 @@ pub enum DecodeError {
 /// Appends the encoding of one frame to `out`.
 ///
 /// The caller checked `payload.len() <= RECORD_BYTES_MAX`.
+///
+/// NOTE: the CRC covers bytes 0..20 and then the payload, which are not adjacent on disk (the
+/// CRC sits between them). The 20 covered bytes are first put 4 bytes late, right in front of
+/// the payload, so that one call hashes them together, and are then moved to their place.
+/// crc32fast folds inputs of 128 bytes or more with PCLMULQDQ but hashes shorter ones with
+/// tables and has a fixed cost per call, so a 20-byte header and a ~120-byte payload hashed
+/// apart took 1.5 to 2 times as long as the two hashed together.
 pub fn encode_into(out: &mut Vec<u8>, lsn: Lsn, flags: u8, payload: &[u8]) {
     debug_assert!(payload.len() <= RECORD_BYTES_MAX);
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    put(&mut header, 0, &len.to_le_bytes()); // len
+    put(&mut header, 4, &(!len).to_le_bytes()); // len_check
+    put(&mut header, 8, &[KIND_RECORD]); // kind
+    put(&mut header, 9, &[flags]); // flags
+    put(&mut header, 10, &0u16.to_le_bytes()); // reserved
+    put(&mut header, 12, &lsn.to_le_bytes()); // lsn
     let start = out.len();
-    out.extend_from_slice(&len.to_le_bytes()); // len
-    out.extend_from_slice(&(!len).to_le_bytes()); // len_check
-    out.push(KIND_RECORD); // kind
-    out.push(flags); // flags
-    out.extend_from_slice(&0u16.to_le_bytes()); // reserved
-    out.extend_from_slice(&lsn.to_le_bytes()); // lsn
-    let mut hasher = Hasher::new();
-    hasher.update(out.get(start..).unwrap_or_default());
-    hasher.update(payload);
-    out.extend_from_slice(&hasher.finalize().to_le_bytes()); // crc
-    out.extend_from_slice(payload); // payload
+    let mut staged = [0u8; FRAME_HEADER_LEN];
+    put(
+        &mut staged,
+        FRAME_HEADER_LEN - CRC_COVERED_HEADER_LEN,
+        header.get(..CRC_COVERED_HEADER_LEN).unwrap_or_default(),
+    );
+    out.extend_from_slice(&staged);
+    out.extend_from_slice(payload);
+    let covered = start + FRAME_HEADER_LEN - CRC_COVERED_HEADER_LEN;
+    let mut hasher = new_hasher();
+    hasher.update(out.get(covered..).unwrap_or_default());
+    let crc = hasher.finalize();
+    put(&mut header, CRC_COVERED_HEADER_LEN, &crc.to_le_bytes()); // crc
+    if let Some(dst) = out.get_mut(start..start + FRAME_HEADER_LEN) {
+        dst.copy_from_slice(&header);
+    }
     debug_assert_eq!(
         decode(out.get(start..).unwrap_or_default()).map(|(f, n)| (f.lsn, f.flags, f.payload, n)),
         Ok((lsn, flags, payload, encoded_len(payload.len())))
     );
+}
+
+/// A fresh CRC state. Cloned from one made once: `Hasher::new` detects CPU features on every
+/// call, a measurable cost at a few million frames a second.
+fn new_hasher() -> Hasher {
+    static PROTOTYPE: OnceLock<Hasher> = OnceLock::new();
+    PROTOTYPE.get_or_init(Hasher::new).clone()
+}
+
+/// Copies `bytes` into `buf` at `at` (a fixed header layout: always in bounds).
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {

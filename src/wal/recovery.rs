@@ -260,6 +260,7 @@ pub fn open(
         state: parking_lot::Mutex::new(state),
         cond: parking_lot::Condvar::new(),
         writer: parking_lot::Mutex::new(active),
+        poison_flag: std::sync::atomic::AtomicBool::new(false),
         counters: Default::default(),
         background: parking_lot::Mutex::new(None),
     });
