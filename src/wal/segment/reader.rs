@@ -84,6 +84,7 @@ where
     let mut records = 0u64;
     // (offset, first LSN) of a batch whose end frame has not been seen yet.
     let mut batch: Option<(usize, Lsn)> = None;
+    let mut scratch = frame::Scratch::default();
     loop {
         if batch.is_none() && lsn >= spec.limit {
             break;
@@ -92,7 +93,7 @@ where
         if rest.is_empty() {
             break;
         }
-        let (f, n) = match frame::decode(rest) {
+        let (f, n) = match frame::decode_with(rest, &mut scratch) {
             Ok(ok) => ok,
             Err(DecodeError::Zero)
                 if all_zero(bytes.get(pos..spec.unknown_end(bytes)).unwrap_or_default()) =>
@@ -195,13 +196,13 @@ fn all_zero(bytes: &[u8]) -> bool {
         && chunks.remainder().iter().all(|&b| b == 0)
 }
 
-/// Delivers the records of a validated batch.
+/// Delivers the records of a batch whose every frame was just validated.
 fn deliver<F>(bytes: &[u8], from: Lsn, visit: &mut F) -> Result<()>
 where
     F: FnMut(Lsn, &[u8]) -> Result<()>,
 {
     let mut pos = 0;
-    while let Ok((f, n)) = frame::decode(bytes.get(pos..).unwrap_or_default()) {
+    while let Some((f, n)) = frame::reread(bytes.get(pos..).unwrap_or_default()) {
         if f.lsn >= from {
             visit(f.lsn, f.payload)?;
         }
