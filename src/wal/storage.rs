@@ -54,6 +54,13 @@ pub trait StorageFile: Send + Sync + Debug {
         }
         Ok(())
     }
+    /// An offset from which every byte up to the end of the file reads as zero, as far as the
+    /// storage can tell without reading: holes, and preallocated space never written. The file's
+    /// length when it cannot tell. Lets open accept the zero tail of a preallocated segment
+    /// without reading tens of MiB of zeros.
+    fn zeros_from(&self) -> io::Result<u64> {
+        self.len()
+    }
     /// The whole file as bytes: a read-only memory map where the storage can map, else a copy.
     fn map_all(&self) -> io::Result<FileBytes> {
         Ok(FileBytes::Owned(self.read_all()?))
@@ -167,6 +174,39 @@ impl StorageFile for StdFile {
             Err(e) => Err(e.into()),
         }
     }
+    /// `SEEK_DATA`/`SEEK_HOLE`: Linux reports a range as a hole only if it reads as zeros; ext4
+    /// and xfs count unwritten (preallocated) extents as holes unless the page cache holds
+    /// pages for them, and written or dirty pages are always data.
+    fn zeros_from(&self) -> io::Result<u64> {
+        use rustix::fs::SeekFrom;
+        use rustix::io::Errno;
+        let len = self.len()?;
+        // The end of the last range that may hold data, found so far.
+        let mut data_end = 0;
+        let mut at = 0;
+        for _ in 0..DATA_RANGES_MAX {
+            if at >= len {
+                return Ok(data_end);
+            }
+            let data = match rustix::fs::seek(&self.0, SeekFrom::Data(at)) {
+                Ok(d) => d,
+                // No data at or after `at`.
+                Err(e) if e == Errno::NXIO => return Ok(data_end),
+                // No SEEK_DATA here: nothing is known.
+                Err(e) if e == Errno::INVAL || e == Errno::OPNOTSUPP || e == Errno::NOSYS => {
+                    return Ok(len);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if data >= len {
+                return Ok(data_end);
+            }
+            let hole = rustix::fs::seek(&self.0, SeekFrom::Hole(data))?;
+            data_end = hole.min(len);
+            at = hole;
+        }
+        Ok(len)
+    }
     fn map_all(&self) -> io::Result<FileBytes> {
         if self.len()? == 0 {
             // mmap of an empty file fails with EINVAL.
@@ -178,6 +218,10 @@ impl StorageFile for StdFile {
     // `read_to_end` here read from the file's *position*, so a second read of the same handle
     // (a retry) saw an empty file and a read-only open an empty log.
 }
+
+/// Data ranges `StdFile::zeros_from` follows before giving up (and reading the bytes instead): a
+/// segment written in order has one or two.
+const DATA_RANGES_MAX: usize = 64;
 
 /// Maps a whole file read-only.
 // SAFETY: a map is only sound while nobody truncates the file under it (that turns reads into
@@ -259,5 +303,34 @@ mod tests {
         let f = StdStorage.open(&path, OpenMode::Read).expect("open");
         assert_eq!(f.read_all().expect("first"), b"hello segment");
         assert_eq!(f.read_all().expect("second"), b"hello segment");
+    }
+
+    /// The contract of `zeros_from`, whatever the file system answers: never past a non-zero
+    /// byte, and only zeros after it. Preallocated space never written is the case that matters
+    /// (the tail of the last segment), with data written far into it after an unwritten gap (a
+    /// valid frame after garbage must be found, or a torn tail would be cut wrongly).
+    #[test]
+    fn zeros_from_never_hides_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        let f = StdStorage.open(&path, OpenMode::CreateNew).expect("create");
+        assert_eq!(f.zeros_from().expect("empty"), 0);
+        f.preallocate(1 << 20).expect("preallocate");
+        // NOTE: nothing is read back: reading caches the zero pages, which then count as data
+        // and would hide a wrong answer. `last` is where the written non-zero bytes end.
+        let check = |what: &str, last: u64| {
+            let z = f.zeros_from().expect("zeros_from");
+            assert!(z >= last && z <= 1 << 20, "{what}: {z} vs data to {last}");
+        };
+        check("preallocated only", 0);
+        f.write_all_at(&[7; 100], 48).expect("write");
+        check("a written prefix", 148);
+        f.write_all_at(&[9; 10], 700 << 10).expect("write far");
+        check("data after an unwritten gap", (700 << 10) + 10);
+        f.sync_data().expect("sync");
+        check("after a sync", (700 << 10) + 10);
+        f.write_all_at(&[1], (1 << 20) - 1)
+            .expect("write the last byte");
+        check("data in the last byte", 1 << 20);
     }
 }

@@ -169,6 +169,7 @@ pub(crate) fn inspect(
             policy,
             from: Lsn::MAX,
             limit: Lsn::MAX,
+            zeros_from: u64::MAX,
         };
         let end = match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Ok(end) => end,
