@@ -15,7 +15,6 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::snapshot::SectionBuf;
 use crate::error::{Error, Result};
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 
@@ -41,12 +40,12 @@ pub struct Arena {
     file: PathBuf,
     /// Where the section starts in that file (for error messages).
     file_offset: u64,
-    bytes: SectionBuf,
+    bytes: Box<[u8]>,
 }
 
 impl Arena {
     /// Wraps a snapshot's history section, which starts at byte `file_offset` of `file`.
-    pub fn new(file: &Path, file_offset: u64, bytes: SectionBuf) -> Arc<Self> {
+    pub fn new(file: &Path, file_offset: u64, bytes: Box<[u8]>) -> Arc<Self> {
         Arc::new(Arena {
             file: file.into(),
             file_offset,
@@ -385,7 +384,7 @@ mod tests {
 
     fn arena_of(h: &History) -> Arc<Arena> {
         let bytes = [h.parts()[0], h.parts()[1]].concat();
-        Arena::new(Path::new("x.snap"), 1000, SectionBuf::copy_of(&bytes))
+        Arena::new(Path::new("x.snap"), 1000, bytes.into())
     }
 
     #[test]
@@ -442,8 +441,9 @@ mod tests {
         let mut bytes = [original.parts()[0], original.parts()[1]].concat();
         let second = ENTRY_HEADER_LEN + event_bytes("t", 1).len();
         bytes[second + 9] = 7; // not a state code
-        let arena = Arena::new(Path::new("x.snap"), 1000, SectionBuf::copy_of(&bytes));
-        let h = History::from_shared(&arena, 0, bytes.len() as u64, 2).unwrap();
+        let len = bytes.len() as u64;
+        let arena = Arena::new(Path::new("x.snap"), 1000, bytes.into());
+        let h = History::from_shared(&arena, 0, len, 2).unwrap();
         let err = h.events().unwrap_err();
         assert!(err.is_corruption(), "{err}");
         let text = err.to_string();

@@ -23,11 +23,8 @@
 //! Written as: temp file, fsync, rename, fsync directory. Histories are carried whole, so log
 //! segments below the oldest kept snapshot can be removed without losing the audit trail.
 
-mod buffer;
 mod v1;
 mod v2;
-
-pub use buffer::SectionBuf;
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ mod records;
 
 use records::{RecordV2, TaskV2};
 
-use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, SectionBuf, codec, field, u32_at, u64_at};
+use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
 use crate::error::{Error, Result};
 use crate::store::history::Arena;
 use crate::store::state::State;
@@ -196,9 +196,9 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 /// Reads a v2 file whose first bytes (`prefix`, the header) were read already.
 pub fn read(path: &Path, file: &dyn StorageFile, prefix: &[u8], file_len: u64) -> Result<State> {
     let h = Header::decode(path, prefix, file_len)?;
-    let tasks = SectionBuf::read(path, file, HEADER_LEN as u64, h.tasks_len)?;
+    let tasks = read_section(path, file, HEADER_LEN as u64, h.tasks_len)?;
     h.check_crc(path, false, &tasks)?;
-    let history = SectionBuf::read(path, file, h.history_offset(), h.history_len)?;
+    let history = read_section(path, file, h.history_offset(), h.history_len)?;
     h.check_crc(path, true, &history)?;
     let arena = Arena::new(path, h.history_offset(), history);
     records::decode(path, &h, &tasks, &arena)
@@ -213,8 +213,35 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
         .expect("should hold both sections: the header's lengths were checked");
     h.check_crc(path, false, tasks)?;
     h.check_crc(path, true, history)?;
-    let arena = Arena::new(path, h.history_offset(), SectionBuf::copy_of(history));
+    let arena = Arena::new(path, h.history_offset(), history.into());
     records::decode(path, &h, tasks, &arena)
+}
+
+/// Reads `len` bytes at offset `at`; the caller checked `len` against the file's size and the
+/// snapshot size limit (Header::decode). A file shorter than that is corruption.
+fn read_section(path: &Path, file: &dyn StorageFile, at: u64, len: u64) -> Result<Box<[u8]>> {
+    let len = usize::try_from(len).map_err(|_| Error::TooLarge {
+        what: "snapshot section",
+        len,
+        max: usize::MAX as u64,
+    })?;
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        let n = file
+            .read_at(rest, at + done as u64)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            return Err(Error::corrupt(
+                path,
+                Some(at + done as u64),
+                None,
+                "file ended before the section the header describes",
+            ));
+        }
+        done += n;
+    }
+    Ok(buf)
 }
 
 fn encode_error(e: postcard::Error) -> Error {

@@ -1,12 +1,14 @@
 //! The tasks section of a v2 snapshot: one record per task id (live or removed), in strictly
 //! ascending id order, each giving its history's place in the history section; then the
 //! idempotency keys and the closed sessions. Decoding turns each record into what
-//! `State::load` takes; a large section is decoded on a second thread while the first one
-//! fills the map (the two halves of the work cost about the same).
+//! `State::load` takes.
+//!
+//! NOTE: decoding on a second thread while this one fills the map was tried and dropped: on
+//! the 2-core machine of docs/benchmarks.md it saved no wall time and cost up to 80% more CPU
+//! (most of it kernel time).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +17,6 @@ use crate::error::{Error, Result};
 use crate::store::history::{Arena, History};
 use crate::store::state::State;
 use crate::task::{Lease, Task, Timestamp, wire};
-
-/// Sections with at least this many records are decoded on a second thread.
-const PARALLEL_RECORDS_MIN: u64 = 8192;
-/// Records handed from the decoding thread to the loading one at a time.
-const BATCH_RECORDS: usize = 1024;
 
 /// One task id: its history's place in the history section and, while it lives, the task.
 #[derive(Serialize, Deserialize)]
@@ -204,39 +201,11 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     state.applied_lsn = header.lsn;
     // Bounded by the section's length (Header::decode).
     state.reserve(header.records as usize);
-    let (request_ids, closed_sessions) = if header.records < PARALLEL_RECORDS_MIN {
-        for record in &mut records {
-            let (id, task, history) = record?;
-            state.load(id, task, history);
-        }
-        records.finish()?
-    } else {
-        std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Loaded>>(4);
-            let decoder = scope.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH_RECORDS);
-                for record in &mut records {
-                    batch.push(record?);
-                    if batch.len() == BATCH_RECORDS {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-                        if tx.send(full).is_err() {
-                            break;
-                        }
-                    }
-                }
-                let _ = tx.send(batch);
-                records.finish()
-            });
-            for batch in rx {
-                for (id, task, history) in batch {
-                    state.load(id, task, history);
-                }
-            }
-            decoder
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })?
-    };
+    for record in &mut records {
+        let (id, task, history) = record?;
+        state.load(id, task, history);
+    }
+    let (request_ids, closed_sessions) = records.finish()?;
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
     Ok(state)
