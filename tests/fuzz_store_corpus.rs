@@ -2,7 +2,8 @@
 //! run in CI without cargo-fuzz: the same library functions over every file of their committed
 //! corpora, then over seeded mutations of those files and random inputs. Decoders must return
 //! Ok or Err, never panic; the model target panics only if the store and its model disagree.
-//! `write_fuzz_seeds` (ignored) regenerates the seed files from the golden fixtures.
+//! `write_fuzz_seeds` (ignored) regenerates the seed files from the golden fixtures (snapshot
+//! seeds of formats v1 and v2).
 
 use std::path::{Path, PathBuf};
 
@@ -50,10 +51,14 @@ fn mutations(seeds: &[Vec<u8>], count: usize, seed: u64, mut check: impl FnMut(&
 #[test]
 fn snapshot_decoder_never_panics() {
     let seeds = corpus("snapshot_decode");
-    assert!(
-        seeds.iter().any(|s| decode_snapshot_bytes(s).is_ok()),
-        "a valid snapshot seed must decode"
-    );
+    for version in [1u8, 2] {
+        assert!(
+            seeds
+                .iter()
+                .any(|s| s.get(8) == Some(&version) && decode_snapshot_bytes(s).is_ok()),
+            "a valid v{version} snapshot seed must decode"
+        );
+    }
     mutations(&seeds, 3000, 1, |d| {
         let _ = decode_snapshot_bytes(d);
     });
@@ -89,6 +94,15 @@ fn write_fuzz_seeds() {
         let out = root.join("fuzz/corpus/snapshot_decode");
         std::fs::write(out.join("golden.snap"), &bytes).unwrap();
         std::fs::write(out.join("header_only.snap"), &bytes[..40]).unwrap();
+    }
+    let snaps = root.join("tests/fixtures/store-v2-snapshot/snapshots");
+    let out = root.join("fuzz/corpus/snapshot_decode");
+    for e in std::fs::read_dir(snaps).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        std::fs::write(out.join(format!("golden_v2_{name}.snap")), &bytes).unwrap();
+        std::fs::write(out.join("header_only_v2.snap"), &bytes[..64]).unwrap();
     }
     let seg = root.join("tests/fixtures/store-v1-log/wal/00000000000000000001.seg");
     let wal = tasklog::wal::Wal::open(

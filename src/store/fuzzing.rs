@@ -13,8 +13,24 @@ use crate::wal::Storage;
 use crate::wal::sim::SimStorage;
 
 /// Decodes arbitrary bytes as a snapshot file: Ok or Err, never a panic or a huge allocation.
+/// The bytes are decoded as they are, then again with their CRCs recomputed (so that damage
+/// reaches the section decoders), and every history of a decoded state is read (v2 histories
+/// are checked only when read). Returns the live task count of the first decode.
 pub fn decode_snapshot_bytes(data: &[u8]) -> Result<usize> {
-    super::snapshot::decode(Path::new("fuzz.snap"), data).map(|s| s.len())
+    let path = Path::new("fuzz.snap");
+    let first = super::snapshot::decode(path, data);
+    let mut resealed = data.to_vec();
+    super::snapshot::reseal_for_fuzzing(&mut resealed);
+    for state in [&first, &super::snapshot::decode(path, &resealed)]
+        .into_iter()
+        .flatten()
+    {
+        for (_, entry) in state.entries() {
+            let _ = entry.history.check();
+            let _ = entry.history.events();
+        }
+    }
+    first.map(|s| s.len())
 }
 
 /// Decodes arbitrary bytes as a store record and as a bare event payload.

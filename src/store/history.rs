@@ -1,6 +1,16 @@
-//! A task's audit trail, kept compactly: one byte arena per task holding, for each event,
+//! A task's audit trail, kept compactly: a byte arena holding, for each event,
 //! `lsn u64 | from u8 | to u8 | len u32 | encoded event` (little-endian). Events are decoded
 //! only when someone asks for the history, which keeps open fast and memory small.
+//!
+//! A history opened from a snapshot (format v2) does not own its older events: they stay where
+//! they are in the snapshot's history section, one buffer shared by every history loaded from
+//! that file ([`Arena`]), and only events appended after the open go to the history's own
+//! vector. Reading a history walks the shared part, then the own part. The shared part's
+//! structure is checked when it is read (the section's CRC was checked when the file was
+//! loaded); a damaged entry there is `Error::Corrupt` naming the snapshot file and offset.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -8,7 +18,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 
-const ENTRY_HEADER_LEN: usize = 14;
+/// Bytes of an entry's header: `lsn u64 | from u8 | to u8 | len u32`.
+pub const ENTRY_HEADER_LEN: usize = 14;
 
 /// `(lsn, from, to, encoded event)`.
 type RawEntry<'a> = (u64, Option<TaskState>, Option<TaskState>, &'a [u8]);
@@ -19,10 +30,66 @@ const HISTORY_EVENTS_INITIAL: usize = 6;
 /// Smallest first allocation of a history arena.
 const HISTORY_BYTES_INITIAL_MIN: usize = 256;
 
+const _: () = assert!(ENTRY_HEADER_LEN == 8 + 1 + 1 + 4);
+
+/// The history section of one snapshot file, read once at open and shared (read-only) by every
+/// history loaded from it. It lives as long as any of those histories.
+#[derive(Debug)]
+pub struct Arena {
+    /// The snapshot file (for error messages).
+    file: PathBuf,
+    /// Where the section starts in that file (for error messages).
+    file_offset: u64,
+    bytes: Box<[u8]>,
+}
+
+impl Arena {
+    /// Wraps a snapshot's history section, which starts at byte `file_offset` of `file`.
+    pub fn new(file: &Path, file_offset: u64, bytes: Box<[u8]>) -> Arc<Self> {
+        Arc::new(Arena {
+            file: file.into(),
+            file_offset,
+            bytes,
+        })
+    }
+
+    /// The section's length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True for an empty section.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// The events of a history that live in a snapshot's [`Arena`]: `arena.bytes[start..end]`.
+#[derive(Clone, Debug)]
+struct Shared {
+    arena: Arc<Arena>,
+    start: usize,
+    end: usize,
+}
+
+impl Shared {
+    fn bytes(&self) -> &[u8] {
+        self.arena
+            .bytes
+            .get(self.start..self.end)
+            .unwrap_or_default()
+    }
+}
+
 /// The encoded history of one task.
 #[derive(Clone, Debug, Default)]
 pub struct History {
+    /// Events loaded from a snapshot, read in place (`None` when the history was built by
+    /// replay or loaded from a v1 snapshot).
+    shared: Option<Shared>,
+    /// Events appended in this process (after `shared`).
     bytes: Vec<u8>,
+    /// Events in both parts.
     count: u32,
 }
 
@@ -56,9 +123,11 @@ impl History {
     ) {
         let len =
             u32::try_from(event_bytes.len()).expect("should be bounded by the log's record limit");
-        if self.bytes.capacity() == 0 {
+        if self.bytes.capacity() == 0 && self.shared.is_none() {
             // Most tasks see a handful of events: one allocation up front instead of several
             // regrowths (replaying a million events is otherwise dominated by the allocator).
+            // A history loaded from a snapshot has seen most of its events already: it grows
+            // from nothing.
             self.bytes.reserve(
                 HISTORY_BYTES_INITIAL_MIN
                     .max(HISTORY_EVENTS_INITIAL * (ENTRY_HEADER_LEN + event_bytes.len())),
@@ -83,25 +152,56 @@ impl History {
         self.count == 0
     }
 
-    /// The raw arena (for snapshots).
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The encoded events, as two slices to be read one after the other: the part shared with
+    /// a snapshot, then the part appended since (for writing snapshots).
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [self.shared.as_ref().map_or(&[], Shared::bytes), &self.bytes]
     }
 
-    /// Rebuilds a history from a snapshot's arena, checking its structure.
+    /// Bytes of encoded events in both parts.
+    pub fn byte_len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    /// Rebuilds a history from a v1 snapshot's arena, checking its structure.
     pub fn from_bytes(bytes: Vec<u8>, count: u32) -> Result<Self> {
-        let h = History { bytes, count };
-        let mut seen = 0u32;
-        for entry in h.raw_entries() {
-            entry?;
-            seen += 1;
-        }
-        if seen != count {
+        let h = History {
+            shared: None,
+            bytes,
+            count,
+        };
+        h.check()?;
+        Ok(h)
+    }
+
+    /// A history whose `count` events are `arena[start..start + len]`, read in place. Only
+    /// the bounds are checked here (cheap); the entries are checked when they are read.
+    pub fn from_shared(arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<Self> {
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= arena.len() as u64)
+            .ok_or_else(|| {
+                bad(format!(
+                    "history bytes {start}+{len} lie outside the {}-byte history section",
+                    arena.len()
+                ))
+            })?;
+        // Every entry has a header, so `count` can only be this large if the bytes are there.
+        if u64::from(count) > len / ENTRY_HEADER_LEN as u64 || (count == 0) != (len == 0) {
             return Err(bad(format!(
-                "history holds {seen} events, header says {count}"
+                "{count} events cannot fill a {len}-byte history"
             )));
         }
-        Ok(h)
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("offset too large".into()));
+        Ok(History {
+            shared: Some(Shared {
+                arena: Arc::clone(arena),
+                start: to_usize(start)?,
+                end: to_usize(end)?,
+            }),
+            bytes: Vec::new(),
+            count,
+        })
     }
 
     /// Frees spare capacity (after a bulk load).
@@ -112,42 +212,52 @@ impl History {
         }
     }
 
-    /// Iterates over `(lsn, from, to, event bytes)`.
-    fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry<'_>>> {
-        let mut rest = self.bytes.as_slice();
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            let Some((header, body)) = rest.split_at_checked(ENTRY_HEADER_LEN) else {
-                rest = &[];
-                return Some(Err(bad("truncated history entry".into())));
-            };
-            let mut lsn = [0u8; 8];
-            let mut len = [0u8; 4];
-            lsn.copy_from_slice(header.get(..8).unwrap_or_default());
-            len.copy_from_slice(header.get(10..14).unwrap_or_default());
-            let len = u32::from_le_bytes(len) as usize;
-            let Some((event, tail)) = body.split_at_checked(len) else {
-                rest = &[];
-                return Some(Err(bad("history entry longer than its arena".into())));
-            };
-            rest = tail;
-            let state = |b: Option<&u8>| -> Result<Option<TaskState>> {
-                match b.copied() {
-                    Some(NO_STATE) | None => Ok(None),
-                    Some(c) => wire::v1::state_from_code(c).map(Some),
-                }
-            };
-            Some((|| {
-                Ok((
-                    u64::from_le_bytes(lsn),
-                    state(header.get(8))?,
-                    state(header.get(9))?,
-                    event,
-                ))
-            })())
+    /// Checks the structure of every entry (lengths, state codes) and the event count,
+    /// without decoding the events.
+    pub fn check(&self) -> Result<()> {
+        let mut seen = 0u64;
+        for entry in self.raw_entries() {
+            entry?;
+            seen += 1;
+        }
+        self.check_count(seen)
+    }
+
+    fn check_count(&self, seen: u64) -> Result<()> {
+        if seen == u64::from(self.count) {
+            return Ok(());
+        }
+        let reason = format!(
+            "history holds {seen} events, its record says {}",
+            self.count
+        );
+        Err(match &self.shared {
+            Some(s) => Error::corrupt(
+                &s.arena.file,
+                Some(s.arena.file_offset + s.start as u64),
+                None,
+                reason,
+            ),
+            None => bad(reason),
         })
+    }
+
+    /// Iterates over `(lsn, from, to, event bytes)`: the shared part, then the own part.
+    fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry<'_>>> {
+        let shared = self.shared.as_ref().into_iter().flat_map(|s| {
+            entries(s.bytes()).map(move |entry| {
+                entry.map_err(|(at, reason)| {
+                    Error::corrupt(
+                        &s.arena.file,
+                        Some(s.arena.file_offset + (s.start + at) as u64),
+                        None,
+                        format!("damaged history entry: {reason}"),
+                    )
+                })
+            })
+        });
+        let own = entries(&self.bytes).map(|entry| entry.map_err(|(_, reason)| bad(reason)));
+        shared.chain(own)
     }
 
     /// The LSN of the last move from pending to running (the current claim), if any.
@@ -177,8 +287,53 @@ impl History {
                 details: details(&event.kind),
             });
         }
+        self.check_count(out.len() as u64)?;
         Ok(out)
     }
+}
+
+/// Parses the entries of one arena slice: `Ok(entry)` or `Err((offset in the slice, reason))`,
+/// after which it stops.
+fn entries(bytes: &[u8]) -> impl Iterator<Item = Result<RawEntry<'_>, (usize, String)>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let at = bytes.len() - rest.len();
+        let fail = |reason: &str| Some(Err((at, reason.to_string())));
+        let Some((header, body)) = rest.split_at_checked(ENTRY_HEADER_LEN) else {
+            rest = &[];
+            return fail("truncated history entry");
+        };
+        let mut lsn = [0u8; 8];
+        let mut len = [0u8; 4];
+        lsn.copy_from_slice(header.get(..8).unwrap_or_default());
+        len.copy_from_slice(header.get(10..14).unwrap_or_default());
+        let len = u32::from_le_bytes(len) as usize;
+        let Some((event, tail)) = body.split_at_checked(len) else {
+            rest = &[];
+            return fail("history entry longer than its arena");
+        };
+        let state = |b: Option<&u8>| -> Result<Option<TaskState>, String> {
+            match b.copied() {
+                Some(NO_STATE) | None => Ok(None),
+                Some(c) => wire::v1::state_from_code(c)
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        match (state(header.get(8)), state(header.get(9))) {
+            (Ok(from), Ok(to)) => {
+                rest = tail;
+                Some(Ok((u64::from_le_bytes(lsn), from, to, event)))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                rest = &[];
+                Some(Err((at, e)))
+            }
+        }
+    })
 }
 
 /// The event's own fields as JSON, without the `kind` tag.
@@ -196,5 +351,109 @@ fn bad(reason: String) -> Error {
     Error::Codec {
         what: "task history".into(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Event, EventKind};
+
+    fn event_bytes(id: &str, percent: u8) -> Vec<u8> {
+        let event = Event {
+            task_id: id.into(),
+            at: Timestamp(1_700_000_000_000),
+            actor: None,
+            kind: EventKind::Progress {
+                percent,
+                step: None,
+                message: None,
+            },
+        };
+        wire::encode_event(&event).expect("should encode")
+    }
+
+    fn owned(lsns: std::ops::Range<u64>) -> History {
+        let mut h = History::default();
+        for lsn in lsns {
+            let e = event_bytes("t", lsn as u8);
+            h.push(lsn, Some(TaskState::Running), Some(TaskState::Running), &e);
+        }
+        h
+    }
+
+    fn arena_of(h: &History) -> Arc<Arena> {
+        let bytes = [h.parts()[0], h.parts()[1]].concat();
+        Arena::new(Path::new("x.snap"), 1000, bytes.into())
+    }
+
+    #[test]
+    fn a_shared_history_reads_like_the_owned_one_and_grows_apart() {
+        let original = owned(1..4);
+        let arena = arena_of(&original);
+        let mut h = History::from_shared(&arena, 0, arena.len() as u64, 3).unwrap();
+        assert_eq!(h.events().unwrap(), original.events().unwrap());
+        assert_eq!(h.byte_len(), original.byte_len());
+        let e = event_bytes("t", 9);
+        h.push(4, Some(TaskState::Running), Some(TaskState::Running), &e);
+        assert!(
+            h.bytes.capacity() < HISTORY_BYTES_INITIAL_MIN,
+            "no up-front reserve"
+        );
+        let mut grown = original.clone();
+        grown.push(4, Some(TaskState::Running), Some(TaskState::Running), &e);
+        assert_eq!(h.events().unwrap(), grown.events().unwrap());
+        assert_eq!(h.parts().concat(), grown.parts().concat());
+        assert_eq!(h.last_start_lsn(), None);
+        h.check().unwrap();
+    }
+
+    #[test]
+    fn shared_bounds_are_checked_at_load() {
+        let arena = arena_of(&owned(1..3));
+        let len = arena.len() as u64;
+        assert!(
+            History::from_shared(&arena, 1, len, 2).is_err(),
+            "past the end"
+        );
+        assert!(
+            History::from_shared(&arena, u64::MAX, 2, 1).is_err(),
+            "overflow"
+        );
+        assert!(
+            History::from_shared(&arena, 0, 28, 3).is_err(),
+            "count too large"
+        );
+        assert!(
+            History::from_shared(&arena, 0, 0, 1).is_err(),
+            "events without bytes"
+        );
+        assert!(
+            History::from_shared(&arena, 0, 5, 0).is_err(),
+            "bytes without events"
+        );
+        assert!(History::from_shared(&arena, 0, 0, 0).is_ok());
+    }
+
+    #[test]
+    fn a_damaged_shared_entry_is_corruption_naming_the_file_and_offset() {
+        let original = owned(1..3);
+        let mut bytes = [original.parts()[0], original.parts()[1]].concat();
+        let second = ENTRY_HEADER_LEN + event_bytes("t", 1).len();
+        bytes[second + 9] = 7; // not a state code
+        let len = bytes.len() as u64;
+        let arena = Arena::new(Path::new("x.snap"), 1000, bytes.into());
+        let h = History::from_shared(&arena, 0, len, 2).unwrap();
+        let err = h.events().unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("x.snap") && text.contains(&(1000 + second).to_string()),
+            "{text}"
+        );
+        // A count that disagrees with the entries is caught too.
+        let arena = arena_of(&original);
+        let h = History::from_shared(&arena, 0, arena.len() as u64, 1).unwrap();
+        assert!(h.check().unwrap_err().is_corruption());
     }
 }

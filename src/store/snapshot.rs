@@ -1,70 +1,50 @@
 //! Snapshots: the whole store state (tasks, every history, idempotency keys, sessions) as of
-//! one LSN, so that open replays only the log after it. Layout (all integers little-endian):
+//! one LSN, so that open replays only the log after it. This build writes format v2 and reads
+//! v1 and v2; `docs/format.md` gives both layouts byte by byte. In short (all integers
+//! little-endian):
 //!
-//! | offset | size | field |
+//! | offset | size | field (v2) |
 //! |-------:|-----:|-------|
 //! | 0  | 8 | magic `TASKSNAP` |
-//! | 8  | 4 | format version (1) |
+//! | 8  | 4 | format version (2) |
 //! | 12 | 4 | flags (0) |
 //! | 16 | 8 | LSN of the last record included |
-//! | 24 | 8 | body length in bytes |
-//! | 32 | 4 | CRC-32 of the body |
-//! | 36 | 4 | CRC-32 of bytes 0..36 |
-//! | 40 | body length | postcard-encoded `SnapshotV1` |
+//! | 24 | 8 | number of task records |
+//! | 32 | 8 | tasks section length |
+//! | 40 | 8 | history section length |
+//! | 48 | 4 | CRC-32 of the tasks section |
+//! | 52 | 4 | CRC-32 of the history section |
+//! | 56 | 4 | reserved (0) |
+//! | 60 | 4 | CRC-32 of bytes 0..60 |
+//! | 64 | tasks length | task records (postcard), then request ids and closed sessions |
+//! | 64 + tasks length | history length | every history arena, back to back |
 //!
+//! Version 1 (40-byte header, one postcard body with the arenas inline) is read by `v1`.
 //! Written as: temp file, fsync, rename, fsync directory. Histories are carried whole, so log
 //! segments below the oldest kept snapshot can be removed without losing the audit trail.
 
+mod v1;
+mod v2;
+
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::history::History;
-use super::state::State;
 use crate::error::{Error, Result};
-use crate::task::{Lease, Task, Timestamp, wire};
+use crate::store::state::State;
 use crate::wal::{OpenMode, Storage};
 
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TASKSNAP";
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot format version this build writes (it reads 1 and 2).
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Largest LSN accepted from a snapshot file (far beyond any real log; keeps `lsn + 1` safe).
 pub const LSN_MAX: u64 = u64::MAX / 2;
-/// Header length in bytes.
-pub const SNAPSHOT_HEADER_LEN: usize = 40;
-/// Largest snapshot body this build will read (checked before allocating).
+/// Header length of the format this build writes, in bytes.
+pub const SNAPSHOT_HEADER_LEN: usize = v2::HEADER_LEN;
+/// Largest snapshot body (everything after the header) this build will read, checked before
+/// allocating.
 pub const SNAPSHOT_BYTES_MAX: u64 = 64 << 30;
-
-const _: () = assert!(SNAPSHOT_HEADER_LEN == 8 + 4 + 4 + 8 + 8 + 4 + 4);
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotV1 {
-    applied_lsn: u64,
-    tasks: Vec<TaskV1>,
-    removed: Vec<HistoryV1>,
-    request_ids: Vec<(String, String)>,
-    closed_sessions: Vec<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TaskV1 {
-    task: wire::v1::Task,
-    version: u64,
-    last_lsn: u64,
-    lease_owner: Option<String>,
-    lease_expires_at_ms: Option<i64>,
-    session: u64,
-    history: HistoryV1,
-}
-
-#[derive(Serialize, Deserialize)]
-struct HistoryV1 {
-    id: String,
-    count: u32,
-    #[serde(with = "serde_bytes")]
-    bytes: Vec<u8>,
-}
+/// Bytes at the start of every version's header: magic and version.
+const PREFIX_LEN: usize = 12;
 
 /// A snapshot file found on disk.
 #[derive(Clone, Debug)]
@@ -103,73 +83,9 @@ pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotFile>> {
     Ok(out)
 }
 
-/// Encodes the state as a complete snapshot file image.
+/// Encodes the state as a complete snapshot file image (format v2).
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    let mut live: Vec<(&String, &Task, &History)> = Vec::with_capacity(state.len());
-    let mut removed: Vec<HistoryV1> = Vec::with_capacity(state.removed_len());
-    for (id, entry) in state.entries() {
-        match entry.task.as_deref() {
-            Some(t) => live.push((id, t, &entry.history)),
-            None => removed.push(HistoryV1 {
-                id: id.clone(),
-                count: entry.history.len() as u32,
-                bytes: entry.history.as_bytes().to_vec(),
-            }),
-        }
-    }
-    live.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let tasks = live
-        .into_iter()
-        .map(|(id, t, h)| TaskV1 {
-            task: wire::v1::task_to_wire(t),
-            version: t.version,
-            last_lsn: t.last_lsn,
-            lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
-            lease_expires_at_ms: t.lease.as_ref().map(|l| l.expires_at.0),
-            session: t.session,
-            history: HistoryV1 {
-                id: id.clone(),
-                count: h.len() as u32,
-                bytes: h.as_bytes().to_vec(),
-            },
-        })
-        .collect();
-    removed.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut request_ids: Vec<(String, String)> = state
-        .request_ids
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    request_ids.sort();
-    let mut closed_sessions: Vec<u64> = state.closed_sessions.iter().copied().collect();
-    closed_sessions.sort_unstable();
-    let body = SnapshotV1 {
-        applied_lsn: state.applied_lsn,
-        tasks,
-        removed,
-        request_ids,
-        closed_sessions,
-    };
-    let mut out = vec![0u8; SNAPSHOT_HEADER_LEN];
-    postcard::to_io(&body, &mut out).map_err(|e| Error::Codec {
-        what: "snapshot".into(),
-        reason: e.to_string(),
-    })?;
-    let body_len = (out.len() - SNAPSHOT_HEADER_LEN) as u64;
-    let body_crc = crc32fast::hash(out.get(SNAPSHOT_HEADER_LEN..).unwrap_or_default());
-    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
-    header.extend_from_slice(&SNAPSHOT_MAGIC);
-    header.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    header.extend_from_slice(&0u32.to_le_bytes());
-    header.extend_from_slice(&state.applied_lsn.to_le_bytes());
-    header.extend_from_slice(&body_len.to_le_bytes());
-    header.extend_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32fast::hash(&header);
-    header.extend_from_slice(&header_crc.to_le_bytes());
-    out.get_mut(..SNAPSHOT_HEADER_LEN)
-        .unwrap_or_default()
-        .copy_from_slice(&header);
-    Ok(out)
+    v2::encode(state)
 }
 
 /// Writes a snapshot image durably: temp file, fsync, rename, fsync directory.
@@ -200,13 +116,15 @@ pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Resul
     Ok(path)
 }
 
-/// Reads and fully checks a snapshot file, returning the state it holds.
+/// Reads and checks a snapshot file, returning the state it holds. Every byte's CRC is
+/// checked; the histories of a v2 file are checked structurally only when read (see
+/// [`read_checked`]).
 pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
-    if len < SNAPSHOT_HEADER_LEN as u64 {
+    if len < v1::HEADER_LEN as u64 {
         return Err(Error::corrupt(
             path,
             Some(0),
@@ -214,26 +132,86 @@ pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
             format!("file is {len} bytes, shorter than the header"),
         ));
     }
-    if len > SNAPSHOT_BYTES_MAX + SNAPSHOT_HEADER_LEN as u64 {
+    if len > SNAPSHOT_BYTES_MAX + v2::HEADER_LEN as u64 {
         return Err(Error::TooLarge {
             what: "snapshot file",
             len,
             max: SNAPSHOT_BYTES_MAX,
         });
     }
-    let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
-    decode(path, &image)
+    let mut header = [0u8; v2::HEADER_LEN];
+    let header = header
+        .get_mut(..v2::HEADER_LEN.min(len as usize))
+        .unwrap_or_default();
+    let mut done = 0;
+    while let Some(rest) = header.get_mut(done..).filter(|r| !r.is_empty()) {
+        match file.read_at(rest, done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    let header = header.get(..done).unwrap_or_default();
+    match version(path, header)? {
+        1 => {
+            let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
+            v1::decode(path, &image)
+        }
+        _ => v2::read(path, file.as_ref(), header, len),
+    }
 }
 
-/// Decodes a snapshot image; `path` is for error messages.
+/// [`read`], then a structural check of every history (what `tasklog verify` runs).
+pub fn read_checked(storage: &dyn Storage, path: &Path) -> Result<State> {
+    let state = read(storage, path)?;
+    for (id, entry) in state.entries() {
+        entry.history.check().map_err(|e| match e {
+            Error::Codec { reason, .. } => Error::corrupt(
+                path,
+                None,
+                Some(state.applied_lsn),
+                format!("history of {id:?}: {reason}"),
+            ),
+            e => e,
+        })?;
+    }
+    Ok(state)
+}
+
+/// Decodes a snapshot image held in memory; `path` is for error messages.
 pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
-    let (header, body) = image
-        .split_at_checked(SNAPSHOT_HEADER_LEN)
-        .ok_or_else(|| Error::corrupt(path, Some(0), None, "shorter than the snapshot header"))?;
-    let field = |at: usize, n: usize| header.get(at..at + n).unwrap_or_default();
-    let u32_at = |at| u32::from_le_bytes(field(at, 4).try_into().unwrap_or_default());
-    let u64_at = |at| u64::from_le_bytes(field(at, 8).try_into().unwrap_or_default());
-    if field(0, 8) != SNAPSHOT_MAGIC {
+    match version(path, image)? {
+        1 => v1::decode(path, image),
+        _ => v2::decode(path, image),
+    }
+}
+
+/// Recomputes the CRCs of an image in place, so that a fuzzer's damage reaches the decoders
+/// behind them. Not for anything else.
+#[doc(hidden)]
+pub fn reseal_for_fuzzing(image: &mut [u8]) {
+    match image
+        .get(8..12)
+        .map(|v| u32::from_le_bytes(v.try_into().unwrap_or_default()))
+    {
+        Some(1) => v1::reseal(image),
+        Some(2) => v2::reseal(image),
+        _ => {}
+    }
+}
+
+/// Checks the magic and returns the format version: 1 or 2, else `UnsupportedVersion`. The
+/// version comes before the header CRC because the header's length depends on it.
+fn version(path: &Path, header: &[u8]) -> Result<u32> {
+    if header.len() < PREFIX_LEN {
+        return Err(Error::corrupt(
+            path,
+            Some(0),
+            None,
+            "shorter than the snapshot header",
+        ));
+    }
+    if field(header, 0, 8) != SNAPSHOT_MAGIC {
         return Err(Error::corrupt(
             path,
             Some(0),
@@ -241,109 +219,27 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
             "bad magic (not a tasklog snapshot)",
         ));
     }
-    if crc32fast::hash(field(0, 36)) != u32_at(36) {
-        return Err(Error::corrupt(
-            path,
-            Some(36),
-            None,
-            "header checksum mismatch",
-        ));
-    }
-    let version = u32_at(8);
-    if version != SNAPSHOT_VERSION {
-        return Err(Error::UnsupportedVersion {
+    match u32_at(header, 8) {
+        v @ (1 | 2) => Ok(v),
+        found => Err(Error::UnsupportedVersion {
             file: path.into(),
-            found: version,
+            found,
             supported: SNAPSHOT_VERSION,
-        });
+        }),
     }
-    let lsn = u64_at(16);
-    if lsn > LSN_MAX {
-        return Err(Error::corrupt(
-            path,
-            Some(16),
-            None,
-            format!("impossible LSN {lsn}"),
-        ));
-    }
-    let body_len = u64_at(24);
-    if body_len != body.len() as u64 {
-        return Err(Error::corrupt(
-            path,
-            Some(24),
-            Some(lsn),
-            format!(
-                "header says the body is {body_len} bytes, the file holds {}",
-                body.len()
-            ),
-        ));
-    }
-    if crc32fast::hash(body) != u32_at(32) {
-        return Err(Error::corrupt(
-            path,
-            Some(SNAPSHOT_HEADER_LEN as u64),
-            Some(lsn),
-            "body checksum mismatch",
-        ));
-    }
-    let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| {
-        Error::corrupt(
-            path,
-            Some(SNAPSHOT_HEADER_LEN as u64),
-            Some(lsn),
-            format!("body does not decode: {e}"),
-        )
-    })?;
-    if snap.applied_lsn != lsn {
-        return Err(Error::corrupt(
-            path,
-            Some(16),
-            Some(lsn),
-            "header LSN differs from body LSN",
-        ));
-    }
-    into_state(path, snap)
 }
 
-fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
-    let bad = |e: Error| Error::corrupt(path, None, Some(snap.applied_lsn), e.to_string());
-    let mut state = State::default();
-    state.applied_lsn = snap.applied_lsn;
-    state.reserve(snap.tasks.len() + snap.removed.len());
-    for t in snap.tasks {
-        let mut task = wire::v1::task_from_wire(t.task).map_err(bad)?;
-        task.id.clone_from(&t.history.id);
-        task.version = t.version;
-        task.last_lsn = t.last_lsn;
-        task.session = t.session;
-        task.lease = t
-            .lease_owner
-            .zip(t.lease_expires_at_ms)
-            .map(|(owner, ms)| Lease {
-                owner,
-                expires_at: Timestamp(ms),
-                claim_lsn: 0,
-            });
-        let history = History::from_bytes(t.history.bytes, t.history.count).map_err(bad)?;
-        if let Some(lease) = task.lease.as_mut() {
-            // Not stored in v1 snapshots: the claim is the task's last pending -> running move.
-            lease.claim_lsn = history.last_start_lsn().unwrap_or(0);
-        }
-        if state.history(&task.id).is_some() {
-            return Err(bad(codec(format!("task {:?} listed twice", task.id))));
-        }
-        state.load(task.id.clone(), Some(task), history);
-    }
-    for h in snap.removed {
-        if state.history(&h.id).is_some() {
-            return Err(bad(codec(format!("history {:?} listed twice", h.id))));
-        }
-        let history = History::from_bytes(h.bytes, h.count).map_err(bad)?;
-        state.load(h.id, None, history);
-    }
-    state.request_ids = snap.request_ids.into_iter().collect();
-    state.closed_sessions = snap.closed_sessions.into_iter().collect();
-    Ok(state)
+/// `n` bytes at `at` (empty when out of range: callers check lengths first).
+fn field(bytes: &[u8], at: usize, n: usize) -> &[u8] {
+    bytes.get(at..at + n).unwrap_or_default()
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(field(bytes, at, 4).try_into().unwrap_or_default())
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(field(bytes, at, 8).try_into().unwrap_or_default())
 }
 
 fn codec(reason: String) -> Error {

@@ -171,7 +171,7 @@ fn check_log(dir: &Path, report: &mut Report) -> anyhow::Result<()> {
 fn check_snapshots(dir: &Path, report: &mut Report) -> anyhow::Result<Vec<(u64, PathBuf)>> {
     let mut good = Vec::new();
     for f in snapshot::list(&StdStorage, &snapshot_dir(dir))? {
-        let ok = match snapshot::read(&StdStorage, &f.path) {
+        let ok = match snapshot::read_checked(&StdStorage, &f.path) {
             Ok(_) => true,
             Err(e) => {
                 let mut finding = Finding::from_error("snapshot", &e);

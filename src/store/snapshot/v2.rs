@@ -1,0 +1,292 @@
+//! Snapshot format v2 (written by this build): a 64-byte header, a tasks section (one record
+//! per task id, live or removed, with the offset, length and event count of its history) and
+//! a history section (every history arena, back to back, in record order). Each section has
+//! its own CRC in the header. Layout in `docs/format.md`.
+//!
+//! Loading reads the tasks section into a temporary buffer and the history section into one
+//! buffer that stays in memory: every loaded [`History`] points into it, so no history byte
+//! is copied or parsed at open (histories are checked when they are read).
+
+use std::path::Path;
+
+mod records;
+
+use records::{RecordV2, TaskV2};
+
+use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
+use crate::error::{Error, Result};
+use crate::store::history::Arena;
+use crate::store::state::State;
+use crate::wal::StorageFile;
+
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 64;
+/// The smallest encoded task record: id length, offset, length, count and task tag, one byte
+/// each. Bounds the record count read from the header before anything is reserved.
+const RECORD_BYTES_MIN: u64 = 5;
+/// Bytes reserved per task record when encoding (records of the W4 benchmark take ~300).
+const TASK_RECORD_BYTES_GUESS: usize = 512;
+
+const _: () = assert!(HEADER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 4);
+
+/// The fixed header, as read from or written to bytes 0..64.
+#[derive(Debug)]
+pub struct Header {
+    /// The last LSN included.
+    pub lsn: u64,
+    /// Task records in the tasks section.
+    pub records: u64,
+    /// Bytes of the tasks section (it starts at byte 64).
+    pub tasks_len: u64,
+    /// Bytes of the history section (it follows the tasks section).
+    pub history_len: u64,
+    tasks_crc: u32,
+    history_crc: u32,
+}
+
+impl Header {
+    /// Where the history section starts in the file.
+    pub fn history_offset(&self) -> u64 {
+        HEADER_LEN as u64 + self.tasks_len
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut h = Vec::with_capacity(HEADER_LEN);
+        h.extend_from_slice(&super::SNAPSHOT_MAGIC); // 0: magic
+        h.extend_from_slice(&2u32.to_le_bytes()); // 8: version
+        h.extend_from_slice(&0u32.to_le_bytes()); // 12: flags
+        h.extend_from_slice(&self.lsn.to_le_bytes()); // 16: lsn
+        h.extend_from_slice(&self.records.to_le_bytes()); // 24: records
+        h.extend_from_slice(&self.tasks_len.to_le_bytes()); // 32: tasks_len
+        h.extend_from_slice(&self.history_len.to_le_bytes()); // 40: history_len
+        h.extend_from_slice(&self.tasks_crc.to_le_bytes()); // 48: tasks_crc
+        h.extend_from_slice(&self.history_crc.to_le_bytes()); // 52: history_crc
+        h.extend_from_slice(&0u32.to_le_bytes()); // 56: reserved
+        let crc = crc32fast::hash(&h);
+        h.extend_from_slice(&crc.to_le_bytes()); // 60: header_crc
+        h
+    }
+
+    /// Checks and decodes the header of a `file_len`-byte v2 file (magic and version already
+    /// checked). Every length is checked against the file before anything is allocated.
+    pub fn decode(path: &Path, bytes: &[u8], file_len: u64) -> Result<Header> {
+        let corrupt = |at: u64, reason: String| Error::corrupt(path, Some(at), None, reason);
+        if bytes.len() < HEADER_LEN {
+            return Err(corrupt(
+                0,
+                format!("file is {file_len} bytes, shorter than the v2 header"),
+            ));
+        }
+        if crc32fast::hash(field(bytes, 0, 60)) != u32_at(bytes, 60) {
+            return Err(corrupt(60, "header checksum mismatch".into()));
+        }
+        if u32_at(bytes, 12) != 0 || u32_at(bytes, 56) != 0 {
+            return Err(corrupt(12, "unknown flags or reserved bits set".into()));
+        }
+        let h = Header {
+            lsn: u64_at(bytes, 16),
+            records: u64_at(bytes, 24),
+            tasks_len: u64_at(bytes, 32),
+            history_len: u64_at(bytes, 40),
+            tasks_crc: u32_at(bytes, 48),
+            history_crc: u32_at(bytes, 52),
+        };
+        if h.lsn > LSN_MAX {
+            return Err(corrupt(16, format!("impossible LSN {}", h.lsn)));
+        }
+        let body = h.tasks_len.checked_add(h.history_len);
+        if body.is_some_and(|b| b > SNAPSHOT_BYTES_MAX) {
+            return Err(Error::TooLarge {
+                what: "snapshot body",
+                len: body.unwrap_or(u64::MAX),
+                max: SNAPSHOT_BYTES_MAX,
+            });
+        }
+        if body.and_then(|b| b.checked_add(HEADER_LEN as u64)) != Some(file_len) {
+            return Err(corrupt(
+                32,
+                format!(
+                    "header says the sections are {} + {} bytes, the file holds {}",
+                    h.tasks_len,
+                    h.history_len,
+                    file_len.saturating_sub(HEADER_LEN as u64)
+                ),
+            ));
+        }
+        if h.records > h.tasks_len / RECORD_BYTES_MIN {
+            return Err(corrupt(
+                24,
+                format!(
+                    "{} task records cannot fit in {} bytes",
+                    h.records, h.tasks_len
+                ),
+            ));
+        }
+        Ok(h)
+    }
+
+    fn check_crc(&self, path: &Path, history: bool, bytes: &[u8]) -> Result<()> {
+        let (want, at, what) = if history {
+            (self.history_crc, self.history_offset(), "history section")
+        } else {
+            (self.tasks_crc, HEADER_LEN as u64, "tasks section")
+        };
+        if crc32fast::hash(bytes) != want {
+            return Err(Error::corrupt(
+                path,
+                Some(at),
+                Some(self.lsn),
+                format!("{what} checksum mismatch"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the state as a complete v2 file image.
+pub fn encode(state: &State) -> Result<Vec<u8>> {
+    let mut entries: Vec<_> = state.entries().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let history_len: u64 = entries
+        .iter()
+        .map(|(_, e)| e.history.byte_len() as u64)
+        .sum();
+    // One buffer for the whole file, so that nothing is copied twice. Capacity beyond what
+    // the task records need is never touched, so a generous guess costs no memory.
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + entries.len() * TASK_RECORD_BYTES_GUESS + history_len as usize,
+    );
+    out.resize(HEADER_LEN, 0);
+    let mut tasks_crc = crc32fast::Hasher::new();
+    let mut offset = 0u64;
+    for (id, entry) in &entries {
+        let len = entry.history.byte_len() as u64;
+        let record = RecordV2 {
+            id,
+            history_offset: offset,
+            history_len: len,
+            history_count: entry.history.len() as u32,
+            task: entry.task.as_deref().map(TaskV2::from_task),
+        };
+        let start = out.len();
+        postcard::to_io(&record, &mut out).map_err(encode_error)?;
+        tasks_crc.update(out.get(start..).unwrap_or_default());
+        offset += len;
+    }
+    let mut request_ids: Vec<(&str, &str)> = state
+        .request_ids
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    request_ids.sort_unstable();
+    let mut closed_sessions: Vec<u64> = state.closed_sessions.iter().copied().collect();
+    closed_sessions.sort_unstable();
+    let start = out.len();
+    postcard::to_io(&(request_ids, closed_sessions), &mut out).map_err(encode_error)?;
+    tasks_crc.update(out.get(start..).unwrap_or_default());
+
+    let tasks_len = (out.len() - HEADER_LEN) as u64;
+    let mut history_crc = crc32fast::Hasher::new();
+    for (_, entry) in &entries {
+        for part in entry.history.parts() {
+            out.extend_from_slice(part);
+            history_crc.update(part);
+        }
+    }
+    let header = Header {
+        lsn: state.applied_lsn,
+        records: entries.len() as u64,
+        tasks_len,
+        history_len,
+        tasks_crc: tasks_crc.finalize(),
+        history_crc: history_crc.finalize(),
+    };
+    debug_assert_eq!(out.len() as u64, header.history_offset() + history_len);
+    out.get_mut(..HEADER_LEN)
+        .expect("should hold the header placeholder")
+        .copy_from_slice(&header.encode());
+    Ok(out)
+}
+
+/// Reads a v2 file whose first bytes (`prefix`, the header) were read already.
+pub fn read(path: &Path, file: &dyn StorageFile, prefix: &[u8], file_len: u64) -> Result<State> {
+    let h = Header::decode(path, prefix, file_len)?;
+    let tasks = read_section(path, file, HEADER_LEN as u64, h.tasks_len)?;
+    h.check_crc(path, false, &tasks)?;
+    let history = read_section(path, file, h.history_offset(), h.history_len)?;
+    h.check_crc(path, true, &history)?;
+    let arena = Arena::new(path, h.history_offset(), history);
+    records::decode(path, &h, &tasks, &arena)
+}
+
+/// Decodes a whole v2 image held in memory (the history section is copied into an arena).
+pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
+    let h = Header::decode(path, image, image.len() as u64)?;
+    let (tasks, history) = image
+        .get(HEADER_LEN..)
+        .and_then(|body| body.split_at_checked(h.tasks_len as usize))
+        .expect("should hold both sections: the header's lengths were checked");
+    h.check_crc(path, false, tasks)?;
+    h.check_crc(path, true, history)?;
+    let arena = Arena::new(path, h.history_offset(), history.into());
+    records::decode(path, &h, tasks, &arena)
+}
+
+/// Reads `len` bytes at offset `at`; the caller checked `len` against the file's size and the
+/// snapshot size limit (Header::decode). A file shorter than that is corruption.
+fn read_section(path: &Path, file: &dyn StorageFile, at: u64, len: u64) -> Result<Box<[u8]>> {
+    let len = usize::try_from(len).map_err(|_| Error::TooLarge {
+        what: "snapshot section",
+        len,
+        max: usize::MAX as u64,
+    })?;
+    let mut buf = vec![0u8; len].into_boxed_slice();
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        let n = file
+            .read_at(rest, at + done as u64)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            return Err(Error::corrupt(
+                path,
+                Some(at + done as u64),
+                None,
+                "file ended before the section the header describes",
+            ));
+        }
+        done += n;
+    }
+    Ok(buf)
+}
+
+fn encode_error(e: postcard::Error) -> Error {
+    codec(format!("encoding: {e}"))
+}
+
+/// Recomputes the CRCs of a v2 image in place when its lengths add up (fuzzing: reach the
+/// section decoders with damaged content).
+pub fn reseal(image: &mut [u8]) {
+    if image.len() < HEADER_LEN {
+        return;
+    }
+    let tasks_len = u64_at(image, 32);
+    let Some((header, body)) = image.split_at_mut_checked(HEADER_LEN) else {
+        return;
+    };
+    let Some((tasks, history)) = usize::try_from(tasks_len)
+        .ok()
+        .and_then(|n| body.split_at_checked(n))
+    else {
+        return;
+    };
+    let crcs = [crc32fast::hash(tasks), crc32fast::hash(history)];
+    for (at, crc) in [(48, crcs[0]), (52, crcs[1])] {
+        if let Some(f) = header.get_mut(at..at + 4) {
+            f.copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let crc = crc32fast::hash(header.get(..60).unwrap_or_default());
+    if let Some(f) = header.get_mut(60..64) {
+        f.copy_from_slice(&crc.to_le_bytes());
+    }
+}
