@@ -375,6 +375,24 @@ impl Store {
         Ok(task)
     }
 
+    /// The task with this id, shared rather than copied (`get` copies a task's strings).
+    ///
+    /// NOTE: the store changes a task in place while nobody else holds it; the first change
+    /// after this call while the `Arc` is still held copies the task once. Hold it briefly.
+    pub fn get_shared(&self, id: &str) -> Result<Arc<Task>> {
+        let task = self.inner.state.read().task_shared(id).cloned();
+        let task = task.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        self.settle(task.last_lsn)?;
+        Ok(task)
+    }
+
+    /// Recounts the statistics counters and query indexes from the tasks and compares them
+    /// with those kept as events apply. For tests; `Err` describes the first difference.
+    #[doc(hidden)]
+    pub fn check_indexes(&self) -> std::result::Result<(), String> {
+        self.inner.state.read().check_indexes()
+    }
+
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let history = {

@@ -1,10 +1,22 @@
 //! Queries: filters, sorting, pagination with a cursor that stays correct while tasks change.
+//!
+//! A listing sorted by creation time walks one of the state's creation-ordered indexes — the
+//! filter's role, its provider, or its states (those merged), whichever holds fewest tasks —
+//! forwards or backwards from the cursor or `created_since`/`created_until`, applies the whole
+//! filter to each task and stops after `offset + limit` matches. Its cost is the number of
+//! tasks walked: a page of a common filter walks a few dozen, a filter that matches few tasks
+//! of the chosen index walks all of it. A listing sorted by update time scans every task.
+//! Counts with no filter but states come from the counters; other counts walk the smallest
+//! index when it holds fewer than half the tasks, and scan otherwise.
 
 use std::cmp::Ordering;
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::state::State;
+use super::state::{CreatedKey, Ordered, State};
 use crate::task::{Task, TaskState, Timestamp};
 
 /// Which time a listing is sorted by.
@@ -172,6 +184,178 @@ fn sort_time(task: &Task, key: SortKey) -> i64 {
 
 /// Runs a query over the state.
 pub fn run(state: &State, q: &Query) -> Page {
+    match q.sort {
+        SortKey::Created => run_by_created(state, q),
+        SortKey::Updated => run_scan(state, q),
+    }
+}
+
+/// A page from the ordered matches after the cursor, of which at most `offset + limit` were
+/// collected; `more` says whether `offset + limit` were found.
+fn page(hits: Vec<&Task>, q: &Query, more: bool) -> Page {
+    let tasks: Vec<Task> = hits.into_iter().skip(q.offset).cloned().collect();
+    let next_cursor = if more {
+        tasks.last().map(|t| Cursor {
+            at_ms: sort_time(t, q.sort),
+            id: t.id.clone(),
+        })
+    } else {
+        None
+    };
+    Page { tasks, next_cursor }
+}
+
+/// The index whose tasks include every match of a filter, in creation order: the sets of
+/// the allowed states, or the one set of the filter's role or provider. `Vec` holds one set or
+/// several disjoint ones.
+struct Source<'a> {
+    sets: Vec<&'a Ordered>,
+    /// How many tasks the sets hold.
+    len: usize,
+}
+
+/// Of the indexes that cover a filter's matches, the one with fewest tasks.
+fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
+    let sets: Vec<&Ordered> = allowed_states(f)
+        .into_iter()
+        .map(|s| state.by_state(s))
+        .collect();
+    let len = sets.iter().map(|s| s.len()).sum();
+    let mut best = Source { sets, len };
+    let named = [
+        f.role.as_deref().map(|r| state.by_role(Some(r))),
+        f.provider.as_deref().map(|p| state.by_provider(Some(p))),
+    ];
+    for set in named.into_iter().flatten() {
+        // No live task has the name: nothing matches.
+        let set = set.unwrap_or(EMPTY);
+        if set.len() < best.len {
+            best = Source {
+                sets: vec![set],
+                len: set.len(),
+            };
+        }
+    }
+    best
+}
+
+static EMPTY: &Ordered = &Ordered::new();
+
+/// A listing by creation time: walks the smallest index that covers the filter, in order, and
+/// stops once `offset + limit` tasks matched.
+fn run_by_created(state: &State, q: &Query) -> Page {
+    let wanted = q.limit.map(|l| l.saturating_add(q.offset));
+    let mut hits: Vec<&Task> = Vec::with_capacity(wanted.unwrap_or(0).min(1024));
+    if wanted != Some(0) {
+        for slot in created_walk(state, q) {
+            // Every indexed slot holds a live task (`State::check_indexes`).
+            let Some(t) = state.task_at(slot) else {
+                continue;
+            };
+            if q.filter.matches(t) {
+                hits.push(t);
+                if wanted == Some(hits.len()) {
+                    break;
+                }
+            }
+        }
+    }
+    let more = wanted.is_some_and(|n| n <= hits.len());
+    page(hits, q, more)
+}
+
+/// The states a filter allows, each once.
+fn allowed_states(f: &Filter) -> Vec<TaskState> {
+    TaskState::ALL
+        .into_iter()
+        .filter(|s| f.states.is_empty() || f.states.contains(s))
+        .collect()
+}
+
+/// The slots of the tasks of the filter's source in the listing's order (creation time,
+/// then id; reversed when descending), from just after the cursor and within the creation
+/// range.
+fn created_walk<'a>(state: &'a State, q: &Query) -> impl Iterator<Item = u32> + 'a {
+    let f = &q.filter;
+    let cursor = q
+        .after
+        .as_ref()
+        .map(|c| (c.at_ms, Arc::<str>::from(c.id.as_str())));
+    // The smallest key at a time: `(ms, "")` sorts before every id.
+    let at = |ms: i64| (ms, Arc::<str>::from(""));
+    // Where to start: strictly after the cursor, and at `created_since` (ascending) or before
+    // `created_until` (descending); whichever is further along.
+    let start = if q.descending {
+        let until = f.created_until.map(|u| at(u.0));
+        match (cursor, until) {
+            (Some(c), Some(u)) => Bound::Excluded(c.min(u)),
+            (Some(k), None) | (None, Some(k)) => Bound::Excluded(k),
+            (None, None) => Bound::Unbounded,
+        }
+    } else {
+        let since = f.created_since.map(|s| at(s.0));
+        match (cursor, since) {
+            (Some(c), Some(s)) if s > c => Bound::Included(s),
+            (Some(c), _) => Bound::Excluded(c),
+            (None, Some(s)) => Bound::Included(s),
+            (None, None) => Bound::Unbounded,
+        }
+    };
+    let heads = source(state, f)
+        .sets
+        .into_iter()
+        .map(|set| {
+            let walk: Walk<'a> = if q.descending {
+                Box::new(set.range((Bound::Unbounded, start.as_ref())).rev())
+            } else {
+                Box::new(set.range((start.as_ref(), Bound::Unbounded)))
+            };
+            walk.peekable()
+        })
+        .collect();
+    // Where to stop: at `created_until` (ascending) or before `created_since` (descending).
+    let (descending, since, until) = (q.descending, f.created_since, f.created_until);
+    Merge { heads, descending }
+        .take_while(move |((ms, _), _)| {
+            if descending {
+                since.is_none_or(|s| *ms >= s.0)
+            } else {
+                until.is_none_or(|u| *ms < u.0)
+            }
+        })
+        .map(|(_, &slot)| slot)
+}
+
+/// One ordered walk of an index.
+type Walk<'a> = Box<dyn Iterator<Item = (&'a CreatedKey, &'a u32)> + 'a>;
+
+/// Merges ordered walks of disjoint sets into one ordered walk.
+struct Merge<'a> {
+    heads: Vec<Peekable<Walk<'a>>>,
+    descending: bool,
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = (&'a CreatedKey, &'a u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut best: Option<(usize, &'a CreatedKey)> = None;
+        for (i, head) in self.heads.iter_mut().enumerate() {
+            let Some(&(key, _)) = head.peek() else {
+                continue;
+            };
+            let better = best.is_none_or(|(_, b)| if self.descending { key > b } else { key < b });
+            if better {
+                best = Some((i, key));
+            }
+        }
+        let (i, _) = best?;
+        self.heads.get_mut(i)?.next()
+    }
+}
+
+/// A listing by update time: filters every task, then orders the first `offset + limit`.
+fn run_scan(state: &State, q: &Query) -> Page {
     let key = q.sort;
     let cmp = |a: &(i64, &str), b: &(i64, &str)| -> Ordering {
         let o = a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1));
@@ -198,23 +382,52 @@ pub fn run(state: &State, q: &Query) -> Page {
         _ => hits.sort_unstable_by(order),
     }
     let more = wanted.is_some_and(|n| n <= hits.len());
-    let tasks: Vec<Task> = hits
-        .into_iter()
-        .skip(q.offset)
-        .map(|(_, _, t)| t.clone())
-        .collect();
-    let next_cursor = if more {
-        tasks.last().map(|t| Cursor {
-            at_ms: sort_time(t, key),
-            id: t.id.clone(),
-        })
-    } else {
-        None
-    };
-    Page { tasks, next_cursor }
+    page(hits.into_iter().map(|(_, _, t)| t).collect(), q, more)
 }
 
 /// Counts the tasks matching a filter.
 pub fn count(state: &State, filter: &Filter) -> usize {
+    let source = source(state, filter);
+    if constrains_only_states(filter) {
+        return source.len;
+    }
+    if source.len < state.len() / 2 {
+        // Walking an index reaches each task through its slot, out of memory order; a scan
+        // reads the slots in order: it is cheaper once the index holds most tasks.
+        return source
+            .sets
+            .iter()
+            .flat_map(|set| set.values())
+            .filter_map(|&slot| state.task_at(slot))
+            .filter(|t| filter.matches(t))
+            .count();
+    }
     state.tasks().filter(|t| filter.matches(t)).count()
+}
+
+/// True when the filter sets nothing but (perhaps) states.
+fn constrains_only_states(f: &Filter) -> bool {
+    let Filter {
+        states: _,
+        role,
+        provider,
+        model,
+        tags,
+        metadata,
+        text,
+        created_since,
+        created_until,
+        updated_since,
+        updated_until,
+    } = f;
+    role.is_none()
+        && provider.is_none()
+        && model.is_none()
+        && tags.is_empty()
+        && metadata.is_empty()
+        && text.is_none()
+        && created_since.is_none()
+        && created_until.is_none()
+        && updated_since.is_none()
+        && updated_until.is_none()
 }

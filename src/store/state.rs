@@ -2,11 +2,18 @@
 //! idempotency keys and the sessions that closed cleanly. Changed only by applying log records
 //! in LSN order, so that replay after a crash rebuilds exactly what was acknowledged.
 //!
-//! One map entry per task id holds both the task (while it lives) and its history (for ever),
-//! so applying an event costs one hash lookup. Tasks sit behind an `Arc`: the map's regrowth
-//! moves 64-byte entries instead of whole tasks, and a reader can keep a task without copying
-//! it. Counts by state and of history events are kept up as events apply, so statistics and
-//! counts do not scan.
+//! One entry per task id holds both the task (while it lives) and its history (for ever), so
+//! applying an event costs one hash lookup. Entries sit in a vector in order of first
+//! appearance (a "slot" each, never reused: histories outlive their tasks) and a hash map
+//! finds an id's slot; the indexes of `index` refer to tasks by slot, so walking an index
+//! costs no hash lookup. Tasks sit behind an `Arc`: regrowth moves small entries instead of
+//! whole tasks, and a reader can keep a task without copying it. Counts of history events and
+//! removed tasks, and the indexes (tasks by state, role and provider in creation order; sums
+//! of attempts and failures) are kept up as events apply, so statistics, counts and listings
+//! by creation time need not scan.
+
+mod check;
+mod index;
 
 use std::sync::Arc;
 
@@ -16,23 +23,30 @@ use super::history::History;
 use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
+pub use index::{CreatedKey, Ordered};
+use index::{Facts, Indexes};
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     /// The task as it stands; `None` once removed.
     pub task: Option<Arc<Task>>,
     /// Every event of the task, including those before a removal.
     pub history: History,
+    /// The id, shared by the id map's key and the indexes' keys (moving a task between
+    /// indexes then copies no string).
+    shared_id: Arc<str>,
 }
 
 /// Everything the store knows.
 #[derive(Debug, Default)]
 pub struct State {
-    /// Every task id ever seen.
-    entries: HashMap<String, Entry>,
-    /// Live tasks in each state, indexed by `state_index`.
-    by_state: [usize; TaskState::ALL.len()],
+    /// Task id -> its slot in `slots`.
+    ids: HashMap<Arc<str>, u32>,
+    /// Every task id ever seen and its entry, in order of first appearance. Never shrinks.
+    slots: Vec<(String, Entry)>,
+    /// Tasks by state, role and provider in creation order; sums of attempts and failures.
+    indexes: Indexes,
     /// Ids whose task was removed (their history remains).
     removed: usize,
     /// Events across all histories.
@@ -49,13 +63,6 @@ pub struct State {
     pub bytes_since_snapshot: u64,
 }
 
-fn state_index(s: TaskState) -> usize {
-    TaskState::ALL
-        .iter()
-        .position(|&x| x == s)
-        .expect("TaskState::ALL lists every state")
-}
-
 fn breaks_state_machine(lsn: u64, id: &str, e: &Error) -> Error {
     Error::corrupt(
         "log",
@@ -68,29 +75,39 @@ fn breaks_state_machine(lsn: u64, id: &str, e: &Error) -> Error {
 impl State {
     // ----- reading ---------------------------------------------------------------------------
 
+    fn entry(&self, id: &str) -> Option<&Entry> {
+        let &slot = self.ids.get(id)?;
+        self.slots.get(slot as usize).map(|(_, e)| e)
+    }
+
     /// The live task `id`.
     pub fn task(&self, id: &str) -> Option<&Task> {
-        self.entries.get(id)?.task.as_deref()
+        self.entry(id)?.task.as_deref()
     }
 
     /// The live task `id`, shared.
     pub fn task_shared(&self, id: &str) -> Option<&Arc<Task>> {
-        self.entries.get(id)?.task.as_ref()
+        self.entry(id)?.task.as_ref()
+    }
+
+    /// The live task in `slot` (a value of the indexes).
+    pub fn task_at(&self, slot: u32) -> Option<&Task> {
+        self.slots.get(slot as usize)?.1.task.as_deref()
     }
 
     /// Every live task, in no particular order.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.entries.values().filter_map(|e| e.task.as_deref())
+        self.slots.iter().filter_map(|(_, e)| e.task.as_deref())
     }
 
     /// Every live task, shared, in no particular order.
     pub fn tasks_shared(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.entries.values().filter_map(|e| e.task.as_ref())
+        self.slots.iter().filter_map(|(_, e)| e.task.as_ref())
     }
 
     /// Number of live tasks.
     pub fn len(&self) -> usize {
-        self.by_state.iter().sum()
+        self.indexes.len()
     }
 
     /// True when no task lives.
@@ -100,7 +117,43 @@ impl State {
 
     /// Number of live tasks in `state`.
     pub fn count_in(&self, state: TaskState) -> usize {
-        self.by_state[state_index(state)]
+        self.indexes.by_state(state).len()
+    }
+
+    /// The live tasks in `state`, in creation order.
+    pub fn by_state(&self, state: TaskState) -> &Ordered {
+        self.indexes.by_state(state)
+    }
+
+    /// The live tasks with role `role` (`None`: without one), in creation order; `None` when
+    /// no live task has that role.
+    pub fn by_role(&self, role: Option<&str>) -> Option<&Ordered> {
+        self.indexes.by_role.get(role)
+    }
+
+    /// The live tasks with provider `provider`, like [`State::by_role`].
+    pub fn by_provider(&self, provider: Option<&str>) -> Option<&Ordered> {
+        self.indexes.by_provider.get(provider)
+    }
+
+    /// Live tasks by role (`None`: without one), counted as events apply.
+    pub fn role_counts(&self) -> impl Iterator<Item = (Option<&str>, usize)> {
+        self.indexes.by_role.counts()
+    }
+
+    /// Live tasks by provider (`None`: without one), counted as events apply.
+    pub fn provider_counts(&self) -> impl Iterator<Item = (Option<&str>, usize)> {
+        self.indexes.by_provider.counts()
+    }
+
+    /// Sum of the live tasks' attempt numbers.
+    pub fn attempts(&self) -> u64 {
+        self.indexes.attempts
+    }
+
+    /// Sum of the live tasks' error counts.
+    pub fn failures(&self) -> u64 {
+        self.indexes.failures
     }
 
     /// Number of removed tasks whose history is kept.
@@ -115,41 +168,56 @@ impl State {
 
     /// The history of `id`, live or removed.
     pub fn history(&self, id: &str) -> Option<&History> {
-        self.entries.get(id).map(|e| &e.history)
+        self.entry(id).map(|e| &e.history)
     }
 
     /// Every entry, live and removed, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
+        self.slots.iter().map(|(id, e)| (id, e))
     }
 
     // ----- loading (snapshots) ---------------------------------------------------------------
 
     /// Room for `n` more ids.
     pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve(n);
+        self.ids.reserve(n);
+        self.slots.reserve(n);
     }
 
     /// Puts a task and its history in place while loading a snapshot.
     pub fn load(&mut self, id: String, task: Option<Task>, history: History) {
+        assert!(
+            !self.ids.contains_key(id.as_str()),
+            "a snapshot lists each id once"
+        );
         self.events += history.len() as u64;
+        let slot = self.new_slot(id);
+        let (_, entry) = self.slots.last_mut().expect("new_slot pushed one");
         match &task {
-            Some(t) => self.by_state[state_index(t.state)] += 1,
+            Some(t) => self.indexes.insert(slot, &entry.shared_id, t),
             None => self.removed += 1,
         }
-        let previous = self.entries.insert(
-            id,
-            Entry {
-                task: task.map(Arc::new),
-                history,
-            },
-        );
-        assert!(previous.is_none(), "a snapshot lists each id once");
+        entry.task = task.map(Arc::new);
+        entry.history = history;
+    }
+
+    /// Adds an entry for an id not seen before; returns its slot.
+    fn new_slot(&mut self, id: String) -> u32 {
+        let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
+        let shared_id: Arc<str> = Arc::from(id.as_str());
+        self.ids.insert(shared_id.clone(), slot);
+        let entry = Entry {
+            task: None,
+            history: History::default(),
+            shared_id,
+        };
+        self.slots.push((id, entry));
+        slot
     }
 
     /// Frees spare history capacity after a bulk load.
     pub fn shrink_histories(&mut self) {
-        for e in self.entries.values_mut() {
+        for (_, e) in &mut self.slots {
             e.history.shrink();
         }
     }
@@ -180,7 +248,8 @@ impl State {
             EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
         );
         if !reshapes
-            && let Some(entry) = self.entries.get_mut(decoded.task_id)
+            && let Some(&slot) = self.ids.get(decoded.task_id)
+            && let Some((_, entry)) = self.slots.get_mut(slot as usize)
             && let Some(task) = entry.task.as_mut()
         {
             let id = decoded.task_id;
@@ -194,11 +263,12 @@ impl State {
             let task = Arc::make_mut(task);
             task::apply::check(Some(task), &event)
                 .map_err(|e| breaks_state_machine(lsn, id, &e))?;
-            let from = task.state;
-            task::apply::apply(task, event, lsn);
-            let to = task.state;
-            entry.history.push(lsn, Some(from), Some(to), body);
-            self.moved(from, to);
+            let at = Place {
+                slot,
+                id: &entry.shared_id,
+                history: &mut entry.history,
+            };
+            apply_in_place(task, at, &mut self.indexes, lsn, event, body);
             self.events += 1;
             return Ok(());
         }
@@ -226,7 +296,10 @@ impl State {
         ) {
             return Ok(false);
         }
-        let Some(entry) = self.entries.get_mut(&event.task_id) else {
+        let Some(&slot) = self.ids.get(event.task_id.as_str()) else {
+            return Ok(false);
+        };
+        let Some((_, entry)) = self.slots.get_mut(slot as usize) else {
             return Ok(false);
         };
         let Some(task) = entry.task.as_mut() else {
@@ -235,11 +308,12 @@ impl State {
         let task = Arc::make_mut(task);
         task::apply::check(Some(task), &event)
             .map_err(|e| breaks_state_machine(lsn, &event.task_id, &e))?;
-        let from = task.state;
-        task::apply::apply(task, event, lsn);
-        let to = task.state;
-        entry.history.push(lsn, Some(from), Some(to), event_bytes);
-        self.moved(from, to);
+        let at = Place {
+            slot,
+            id: &entry.shared_id,
+            history: &mut entry.history,
+        };
+        apply_in_place(task, at, &mut self.indexes, lsn, event, event_bytes);
         self.events += 1;
         Ok(true)
     }
@@ -265,36 +339,30 @@ impl State {
             self.request_ids.insert(r.clone(), id.clone());
         }
         let to = updated.as_ref().map(|t| t.state);
-        let entry = match self.entries.get_mut(id.as_str()) {
-            Some(e) => e,
-            None => self.entries.entry(id.clone()).or_default(),
+        let slot = match self.ids.get(id.as_str()) {
+            Some(&slot) => slot,
+            None => self.new_slot(id.clone()),
         };
+        let (_, entry) = self
+            .slots
+            .get_mut(slot as usize)
+            .expect("the id map should hold only slots that exist");
         let from = entry.task.as_ref().map(|t| t.state);
         let was_removed = from.is_none() && !entry.history.is_empty();
         // A task created again under a removed id continues the old audit trail.
         entry.history.push(lsn, from, to, event_bytes);
+        if let Some(old) = &entry.task {
+            self.indexes.remove(&entry.shared_id, old);
+        }
+        if let Some(new) = &updated {
+            self.indexes.insert(slot, &entry.shared_id, new);
+        }
         entry.task = updated.map(Arc::new);
         self.events += 1;
         match (from, to) {
-            (Some(f), Some(t)) => self.moved(f, t),
-            (Some(f), None) => {
-                self.by_state[state_index(f)] -= 1;
-                self.removed += 1;
-            }
-            (None, Some(t)) => {
-                self.by_state[state_index(t)] += 1;
-                if was_removed {
-                    self.removed -= 1;
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
-    fn moved(&mut self, from: TaskState, to: TaskState) {
-        if from != to {
-            self.by_state[state_index(from)] -= 1;
-            self.by_state[state_index(to)] += 1;
+            (Some(_), None) => self.removed += 1,
+            (None, Some(_)) if was_removed => self.removed -= 1,
+            _ => {}
         }
     }
 
@@ -311,11 +379,17 @@ impl State {
 
     // ----- sessions and leases -----------------------------------------------------------------
 
+    /// The live tasks in `state`, in creation order.
+    pub fn tasks_in(&self, state: TaskState) -> impl Iterator<Item = &Task> {
+        self.by_state(state)
+            .values()
+            .filter_map(|&slot| self.task_at(slot))
+    }
+
     /// Running tasks whose session never closed: their owner died.
     pub fn orphaned_running(&self, current_session: u64) -> Vec<String> {
         let mut ids: Vec<String> = self
-            .tasks()
-            .filter(|t| t.state == TaskState::Running)
+            .tasks_in(TaskState::Running)
             .filter(|t| {
                 t.session != 0
                     && t.session != current_session
@@ -330,11 +404,8 @@ impl State {
     /// Running tasks whose lease lapsed before `now`.
     pub fn expired_leases(&self, now: crate::task::Timestamp) -> Vec<String> {
         let mut ids: Vec<String> = self
-            .tasks()
-            .filter(|t| {
-                t.state == TaskState::Running
-                    && t.lease.as_ref().is_some_and(|l| l.expires_at < now)
-            })
+            .tasks_in(TaskState::Running)
+            .filter(|t| t.lease.as_ref().is_some_and(|l| l.expires_at < now))
             .map(|t| t.id.clone())
             .collect();
         ids.sort();
@@ -344,12 +415,46 @@ impl State {
     /// Forgets closed sessions that no running task refers to any more.
     pub fn prune_sessions(&mut self) {
         let live: HashSet<u64> = self
-            .tasks()
-            .filter(|t| t.state == TaskState::Running)
+            .tasks_in(TaskState::Running)
             .map(|t| t.session)
             .collect();
         self.closed_sessions.retain(|s| live.contains(s));
     }
+}
+
+/// Where a live task sits: its slot, shared id and history.
+struct Place<'a> {
+    slot: u32,
+    id: &'a Arc<str>,
+    history: &'a mut History,
+}
+
+/// Applies an event that `task::apply::check` accepted to the live task `task`, in place:
+/// appends it to the history and keeps `indexes` up.
+fn apply_in_place(
+    task: &mut Task,
+    at: Place<'_>,
+    indexes: &mut Indexes,
+    lsn: u64,
+    event: Event,
+    event_bytes: &[u8],
+) {
+    let before = Facts::of(task);
+    // Only an update renames a role or provider: re-index the task whole (updates are rare).
+    // Every other event keeps the names, and `changed` moves only what moved.
+    let renames =
+        matches!(&event.kind, EventKind::Updated(u) if u.role.is_some() || u.provider.is_some());
+    if renames {
+        indexes.remove(at.id, task);
+    }
+    task::apply::apply(task, event, lsn);
+    if renames {
+        indexes.insert(at.slot, at.id, task);
+    } else {
+        indexes.changed(at.slot, at.id, before, task);
+    }
+    at.history
+        .push(lsn, Some(before.state()), Some(task.state), event_bytes);
 }
 
 fn next_task(current: Option<&Task>, event: Event, lsn: u64) -> Option<Task> {

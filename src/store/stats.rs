@@ -84,8 +84,8 @@ fn name_or_none(v: Option<&str>) -> String {
     v.map_or_else(|| "(none)".to_string(), str::to_string)
 }
 
-/// FNV-1a: the counting maps hash short names once per task, where SipHash dominated the
-/// whole pass (and no flooding concern applies to counting our own tasks).
+/// FNV-1a: the metadata-key breakdown hashes a short value once per task, where SipHash
+/// dominated the whole pass (and no flooding concern applies to counting our own tasks).
 #[derive(Clone, Copy)]
 struct Fnv(u64);
 
@@ -110,65 +110,59 @@ type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// Counts the tasks in `state`; `key` adds counts by one metadata key.
 ///
-/// One pass over the tasks that allocates nothing per task: counts are kept under borrowed
-/// names (and, for metadata values, under the borrowed JSON value) and turned into owned
-/// text once at the end.
+/// Everything but the metadata-key breakdown comes from counters the state keeps as events
+/// apply. The breakdown is one pass over the tasks that allocates nothing per task: counts
+/// are kept under the borrowed JSON value and turned into owned text once at the end.
 pub fn count(state: &State, key: Option<&str>) -> Stats {
-    let mut s = Stats {
-        total: state.len(),
-        removed: state.removed_len(),
-        ..Stats::default()
-    };
-    let mut by_state = [0usize; TaskState::ALL.len()];
-    let mut by_role: FnvMap<Option<&str>, usize> = FnvMap::default();
-    let mut by_provider: FnvMap<Option<&str>, usize> = FnvMap::default();
-    let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
-    for t in state.tasks() {
-        if let Some(i) = TaskState::ALL.iter().position(|st| *st == t.state) {
-            by_state[i] += 1;
-        }
-        *by_role.entry(t.role.as_deref()).or_default() += 1;
-        *by_provider.entry(t.provider.as_deref()).or_default() += 1;
-        s.attempts += u64::from(t.attempt);
-        s.failures += u64::from(t.error_count);
-        if t.state == TaskState::Completed {
-            s.successes += 1;
-        }
-        if let Some(k) = key {
-            *by_value.entry(t.metadata.get(k)).or_default() += 1;
-        }
-    }
-    for (st, n) in TaskState::ALL.iter().zip(by_state) {
-        s.by_state.insert(st.as_str().to_string(), n);
-    }
-    let owned = |m: FnvMap<Option<&str>, usize>| -> BTreeMap<String, usize> {
+    let owned = |counts: &mut dyn Iterator<Item = (Option<&str>, usize)>| {
         let mut out = BTreeMap::new();
-        for (k, n) in m {
-            *out.entry(name_or_none(k)).or_default() += n;
+        for (name, n) in counts {
+            // A task without a name and one named "(none)" share a line.
+            *out.entry(name_or_none(name)).or_default() += n;
         }
         out
     };
-    s.by_role = owned(by_role);
-    s.by_provider = owned(by_provider);
-    s.by_key = key.map(|k| {
-        let mut counts = BTreeMap::new();
-        for (v, n) in by_value {
-            let text = v.map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            // Different values can share a text (the string "5" and the number 5).
-            *counts.entry(name_or_none(text.as_deref())).or_default() += n;
-        }
-        KeyCounts {
-            key: k.to_string(),
-            counts,
-        }
-    });
-    s.events = state.events();
-    s.health.last_lsn = state.applied_lsn;
-    s.health.events_since_snapshot = state.records_since_snapshot;
-    s
+    Stats {
+        total: state.len(),
+        by_state: TaskState::ALL
+            .iter()
+            .map(|&st| (st.as_str().to_string(), state.count_in(st)))
+            .collect(),
+        by_role: owned(&mut state.role_counts()),
+        by_provider: owned(&mut state.provider_counts()),
+        by_key: key.map(|k| by_key(state, k)),
+        attempts: state.attempts(),
+        successes: state.count_in(TaskState::Completed),
+        failures: state.failures(),
+        removed: state.removed_len(),
+        events: state.events(),
+        health: Health {
+            last_lsn: state.applied_lsn,
+            events_since_snapshot: state.records_since_snapshot,
+            ..Health::default()
+        },
+    }
+}
+
+/// Counts the live tasks by the value of metadata key `key`.
+fn by_key(state: &State, key: &str) -> KeyCounts {
+    let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
+    for t in state.tasks() {
+        *by_value.entry(t.metadata.get(key)).or_default() += 1;
+    }
+    let mut counts = BTreeMap::new();
+    for (v, n) in by_value {
+        let text = v.map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        // Different values can share a text (the string "5" and the number 5).
+        *counts.entry(name_or_none(text.as_deref())).or_default() += n;
+    }
+    KeyCounts {
+        key: key.to_string(),
+        counts,
+    }
 }
 
 /// Fills in the log's figures.
@@ -198,9 +192,11 @@ pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
 
 /// Terminal tasks last changed before `cutoff` (candidates for retention).
 pub fn expired(state: &State, cutoff: Timestamp) -> Vec<String> {
-    let mut ids: Vec<String> = state
-        .tasks()
-        .filter(|t| t.state.is_terminal() && t.completed_at.unwrap_or(t.updated_at) < cutoff)
+    let mut ids: Vec<String> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .flat_map(|s| state.tasks_in(s))
+        .filter(|t| t.completed_at.unwrap_or(t.updated_at) < cutoff)
         .map(|t| t.id.clone())
         .collect();
     ids.sort();

@@ -1,0 +1,195 @@
+//! Indexes over the live tasks, kept up as events apply so that statistics, counts and listings
+//! by creation time need not scan every task:
+//!
+//! - per state, per role and per provider, the live tasks ordered by `(created_ms, id)` (the
+//!   order of a listing sorted by creation time), each with its slot in the state, so a first
+//!   page walks the smallest fitting set for a few entries and stops;
+//! - the sums of attempts and error counts.
+//!
+//! Counts by state, role and provider are the sizes of these sets. Each task is in exactly one
+//! set of each kind; the sets share one `Arc<str>` id per task, so moving a task between sets
+//! copies no string. `State::check_indexes` rebuilds all of this from the tasks and compares.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::HashMap;
+
+use crate::task::{Task, TaskState};
+
+/// A position in a creation-ordered index: creation time (ms), then id.
+pub type CreatedKey = (i64, Arc<str>);
+
+/// Live tasks ordered by creation time, then id, each with its slot in the state.
+pub type Ordered = BTreeMap<CreatedKey, u32>;
+
+/// Number of task states.
+pub const STATES: usize = TaskState::ALL.len();
+
+/// The position of `s` in `TaskState::ALL`.
+pub fn state_index(s: TaskState) -> usize {
+    TaskState::ALL
+        .iter()
+        .position(|&x| x == s)
+        .expect("TaskState::ALL lists every state")
+}
+
+/// Live tasks by an optional name (role, provider), each name's in creation order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ByName {
+    /// Tasks without a name.
+    none: Ordered,
+    /// Name -> tasks with it; a name is forgotten when its last task goes.
+    named: HashMap<Box<str>, Ordered>,
+}
+
+impl ByName {
+    /// The tasks named `name` (`None`: without a name), if any.
+    pub fn get(&self, name: Option<&str>) -> Option<&Ordered> {
+        match name {
+            None => Some(&self.none),
+            Some(n) => self.named.get(n),
+        }
+    }
+
+    /// Each name with its tasks (`None`: without a name; only when there are some).
+    pub fn sets(&self) -> impl Iterator<Item = (Option<&str>, &Ordered)> {
+        let none = (!self.none.is_empty()).then_some((None, &self.none));
+        none.into_iter()
+            .chain(self.named.iter().map(|(k, set)| (Some(&**k), set)))
+    }
+
+    /// Each name with its number of tasks, like [`ByName::sets`].
+    pub fn counts(&self) -> impl Iterator<Item = (Option<&str>, usize)> {
+        self.sets().map(|(name, set)| (name, set.len()))
+    }
+
+    fn insert(&mut self, name: Option<&str>, key: CreatedKey, slot: u32) {
+        let set = match name {
+            None => &mut self.none,
+            Some(n) => match self.named.get_mut(n) {
+                Some(set) => set,
+                None => self.named.entry(n.into()).or_default(),
+            },
+        };
+        let previous = set.insert(key, slot);
+        debug_assert!(previous.is_none(), "a live task is indexed once");
+    }
+
+    fn remove(&mut self, name: Option<&str>, key: &CreatedKey) {
+        let found = match name {
+            None => self.none.remove(key),
+            Some(n) => {
+                let set = self
+                    .named
+                    .get_mut(n)
+                    .expect("should index every live task's name");
+                let found = set.remove(key);
+                if set.is_empty() {
+                    self.named.remove(n);
+                }
+                found
+            }
+        };
+        debug_assert!(found.is_some(), "a live task is indexed");
+    }
+}
+
+/// The indexed facts of a task that an event applied in place can change (role and provider
+/// change only by an update, which is re-indexed whole: see `State`'s `apply_in_place`).
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    state: TaskState,
+    created_ms: i64,
+    attempt: u32,
+    error_count: u32,
+}
+
+impl Facts {
+    /// The facts of `t`.
+    pub fn of(t: &Task) -> Facts {
+        Facts {
+            state: t.state,
+            created_ms: t.created_at.0,
+            attempt: t.attempt,
+            error_count: t.error_count,
+        }
+    }
+
+    /// The task's state.
+    pub fn state(self) -> TaskState {
+        self.state
+    }
+}
+
+/// Every index over the live tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Indexes {
+    /// Per state (indexed by `state_index`), the live tasks in creation order.
+    pub by_state: [Ordered; STATES],
+    /// Live tasks by role, in creation order.
+    pub by_role: ByName,
+    /// Live tasks by provider, in creation order.
+    pub by_provider: ByName,
+    /// Sum of the live tasks' attempt numbers.
+    pub attempts: u64,
+    /// Sum of the live tasks' error counts.
+    pub failures: u64,
+}
+
+impl Indexes {
+    /// Indexes a task that became live in `slot` under `id` (the entry's shared id).
+    pub fn insert(&mut self, slot: u32, id: &Arc<str>, t: &Task) {
+        let key = (t.created_at.0, id.clone());
+        self.by_role.insert(t.role.as_deref(), key.clone(), slot);
+        self.by_provider
+            .insert(t.provider.as_deref(), key.clone(), slot);
+        let previous = self.by_state_mut(t.state).insert(key, slot);
+        debug_assert!(previous.is_none(), "a live task is indexed once");
+        self.attempts += u64::from(t.attempt);
+        self.failures += u64::from(t.error_count);
+    }
+
+    /// Forgets a task that stops being live (removed, replaced or renamed).
+    pub fn remove(&mut self, id: &Arc<str>, t: &Task) {
+        let key = (t.created_at.0, id.clone());
+        let found = self.by_state_mut(t.state).remove(&key);
+        debug_assert!(found.is_some(), "a live task is indexed");
+        self.by_role.remove(t.role.as_deref(), &key);
+        self.by_provider.remove(t.provider.as_deref(), &key);
+        self.attempts -= u64::from(t.attempt);
+        self.failures -= u64::from(t.error_count);
+    }
+
+    /// The task in `slot` (id `id`) changed in place from `before` to `after`, keeping its
+    /// role, provider and creation time (only an import changes that, and an import replaces
+    /// the task: see `State::install`).
+    pub fn changed(&mut self, slot: u32, id: &Arc<str>, before: Facts, after: &Task) {
+        let now = Facts::of(after);
+        debug_assert_eq!(before.created_ms, now.created_ms, "created in place");
+        if before.state != now.state {
+            let key = (before.created_ms, id.clone());
+            let found = self.by_state_mut(before.state).remove(&key);
+            debug_assert!(found.is_some(), "a live task is indexed");
+            self.by_state_mut(now.state).insert(key, slot);
+        }
+        self.attempts = self.attempts - u64::from(before.attempt) + u64::from(now.attempt);
+        self.failures = self.failures - u64::from(before.error_count) + u64::from(now.error_count);
+    }
+
+    /// The live tasks in `state`, in creation order.
+    pub fn by_state(&self, state: TaskState) -> &Ordered {
+        let set = self.by_state.get(state_index(state));
+        set.expect("by_state has a set for every state")
+    }
+
+    fn by_state_mut(&mut self, state: TaskState) -> &mut Ordered {
+        let set = self.by_state.get_mut(state_index(state));
+        set.expect("by_state has a set for every state")
+    }
+
+    /// Every live task.
+    pub fn len(&self) -> usize {
+        self.by_state.iter().map(BTreeMap::len).sum()
+    }
+}
