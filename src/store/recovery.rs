@@ -70,7 +70,9 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recove
     let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     check_snapshot_fits_log(&wal, &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
+    state.suspend_indexes();
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
+    state.rebuild_indexes();
     state.records_since_snapshot = report.events_replayed;
     state.shrink_histories();
     report.tasks = state.len();

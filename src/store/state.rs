@@ -215,6 +215,29 @@ impl State {
         slot
     }
 
+    /// Stops keeping the indexes up (counts and indexed queries are wrong until
+    /// [`State::rebuild_indexes`]); for replay at open.
+    pub fn suspend_indexes(&mut self) {
+        self.indexes = Indexes {
+            suspended: true,
+            ..Indexes::default()
+        };
+    }
+
+    /// Builds the indexes from the live tasks and keeps them up again.
+    pub fn rebuild_indexes(&mut self) {
+        let mut indexes = Indexes::default();
+        // Slots are in order of first appearance, close to creation order: the ordered
+        // indexes mostly grow at their end.
+        for (slot, (_, entry)) in self.slots.iter().enumerate() {
+            if let Some(t) = entry.task.as_deref() {
+                let slot = u32::try_from(slot).expect("slots are numbered by u32");
+                indexes.insert(slot, &entry.shared_id, t);
+            }
+        }
+        self.indexes = indexes;
+    }
+
     /// Frees spare history capacity after a bulk load.
     pub fn shrink_histories(&mut self) {
         for (_, e) in &mut self.slots {

@@ -135,11 +135,17 @@ pub struct Indexes {
     pub attempts: u64,
     /// Sum of the live tasks' error counts.
     pub failures: u64,
+    /// While set, changes are not indexed (replay at open: the indexes are built once at
+    /// the end, which costs far less than keeping them up through every replayed event).
+    pub suspended: bool,
 }
 
 impl Indexes {
     /// Indexes a task that became live in `slot` under `id` (the entry's shared id).
     pub fn insert(&mut self, slot: u32, id: &Arc<str>, t: &Task) {
+        if self.suspended {
+            return;
+        }
         let key = (t.created_at.0, id.clone());
         self.by_role.insert(t.role.as_deref(), key.clone(), slot);
         self.by_provider
@@ -152,6 +158,9 @@ impl Indexes {
 
     /// Forgets a task that stops being live (removed, replaced or renamed).
     pub fn remove(&mut self, id: &Arc<str>, t: &Task) {
+        if self.suspended {
+            return;
+        }
         let key = (t.created_at.0, id.clone());
         let found = self.by_state_mut(t.state).remove(&key);
         debug_assert!(found.is_some(), "a live task is indexed");
@@ -165,6 +174,9 @@ impl Indexes {
     /// role, provider and creation time (only an import changes that, and an import replaces
     /// the task: see `State::install`).
     pub fn changed(&mut self, slot: u32, id: &Arc<str>, before: Facts, after: &Task) {
+        if self.suspended {
+            return;
+        }
         let now = Facts::of(after);
         debug_assert_eq!(before.created_ms, now.created_ms, "created in place");
         if before.state != now.state {
