@@ -18,6 +18,9 @@ use tasklog::task::{NewTask, OutputKind, TaskState, TaskUpdate};
 use tasklog::wal::StdStorage;
 
 const NAME: &str = "store-v2-snapshot";
+/// The lease of the running task: a century, so that it has not expired when the test opens
+/// the fixture (an expired lease is marked interrupted at open, which would change the dump).
+const LEASE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,7 +131,7 @@ fn first_session(store: &Store) {
 
     // Running when the session closes cleanly: its session is kept as closed.
     store.submit(t("leased")).unwrap();
-    store.claim("leased", "w2", 3_600_000).unwrap();
+    store.claim("leased", "w2", LEASE_MS).unwrap();
     store.snapshot().unwrap();
 }
 
@@ -146,7 +149,7 @@ fn second_session(store: &Store) {
         ..TaskUpdate::default()
     };
     store.update("retried", u).unwrap();
-    store.heartbeat("leased", "w2", 3_600_000).unwrap();
+    store.heartbeat("leased", "w2", LEASE_MS).unwrap();
     store
         .submit(NewTask::new("golden second").id("second"))
         .unwrap();

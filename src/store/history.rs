@@ -84,14 +84,35 @@ impl Shared {
 /// The encoded history of one task.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// Events loaded from a snapshot, read in place (`None` when the history was built by
-    /// replay or loaded from a v1 snapshot).
-    shared: Option<Shared>,
-    /// Events appended in this process (after `shared`).
-    bytes: Vec<u8>,
-    /// Events in both parts.
+    parts: Parts,
+    /// Events in all parts.
     count: u32,
 }
+
+/// Where a history's events are. An enum with the loaded case boxed keeps `History` at 32
+/// bytes (as before v2), so the map that holds 200,000 of them does not grow for stores
+/// built by replay.
+#[derive(Clone, Debug)]
+enum Parts {
+    /// Built by replay or loaded from a v1 snapshot: one owned arena.
+    Owned(Vec<u8>),
+    /// Loaded from a v2 snapshot: events read in place, then those appended since.
+    Loaded(Box<Loaded>),
+}
+
+#[derive(Clone, Debug)]
+struct Loaded {
+    shared: Shared,
+    own: Vec<u8>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts::Owned(Vec::new())
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<History>() == 32);
 
 /// One event of a task's history, decoded.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -123,22 +144,28 @@ impl History {
     ) {
         let len =
             u32::try_from(event_bytes.len()).expect("should be bounded by the log's record limit");
-        if self.bytes.capacity() == 0 && self.shared.is_none() {
-            // Most tasks see a handful of events: one allocation up front instead of several
-            // regrowths (replaying a million events is otherwise dominated by the allocator).
-            // A history loaded from a snapshot has seen most of its events already: it grows
-            // from nothing.
-            self.bytes.reserve(
-                HISTORY_BYTES_INITIAL_MIN
-                    .max(HISTORY_EVENTS_INITIAL * (ENTRY_HEADER_LEN + event_bytes.len())),
-            );
-        }
-        self.bytes.reserve(ENTRY_HEADER_LEN + event_bytes.len());
-        self.bytes.extend_from_slice(&lsn.to_le_bytes());
-        self.bytes.push(from.map_or(NO_STATE, wire::v1::state_code));
-        self.bytes.push(to.map_or(NO_STATE, wire::v1::state_code));
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes.extend_from_slice(event_bytes);
+        let bytes = match &mut self.parts {
+            Parts::Owned(bytes) => {
+                if bytes.capacity() == 0 {
+                    // Most tasks see a handful of events: one allocation up front instead of
+                    // several regrowths (replaying a million events is otherwise dominated by
+                    // the allocator). A loaded history has seen most of its events already:
+                    // its own part grows from nothing.
+                    bytes.reserve(
+                        HISTORY_BYTES_INITIAL_MIN
+                            .max(HISTORY_EVENTS_INITIAL * (ENTRY_HEADER_LEN + event_bytes.len())),
+                    );
+                }
+                bytes
+            }
+            Parts::Loaded(loaded) => &mut loaded.own,
+        };
+        bytes.reserve(ENTRY_HEADER_LEN + event_bytes.len());
+        bytes.extend_from_slice(&lsn.to_le_bytes());
+        bytes.push(from.map_or(NO_STATE, wire::v1::state_code));
+        bytes.push(to.map_or(NO_STATE, wire::v1::state_code));
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(event_bytes);
         self.count += 1;
     }
 
@@ -155,7 +182,10 @@ impl History {
     /// The encoded events, as two slices to be read one after the other: the part shared with
     /// a snapshot, then the part appended since (for writing snapshots).
     pub fn parts(&self) -> [&[u8]; 2] {
-        [self.shared.as_ref().map_or(&[], Shared::bytes), &self.bytes]
+        match &self.parts {
+            Parts::Owned(bytes) => [bytes, &[]],
+            Parts::Loaded(loaded) => [loaded.shared.bytes(), &loaded.own],
+        }
     }
 
     /// Bytes of encoded events in both parts.
@@ -166,8 +196,7 @@ impl History {
     /// Rebuilds a history from a v1 snapshot's arena, checking its structure.
     pub fn from_bytes(bytes: Vec<u8>, count: u32) -> Result<Self> {
         let h = History {
-            shared: None,
-            bytes,
+            parts: Parts::Owned(bytes),
             count,
         };
         h.check()?;
@@ -194,21 +223,27 @@ impl History {
         }
         let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("offset too large".into()));
         Ok(History {
-            shared: Some(Shared {
-                arena: Arc::clone(arena),
-                start: to_usize(start)?,
-                end: to_usize(end)?,
-            }),
-            bytes: Vec::new(),
+            parts: Parts::Loaded(Box::new(Loaded {
+                shared: Shared {
+                    arena: Arc::clone(arena),
+                    start: to_usize(start)?,
+                    end: to_usize(end)?,
+                },
+                own: Vec::new(),
+            })),
             count,
         })
     }
 
     /// Frees spare capacity (after a bulk load).
     pub fn shrink(&mut self) {
+        let bytes = match &mut self.parts {
+            Parts::Owned(bytes) => bytes,
+            Parts::Loaded(loaded) => &mut loaded.own,
+        };
         // Only when it is worth a reallocation.
-        if self.bytes.capacity() - self.bytes.len() > self.bytes.len() / 2 + 64 {
-            self.bytes.shrink_to_fit();
+        if bytes.capacity() - bytes.len() > bytes.len() / 2 + 64 {
+            bytes.shrink_to_fit();
         }
     }
 
@@ -231,7 +266,7 @@ impl History {
             "history holds {seen} events, its record says {}",
             self.count
         );
-        Err(match &self.shared {
+        Err(match self.shared() {
             Some(s) => Error::corrupt(
                 &s.arena.file,
                 Some(s.arena.file_offset + s.start as u64),
@@ -244,7 +279,7 @@ impl History {
 
     /// Iterates over `(lsn, from, to, event bytes)`: the shared part, then the own part.
     fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry<'_>>> {
-        let shared = self.shared.as_ref().into_iter().flat_map(|s| {
+        let shared = self.shared().into_iter().flat_map(|s| {
             entries(s.bytes()).map(move |entry| {
                 entry.map_err(|(at, reason)| {
                     Error::corrupt(
@@ -256,8 +291,19 @@ impl History {
                 })
             })
         });
-        let own = entries(&self.bytes).map(|entry| entry.map_err(|(_, reason)| bad(reason)));
+        let own = match &self.parts {
+            Parts::Owned(bytes) => bytes.as_slice(),
+            Parts::Loaded(loaded) => loaded.own.as_slice(),
+        };
+        let own = entries(own).map(|entry| entry.map_err(|(_, reason)| bad(reason)));
         shared.chain(own)
+    }
+
+    fn shared(&self) -> Option<&Shared> {
+        match &self.parts {
+            Parts::Owned(_) => None,
+            Parts::Loaded(loaded) => Some(&loaded.shared),
+        }
     }
 
     /// The LSN of the last move from pending to running (the current claim), if any.
@@ -397,7 +443,7 @@ mod tests {
         let e = event_bytes("t", 9);
         h.push(4, Some(TaskState::Running), Some(TaskState::Running), &e);
         assert!(
-            h.bytes.capacity() < HISTORY_BYTES_INITIAL_MIN,
+            matches!(&h.parts, Parts::Loaded(l) if l.own.capacity() < HISTORY_BYTES_INITIAL_MIN),
             "no up-front reserve"
         );
         let mut grown = original.clone();
