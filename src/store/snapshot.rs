@@ -172,6 +172,17 @@ pub fn read_checked(storage: &dyn Storage, path: &Path) -> Result<State> {
                 Some(state.applied_lsn),
                 format!("history of {id:?}: {reason}"),
             ),
+            Error::Corrupt {
+                file,
+                offset,
+                lsn,
+                reason,
+            } => Error::Corrupt {
+                file,
+                offset,
+                lsn,
+                reason: format!("history of {id:?}: {reason}"),
+            },
             e => e,
         })?;
     }

@@ -7,9 +7,9 @@
 //! buffer that stays in memory: every loaded [`History`] points into it, so no history byte
 //! is copied or parsed at open (histories are checked when they are read).
 
-use std::path::Path;
-
 mod records;
+
+use std::path::Path;
 
 use records::{RecordV2, TaskV2};
 
@@ -19,6 +19,8 @@ use crate::store::history::Arena;
 use crate::store::state::State;
 use crate::wal::StorageFile;
 
+/// The format version this module reads and writes.
+const VERSION: u32 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 64;
 /// The smallest encoded task record: id length, offset, length, count and task tag, one byte
@@ -53,7 +55,7 @@ impl Header {
     fn encode(&self) -> Vec<u8> {
         let mut h = Vec::with_capacity(HEADER_LEN);
         h.extend_from_slice(&super::SNAPSHOT_MAGIC); // 0: magic
-        h.extend_from_slice(&2u32.to_le_bytes()); // 8: version
+        h.extend_from_slice(&VERSION.to_le_bytes()); // 8: version
         h.extend_from_slice(&0u32.to_le_bytes()); // 12: flags
         h.extend_from_slice(&self.lsn.to_le_bytes()); // 16: lsn
         h.extend_from_slice(&self.records.to_le_bytes()); // 24: records
