@@ -215,8 +215,8 @@ fn open_copy(prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), dir.path());
     prepare(dir.path());
-    // The fixture's "leased" task holds a one-hour lease taken when the fixture was written:
-    // it has long expired. Leave it be, so that what is read back does not depend on the date.
+    // The fixture's "leased" task holds a century-long lease; leaving interrupted work alone
+    // as well keeps what is read back independent of the date whatever the lease says.
     let store = StoreOptions::new()
         .interrupted_policy(InterruptedPolicy::Leave)
         .open(dir.path())
