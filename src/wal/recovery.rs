@@ -158,11 +158,6 @@ fn scan_last(
     };
     let mut attempts = 0;
     loop {
-        // NOTE: asked before the bytes are read: data a writer adds in between is then read
-        // and checked like any other bytes, never assumed to be zero.
-        spec.zeros_from = file
-            .zeros_from()
-            .map_err(|e| Error::io("find the end of data", path, e))?;
         let bytes = if read_only {
             FileBytes::Owned(
                 file.read_all()
@@ -172,6 +167,12 @@ fn scan_last(
             file.map_all()
                 .map_err(|e| Error::io("map segment", path, e))?
         };
+        // NOTE: asked after the copy: whatever a writer in another process had appended by
+        // then is data to the file system too, so no byte of the copy is wrongly taken for
+        // zero. Mapping reads nothing, so a writer's open still skips the unwritten tail.
+        spec.zeros_from = file
+            .zeros_from()
+            .map_err(|e| Error::io("find the end of data", path, e))?;
         match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
             other => return other,
