@@ -327,7 +327,15 @@ fn open_populated(seed: u64) -> (tempfile::TempDir, Store, Vec<Task>) {
 #[test]
 fn every_filter_alone_selects_exactly_the_matching_tasks() {
     let (_dir, store, all) = open_populated(1);
-    let t0 = &all[all.len() / 2];
+    // The middle task by creation and by update time (not by the map's order, which varies
+    // from run to run: the first-created task would make "created since" exclude nothing).
+    let middle_by = |key: fn(&Task) -> i64| {
+        let mut times: Vec<i64> = all.iter().map(key).collect();
+        times.sort_unstable();
+        Timestamp(times[times.len() / 2])
+    };
+    let created_mid = middle_by(|t| t.created_at.0);
+    let updated_mid = middle_by(|t| t.updated_at.0);
     let mut cases: Vec<(&str, Filter)> = vec![
         (
             "states any-of",
@@ -423,28 +431,28 @@ fn every_filter_alone_selects_exactly_the_matching_tasks() {
         (
             "created since",
             Filter {
-                created_since: Some(t0.created_at),
+                created_since: Some(created_mid),
                 ..Filter::default()
             },
         ),
         (
             "created until",
             Filter {
-                created_until: Some(t0.created_at),
+                created_until: Some(created_mid),
                 ..Filter::default()
             },
         ),
         (
             "updated since",
             Filter {
-                updated_since: Some(t0.updated_at),
+                updated_since: Some(updated_mid),
                 ..Filter::default()
             },
         ),
         (
             "updated until",
             Filter {
-                updated_until: Some(t0.updated_at),
+                updated_until: Some(updated_mid),
                 ..Filter::default()
             },
         ),
