@@ -17,6 +17,9 @@ use tasklog::store::{Change, InterruptedPolicy, Mutation, Store, StoreOptions, s
 use tasklog::task::{NewTask, OutputKind, TaskState, TaskUpdate};
 use tasklog::wal::StdStorage;
 
+mod golden_support;
+use golden_support::{copy_dir, dump};
+
 const NAME: &str = "store-v2-snapshot";
 /// The lease of the running task: a century, so that it has not expired when the test opens
 /// the fixture (an expired lease is marked interrupted at open, which would change the dump).
@@ -26,41 +29,6 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(NAME)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// Every task and history as JSON, in id order (the removed task included).
-fn dump(store: &Store) -> Value {
-    let mut ids: Vec<String> = store
-        .all_tasks()
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    ids.push("removed-1".into());
-    ids.sort();
-    let mut out = serde_json::Map::new();
-    for id in ids {
-        let task = store
-            .get(&id)
-            .ok()
-            .map(|t| serde_json::to_value(t).unwrap());
-        let history = serde_json::to_value(store.history(&id).unwrap()).unwrap();
-        out.insert(id, json!({"task": task, "history": history}));
-    }
-    Value::Object(out)
 }
 
 /// The first session: one task of every shape, ending in a snapshot.
