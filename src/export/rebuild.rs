@@ -175,28 +175,9 @@ pub(crate) fn rebuild(
     let mut current: Option<Task> = None;
     for (i, (lsn, event)) in events.enumerate() {
         apply::check(current.as_ref(), &event).map_err(|e| (i, e))?;
-        current = next(current, &event, lsn);
+        current = apply::next(current, event, lsn);
     }
     Ok(current)
-}
-
-/// The task after one event (mirrors the store's own rule, `State::next_task_state`).
-fn next(current: Option<Task>, event: &Event, lsn: u64) -> Option<Task> {
-    if matches!(event.kind, EventKind::Removed { .. }) {
-        return None;
-    }
-    match current {
-        Some(mut t) if !matches!(event.kind, EventKind::Imported { .. }) => {
-            apply::apply(&mut t, event.clone(), lsn);
-            Some(t)
-        }
-        Some(t) => {
-            let mut n = apply::create(event.clone(), lsn)?;
-            n.version = t.version + 1;
-            Some(n)
-        }
-        None => apply::create(event.clone(), lsn),
-    }
 }
 
 /// The task as it stood just before its last removal, rebuilt from its history (for an export

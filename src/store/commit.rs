@@ -52,13 +52,6 @@ pub enum Slot {
     Existing(String),
 }
 
-fn reshapes(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
-    )
-}
-
 impl Staged {
     /// An empty batch that will hold `mutations` mutations.
     pub fn new(mutations: usize) -> Self {
@@ -137,7 +130,7 @@ impl Staged {
             match self.overlay.get_mut(&event.task_id) {
                 // `build_event` materialized any earlier first touch.
                 Some(Shadow::Task(shadow)) => match shadow.as_mut() {
-                    Some(t) if !reshapes(&event.kind) => {
+                    Some(t) if !task::apply::reshapes(&event.kind) => {
                         task::apply::apply(t, event.clone(), event_lsn);
                     }
                     _ => *shadow = state.next_task_state(shadow.as_ref(), &event, event_lsn),

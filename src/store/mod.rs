@@ -758,13 +758,7 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
 /// Applies one staged event to the state: in place, unless it creates, replaces or removes
 /// its task.
 fn install_staged(st: &mut State, lsn: u64, event: task::Event, body: &[u8]) -> Result<()> {
-    let reshapes = matches!(
-        event.kind,
-        task::EventKind::Created { .. }
-            | task::EventKind::Removed { .. }
-            | task::EventKind::Imported { .. }
-    );
-    if reshapes {
+    if task::apply::reshapes(&event.kind) {
         let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
         st.install(lsn, &event, updated, body);
     } else if !st.apply_in_place(lsn, event, body)? {

@@ -266,11 +266,7 @@ impl State {
     /// by an id borrowed from the log and applies in place, without copying id or task.
     fn replay_event(&mut self, lsn: u64, body: &[u8]) -> Result<()> {
         let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
-        let reshapes = matches!(
-            decoded.kind,
-            EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
-        );
-        if !reshapes
+        if !task::apply::reshapes(&decoded.kind)
             && let Some(&slot) = self.ids.get(decoded.task_id)
             && let Some((_, entry)) = self.slots.get_mut(slot as usize)
             && let Some(task) = entry.task.as_mut()
@@ -313,10 +309,7 @@ impl State {
     /// An event that changes an existing task, applied without copying the task. Returns
     /// false for events that create, replace or remove a task (use `install`).
     pub fn apply_in_place(&mut self, lsn: u64, event: Event, event_bytes: &[u8]) -> Result<bool> {
-        if matches!(
-            event.kind,
-            EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
-        ) {
+        if task::apply::reshapes(&event.kind) {
             return Ok(false);
         }
         let Some(&slot) = self.ids.get(event.task_id.as_str()) else {
@@ -344,11 +337,11 @@ impl State {
     /// The task as it will be after `event` (None when the event removes it), computed on a
     /// copy: the state is untouched.
     pub fn next_task_state(&self, current: Option<&Task>, event: &Event, lsn: u64) -> Option<Task> {
-        next_task(current, event.clone(), lsn)
+        task::apply::next(current.cloned(), event.clone(), lsn)
     }
 
     fn next_task_state_owned(&self, event: Event, lsn: u64) -> Option<Task> {
-        next_task(self.task(&event.task_id), event, lsn)
+        task::apply::next(self.task(&event.task_id).cloned(), event, lsn)
     }
 
     /// Puts a task's new state in place and appends the event to its history.
@@ -478,24 +471,4 @@ fn apply_in_place(
     }
     at.history
         .push(lsn, Some(before.state()), Some(task.state), event_bytes);
-}
-
-fn next_task(current: Option<&Task>, event: Event, lsn: u64) -> Option<Task> {
-    if matches!(event.kind, EventKind::Removed { .. }) {
-        return None;
-    }
-    match current {
-        Some(t) if !matches!(event.kind, EventKind::Imported { .. }) => {
-            let mut t = t.clone();
-            task::apply::apply(&mut t, event, lsn);
-            Some(t)
-        }
-        Some(t) => {
-            let version = t.version;
-            let mut next = task::apply::create(event, lsn)?;
-            next.version = version + 1;
-            Some(next)
-        }
-        None => task::apply::create(event, lsn),
-    }
 }

@@ -78,6 +78,33 @@ pub fn target_state(kind: &EventKind) -> Option<TaskState> {
     })
 }
 
+/// True for events that create, replace or remove their task (the others change it in place).
+pub fn reshapes(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Created { .. } | EventKind::Removed { .. } | EventKind::Imported { .. }
+    )
+}
+
+/// The task after `event` (`None` when it removes the task), given the task before it.
+pub fn next(current: Option<Task>, event: Event, lsn: u64) -> Option<Task> {
+    if matches!(event.kind, EventKind::Removed { .. }) {
+        return None;
+    }
+    match current {
+        Some(mut t) if !matches!(event.kind, EventKind::Imported { .. }) => {
+            apply(&mut t, event, lsn);
+            Some(t)
+        }
+        Some(t) => {
+            let mut replaced = create(event, lsn)?;
+            replaced.version = t.version + 1;
+            Some(replaced)
+        }
+        None => create(event, lsn),
+    }
+}
+
 /// Builds the task a `Created` or `Imported` event creates. `None` for any other event.
 /// Takes the event by value so that its strings move into the task instead of being copied
 /// (replay creates 200,000 tasks a second; each copy is an allocation).
