@@ -29,6 +29,9 @@ const NO_STATE: u8 = 0xFF;
 const HISTORY_EVENTS_INITIAL: usize = 6;
 /// Smallest first allocation of a history arena.
 const HISTORY_BYTES_INITIAL_MIN: usize = 256;
+/// Largest first allocation beyond the first event itself: a task created by a large event
+/// (an import of a task with big outputs) must not reserve six times that up front.
+const HISTORY_BYTES_INITIAL_MAX: usize = 4096;
 
 const _: () = assert!(ENTRY_HEADER_LEN == 8 + 1 + 1 + 4);
 
@@ -151,9 +154,11 @@ impl History {
                     // several regrowths (replaying a million events is otherwise dominated by
                     // the allocator). A loaded history has seen most of its events already:
                     // its own part grows from nothing.
+                    let first = ENTRY_HEADER_LEN + event_bytes.len();
                     bytes.reserve(
-                        HISTORY_BYTES_INITIAL_MIN
-                            .max(HISTORY_EVENTS_INITIAL * (ENTRY_HEADER_LEN + event_bytes.len())),
+                        (HISTORY_EVENTS_INITIAL * first)
+                            .clamp(HISTORY_BYTES_INITIAL_MIN, HISTORY_BYTES_INITIAL_MAX)
+                            .max(first),
                     );
                 }
                 bytes
