@@ -1,0 +1,1 @@
+//! `tasklog-server`: a tasklog store as an HTTP service.
