@@ -118,6 +118,7 @@ impl Default for Parts {
 const _: () = assert!(std::mem::size_of::<History>() == 32);
 
 /// One event of a task's history, decoded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HistoryEvent {
     /// The event's log sequence number.

@@ -13,19 +13,23 @@ use crate::error::{Error, Result};
 use crate::wal::{OpenReport, Wal, WalOptions};
 
 /// What opening the store found and did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RecoveryReport {
     /// The snapshot loaded, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub snapshot_used: Option<PathBuf>,
     /// The LSN that snapshot covers (0 without one).
     pub snapshot_lsn: u64,
     /// Snapshots that were damaged and skipped, with the reason.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub snapshots_skipped: Vec<(PathBuf, String)>,
     /// Log records replayed after the snapshot.
     pub events_replayed: u64,
     /// Bytes of an incomplete record cut from the end of the log.
     pub torn_bytes_cut: u64,
     /// Where the cut was made (file, byte offset).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<serde_json::Value>>))]
     pub torn_at: Option<(PathBuf, u64)>,
     /// Tasks found running under a process that died.
     pub tasks_interrupted: Vec<String>,

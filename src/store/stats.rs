@@ -9,6 +9,7 @@ use crate::task::{TaskState, Timestamp};
 use crate::wal::WalStats;
 
 /// Counts over the tasks, plus the store's health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
     /// Live tasks.
@@ -37,6 +38,7 @@ pub struct Stats {
 }
 
 /// Counts by one metadata key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct KeyCounts {
     /// The key.
@@ -46,6 +48,7 @@ pub struct KeyCounts {
 }
 
 /// How the store itself is doing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Health {
     /// Bytes in log segments.

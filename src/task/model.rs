@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{TaskState, Timestamp};
 
 /// Progress of a running task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// 0 to 100.
@@ -21,6 +22,7 @@ pub struct Progress {
 }
 
 /// The latest checkpoint: what a resumed attempt needs to carry on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The checkpoint's name (e.g. the step reached).
@@ -34,6 +36,7 @@ pub struct Checkpoint {
 }
 
 /// The kind of an output entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -87,6 +90,7 @@ impl std::str::FromStr for OutputKind {
 }
 
 /// One output entry of a task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Output {
     /// What kind of output.
@@ -107,6 +111,7 @@ pub struct Output {
 }
 
 /// A worker's claim on a running task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// Who holds it (a worker id).
@@ -120,6 +125,7 @@ pub struct Lease {
 }
 
 /// A task as it stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// Unique id.
@@ -176,6 +182,7 @@ pub struct Task {
 }
 
 /// The fields a caller gives to create a task.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {
     /// Id; generated when `None`.
@@ -266,6 +273,7 @@ impl NewTask {
 }
 
 /// Changes to a task's descriptive fields (any state).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskUpdate {
     /// New title.

@@ -1,1 +1,76 @@
 //! `tasklog-server`: a tasklog store as an HTTP service.
+//!
+//! [`router`] returns an axum [`Router`] serving the whole API over one open [`Store`]: mount it
+//! in your own axum app, or run it with [`serve`] (what `tasklog serve` does). The routes:
+//!
+//! - `/v1/tasks...`: submit, get, list, history, outputs, every transition, batches
+//!   (`ETag`/`If-Match` optimistic concurrency, `Idempotency-Key` retries);
+//! - `/v1/workers/...`: the worker protocol (claim with long-poll, heartbeat, fenced writes);
+//! - `/v1/events`: Server-Sent Events of committed events, resumable;
+//! - `/v1/stats`, `/v1/export`, `/v1/import`, `/v1/cleanup`, `/v1/snapshot`, `/v1/compact`,
+//!   `/v1/verify`: maintenance;
+//! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
+//! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
+//!
+//! Errors are `application/problem+json` ([`Problem`]).
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod options;
+pub mod seeds;
+pub mod serve;
+pub mod state;
+pub mod tasks;
+pub mod worker;
+
+use axum::Router;
+use tasklog::Store;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiResult, Problem};
+pub use options::ServerOptions;
+pub use serve::{ServerRecord, serve};
+pub use state::AppState;
+
+/// Every route of the API with its OpenAPI description, before the state is attached.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(tasks::routes())
+        .merge(worker::routes())
+        .merge(events::routes())
+        .merge(admin::routes())
+        .merge(seeds::routes())
+        .merge(health::routes())
+}
+
+/// The OpenAPI document of the API, generated from the code.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api().split_for_parts();
+    doc
+}
+
+/// The whole service over `store`: the API, `/openapi.json`, the token check, the limits and
+/// the access log. Starts the server's background work on the store (the event hub);
+/// the lease supervisor runs in [`serve`].
+pub fn router(store: Store, options: ServerOptions) -> Router {
+    router_with_state(AppState::new(store, options))
+}
+
+/// [`router`] over a state the caller keeps (to begin a shutdown, read metrics...).
+pub fn router_with_state(state: AppState) -> Router {
+    let (api, doc) = api().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    let api = api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    );
+    auth::layers(api, state.clone()).with_state(state)
+}
