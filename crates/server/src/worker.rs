@@ -42,6 +42,8 @@ pub const LEASE_MS_DEFAULT: u64 = 30_000;
 pub const LEASE_MS_MAX: u64 = 86_400_000;
 /// Most kinds one claim may name.
 pub const KINDS_MAX: usize = 64;
+/// Longest wait for the ready queue to reflect what was committed before a claim.
+const CATCH_UP_MAX: Duration = Duration::from_secs(1);
 /// How often a long poll looks again when the hub cannot wake it.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
@@ -359,6 +361,9 @@ async fn claim(
     let hub = state.hub().clone();
     let mut wake = hub.wake_receiver();
     let mut closed = hub.closed_receiver();
+    // A claim sees every task committed before it (the hub follows the log on its own
+    // thread, normally within microseconds).
+    hub.caught_up(state.store().last_lsn(), CATCH_UP_MAX).await;
     loop {
         if hub.is_closed() {
             return Err(shutting_down());

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     closed_tx: watch::Sender<bool>,
     /// Bumped whenever a task may have become claimable.
     wake_tx: watch::Sender<u64>,
+    /// The LSN of the last event the ready queue reflects.
+    position_tx: watch::Sender<u64>,
     ready: Mutex<Ready>,
     subscribers: AtomicUsize,
 }
@@ -66,10 +68,12 @@ impl Hub {
     pub fn start(store: &Store) -> Arc<Hub> {
         let (closed_tx, _) = watch::channel(false);
         let (wake_tx, _) = watch::channel(0);
+        let (position_tx, _) = watch::channel(store.last_lsn());
         let shared = Arc::new(Shared {
             closed: AtomicBool::new(false),
             closed_tx,
             wake_tx,
+            position_tx,
             ready: Mutex::new(Ready::default()),
             subscribers: AtomicUsize::new(0),
         });
@@ -113,6 +117,30 @@ impl Hub {
     /// Becomes true at close.
     pub fn closed_receiver(&self) -> watch::Receiver<bool> {
         self.shared.closed_tx.subscribe()
+    }
+
+    /// The LSN of the last event the ready queue reflects.
+    pub fn position(&self) -> u64 {
+        *self.shared.position_tx.borrow()
+    }
+
+    /// Waits (at most `timeout`) until the ready queue reflects every event up to `lsn`, so
+    /// that a claim sees what was committed before it. False on timeout or once closed.
+    pub async fn caught_up(&self, lsn: u64, timeout: Duration) -> bool {
+        let mut rx = self.shared.position_tx.subscribe();
+        let reached = async {
+            loop {
+                if *rx.borrow_and_update() >= lsn {
+                    return true;
+                }
+                if self.is_closed() || rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, reached)
+            .await
+            .unwrap_or(false)
     }
 
     /// The ready queue (locked; hold it briefly and never across a store call).
@@ -182,9 +210,25 @@ fn refill(shared: &Shared, store: &Store) {
 /// The hub's thread: follows committed events until closed.
 fn follow(shared: &Shared, store: &Store, mut sub: Subscription) {
     while !shared.is_closed() {
+        // Every event up to here is in the subscription's channel already (published under
+        // the state lock before the store's applied LSN moves past it).
+        let applied = store.last_lsn();
         match sub.next_timeout(POLL) {
-            Ok(Some(c)) => on_event(shared, store, &c),
-            Ok(None) => {}
+            Ok(Some(c)) => {
+                on_event(shared, store, &c);
+                shared.position_tx.send_replace(c.lsn);
+            }
+            Ok(None) => {
+                // Nothing left up to `applied`: records that are not events (a session's
+                // end) are passed too.
+                shared.position_tx.send_if_modified(|p| {
+                    let behind = *p < applied;
+                    if behind {
+                        *p = applied;
+                    }
+                    behind
+                });
+            }
             Err(tasklog::Error::Closed) => return,
             Err(e) => {
                 // Fell behind a compaction, or the log failed: start over from the store.
@@ -197,6 +241,7 @@ fn follow(shared: &Shared, store: &Store, mut sub: Subscription) {
                     }
                 }
                 refill(shared, store);
+                shared.position_tx.send_replace(store.last_lsn());
             }
         }
     }

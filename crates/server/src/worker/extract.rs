@@ -6,6 +6,8 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -17,7 +19,7 @@ pub const ACTOR_HEADER: &str = "x-tasklog-actor";
 /// Longest owner or actor name, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
 
-/// A JSON body (`Content-Type: application/json`).
+/// A JSON object body (`Content-Type: application/json`).
 pub struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -28,11 +30,46 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    e.body_text(),
+                ));
+            }
+            Err(e) => return Err(Problem::bad_request("bad_request", e.body_text())),
+        };
+        // serde reads a struct from an array too: say plainly what is expected instead.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            return Err(
+                Problem::bad_request("invalid_input", "the body must be a JSON object").at("$"),
+            );
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
     }
+}
+
+/// True for `application/json` and `application/*+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 const DATA_ERROR_PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
@@ -70,6 +107,8 @@ fn json_path(text: &str) -> (String, &str) {
     {
         let at = if path == "." {
             "$".to_string()
+        } else if path.starts_with('[') {
+            format!("${path}")
         } else {
             format!("$.{path}")
         };
@@ -152,5 +191,6 @@ mod tests {
             "$.owner"
         );
         assert_eq!(json_path("invalid type: null, expected struct X").0, "$");
+        assert_eq!(json_path("[0]: invalid type").0, "$[0]");
     }
 }
