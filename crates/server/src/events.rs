@@ -8,6 +8,11 @@
 //! store closes, or when the client reads nothing for [`STALL_MAX`] (it then resumes with
 //! `Last-Event-ID`, losing nothing).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
+)]
+
 mod hub;
 mod narrate;
 pub(crate) mod ready;
@@ -110,13 +115,16 @@ fn parse_start(query: Option<&str>, headers: &HeaderMap) -> ApiResult<Start> {
 
 fn lsn(text: &str, at: &str) -> ApiResult<u64> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| text.parse::<u64>().ok()).flatten().ok_or_else(|| {
-        Problem::bad_request(
-            "bad_request",
-            format!("{at} must be an LSN (a whole number), not {text:?}"),
-        )
-        .at(at.to_string())
-    })
+    digits
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "bad_request",
+                format!("{at} must be an LSN (a whole number), not {text:?}"),
+            )
+            .at(at.to_string())
+        })
 }
 
 /// Streams committed events as Server-Sent Events.
@@ -295,7 +303,9 @@ impl Pump {
                         return false;
                     }
                     if since.elapsed() >= STALL_MAX {
-                        tracing::info!("an event subscriber read nothing for a minute; disconnected");
+                        tracing::info!(
+                            "an event subscriber read nothing for a minute; disconnected"
+                        );
                         return false;
                     }
                     std::thread::sleep(Duration::from_millis(5));

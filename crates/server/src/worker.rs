@@ -11,6 +11,11 @@
 //! A claim is a `Start` under the task's version read just before: two workers racing for
 //! one task cannot both win; the loser moves on to the next candidate.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
+)]
+
 mod extract;
 
 use std::collections::HashSet;
@@ -242,9 +247,8 @@ impl Claim {
                 .at("$.kinds"));
             }
             if let Some(i) = kinds.iter().position(|k| k.is_empty()) {
-                return Err(
-                    Problem::bad_request("invalid_input", "a kind is empty").at(format!("$.kinds[{i}]"))
-                );
+                return Err(Problem::bad_request("invalid_input", "a kind is empty")
+                    .at(format!("$.kinds[{i}]")));
             }
         }
         let claim = Claim {
@@ -281,7 +285,9 @@ fn lease_ms(asked: Option<u64>) -> ApiResult<u64> {
 enum Attempt {
     Claimed(Box<Task>),
     /// Nothing claimable now; a held-back task becomes due at this time (ms), if any.
-    Nothing { next_due_ms: Option<i64> },
+    Nothing {
+        next_due_ms: Option<i64>,
+    },
 }
 
 /// Claims the best claimable task, trying candidates in order until one claim holds.
@@ -718,8 +724,19 @@ mod tests {
         assert_eq!(parse_token("1.42"), Some((1, 42)));
         assert_eq!(parse_token("0.0"), Some((0, 0)));
         for bad in [
-            "", "1", "1.", ".1", "1.2.3", "+1.2", "01.2", "1.02", "a.b", "1 .2", "4294967296.1",
-            "1.18446744073709551616", "-1.2",
+            "",
+            "1",
+            "1.",
+            ".1",
+            "1.2.3",
+            "+1.2",
+            "01.2",
+            "1.02",
+            "a.b",
+            "1 .2",
+            "4294967296.1",
+            "1.18446744073709551616",
+            "-1.2",
         ] {
             assert_eq!(parse_token(bad), None, "{bad:?}");
         }

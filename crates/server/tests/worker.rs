@@ -91,7 +91,10 @@ fn claim_answer_carries_the_lease_and_token() {
     assert_eq!(v["lease_expires_at"], json!(lease.expires_at));
     assert_eq!(v["checkpoint"], Value::Null);
     assert_eq!(v["task"]["state"], "running");
-    assert_eq!(r.header("etag"), Some(format!("\"{}\"", task.version).as_str()));
+    assert_eq!(
+        r.header("etag"),
+        Some(format!("\"{}\"", task.version).as_str())
+    );
     let history = server.state.store().history("t").unwrap();
     let started = history.iter().find(|e| e.kind == "started").unwrap();
     assert_eq!(started.actor.as_deref(), Some("w1"));
@@ -106,7 +109,10 @@ fn kinds_filter_what_is_claimed() {
     submit(&server, "none", None, 5);
     let (id, _) = claim_ok(&c, json!({"owner": "w", "kinds": ["y"]}));
     assert_eq!(id, "y1");
-    assert_eq!(claim(&c, json!({"owner": "w", "kinds": ["y", "z"]})).status, 204);
+    assert_eq!(
+        claim(&c, json!({"owner": "w", "kinds": ["y", "z"]})).status,
+        204
+    );
     let (id, _) = claim_ok(&c, json!({"owner": "w", "kinds": ["z", "x"]}));
     assert_eq!(id, "x1");
     // Without kinds, any task, even one of no kind.
@@ -129,7 +135,10 @@ fn a_task_is_not_claimed_before_its_not_before() {
     let (id, _) = claim_ok(&c, json!({"owner": "w", "wait_ms": 10_000}));
     assert_eq!(id, "later");
     assert!(tasklog::task::Timestamp::now().0 >= due);
-    assert!(started.elapsed() < Duration::from_secs(8), "woke at its due time");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "woke at its due time"
+    );
 }
 
 #[test]
@@ -218,7 +227,10 @@ fn two_long_polling_workers_never_claim_one_task_twice() {
         let history = server.state.store().history(&id).unwrap();
         let starts = history.iter().filter(|e| e.kind == "started").count();
         assert_eq!(starts, 1, "{id}: {history:?}");
-        assert_eq!(server.state.store().get(&id).unwrap().state, TaskState::Completed);
+        assert_eq!(
+            server.state.store().get(&id).unwrap().state,
+            TaskState::Completed
+        );
     }
 }
 
@@ -228,11 +240,34 @@ fn the_claim_holder_reports_and_finishes() {
     let c = server.client();
     submit(&server, "t", Some("k"), 0);
     let (id, token) = claim_ok(&c, json!({"owner": "w", "lease_ms": 1000}));
-    let before = server.state.store().get(&id).unwrap().lease.unwrap().expires_at;
+    let before = server
+        .state
+        .store()
+        .get(&id)
+        .unwrap()
+        .lease
+        .unwrap()
+        .expires_at;
     std::thread::sleep(Duration::from_millis(5));
-    let r = call(&c, &id, "heartbeat", json!({"owner": "w", "token": token, "lease_ms": 60_000}));
+    let r = call(
+        &c,
+        &id,
+        "heartbeat",
+        json!({"owner": "w", "token": token, "lease_ms": 60_000}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(server.state.store().get(&id).unwrap().lease.unwrap().expires_at.0 > before.0 + 50_000);
+    assert!(
+        server
+            .state
+            .store()
+            .get(&id)
+            .unwrap()
+            .lease
+            .unwrap()
+            .expires_at
+            .0
+            > before.0 + 50_000
+    );
     let r = call(
         &c,
         &id,
@@ -303,7 +338,12 @@ fn fail_fails_or_requeues_and_a_requeued_task_resumes_from_its_checkpoint() {
     assert_eq!(v["checkpoint"]["name"], "step2");
     assert_eq!(v["checkpoint"]["data"], json!([1, 2]));
     let token2 = v["token"].as_str().unwrap();
-    let r = call(&c, &id, "fail", json!({"owner": "w2", "token": token2, "error": "boom"}));
+    let r = call(
+        &c,
+        &id,
+        "fail",
+        json!({"owner": "w2", "token": token2, "error": "boom"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["state"], "failed");
     assert_eq!(r.json()["last_error"], "boom");
@@ -317,12 +357,18 @@ fn a_worker_whose_lease_expired_and_was_recovered_is_fenced_out() {
     let (id, token) = claim_ok(&c, json!({"owner": "w", "lease_ms": 50}));
     std::thread::sleep(Duration::from_millis(120));
     let recovered = server.state.store().recover_expired_leases().unwrap();
-    assert_eq!(recovered, [id.clone()]);
+    assert_eq!(recovered, ["t"]);
     for (what, body) in [
         ("heartbeat", json!({"owner": "w", "token": token})),
         ("complete", json!({"owner": "w", "token": token})),
-        ("progress", json!({"owner": "w", "token": token, "percent": 5})),
-        ("output", json!({"owner": "w", "token": token, "kind": "stdout", "content": "x"})),
+        (
+            "progress",
+            json!({"owner": "w", "token": token, "percent": 5}),
+        ),
+        (
+            "output",
+            json!({"owner": "w", "token": token, "kind": "stdout", "content": "x"}),
+        ),
     ] {
         let r = call(&c, &id, what, body);
         let p = assert_problem(&r, 409, "lease_lost");
@@ -346,7 +392,10 @@ fn a_stale_claim_by_the_same_owner_is_fenced_out_after_a_requeue() {
     submit(&server, "t", Some("k"), 0);
     let (id, old) = claim_ok(&c, json!({"owner": "w", "lease_ms": 50}));
     std::thread::sleep(Duration::from_millis(120));
-    assert_eq!(server.state.store().recover_expired_leases().unwrap(), ["t"]);
+    assert_eq!(
+        server.state.store().recover_expired_leases().unwrap(),
+        ["t"]
+    );
     // Same owner, same attempt, a new claim: only the new token holds.
     let (again, new) = claim_ok(&c, json!({"owner": "w"}));
     assert_eq!(again, id);
@@ -377,11 +426,24 @@ fn bad_tokens_are_400() {
     let p = assert_problem(&r, 400, "invalid_input");
     assert_eq!(p["at"], "$.token");
     // Well formed but never issued: the fence refuses it.
-    let r = call(&c, &id, "complete", json!({"owner": "w", "token": "1.999999"}));
+    let r = call(
+        &c,
+        &id,
+        "complete",
+        json!({"owner": "w", "token": "1.999999"}),
+    );
     assert_problem(&r, 409, "lease_lost");
-    let r = call(&c, "nope", "complete", json!({"owner": "w", "token": token}));
+    let r = call(
+        &c,
+        "nope",
+        "complete",
+        json!({"owner": "w", "token": token}),
+    );
     assert_problem(&r, 404, "not_found");
-    assert_eq!(server.state.store().get(&id).unwrap().state, TaskState::Running);
+    assert_eq!(
+        server.state.store().get(&id).unwrap().state,
+        TaskState::Running
+    );
 }
 
 #[test]
@@ -394,7 +456,10 @@ fn bad_bodies_are_400_naming_the_field() {
         (json!({"owner": ""}), "$.owner"),
         (json!({"owner": 7}), "$.owner"),
         (json!({"owner": "w", "lease_ms": 0}), "$.lease_ms"),
-        (json!({"owner": "w", "lease_ms": 86_400_001u64}), "$.lease_ms"),
+        (
+            json!({"owner": "w", "lease_ms": 86_400_001u64}),
+            "$.lease_ms",
+        ),
         (json!({"owner": "w", "lease_ms": -5}), "$.lease_ms"),
         (json!({"owner": "w", "wait_ms": "soon"}), "$.wait_ms"),
         (json!({"owner": "w", "kinds": []}), "$.kinds"),
@@ -408,7 +473,12 @@ fn bad_bodies_are_400_naming_the_field() {
         let p = assert_problem(&r, 400, "invalid_input");
         assert_eq!(p["at"], at, "{body}: {p}");
     }
-    let r = c.send("POST", "/v1/workers/claim", None, &[("content-type", "application/json")]);
+    let r = c.send(
+        "POST",
+        "/v1/workers/claim",
+        None,
+        &[("content-type", "application/json")],
+    );
     assert_problem(&r, 400, "bad_request");
     let r = c.send("POST", "/v1/workers/claim", None, &[]);
     assert_problem(&r, 415, "unsupported_media_type");
@@ -421,23 +491,54 @@ fn bad_bodies_are_400_naming_the_field() {
     let p = assert_problem(&r, 400, "invalid_input");
     assert_eq!(p["at"], "X-Tasklog-Actor");
     // Nothing above claimed the task.
-    assert_eq!(server.state.store().get("t").unwrap().state, TaskState::Pending);
+    assert_eq!(
+        server.state.store().get("t").unwrap().state,
+        TaskState::Pending
+    );
 
     let (id, token) = claim_ok(&c, json!({"owner": "w"}));
     for (what, body, at) in [
-        ("progress", json!({"owner": "w", "token": token, "percent": 101}), "$.percent"),
-        ("progress", json!({"owner": "w", "token": token, "percent": 300}), "$.percent"),
-        ("progress", json!({"owner": "w", "token": token}), "$.percent"),
-        ("checkpoint", json!({"owner": "w", "token": token, "name": "n"}), "$.data"),
+        (
+            "progress",
+            json!({"owner": "w", "token": token, "percent": 101}),
+            "$.percent",
+        ),
+        (
+            "progress",
+            json!({"owner": "w", "token": token, "percent": 300}),
+            "$.percent",
+        ),
+        (
+            "progress",
+            json!({"owner": "w", "token": token}),
+            "$.percent",
+        ),
+        (
+            "checkpoint",
+            json!({"owner": "w", "token": token, "name": "n"}),
+            "$.data",
+        ),
         (
             "checkpoint",
             json!({"owner": "w", "token": token, "name": "n", "data": 1, "progress": 101}),
             "$.progress",
         ),
-        ("output", json!({"owner": "w", "token": token, "kind": "movie", "content": "x"}), "$.kind"),
+        (
+            "output",
+            json!({"owner": "w", "token": token, "kind": "movie", "content": "x"}),
+            "$.kind",
+        ),
         ("fail", json!({"owner": "w", "token": token}), "$.error"),
-        ("fail", json!({"owner": "w", "token": token, "error": "e", "requeue": "yes"}), "$.requeue"),
-        ("heartbeat", json!({"owner": "w", "token": token, "lease_ms": 0}), "$.lease_ms"),
+        (
+            "fail",
+            json!({"owner": "w", "token": token, "error": "e", "requeue": "yes"}),
+            "$.requeue",
+        ),
+        (
+            "heartbeat",
+            json!({"owner": "w", "token": token, "lease_ms": 0}),
+            "$.lease_ms",
+        ),
         ("complete", json!({"token": token}), "$.owner"),
     ] {
         let r = call(&c, &id, what, body.clone());
@@ -451,7 +552,11 @@ fn bad_bodies_are_400_naming_the_field() {
         &[("content-type", "application/json")],
     );
     assert_problem(&r, 400, "bad_request");
-    assert_eq!(server.state.store().get(&id).unwrap().version, 2, "nothing written");
+    assert_eq!(
+        server.state.store().get(&id).unwrap().version,
+        2,
+        "nothing written"
+    );
 }
 
 #[test]
@@ -545,5 +650,8 @@ fn the_routes_are_in_the_openapi_document() {
     let claim = &doc["paths"]["/v1/workers/claim"]["post"]["responses"];
     assert!(claim["204"].is_object());
     let conflict = &doc["paths"]["/v1/workers/tasks/{id}/complete"]["post"]["responses"]["409"];
-    assert!(conflict["content"]["application/problem+json"].is_object(), "{conflict}");
+    assert!(
+        conflict["content"]["application/problem+json"].is_object(),
+        "{conflict}"
+    );
 }

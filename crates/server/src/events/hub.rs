@@ -160,12 +160,12 @@ impl Hub {
 
     /// Takes one of `max` SSE subscriber places, if one is free.
     pub(crate) fn take_subscriber_slot(&self, max: usize) -> Option<SubscriberSlot> {
-        let taken = self
-            .shared
-            .subscribers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
+        let taken =
+            self.shared
+                .subscribers
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                });
         taken.ok().map(|_| SubscriberSlot {
             shared: self.shared.clone(),
         })

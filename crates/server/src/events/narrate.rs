@@ -64,7 +64,7 @@ impl Narrator {
         let kind = &c.event.kind;
         let (from, to) = match self.states.get(id) {
             Some(&from) => (from, after(kind, from)),
-            None => self.from_history(c),
+            None => self.states_in_history(c),
         };
         self.remember(id, to);
         EventData {
@@ -81,7 +81,7 @@ impl Narrator {
 
     /// The states of `c` as the task's history recorded them; derived from the event when
     /// the history cannot say (it always can, unless the store failed).
-    fn from_history(&self, c: &Committed) -> (Option<TaskState>, Option<TaskState>) {
+    fn states_in_history(&self, c: &Committed) -> (Option<TaskState>, Option<TaskState>) {
         let id = &c.event.task_id;
         let found = self.store.history(id).ok().and_then(|h| {
             h.binary_search_by_key(&c.lsn, |e| e.lsn)

@@ -72,7 +72,10 @@ impl Ready {
             self.delayed.insert((due_ms, task.id.clone()));
         } else {
             self.all.insert(key.clone());
-            self.by_kind.entry(slot.kind.clone()).or_default().insert(key);
+            self.by_kind
+                .entry(slot.kind.clone())
+                .or_default()
+                .insert(key);
         }
         self.slots.insert(task.id.clone(), slot);
         true

@@ -3,11 +3,16 @@
 //!
 //! NOTE: private to these routes until the shared `extract` module lands.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
+)]
+
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::request::Parts;
-use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -67,7 +72,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -154,11 +164,7 @@ pub fn check_name(name: &str, at: &str) -> Result<(), Problem> {
 }
 
 /// Who makes a change: the body's `actor`, else the `X-Tasklog-Actor` header, else `fallback`.
-pub fn actor(
-    body: Option<String>,
-    headers: &HeaderMap,
-    fallback: &str,
-) -> Result<String, Problem> {
+pub fn actor(body: Option<String>, headers: &HeaderMap, fallback: &str) -> Result<String, Problem> {
     if let Some(a) = body {
         check_name(&a, "$.actor")?;
         return Ok(a);
@@ -184,7 +190,10 @@ mod tests {
     fn paths_of_deserialization_errors() {
         assert_eq!(
             json_path("kinds[1]: invalid type: integer `3`, expected a string"),
-            ("$.kinds[1]".into(), "invalid type: integer `3`, expected a string")
+            (
+                "$.kinds[1]".into(),
+                "invalid type: integer `3`, expected a string"
+            )
         );
         assert_eq!(
             json_path("missing field `owner` at line 1 column 2").0,
