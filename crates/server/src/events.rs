@@ -50,14 +50,20 @@ const POLL: Duration = Duration::from_millis(200);
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new().routes(routes!(events));
-    // The `data` of each event, documented beside the stream it travels in.
-    let schema = <EventData as utoipa::PartialSchema>::schema();
-    router
+    // The `data` of each event (and what it refers to), documented beside the stream it
+    // travels in: a text/event-stream body names no schema itself.
+    let mut schemas = vec![(
+        "EventData".to_string(),
+        <EventData as utoipa::PartialSchema>::schema(),
+    )];
+    <EventData as utoipa::ToSchema>::schemas(&mut schemas);
+    let components = router
         .get_openapi_mut()
         .components
-        .get_or_insert_with(Default::default)
-        .schemas
-        .insert("EventData".to_string(), schema);
+        .get_or_insert_with(Default::default);
+    for (name, schema) in schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
     router
 }
 
@@ -144,7 +150,7 @@ fn lsn(text: &str, at: &str) -> ApiResult<u64> {
     params(
         ("from" = Option<u64>, Query, description = "The first LSN to send (0 or 1: from the beginning; default: the next one to commit)", minimum = 0),
         ("follow" = Option<bool>, Query, description = "false: end once caught up (default true: go on with live events)"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this LSN (wins over `from`)"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this LSN (wins over `from`)", minimum = 0),
     ),
     responses(
         (status = 200, description = "The stream: `id: <lsn>`, `event: <kind>`, `data: <EventData JSON>` per event", body = String, content_type = "text/event-stream"),

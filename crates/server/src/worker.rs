@@ -56,7 +56,12 @@ const FALLBACK_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// The worker claiming (the lease owner): 1 to 256 bytes.
+    /// The worker claiming (the lease owner): 1 to 256 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// Only tasks whose `runtime.kind` is one of these (at least one; omit for any task).
     #[serde(default)]
@@ -73,6 +78,11 @@ pub struct ClaimRequest {
     pub wait_ms: Option<u64>,
     /// Who makes the change, for the history (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -95,8 +105,14 @@ pub struct ClaimResponse {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// New lease length from now, in milliseconds (default 30,000).
     #[serde(default)]
@@ -104,6 +120,11 @@ pub struct HeartbeatRequest {
     pub lease_ms: Option<u64>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -112,8 +133,14 @@ pub struct HeartbeatRequest {
 #[serde(deny_unknown_fields)]
 pub struct ProgressRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// 0 to 100.
     #[schema(minimum = 0, maximum = 100)]
@@ -126,6 +153,11 @@ pub struct ProgressRequest {
     pub message: Option<String>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -134,8 +166,14 @@ pub struct ProgressRequest {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// The checkpoint's name.
     pub name: String,
@@ -147,6 +185,11 @@ pub struct CheckpointRequest {
     pub progress: Option<u8>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -155,8 +198,14 @@ pub struct CheckpointRequest {
 #[serde(deny_unknown_fields)]
 pub struct OutputRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// What kind of output.
     pub kind: OutputKind,
@@ -173,6 +222,11 @@ pub struct OutputRequest {
     pub mime: Option<String>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -181,14 +235,25 @@ pub struct OutputRequest {
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// The result, any JSON.
     #[serde(default)]
     pub result: Option<Value>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -197,8 +262,14 @@ pub struct CompleteRequest {
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     /// The lease owner.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub owner: String,
     /// The token of the claim.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// What went wrong.
     pub error: String,
@@ -208,6 +279,11 @@ pub struct FailRequest {
     pub requeue: bool,
     /// Who makes the change (default: the owner).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub actor: Option<String>,
 }
 
@@ -245,10 +321,6 @@ impl Claim {
                     "kinds must name 1 to 64 kinds (omit it to claim a task of any kind)",
                 )
                 .at("$.kinds"));
-            }
-            if let Some(i) = kinds.iter().position(|k| k.is_empty()) {
-                return Err(Problem::bad_request("invalid_input", "a kind is empty")
-                    .at(format!("$.kinds[{i}]")));
             }
         }
         let claim = Claim {
@@ -343,7 +415,7 @@ fn shutting_down() -> Problem {
     tag = "workers",
     request_body = ClaimRequest,
     params(
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "A task was claimed", body = ClaimResponse),
@@ -503,7 +575,7 @@ fn percent(p: u8, at: &str) -> ApiResult<u8> {
     request_body = HeartbeatRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "The lease was extended; the task (ETag: its version)", body = Task),
@@ -538,7 +610,7 @@ async fn heartbeat(
     request_body = ProgressRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
@@ -574,7 +646,7 @@ async fn progress(
     request_body = CheckpointRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
@@ -614,7 +686,7 @@ async fn checkpoint(
     request_body = OutputRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
@@ -652,7 +724,7 @@ async fn output(
     request_body = CompleteRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "Completed; the task (ETag: its version)", body = Task),
@@ -685,7 +757,7 @@ async fn complete(
     request_body = FailRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
     responses(
         (status = 200, description = "Failed (or requeued); the task (ETag: its version)", body = Task),

@@ -21,8 +21,8 @@ use crate::error::Problem;
 /// Header naming who makes a change (recorded in the history).
 pub const ACTOR_HEADER: &str = "x-tasklog-actor";
 
-/// Longest owner or actor name, in bytes.
-pub const NAME_BYTES_MAX: usize = 256;
+/// Longest owner or actor name, in characters.
+pub const NAME_CHARS_MAX: usize = 256;
 
 /// A JSON object body (`Content-Type: application/json`).
 pub struct Body<T>(pub T);
@@ -149,12 +149,12 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskId {
     }
 }
 
-/// Checks an owner or actor name: 1 to 256 bytes, no control characters.
+/// Checks an owner or actor name: 1 to 256 characters, not all blank, no control characters.
 pub fn check_name(name: &str, at: &str) -> Result<(), Problem> {
     let reason = if name.trim().is_empty() {
         "is empty"
-    } else if name.len() > NAME_BYTES_MAX {
-        "is longer than 256 bytes"
+    } else if name.chars().count() > NAME_CHARS_MAX {
+        "is longer than 256 characters"
     } else if name.chars().any(char::is_control) {
         "contains control characters"
     } else {
