@@ -49,6 +49,8 @@ pub const LEASE_MS_MAX: u64 = 86_400_000;
 pub const KINDS_MAX: usize = 64;
 /// Longest wait for the ready queue to reflect what was committed before a claim.
 const CATCH_UP_MAX: Duration = Duration::from_secs(1);
+/// A deadline beyond any wait (when adding the wait overflows the clock).
+const FAR: Duration = Duration::from_secs(365 * 86_400);
 /// How often a long poll looks again when the hub cannot wake it.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
@@ -435,7 +437,9 @@ async fn claim(
     let (claim, wait_ms) = Claim::new(req, &headers)?;
     let claim = Arc::new(claim);
     let wait = Duration::from_millis(wait_ms).min(state.options().max_claim_wait);
-    let deadline = tokio::time::Instant::now() + wait;
+    let start = tokio::time::Instant::now();
+    // NOTE: checked: `max_claim_wait` is the operator's, and may be huge.
+    let deadline = start.checked_add(wait).unwrap_or(start + FAR);
     let hub = state.hub().clone();
     let mut wake = hub.wake_receiver();
     let mut closed = hub.closed_receiver();
@@ -459,8 +463,11 @@ async fn claim(
         }
         let mut until = deadline;
         if let Some(due) = next_due_ms {
-            let in_ms = due.saturating_sub(Timestamp::now().0).max(1);
-            until = until.min(now + Duration::from_millis(in_ms.unsigned_abs()));
+            // `not_before` is anyone's metadata: any i64.
+            let in_ms = due.saturating_sub(Timestamp::now().0).max(1).unsigned_abs();
+            if let Some(at) = now.checked_add(Duration::from_millis(in_ms)) {
+                until = until.min(at);
+            }
         }
         tokio::select! {
             woken = wake.changed() => {

@@ -142,6 +142,25 @@ fn a_task_is_not_claimed_before_its_not_before() {
 }
 
 #[test]
+fn any_not_before_is_handled() {
+    let server = TestServer::start();
+    let c = server.client();
+    let never = NewTask::new("never")
+        .id("never")
+        .meta("runtime.not_before", json!(i64::MAX));
+    server.state.store().submit(never).unwrap();
+    let r = claim(&c, json!({"owner": "w", "wait_ms": 200}));
+    assert_eq!(r.status, 204, "{}", r.text);
+    // Not a number of milliseconds: not held back (as the Rust runtime reads it).
+    let odd = NewTask::new("odd")
+        .id("odd")
+        .meta("runtime.not_before", json!("tomorrow"));
+    server.state.store().submit(odd).unwrap();
+    let (id, _) = claim_ok(&c, json!({"owner": "w"}));
+    assert_eq!(id, "odd");
+}
+
+#[test]
 fn an_empty_queue_answers_204_after_the_wait() {
     let server = TestServer::start();
     let c = server.client();
