@@ -316,14 +316,14 @@ impl Claim {
         extract::check_name(&req.owner, "$.owner")?;
         let actor = extract::actor(req.actor, headers, &req.owner)?;
         let lease_ms = lease_ms(req.lease_ms)?;
-        if let Some(kinds) = &req.kinds {
-            if kinds.is_empty() || kinds.len() > KINDS_MAX {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    "kinds must name 1 to 64 kinds (omit it to claim a task of any kind)",
-                )
-                .at("$.kinds"));
-            }
+        if let Some(kinds) = &req.kinds
+            && (kinds.is_empty() || kinds.len() > KINDS_MAX)
+        {
+            return Err(Problem::bad_request(
+                "invalid_input",
+                "kinds must name 1 to 64 kinds (omit it to claim a task of any kind)",
+            )
+            .at("$.kinds"));
         }
         let claim = Claim {
             owner: req.owner,
