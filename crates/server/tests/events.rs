@@ -466,6 +466,40 @@ fn bad_parameters_are_400_naming_them() {
 }
 
 #[test]
+fn a_from_that_was_compacted_away_is_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tasklog::StoreOptions::new()
+        .snapshot_every_records(0)
+        .segment_bytes_max(4096)
+        .open(dir.path().join("store"))
+        .unwrap();
+    for round in 0..4 {
+        for i in 0..30 {
+            let id = format!("t{round}-{i}");
+            store
+                .submit(NewTask::new(format!("task {id}")).id(&id))
+                .unwrap();
+            store.cancel(&id, Some("churn")).unwrap();
+        }
+        store.snapshot().unwrap();
+    }
+    let first = store.log_stats().first_lsn;
+    assert!(first > 2, "the test needs early segments compacted away");
+    let server = TestServer::over(dir, store, ServerOptions::default());
+    let s = Stream::open(server.addr, "/v1/events?from=1", &[]);
+    assert_eq!(s.status, 400, "{}", s.body);
+    assert_eq!(s.problem()["at"], "from");
+    let s = Stream::open(server.addr, "/v1/events", &[("Last-Event-ID", "1")]);
+    assert_eq!(s.status, 400, "{}", s.body);
+    assert_eq!(s.problem()["at"], "Last-Event-ID");
+    // From where the log starts, it streams.
+    let s = Stream::open(server.addr, &format!("/v1/events?from={first}"), &[]);
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert!(s.next_event().lsn() >= first);
+    assert_eq!(server.state.hub().sse_subscribers(), 1);
+}
+
+#[test]
 fn the_stream_is_in_the_openapi_document() {
     let server = TestServer::start();
     let doc = server.client().get("/openapi.json").json();
