@@ -35,13 +35,9 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        if !is_json(req.headers()) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
+        // NOTE: the body is read before anything is refused: a connection whose request body
+        // was left unread is closed, and a client reusing it would see a reset.
+        let json = is_json(req.headers());
         let bytes = match Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -53,6 +49,13 @@ where
             }
             Err(e) => return Err(Problem::bad_request("bad_request", e.body_text())),
         };
+        if !json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
         // serde reads a struct from an array too: say plainly what is expected instead.
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|&b| b != b'{') {
