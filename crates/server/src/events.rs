@@ -15,18 +15,16 @@
 
 mod hub;
 mod narrate;
+mod pump;
 pub(crate) mod ready;
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use tasklog::Store;
-use tasklog::store::Subscription;
 use tokio::sync::mpsc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,9 +32,8 @@ use utoipa_axum::routes;
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
 pub use hub::Hub;
-use hub::{Shared, SubscriberSlot};
 pub use narrate::EventData;
-use narrate::Narrator;
+use pump::Pump;
 
 /// Interval of the keep-alive comments of an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -44,8 +41,6 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub const STALL_MAX: Duration = Duration::from_secs(60);
 /// Events buffered between a subscriber's thread and its response.
 const BUFFERED: usize = 256;
-/// How long a subscriber's thread waits for an event before it checks whether to stop.
-const POLL: Duration = Duration::from_millis(200);
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -232,91 +227,6 @@ pub(crate) async fn until_closed(closed: &mut tokio::sync::watch::Receiver<bool>
     while !*closed.borrow_and_update() {
         if closed.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-/// One subscriber's thread: reads its subscription and feeds its response.
-struct Pump {
-    store: Store,
-    hub: Arc<Shared>,
-    sub: Subscription,
-    tx: mpsc::Sender<Event>,
-    /// End after this LSN (`follow=false`).
-    until: Option<u64>,
-    /// Held until the thread ends.
-    _slot: SubscriberSlot,
-}
-
-impl Pump {
-    fn run(mut self) {
-        let mut narrator = Narrator::new(self.store.clone());
-        let wait = if self.until.is_some() {
-            Duration::ZERO
-        } else {
-            POLL
-        };
-        while !self.hub.is_closed() && !self.tx.is_closed() {
-            match self.sub.next_timeout(wait) {
-                Ok(Some(c)) => {
-                    if self.until.is_some_and(|u| c.lsn > u) {
-                        return;
-                    }
-                    let data = narrator.describe(&c);
-                    let event = Event::default()
-                        .id(c.lsn.to_string())
-                        .event(data.kind.as_str());
-                    let event = match serde_json::to_string(&data) {
-                        Ok(json) => event.data(json),
-                        Err(e) => {
-                            tracing::warn!(lsn = c.lsn, error = %e, "an event could not be encoded");
-                            return;
-                        }
-                    };
-                    if !self.send(event) {
-                        return;
-                    }
-                }
-                // Caught up, when not following.
-                Ok(None) if self.until.is_some() => return,
-                Ok(None) => {}
-                Err(tasklog::Error::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "an event stream stopped");
-                    let problem = Problem::from(e);
-                    if let Ok(json) = serde_json::to_string(&problem) {
-                        self.send(Event::default().event("problem").data(json));
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Hands `event` to the response. False when the stream is over (client gone, shutdown,
-    /// or a client that took nothing for [`STALL_MAX`]).
-    fn send(&self, event: Event) -> bool {
-        let mut event = event;
-        let mut stalled_since: Option<Instant> = None;
-        loop {
-            match self.tx.try_send(event) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    event = back;
-                    let since = *stalled_since.get_or_insert_with(Instant::now);
-                    if self.hub.is_closed() {
-                        return false;
-                    }
-                    if since.elapsed() >= STALL_MAX {
-                        tracing::info!(
-                            "an event subscriber read nothing for a minute; disconnected"
-                        );
-                        return false;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The hub: one store subscription, followed by one thread, that keeps the ready queue up and
 //! wakes long-polling claimers whenever a task may have become claimable; and the count of SSE
-//! subscribers. Each SSE subscriber follows its own store subscription (see `super::stream`),
+//! subscribers. Each SSE subscriber follows its own store subscription (see `super::pump`),
 //! so a slow one never holds the others back and each gets every event once, in LSN order.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
