@@ -431,6 +431,39 @@ fn a_stale_claim_by_the_same_owner_is_fenced_out_after_a_requeue() {
 }
 
 #[test]
+fn a_task_interrupted_back_to_pending_wakes_a_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreOptions::default()
+        .interrupted_policy(InterruptedPolicy::Requeue)
+        .open(dir.path().join("store"))
+        .unwrap();
+    let server = TestServer::over(dir, store, tasklog_server::ServerOptions::default());
+    let c = server.client();
+    submit(&server, "t", Some("k"), 0);
+    let (_, old) = claim_ok(&c, json!({"owner": "a", "lease_ms": 50}));
+    let c2 = server.client();
+    let waiter = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = claim(
+            &c2,
+            json!({"owner": "b", "kinds": ["k"], "wait_ms": 30_000}),
+        );
+        (r, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.state.store().recover_expired_leases().unwrap(),
+        ["t"]
+    );
+    let (r, took) = waiter.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["task"]["lease"]["owner"], "b");
+    assert!(took < Duration::from_secs(10), "woke after {took:?}");
+    let r = call(&c, "t", "complete", json!({"owner": "a", "token": old}));
+    assert_problem(&r, 409, "lease_lost");
+}
+
+#[test]
 fn bad_tokens_are_400() {
     let server = TestServer::start();
     let c = server.client();
