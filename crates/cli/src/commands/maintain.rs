@@ -1,10 +1,12 @@
-//! Maintenance: cleanup (retention), snapshot, compact.
+//! Maintenance: cleanup (retention), snapshot, compact; directly or through a server.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::json;
 use tasklog::store::recovery::{snapshot_dir, wal_dir};
 
 use super::{Ctx, close};
@@ -12,24 +14,63 @@ use crate::output::bytes;
 
 /// `cleanup --older-than DAYS`.
 pub fn cleanup(ctx: &Ctx, out: &mut dyn Write, days: f64) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
     let age = Duration::from_secs_f64(days * 86_400.0);
-    let removed = store.cleanup(age);
-    close(store)?;
+    let removed = match &ctx.remote {
+        Some(remote) => {
+            #[derive(Deserialize)]
+            struct Removed {
+                removed: u64,
+            }
+            let body = json!({ "older_than_secs": age.as_secs_f64() });
+            remote
+                .post::<Removed>("/v1/cleanup", &Vec::new(), &body)?
+                .removed
+        }
+        None => {
+            let store = ctx.open_write()?;
+            let removed = store.cleanup(age);
+            close(store)?;
+            removed? as u64
+        }
+    };
     writeln!(
         out,
-        "removed {} terminal task(s) that finished more than {days} day(s) ago (their history is kept)",
-        removed?
+        "removed {removed} terminal task(s) that finished more than {days} day(s) ago (their history is kept)"
     )?;
     Ok(())
 }
 
-/// `snapshot`.
-pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
+/// A snapshot as `POST /v1/snapshot` and `POST /v1/compact` answer it
+/// (`tasklog::store::SnapshotInfo`).
+#[derive(Deserialize)]
+struct Snapshot {
+    path: PathBuf,
+    lsn: u64,
+    bytes: u64,
+    #[serde(default)]
+    segments_removed: usize,
+}
+
+/// A snapshot, written by the store or by the server.
+fn take_snapshot(ctx: &Ctx, route: &str) -> anyhow::Result<Snapshot> {
+    if let Some(remote) = &ctx.remote {
+        return remote.post(route, &Vec::new(), &json!({}));
+    }
     let store = ctx.open_write()?;
     let info = store.snapshot();
     close(store)?;
     let info = info?;
+    Ok(Snapshot {
+        path: info.path,
+        lsn: info.lsn,
+        bytes: info.bytes,
+        segments_removed: info.segments_removed,
+    })
+}
+
+/// `snapshot`.
+pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
+    let info = take_snapshot(ctx, "/v1/snapshot")?;
     writeln!(
         out,
         "snapshot {} written: LSN {}, {}; {} log segment(s) removed",
@@ -43,12 +84,13 @@ pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// `compact`: a snapshot now, which prunes old snapshots and the log segments the oldest kept
 /// snapshot covers. Prints every file removed.
+///
+/// NOTE: through a server the files are compared in the local store directory, which is the
+/// server's when the server was found through its record; with `--remote` to a server on
+/// another machine nothing local changes, and only the segments count is printed.
 pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
     let before = files(&ctx.dir);
-    let info = store.snapshot();
-    close(store)?;
-    let info = info?;
+    let info = take_snapshot(ctx, "/v1/compact")?;
     let after = files(&ctx.dir);
     writeln!(
         out,
@@ -61,7 +103,9 @@ pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
         .iter()
         .filter(|(p, _)| !after.iter().any(|(q, _)| q == p))
         .collect();
-    if gone.is_empty() {
+    if gone.is_empty() && info.segments_removed > 0 {
+        writeln!(out, "removed {} log segment(s)", info.segments_removed)?;
+    } else if gone.is_empty() {
         writeln!(
             out,
             "nothing removed: every log segment still holds records newer than the oldest kept snapshot"
