@@ -61,6 +61,7 @@ async fn serve(
     options: ServerOptions,
     token_required: bool,
 ) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Exit::new(OPERATION, format!("cannot listen on {addr}: {e}")))?;
@@ -85,7 +86,7 @@ async fn serve(
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        signal().await;
+        signals.recv().await;
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
@@ -108,22 +109,27 @@ async fn serve(
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            }
-        }
-        _ => {
-            tracing::warn!("cannot install the signal handlers; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, installed before the server says it listens (a signal sent as soon as
+/// a script reads the `listening on` line must stop it cleanly, not kill it).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    /// Waits for either.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
         }
     }
 }
