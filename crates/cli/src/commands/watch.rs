@@ -134,14 +134,18 @@ fn watch_remote(
     );
     let mut last: Option<u64> = None;
     let mut failures = 0;
+    let mut connected = false;
     loop {
         let headers: Vec<(&str, String)> = match last {
             Some(lsn) => vec![("Last-Event-ID", lsn.to_string())],
             None => Vec::new(),
         };
-        let query = vec![("from", from.to_string())];
+        // Resuming: after the last event printed (the header says it to the server too).
+        let resume_from = last.map_or(from, |lsn| lsn + 1);
+        let query = vec![("from", resume_from.to_string())];
         match remote.get_stream("/v1/events", &query, &headers) {
             Ok(mut resp) => {
+                connected = true;
                 let reader = BufReader::new(resp.body_mut().as_reader());
                 let before = last;
                 follow(reader, out, json, &mut last)?;
@@ -149,7 +153,8 @@ fn watch_remote(
                     failures = 0;
                 }
             }
-            Err(e) if failures == 0 => return Err(e),
+            // The first connection's error (a bad token, no such route) is the answer.
+            Err(e) if !connected => return Err(e),
             Err(e) => tracing::debug!(error = %e, "event stream: reconnect failed"),
         }
         failures += 1;
