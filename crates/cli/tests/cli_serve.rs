@@ -161,6 +161,26 @@ fn a_stale_record_is_ignored() {
 }
 
 #[test]
+fn the_record_of_a_killed_server_is_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("store");
+    let mut server = Server::start(&d, &[]);
+    server.signal(Signal::KILL);
+    server.wait_exit(20).expect("SIGKILL ends the server");
+    assert!(
+        record(&d).is_some(),
+        "a killed server leaves its record behind"
+    );
+    // The next commands open the store themselves (the lock died with the server).
+    let id = submit(&d, "after the crash", &[]);
+    ok(&d, &["start", &id]);
+    assert_eq!(json(&d, &["get", &id, "--json"])["state"], json!("running"));
+    // And a new server replaces the record.
+    let again = Server::start(&d, &[]);
+    assert_eq!(record(&d).unwrap()["pid"], json!(again.pid()));
+}
+
+#[test]
 fn remote_reports_an_unreachable_server_and_refuses_local_only_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("store");
