@@ -21,7 +21,8 @@ pub fn cleanup(ctx: &Ctx, out: &mut dyn Write, days: f64) -> anyhow::Result<()> 
             struct Removed {
                 removed: u64,
             }
-            let body = json!({ "older_than_secs": age.as_secs_f64() });
+            // Whole seconds: the route takes an integer.
+            let body = json!({ "older_than_secs": age.as_secs() });
             remote
                 .post::<Removed>("/v1/cleanup", &Vec::new(), &body)?
                 .removed
@@ -51,11 +52,8 @@ struct Snapshot {
     segments_removed: usize,
 }
 
-/// A snapshot, written by the store or by the server.
-fn take_snapshot(ctx: &Ctx, route: &str) -> anyhow::Result<Snapshot> {
-    if let Some(remote) = &ctx.remote {
-        return remote.post(route, &Vec::new(), &json!({}));
-    }
+/// A snapshot written directly.
+fn snapshot_direct(ctx: &Ctx) -> anyhow::Result<Snapshot> {
     let store = ctx.open_write()?;
     let info = store.snapshot();
     close(store)?;
@@ -70,7 +68,10 @@ fn take_snapshot(ctx: &Ctx, route: &str) -> anyhow::Result<Snapshot> {
 
 /// `snapshot`.
 pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
-    let info = take_snapshot(ctx, "/v1/snapshot")?;
+    let info = match &ctx.remote {
+        Some(remote) => remote.post("/v1/snapshot", &Vec::new(), &json!({}))?,
+        None => snapshot_direct(ctx)?,
+    };
     writeln!(
         out,
         "snapshot {} written: LSN {}, {}; {} log segment(s) removed",
@@ -82,16 +83,37 @@ pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `POST /v1/compact`'s answer: the snapshot and every file removed.
+#[derive(Deserialize)]
+struct Compacted {
+    snapshot: Snapshot,
+    #[serde(default)]
+    removed: Vec<RemovedFile>,
+}
+
+#[derive(Deserialize)]
+struct RemovedFile {
+    path: PathBuf,
+    bytes: u64,
+}
+
 /// `compact`: a snapshot now, which prunes old snapshots and the log segments the oldest kept
 /// snapshot covers. Prints every file removed.
-///
-/// NOTE: through a server the files are compared in the local store directory, which is the
-/// server's when the server was found through its record; with `--remote` to a server on
-/// another machine nothing local changes, and only the segments count is printed.
 pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
-    let before = files(&ctx.dir);
-    let info = take_snapshot(ctx, "/v1/compact")?;
-    let after = files(&ctx.dir);
+    let (info, gone): (Snapshot, Vec<(PathBuf, u64)>) = match &ctx.remote {
+        Some(remote) => {
+            let c: Compacted = remote.post("/v1/compact", &Vec::new(), &json!({}))?;
+            let gone = c.removed.into_iter().map(|r| (r.path, r.bytes)).collect();
+            (c.snapshot, gone)
+        }
+        None => {
+            let before = files(&ctx.dir);
+            let info = snapshot_direct(ctx)?;
+            let after = files(&ctx.dir);
+            let gone = before.into_iter().filter(|f| !after.contains(f)).collect();
+            (info, gone)
+        }
+    };
     writeln!(
         out,
         "snapshot {} written: LSN {}, {}",
@@ -99,26 +121,19 @@ pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
         info.lsn,
         bytes(info.bytes)
     )?;
-    let gone: Vec<&(PathBuf, u64)> = before
-        .iter()
-        .filter(|(p, _)| !after.iter().any(|(q, _)| q == p))
-        .collect();
-    if gone.is_empty() && info.segments_removed > 0 {
-        writeln!(out, "removed {} log segment(s)", info.segments_removed)?;
-    } else if gone.is_empty() {
+    if gone.is_empty() {
         writeln!(
             out,
             "nothing removed: every log segment still holds records newer than the oldest kept snapshot"
         )?;
+        return Ok(());
     }
     let mut total = 0;
     for (path, size) in &gone {
         total += size;
         writeln!(out, "removed {} ({})", path.display(), bytes(*size))?;
     }
-    if !gone.is_empty() {
-        writeln!(out, "removed {} file(s), {}", gone.len(), bytes(total))?;
-    }
+    writeln!(out, "removed {} file(s), {}", gone.len(), bytes(total))?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use tasklog::StoreOptions;
 use tasklog::store::InterruptedPolicy;
 
 use super::{Ctx, close, open_write_with};
+use crate::exit::{Exit, OPERATION};
 use crate::output;
 
 /// What `recover --json` prints (and what `POST /v1/recover` answers).
@@ -17,19 +18,44 @@ use crate::output;
 pub struct Recovered {
     /// The tasks interrupted: running under a session that ended without closing the store,
     /// or whose lease expired.
-    #[serde(alias = "tasks_interrupted", alias = "tasks")]
     pub recovered: Vec<String>,
     /// `mark_failed` or `requeue`.
     #[serde(default)]
     pub policy: String,
 }
 
+/// The policy as `recover --json` names it (`mark_failed`, `requeue`, `leave`), from the
+/// server's spelling (`MarkFailed`, ...).
+fn policy_name(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `recover [--requeue] [--json]`.
 pub fn recover(ctx: &Ctx, out: &mut dyn Write, requeue: bool, json: bool) -> anyhow::Result<()> {
     let policy = if requeue { "requeue" } else { "mark_failed" };
     let report = match &ctx.remote {
+        Some(_) if requeue => {
+            return Err(Exit::new(
+                OPERATION,
+                "a server applies its own interrupted-work policy; `recover --requeue` works on a store without a server",
+            )
+            .into());
+        }
         Some(remote) => {
-            remote.post::<Recovered>("/v1/recover", &Vec::new(), &json!({ "policy": policy }))?
+            let mut r = remote.post::<Recovered>("/v1/recover", &Vec::new(), &json!({}))?;
+            r.policy = policy_name(&r.policy);
+            r
         }
         None => {
             // Opening as the owner applies the policy to orphaned tasks and expired leases,
@@ -69,4 +95,14 @@ pub fn recover(ctx: &Ctx, out: &mut dyn Write, requeue: bool, json: bool) -> any
         report.recovered.join(", ")
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_names_are_snake_case() {
+        assert_eq!(super::policy_name("MarkFailed"), "mark_failed");
+        assert_eq!(super::policy_name("Requeue"), "requeue");
+        assert_eq!(super::policy_name("mark_failed"), "mark_failed");
+    }
 }

@@ -110,7 +110,7 @@ fn export_remote(
         .to_string(),
     ));
     if a.no_history {
-        q.push(("include_history", "false".to_string()));
+        q.push(("history", "false".to_string()));
     }
     let mut resp = remote.get_raw("/v1/export", &q, true)?;
     let mut body = resp.body_mut().as_reader();

@@ -121,15 +121,9 @@ fn watch_remote(
     from: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let from = match from {
-        Some(f) => f,
-        None => {
-            let stats: Value = remote.get("/v1/stats", &Vec::new())?;
-            stats["health"]["last_lsn"].as_u64().unwrap_or(0) + 1
-        }
-    };
+    let start = from.map_or("the next event".to_string(), |f| format!("LSN {f}"));
     eprintln!(
-        "tasklog: watching the server at {} from LSN {from} (every writer; Ctrl-C to stop)",
+        "tasklog: watching the server at {} from {start} (every writer; Ctrl-C to stop)",
         remote.url()
     );
     let mut last: Option<u64> = None;
@@ -140,9 +134,12 @@ fn watch_remote(
             Some(lsn) => vec![("Last-Event-ID", lsn.to_string())],
             None => Vec::new(),
         };
-        // Resuming: after the last event printed (the header says it to the server too).
-        let resume_from = last.map_or(from, |lsn| lsn + 1);
-        let query = vec![("from", resume_from.to_string())];
+        // Without `from` the server starts with the next event; resuming, `Last-Event-ID`
+        // (which wins over `from`) continues after the last event printed.
+        let query = match from {
+            Some(f) if last.is_none() => vec![("from", f.to_string())],
+            _ => Vec::new(),
+        };
         match remote.get_stream("/v1/events", &query, &headers) {
             Ok(mut resp) => {
                 connected = true;
@@ -177,17 +174,31 @@ fn follow(
     last: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let mut data = String::new();
+    let mut kind = String::new();
     for line in reader.lines() {
         let Ok(line) = line else { break };
         if line.is_empty() {
+            if kind == "problem" {
+                // The server ended the stream with a problem object (e.g. the LSN asked for
+                // was compacted away).
+                let detail = serde_json::from_str::<Value>(&data)
+                    .ok()
+                    .and_then(|p| p["detail"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| data.clone());
+                return Err(Exit::new(OPERATION, detail).into());
+            }
             if !data.is_empty() {
                 let lsn = print_sse(out, &data, json)?;
                 if lsn.is_some() {
                     *last = lsn;
                 }
-                data.clear();
             }
+            data.clear();
+            kind.clear();
             continue;
+        }
+        if let Some(k) = line.strip_prefix("event:") {
+            kind = k.trim().to_string();
         }
         if let Some(d) = line.strip_prefix("data:") {
             if !data.is_empty() {
