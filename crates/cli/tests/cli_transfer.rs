@@ -39,7 +39,7 @@ fn export_then_import_round_trips() {
             n.starts_with("tasks_export_") && n.ends_with(".json") && n.len() == 33
         })
         .expect("tasks_export_YYYYMMDD_HHMMSS.json in the current directory");
-    assert!(said.contains("exported 2 task(s)"), "{said}");
+    assert!(said.contains("exported 2 task(s), 4 event(s)"), "{said}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(doc["format"], json!("tasklog"));
 

@@ -145,12 +145,13 @@ fn export_remote(
     Ok(())
 }
 
-/// History events in a JSON export file (0 if it cannot be read back).
+/// History events in a JSON export file (`tasks` maps each id to its task, whose `history`
+/// lists its events); 0 if it cannot be read back.
 fn events_in(path: &Path) -> u64 {
     #[derive(Deserialize)]
     struct Doc {
         #[serde(default)]
-        tasks: Vec<TaskHistory>,
+        tasks: std::collections::BTreeMap<String, TaskHistory>,
     }
     #[derive(Deserialize)]
     struct TaskHistory {
@@ -159,7 +160,13 @@ fn events_in(path: &Path) -> u64 {
     }
     let Ok(file) = File::open(path) else { return 0 };
     let doc: Result<Doc, _> = serde_json::from_reader(std::io::BufReader::new(file));
-    doc.map_or(0, |d| d.tasks.iter().map(|t| t.history.len() as u64).sum())
+    match doc {
+        Ok(d) => d.tasks.values().map(|t| t.history.len() as u64).sum(),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot count the export's events");
+            0
+        }
+    }
 }
 
 fn import_options(a: &ImportArgs) -> ImportOptions {
