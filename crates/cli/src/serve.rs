@@ -32,18 +32,35 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
         )
         .into());
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tasklog-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    // Signals first (one that arrives while the store opens still stops the server cleanly),
+    // then the address: a busy port fails before the store is opened and its interrupted work
+    // recovered for a server that will not run.
+    let (signals, listener) = runtime.block_on(async {
+        let signals = Signals::install()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Exit::new(OPERATION, format!("cannot listen on {addr}: {e}")))?;
+        anyhow::Ok((signals, listener))
+    })?;
     // The server owns the work: the store's default policy (mark interrupted tasks failed)
     // applies at open, as it would for an application's runtime.
     let store = open_write_with(&ctx.dir, StoreOptions::new())?;
     let mut options = ServerOptions::default();
     options.token = token.clone();
     options.files_dir = a.files_dir.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("tasklog-serve")
-        .build()
-        .context("cannot start the async runtime")?;
-    let served = runtime.block_on(serve(ctx, addr, store.clone(), options, token.is_some()));
+    let served = runtime.block_on(serve(
+        ctx,
+        signals,
+        listener,
+        store.clone(),
+        options,
+        token.is_some(),
+    ));
     record::remove(&ctx.dir, std::process::id());
     // Dropping the runtime waits for blocking store calls still running.
     drop(runtime);
@@ -56,15 +73,12 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
 
 async fn serve(
     ctx: &Ctx,
-    addr: SocketAddr,
+    signals: Signals,
+    listener: tokio::net::TcpListener,
     store: tasklog::Store,
     options: ServerOptions,
     token_required: bool,
 ) -> anyhow::Result<()> {
-    let signals = Signals::install()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Exit::new(OPERATION, format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     let url = format!("http://{}", reachable(local));
     let rec = ServerRecord {

@@ -133,6 +133,23 @@ fn a_second_server_on_the_same_store_exits_4() {
 }
 
 #[test]
+fn a_busy_port_fails_before_the_store_is_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("store");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let err = fails(&d, &["serve", "--listen", &addr], 1);
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+    assert!(
+        !d.exists(),
+        "the store was opened for a server that could not listen"
+    );
+}
+
+#[test]
 fn a_stale_record_is_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("store");
