@@ -4,11 +4,12 @@
 //!
 //! Method: an application is simulated by a child process (`tasklog demo-crash-child`: it
 //! starts a task, checkpoints it, says `ready <id>`, and keeps reporting progress) that the test
-//! SIGKILLs. Then one-shot commands (`snapshot`, `submit`, `list`, `watch`) must leave its task
-//! running, and only `tasklog recover` marks it failed (or `--requeue` puts it back to pending
-//! with its checkpoint). For "never create", the commands run on a directory that does not
-//! exist and the test checks it still does not; for "never write", the test compares every
-//! file of an existing store byte for byte before and after.
+//! SIGKILLs. Then one-shot commands (`snapshot`, `submit`, `cleanup`) must leave its task
+//! running; only `tasklog recover` marks it failed (or `--requeue` puts it back to pending with
+//! its checkpoint), and so does `tasklog serve`, which owns the work of the store it opens. For
+//! "never create", the commands run on a directory that does not exist and the test checks it
+//! still does not; for "never write", the test compares every file of an existing store byte
+//! for byte before and after.
 
 mod cli_support;
 
@@ -17,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cli_support::{exe, fails, json, ok, submit};
+use cli_support::{Server, exe, fails, json, ok, submit};
 use serde_json::json;
 
 /// Runs the crash child on `d`, SIGKILLs it once its task runs; returns the task id.
@@ -84,6 +85,22 @@ fn recover_requeue_puts_the_task_back_with_its_checkpoint() {
     let t = json(&d, &["get", &id, "--json"]);
     assert_eq!(t["state"], json!("pending"), "{t}");
     assert_eq!(t["checkpoint"]["data"], json!({ "rows_done": 3000 }));
+}
+
+#[test]
+fn a_server_owns_the_work_and_recovers_it_when_it_opens_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("store");
+    let id = crashed_application(&d);
+    let mut server = Server::start(&d, &[]);
+    server.signal(rustix::process::Signal::TERM);
+    assert!(server.wait_exit(20).is_some_and(|s| s.success()));
+    let t = json(&d, &["get", &id, "--json"]);
+    assert_eq!(t["state"], json!("failed"), "{t}");
+    assert!(
+        t["last_error"].as_str().unwrap().contains("interrupted"),
+        "{t}"
+    );
 }
 
 #[test]
