@@ -32,6 +32,15 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
         )
         .into());
     }
+    if let Some(files) = &a.files_dir
+        && !files.is_dir()
+    {
+        return Err(Exit::new(
+            USAGE,
+            format!("--files-dir {}: not a directory", files.display()),
+        )
+        .into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tasklog-serve")

@@ -79,6 +79,9 @@ fn a_non_loopback_address_needs_a_token() {
     assert!(!d.exists(), "a refused serve creates nothing");
     let err = fails(&d, &["serve", "--listen", "not an address"], 2);
     assert!(err.contains("--listen"), "{err}");
+    let err = fails(&d, &["serve", "--files-dir", "/no/such/dir"], 2);
+    assert!(err.contains("--files-dir"), "{err}");
+    assert!(!d.exists());
 
     // With a token (file or environment) it starts; the record says a token is needed and
     // never holds the token itself.
