@@ -13,7 +13,15 @@ pub const DEFAULT_DIR: &str = "tasklog-data";
 
 const AFTER_HELP: &str = "\
 Store directory: --dir DIR, else $TASKLOG_DIR, else ./tasklog-data. Write commands create it;
-read commands (get, list, history, stats, export, verify) refuse a missing store.
+read commands (get, list, history, stats, export, verify, watch, import --dry-run) never create
+or write a store.
+
+Server: while `tasklog serve` runs on a store it records where it listens in <dir>/server.json,
+and the task, read, transfer and maintenance commands on that directory (and any command given
+--remote URL or $TASKLOG_REMOTE) send their request to it: same output, same exit codes. A
+record of a dead server is ignored. verify, repair, stress, demo and completions always work
+on the directory itself. One-shot commands never apply the interrupted-work policy on behalf
+of another process: `tasklog recover` (or a server, or the application's runtime) does.
 
 Exit codes:
   0  success
@@ -22,7 +30,8 @@ Exit codes:
   3  corruption: `verify` found damage, or the store refused to open a damaged log
   4  the store is locked by another process (another writer has it open)
 
-Environment: TASKLOG_DIR (store directory), RUST_LOG (log filter, default warn),
+Environment: TASKLOG_DIR (store directory), TASKLOG_REMOTE (server URL), TASKLOG_TOKEN (bearer
+token for serve and for the client, unless --token-file), RUST_LOG (log filter, default warn),
 NO_COLOR (no colors in progress bars).";
 
 /// Durable task state with a complete audit trail.
@@ -36,6 +45,16 @@ pub struct Cli {
     /// No progress bars and no informational messages on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// Send the command to the `tasklog serve` at this URL (e.g. http://127.0.0.1:7878)
+    /// instead of the store directory.
+    #[arg(long, global = true, env = "TASKLOG_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+
+    /// A file holding the bearer token (first line): required by `serve` on a non-loopback
+    /// address, sent by the client to a server that needs it. Else $TASKLOG_TOKEN.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -184,6 +203,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the interrupted-work policy now: tasks left running by a process that died, and
+    /// expired leases, are marked failed (or requeued with --requeue).
+    Recover {
+        /// Put them back to pending (keeping their checkpoint) instead of marking them failed.
+        #[arg(long)]
+        requeue: bool,
+        /// Print the ids as JSON: {"recovered": [...], "policy": "..."}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the store over HTTP until SIGINT or SIGTERM (see docs/api.md).
+    Serve(ServeArgs),
     /// Concurrent load: prints `ack <task-id> <lsn>` for every durable event.
     Stress(StressArgs),
     /// A guided tour: workers, failures, retries, a crash and its recovery, an export.
@@ -345,6 +376,21 @@ pub struct ImportArgs {
     /// Check and count, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// The default address of `tasklog serve`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port; the chosen one is printed). A
+    /// non-loopback address needs a token (--token-file or TASKLOG_TOKEN).
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: String,
+    /// The only directory whose files the seed endpoints' server-side `path`s may name
+    /// (export and import); without it such requests are refused.
+    #[arg(long, value_name = "DIR")]
+    pub files_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

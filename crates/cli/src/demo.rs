@@ -19,7 +19,7 @@ use tasklog::runtime::{Kind, RetryPolicy, Runtime, RuntimeOptions, TaskContext};
 use tasklog::task::OutputKind;
 use tasklog::{NewTask, Store, TaskState};
 
-use crate::commands::{Ctx, close, open_write};
+use crate::commands::{Ctx, close, open_owner};
 use crate::output;
 
 const WORKERS: usize = 4;
@@ -91,7 +91,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
             ctx.dir.display()
         )?;
     }
-    let store = open_write(&dir)?;
+    let store = open_owner(&dir)?;
 
     // 1. Work.
     writeln!(
@@ -108,7 +108,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
 
     // 2. Statistics.
     writeln!(out, "\n-- 2. statistics (tasklog stats)")?;
-    output::stats_block(&mut out, &store.stats(Some("priority"))?)?;
+    output::stats_block(
+        &mut out,
+        &output::stats_view(&store.stats(Some("priority"))?)?,
+    )?;
 
     // 3. One history.
     if let Some(id) = &retried {
@@ -116,7 +119,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
             out,
             "\n-- 3. the audit trail of task {id}, which failed once and was retried (tasklog history {id})"
         )?;
-        output::history_table(&mut out, &store.history(id)?)?;
+        output::history_table(&mut out, &output::history_rows(&store.history(id)?)?)?;
     }
 
     // 4. A snapshot; 5. a crash and its recovery.
@@ -175,7 +178,7 @@ fn crash_and_recover(out: &mut dyn Write, dir: &Path) -> anyhow::Result<(Store, 
     )?;
     let crashed = crash_child_run(dir)?;
     writeln!(out, "child killed while task {crashed} was running")?;
-    let store = open_write(dir)?;
+    let store = open_owner(dir)?;
     writeln!(out, "reopened the store; recovery report:")?;
     recovery_block(out, store.recovery_report())?;
     let task = store.get(&crashed)?;
@@ -369,7 +372,7 @@ fn crash_child_run(dir: &Path) -> anyhow::Result<String> {
 /// The child: starts a long task, checkpoints it, says `ready <id>`, then reports progress
 /// until it is killed.
 pub fn crash_child(ctx: &Ctx) -> anyhow::Result<()> {
-    let store = open_write(&ctx.dir)?;
+    let store = open_owner(&ctx.dir)?;
     let new = NewTask::new("nightly import of 10,000 rows (crash demo)")
         .role("coder")
         .provider("local")

@@ -2,11 +2,14 @@
 //! and the README's "CLI tour".
 
 mod args;
+mod client;
 mod commands;
 mod demo;
 mod exit;
 mod output;
 mod progress;
+mod record;
+mod serve;
 mod stress;
 
 use std::io::IsTerminal;

@@ -2,11 +2,12 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tasklog::Task;
-use tasklog::store::{HistoryEvent, Stats};
 use tasklog::task::Timestamp;
+use tasklog::{Task, TaskState};
 
 /// Writes `value` as pretty JSON followed by a newline.
 pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> anyhow::Result<()> {
@@ -196,11 +197,45 @@ pub fn without_nulls(v: &Value) -> Value {
     }
 }
 
+/// One history event as `history --json` prints it (`tasklog::store::HistoryEvent`'s JSON),
+/// read back so that the direct path and a server's answer print through one renderer.
+#[derive(Debug, Deserialize)]
+pub struct HistoryRow {
+    /// LSN.
+    pub lsn: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Event kind.
+    pub kind: String,
+    /// State before.
+    #[serde(default)]
+    pub from: Option<TaskState>,
+    /// State after.
+    #[serde(default)]
+    pub to: Option<TaskState>,
+    /// Who.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The event's fields.
+    #[serde(default)]
+    pub details: Value,
+}
+
+/// The rows of a history read from the store.
+pub fn history_rows(events: &[tasklog::store::HistoryEvent]) -> anyhow::Result<Vec<HistoryRow>> {
+    Ok(serde_json::from_value(serde_json::to_value(events)?)?)
+}
+
+/// The view of statistics read from the store (without runtime figures).
+pub fn stats_view(stats: &tasklog::store::Stats) -> anyhow::Result<StatsView> {
+    Ok(serde_json::from_value(serde_json::to_value(stats)?)?)
+}
+
 /// A task's history as a table.
-pub fn history_table(out: &mut dyn Write, events: &[HistoryEvent]) -> io::Result<()> {
+pub fn history_table(out: &mut dyn Write, events: &[HistoryRow]) -> io::Result<()> {
     let mut t = Table::new(vec!["LSN", "AT", "KIND", "TRANSITION", "ACTOR", "DETAILS"]);
     for e in events {
-        let state = |s: Option<tasklog::TaskState>| s.map_or("-".to_string(), |s| s.to_string());
+        let state = |s: Option<TaskState>| s.map_or("-".to_string(), |s| s.to_string());
         let transition = if e.from == e.to {
             state(e.to)
         } else {
@@ -209,7 +244,7 @@ pub fn history_table(out: &mut dyn Write, events: &[HistoryEvent]) -> io::Result
         t.row(vec![
             e.lsn.to_string(),
             short_time(e.at),
-            e.kind.to_string(),
+            e.kind.clone(),
             transition,
             opt(e.actor.as_deref()),
             clip(&compact_json(&without_nulls(&e.details)), 70),
@@ -218,7 +253,110 @@ pub fn history_table(out: &mut dyn Write, events: &[HistoryEvent]) -> io::Result
     t.write(out)
 }
 
-fn counts_line(map: &std::collections::BTreeMap<String, usize>) -> String {
+/// `stats --json` (`tasklog::store::Stats` plus a `runtime` object), read back so that the
+/// direct path and a server's answer print through one renderer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StatsView {
+    /// Live tasks.
+    pub total: usize,
+    /// By state.
+    pub by_state: BTreeMap<String, usize>,
+    /// By role.
+    pub by_role: BTreeMap<String, usize>,
+    /// By provider.
+    pub by_provider: BTreeMap<String, usize>,
+    /// By a metadata key.
+    pub by_key: Option<KeyCountsView>,
+    /// Sum of attempts.
+    pub attempts: u64,
+    /// Completed tasks.
+    pub successes: usize,
+    /// Failures recorded.
+    pub failures: u64,
+    /// Removed tasks.
+    pub removed: usize,
+    /// Events in the audit trail.
+    pub events: u64,
+    /// The store's health.
+    pub health: HealthView,
+    /// The worker runtime's figures.
+    pub runtime: Option<RuntimeView>,
+}
+
+/// Counts by one metadata key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyCountsView {
+    /// The key.
+    pub key: String,
+    /// Value -> count.
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// `tasklog::store::Health`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HealthView {
+    /// Bytes in log segments.
+    pub log_bytes: u64,
+    /// Log segments.
+    pub log_segments: usize,
+    /// First LSN.
+    pub first_lsn: u64,
+    /// Last LSN.
+    pub last_lsn: u64,
+    /// Durable LSN.
+    pub durable_lsn: u64,
+    /// Snapshots.
+    pub snapshots: usize,
+    /// Newest snapshot's LSN.
+    pub snapshot_lsn: u64,
+    /// Its age.
+    pub snapshot_age_secs: Option<f64>,
+    /// Records since.
+    pub events_since_snapshot: u64,
+    /// fdatasync calls.
+    pub fsyncs: u64,
+    /// p50.
+    pub fsync_p50_us: u64,
+    /// p90.
+    pub fsync_p90_us: u64,
+    /// p99.
+    pub fsync_p99_us: u64,
+    /// max.
+    pub fsync_max_us: u64,
+}
+
+/// `tasklog::runtime::RuntimeHealth`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RuntimeView {
+    /// Queued by kind, then priority.
+    pub queue_depth: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Running.
+    pub running: usize,
+    /// Stuck.
+    pub stuck: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Succeeded.
+    pub succeeded: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Success rate.
+    pub success_rate: f64,
+    /// p50 ms.
+    pub run_ms_p50: f64,
+    /// p90 ms.
+    pub run_ms_p90: f64,
+    /// p99 ms.
+    pub run_ms_p99: f64,
+}
+
+fn counts_line(map: &BTreeMap<String, usize>) -> String {
     if map.is_empty() {
         return "-".into();
     }
@@ -229,7 +367,7 @@ fn counts_line(map: &std::collections::BTreeMap<String, usize>) -> String {
 }
 
 /// Statistics as a readable block.
-pub fn stats_block(out: &mut dyn Write, s: &Stats) -> io::Result<()> {
+pub fn stats_block(out: &mut dyn Write, s: &StatsView) -> io::Result<()> {
     writeln!(
         out,
         "tasks: {} live, {} removed, {} events in the audit trail",
@@ -272,7 +410,35 @@ pub fn stats_block(out: &mut dyn Write, s: &Stats) -> io::Result<()> {
             h.fsyncs, h.fsync_p50_us, h.fsync_p90_us, h.fsync_p99_us, h.fsync_max_us
         )?;
     }
+    if let Some(r) = &s.runtime {
+        runtime_block(out, r)?;
+    }
     Ok(())
+}
+
+/// The worker runtime's figures, when a runtime has used the store.
+fn runtime_block(out: &mut dyn Write, r: &RuntimeView) -> io::Result<()> {
+    let queued: usize = r.queue_depth.values().flat_map(|m| m.values()).sum();
+    let used =
+        !r.queue_depth.is_empty() || r.running as u64 + r.succeeded + r.failed + r.cancelled > 0;
+    if !used {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "runtime:\n  queued:     {}\n  running:    {} ({} stuck)\n  finished:   {} succeeded, {} failed, {} cancelled (success rate {:.0} %)\n  retries:    {}\n  run time:   p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms",
+        queued,
+        r.running,
+        r.stuck,
+        r.succeeded,
+        r.failed,
+        r.cancelled,
+        r.success_rate * 100.0,
+        r.retries,
+        r.run_ms_p50,
+        r.run_ms_p90,
+        r.run_ms_p99
+    )
 }
 
 /// Human byte count.

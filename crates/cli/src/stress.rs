@@ -34,8 +34,12 @@ fn outcome(i: u64) -> Outcome {
 
 /// Runs the load and prints the summary on stderr.
 pub fn run(ctx: &Ctx, a: &StressArgs) -> anyhow::Result<()> {
-    // Preallocated segments, as a long-running writer would use (the library default).
-    let store = crate::commands::open_write_with(&ctx.dir, tasklog::StoreOptions::new())?;
+    // Preallocated segments, as a long-running writer would use (the library default). Like
+    // every command that is not the owner of the store's work, it leaves interrupted tasks of
+    // other processes alone.
+    let options =
+        tasklog::StoreOptions::new().interrupted_policy(tasklog::store::InterruptedPolicy::Leave);
+    let store = crate::commands::open_write_with(&ctx.dir, options)?;
     let writers = u64::from(a.writers);
     let k = u64::from(a.events_per_task);
     let bar = ctx.ui.bar(a.tasks * k, "stress");

@@ -4,12 +4,15 @@
 //! `repair` shows its plan, then cuts the log and quarantines the damaged bytes, after which
 //! `verify` passes again. Each test runs the real binary on its own temporary store.
 
+#[macro_use]
 mod cli_support;
 
 use cli_support::{fails, flip_byte_in_log, has_keys, json, ok, submit};
 use serde_json::json;
 
-#[test]
+// Each scenario runs twice: directly, and through a `tasklog serve` on its store directory.
+both_ways!(cleanup_snapshot_and_compact,);
+
 fn cleanup_snapshot_and_compact() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

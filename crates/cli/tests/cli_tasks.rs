@@ -4,12 +4,21 @@
 //! operation errors (1) and usage errors (2). Each test runs the real binary on a store in
 //! its own temporary directory.
 
+#[macro_use]
 mod cli_support;
 
 use cli_support::{TASK_KEYS, bare, fails, has_keys, json, ok, submit, tasklog};
 use serde_json::json;
 
-#[test]
+// Each scenario runs twice: directly, and through a `tasklog serve` on its store directory.
+both_ways!(
+    a_task_goes_through_its_whole_life,
+    fail_retry_cancel_and_their_errors,
+    list_filters_sorts_and_pages,
+    stats_json_has_totals_by_state,
+    submit_with_a_request_id_is_idempotent,
+);
+
 fn a_task_goes_through_its_whole_life() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -104,7 +113,6 @@ fn a_task_goes_through_its_whole_life() {
     assert_eq!(table.lines().count(), 7, "{table}");
 }
 
-#[test]
 fn fail_retry_cancel_and_their_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -206,7 +214,6 @@ fn read_commands_refuse_a_missing_store_and_do_not_create_it() {
     assert!(d.join("wal").is_dir());
 }
 
-#[test]
 fn list_filters_sorts_and_pages() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -265,7 +272,6 @@ fn list_filters_sorts_and_pages() {
     assert_eq!(lines.count(), 3, "{table}");
 }
 
-#[test]
 fn stats_json_has_totals_by_state() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -290,7 +296,6 @@ fn stats_json_has_totals_by_state() {
     );
 }
 
-#[test]
 fn submit_with_a_request_id_is_idempotent() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -1,10 +1,12 @@
-//! Maintenance: cleanup (retention), snapshot, compact.
+//! Maintenance: cleanup (retention), snapshot, compact; directly or through a server.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::json;
 use tasklog::store::recovery::{snapshot_dir, wal_dir};
 
 use super::{Ctx, close};
@@ -12,24 +14,64 @@ use crate::output::bytes;
 
 /// `cleanup --older-than DAYS`.
 pub fn cleanup(ctx: &Ctx, out: &mut dyn Write, days: f64) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
     let age = Duration::from_secs_f64(days * 86_400.0);
-    let removed = store.cleanup(age);
-    close(store)?;
+    let removed = match &ctx.remote {
+        Some(remote) => {
+            #[derive(Deserialize)]
+            struct Removed {
+                removed: u64,
+            }
+            // Whole seconds: the route takes an integer.
+            let body = json!({ "older_than_secs": age.as_secs() });
+            remote
+                .post::<Removed>("/v1/cleanup", &Vec::new(), &body)?
+                .removed
+        }
+        None => {
+            let store = ctx.open_write()?;
+            let removed = store.cleanup(age);
+            close(store)?;
+            removed? as u64
+        }
+    };
     writeln!(
         out,
-        "removed {} terminal task(s) that finished more than {days} day(s) ago (their history is kept)",
-        removed?
+        "removed {removed} terminal task(s) that finished more than {days} day(s) ago (their history is kept)"
     )?;
     Ok(())
 }
 
-/// `snapshot`.
-pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
+/// A snapshot as `POST /v1/snapshot` and `POST /v1/compact` answer it
+/// (`tasklog::store::SnapshotInfo`).
+#[derive(Deserialize)]
+struct Snapshot {
+    path: PathBuf,
+    lsn: u64,
+    bytes: u64,
+    #[serde(default)]
+    segments_removed: usize,
+}
+
+/// A snapshot written directly.
+fn snapshot_direct(ctx: &Ctx) -> anyhow::Result<Snapshot> {
     let store = ctx.open_write()?;
     let info = store.snapshot();
     close(store)?;
     let info = info?;
+    Ok(Snapshot {
+        path: info.path,
+        lsn: info.lsn,
+        bytes: info.bytes,
+        segments_removed: info.segments_removed,
+    })
+}
+
+/// `snapshot`.
+pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
+    let info = match &ctx.remote {
+        Some(remote) => remote.post("/v1/snapshot", &Vec::new(), &json!({}))?,
+        None => snapshot_direct(ctx)?,
+    };
     writeln!(
         out,
         "snapshot {} written: LSN {}, {}; {} log segment(s) removed",
@@ -41,15 +83,37 @@ pub fn snapshot(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `POST /v1/compact`'s answer: the snapshot and every file removed.
+#[derive(Deserialize)]
+struct Compacted {
+    snapshot: Snapshot,
+    #[serde(default)]
+    removed: Vec<RemovedFile>,
+}
+
+#[derive(Deserialize)]
+struct RemovedFile {
+    path: PathBuf,
+    bytes: u64,
+}
+
 /// `compact`: a snapshot now, which prunes old snapshots and the log segments the oldest kept
 /// snapshot covers. Prints every file removed.
 pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
-    let before = files(&ctx.dir);
-    let info = store.snapshot();
-    close(store)?;
-    let info = info?;
-    let after = files(&ctx.dir);
+    let (info, gone): (Snapshot, Vec<(PathBuf, u64)>) = match &ctx.remote {
+        Some(remote) => {
+            let c: Compacted = remote.post("/v1/compact", &Vec::new(), &json!({}))?;
+            let gone = c.removed.into_iter().map(|r| (r.path, r.bytes)).collect();
+            (c.snapshot, gone)
+        }
+        None => {
+            let before = files(&ctx.dir);
+            let info = snapshot_direct(ctx)?;
+            let after = files(&ctx.dir);
+            let gone = before.into_iter().filter(|f| !after.contains(f)).collect();
+            (info, gone)
+        }
+    };
     writeln!(
         out,
         "snapshot {} written: LSN {}, {}",
@@ -57,24 +121,19 @@ pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
         info.lsn,
         bytes(info.bytes)
     )?;
-    let gone: Vec<&(PathBuf, u64)> = before
-        .iter()
-        .filter(|(p, _)| !after.iter().any(|(q, _)| q == p))
-        .collect();
     if gone.is_empty() {
         writeln!(
             out,
             "nothing removed: every log segment still holds records newer than the oldest kept snapshot"
         )?;
+        return Ok(());
     }
     let mut total = 0;
     for (path, size) in &gone {
         total += size;
         writeln!(out, "removed {} ({})", path.display(), bytes(*size))?;
     }
-    if !gone.is_empty() {
-        writeln!(out, "removed {} file(s), {}", gone.len(), bytes(total))?;
-    }
+    writeln!(out, "removed {} file(s), {}", gone.len(), bytes(total))?;
     Ok(())
 }
 

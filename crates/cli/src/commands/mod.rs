@@ -2,6 +2,7 @@
 
 mod maintain;
 mod read;
+mod recover;
 mod repair;
 mod transfer;
 mod verify;
@@ -12,13 +13,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use tasklog::store::InterruptedPolicy;
 use tasklog::{Store, StoreOptions};
 
 use crate::args::{Cli, Command};
-use crate::exit::{Exit, OPERATION};
+use crate::client::Remote;
+use crate::exit::{Exit, OPERATION, USAGE};
 use crate::progress::Ui;
 
 pub use transfer::export_to_path;
+use write::Change;
 
 /// What every command gets.
 pub struct Ctx {
@@ -26,10 +30,14 @@ pub struct Ctx {
     pub dir: PathBuf,
     /// Progress bars and stderr notes.
     pub ui: Ui,
+    /// The server the command talks to instead of opening the store: `--remote`, or the live
+    /// server recorded in the store directory.
+    pub remote: Option<Remote>,
 }
 
 impl Ctx {
-    /// Opens the store for writing, creating the directory when missing.
+    /// Opens the store for writing, creating the directory when missing, as a one-shot
+    /// command: interrupted work is left to its owner ([`open_write`]).
     pub fn open_write(&self) -> anyhow::Result<Store> {
         open_write(&self.dir)
     }
@@ -41,12 +49,28 @@ impl Ctx {
     }
 }
 
-/// Opens the store at `dir` for writing.
+/// Opens the store at `dir` for writing, as a one-shot command.
+///
+/// IMPORTANT: with [`InterruptedPolicy::Leave`]. A task left running by an application that
+/// crashed belongs to that application (restarted, it may resume it from its checkpoint): a
+/// one-shot command must not mark it failed on the application's behalf. Only the owner of the
+/// work (`serve`, a runtime, the demo) or an explicit `tasklog recover` applies the policy.
 ///
 /// NOTE: without segment preallocation. A CLI process appends a handful of records and exits,
 /// so reserving 64 MiB up front (and fsyncing it) on every open buys nothing, and every later
 /// read-only open would read the reserved zeros back. `stress` keeps the library default.
 pub fn open_write(dir: &Path) -> anyhow::Result<Store> {
+    open_write_with(
+        dir,
+        StoreOptions::new()
+            .preallocate(false)
+            .interrupted_policy(InterruptedPolicy::Leave),
+    )
+}
+
+/// Opens the store at `dir` for writing as the owner of its work: the store's interrupted-work
+/// policy (mark failed) applies at open. For the demo, which runs its own application.
+pub fn open_owner(dir: &Path) -> anyhow::Result<Store> {
     open_write_with(dir, StoreOptions::new().preallocate(false))
 }
 
@@ -90,40 +114,97 @@ pub fn close(store: Store) -> anyhow::Result<()> {
     store.close().context("closing the store")
 }
 
+/// True for the commands that work on the store directory itself, never through a server:
+/// `serve` (it is the server), `verify` (it reads the files; it works while a server runs),
+/// `repair` (needs the store to itself), `stress` and `demo` (their own load and store), and
+/// `completions`.
+fn local_only(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Serve(_) => "serve",
+        Command::Verify { .. } => "verify",
+        Command::Repair { .. } => "repair",
+        Command::Stress(_) => "stress",
+        Command::Demo | Command::DemoCrashChild => "demo",
+        Command::Completions { .. } => "completions",
+        _ => return None,
+    })
+}
+
+/// The server to talk to: `--remote URL`, else the live server recorded in the store
+/// directory (a stale record is ignored), else None (open the store directly).
+fn remote_for(cli: &Cli, dir: &Path) -> anyhow::Result<Option<Remote>> {
+    if let Some(name) = local_only(&cli.command) {
+        if cli.remote.is_some() && name != "completions" {
+            return Err(Exit::new(
+                USAGE,
+                format!("`{name}` works on a store directory, not through --remote"),
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    let url = match &cli.remote {
+        Some(url) => url.clone(),
+        None => match crate::record::live(dir) {
+            Some(rec) => {
+                tracing::debug!(url = %rec.url, pid = rec.pid, "talking to the recorded server");
+                rec.url
+            }
+            None => return Ok(None),
+        },
+    };
+    let token = crate::serve::token(cli.token_file.as_deref())?;
+    Ok(Some(Remote::new(&url, token)))
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.store_dir();
+    let remote = remote_for(&cli, &dir)?;
     let ctx = Ctx {
-        dir: cli.store_dir(),
+        dir,
         ui: Ui::detect(cli.quiet),
+        remote,
     };
     // NOTE: not `stdout().lock()`: `stress` and `demo` write from several threads.
     let mut stdout = std::io::stdout();
     let out: &mut dyn Write = &mut stdout;
     match cli.command {
         Command::Submit(a) => write::submit(&ctx, out, a),
-        Command::Start { id } => write::simple(&ctx, out, |s| s.start(&id)),
+        Command::Start { id } => write::change(&ctx, out, &id, Change::Start),
         Command::Progress {
             id,
             percent,
             step,
             message,
-        } => write::simple(&ctx, out, |s| {
-            s.progress(&id, percent, step.as_deref(), message.as_deref())
-        }),
-        Command::Checkpoint { id, name, data } => write::simple(&ctx, out, |s| {
-            s.checkpoint(&id, &name, data.clone().unwrap_or_default())
-        }),
+        } => write::change(
+            &ctx,
+            out,
+            &id,
+            Change::Progress {
+                percent,
+                step,
+                message,
+            },
+        ),
+        Command::Checkpoint { id, name, data } => write::change(
+            &ctx,
+            out,
+            &id,
+            Change::Checkpoint {
+                name,
+                data: data.unwrap_or_default(),
+            },
+        ),
         Command::Output { id, kind, content } => {
-            write::simple(&ctx, out, |s| s.output(&id, kind, &content))
+            write::change(&ctx, out, &id, Change::Output { kind, content })
         }
         Command::Complete { id, result } => {
-            write::simple(&ctx, out, |s| s.complete(&id, result.clone()))
+            write::change(&ctx, out, &id, Change::Complete { result })
         }
-        Command::Fail { id, error } => write::simple(&ctx, out, |s| s.fail(&id, &error)),
-        Command::Cancel { id, reason } => {
-            write::simple(&ctx, out, |s| s.cancel(&id, reason.as_deref()))
-        }
-        Command::Retry { id } => write::simple(&ctx, out, |s| s.retry(&id)),
+        Command::Fail { id, error } => write::change(&ctx, out, &id, Change::Fail { error }),
+        Command::Cancel { id, reason } => write::change(&ctx, out, &id, Change::Cancel { reason }),
+        Command::Retry { id } => write::change(&ctx, out, &id, Change::Retry),
         Command::Get { id, json } => read::get(&ctx, out, &id, json),
         Command::List(a) => read::list(&ctx, out, &a),
         Command::History { id, json } => read::history(&ctx, out, &id, json),
@@ -136,6 +217,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify { json } => verify::verify(&ctx, out, json),
         Command::Repair { yes } => repair::repair(&ctx, out, yes),
         Command::Watch { from, json } => watch::watch(&ctx, out, from, json),
+        Command::Recover { requeue, json } => recover::recover(&ctx, out, requeue, json),
+        Command::Serve(a) => {
+            let token = crate::serve::token(cli.token_file.as_deref())?;
+            crate::serve::run(&ctx, &a, token)
+        }
         Command::Stress(a) => crate::stress::run(&ctx, &a),
         Command::Demo => crate::demo::run(&ctx),
         Command::DemoCrashChild => crate::demo::crash_child(&ctx),

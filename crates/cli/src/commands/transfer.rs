@@ -1,21 +1,24 @@
-//! `export` and `import`, through `tasklog::export`: exports are written atomically (temp file,
-//! fsync, rename) with a progress bar; imports are validated whole and applied as one atomic
-//! batch.
+//! `export` and `import`, through `tasklog::export` or a server: exports are written
+//! atomically (temp file, fsync, rename) with a progress bar; imports are read and validated
+//! whole before any store is opened for writing (a rejected import, or a dry run, never creates
+//! or writes a store), then applied as one atomic batch.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tasklog::Store;
+use serde::Deserialize;
 use tasklog::export::{
-    self, ExportOptions, ExportSummary, ImportMode as LibMode, ImportOptions,
-    OnConflict as LibConflict,
+    self, ExportOptions, ExportSummary, IMPORT_BYTES_MAX, ImportMode as LibMode, ImportOptions,
+    ImportReport, OnConflict as LibConflict,
 };
+use tasklog::{Error, Store, StoreOptions};
 
-use super::read::filter_of;
+use super::read::{filter_of, filter_query};
 use super::{Ctx, close};
 use crate::args::{ExportArgs, ExportFormat, ImportArgs, ImportMode, OnConflict};
+use crate::client::Remote;
 use crate::output::bytes;
 
 /// The default export file name: `tasks_export_YYYYMMDD_HHMMSS.json` (`.csv` for CSV).
@@ -29,6 +32,9 @@ pub fn default_export_name(format: ExportFormat) -> PathBuf {
 
 /// `export [--out FILE] [--format json|csv] [--no-history] [filters]`.
 pub fn export(ctx: &Ctx, out: &mut dyn Write, a: &ExportArgs) -> anyhow::Result<()> {
+    if let Some(remote) = &ctx.remote {
+        return export_remote(ctx, remote, out, a);
+    }
     let store = ctx.open_read()?;
     let filter = filter_of(&a.filter);
     let total = store.count(&filter)? as u64;
@@ -79,16 +85,92 @@ pub fn export_to_path(store: &Store, dir: &Path) -> anyhow::Result<(PathBuf, u64
     Ok((path, summary.tasks))
 }
 
-/// `import FILE [--mode merge|replace] [--on-conflict skip|overwrite|fail] [--dry-run]`.
-pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<()> {
-    let (input, name): (Box<dyn Read>, String) = if a.file.as_os_str() == "-" {
-        (Box::new(std::io::stdin().lock()), "stdin".into())
-    } else {
-        let f = File::open(&a.file)
-            .with_context(|| format!("cannot open the import file {}", a.file.display()))?;
-        (Box::new(f), a.file.display().to_string())
+/// `GET /v1/tasks/count`'s answer.
+#[derive(Deserialize)]
+struct Count {
+    count: u64,
+}
+
+/// `export` through a server: `GET /v1/export`, streamed to the file (atomically) or stdout.
+fn export_remote(
+    ctx: &Ctx,
+    remote: &Remote,
+    out: &mut dyn Write,
+    a: &ExportArgs,
+) -> anyhow::Result<()> {
+    let filter = filter_query(&a.filter);
+    let tasks = remote.get::<Count>("/v1/tasks/count", &filter)?.count;
+    let mut q = filter;
+    q.push((
+        "format",
+        match a.format {
+            ExportFormat::Json => "json",
+            ExportFormat::Csv => "csv",
+        }
+        .to_string(),
+    ));
+    if a.no_history {
+        q.push(("history", "false".to_string()));
+    }
+    let mut resp = remote.get_raw("/v1/export", &q, true)?;
+    let mut body = resp.body_mut().as_reader();
+    let target = a
+        .out
+        .clone()
+        .unwrap_or_else(|| default_export_name(a.format));
+    if target.as_os_str() == "-" {
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut body, &mut stdout).context("exporting to stdout")?;
+        stdout.flush()?;
+        ctx.ui.note(format!(
+            "exported {tasks} task(s) from {} to stdout",
+            remote.url()
+        ));
+        return Ok(());
+    }
+    let written = export::write_atomically(&target, |file| {
+        std::io::copy(&mut body, file).map_err(|e| Error::io("write", &target, e))
+    })
+    .with_context(|| format!("exporting to {}", target.display()))?;
+    let events = match a.format {
+        ExportFormat::Json if !a.no_history => events_in(&target),
+        _ => 0,
     };
-    let options = ImportOptions::new()
+    writeln!(
+        out,
+        "exported {tasks} task(s), {events} event(s), {} to {}",
+        bytes(written),
+        target.display()
+    )?;
+    Ok(())
+}
+
+/// History events in a JSON export file (`tasks` maps each id to its task, whose `history`
+/// lists its events); 0 if it cannot be read back.
+fn events_in(path: &Path) -> u64 {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        tasks: std::collections::BTreeMap<String, TaskHistory>,
+    }
+    #[derive(Deserialize)]
+    struct TaskHistory {
+        #[serde(default)]
+        history: Vec<serde::de::IgnoredAny>,
+    }
+    let Ok(file) = File::open(path) else { return 0 };
+    let doc: Result<Doc, _> = serde_json::from_reader(std::io::BufReader::new(file));
+    match doc {
+        Ok(d) => d.tasks.values().map(|t| t.history.len() as u64).sum(),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot count the export's events");
+            0
+        }
+    }
+}
+
+fn import_options(a: &ImportArgs) -> ImportOptions {
+    ImportOptions::new()
         .mode(match a.mode {
             ImportMode::Merge => LibMode::Merge,
             ImportMode::Replace => LibMode::Replace,
@@ -98,16 +180,78 @@ pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<
             OnConflict::Overwrite => LibConflict::Overwrite,
             OnConflict::Fail => LibConflict::Fail,
         })
-        .dry_run(a.dry_run);
-    let store = ctx.open_write()?;
-    let bar = ctx.ui.bar(0, "import");
-    let result = export::import_json(&store, input, &name, &options, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    close(store)?;
-    let r = result?;
+        .dry_run(a.dry_run)
+}
+
+/// The whole import document (at most [`IMPORT_BYTES_MAX`] bytes) and its name.
+fn read_input(a: &ImportArgs) -> anyhow::Result<(Vec<u8>, String)> {
+    let (input, name): (Box<dyn Read>, String) = if a.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), "stdin".into())
+    } else {
+        let f = File::open(&a.file)
+            .with_context(|| format!("cannot open the import file {}", a.file.display()))?;
+        (Box::new(f), a.file.display().to_string())
+    };
+    let mut bytes = Vec::new();
+    input
+        .take(IMPORT_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    if bytes.len() as u64 > IMPORT_BYTES_MAX {
+        return Err(Error::TooLarge {
+            what: "import document",
+            len: bytes.len() as u64,
+            max: IMPORT_BYTES_MAX,
+        }
+        .into());
+    }
+    Ok((bytes, name))
+}
+
+/// What a server's import answers: the fields of [`ImportReport`] the CLI prints.
+#[derive(Deserialize)]
+struct RemoteReport {
+    #[serde(default)]
+    imported: u64,
+    #[serde(default)]
+    overwritten: u64,
+    #[serde(default)]
+    skipped: u64,
+    #[serde(default)]
+    removed: u64,
+    #[serde(default)]
+    events_replayed: u64,
+    #[serde(default)]
+    skipped_ids: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl From<ImportReport> for RemoteReport {
+    fn from(r: ImportReport) -> Self {
+        RemoteReport {
+            imported: r.imported,
+            overwritten: r.overwritten,
+            skipped: r.skipped,
+            removed: r.removed,
+            events_replayed: r.events_replayed,
+            skipped_ids: r.skipped_ids,
+            dry_run: r.dry_run,
+        }
+    }
+}
+
+/// `import FILE [--mode merge|replace] [--on-conflict skip|overwrite|fail] [--dry-run]`.
+pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<()> {
+    let (input, name) = read_input(a)?;
+    // IMPORTANT: the whole document is validated before any store is opened, so a rejected
+    // import creates and writes nothing (whatever the target).
+    export::parse_import(&input, &name)?;
+    let options = import_options(a);
+    let r: RemoteReport = match &ctx.remote {
+        Some(remote) => import_remote(remote, a, &input, &name)?,
+        None => import_direct(ctx, &input, &name, &options)?.into(),
+    };
     let verb = if r.dry_run {
         "would import"
     } else {
@@ -129,4 +273,83 @@ pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<
         writeln!(out, "dry run: nothing was written")?;
     }
     Ok(())
+}
+
+fn import_remote(
+    remote: &Remote,
+    a: &ImportArgs,
+    input: &[u8],
+    name: &str,
+) -> anyhow::Result<RemoteReport> {
+    let q = vec![
+        (
+            "mode",
+            match a.mode {
+                ImportMode::Merge => "merge",
+                ImportMode::Replace => "replace",
+            }
+            .to_string(),
+        ),
+        (
+            "on_conflict",
+            match a.on_conflict {
+                OnConflict::Skip => "skip",
+                OnConflict::Overwrite => "overwrite",
+                OnConflict::Fail => "fail",
+            }
+            .to_string(),
+        ),
+        ("dry_run", a.dry_run.to_string()),
+    ];
+    remote
+        .post_bytes::<RemoteReport>("/v1/import", &q, input)
+        .map_err(|e| match e.downcast::<crate::exit::Exit>() {
+            // The server does not know the file's name: word it as the direct path does.
+            Ok(mut exit) => {
+                exit.message = exit
+                    .message
+                    .map(|m| m.replacen("in the document:", &format!("in {name}:"), 1));
+                exit.into()
+            }
+            Err(e) => e,
+        })
+}
+
+fn import_direct(
+    ctx: &Ctx,
+    input: &[u8],
+    name: &str,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportReport> {
+    let exists = tasklog::store::recovery::wal_dir(&ctx.dir).is_dir();
+    let none = |_: u64, _: u64| {};
+    if options.dry_run || (exists && options.on_conflict == LibConflict::Fail) {
+        // A dry run (and the conflict check of --on-conflict fail) needs only to read: the
+        // store read-only, or an empty store in memory when there is none yet.
+        let store = if exists {
+            ctx.open_read()?
+        } else {
+            let memory = tasklog::wal::sim::SimStorage::new(0);
+            Store::open_with(
+                &ctx.dir,
+                StoreOptions::new()
+                    .storage(std::sync::Arc::new(memory))
+                    .preallocate(false),
+            )?
+        };
+        let report =
+            export::import_json_bytes(&store, input, name, &options.clone().dry_run(true), none)?;
+        if options.dry_run {
+            return Ok(report);
+        }
+    }
+    let store = ctx.open_write()?;
+    let bar = ctx.ui.bar(0, "import");
+    let result = export::import_json_bytes(&store, input, name, options, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    close(store)?;
+    Ok(result?)
 }

@@ -1,15 +1,32 @@
 //! Commands that change one task: submit, start, progress, checkpoint, output, complete, fail,
-//! cancel, retry.
+//! cancel, retry. Directly (the store opened as a one-shot writer) or through a server.
 
 use std::io::Write;
 
+use serde_json::{Map, Value, json};
+use tasklog::task::OutputKind;
 use tasklog::{NewTask, Store, Task};
 
 use super::{Ctx, close};
 use crate::args::SubmitArgs;
+use crate::client::Remote;
 
 /// `submit`: prints the new task's id alone on a line.
 pub fn submit(ctx: &Ctx, out: &mut dyn Write, a: SubmitArgs) -> anyhow::Result<()> {
+    let task = match &ctx.remote {
+        Some(remote) => remote.post::<Task>("/v1/tasks", &Vec::new(), &submit_body(&a))?,
+        None => {
+            let store = ctx.open_write()?;
+            let task = store.submit(new_task(a));
+            close(store)?;
+            task?
+        }
+    };
+    writeln!(out, "{}", task.id)?;
+    Ok(())
+}
+
+fn new_task(a: SubmitArgs) -> NewTask {
     let mut new = NewTask::new(a.title).description(a.description);
     if let Some(id) = a.id {
         new = new.id(id);
@@ -32,23 +49,150 @@ pub fn submit(ctx: &Ctx, out: &mut dyn Write, a: SubmitArgs) -> anyhow::Result<(
     if let Some(r) = a.request_id {
         new = new.request_id(r);
     }
-    let store = ctx.open_write()?;
-    let task = store.submit(new);
-    close(store)?;
-    writeln!(out, "{}", task?.id)?;
-    Ok(())
+    new
+}
+
+/// The body of `POST /v1/tasks`.
+fn submit_body(a: &SubmitArgs) -> Value {
+    let mut body = Map::new();
+    body.insert("title".into(), json!(a.title));
+    body.insert("description".into(), json!(a.description));
+    let optional = [
+        ("id", &a.id),
+        ("role", &a.role),
+        ("provider", &a.provider),
+        ("model", &a.model),
+        ("request_id", &a.request_id),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    if !a.tags.is_empty() {
+        body.insert("tags".into(), json!(a.tags));
+    }
+    if !a.meta.is_empty() {
+        let meta: Map<String, Value> = a.meta.iter().cloned().collect();
+        body.insert("metadata".into(), Value::Object(meta));
+    }
+    Value::Object(body)
+}
+
+/// A change of one task, as the CLI offers it.
+pub enum Change {
+    /// pending -> running.
+    Start,
+    /// Progress of a running task.
+    Progress {
+        /// 0..=100.
+        percent: u8,
+        /// The step's name.
+        step: Option<String>,
+        /// The step's text.
+        message: Option<String>,
+    },
+    /// A checkpoint.
+    Checkpoint {
+        /// Its name.
+        name: String,
+        /// Its data.
+        data: Value,
+    },
+    /// An output entry.
+    Output {
+        /// Its kind.
+        kind: OutputKind,
+        /// Its content.
+        content: String,
+    },
+    /// running -> completed.
+    Complete {
+        /// The result.
+        result: Option<Value>,
+    },
+    /// running -> failed.
+    Fail {
+        /// The error text.
+        error: String,
+    },
+    /// pending or running -> cancelled.
+    Cancel {
+        /// Why.
+        reason: Option<String>,
+    },
+    /// failed or cancelled -> pending.
+    Retry,
+}
+
+impl Change {
+    fn apply(self, store: &Store, id: &str) -> tasklog::Result<Task> {
+        match self {
+            Change::Start => store.start(id),
+            Change::Progress {
+                percent,
+                step,
+                message,
+            } => store.progress(id, percent, step.as_deref(), message.as_deref()),
+            Change::Checkpoint { name, data } => store.checkpoint(id, &name, data),
+            Change::Output { kind, content } => store.output(id, kind, &content),
+            Change::Complete { result } => store.complete(id, result),
+            Change::Fail { error } => store.fail(id, &error),
+            Change::Cancel { reason } => store.cancel(id, reason.as_deref()),
+            Change::Retry => store.retry(id),
+        }
+    }
+
+    /// The route (after `/v1/tasks/{id}`) and body of the change (docs/api.md).
+    fn request(self) -> (&'static str, Value) {
+        match self {
+            Change::Start => ("start", json!({})),
+            Change::Progress {
+                percent,
+                step,
+                message,
+            } => (
+                "progress",
+                json!({ "percent": percent, "step": step, "message": message }),
+            ),
+            Change::Checkpoint { name, data } => {
+                ("checkpoint", json!({ "name": name, "data": data }))
+            }
+            Change::Output { kind, content } => (
+                "outputs",
+                json!({ "kind": kind.as_str(), "content": content }),
+            ),
+            Change::Complete { result } => ("complete", json!({ "result": result })),
+            Change::Fail { error } => ("fail", json!({ "error": error })),
+            Change::Cancel { reason } => ("cancel", json!({ "reason": reason })),
+            Change::Retry => ("retry", json!({})),
+        }
+    }
+
+    fn send(self, remote: &Remote, id: &str) -> anyhow::Result<Task> {
+        let (route, body) = self.request();
+        let base = format!("/v1/tasks/{}", crate::client::segment(id));
+        let answer: Value = remote.post(&format!("{base}/{route}"), &Vec::new(), &body)?;
+        // Transitions answer the task; adding an output may answer the output entry only.
+        if answer.get("version").is_some() && answer.get("state").is_some() {
+            Ok(serde_json::from_value(answer)?)
+        } else {
+            remote.get(&base, &Vec::new())
+        }
+    }
 }
 
 /// A command that changes one task and prints `<id>: <state> ...` on success.
-pub fn simple(
-    ctx: &Ctx,
-    out: &mut dyn Write,
-    f: impl FnOnce(&Store) -> tasklog::Result<Task>,
-) -> anyhow::Result<()> {
-    let store = ctx.open_write()?;
-    let result = f(&store);
-    close(store)?;
-    let task = result?;
+pub fn change(ctx: &Ctx, out: &mut dyn Write, id: &str, change: Change) -> anyhow::Result<()> {
+    let task = match &ctx.remote {
+        Some(remote) => change.send(remote, id)?,
+        None => {
+            let store = ctx.open_write()?;
+            let result = change.apply(&store, id);
+            close(store)?;
+            result?
+        }
+    };
     writeln!(
         out,
         "{}: {} ({}%, attempt {}, version {})",
