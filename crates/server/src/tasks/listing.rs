@@ -62,8 +62,10 @@ pub struct FilterParams {
 )]
 pub struct PageParams {
     /// Sort by creation (default) or update time.
+    #[param(inline)]
     sort: Option<SortParam>,
     /// Oldest first (`asc`, default) or newest first (`desc`).
+    #[param(inline)]
     order: Option<OrderParam>,
     /// At most this many tasks (default 100, at most the server's page limit, 1,000 unless
     /// configured).
