@@ -251,7 +251,7 @@ fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
     }
     // Several roles (or providers): the union of their sets, which are disjoint (a task has
     // one role), each name once.
-    let lists: [(&[String], fn(&'a State, &str) -> Option<&'a Ordered>); 2] = [
+    let lists: [(&[String], NamedIndex<'a>); 2] = [
         (&f.roles, |st, r| st.by_role(Some(r))),
         (&f.providers, |st, p| st.by_provider(Some(p))),
     ];
@@ -274,6 +274,9 @@ fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
 }
 
 static EMPTY: &Ordered = &Ordered::new();
+
+/// The creation-ordered index of the tasks with one role (or provider).
+type NamedIndex<'a> = fn(&'a State, &str) -> Option<&'a Ordered>;
 
 /// A listing by creation time: walks the smallest index that covers the filter, in order, and
 /// stops once `offset + limit` tasks matched.
