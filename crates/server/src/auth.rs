@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use subtle::ConstantTimeEq;
 
 use crate::error::Problem;
@@ -22,6 +23,8 @@ use crate::state::AppState;
 pub const OPEN_ROUTES: [&str; 1] = ["/livez"];
 /// Route prefixes that wait on purpose (long-polls, streams): no request timeout.
 pub const UNTIMED_PREFIXES: [&str; 2] = ["/v1/events", "/v1/workers/claim"];
+/// Largest refused body still read before the 413 is sent.
+const DRAIN_BYTES_MAX: u64 = 16 << 20;
 /// Largest error body rewritten as `problem+json`.
 const REWRITE_BYTES_MAX: usize = 64 << 10;
 
@@ -197,7 +200,15 @@ async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        // Read (and drop) a body of moderate size first, so that a client that sends the
+        // whole body before reading gets the 413 instead of a reset connection.
+        if n <= DRAIN_BYTES_MAX {
+            let mut stream = req.into_body().into_data_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+        }
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

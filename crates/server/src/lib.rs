@@ -66,28 +66,22 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The OpenAPI 3.1 document of this API.
+/// The OpenAPI 3.1 document of this API, as this server answers: without the bearer scheme
+/// when it has no token, with its own page limit.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value))
 )]
-async fn openapi_json() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    // The document is the same for every router of this build: made once.
-    static DOC: OnceLock<axum::body::Bytes> = OnceLock::new();
-    let body = DOC.get_or_init(|| {
-        serde_json::to_vec(&openapi_document())
-            .map(axum::body::Bytes::from)
-            .unwrap_or_default()
-    });
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body.clone(),
-    )
-        .into_response()
+async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> extract::Json<serde_json::Value> {
+    // The generic document is the same for every router of this build: made once.
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    let mut doc = DOC
+        .get_or_init(|| serde_json::to_value(openapi_document()).unwrap_or_default())
+        .clone();
+    openapi::for_server(&mut doc, state.options());
+    extract::Json(doc)
 }
 
 /// The whole service over `store`: the API, `/openapi.json`, the token check, the limits and

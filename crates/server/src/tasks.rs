@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tasklog::Task;
 use tasklog::store::{Change, HistoryEvent, Mutation};
-use tasklog::task::{Output, Timestamp};
+use tasklog::task::Output;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,8 +35,8 @@ pub use listing::{CountResponse, FilterParams, ListResponse, PageParams};
 pub const ACTOR_HEADER: &str = "x-tasklog-actor";
 /// Header carrying a submit's idempotency key (when the body has no `request_id`).
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-/// Longest actor, request id or idempotency key accepted.
-pub const KEY_BYTES_MAX: usize = 256;
+/// Longest actor, owner, request id or idempotency key accepted, in characters.
+pub const KEY_CHARS_MAX: usize = 256;
 /// Longest lease a start may ask for (one day).
 pub const LEASE_MS_MAX: u64 = 86_400_000;
 
@@ -150,9 +150,7 @@ impl Conditions {
             None => None,
             Some(v) => parse_if_match(&v)?,
         };
-        let actor = header_text(headers, ACTOR_HEADER)?
-            .map(|a| check_key(a, "X-Tasklog-Actor"))
-            .transpose()?;
+        let actor = check_key(header_text(headers, ACTOR_HEADER)?, "X-Tasklog-Actor")?;
         Ok(Conditions {
             expected_version,
             actor,
@@ -163,10 +161,7 @@ impl Conditions {
     pub fn mutation(&self, id: &str, change: Change, actor: Option<String>) -> ApiResult<Mutation> {
         let mut m = Mutation::new(id, change);
         m.expected_version = self.expected_version;
-        m.actor = match actor {
-            Some(a) => Some(check_key(a, "$.actor")?),
-            None => self.actor.clone(),
-        };
+        m.actor = check_key(actor, "$.actor")?.or_else(|| self.actor.clone());
         Ok(m)
     }
 }
@@ -196,36 +191,46 @@ fn parse_if_match(v: &str) -> ApiResult<Option<u64>> {
         .strip_prefix('"')
         .and_then(|b| b.strip_suffix('"'))
         .unwrap_or(bare);
-    bare.parse::<u64>().map(Some).map_err(|_| {
-        Problem::bad_request(
-            "invalid_input",
-            format!("If-Match {v:?} is not one task version such as \"3\" (the task's ETag)"),
-        )
-        .at("If-Match")
-    })
+    if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) {
+        // A version too large for u64 matches no task: saturate rather than refuse.
+        return Ok(Some(bare.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    Err(Problem::bad_request(
+        "invalid_input",
+        format!("If-Match {v:?} is not one task version such as \"3\" (the task's ETag)"),
+    )
+    .at("If-Match"))
 }
 
-/// Checks an actor, request id or key: 1 to 256 bytes, no control characters.
-pub fn check_key(v: String, at: &str) -> ApiResult<String> {
-    let bad = |why: &str| {
-        Err(Problem::bad_request("invalid_input", format!("{at} {why}")).at(at.to_string()))
-    };
-    if v.is_empty() {
-        return bad("is empty");
+/// Checks an actor, request id, owner or key: empty is the same as absent; at most 256
+/// characters.
+pub fn check_key(v: Option<String>, at: &str) -> ApiResult<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > KEY_CHARS_MAX => Err(Problem::bad_request(
+            "invalid_input",
+            format!("{at} is longer than {KEY_CHARS_MAX} characters"),
+        )
+        .at(at.to_string())),
+        Some(v) => Ok(Some(v)),
     }
-    if v.len() > KEY_BYTES_MAX {
-        return bad("is longer than 256 bytes");
-    }
-    if v.chars().any(char::is_control) {
-        return bad("contains control characters");
-    }
-    Ok(v)
 }
 
 /// Applies one mutation on the blocking pool.
 async fn apply(state: &AppState, m: Mutation) -> ApiResult<TaskResponse> {
-    let task = state.run(move |s| s.apply(m)).await?;
+    let task = state
+        .run(move |s| s.apply(m).map_err(absent_is_not_found))
+        .await?;
     Ok(TaskResponse::ok(task))
+}
+
+/// A version check against a task that does not exist (version 0) is a 404, not a 412.
+pub fn absent_is_not_found(e: tasklog::Error) -> tasklog::Error {
+    match e {
+        tasklog::Error::Conflict { id, actual: 0, .. } => tasklog::Error::NotFound { id },
+        e => e,
+    }
 }
 
 // ----- handlers ---------------------------------------------------------------------------------
@@ -255,9 +260,10 @@ async fn submit(
     Json(body): Json<SubmitBody>,
 ) -> ApiResult<TaskResponse> {
     let cond = Conditions::from_headers(&headers)?;
-    let key = header_text(&headers, IDEMPOTENCY_HEADER)?
-        .map(|k| check_key(k, "Idempotency-Key"))
-        .transpose()?;
+    let key = check_key(
+        header_text(&headers, IDEMPOTENCY_HEADER)?,
+        "Idempotency-Key",
+    )?;
     let (new, actor) = body.into_new_task("$", key)?;
     let mut m = cond.mutation(
         &new.id.clone().unwrap_or_default(),
@@ -563,11 +569,3 @@ transition!(
     "Put a running task back in the queue (running -> pending).",
     |b: ReasonBody| b.into_reason_change("$", bodies::requeue)
 );
-
-// ----- shared helpers -------------------------------------------------------------------------
-
-/// Parses an RFC 3339 time (or a date, or seconds since the epoch).
-pub fn parse_time(v: &str, at: &str) -> ApiResult<Timestamp> {
-    Timestamp::parse(v)
-        .map_err(|e| Problem::bad_request("invalid_input", format!("{at}: {e}")).at(at.to_string()))
-}

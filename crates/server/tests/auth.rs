@@ -308,9 +308,32 @@ fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 #[test]
+fn the_openapi_document_fits_the_server() {
+    // Without a token: no security requirement, no 401; the page limit is the server's.
+    let mut o = ServerOptions::default();
+    o.max_page_size = 50;
+    let s = TestServer::with_options(o);
+    let doc = s.client().get("/openapi.json").json();
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    let list = &doc["paths"]["/v1/tasks"]["get"];
+    assert!(list["responses"].get("401").is_none());
+    let limit = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 50);
+    let p = problem(&s.client().get("/v1/tasks?limit=51"), 400, "invalid_input");
+    assert_eq!(p["at"], "limit");
+}
+
+#[test]
 fn the_openapi_document_is_complete() {
-    let s = TestServer::start();
-    let r = s.client().get("/openapi.json");
+    let s = TestServer::with_options(ServerOptions::default().token("t"));
+    let mut c = s.client();
+    c.token = Some("t".into());
+    let r = c.get("/openapi.json");
     assert_eq!(r.status, 200, "{}", r.text);
     let doc = r.json();
     if let Ok(path) = std::env::var("TASKLOG_OPENAPI_OUT") {

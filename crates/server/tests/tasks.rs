@@ -149,7 +149,11 @@ fn submit_rejects_bad_bodies_naming_where() {
         (json!({"title": 5}), "$.title"),
         (json!({"title": "  "}), "$.title"),
         (json!({"title": "x", "tags": ["a", 3]}), "$.tags[1]"),
-        (json!({"title": "x", "actor": ""}), "$.actor"),
+        (json!({"title": "x", "actor": "a".repeat(257)}), "$.actor"),
+        (
+            json!({"title": "x", "request_id": "r".repeat(257)}),
+            "$.request_id",
+        ),
         (json!({"title": "x", "metadata": []}), "$.metadata"),
     ];
     for (body, at) in cases {
@@ -424,12 +428,6 @@ fn start_checks_its_lease() {
     let c = s.client();
     submit(&c, json!({"title": "x", "id": "l"}));
     let p = problem(
-        &post(&c, "/v1/tasks/l/start", json!({"lease_ms": 1000})),
-        400,
-        "invalid_input",
-    );
-    assert_eq!(p["at"], "$.lease_ms");
-    let p = problem(
         &post(
             &c,
             "/v1/tasks/l/start",
@@ -439,6 +437,15 @@ fn start_checks_its_lease() {
         "invalid_input",
     );
     assert_eq!(p["at"], "$.lease_ms");
+    problem(
+        &post(
+            &c,
+            "/v1/tasks/l/start",
+            json!({"owner": "w", "lease_ms": 86_400_001}),
+        ),
+        400,
+        "invalid_input",
+    );
     problem(
         &post(
             &c,
@@ -453,7 +460,32 @@ fn start_checks_its_lease() {
         400,
         "invalid_input",
     );
+    problem(
+        &raw(
+            &c,
+            "POST",
+            "/v1/tasks/l/start",
+            Some("application/json"),
+            b"[1]",
+        ),
+        400,
+        "invalid_input",
+    );
     assert_eq!(c.get("/v1/tasks/l").json()["state"], "pending");
+    // Without an owner there is no lease; `null` is the same as no body.
+    let r = raw(
+        &c,
+        "POST",
+        "/v1/tasks/l/start",
+        Some("application/json"),
+        b"null",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["lease"], Value::Null);
+    submit(&c, json!({"title": "x", "id": "m"}));
+    let r = post(&c, "/v1/tasks/m/start", json!({"lease_ms": 1000}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["lease"], Value::Null);
 }
 
 #[test]
@@ -521,6 +553,32 @@ fn if_match_makes_changes_conditional() {
     let r = c.send("POST", "/v1/tasks/v/start", None, &[("if-match", "\"2\"")]);
     assert_eq!(r.status, 200, "{}", r.text);
     let r = c.send("POST", "/v1/tasks/v/cancel", None, &[("if-match", "*")]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A precondition on a task that does not exist is a 404.
+    problem(
+        &c.send(
+            "POST",
+            "/v1/tasks/none/start",
+            None,
+            &[("if-match", "\"1\"")],
+        ),
+        404,
+        "not_found",
+    );
+    let big = c.send(
+        "POST",
+        "/v1/tasks/v/retry",
+        None,
+        &[("if-match", "\"99999999999999999999999\"")],
+    );
+    problem(&big, 412, "version_mismatch");
+    // An empty actor header is no actor.
+    let r = c.send(
+        "POST",
+        "/v1/tasks/v/retry",
+        None,
+        &[("x-tasklog-actor", "")],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -655,7 +713,9 @@ fn list_and_count_with_every_filter() {
         ["a", "b"]
     );
     assert_eq!(
-        ids("?updated_since=2000-01-01&updated_until=2999-01-01&offset=3"),
+        ids(
+            "?updated_since=2000-01-01T00:00:00Z&updated_until=2999-01-01T00:00:00%2B02:00&offset=3"
+        ),
         ["d"]
     );
     assert_eq!(ids("?sort=updated&order=desc&limit=1"), ["d"]);
@@ -672,6 +732,12 @@ fn list_and_count_with_every_filter() {
         ("?sort=title", "sort"),
         ("?order=up", "order"),
         ("?created_since=yesterday", "created_since"),
+        ("?updated_until=2000-01-01", "updated_until"),
+        ("?states=pending,", "states"),
+        ("?states=PENDING", "states"),
+        ("?updated_until=2000-01-01", "updated_until"),
+        ("?states=pending,", "states"),
+        ("?states=PENDING", "states"),
         ("?cursor=garbage", "cursor"),
         ("?meta=novalue", "meta"),
         ("?colour=red", "colour"),
@@ -735,17 +801,33 @@ fn cursor_pages_stay_correct_while_tasks_change() {
         .collect();
     want.push("z-late".into());
     assert_eq!(seen, want);
-    // A cursor of one order is refused by another.
-    let first = c.get("/v1/tasks?limit=2").json();
-    let cur = first["next_cursor"].as_str().unwrap().to_string();
-    problem(
-        &c.get(&format!(
-            "/v1/tasks?limit=2&order=desc&cursor={}",
-            urlencode(&cur)
-        )),
-        400,
-        "invalid_input",
-    );
+    // Newest first, the same way.
+    let mut seen_desc: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(cur) => format!("/v1/tasks?order=desc&limit=7&cursor={}", urlencode(cur)),
+            None => "/v1/tasks?order=desc&limit=7".to_string(),
+        };
+        let page = c.get(&q).json();
+        seen_desc.extend(
+            page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    want.reverse();
+    assert_eq!(seen_desc, want);
+    // A cursor far past every task gives an empty last page, not an error.
+    let r = c.get("/v1/tasks?cursor=99999999999999999999999:x");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!({"tasks": [], "next_cursor": null}));
 }
 
 fn urlencode(s: &str) -> String {

@@ -233,10 +233,8 @@ pub fn parse_mutation(
         }
     };
     mutation.expected_version = expected_version;
-    mutation.actor = match actor {
-        Some(a) => Some(super::check_key(a, &format!("{at}.actor"))?),
-        None => cond.actor.clone(),
-    };
+    mutation.actor =
+        super::check_key(actor, &format!("{at}.actor"))?.or_else(|| cond.actor.clone());
     Ok(mutation)
 }
 
@@ -285,7 +283,10 @@ pub async fn batch(
         .map(|(i, m)| parse_mutation(i, m, &cond))
         .collect::<ApiResult<Vec<_>>>()?;
     let ids: Vec<String> = muts.iter().map(|m| m.task_id.clone()).collect();
-    match state.run(move |s| s.batch(muts)).await {
+    match state
+        .run(move |s| s.batch(muts).map_err(super::absent_is_not_found))
+        .await
+    {
         Ok(tasks) => Ok(Json(BatchResponse { tasks })),
         Err(mut p) => {
             // Point at the first mutation of the task involved.

@@ -45,8 +45,7 @@ fn non_empty(at: &str, field: &str, v: &str) -> ApiResult<()> {
 }
 
 fn key(v: Option<String>, at: &str, field: &str) -> ApiResult<Option<String>> {
-    v.map(|v| check_key(v, &format!("{at}.{field}")))
-        .transpose()
+    check_key(v, &format!("{at}.{field}"))
 }
 
 /// A new task.
@@ -54,9 +53,15 @@ fn key(v: Option<String>, at: &str, field: &str) -> ApiResult<Option<String>> {
 #[serde(deny_unknown_fields)]
 pub struct SubmitBody {
     /// Title (required, not blank).
+    #[schema(pattern = r"\S")]
     pub title: String,
     /// Id (1 to 256 bytes, no control characters); a UUIDv7 when absent.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub id: Option<String>,
     /// Description.
     #[serde(default)]
@@ -83,15 +88,18 @@ pub struct SubmitBody {
     /// Idempotency key: a retried submit with the same key returns the task the first one
     /// created. The `Idempotency-Key` header does the same.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub request_id: Option<String>,
     /// The runtime's task kind (stored as metadata `runtime.kind`), for workers.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub kind: Option<String>,
     /// The runtime's input, any JSON (stored as metadata `runtime.input`).
     #[serde(default)]
     pub input: Option<Value>,
     /// Who submits (recorded in the history).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -150,6 +158,7 @@ impl SubmitBody {
 pub struct UpdateBody {
     /// New title (not blank).
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub title: Option<String>,
     /// New description.
     #[serde(default)]
@@ -181,6 +190,7 @@ pub struct UpdateBody {
     pub remove_metadata: Vec<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -216,41 +226,34 @@ impl UpdateBody {
 pub struct StartBody {
     /// The worker taking the task; with `lease_ms`, it holds a lease.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub owner: Option<String>,
-    /// Lease length in milliseconds (1 to 86,400,000; needs `owner`).
+    /// Lease length in milliseconds, 1 to 86,400,000 (ignored without an `owner`).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub lease_ms: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
 impl StartBody {
-    /// As a start change.
+    /// As a start change. Without an owner there is no lease (`lease_ms` is ignored).
     pub fn into_change(self, at: &str) -> ApiResult<Changed> {
         let owner = key(self.owner, at, "owner")?;
-        if let Some(ms) = self.lease_ms {
+        if let Some(ms) = self.lease_ms
+            && (ms == 0 || ms > super::LEASE_MS_MAX)
+        {
             let field = format!("{at}.lease_ms");
-            if owner.is_none() {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    format!("{field}: a lease needs an owner"),
-                )
-                .at(field));
-            }
-            if ms == 0 || ms > super::LEASE_MS_MAX {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    format!("{field}: {ms} is out of range (1 to 86400000)"),
-                )
-                .at(field));
-            }
+            return Err(Problem::bad_request(
+                "invalid_input",
+                format!("{field}: {ms} is out of range (1 to 86400000)"),
+            )
+            .at(field));
         }
-        let change = Change::Start {
-            owner,
-            lease_ms: self.lease_ms,
-        };
+        let lease_ms = owner.as_ref().and(self.lease_ms);
+        let change = Change::Start { owner, lease_ms };
         Ok((change, key(self.actor, at, "actor")?))
     }
 }
@@ -270,6 +273,7 @@ pub struct ProgressBody {
     pub message: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -290,6 +294,7 @@ impl ProgressBody {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointBody {
     /// The checkpoint's name (e.g. the step reached).
+    #[schema(pattern = r"\S")]
     pub name: String,
     /// Recoverable data, any JSON.
     pub data: Value,
@@ -299,6 +304,7 @@ pub struct CheckpointBody {
     pub progress: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -337,6 +343,7 @@ pub struct OutputBody {
     pub mime: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -363,6 +370,7 @@ pub struct CompleteBody {
     pub result: Option<Value>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -384,6 +392,7 @@ pub struct FailBody {
     pub error: String,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -404,6 +413,7 @@ pub struct ReasonBody {
     pub reason: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -424,6 +434,7 @@ impl ReasonBody {
 pub struct RetryBody {
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
