@@ -127,10 +127,10 @@ fn encode_segment(s: &str) -> String {
 pub struct ChangeHeaders {
     /// Make the change conditional on the task's version: `"<version>"` as the task's `ETag`
     /// (412 `version_mismatch` otherwise), or `*`.
-    #[param(rename = "If-Match")]
+    #[param(rename = "If-Match", pattern = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#)]
     pub if_match: Option<String>,
     /// Who makes the change (recorded in the history), when the body has no `actor`.
-    #[param(rename = "X-Tasklog-Actor")]
+    #[param(rename = "X-Tasklog-Actor", max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -166,19 +166,11 @@ impl Conditions {
     }
 }
 
-/// A header's value as text (400 when it is not visible ASCII/UTF-8).
+/// A header's value as text (bytes that are not UTF-8 become U+FFFD), trimmed.
 pub fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => match v.to_str() {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(_) => Err(Problem::bad_request(
-                "invalid_input",
-                format!("header {name} is not visible ASCII text"),
-            )
-            .at(name.to_string())),
-        },
-    }
+    Ok(headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string()))
 }
 
 /// `"5"` (also `W/"5"` and a bare `5`) -> Some(5); `*` -> None.
@@ -242,8 +234,8 @@ pub fn absent_is_not_found(e: tasklog::Error) -> tasklog::Error {
 #[utoipa::path(
     post, path = "/v1/tasks", tag = TAG,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who submits (when the body has no `actor`)."),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 256, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
+        ("X-Tasklog-Actor" = Option<String>, Header, max_length = 256, description = "Who submits (when the body has no `actor`)."),
     ),
     request_body(content = SubmitBody, content_type = "application/json"),
     responses(

@@ -174,6 +174,29 @@ fn submit_rejects_bad_bodies_naming_where() {
 }
 
 #[test]
+fn whole_numbers_may_be_written_as_floats() {
+    let s = TestServer::start();
+    let c = s.client();
+    let t = submit(&c, json!({"title": "f", "id": "f", "priority": 3.0}));
+    assert_eq!(t["priority"], 3);
+    c.send("POST", "/v1/tasks/f/start", None, &[]);
+    let r = post(&c, "/v1/tasks/f/progress", json!({"percent": 50.0}));
+    assert_eq!(r.json()["progress"]["percent"], 50, "{}", r.text);
+    let p = problem(
+        &post(&c, "/v1/tasks/f/progress", json!({"percent": 50.5})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(p["at"], "$.percent");
+    let body = json!({"mutations": [{"op": "progress", "task_id": "f", "percent": 60, "expected_version": 3.0}]});
+    let r = c.post("/v1/batch", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = json!({"mutations": [{"op": "progress", "task_id": "f", "percent": 60, "expected_version": 3.5}]});
+    let p = problem(&c.post("/v1/batch", &body), 400, "invalid_input");
+    assert_eq!(p["at"], "$.mutations[0].expected_version");
+}
+
+#[test]
 fn explicit_id_twice_is_a_conflict() {
     let s = TestServer::start();
     let c = s.client();
@@ -554,6 +577,11 @@ fn if_match_makes_changes_conditional() {
     assert_eq!(r.status, 200, "{}", r.text);
     let r = c.send("POST", "/v1/tasks/v/cancel", None, &[("if-match", "*")]);
     assert_eq!(r.status, 200, "{}", r.text);
+    problem(
+        &c.send("POST", "/v1/tasks/v/start", None, &[("if-match", "")]),
+        400,
+        "invalid_input",
+    );
     // A precondition on a task that does not exist is a 404.
     problem(
         &c.send(
@@ -729,6 +757,7 @@ fn list_and_count_with_every_filter() {
         ("?limit=1001", "limit"),
         ("?limit=-1", "limit"),
         ("?offset=x", "offset"),
+        ("?offset=9223372036854775808", "offset"),
         ("?sort=title", "sort"),
         ("?order=up", "order"),
         ("?created_since=yesterday", "created_since"),

@@ -179,7 +179,13 @@ pub fn parse_mutation(
     let op: String = take(&mut m, "op", &at)?
         .ok_or_else(|| invalid(format!("{at}.op"), format!("{at}: missing field `op`")))?;
     let task_id: Option<String> = take(&mut m, "task_id", &at)?;
-    let expected_version: Option<u64> = take(&mut m, "expected_version", &at)?;
+    let expected_version = take::<serde_json::Number>(&mut m, "expected_version", &at)?
+        .map(|n| {
+            let field = format!("{at}.expected_version");
+            bodies::int::u64(&n)
+                .map_err(|e: serde_json::Error| invalid(field.clone(), format!("{field}: {e}")))
+        })
+        .transpose()?;
     let actor: Option<String> = take(&mut m, "actor", &at)?;
     let rest = Value::Object(m);
     let (change, _): Changed = match op.as_str() {
@@ -243,7 +249,7 @@ pub fn parse_mutation(
 /// All are checked first; if any fails (404, 409, 412, 400) nothing is applied.
 #[utoipa::path(
     post, path = "/v1/batch", tag = TAG,
-    params(("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the changes (for mutations without an `actor`).")),
+    params(("X-Tasklog-Actor" = Option<String>, Header, max_length = 256, description = "Who makes the changes (for mutations without an `actor`).")),
     request_body(content = BatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Every mutation applied", body = BatchResponse),

@@ -15,6 +15,36 @@ use utoipa::ToSchema;
 use super::check_key;
 use crate::error::{ApiResult, Problem};
 
+/// Whole numbers as JSON Schema's `integer` has them: `3` and `3.0` alike.
+pub mod int {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn of<E: Error>(n: &serde_json::Number) -> Result<u64, E> {
+        if let Some(v) = n.as_u64() {
+            return Ok(v);
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
+            _ => Err(E::custom(format!(
+                "{n} is not a whole number from 0 to {}",
+                u64::MAX
+            ))),
+        }
+    }
+
+    /// A whole number, 0 or more.
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        of(&serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional whole number, 0 or more (`null`: none).
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n))
+            .transpose()
+    }
+}
+
 /// A change and the actor the body names.
 pub type Changed = (Change, Option<String>);
 
@@ -84,6 +114,7 @@ pub struct SubmitBody {
     /// Priority, 0 to 10 (higher runs first). Default 0.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub priority: Option<u64>,
     /// Idempotency key: a retried submit with the same key returns the task the first one
     /// created. The `Idempotency-Key` header does the same.
@@ -175,6 +206,7 @@ pub struct UpdateBody {
     /// New priority, 0 to 10.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub priority: Option<u64>,
     /// Tags to add.
     #[serde(default)]
@@ -231,6 +263,7 @@ pub struct StartBody {
     /// Lease length in milliseconds, 1 to 86,400,000 (ignored without an `owner`).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86_400_000)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub lease_ms: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
@@ -264,6 +297,7 @@ impl StartBody {
 pub struct ProgressBody {
     /// 0 to 100.
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "int::u64")]
     pub percent: u64,
     /// The current step's name.
     #[serde(default)]
@@ -301,6 +335,7 @@ pub struct CheckpointBody {
     /// Progress at the checkpoint, 0 to 100 (default: the task's current progress).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub progress: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
@@ -337,6 +372,7 @@ pub struct OutputBody {
     pub path: Option<String>,
     /// Size in bytes.
     #[serde(default)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub size_bytes: Option<u64>,
     /// MIME type.
     #[serde(default)]

@@ -269,9 +269,17 @@ pub fn parse_query(uri: &Uri, max_page: usize) -> ApiResult<Query> {
                 once(&mut order, &name, desc)?;
             }
             "limit" | "offset" => {
-                let n: usize = value
-                    .parse()
-                    .map_err(|_| bad(&name, format!("{value:?} is not a whole number")))?;
+                // An int64 of the document, 0 or more.
+                let n = value
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            &name,
+                            format!("{value:?} is not a whole number from 0 to 2^63 - 1"),
+                        )
+                    })?;
                 once(
                     if name == "limit" {
                         &mut limit
