@@ -127,10 +127,14 @@ fn encode_segment(s: &str) -> String {
 pub struct ChangeHeaders {
     /// Make the change conditional on the task's version: `"<version>"` as the task's `ETag`
     /// (412 `version_mismatch` otherwise), or `*`.
-    #[param(rename = "If-Match", pattern = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#)]
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#
+    )]
     pub if_match: Option<String>,
     /// Who makes the change (recorded in the history), when the body has no `actor`.
-    #[param(rename = "X-Tasklog-Actor", max_length = 256)]
+    #[param(rename = "X-Tasklog-Actor", nullable = false, max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -234,8 +238,8 @@ pub fn absent_is_not_found(e: tasklog::Error) -> tasklog::Error {
 #[utoipa::path(
     post, path = "/v1/tasks", tag = TAG,
     params(
-        ("Idempotency-Key" = Option<String>, Header, max_length = 256, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
-        ("X-Tasklog-Actor" = Option<String>, Header, max_length = 256, description = "Who submits (when the body has no `actor`)."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 256, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
+        ("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who submits (when the body has no `actor`)."),
     ),
     request_body(content = SubmitBody, content_type = "application/json"),
     responses(
@@ -295,7 +299,7 @@ async fn list(
     get, path = "/v1/tasks/{id}", tag = TAG,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("If-None-Match" = Option<String>, Header, description = "The task's ETag: answers 304 when the task is still at that version"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The task's ETag: answers 304 when the task is still at that version"),
     ),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),

@@ -249,7 +249,7 @@ pub fn parse_mutation(
 /// All are checked first; if any fails (404, 409, 412, 400) nothing is applied.
 #[utoipa::path(
     post, path = "/v1/batch", tag = TAG,
-    params(("X-Tasklog-Actor" = Option<String>, Header, max_length = 256, description = "Who makes the changes (for mutations without an `actor`).")),
+    params(("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who makes the changes (for mutations without an `actor`).")),
     request_body(content = BatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Every mutation applied", body = BatchResponse),
