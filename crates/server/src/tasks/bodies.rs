@@ -117,7 +117,8 @@ pub struct SubmitBody {
     #[serde(deserialize_with = "int::opt_u64")]
     pub priority: Option<u64>,
     /// Idempotency key: a retried submit with the same key returns the task the first one
-    /// created. The `Idempotency-Key` header does the same.
+    /// created. The `Idempotency-Key` header does the same (this field wins when both are
+    /// given).
     #[serde(default)]
     #[schema(max_length = 256)]
     pub request_id: Option<String>,
@@ -143,16 +144,8 @@ impl SubmitBody {
     ) -> ApiResult<(NewTask, Option<String>)> {
         non_empty(at, "title", &self.title)?;
         let priority = ranged(at, "priority", self.priority.unwrap_or(0), 10)?;
-        let request_id = match (key(self.request_id, at, "request_id")?, header_key) {
-            (Some(b), Some(h)) if b != h => {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    "the body's request_id and the Idempotency-Key header differ",
-                )
-                .at(format!("{at}.request_id")));
-            }
-            (b, h) => b.or(h),
-        };
+        // The body's request id wins over the `Idempotency-Key` header.
+        let request_id = key(self.request_id, at, "request_id")?.or(header_key);
         let mut metadata = self.metadata;
         if let Some(kind) = self.kind {
             non_empty(at, "kind", &kind)?;
