@@ -182,6 +182,9 @@ fn whole_numbers_may_be_written_as_floats() {
     c.send("POST", "/v1/tasks/f/start", None, &[]);
     let r = post(&c, "/v1/tasks/f/progress", json!({"percent": 50.0}));
     assert_eq!(r.json()["progress"]["percent"], 50, "{}", r.text);
+    let big = json!({"kind": "log", "content": "c", "size_bytes": 9_223_372_036_854_775_808u64});
+    let p = problem(&post(&c, "/v1/tasks/f/outputs", big), 400, "invalid_input");
+    assert_eq!(p["at"], "$.size_bytes");
     let p = problem(
         &post(&c, "/v1/tasks/f/progress", json!({"percent": 50.5})),
         400,

@@ -15,21 +15,24 @@ use utoipa::ToSchema;
 use super::check_key;
 use crate::error::{ApiResult, Problem};
 
-/// Whole numbers as JSON Schema's `integer` has them: `3` and `3.0` alike.
+/// Whole numbers as JSON Schema's `integer` (`int64`, 0 or more) has them: `3` and `3.0`
+/// alike.
 pub mod int {
     use serde::de::{Deserialize, Deserializer, Error};
 
+    /// The largest whole number accepted: the document's `int64`.
+    const MAX: u64 = i64::MAX as u64;
+
     fn of<E: Error>(n: &serde_json::Number) -> Result<u64, E> {
-        if let Some(v) = n.as_u64() {
-            return Ok(v);
-        }
-        match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
-            _ => Err(E::custom(format!(
-                "{n} is not a whole number from 0 to {}",
-                u64::MAX
-            ))),
-        }
+        let v = match n.as_u64() {
+            Some(v) => Some(v),
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX as f64).contains(f))
+                .map(|f| f as u64),
+        };
+        v.filter(|v| *v <= MAX)
+            .ok_or_else(|| E::custom(format!("{n} is not a whole number from 0 to {MAX}")))
     }
 
     /// A whole number, 0 or more.
