@@ -981,6 +981,20 @@ fn batches_apply_all_or_nothing() {
         400,
         "invalid_input",
     );
+    // A struct is never read from an array of its fields.
+    problem(&c.post("/v1/batch", &json!([[]])), 400, "invalid_input");
+    for (m, path) in [
+        ("PATCH", "/v1/tasks/e"),
+        ("POST", "/v1/tasks/e/cancel"),
+        ("POST", "/v1/tasks/e/start"),
+        ("POST", "/v1/tasks"),
+    ] {
+        problem(
+            &c.send(m, path, Some(&json!([null, null])), &[]),
+            400,
+            "invalid_input",
+        );
+    }
     problem(
         &c.send(
             "POST",
