@@ -1,10 +1,10 @@
 //! The token check, body limit, request timeout, metrics and access log around every route,
 //! and the answers of unknown routes (404) and wrong methods (405), all `problem+json`.
 //!
-//! From the outside in: [`observe`] (metrics by matched route, access log) ->
-//! [`problems`] (any non-JSON error answer, e.g. axum's own text rejections or an empty 405,
-//! becomes `problem+json`) -> [`check_token`] -> [`limit_time`] -> [`limit_body`] -> the
-//! handler.
+//! From the outside in: `observe` (metrics by matched route, access log) -> `problems` (any
+//! non-JSON error answer, e.g. axum's own text rejections or an empty 405, becomes
+//! `problem+json`) -> `check_token` -> `limit_time` -> `limit_body` -> a panic in a handler
+//! becomes a 500 `internal` -> the handler.
 
 use std::time::{Duration, Instant};
 
@@ -33,12 +33,30 @@ const REWRITE_BYTES_MAX: usize = 64 << 10;
 pub fn layers(router: Router<AppState>, state: AppState) -> Router<AppState> {
     let limit = state.options().max_body_bytes;
     router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), limit_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .layer(middleware::from_fn(problems))
         .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// A handler that panicked answers 500 `internal` (and the panic is logged); the server
+/// keeps serving.
+fn panicked(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed while answering; see its log",
+    )
+    .into_response()
 }
 
 /// The answer of an unknown route.

@@ -437,3 +437,30 @@ fn the_openapi_document_is_complete() {
         );
     }
 }
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tasklog::Store::open(dir.path()).unwrap();
+    let state = AppState::new(store, ServerOptions::default());
+    let routes = axum::Router::new()
+        .route(
+            "/v1/boom",
+            axum::routing::get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
+        .route("/v1/fine", axum::routing::get(|| async { "fine" }));
+    let app = tasklog_server::auth::layers(routes, state.clone()).with_state(state);
+    let server = AppServer::start(app);
+    let c = support::Client::new(&server.base);
+    problem(&c.get("/v1/boom"), 500, "internal");
+    let r = c.get("/v1/fine");
+    assert_eq!((r.status, r.text.as_str()), (200, "fine"));
+    // Axum's own text answers become problems too.
+    let r = c.send("POST", "/v1/fine", None, &[]);
+    problem(&r, 405, "method_not_allowed");
+}
