@@ -12,7 +12,10 @@
 //! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
 //! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
 //!
-//! Errors are `application/problem+json` ([`Problem`]).
+//! Errors are `application/problem+json` ([`Problem`]); handlers read their input through
+//! [`extract`] (`Json`, `Query`, `Path`), whose rejections are problems naming the JSON path
+//! or parameter at fault. [`auth::layers`] puts the token check, the limits, the metrics and
+//! the access log around every route, and turns any other error answer into a problem.
 // NOTE: a `Problem` is about 200 bytes and is built only on the error path; every handler
 // returns it by value (axum turns it into the response), so boxing it would buy nothing.
 #![allow(
@@ -69,7 +72,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// The OpenAPI 3.1 document of this API, as this server answers: without the bearer scheme
 /// when it has no token, with its own page limit.
 #[utoipa::path(
-    get, path = "/openapi.json", tag = "health",
+    get, path = "/openapi.json", tag = "health", operation_id = "openapi_document",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value))
 )]
 async fn openapi_json(

@@ -236,7 +236,7 @@ pub fn absent_is_not_found(e: tasklog::Error) -> tasklog::Error {
 /// With a `request_id` (or an `Idempotency-Key` header) already seen, returns the task the
 /// first submit created instead of creating another.
 #[utoipa::path(
-    post, path = "/v1/tasks", tag = TAG,
+    post, path = "/v1/tasks", tag = TAG, operation_id = "submit_task",
     params(
         ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 256, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
         ("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who submits (when the body has no `actor`)."),
@@ -280,7 +280,7 @@ async fn submit(
 /// Sorted by creation (default) or update time; pages continue with `cursor` (the previous
 /// page's `next_cursor`), which stays correct while tasks change.
 #[utoipa::path(
-    get, path = "/v1/tasks", tag = TAG,
+    get, path = "/v1/tasks", tag = TAG, operation_id = "list_tasks",
     params(FilterParams, PageParams),
     responses(
         (status = 200, description = "One page of matching tasks", body = ListResponse),
@@ -296,7 +296,7 @@ async fn list(
 
 /// Get a task.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}", tag = TAG,
+    get, path = "/v1/tasks/{id}", tag = TAG, operation_id = "get_task",
     params(
         ("id" = String, Path, description = "The task id"),
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "The task's ETag: answers 304 when the task is still at that version"),
@@ -330,7 +330,7 @@ async fn get_task(
 
 /// Update a task's descriptive fields (any state).
 #[utoipa::path(
-    patch, path = "/v1/tasks/{id}", tag = TAG,
+    patch, path = "/v1/tasks/{id}", tag = TAG, operation_id = "update_task",
     params(("id" = String, Path, description = "The task id"), ChangeHeaders),
     request_body(content = UpdateBody, content_type = "application/json"),
     responses(
@@ -362,7 +362,7 @@ pub struct RemoveParams {
 
 /// Remove a task. Its history stays readable.
 #[utoipa::path(
-    delete, path = "/v1/tasks/{id}", tag = TAG,
+    delete, path = "/v1/tasks/{id}", tag = TAG, operation_id = "remove_task",
     params(("id" = String, Path, description = "The task id"), RemoveParams, ChangeHeaders),
     responses(
         (status = 200, description = "The task as it was when removed", body = Task, headers(("ETag" = String, description = "The removed task's last version, quoted"))),
@@ -387,7 +387,7 @@ async fn remove(
 
 /// A task's history: every event, oldest first. Also for removed tasks.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}/history", tag = TAG,
+    get, path = "/v1/tasks/{id}/history", tag = TAG, operation_id = "task_history",
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "The events, oldest first", body = Vec<HistoryEvent>),
@@ -403,7 +403,7 @@ async fn history(
 
 /// A task's outputs, in order.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    get, path = "/v1/tasks/{id}/outputs", tag = TAG, operation_id = "list_task_outputs",
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "The outputs, in order", body = Vec<Output>),
@@ -422,7 +422,7 @@ async fn outputs(
 
 /// Record an output of a task (any state).
 #[utoipa::path(
-    post, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    post, path = "/v1/tasks/{id}/outputs", tag = TAG, operation_id = "add_task_output",
     params(("id" = String, Path, description = "The task id"), ChangeHeaders),
     request_body(content = OutputBody, content_type = "application/json"),
     responses(
@@ -449,7 +449,7 @@ macro_rules! transition {
     ($name:ident, $path:literal, $body:ty, optional, $summary:literal, $conv:expr) => {
         #[doc = $summary]
         #[utoipa::path(
-            post, path = $path, tag = TAG,
+            post, path = $path, tag = TAG, operation_id = concat!(stringify!($name), "_task"),
             params(("id" = String, Path, description = "The task id"), ChangeHeaders),
             request_body(content = Option<$body>, content_type = "application/json", description = "Optional: an empty body is the same as `{}`"),
             responses(
@@ -476,7 +476,7 @@ macro_rules! transition {
     ($name:ident, $path:literal, $body:ty, required, $summary:literal, $conv:expr) => {
         #[doc = $summary]
         #[utoipa::path(
-            post, path = $path, tag = TAG,
+            post, path = $path, tag = TAG, operation_id = concat!(stringify!($name), "_task"),
             params(("id" = String, Path, description = "The task id"), ChangeHeaders),
             request_body(content = $body, content_type = "application/json"),
             responses(

@@ -407,6 +407,20 @@ fn the_openapi_document_is_complete() {
             }
         }
     }
+    // Operation ids are unique across every module's routes.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"start_task") && ids.contains(&"submit_task"),
+        "{ids:?}"
+    );
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "repeated operationId: {ids:?}");
     let mut all = Vec::new();
     refs(&doc, &mut all);
     assert!(!all.is_empty());

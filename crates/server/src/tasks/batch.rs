@@ -248,7 +248,7 @@ pub fn parse_mutation(
 ///
 /// All are checked first; if any fails (404, 409, 412, 400) nothing is applied.
 #[utoipa::path(
-    post, path = "/v1/batch", tag = TAG,
+    post, path = "/v1/batch", tag = TAG, operation_id = "apply_batch",
     params(("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who makes the changes (for mutations without an `actor`).")),
     request_body(content = BatchBody, content_type = "application/json"),
     responses(

@@ -329,7 +329,7 @@ pub async fn list(state: AppState, uri: Uri) -> ApiResult<Json<ListResponse>> {
 
 /// Count tasks.
 #[utoipa::path(
-    get, path = "/v1/tasks/count", tag = TAG,
+    get, path = "/v1/tasks/count", tag = TAG, operation_id = "count_tasks",
     params(FilterParams),
     responses(
         (status = 200, description = "How many tasks match", body = CountResponse),
