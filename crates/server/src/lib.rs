@@ -1,7 +1,7 @@
 //! `tasklog-server`: a tasklog store as an HTTP service.
 //!
 //! [`router`] returns an axum [`Router`] serving the whole API over one open [`Store`]: mount it
-//! in your own axum app, or run it with [`serve`] (what `tasklog serve` does). The routes:
+//! in your own axum app, or run it with [`serve()`] (what `tasklog serve` does). The routes:
 //!
 //! - `/v1/tasks...`: submit, get, list, history, outputs, every transition, batches
 //!   (`ETag`/`If-Match` optimistic concurrency, `Idempotency-Key` retries);
@@ -89,7 +89,7 @@ async fn openapi_json(
 
 /// The whole service over `store`: the API, `/openapi.json`, the token check, the limits and
 /// the access log. Starts the server's background work on the store (the event hub);
-/// the lease supervisor runs in [`serve`].
+/// the lease supervisor runs in [`serve()`].
 pub fn router(store: Store, options: ServerOptions) -> Router {
     router_with_state(AppState::new(store, options))
 }

@@ -63,7 +63,7 @@ pub struct BatchResponse {
     pub tasks: Vec<Task>,
 }
 
-/// One mutation of a batch (documentation only: mutations are read by [`parse_mutation`]).
+/// One mutation of a batch (documentation only: mutations are read by `parse_mutation`).
 pub struct BatchMutation;
 
 /// The body schema of each op.
