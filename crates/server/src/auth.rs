@@ -223,7 +223,9 @@ async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> 
     {
         // Read (and drop) a body of moderate size first, so that a client that sends the
         // whole body before reading gets the 413 instead of a reset connection.
-        if n <= DRAIN_BYTES_MAX {
+        // A client waiting for `100 Continue` has not sent the body: nothing to read.
+        let expects_continue = req.headers().contains_key(header::EXPECT);
+        if n <= DRAIN_BYTES_MAX && !expects_continue {
             let mut stream = req.into_body().into_data_stream();
             while let Some(Ok(_)) = stream.next().await {}
         }

@@ -125,11 +125,13 @@ pub struct SubmitBody {
     #[serde(default)]
     #[schema(max_length = 256)]
     pub request_id: Option<String>,
-    /// The runtime's task kind (stored as metadata `runtime.kind`), for workers.
+    /// The runtime's task kind (stored as metadata `runtime.kind`, over any such entry of
+    /// `metadata`), for workers.
     #[serde(default)]
     #[schema(pattern = r"\S")]
     pub kind: Option<String>,
-    /// The runtime's input, any JSON (stored as metadata `runtime.input`).
+    /// The runtime's input, any JSON (stored as metadata `runtime.input`, over any such entry
+    /// of `metadata`).
     #[serde(default)]
     pub input: Option<Value>,
     /// Who submits (recorded in the history).
