@@ -9,6 +9,11 @@
 //! every malformed request into a 400 problem naming the parameter or JSON path; seeds.rs uses
 //! them too.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
+)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -702,6 +707,26 @@ impl QueryParams {
             )
             .at(name)),
         }
+    }
+}
+
+/// A route's single path parameter (a task id), with a malformed one (not UTF-8 once
+/// percent-decoded) answered 400 problem+json rather than axum's text.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|e| {
+                Problem::bad_request(
+                    "bad_request",
+                    format!("bad path parameter: {}", e.body_text()),
+                )
+            })
     }
 }
 
