@@ -113,7 +113,6 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Status>> 
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 400, description = "A query parameter was given", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store cannot be read (closed)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn metrics(State(state): State<AppState>, q: QueryParams) -> ApiResult<Response> {
@@ -129,8 +128,7 @@ async fn metrics(State(state): State<AppState>, q: QueryParams) -> ApiResult<Res
                 "internal",
                 format!("gathering the metrics did not finish: {e}"),
             )
-        })?
-        .map_err(Problem::from)?;
+        })?;
     let text = crate::metrics::render(state.metrics(), &figures);
     let mut resp = text.into_response();
     resp.headers_mut().insert(

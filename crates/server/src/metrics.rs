@@ -18,6 +18,7 @@
 //! | `tasklog_snapshots` | gauge | snapshot files |
 //! | `tasklog_runtime_runs{kind,outcome}` | gauge | finished tasks carrying `runtime.kind`, by outcome (completed, failed, cancelled); a gauge since retention removes tasks |
 //! | `tasklog_poisoned` | gauge | 1 while the store refuses writes |
+//! | `tasklog_store_readable` | gauge | 0 when the tasks could not be read (poisoned): only the log's figures are given |
 
 #![allow(
     clippy::result_large_err,
@@ -160,10 +161,40 @@ pub struct StoreFigures {
     pub runs: BTreeMap<(String, String), u64>,
     /// The store refuses writes.
     pub poisoned: bool,
+    /// The tasks could be read (false: only the log's figures are real).
+    pub readable: bool,
 }
 
-/// Gathers the store's figures (one pass over the tasks for the runtime runs).
-pub fn store_figures(store: &tasklog::Store) -> tasklog::Result<StoreFigures> {
+/// Gathers the store's figures (one pass over the finished tasks for the runtime runs). When
+/// the store cannot be read (poisoned: reads wait on a durability that will not come), only the
+/// log's own figures are given, with `readable: false`: a scrape must still work then.
+pub fn store_figures(store: &tasklog::Store) -> StoreFigures {
+    let poisoned = store.poisoned().is_some();
+    match read_figures(store) {
+        Ok((stats, runs)) => StoreFigures {
+            stats,
+            runs,
+            poisoned,
+            readable: true,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the store cannot be read; exposing the log's figures only");
+            let mut stats = Stats::default();
+            tasklog::store::stats::add_log(&mut stats.health, &store.log_stats());
+            stats.health.last_lsn = store.last_lsn();
+            StoreFigures {
+                stats,
+                runs: BTreeMap::new(),
+                poisoned,
+                readable: false,
+            }
+        }
+    }
+}
+
+type Runs = BTreeMap<(String, String), u64>;
+
+fn read_figures(store: &tasklog::Store) -> tasklog::Result<(Stats, Runs)> {
     let stats = store.stats(None)?;
     let mut runs = BTreeMap::new();
     let finished = [
@@ -190,11 +221,7 @@ pub fn store_figures(store: &tasklog::Store) -> tasklog::Result<StoreFigures> {
             .entry((kind.to_string(), t.state.as_str().to_string()))
             .or_default() += 1;
     }
-    Ok(StoreFigures {
-        stats,
-        runs,
-        poisoned: store.poisoned().is_some(),
-    })
+    Ok((stats, runs))
 }
 
 /// The whole exposition: the server's series, then the store's.
@@ -319,6 +346,13 @@ fn write_store(out: &mut String, f: &StoreFigures) {
         "gauge",
         "1 when the store refuses writes after a failed log write (reopen to recover).",
         u64::from(f.poisoned),
+    );
+    simple(
+        out,
+        "tasklog_store_readable",
+        "gauge",
+        "1 when the tasks could be read for this scrape (0: task figures are missing).",
+        u64::from(f.readable),
     );
 }
 
