@@ -755,7 +755,24 @@ pub async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
 }
 
 /// Parses a JSON body into `T`; a problem names the JSON path (`$.older_than_secs`).
+/// Every body these routes take is a JSON object (serde would also read a struct from an
+/// array, which is refused here).
 pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => {
+            return Err(Problem::bad_request(
+                "invalid_input",
+                "the body is empty; a JSON object is expected",
+            )
+            .at("$"));
+        }
+        Some(_) => {
+            return Err(
+                Problem::bad_request("invalid_input", "the body must be a JSON object").at("$"),
+            );
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
