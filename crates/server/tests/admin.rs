@@ -410,7 +410,7 @@ fn snapshot_then_compact_report_what_they_wrote_and_removed() {
             .unwrap();
     }
     let c = server.client();
-    let snap = c.post("/v1/snapshot", &json!({}));
+    let snap = c.send("POST", "/v1/snapshot", None, &[]);
     assert_eq!(snap.status, 200, "{}", snap.text);
     let snap = snap.json();
     assert_eq!(snap["lsn"], server.state.store().last_lsn());
@@ -424,7 +424,7 @@ fn snapshot_then_compact_report_what_they_wrote_and_removed() {
         .submit(NewTask::new("one more"))
         .unwrap();
     let first = snap["path"].as_str().unwrap().to_string();
-    let comp = c.post("/v1/compact", &json!({}));
+    let comp = c.send("POST", "/v1/compact", None, &[]);
     assert_eq!(comp.status, 200, "{}", comp.text);
     let comp = comp.json();
     assert!(comp["snapshot"]["lsn"].as_u64().unwrap() > snap["lsn"].as_u64().unwrap());
@@ -487,7 +487,7 @@ fn recover_interrupts_running_tasks_whose_lease_expired() {
     let lapsed = store.submit(NewTask::new("lapsed")).unwrap();
     store.claim(&lapsed.id, "w2", 1).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    let resp = server.client().post("/v1/recover", &json!({}));
+    let resp = server.client().send("POST", "/v1/recover", None, &[]);
     assert_eq!(resp.status, 200, "{}", resp.text);
     let r = resp.json();
     assert_eq!(r["recovered"], json!([lapsed.id]));
@@ -501,7 +501,10 @@ fn recover_interrupts_running_tasks_whose_lease_expired() {
         store.get(&held.id).unwrap().state,
         tasklog::TaskState::Running
     );
-    let again = server.client().post("/v1/recover", &json!({})).json();
+    let again = server
+        .client()
+        .send("POST", "/v1/recover", None, &[])
+        .json();
     assert_eq!(again["recovered"], json!([]));
 }
 
@@ -511,7 +514,7 @@ fn maintenance_writes_are_503_while_shutting_down() {
     server.state.begin_shutdown();
     let c = server.client();
     for path in ["/v1/snapshot", "/v1/compact", "/v1/recover"] {
-        let resp = c.post(path, &json!({}));
+        let resp = c.send("POST", path, None, &[]);
         assert_problem(&resp, 503, "shutting_down");
         assert!(resp.header("retry-after").is_some());
     }
