@@ -98,13 +98,23 @@ pub struct RuntimeFigures {
     pub run_ms_p99: f64,
 }
 
+/// `GET /v1/stats` query parameters (documentation; read through [`QueryParams`]).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Also count the tasks by this metadata key.
+    #[param(min_length = 1)]
+    pub by: Option<String>,
+}
+
 /// Statistics: counts by state, role, provider (and a metadata key with `by`), the store's
 /// health, and the runtime's figures. Exactly what `tasklog stats --json` prints.
 #[utoipa::path(
     get,
     path = "/v1/stats",
+    operation_id = "v1_stats",
     tag = "maintenance",
-    params(("by" = Option<String>, Query, description = "Also count the tasks by this metadata key")),
+    params(StatsParams),
     responses(
         (status = 200, description = "The statistics", body = StatsReport),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
@@ -190,6 +200,7 @@ impl Write for ChannelWriter {
 #[utoipa::path(
     get,
     path = "/v1/export",
+    operation_id = "v1_export",
     tag = "maintenance",
     params(
         ("format" = Option<ExportFormat>, Query, description = "json (default) or csv"),
@@ -352,6 +363,7 @@ pub struct ImportReportDoc {
 #[utoipa::path(
     post,
     path = "/v1/import",
+    operation_id = "v1_import",
     tag = "maintenance",
     params(
         ("mode" = Option<ImportModeParam>, Query, description = "merge (default) or replace"),
@@ -436,6 +448,7 @@ pub struct CleanupResponse {
 #[utoipa::path(
     post,
     path = "/v1/cleanup",
+    operation_id = "v1_cleanup",
     tag = "maintenance",
     request_body = CleanupRequest,
     responses(
@@ -483,6 +496,7 @@ impl From<tasklog::store::SnapshotInfo> for SnapshotResponse {
 #[utoipa::path(
     post,
     path = "/v1/snapshot",
+    operation_id = "v1_snapshot",
     tag = "maintenance",
     responses(
         (status = 200, description = "The snapshot written", body = SnapshotResponse),
@@ -537,6 +551,7 @@ fn store_files(dir: &Path) -> BTreeMap<PathBuf, u64> {
 #[utoipa::path(
     post,
     path = "/v1/compact",
+    operation_id = "v1_compact",
     tag = "maintenance",
     responses(
         (status = 200, description = "The snapshot written and the files removed", body = CompactResponse),
@@ -574,6 +589,7 @@ async fn compact(State(state): State<AppState>) -> ApiResult<axum::Json<CompactR
 #[utoipa::path(
     get,
     path = "/v1/verify",
+    operation_id = "v1_verify",
     tag = "maintenance",
     responses(
         (status = 200, description = "The verification report", body = VerifyReport),
@@ -601,6 +617,7 @@ pub struct RecoverResponse {
 #[utoipa::path(
     post,
     path = "/v1/recover",
+    operation_id = "v1_recover",
     tag = "maintenance",
     responses(
         (status = 200, description = "The tasks recovered", body = RecoverResponse),

@@ -46,6 +46,7 @@ pub struct Status {
 #[utoipa::path(
     get,
     path = "/livez",
+    operation_id = "livez",
     tag = "health",
     responses((status = 200, description = "The process answers", body = Status))
 )]
@@ -89,6 +90,7 @@ pub fn not_ready(state: &AppState) -> Option<Problem> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = Status),
@@ -109,6 +111,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Status>> 
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "health",
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4"),

@@ -106,6 +106,7 @@ fn record(task_id: &str, task: Option<&Task>, e: HistoryEvent) -> TaskHistoryRec
 #[utoipa::path(
     get,
     path = "/api/tasks/history/{task_id}",
+    operation_id = "compat_task_history",
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     responses(
@@ -227,6 +228,7 @@ fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
 #[utoipa::path(
     get,
     path = "/api/tasks/persistent",
+    operation_id = "compat_persistent_tasks",
     tag = "compat",
     params(
         ("states" = Option<String>, Query, description = "Comma-separated states (aliases such as queued and processing accepted)"),
@@ -339,6 +341,7 @@ pub struct RecoverTaskResponse {
 #[utoipa::path(
     post,
     path = "/api/tasks/{task_id}/recover",
+    operation_id = "compat_recover_task",
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     responses(
@@ -485,6 +488,7 @@ fn outputs_of(task: &Task) -> Vec<TaskOutputRecord> {
 #[utoipa::path(
     get,
     path = "/api/tasks/outputs/{task_id}",
+    operation_id = "compat_list_outputs",
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     responses(
@@ -530,6 +534,7 @@ pub struct NewOutput {
 #[utoipa::path(
     post,
     path = "/api/tasks/outputs/{task_id}",
+    operation_id = "compat_add_output",
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     request_body = NewOutput,
@@ -600,6 +605,7 @@ pub struct PersistenceStats {
 #[utoipa::path(
     get,
     path = "/api/persistence/stats",
+    operation_id = "compat_persistence_stats",
     tag = "compat",
     responses(
         (status = 200, description = "The statistics", body = PersistenceStats),

@@ -199,6 +199,7 @@ fn health_of(ready: bool, s: &Scan, now: Timestamp) -> RecoveryHealth {
 #[utoipa::path(
     get,
     path = "/health/recovery",
+    operation_id = "compat_recovery_health",
     tag = "compat",
     responses(
         (status = 200, description = "The recovery health", body = RecoveryHealth),
@@ -255,6 +256,7 @@ fn recoveries(store: &Store, now: Timestamp) -> tasklog::Result<(u64, u64, f64)>
 #[utoipa::path(
     get,
     path = "/health/recovery/metrics",
+    operation_id = "compat_recovery_metrics",
     tag = "compat",
     responses(
         (status = 200, description = "The recovery metrics", body = RecoveryMetrics),
@@ -295,6 +297,7 @@ async fn recovery_metrics(
 #[utoipa::path(
     get,
     path = "/health/detailed",
+    operation_id = "compat_health_detailed",
     tag = "compat",
     responses(
         (status = 200, description = "The detailed health", body = DetailedHealth),

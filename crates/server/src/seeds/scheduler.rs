@@ -82,6 +82,7 @@ fn present(counts: Option<tasklog::store::KeyCounts>) -> BTreeMap<String, usize>
 #[utoipa::path(
     get,
     path = "/api/tasks/stats",
+    operation_id = "compat_scheduler_stats",
     tag = "compat",
     responses(
         (status = 200, description = "The statistics", body = SchedulerStats),
@@ -150,6 +151,7 @@ pub struct ExportResponse {
 #[utoipa::path(
     post,
     path = "/api/tasks/export",
+    operation_id = "compat_scheduler_export",
     tag = "compat",
     request_body(content = ExportRequest, description = "Optional; an empty body writes the default file name"),
     responses(
@@ -219,6 +221,7 @@ pub struct ImportResponse {
 #[utoipa::path(
     post,
     path = "/api/tasks/import",
+    operation_id = "compat_scheduler_import",
     tag = "compat",
     request_body = ImportRequest,
     responses(
@@ -269,7 +272,7 @@ async fn import_tasks(
 pub struct CleanupRequest {
     /// Age threshold in days (default 30; fractions allowed, at least 0).
     #[serde(default = "default_days")]
-    #[schema(default = 30, minimum = 0)]
+    #[schema(default = 30, minimum = 0, maximum = 10_000_000)]
     pub days: f64,
 }
 
@@ -296,6 +299,7 @@ pub struct CleanupResponse {
 #[utoipa::path(
     post,
     path = "/api/tasks/cleanup",
+    operation_id = "compat_scheduler_cleanup",
     tag = "compat",
     request_body(content = CleanupRequest, description = "Optional; an empty body means 30 days"),
     responses(
