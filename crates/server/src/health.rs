@@ -37,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The body of `/livez` and `/readyz`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Status {
+pub struct ProbeStatus {
     /// `ok` (live) or `ready`.
     pub status: String,
 }
@@ -48,10 +48,10 @@ pub struct Status {
     path = "/livez",
     operation_id = "livez",
     tag = "health",
-    responses((status = 200, description = "The process answers", body = Status))
+    responses((status = 200, description = "The process answers", body = ProbeStatus))
 )]
-async fn livez() -> axum::Json<Status> {
-    axum::Json(Status {
+async fn livez() -> axum::Json<ProbeStatus> {
+    axum::Json(ProbeStatus {
         status: "ok".into(),
     })
 }
@@ -93,14 +93,14 @@ pub fn not_ready(state: &AppState) -> Option<Problem> {
     operation_id = "readyz",
     tag = "health",
     responses(
-        (status = 200, description = "Ready to serve", body = Status),
+        (status = 200, description = "Ready to serve", body = ProbeStatus),
         (status = 503, description = "Poisoned, closed or shutting down (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<Status>> {
+async fn readyz(State(state): State<AppState>) -> ApiResult<axum::Json<ProbeStatus>> {
     match not_ready(&state) {
         Some(p) => Err(p),
-        None => Ok(axum::Json(Status {
+        None => Ok(axum::Json(ProbeStatus {
             status: "ready".into(),
         })),
     }

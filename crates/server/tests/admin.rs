@@ -557,3 +557,41 @@ fn every_maintenance_route_is_in_the_openapi_document() {
         .collect();
     assert_eq!(params, ["mode", "on_conflict", "dry_run"]);
 }
+
+#[test]
+fn the_openapi_document_has_unique_operation_ids_and_resolvable_refs() {
+    let doc = serde_json::to_value(tasklog_server::openapi_document()).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                assert!(
+                    ids.insert(id.to_string()),
+                    "operationId {id} twice ({method} {path})"
+                );
+            }
+        }
+    }
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
+}

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 
 /// One thing found wrong.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Finding {
+pub struct VerifyFinding {
     /// `log`, `snapshot`, `replay` or `open`.
     pub check: String,
     /// The file involved.
@@ -39,7 +39,7 @@ pub struct Finding {
     pub torn_tail: bool,
 }
 
-impl Finding {
+impl VerifyFinding {
     fn from_error(check: &str, e: &Error) -> Self {
         let (file, offset, lsn, reason) = match e {
             Error::Corrupt {
@@ -53,7 +53,7 @@ impl Finding {
             }
             _ => (None, None, None, e.to_string()),
         };
-        Finding {
+        VerifyFinding {
             check: check.to_string(),
             file,
             offset,
@@ -66,7 +66,7 @@ impl Finding {
 
 /// The log's figures.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LogSummary {
+pub struct VerifyLogSummary {
     /// Segments.
     pub segments: usize,
     /// Records.
@@ -81,7 +81,7 @@ pub struct LogSummary {
 
 /// One snapshot checked.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SnapshotSummary {
+pub struct VerifySnapshotSummary {
     /// The file.
     #[schema(value_type = String)]
     pub file: PathBuf,
@@ -93,7 +93,7 @@ pub struct SnapshotSummary {
 
 /// The replay.
 #[derive(Debug, Default, Serialize, ToSchema)]
-pub struct ReplaySummary {
+pub struct VerifyReplaySummary {
     /// The LSN replay started after (0: from the beginning; else a snapshot's LSN).
     pub from_snapshot_lsn: u64,
     /// Events replayed through the state machine.
@@ -111,13 +111,13 @@ pub struct VerifyReport {
     #[schema(value_type = String)]
     pub dir: PathBuf,
     /// The log's figures (absent when the log could not be walked).
-    pub log: Option<LogSummary>,
+    pub log: Option<VerifyLogSummary>,
     /// Every snapshot, newest first.
-    pub snapshots: Vec<SnapshotSummary>,
+    pub snapshots: Vec<VerifySnapshotSummary>,
     /// The replay (absent when it could not start).
-    pub replay: Option<ReplaySummary>,
+    pub replay: Option<VerifyReplaySummary>,
     /// Everything found wrong.
-    pub problems: Vec<Finding>,
+    pub problems: Vec<VerifyFinding>,
 }
 
 /// Runs every check on the store in `dir`. `Err` only for I/O that stops the checks (the
@@ -138,7 +138,7 @@ pub fn verify(dir: &Path) -> tasklog::Result<VerifyReport> {
         Ok(store) => {
             let _ = store.close();
         }
-        Err(e) => report.problems.push(Finding::from_error("open", &e)),
+        Err(e) => report.problems.push(VerifyFinding::from_error("open", &e)),
     }
     report.ok = report.problems.iter().all(|p| p.torn_tail);
     Ok(report)
@@ -154,12 +154,12 @@ fn check_log(dir: &Path, report: &mut VerifyReport) -> tasklog::Result<()> {
     let v = match tasklog::wal::verify(&wal_dir(dir)) {
         Ok(v) => v,
         Err(e) if e.is_corruption() => {
-            report.problems.push(Finding::from_error("log", &e));
+            report.problems.push(VerifyFinding::from_error("log", &e));
             return Ok(());
         }
         Err(e) => return Err(e),
     };
-    report.log = Some(LogSummary {
+    report.log = Some(VerifyLogSummary {
         segments: v.segments,
         records: v.records,
         first_lsn: v.first_lsn,
@@ -168,7 +168,7 @@ fn check_log(dir: &Path, report: &mut VerifyReport) -> tasklog::Result<()> {
     });
     for p in v.problems {
         let reason = bare_reason(&p.file, p.offset, p.lsn, &p.reason);
-        report.problems.push(Finding {
+        report.problems.push(VerifyFinding {
             check: "log".into(),
             file: Some(p.file),
             offset: p.offset,
@@ -187,7 +187,7 @@ fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> tasklog::Result<Vec
         let ok = match snapshot::read_checked(&StdStorage, &f.path) {
             Ok(_) => true,
             Err(e) => {
-                let mut finding = Finding::from_error("snapshot", &e);
+                let mut finding = VerifyFinding::from_error("snapshot", &e);
                 finding.file.get_or_insert_with(|| f.path.clone());
                 report.problems.push(finding);
                 false
@@ -196,7 +196,7 @@ fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> tasklog::Result<Vec
         if ok {
             good.push((f.lsn, f.path.clone()));
         }
-        report.snapshots.push(SnapshotSummary {
+        report.snapshots.push(VerifySnapshotSummary {
             file: f.path,
             lsn: f.lsn,
             ok,
@@ -214,12 +214,14 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
     let wal = match Wal::open(wal_dir(dir), options) {
         Ok((wal, _)) => wal,
         Err(e) => {
-            report.problems.push(Finding::from_error("replay", &e));
+            report
+                .problems
+                .push(VerifyFinding::from_error("replay", &e));
             return;
         }
     };
     let first = wal.first_lsn();
-    let mut summary = ReplaySummary::default();
+    let mut summary = VerifyReplaySummary::default();
     let mut state = if first <= 1 {
         State::default()
     } else {
@@ -231,7 +233,7 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
         match base {
             Some(s) => s,
             None => {
-                report.problems.push(Finding {
+                report.problems.push(VerifyFinding {
                     check: "replay".into(),
                     file: Some(wal_dir(dir)),
                     offset: None,
@@ -265,7 +267,9 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
     });
     match result {
         Ok(n) => summary.events_replayed = n,
-        Err(e) => report.problems.push(Finding::from_error("replay", &e)),
+        Err(e) => report
+            .problems
+            .push(VerifyFinding::from_error("replay", &e)),
     }
     summary.tasks = state.len();
     report.replay = Some(summary);

@@ -71,7 +71,7 @@ pub struct TaskHistoryRecord {
 
 /// `GET /api/tasks/history/{task_id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryResponse {
+pub struct AutodevHistory {
     /// The task.
     pub task_id: String,
     /// Every record, oldest first.
@@ -110,7 +110,7 @@ fn record(task_id: &str, task: Option<&Task>, e: HistoryEvent) -> TaskHistoryRec
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     responses(
-        (status = 200, description = "The history", body = HistoryResponse),
+        (status = 200, description = "The history", body = AutodevHistory),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store cannot be read", body = Problem, content_type = "application/problem+json"),
     )
@@ -118,7 +118,7 @@ fn record(task_id: &str, task: Option<&Task>, e: HistoryEvent) -> TaskHistoryRec
 async fn history(
     State(state): State<AppState>,
     PathParam(task_id): PathParam,
-) -> ApiResult<axum::Json<HistoryResponse>> {
+) -> ApiResult<axum::Json<AutodevHistory>> {
     let id = task_id.clone();
     let (events, task) = super::read(&state, move |store| {
         let events = store.history(&id)?;
@@ -130,7 +130,7 @@ async fn history(
         .into_iter()
         .map(|e| record(&task_id, task.as_ref(), e))
         .collect();
-    Ok(axum::Json(HistoryResponse {
+    Ok(axum::Json(AutodevHistory {
         task_id,
         count: history.len(),
         history,
@@ -451,7 +451,7 @@ pub struct TaskOutputRecord {
 
 /// `GET /api/tasks/outputs/{task_id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OutputsResponse {
+pub struct AutodevOutputs {
     /// The task.
     pub task_id: String,
     /// Every output, oldest first.
@@ -492,7 +492,7 @@ fn outputs_of(task: &Task) -> Vec<TaskOutputRecord> {
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
     responses(
-        (status = 200, description = "The outputs", body = OutputsResponse),
+        (status = 200, description = "The outputs", body = AutodevOutputs),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store cannot be read", body = Problem, content_type = "application/problem+json"),
     )
@@ -500,11 +500,11 @@ fn outputs_of(task: &Task) -> Vec<TaskOutputRecord> {
 async fn list_outputs(
     State(state): State<AppState>,
     PathParam(task_id): PathParam,
-) -> ApiResult<axum::Json<OutputsResponse>> {
+) -> ApiResult<axum::Json<AutodevOutputs>> {
     let id = task_id.clone();
     let task = super::read(&state, move |store| store.get(&id)).await?;
     let outputs = outputs_of(&task);
-    Ok(axum::Json(OutputsResponse {
+    Ok(axum::Json(AutodevOutputs {
         task_id,
         count: outputs.len(),
         outputs,
@@ -514,7 +514,7 @@ async fn list_outputs(
 /// `POST /api/tasks/outputs/{task_id}` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewOutput {
+pub struct AutodevNewOutput {
     /// stdout, stderr, log, artifact or commit.
     pub output_type: OutputKind,
     /// The text (a commit's hash for `commit`).
@@ -537,7 +537,7 @@ pub struct NewOutput {
     operation_id = "compat_add_output",
     tag = "compat",
     params(("task_id" = String, Path, description = "The task")),
-    request_body = NewOutput,
+    request_body = AutodevNewOutput,
     responses(
         (status = 201, description = "The output recorded", body = TaskOutputRecord),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
@@ -553,7 +553,7 @@ async fn add_output(
     body: Body,
 ) -> ApiResult<(StatusCode, axum::Json<TaskOutputRecord>)> {
     let bytes = read_body(&state, body).await?;
-    let new: NewOutput = json_body(&bytes)?;
+    let new: AutodevNewOutput = json_body(&bytes)?;
     let task = state
         .run(move |store| {
             let change = Change::Output {

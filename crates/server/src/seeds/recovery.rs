@@ -95,7 +95,7 @@ pub struct RecoveryMetrics {
 
 /// Store figures for `/health/detailed`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskCounts {
+pub struct DetailedTaskCounts {
     /// Live tasks.
     pub total: usize,
     /// State -> count.
@@ -114,7 +114,7 @@ pub struct DetailedHealth {
     /// Why not ready, when not.
     pub reason: Option<String>,
     /// The tasks.
-    pub tasks: TaskCounts,
+    pub tasks: DetailedTaskCounts,
     /// The log and snapshots.
     pub store: tasklog::store::Health,
     /// The recovery system's health (`/health/recovery`).
@@ -323,7 +323,7 @@ async fn detailed(
         timestamp: now,
         ready,
         reason: not_ready.map(|p| p.detail),
-        tasks: TaskCounts {
+        tasks: DetailedTaskCounts {
             total: stats.total,
             by_state: stats.by_state,
         },

@@ -125,7 +125,7 @@ async fn stats(
 /// `POST /api/tasks/export` body (may be empty).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExportRequest {
+pub struct SchedulerExportRequest {
     /// Where to write, relative to the server's files directory: a file, or a directory to
     /// write `tasks_export_YYYYMMDD_HHMMSS.json` in. Default: that name in the files
     /// directory.
@@ -135,7 +135,7 @@ pub struct ExportRequest {
 
 /// `POST /api/tasks/export` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ExportResponse {
+pub struct SchedulerExportResponse {
     /// Always true (failures are problems).
     pub success: bool,
     /// In words.
@@ -153,9 +153,9 @@ pub struct ExportResponse {
     path = "/api/tasks/export",
     operation_id = "compat_scheduler_export",
     tag = "compat",
-    request_body(content = ExportRequest, description = "Optional; an empty body writes the default file name"),
+    request_body(content = SchedulerExportRequest, description = "Optional; an empty body writes the default file name"),
     responses(
-        (status = 200, description = "Exported", body = ExportResponse),
+        (status = 200, description = "Exported", body = SchedulerExportResponse),
         (status = 400, description = "Bad body or path (absolute, `..`, missing directory)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No files directory, or the path leads outside it", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
@@ -164,9 +164,9 @@ pub struct ExportResponse {
 async fn export_tasks(
     State(state): State<AppState>,
     body: Body,
-) -> ApiResult<axum::Json<ExportResponse>> {
+) -> ApiResult<axum::Json<SchedulerExportResponse>> {
     let bytes = read_body(&state, body).await?;
-    let req: ExportRequest = json_body_or_empty(&bytes)?;
+    let req: SchedulerExportRequest = json_body_or_empty(&bytes)?;
     let files_dir = state.options().files_dir.clone();
     let target = files::for_write(
         files_dir.as_deref(),
@@ -180,7 +180,7 @@ async fn export_tasks(
         || written.display().to_string(),
         |d| files::shown(d, &written),
     );
-    Ok(axum::Json(ExportResponse {
+    Ok(axum::Json(SchedulerExportResponse {
         success: true,
         message: "Tasks exported successfully".into(),
         path,
@@ -191,7 +191,7 @@ async fn export_tasks(
 /// `POST /api/tasks/import` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ImportRequest {
+pub struct SchedulerImportRequest {
     /// The file to import, relative to the server's files directory.
     pub path: String,
     /// True: add the file's tasks, keeping existing ids as they are. False (the default, as
@@ -203,7 +203,7 @@ pub struct ImportRequest {
 
 /// `POST /api/tasks/import` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ImportResponse {
+pub struct SchedulerImportResponse {
     /// Always true (failures are problems).
     pub success: bool,
     /// In words.
@@ -223,9 +223,9 @@ pub struct ImportResponse {
     path = "/api/tasks/import",
     operation_id = "compat_scheduler_import",
     tag = "compat",
-    request_body = ImportRequest,
+    request_body = SchedulerImportRequest,
     responses(
-        (status = 200, description = "Imported", body = ImportResponse),
+        (status = 200, description = "Imported", body = SchedulerImportResponse),
         (status = 400, description = "Bad body or path, or an invalid document (`problems` lists every problem)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No files directory, or the path leads outside it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
@@ -236,9 +236,9 @@ pub struct ImportResponse {
 async fn import_tasks(
     State(state): State<AppState>,
     body: Body,
-) -> ApiResult<axum::Json<ImportResponse>> {
+) -> ApiResult<axum::Json<SchedulerImportResponse>> {
     let bytes = read_body(&state, body).await?;
-    let req: ImportRequest = json_body(&bytes)?;
+    let req: SchedulerImportRequest = json_body(&bytes)?;
     let source = files::for_read(state.options().files_dir.as_deref(), &req.path)?;
     let options = ImportOptions::new()
         .mode(if req.merge {
@@ -257,7 +257,7 @@ async fn import_tasks(
         })
         .await?;
     let imported = report.imported + report.overwritten;
-    Ok(axum::Json(ImportResponse {
+    Ok(axum::Json(SchedulerImportResponse {
         success: true,
         message: format!("Successfully imported {imported} tasks"),
         imported_count: imported,
@@ -269,7 +269,7 @@ async fn import_tasks(
 /// `POST /api/tasks/cleanup` body (may be empty).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CleanupRequest {
+pub struct SchedulerCleanupRequest {
     /// Age threshold in days (default 30; fractions allowed, at least 0).
     #[serde(default = "default_days")]
     #[schema(default = 30, minimum = 0, maximum = 10_000_000)]
@@ -282,7 +282,7 @@ fn default_days() -> f64 {
 
 /// `POST /api/tasks/cleanup` answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CleanupResponse {
+pub struct SchedulerCleanupResponse {
     /// Always true (failures are problems).
     pub success: bool,
     /// In words.
@@ -301,9 +301,9 @@ pub struct CleanupResponse {
     path = "/api/tasks/cleanup",
     operation_id = "compat_scheduler_cleanup",
     tag = "compat",
-    request_body(content = CleanupRequest, description = "Optional; an empty body means 30 days"),
+    request_body(content = SchedulerCleanupRequest, description = "Optional; an empty body means 30 days"),
     responses(
-        (status = 200, description = "Cleaned up", body = CleanupResponse),
+        (status = 200, description = "Cleaned up", body = SchedulerCleanupResponse),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Poisoned or shutting down", body = Problem, content_type = "application/problem+json"),
     )
@@ -311,9 +311,9 @@ pub struct CleanupResponse {
 async fn cleanup(
     State(state): State<AppState>,
     body: Body,
-) -> ApiResult<axum::Json<CleanupResponse>> {
+) -> ApiResult<axum::Json<SchedulerCleanupResponse>> {
     let bytes = read_body(&state, body).await?;
-    let req: CleanupRequest = json_body_or_empty(&bytes)?;
+    let req: SchedulerCleanupRequest = json_body_or_empty(&bytes)?;
     // NOTE: 1e7 days (27,000 years) bounds the Duration conversion.
     if !req.days.is_finite() || !(0.0..=1e7).contains(&req.days) {
         return Err(Problem::bad_request(
@@ -332,7 +332,7 @@ async fn cleanup(
             Ok((n, store.len()))
         })
         .await?;
-    Ok(axum::Json(CleanupResponse {
+    Ok(axum::Json(SchedulerCleanupResponse {
         success: true,
         message: format!("Cleaned up {removed} old tasks"),
         removed_count: removed,
