@@ -203,7 +203,7 @@ impl Write for ChannelWriter {
     operation_id = "v1_export",
     tag = "maintenance",
     params(
-        ("format" = Option<ExportFormat>, Query, description = "json (default) or csv"),
+        ("format" = inline(Option<ExportFormat>), Query, description = "json (default) or csv"),
         ("history" = Option<bool>, Query, description = "Include each task's history in a JSON export (default true)"),
     ),
     responses(
@@ -366,8 +366,8 @@ pub struct ImportReportDoc {
     operation_id = "v1_import",
     tag = "maintenance",
     params(
-        ("mode" = Option<ImportModeParam>, Query, description = "merge (default) or replace"),
-        ("on_conflict" = Option<OnConflictParam>, Query, description = "skip (default), overwrite or fail"),
+        ("mode" = inline(Option<ImportModeParam>), Query, description = "merge (default) or replace"),
+        ("on_conflict" = inline(Option<OnConflictParam>), Query, description = "skip (default), overwrite or fail"),
         ("dry_run" = Option<bool>, Query, description = "Validate and count, write nothing (default false)"),
     ),
     request_body(content = serde_json::Value, content_type = "application/json", description = "The import document"),
