@@ -384,6 +384,8 @@ async fn import_route(
     q: QueryParams,
     body: Body,
 ) -> ApiResult<axum::Json<ImportReportDoc>> {
+    // NOTE: the body first, so that a refused query leaves the connection reusable.
+    let bytes = read_body(&state, body).await?;
     q.allow(&["mode", "on_conflict", "dry_run"])?;
     let mode = q
         .parse::<ImportModeParam>("mode")?
@@ -395,7 +397,6 @@ async fn import_route(
         .mode(mode.into())
         .on_conflict(on_conflict.into())
         .dry_run(q.bool("dry_run")?.unwrap_or(false));
-    let bytes = read_body(&state, body).await?;
     let report = state
         .run(move |store| {
             export::import_json_bytes(store, &bytes, "request body", &options, |_, _| {})
@@ -503,7 +504,11 @@ impl From<tasklog::store::SnapshotInfo> for SnapshotResponse {
         (status = 503, description = "Poisoned or shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn snapshot(State(state): State<AppState>) -> ApiResult<axum::Json<SnapshotResponse>> {
+async fn snapshot(
+    State(state): State<AppState>,
+    body: Body,
+) -> ApiResult<axum::Json<SnapshotResponse>> {
+    drain(body).await;
     let info = state.run(|store| store.snapshot()).await?;
     Ok(axum::Json(info.into()))
 }
@@ -558,7 +563,11 @@ fn store_files(dir: &Path) -> BTreeMap<PathBuf, u64> {
         (status = 503, description = "Poisoned or shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn compact(State(state): State<AppState>) -> ApiResult<axum::Json<CompactResponse>> {
+async fn compact(
+    State(state): State<AppState>,
+    body: Body,
+) -> ApiResult<axum::Json<CompactResponse>> {
+    drain(body).await;
     let resp = state
         .run(|store| {
             let before = store_files(store.dir());
@@ -624,7 +633,11 @@ pub struct RecoverResponse {
         (status = 503, description = "Poisoned or shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn recover(State(state): State<AppState>) -> ApiResult<axum::Json<RecoverResponse>> {
+async fn recover(
+    State(state): State<AppState>,
+    body: Body,
+) -> ApiResult<axum::Json<RecoverResponse>> {
+    drain(body).await;
     let (recovered, policy) = state
         .run(|store| Ok((store.recover_expired_leases()?, store.interrupted_policy())))
         .await?;
@@ -745,6 +758,13 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
                 )
             })
     }
+}
+
+/// Reads and drops the body of a route that takes none (at most 64 KiB), so that a client
+/// that sent one (`{}`, an empty chunked body) keeps its connection: hyper closes a
+/// connection whose request body was left unread.
+pub async fn drain(body: Body) {
+    let _ = axum::body::to_bytes(body, 64 << 10).await;
 }
 
 /// Reads the whole body, at most the server's `max_body_bytes` (413 beyond).

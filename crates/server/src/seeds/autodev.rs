@@ -354,7 +354,9 @@ pub struct RecoverTaskResponse {
 async fn recover(
     State(state): State<AppState>,
     PathParam(task_id): PathParam,
+    body: Body,
 ) -> ApiResult<axum::Json<RecoverTaskResponse>> {
+    crate::admin::drain(body).await;
     let id = task_id.clone();
     let outcome = state
         .run(move |store| {
