@@ -595,3 +595,39 @@ fn the_openapi_document_has_unique_operation_ids_and_resolvable_refs() {
         );
     }
 }
+
+#[test]
+fn a_large_export_is_streamed_not_sized_up_front() {
+    let server = TestServer::start();
+    let tasks: Vec<tasklog::store::Mutation> = (0..3000)
+        .map(|i| {
+            tasklog::store::Mutation::submit(
+                NewTask::new(format!("task number {i}")).description("x".repeat(200)),
+            )
+        })
+        .collect();
+    server.state.store().batch(tasks).unwrap();
+    let resp = server.client().get("/v1/export");
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("content-length").is_none(),
+        "{:?}",
+        resp.headers
+    );
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert!(resp.text.len() > 1 << 20, "{} bytes", resp.text.len());
+    assert_eq!(resp.json()["tasks"].as_object().unwrap().len(), 3000);
+}
+
+#[test]
+fn an_import_larger_than_the_body_limit_is_413() {
+    let mut options = tasklog_server::ServerOptions::default();
+    options.max_body_bytes = 1024;
+    let server = TestServer::with_options(options);
+    let doc: Vec<Value> = (0..100)
+        .map(|i| json!({"id": format!("t{i}"), "title": "a title", "status": "pending"}))
+        .collect();
+    let resp = server.client().post("/v1/import", &Value::Array(doc));
+    assert_problem(&resp, 413, "too_large");
+    assert_eq!(server.state.store().len(), 0);
+}
