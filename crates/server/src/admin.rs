@@ -830,9 +830,10 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     Ok(value)
 }
 
-/// [`json_body`], with an empty body read as `{}` (bodies whose every field is optional).
+/// [`json_body`], with an empty body or a JSON `null` read as `{}` (bodies whose every field is
+/// optional, documented as `oneOf: [null, {...}]`).
 pub fn json_body_or_empty<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
         json_body(b"{}")
     } else {
         json_body(bytes)

@@ -153,7 +153,7 @@ pub struct SchedulerExportResponse {
     path = "/api/tasks/export",
     operation_id = "compat_scheduler_export",
     tag = "compat",
-    request_body(content = SchedulerExportRequest, description = "Optional; an empty body writes the default file name"),
+    request_body(content = Option<SchedulerExportRequest>, description = "Optional; an empty body writes the default file name"),
     responses(
         (status = 200, description = "Exported", body = SchedulerExportResponse),
         (status = 400, description = "Bad body or path (absolute, `..`, missing directory)", body = Problem, content_type = "application/problem+json"),
@@ -301,7 +301,7 @@ pub struct SchedulerCleanupResponse {
     path = "/api/tasks/cleanup",
     operation_id = "compat_scheduler_cleanup",
     tag = "compat",
-    request_body(content = SchedulerCleanupRequest, description = "Optional; an empty body means 30 days"),
+    request_body(content = Option<SchedulerCleanupRequest>, description = "Optional; an empty body means 30 days"),
     responses(
         (status = 200, description = "Cleaned up", body = SchedulerCleanupResponse),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
