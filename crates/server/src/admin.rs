@@ -329,6 +329,17 @@ impl From<OnConflictParam> for OnConflict {
     }
 }
 
+/// An import document, for the OpenAPI description: an object or an array (its layouts are
+/// checked by the server, every problem reported with its JSON path).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ImportDocument {
+    /// tasklog's export, a wrapped document with `tasks`, or a plain object of tasks by id.
+    Object(BTreeMap<String, serde_json::Value>),
+    /// An array of task objects.
+    Array(Vec<serde_json::Value>),
+}
+
 /// What an import did (or, with `dry_run`, would do): `tasklog::export::ImportReport`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportReportDoc {
@@ -370,7 +381,7 @@ pub struct ImportReportDoc {
         ("on_conflict" = inline(Option<OnConflictParam>), Query, description = "skip (default), overwrite or fail"),
         ("dry_run" = Option<bool>, Query, description = "Validate and count, write nothing (default false)"),
     ),
-    request_body(content = serde_json::Value, content_type = "application/json", description = "The import document"),
+    request_body(content = ImportDocument, content_type = "application/json", description = "The import document: tasklog's export, `{\"tasks\": {...}}` with header fields, a plain object of tasks by id, or an array of tasks (see docs/export.md); validated whole by the server"),
     responses(
         (status = 200, description = "What the import did", body = ImportReportDoc),
         (status = 400, description = "Bad query parameter or invalid document (`problems` lists every problem)", body = Problem, content_type = "application/problem+json"),
@@ -434,6 +445,8 @@ pub(crate) fn import_doc(r: export::ImportReport) -> ImportReportDoc {
 pub struct CleanupRequest {
     /// Remove terminal tasks (completed, failed, cancelled) that finished more than this many
     /// seconds ago.
+    #[serde(deserialize_with = "integral_u64")]
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub older_than_secs: u64,
 }
 
@@ -828,6 +841,36 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         .at("$")
     })?;
     Ok(value)
+}
+
+/// The largest integer the documents allow (`format: int64`).
+pub const INT64_MAX: u64 = i64::MAX as u64;
+
+/// A whole number from 0 to [`INT64_MAX`], also written with a zero fraction (`5.0`: JSON
+/// Schema's integers include it).
+pub fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error as _;
+    let n = serde_json::Number::deserialize(d)?;
+    let v = if let Some(u) = n.as_u64() {
+        Some(u)
+    } else {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9.007_199_254_740_992e15)
+            .map(|f| f as u64)
+    };
+    match v {
+        Some(u) if u <= INT64_MAX => Ok(u),
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number from 0 to {INT64_MAX}, got {n}"
+        ))),
+    }
+}
+
+/// [`integral_u64`] for an optional field (null: none).
+pub fn integral_u64_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "integral_u64")] u64);
+    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
 }
 
 /// [`json_body`], with an empty body or a JSON `null` read as `{}` (bodies whose every field is

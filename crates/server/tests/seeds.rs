@@ -236,9 +236,17 @@ fn scheduler_paths_cannot_leave_files_dir() {
     );
     assert_problem(
         &c.post("/api/tasks/export", &json!({"path": "nodir/x.json"})),
-        400,
-        "invalid_input",
+        404,
+        "not_found",
     );
+    let long = "n".repeat(300);
+    for path in [long.as_str(), &"a/".repeat(600)] {
+        assert_problem(
+            &c.post("/api/tasks/export", &json!({"path": path})),
+            400,
+            "invalid_input",
+        );
+    }
 }
 
 #[test]

@@ -167,8 +167,9 @@ fn csv_list(q: &QueryParams, name: &str) -> ApiResult<Vec<String>> {
         .unwrap_or_default())
 }
 
+/// A time parameter; an empty value is the same as none.
 fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<Timestamp>> {
-    match q.string(name)? {
+    match q.string(name)?.filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => Timestamp::parse(&v).map(Some).map_err(|e| {
             Problem::bad_request("bad_request", format!("query parameter {name:?}: {e}")).at(name)
@@ -525,7 +526,8 @@ pub struct AutodevNewOutput {
     #[serde(default)]
     pub file_path: Option<String>,
     /// Its size in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::admin::integral_u64_opt")]
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub file_size: Option<u64>,
     /// Its MIME type.
     #[serde(default)]

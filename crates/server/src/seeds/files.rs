@@ -3,10 +3,11 @@
 //!
 //! Rules, in order:
 //! 1. no `files_dir`: refused, 403 `files_disabled`;
-//! 2. the path must be relative, non-empty, without NUL and without any `..` component:
-//!    400 `invalid_input` at `$.path` otherwise;
+//! 2. the path must be relative, non-empty, at most 1,024 bytes with names of at most 255,
+//!    without NUL and without any `..` component: 400 `invalid_input` at `$.path` otherwise;
 //! 3. it is resolved under the canonical `files_dir` and canonicalized (following every
-//!    symlink); a result outside `files_dir` is refused, 403 `path_not_allowed`.
+//!    symlink); a result outside `files_dir` is refused, 403 `path_not_allowed`; a missing
+//!    file to read, or a missing directory to write in, is 404 `not_found`.
 //!
 //! NOTE: a symlink swapped between the check and the use could still redirect one request;
 //! `files_dir` is the operator's directory, and clients cannot create links in it through
@@ -22,6 +23,11 @@ use std::path::{Component, Path, PathBuf};
 use axum::http::StatusCode;
 
 use crate::error::{ApiResult, Problem};
+
+/// Longest path accepted (bytes).
+pub const PATH_BYTES_MAX: usize = 1024;
+/// Longest name of one path component (bytes), the common file system limit.
+pub const NAME_BYTES_MAX: usize = 255;
 
 fn disabled() -> Problem {
     Problem::new(
@@ -68,9 +74,19 @@ fn relative(requested: &str) -> ApiResult<&Path> {
     if requested.contains('\0') {
         return Err(invalid("the path contains a NUL character".into()));
     }
+    if requested.len() > PATH_BYTES_MAX {
+        return Err(invalid(format!(
+            "the path is longer than {PATH_BYTES_MAX} bytes"
+        )));
+    }
     let p = Path::new(requested);
     for c in p.components() {
         match c {
+            Component::Normal(name) if name.len() > NAME_BYTES_MAX => {
+                return Err(invalid(format!(
+                    "{requested:?}: a name is longer than {NAME_BYTES_MAX} bytes"
+                )));
+            }
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => {
                 return Err(invalid(format!(
@@ -156,9 +172,14 @@ pub fn for_write(
     let parent = candidate.parent().unwrap_or(&root);
     let parent = parent.canonicalize().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            invalid(format!(
-                "{requested:?}: its directory does not exist in the server's files directory"
-            ))
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "{requested:?}: its directory does not exist in the server's files directory"
+                ),
+            )
+            .at("$.path")
         } else {
             invalid(format!("{requested:?}: {e}"))
         }
