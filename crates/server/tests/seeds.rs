@@ -239,8 +239,8 @@ fn scheduler_paths_cannot_leave_files_dir() {
         404,
         "not_found",
     );
-    let long = "n".repeat(300);
-    for path in [long.as_str(), &"a/".repeat(600)] {
+    let long = "n".repeat(64);
+    for path in [long.as_str(), &"a/".repeat(600), "a//b", "a/", "a\u{0}b"] {
         assert_problem(
             &c.post("/api/tasks/export", &json!({"path": path})),
             400,
@@ -786,5 +786,20 @@ fn every_seed_route_is_in_the_openapi_document() {
             doc["paths"][path][method].is_object(),
             "{method} {path} missing"
         );
+    }
+}
+
+#[test]
+fn the_documented_path_pattern_is_the_one_the_server_enforces() {
+    let doc = serde_json::to_value(tasklog_server::openapi_document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for s in ["SchedulerImportRequest", "SchedulerExportRequest"] {
+        let path = &schemas[s]["properties"]["path"];
+        assert_eq!(
+            path["pattern"],
+            tasklog_server::seeds::files::PATH_PATTERN,
+            "{s}"
+        );
+        assert_eq!(path["maxLength"], 1024, "{s}");
     }
 }

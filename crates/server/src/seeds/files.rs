@@ -3,8 +3,9 @@
 //!
 //! Rules, in order:
 //! 1. no `files_dir`: refused, 403 `files_disabled`;
-//! 2. the path must be relative, non-empty, at most 1,024 bytes with names of at most 255,
-//!    without NUL and without any `..` component: 400 `invalid_input` at `$.path` otherwise;
+//! 2. the path must be relative: names of 1 to 63 characters separated by single `/`, none
+//!    `..`, no NUL, at most 1,024 characters ([`PATH_PATTERN`]): 400 `invalid_input` at
+//!    `$.path` otherwise;
 //! 3. it is resolved under the canonical `files_dir` and canonicalized (following every
 //!    symlink); a result outside `files_dir` is refused, 403 `path_not_allowed`; a missing
 //!    file to read, or a missing directory to write in, is 404 `not_found`.
@@ -24,10 +25,13 @@ use axum::http::StatusCode;
 
 use crate::error::{ApiResult, Problem};
 
-/// Longest path accepted (bytes).
-pub const PATH_BYTES_MAX: usize = 1024;
-/// Longest name of one path component (bytes), the common file system limit.
-pub const NAME_BYTES_MAX: usize = 255;
+/// Longest path accepted (characters).
+pub const PATH_CHARS_MAX: usize = 1024;
+/// Longest name of one path component (characters; at most 4 bytes each in UTF-8, so within
+/// the common 255-byte file name limit).
+pub const NAME_CHARS_MAX: usize = 63;
+/// The paths accepted, as the OpenAPI document states them.
+pub const PATH_PATTERN: &str = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$";
 
 fn disabled() -> Problem {
     Problem::new(
@@ -66,39 +70,51 @@ fn root(files_dir: Option<&Path>) -> ApiResult<PathBuf> {
     })
 }
 
-/// Checks the text of a requested path (rule 2).
+/// Checks the text of a requested path (rule 2): names of 1 to [`NAME_CHARS_MAX`] characters
+/// separated by single `/`, none `..`, no NUL, at most [`PATH_CHARS_MAX`] characters: exactly
+/// what [`PATH_PATTERN`] says in the OpenAPI document.
 fn relative(requested: &str) -> ApiResult<&Path> {
     if requested.is_empty() {
         return Err(invalid("the path is empty".into()));
     }
-    if requested.contains('\0') {
-        return Err(invalid("the path contains a NUL character".into()));
-    }
-    if requested.len() > PATH_BYTES_MAX {
+    if requested.chars().count() > PATH_CHARS_MAX {
         return Err(invalid(format!(
-            "the path is longer than {PATH_BYTES_MAX} bytes"
+            "the path is longer than {PATH_CHARS_MAX} characters"
         )));
     }
-    let p = Path::new(requested);
-    for c in p.components() {
-        match c {
-            Component::Normal(name) if name.len() > NAME_BYTES_MAX => {
-                return Err(invalid(format!(
-                    "{requested:?}: a name is longer than {NAME_BYTES_MAX} bytes"
-                )));
-            }
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(invalid(format!(
-                    "{requested:?}: `..` is not allowed; name a file inside the server's files directory"
-                )));
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(invalid(format!(
-                    "{requested:?}: an absolute path is not allowed; name a file relative to the server's files directory"
-                )));
-            }
+    if requested.starts_with('/') {
+        return Err(invalid(format!(
+            "{requested:?}: an absolute path is not allowed; name a file relative to the server's files directory"
+        )));
+    }
+    for name in requested.split('/') {
+        if name.contains('\0') {
+            return Err(invalid("the path contains a NUL character".into()));
         }
+        if name == ".." {
+            return Err(invalid(format!(
+                "{requested:?}: `..` is not allowed; name a file inside the server's files directory"
+            )));
+        }
+        if name.is_empty() {
+            return Err(invalid(format!(
+                "{requested:?}: empty name (a `/` at the end or doubled)"
+            )));
+        }
+        if name.chars().count() > NAME_CHARS_MAX {
+            return Err(invalid(format!(
+                "{requested:?}: a name is longer than {NAME_CHARS_MAX} characters"
+            )));
+        }
+    }
+    let p = Path::new(requested);
+    // NOTE: the checks above exclude these already; kept as the last word on what is joined.
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(invalid(format!(
+            "{requested:?} is not a plain relative path"
+        )));
     }
     Ok(p)
 }

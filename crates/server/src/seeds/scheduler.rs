@@ -133,7 +133,7 @@ pub struct SchedulerExportRequest {
     #[schema(
         min_length = 1,
         max_length = 1024,
-        pattern = r"^(?!/)(?!(.*/)?\.\.(/|$))[^\x00]+$"
+        pattern = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$"
     )]
     pub path: Option<String>,
 }
@@ -202,7 +202,7 @@ pub struct SchedulerImportRequest {
     #[schema(
         min_length = 1,
         max_length = 1024,
-        pattern = r"^(?!/)(?!(.*/)?\.\.(/|$))[^\x00]+$"
+        pattern = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$"
     )]
     pub path: String,
     /// True: add the file's tasks, keeping existing ids as they are. False (the default, as
