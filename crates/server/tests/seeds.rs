@@ -416,6 +416,7 @@ fn autodev_persistent_filters_by_every_parameter() {
             .collect()
     };
     assert_eq!(ids("").len(), 4);
+    assert_eq!(ids("?states=").len(), 4, "empty: any state");
     assert_eq!(
         ids("?states=running,queued&roles=backend,frontend&providers=claude&search=login"),
         vec![a.id.clone(), b.id.clone()]
@@ -446,6 +447,9 @@ fn autodev_persistent_filters_by_every_parameter() {
     );
     for (q, at) in [
         ("states=finished", "states"),
+        ("states=RUNNING", "states"),
+        ("states=running,", "states"),
+        ("date_to=", "date_to"),
         ("limit=-1", "limit"),
         ("limit=abc", "limit"),
         ("limit=100000", "limit"),
@@ -802,4 +806,20 @@ fn the_documented_path_pattern_is_the_one_the_server_enforces() {
         );
         assert_eq!(path["maxLength"], 1024, "{s}");
     }
+}
+
+#[test]
+fn the_state_spellings_match_the_library_and_the_documented_pattern() {
+    use tasklog_server::seeds::autodev::STATE_SPELLINGS;
+    for (name, state) in STATE_SPELLINGS {
+        assert_eq!(tasklog::export::state_alias(name), Some(state), "{name}");
+    }
+    let alt = STATE_SPELLINGS.map(|(n, _)| n).join("|");
+    let want = format!("^(({alt})(,({alt}))*)?$");
+    let doc = serde_json::to_value(tasklog_server::openapi_document()).unwrap();
+    let params = doc["paths"]["/api/tasks/persistent"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let states = params.iter().find(|p| p["name"] == "states").unwrap();
+    assert_eq!(states["schema"]["pattern"], want.as_str());
 }

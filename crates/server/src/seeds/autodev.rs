@@ -167,15 +167,39 @@ fn csv_list(q: &QueryParams, name: &str) -> ApiResult<Vec<String>> {
         .unwrap_or_default())
 }
 
-/// A time parameter; an empty value is the same as none.
+/// A time parameter.
 fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<Timestamp>> {
-    match q.string(name)?.filter(|v| !v.is_empty()) {
+    match q.string(name)? {
         None => Ok(None),
         Some(v) => Timestamp::parse(&v).map(Some).map_err(|e| {
             Problem::bad_request("bad_request", format!("query parameter {name:?}: {e}")).at(name)
         }),
     }
 }
+
+/// The state names `states` takes: tasklog's and the replaced systems' spellings (the
+/// `states` parameter's pattern lists the same).
+pub const STATE_SPELLINGS: [(&str, TaskState); 19] = [
+    ("pending", TaskState::Pending),
+    ("queued", TaskState::Pending),
+    ("waiting", TaskState::Pending),
+    ("running", TaskState::Running),
+    ("processing", TaskState::Running),
+    ("in_progress", TaskState::Running),
+    ("started", TaskState::Running),
+    ("completed", TaskState::Completed),
+    ("complete", TaskState::Completed),
+    ("done", TaskState::Completed),
+    ("succeeded", TaskState::Completed),
+    ("success", TaskState::Completed),
+    ("failed", TaskState::Failed),
+    ("error", TaskState::Failed),
+    ("errored", TaskState::Failed),
+    ("failure", TaskState::Failed),
+    ("cancelled", TaskState::Cancelled),
+    ("canceled", TaskState::Cancelled),
+    ("aborted", TaskState::Cancelled),
+];
 
 /// The listing's filter, and the role and provider sets when more than one was asked for
 /// (the store's filter takes one of each; several are matched here).
@@ -187,14 +211,23 @@ struct Wanted {
 
 fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
     let mut states = Vec::new();
-    for s in csv_list(q, "states")? {
-        let state = tasklog::export::state_alias(&s).ok_or_else(|| {
-            Problem::bad_request(
-                "bad_request",
-                format!("query parameter \"states\": unknown state {s:?} (expected pending, running, completed, failed or cancelled, or an accepted spelling such as queued or processing)"),
-            )
-            .at("states")
-        })?;
+    for s in q
+        .string("states")?
+        .filter(|v| !v.is_empty())
+        .iter()
+        .flat_map(|v| v.split(','))
+    {
+        let state = STATE_SPELLINGS
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, state)| *state)
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "bad_request",
+                    format!("query parameter \"states\": unknown state {s:?} (expected a comma-separated list of: {})", STATE_SPELLINGS.map(|(n, _)| n).join(", ")),
+                )
+                .at("states")
+            })?;
         if !states.contains(&state) {
             states.push(state);
         }
@@ -232,12 +265,12 @@ fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
     operation_id = "compat_persistent_tasks",
     tag = "compat",
     params(
-        ("states" = Option<String>, Query, description = "Comma-separated states (aliases such as queued and processing accepted)"),
+        ("states" = Option<String>, Query, pattern = r"^((pending|queued|waiting|running|processing|in_progress|started|completed|complete|done|succeeded|success|failed|error|errored|failure|cancelled|canceled|aborted)(,(pending|queued|waiting|running|processing|in_progress|started|completed|complete|done|succeeded|success|failed|error|errored|failure|cancelled|canceled|aborted))*)?$", description = "Comma-separated states, any of (the seed's spellings such as queued and processing accepted; empty: any state)"),
         ("roles" = Option<String>, Query, description = "Comma-separated roles"),
         ("providers" = Option<String>, Query, description = "Comma-separated providers"),
         ("search" = Option<String>, Query, description = "Text in the title or description"),
-        ("date_from" = inline(Option<Timestamp>), Query, description = "Created at or after (RFC 3339; empty: no bound)"),
-        ("date_to" = inline(Option<Timestamp>), Query, description = "Created at or before (RFC 3339; empty: no bound)"),
+        ("date_from" = inline(Option<Timestamp>), Query, description = "Created at or after (RFC 3339)"),
+        ("date_to" = inline(Option<Timestamp>), Query, description = "Created at or before (RFC 3339)"),
         ("limit" = Option<usize>, Query, description = "Page size (default 100, at most the server's page limit)"),
         ("offset" = Option<usize>, Query, description = "Matches to skip"),
     ),

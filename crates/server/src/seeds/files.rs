@@ -33,6 +33,14 @@ pub const NAME_CHARS_MAX: usize = 63;
 /// The paths accepted, as the OpenAPI document states them.
 pub const PATH_PATTERN: &str = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$";
 
+/// The path does not exist (a name in it missing, or a file where a directory should be).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
 fn disabled() -> Problem {
     Problem::new(
         StatusCode::FORBIDDEN,
@@ -135,7 +143,7 @@ pub fn for_read(files_dir: Option<&Path>, requested: &str) -> ApiResult<PathBuf>
     let root = root(files_dir)?;
     let rel = relative(requested)?;
     let full = root.join(rel).canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if missing(&e) {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -187,7 +195,7 @@ pub fn for_write(
         .to_owned();
     let parent = candidate.parent().unwrap_or(&root);
     let parent = parent.canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if missing(&e) {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
