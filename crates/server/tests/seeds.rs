@@ -440,6 +440,7 @@ fn autodev_persistent_filters_by_every_parameter() {
         4
     );
     assert_eq!(ids("?date_to=2000-01-01T00:00:00Z").len(), 0);
+    assert_eq!(ids("?date_from=2000-01-01T00:00:00.5%2B02:00").len(), 4);
     let created = s.get(&a.id).unwrap().created_at.to_rfc3339();
     assert!(
         ids(&format!("?date_to={created}")).contains(&a.id),
@@ -450,6 +451,10 @@ fn autodev_persistent_filters_by_every_parameter() {
         ("states=RUNNING", "states"),
         ("states=running,", "states"),
         ("date_to=", "date_to"),
+        ("date_to=0.5", "date_to"),
+        ("date_from=2024-01-01", "date_from"),
+        ("date_from=2024-01-01T00:00:00", "date_from"),
+        ("date_from=2024-13-01T00:00:00Z", "date_from"),
         ("limit=-1", "limit"),
         ("limit=abc", "limit"),
         ("limit=100000", "limit"),

@@ -167,13 +167,60 @@ fn csv_list(q: &QueryParams, name: &str) -> ApiResult<Vec<String>> {
         .unwrap_or_default())
 }
 
-/// A time parameter.
+/// A time parameter: an RFC 3339 date-time, as the document says (the library's parser also
+/// takes dates and epoch seconds, which these parameters do not).
 fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<Timestamp>> {
-    match q.string(name)? {
-        None => Ok(None),
-        Some(v) => Timestamp::parse(&v).map(Some).map_err(|e| {
-            Problem::bad_request("bad_request", format!("query parameter {name:?}: {e}")).at(name)
-        }),
+    let Some(v) = q.string(name)? else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        Problem::bad_request("bad_request", format!("query parameter {name:?}: {why}")).at(name)
+    };
+    if !is_rfc3339(&v) {
+        return Err(bad(format!(
+            "{v:?} is not an RFC 3339 date-time (e.g. 2024-01-31T12:00:00Z)"
+        )));
+    }
+    Timestamp::parse(&v).map(Some).map_err(bad)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`, the shape of an RFC 3339 date-time.
+fn is_rfc3339(v: &str) -> bool {
+    let b = v.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(digits(0..4)
+        && at(4, b"-")
+        && digits(5..7)
+        && at(7, b"-")
+        && digits(8..10)
+        && at(10, b"Tt")
+        && digits(11..13)
+        && at(13, b":")
+        && digits(14..16)
+        && at(16, b":")
+        && digits(17..19))
+    {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z' | b'z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            digits(i + 1..i + 3) && at(i + 3, b":") && digits(i + 4..i + 6) && i + 6 == b.len()
+        }
+        _ => false,
     }
 }
 
@@ -271,7 +318,7 @@ fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
         ("search" = Option<String>, Query, description = "Text in the title or description"),
         ("date_from" = inline(Option<Timestamp>), Query, description = "Created at or after (RFC 3339)"),
         ("date_to" = inline(Option<Timestamp>), Query, description = "Created at or before (RFC 3339)"),
-        ("limit" = Option<usize>, Query, description = "Page size (default 100, at most the server's page limit)"),
+        ("limit" = Option<usize>, Query, maximum = 1000, description = "Page size (default 100, at most the server's page limit: 1,000 unless configured)"),
         ("offset" = Option<usize>, Query, description = "Matches to skip"),
     ),
     responses(
