@@ -815,7 +815,7 @@ fn the_documented_path_pattern_is_the_one_the_server_enforces() {
 
 #[test]
 fn the_state_spellings_match_the_library_and_the_documented_pattern() {
-    use tasklog_server::seeds::autodev::STATE_SPELLINGS;
+    use tasklog_server::seeds::persistent::STATE_SPELLINGS;
     for (name, state) in STATE_SPELLINGS {
         assert_eq!(tasklog::export::state_alias(name), Some(state), "{name}");
     }
