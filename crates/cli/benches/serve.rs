@@ -169,7 +169,8 @@ fn end_to_end(root: &Path, jobs: u64) -> (f64, f64) {
                     if n >= jobs {
                         break;
                     }
-                    let body = json!({"title": format!("job {p}-{n}"), "kind": "job", "input": {"n": n}});
+                    let body =
+                        json!({"title": format!("job {p}-{n}"), "kind": "job", "input": {"n": n}});
                     let (status, _) = post(&agent, &format!("{base}/v1/tasks"), &body);
                     assert!(status == 201 || status == 200, "submit answered {status}");
                 }
@@ -279,10 +280,7 @@ fn main() {
     println!("| clients | library submits/s | HTTP submits/s | HTTP / library |");
     println!("|---:|---:|---:|---:|");
     for (clients, lib, http) in submits(root.path(), secs) {
-        println!(
-            "| {clients} | {lib:.0} | {http:.0} | {:.2}x |",
-            http / lib
-        );
+        println!("| {clients} | {lib:.0} | {http:.0} | {:.2}x |", http / lib);
     }
 
     let jobs = env_u64("TASKLOG_BENCH_JOBS", 20_000);

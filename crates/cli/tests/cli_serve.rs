@@ -240,7 +240,6 @@ fn remote_to_a_server_without_the_route_is_a_clear_error() {
 // ----- through the server's routes (ignored until they are merged) -------------------------
 
 #[test]
-#[ignore = "needs server routes (integration)"]
 fn commands_find_the_server_through_its_record() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("store");
@@ -258,7 +257,6 @@ fn commands_find_the_server_through_its_record() {
 }
 
 #[test]
-#[ignore = "needs server routes (integration)"]
 fn concurrent_writers_through_a_server_all_land() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("store");
@@ -284,7 +282,6 @@ fn concurrent_writers_through_a_server_all_land() {
 }
 
 #[test]
-#[ignore = "needs server routes (integration)"]
 fn a_server_with_a_token_needs_it_from_the_client() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("store");
@@ -319,7 +316,6 @@ fn a_server_with_a_token_needs_it_from_the_client() {
 }
 
 #[test]
-#[ignore = "needs server routes (integration)"]
 fn watch_through_a_server_follows_every_writer() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;

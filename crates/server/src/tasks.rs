@@ -22,7 +22,7 @@ use crate::state::AppState;
 
 mod batch;
 mod bodies;
-mod listing;
+pub(crate) mod listing;
 mod transitions;
 
 pub use batch::{BatchBody, BatchMutation, BatchResponse};

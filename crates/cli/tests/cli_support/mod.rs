@@ -293,7 +293,6 @@ macro_rules! both_ways {
                 super::cli_support::run_in(super::cli_support::Mode::Direct, super::$name);
             }
             #[test]
-            #[ignore = "needs server routes (integration)"]
             fn through_a_server() {
                 super::cli_support::run_in(super::cli_support::Mode::Server, super::$name);
             }

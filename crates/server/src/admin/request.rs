@@ -39,6 +39,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 }
 
 impl QueryParams {
+    /// Every parameter, in the order given.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// 400 naming the first parameter not in `known`.
     pub fn allow(&self, known: &[&str]) -> ApiResult<()> {
         match self

@@ -85,6 +85,7 @@ impl Write for ChannelWriter {
     params(
         ("format" = inline(Option<ExportFormat>), Query, description = "json (default) or csv"),
         ("history" = Option<bool>, Query, description = "Include each task's history in a JSON export (default true)"),
+        crate::tasks::listing::FilterParams,
     ),
     responses(
         (status = 200, description = "The export document, streamed", content(
@@ -96,7 +97,20 @@ impl Write for ChannelWriter {
     )
 )]
 async fn export_route(State(state): State<AppState>, q: QueryParams) -> ApiResult<Response> {
-    q.allow(&["format", "history"])?;
+    // Every listing filter selects what is exported, as `tasklog export --state ...` does.
+    let mut filter = tasklog::store::Filter::default();
+    for (name, value) in q.pairs() {
+        if name != "format"
+            && name != "history"
+            && !crate::tasks::listing::filter_param(&mut filter, name, value)?
+        {
+            return Err(Problem::bad_request(
+                "bad_request",
+                format!("unknown query parameter {name:?}"),
+            )
+            .at(name.clone()));
+        }
+    }
     let format = q
         .parse::<ExportFormat>("format")?
         .unwrap_or(ExportFormat::Json);
@@ -110,7 +124,7 @@ async fn export_route(State(state): State<AppState>, q: QueryParams) -> ApiResul
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let store = state.store().clone();
-    let options = ExportOptions::new().include_history(history);
+    let options = ExportOptions::new().include_history(history).filter(filter);
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
         let w = std::io::BufWriter::with_capacity(64 << 10, ChannelWriter { tx });

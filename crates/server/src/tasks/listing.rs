@@ -163,7 +163,7 @@ fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> ApiResult<()> {
 }
 
 /// Reads one filter parameter into `f`; false when `name` is not a filter parameter.
-fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult<bool> {
+pub(crate) fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult<bool> {
     match name {
         "states" => {
             for s in value.split(',') {
