@@ -391,6 +391,27 @@ pub struct ServeArgs {
     /// (export and import); without it such requests are refused.
     #[arg(long, value_name = "DIR")]
     pub files_dir: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 32)))]
+    pub max_body_bytes: u64,
+    /// Largest page a listing returns (a larger `limit` is refused).
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_page_size: u64,
+    /// Seconds a request may take before it is answered 503 (event streams and claims'
+    /// long polls excepted).
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+    /// Most Server-Sent Events subscribers at once (503 beyond).
+    #[arg(long, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_sse_subscribers: u64,
+    /// Longest long poll a worker's claim may wait, in milliseconds (longer waits are cut).
+    #[arg(long, default_value_t = 60_000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub max_claim_wait_ms: u64,
 }
 
 #[derive(Debug, Args)]

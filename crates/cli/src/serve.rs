@@ -62,6 +62,11 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
     let mut options = ServerOptions::default();
     options.token = token.clone();
     options.files_dir = a.files_dir.clone();
+    options.max_body_bytes = usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX);
+    options.max_page_size = usize::try_from(a.max_page_size).unwrap_or(usize::MAX);
+    options.request_timeout = Duration::from_secs(a.request_timeout);
+    options.max_sse_subscribers = usize::try_from(a.max_sse_subscribers).unwrap_or(usize::MAX);
+    options.max_claim_wait = Duration::from_millis(a.max_claim_wait_ms);
     let served = runtime.block_on(serve(
         ctx,
         signals,
