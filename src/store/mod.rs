@@ -200,7 +200,20 @@ impl Store {
             refs.push(&buf[start..end]);
             start = end;
         }
-        let ticket = self.inner.log.submit(&refs).map_err(|e| self.poison(e))?;
+        // NOTE: an event over the log's record limit is the caller's input, refused before any
+        // I/O: it must not poison the store (the log refuses it the same way, as a backstop).
+        if let Some(big) = refs.iter().find(|r| r.len() > crate::wal::RECORD_BYTES_MAX) {
+            return Err(Error::TooLarge {
+                what: "event",
+                len: big.len() as u64,
+                max: crate::wal::RECORD_BYTES_MAX as u64,
+            });
+        }
+        let ticket = self
+            .inner
+            .log
+            .submit(&refs)
+            .map_err(|e| self.poison_unless_input(e))?;
         assert_eq!(
             ticket.first_lsn(),
             base,
@@ -693,6 +706,15 @@ impl Store {
             return Err(Error::Poisoned { cause });
         }
         Ok(())
+    }
+
+    /// [`Store::poison`], except for errors the log raises before any I/O because of the
+    /// caller's input (too large, no LSNs left): those leave the store writable.
+    fn poison_unless_input(&self, e: Error) -> Error {
+        match e {
+            Error::TooLarge { .. } | Error::InvalidInput { .. } | Error::ReadOnly => e,
+            e => self.poison(e),
+        }
     }
 
     /// Records the first I/O failure; the store refuses all writes until reopened.
