@@ -53,6 +53,30 @@ struct Disk {
 #[derive(Clone, Debug)]
 pub struct SimStorage {
     disk: Arc<Mutex<Disk>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds file fsyncs back while closed, so a test can act while a sync is in flight.
+#[derive(Debug, Default)]
+struct Gate {
+    held: Mutex<bool>,
+    cond: parking_lot::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut held = self.held.lock();
+        if *held {
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            while *held {
+                self.cond.wait(&mut held);
+            }
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 fn eio(what: &str) -> io::Error {
@@ -98,7 +122,22 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
             })),
+            gate: Arc::default(),
         }
+    }
+
+    /// File fsyncs (`sync_data`, `sync_all`) block from now until [`SimStorage::release_syncs`].
+    pub fn hold_syncs(&self) {
+        *self.gate.held.lock() = true;
+    }
+    /// Lets held fsyncs go on (they then succeed or fail as the faults say).
+    pub fn release_syncs(&self) {
+        *self.gate.held.lock() = false;
+        self.gate.cond.notify_all();
+    }
+    /// How many fsyncs are blocked by [`SimStorage::hold_syncs`] now.
+    pub fn syncs_held(&self) -> usize {
+        self.gate.waiting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Crash images keep a random prefix of each file's unsynced appends, in whole sectors of
@@ -176,6 +215,7 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
             })),
+            gate: Arc::default(),
         }
     }
 
@@ -216,6 +256,7 @@ impl SimStorage {
 #[derive(Debug)]
 struct SimFile {
     disk: Arc<Mutex<Disk>>,
+    gate: Arc<Gate>,
     ino: u64,
     writable: bool,
 }
@@ -286,6 +327,7 @@ impl StorageFile for SimFile {
         if torn { Err(eio("torn write")) } else { Ok(()) }
     }
     fn sync_data(&self) -> io::Result<()> {
+        self.gate.pass();
         let mut d = self.disk.lock();
         d.syncs += 1;
         if fire(&mut d.faults.sync_fail_in) {
@@ -351,6 +393,7 @@ impl Storage for SimStorage {
         let writable = mode != OpenMode::Read;
         Ok(Box::new(SimFile {
             disk: self.disk.clone(),
+            gate: self.gate.clone(),
             ino,
             writable,
         }))
