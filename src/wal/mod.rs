@@ -59,7 +59,9 @@ pub mod verify;
 pub use frame::RECORD_BYTES_MAX;
 pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
 pub use segment::FORMAT_VERSION;
-pub use storage::{FileBytes, OpenMode, StdStorage, Storage, StorageFile, StorageLock};
+pub use storage::{
+    FileBytes, OpenMode, StdStorage, StdStorageModes, Storage, StorageFile, StorageLock,
+};
 pub use verify::{Problem, VerifyReport, verify, verify_with_storage};
 
 use group_commit::{Core, Need};

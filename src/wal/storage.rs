@@ -126,9 +126,46 @@ pub trait Storage: Send + Sync + Debug {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
 }
 
-/// The real file system.
+/// The real file system. New files are created `0600` and new directories `0700` (before the
+/// umask): a store holds task inputs and results that are nobody else's business. Use
+/// [`StdStorageModes`] for other permission bits.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
+
+/// The real file system, creating files and directories with these permission bits.
+///
+/// ## Defaults
+/// - `file_mode`: `0o600`.
+/// - `dir_mode`: `0o700`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdStorageModes {
+    /// Permission bits of new files (the process umask still applies).
+    pub file_mode: u32,
+    /// Permission bits of new directories (the process umask still applies).
+    pub dir_mode: u32,
+}
+
+impl Default for StdStorageModes {
+    fn default() -> Self {
+        StdStorageModes {
+            file_mode: 0o600,
+            dir_mode: 0o700,
+        }
+    }
+}
+
+impl StdStorageModes {
+    /// Files created with `file_mode`; directories with the same bits plus search (`x`) for
+    /// every class that may read (`0o640` gives `0o750`).
+    pub fn from_file_mode(file_mode: u32) -> Self {
+        let file_mode = file_mode & 0o777;
+        let search = (file_mode & 0o444) >> 2;
+        StdStorageModes {
+            file_mode,
+            dir_mode: file_mode | search,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct StdFile(File);
@@ -243,16 +280,52 @@ impl StorageLock for StdLock {}
 
 impl Storage for StdStorage {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        StdStorageModes::default().open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        StdStorageModes::default().list_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdStorageModes::default().rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdStorageModes::default().exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        StdStorageModes::default().try_lock(path)
+    }
+}
+
+impl Storage for StdStorageModes {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut o = OpenOptions::new();
         match mode {
             OpenMode::Read => o.read(true),
             OpenMode::ReadWrite => o.read(true).write(true),
-            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+            OpenMode::CreateNew => o
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode),
         };
         Ok(Box::new(StdFile(o.open(path)?)))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir_mode)
+            .create(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
@@ -277,11 +350,13 @@ impl Storage for StdStorage {
         path.exists()
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(self.file_mode)
             .open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(StdLock(file)))),
