@@ -62,20 +62,40 @@ pub fn read_header(file: &dyn StorageFile, path: &Path, name_lsn: Lsn) -> Result
     Ok(header)
 }
 
-/// True if the file holds nothing but zeros (or nothing): a segment whose creation did not finish.
-fn header_never_written(file: &dyn StorageFile, path: &Path) -> Result<bool> {
-    let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    // A short read leaves zeros: a file shorter than the header holding only zeros counts too.
-    let _ = file.read_at(&mut buf, 0).unwrap_or(0);
-    if buf.iter().any(|&b| b != 0) {
+/// True if the segment can hold no record because its creation did not finish: shorter than a
+/// header (a torn header write at a roll), or a header that is zero or torn (its CRC does not
+/// match) with nothing but zeros after it. A writer puts records in a segment only after its
+/// header was fsynced, so such a file never held an acknowledged record.
+///
+/// IMPORTANT: a damaged header in front of records is damage, not an unfinished roll, and must
+/// not be deleted here (`check_chain` reports it); so is a whole header (good CRC) that says
+/// something impossible.
+fn header_unfinished(file: &dyn StorageFile, path: &Path) -> Result<bool> {
+    let len = file.len().map_err(|e| Error::io("stat segment", path, e))?;
+    if len < SEGMENT_HEADER_LEN as u64 {
+        return Ok(true);
+    }
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    let mut done = 0;
+    while let Some(rest) = header.get_mut(done..).filter(|r| !r.is_empty()) {
+        match file.read_at(rest, done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(Error::io("read segment header", path, e)),
+        }
+    }
+    let (body, crc) = header.split_at(SEGMENT_HEADER_LEN - 4);
+    if crc32fast::hash(body).to_le_bytes() == crc {
         return Ok(false);
     }
-    // IMPORTANT: only a file that is zero throughout is unfinished. A zeroed header in front
-    // of records is damage, and must not be deleted here (check_chain reports it).
     let all = file
         .read_all()
         .map_err(|e| Error::io("read segment", path, e))?;
-    Ok(all.iter().all(|&b| b == 0))
+    Ok(all
+        .get(SEGMENT_HEADER_LEN..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&b| b == 0))
 }
 
 /// True if the last segment is one a writer may still be creating: shorter than a header or
@@ -99,7 +119,7 @@ pub fn last_not_yet_written(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> R
         tracing::info!(segment = %path.display(), len, "ignoring a last segment still being created");
         return Ok(true);
     }
-    header_never_written(&*file, path)
+    header_unfinished(&*file, path)
 }
 
 /// Checks that headers chain: each segment names its predecessor's first LSN.
@@ -299,9 +319,9 @@ fn drop_unfinished_last(
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open segment", path, e))?;
-    if header_never_written(&*file, path)? {
+    if header_unfinished(&*file, path)? {
         let len = file.len().unwrap_or(0);
-        tracing::warn!(segment = %path.display(), "removing a segment whose header was never written");
+        tracing::warn!(segment = %path.display(), "removing a last segment whose creation never finished (no complete header, no records)");
         storage
             .remove_file(path)
             .map_err(|e| Error::io("remove segment", path, e))?;
