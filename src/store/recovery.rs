@@ -97,8 +97,7 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     let started = Instant::now();
     let storage = options.storage.as_ref();
     if !options.read_only {
-        storage
-            .create_dir_all(dir)
+        crate::wal::create_dir_durable(storage, dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
     }
     let wal_options = WalOptions {

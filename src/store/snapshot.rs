@@ -120,8 +120,7 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 
 /// Writes a snapshot image durably: temp file, fsync, rename, fsync directory.
 pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Result<PathBuf> {
-    storage
-        .create_dir_all(dir)
+    crate::wal::create_dir_durable(storage, dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let path = dir.join(file_name(lsn));
     let tmp = dir.join(format!("{}.tmp", file_name(lsn)));

@@ -61,6 +61,7 @@ pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
 pub use segment::FORMAT_VERSION;
 pub use storage::{
     FileBytes, OpenMode, StdStorage, StdStorageModes, Storage, StorageFile, StorageLock,
+    create_dir_durable,
 };
 pub use verify::{Problem, VerifyReport, verify, verify_with_storage};
 

@@ -210,8 +210,7 @@ pub fn open(
     let read_only = options.read_only;
     let mut lock = None;
     if !read_only {
-        storage
-            .create_dir_all(dir)
+        super::storage::create_dir_durable(&*storage, dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let lock_file = lock_path(dir);
         lock = Some(
@@ -354,6 +353,16 @@ fn open_last(
             .open(path, mode)
             .map_err(|e| Error::io("open segment", path, e))?,
     );
+    if !options.read_only {
+        // IMPORTANT: never trust the page cache for the tail. After a failed fsync (here or in
+        // an earlier process of this boot) Linux keeps the unwritten bytes cached as clean
+        // pages while the disk holds the old ones: reading them would revive records that a
+        // power cut then takes back. Flush what is dirty, evict the cache, read from disk.
+        // Sealed segments were fsynced successfully when the log rolled past them.
+        let io = |op| move |e| Error::io(op, path, e);
+        file.sync_data().map_err(io("fsync"))?;
+        file.drop_cache().map_err(io("drop cached pages"))?;
+    }
     let end = scan_last(&*file, path, first_lsn, options.read_only)?;
     if let Some(torn) = &end.torn {
         if options.read_only {

@@ -61,6 +61,13 @@ pub trait StorageFile: Send + Sync + Debug {
     fn zeros_from(&self) -> io::Result<u64> {
         self.len()
     }
+    /// Evicts the file's clean cached pages, so later reads come from the disk (posix_fadvise
+    /// `DONTNEED` on Linux). After a failed writeback Linux marks the pages clean while the
+    /// disk holds the old bytes: reading through the cache would trust bytes that were never
+    /// written. Dirty pages stay (sync first). Storage without a cache does nothing.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// The whole file as bytes: a read-only memory map where the storage can map, else a copy.
     fn map_all(&self) -> io::Result<FileBytes> {
         Ok(FileBytes::Owned(self.read_all()?))
@@ -126,6 +133,26 @@ pub trait Storage: Send + Sync + Debug {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
 }
 
+/// Creates `path` and any missing parents, then fsyncs the parent of each directory it
+/// created, top down, so that the new entries survive a power cut (a directory's own entry
+/// lives in its parent).
+pub fn create_dir_durable(storage: &dyn Storage, path: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !storage.exists(a))
+        .collect();
+    storage.create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => continue,
+        };
+        storage.sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// The real file system. New files are created `0600` and new directories `0700` (before the
 /// umask): a store holds task inputs and results that are nobody else's business. Use
 /// [`StdStorageModes`] for other permission bits.
@@ -182,6 +209,14 @@ impl StorageFile for StdFile {
     }
     fn sync_all(&self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        match rustix::fs::fadvise(&self.0, 0, None, rustix::fs::Advice::DontNeed) {
+            Ok(()) => Ok(()),
+            // Not every file system has a page cache to drop; nothing was cached then.
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::OPNOTSUPP => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
