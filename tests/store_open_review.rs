@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tasklog::NewTask;
 use tasklog::store::{Store, StoreOptions};
@@ -160,21 +160,32 @@ fn read_only_opens_beside_a_compacting_writer_never_report_corruption() {
     let store = options(&sim).snapshots_kept(1).open("/data/db").unwrap();
     store.submit(NewTask::new("t").id("t0")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Tasks acknowledged so far (`len()` would also count tasks applied but not yet written).
+    let acked = Arc::new(AtomicUsize::new(1));
     let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
+        let (store, stop, acked) = (store.clone(), stop.clone(), acked.clone());
         std::thread::spawn(move || {
             let mut i = 1;
-            while !stop.load(Ordering::Relaxed) {
+            // NOTE: bounded, so a slow reader on a busy machine does not face an ever larger
+            // snapshot.
+            for _ in 0..100 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 for _ in 0..20 {
                     store.submit(NewTask::new("t").id(format!("t{i}"))).unwrap();
+                    acked.fetch_add(1, Ordering::SeqCst);
                     i += 1;
                 }
                 store.snapshot().unwrap();
             }
         })
     };
+    while acked.load(Ordering::SeqCst) < 41 {
+        std::thread::yield_now();
+    }
     for n in 0..300 {
-        let acked = store.len();
+        let acked = acked.load(Ordering::SeqCst);
         let reader = options(&sim)
             .read_only(true)
             .open("/data/db")
