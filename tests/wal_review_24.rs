@@ -4,14 +4,18 @@
 //!
 //! Method: a log on the simulated disk rolled over a few segments, then a last segment is
 //! added as a crash in the middle of `create_segment` leaves it: shorter than a header, or a
-//! header that does not check out followed by zeros (preallocated space).
+//! header that does not check out followed by zeros (preallocated space). Also: a reopen after a
+//! failed fsync does not trust the page cache (1), and the active segment is never
+//! memory-mapped (10, through a storage that records every map).
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::{all_records, assert_prefix, open_sim, payload, sim_dir, sim_segments, small_opts};
 use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{FileBytes, OpenMode, Storage, StorageFile, StorageLock, Wal};
 
 /// A closed log of `n` records over several segments; returns the disk and the path the next
 /// segment would get.
@@ -103,4 +107,111 @@ fn a_reopen_after_a_failed_fsync_does_not_trust_the_cache() {
         assert_prefix(&seen[..5], 5);
         assert_eq!(seen.get(5).map(|r| r.1.as_slice()), Some(&b"after"[..]));
     }
+}
+
+/// A storage that records which files were memory-mapped.
+#[derive(Debug, Clone)]
+struct MapSpy {
+    sim: SimStorage,
+    mapped: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
+}
+
+#[derive(Debug)]
+struct SpyFile {
+    inner: Box<dyn StorageFile>,
+    path: PathBuf,
+    mapped: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
+}
+
+impl StorageFile for SpyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn map_all(&self) -> std::io::Result<FileBytes> {
+        self.mapped.lock().unwrap().push(self.path.clone());
+        self.inner.map_all()
+    }
+}
+
+impl Storage for MapSpy {
+    fn open(&self, p: &Path, m: OpenMode) -> std::io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(SpyFile {
+            inner: self.sim.open(p, m)?,
+            path: p.to_path_buf(),
+            mapped: self.mapped.clone(),
+        }))
+    }
+    fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
+        self.sim.create_dir_all(p)
+    }
+    fn list_dir(&self, p: &Path) -> std::io::Result<Vec<PathBuf>> {
+        self.sim.list_dir(p)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        self.sim.rename(a, b)
+    }
+    fn remove_file(&self, p: &Path) -> std::io::Result<()> {
+        self.sim.remove_file(p)
+    }
+    fn sync_dir(&self, p: &Path) -> std::io::Result<()> {
+        self.sim.sync_dir(p)
+    }
+    fn exists(&self, p: &Path) -> bool {
+        self.sim.exists(p)
+    }
+    fn try_lock(&self, p: &Path) -> std::io::Result<Option<Box<dyn StorageLock>>> {
+        self.sim.try_lock(p)
+    }
+}
+
+/// Finding 10: a map is shared, so writes into the active (preallocated) segment would show
+/// through a live `&[u8]`, and a read error in it would raise SIGBUS. Open and replay map
+/// sealed segments only; the active one is copied.
+#[test]
+fn the_active_segment_is_never_memory_mapped() {
+    let spy = MapSpy {
+        sim: SimStorage::new(9),
+        mapped: Default::default(),
+    };
+    let opts = small_opts().preallocate(true);
+    let open = || {
+        Wal::open_with_storage(Arc::new(spy.clone()), sim_dir(), opts.clone())
+            .unwrap()
+            .0
+    };
+    let wal = open();
+    for i in 1..=200 {
+        wal.append(&payload(i)).unwrap();
+    }
+    assert_prefix(&all_records(&wal).unwrap(), 200);
+    wal.close().unwrap();
+    let wal = open();
+    assert_prefix(&all_records(&wal).unwrap(), 200);
+    let segments = sim_segments(&spy.sim, &sim_dir());
+    let active = segments.last().unwrap();
+    let mapped = spy.mapped.lock().unwrap().clone();
+    assert!(!mapped.is_empty(), "sealed segments are still mapped");
+    assert!(
+        !mapped.contains(active),
+        "the active segment {} was mapped",
+        active.display()
+    );
 }

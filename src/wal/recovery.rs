@@ -179,20 +179,27 @@ fn scan_last(
     let mut attempts = 0;
     loop {
         let bytes = if read_only {
-            FileBytes::Owned(
-                file.read_all()
-                    .map_err(|e| Error::io("read segment", path, e))?,
-            )
+            let bytes = file
+                .read_all()
+                .map_err(|e| Error::io("read segment", path, e))?;
+            // NOTE: asked after the copy: whatever a writer in another process had appended
+            // by then is data to the file system too, so no byte of the copy is wrongly
+            // taken for zero.
+            spec.zeros_from = file
+                .zeros_from()
+                .map_err(|e| Error::io("find the end of data", path, e))?;
+            bytes
         } else {
-            file.map_all()
-                .map_err(|e| Error::io("map segment", path, e))?
+            // The last segment is the active one: copied, never mapped (see
+            // `storage::map_file`). A writer holds the lock, so asking where the data ends
+            // first is safe, and the unwritten preallocated tail is never read.
+            spec.zeros_from = file
+                .zeros_from()
+                .map_err(|e| Error::io("find the end of data", path, e))?;
+            file.read_prefix(spec.zeros_from)
+                .map_err(|e| Error::io("read segment", path, e))?
         };
-        // NOTE: asked after the copy: whatever a writer in another process had appended by
-        // then is data to the file system too, so no byte of the copy is wrongly taken for
-        // zero. Mapping reads nothing, so a writer's open still skips the unwritten tail.
-        spec.zeros_from = file
-            .zeros_from()
-            .map_err(|e| Error::io("find the end of data", path, e))?;
+        let bytes = FileBytes::Owned(bytes);
         match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
             other => return other,

@@ -74,7 +74,11 @@ pub trait StorageFile: Send + Sync + Debug {
     }
     /// Reads the whole file.
     fn read_all(&self) -> io::Result<Vec<u8>> {
-        let len = self.len()?;
+        self.read_prefix(u64::MAX)
+    }
+    /// Reads the first `max` bytes of the file (fewer if it is shorter).
+    fn read_prefix(&self, max: u64) -> io::Result<Vec<u8>> {
+        let len = self.len()?.min(max);
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let mut buf = vec![0u8; len];
         let mut done = 0;
@@ -296,15 +300,19 @@ impl StorageFile for StdFile {
 const DATA_RANGES_MAX: usize = 64;
 
 /// Maps a whole file read-only.
-// SAFETY: a map is only sound while nobody truncates the file under it (that turns reads into
-// SIGBUS). The log maps segments only in a handle that holds the exclusive LOCK, and within the
-// process the only truncations (torn-tail cut at open, repair) happen before any map exists or
-// under the same lock with no map alive; `truncate_before` unlinks files, which keeps mapped
-// pages valid. Read-only opens take no lock, so they never map: they copy (`read_all`).
-// Bytes appended after the map was made are simply not visible through it.
+// SAFETY: the map is shared (MAP_SHARED): any later write to the file shows through the `&[u8]`
+// it hands out, and a truncation or a read error turns an access into SIGBUS. So the log maps
+// only *sealed* segments: ones it rolled past, whose bytes were fdatasynced at the roll and are
+// never written again, in a handle that holds the exclusive LOCK (read-only handles never map).
+// The active (last) segment, still written and where an I/O error is likeliest, is always
+// copied (`read_prefix`), at open and in replay. Truncations (torn-tail cut at open, repair)
+// touch only the last segment or run without a handle; `truncate_before` unlinks files, which
+// keeps mapped pages valid. What remains: a media read error inside a mapped sealed segment
+// raises SIGBUS instead of an error (a damaged disk under a sealed, checksummed file).
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
-    // SAFETY: see above; the map is read-only and never outlives its use in a replay.
+    // SAFETY: see above; only sealed segments are mapped, read-only, and the map never
+    // outlives its use in a replay.
     unsafe { memmap2::Mmap::map(file) }
 }
 
