@@ -29,11 +29,19 @@ fn temp_path(target: &Path) -> PathBuf {
 pub fn write_atomically<T>(target: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
     let tmp = temp_path(target);
     let result = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A new export is private (0600, it holds every task); one that replaces a file keeps
+        // that file's permission bits, so a reader someone was granted can still read it.
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
+        if let Ok(old) = fs::metadata(target) {
+            file.set_permissions(old.permissions())
+                .map_err(|e| Error::io("chmod", &tmp, e))?;
+        }
         let out = write(&mut file)?;
         file.flush().map_err(|e| Error::io("write", &tmp, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
@@ -95,5 +103,28 @@ mod tests {
         assert_eq!(fs::read(&target).expect("should read"), b"new");
         assert_eq!(fs::read_dir(dir.path()).expect("should list").count(), 1);
         assert!(default_file_name().starts_with("tasks_export_"));
+    }
+
+    /// Issue #24 (9): a new export is 0600; one replacing a file keeps that file's mode.
+    #[test]
+    fn a_new_export_is_private_and_a_replacement_keeps_the_old_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("should create a temp dir");
+        let mode = |p: &Path| fs::metadata(p).expect("should stat").permissions().mode() & 0o777;
+        let fresh = dir.path().join("fresh.json");
+        write_atomically(&fresh, |f| {
+            f.write_all(b"x").map_err(|e| Error::io("write", "t", e))
+        })
+        .expect("should write");
+        assert_eq!(mode(&fresh), 0o600);
+        let shared = dir.path().join("shared.json");
+        fs::write(&shared, b"old").expect("should write");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o644)).expect("should chmod");
+        write_atomically(&shared, |f| {
+            f.write_all(b"y").map_err(|e| Error::io("write", "t", e))
+        })
+        .expect("should write");
+        assert_eq!(mode(&shared), 0o644);
+        assert_eq!(fs::read(&shared).expect("should read"), b"y");
     }
 }

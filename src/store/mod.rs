@@ -157,22 +157,24 @@ impl Store {
     /// event written, durable under the store's durability mode (0 when nothing was written,
     /// e.g. only repeated submits).
     pub fn write_batch(&self, mutations: Vec<Mutation>) -> Result<u64> {
-        let (_, last_lsn) = self.commit(mutations, false)?;
+        let (_, last_lsn) = self.commit(mutations, false, Stale::Refuse)?;
         Ok(last_lsn)
     }
 
     /// [`Store::batch`], with each mutation's task id and its task (`None` when a repeated
     /// submit's task has since been removed).
     fn batch_results(&self, mutations: Vec<Mutation>) -> Result<Vec<(String, Option<Task>)>> {
-        Ok(self.commit(mutations, true)?.0)
+        Ok(self.commit(mutations, true, Stale::Refuse)?.0)
     }
 
     /// Validates, logs, applies and waits for durability; with `want_results`, also returns
-    /// each mutation's task id and task.
+    /// each mutation's task id and task. With [`Stale::Skip`], a mutation whose expected version
+    /// no longer matches is left out instead of failing the batch.
     fn commit(
         &self,
         mutations: Vec<Mutation>,
         want_results: bool,
+        stale: Stale,
     ) -> Result<(Vec<TaskResult>, u64)> {
         self.check_writable()?;
         let now = Timestamp::now();
@@ -180,7 +182,18 @@ impl Store {
         let base = self.inner.log.next_lsn();
         let mut staged = Staged::new(mutations.len());
         for m in mutations {
-            staged.stage(&st, m, now, self.inner.session, base)?;
+            match staged.stage(&st, m, now, self.inner.session, base) {
+                Ok(()) => {}
+                Err(Error::Conflict { .. }) if stale == Stale::Skip => {}
+                Err(e) => {
+                    // A refusal reveals the state it was judged against: answer only once
+                    // that state is durable, or a crash could take back what it revealed.
+                    let applied = st.applied_lsn;
+                    drop(st);
+                    self.settle(applied)?;
+                    return Err(e);
+                }
+            }
         }
         if staged.events.is_empty() {
             let results = results_of(&staged, &st);
@@ -200,7 +213,20 @@ impl Store {
             refs.push(&buf[start..end]);
             start = end;
         }
-        let ticket = self.inner.log.submit(&refs).map_err(|e| self.poison(e))?;
+        // NOTE: an event over the log's record limit is the caller's input, refused before any
+        // I/O: it must not poison the store (the log refuses it the same way, as a backstop).
+        if let Some(big) = refs.iter().find(|r| r.len() > crate::wal::RECORD_BYTES_MAX) {
+            return Err(Error::TooLarge {
+                what: "event",
+                len: big.len() as u64,
+                max: crate::wal::RECORD_BYTES_MAX as u64,
+            });
+        }
+        let ticket = self
+            .inner
+            .log
+            .submit(&refs)
+            .map_err(|e| self.poison_unless_input(e))?;
         assert_eq!(
             ticket.first_lsn(),
             base,
@@ -369,10 +395,33 @@ impl Store {
 
     /// The task with this id.
     pub fn get(&self, id: &str) -> Result<Task> {
-        let task = self.inner.state.read().task(id).cloned();
-        let task = task.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
-        self.settle(task.last_lsn)?;
-        Ok(task)
+        let (task, applied) = {
+            let st = self.inner.state.read();
+            (st.task(id).cloned(), st.applied_lsn)
+        };
+        self.found(id, task, applied, |t| t.last_lsn)
+    }
+
+    /// Answers a read of one task: once the task's last change is durable, or, when there is
+    /// no such task, once everything applied when it was looked up is durable (a removal
+    /// could otherwise be revealed before a crash takes it back).
+    fn found<T>(
+        &self,
+        id: &str,
+        value: Option<T>,
+        applied: u64,
+        lsn_of: impl FnOnce(&T) -> u64,
+    ) -> Result<T> {
+        match value {
+            Some(v) => {
+                self.settle(lsn_of(&v))?;
+                Ok(v)
+            }
+            None => {
+                self.settle(applied)?;
+                Err(Error::NotFound { id: id.to_string() })
+            }
+        }
     }
 
     /// The task with this id, shared rather than copied (`get` copies a task's strings).
@@ -380,10 +429,11 @@ impl Store {
     /// NOTE: the store changes a task in place while nobody else holds it; the first change
     /// after this call while the `Arc` is still held copies the task once. Hold it briefly.
     pub fn get_shared(&self, id: &str) -> Result<Arc<Task>> {
-        let task = self.inner.state.read().task_shared(id).cloned();
-        let task = task.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
-        self.settle(task.last_lsn)?;
-        Ok(task)
+        let (task, applied) = {
+            let st = self.inner.state.read();
+            (st.task_shared(id).cloned(), st.applied_lsn)
+        };
+        self.found(id, task, applied, |t| t.last_lsn)
     }
 
     /// Recounts the statistics counters and query indexes from the tasks and compares them
@@ -395,11 +445,11 @@ impl Store {
 
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
-        let history = {
+        let (history, applied) = {
             let st = self.inner.state.read();
-            st.history(id).cloned()
+            (st.history(id).cloned(), st.applied_lsn)
         };
-        let history = history.ok_or_else(|| Error::NotFound { id: id.to_string() })?;
+        let history = self.found(id, history, applied, |_| 0)?;
         let events = history.events()?;
         if let Some(last) = events.last() {
             self.settle(last.lsn)?;
@@ -470,22 +520,26 @@ impl Store {
             "retention: finished more than {} s ago",
             older_than.as_secs()
         );
+        // IMPORTANT: the candidates were chosen under a read lock since released. Each removal
+        // holds the version it was chosen at, and a task changed since (retried, say) is
+        // skipped rather than removed in a state retention never judged.
         let muts: Vec<Mutation> = ids
-            .iter()
-            .map(|id| {
+            .into_iter()
+            .map(|(id, version)| {
                 Mutation::new(
-                    id.clone(),
+                    id,
                     Change::Remove {
                         reason: Some(reason.clone()),
                     },
                 )
+                .expect_version(version)
             })
             .collect();
-        let n = muts.len();
-        if n > 0 {
-            self.batch(muts)?;
+        if muts.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        let (removed, _) = self.commit(muts, true, Stale::Skip)?;
+        Ok(removed.len())
     }
 
     /// pending -> running under a lease held by `owner` for `lease_ms` milliseconds.
@@ -711,6 +765,15 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::poison`], except for errors the log raises before any I/O because of the
+    /// caller's input (too large, no LSNs left): those leave the store writable.
+    fn poison_unless_input(&self, e: Error) -> Error {
+        match e {
+            Error::TooLarge { .. } | Error::InvalidInput { .. } | Error::ReadOnly => e,
+            e => self.poison(e),
+        }
+    }
+
     /// Records the first I/O failure; the store refuses all writes until reopened.
     fn poison(&self, e: Error) -> Error {
         let mut p = self.inner.poisoned.lock();
@@ -758,6 +821,15 @@ impl Store {
 
 /// A mutation's task id and its task after the batch.
 type TaskResult = (String, Option<Task>);
+
+/// What a batch does with a mutation whose expected version no longer matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stale {
+    /// Fail the whole batch with `Conflict` (the public API).
+    Refuse,
+    /// Leave the mutation out (retention, which chose its tasks under a lock since released).
+    Skip,
+}
 
 /// Results of a batch that wrote nothing (only repeated submits).
 fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Store;
 use crate::error::Result;
-use crate::wal::{Durability, StdStorage, Storage};
+use crate::wal::{Durability, StdStorage, StdStorageModes, Storage};
 
 /// What to do, on open, with tasks that were running under a process that died.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub enum InterruptedPolicy {
 /// - `interrupted_policy`: [`InterruptedPolicy::MarkFailed`].
 /// - `read_only`: false.
 /// - `preallocate`: true (segments are reserved up front, which makes each fdatasync cheaper).
+/// - `file_mode`: `0o600` for new files, `0o700` for new directories (see
+///   [`StoreOptions::file_mode`]).
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub(crate) durability: Durability,
@@ -42,6 +44,8 @@ pub struct StoreOptions {
     pub(crate) read_only: bool,
     pub(crate) preallocate: bool,
     pub(crate) storage: Arc<dyn Storage>,
+    /// True once [`StoreOptions::storage`] chose the file system (then `file_mode` is its own).
+    pub(crate) storage_chosen: bool,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +60,7 @@ impl Default for StoreOptions {
             read_only: false,
             preallocate: true,
             storage: Arc::new(StdStorage),
+            storage_chosen: false,
         }
     }
 }
@@ -117,10 +122,23 @@ impl StoreOptions {
         self.preallocate = yes;
         self
     }
-    /// The file system to use (a simulated disk in tests).
+    /// The file system to use (a simulated disk in tests). Its own rules then decide the
+    /// permissions of new files ([`StoreOptions::file_mode`] no longer applies).
     #[must_use]
     pub fn storage(mut self, s: Arc<dyn Storage>) -> Self {
         self.storage = s;
+        self.storage_chosen = true;
+        self
+    }
+    /// Permission bits of the files the store creates (default `0o600`); directories get the
+    /// same bits plus search for each class that may read (`0o640` gives `0o750`). The
+    /// process umask still applies. Existing files and directories are left as they are.
+    /// Ignored when [`StoreOptions::storage`] chose the file system.
+    #[must_use]
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        if !self.storage_chosen {
+            self.storage = Arc::new(StdStorageModes::from_file_mode(mode));
+        }
         self
     }
     /// Opens the store at `dir` with these options.

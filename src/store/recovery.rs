@@ -51,14 +51,57 @@ pub fn snapshot_dir(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }
 
+/// Attempts a read-only open makes before giving up, when a writer changed the files while
+/// it looked (each attempt is a whole consistent read; see `recover`).
+const READ_ONLY_ATTEMPTS: usize = 20;
+
 /// Opens the log and rebuilds the state. The interrupted-work policy is applied by the caller
 /// (it writes events, which needs a running store).
+///
+/// A read-only open holds no lock, so a writer may snapshot and compact while it reads: the
+/// snapshot is read *before* the log is listed (so the log it finds reaches back to it, unless
+/// compacted meanwhile), and a failure while the store's files changed under it is retried
+/// rather than reported as corruption. A failure with the files unchanged is reported.
 pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, RecoveryReport)> {
+    if !options.read_only {
+        return recover_once(dir, options);
+    }
+    let storage = options.storage.as_ref();
+    let mut attempt = 0;
+    loop {
+        let before = listing(storage, dir);
+        match recover_once(dir, options) {
+            Ok(out) => return Ok(out),
+            Err(e) => {
+                attempt += 1;
+                let changed = listing(storage, dir) != before;
+                let retriable = e.is_corruption()
+                    || matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+                if !(changed && retriable) || attempt >= READ_ONLY_ATTEMPTS {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, attempt, "the store changed during a read-only open; reading again");
+                std::thread::sleep(std::time::Duration::from_millis(attempt as u64));
+            }
+        }
+    }
+}
+
+/// The names of the log and snapshot files, to tell whether a writer changed them.
+fn listing(storage: &dyn crate::wal::Storage, dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in [wal_dir(dir), snapshot_dir(dir)] {
+        out.extend(storage.list_dir(&d).unwrap_or_default());
+    }
+    out.sort();
+    out
+}
+
+fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, RecoveryReport)> {
     let started = Instant::now();
     let storage = options.storage.as_ref();
     if !options.read_only {
-        storage
-            .create_dir_all(dir)
+        crate::wal::create_dir_durable(storage, dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
     }
     let wal_options = WalOptions {
@@ -67,11 +110,23 @@ pub fn recover(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recove
         preallocate: options.preallocate,
         read_only: options.read_only,
     };
-    let (wal, open_report) =
-        Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
     let mut report = RecoveryReport::default();
-    note_torn_tail(&mut report, &open_report);
-    let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+    // Read-only: snapshot first, then the log (see `recover`). A writer takes the lock (in
+    // `Wal::open`) before touching snapshots, and then removes temp files of a failed write.
+    let (wal, mut state) = if options.read_only {
+        let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+        let (wal, open_report) =
+            Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
+        note_torn_tail(&mut report, &open_report);
+        (wal, state)
+    } else {
+        let (wal, open_report) =
+            Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
+        note_torn_tail(&mut report, &open_report);
+        snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
+        let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+        (wal, state)
+    };
     check_snapshot_fits_log(&wal, &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
     state.suspend_indexes();
@@ -96,7 +151,24 @@ fn load_snapshot(
     report: &mut RecoveryReport,
 ) -> Result<State> {
     for file in snapshot::list(storage, dir)? {
-        match snapshot::read(storage, &file.path) {
+        let read = snapshot::read(storage, &file.path).and_then(|state| {
+            // The name orders the snapshots and decides which log segments may go: a header
+            // that disagrees with it is not to be trusted.
+            if state.applied_lsn == file.lsn {
+                Ok(state)
+            } else {
+                Err(Error::corrupt(
+                    &file.path,
+                    None,
+                    Some(state.applied_lsn),
+                    format!(
+                        "the header says LSN {}, the file name LSN {}",
+                        state.applied_lsn, file.lsn
+                    ),
+                ))
+            }
+        });
+        match read {
             Ok(state) => {
                 report.snapshot_used = Some(file.path);
                 report.snapshot_lsn = state.applied_lsn;

@@ -60,6 +60,36 @@ pub fn file_name(lsn: u64) -> String {
     format!("snap-{lsn:020}.snap")
 }
 
+/// Removes the temp files (`*.snap.tmp`) a failed or interrupted snapshot write left in `dir`,
+/// then fsyncs it. For writers only (they hold the lock, so no snapshot is being written).
+pub fn remove_temp_files(storage: &dyn Storage, dir: &Path) -> Result<usize> {
+    if !storage.exists(dir) {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for path in storage
+        .list_dir(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+    {
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap.tmp"))
+        {
+            storage
+                .remove_file(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(removed)
+}
+
 /// Snapshot files in `dir`, newest first. Temp files and strangers are ignored.
 pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotFile>> {
     if !storage.exists(dir) {
@@ -90,8 +120,7 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 
 /// Writes a snapshot image durably: temp file, fsync, rename, fsync directory.
 pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Result<PathBuf> {
-    storage
-        .create_dir_all(dir)
+    crate::wal::create_dir_durable(storage, dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let path = dir.join(file_name(lsn));
     let tmp = dir.join(format!("{}.tmp", file_name(lsn)));

@@ -194,13 +194,13 @@ pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
 }
 
 /// Terminal tasks last changed before `cutoff` (candidates for retention).
-pub fn expired(state: &State, cutoff: Timestamp) -> Vec<String> {
-    let mut ids: Vec<String> = TaskState::ALL
+pub fn expired(state: &State, cutoff: Timestamp) -> Vec<(String, u64)> {
+    let mut ids: Vec<(String, u64)> = TaskState::ALL
         .into_iter()
         .filter(|s| s.is_terminal())
         .flat_map(|s| state.tasks_in(s))
         .filter(|t| t.completed_at.unwrap_or(t.updated_at) < cutoff)
-        .map(|t| t.id.clone())
+        .map(|t| (t.id.clone(), t.version))
         .collect();
     ids.sort();
     ids

@@ -100,6 +100,11 @@ pub struct State {
 }
 
 impl State {
+    /// The segment (its first LSN) and offset at which the next submitted frame will land.
+    pub fn planned_end(&self) -> (Lsn, u64) {
+        (self.planned_first_lsn, self.planned_offset)
+    }
+
     /// State for a log whose last segment ends at `data_end` and holds LSNs below `next_lsn`.
     pub fn new(
         next_lsn: Lsn,

@@ -62,20 +62,40 @@ pub fn read_header(file: &dyn StorageFile, path: &Path, name_lsn: Lsn) -> Result
     Ok(header)
 }
 
-/// True if the file holds nothing but zeros (or nothing): a segment whose creation did not finish.
-fn header_never_written(file: &dyn StorageFile, path: &Path) -> Result<bool> {
-    let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    // A short read leaves zeros: a file shorter than the header holding only zeros counts too.
-    let _ = file.read_at(&mut buf, 0).unwrap_or(0);
-    if buf.iter().any(|&b| b != 0) {
+/// True if the segment can hold no record because its creation did not finish: shorter than a
+/// header (a torn header write at a roll), or a header that is zero or torn (its CRC does not
+/// match) with nothing but zeros after it. A writer puts records in a segment only after its
+/// header was fsynced, so such a file never held an acknowledged record.
+///
+/// IMPORTANT: a damaged header in front of records is damage, not an unfinished roll, and must
+/// not be deleted here (`check_chain` reports it); so is a whole header (good CRC) that says
+/// something impossible.
+fn header_unfinished(file: &dyn StorageFile, path: &Path) -> Result<bool> {
+    let len = file.len().map_err(|e| Error::io("stat segment", path, e))?;
+    if len < SEGMENT_HEADER_LEN as u64 {
+        return Ok(true);
+    }
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    let mut done = 0;
+    while let Some(rest) = header.get_mut(done..).filter(|r| !r.is_empty()) {
+        match file.read_at(rest, done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(Error::io("read segment header", path, e)),
+        }
+    }
+    let (body, crc) = header.split_at(SEGMENT_HEADER_LEN - 4);
+    if crc32fast::hash(body).to_le_bytes() == crc {
         return Ok(false);
     }
-    // IMPORTANT: only a file that is zero throughout is unfinished. A zeroed header in front
-    // of records is damage, and must not be deleted here (check_chain reports it).
     let all = file
         .read_all()
         .map_err(|e| Error::io("read segment", path, e))?;
-    Ok(all.iter().all(|&b| b == 0))
+    Ok(all
+        .get(SEGMENT_HEADER_LEN..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&b| b == 0))
 }
 
 /// True if the last segment is one a writer may still be creating: shorter than a header or
@@ -99,7 +119,7 @@ pub fn last_not_yet_written(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> R
         tracing::info!(segment = %path.display(), len, "ignoring a last segment still being created");
         return Ok(true);
     }
-    header_never_written(&*file, path)
+    header_unfinished(&*file, path)
 }
 
 /// Checks that headers chain: each segment names its predecessor's first LSN.
@@ -159,20 +179,27 @@ fn scan_last(
     let mut attempts = 0;
     loop {
         let bytes = if read_only {
-            FileBytes::Owned(
-                file.read_all()
-                    .map_err(|e| Error::io("read segment", path, e))?,
-            )
+            let bytes = file
+                .read_all()
+                .map_err(|e| Error::io("read segment", path, e))?;
+            // NOTE: asked after the copy: whatever a writer in another process had appended
+            // by then is data to the file system too, so no byte of the copy is wrongly
+            // taken for zero.
+            spec.zeros_from = file
+                .zeros_from()
+                .map_err(|e| Error::io("find the end of data", path, e))?;
+            bytes
         } else {
-            file.map_all()
-                .map_err(|e| Error::io("map segment", path, e))?
+            // The last segment is the active one: copied, never mapped (see
+            // `storage::map_file`). A writer holds the lock, so asking where the data ends
+            // first is safe, and the unwritten preallocated tail is never read.
+            spec.zeros_from = file
+                .zeros_from()
+                .map_err(|e| Error::io("find the end of data", path, e))?;
+            file.read_prefix(spec.zeros_from)
+                .map_err(|e| Error::io("read segment", path, e))?
         };
-        // NOTE: asked after the copy: whatever a writer in another process had appended by
-        // then is data to the file system too, so no byte of the copy is wrongly taken for
-        // zero. Mapping reads nothing, so a writer's open still skips the unwritten tail.
-        spec.zeros_from = file
-            .zeros_from()
-            .map_err(|e| Error::io("find the end of data", path, e))?;
+        let bytes = FileBytes::Owned(bytes);
         match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
             other => return other,
@@ -190,8 +217,7 @@ pub fn open(
     let read_only = options.read_only;
     let mut lock = None;
     if !read_only {
-        storage
-            .create_dir_all(dir)
+        super::storage::create_dir_durable(&*storage, dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let lock_file = lock_path(dir);
         lock = Some(
@@ -299,9 +325,9 @@ fn drop_unfinished_last(
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open segment", path, e))?;
-    if header_never_written(&*file, path)? {
+    if header_unfinished(&*file, path)? {
         let len = file.len().unwrap_or(0);
-        tracing::warn!(segment = %path.display(), "removing a segment whose header was never written");
+        tracing::warn!(segment = %path.display(), "removing a last segment whose creation never finished (no complete header, no records)");
         storage
             .remove_file(path)
             .map_err(|e| Error::io("remove segment", path, e))?;
@@ -334,6 +360,16 @@ fn open_last(
             .open(path, mode)
             .map_err(|e| Error::io("open segment", path, e))?,
     );
+    if !options.read_only {
+        // IMPORTANT: never trust the page cache for the tail. After a failed fsync (here or in
+        // an earlier process of this boot) Linux keeps the unwritten bytes cached as clean
+        // pages while the disk holds the old ones: reading them would revive records that a
+        // power cut then takes back. Flush what is dirty, evict the cache, read from disk.
+        // Sealed segments were fsynced successfully when the log rolled past them.
+        let io = |op| move |e| Error::io(op, path, e);
+        file.sync_data().map_err(io("fsync"))?;
+        file.drop_cache().map_err(io("drop cached pages"))?;
+    }
     let end = scan_last(&*file, path, first_lsn, options.read_only)?;
     if let Some(torn) = &end.torn {
         if options.read_only {

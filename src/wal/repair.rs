@@ -89,8 +89,9 @@ pub fn repair_with_storage(
         last_good_lsn,
     });
     if !dry_run {
-        storage
-            .create_dir_all(&quarantine)
+        // The quarantine directory's entry (in the log directory) must be durable before
+        // anything is cut, or a power cut could keep the cut and lose the copy.
+        super::storage::create_dir_durable(storage, &quarantine)
             .map_err(|e| Error::io("create directory", &quarantine, e))?;
     }
     for (path, from, target) in &plan {

@@ -1,8 +1,9 @@
 //! Reading the log back: `replay` and `read_from`.
 //!
-//! A writer maps each segment (memmap2 through `StorageFile::map_all`) and walks it in place:
-//! no per-record allocation, and the payload handed to the callback borrows the map. Read-only
-//! handles copy each segment instead (`read_all`) because they hold no lock, and a writer in
+//! A writer maps each sealed segment (memmap2 through `StorageFile::map_all`) and walks it in
+//! place: no per-record allocation, and the payload handed to the callback borrows the map. The
+//! last (active) segment is copied up to its data end, never mapped. Read-only handles copy
+//! each segment instead (`read_all`) because they hold no lock, and a writer in
 //! another process could cut a torn tail under a map (SIGBUS). See docs/benchmarks.md for the
 //! map-versus-copy measurement.
 
@@ -13,13 +14,14 @@ use super::segment::{ScanSpec, TailPolicy, scan_segment};
 use super::storage::{FileBytes, OpenMode};
 use crate::error::{Error, Result};
 
-/// The segments to read for records from `from`, and the LSN to stop before.
+/// The segments to read for records from `from`, the LSN to stop before, and the segment and
+/// offset at which the next frame will land (the end of the active segment's data).
 ///
 /// NOTE: the segment list is taken *after* driving the buffer to the files: a submitted batch
 /// may land in a segment the leader creates only when it writes it (a planned roll), and a
 /// list copied before that write would make the old segment look like the last one and the
 /// log look short.
-fn plan(core: &Core, from: Lsn) -> Result<(Vec<SegmentMeta>, Lsn)> {
+fn plan(core: &Core, from: Lsn) -> Result<(Vec<SegmentMeta>, Lsn, (Lsn, u64))> {
     let limit = {
         let st = core.state.lock();
         if st.closed {
@@ -44,7 +46,11 @@ fn plan(core: &Core, from: Lsn) -> Result<(Vec<SegmentMeta>, Lsn)> {
         .iter()
         .rposition(|s| s.first_lsn <= from)
         .unwrap_or(0);
-    Ok((st.segments.get(start..).unwrap_or_default().to_vec(), limit))
+    Ok((
+        st.segments.get(start..).unwrap_or_default().to_vec(),
+        limit,
+        st.planned_end(),
+    ))
 }
 
 /// The error for a replay that asks for records `truncate_before` removed.
@@ -85,7 +91,7 @@ pub fn replay_range(
     limit_cap: Lsn,
     visit: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let (segments, limit) = plan(core, from)?;
+    let (segments, limit, active) = plan(core, from)?;
     let limit = limit.min(limit_cap);
     let mut delivered = 0u64;
     let mut expected: Option<Lsn> = None;
@@ -110,16 +116,28 @@ pub fn replay_range(
                 ),
             ));
         }
+        let last = i + 1 == count;
         let bytes = if core.options.read_only {
             FileBytes::Owned(
                 file.read_all()
+                    .map_err(|e| Error::io("read segment", path, e))?,
+            )
+        } else if last {
+            // IMPORTANT: the last segment may be the active one, still written: copy it up to
+            // where the next frame lands, never map it (see `storage::map_file`).
+            let end = if seg.first_lsn == active.0 {
+                active.1
+            } else {
+                u64::MAX
+            };
+            FileBytes::Owned(
+                file.read_prefix(end)
                     .map_err(|e| Error::io("read segment", path, e))?,
             )
         } else {
             file.map_all()
                 .map_err(|e| Error::io("map segment", path, e))?
         };
-        let last = i + 1 == count;
         let policy = if last {
             TailPolicy::Tolerate
         } else {

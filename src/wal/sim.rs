@@ -7,7 +7,8 @@
 //! unsynced appends kept at sector granularity, chosen by a seeded RNG, so every run is
 //! reproducible. Faults: fail the Nth write or fsync with EIO, fail writes with ENOSPC after N
 //! bytes, tear the Nth write (a prefix lands, then EIO). Locks are per-path and in memory.
-//! Directories are always durable (only files are modelled).
+//! A new directory is durable only once its parent was synced (`sync_dir`); a power cut loses
+//! a directory that is not, with everything in it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -22,6 +23,27 @@ use super::storage::{OpenMode, Storage, StorageFile, StorageLock};
 struct Inode {
     live: Vec<u8>,
     synced: Vec<u8>,
+    /// Linux after a failed writeback: the pages that were dirty are marked clean with their
+    /// new contents in the cache while the disk keeps the old. `Some(live at the failure)`:
+    /// every byte still equal to it is clean-but-unwritten, never written back by a later
+    /// fsync, gone at a power cut, and read from the disk once the cache is dropped.
+    failed_writeback: Option<Vec<u8>>,
+}
+
+impl Inode {
+    /// What writeback can still bring to disk: the live bytes, except those a failed
+    /// writeback marked clean (the disk's bytes there).
+    fn writable_image(&self) -> Vec<u8> {
+        let mut out = self.live.clone();
+        if let Some(failed) = &self.failed_writeback {
+            for (i, b) in out.iter_mut().enumerate() {
+                if failed.get(i) == Some(b) {
+                    *b = self.synced.get(i).copied().unwrap_or(0);
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -40,6 +62,8 @@ struct Disk {
     live: BTreeMap<PathBuf, u64>,
     durable: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
+    /// Directories whose entry in their parent was synced (roots always count as synced).
+    durable_dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
     faults: Faults,
     rng: fastrand::Rng,
@@ -53,6 +77,30 @@ struct Disk {
 #[derive(Clone, Debug)]
 pub struct SimStorage {
     disk: Arc<Mutex<Disk>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds file fsyncs back while closed, so a test can act while a sync is in flight.
+#[derive(Debug, Default)]
+struct Gate {
+    held: Mutex<bool>,
+    cond: parking_lot::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut held = self.held.lock();
+        if *held {
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            while *held {
+                self.cond.wait(&mut held);
+            }
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 fn eio(what: &str) -> io::Error {
@@ -91,6 +139,7 @@ impl SimStorage {
                 live: BTreeMap::new(),
                 durable: BTreeMap::new(),
                 dirs: BTreeSet::new(),
+                durable_dirs: BTreeSet::new(),
                 locks: BTreeSet::new(),
                 faults: Faults::default(),
                 rng: fastrand::Rng::with_seed(seed),
@@ -98,7 +147,22 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
             })),
+            gate: Arc::default(),
         }
+    }
+
+    /// File fsyncs (`sync_data`, `sync_all`) block from now until [`SimStorage::release_syncs`].
+    pub fn hold_syncs(&self) {
+        *self.gate.held.lock() = true;
+    }
+    /// Lets held fsyncs go on (they then succeed or fail as the faults say).
+    pub fn release_syncs(&self) {
+        *self.gate.held.lock() = false;
+        self.gate.cond.notify_all();
+    }
+    /// How many fsyncs are blocked by [`SimStorage::hold_syncs`] now.
+    pub fn syncs_held(&self) -> usize {
+        self.gate.waiting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Crash images keep a random prefix of each file's unsynced appends, in whole sectors of
@@ -138,26 +202,29 @@ impl SimStorage {
     pub fn crash(&self) -> SimStorage {
         let mut d = self.disk.lock();
         let mut inodes = HashMap::new();
-        let durable = d.durable.clone();
+        let dirs: BTreeSet<PathBuf> = d
+            .dirs
+            .iter()
+            .filter(|dir| d.dir_survives(dir))
+            .cloned()
+            .collect();
+        let mut durable = d.durable.clone();
+        durable.retain(|p, _| p.parent().is_some_and(|parent| dirs.contains(parent)));
         for ino in durable.values() {
             let Some(node) = d.inodes.get(ino).cloned() else {
                 continue;
             };
             let mut image = node.synced.clone();
-            if let Some(g) = d.torn_granularity
-                && node.live.len() > image.len()
-                && node.live.get(..image.len()) == Some(&image[..])
-            {
-                let extra_sectors = (node.live.len() - image.len()).div_ceil(g);
-                let keep = d.rng.usize(0..=extra_sectors) * g;
-                let end = (image.len() + keep).min(node.live.len());
-                image = node.live.get(..end).unwrap_or_default().to_vec();
+            if let Some(g) = d.torn_granularity {
+                let pending = node.writable_image();
+                image = torn_image(&node.synced, &pending, g, &mut d.rng);
             }
             inodes.insert(
                 *ino,
                 Inode {
                     live: image.clone(),
                     synced: image,
+                    failed_writeback: None,
                 },
             );
         }
@@ -168,7 +235,8 @@ impl SimStorage {
                 next_inode: d.next_inode,
                 live: durable.clone(),
                 durable,
-                dirs: d.dirs.clone(),
+                durable_dirs: dirs.clone(),
+                dirs,
                 locks: BTreeSet::new(),
                 faults: Faults::default(),
                 rng: fastrand::Rng::with_seed(seed),
@@ -176,6 +244,7 @@ impl SimStorage {
                 writes: 0,
                 syncs: 0,
             })),
+            gate: Arc::default(),
         }
     }
 
@@ -184,9 +253,14 @@ impl SimStorage {
         self.crash()
     }
 
-    /// Overwrites a file's live and synced bytes (for tests that damage files).
+    /// Overwrites a file's live and synced bytes (for tests that damage files); its directory
+    /// and their parents become durable.
     pub fn put_file(&self, path: &Path, bytes: Vec<u8>) {
         let mut d = self.disk.lock();
+        for a in path.ancestors().skip(1) {
+            d.dirs.insert(a.to_path_buf());
+            d.durable_dirs.insert(a.to_path_buf());
+        }
         let ino = match d.live.get(path) {
             Some(i) => *i,
             None => {
@@ -202,6 +276,7 @@ impl SimStorage {
             Inode {
                 live: bytes.clone(),
                 synced: bytes,
+                failed_writeback: None,
             },
         );
     }
@@ -213,9 +288,21 @@ impl SimStorage {
     }
 }
 
+impl Disk {
+    /// True when a power cut keeps `dir`: it and every ancestor were synced into their parent.
+    fn dir_survives(&self, dir: &Path) -> bool {
+        dir.ancestors().all(|a| match a.parent() {
+            None => true,
+            Some(p) if p.as_os_str().is_empty() => true,
+            Some(_) => self.durable_dirs.contains(a),
+        })
+    }
+}
+
 #[derive(Debug)]
 struct SimFile {
     disk: Arc<Mutex<Disk>>,
+    gate: Arc<Gate>,
     ino: u64,
     writable: bool,
 }
@@ -229,6 +316,33 @@ impl SimFile {
             .ok_or_else(|| io::Error::other("stale inode"))?;
         Ok(f(node))
     }
+}
+
+/// A power cut's image of one file: the synced bytes, plus a random prefix, in whole sectors
+/// of `g` bytes from the first one that differs, of what was pending (written, not synced).
+/// Works inside preallocated space too (where the length does not change).
+fn torn_image(synced: &[u8], pending: &[u8], g: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
+    let n = synced.len().max(pending.len());
+    let differs = |i: usize| synced.get(i) != pending.get(i);
+    let Some(first) = (0..n).find(|&i| differs(i)) else {
+        return synced.to_vec();
+    };
+    let last = (first..n).rev().find(|&i| differs(i)).unwrap_or(first) + 1;
+    let start = first / g * g;
+    let sectors = (last - start).div_ceil(g);
+    let end = start + rng.usize(0..=sectors) * g;
+    if end >= last {
+        return pending.to_vec();
+    }
+    let mut image = synced.to_vec();
+    let kept = end.min(pending.len());
+    if image.len() < kept {
+        image.resize(kept, 0);
+    }
+    if let (Some(dst), Some(src)) = (image.get_mut(start..kept), pending.get(start..kept)) {
+        dst.copy_from_slice(src);
+    }
+    image
 }
 
 fn write_into(node: &mut Inode, buf: &[u8], offset: u64) {
@@ -286,17 +400,29 @@ impl StorageFile for SimFile {
         if torn { Err(eio("torn write")) } else { Ok(()) }
     }
     fn sync_data(&self) -> io::Result<()> {
+        self.gate.pass();
         let mut d = self.disk.lock();
         d.syncs += 1;
-        if fire(&mut d.faults.sync_fail_in) {
-            return Err(eio("fsync"));
-        }
+        let failed = fire(&mut d.faults.sync_fail_in);
         let node = d
             .inodes
             .get_mut(&self.ino)
             .ok_or_else(|| io::Error::other("stale inode"))?;
-        node.synced = node.live.clone();
+        if failed {
+            // Linux: the dirty pages are now clean, new in the cache, old on the disk.
+            node.failed_writeback = Some(node.live.clone());
+            return Err(eio("fsync"));
+        }
+        node.synced = node.writable_image();
         Ok(())
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        self.with(|n| {
+            if n.failed_writeback.is_some() {
+                n.live = n.writable_image();
+                n.failed_writeback = None;
+            }
+        })
     }
     fn sync_all(&self) -> io::Result<()> {
         self.sync_data()
@@ -351,6 +477,7 @@ impl Storage for SimStorage {
         let writable = mode != OpenMode::Read;
         Ok(Box::new(SimFile {
             disk: self.disk.clone(),
+            gate: self.gate.clone(),
             ino,
             writable,
         }))
@@ -400,6 +527,13 @@ impl Storage for SimStorage {
             .collect();
         d.durable.retain(|p, _| p.parent() != Some(path));
         d.durable.extend(live);
+        let subdirs: Vec<PathBuf> = d
+            .dirs
+            .iter()
+            .filter(|p| p.parent() == Some(path))
+            .cloned()
+            .collect();
+        d.durable_dirs.extend(subdirs);
         Ok(())
     }
     fn exists(&self, path: &Path) -> bool {

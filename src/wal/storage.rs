@@ -61,13 +61,24 @@ pub trait StorageFile: Send + Sync + Debug {
     fn zeros_from(&self) -> io::Result<u64> {
         self.len()
     }
+    /// Evicts the file's clean cached pages, so later reads come from the disk (posix_fadvise
+    /// `DONTNEED` on Linux). After a failed writeback Linux marks the pages clean while the
+    /// disk holds the old bytes: reading through the cache would trust bytes that were never
+    /// written. Dirty pages stay (sync first). Storage without a cache does nothing.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// The whole file as bytes: a read-only memory map where the storage can map, else a copy.
     fn map_all(&self) -> io::Result<FileBytes> {
         Ok(FileBytes::Owned(self.read_all()?))
     }
     /// Reads the whole file.
     fn read_all(&self) -> io::Result<Vec<u8>> {
-        let len = self.len()?;
+        self.read_prefix(u64::MAX)
+    }
+    /// Reads the first `max` bytes of the file (fewer if it is shorter).
+    fn read_prefix(&self, max: u64) -> io::Result<Vec<u8>> {
+        let len = self.len()?.min(max);
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let mut buf = vec![0u8; len];
         let mut done = 0;
@@ -126,9 +137,66 @@ pub trait Storage: Send + Sync + Debug {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
 }
 
-/// The real file system.
+/// Creates `path` and any missing parents, then fsyncs the parent of each directory it
+/// created, top down, so that the new entries survive a power cut (a directory's own entry
+/// lives in its parent).
+pub fn create_dir_durable(storage: &dyn Storage, path: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !storage.exists(a))
+        .collect();
+    storage.create_dir_all(path)?;
+    for dir in missing.iter().rev() {
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => continue,
+        };
+        storage.sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// The real file system. New files are created `0600` and new directories `0700` (before the
+/// umask): a store holds task inputs and results that are nobody else's business. Use
+/// [`StdStorageModes`] for other permission bits.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdStorage;
+
+/// The real file system, creating files and directories with these permission bits.
+///
+/// ## Defaults
+/// - `file_mode`: `0o600`.
+/// - `dir_mode`: `0o700`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdStorageModes {
+    /// Permission bits of new files (the process umask still applies).
+    pub file_mode: u32,
+    /// Permission bits of new directories (the process umask still applies).
+    pub dir_mode: u32,
+}
+
+impl Default for StdStorageModes {
+    fn default() -> Self {
+        StdStorageModes {
+            file_mode: 0o600,
+            dir_mode: 0o700,
+        }
+    }
+}
+
+impl StdStorageModes {
+    /// Files created with `file_mode`; directories with the same bits plus search (`x`) for
+    /// every class that may read (`0o640` gives `0o750`).
+    pub fn from_file_mode(file_mode: u32) -> Self {
+        let file_mode = file_mode & 0o777;
+        let search = (file_mode & 0o444) >> 2;
+        StdStorageModes {
+            file_mode,
+            dir_mode: file_mode | search,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct StdFile(File);
@@ -145,6 +213,14 @@ impl StorageFile for StdFile {
     }
     fn sync_all(&self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        match rustix::fs::fadvise(&self.0, 0, None, rustix::fs::Advice::DontNeed) {
+            Ok(()) => Ok(()),
+            // Not every file system has a page cache to drop; nothing was cached then.
+            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::OPNOTSUPP => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
@@ -224,15 +300,19 @@ impl StorageFile for StdFile {
 const DATA_RANGES_MAX: usize = 64;
 
 /// Maps a whole file read-only.
-// SAFETY: a map is only sound while nobody truncates the file under it (that turns reads into
-// SIGBUS). The log maps segments only in a handle that holds the exclusive LOCK, and within the
-// process the only truncations (torn-tail cut at open, repair) happen before any map exists or
-// under the same lock with no map alive; `truncate_before` unlinks files, which keeps mapped
-// pages valid. Read-only opens take no lock, so they never map: they copy (`read_all`).
-// Bytes appended after the map was made are simply not visible through it.
+// SAFETY: the map is shared (MAP_SHARED): any later write to the file shows through the `&[u8]`
+// it hands out, and a truncation or a read error turns an access into SIGBUS. So the log maps
+// only *sealed* segments: ones it rolled past, whose bytes were fdatasynced at the roll and are
+// never written again, in a handle that holds the exclusive LOCK (read-only handles never map).
+// The active (last) segment, still written and where an I/O error is likeliest, is always
+// copied (`read_prefix`), at open and in replay. Truncations (torn-tail cut at open, repair)
+// touch only the last segment or run without a handle; `truncate_before` unlinks files, which
+// keeps mapped pages valid. What remains: a media read error inside a mapped sealed segment
+// raises SIGBUS instead of an error (a damaged disk under a sealed, checksummed file).
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
-    // SAFETY: see above; the map is read-only and never outlives its use in a replay.
+    // SAFETY: see above; only sealed segments are mapped, read-only, and the map never
+    // outlives its use in a replay.
     unsafe { memmap2::Mmap::map(file) }
 }
 
@@ -243,16 +323,52 @@ impl StorageLock for StdLock {}
 
 impl Storage for StdStorage {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        StdStorageModes::default().open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        StdStorageModes::default().list_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdStorageModes::default().rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        StdStorageModes::default().sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdStorageModes::default().exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        StdStorageModes::default().try_lock(path)
+    }
+}
+
+impl Storage for StdStorageModes {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut o = OpenOptions::new();
         match mode {
             OpenMode::Read => o.read(true),
             OpenMode::ReadWrite => o.read(true).write(true),
-            OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+            OpenMode::CreateNew => o
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(self.file_mode),
         };
         Ok(Box::new(StdFile(o.open(path)?)))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir_mode)
+            .create(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
@@ -277,11 +393,13 @@ impl Storage for StdStorage {
         path.exists()
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(self.file_mode)
             .open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(StdLock(file)))),

@@ -199,8 +199,7 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     };
     let mut state = State::default();
     state.applied_lsn = header.lsn;
-    // Bounded by the section's length (Header::decode).
-    state.reserve(header.records as usize);
+    state.reserve(records_to_reserve(header.records, header.tasks_len));
     for record in &mut records {
         let (id, task, history) = record?;
         state.load(id, task, history);
@@ -209,4 +208,30 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
     Ok(state)
+}
+
+/// Bytes of tasks section per record reserved for up front. The header's record count is only
+/// bounded by `tasks_len / RECORD_BYTES_MIN` (5), and a reserved slot costs far more than 5
+/// bytes, so trusting the count could reserve about 20 times the file; real records are
+/// rarely under 64 bytes, and a count beyond this bound just grows the maps as it loads.
+const RESERVE_BYTES_PER_RECORD: u64 = 64;
+
+/// How many records to reserve for: the header's count, bounded by the section's size.
+fn records_to_reserve(records: u64, tasks_len: u64) -> usize {
+    usize::try_from(records.min(tasks_len / RESERVE_BYTES_PER_RECORD)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod reserve_tests {
+    use super::*;
+
+    /// Issue #24 (11): a header claiming the most records its section can hold (one per 5
+    /// bytes) reserves at most one per 64 bytes, so memory stays proportional to the file.
+    #[test]
+    fn reservation_is_bounded_by_the_section_size() {
+        let tasks_len = 1 << 20;
+        assert_eq!(records_to_reserve(tasks_len / 5, tasks_len), (1 << 20) / 64);
+        assert_eq!(records_to_reserve(10, tasks_len), 10);
+        assert_eq!(records_to_reserve(u64::MAX, 0), 0);
+    }
 }
