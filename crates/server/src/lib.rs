@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -72,5 +73,8 @@ pub fn router_with_state(state: AppState) -> Router {
             async move { axum::Json((*doc).clone()) }
         }),
     );
-    auth::layers(api, state.clone()).with_state(state)
+    // The dashboard's page and assets carry no data: outside the token check.
+    auth::layers(api, state.clone())
+        .merge(dashboard::routes())
+        .with_state(state)
 }
