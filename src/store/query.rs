@@ -41,6 +41,12 @@ pub struct Filter {
     pub provider: Option<String>,
     /// Exactly this model.
     pub model: Option<String>,
+    /// Any of these roles (empty: any role). ANDed with `role`.
+    pub roles: Vec<String>,
+    /// Any of these providers (empty: any provider). ANDed with `provider`.
+    pub providers: Vec<String>,
+    /// Any of these models (empty: any model). ANDed with `model`.
+    pub models: Vec<String>,
     /// Every one of these tags.
     pub tags: Vec<String>,
     /// Every one of these metadata entries. A string value also matches a JSON value whose
@@ -116,6 +122,9 @@ impl Filter {
             && eq_opt(&self.role, &task.role)
             && eq_opt(&self.provider, &task.provider)
             && eq_opt(&self.model, &task.model)
+            && any_of(&self.roles, &task.role)
+            && any_of(&self.providers, &task.provider)
+            && any_of(&self.models, &task.model)
             && self.tags.iter().all(|t| task.tags.contains(t))
             && self
                 .metadata
@@ -132,6 +141,10 @@ impl Filter {
 fn eq_opt(want: &Option<String>, have: &Option<String>) -> bool {
     want.as_ref()
         .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+}
+
+fn any_of(want: &[String], have: &Option<String>) -> bool {
+    want.is_empty() || have.as_ref().is_some_and(|h| want.contains(h))
 }
 
 fn meta_eq(have: &Value, want: &Value) -> bool {
@@ -236,10 +249,34 @@ fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
             };
         }
     }
+    // Several roles (or providers): the union of their sets, which are disjoint (a task has
+    // one role), each name once.
+    let lists: [(&[String], NamedIndex<'a>); 2] = [
+        (&f.roles, |st, r| st.by_role(Some(r))),
+        (&f.providers, |st, p| st.by_provider(Some(p))),
+    ];
+    for (names, index) in lists {
+        if names.is_empty() {
+            continue;
+        }
+        let mut sets: Vec<&Ordered> = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if !names.iter().take(i).any(|n| n == name) {
+                sets.extend(index(state, name));
+            }
+        }
+        let len = sets.iter().map(|s| s.len()).sum();
+        if len < best.len {
+            best = Source { sets, len };
+        }
+    }
     best
 }
 
 static EMPTY: &Ordered = &Ordered::new();
+
+/// The creation-ordered index of the tasks with one role (or provider).
+type NamedIndex<'a> = fn(&'a State, &str) -> Option<&'a Ordered>;
 
 /// A listing by creation time: walks the smallest index that covers the filter, in order, and
 /// stops once `offset + limit` tasks matched.
@@ -412,6 +449,9 @@ fn constrains_only_states(f: &Filter) -> bool {
         role,
         provider,
         model,
+        roles,
+        providers,
+        models,
         tags,
         metadata,
         text,
@@ -423,6 +463,9 @@ fn constrains_only_states(f: &Filter) -> bool {
     role.is_none()
         && provider.is_none()
         && model.is_none()
+        && roles.is_empty()
+        && providers.is_empty()
+        && models.is_empty()
         && tags.is_empty()
         && metadata.is_empty()
         && text.is_none()

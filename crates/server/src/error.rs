@@ -30,6 +30,7 @@ pub struct Problem {
     pub at: Option<String>,
     /// Every problem found, for documents validated as a whole (imports).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub problems: Vec<String>,
     /// Seconds to wait before retrying (also sent as `Retry-After`), on 503.
     #[serde(skip)]

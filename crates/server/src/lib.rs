@@ -13,12 +13,19 @@
 //! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
 //!
 //! Errors are `application/problem+json` ([`Problem`]).
+// NOTE: a `Problem` is about 200 bytes and is built only on the error path; every handler
+// returns it by value (axum turns it into the response), so boxing it would buy nothing.
+#![allow(
+    clippy::result_large_err,
+    reason = "Problem is the error path's answer, returned by value to axum"
+)]
 
 pub mod admin;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -29,18 +36,22 @@ pub mod state;
 pub mod tasks;
 pub mod worker;
 
+use std::sync::OnceLock;
+
 use axum::Router;
 use tasklog::Store;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::{ApiResult, Problem};
 pub use options::ServerOptions;
-pub use serve::{ServerRecord, serve};
+pub use serve::{ServerRecord, is_loopback, serve};
 pub use state::AppState;
 
 /// Every route of the API with its OpenAPI description, before the state is attached.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(openapi_json))
         .merge(tasks::routes())
         .merge(worker::routes())
         .merge(events::routes())
@@ -51,8 +62,33 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API, generated from the code.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = api().split_for_parts();
+    let (_, mut doc) = api().split_for_parts();
+    openapi::finish(&mut doc);
     doc
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value))
+)]
+async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // The document is the same for every router of this build: made once.
+    static DOC: OnceLock<axum::body::Bytes> = OnceLock::new();
+    let body = DOC.get_or_init(|| {
+        serde_json::to_vec(&openapi_document())
+            .map(axum::body::Bytes::from)
+            .unwrap_or_default()
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body.clone(),
+    )
+        .into_response()
 }
 
 /// The whole service over `store`: the API, `/openapi.json`, the token check, the limits and
@@ -64,15 +100,8 @@ pub fn router(store: Store, options: ServerOptions) -> Router {
 
 /// [`router`] over a state the caller keeps (to begin a shutdown, read metrics...).
 pub fn router_with_state(state: AppState) -> Router {
-    let (api, doc) = api().split_for_parts();
-    let doc = std::sync::Arc::new(doc);
-    let api = api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json((*doc).clone()) }
-        }),
-    );
+    let (api, _) = api().split_for_parts();
+    let api = api.fallback(auth::not_found);
     // The dashboard's page and assets carry no data: outside the token check.
     auth::layers(api, state.clone())
         .merge(dashboard::routes())

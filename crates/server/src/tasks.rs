@@ -1,10 +1,573 @@
-//! TODO: routes of this module.
+//! `/v1/tasks...` and `/v1/batch`: submit, read, list, count, update, remove, history,
+//! outputs, every transition, and atomic batches.
+//!
+//! Every task response carries `ETag: "<version>"`; a change with `If-Match: "<version>"` is
+//! conditional (412 `version_mismatch`). The actor of a change is the body's `actor`, else the
+//! `X-Tasklog-Actor` header. Request bodies reject unknown fields.
 
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tasklog::Task;
+use tasklog::store::{Change, HistoryEvent, Mutation};
+use tasklog::task::{Output, Timestamp};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
+
+mod batch;
+mod bodies;
+mod listing;
+
+pub use batch::{BatchBody, BatchMutation, BatchResponse};
+pub use bodies::{
+    CheckpointBody, CompleteBody, FailBody, OutputBody, ProgressBody, ReasonBody, RetryBody,
+    StartBody, SubmitBody, UpdateBody,
+};
+pub use listing::{CountResponse, FilterParams, ListResponse, PageParams};
+
+/// Header naming who makes a change (when the body has no `actor`).
+pub const ACTOR_HEADER: &str = "x-tasklog-actor";
+/// Header carrying a submit's idempotency key (when the body has no `request_id`).
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Longest actor, request id or idempotency key accepted.
+pub const KEY_BYTES_MAX: usize = 256;
+/// Longest lease a start may ask for (one day).
+pub const LEASE_MS_MAX: u64 = 86_400_000;
+
+const TAG: &str = "tasks";
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(listing::count))
+        .routes(routes!(get_task, update, remove))
+        .routes(routes!(history))
+        .routes(routes!(outputs, add_output))
+        .routes(routes!(start))
+        .routes(routes!(progress))
+        .routes(routes!(checkpoint))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
+        .routes(routes!(requeue))
+        .routes(routes!(batch::batch))
+}
+
+// ----- responses ------------------------------------------------------------------------------
+
+/// A task with its `ETag`.
+pub struct TaskResponse {
+    status: StatusCode,
+    task: Task,
+    location: bool,
+}
+
+impl TaskResponse {
+    /// 200 with the task.
+    pub fn ok(task: Task) -> Self {
+        TaskResponse {
+            status: StatusCode::OK,
+            task,
+            location: false,
+        }
+    }
+}
+
+/// The `ETag` of a task version.
+pub fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+impl IntoResponse for TaskResponse {
+    fn into_response(self) -> Response {
+        let tag = etag(self.task.version);
+        let location = self
+            .location
+            .then(|| {
+                HeaderValue::from_str(&format!("/v1/tasks/{}", encode_segment(&self.task.id))).ok()
+            })
+            .flatten();
+        let mut resp = (self.status, axum::Json(&self.task)).into_response();
+        resp.headers_mut().insert(header::ETAG, tag);
+        if let Some(loc) = location {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        resp
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// ----- request headers --------------------------------------------------------------------------
+
+/// The headers of a change: `If-Match` and `X-Tasklog-Actor`.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ChangeHeaders {
+    /// Make the change conditional on the task's version: `"<version>"` as the task's `ETag`
+    /// (412 `version_mismatch` otherwise), or `*`.
+    #[param(rename = "If-Match")]
+    pub if_match: Option<String>,
+    /// Who makes the change (recorded in the history), when the body has no `actor`.
+    #[param(rename = "X-Tasklog-Actor")]
+    pub actor: Option<String>,
+}
+
+/// What a change's headers ask for.
+#[derive(Debug, Default, Clone)]
+pub struct Conditions {
+    /// `If-Match`'s version.
+    pub expected_version: Option<u64>,
+    /// `X-Tasklog-Actor`.
+    pub actor: Option<String>,
+}
+
+impl Conditions {
+    /// Reads `If-Match` and `X-Tasklog-Actor`.
+    pub fn from_headers(headers: &HeaderMap) -> ApiResult<Conditions> {
+        let expected_version = match header_text(headers, header::IF_MATCH.as_str())? {
+            None => None,
+            Some(v) => parse_if_match(&v)?,
+        };
+        let actor = header_text(headers, ACTOR_HEADER)?
+            .map(|a| check_key(a, "X-Tasklog-Actor"))
+            .transpose()?;
+        Ok(Conditions {
+            expected_version,
+            actor,
+        })
+    }
+
+    /// A mutation of task `id` under these conditions, with `actor` from the body first.
+    pub fn mutation(&self, id: &str, change: Change, actor: Option<String>) -> ApiResult<Mutation> {
+        let mut m = Mutation::new(id, change);
+        m.expected_version = self.expected_version;
+        m.actor = match actor {
+            Some(a) => Some(check_key(a, "$.actor")?),
+            None => self.actor.clone(),
+        };
+        Ok(m)
+    }
+}
+
+/// A header's value as text (400 when it is not visible ASCII/UTF-8).
+pub fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(_) => Err(Problem::bad_request(
+                "invalid_input",
+                format!("header {name} is not visible ASCII text"),
+            )
+            .at(name.to_string())),
+        },
+    }
+}
+
+/// `"5"` (also `W/"5"` and a bare `5`) -> Some(5); `*` -> None.
+fn parse_if_match(v: &str) -> ApiResult<Option<u64>> {
+    if v == "*" {
+        return Ok(None);
+    }
+    let bare = v.strip_prefix("W/").unwrap_or(v);
+    let bare = bare
+        .strip_prefix('"')
+        .and_then(|b| b.strip_suffix('"'))
+        .unwrap_or(bare);
+    bare.parse::<u64>().map(Some).map_err(|_| {
+        Problem::bad_request(
+            "invalid_input",
+            format!("If-Match {v:?} is not one task version such as \"3\" (the task's ETag)"),
+        )
+        .at("If-Match")
+    })
+}
+
+/// Checks an actor, request id or key: 1 to 256 bytes, no control characters.
+pub fn check_key(v: String, at: &str) -> ApiResult<String> {
+    let bad = |why: &str| {
+        Err(Problem::bad_request("invalid_input", format!("{at} {why}")).at(at.to_string()))
+    };
+    if v.is_empty() {
+        return bad("is empty");
+    }
+    if v.len() > KEY_BYTES_MAX {
+        return bad("is longer than 256 bytes");
+    }
+    if v.chars().any(char::is_control) {
+        return bad("contains control characters");
+    }
+    Ok(v)
+}
+
+/// Applies one mutation on the blocking pool.
+async fn apply(state: &AppState, m: Mutation) -> ApiResult<TaskResponse> {
+    let task = state.run(move |s| s.apply(m)).await?;
+    Ok(TaskResponse::ok(task))
+}
+
+// ----- handlers ---------------------------------------------------------------------------------
+
+/// Submit a task.
+///
+/// With a `request_id` (or an `Idempotency-Key` header) already seen, returns the task the
+/// first submit created instead of creating another.
+#[utoipa::path(
+    post, path = "/v1/tasks", tag = TAG,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who submits (when the body has no `actor`)."),
+    ),
+    request_body(content = SubmitBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The task (created now, or by the first submit with the same request id)", body = Task,
+            headers(("ETag" = String, description = "The task's version, quoted"), ("Location" = String, description = "The task's URL"))),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The first submit with this request id created a task that was removed since", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A task with this id exists", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<SubmitBody>,
+) -> ApiResult<TaskResponse> {
+    let cond = Conditions::from_headers(&headers)?;
+    let key = header_text(&headers, IDEMPOTENCY_HEADER)?
+        .map(|k| check_key(k, "Idempotency-Key"))
+        .transpose()?;
+    let (new, actor) = body.into_new_task("$", key)?;
+    let mut m = cond.mutation(
+        &new.id.clone().unwrap_or_default(),
+        Change::Submit(new),
+        actor,
+    )?;
+    m.expected_version = None;
+    let task = state.run(move |s| s.apply(m)).await?;
+    Ok(TaskResponse {
+        status: StatusCode::CREATED,
+        task,
+        location: true,
+    })
+}
+
+/// List tasks.
+///
+/// Sorted by creation (default) or update time; pages continue with `cursor` (the previous
+/// page's `next_cursor`), which stays correct while tasks change.
+#[utoipa::path(
+    get, path = "/v1/tasks", tag = TAG,
+    params(FilterParams, PageParams),
+    responses(
+        (status = 200, description = "One page of matching tasks", body = ListResponse),
+        (status = 400, description = "Invalid query parameter (named in `at`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<ListResponse>> {
+    listing::list(state, uri).await
+}
+
+/// Get a task.
+#[utoipa::path(
+    get, path = "/v1/tasks/{id}", tag = TAG,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("If-None-Match" = Option<String>, Header, description = "The task's ETag: answers 304 when the task is still at that version"),
+    ),
+    responses(
+        (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
+        (status = 304, description = "The task is still at the version named by If-None-Match"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let task = state.run(move |s| s.get(&id)).await?;
+    if let Some(inm) = header_text(&headers, header::IF_NONE_MATCH.as_str())? {
+        let tag = format!("\"{}\"", task.version);
+        let hit = inm
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == tag);
+        if hit {
+            let mut resp = StatusCode::NOT_MODIFIED.into_response();
+            resp.headers_mut().insert(header::ETAG, etag(task.version));
+            return Ok(resp);
+        }
+    }
+    Ok(TaskResponse::ok(task).into_response())
+}
+
+/// Update a task's descriptive fields (any state).
+#[utoipa::path(
+    patch, path = "/v1/tasks/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The task id"), ChangeHeaders),
+    request_body(content = UpdateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task after the change", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
+        (status = 400, description = "Invalid body or header", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<TaskResponse> {
+    let cond = Conditions::from_headers(&headers)?;
+    let (change, actor) = body.into_change("$")?;
+    apply(&state, cond.mutation(&id, change, actor)?).await
+}
+
+/// Query of a removal.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveParams {
+    /// Why (recorded in the history).
+    pub reason: Option<String>,
+}
+
+/// Remove a task. Its history stays readable.
+#[utoipa::path(
+    delete, path = "/v1/tasks/{id}", tag = TAG,
+    params(("id" = String, Path, description = "The task id"), RemoveParams, ChangeHeaders),
+    responses(
+        (status = 200, description = "The task as it was when removed", body = Task, headers(("ETag" = String, description = "The removed task's last version, quoted"))),
+        (status = 400, description = "Invalid query or header", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveParams>,
+    headers: HeaderMap,
+) -> ApiResult<TaskResponse> {
+    let cond = Conditions::from_headers(&headers)?;
+    apply(
+        &state,
+        cond.mutation(&id, Change::Remove { reason: q.reason }, None)?,
+    )
+    .await
+}
+
+/// A task's history: every event, oldest first. Also for removed tasks.
+#[utoipa::path(
+    get, path = "/v1/tasks/{id}/history", tag = TAG,
+    params(("id" = String, Path, description = "The task id")),
+    responses(
+        (status = 200, description = "The events, oldest first", body = Vec<HistoryEvent>),
+        (status = 404, description = "No task ever had this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<HistoryEvent>>> {
+    state.run(move |s| s.history(&id)).await.map(Json)
+}
+
+/// A task's outputs, in order.
+#[utoipa::path(
+    get, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    params(("id" = String, Path, description = "The task id")),
+    responses(
+        (status = 200, description = "The outputs, in order", body = Vec<Output>),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn outputs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Output>>> {
+    state
+        .run(move |s| s.get(&id))
+        .await
+        .map(|t| Json(t.outputs))
+}
+
+/// Record an output of a task (any state).
+#[utoipa::path(
+    post, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    params(("id" = String, Path, description = "The task id"), ChangeHeaders),
+    request_body(content = OutputBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task after the change", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
+        (status = 400, description = "Invalid body or header", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task's state does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn add_output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<OutputBody>,
+) -> ApiResult<TaskResponse> {
+    let cond = Conditions::from_headers(&headers)?;
+    let (change, actor) = body.into_change("$")?;
+    apply(&state, cond.mutation(&id, change, actor)?).await
+}
+
+/// Declares a transition route: `POST /v1/tasks/{id}/<name>` with an optional or required body.
+macro_rules! transition {
+    ($name:ident, $path:literal, $body:ty, optional, $summary:literal, $conv:expr) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post, path = $path, tag = TAG,
+            params(("id" = String, Path, description = "The task id"), ChangeHeaders),
+            request_body(content = Option<$body>, content_type = "application/json", description = "Optional: an empty body is the same as `{}`"),
+            responses(
+                (status = 200, description = "The task after the change", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
+                (status = 400, description = "Invalid body or header", body = Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The task's state does not allow this transition (`invalid_transition`), or its lease is held by a worker (`lease_lost`)", body = Problem, content_type = "application/problem+json"),
+                (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        async fn $name(
+            State(state): State<AppState>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            body: Option<Json<$body>>,
+        ) -> ApiResult<TaskResponse> {
+            let cond = Conditions::from_headers(&headers)?;
+            let body: $body = body.map(|Json(b)| b).unwrap_or_default();
+            let conv = $conv;
+            let (change, actor) = conv(body)?;
+            apply(&state, cond.mutation(&id, change, actor)?).await
+        }
+    };
+    ($name:ident, $path:literal, $body:ty, required, $summary:literal, $conv:expr) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post, path = $path, tag = TAG,
+            params(("id" = String, Path, description = "The task id"), ChangeHeaders),
+            request_body(content = $body, content_type = "application/json"),
+            responses(
+                (status = 200, description = "The task after the change", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
+                (status = 400, description = "Invalid body or header", body = Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "The task's state does not allow this transition", body = Problem, content_type = "application/problem+json"),
+                (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        async fn $name(
+            State(state): State<AppState>,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            Json(body): Json<$body>,
+        ) -> ApiResult<TaskResponse> {
+            let cond = Conditions::from_headers(&headers)?;
+            let conv = $conv;
+            let (change, actor) = conv(body)?;
+            apply(&state, cond.mutation(&id, change, actor)?).await
+        }
+    };
+}
+
+transition!(
+    start,
+    "/v1/tasks/{id}/start",
+    StartBody,
+    optional,
+    "Start a pending task (pending -> running), optionally under a lease.",
+    |b: StartBody| b.into_change("$")
+);
+transition!(
+    progress,
+    "/v1/tasks/{id}/progress",
+    ProgressBody,
+    required,
+    "Report progress of a running task.",
+    |b: ProgressBody| b.into_change("$")
+);
+transition!(
+    checkpoint,
+    "/v1/tasks/{id}/checkpoint",
+    CheckpointBody,
+    required,
+    "Take a checkpoint of a running task.",
+    |b: CheckpointBody| b.into_change("$")
+);
+transition!(
+    complete,
+    "/v1/tasks/{id}/complete",
+    CompleteBody,
+    optional,
+    "Complete a running task (running -> completed).",
+    |b: CompleteBody| b.into_change("$")
+);
+transition!(
+    fail,
+    "/v1/tasks/{id}/fail",
+    FailBody,
+    required,
+    "Fail a running task (running -> failed).",
+    |b: FailBody| b.into_change("$")
+);
+transition!(
+    cancel,
+    "/v1/tasks/{id}/cancel",
+    ReasonBody,
+    optional,
+    "Cancel a pending or running task (-> cancelled).",
+    |b: ReasonBody| b.into_reason_change("$", bodies::cancel)
+);
+transition!(
+    retry,
+    "/v1/tasks/{id}/retry",
+    RetryBody,
+    optional,
+    "Retry a failed or cancelled task (-> pending, attempt + 1).",
+    |b: RetryBody| b.into_change("$")
+);
+transition!(
+    requeue,
+    "/v1/tasks/{id}/requeue",
+    ReasonBody,
+    optional,
+    "Put a running task back in the queue (running -> pending).",
+    |b: ReasonBody| b.into_reason_change("$", bodies::requeue)
+);
+
+// ----- shared helpers -------------------------------------------------------------------------
+
+/// Parses an RFC 3339 time (or a date, or seconds since the epoch).
+pub fn parse_time(v: &str, at: &str) -> ApiResult<Timestamp> {
+    Timestamp::parse(v)
+        .map_err(|e| Problem::bad_request("invalid_input", format!("{at}: {e}")).at(at.to_string()))
 }

@@ -1,0 +1,258 @@
+//! Extractors that reject bad input with a [`Problem`] (`application/problem+json`, 4xx) naming
+//! where the problem is, instead of axum's `text/plain` rejections:
+//!
+//! - [`Json<T>`]: a JSON body (`Content-Type: application/json` or `application/*+json`). A
+//!   malformed document is 400 `bad_request` with its line and column; a document of the wrong
+//!   shape (a missing field, a wrong type, an unknown enum value or field) is 400
+//!   `invalid_input` with the JSON path in `at` (`$.mutations[2].percent`). As a response it
+//!   is plain `axum::Json`. `Option<Json<T>>` accepts an empty body (or `null`) as `None`.
+//! - [`Query<T>`]: the query string through `serde_urlencoded`; 400 `invalid_input` with the
+//!   parameter's name in `at`. [`query_pairs`] gives the raw pairs for repeatable parameters.
+//! - [`Path<T>`]: path parameters; 400 `invalid_input`.
+//!
+//! A body over the server's limit is 413 `too_large`; a body that is not JSON by its
+//! content type is 415 `unsupported_media_type`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::error::Problem;
+
+/// A JSON request body (or response) that rejects with a [`Problem`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+/// Query parameters that reject with a [`Problem`] naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+/// Path parameters that reject with a [`Problem`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Err(Problem::bad_request(
+                "bad_request",
+                "the request needs a JSON body",
+            ));
+        }
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T, S> OptionalFromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Problem> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(parse_json::<Option<T>>(&bytes)?.map(Json))
+    }
+}
+
+/// Checks the content type and reads the whole body (within the server's limit).
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    let json_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| is_json_content_type(v.to_str().unwrap_or("")));
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| body_problem(e.status(), e.body_text()))?;
+    let blank = bytes.iter().all(u8::is_ascii_whitespace);
+    if !blank && json_type != Some(true) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON: send `Content-Type: application/json`",
+        )
+        .at("Content-Type"));
+    }
+    Ok(bytes)
+}
+
+/// The problem for a body that could not be read.
+pub fn body_problem(status: StatusCode, text: String) -> Problem {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            status,
+            "too_large",
+            "the request body is larger than the server accepts",
+        )
+    } else {
+        Problem::bad_request("bad_request", format!("could not read the body: {text}"))
+    }
+}
+
+/// True for `application/json`, `application/*+json`, with or without parameters.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON document into `T`, naming the JSON path of a document of the wrong shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(&e, "$"))?;
+    de.end()
+        .map_err(|e| Problem::bad_request("bad_request", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Converts a JSON value into `T`; `prefix` is the JSON path of `value` in the request.
+pub fn from_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|e| json_problem(&e, prefix))
+}
+
+fn json_problem(e: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> Problem {
+    let inner = e.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return Problem::bad_request("bad_request", format!("malformed JSON: {inner}"));
+    }
+    let at = json_path(prefix, e.path());
+    Problem::bad_request("invalid_input", format!("{at}: {inner}")).at(at)
+}
+
+/// `$.a.b[3]["odd key"]`.
+fn json_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = prefix.to_string();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                let plain =
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if plain {
+                    out.push('.');
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("[{key:?}]"));
+                }
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// The query string's `(name, value)` pairs, percent-decoded, in order (repeated names kept).
+pub fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let name = e.path().to_string();
+                let p = Problem::bad_request("invalid_input", format!("query: {}", e.inner()));
+                if name == "." { p } else { p.at(name) }
+            })
+    }
+}
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(Problem::bad_request(
+                "invalid_input",
+                format!("path: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u8,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        list: Vec<Inner>,
+    }
+
+    #[test]
+    fn names_the_json_path_of_a_wrong_type() {
+        let p = parse_json::<Outer>(br#"{"list": [{"n": 1}, {"n": 300}]}"#).unwrap_err();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.code, "invalid_input");
+        assert_eq!(p.at.as_deref(), Some("$.list[1].n"), "{p:?}");
+    }
+
+    #[test]
+    fn malformed_json_is_bad_request() {
+        let p = parse_json::<Outer>(br#"{"list": [}"#).unwrap_err();
+        assert_eq!(p.code, "bad_request");
+        let p = parse_json::<Outer>(br#"{"list": []} x"#).unwrap_err();
+        assert_eq!(p.code, "bad_request");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json; charset=utf-8"));
+        assert!(is_json_content_type("application/merge-patch+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type(""));
+    }
+}

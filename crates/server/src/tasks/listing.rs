@@ -1,0 +1,297 @@
+//! `GET /v1/tasks` and `GET /v1/tasks/count`: the query string parsed by hand (repeatable
+//! `tag` and `meta`, comma-separated lists), every problem named by its parameter.
+
+use axum::extract::State;
+use axum::http::Uri;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tasklog::TaskState;
+use tasklog::store::{Cursor, Filter, Query, SortKey};
+use tasklog::task::Task;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{TAG, parse_time};
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Json, query_pairs};
+use crate::state::AppState;
+
+/// A page's size when the request names none (or the server's page limit, when smaller).
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The filters of a listing or a count. Every parameter given must match (AND).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "documents the parameters; they are parsed by hand"
+)]
+pub struct FilterParams {
+    /// Any of these states, comma-separated (`pending,running`).
+    states: Option<String>,
+    /// Any of these roles, comma-separated.
+    roles: Option<String>,
+    /// Any of these providers, comma-separated.
+    providers: Option<String>,
+    /// Any of these models, comma-separated.
+    models: Option<String>,
+    /// A tag the task has; repeat for several (all must match).
+    #[param(style = Form, explode)]
+    tag: Option<Vec<String>>,
+    /// `key=value`: a metadata entry (a value also matches a JSON value of the same text);
+    /// repeat for several (all must match).
+    #[param(style = Form, explode)]
+    meta: Option<Vec<String>>,
+    /// Case-insensitive text in the title or description.
+    q: Option<String>,
+    /// Created at or after this time (RFC 3339).
+    created_since: Option<String>,
+    /// Created before this time (RFC 3339).
+    created_until: Option<String>,
+    /// Updated at or after this time (RFC 3339).
+    updated_since: Option<String>,
+    /// Updated before this time (RFC 3339).
+    updated_until: Option<String>,
+}
+
+/// The order and page of a listing.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "documents the parameters; they are parsed by hand"
+)]
+pub struct PageParams {
+    /// Sort by creation (default) or update time.
+    #[param(inline)]
+    sort: Option<SortParam>,
+    /// Oldest first (`asc`, default) or newest first (`desc`).
+    #[param(inline)]
+    order: Option<OrderParam>,
+    /// At most this many tasks (default 100, at most the server's page limit, 1,000 unless
+    /// configured).
+    #[param(minimum = 0)]
+    limit: Option<u64>,
+    /// Skip this many matches first.
+    #[param(minimum = 0)]
+    offset: Option<u64>,
+    /// Continue after the previous page (its `next_cursor`), with the same filters and order.
+    cursor: Option<String>,
+}
+
+/// Sort key.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortParam {
+    /// Creation time.
+    Created,
+    /// Last update time.
+    Updated,
+}
+
+/// Order.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderParam {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListResponse {
+    /// The tasks, in order.
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` to get the next page; null when this page is the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountResponse {
+    /// How many tasks match.
+    pub count: u64,
+}
+
+fn bad(name: &str, detail: String) -> Problem {
+    Problem::bad_request(
+        "invalid_input",
+        format!("query parameter `{name}`: {detail}"),
+    )
+    .at(name)
+}
+
+/// Appends a comma-separated list.
+fn push_list(into: &mut Vec<String>, value: &str) {
+    into.extend(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+    );
+}
+
+/// Sets a parameter given at most once.
+fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> ApiResult<()> {
+    if slot.is_some() {
+        return Err(bad(name, "given more than once".into()));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+/// Reads one filter parameter into `f`; false when `name` is not a filter parameter.
+fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult<bool> {
+    match name {
+        "states" => {
+            for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let st: TaskState = s.parse().map_err(|e: String| bad(name, e))?;
+                f.states.push(st);
+            }
+        }
+        "roles" => push_list(&mut f.roles, value),
+        "providers" => push_list(&mut f.providers, value),
+        "models" => push_list(&mut f.models, value),
+        "tag" => f.tags.push(value.to_string()),
+        "meta" => {
+            let (k, v) = value
+                .split_once('=')
+                .ok_or_else(|| bad(name, format!("{value:?} is not key=value")))?;
+            if k.is_empty() {
+                return Err(bad(name, format!("{value:?} has an empty key")));
+            }
+            f.metadata
+                .push((k.to_string(), Value::String(v.to_string())));
+        }
+        "q" => once(&mut f.text, name, value.to_string())?,
+        "created_since" => once(&mut f.created_since, name, parse_time(value, name)?)?,
+        "created_until" => once(&mut f.created_until, name, parse_time(value, name)?)?,
+        "updated_since" => once(&mut f.updated_since, name, parse_time(value, name)?)?,
+        "updated_until" => once(&mut f.updated_until, name, parse_time(value, name)?)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn unknown(name: &str) -> Problem {
+    bad(name, "unknown parameter".into())
+}
+
+/// The filter of a count's query string.
+pub fn parse_filter(uri: &Uri) -> ApiResult<Filter> {
+    let mut f = Filter::default();
+    for (name, value) in query_pairs(uri) {
+        if !filter_param(&mut f, &name, &value)? {
+            return Err(unknown(&name));
+        }
+    }
+    Ok(f)
+}
+
+/// The cursor's text: the sort and order it belongs to, then the store's cursor.
+fn cursor_prefix(sort: SortKey, descending: bool) -> &'static str {
+    match (sort, descending) {
+        (SortKey::Updated, false) => "ua.",
+        (SortKey::Updated, true) => "ud.",
+        (_, false) => "ca.",
+        (_, true) => "cd.",
+    }
+}
+
+/// The query of a listing's query string, under a page limit of `max_page`.
+pub fn parse_query(uri: &Uri, max_page: usize) -> ApiResult<Query> {
+    let mut q = Query::default();
+    let (mut sort, mut order, mut limit, mut offset, mut cursor) = (None, None, None, None, None);
+    for (name, value) in query_pairs(uri) {
+        if filter_param(&mut q.filter, &name, &value)? {
+            continue;
+        }
+        match name.as_str() {
+            "sort" => {
+                let key = match value.as_str() {
+                    "created" => SortKey::Created,
+                    "updated" => SortKey::Updated,
+                    _ => return Err(bad(&name, format!("{value:?} is not created or updated"))),
+                };
+                once(&mut sort, &name, key)?;
+            }
+            "order" => {
+                let desc = match value.as_str() {
+                    "asc" => false,
+                    "desc" => true,
+                    _ => return Err(bad(&name, format!("{value:?} is not asc or desc"))),
+                };
+                once(&mut order, &name, desc)?;
+            }
+            "limit" | "offset" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| bad(&name, format!("{value:?} is not a whole number")))?;
+                once(
+                    if name == "limit" {
+                        &mut limit
+                    } else {
+                        &mut offset
+                    },
+                    &name,
+                    n,
+                )?;
+            }
+            "cursor" => once(&mut cursor, &name, value)?,
+            _ => return Err(unknown(&name)),
+        }
+    }
+    q.sort = sort.unwrap_or_default();
+    q.descending = order.unwrap_or(false);
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE.min(max_page));
+    if limit > max_page {
+        return Err(bad(
+            "limit",
+            format!("{limit} is over the server's page limit of {max_page}"),
+        ));
+    }
+    q.limit = Some(limit);
+    q.offset = offset.unwrap_or(0);
+    if let Some(text) = cursor {
+        let prefix = cursor_prefix(q.sort, q.descending);
+        let decoded = text
+            .strip_prefix(prefix)
+            .and_then(Cursor::decode)
+            .ok_or_else(|| {
+                bad(
+                    "cursor",
+                    "not a cursor of a listing with this sort and order (pass the previous page's next_cursor)".into(),
+                )
+            })?;
+        q.after = Some(decoded);
+    }
+    Ok(q)
+}
+
+/// Runs a listing.
+pub async fn list(state: AppState, uri: Uri) -> ApiResult<Json<ListResponse>> {
+    let q = parse_query(&uri, state.options().max_page_size)?;
+    let prefix = cursor_prefix(q.sort, q.descending);
+    let page = state.run(move |s| s.list(&q)).await?;
+    Ok(Json(ListResponse {
+        tasks: page.tasks,
+        next_cursor: page.next_cursor.map(|c| format!("{prefix}{}", c.encode())),
+    }))
+}
+
+/// Count tasks.
+#[utoipa::path(
+    get, path = "/v1/tasks/count", tag = TAG,
+    params(FilterParams),
+    responses(
+        (status = 200, description = "How many tasks match", body = CountResponse),
+        (status = 400, description = "Invalid query parameter (named in `at`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn count(State(state): State<AppState>, uri: Uri) -> ApiResult<Json<CountResponse>> {
+    let f = parse_filter(&uri)?;
+    let n = state.run(move |s| s.count(&f)).await?;
+    Ok(Json(CountResponse { count: n as u64 }))
+}
