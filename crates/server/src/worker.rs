@@ -1,10 +1,372 @@
-//! TODO: routes of this module.
+//! The worker protocol: any language can run tasks over plain HTTP.
+//!
+//! `POST /v1/workers/claim` takes the best claimable task (pending, of one of the worker's
+//! kinds, past its `runtime.not_before`; highest priority first, then in creation order) under
+//! a lease, waiting up to `wait_ms` for one (a long poll woken by the event hub, holding no
+//! thread while it waits). The answer carries a fencing token, `<attempt>.<claim_lsn>`: every
+//! later call on the task (`heartbeat`, `progress`, `checkpoint`, `output`, `complete`, `fail`)
+//! sends it with the owner, and is applied only while that exact claim holds the lease (409
+//! `lease_lost` once it was lost: expired and recovered, requeued, cancelled, claimed again).
+//!
+//! A claim is a `Start` under the task's version read just before: two workers racing for
+//! one task cannot both win; the loser moves on to the next candidate.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
+)]
+
+mod bodies;
+mod claim;
+mod extract;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use tasklog::Task;
+use tasklog::store::{Change, Mutation};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
+pub use bodies::{
+    CheckpointRequest, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest,
+    OutputRequest, ProgressRequest,
+};
+use claim::{lease_ms, with_etag};
+pub(crate) use extract::{Body, TaskId};
+
+/// Lease length when a claim or heartbeat names none, in milliseconds.
+pub const LEASE_MS_DEFAULT: u64 = 30_000;
+/// Longest lease a claim or heartbeat may ask for: one day, in milliseconds.
+pub const LEASE_MS_MAX: u64 = 86_400_000;
+/// Most kinds one claim may name.
+pub const KINDS_MAX: usize = 64;
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(claim::claim))
+        .routes(routes!(heartbeat))
+        .routes(routes!(progress))
+        .routes(routes!(checkpoint))
+        .routes(routes!(output))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
+}
+
+// ----- fenced calls ------------------------------------------------------------------------
+
+/// Parses a fencing token, `<attempt>.<claim_lsn>` (decimal, no sign, no leading zeros).
+pub fn parse_token(token: &str) -> Option<(u32, u64)> {
+    fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        canonical.then(|| s.parse().ok()).flatten()
+    }
+    let (attempt, claim) = token.split_once('.')?;
+    Some((number(attempt)?, number(claim)?))
+}
+
+/// The owner and token of a call on a claimed task, checked.
+struct Holder {
+    owner: String,
+    attempt: u32,
+    claim_lsn: u64,
+    actor: String,
+}
+
+impl Holder {
+    fn new(
+        owner: String,
+        token: &str,
+        actor: Option<String>,
+        headers: &HeaderMap,
+    ) -> ApiResult<Holder> {
+        extract::check_name(&owner, "$.owner")?;
+        let (attempt, claim_lsn) = parse_token(token).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_input",
+                "token is not a fencing token from a claim (`<attempt>.<claim_lsn>`)",
+            )
+            .at("$.token")
+        })?;
+        let actor = extract::actor(actor, headers, &owner)?;
+        Ok(Holder {
+            owner,
+            attempt,
+            claim_lsn,
+            actor,
+        })
+    }
+
+    /// Applies `change` to task `id` if this holder's claim still holds the lease.
+    async fn apply(self, state: &AppState, id: String, change: Change) -> ApiResult<Response> {
+        let m = Mutation::new(id, change)
+            .fenced_claim(self.owner, self.attempt, self.claim_lsn)
+            .actor(self.actor);
+        let task = state.run(move |store| store.apply(m)).await?;
+        let version = task.version;
+        Ok(with_etag(Json(task).into_response(), version))
+    }
+}
+
+fn percent(p: u8, at: &str) -> ApiResult<u8> {
+    if p > 100 {
+        return Err(
+            Problem::bad_request("invalid_input", format!("{p} is above 100")).at(at.to_string()),
+        );
+    }
+    Ok(p)
+}
+
+/// Extends the lease of a claimed task.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/heartbeat",
+    tag = "workers",
+    request_body = HeartbeatRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "The lease was extended; the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn heartbeat(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<HeartbeatRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    let change = Change::Heartbeat {
+        owner: holder.owner.clone(),
+        lease_ms: lease_ms(req.lease_ms)?,
+    };
+    holder.apply(&state, id, change).await
+}
+
+/// Reports progress of a claimed task.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/progress",
+    tag = "workers",
+    request_body = ProgressRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn progress(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<ProgressRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    let change = Change::Progress {
+        percent: percent(req.percent, "$.percent")?,
+        step: req.step,
+        message: req.message,
+    };
+    holder.apply(&state, id, change).await
+}
+
+/// Takes a checkpoint of a claimed task.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/checkpoint",
+    tag = "workers",
+    request_body = CheckpointRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn checkpoint(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<CheckpointRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    let progress = match req.progress {
+        Some(p) => Some(percent(p, "$.progress")?),
+        None => None,
+    };
+    let change = Change::Checkpoint {
+        name: req.name,
+        data: req.data,
+        progress,
+    };
+    holder.apply(&state, id, change).await
+}
+
+/// Records an output of a claimed task.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/output",
+    tag = "workers",
+    request_body = OutputRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn output(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<OutputRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    let change = Change::Output {
+        kind: req.kind,
+        content: req.content,
+        path: req.path,
+        size_bytes: req.size_bytes,
+        mime: req.mime,
+    };
+    holder.apply(&state, id, change).await
+}
+
+/// Completes a claimed task.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/complete",
+    tag = "workers",
+    request_body = CompleteRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "Completed; the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn complete(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<CompleteRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    holder
+        .apply(&state, id, Change::Complete { result: req.result })
+        .await
+}
+
+/// Fails a claimed task, or gives it back (`requeue: true`).
+#[utoipa::path(
+    post,
+    path = "/v1/workers/tasks/{id}/fail",
+    tag = "workers",
+    request_body = FailRequest,
+    params(
+        ("id" = String, Path, description = "The task id"),
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "Failed (or requeued); the task (ETag: its version)", body = Task),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn fail(
+    State(state): State<AppState>,
+    TaskId(id): TaskId,
+    headers: HeaderMap,
+    Body(req): Body<FailRequest>,
+) -> ApiResult<Response> {
+    let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
+    let change = if req.requeue {
+        Change::Requeue {
+            reason: Some(req.error),
+        }
+    } else {
+        Change::Fail { error: req.error }
+    };
+    holder.apply(&state, id, change).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_token;
+
+    #[test]
+    fn tokens_parse_strictly() {
+        assert_eq!(parse_token("1.42"), Some((1, 42)));
+        assert_eq!(parse_token("0.0"), Some((0, 0)));
+        for bad in [
+            "",
+            "1",
+            "1.",
+            ".1",
+            "1.2.3",
+            "+1.2",
+            "01.2",
+            "1.02",
+            "a.b",
+            "1 .2",
+            "4294967296.1",
+            "1.18446744073709551616",
+            "-1.2",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad:?}");
+        }
+    }
 }

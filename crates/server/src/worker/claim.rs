@@ -1,0 +1,238 @@
+//! `POST /v1/workers/claim`: the best claimable task under a lease, with a long poll.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
+)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tasklog::store::{Change, Mutation};
+use tasklog::task::Timestamp;
+use tasklog::{Store, Task, TaskState};
+
+use super::bodies::{ClaimRequest, ClaimResponse};
+use super::extract::{self, Body};
+use super::{KINDS_MAX, LEASE_MS_DEFAULT, LEASE_MS_MAX};
+use crate::error::{ApiResult, Problem};
+use crate::events::Hub;
+use crate::events::ready::{kind_of, not_before_ms};
+use crate::state::AppState;
+
+/// Longest wait for the ready queue to reflect what was committed before a claim.
+const CATCH_UP_MAX: Duration = Duration::from_secs(1);
+/// A deadline beyond any wait (when adding the wait overflows the clock).
+const FAR: Duration = Duration::from_secs(365 * 86_400);
+/// How often a long poll looks again when the hub cannot wake it.
+const FALLBACK_POLL: Duration = Duration::from_millis(100);
+
+/// A validated claim.
+struct Claim {
+    owner: String,
+    actor: String,
+    kinds: Option<Vec<String>>,
+    lease_ms: u64,
+}
+
+impl Claim {
+    fn new(req: ClaimRequest, headers: &HeaderMap) -> ApiResult<(Claim, u64)> {
+        extract::check_name(&req.owner, "$.owner")?;
+        let actor = extract::actor(req.actor, headers, &req.owner)?;
+        let lease_ms = lease_ms(req.lease_ms)?;
+        if let Some(kinds) = &req.kinds
+            && (kinds.is_empty() || kinds.len() > KINDS_MAX)
+        {
+            return Err(Problem::bad_request(
+                "invalid_input",
+                "kinds must name 1 to 64 kinds (omit it to claim a task of any kind)",
+            )
+            .at("$.kinds"));
+        }
+        let claim = Claim {
+            owner: req.owner,
+            actor,
+            kinds: req.kinds,
+            lease_ms,
+        };
+        Ok((claim, req.wait_ms.unwrap_or(0)))
+    }
+
+    fn accepts(&self, task: &Task, now_ms: i64) -> bool {
+        task.state == TaskState::Pending
+            && not_before_ms(task) <= now_ms
+            && self.kinds.as_ref().is_none_or(|kinds| {
+                kind_of(task).is_some_and(|k| kinds.iter().any(|want| want == k))
+            })
+    }
+}
+
+pub(super) fn lease_ms(asked: Option<u64>) -> ApiResult<u64> {
+    match asked {
+        None => Ok(LEASE_MS_DEFAULT),
+        Some(ms) if (1..=LEASE_MS_MAX).contains(&ms) => Ok(ms),
+        Some(ms) => Err(Problem::bad_request(
+            "invalid_input",
+            format!("lease_ms {ms} is out of range (1 to {LEASE_MS_MAX})"),
+        )
+        .at("$.lease_ms")),
+    }
+}
+
+/// What one pass over the ready queue found.
+enum Attempt {
+    Claimed(Box<Task>),
+    /// Nothing claimable now; a held-back task becomes due at this time (ms), if any.
+    Nothing {
+        next_due_ms: Option<i64>,
+    },
+}
+
+/// Claims the best claimable task, trying candidates in order until one claim holds.
+fn try_claim(store: &Store, hub: &Hub, c: &Claim) -> tasklog::Result<Attempt> {
+    let mut tried = HashSet::new();
+    loop {
+        let now = Timestamp::now().0;
+        let Some(id) = hub.ready().best(c.kinds.as_deref(), now, &tried) else {
+            let next_due_ms = hub.ready().next_due_ms();
+            return Ok(Attempt::Nothing { next_due_ms });
+        };
+        tried.insert(id.clone());
+        let task = match store.get(&id) {
+            Ok(t) => t,
+            Err(tasklog::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if !c.accepts(&task, now) {
+            continue;
+        }
+        let start = Change::Start {
+            owner: Some(c.owner.clone()),
+            lease_ms: Some(c.lease_ms),
+        };
+        let m = Mutation::new(id, start)
+            .expect_version(task.version)
+            .actor(c.actor.clone());
+        match store.apply(m) {
+            Ok(t) => return Ok(Attempt::Claimed(Box::new(t))),
+            // Taken, changed, cancelled or removed since it was read: the next one.
+            Err(
+                tasklog::Error::Conflict { .. }
+                | tasklog::Error::InvalidTransition { .. }
+                | tasklog::Error::NotFound { .. },
+            ) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn shutting_down() -> Problem {
+    Problem::unavailable("shutting_down", "the server is shutting down", 5)
+}
+
+/// Claims a task for a worker.
+///
+/// Takes the best claimable task: pending, of one of `kinds` (any task when omitted), past
+/// its `runtime.not_before`; highest priority first, then oldest first. Waits up to `wait_ms`
+/// (cut to the server's limit) for one to become claimable, then answers 204.
+#[utoipa::path(
+    post,
+    path = "/v1/workers/claim",
+    tag = "workers",
+    request_body = ClaimRequest,
+    params(
+        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "A task was claimed", body = ClaimResponse),
+        (status = 204, description = "Nothing was claimable within `wait_ms`"),
+        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn claim(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<ClaimRequest>,
+) -> ApiResult<Response> {
+    let (claim, wait_ms) = Claim::new(req, &headers)?;
+    let claim = Arc::new(claim);
+    let wait = Duration::from_millis(wait_ms).min(state.options().max_claim_wait);
+    let start = tokio::time::Instant::now();
+    // NOTE: checked: `max_claim_wait` is the operator's, and may be huge.
+    let deadline = start.checked_add(wait).unwrap_or(start + FAR);
+    let hub = state.hub().clone();
+    let mut wake = hub.wake_receiver();
+    let mut closed = hub.closed_receiver();
+    // A claim sees every task committed before it (the hub follows the log on its own
+    // thread, normally within microseconds).
+    hub.caught_up(state.store().last_lsn(), CATCH_UP_MAX).await;
+    loop {
+        if hub.is_closed() {
+            return Err(shutting_down());
+        }
+        // Marked seen before looking, so a task queued after the look wakes the wait below.
+        wake.borrow_and_update();
+        let (c, h) = (claim.clone(), hub.clone());
+        let next_due_ms = match state.run(move |store| try_claim(store, &h, &c)).await? {
+            Attempt::Claimed(task) => return claimed(*task),
+            Attempt::Nothing { next_due_ms } => next_due_ms,
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let mut until = deadline;
+        if let Some(due) = next_due_ms {
+            // `not_before` is anyone's metadata: any i64.
+            let in_ms = due.saturating_sub(Timestamp::now().0).max(1).unsigned_abs();
+            if let Some(at) = now.checked_add(Duration::from_millis(in_ms)) {
+                until = until.min(at);
+            }
+        }
+        tokio::select! {
+            woken = wake.changed() => {
+                if woken.is_err() {
+                    // The hub is gone: look again now and then.
+                    tokio::time::sleep_until(until.min(now + FALLBACK_POLL)).await;
+                }
+            }
+            () = tokio::time::sleep_until(until) => {}
+            () = crate::events::until_closed(&mut closed) => {}
+        }
+    }
+}
+
+fn claimed(task: Task) -> ApiResult<Response> {
+    let Some(lease) = task.lease.clone() else {
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "a claimed task has no lease",
+        )
+        .task(task.id));
+    };
+    let version = task.version;
+    let body = ClaimResponse {
+        token: format!("{}.{}", task.attempt, lease.claim_lsn),
+        checkpoint: task.checkpoint.clone(),
+        lease_expires_at: lease.expires_at,
+        task,
+    };
+    Ok(with_etag(Json(body).into_response(), version))
+}
+
+pub(super) fn with_etag(mut resp: Response, version: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
