@@ -682,6 +682,22 @@ impl Store {
         self.inner.session
     }
 
+    /// Why the store refuses writes after a failed log write (`None` while healthy). Every
+    /// later write fails with [`Error::Poisoned`] until the store is reopened.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.poisoned.lock().clone()
+    }
+
+    /// True once [`Store::close`] ran (on any clone).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// True when the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
