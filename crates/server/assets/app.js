@@ -146,7 +146,8 @@
     const ul = el('ul', { class: 'problems' });
     for (const p of problems) {
       const text = String(p);
-      const m = /^(\$[^\s:]*):?\s*(.*)$/.exec(text);
+      // `<json path>: <what>`: the path is shown as code.
+      const m = /^([^\s:]+): (.*)$/.exec(text);
       ul.append(m ? el('li', {}, el('code', {}, m[1]), ' ', m[2]) : el('li', {}, text));
     }
     return ul;
@@ -888,6 +889,8 @@
         historyError = e;
       }
       task = t;
+      // A live reload keeps the keyboard focus where it was (on an action button, say).
+      const focused = body.contains(document.activeElement) && document.activeElement.id;
       clear(body);
       if (!t) {
         body.append(el('h1', { tabindex: '-1' }, 'Task ', el('code', {}, id)));
@@ -901,6 +904,7 @@
       }
       body.append(historySection(history, historyError));
       if (focus) focusHeading(main);
+      else if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     }
 
     function renderTask(t) {

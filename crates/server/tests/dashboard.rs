@@ -297,7 +297,7 @@ impl Browser {
             "timeouts": {"script": 15000, "pageLoad": 15000, "implicit": 0},
         }}});
         let session = browser.raw("POST", "/session", Some(caps));
-        let id = session["sessionId"]
+        let id = session["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {session}"))
             .to_string();
@@ -306,6 +306,10 @@ impl Browser {
     }
 
     fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.raw_result(method, path, body)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"))
+    }
+    fn raw_result(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.url);
         let req = ureq::http::Request::builder().method(method).uri(&url);
         let resp = match body {
@@ -319,8 +323,10 @@ impl Browser {
         .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
         let status = resp.status().as_u16();
         let v: Value = resp.into_body().read_json().unwrap_or(Value::Null);
-        assert!(status < 400, "webdriver {method} {path}: {status} {v}");
-        v
+        if status >= 400 {
+            return Err(format!("{status} {}", v["value"]["message"]));
+        }
+        Ok(v)
     }
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.raw(method, path, body)["value"].take_value()
@@ -375,9 +381,19 @@ impl Browser {
         );
         v[ELEMENT].as_str().unwrap().to_string()
     }
+    /// Clicks the element `css` names; when a live update replaced it between finding and
+    /// clicking (a stale element), finds it again.
     fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let id = self.find(css);
+            let r = self.raw_result("POST", &format!("/element/{id}/click"), Some(json!({})));
+            match r {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") && Instant::now() < deadline => {}
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
     fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
@@ -431,7 +447,7 @@ impl Browser {
                 out.push(format!("console {level}: {message}"));
             }
         }
-        let app = self.js("return (window.tasklogDashboard && window.tasklogDashboard.errors) || ['the app did not start']");
+        let app = self.js("return window.tasklogDashboard ? window.tasklogDashboard.errors.splice(0) : ['the app did not start']");
         for e in app.as_array().into_iter().flatten() {
             let message = e.as_str().unwrap_or("").to_string();
             if !self.allowed.iter().any(|a| message.contains(a.as_str())) {
@@ -604,6 +620,19 @@ fn dashboard_in_chromium() {
     );
     b.screenshot("overview");
     b.assert_no_errors("overview");
+
+    // The error check sees both the browser's console (a failed request) and what the app
+    // recorded (a console.error call): it can fail.
+    b.js("fetch('/v1/no-such-route'); console.error('probe from the test'); return 1");
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while !(seen.iter().any(|e: &String| e.contains("404"))
+        && seen.iter().any(|e| e.starts_with("app: probe from the test")))
+    {
+        assert!(Instant::now() < deadline, "the error check missed: {seen:?}");
+        seen.extend(b.errors());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Tasks: every live task, newest first; then filter by state with the form.
     b.click("nav a[data-page=tasks]");
@@ -800,7 +829,15 @@ fn dashboard_in_chromium() {
         "the problems",
         "return document.getElementById('import-problems')?.textContent",
     );
-    assert!(problems.as_str().unwrap().contains("$"), "{problems}");
+    assert!(
+        problems.as_str().unwrap().contains("unknown state"),
+        "{problems}"
+    );
+    // The JSON path of each problem is set apart.
+    assert_eq!(
+        b.js("return document.querySelector('#import-problems .problems code')?.textContent"),
+        json!("tasks[0].state")
+    );
     assert_eq!(
         b.js("return document.getElementById('import-apply').disabled"),
         json!(true)
