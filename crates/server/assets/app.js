@@ -38,7 +38,18 @@
     recordError(args.map(String).join(' '));
     consoleError(...args);
   };
-  window.tasklogDashboard = { errors: appErrors };
+  window.tasklogDashboard = {
+    errors: appErrors,
+    /** The errors recorded so far, forgotten (for the browser tests). */
+    takeErrors() {
+      const list = document.getElementById('app-errors');
+      if (list) {
+        while (list.firstChild) list.removeChild(list.firstChild);
+        list.hidden = true;
+      }
+      return appErrors.splice(0);
+    },
+  };
 
   // ----- DOM helpers -------------------------------------------------------------------------
 
@@ -483,7 +494,7 @@
 
   async function overviewPage(main, ctx) {
     const h1 = el('h1', { tabindex: '-1' }, 'Overview');
-    const counts = el('section', { class: 'card', 'aria-labelledby': 'ov-counts' }, el('h2', { id: 'ov-counts' }, 'Tasks by state'));
+    const counts = el('section', { class: 'card wide', 'aria-labelledby': 'ov-counts' }, el('h2', { id: 'ov-counts' }, 'Tasks by state'));
     const chartSec = el('section', { class: 'card wide', 'aria-labelledby': 'ov-chart' }, el('h2', { id: 'ov-chart' }, 'Events per minute, last hour'));
     const runtime = el('section', { class: 'card', 'aria-labelledby': 'ov-runtime' }, el('h2', { id: 'ov-runtime' }, 'Runtime health'));
     const store = el('section', { class: 'card', 'aria-labelledby': 'ov-store' }, el('h2', { id: 'ov-store' }, 'Store health'));
@@ -560,17 +571,18 @@
       for (let i = 59; i >= 0; i -= 1) values.push(buckets.get(nowMin - i) || 0);
       const total = values.reduce((a, b) => a + b, 0);
       const max = Math.max(1, ...values);
-      const W = 600;
-      const H = 160;
-      const padL = 36;
-      const padB = 20;
+      const W = 1000;
+      const H = 220;
+      const padL = 44;
+      const padB = 26;
       const bw = (W - padL) / 60;
-      const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-labelledby': 'chart-title', class: 'bars', preserveAspectRatio: 'none' });
+      const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-labelledby': 'chart-title', class: 'bars' });
       chart.append(svg('title', { id: 'chart-title' }, total + ' events in the last hour, at most ' + max + ' in one minute'));
       chart.append(svg('line', { x1: padL, y1: H - padB, x2: W, y2: H - padB, class: 'axis' }));
-      chart.append(svg('text', { x: padL - 4, y: 12, class: 'label end' }, String(max)));
-      chart.append(svg('text', { x: padL - 4, y: H - padB, class: 'label end' }, '0'));
+      chart.append(svg('text', { x: padL - 6, y: 18, class: 'label end' }, String(max)));
+      chart.append(svg('text', { x: padL - 6, y: H - padB, class: 'label end' }, '0'));
       chart.append(svg('text', { x: padL, y: H - 4, class: 'label' }, '−60 min'));
+      chart.append(svg('text', { x: padL + (W - padL) / 2, y: H - 4, class: 'label mid' }, '−30 min'));
       chart.append(svg('text', { x: W, y: H - 4, class: 'label end' }, 'now'));
       values.forEach((v, i) => {
         const bh = ((H - padB - 8) * v) / max;
@@ -610,7 +622,8 @@
           ['Success rate', typeof r.success_rate === 'number' ? (r.success_rate * 100).toFixed(1) + ' %' : '—'],
           ['Succeeded / failed / cancelled', fmtNum(r.succeeded) + ' / ' + fmtNum(r.failed) + ' / ' + fmtNum(r.cancelled)],
           ['Recovered after a worker died', recovered || 'none'],
-          ['Run time p50 / p90 / p99', [r.run_ms_p50, r.run_ms_p90, r.run_ms_p99].map((v) => (typeof v === 'number' ? v.toFixed(0) + ' ms' : '—')).join(' / ')],
+          ['Run time p50 / p90 / p99', (r.succeeded || 0) + (r.failed || 0) === 0 ? 'no finished runs'
+            : [r.run_ms_p50, r.run_ms_p90, r.run_ms_p99].map((v) => (typeof v === 'number' ? v.toFixed(0) + ' ms' : '—')).join(' / ')],
         ]));
         const depth = r.queue_depth || {};
         const rows = [];
@@ -808,17 +821,19 @@
     ctx.onEvent = (ev) => {
       if (!cursor) {
         // First page: the page itself is re-read (one request of `limit` tasks), so new and
-        // changed tasks appear in place; debounced to one reload per burst.
+        // changed tasks appear in place; at most one reload per half second however busy
+        // the store is.
         changed += 1;
-        clearTimeout(reloadTimer);
+        if (reloadTimer) return;
         reloadTimer = setTimeout(() => {
+          reloadTimer = null;
           const n = changed;
           changed = 0;
           load().then(() => {
             liveNote.textContent = 'Updated live: ' + n + ' event' + (n === 1 ? '' : 's') + ' at ' + new Date().toLocaleTimeString('en-GB') + '.';
           }, () => {});
           loadCount();
-        }, 300);
+        }, 500);
       } else if (rows.has(ev.task_id)) {
         // A later page stays put (its cursor keeps it correct); its rows are refreshed.
         refreshRow(ev.task_id);
@@ -982,9 +997,12 @@
 
     let reload = null;
     ctx.onEvent = (ev) => {
-      if (ev.task_id !== id) return;
-      clearTimeout(reload);
-      reload = setTimeout(() => load(false).catch(() => {}), 200);
+      // At most one reload per 300 ms, however often the task changes.
+      if (ev.task_id !== id || reload) return;
+      reload = setTimeout(() => {
+        reload = null;
+        load(false).catch(() => {});
+      }, 300);
     };
     await load(true);
   }
@@ -1045,8 +1063,8 @@
         timeEl(ev.at),
         el('strong', { class: 'kind' }, ev.kind),
         el('a', { href: taskHref(ev.task_id), class: 'mono' }, ev.task_id),
-        el('span', { class: 'transition' }, (ev.from || '∅') + ' → ' + (ev.to || 'removed')),
-        ev.actor ? el('span', { class: 'actor' }, ev.actor) : null);
+        el('span', { class: 'transition' }, ev.from && ev.from === ev.to ? ev.to : (ev.from || '∅') + ' → ' + (ev.to || 'removed')),
+        ev.actor ? el('span', { class: 'actor' }, 'by ' + ev.actor) : null);
     }
     function add(ev) {
       if (shown.has(ev.lsn)) return;

@@ -290,7 +290,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1000",
+                         "--disable-dev-shm-usage", "--window-size=1280,1200",
                          "--no-first-run", "--disable-extensions"],
             },
             "goog:loggingPrefs": {"browser": "ALL"},
@@ -447,7 +447,7 @@ impl Browser {
                 out.push(format!("console {level}: {message}"));
             }
         }
-        let app = self.js("return window.tasklogDashboard ? window.tasklogDashboard.errors.splice(0) : ['the app did not start']");
+        let app = self.js("return window.tasklogDashboard ? window.tasklogDashboard.takeErrors() : ['the app did not start']");
         for e in app.as_array().into_iter().flatten() {
             let message = e.as_str().unwrap_or("").to_string();
             if !self.allowed.iter().any(|a| message.contains(a.as_str())) {
@@ -627,9 +627,14 @@ fn dashboard_in_chromium() {
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while !(seen.iter().any(|e: &String| e.contains("404"))
-        && seen.iter().any(|e| e.starts_with("app: probe from the test")))
+        && seen
+            .iter()
+            .any(|e| e.starts_with("app: probe from the test")))
     {
-        assert!(Instant::now() < deadline, "the error check missed: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the error check missed: {seen:?}"
+        );
         seen.extend(b.errors());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -690,10 +695,35 @@ fn dashboard_in_chromium() {
     );
     b.assert_no_errors("tasks");
 
-    // Only pages of 50 were asked for, never the whole store.
+    // Pagination by cursor: pages of 25 stay correct while tasks are added.
+    let more: Vec<Value> = (0..30)
+        .map(|i| json!({"op": "submit", "title": format!("Batch {i:02}")}))
+        .collect();
+    let r = c.post("/v1/batch", &json!({ "mutations": more }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let total = c.get("/v1/tasks/count").json()["count"].as_u64().unwrap();
+    b.goto(&format!("{base}/#/tasks?sort=created&order=desc&limit=25"));
+    b.wait("a page of 25", "return document.querySelectorAll('#task-rows tr').length === 25 && document.querySelector('#task-rows a.task-link').textContent === 'Batch 29'");
+    b.click("#next-page");
+    let second = format!(
+        "return document.querySelectorAll('#task-rows tr').length === {} && document.querySelector('#task-rows a.task-link').textContent === 'Batch 04'",
+        total - 25
+    );
+    b.wait("the second page", &second);
+    submit(&c, json!({"title": "Added while on page two"}));
+    std::thread::sleep(Duration::from_millis(800));
+    b.wait("the second page, unchanged", &second);
+    b.click("#prev-page");
+    b.wait("the first page, with the new task", "return !location.hash.includes('cursor') && document.querySelector('#task-rows a.task-link')?.textContent === 'Added while on page two'");
+
+    // Only pages of 50 (or the 25 asked for) were requested, never the whole store.
     let lists = b.js("return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/v1/tasks?'))");
     for url in lists.as_array().unwrap() {
-        assert!(url.as_str().unwrap().contains("limit=50"), "{url}");
+        let url = url.as_str().unwrap();
+        assert!(
+            url.contains("limit=50") || url.contains("limit=25"),
+            "{url}"
+        );
     }
 
     // Task detail: every part, the escaped strings, the history.
@@ -893,7 +923,7 @@ fn dashboard_in_chromium() {
     b.assert_no_errors("phone");
 
     // Keyboard: the navigation is reachable with Tab and followed with Enter.
-    b.resize(1280, 1000);
+    b.resize(1280, 1200);
     b.goto(&format!("{base}/#/"));
     b.wait(
         "the overview",
