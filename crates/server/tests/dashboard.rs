@@ -571,6 +571,10 @@ fn seed(c: &Client) -> Value {
         &json!({"kind": "log", "content": "encoder started"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    submit(
+        c,
+        json!({"title": "Send digest", "kind": "email", "priority": 5}),
+    );
     submit(c, json!({"id": "gone", "title": "Removed one"}));
     assert_eq!(c.delete("/v1/tasks/gone?reason=obsolete").status, 200);
     let done = submit(c, json!({"title": "Done one", "role": "build"}));
@@ -613,7 +617,14 @@ fn dashboard_in_chromium() {
     b.wait("the chart", "return document.querySelector('#overview-chart svg rect.bar') && document.getElementById('chart-summary')?.textContent.match(/^[1-9]/)");
     let store_text = b.text("#overview-store");
     assert!(store_text.contains("Last LSN"), "{store_text}");
-    assert!(b.text("#overview-runtime").contains("Running"));
+    let runtime = b.text("#overview-runtime");
+    assert!(runtime.contains("Running"), "{runtime}");
+    // The queue: one pending `email` task at priority 5.
+    assert!(
+        b.js("return [...document.querySelectorAll('#overview-runtime tbody tr')].map(r => r.textContent).join('|')")
+            == json!("email51"),
+        "{runtime}"
+    );
     b.wait(
         "the live stream",
         "return document.getElementById('stream-status').textContent === 'live'",
@@ -643,7 +654,7 @@ fn dashboard_in_chromium() {
     b.click("nav a[data-page=tasks]");
     b.wait(
         "the task rows",
-        "return document.querySelectorAll('#task-rows tr').length === 7",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
     );
     let titles = b.js(ROW_TITLES);
     assert_eq!(titles[0], "Done one", "{titles}");
@@ -668,16 +679,44 @@ fn dashboard_in_chromium() {
     b.goto(&format!("{base}/#/tasks"));
     b.wait(
         "all rows",
-        "return document.querySelectorAll('#task-rows tr').length === 7",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
     );
     b.type_into("#task-filters input[name=roles]", "build");
     b.type_into("#task-filters input[name=q]", "Pending");
     b.click("#apply-filters");
     b.wait("the text filter", "return location.hash.includes('q=Pending') && document.querySelectorAll('#task-rows tr').length === 3");
+    // Metadata and tags (the form keeps the other filters: clear them first).
+    b.goto(&format!("{base}/#/tasks?limit=50"));
+    b.wait(
+        "all rows",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
+    );
+    b.type_into("#task-filters input[name=meta]", "team=infra");
+    b.click("#apply-filters");
+    b.wait("the metadata filter", "return location.hash.includes('meta=team%3Dinfra') && document.querySelectorAll('#task-rows tr').length === 1");
+    assert_eq!(b.js(ROW_TITLES), json!(["Flaky upload"]));
+    b.goto(&format!("{base}/#/tasks?limit=25"));
+    b.wait(
+        "all rows",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
+    );
+    b.type_into("#task-filters input[name=tags]", "nightly");
+    b.click("#apply-filters");
+    b.wait("the tag filter", "return location.hash.includes('tag=nightly') && document.querySelectorAll('#task-rows tr').length === 3");
+    // A date range from the address, and the oldest first.
+    b.goto(&format!(
+        "{base}/#/tasks?created_since=2999-01-01T00:00:00.000Z"
+    ));
+    b.wait("the empty range", "return document.querySelector('#list-status .empty')?.textContent === 'No task matches these filters.'");
+    b.goto(&format!("{base}/#/tasks?order=asc"));
+    b.wait(
+        "the oldest first",
+        "return document.querySelector('#task-rows a.task-link')?.textContent === 'Pending 0'",
+    );
     b.goto(&format!("{base}/#/tasks"));
     b.wait(
         "all rows",
-        "return document.querySelectorAll('#task-rows tr').length === 7",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
     );
     b.screenshot("tasks");
 
