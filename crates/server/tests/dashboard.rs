@@ -17,7 +17,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -214,7 +214,7 @@ struct Browser {
 
 fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
@@ -239,7 +239,9 @@ impl Browser {
             if std::env::var("TASKLOG_REQUIRE_EXTRAS").as_deref() == Ok("1") {
                 panic!("{msg}, and TASKLOG_REQUIRE_EXTRAS=1");
             }
-            eprintln!("{msg}");
+            // Straight to stderr, past the test harness's capture: the notice must show in a
+            // plain `cargo test` run.
+            let _ = writeln!(std::io::stderr(), "{msg}");
             return None;
         };
         let port = TcpListener::bind("127.0.0.1:0")
