@@ -498,6 +498,9 @@
     const chartSec = el('section', { class: 'card wide', 'aria-labelledby': 'ov-chart' }, el('h2', { id: 'ov-chart' }, 'Events per minute, last hour'));
     const runtime = el('section', { class: 'card', 'aria-labelledby': 'ov-runtime' }, el('h2', { id: 'ov-runtime' }, 'Runtime health'));
     const store = el('section', { class: 'card', 'aria-labelledby': 'ov-store' }, el('h2', { id: 'ov-store' }, 'Store health'));
+    const recovery = el('section', { class: 'card', 'aria-labelledby': 'ov-recovery' }, el('h2', { id: 'ov-recovery' }, 'Readiness and recovery'));
+    const recoveryBody = el('div', { id: 'overview-recovery' }, el('p', { class: 'muted' }, 'Loading…'));
+    recovery.append(recoveryBody);
     const countsBody = el('div', { id: 'overview-counts' });
     const chartBody = el('div', { class: 'chart', id: 'overview-chart' }, el('p', { class: 'muted' }, 'Loading…'));
     const runtimeBody = el('div', { id: 'overview-runtime' });
@@ -506,7 +509,7 @@
     chartSec.append(chartBody);
     runtime.append(runtimeBody);
     store.append(storeBody);
-    main.append(h1, el('div', { class: 'grid' }, counts, chartSec, runtime, store));
+    main.append(h1, el('div', { class: 'grid' }, counts, chartSec, runtime, store, recovery));
     focusHeading(main);
 
     const buckets = new Map(); // minute (ms since epoch / 60000) -> events
@@ -555,6 +558,18 @@
       drawChart();
       refresh();
     }, 15000));
+    // Readiness and what opening the store found: `/health/detailed`, once a minute.
+    async function loadRecovery() {
+      try {
+        renderRecovery(await api('GET', '/health/detailed', { signal: ctx.ctl.signal }));
+      } catch (e) {
+        if (e && e.name === 'AbortError') return;
+        clear(recoveryBody);
+        recoveryBody.append(el('p', { class: 'muted' }, 'Unavailable: ' + e.message));
+      }
+    }
+    loadRecovery();
+    ctx.timers.push(setInterval(loadRecovery, 60000));
     const h = stats.health || {};
     const lastLsn = h.last_lsn || 0;
     if (lastLsn > 0) {
@@ -596,6 +611,27 @@
         chart.append(rect);
       });
       chartBody.append(chart, el('p', { class: 'muted small', id: 'chart-summary' }, fmtNum(total) + ' events in the last hour. ' + chartNote));
+    }
+
+    function renderRecovery(d) {
+      clear(recoveryBody);
+      const r = d.recovery || {};
+      const o = d.recovery_at_open || {};
+      const interrupted = Array.isArray(o.tasks_interrupted) ? o.tasks_interrupted.length : 0;
+      recoveryBody.append(dl([
+        ['Ready', d.ready ? 'yes' : 'no' + (d.reason ? ': ' + d.reason : '')],
+        ['Status', d.status],
+        ['Orphaned / stuck running', fmtNum(r.orphaned_task_count) + ' / ' + fmtNum(r.stuck_task_count)],
+        ['Waiting to run again', fmtNum(r.recovery_queue_depth)],
+        ['Failed in the last hour', fmtNum(r.recent_failure_count)],
+      ]), el('h3', {}, 'When the store was opened'), dl([
+        ['Snapshot used', o.snapshot_used ? 'LSN ' + fmtNum(o.snapshot_lsn) : 'none'],
+        ['Snapshots skipped (damaged)', fmtNum(Array.isArray(o.snapshots_skipped) ? o.snapshots_skipped.length : 0)],
+        ['Events replayed', fmtNum(o.events_replayed)],
+        ['Torn tail cut', fmtBytes(o.torn_bytes_cut)],
+        ['Interrupted tasks', fmtNum(interrupted) + (interrupted ? ' (' + (o.interrupted_policy || '') + ')' : '')],
+        ['Open took', typeof o.duration_ms === 'number' ? o.duration_ms.toFixed(0) + ' ms' : '—'],
+      ]));
     }
 
     function renderStats(s) {

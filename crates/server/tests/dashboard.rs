@@ -617,6 +617,10 @@ fn dashboard_in_chromium() {
         "return document.querySelector('#overview-counts a[data-state=failed] .n')?.textContent === '1'",
     );
     b.wait("the chart", "return document.querySelector('#overview-chart svg rect.bar') && document.getElementById('chart-summary')?.textContent.match(/^[1-9]/)");
+    b.wait(
+        "the recovery figures",
+        "return document.getElementById('overview-recovery')?.textContent.includes('Events replayed')",
+    );
     let store_text = b.text("#overview-store");
     assert!(store_text.contains("Last LSN"), "{store_text}");
     let runtime = b.text("#overview-runtime");
