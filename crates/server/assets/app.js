@@ -927,14 +927,8 @@
     let task = null;
 
     async function load(focus) {
-      let t = null;
-      let missing = null;
-      try {
-        t = await api('GET', '/v1/tasks/' + encodeURIComponent(id), { signal: ctx.ctl.signal });
-      } catch (e) {
-        if (e instanceof ApiError && e.status === 404) missing = e;
-        else throw e;
-      }
+      // The history first: a removed task's last event says so, and the task itself is then
+      // not asked for (no 404 to log).
       let history = [];
       let historyError = null;
       try {
@@ -944,15 +938,28 @@
         if (e && e.name === 'AbortError') throw e;
         historyError = e;
       }
+      const lastEvent = history.length ? history[history.length - 1] : null;
+      const removed = lastEvent !== null && lastEvent.to === null;
+      let t = null;
+      let missing = historyError;
+      if (!removed && !(historyError && historyError.status === 404)) {
+        try {
+          t = await api('GET', '/v1/tasks/' + encodeURIComponent(id), { signal: ctx.ctl.signal });
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 404) missing = e;
+          else throw e;
+        }
+      }
+      if (!t && missing === historyError) historyError = null;
       task = t;
       // A live reload keeps the keyboard focus where it was (on an action button, say).
       const focused = body.contains(document.activeElement) && document.activeElement.id;
       clear(body);
       if (!t) {
         body.append(el('h1', { tabindex: '-1' }, 'Task ', el('code', {}, id)));
-        if (history.length) {
+        if (removed) {
           body.append(el('p', { class: 'notice', id: 'removed-notice' }, 'This task was removed; its history is kept.'));
-        } else {
+        } else if (missing) {
           body.append(problemView(missing));
         }
       } else {

@@ -888,8 +888,29 @@ fn dashboard_in_chromium() {
     b.assert_no_errors("invalid transition");
     b.allowed.clear();
 
-    // A removed task's history is still shown.
-    b.allowed.push("404".into());
+    // Remove a task with a reason; its history stays, and so does the page.
+    submit(&c, json!({"id": "to-remove", "title": "Obsolete job"}));
+    b.goto(&format!("{base}/#/tasks/to-remove"));
+    b.wait(
+        "the task",
+        "return document.getElementById('task-title')?.textContent === 'Obsolete job'",
+    );
+    b.click("#action-remove");
+    b.wait(
+        "the confirmation",
+        "return document.getElementById('confirm-dialog').open",
+    );
+    b.type_into("#confirm-reason", "superseded by v2");
+    b.click("#confirm-ok");
+    b.wait("the removed notice", "return document.getElementById('removed-notice') && document.getElementById('action-status').textContent.includes('Remove done')");
+    b.wait(
+        "the reason in the history",
+        "return document.getElementById('history').textContent.includes('superseded by v2')",
+    );
+    assert_eq!(c.get("/v1/tasks/to-remove").status, 404);
+    b.assert_no_errors("remove");
+
+    // A task removed earlier: its history is still shown.
     b.goto(&format!("{base}/#/tasks/gone"));
     b.wait(
         "the removed notice",
@@ -897,6 +918,15 @@ fn dashboard_in_chromium() {
     );
     b.wait("its history", "return [...document.querySelectorAll('#history li')].some(li => li.textContent.includes('removed'))");
     b.assert_no_errors("removed task");
+    // An id that never existed: the API's 404, in words.
+    b.allowed.push("404".into());
+    b.goto(&format!("{base}/#/tasks/no-such-task"));
+    let shown = b.wait(
+        "the 404",
+        "return document.querySelector('main .problem')?.textContent",
+    );
+    assert!(shown.as_str().unwrap().contains("not_found"), "{shown}");
+    b.assert_no_errors("unknown task");
     b.allowed.clear();
 
     // Live feed: the recent events, then one committed while the page is open.
