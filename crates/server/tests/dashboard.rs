@@ -664,14 +664,20 @@ fn dashboard_in_chromium() {
     b.assert_no_errors("overview");
 
     // The error check sees both the browser's console (a failed request) and what the app
-    // recorded (a console.error call): it can fail.
+    // recorded (a console.error call, a CSP violation): it can fail.
     b.js("fetch('/v1/no-such-route'); console.error('probe from the test'); return 1");
+    // The Content-Security-Policy is in force: an inline script does not run, and the
+    // violation is reported.
+    b.js("const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s); return 1");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.js("return window.__inline === undefined"), json!(true));
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while !(seen.iter().any(|e: &String| e.contains("404"))
         && seen
             .iter()
-            .any(|e| e.starts_with("app: probe from the test")))
+            .any(|e| e.starts_with("app: probe from the test"))
+        && seen.iter().any(|e| e.starts_with("app: CSP violation")))
     {
         assert!(
             Instant::now() < deadline,
