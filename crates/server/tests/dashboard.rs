@@ -438,6 +438,16 @@ impl Browser {
             .unwrap_or("")
             .to_string()
     }
+    /// Types `text` (WebDriver key codes allowed) into the focused element.
+    fn keys(&self, text: &str) {
+        let active = self.cmd("GET", "/element/active", None);
+        let id = active[ELEMENT].as_str().unwrap().to_string();
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
     fn resize(&self, width: u32, height: u32) {
         self.cmd(
             "POST",
@@ -874,6 +884,18 @@ fn dashboard_in_chromium() {
         "return !document.getElementById('confirm-dialog').open",
     );
     assert_eq!(c.get("/v1/tasks/flaky").json()["state"], "pending");
+    // With the keyboard: the focus is in the dialog (on the reason), Escape backs out.
+    b.click("#action-requeue");
+    b.wait(
+        "the focus in the dialog",
+        "return document.getElementById('confirm-dialog').open && document.activeElement?.id === 'confirm-reason'",
+    );
+    b.keys("\u{E00C}");
+    b.wait(
+        "Escape to close the dialog",
+        "return !document.getElementById('confirm-dialog').open",
+    );
+    assert_eq!(c.get("/v1/tasks/flaky").json()["version"], task["version"]);
 
     // An invalid transition shows the API's own message.
     b.allowed.push("409".into());
@@ -1036,13 +1058,7 @@ fn dashboard_in_chromium() {
         "return document.querySelector('#overview-counts a')",
     );
     b.js("document.querySelector('nav a[data-page=live]').focus(); return 1");
-    let active = b.cmd("GET", "/element/active", None);
-    let active = active[ELEMENT].as_str().unwrap().to_string();
-    b.cmd(
-        "POST",
-        &format!("/element/{active}/value"),
-        Some(json!({"text": "\u{E007}"})),
-    );
+    b.keys("\u{E007}");
     b.wait(
         "the live page by keyboard",
         "return location.hash === '#/live'",
