@@ -900,7 +900,8 @@
     const p = (t.progress && t.progress.percent) || 0;
     return el('tr', { 'data-task-id': t.id },
       el('td', { 'data-label': 'Title' }, el('a', { href: taskHref(t.id), 'data-task-id': t.id, class: 'task-link' }, t.title || '(untitled)'),
-        el('div', { class: 'muted small mono' }, t.id)),
+        el('div', { class: 'muted small mono' }, t.id),
+        t.state === 'failed' && t.last_error ? el('div', { class: 'small error-line' }, t.last_error.length > 160 ? t.last_error.slice(0, 160) + '…' : t.last_error) : null),
       el('td', { 'data-label': 'State' }, stateBadge(t.state)),
       el('td', { 'data-label': 'Role' }, t.role || '—'),
       el('td', { 'data-label': 'Provider' }, t.provider || '—'),

@@ -718,6 +718,10 @@ fn dashboard_in_chromium() {
     b.click("#apply-filters");
     b.wait("the failed filter", "return location.hash.includes('states=failed') && document.querySelectorAll('#task-rows tr').length === 1");
     assert_eq!(b.js(ROW_TITLES), json!(["Flaky upload"]));
+    assert_eq!(
+        b.js("return document.querySelector('#task-rows .error-line').textContent"),
+        json!("connection reset")
+    );
     b.wait(
         "the count",
         "return document.getElementById('task-count').textContent === '(1 matching)'",
