@@ -1,10 +1,10 @@
 //! The token check, body limit, request timeout, metrics and access log around every route,
 //! and the answers of unknown routes (404) and wrong methods (405), all `problem+json`.
 //!
-//! From the outside in: [`observe`] (metrics by matched route, access log) ->
-//! [`problems`] (any non-JSON error answer, e.g. axum's own text rejections or an empty 405,
-//! becomes `problem+json`) -> [`check_token`] -> [`limit_time`] -> [`limit_body`] -> the
-//! handler.
+//! From the outside in: `observe` (metrics by matched route, access log) -> `problems` (any
+//! non-JSON error answer, e.g. axum's own text rejections or an empty 405, becomes
+//! `problem+json`) -> `check_token` -> `limit_time` -> `limit_body` -> a panic in a handler
+//! becomes a 500 `internal` -> the handler.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use subtle::ConstantTimeEq;
 
 use crate::error::Problem;
@@ -22,6 +23,8 @@ use crate::state::AppState;
 pub const OPEN_ROUTES: [&str; 1] = ["/livez"];
 /// Route prefixes that wait on purpose (long-polls, streams): no request timeout.
 pub const UNTIMED_PREFIXES: [&str; 2] = ["/v1/events", "/v1/workers/claim"];
+/// Largest refused body still read before the 413 is sent.
+const DRAIN_BYTES_MAX: u64 = 16 << 20;
 /// Largest error body rewritten as `problem+json`.
 const REWRITE_BYTES_MAX: usize = 64 << 10;
 
@@ -30,12 +33,30 @@ const REWRITE_BYTES_MAX: usize = 64 << 10;
 pub fn layers(router: Router<AppState>, state: AppState) -> Router<AppState> {
     let limit = state.options().max_body_bytes;
     router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), limit_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .layer(middleware::from_fn(problems))
         .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// A handler that panicked answers 500 `internal` (and the panic is logged); the server
+/// keeps serving.
+fn panicked(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(panic = what, "a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed while answering; see its log",
+    )
+    .into_response()
 }
 
 /// The answer of an unknown route.
@@ -197,7 +218,17 @@ async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        // Read (and drop) a body of moderate size first, so that a client that sends the
+        // whole body before reading gets the 413 instead of a reset connection.
+        // A client waiting for `100 Continue` has not sent the body: nothing to read.
+        let expects_continue = req.headers().contains_key(header::EXPECT);
+        if n <= DRAIN_BYTES_MAX && !expects_continue {
+            let mut stream = req.into_body().into_data_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+        }
         return Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

@@ -122,9 +122,12 @@ pub fn is_json_content_type(value: &str) -> bool {
 }
 
 /// Parses a JSON document into `T`, naming the JSON path of a document of the wrong shape.
+/// A document whose top level is a struct must be a JSON object (serde also reads a struct
+/// from an array of its fields in order, which no client means).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(&e, "$"))?;
+    let value = serde_path_to_error::deserialize(ObjectsOnly(&mut de))
+        .map_err(|e| json_problem(&e, "$"))?;
     de.end()
         .map_err(|e| Problem::bad_request("bad_request", format!("malformed JSON: {e}")))?;
     Ok(value)
@@ -136,6 +139,122 @@ pub fn from_value<T: DeserializeOwned>(
     prefix: &str,
 ) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(|e| json_problem(&e, prefix))
+}
+
+/// A deserializer that reads a struct only from a map, never from a sequence.
+struct ObjectsOnly<D>(D);
+
+macro_rules! forward {
+    ($($method:ident),* $(,)?) => {
+        $(
+            fn $method<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+                self.0.$method(v)
+            }
+        )*
+    };
+}
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectsOnly<D> {
+    type Error = D::Error;
+
+    forward!(
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
+        deserialize_ignored_any,
+    );
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_option(SomeObjects(v))
+    }
+    fn deserialize_unit_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_unit_struct(name, v)
+    }
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_newtype_struct(name, v)
+    }
+    fn deserialize_tuple<V: serde::de::Visitor<'de>>(
+        self,
+        len: usize,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple(len, v)
+    }
+    fn deserialize_tuple_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple_struct(name, len, v)
+    }
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(v)
+    }
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_enum(name, variants, v)
+    }
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// The visitor of an `Option` whose `Some` is read through [`ObjectsOnly`].
+struct SomeObjects<V>(V);
+
+impl<'de, V: serde::de::Visitor<'de>> serde::de::Visitor<'de> for SomeObjects<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_none()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit()
+    }
+    fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
+        self.0.visit_some(ObjectsOnly(d))
+    }
 }
 
 fn json_problem(e: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> Problem {
@@ -221,7 +340,6 @@ mod tests {
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Inner {
         n: u8,
     }
@@ -238,6 +356,25 @@ mod tests {
         assert_eq!(p.status, 400);
         assert_eq!(p.code, "invalid_input");
         assert_eq!(p.at.as_deref(), Some("$.list[1].n"), "{p:?}");
+    }
+
+    #[test]
+    fn a_struct_is_never_read_from_an_array() {
+        let p = parse_json::<Inner>(b"[1]").unwrap_err();
+        assert_eq!(p.code, "invalid_input", "{p:?}");
+        assert_eq!(parse_json::<Inner>(br#"{"n": 1}"#).unwrap().n, 1);
+        assert_eq!(
+            parse_json::<Option<Inner>>(b"null").unwrap().map(|i| i.n),
+            None
+        );
+        assert!(parse_json::<Option<Inner>>(b"[1]").is_err());
+        assert_eq!(
+            parse_json::<Option<Inner>>(br#"{"n": 2}"#)
+                .unwrap()
+                .map(|i| i.n),
+            Some(2)
+        );
+        assert_eq!(parse_json::<Vec<u8>>(b"[1, 2]").unwrap(), [1, 2]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `tasklog-server`: a tasklog store as an HTTP service.
 //!
 //! [`router`] returns an axum [`Router`] serving the whole API over one open [`Store`]: mount it
-//! in your own axum app, or run it with [`serve`] (what `tasklog serve` does). The routes:
+//! in your own axum app, or run it with [`serve()`] (what `tasklog serve` does). The routes:
 //!
 //! - `/v1/tasks...`: submit, get, list, history, outputs, every transition, batches
 //!   (`ETag`/`If-Match` optimistic concurrency, `Idempotency-Key` retries);
@@ -12,7 +12,10 @@
 //! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
 //! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
 //!
-//! Errors are `application/problem+json` ([`Problem`]).
+//! Errors are `application/problem+json` ([`Problem`]); handlers read their input through
+//! [`extract`] (`Json`, `Query`, `Path`), whose rejections are problems naming the JSON path
+//! or parameter at fault. [`auth::layers`] puts the token check, the limits, the metrics and
+//! the access log around every route, and turns any other error answer into a problem.
 // NOTE: a `Problem` is about 200 bytes and is built only on the error path; every handler
 // returns it by value (axum turns it into the response), so boxing it would buy nothing.
 #![allow(
@@ -67,33 +70,27 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The OpenAPI 3.1 document of this API.
+/// The OpenAPI 3.1 document of this API, as this server answers: without the bearer scheme
+/// when it has no token, with its own page limit.
 #[utoipa::path(
-    get, path = "/openapi.json", tag = "health",
+    get, path = "/openapi.json", tag = "health", operation_id = "openapi_document",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value))
 )]
-async fn openapi_json() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    // The document is the same for every router of this build: made once.
-    static DOC: OnceLock<axum::body::Bytes> = OnceLock::new();
-    let body = DOC.get_or_init(|| {
-        serde_json::to_vec(&openapi_document())
-            .map(axum::body::Bytes::from)
-            .unwrap_or_default()
-    });
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body.clone(),
-    )
-        .into_response()
+async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> extract::Json<serde_json::Value> {
+    // The generic document is the same for every router of this build: made once.
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    let mut doc = DOC
+        .get_or_init(|| serde_json::to_value(openapi_document()).unwrap_or_default())
+        .clone();
+    openapi::for_server(&mut doc, state.options());
+    extract::Json(doc)
 }
 
 /// The whole service over `store`: the API, `/openapi.json`, the token check, the limits and
 /// the access log. Starts the server's background work on the store (the event hub);
-/// the lease supervisor runs in [`serve`].
+/// the lease supervisor runs in [`serve()`].
 pub fn router(store: Store, options: ServerOptions) -> Router {
     router_with_state(AppState::new(store, options))
 }

@@ -130,3 +130,36 @@ fn finish_operation(op: &mut Operation, open: bool) {
          request time limit (`timeout`); see `Retry-After`",
     );
 }
+
+/// Fits the generic document to one server: without a token no operation needs the bearer
+/// scheme (and none answers 401); a listing's `limit` is at most the server's page limit.
+pub fn for_server(doc: &mut serde_json::Value, options: &crate::options::ServerOptions) {
+    use serde_json::Value;
+    if options.token.is_none()
+        && let Some(root) = doc.as_object_mut()
+    {
+        root.remove("security");
+        if let Some(Value::Object(paths)) = root.get_mut("paths") {
+            for op in paths
+                .values_mut()
+                .filter_map(Value::as_object_mut)
+                .flat_map(|i| i.values_mut())
+            {
+                if let Some(op) = op.as_object_mut() {
+                    op.remove("security");
+                    if let Some(Value::Object(r)) = op.get_mut("responses") {
+                        r.remove("401");
+                    }
+                }
+            }
+        }
+    }
+    let max = options.max_page_size;
+    if let Some(Value::Array(params)) = doc.pointer_mut("/paths/~1v1~1tasks/get/parameters") {
+        for p in params.iter_mut().filter(|p| p["name"] == "limit") {
+            if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut) {
+                schema.insert("maximum".into(), Value::from(max));
+            }
+        }
+    }
+}

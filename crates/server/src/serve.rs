@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tasklog::Store;
+use tasklog::store::InterruptedPolicy;
 
 use crate::options::ServerOptions;
 use crate::state::AppState;
@@ -182,8 +183,11 @@ async fn supervise_leases(
         }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.recover_expired_leases()).await {
-            Ok(Ok(ids)) if !ids.is_empty() => {
-                tracing::info!(count = ids.len(), tasks = ?ids, "expired leases recovered");
+            // Under `Leave` the same expired leases are seen again every period: not news.
+            Ok(Ok(ids))
+                if !ids.is_empty() && store.interrupted_policy() != InterruptedPolicy::Leave =>
+            {
+                tracing::info!(count = ids.len(), tasks = ?ids, policy = ?store.interrupted_policy(), "expired leases recovered");
             }
             Ok(Ok(_)) => {}
             Ok(Err(tasklog::Error::Closed)) => return,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tasklog::Task;
 use tasklog::store::{Change, HistoryEvent, Mutation};
-use tasklog::task::{Output, Timestamp};
+use tasklog::task::Output;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,8 +35,8 @@ pub use listing::{CountResponse, FilterParams, ListResponse, PageParams};
 pub const ACTOR_HEADER: &str = "x-tasklog-actor";
 /// Header carrying a submit's idempotency key (when the body has no `request_id`).
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-/// Longest actor, request id or idempotency key accepted.
-pub const KEY_BYTES_MAX: usize = 256;
+/// Longest actor, owner, request id or idempotency key accepted, in characters.
+pub const KEY_CHARS_MAX: usize = 256;
 /// Longest lease a start may ask for (one day).
 pub const LEASE_MS_MAX: u64 = 86_400_000;
 
@@ -127,10 +127,14 @@ fn encode_segment(s: &str) -> String {
 pub struct ChangeHeaders {
     /// Make the change conditional on the task's version: `"<version>"` as the task's `ETag`
     /// (412 `version_mismatch` otherwise), or `*`.
-    #[param(rename = "If-Match")]
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#
+    )]
     pub if_match: Option<String>,
     /// Who makes the change (recorded in the history), when the body has no `actor`.
-    #[param(rename = "X-Tasklog-Actor")]
+    #[param(rename = "X-Tasklog-Actor", nullable = false, max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -150,9 +154,7 @@ impl Conditions {
             None => None,
             Some(v) => parse_if_match(&v)?,
         };
-        let actor = header_text(headers, ACTOR_HEADER)?
-            .map(|a| check_key(a, "X-Tasklog-Actor"))
-            .transpose()?;
+        let actor = check_key(header_text(headers, ACTOR_HEADER)?, "X-Tasklog-Actor")?;
         Ok(Conditions {
             expected_version,
             actor,
@@ -163,27 +165,16 @@ impl Conditions {
     pub fn mutation(&self, id: &str, change: Change, actor: Option<String>) -> ApiResult<Mutation> {
         let mut m = Mutation::new(id, change);
         m.expected_version = self.expected_version;
-        m.actor = match actor {
-            Some(a) => Some(check_key(a, "$.actor")?),
-            None => self.actor.clone(),
-        };
+        m.actor = check_key(actor, "$.actor")?.or_else(|| self.actor.clone());
         Ok(m)
     }
 }
 
-/// A header's value as text (400 when it is not visible ASCII/UTF-8).
+/// A header's value as text (bytes that are not UTF-8 become U+FFFD), trimmed.
 pub fn header_text(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => match v.to_str() {
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(_) => Err(Problem::bad_request(
-                "invalid_input",
-                format!("header {name} is not visible ASCII text"),
-            )
-            .at(name.to_string())),
-        },
-    }
+    Ok(headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string()))
 }
 
 /// `"5"` (also `W/"5"` and a bare `5`) -> Some(5); `*` -> None.
@@ -196,36 +187,46 @@ fn parse_if_match(v: &str) -> ApiResult<Option<u64>> {
         .strip_prefix('"')
         .and_then(|b| b.strip_suffix('"'))
         .unwrap_or(bare);
-    bare.parse::<u64>().map(Some).map_err(|_| {
-        Problem::bad_request(
-            "invalid_input",
-            format!("If-Match {v:?} is not one task version such as \"3\" (the task's ETag)"),
-        )
-        .at("If-Match")
-    })
+    if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) {
+        // A version too large for u64 matches no task: saturate rather than refuse.
+        return Ok(Some(bare.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    Err(Problem::bad_request(
+        "invalid_input",
+        format!("If-Match {v:?} is not one task version such as \"3\" (the task's ETag)"),
+    )
+    .at("If-Match"))
 }
 
-/// Checks an actor, request id or key: 1 to 256 bytes, no control characters.
-pub fn check_key(v: String, at: &str) -> ApiResult<String> {
-    let bad = |why: &str| {
-        Err(Problem::bad_request("invalid_input", format!("{at} {why}")).at(at.to_string()))
-    };
-    if v.is_empty() {
-        return bad("is empty");
+/// Checks an actor, request id, owner or key: empty is the same as absent; at most 256
+/// characters.
+pub fn check_key(v: Option<String>, at: &str) -> ApiResult<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > KEY_CHARS_MAX => Err(Problem::bad_request(
+            "invalid_input",
+            format!("{at} is longer than {KEY_CHARS_MAX} characters"),
+        )
+        .at(at.to_string())),
+        Some(v) => Ok(Some(v)),
     }
-    if v.len() > KEY_BYTES_MAX {
-        return bad("is longer than 256 bytes");
-    }
-    if v.chars().any(char::is_control) {
-        return bad("contains control characters");
-    }
-    Ok(v)
 }
 
 /// Applies one mutation on the blocking pool.
 async fn apply(state: &AppState, m: Mutation) -> ApiResult<TaskResponse> {
-    let task = state.run(move |s| s.apply(m)).await?;
+    let task = state
+        .run(move |s| s.apply(m).map_err(absent_is_not_found))
+        .await?;
     Ok(TaskResponse::ok(task))
+}
+
+/// A version check against a task that does not exist (version 0) is a 404, not a 412.
+pub fn absent_is_not_found(e: tasklog::Error) -> tasklog::Error {
+    match e {
+        tasklog::Error::Conflict { id, actual: 0, .. } => tasklog::Error::NotFound { id },
+        e => e,
+    }
 }
 
 // ----- handlers ---------------------------------------------------------------------------------
@@ -235,10 +236,10 @@ async fn apply(state: &AppState, m: Mutation) -> ApiResult<TaskResponse> {
 /// With a `request_id` (or an `Idempotency-Key` header) already seen, returns the task the
 /// first submit created instead of creating another.
 #[utoipa::path(
-    post, path = "/v1/tasks", tag = TAG,
+    post, path = "/v1/tasks", tag = TAG, operation_id = "submit_task",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who submits (when the body has no `actor`)."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 256, description = "Makes a retried submit return the task the first one created (same as the body's `request_id`)."),
+        ("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who submits (when the body has no `actor`)."),
     ),
     request_body(content = SubmitBody, content_type = "application/json"),
     responses(
@@ -255,9 +256,10 @@ async fn submit(
     Json(body): Json<SubmitBody>,
 ) -> ApiResult<TaskResponse> {
     let cond = Conditions::from_headers(&headers)?;
-    let key = header_text(&headers, IDEMPOTENCY_HEADER)?
-        .map(|k| check_key(k, "Idempotency-Key"))
-        .transpose()?;
+    let key = check_key(
+        header_text(&headers, IDEMPOTENCY_HEADER)?,
+        "Idempotency-Key",
+    )?;
     let (new, actor) = body.into_new_task("$", key)?;
     let mut m = cond.mutation(
         &new.id.clone().unwrap_or_default(),
@@ -278,7 +280,7 @@ async fn submit(
 /// Sorted by creation (default) or update time; pages continue with `cursor` (the previous
 /// page's `next_cursor`), which stays correct while tasks change.
 #[utoipa::path(
-    get, path = "/v1/tasks", tag = TAG,
+    get, path = "/v1/tasks", tag = TAG, operation_id = "list_tasks",
     params(FilterParams, PageParams),
     responses(
         (status = 200, description = "One page of matching tasks", body = ListResponse),
@@ -294,10 +296,10 @@ async fn list(
 
 /// Get a task.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}", tag = TAG,
+    get, path = "/v1/tasks/{id}", tag = TAG, operation_id = "get_task",
     params(
         ("id" = String, Path, description = "The task id"),
-        ("If-None-Match" = Option<String>, Header, description = "The task's ETag: answers 304 when the task is still at that version"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The task's ETag: answers 304 when the task is still at that version"),
     ),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "The task's version, quoted"))),
@@ -328,7 +330,7 @@ async fn get_task(
 
 /// Update a task's descriptive fields (any state).
 #[utoipa::path(
-    patch, path = "/v1/tasks/{id}", tag = TAG,
+    patch, path = "/v1/tasks/{id}", tag = TAG, operation_id = "update_task",
     params(("id" = String, Path, description = "The task id"), ChangeHeaders),
     request_body(content = UpdateBody, content_type = "application/json"),
     responses(
@@ -360,7 +362,7 @@ pub struct RemoveParams {
 
 /// Remove a task. Its history stays readable.
 #[utoipa::path(
-    delete, path = "/v1/tasks/{id}", tag = TAG,
+    delete, path = "/v1/tasks/{id}", tag = TAG, operation_id = "remove_task",
     params(("id" = String, Path, description = "The task id"), RemoveParams, ChangeHeaders),
     responses(
         (status = 200, description = "The task as it was when removed", body = Task, headers(("ETag" = String, description = "The removed task's last version, quoted"))),
@@ -385,7 +387,7 @@ async fn remove(
 
 /// A task's history: every event, oldest first. Also for removed tasks.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}/history", tag = TAG,
+    get, path = "/v1/tasks/{id}/history", tag = TAG, operation_id = "task_history",
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "The events, oldest first", body = Vec<HistoryEvent>),
@@ -401,7 +403,7 @@ async fn history(
 
 /// A task's outputs, in order.
 #[utoipa::path(
-    get, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    get, path = "/v1/tasks/{id}/outputs", tag = TAG, operation_id = "list_task_outputs",
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "The outputs, in order", body = Vec<Output>),
@@ -420,7 +422,7 @@ async fn outputs(
 
 /// Record an output of a task (any state).
 #[utoipa::path(
-    post, path = "/v1/tasks/{id}/outputs", tag = TAG,
+    post, path = "/v1/tasks/{id}/outputs", tag = TAG, operation_id = "add_task_output",
     params(("id" = String, Path, description = "The task id"), ChangeHeaders),
     request_body(content = OutputBody, content_type = "application/json"),
     responses(
@@ -447,7 +449,7 @@ macro_rules! transition {
     ($name:ident, $path:literal, $body:ty, optional, $summary:literal, $conv:expr) => {
         #[doc = $summary]
         #[utoipa::path(
-            post, path = $path, tag = TAG,
+            post, path = $path, tag = TAG, operation_id = concat!(stringify!($name), "_task"),
             params(("id" = String, Path, description = "The task id"), ChangeHeaders),
             request_body(content = Option<$body>, content_type = "application/json", description = "Optional: an empty body is the same as `{}`"),
             responses(
@@ -474,7 +476,7 @@ macro_rules! transition {
     ($name:ident, $path:literal, $body:ty, required, $summary:literal, $conv:expr) => {
         #[doc = $summary]
         #[utoipa::path(
-            post, path = $path, tag = TAG,
+            post, path = $path, tag = TAG, operation_id = concat!(stringify!($name), "_task"),
             params(("id" = String, Path, description = "The task id"), ChangeHeaders),
             request_body(content = $body, content_type = "application/json"),
             responses(
@@ -563,11 +565,3 @@ transition!(
     "Put a running task back in the queue (running -> pending).",
     |b: ReasonBody| b.into_reason_change("$", bodies::requeue)
 );
-
-// ----- shared helpers -------------------------------------------------------------------------
-
-/// Parses an RFC 3339 time (or a date, or seconds since the epoch).
-pub fn parse_time(v: &str, at: &str) -> ApiResult<Timestamp> {
-    Timestamp::parse(v)
-        .map_err(|e| Problem::bad_request("invalid_input", format!("{at}: {e}")).at(at.to_string()))
-}

@@ -308,9 +308,32 @@ fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 #[test]
+fn the_openapi_document_fits_the_server() {
+    // Without a token: no security requirement, no 401; the page limit is the server's.
+    let mut o = ServerOptions::default();
+    o.max_page_size = 50;
+    let s = TestServer::with_options(o);
+    let doc = s.client().get("/openapi.json").json();
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    let list = &doc["paths"]["/v1/tasks"]["get"];
+    assert!(list["responses"].get("401").is_none());
+    let limit = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 50);
+    let p = problem(&s.client().get("/v1/tasks?limit=51"), 400, "invalid_input");
+    assert_eq!(p["at"], "limit");
+}
+
+#[test]
 fn the_openapi_document_is_complete() {
-    let s = TestServer::start();
-    let r = s.client().get("/openapi.json");
+    let s = TestServer::with_options(ServerOptions::default().token("t"));
+    let mut c = s.client();
+    c.token = Some("t".into());
+    let r = c.get("/openapi.json");
     assert_eq!(r.status, 200, "{}", r.text);
     let doc = r.json();
     if let Ok(path) = std::env::var("TASKLOG_OPENAPI_OUT") {
@@ -384,6 +407,20 @@ fn the_openapi_document_is_complete() {
             }
         }
     }
+    // Operation ids are unique across every module's routes.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"start_task") && ids.contains(&"submit_task"),
+        "{ids:?}"
+    );
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "repeated operationId: {ids:?}");
     let mut all = Vec::new();
     refs(&doc, &mut all);
     assert!(!all.is_empty());
@@ -413,4 +450,31 @@ fn the_openapi_document_is_complete() {
             "{o}"
         );
     }
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tasklog::Store::open(dir.path()).unwrap();
+    let state = AppState::new(store, ServerOptions::default());
+    let routes = axum::Router::new()
+        .route(
+            "/v1/boom",
+            axum::routing::get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
+        .route("/v1/fine", axum::routing::get(|| async { "fine" }));
+    let app = tasklog_server::auth::layers(routes, state.clone()).with_state(state);
+    let server = AppServer::start(app);
+    let c = support::Client::new(&server.base);
+    problem(&c.get("/v1/boom"), 500, "internal");
+    let r = c.get("/v1/fine");
+    assert_eq!((r.status, r.text.as_str()), (200, "fine"));
+    // Axum's own text answers become problems too.
+    let r = c.send("POST", "/v1/fine", None, &[]);
+    problem(&r, 405, "method_not_allowed");
 }

@@ -149,7 +149,11 @@ fn submit_rejects_bad_bodies_naming_where() {
         (json!({"title": 5}), "$.title"),
         (json!({"title": "  "}), "$.title"),
         (json!({"title": "x", "tags": ["a", 3]}), "$.tags[1]"),
-        (json!({"title": "x", "actor": ""}), "$.actor"),
+        (json!({"title": "x", "actor": "a".repeat(257)}), "$.actor"),
+        (
+            json!({"title": "x", "request_id": "r".repeat(257)}),
+            "$.request_id",
+        ),
         (json!({"title": "x", "metadata": []}), "$.metadata"),
     ];
     for (body, at) in cases {
@@ -167,6 +171,32 @@ fn submit_rejects_bad_bodies_naming_where() {
     assert!(p["detail"].as_str().unwrap().contains("colour"), "{p}");
     // Nothing was created by any of them.
     assert_eq!(c.get("/v1/tasks/count").json()["count"], 0);
+}
+
+#[test]
+fn whole_numbers_may_be_written_as_floats() {
+    let s = TestServer::start();
+    let c = s.client();
+    let t = submit(&c, json!({"title": "f", "id": "f", "priority": 3.0}));
+    assert_eq!(t["priority"], 3);
+    c.send("POST", "/v1/tasks/f/start", None, &[]);
+    let r = post(&c, "/v1/tasks/f/progress", json!({"percent": 50.0}));
+    assert_eq!(r.json()["progress"]["percent"], 50, "{}", r.text);
+    let big = json!({"kind": "log", "content": "c", "size_bytes": 9_223_372_036_854_775_808u64});
+    let p = problem(&post(&c, "/v1/tasks/f/outputs", big), 400, "invalid_input");
+    assert_eq!(p["at"], "$.size_bytes");
+    let p = problem(
+        &post(&c, "/v1/tasks/f/progress", json!({"percent": 50.5})),
+        400,
+        "invalid_input",
+    );
+    assert_eq!(p["at"], "$.percent");
+    let body = json!({"mutations": [{"op": "progress", "task_id": "f", "percent": 60, "expected_version": 3.0}]});
+    let r = c.post("/v1/batch", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = json!({"mutations": [{"op": "progress", "task_id": "f", "percent": 60, "expected_version": 3.5}]});
+    let p = problem(&c.post("/v1/batch", &body), 400, "invalid_input");
+    assert_eq!(p["at"], "$.mutations[0].expected_version");
 }
 
 #[test]
@@ -215,13 +245,14 @@ fn idempotent_submits_create_one_task() {
         &[("idempotency-key", "k-2")],
     );
     assert_eq!(c.get("/v1/tasks/count").json()["count"], 2);
+    // With both, the body's request id wins.
     let r = c.send(
         "POST",
         "/v1/tasks",
-        Some(&json!({"title": "x", "request_id": "k-3"})),
-        &[("idempotency-key", "k-4")],
+        Some(&json!({"title": "x", "request_id": "k-1"})),
+        &[("idempotency-key", "k-9")],
     );
-    problem(&r, 400, "invalid_input");
+    assert_eq!(r.json()["id"], a.json()["id"]);
     assert_eq!(c.get("/v1/tasks/count").json()["count"], 2);
 }
 
@@ -424,12 +455,6 @@ fn start_checks_its_lease() {
     let c = s.client();
     submit(&c, json!({"title": "x", "id": "l"}));
     let p = problem(
-        &post(&c, "/v1/tasks/l/start", json!({"lease_ms": 1000})),
-        400,
-        "invalid_input",
-    );
-    assert_eq!(p["at"], "$.lease_ms");
-    let p = problem(
         &post(
             &c,
             "/v1/tasks/l/start",
@@ -439,6 +464,15 @@ fn start_checks_its_lease() {
         "invalid_input",
     );
     assert_eq!(p["at"], "$.lease_ms");
+    problem(
+        &post(
+            &c,
+            "/v1/tasks/l/start",
+            json!({"owner": "w", "lease_ms": 86_400_001}),
+        ),
+        400,
+        "invalid_input",
+    );
     problem(
         &post(
             &c,
@@ -453,7 +487,32 @@ fn start_checks_its_lease() {
         400,
         "invalid_input",
     );
+    problem(
+        &raw(
+            &c,
+            "POST",
+            "/v1/tasks/l/start",
+            Some("application/json"),
+            b"[1]",
+        ),
+        400,
+        "invalid_input",
+    );
     assert_eq!(c.get("/v1/tasks/l").json()["state"], "pending");
+    // Without an owner there is no lease; `null` is the same as no body.
+    let r = raw(
+        &c,
+        "POST",
+        "/v1/tasks/l/start",
+        Some("application/json"),
+        b"null",
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["lease"], Value::Null);
+    submit(&c, json!({"title": "x", "id": "m"}));
+    let r = post(&c, "/v1/tasks/m/start", json!({"lease_ms": 1000}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["lease"], Value::Null);
 }
 
 #[test]
@@ -521,6 +580,37 @@ fn if_match_makes_changes_conditional() {
     let r = c.send("POST", "/v1/tasks/v/start", None, &[("if-match", "\"2\"")]);
     assert_eq!(r.status, 200, "{}", r.text);
     let r = c.send("POST", "/v1/tasks/v/cancel", None, &[("if-match", "*")]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    problem(
+        &c.send("POST", "/v1/tasks/v/start", None, &[("if-match", "")]),
+        400,
+        "invalid_input",
+    );
+    // A precondition on a task that does not exist is a 404.
+    problem(
+        &c.send(
+            "POST",
+            "/v1/tasks/none/start",
+            None,
+            &[("if-match", "\"1\"")],
+        ),
+        404,
+        "not_found",
+    );
+    let big = c.send(
+        "POST",
+        "/v1/tasks/v/retry",
+        None,
+        &[("if-match", "\"99999999999999999999999\"")],
+    );
+    problem(&big, 412, "version_mismatch");
+    // An empty actor header is no actor.
+    let r = c.send(
+        "POST",
+        "/v1/tasks/v/retry",
+        None,
+        &[("x-tasklog-actor", "")],
+    );
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -655,7 +745,9 @@ fn list_and_count_with_every_filter() {
         ["a", "b"]
     );
     assert_eq!(
-        ids("?updated_since=2000-01-01&updated_until=2999-01-01&offset=3"),
+        ids(
+            "?updated_since=2000-01-01T00:00:00Z&updated_until=2999-01-01T00:00:00%2B02:00&offset=3"
+        ),
         ["d"]
     );
     assert_eq!(ids("?sort=updated&order=desc&limit=1"), ["d"]);
@@ -669,9 +761,13 @@ fn list_and_count_with_every_filter() {
         ("?limit=1001", "limit"),
         ("?limit=-1", "limit"),
         ("?offset=x", "offset"),
+        ("?offset=9223372036854775808", "offset"),
         ("?sort=title", "sort"),
         ("?order=up", "order"),
         ("?created_since=yesterday", "created_since"),
+        ("?updated_until=2000-01-01", "updated_until"),
+        ("?states=pending,", "states"),
+        ("?states=PENDING", "states"),
         ("?cursor=garbage", "cursor"),
         ("?meta=novalue", "meta"),
         ("?colour=red", "colour"),
@@ -735,17 +831,33 @@ fn cursor_pages_stay_correct_while_tasks_change() {
         .collect();
     want.push("z-late".into());
     assert_eq!(seen, want);
-    // A cursor of one order is refused by another.
-    let first = c.get("/v1/tasks?limit=2").json();
-    let cur = first["next_cursor"].as_str().unwrap().to_string();
-    problem(
-        &c.get(&format!(
-            "/v1/tasks?limit=2&order=desc&cursor={}",
-            urlencode(&cur)
-        )),
-        400,
-        "invalid_input",
-    );
+    // Newest first, the same way.
+    let mut seen_desc: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(cur) => format!("/v1/tasks?order=desc&limit=7&cursor={}", urlencode(cur)),
+            None => "/v1/tasks?order=desc&limit=7".to_string(),
+        };
+        let page = c.get(&q).json();
+        seen_desc.extend(
+            page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    want.reverse();
+    assert_eq!(seen_desc, want);
+    // A cursor far past every task gives an empty last page, not an error.
+    let r = c.get("/v1/tasks?cursor=99999999999999999999999:x");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!({"tasks": [], "next_cursor": null}));
 }
 
 fn urlencode(s: &str) -> String {
@@ -869,6 +981,20 @@ fn batches_apply_all_or_nothing() {
         400,
         "invalid_input",
     );
+    // A struct is never read from an array of its fields.
+    problem(&c.post("/v1/batch", &json!([[]])), 400, "invalid_input");
+    for (m, path) in [
+        ("PATCH", "/v1/tasks/e"),
+        ("POST", "/v1/tasks/e/cancel"),
+        ("POST", "/v1/tasks/e/start"),
+        ("POST", "/v1/tasks"),
+    ] {
+        problem(
+            &c.send(m, path, Some(&json!([null, null])), &[]),
+            400,
+            "invalid_input",
+        );
+    }
     problem(
         &c.send(
             "POST",

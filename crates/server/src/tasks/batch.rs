@@ -63,7 +63,7 @@ pub struct BatchResponse {
     pub tasks: Vec<Task>,
 }
 
-/// One mutation of a batch (documentation only: mutations are read by [`parse_mutation`]).
+/// One mutation of a batch (documentation only: mutations are read by `parse_mutation`).
 pub struct BatchMutation;
 
 /// The body schema of each op.
@@ -179,7 +179,13 @@ pub fn parse_mutation(
     let op: String = take(&mut m, "op", &at)?
         .ok_or_else(|| invalid(format!("{at}.op"), format!("{at}: missing field `op`")))?;
     let task_id: Option<String> = take(&mut m, "task_id", &at)?;
-    let expected_version: Option<u64> = take(&mut m, "expected_version", &at)?;
+    let expected_version = take::<serde_json::Number>(&mut m, "expected_version", &at)?
+        .map(|n| {
+            let field = format!("{at}.expected_version");
+            bodies::int::u64(&n)
+                .map_err(|e: serde_json::Error| invalid(field.clone(), format!("{field}: {e}")))
+        })
+        .transpose()?;
     let actor: Option<String> = take(&mut m, "actor", &at)?;
     let rest = Value::Object(m);
     let (change, _): Changed = match op.as_str() {
@@ -233,10 +239,8 @@ pub fn parse_mutation(
         }
     };
     mutation.expected_version = expected_version;
-    mutation.actor = match actor {
-        Some(a) => Some(super::check_key(a, &format!("{at}.actor"))?),
-        None => cond.actor.clone(),
-    };
+    mutation.actor =
+        super::check_key(actor, &format!("{at}.actor"))?.or_else(|| cond.actor.clone());
     Ok(mutation)
 }
 
@@ -244,8 +248,8 @@ pub fn parse_mutation(
 ///
 /// All are checked first; if any fails (404, 409, 412, 400) nothing is applied.
 #[utoipa::path(
-    post, path = "/v1/batch", tag = TAG,
-    params(("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the changes (for mutations without an `actor`).")),
+    post, path = "/v1/batch", tag = TAG, operation_id = "apply_batch",
+    params(("X-Tasklog-Actor" = Option<String>, Header, nullable = false, max_length = 256, description = "Who makes the changes (for mutations without an `actor`).")),
     request_body(content = BatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Every mutation applied", body = BatchResponse),
@@ -285,7 +289,10 @@ pub async fn batch(
         .map(|(i, m)| parse_mutation(i, m, &cond))
         .collect::<ApiResult<Vec<_>>>()?;
     let ids: Vec<String> = muts.iter().map(|m| m.task_id.clone()).collect();
-    match state.run(move |s| s.batch(muts)).await {
+    match state
+        .run(move |s| s.batch(muts).map_err(super::absent_is_not_found))
+        .await
+    {
         Ok(tasks) => Ok(Json(BatchResponse { tasks })),
         Err(mut p) => {
             // Point at the first mutation of the task involved.

@@ -15,6 +15,39 @@ use utoipa::ToSchema;
 use super::check_key;
 use crate::error::{ApiResult, Problem};
 
+/// Whole numbers as JSON Schema's `integer` (`int64`, 0 or more) has them: `3` and `3.0`
+/// alike.
+pub mod int {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    /// The largest whole number accepted: the document's `int64`.
+    const MAX: u64 = i64::MAX as u64;
+
+    fn of<E: Error>(n: &serde_json::Number) -> Result<u64, E> {
+        let v = match n.as_u64() {
+            Some(v) => Some(v),
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX as f64).contains(f))
+                .map(|f| f as u64),
+        };
+        v.filter(|v| *v <= MAX)
+            .ok_or_else(|| E::custom(format!("{n} is not a whole number from 0 to {MAX}")))
+    }
+
+    /// A whole number, 0 or more.
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        of(&serde_json::Number::deserialize(d)?)
+    }
+
+    /// An optional whole number, 0 or more (`null`: none).
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n))
+            .transpose()
+    }
+}
+
 /// A change and the actor the body names.
 pub type Changed = (Change, Option<String>);
 
@@ -45,8 +78,7 @@ fn non_empty(at: &str, field: &str, v: &str) -> ApiResult<()> {
 }
 
 fn key(v: Option<String>, at: &str, field: &str) -> ApiResult<Option<String>> {
-    v.map(|v| check_key(v, &format!("{at}.{field}")))
-        .transpose()
+    check_key(v, &format!("{at}.{field}"))
 }
 
 /// A new task.
@@ -54,9 +86,15 @@ fn key(v: Option<String>, at: &str, field: &str) -> ApiResult<Option<String>> {
 #[serde(deny_unknown_fields)]
 pub struct SubmitBody {
     /// Title (required, not blank).
+    #[schema(pattern = r"\S")]
     pub title: String,
     /// Id (1 to 256 bytes, no control characters); a UUIDv7 when absent.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub id: Option<String>,
     /// Description.
     #[serde(default)]
@@ -79,19 +117,26 @@ pub struct SubmitBody {
     /// Priority, 0 to 10 (higher runs first). Default 0.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub priority: Option<u64>,
     /// Idempotency key: a retried submit with the same key returns the task the first one
-    /// created. The `Idempotency-Key` header does the same.
+    /// created. The `Idempotency-Key` header does the same (this field wins when both are
+    /// given).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub request_id: Option<String>,
-    /// The runtime's task kind (stored as metadata `runtime.kind`), for workers.
+    /// The runtime's task kind (stored as metadata `runtime.kind`, over any such entry of
+    /// `metadata`), for workers.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub kind: Option<String>,
-    /// The runtime's input, any JSON (stored as metadata `runtime.input`).
+    /// The runtime's input, any JSON (stored as metadata `runtime.input`, over any such entry
+    /// of `metadata`).
     #[serde(default)]
     pub input: Option<Value>,
     /// Who submits (recorded in the history).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -104,16 +149,8 @@ impl SubmitBody {
     ) -> ApiResult<(NewTask, Option<String>)> {
         non_empty(at, "title", &self.title)?;
         let priority = ranged(at, "priority", self.priority.unwrap_or(0), 10)?;
-        let request_id = match (key(self.request_id, at, "request_id")?, header_key) {
-            (Some(b), Some(h)) if b != h => {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    "the body's request_id and the Idempotency-Key header differ",
-                )
-                .at(format!("{at}.request_id")));
-            }
-            (b, h) => b.or(h),
-        };
+        // The body's request id wins over the `Idempotency-Key` header.
+        let request_id = key(self.request_id, at, "request_id")?.or(header_key);
         let mut metadata = self.metadata;
         if let Some(kind) = self.kind {
             non_empty(at, "kind", &kind)?;
@@ -150,6 +187,7 @@ impl SubmitBody {
 pub struct UpdateBody {
     /// New title (not blank).
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub title: Option<String>,
     /// New description.
     #[serde(default)]
@@ -166,6 +204,7 @@ pub struct UpdateBody {
     /// New priority, 0 to 10.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 10)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub priority: Option<u64>,
     /// Tags to add.
     #[serde(default)]
@@ -181,6 +220,7 @@ pub struct UpdateBody {
     pub remove_metadata: Vec<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -216,41 +256,35 @@ impl UpdateBody {
 pub struct StartBody {
     /// The worker taking the task; with `lease_ms`, it holds a lease.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub owner: Option<String>,
-    /// Lease length in milliseconds (1 to 86,400,000; needs `owner`).
+    /// Lease length in milliseconds, 1 to 86,400,000 (ignored without an `owner`).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86_400_000)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub lease_ms: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
 impl StartBody {
-    /// As a start change.
+    /// As a start change. Without an owner there is no lease (`lease_ms` is ignored).
     pub fn into_change(self, at: &str) -> ApiResult<Changed> {
         let owner = key(self.owner, at, "owner")?;
-        if let Some(ms) = self.lease_ms {
+        if let Some(ms) = self.lease_ms
+            && (ms == 0 || ms > super::LEASE_MS_MAX)
+        {
             let field = format!("{at}.lease_ms");
-            if owner.is_none() {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    format!("{field}: a lease needs an owner"),
-                )
-                .at(field));
-            }
-            if ms == 0 || ms > super::LEASE_MS_MAX {
-                return Err(Problem::bad_request(
-                    "invalid_input",
-                    format!("{field}: {ms} is out of range (1 to 86400000)"),
-                )
-                .at(field));
-            }
+            return Err(Problem::bad_request(
+                "invalid_input",
+                format!("{field}: {ms} is out of range (1 to 86400000)"),
+            )
+            .at(field));
         }
-        let change = Change::Start {
-            owner,
-            lease_ms: self.lease_ms,
-        };
+        let lease_ms = owner.as_ref().and(self.lease_ms);
+        let change = Change::Start { owner, lease_ms };
         Ok((change, key(self.actor, at, "actor")?))
     }
 }
@@ -261,6 +295,7 @@ impl StartBody {
 pub struct ProgressBody {
     /// 0 to 100.
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "int::u64")]
     pub percent: u64,
     /// The current step's name.
     #[serde(default)]
@@ -270,6 +305,7 @@ pub struct ProgressBody {
     pub message: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -290,15 +326,18 @@ impl ProgressBody {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointBody {
     /// The checkpoint's name (e.g. the step reached).
+    #[schema(pattern = r"\S")]
     pub name: String,
     /// Recoverable data, any JSON.
     pub data: Value,
     /// Progress at the checkpoint, 0 to 100 (default: the task's current progress).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub progress: Option<u64>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -331,12 +370,14 @@ pub struct OutputBody {
     pub path: Option<String>,
     /// Size in bytes.
     #[serde(default)]
+    #[serde(deserialize_with = "int::opt_u64")]
     pub size_bytes: Option<u64>,
     /// MIME type.
     #[serde(default)]
     pub mime: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -363,6 +404,7 @@ pub struct CompleteBody {
     pub result: Option<Value>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -384,6 +426,7 @@ pub struct FailBody {
     pub error: String,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -404,6 +447,7 @@ pub struct ReasonBody {
     pub reason: Option<String>,
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 
@@ -424,6 +468,7 @@ impl ReasonBody {
 pub struct RetryBody {
     /// Who makes the change.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub actor: Option<String>,
 }
 

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tasklog::TaskState;
 use tasklog::store::{Cursor, Filter, Query, SortKey};
-use tasklog::task::Task;
+use tasklog::task::{Task, Timestamp};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{TAG, parse_time};
+use super::TAG;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Json, query_pairs};
 use crate::state::AppState;
@@ -27,6 +27,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 )]
 pub struct FilterParams {
     /// Any of these states, comma-separated (`pending,running`).
+    #[param(
+        pattern = "^(pending|running|completed|failed|cancelled)(,(pending|running|completed|failed|cancelled))*$"
+    )]
     states: Option<String>,
     /// Any of these roles, comma-separated.
     roles: Option<String>,
@@ -39,17 +42,21 @@ pub struct FilterParams {
     tag: Option<Vec<String>>,
     /// `key=value`: a metadata entry (a value also matches a JSON value of the same text);
     /// repeat for several (all must match).
-    #[param(style = Form, explode)]
+    #[param(style = Form, explode, schema_with = meta_schema)]
     meta: Option<Vec<String>>,
     /// Case-insensitive text in the title or description.
     q: Option<String>,
     /// Created at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     created_since: Option<String>,
     /// Created before this time (RFC 3339).
+    #[param(format = DateTime)]
     created_until: Option<String>,
     /// Updated at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     updated_since: Option<String>,
     /// Updated before this time (RFC 3339).
+    #[param(format = DateTime)]
     updated_until: Option<String>,
 }
 
@@ -75,7 +82,20 @@ pub struct PageParams {
     #[param(minimum = 0)]
     offset: Option<u64>,
     /// Continue after the previous page (its `next_cursor`), with the same filters and order.
+    #[param(pattern = "^[+-]?[0-9]+:")]
     cursor: Option<String>,
+}
+
+/// `meta`'s schema: repeated `key=value` texts.
+fn meta_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .pattern(Some("^[^=]+=")),
+        )
+        .build()
 }
 
 /// Sort key.
@@ -146,8 +166,16 @@ fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> ApiResult<()> {
 fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult<bool> {
     match name {
         "states" => {
-            for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let st: TaskState = s.parse().map_err(|e: String| bad(name, e))?;
+            for s in value.split(',') {
+                let st = TaskState::ALL
+                    .into_iter()
+                    .find(|st| st.as_str() == s)
+                    .ok_or_else(|| {
+                        bad(
+                            name,
+                            format!("{s:?} is not a state (pending, running, completed, failed or cancelled)"),
+                        )
+                    })?;
                 f.states.push(st);
             }
         }
@@ -166,13 +194,20 @@ fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult<bool> {
                 .push((k.to_string(), Value::String(v.to_string())));
         }
         "q" => once(&mut f.text, name, value.to_string())?,
-        "created_since" => once(&mut f.created_since, name, parse_time(value, name)?)?,
-        "created_until" => once(&mut f.created_until, name, parse_time(value, name)?)?,
-        "updated_since" => once(&mut f.updated_since, name, parse_time(value, name)?)?,
-        "updated_until" => once(&mut f.updated_until, name, parse_time(value, name)?)?,
+        "created_since" => once(&mut f.created_since, name, rfc3339(value, name)?)?,
+        "created_until" => once(&mut f.created_until, name, rfc3339(value, name)?)?,
+        "updated_since" => once(&mut f.updated_since, name, rfc3339(value, name)?)?,
+        "updated_until" => once(&mut f.updated_until, name, rfc3339(value, name)?)?,
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// An RFC 3339 time (`2026-01-31T12:00:00Z`, any offset).
+fn rfc3339(value: &str, name: &str) -> ApiResult<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| Timestamp(t.timestamp_millis()))
+        .map_err(|e| bad(name, format!("{value:?} is not an RFC 3339 time ({e})")))
 }
 
 fn unknown(name: &str) -> Problem {
@@ -190,14 +225,22 @@ pub fn parse_filter(uri: &Uri) -> ApiResult<Filter> {
     Ok(f)
 }
 
-/// The cursor's text: the sort and order it belongs to, then the store's cursor.
-fn cursor_prefix(sort: SortKey, descending: bool) -> &'static str {
-    match (sort, descending) {
-        (SortKey::Updated, false) => "ua.",
-        (SortKey::Updated, true) => "ud.",
-        (_, false) => "ca.",
-        (_, true) => "cd.",
+/// Reads a cursor (`<ms>:<id>`, the store's text form); a time out of range saturates.
+fn decode_cursor(text: &str) -> Option<Cursor> {
+    let (ms, id) = text.split_once(':')?;
+    let digits = ms.strip_prefix(['+', '-']).unwrap_or(ms);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    let at_ms = ms.parse::<i64>().unwrap_or(if ms.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    Some(Cursor {
+        at_ms,
+        id: id.to_string(),
+    })
 }
 
 /// The query of a listing's query string, under a page limit of `max_page`.
@@ -226,9 +269,17 @@ pub fn parse_query(uri: &Uri, max_page: usize) -> ApiResult<Query> {
                 once(&mut order, &name, desc)?;
             }
             "limit" | "offset" => {
-                let n: usize = value
-                    .parse()
-                    .map_err(|_| bad(&name, format!("{value:?} is not a whole number")))?;
+                // An int64 of the document, 0 or more.
+                let n = value
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            &name,
+                            format!("{value:?} is not a whole number from 0 to 2^63 - 1"),
+                        )
+                    })?;
                 once(
                     if name == "limit" {
                         &mut limit
@@ -255,16 +306,12 @@ pub fn parse_query(uri: &Uri, max_page: usize) -> ApiResult<Query> {
     q.limit = Some(limit);
     q.offset = offset.unwrap_or(0);
     if let Some(text) = cursor {
-        let prefix = cursor_prefix(q.sort, q.descending);
-        let decoded = text
-            .strip_prefix(prefix)
-            .and_then(Cursor::decode)
-            .ok_or_else(|| {
-                bad(
-                    "cursor",
-                    "not a cursor of a listing with this sort and order (pass the previous page's next_cursor)".into(),
-                )
-            })?;
+        let decoded = decode_cursor(&text).ok_or_else(|| {
+            bad(
+                "cursor",
+                "not a cursor (pass the previous page's next_cursor)".into(),
+            )
+        })?;
         q.after = Some(decoded);
     }
     Ok(q)
@@ -273,17 +320,16 @@ pub fn parse_query(uri: &Uri, max_page: usize) -> ApiResult<Query> {
 /// Runs a listing.
 pub async fn list(state: AppState, uri: Uri) -> ApiResult<Json<ListResponse>> {
     let q = parse_query(&uri, state.options().max_page_size)?;
-    let prefix = cursor_prefix(q.sort, q.descending);
     let page = state.run(move |s| s.list(&q)).await?;
     Ok(Json(ListResponse {
         tasks: page.tasks,
-        next_cursor: page.next_cursor.map(|c| format!("{prefix}{}", c.encode())),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
     }))
 }
 
 /// Count tasks.
 #[utoipa::path(
-    get, path = "/v1/tasks/count", tag = TAG,
+    get, path = "/v1/tasks/count", tag = TAG, operation_id = "count_tasks",
     params(FilterParams),
     responses(
         (status = 200, description = "How many tasks match", body = CountResponse),
