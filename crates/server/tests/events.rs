@@ -59,6 +59,16 @@ struct Stream {
 
 impl Stream {
     fn open(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Stream {
+        Stream::open_gated(addr, target, headers, None)
+    }
+
+    /// Like `open`, but the body is not read (the client lags) until `go` receives.
+    fn open_gated(
+        addr: SocketAddr,
+        target: &str,
+        headers: &[(&str, &str)],
+        go: Option<Receiver<()>>,
+    ) -> Stream {
         let mut socket = TcpStream::connect(addr).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -107,6 +117,9 @@ impl Stream {
         assert!(chunked, "an event stream is chunked: {:?}", stream.headers);
         let (tx, rx) = channel();
         std::thread::spawn(move || {
+            if let Some(go) = go {
+                let _ = go.recv();
+            }
             let mut parser = Parser::default();
             while let Some(bytes) = read_chunk(&mut reader) {
                 for item in parser.feed(&bytes) {
@@ -377,6 +390,32 @@ fn resuming_with_last_event_id_sends_exactly_the_events_after_it() {
     let got: Vec<u64> = want.iter().map(|_| s2.next_event().lsn()).collect();
     assert_eq!(got, want);
     assert!(s2.quiet_for(Duration::from_millis(200)));
+}
+
+#[test]
+fn a_lagging_client_gets_every_event_once_in_order() {
+    let server = TestServer::start();
+    let (go, gate) = channel();
+    let s = Stream::open_gated(server.addr, "/v1/events", &[], Some(gate));
+    assert_eq!(s.status, 200);
+    // Far more than the server buffers and the socket holds, while the client reads nothing.
+    let title = "x".repeat(2000);
+    let mut want = Vec::new();
+    for batch in 0..8 {
+        let muts = (0..500)
+            .map(|i| {
+                let new = NewTask::new(title.clone()).id(format!("t{batch}-{i}"));
+                tasklog::store::Mutation::submit(new)
+            })
+            .collect();
+        let last = server.state.store().write_batch(muts).unwrap();
+        want.extend(last - 499..=last);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    go.send(()).unwrap();
+    let got: Vec<u64> = want.iter().map(|_| s.next_event().lsn()).collect();
+    assert_eq!(got, want);
+    assert!(s.quiet_for(Duration::from_millis(200)));
 }
 
 #[test]

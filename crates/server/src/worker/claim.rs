@@ -98,7 +98,9 @@ fn try_claim(store: &Store, hub: &Hub, c: &Claim) -> tasklog::Result<Attempt> {
     let mut tried = HashSet::new();
     loop {
         let now = Timestamp::now().0;
-        let Some(id) = hub.ready().best(c.kinds.as_deref(), now, &tried) else {
+        // The queue's lock is let go here, before any store call.
+        let best = hub.ready().best(c.kinds.as_deref(), now, &tried);
+        let Some(id) = best else {
             let next_due_ms = hub.ready().next_due_ms();
             return Ok(Attempt::Nothing { next_due_ms });
         };
