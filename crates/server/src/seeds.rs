@@ -19,6 +19,7 @@
 
 pub mod autodev;
 pub mod files;
+pub mod persistent;
 pub mod recovery;
 pub mod scheduler;
 

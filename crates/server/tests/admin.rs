@@ -330,7 +330,7 @@ fn cleanup_removes_finished_tasks_older_than_asked() {
     let server = TestServer::start();
     let ids = seed(&server);
     let c = server.client();
-    let r = c.post("/v1/cleanup", &json!({"older_than_secs": 3600}));
+    let r = c.post("/v1/cleanup", &json!({"older_than_secs": 3600.0}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json(), json!({"removed": 0}));
     std::thread::sleep(Duration::from_millis(1100));
@@ -355,6 +355,10 @@ fn cleanup_refuses_bad_bodies_naming_the_field() {
         (json!({"older_than_secs": -1}), "$.older_than_secs"),
         (json!({"older_than_secs": 1.5}), "$.older_than_secs"),
         (json!({"older_than_secs": 1e30}), "$.older_than_secs"),
+        (
+            json!({"older_than_secs": 9_223_372_036_854_775_808_u64}),
+            "$.older_than_secs",
+        ),
         (json!({}), "$"),
         (json!({"older_than_secs": 1, "extra": 2}), "$.extra"),
         (json!([1]), "$"),

@@ -236,9 +236,17 @@ fn scheduler_paths_cannot_leave_files_dir() {
     );
     assert_problem(
         &c.post("/api/tasks/export", &json!({"path": "nodir/x.json"})),
-        400,
-        "invalid_input",
+        404,
+        "not_found",
     );
+    let long = "n".repeat(64);
+    for path in [long.as_str(), &"a/".repeat(600), "a//b", "a/", "a\u{0}b"] {
+        assert_problem(
+            &c.post("/api/tasks/export", &json!({"path": path})),
+            400,
+            "invalid_input",
+        );
+    }
 }
 
 #[test]
@@ -408,6 +416,7 @@ fn autodev_persistent_filters_by_every_parameter() {
             .collect()
     };
     assert_eq!(ids("").len(), 4);
+    assert_eq!(ids("?states=").len(), 4, "empty: any state");
     assert_eq!(
         ids("?states=running,queued&roles=backend,frontend&providers=claude&search=login"),
         vec![a.id.clone(), b.id.clone()]
@@ -431,6 +440,7 @@ fn autodev_persistent_filters_by_every_parameter() {
         4
     );
     assert_eq!(ids("?date_to=2000-01-01T00:00:00Z").len(), 0);
+    assert_eq!(ids("?date_from=2000-01-01T00:00:00.5%2B02:00").len(), 4);
     let created = s.get(&a.id).unwrap().created_at.to_rfc3339();
     assert!(
         ids(&format!("?date_to={created}")).contains(&a.id),
@@ -438,6 +448,13 @@ fn autodev_persistent_filters_by_every_parameter() {
     );
     for (q, at) in [
         ("states=finished", "states"),
+        ("states=RUNNING", "states"),
+        ("states=running,", "states"),
+        ("date_to=", "date_to"),
+        ("date_to=0.5", "date_to"),
+        ("date_from=2024-01-01", "date_from"),
+        ("date_from=2024-01-01T00:00:00", "date_from"),
+        ("date_from=2024-13-01T00:00:00Z", "date_from"),
         ("limit=-1", "limit"),
         ("limit=abc", "limit"),
         ("limit=100000", "limit"),
@@ -779,4 +796,35 @@ fn every_seed_route_is_in_the_openapi_document() {
             "{method} {path} missing"
         );
     }
+}
+
+#[test]
+fn the_documented_path_pattern_is_the_one_the_server_enforces() {
+    let doc = serde_json::to_value(tasklog_server::openapi_document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for s in ["SchedulerImportRequest", "SchedulerExportRequest"] {
+        let path = &schemas[s]["properties"]["path"];
+        assert_eq!(
+            path["pattern"],
+            tasklog_server::seeds::files::PATH_PATTERN,
+            "{s}"
+        );
+        assert_eq!(path["maxLength"], 1024, "{s}");
+    }
+}
+
+#[test]
+fn the_state_spellings_match_the_library_and_the_documented_pattern() {
+    use tasklog_server::seeds::persistent::STATE_SPELLINGS;
+    for (name, state) in STATE_SPELLINGS {
+        assert_eq!(tasklog::export::state_alias(name), Some(state), "{name}");
+    }
+    let alt = STATE_SPELLINGS.map(|(n, _)| n).join("|");
+    let want = format!("^(({alt})(,({alt}))*)?$");
+    let doc = serde_json::to_value(tasklog_server::openapi_document()).unwrap();
+    let params = doc["paths"]["/api/tasks/persistent"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let states = params.iter().find(|p| p["name"] == "states").unwrap();
+    assert_eq!(states["schema"]["pattern"], want.as_str());
 }

@@ -1,5 +1,6 @@
-//! Seed 001, AutoDev's task persistence: history, filtered listing, recovery of one task,
-//! outputs, and persistence statistics, with that system's field names.
+//! Seed 001, AutoDev's task persistence: history, recovery of one task, outputs, and
+//! persistence statistics, with that system's field names (its filtered listing is in
+//! [`super::persistent`]).
 
 #![allow(
     clippy::result_large_err,
@@ -13,9 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tasklog::store::{
-    Change, Filter, HistoryEvent, InterruptedPolicy, Mutation, Query, RecoveryReport,
-};
+use tasklog::store::{Change, HistoryEvent, InterruptedPolicy, Mutation, RecoveryReport};
 use tasklog::task::{OutputKind, Timestamp};
 use tasklog::{Task, TaskState};
 use utoipa::ToSchema;
@@ -29,8 +28,8 @@ use crate::state::AppState;
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .merge(super::persistent::routes())
         .routes(routes!(history))
-        .routes(routes!(persistent))
         .routes(routes!(recover))
         .routes(routes!(list_outputs, add_output))
         .routes(routes!(persistence_stats))
@@ -134,182 +133,6 @@ async fn history(
         task_id,
         count: history.len(),
         history,
-    }))
-}
-
-// ----- persistent listing --------------------------------------------------------------------
-
-/// `GET /api/tasks/persistent` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PersistentTasks {
-    /// The page of tasks, oldest first.
-    pub tasks: Vec<Task>,
-    /// Tasks matching the filters (all pages).
-    pub total: usize,
-    /// The page size used.
-    pub limit: usize,
-    /// The offset used.
-    pub offset: usize,
-}
-
-/// Default page size of `/api/tasks/persistent`.
-pub const PERSISTENT_LIMIT_DEFAULT: usize = 100;
-
-fn csv_list(q: &QueryParams, name: &str) -> ApiResult<Vec<String>> {
-    Ok(q.string(name)?
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<Timestamp>> {
-    match q.string(name)? {
-        None => Ok(None),
-        Some(v) => Timestamp::parse(&v).map(Some).map_err(|e| {
-            Problem::bad_request("bad_request", format!("query parameter {name:?}: {e}")).at(name)
-        }),
-    }
-}
-
-/// The listing's filter, and the role and provider sets when more than one was asked for
-/// (the store's filter takes one of each; several are matched here).
-struct Wanted {
-    filter: Filter,
-    roles: Vec<String>,
-    providers: Vec<String>,
-}
-
-fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
-    let mut states = Vec::new();
-    for s in csv_list(q, "states")? {
-        let state = tasklog::export::state_alias(&s).ok_or_else(|| {
-            Problem::bad_request(
-                "bad_request",
-                format!("query parameter \"states\": unknown state {s:?} (expected pending, running, completed, failed or cancelled, or an accepted spelling such as queued or processing)"),
-            )
-            .at("states")
-        })?;
-        if !states.contains(&state) {
-            states.push(state);
-        }
-    }
-    let roles = csv_list(q, "roles")?;
-    let providers = csv_list(q, "providers")?;
-    let mut filter = Filter {
-        states,
-        text: q.string("search")?.filter(|s| !s.is_empty()),
-        created_since: time_param(q, "date_from")?,
-        ..Filter::default()
-    };
-    // `date_to` is inclusive in the seed's example (`...T23:59:59Z`); the store's bound is
-    // exclusive, so one millisecond is added.
-    filter.created_until = time_param(q, "date_to")?.map(|t| t.plus_millis(1));
-    if roles.len() == 1 {
-        filter.role = roles.first().cloned();
-    }
-    if providers.len() == 1 {
-        filter.provider = providers.first().cloned();
-    }
-    Ok(Wanted {
-        filter,
-        roles,
-        providers,
-    })
-}
-
-/// Every task, filtered: `states`, `roles`, `providers` (comma-separated; any of), `search`
-/// (in the title or description, case-insensitive), `date_from`/`date_to` (creation time,
-/// inclusive), `limit` (default 100, at most the server's page limit) and `offset`.
-#[utoipa::path(
-    get,
-    path = "/api/tasks/persistent",
-    operation_id = "compat_persistent_tasks",
-    tag = "compat",
-    params(
-        ("states" = Option<String>, Query, description = "Comma-separated states (aliases such as queued and processing accepted)"),
-        ("roles" = Option<String>, Query, description = "Comma-separated roles"),
-        ("providers" = Option<String>, Query, description = "Comma-separated providers"),
-        ("search" = Option<String>, Query, description = "Text in the title or description"),
-        ("date_from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
-        ("date_to" = Option<String>, Query, description = "Created at or before (RFC 3339)"),
-        ("limit" = Option<usize>, Query, description = "Page size (default 100, at most the server's page limit)"),
-        ("offset" = Option<usize>, Query, description = "Matches to skip"),
-    ),
-    responses(
-        (status = 200, description = "The page", body = PersistentTasks),
-        (status = 400, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store cannot be read", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn persistent(
-    State(state): State<AppState>,
-    q: QueryParams,
-) -> ApiResult<axum::Json<PersistentTasks>> {
-    q.allow(&[
-        "states",
-        "roles",
-        "providers",
-        "search",
-        "date_from",
-        "date_to",
-        "limit",
-        "offset",
-    ])?;
-    let max = state.options().max_page_size;
-    let limit = q
-        .parse::<usize>("limit")?
-        .unwrap_or(PERSISTENT_LIMIT_DEFAULT.min(max));
-    if limit > max {
-        return Err(Problem::bad_request(
-            "bad_request",
-            format!("query parameter \"limit\": at most {max} (got {limit})"),
-        )
-        .at("limit"));
-    }
-    let offset = q.parse::<usize>("offset")?.unwrap_or(0);
-    let w = wanted(&q)?;
-    let (tasks, total) = super::read(&state, move |store| {
-        if w.roles.len() <= 1 && w.providers.len() <= 1 {
-            let total = store.count(&w.filter)?;
-            let query = Query {
-                filter: w.filter,
-                limit: Some(limit),
-                offset,
-                ..Query::default()
-            };
-            return Ok((store.list(&query)?.tasks, total));
-        }
-        let query = Query {
-            filter: w.filter,
-            ..Query::default()
-        };
-        let matching: Vec<Task> = store
-            .list(&query)?
-            .tasks
-            .into_iter()
-            .filter(|t| w.roles.is_empty() || t.role.as_ref().is_some_and(|r| w.roles.contains(r)))
-            .filter(|t| {
-                w.providers.is_empty()
-                    || t.provider.as_ref().is_some_and(|p| w.providers.contains(p))
-            })
-            .collect();
-        let total = matching.len();
-        Ok((
-            matching.into_iter().skip(offset).take(limit).collect(),
-            total,
-        ))
-    })
-    .await?;
-    Ok(axum::Json(PersistentTasks {
-        tasks,
-        total,
-        limit,
-        offset,
     }))
 }
 
@@ -525,7 +348,8 @@ pub struct AutodevNewOutput {
     #[serde(default)]
     pub file_path: Option<String>,
     /// Its size in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::admin::integral_u64_opt")]
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub file_size: Option<u64>,
     /// Its MIME type.
     #[serde(default)]

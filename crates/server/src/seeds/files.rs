@@ -3,10 +3,12 @@
 //!
 //! Rules, in order:
 //! 1. no `files_dir`: refused, 403 `files_disabled`;
-//! 2. the path must be relative, non-empty, without NUL and without any `..` component:
-//!    400 `invalid_input` at `$.path` otherwise;
+//! 2. the path must be relative: names of 1 to 63 characters separated by single `/`, none
+//!    `..`, no NUL, at most 1,024 characters ([`PATH_PATTERN`]): 400 `invalid_input` at
+//!    `$.path` otherwise;
 //! 3. it is resolved under the canonical `files_dir` and canonicalized (following every
-//!    symlink); a result outside `files_dir` is refused, 403 `path_not_allowed`.
+//!    symlink); a result outside `files_dir` is refused, 403 `path_not_allowed`; a missing
+//!    file to read, or a missing directory to write in, is 404 `not_found`.
 //!
 //! NOTE: a symlink swapped between the check and the use could still redirect one request;
 //! `files_dir` is the operator's directory, and clients cannot create links in it through
@@ -22,6 +24,22 @@ use std::path::{Component, Path, PathBuf};
 use axum::http::StatusCode;
 
 use crate::error::{ApiResult, Problem};
+
+/// Longest path accepted (characters).
+pub const PATH_CHARS_MAX: usize = 1024;
+/// Longest name of one path component (characters; at most 4 bytes each in UTF-8, so within
+/// the common 255-byte file name limit).
+pub const NAME_CHARS_MAX: usize = 63;
+/// The paths accepted, as the OpenAPI document states them.
+pub const PATH_PATTERN: &str = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$";
+
+/// The path does not exist (a name in it missing, or a file where a directory should be).
+fn missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
 
 fn disabled() -> Problem {
     Problem::new(
@@ -60,29 +78,51 @@ fn root(files_dir: Option<&Path>) -> ApiResult<PathBuf> {
     })
 }
 
-/// Checks the text of a requested path (rule 2).
+/// Checks the text of a requested path (rule 2): names of 1 to [`NAME_CHARS_MAX`] characters
+/// separated by single `/`, none `..`, no NUL, at most [`PATH_CHARS_MAX`] characters: exactly
+/// what [`PATH_PATTERN`] says in the OpenAPI document.
 fn relative(requested: &str) -> ApiResult<&Path> {
     if requested.is_empty() {
         return Err(invalid("the path is empty".into()));
     }
-    if requested.contains('\0') {
-        return Err(invalid("the path contains a NUL character".into()));
+    if requested.chars().count() > PATH_CHARS_MAX {
+        return Err(invalid(format!(
+            "the path is longer than {PATH_CHARS_MAX} characters"
+        )));
+    }
+    if requested.starts_with('/') {
+        return Err(invalid(format!(
+            "{requested:?}: an absolute path is not allowed; name a file relative to the server's files directory"
+        )));
+    }
+    for name in requested.split('/') {
+        if name.contains('\0') {
+            return Err(invalid("the path contains a NUL character".into()));
+        }
+        if name == ".." {
+            return Err(invalid(format!(
+                "{requested:?}: `..` is not allowed; name a file inside the server's files directory"
+            )));
+        }
+        if name.is_empty() {
+            return Err(invalid(format!(
+                "{requested:?}: empty name (a `/` at the end or doubled)"
+            )));
+        }
+        if name.chars().count() > NAME_CHARS_MAX {
+            return Err(invalid(format!(
+                "{requested:?}: a name is longer than {NAME_CHARS_MAX} characters"
+            )));
+        }
     }
     let p = Path::new(requested);
-    for c in p.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(invalid(format!(
-                    "{requested:?}: `..` is not allowed; name a file inside the server's files directory"
-                )));
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(invalid(format!(
-                    "{requested:?}: an absolute path is not allowed; name a file relative to the server's files directory"
-                )));
-            }
-        }
+    // NOTE: the checks above exclude these already; kept as the last word on what is joined.
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(invalid(format!(
+            "{requested:?} is not a plain relative path"
+        )));
     }
     Ok(p)
 }
@@ -103,7 +143,7 @@ pub fn for_read(files_dir: Option<&Path>, requested: &str) -> ApiResult<PathBuf>
     let root = root(files_dir)?;
     let rel = relative(requested)?;
     let full = root.join(rel).canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if missing(&e) {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -155,10 +195,15 @@ pub fn for_write(
         .to_owned();
     let parent = candidate.parent().unwrap_or(&root);
     let parent = parent.canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            invalid(format!(
-                "{requested:?}: its directory does not exist in the server's files directory"
-            ))
+        if missing(&e) {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "{requested:?}: its directory does not exist in the server's files directory"
+                ),
+            )
+            .at("$.path")
         } else {
             invalid(format!("{requested:?}: {e}"))
         }

@@ -130,6 +130,11 @@ pub struct SchedulerExportRequest {
     /// write `tasks_export_YYYYMMDD_HHMMSS.json` in. Default: that name in the files
     /// directory.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$"
+    )]
     pub path: Option<String>,
 }
 
@@ -153,11 +158,12 @@ pub struct SchedulerExportResponse {
     path = "/api/tasks/export",
     operation_id = "compat_scheduler_export",
     tag = "compat",
-    request_body(content = SchedulerExportRequest, description = "Optional; an empty body writes the default file name"),
+    request_body(content = Option<SchedulerExportRequest>, description = "Optional; an empty body writes the default file name"),
     responses(
         (status = 200, description = "Exported", body = SchedulerExportResponse),
-        (status = 400, description = "Bad body or path (absolute, `..`, missing directory)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad body or path (absolute, `..`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No files directory, or the path leads outside it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The path's directory does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -193,6 +199,11 @@ async fn export_tasks(
 #[serde(deny_unknown_fields)]
 pub struct SchedulerImportRequest {
     /// The file to import, relative to the server's files directory.
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^(?!\.\.(/|$))(?!.*/\.\.(/|$))[^/\x00]{1,63}(/[^/\x00]{1,63})*$"
+    )]
     pub path: String,
     /// True: add the file's tasks, keeping existing ids as they are. False (the default, as
     /// in the scheduler): the store's tasks become exactly the file's (others are removed,
@@ -301,7 +312,7 @@ pub struct SchedulerCleanupResponse {
     path = "/api/tasks/cleanup",
     operation_id = "compat_scheduler_cleanup",
     tag = "compat",
-    request_body(content = SchedulerCleanupRequest, description = "Optional; an empty body means 30 days"),
+    request_body(content = Option<SchedulerCleanupRequest>, description = "Optional; an empty body means 30 days"),
     responses(
         (status = 200, description = "Cleaned up", body = SchedulerCleanupResponse),
         (status = 400, description = "Bad body", body = Problem, content_type = "application/problem+json"),
