@@ -10,7 +10,8 @@
 //! - `/v1/stats`, `/v1/export`, `/v1/import`, `/v1/cleanup`, `/v1/snapshot`, `/v1/compact`,
 //!   `/v1/verify`: maintenance;
 //! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
-//! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
+//! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1);
+//! - `/` and `/assets/...`: the web [`dashboard`] (static, no data: served without the token).
 //!
 //! Errors are `application/problem+json` ([`Problem`]); handlers read their input through
 //! [`extract`] (`Json`, `Query`, `Path`), whose rejections are problems naming the JSON path
