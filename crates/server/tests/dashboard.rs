@@ -1052,6 +1052,21 @@ fn dashboard_in_chromium() {
         "the page scrolls sideways by {overflow}px"
     );
     b.screenshot("phone");
+    for (page, ready) in [
+        ("#/", "#overview-store dl"),
+        ("#/tasks/rich", "#history li"),
+        ("#/tasks/xss", "#history li"),
+        ("#/live", "#feed li"),
+        ("#/transfer", "#import-form"),
+    ] {
+        b.goto(&format!("{base}/{page}"));
+        b.find(ready);
+        let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth");
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{page} scrolls sideways by {overflow}px at phone width"
+        );
+    }
     b.assert_no_errors("phone");
 
     // Keyboard: the navigation is reachable with Tab and followed with Enter.
