@@ -355,6 +355,8 @@
           this.waitingToken = true;
           return;
         }
+        // 400: the log no longer holds the event to resume after (compacted): go on from now.
+        if (resp.status === 400) this.lastId = null;
         if (!resp.ok) throw new Error('HTTP ' + resp.status);
         this.setStatus('live');
         this.retryMs = 1000;
