@@ -478,3 +478,55 @@ fn a_panicking_handler_answers_500_and_the_server_goes_on() {
     let r = c.send("POST", "/v1/fine", None, &[]);
     problem(&r, 405, "method_not_allowed");
 }
+
+#[test]
+fn shutdown_answers_the_request_in_flight_then_closes_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = tasklog::Store::open(&store_dir).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            tasklog_server::serve(listener, store, ServerOptions::default(), async move {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    });
+    let addr = addr_rx.recv().unwrap();
+    // A request whose body is still arriving when the shutdown begins.
+    let body = br#"{"title": "late"}"#;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stop_tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(&body[5..]).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    // It is answered (not reset): refused with 503 and Retry-After, since new work stops at
+    // the shutdown.
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    assert!(text.contains("\"shutting_down\""), "{text}");
+    thread.join().unwrap().unwrap();
+    let reopened = tasklog::Store::open(&store_dir).unwrap();
+    assert_eq!(reopened.len(), 0);
+}
