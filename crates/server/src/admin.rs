@@ -58,7 +58,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 // ----- stats ---------------------------------------------------------------------------------
 
-/// What `tasklog stats --json` prints: the store's [`Stats`] with a `runtime` object beside.
+/// What `tasklog stats --json` prints: the store's `Stats` with a `runtime` object beside.
 /// (CLI: `crates/cli/src/commands/read.rs`, `stats`.)
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsReport {
@@ -100,7 +100,7 @@ pub struct RuntimeFigures {
     pub run_ms_p99: f64,
 }
 
-/// `GET /v1/stats` query parameters (documentation; read through [`QueryParams`]).
+/// `GET /v1/stats` query parameters (documentation; read through `QueryParams`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {

@@ -5,7 +5,7 @@
 //! - seed 000, a JSON-file task scheduler ([`scheduler`]): `GET /api/tasks/stats`,
 //!   `POST /api/tasks/export`, `POST /api/tasks/import`, `POST /api/tasks/cleanup`. Its
 //!   server-side `path`s are confined to [`crate::ServerOptions::files_dir`] ([`files`]);
-//! - seed 001, AutoDev's task persistence ([`autodev`]): `GET /api/tasks/history/{task_id}`,
+//! - seed 001, AutoDev's task persistence ([`autodev`], the listing in [`persistent`]): `GET /api/tasks/history/{task_id}`,
 //!   `GET /api/tasks/persistent`, `POST /api/tasks/{task_id}/recover`,
 //!   `GET|POST /api/tasks/outputs/{task_id}`, `GET /api/persistence/stats`;
 //! - seed 003, Celery task recovery ([`recovery`]): `GET /health/recovery`,

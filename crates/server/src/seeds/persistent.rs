@@ -5,6 +5,7 @@
     reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
 )]
 
+use axum::extract::State;
 use serde::Serialize;
 use tasklog::store::{Filter, Query};
 use tasklog::task::Timestamp;
@@ -12,8 +13,6 @@ use tasklog::{Task, TaskState};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-use axum::extract::State;
 
 use crate::admin::QueryParams;
 use crate::error::{ApiResult, Problem};

@@ -246,7 +246,7 @@ fn recoveries(store: &Store, now: Timestamp) -> tasklog::Result<(u64, u64, f64)>
             && done >= last
         {
             successes += 1;
-            secs += (done.as_millis() - last.as_millis()) as f64 / 1000.0;
+            secs += done.as_millis().saturating_sub(last.as_millis()) as f64 / 1000.0;
         }
     }
     Ok((attempts, successes, secs))

@@ -115,7 +115,7 @@ async fn stats(
         by_cost_center: present(costs),
         scheduled,
         one_time: base.total - scheduled,
-        total_runs: successes + base.failures,
+        total_runs: successes.saturating_add(base.failures),
         total_successes: successes,
         total_failures: base.failures,
         by_status: base.by_state,
