@@ -10,7 +10,8 @@
 //! - `/v1/stats`, `/v1/export`, `/v1/import`, `/v1/cleanup`, `/v1/snapshot`, `/v1/compact`,
 //!   `/v1/verify`: maintenance;
 //! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
-//! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1).
+//! - `/livez`, `/readyz`, `/metrics` (Prometheus text), `/openapi.json` (OpenAPI 3.1);
+//! - `/` and `/assets/...`: the web [`dashboard`] (static, no data: served without the token).
 //!
 //! Errors are `application/problem+json` ([`Problem`]); handlers read their input through
 //! [`extract`] (`Json`, `Query`, `Path`), whose rejections are problems naming the JSON path
@@ -25,6 +26,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -98,5 +100,8 @@ pub fn router(store: Store, options: ServerOptions) -> Router {
 pub fn router_with_state(state: AppState) -> Router {
     let (api, _) = api().split_for_parts();
     let api = api.fallback(auth::not_found);
-    auth::layers(api, state.clone()).with_state(state)
+    // The dashboard's page and assets carry no data: outside the token check.
+    auth::layers(api, state.clone())
+        .merge(dashboard::routes())
+        .with_state(state)
 }
