@@ -12,7 +12,8 @@
 //! `TASKLOG_BENCH_TASKS` (the large store, default 100000), `TASKLOG_BENCH_DIR` (where stores
 //! are made; default a temporary directory on the same disk as the target directory).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,19 +86,63 @@ impl Server {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+/// A minimal keep-alive HTTP/1.1 client: one write per request (head and body together), the
+/// answer read by its Content-Length. The benchmark measures the server, so the client does as
+/// little as it can (a general-purpose client here added milliseconds per request).
+struct Conn {
+    addr: String,
+    stream: Option<BufReader<TcpStream>>,
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
-    let mut resp = agent.post(url).send_json(body).expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+impl Conn {
+    fn new(base: &str) -> Conn {
+        Conn {
+            addr: base.trim_start_matches("http://").to_string(),
+            stream: None,
+        }
+    }
+
+    fn post(&mut self, path: &str, body: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        if self.stream.is_none() {
+            let tcp = TcpStream::connect(&self.addr).expect("connect");
+            tcp.set_nodelay(true).unwrap();
+            self.stream = Some(BufReader::new(tcp));
+        }
+        let stream = self.stream.as_mut().unwrap();
+        stream.get_mut().write_all(&req).expect("send");
+        let mut line = String::new();
+        stream.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            stream.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut buf = vec![0; len];
+        stream.read_exact(&mut buf).expect("body");
+        (status, serde_json::from_slice(&buf).unwrap_or(Value::Null))
+    }
 }
 
 /// Runs `threads` loops of `op` for `secs`; returns operations per second.
@@ -136,12 +181,12 @@ fn submits(root: &Path, secs: u64) -> Vec<(usize, f64, f64)> {
         store.close().unwrap();
 
         let server = Server::start(&root.join(format!("http-{clients}")));
-        let url = format!("{}/v1/tasks", server.url);
-        let agents: Vec<ureq::Agent> = (0..clients).map(|_| agent()).collect();
+        let conns: Vec<std::sync::Mutex<Conn>> = (0..clients)
+            .map(|_| std::sync::Mutex::new(Conn::new(&server.url)))
+            .collect();
         let http = throughput(clients, secs, |t, i| {
-            let (status, _) = post(
-                &agents[t],
-                &url,
+            let (status, _) = conns[t].lock().unwrap().post(
+                "/v1/tasks",
                 &json!({"title": format!("t{t}-{i}"), "role": "bench"}),
             );
             assert!(status == 201 || status == 200, "submit answered {status}");
@@ -163,7 +208,7 @@ fn end_to_end(root: &Path, jobs: u64) -> (f64, f64) {
         for p in 0..4u64 {
             let (base, submitted) = (&base, &submitted);
             s.spawn(move || {
-                let agent = agent();
+                let mut conn = Conn::new(base);
                 loop {
                     let n = submitted.fetch_add(1, Ordering::Relaxed);
                     if n >= jobs {
@@ -171,7 +216,7 @@ fn end_to_end(root: &Path, jobs: u64) -> (f64, f64) {
                     }
                     let body =
                         json!({"title": format!("job {p}-{n}"), "kind": "job", "input": {"n": n}});
-                    let (status, _) = post(&agent, &format!("{base}/v1/tasks"), &body);
+                    let (status, _) = conn.post("/v1/tasks", &body);
                     assert!(status == 201 || status == 200, "submit answered {status}");
                 }
             });
@@ -179,12 +224,11 @@ fn end_to_end(root: &Path, jobs: u64) -> (f64, f64) {
         for w in 0..20 {
             let (base, completed) = (&base, &completed);
             s.spawn(move || {
-                let agent = agent();
+                let mut conn = Conn::new(base);
                 let owner = format!("w{w}");
                 while completed.load(Ordering::Relaxed) < jobs {
-                    let (status, claim) = post(
-                        &agent,
-                        &format!("{base}/v1/workers/claim"),
+                    let (status, claim) = conn.post(
+                        "/v1/workers/claim",
                         &json!({"owner": owner, "kinds": ["job"], "lease_ms": 30000, "wait_ms": 200}),
                     );
                     if status == 204 {
@@ -193,9 +237,8 @@ fn end_to_end(root: &Path, jobs: u64) -> (f64, f64) {
                     assert_eq!(status, 200, "claim answered {status}: {claim}");
                     let id = claim["task"]["id"].as_str().unwrap().to_string();
                     let token = claim["token"].as_str().unwrap().to_string();
-                    let (status, body) = post(
-                        &agent,
-                        &format!("{base}/v1/workers/tasks/{id}/complete"),
+                    let (status, body) = conn.post(
+                        &format!("/v1/workers/tasks/{id}/complete"),
                         &json!({"owner": owner, "token": token, "result": {"ok": true}}),
                     );
                     assert_eq!(status, 200, "complete answered {status}: {body}");
@@ -297,7 +340,7 @@ fn main() {
         ("get", vec!["get", &id]),
         ("history", vec!["history", &id]),
         ("stats", vec!["stats"]),
-        ("submit", vec!["submit", "a new task"]),
+        ("submit", vec!["submit", "--title", "a new task"]),
     ];
     let mut direct = Vec::new();
     for (name, args) in &commands {

@@ -136,6 +136,13 @@ pub async fn serve(
             let _ = began_tx.send(());
         }
     };
+    // Answers go out at once: with Nagle's algorithm a response written in two parts waits
+    // for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(on_signal)
         .into_future();
