@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod subscribe;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,299 @@
+//! `verify`: a read-only check of a whole store directory, what `tasklog verify` and the
+//! server's `GET /v1/verify` report.
+//!
+//! It takes no lock and changes nothing: it walks every log segment and checks every frame's
+//! checksum and the LSN sequence ([`crate::wal::verify`]), reads and checks every snapshot,
+//! replays the log into a fresh state from the oldest point it can start at (the state machine
+//! is re-checked on every event), then opens the store read-only. A torn tail (an incomplete
+//! last record that was never acknowledged; the next writer cuts it) is reported but is not
+//! damage.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::recovery::{snapshot_dir, wal_dir};
+use super::snapshot;
+use super::state::State;
+use super::{Store, StoreOptions};
+use crate::error::Error;
+use crate::wal::{StdStorage, Wal, WalOptions};
+
+/// One thing found wrong.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyFinding {
+    /// `log`, `snapshot`, `replay` or `open`.
+    pub check: String,
+    /// The file involved.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub file: Option<PathBuf>,
+    /// Byte offset in it.
+    pub offset: Option<u64>,
+    /// The LSN involved.
+    pub lsn: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+    /// Only a torn tail (an incomplete, unacknowledged last record): not damage.
+    pub torn_tail: bool,
+}
+
+impl VerifyFinding {
+    fn from_error(check: &str, e: &Error) -> Self {
+        let (file, offset, lsn, reason) = match e {
+            Error::Corrupt {
+                file,
+                offset,
+                lsn,
+                reason,
+            } => (Some(file.clone()), *offset, *lsn, reason.clone()),
+            Error::UnsupportedVersion { file, .. } => {
+                (Some(file.clone()), None, None, e.to_string())
+            }
+            _ => (None, None, None, e.to_string()),
+        };
+        VerifyFinding {
+            check: check.to_string(),
+            file,
+            offset,
+            lsn,
+            reason,
+            torn_tail: false,
+        }
+    }
+}
+
+/// The log's figures.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyLogSummary {
+    /// Segments.
+    pub segments: usize,
+    /// Records.
+    pub records: u64,
+    /// First LSN in the log.
+    pub first_lsn: u64,
+    /// The LSN the next record would get.
+    pub next_lsn: u64,
+    /// The last record is incomplete.
+    pub tail_torn: bool,
+}
+
+/// One snapshot checked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySnapshotSummary {
+    /// The file.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub file: PathBuf,
+    /// The LSN it covers.
+    pub lsn: u64,
+    /// It reads back and checks.
+    pub ok: bool,
+}
+
+/// The replay.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReplaySummary {
+    /// The LSN replay started after (0: from the beginning; else a snapshot's LSN).
+    pub from_snapshot_lsn: u64,
+    /// Events replayed through the state machine.
+    pub events_replayed: u64,
+    /// Tasks after the replay.
+    pub tasks: usize,
+}
+
+/// The whole `tasklog verify --json` document.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// No damage (a torn tail alone is not damage).
+    pub ok: bool,
+    /// The store directory.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub dir: PathBuf,
+    /// The log's figures (absent when the log could not be walked).
+    pub log: Option<VerifyLogSummary>,
+    /// Every snapshot, newest first.
+    pub snapshots: Vec<VerifySnapshotSummary>,
+    /// The replay (absent when it could not start).
+    pub replay: Option<VerifyReplaySummary>,
+    /// Everything found wrong.
+    pub problems: Vec<VerifyFinding>,
+}
+
+/// Runs every check on the store in `dir` once, calling `phase` with the name of each step as
+/// it starts (for a progress display). `Err` only for I/O that stops the checks (the snapshot
+/// directory cannot be listed, the log cannot be read for a reason other than damage).
+pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyReport> {
+    let mut report = VerifyReport {
+        ok: true,
+        dir: dir.to_path_buf(),
+        log: None,
+        snapshots: Vec::new(),
+        replay: None,
+        problems: Vec::new(),
+    };
+    phase("checking log segments");
+    check_log(dir, &mut report)?;
+    phase("checking snapshots");
+    let good = check_snapshots(dir, &mut report)?;
+    phase("replaying");
+    check_replay(dir, &good, &mut report);
+    phase("opening");
+    match Store::open_with(dir, StoreOptions::new().read_only(true)) {
+        Ok(store) => {
+            let _ = store.close();
+        }
+        Err(e) => report.problems.push(VerifyFinding::from_error("open", &e)),
+    }
+    report.ok = report.problems.iter().all(|p| p.torn_tail);
+    Ok(report)
+}
+
+/// [`verify`] beside a running writer: the writer may prune snapshots and log segments (a
+/// background snapshot, a compaction) while the checks read them, which can look like a
+/// missing file or a gap. So a run that found anything is run once more after a short pause,
+/// and the second run is reported: real damage shows twice, a file pruned mid-check does not.
+pub fn verify_beside_writer(dir: &Path) -> crate::Result<VerifyReport> {
+    match verify(dir, &mut |_| {}) {
+        Ok(report) if report.problems.is_empty() => Ok(report),
+        _ => {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            verify(dir, &mut |_| {})
+        }
+    }
+}
+
+/// `reason` without the "corruption in FILE at ..." prefix the library's Display adds.
+fn bare_reason(file: &Path, offset: Option<u64>, lsn: Option<u64>, reason: &str) -> String {
+    let prefix = Error::corrupt(file, offset, lsn, "").to_string();
+    reason.strip_prefix(&prefix).unwrap_or(reason).to_string()
+}
+
+fn check_log(dir: &Path, report: &mut VerifyReport) -> crate::Result<()> {
+    let v = match crate::wal::verify(&wal_dir(dir)) {
+        Ok(v) => v,
+        Err(e) if e.is_corruption() => {
+            report.problems.push(VerifyFinding::from_error("log", &e));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    report.log = Some(VerifyLogSummary {
+        segments: v.segments,
+        records: v.records,
+        first_lsn: v.first_lsn,
+        next_lsn: v.next_lsn,
+        tail_torn: v.tail_torn,
+    });
+    for p in v.problems {
+        let reason = bare_reason(&p.file, p.offset, p.lsn, &p.reason);
+        report.problems.push(VerifyFinding {
+            check: "log".into(),
+            file: Some(p.file),
+            offset: p.offset,
+            lsn: p.lsn,
+            reason,
+            torn_tail: p.torn_tail,
+        });
+    }
+    Ok(())
+}
+
+/// Checks every snapshot; returns the good ones as (lsn, path), newest first.
+fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> crate::Result<Vec<(u64, PathBuf)>> {
+    let mut good = Vec::new();
+    for f in snapshot::list(&StdStorage, &snapshot_dir(dir))? {
+        let ok = match snapshot::read_checked(&StdStorage, &f.path) {
+            Ok(_) => true,
+            Err(e) => {
+                let mut finding = VerifyFinding::from_error("snapshot", &e);
+                finding.file.get_or_insert_with(|| f.path.clone());
+                report.problems.push(finding);
+                false
+            }
+        };
+        if ok {
+            good.push((f.lsn, f.path.clone()));
+        }
+        report.snapshots.push(VerifySnapshotSummary {
+            file: f.path,
+            lsn: f.lsn,
+            ok,
+        });
+    }
+    Ok(good)
+}
+
+/// Replays the log into a fresh state from the earliest point possible (as the CLI does).
+fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut VerifyReport) {
+    let options = WalOptions {
+        read_only: true,
+        ..WalOptions::default()
+    };
+    let wal = match Wal::open(wal_dir(dir), options) {
+        Ok((wal, _)) => wal,
+        Err(e) => {
+            report
+                .problems
+                .push(VerifyFinding::from_error("replay", &e));
+            return;
+        }
+    };
+    let first = wal.first_lsn();
+    let mut summary = VerifyReplaySummary::default();
+    let mut state = if first <= 1 {
+        State::default()
+    } else {
+        let base = good_snapshots
+            .iter()
+            .rev()
+            .find(|(lsn, _)| lsn + 1 >= first)
+            .and_then(|(_, path)| snapshot::read(&StdStorage, path).ok());
+        match base {
+            Some(s) => s,
+            None => {
+                report.problems.push(VerifyFinding {
+                    check: "replay".into(),
+                    file: Some(wal_dir(dir)),
+                    offset: None,
+                    lsn: Some(first),
+                    reason: format!(
+                        "the log starts at LSN {first} and no good snapshot covers the records before it"
+                    ),
+                    torn_tail: false,
+                });
+                return;
+            }
+        }
+    };
+    summary.from_snapshot_lsn = state.applied_lsn;
+    let result = wal.replay(state.applied_lsn + 1, &mut |lsn, bytes| {
+        state.apply_record(lsn, bytes).map_err(|e| match e {
+            Error::Corrupt {
+                offset,
+                lsn,
+                reason,
+                ..
+            } => Error::corrupt(wal_dir(dir), offset, lsn, reason),
+            Error::Codec { what, reason } => Error::corrupt(
+                wal_dir(dir),
+                None,
+                Some(lsn),
+                format!("record does not decode ({what}): {reason}"),
+            ),
+            other => other,
+        })
+    });
+    match result {
+        Ok(n) => summary.events_replayed = n,
+        Err(e) => report
+            .problems
+            .push(VerifyFinding::from_error("replay", &e)),
+    }
+    summary.tasks = state.len();
+    report.replay = Some(summary);
+    let _ = wal.close();
+}
