@@ -6,14 +6,9 @@
 //! `cleanup`, `import`, `recover`) the shape is the library's own report, documented here.
 //!
 //! Export and import are in `transfer`, the checks of verify in `verify`, and the query and
-//! body helpers ([`QueryParams`], [`json_body`], [`read_body`]), which turn every malformed
+//! parameter helpers ([`QueryParams`], [`read_body`]; JSON bodies go through `crate::extract::Json`), which turn every malformed
 //! request into a 400 problem naming the parameter or JSON path, in `request` (seeds.rs uses
 //! them too).
-
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,16 +25,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiResult, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 mod request;
 mod transfer;
 mod verify;
 
-pub use request::{
-    INT64_MAX, PathParam, QueryParams, drain, integral_u64, integral_u64_opt, json_body,
-    json_body_or_empty, read_body,
-};
+pub use request::{PathParam, QueryParams, drain, read_body};
 pub use transfer::{
     ExportFormat, ImportDocument, ImportModeParam, ImportReportDoc, OnConflictParam,
 };
@@ -159,7 +152,7 @@ async fn stats(
 pub struct CleanupRequest {
     /// Remove terminal tasks (completed, failed, cancelled) that finished more than this many
     /// seconds ago.
-    #[serde(deserialize_with = "integral_u64")]
+    #[serde(deserialize_with = "crate::extract::int::u64")]
     #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub older_than_secs: u64,
 }
@@ -187,10 +180,8 @@ pub struct CleanupResponse {
 )]
 async fn cleanup(
     State(state): State<AppState>,
-    body: Body,
+    Json(req): Json<CleanupRequest>,
 ) -> ApiResult<axum::Json<CleanupResponse>> {
-    let bytes = read_body(&state, body).await?;
-    let req: CleanupRequest = json_body(&bytes)?;
     let age = Duration::from_secs(req.older_than_secs);
     let removed = state.run(move |store| store.cleanup(age)).await?;
     Ok(axum::Json(CleanupResponse { removed }))

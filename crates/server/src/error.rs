@@ -2,14 +2,53 @@
 //! status, a human `detail`, and the task id or JSON path involved. Bad input is a 4xx, never a
 //! 5xx; a 5xx means the store itself failed (I/O, poisoned, closed).
 
+use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, schema::Schema};
+
+/// An error answered as `application/problem+json`: a [`ProblemBody`], boxed so that every
+/// `Result<_, Problem>` stays one pointer wide. Its fields are read and written through
+/// `Deref` (`p.status`, `p.at`); it serializes, and is documented, as the body itself.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Problem(Box<ProblemBody>);
+
+impl Deref for Problem {
+    type Target = ProblemBody;
+    fn deref(&self) -> &ProblemBody {
+        &self.0
+    }
+}
+
+impl DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemBody {
+        &mut self.0
+    }
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> RefOr<Schema> {
+        ProblemBody::schema()
+    }
+}
+
+impl ToSchema for Problem {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Problem")
+    }
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        ProblemBody::schemas(schemas);
+    }
+}
 
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
+pub struct ProblemBody {
     /// A URI naming the problem type: `urn:tasklog:problem:<code>`.
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -40,7 +79,7 @@ pub struct Problem {
 impl Problem {
     /// A problem with this status, code and detail.
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemBody {
             type_uri: format!("urn:tasklog:problem:{code}"),
             title: status.canonical_reason().unwrap_or("error").to_string(),
             status: status.as_u16(),
@@ -50,7 +89,7 @@ impl Problem {
             at: None,
             problems: Vec::new(),
             retry_after_secs: None,
-        }
+        }))
     }
     /// 400 with code `bad_request` (or the code given).
     pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
@@ -89,7 +128,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry = self.retry_after_secs;
-        let mut resp = (status, axum::Json(&self)).into_response();
+        let mut resp = (status, axum::Json(&*self.0)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -8,11 +8,6 @@
 //! store closes, or when the client reads nothing for [`STALL_MAX`] (it then resumes with
 //! `Last-Event-ID`, losing nothing).
 
-#![allow(
-    clippy::result_large_err,
-    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
-)]
-
 mod hub;
 mod narrate;
 mod pump;
@@ -119,10 +114,11 @@ fn lsn(text: &str, at: &str) -> ApiResult<u64> {
     digits
         .then(|| text.parse::<u64>().ok())
         .flatten()
+        .filter(|n| *n <= crate::extract::int::INT64_MAX)
         .ok_or_else(|| {
             Problem::bad_request(
                 "bad_request",
-                format!("{at} must be an LSN (a whole number), not {text:?}"),
+                format!("{at} must be an LSN (a whole number from 0 to 2^63 - 1), not {text:?}"),
             )
             .at(at.to_string())
         })
@@ -143,9 +139,9 @@ fn lsn(text: &str, at: &str) -> ApiResult<u64> {
     path = "/v1/events",
     tag = "events",
     params(
-        ("from" = Option<u64>, Query, description = "The first LSN to send (0 or 1: from the beginning; default: the next one to commit)", minimum = 0),
+        ("from" = Option<u64>, Query, description = "The first LSN to send (0 or 1: from the beginning; default: the next one to commit)", minimum = 0, maximum = 9_223_372_036_854_775_807_u64),
         ("follow" = Option<bool>, Query, description = "false: end once caught up (default true: go on with live events)"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this LSN (wins over `from`)", minimum = 0),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this LSN (wins over `from`)", minimum = 0, maximum = 9_223_372_036_854_775_807_u64),
     ),
     responses(
         (status = 200, description = "The stream: `id: <lsn>`, `event: <kind>`, `data: <EventData JSON>` per event", body = String, content_type = "text/event-stream"),

@@ -48,8 +48,17 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let declared_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_json_content_type(v.to_str().unwrap_or("")));
         let bytes = body_bytes(req, state).await?;
-        if bytes.is_empty() {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // No body at all and no JSON content type: the request sends no JSON (415), as a
+            // body of another type would; declared JSON but empty is a malformed document.
+            if !declared_json {
+                return Err(not_json());
+            }
             return Err(Problem::bad_request(
                 "bad_request",
                 "the request needs a JSON body",
@@ -86,14 +95,19 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Pr
         .map_err(|e| body_problem(e.status(), e.body_text()))?;
     let blank = bytes.iter().all(u8::is_ascii_whitespace);
     if !blank && json_type != Some(true) {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON: send `Content-Type: application/json`",
-        )
-        .at("Content-Type"));
+        return Err(not_json());
     }
     Ok(bytes)
+}
+
+/// 415: the body is not declared JSON.
+fn not_json() -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "the body must be JSON: send `Content-Type: application/json`",
+    )
+    .at("Content-Type")
 }
 
 /// The problem for a body that could not be read.
@@ -259,10 +273,21 @@ impl<'de, V: serde::de::Visitor<'de>> serde::de::Visitor<'de> for SomeObjects<V>
 
 fn json_problem(e: &serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> Problem {
     let inner = e.inner();
+    let mut at = json_path(prefix, e.path());
     if inner.is_syntax() || inner.is_eof() {
-        return Problem::bad_request("bad_request", format!("malformed JSON: {inner}"));
+        // Malformed: `at` names the value being read where it broke, when inside the document.
+        let p = Problem::bad_request("bad_request", format!("malformed JSON: {inner}"));
+        return if at == prefix { p } else { p.at(at) };
     }
-    let at = json_path(prefix, e.path());
+    // A missing field is reported at the object that lacks it: name the field itself.
+    let text = inner.to_string();
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field)
+    {
+        at = format!("{at}.{field}");
+    }
     Problem::bad_request("invalid_input", format!("{at}: {inner}")).at(at)
 }
 
@@ -287,6 +312,54 @@ fn json_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
         }
     }
     out
+}
+
+/// Whole numbers as JSON Schema's `integer` has them: `3` and `3.0` alike (serde's integers
+/// refuse `3.0`, which a schema-valid client may send). Use with
+/// `#[serde(deserialize_with = "crate::extract::int::u64")]`.
+pub mod int {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    /// The largest whole number accepted: the document's `int64`.
+    pub const INT64_MAX: u64 = i64::MAX as u64;
+
+    /// `n` as a whole number from 0 to `max`.
+    pub fn of<E: Error>(n: &serde_json::Number, max: u64) -> Result<u64, E> {
+        let v = match n.as_u64() {
+            Some(v) => Some(v),
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=INT64_MAX as f64).contains(f))
+                .map(|f| f as u64),
+        };
+        v.filter(|v| *v <= max)
+            .ok_or_else(|| E::custom(format!("{n} is not a whole number from 0 to {max}")))
+    }
+
+    /// A whole number from 0 to `int64`'s maximum.
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        of(&serde_json::Number::deserialize(d)?, INT64_MAX)
+    }
+
+    /// An optional [`u64`] (`null`: none).
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n, INT64_MAX))
+            .transpose()
+    }
+
+    /// A whole number from 0 to 255 (the route checks its own narrower range).
+    pub fn u8<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        let v = of(&serde_json::Number::deserialize(d)?, u8::MAX.into())?;
+        Ok(u8::try_from(v).unwrap_or(u8::MAX))
+    }
+
+    /// An optional [`u8`] (`null`: none).
+    pub fn opt_u8<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n, u8::MAX.into()).map(|v| u8::try_from(v).unwrap_or(u8::MAX)))
+            .transpose()
+    }
 }
 
 /// The query string's `(name, value)` pairs, percent-decoded, in order (repeated names kept).

@@ -7,11 +7,6 @@
 //!   `Retry-After`.
 //! - `/metrics` is the Prometheus text exposition format 0.0.4 (see [`crate::metrics`]).
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

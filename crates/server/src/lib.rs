@@ -19,11 +19,6 @@
 //! the access log around every route, and turns any other error answer into a problem.
 // NOTE: a `Problem` is about 200 bytes and is built only on the error path; every handler
 // returns it by value (axum turns it into the response), so boxing it would buy nothing.
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem is the error path's answer, returned by value to axum"
-)]
-
 pub mod admin;
 pub mod auth;
 pub mod dashboard;

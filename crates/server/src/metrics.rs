@@ -20,11 +20,6 @@
 //! | `tasklog_poisoned` | gauge | 1 while the store refuses writes |
 //! | `tasklog_store_readable` | gauge | 0 when the tasks could not be read (poisoned): only the log's figures are given |
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;

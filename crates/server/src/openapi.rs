@@ -132,7 +132,7 @@ fn finish_operation(op: &mut Operation, open: bool) {
 }
 
 /// Fits the generic document to one server: without a token no operation needs the bearer
-/// scheme (and none answers 401); a listing's `limit` is at most the server's page limit.
+/// scheme (and none answers 401); a page's `limit` is at most the server's page limit.
 pub fn for_server(doc: &mut serde_json::Value, options: &crate::options::ServerOptions) {
     use serde_json::Value;
     if options.token.is_none()
@@ -155,8 +155,15 @@ pub fn for_server(doc: &mut serde_json::Value, options: &crate::options::ServerO
         }
     }
     let max = options.max_page_size;
-    if let Some(Value::Array(params)) = doc.pointer_mut("/paths/~1v1~1tasks/get/parameters") {
-        for p in params.iter_mut().filter(|p| p["name"] == "limit") {
+    // Every page's `limit` (the listing's, seed 001's `/api/tasks/persistent`).
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        let params = paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|i| i.values_mut())
+            .filter_map(|op| op.get_mut("parameters").and_then(Value::as_array_mut))
+            .flatten();
+        for p in params.filter(|p| p["name"] == "limit" && p["in"] == "query") {
             if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut) {
                 schema.insert("maximum".into(), Value::from(max));
             }

@@ -12,11 +12,6 @@
 //!   `/health/recovery/metrics`, `/health/detailed`, whose figures are derived from the store
 //!   by the rules stated there.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 pub mod autodev;
 pub mod files;
 pub mod persistent;

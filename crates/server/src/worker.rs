@@ -11,16 +11,10 @@
 //! A claim is a `Start` under the task's version read just before: two workers racing for
 //! one task cannot both win; the loser moves on to the next candidate.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
-)]
-
 mod bodies;
 mod claim;
 mod extract;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -30,13 +24,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiResult, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 pub use bodies::{
     CheckpointRequest, ClaimRequest, ClaimResponse, CompleteRequest, FailRequest, HeartbeatRequest,
     OutputRequest, ProgressRequest,
 };
 use claim::{lease_ms, with_etag};
-pub(crate) use extract::{Body, TaskId};
+pub(crate) use extract::TaskId;
 
 /// Lease length when a claim or heartbeat names none, in milliseconds.
 pub const LEASE_MS_DEFAULT: u64 = 30_000;
@@ -148,7 +143,7 @@ async fn heartbeat(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<HeartbeatRequest>,
+    Json(req): Json<HeartbeatRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     let change = Change::Heartbeat {
@@ -183,7 +178,7 @@ async fn progress(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<ProgressRequest>,
+    Json(req): Json<ProgressRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     let change = Change::Progress {
@@ -219,7 +214,7 @@ async fn checkpoint(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<CheckpointRequest>,
+    Json(req): Json<CheckpointRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     let progress = match req.progress {
@@ -259,7 +254,7 @@ async fn output(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<OutputRequest>,
+    Json(req): Json<OutputRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     let change = Change::Output {
@@ -297,7 +292,7 @@ async fn complete(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<CompleteRequest>,
+    Json(req): Json<CompleteRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     holder
@@ -330,7 +325,7 @@ async fn fail(
     State(state): State<AppState>,
     TaskId(id): TaskId,
     headers: HeaderMap,
-    Body(req): Body<FailRequest>,
+    Json(req): Json<FailRequest>,
 ) -> ApiResult<Response> {
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
     let change = if req.requeue {

@@ -708,3 +708,42 @@ fn the_routes_are_in_the_openapi_document() {
         "{conflict}"
     );
 }
+
+#[test]
+fn whole_numbers_with_a_zero_fraction_are_accepted_and_a_bad_actor_header_is_refused() {
+    let server = TestServer::start();
+    let c = server.client();
+    submit(&server, "t", None, 0);
+    // JSON Schema's integers include `2000.0`; a fraction is still refused.
+    let r = claim(&c, json!({"owner": "w", "lease_ms": 2000.5}));
+    let p = assert_problem(&r, 400, "invalid_input");
+    assert_eq!(p["at"], "$.lease_ms", "{p}");
+    // A malformed header is refused even when the body names the actor.
+    let r = c.send(
+        "POST",
+        "/v1/workers/claim",
+        Some(&json!({"owner": "w", "actor": "a"})),
+        &[("x-tasklog-actor", " ")],
+    );
+    let p = assert_problem(&r, 400, "invalid_input");
+    assert_eq!(p["at"], "X-Tasklog-Actor", "{p}");
+    let (id, token) = claim_ok(
+        &c,
+        json!({"owner": "w", "lease_ms": 2000.0, "wait_ms": 0.0}),
+    );
+    let r = call(
+        &c,
+        &id,
+        "progress",
+        json!({"owner": "w", "token": token, "percent": 40.0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = call(
+        &c,
+        &id,
+        "output",
+        json!({"owner": "w", "token": token, "kind": "stdout", "content": "x", "size_bytes": 1670.0}),
+    );
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(server.state.store().get("t").unwrap().progress.percent, 40);
+}

@@ -2,10 +2,6 @@
 //! parameter or body becomes a 400 problem naming the parameter or JSON path (axum's own
 //! rejections are text/plain). Small and private to these modules until a shared extractor
 //! module replaces them.
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
 
 use std::str::FromStr;
 
@@ -13,8 +9,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
@@ -99,6 +93,29 @@ impl QueryParams {
         }
     }
 
+    /// `name` as a whole number from 0 to `int64`'s maximum (the documents' `integer`), as a
+    /// `usize` (saturated on a narrower platform: a count or offset that large matches nothing).
+    pub fn whole(&self, name: &str) -> ApiResult<Option<usize>> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= crate::extract::int::INT64_MAX)
+                .map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "bad_request",
+                        format!(
+                            "query parameter {name:?}: not a whole number from 0 to {} (got {v:?})",
+                            crate::extract::int::INT64_MAX
+                        ),
+                    )
+                    .at(name)
+                }),
+        }
+    }
+
     /// `name` as a boolean: `true` or `false`.
     pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.string(name)?.as_deref() {
@@ -163,83 +180,4 @@ pub async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
             )
         }
     })
-}
-
-/// Parses a JSON body into `T`; a problem names the JSON path (`$.older_than_secs`).
-/// Every body these routes take is a JSON object (serde would also read a struct from an
-/// array, which is refused here).
-pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {}
-        None => {
-            return Err(Problem::bad_request(
-                "invalid_input",
-                "the body is empty; a JSON object is expected",
-            )
-            .at("$"));
-        }
-        Some(_) => {
-            return Err(
-                Problem::bad_request("invalid_input", "the body must be a JSON object").at("$"),
-            );
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            "$".to_string()
-        } else {
-            format!("$.{path}")
-        };
-        Problem::bad_request("invalid_input", format!("{at}: {}", e.inner())).at(at)
-    })?;
-    de.end().map_err(|e| {
-        Problem::bad_request(
-            "invalid_input",
-            format!("trailing characters after the JSON value: {e}"),
-        )
-        .at("$")
-    })?;
-    Ok(value)
-}
-
-/// The largest integer the documents allow (`format: int64`).
-pub const INT64_MAX: u64 = i64::MAX as u64;
-
-/// A whole number from 0 to [`INT64_MAX`], also written with a zero fraction (`5.0`: JSON
-/// Schema's integers include it).
-pub fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    use serde::de::Error as _;
-    let n = serde_json::Number::deserialize(d)?;
-    let v = if let Some(u) = n.as_u64() {
-        Some(u)
-    } else {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9.007_199_254_740_992e15)
-            .map(|f| f as u64)
-    };
-    match v {
-        Some(u) if u <= INT64_MAX => Ok(u),
-        _ => Err(D::Error::custom(format!(
-            "expected a whole number from 0 to {INT64_MAX}, got {n}"
-        ))),
-    }
-}
-
-/// [`integral_u64`] for an optional field (null: none).
-pub fn integral_u64_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    struct Wrap(#[serde(deserialize_with = "integral_u64")] u64);
-    Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
-}
-
-/// [`json_body`], with an empty body or a JSON `null` read as `{}` (bodies whose every field is
-/// optional, documented as `oneOf: [null, {...}]`).
-pub fn json_body_or_empty<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
-        json_body(b"{}")
-    } else {
-        json_body(bytes)
-    }
 }

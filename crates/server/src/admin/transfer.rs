@@ -1,9 +1,4 @@
 //! `GET /v1/export` (streamed) and `POST /v1/import`.
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

@@ -6,11 +6,6 @@
 //! replayed into a fresh [`State`], and the store is opened read-only. A record the running
 //! store is writing at that moment can show as a torn tail, which is not damage.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;

@@ -2,11 +2,6 @@
 //! persistence statistics, with that system's field names (its filtered listing is in
 //! [`super::persistent`]).
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::collections::BTreeMap;
 
 use axum::body::Body;
@@ -21,8 +16,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::admin::{PathParam, QueryParams, json_body, read_body};
+use crate::admin::{PathParam, QueryParams};
 use crate::error::{ApiResult, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// This module's routes.
@@ -348,7 +344,7 @@ pub struct AutodevNewOutput {
     #[serde(default)]
     pub file_path: Option<String>,
     /// Its size in bytes.
-    #[serde(default, deserialize_with = "crate::admin::integral_u64_opt")]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
     #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub file_size: Option<u64>,
     /// Its MIME type.
@@ -376,10 +372,8 @@ pub struct AutodevNewOutput {
 async fn add_output(
     State(state): State<AppState>,
     PathParam(task_id): PathParam,
-    body: Body,
+    Json(new): Json<AutodevNewOutput>,
 ) -> ApiResult<(StatusCode, axum::Json<TaskOutputRecord>)> {
-    let bytes = read_body(&state, body).await?;
-    let new: AutodevNewOutput = json_body(&bytes)?;
     let task = state
         .run(move |store| {
             let change = Change::Output {

@@ -14,11 +14,6 @@
 //! `files_dir` is the operator's directory, and clients cannot create links in it through
 //! this API.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::path::{Component, Path, PathBuf};
 
 use axum::http::StatusCode;

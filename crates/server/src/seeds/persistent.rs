@@ -1,10 +1,5 @@
 //! Seed 001's filtered listing, `GET /api/tasks/persistent`: states, roles and providers
 //! (comma-separated, any of), text search, a creation-time range and a page.
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use axum::extract::State;
 use serde::Serialize;
 use tasklog::store::{Filter, Query};
@@ -202,8 +197,8 @@ fn wanted(q: &QueryParams) -> ApiResult<Wanted> {
         ("search" = Option<String>, Query, description = "Text in the title or description"),
         ("date_from" = inline(Option<Timestamp>), Query, description = "Created at or after (RFC 3339)"),
         ("date_to" = inline(Option<Timestamp>), Query, description = "Created at or before (RFC 3339)"),
-        ("limit" = Option<usize>, Query, maximum = 1000, description = "Page size (default 100, at most the server's page limit: 1,000 unless configured)"),
-        ("offset" = Option<usize>, Query, description = "Matches to skip"),
+        ("limit" = Option<u64>, Query, minimum = 0, maximum = 1000, description = "Page size (default 100, at most the server's page limit: 1,000 unless configured)"),
+        ("offset" = Option<u64>, Query, minimum = 0, maximum = 9_223_372_036_854_775_807_u64, description = "Matches to skip"),
     ),
     responses(
         (status = 200, description = "The page", body = PersistentTasks),
@@ -227,7 +222,7 @@ async fn persistent(
     ])?;
     let max = state.options().max_page_size;
     let limit = q
-        .parse::<usize>("limit")?
+        .whole("limit")?
         .unwrap_or(PERSISTENT_LIMIT_DEFAULT.min(max));
     if limit > max {
         return Err(Problem::bad_request(
@@ -236,7 +231,7 @@ async fn persistent(
         )
         .at("limit"));
     }
-    let offset = q.parse::<usize>("offset")?.unwrap_or(0);
+    let offset = q.whole("offset")?.unwrap_or(0);
     let w = wanted(&q)?;
     let (tasks, total) = super::read(&state, move |store| {
         if w.roles.len() <= 1 && w.providers.len() <= 1 {

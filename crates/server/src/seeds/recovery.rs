@@ -15,11 +15,6 @@
 //! - **overall health**: `unhealthy` when the server is not ready (poisoned, closed, shutting
 //!   down), `degraded` when any task is stuck or orphaned, else `healthy`.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::collections::BTreeMap;
 
 use axum::extract::State;
@@ -322,7 +317,7 @@ async fn detailed(
         status: recovery.overall_health,
         timestamp: now,
         ready,
-        reason: not_ready.map(|p| p.detail),
+        reason: not_ready.map(|p| p.detail.clone()),
         tasks: DetailedTaskCounts {
             total: stats.total,
             by_state: stats.by_state,

@@ -5,15 +5,9 @@
 //! metadata on import (unknown fields are kept as metadata), which is where these figures read
 //! them from.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Problem (error.rs) is the crate-wide error body; boxing it is the owner's call"
-)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use tasklog::export::{self, ExportOptions, ImportMode, ImportOptions, OnConflict};
@@ -22,7 +16,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::files;
-use crate::admin::{QueryParams, json_body, json_body_or_empty, read_body};
+use crate::admin::QueryParams;
+use crate::extract::Json;
+
+/// A body whose every field is optional: none (an empty body or `null`) reads as `{}`.
+fn or_empty<T: serde::de::DeserializeOwned>(body: Option<Json<T>>) -> ApiResult<T> {
+    match body {
+        Some(Json(v)) => Ok(v),
+        None => crate::extract::parse_json(b"{}"),
+    }
+}
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
 
@@ -169,10 +172,9 @@ pub struct SchedulerExportResponse {
 )]
 async fn export_tasks(
     State(state): State<AppState>,
-    body: Body,
+    body: Option<Json<SchedulerExportRequest>>,
 ) -> ApiResult<axum::Json<SchedulerExportResponse>> {
-    let bytes = read_body(&state, body).await?;
-    let req: SchedulerExportRequest = json_body_or_empty(&bytes)?;
+    let req = or_empty(body)?;
     let files_dir = state.options().files_dir.clone();
     let target = files::for_write(
         files_dir.as_deref(),
@@ -246,10 +248,8 @@ pub struct SchedulerImportResponse {
 )]
 async fn import_tasks(
     State(state): State<AppState>,
-    body: Body,
+    Json(req): Json<SchedulerImportRequest>,
 ) -> ApiResult<axum::Json<SchedulerImportResponse>> {
-    let bytes = read_body(&state, body).await?;
-    let req: SchedulerImportRequest = json_body(&bytes)?;
     let source = files::for_read(state.options().files_dir.as_deref(), &req.path)?;
     let options = ImportOptions::new()
         .mode(if req.merge {
@@ -321,10 +321,9 @@ pub struct SchedulerCleanupResponse {
 )]
 async fn cleanup(
     State(state): State<AppState>,
-    body: Body,
+    body: Option<Json<SchedulerCleanupRequest>>,
 ) -> ApiResult<axum::Json<SchedulerCleanupResponse>> {
-    let bytes = read_body(&state, body).await?;
-    let req: SchedulerCleanupRequest = json_body_or_empty(&bytes)?;
+    let req = or_empty(body)?;
     // NOTE: 1e7 days (27,000 years) bounds the Duration conversion.
     if !req.days.is_finite() || !(0.0..=1e7).contains(&req.days) {
         return Err(Problem::bad_request(

@@ -182,7 +182,7 @@ pub fn parse_mutation(
     let expected_version = take::<serde_json::Number>(&mut m, "expected_version", &at)?
         .map(|n| {
             let field = format!("{at}.expected_version");
-            bodies::int::u64(&n)
+            bodies::int::of(&n, bodies::int::INT64_MAX)
                 .map_err(|e: serde_json::Error| invalid(field.clone(), format!("{field}: {e}")))
         })
         .transpose()?;

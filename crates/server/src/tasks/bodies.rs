@@ -15,38 +15,7 @@ use utoipa::ToSchema;
 use super::check_key;
 use crate::error::{ApiResult, Problem};
 
-/// Whole numbers as JSON Schema's `integer` (`int64`, 0 or more) has them: `3` and `3.0`
-/// alike.
-pub mod int {
-    use serde::de::{Deserialize, Deserializer, Error};
-
-    /// The largest whole number accepted: the document's `int64`.
-    const MAX: u64 = i64::MAX as u64;
-
-    fn of<E: Error>(n: &serde_json::Number) -> Result<u64, E> {
-        let v = match n.as_u64() {
-            Some(v) => Some(v),
-            None => n
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=MAX as f64).contains(f))
-                .map(|f| f as u64),
-        };
-        v.filter(|v| *v <= MAX)
-            .ok_or_else(|| E::custom(format!("{n} is not a whole number from 0 to {MAX}")))
-    }
-
-    /// A whole number, 0 or more.
-    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        of(&serde_json::Number::deserialize(d)?)
-    }
-
-    /// An optional whole number, 0 or more (`null`: none).
-    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        Option::<serde_json::Number>::deserialize(d)?
-            .map(|n| of(&n))
-            .transpose()
-    }
-}
+pub use crate::extract::int;
 
 /// A change and the actor the body names.
 pub type Changed = (Change, Option<String>);
@@ -371,6 +340,7 @@ pub struct OutputBody {
     /// Size in bytes.
     #[serde(default)]
     #[serde(deserialize_with = "int::opt_u64")]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub size_bytes: Option<u64>,
     /// MIME type.
     #[serde(default)]

@@ -76,10 +76,10 @@ pub struct PageParams {
     order: Option<OrderParam>,
     /// At most this many tasks (default 100, at most the server's page limit, 1,000 unless
     /// configured).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1000)]
     limit: Option<u64>,
     /// Skip this many matches first.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     offset: Option<u64>,
     /// Continue after the previous page (its `next_cursor`), with the same filters and order.
     #[param(pattern = "^[+-]?[0-9]+:")]

@@ -23,12 +23,13 @@ pub struct ClaimRequest {
     pub kinds: Option<Vec<String>>,
     /// Lease length in milliseconds (default 30,000): the lease lapses unless a heartbeat
     /// extends it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub lease_ms: Option<u64>,
     /// How long to wait for a claimable task, in milliseconds (default 0: answer at once).
     /// Longer waits are cut to the server's limit (60,000 by default).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub wait_ms: Option<u64>,
     /// Who makes the change, for the history (default: the owner).
     #[serde(default)]
@@ -69,7 +70,7 @@ pub struct HeartbeatRequest {
     #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// New lease length from now, in milliseconds (default 30,000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub lease_ms: Option<u64>,
     /// Who makes the change (default: the owner).
@@ -97,6 +98,7 @@ pub struct ProgressRequest {
     #[schema(pattern = "^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,18})$")]
     pub token: String,
     /// 0 to 100.
+    #[serde(deserialize_with = "crate::extract::int::u8")]
     #[schema(minimum = 0, maximum = 100)]
     pub percent: u8,
     /// The current step's name.
@@ -134,7 +136,7 @@ pub struct CheckpointRequest {
     /// What a resumed attempt needs, any JSON.
     pub data: Value,
     /// Progress at the checkpoint, 0 to 100 (default: the current progress).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u8")]
     #[schema(minimum = 0, maximum = 100)]
     pub progress: Option<u8>,
     /// Who makes the change (default: the owner).
@@ -169,7 +171,8 @@ pub struct OutputRequest {
     #[serde(default)]
     pub path: Option<String>,
     /// Size in bytes, when known.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub size_bytes: Option<u64>,
     /// MIME type, when known.
     #[serde(default)]

@@ -1,15 +1,9 @@
 //! `POST /v1/workers/claim`: the best claimable task under a lease, with a long poll.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "`Problem` (error.rs) is large; boxing it is error.rs's call, shared by every module"
-)]
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +12,12 @@ use tasklog::task::Timestamp;
 use tasklog::{Store, Task, TaskState};
 
 use super::bodies::{ClaimRequest, ClaimResponse};
-use super::extract::{self, Body};
+use super::extract;
 use super::{KINDS_MAX, LEASE_MS_DEFAULT, LEASE_MS_MAX};
 use crate::error::{ApiResult, Problem};
 use crate::events::Hub;
 use crate::events::ready::{kind_of, not_before_ms};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// Longest wait for the ready queue to reflect what was committed before a claim.
@@ -163,7 +158,7 @@ fn shutting_down() -> Problem {
 pub(super) async fn claim(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Body(req): Body<ClaimRequest>,
+    Json(req): Json<ClaimRequest>,
 ) -> ApiResult<Response> {
     let (claim, wait_ms) = Claim::new(req, &headers)?;
     let claim = Arc::new(claim);
