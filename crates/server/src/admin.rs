@@ -30,13 +30,12 @@ use crate::state::AppState;
 
 mod request;
 mod transfer;
-mod verify;
 
 pub use request::{PathParam, QueryParams, drain, read_body};
+pub use tasklog::store::verify::VerifyReport;
 pub use transfer::{
     ExportFormat, ImportDocument, ImportModeParam, ImportReportDoc, OnConflictParam,
 };
-pub use verify::VerifyReport;
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -324,7 +323,9 @@ async fn compact(
     )
 )]
 async fn verify_route(State(state): State<AppState>) -> ApiResult<axum::Json<VerifyReport>> {
-    let report = state.run(|store| verify::verify(store.dir())).await?;
+    let report = state
+        .run(|store| tasklog::store::verify::verify_beside_writer(store.dir()))
+        .await?;
     Ok(axum::Json(report))
 }
 
