@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use tasklog::Task;
 use tasklog::store::{Change, Mutation};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -118,6 +119,27 @@ fn percent(p: u8, at: &str) -> ApiResult<u8> {
     Ok(p)
 }
 
+/// The actor header every worker call takes. The shared error answers (400, 401, 413, 415,
+/// 500, 503) are added to every operation by `openapi::finish`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(
+    dead_code,
+    reason = "documents the header; it is read by `Holder::new`"
+)]
+struct ActorHeader {
+    /// Who makes the change, when the body names no actor (1 to 256 characters, no control
+    /// characters).
+    #[param(
+        rename = "X-Tasklog-Actor",
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
+    actor: Option<String>,
+}
+
 /// Extends the lease of a claimed task.
 #[utoipa::path(
     post,
@@ -126,17 +148,12 @@ fn percent(p: u8, at: &str) -> ApiResult<u8> {
     request_body = HeartbeatRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "The lease was extended; the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn heartbeat(
@@ -161,17 +178,12 @@ async fn heartbeat(
     request_body = ProgressRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn progress(
@@ -197,17 +209,12 @@ async fn progress(
     request_body = CheckpointRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn checkpoint(
@@ -237,17 +244,12 @@ async fn checkpoint(
     request_body = OutputRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "Recorded; the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn output(
@@ -275,17 +277,12 @@ async fn output(
     request_body = CompleteRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "Completed; the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn complete(
@@ -308,17 +305,12 @@ async fn complete(
     request_body = FailRequest,
     params(
         ("id" = String, Path, description = "The task id"),
-        ("X-Tasklog-Actor" = Option<String>, Header, description = "Who makes the change, when the body names no actor (1 to 256 characters, no control characters)", min_length = 1, max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ActorHeader,
     ),
     responses(
         (status = 200, description = "Failed (or requeued); the task (ETag: its version)", body = Task),
-        (status = 400, description = "Bad input (`at` names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`lease_lost`: the claim no longer holds the lease", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down, or the store cannot write (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn fail(
