@@ -454,6 +454,9 @@ fn two_schedulers_racing_over_one_store_create_each_fire_time_once() {
             .map(|k| Timestamp(t0.as_millis() + k * 1_000).to_rfc3339())
             .collect();
         assert_eq!(runs, expected, "schedule r{i}: every second once, none missing");
+        // No lost update of the record either: its counter saw every run once.
+        let view = schedule::get(&store, &format!("r{i}"), t0).unwrap();
+        assert_eq!(view.counts.runs, 75, "schedule r{i}: runs counted once each");
         // Each run was created by exactly one event.
         for run in schedule::runs(&store, &format!("r{i}"), 1000).unwrap() {
             let created = store
