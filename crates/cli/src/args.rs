@@ -168,6 +168,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recurring tasks: add, list, pause, resume, remove a schedule, and list its runs.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::commands::schedule::ScheduleCommand,
+    },
     /// Export tasks (with their history) to JSON or CSV.
     Export(ExportArgs),
     /// Import tasks from a JSON export.
@@ -258,6 +264,12 @@ pub struct SubmitArgs {
     /// Idempotency key: a second submit with the same key returns the first task.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Hand the task to no worker before this time (RFC 3339, YYYY-MM-DD or epoch seconds).
+    #[arg(long, value_name = "TIME", value_parser = Timestamp::parse, conflicts_with = "delay")]
+    pub run_at: Option<Timestamp>,
+    /// Hand the task to no worker before this long from now, e.g. 90s, 15m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub delay: Option<std::time::Duration>,
 }
 
 /// Filters shared by `list` and `export`.

@@ -59,6 +59,10 @@ pub struct StatsReport {
     pub stats: Stats,
     /// The worker runtime's figures computed from the tasks that carry a `runtime.kind`.
     pub runtime: RuntimeFigures,
+    /// Schedules, one-time tasks, and schedule runs and their outcomes (`scheduled`,
+    /// `one_time`, `total_runs`, `total_successes`, `total_failures`, `schedules`).
+    #[serde(flatten)]
+    pub schedules: tasklog::runtime::schedule::ScheduleStats,
 }
 
 /// The worker runtime's figures, derived from the tasks (`tasklog::runtime::health_from_store`).
@@ -124,11 +128,12 @@ async fn stats(
     if by.as_deref().is_some_and(str::is_empty) {
         return Err(Problem::bad_request("bad_request", "`by` must name a metadata key").at("by"));
     }
-    let (stats, runtime) = state
+    let (stats, runtime, schedules) = state
         .run(move |store| {
             let stats = store.stats(by.as_deref())?;
             let runtime = tasklog::runtime::health_from_store(store)?;
-            Ok((stats, serde_json::to_value(&runtime)))
+            let schedules = tasklog::runtime::schedule::stats(store)?;
+            Ok((stats, serde_json::to_value(&runtime), schedules))
         })
         .await?;
     let runtime = runtime
@@ -140,7 +145,11 @@ async fn stats(
                 format!("the runtime figures do not have their documented shape: {e}"),
             )
         })?;
-    let report = StatsReport { stats, runtime };
+    let report = StatsReport {
+        stats,
+        runtime,
+        schedules,
+    };
     Ok(axum::Json(report))
 }
 // ----- cleanup, snapshot, compact, recover ---------------------------------------------------

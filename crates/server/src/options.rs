@@ -28,6 +28,9 @@ pub struct ServerOptions {
     pub max_claim_wait: Duration,
     /// How often expired leases are looked for and recovered by the store's policy. Default 1 s.
     pub lease_check_interval: Duration,
+    /// How often [`crate::serve()`] fires due schedules. Default 1 s; `Duration::ZERO`: this
+    /// server fires none (another server or runtime does).
+    pub schedule_tick_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +44,7 @@ impl Default for ServerOptions {
             max_sse_subscribers: 64,
             max_claim_wait: Duration::from_secs(60),
             lease_check_interval: Duration::from_secs(1),
+            schedule_tick_interval: Duration::from_secs(1),
         }
     }
 }
@@ -50,6 +54,12 @@ impl ServerOptions {
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+    /// Sets how often due schedules are fired (`Duration::ZERO`: never).
+    #[must_use]
+    pub fn schedule_tick_interval(mut self, every: Duration) -> Self {
+        self.schedule_tick_interval = every;
         self
     }
     /// Sets the directory server-side paths may name.

@@ -114,7 +114,8 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 /// Serves `store` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish (at most [`SHUTDOWN_GRACE`]), and closes the store cleanly.
 /// Meanwhile a supervisor recovers expired leases every `options.lease_check_interval`,
-/// under the store's interrupted-work policy.
+/// under the store's interrupted-work policy, and due schedules are fired every
+/// `options.schedule_tick_interval`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
@@ -122,9 +123,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let interval = options.lease_check_interval.max(LEASE_CHECK_MIN);
+    let schedule_every = options.schedule_tick_interval;
     let state = AppState::new(store.clone(), options);
     let app = crate::router_with_state(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let firing = (!schedule_every.is_zero()).then(|| {
+        tokio::spawn(crate::schedules::fire_schedules(
+            store.clone(),
+            schedule_every.max(LEASE_CHECK_MIN),
+            stop_rx.clone(),
+        ))
+    });
     let supervisor = tokio::spawn(supervise_leases(store.clone(), interval, stop_rx));
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let on_signal = {
@@ -162,6 +171,9 @@ pub async fn serve(
     state.begin_shutdown();
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
+    if let Some(firing) = firing {
+        let _ = firing.await;
+    }
     let closed = tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(std::io::Error::other)?;

@@ -19,7 +19,7 @@ mod spec;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fire::{Scheduler, SchedulerThread, TickReport, records, runs_of};
@@ -40,7 +40,7 @@ const RACE_RETRIES: usize = 20;
 
 /// A schedule's runs and their outcomes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounts {
     /// Runs created (imported counts included).
     pub runs: u64,
@@ -56,7 +56,7 @@ pub struct RunCounts {
 
 /// A schedule as `list` shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScheduleView {
     /// The name.
     pub name: String,
@@ -84,7 +84,7 @@ pub struct ScheduleView {
 
 /// Schedule statistics, in the shape of seed 000's (`scheduled`, `one_time`, `total_*`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ScheduleStats {
     /// Schedules.
     pub scheduled: usize,

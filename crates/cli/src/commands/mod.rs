@@ -4,6 +4,7 @@ mod maintain;
 mod read;
 mod recover;
 mod repair;
+pub mod schedule;
 mod transfer;
 mod verify;
 mod watch;
@@ -209,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(a) => read::list(&ctx, out, &a),
         Command::History { id, json } => read::history(&ctx, out, &id, json),
         Command::Stats { by, json } => read::stats(&ctx, out, by.as_deref(), json),
+        Command::Schedule { command } => schedule::run(&ctx, out, command),
         Command::Export(a) => transfer::export(&ctx, out, &a),
         Command::Import(a) => transfer::import(&ctx, out, &a),
         Command::Cleanup { older_than } => maintain::cleanup(&ctx, out, older_than),
