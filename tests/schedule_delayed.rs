@@ -72,7 +72,9 @@ fn a_delayed_task_waits_for_its_time_and_others_pass_it() {
     let delayed = rt
         .submit_task("note", NewTask::new("later").run_at(due), json!(null), 9)
         .unwrap();
-    let now = rt.submit_task("note", NewTask::new("now"), json!(null), 0).unwrap();
+    let now = rt
+        .submit_task("note", NewTask::new("now"), json!(null), 0)
+        .unwrap();
     let store = rt.store().clone();
     wait_for("both to complete", || {
         [&delayed.id, &now.id]
@@ -80,9 +82,16 @@ fn a_delayed_task_waits_for_its_time_and_others_pass_it() {
             .all(|id| store.get(id).is_ok_and(|t| t.state == TaskState::Completed))
     });
     let starts = starts.lock().unwrap().clone();
-    assert_eq!(starts[0].0, now.id, "the undelayed task ran first despite its lower priority");
+    assert_eq!(
+        starts[0].0, now.id,
+        "the undelayed task ran first despite its lower priority"
+    );
     let (_, started) = starts.iter().find(|(id, _)| *id == delayed.id).unwrap();
-    assert!(*started >= due.as_millis(), "started {started} before its time {}", due.as_millis());
+    assert!(
+        *started >= due.as_millis(),
+        "started {started} before its time {}",
+        due.as_millis()
+    );
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -108,7 +117,9 @@ fn a_delay_survives_a_restart() {
     rt.start().unwrap();
     let store = rt.store().clone();
     wait_for("the task to complete", || {
-        store.get(&id).is_ok_and(|t| t.state == TaskState::Completed)
+        store
+            .get(&id)
+            .is_ok_and(|t| t.state == TaskState::Completed)
     });
     let started = starts.lock().unwrap()[0].1;
     assert!(started >= due.as_millis());
@@ -133,7 +144,8 @@ fn the_runtime_scheduler_fires_runs_that_its_workers_run_and_counts_them() {
     };
     schedule::add(rt.store(), &spec, Timestamp::now()).unwrap();
     rt.start().unwrap();
-    rt.start_scheduler(Duration::from_millis(10), Arc::new(SystemClock)).unwrap();
+    rt.start_scheduler(Duration::from_millis(10), Arc::new(SystemClock))
+        .unwrap();
     let store = rt.store().clone();
     let seen = AtomicUsize::new(0);
     wait_for("five runs to complete", || {

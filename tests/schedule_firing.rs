@@ -58,7 +58,11 @@ fn fired(store: &Store, name: &str) -> Vec<String> {
         .into_iter()
         .map(|t| {
             let at = t.metadata["schedule.fire_at"].as_i64().unwrap();
-            assert_eq!(t.id, schedule::run_id(name, at), "run id names its fire time");
+            assert_eq!(
+                t.id,
+                schedule::run_id(name, at),
+                "run id names its fire time"
+            );
             Timestamp(at).to_rfc3339()
         })
         .collect();
@@ -91,8 +95,18 @@ fn berlin_spring_forward_fires_a_skipped_local_time_once_right_after_the_gap() {
     // 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
     let (_d, store) = open();
     let clock = ManualClock::at(ts("2026-03-27T12:00:00Z"));
-    schedule::add(&store, &cron("daily", "30 2 * * *", "Europe/Berlin"), ts("2026-03-27T12:00:00Z")).unwrap();
-    schedule::add(&store, &cron("hourly", "0 * * * *", "Europe/Berlin"), ts("2026-03-27T12:00:00Z")).unwrap();
+    schedule::add(
+        &store,
+        &cron("daily", "30 2 * * *", "Europe/Berlin"),
+        ts("2026-03-27T12:00:00Z"),
+    )
+    .unwrap();
+    schedule::add(
+        &store,
+        &cron("hourly", "0 * * * *", "Europe/Berlin"),
+        ts("2026-03-27T12:00:00Z"),
+    )
+    .unwrap();
     let s = scheduler(&store, &clock);
     tick_through(&s, &clock, ts("2026-03-31T12:00:00Z"), 7 * 60_000);
     assert_eq!(
@@ -117,8 +131,18 @@ fn berlin_fall_back_fires_a_repeated_local_time_once_and_an_hourly_one_25_times(
     // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
     let (_d, store) = open();
     let clock = ManualClock::at(ts("2026-10-23T12:00:00Z"));
-    schedule::add(&store, &cron("daily", "30 2 * * *", "Europe/Berlin"), ts("2026-10-23T12:00:00Z")).unwrap();
-    schedule::add(&store, &cron("hourly", "0 * * * *", "Europe/Berlin"), ts("2026-10-23T12:00:00Z")).unwrap();
+    schedule::add(
+        &store,
+        &cron("daily", "30 2 * * *", "Europe/Berlin"),
+        ts("2026-10-23T12:00:00Z"),
+    )
+    .unwrap();
+    schedule::add(
+        &store,
+        &cron("hourly", "0 * * * *", "Europe/Berlin"),
+        ts("2026-10-23T12:00:00Z"),
+    )
+    .unwrap();
     let s = scheduler(&store, &clock);
     tick_through(&s, &clock, ts("2026-10-27T12:00:00Z"), 11 * 60_000);
     assert_eq!(
@@ -144,7 +168,12 @@ fn berlin_fall_back_fires_a_repeated_local_time_once_and_an_hourly_one_25_times(
 fn a_leap_day_schedule_fires_on_the_29th_of_february_only() {
     let (_d, store) = open();
     let clock = ManualClock::at(ts("2027-12-31T00:00:00Z"));
-    schedule::add(&store, &cron("leap", "0 12 29 2 *", "UTC"), ts("2027-12-31T00:00:00Z")).unwrap();
+    schedule::add(
+        &store,
+        &cron("leap", "0 12 29 2 *", "UTC"),
+        ts("2027-12-31T00:00:00Z"),
+    )
+    .unwrap();
     let v = schedule::get(&store, "leap", ts("2027-12-31T00:00:00Z")).unwrap();
     assert_eq!(v.next_fire_at, Some(ts("2028-02-29T12:00:00Z")));
     assert_eq!(v.next_fires[1], ts("2032-02-29T12:00:00Z"));
@@ -194,7 +223,10 @@ fn after_a_week_down_catch_up_none_runs_nothing_missed() {
 #[test]
 fn after_a_week_down_catch_up_latest_runs_the_latest_only() {
     let (runs, _) = week_down(CatchUp::Latest, None);
-    assert_eq!(runs, ["2026-06-01T01:00:00.000Z", "2026-06-08T01:00:00.000Z"]);
+    assert_eq!(
+        runs,
+        ["2026-06-01T01:00:00.000Z", "2026-06-08T01:00:00.000Z"]
+    );
 }
 
 #[test]
@@ -250,7 +282,10 @@ fn overlap_policies_with_a_run_still_pending() {
     assert_eq!(fired(&store, "allow").len(), 3);
     let q = schedule::get(&store, "queue", t0).unwrap();
     assert_eq!(q.buffered_fire_at, Some(ts("2026-06-01T00:03:00Z")));
-    assert_eq!(q.counts.skipped, 1, "the 00:02 firing was replaced by 00:03");
+    assert_eq!(
+        q.counts.skipped, 1,
+        "the 00:02 firing was replaced by 00:03"
+    );
     assert_eq!(schedule::get(&store, "skip", t0).unwrap().counts.skipped, 2);
     // The first runs end: the queued firing runs at once, with its own fire time.
     for name in ["skip", "queue"] {
@@ -263,7 +298,11 @@ fn overlap_policies_with_a_run_still_pending() {
         fired(&store, "queue"),
         ["2026-06-01T00:01:00.000Z", "2026-06-01T00:03:00.000Z"]
     );
-    assert_eq!(fired(&store, "skip").len(), 1, "skip waits for the next fire time");
+    assert_eq!(
+        fired(&store, "skip").len(),
+        1,
+        "skip waits for the next fire time"
+    );
     clock.advance_ms(60_000);
     s.tick().unwrap();
     assert_eq!(fired(&store, "skip").len(), 2);
@@ -334,8 +373,15 @@ fn paused_schedules_fire_nothing_and_resume_without_catching_up() {
     schedule::remove(&store, "p").unwrap();
     clock.set(ts("2026-06-01T00:10:00Z"));
     s.tick().unwrap();
-    assert_eq!(fired(&store, "p").len(), 2, "a removed schedule fires no more; its runs stay");
-    assert!(matches!(schedule::get(&store, "p", t0), Err(Error::NotFound { .. })));
+    assert_eq!(
+        fired(&store, "p").len(),
+        2,
+        "a removed schedule fires no more; its runs stay"
+    );
+    assert!(matches!(
+        schedule::get(&store, "p", t0),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -344,7 +390,9 @@ fn run_outcomes_are_counted_once_and_stats_split_scheduled_from_one_time() {
     let t0 = ts("2026-06-01T00:00:00Z");
     let clock = ManualClock::at(t0);
     schedule::add(&store, &every("c", 60_000), t0).unwrap();
-    store.submit(tasklog::NewTask::new("a one-time task")).unwrap();
+    store
+        .submit(tasklog::NewTask::new("a one-time task"))
+        .unwrap();
     let s = scheduler(&store, &clock);
     for i in 1..=3 {
         clock.advance_ms(60_000);
@@ -364,7 +412,10 @@ fn run_outcomes_are_counted_once_and_stats_split_scheduled_from_one_time() {
     for st in [&before, &after] {
         assert_eq!(st.scheduled, 1);
         assert_eq!(st.one_time, 1);
-        assert_eq!((st.total_runs, st.total_successes, st.total_failures), (3, 2, 1));
+        assert_eq!(
+            (st.total_runs, st.total_successes, st.total_failures),
+            (3, 2, 1)
+        );
     }
     // Counted into the record: removing the finished runs keeps the counts.
     for run in schedule::runs(&store, "c", 10).unwrap() {
@@ -372,7 +423,10 @@ fn run_outcomes_are_counted_once_and_stats_split_scheduled_from_one_time() {
         store.remove(&run.id, None).unwrap();
     }
     let kept = schedule::stats(&store).unwrap();
-    assert_eq!((kept.total_runs, kept.total_successes, kept.total_failures), (3, 2, 1));
+    assert_eq!(
+        (kept.total_runs, kept.total_successes, kept.total_failures),
+        (3, 2, 1)
+    );
     assert_eq!(kept.schedules["c"].runs, 3);
 }
 
@@ -385,9 +439,27 @@ fn bad_definitions_are_refused_naming_the_field() {
         (cron("x", "0 9 * * 1-5", "Mars/Olympus"), "timezone"),
         (every("bad name", 60_000), "name"),
         (every("x", 1), "every_ms"),
-        (ScheduleSpec { name: "x".into(), ..ScheduleSpec::default() }, "cron"),
-        (ScheduleSpec { catch_up_max: Some(0), ..every("x", 60_000) }, "catch_up_max"),
-        (ScheduleSpec { jitter_ms: u64::MAX, ..every("x", 60_000) }, "jitter_ms"),
+        (
+            ScheduleSpec {
+                name: "x".into(),
+                ..ScheduleSpec::default()
+            },
+            "cron",
+        ),
+        (
+            ScheduleSpec {
+                catch_up_max: Some(0),
+                ..every("x", 60_000)
+            },
+            "catch_up_max",
+        ),
+        (
+            ScheduleSpec {
+                jitter_ms: u64::MAX,
+                ..every("x", 60_000)
+            },
+            "jitter_ms",
+        ),
         (
             ScheduleSpec {
                 start_at: Some(ts("2027-01-01T00:00:00Z")),
@@ -453,10 +525,16 @@ fn two_schedulers_racing_over_one_store_create_each_fire_time_once() {
         let expected: Vec<String> = (1..=75)
             .map(|k| Timestamp(t0.as_millis() + k * 1_000).to_rfc3339())
             .collect();
-        assert_eq!(runs, expected, "schedule r{i}: every second once, none missing");
+        assert_eq!(
+            runs, expected,
+            "schedule r{i}: every second once, none missing"
+        );
         // No lost update of the record either: its counter saw every run once.
         let view = schedule::get(&store, &format!("r{i}"), t0).unwrap();
-        assert_eq!(view.counts.runs, 75, "schedule r{i}: runs counted once each");
+        assert_eq!(
+            view.counts.runs, 75,
+            "schedule r{i}: runs counted once each"
+        );
         // Each run was created by exactly one event.
         for run in schedule::runs(&store, &format!("r{i}"), 1000).unwrap() {
             let created = store

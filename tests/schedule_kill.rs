@@ -50,7 +50,8 @@ fn child_entry() {
         Ok(_) | Err(Error::AlreadyExists { .. }) => {}
         Err(e) => panic!("add: {e}"),
     }
-    let s = Scheduler::new(store, Arc::new(SystemClock)).actor(format!("child-{}", std::process::id()));
+    let s =
+        Scheduler::new(store, Arc::new(SystemClock)).actor(format!("child-{}", std::process::id()));
     loop {
         s.tick().unwrap();
         std::thread::sleep(Duration::from_millis(2));
@@ -93,11 +94,22 @@ fn schedules_survive_repeated_sigkill() {
         .map(|t| t.metadata["schedule.fire_at"].as_i64().unwrap())
         .collect();
     fire_times.sort_unstable();
-    assert!(fire_times.len() > 20, "the children fired ({} runs)", fire_times.len());
+    assert!(
+        fire_times.len() > 20,
+        "the children fired ({} runs)",
+        fire_times.len()
+    );
     let first = fire_times[0];
     let last = *fire_times.last().unwrap();
-    assert_eq!(last, rec.state.fired_through, "the high-water mark is the last run");
-    assert_eq!(first, rec.anchor_ms + EVERY_MS, "the first fire time after creation ran");
+    assert_eq!(
+        last, rec.state.fired_through,
+        "the high-water mark is the last run"
+    );
+    assert_eq!(
+        first,
+        rec.anchor_ms + EVERY_MS,
+        "the first fire time after creation ran"
+    );
     let expected: Vec<i64> = (0..)
         .map(|k| first + k * EVERY_MS)
         .take_while(|t| *t <= last)
@@ -109,7 +121,11 @@ fn schedules_survive_repeated_sigkill() {
         .collect();
     assert!(missing.is_empty(), "fire times missing: {missing:?}");
     assert_eq!(fire_times, expected, "no duplicate fire time");
-    assert_eq!(rec.state.runs as usize, runs.len(), "the record counted each run once");
+    assert_eq!(
+        rec.state.runs as usize,
+        runs.len(),
+        "the record counted each run once"
+    );
     for run in &runs {
         let created = store
             .history(&run.id)

@@ -339,8 +339,8 @@ impl Drop for Runtime {
 
 /// The runtime's scheduler thread: fires due schedules until the runtime stops.
 fn fire_schedules(shared: &Shared, every: Duration, clock: Arc<dyn schedule::Clock>) {
-    let scheduler = schedule::Scheduler::new(shared.store.clone(), clock)
-        .actor(shared.options.owner.clone());
+    let scheduler =
+        schedule::Scheduler::new(shared.store.clone(), clock).actor(shared.options.owner.clone());
     let every = every.max(Duration::from_millis(1));
     while !shared.stop.load(Ordering::Acquire) {
         let started = Instant::now();

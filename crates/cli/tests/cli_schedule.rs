@@ -22,7 +22,9 @@ fn a_delayed_submit_records_its_time() {
     let d = tmp.path();
     let id = submit(d, "later", &["--run-at", "2030-01-01T00:00:00Z"]);
     let t = json(d, &["get", &id, "--json"]);
-    let at = Timestamp::parse("2030-01-01T00:00:00Z").unwrap().as_millis();
+    let at = Timestamp::parse("2030-01-01T00:00:00Z")
+        .unwrap()
+        .as_millis();
     assert_eq!(t["metadata"]["runtime.not_before"], at);
     let before = Timestamp::now().as_millis();
     let id = submit(d, "in an hour", &["--delay", "1h"]);
@@ -30,7 +32,19 @@ fn a_delayed_submit_records_its_time() {
     let nb = t["metadata"]["runtime.not_before"].as_i64().unwrap();
     assert!(nb >= before + 3_600_000 && nb < before + 3_660_000, "{nb}");
     fails(d, &["submit", "--title", "x", "--delay", "soon"], 2);
-    fails(d, &["submit", "--title", "x", "--delay", "1h", "--run-at", "2030-01-01"], 2);
+    fails(
+        d,
+        &[
+            "submit",
+            "--title",
+            "x",
+            "--delay",
+            "1h",
+            "--run-at",
+            "2030-01-01",
+        ],
+        2,
+    );
 }
 
 fn a_schedule_is_added_listed_paused_resumed_and_removed() {
@@ -39,10 +53,28 @@ fn a_schedule_is_added_listed_paused_resumed_and_removed() {
     let v = json(
         d,
         &[
-            "schedule", "add", "report", "--cron", "0 9 * * 1-5", "--tz", "Europe/Berlin",
-            "--title", "weekday report", "--kind", "report", "--input", "{\"to\":\"ops\"}",
-            "--overlap", "queue-one", "--catch-up", "all", "--catch-up-max", "3", "--jitter",
-            "30s", "--json",
+            "schedule",
+            "add",
+            "report",
+            "--cron",
+            "0 9 * * 1-5",
+            "--tz",
+            "Europe/Berlin",
+            "--title",
+            "weekday report",
+            "--kind",
+            "report",
+            "--input",
+            "{\"to\":\"ops\"}",
+            "--overlap",
+            "queue-one",
+            "--catch-up",
+            "all",
+            "--catch-up-max",
+            "3",
+            "--jitter",
+            "30s",
+            "--json",
         ],
     );
     assert_eq!(v["name"], "report");
@@ -73,7 +105,10 @@ fn a_schedule_is_added_listed_paused_resumed_and_removed() {
     let r = json(d, &["schedule", "resume", "report", "--json"]);
     assert_eq!(r["paused"], false);
     assert_eq!(ok(d, &["schedule", "runs", "report"]).trim(), "no runs");
-    assert_eq!(json(d, &["schedule", "runs", "report", "--json"])["runs"], serde_json::json!([]));
+    assert_eq!(
+        json(d, &["schedule", "runs", "report", "--json"])["runs"],
+        serde_json::json!([])
+    );
 
     assert_eq!(ok(d, &["schedule", "remove", "report"]).trim(), "report");
     let err = fails(d, &["schedule", "remove", "report"], 1);
@@ -87,12 +122,36 @@ fn bad_schedules_exit_with_the_field_named() {
     let d = tmp.path();
     let err = fails(d, &["schedule", "add", "x", "--cron", "0 9 * * 8"], 1);
     assert!(err.contains("cron"), "{err}");
-    let err = fails(d, &["schedule", "add", "x", "--cron", "0 9 * * *", "--tz", "Moon/Base"], 1);
+    let err = fails(
+        d,
+        &[
+            "schedule",
+            "add",
+            "x",
+            "--cron",
+            "0 9 * * *",
+            "--tz",
+            "Moon/Base",
+        ],
+        1,
+    );
     assert!(err.contains("Moon/Base"), "{err}");
     let err = fails(d, &["schedule", "add", "no spaces", "--every", "1m"], 1);
     assert!(err.contains("name"), "{err}");
     fails(d, &["schedule", "add", "x"], 2);
-    fails(d, &["schedule", "add", "x", "--cron", "* * * * *", "--every", "1m"], 2);
+    fails(
+        d,
+        &[
+            "schedule",
+            "add",
+            "x",
+            "--cron",
+            "* * * * *",
+            "--every",
+            "1m",
+        ],
+        2,
+    );
     ok(d, &["schedule", "add", "x", "--every", "1m"]);
     let err = fails(d, &["schedule", "add", "x", "--every", "1m"], 1);
     assert!(err.contains("schedule:x"), "{err}");
@@ -111,7 +170,10 @@ fn stats_carry_the_schedule_figures() {
     assert_eq!(s["total_successes"], 0);
     assert_eq!(s["total_failures"], 0);
     assert_eq!(s["schedules"]["daily"]["runs"], 0);
-    assert!(s["by_state"].is_object() && s["total"].is_number(), "the documented keys stay");
+    assert!(
+        s["by_state"].is_object() && s["total"].is_number(),
+        "the documented keys stay"
+    );
     let text = ok(d, &["stats"]);
     assert!(text.contains("schedules 1, one-time tasks 1"), "{text}");
 }

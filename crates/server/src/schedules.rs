@@ -62,7 +62,10 @@ pub struct RunsParams {
 /// A library error about the body, its field named as a JSON path.
 fn body_error(e: Error) -> Problem {
     match e {
-        Error::InvalidInput { at: Some(at), reason } => Problem::from(Error::InvalidInput {
+        Error::InvalidInput {
+            at: Some(at),
+            reason,
+        } => Problem::from(Error::InvalidInput {
             at: Some(format!("$.{at}")),
             reason,
         }),
@@ -85,7 +88,8 @@ async fn add(
     Json(spec): Json<ScheduleSpec>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
     // Validated before the store is touched, so that a bad field is a 400 naming it.
-    spec.compile(Timestamp::now().as_millis()).map_err(body_error)?;
+    spec.compile(Timestamp::now().as_millis())
+        .map_err(body_error)?;
     let view = state
         .run(move |s| schedule::add(s, &spec, Timestamp::now()))
         .await?;
@@ -98,9 +102,7 @@ async fn add(
     responses((status = 200, description = "Every schedule, by name", body = ScheduleList))
 )]
 async fn list(State(state): State<AppState>) -> ApiResult<Json<ScheduleList>> {
-    let schedules = state
-        .run(|s| schedule::list(s, Timestamp::now()))
-        .await?;
+    let schedules = state.run(|s| schedule::list(s, Timestamp::now())).await?;
     Ok(Json(ScheduleList { schedules }))
 }
 
@@ -215,9 +217,7 @@ async fn runs(
             Problem::bad_request("bad_request", format!("limit must be 1 to {max}")).at("limit"),
         );
     }
-    let runs = state
-        .run(move |s| schedule::runs(s, &name, limit))
-        .await?;
+    let runs = state.run(move |s| schedule::runs(s, &name, limit)).await?;
     Ok(Json(RunList { runs }))
 }
 

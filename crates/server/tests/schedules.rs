@@ -21,7 +21,12 @@ use tasklog_server::ServerOptions;
 
 fn assert_problem(r: &support::Resp, status: u16, code: &str) -> Value {
     assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.header("content-type"), Some("application/problem+json"), "{}", r.text);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        r.text
+    );
     let v = r.json();
     assert_eq!(v["code"], code, "{v}");
     v
@@ -61,17 +66,25 @@ fn a_schedule_is_created_listed_paused_resumed_and_removed() {
     let got = c.get("/v1/schedules/weekday-report");
     assert_eq!(got.status, 200);
 
-    let p = c.post("/v1/schedules/weekday-report/pause", &json!({})).json();
+    let p = c
+        .post("/v1/schedules/weekday-report/pause", &json!({}))
+        .json();
     assert_eq!(p["paused"], true);
     assert_eq!(p["next_fire_at"], Value::Null);
-    let p = c.post("/v1/schedules/weekday-report/resume", &json!({})).json();
+    let p = c
+        .post("/v1/schedules/weekday-report/resume", &json!({}))
+        .json();
     assert_eq!(p["paused"], false);
 
     let d = c.delete("/v1/schedules/weekday-report");
     assert_eq!(d.status, 200, "{}", d.text);
     assert_problem(&c.get("/v1/schedules/weekday-report"), 404, "not_found");
     assert_problem(&c.delete("/v1/schedules/weekday-report"), 404, "not_found");
-    assert_problem(&c.post("/v1/schedules/nope/pause", &json!({})), 404, "not_found");
+    assert_problem(
+        &c.post("/v1/schedules/nope/pause", &json!({})),
+        404,
+        "not_found",
+    );
 }
 
 #[test]
@@ -80,12 +93,24 @@ fn bad_definitions_are_400_naming_the_json_path_and_write_nothing() {
     let c = server.client();
     let cases = [
         (json!({"name": "x", "cron": "0 25 * * *"}), "$.cron"),
-        (json!({"name": "x", "cron": "0 9 * * *", "timezone": "Europe/Atlantis"}), "$.timezone"),
+        (
+            json!({"name": "x", "cron": "0 9 * * *", "timezone": "Europe/Atlantis"}),
+            "$.timezone",
+        ),
         (json!({"name": "x y", "every_ms": 60000}), "$.name"),
-        (json!({"name": "x", "every_ms": 60000, "cron": "* * * * *"}), "$.every_ms"),
+        (
+            json!({"name": "x", "every_ms": 60000, "cron": "* * * * *"}),
+            "$.every_ms",
+        ),
         (json!({"name": "x", "every_ms": 0}), "$.every_ms"),
-        (json!({"name": "x", "every_ms": 60000, "catch_up_max": 100000}), "$.catch_up_max"),
-        (json!({"name": "x", "every_ms": 60000, "task": {"priority": 11}}), "$.task.priority"),
+        (
+            json!({"name": "x", "every_ms": 60000, "catch_up_max": 100000}),
+            "$.catch_up_max",
+        ),
+        (
+            json!({"name": "x", "every_ms": 60000, "task": {"priority": 11}}),
+            "$.task.priority",
+        ),
     ];
     for (body, at) in cases {
         let v = assert_problem(&c.post("/v1/schedules", &body), 400, "invalid_input");
@@ -93,12 +118,18 @@ fn bad_definitions_are_400_naming_the_json_path_and_write_nothing() {
     }
     // Unknown fields and wrong types are refused by the JSON reader, also naming the path.
     let v = assert_problem(
-        &c.post("/v1/schedules", &json!({"name": "x", "every_ms": 60000, "ovrlap": "skip"})),
+        &c.post(
+            "/v1/schedules",
+            &json!({"name": "x", "every_ms": 60000, "ovrlap": "skip"}),
+        ),
         400,
         "invalid_input",
     );
     assert_eq!(v["at"], "$.ovrlap", "{v}");
-    let r = c.post("/v1/schedules", &json!({"name": "x", "every_ms": 60000, "overlap": "sometimes"}));
+    let r = c.post(
+        "/v1/schedules",
+        &json!({"name": "x", "every_ms": 60000, "overlap": "sometimes"}),
+    );
     assert_eq!(r.status, 400, "{}", r.text);
     assert_problem(&c.get("/v1/schedules/a%20b"), 400, "invalid_input");
     let r = c.get("/v1/schedules/x/runs?limit=0");
@@ -169,14 +200,23 @@ fn openapi_documents_every_schedule_route() {
         ("/v1/schedules/{name}/resume", "post"),
         ("/v1/schedules/{name}/runs", "get"),
     ] {
-        assert!(paths[path][method].is_object(), "{method} {path} documented");
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} documented"
+        );
     }
     assert!(doc["components"]["schemas"]["ScheduleSpec"].is_object());
     assert!(doc["components"]["schemas"]["ScheduleView"].is_object());
 }
 
 /// Runs `serve()` over the store at `dir` until the returned sender fires.
-fn serve(dir: std::path::PathBuf) -> (String, tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>) {
+fn serve(
+    dir: std::path::PathBuf,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let store = tasklog::Store::open(&dir).unwrap();
     let o = ServerOptions::default().schedule_tick_interval(Duration::from_millis(10));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -197,7 +237,11 @@ fn serve(dir: std::path::PathBuf) -> (String, tokio::sync::oneshot::Sender<()>, 
             .unwrap();
         });
     });
-    (format!("http://{}", addr_rx.recv().unwrap()), stop_tx, thread)
+    (
+        format!("http://{}", addr_rx.recv().unwrap()),
+        stop_tx,
+        thread,
+    )
 }
 
 #[test]
@@ -224,13 +268,17 @@ fn serve_fires_schedules_each_fire_time_once() {
     thread.join().unwrap();
     // Every fire time from the first to the record's mark, once.
     let store = tasklog::Store::open(&store_dir).unwrap();
-    let rec = tasklog::runtime::schedule::Record::from_task(&store.get("schedule:fast").unwrap()).unwrap();
+    let rec = tasklog::runtime::schedule::Record::from_task(&store.get("schedule:fast").unwrap())
+        .unwrap();
     let mut at: Vec<i64> = tasklog::runtime::schedule::runs(&store, "fast", usize::MAX)
         .unwrap()
         .iter()
         .map(|t| t.metadata["schedule.fire_at"].as_i64().unwrap())
         .collect();
     at.sort_unstable();
-    let expected: Vec<i64> = (1..).map(|k| rec.anchor_ms + k * 20).take_while(|t| *t <= rec.state.fired_through).collect();
+    let expected: Vec<i64> = (1..)
+        .map(|k| rec.anchor_ms + k * 20)
+        .take_while(|t| *t <= rec.state.fired_through)
+        .collect();
     assert_eq!(at, expected);
 }

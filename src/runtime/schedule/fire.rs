@@ -100,7 +100,11 @@ impl Scheduler {
         let mut st = rec.state.clone();
         let mut muts = Vec::new();
         let mut counted = 0;
-        for run in runs.iter().filter(|r| needs_counting(r)).take(COUNT_PER_TICK_MAX) {
+        for run in runs
+            .iter()
+            .filter(|r| needs_counting(r))
+            .take(COUNT_PER_TICK_MAX)
+        {
             match run.state {
                 TaskState::Completed => st.successes += 1,
                 TaskState::Failed => st.failures += 1,
@@ -111,7 +115,10 @@ impl Scheduler {
                 record::META_COUNTED.into(),
                 Value::String(run.state.as_str().into()),
             );
-            muts.push(self.mutation(&run.id, Change::Update(u)).expect_version(run.version));
+            muts.push(
+                self.mutation(&run.id, Change::Update(u))
+                    .expect_version(run.version),
+            );
             counted += 1;
         }
         let active = runs

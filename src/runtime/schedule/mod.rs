@@ -25,8 +25,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use fire::{Scheduler, SchedulerThread, TickReport, records, runs_of};
 pub use record::{FireState, Record, is_record, record_id, run_id, run_tag};
 pub use spec::{
-    CATCH_UP_MAX_LIMIT, CatchUp, Compiled, EVERY_MS_MIN, ON_TIME_GRACE_MS, Overlap,
-    ScheduleSpec, TaskTemplate, check_name,
+    CATCH_UP_MAX_LIMIT, CatchUp, Compiled, EVERY_MS_MIN, ON_TIME_GRACE_MS, Overlap, ScheduleSpec,
+    TaskTemplate, check_name,
 };
 
 use crate::error::{Error, Result};

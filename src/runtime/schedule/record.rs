@@ -168,7 +168,10 @@ pub fn new_record(spec: &ScheduleSpec, now_ms: i64, state: &FireState) -> Result
 /// The metadata entries that hold `state`.
 pub fn state_meta(state: &FireState) -> Vec<(String, Value)> {
     let mut out = vec![
-        (META_FIRED_THROUGH.to_string(), Value::from(state.fired_through)),
+        (
+            META_FIRED_THROUGH.to_string(),
+            Value::from(state.fired_through),
+        ),
         (META_RUNS.to_string(), Value::from(state.runs)),
         (META_SUCCESSES.to_string(), Value::from(state.successes)),
         (META_FAILURES.to_string(), Value::from(state.failures)),
@@ -216,5 +219,7 @@ pub fn run_task(compiled: &Compiled, fire_ms: i64) -> NewTask {
     new.tag(run_tag(&spec.name))
         .meta(META_RUN_OF, Value::String(spec.name.clone()))
         .meta(META_FIRE_AT, Value::from(fire_ms))
-        .run_at(crate::task::Timestamp(fire_ms + compiled.jitter_for(fire_ms)))
+        .run_at(crate::task::Timestamp(
+            fire_ms + compiled.jitter_for(fire_ms),
+        ))
 }

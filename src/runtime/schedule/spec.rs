@@ -222,12 +222,20 @@ impl ScheduleSpec {
         if let Some(max) = self.catch_up_max
             && !(1..=CATCH_UP_MAX_LIMIT).contains(&max)
         {
-            return Err(bad("catch_up_max", format!("{max} is out of range (1 to 1000)")));
+            return Err(bad(
+                "catch_up_max",
+                format!("{max} is out of range (1 to 1000)"),
+            ));
         }
         if self.task.priority > 10 {
             return Err(bad("task.priority", "priority is 0 to 10"));
         }
-        if self.task.title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        if self
+            .task
+            .title
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
             return Err(bad("task.title", "a title must not be empty"));
         }
         let start_ms = self.start_at.map_or(i64::MIN, Timestamp::as_millis);
@@ -289,7 +297,9 @@ impl Compiled {
         let prev = match &self.when {
             When::Cron(cron, tz) => {
                 // Round down to a whole second: croner searches by seconds.
-                let at = tz.timestamp_millis_opt(to.div_euclid(1000) * 1000).single()?;
+                let at = tz
+                    .timestamp_millis_opt(to.div_euclid(1000) * 1000)
+                    .single()?;
                 cron.find_previous_occurrence(&at, true)
                     .ok()?
                     .timestamp_millis()

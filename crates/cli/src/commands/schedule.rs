@@ -27,7 +27,7 @@ const RUNS_LIMIT_DEFAULT: usize = 20;
 pub enum ScheduleCommand {
     /// Create a schedule (a cron expression with a time zone, or a fixed interval); prints
     /// its name and next fire time.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the schedules with their next fire times and run counts.
     List {
         /// Print the schedules as JSON.
@@ -201,7 +201,11 @@ pub fn run(ctx: &Ctx, out: &mut dyn Write, command: ScheduleCommand) -> anyhow::
         ScheduleCommand::Add(a) => {
             let spec = a.spec();
             let view: ScheduleView = match &ctx.remote {
-                Some(r) => r.post("/v1/schedules", &Query::new(), &serde_json::to_value(&spec)?)?,
+                Some(r) => r.post(
+                    "/v1/schedules",
+                    &Query::new(),
+                    &serde_json::to_value(&spec)?,
+                )?,
                 None => {
                     let store = ctx.open_write()?;
                     let v = schedule::add(&store, &spec, Timestamp::now());
@@ -264,7 +268,13 @@ pub fn run(ctx: &Ctx, out: &mut dyn Write, command: ScheduleCommand) -> anyhow::
     }
 }
 
-fn toggle(ctx: &Ctx, out: &mut dyn Write, name: &str, pause: bool, json: bool) -> anyhow::Result<()> {
+fn toggle(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    name: &str,
+    pause: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let action = if pause { "pause" } else { "resume" };
     let view: ScheduleView = match &ctx.remote {
         Some(r) => r.post(
@@ -323,8 +333,10 @@ fn table(out: &mut dyn Write, views: &[ScheduleView]) -> anyhow::Result<()> {
         t.row(vec![
             v.name.clone(),
             when(v),
-            v.next_fire_at.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
-            v.last_fire_at.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+            v.next_fire_at
+                .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+            v.last_fire_at
+                .map_or_else(|| "-".into(), |t| t.to_rfc3339()),
             c.runs.to_string(),
             c.successes.to_string(),
             c.failures.to_string(),
