@@ -177,3 +177,54 @@ fn stats_carry_the_schedule_figures() {
     let text = ok(d, &["stats"]);
     assert!(text.contains("schedules 1, one-time tasks 1"), "{text}");
 }
+
+both_ways!(an_imported_scheduler_file_keeps_its_schedules_and_run_counters);
+
+/// Seed 000's scheduler file: two tasks with a cron `schedule` and their run counters (5/5/0
+/// and 5/4/1), one one-time task that completed: 11 runs, 10 successes, 1 failure in all.
+fn an_imported_scheduler_file_keeps_its_schedules_and_run_counters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/import/scheduler_000_schedules.json");
+    ok(d, &["import", file.to_str().unwrap()]);
+    let list = json(d, &["schedule", "list", "--json"]);
+    let schedules = list["schedules"].as_array().unwrap();
+    let names: Vec<&str> = schedules
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["task-daily", "task-halfhour"]);
+    assert_eq!(schedules[0]["definition"]["cron"], "0 9 * * 1-5");
+    assert_eq!(
+        schedules[0]["definition"]["task"]["title"],
+        "Activate namespace"
+    );
+    assert_eq!(
+        schedules[0]["definition"]["task"]["metadata"]["cost_center"],
+        "engineering"
+    );
+    let c = &schedules[1]["counts"];
+    assert_eq!(
+        (
+            c["runs"].as_u64(),
+            c["successes"].as_u64(),
+            c["failures"].as_u64()
+        ),
+        (Some(5), Some(4), Some(1))
+    );
+    let s = json(d, &["stats", "--json"]);
+    assert_eq!(s["scheduled"], 2);
+    assert_eq!(s["one_time"], 1);
+    assert_eq!(s["total_runs"], 10, "the schedules' runs");
+    assert_eq!(s["total_successes"], 9);
+    assert_eq!(s["total_failures"], 1);
+    // The imported task is the schedule's first run, counted once.
+    let runs = json(d, &["schedule", "runs", "task-daily", "--json"]);
+    assert_eq!(runs["runs"][0]["id"], "task-daily");
+    // Importing the same file again (skip) adopts nothing twice.
+    ok(d, &["import", file.to_str().unwrap()]);
+    let again = json(d, &["schedule", "list", "--json"]);
+    assert_eq!(again["schedules"].as_array().unwrap().len(), 2);
+    assert_eq!(json(d, &["stats", "--json"])["total_runs"], 10);
+}

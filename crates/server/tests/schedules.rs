@@ -282,3 +282,35 @@ fn serve_fires_schedules_each_fire_time_once() {
         .collect();
     assert_eq!(at, expected);
 }
+
+#[test]
+fn an_imported_scheduler_file_keeps_its_run_counters_in_the_scheduler_stats() {
+    // Seed 000: 5/5/0 and 5/4/1 on two scheduled tasks, one one-time task completed.
+    let server = TestServer::start();
+    let c = server.client();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/import/scheduler_000_schedules.json");
+    let body: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let r = c.post("/v1/import", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = c.get("/api/tasks/stats").json();
+    assert_eq!(v["total"], 3, "{v}");
+    assert_eq!(v["scheduled"], 2);
+    assert_eq!(v["one_time"], 1);
+    assert_eq!(v["total_runs"], 11);
+    assert_eq!(v["total_successes"], 10);
+    assert_eq!(v["total_failures"], 1);
+    assert_eq!(
+        v["by_status"]["pending"], 0,
+        "a schedule's record is not a pending task"
+    );
+    let list = c.get("/v1/schedules").json();
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 2);
+    // A dry run adopts nothing.
+    let server = TestServer::start();
+    let r = server
+        .client()
+        .send("POST", "/v1/import?dry_run=true", Some(&body), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(server.state.store().len(), 0);
+}

@@ -12,6 +12,7 @@
 //!
 //! Time comes from a [`Clock`], so that tests can cross a DST change or a week of downtime.
 
+mod adopt;
 mod clock;
 mod fire;
 pub mod record;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use adopt::{AdoptReport, META_IMPORTED_SCHEDULE, adopt_imported};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fire::{Scheduler, SchedulerThread, TickReport, records, runs_of};
 pub use record::{FireState, Record, is_record, record_id, run_id, run_tag};
@@ -98,6 +100,15 @@ pub struct ScheduleStats {
     pub total_failures: u64,
     /// Per schedule name.
     pub schedules: BTreeMap<String, RunCounts>,
+    /// Live runs that completed (for figures that count tasks, such as seed 000's).
+    #[serde(skip)]
+    pub run_tasks_completed: u64,
+    /// The error counts of live runs, summed.
+    #[serde(skip)]
+    pub run_tasks_error_count: u64,
+    /// Live runs that were imported scheduled tasks (they keep their `schedule` metadata).
+    #[serde(skip)]
+    pub adopted_live: usize,
 }
 
 /// Creates a schedule; nothing before `now` fires. `AlreadyExists` names `schedule:<name>`.
@@ -228,6 +239,11 @@ pub fn stats(store: &Store) -> Result<ScheduleStats> {
         };
         let runs = runs_of(store, rec.name())?;
         live_runs += runs.len();
+        for run in &runs {
+            out.run_tasks_completed += u64::from(run.state == TaskState::Completed);
+            out.run_tasks_error_count += u64::from(run.error_count);
+            out.adopted_live += usize::from(run.metadata.contains_key(META_IMPORTED_SCHEDULE));
+        }
         let c = counts(&rec, &runs);
         out.total_runs += c.runs;
         out.total_successes += c.successes;
