@@ -468,6 +468,13 @@ fn bad_definitions_are_refused_naming_the_field() {
             },
             "end_at",
         ),
+        (
+            ScheduleSpec {
+                start_at: Some(Timestamp(i64::MIN)),
+                ..every("x", 60_000)
+            },
+            "start_at",
+        ),
     ];
     for (spec, field) in cases {
         match schedule::add(&store, &spec, now) {

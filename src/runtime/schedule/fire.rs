@@ -38,6 +38,8 @@ pub struct TickReport {
     pub counted: usize,
     /// Schedules another writer changed first (left for the next tick).
     pub lost_races: usize,
+    /// Schedules whose firing the store refused (logged; tried again next tick).
+    pub failed: Vec<String>,
 }
 
 /// Fires the schedules of one store.
@@ -87,6 +89,17 @@ impl Scheduler {
                 Ok(()) => {}
                 Err(Error::Conflict { .. } | Error::AlreadyExists { .. }) => {
                     report.lost_races += 1;
+                }
+                // This schedule's runs are refused (a template the store will not take, a run
+                // removed mid-pass): the others still fire; this one is tried again next tick.
+                Err(
+                    e @ (Error::InvalidInput { .. }
+                    | Error::TooLarge { .. }
+                    | Error::NotFound { .. }
+                    | Error::InvalidTransition { .. }),
+                ) => {
+                    tracing::warn!(schedule = %rec.name(), error = %e, "schedule not fired");
+                    report.failed.push(rec.name().to_string());
                 }
                 Err(e) => return Err(e),
             }

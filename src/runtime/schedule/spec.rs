@@ -26,6 +26,11 @@ pub const EVERY_MS_MAX: u64 = 10 * 366 * 86_400_000;
 pub const JITTER_MS_MAX: u64 = 86_400_000;
 /// Most missed firings one catch-up may create.
 pub const CATCH_UP_MAX_LIMIT: u32 = 1_000;
+/// Earliest `start_at`/`end_at`: 0001-01-01T00:00:00Z (keeps interval arithmetic far from
+/// overflow, and croner supports years 1 to 4999 only).
+const TIME_MS_MIN: i64 = -62_135_596_800_000;
+/// Latest `start_at`/`end_at`: 9999-12-31T23:59:59.999Z.
+const TIME_MS_MAX: i64 = 253_402_300_799_999;
 /// With `catch_up: none`, a firing is still "on time" this long after its fire time (the
 /// scheduler polls; a tick that comes a little late must not skip it).
 pub const ON_TIME_GRACE_MS: i64 = 60_000;
@@ -238,6 +243,13 @@ impl ScheduleSpec {
         {
             return Err(bad("task.title", "a title must not be empty"));
         }
+        for (field, at) in [("start_at", self.start_at), ("end_at", self.end_at)] {
+            if let Some(t) = at
+                && !(TIME_MS_MIN..=TIME_MS_MAX).contains(&t.as_millis())
+            {
+                return Err(bad(field, "a time between the years 1 and 9999"));
+            }
+        }
         let start_ms = self.start_at.map_or(i64::MIN, Timestamp::as_millis);
         let end_ms = self.end_at.map_or(i64::MAX, Timestamp::as_millis);
         if start_ms > end_ms {
@@ -283,7 +295,7 @@ impl Compiled {
                 if from < *anchor_ms {
                     *anchor_ms
                 } else {
-                    let k = (from - anchor_ms).div_euclid(*every_ms) + 1;
+                    let k = from.checked_sub(*anchor_ms)?.div_euclid(*every_ms) + 1;
                     anchor_ms.checked_add(k.checked_mul(*every_ms)?)?
                 }
             }
@@ -298,7 +310,7 @@ impl Compiled {
             When::Cron(cron, tz) => {
                 // Round down to a whole second: croner searches by seconds.
                 let at = tz
-                    .timestamp_millis_opt(to.div_euclid(1000) * 1000)
+                    .timestamp_millis_opt(to.div_euclid(1000).checked_mul(1000)?)
                     .single()?;
                 cron.find_previous_occurrence(&at, true)
                     .ok()?
@@ -311,7 +323,8 @@ impl Compiled {
                 if to < *anchor_ms {
                     return None;
                 }
-                anchor_ms + (to - anchor_ms).div_euclid(*every_ms) * every_ms
+                let k = to.checked_sub(*anchor_ms)?.div_euclid(*every_ms);
+                anchor_ms.checked_add(k.checked_mul(*every_ms)?)?
             }
         };
         (prev >= self.start_ms).then_some(prev)
@@ -355,5 +368,84 @@ impl Compiled {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         (h % self.spec.jitter_ms) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any definition text gives Ok or Err, and any time gives Some or None: never a panic.
+    #[test]
+    fn arbitrary_cron_texts_and_times_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(18);
+        let alphabet: Vec<char> = "0123456789*/,-? LW#abcMONJANxyz\u{e9}".chars().collect();
+        let times = [
+            i64::MIN,
+            i64::MIN + 1,
+            -62_135_596_800_000,
+            -1,
+            0,
+            1_800_000_000_000,
+            253_402_300_799_999,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for _ in 0..3_000 {
+            let len = rng.usize(0..24);
+            let mut text = String::new();
+            for _ in 0..len {
+                text.extend(rng.choice(alphabet.iter()));
+            }
+            let spec = ScheduleSpec {
+                name: "f".into(),
+                cron: Some(text),
+                timezone: rng
+                    .choice(["UTC", "Europe/Berlin", "Pacific/Chatham"])
+                    .map(str::to_string),
+                ..ScheduleSpec::default()
+            };
+            if let Ok(c) = spec.compile(0) {
+                for t in times {
+                    let _ = c.next_after(t);
+                    let _ = c.prev_at_or_before(t);
+                }
+                let _ = c.due(0, 1_800_000_000_000);
+            }
+        }
+        for expr in [
+            "* * * * *",
+            "0 9 * * 1-5",
+            "0 12 29 2 *",
+            "*/7 * * * * *",
+            "0 0 31 2 *",
+        ] {
+            let spec = ScheduleSpec {
+                name: "f".into(),
+                cron: Some(expr.into()),
+                timezone: Some("Europe/Berlin".into()),
+                ..ScheduleSpec::default()
+            };
+            let c = spec.compile(0).expect("valid");
+            for t in times {
+                let _ = c.next_after(t);
+                let _ = c.prev_at_or_before(t);
+            }
+        }
+        for every in [EVERY_MS_MIN, 1_000, EVERY_MS_MAX] {
+            for anchor in times {
+                let spec = ScheduleSpec {
+                    name: "f".into(),
+                    every_ms: Some(every),
+                    ..ScheduleSpec::default()
+                };
+                let c = spec.compile(anchor).expect("valid");
+                for t in times {
+                    let _ = c.next_after(t);
+                    let _ = c.prev_at_or_before(t);
+                    let _ = c.due(t, t);
+                }
+            }
+        }
     }
 }
