@@ -228,3 +228,51 @@ fn an_imported_scheduler_file_keeps_its_schedules_and_run_counters() {
     assert_eq!(again["schedules"].as_array().unwrap().len(), 2);
     assert_eq!(json(d, &["stats", "--json"])["total_runs"], 10);
 }
+
+/// `tasklog serve` fires the store's schedules itself: a 50 ms interval schedule gains runs,
+/// each fire time once, without any other process.
+#[test]
+fn tasklog_serve_fires_schedules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let server = cli_support::Server::start(d, &[]);
+    ok(
+        d,
+        &[
+            "schedule",
+            "add",
+            "fast",
+            "--every",
+            "50ms",
+            "--overlap",
+            "allow",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v = json(d, &["schedule", "list", "--json"]);
+        if v["schedules"][0]["counts"]["runs"].as_u64().unwrap() >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never fired: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let runs = json(
+        d,
+        &["schedule", "runs", "fast", "--limit", "1000", "--json"],
+    );
+    let mut ids: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "one task per fire time");
+    drop(server);
+}
