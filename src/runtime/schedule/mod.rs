@@ -198,10 +198,12 @@ fn set_paused(store: &Store, name: &str, paused: bool, now: Timestamp) -> Result
             Err(e) => return Err(e),
         }
     }
+    // Schedulers kept winning (a very short tick on a busy store): say so rather than spin.
+    let task = record_task(store, name)?;
     Err(Error::Conflict {
-        id: record_id(name),
-        expected: 0,
-        actual: 0,
+        id: task.id,
+        expected: task.version.saturating_sub(1),
+        actual: task.version,
     })
 }
 
