@@ -556,3 +556,25 @@ fn two_schedulers_racing_over_one_store_create_each_fire_time_once() {
     }
     eprintln!("races lost (and retried): {lost}");
 }
+
+#[test]
+fn a_removed_schedule_name_can_be_used_again_and_its_old_runs_stay_apart() {
+    let (_d, store) = open();
+    let t0 = ts("2026-06-01T00:00:00Z");
+    let clock = ManualClock::at(t0);
+    schedule::add(&store, &every("again", 60_000), t0).unwrap();
+    let s = scheduler(&store, &clock);
+    clock.advance_ms(60_000);
+    s.tick().unwrap();
+    schedule::remove(&store, "again").unwrap();
+    let t1 = ts("2026-06-01T00:01:30Z");
+    clock.set(t1);
+    let v = schedule::add(&store, &every("again", 60_000), t1).unwrap();
+    assert_eq!(v.counts.runs, 0, "a new schedule starts its counts afresh");
+    clock.advance_ms(60_000);
+    s.tick().unwrap();
+    assert_eq!(
+        fired(&store, "again"),
+        ["2026-06-01T00:01:00.000Z", "2026-06-01T00:02:30.000Z"]
+    );
+}
