@@ -109,7 +109,7 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<ScheduleList>> {
 /// Get a schedule.
 #[utoipa::path(
     get, path = "/v1/schedules/{name}", tag = TAG, operation_id = "get_schedule",
-    params(("name" = String, Path, description = "The schedule's name")),
+    params(("name" = String, Path, description = "The schedule's name", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The schedule", body = ScheduleView),
         (status = 400, description = "Not a valid schedule name", body = Problem, content_type = "application/problem+json"),
@@ -129,7 +129,7 @@ async fn get_one(
 /// Remove a schedule: it fires no more. Its history and its runs stay.
 #[utoipa::path(
     delete, path = "/v1/schedules/{name}", tag = TAG, operation_id = "remove_schedule",
-    params(("name" = String, Path, description = "The schedule's name")),
+    params(("name" = String, Path, description = "The schedule's name", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The schedule as it was", body = ScheduleView),
         (status = 400, description = "Not a valid schedule name", body = Problem, content_type = "application/problem+json"),
@@ -153,7 +153,7 @@ async fn remove(
 /// Pause a schedule: it fires nothing until resumed.
 #[utoipa::path(
     post, path = "/v1/schedules/{name}/pause", tag = TAG, operation_id = "pause_schedule",
-    params(("name" = String, Path, description = "The schedule's name")),
+    params(("name" = String, Path, description = "The schedule's name", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The schedule, paused", body = ScheduleView),
         (status = 400, description = "Not a valid schedule name", body = Problem, content_type = "application/problem+json"),
@@ -175,7 +175,7 @@ async fn pause(
 /// Resume a schedule. Fire times that passed while it was paused are not caught up.
 #[utoipa::path(
     post, path = "/v1/schedules/{name}/resume", tag = TAG, operation_id = "resume_schedule",
-    params(("name" = String, Path, description = "The schedule's name")),
+    params(("name" = String, Path, description = "The schedule's name", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
         (status = 200, description = "The schedule, active", body = ScheduleView),
         (status = 400, description = "Not a valid schedule name", body = Problem, content_type = "application/problem+json"),
@@ -198,7 +198,7 @@ async fn resume(
 /// removed schedule.
 #[utoipa::path(
     get, path = "/v1/schedules/{name}/runs", tag = TAG, operation_id = "schedule_runs",
-    params(("name" = String, Path, description = "The schedule's name"), RunsParams),
+    params(("name" = String, Path, description = "The schedule's name", pattern = r"^[A-Za-z0-9._-]{1,64}$"), RunsParams),
     responses(
         (status = 200, description = "The runs", body = RunList),
         (status = 400, description = "Not a valid schedule name, or a bad `limit`", body = Problem, content_type = "application/problem+json"),

@@ -92,6 +92,7 @@ pub struct TaskTemplate {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, Value>,
     /// Priority, 0 to 10.
+    #[cfg_attr(feature = "openapi", schema(maximum = 10))]
     pub priority: u8,
     /// The runtime kind (handler) that runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,9 +108,11 @@ pub struct TaskTemplate {
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Unique name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
     pub name: String,
     /// A cron expression (5 fields, or 6 with seconds first), e.g. `0 9 * * 1-5`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub cron: Option<String>,
     /// The IANA time zone the cron expression is read in (default `UTC`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +120,10 @@ pub struct ScheduleSpec {
     /// A fixed interval in milliseconds instead of a cron expression, counted from `start_at`
     /// (or from the schedule's creation).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 10, maximum = 316_224_000_000_u64)
+    )]
     pub every_ms: Option<u64>,
     /// The task each firing creates.
     pub task: TaskTemplate,
@@ -126,9 +133,11 @@ pub struct ScheduleSpec {
     pub catch_up: CatchUp,
     /// With `catch_up: all`, at most this many missed firings (default 10, at most 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub catch_up_max: Option<u32>,
     /// Each run is held back by a random-looking delay below this (ms), the same in every
     /// process for one fire time.
+    #[cfg_attr(feature = "openapi", schema(maximum = 86_400_000))]
     pub jitter_ms: u64,
     /// No firing before this time.
     #[serde(skip_serializing_if = "Option::is_none")]
