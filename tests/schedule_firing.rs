@@ -420,6 +420,11 @@ fn run_outcomes_are_counted_once_and_stats_split_scheduled_from_one_time() {
     // Counted into the record: removing the finished runs keeps the counts.
     for run in schedule::runs(&store, "c", 10).unwrap() {
         assert!(run.metadata.contains_key("schedule.counted"));
+        assert!(
+            !run.tags.iter().any(|t| t == "tasklog:uncounted"),
+            "{:?}",
+            run.tags
+        );
         store.remove(&run.id, None).unwrap();
     }
     let kept = schedule::stats(&store).unwrap();

@@ -150,6 +150,9 @@ pub fn adopt_imported(store: &Store, now: Timestamp) -> Result<AdoptReport> {
         };
         u.set_metadata
             .insert(record::META_RUN_OF.into(), Value::String(name.clone()));
+        if !finished {
+            u.add_tags.push(record::UNCOUNTED_TAG.into());
+        }
         if finished {
             u.set_metadata.insert(
                 record::META_COUNTED.into(),

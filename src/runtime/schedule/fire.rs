@@ -10,6 +10,7 @@
 //! mark moves only together with the runs it accounts for, a crash never loses a firing that
 //! the catch-up policy would have run.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -77,6 +78,7 @@ impl Scheduler {
     pub fn tick(&self) -> Result<TickReport> {
         let now = self.clock.now_ms();
         let mut report = TickReport::default();
+        let mut work = RunIndex::read(&self.store)?;
         for task in records(&self.store)? {
             let rec = match Record::from_task(&task) {
                 Ok(r) => r,
@@ -85,7 +87,9 @@ impl Scheduler {
                     continue;
                 }
             };
-            match self.pass(&rec, now, &mut report) {
+            let active = work.active.contains(rec.name());
+            let to_count = work.uncounted.remove(rec.name()).unwrap_or_default();
+            match self.pass(&rec, now, active, &to_count, &mut report) {
                 Ok(()) => {}
                 Err(Error::Conflict { .. } | Error::AlreadyExists { .. }) => {
                     report.lost_races += 1;
@@ -107,23 +111,28 @@ impl Scheduler {
         Ok(report)
     }
 
-    fn pass(&self, rec: &Record, now: i64, report: &mut TickReport) -> Result<()> {
+    fn pass(
+        &self,
+        rec: &Record,
+        now: i64,
+        active: bool,
+        to_count: &[Task],
+        report: &mut TickReport,
+    ) -> Result<()> {
         let name = rec.name();
-        let runs = runs_of(&self.store, name)?;
         let mut st = rec.state.clone();
         let mut muts = Vec::new();
         let mut counted = 0;
-        for run in runs
-            .iter()
-            .filter(|r| needs_counting(r))
-            .take(COUNT_PER_TICK_MAX)
-        {
+        for run in to_count.iter().take(COUNT_PER_TICK_MAX) {
             match run.state {
                 TaskState::Completed => st.successes += 1,
                 TaskState::Failed => st.failures += 1,
                 _ => {}
             }
-            let mut u = TaskUpdate::default();
+            let mut u = TaskUpdate {
+                remove_tags: vec![record::UNCOUNTED_TAG.into()],
+                ..TaskUpdate::default()
+            };
             u.set_metadata.insert(
                 record::META_COUNTED.into(),
                 Value::String(run.state.as_str().into()),
@@ -134,9 +143,6 @@ impl Scheduler {
             );
             counted += 1;
         }
-        let active = runs
-            .iter()
-            .any(|r| matches!(r.state, TaskState::Pending | TaskState::Running));
         let (fire, skipped) = if rec.compiled.spec().paused {
             (Vec::new(), 0)
         } else {
@@ -247,8 +253,62 @@ fn plan(rec: &Record, st: &mut FireState, now: i64, active: bool) -> (Vec<i64>, 
     (fire, dropped)
 }
 
-fn needs_counting(run: &Task) -> bool {
-    run.state.is_terminal() && !run.metadata.contains_key(record::META_COUNTED)
+/// What one tick needs to know about the runs, read in two listings for all schedules (not
+/// one per schedule): the schedules with a run pending or running (through the store's state
+/// index), and the finished runs whose outcome is not counted yet (they carry
+/// [`record::UNCOUNTED_TAG`] until counted, so this listing stays small however many runs
+/// the store keeps).
+struct RunIndex {
+    active: HashSet<String>,
+    uncounted: HashMap<String, Vec<Task>>,
+}
+
+impl RunIndex {
+    fn read(store: &Store) -> Result<RunIndex> {
+        let by_state = Query {
+            filter: Filter {
+                states: vec![TaskState::Pending, TaskState::Running],
+                ..Filter::default()
+            },
+            ..Query::default()
+        };
+        let active = store
+            .list(&by_state)?
+            .tasks
+            .iter()
+            .filter_map(run_of)
+            .map(str::to_string)
+            .collect();
+        let by_tag = Query {
+            filter: Filter {
+                tags: vec![record::UNCOUNTED_TAG.into()],
+                states: vec![
+                    TaskState::Completed,
+                    TaskState::Failed,
+                    TaskState::Cancelled,
+                ],
+                ..Filter::default()
+            },
+            ..Query::default()
+        };
+        let mut uncounted: HashMap<String, Vec<Task>> = HashMap::new();
+        for run in store.list(&by_tag)?.tasks {
+            if run.metadata.contains_key(record::META_COUNTED) {
+                continue;
+            }
+            if let Some(name) = run_of(&run).map(str::to_string) {
+                uncounted.entry(name).or_default().push(run);
+            }
+        }
+        Ok(RunIndex { active, uncounted })
+    }
+}
+
+/// The schedule a run belongs to.
+fn run_of(task: &Task) -> Option<&str> {
+    task.metadata
+        .get(record::META_RUN_OF)
+        .and_then(Value::as_str)
 }
 
 /// Every schedule record.
