@@ -145,7 +145,7 @@ pub fn adopt_imported(store: &Store, now: Timestamp) -> Result<AdoptReport> {
         // The task becomes the schedule's run. A finished one is marked counted: its outcome
         // is in the imported counters already; an unfinished one is counted when it ends.
         let mut u = TaskUpdate {
-            add_tags: vec![record::run_tag(&name)],
+            add_tags: vec![record::run_tag(&name), record::ANY_RUN_TAG.into()],
             ..TaskUpdate::default()
         };
         u.set_metadata

@@ -255,7 +255,7 @@ fn plan(rec: &Record, st: &mut FireState, now: i64, active: bool) -> (Vec<i64>, 
 
 /// What one tick needs to know about the runs, read in two listings for all schedules (not
 /// one per schedule): the schedules with a run pending or running (through the store's state
-/// index), and the finished runs whose outcome is not counted yet (they carry
+/// index, copying only the runs among those tasks), and the finished runs whose outcome is not counted yet (they carry
 /// [`record::UNCOUNTED_TAG`] until counted, so this listing stays small however many runs
 /// the store keeps).
 struct RunIndex {
@@ -268,6 +268,7 @@ impl RunIndex {
         let by_state = Query {
             filter: Filter {
                 states: vec![TaskState::Pending, TaskState::Running],
+                tags: vec![record::ANY_RUN_TAG.into()],
                 ..Filter::default()
             },
             ..Query::default()

@@ -15,6 +15,9 @@ use crate::task::{NewTask, Task, TaskUpdate};
 pub const RECORD_PREFIX: &str = "schedule:";
 /// The tag every schedule record carries.
 pub const RECORD_TAG: &str = "tasklog:schedule";
+/// The tag every run of every schedule carries (lets a tick find the active runs among the
+/// pending and running tasks without copying the others).
+pub const ANY_RUN_TAG: &str = "tasklog:run";
 /// The tag a run carries until its outcome is counted into its schedule's record: keeps the
 /// scheduler's search for uncounted runs small.
 pub const UNCOUNTED_TAG: &str = "tasklog:uncounted";
@@ -220,6 +223,7 @@ pub fn run_task(compiled: &Compiled, fire_ms: i64) -> NewTask {
         );
     }
     new.tag(run_tag(&spec.name))
+        .tag(ANY_RUN_TAG)
         .tag(UNCOUNTED_TAG)
         .meta(META_RUN_OF, Value::String(spec.name.clone()))
         .meta(META_FIRE_AT, Value::from(fire_ms))
