@@ -1,9 +1,10 @@
 //! Firing: one pass over the schedules ("a tick") creates the runs that are due and counts the
 //! outcomes of finished runs.
 //!
-//! IMPORTANT: each schedule's pass is ONE `Store::batch`: the runs it creates (each with the
-//! id `<name>@<fire time>`), the counting marks on finished runs, and the record's new state,
-//! the last guarded by the record's version. The batch is wholly present or wholly absent
+//! IMPORTANT: each schedule's firing is written in ONE `Store::batch` with nothing else or with
+//! the other schedules' firings of the same tick: the runs it creates (each with the id
+//! `<name>@<fire time>`), the counting marks on finished runs, and the record's new state, the
+//! last guarded by the record's version. The batch is wholly present or wholly absent
 //! after any crash, and a scheduler that read an older version of the record (another process,
 //! another thread, a user's pause) has its whole batch refused with `Conflict`. So a fire time
 //! creates at most one task, however many schedulers race; and since the record's high-water
@@ -79,6 +80,7 @@ impl Scheduler {
         let now = self.clock.now_ms();
         let mut report = TickReport::default();
         let mut work = RunIndex::read(&self.store)?;
+        let mut plans = Vec::new();
         for task in records(&self.store)? {
             let rec = match Record::from_task(&task) {
                 Ok(r) => r,
@@ -89,21 +91,38 @@ impl Scheduler {
             };
             let active = work.active.contains(rec.name());
             let to_count = work.uncounted.remove(rec.name()).unwrap_or_default();
-            match self.pass(&rec, now, active, &to_count, &mut report) {
-                Ok(()) => {}
+            if let Some(plan) = self.plan_one(&rec, now, active, &to_count) {
+                plans.push(plan);
+            }
+        }
+        if plans.is_empty() {
+            return Ok(report);
+        }
+        // All schedules in one batch (one fsync per tick), each still guarded by its own
+        // record's version. If the store refuses it (a lost race, a bad template), each
+        // schedule is committed on its own, so that one schedule cannot hold back the others.
+        let all: Vec<Mutation> = plans.iter().flat_map(|p| p.muts.iter().cloned()).collect();
+        match self.store.batch(all) {
+            Ok(_) => {
+                for plan in plans {
+                    plan.done(&mut report);
+                }
+                return Ok(report);
+            }
+            Err(e) if !refusal(&e) => return Err(e),
+            Err(_) => {}
+        }
+        for plan in plans {
+            match self.store.batch(plan.muts.clone()) {
+                Ok(_) => plan.done(&mut report),
                 Err(Error::Conflict { .. } | Error::AlreadyExists { .. }) => {
                     report.lost_races += 1;
                 }
                 // This schedule's runs are refused (a template the store will not take, a run
                 // removed mid-pass): the others still fire; this one is tried again next tick.
-                Err(
-                    e @ (Error::InvalidInput { .. }
-                    | Error::TooLarge { .. }
-                    | Error::NotFound { .. }
-                    | Error::InvalidTransition { .. }),
-                ) => {
-                    tracing::warn!(schedule = %rec.name(), error = %e, "schedule not fired");
-                    report.failed.push(rec.name().to_string());
+                Err(e) if refusal(&e) => {
+                    tracing::warn!(schedule = %plan.name, error = %e, "schedule not fired");
+                    report.failed.push(plan.name);
                 }
                 Err(e) => return Err(e),
             }
@@ -111,14 +130,8 @@ impl Scheduler {
         Ok(report)
     }
 
-    fn pass(
-        &self,
-        rec: &Record,
-        now: i64,
-        active: bool,
-        to_count: &[Task],
-        report: &mut TickReport,
-    ) -> Result<()> {
+    /// What one schedule's firing writes now (None: nothing).
+    fn plan_one(&self, rec: &Record, now: i64, active: bool, to_count: &[Task]) -> Option<Plan> {
         let name = rec.name();
         let mut st = rec.state.clone();
         let mut muts = Vec::new();
@@ -164,20 +177,19 @@ impl Scheduler {
         }
         st.skipped += skipped;
         if muts.is_empty() && st == rec.state {
-            return Ok(());
+            return None;
         }
         muts.push(
             self.mutation(&rec.task_id, Change::Update(record::state_update(&st)))
                 .expect_version(rec.version),
         );
-        self.store.batch(muts)?;
-        if !fired.is_empty() {
-            tracing::debug!(schedule = %name, runs = ?fired, "schedule fired");
-        }
-        report.fired.extend(fired);
-        report.skipped += skipped;
-        report.counted += counted;
-        Ok(())
+        Some(Plan {
+            name: name.to_string(),
+            muts,
+            fired,
+            skipped,
+            counted,
+        })
     }
 
     fn mutation(&self, id: &str, change: Change) -> Mutation {
@@ -251,6 +263,40 @@ fn plan(rec: &Record, st: &mut FireState, now: i64, active: bool) -> (Vec<i64>, 
         }
     };
     (fire, dropped)
+}
+
+/// One schedule's share of a tick: what to write, and what to report once it is written.
+struct Plan {
+    name: String,
+    muts: Vec<Mutation>,
+    fired: Vec<String>,
+    skipped: u64,
+    counted: usize,
+}
+
+impl Plan {
+    fn done(self, report: &mut TickReport) {
+        if !self.fired.is_empty() {
+            tracing::debug!(schedule = %self.name, runs = ?self.fired, "schedule fired");
+        }
+        report.fired.extend(self.fired);
+        report.skipped += self.skipped;
+        report.counted += self.counted;
+    }
+}
+
+/// True when the store refused a batch for what it holds (a lost race, a bad template), not
+/// because it cannot write (closed, poisoned, I/O): the former is retried schedule by schedule.
+fn refusal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Conflict { .. }
+            | Error::AlreadyExists { .. }
+            | Error::InvalidInput { .. }
+            | Error::TooLarge { .. }
+            | Error::NotFound { .. }
+            | Error::InvalidTransition { .. }
+    )
 }
 
 /// What one tick needs to know about the runs, read in two listings for all schedules (not
