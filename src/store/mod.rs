@@ -16,6 +16,7 @@ pub mod options;
 pub mod query;
 pub mod record;
 pub mod recovery;
+pub mod repair;
 pub mod snapshot;
 pub mod state;
 pub mod stats;

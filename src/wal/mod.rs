@@ -58,6 +58,7 @@ pub mod storage;
 pub mod verify;
 
 pub use frame::RECORD_BYTES_MAX;
+pub use recovery::list_segments;
 pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
 pub use segment::FORMAT_VERSION;
 pub use storage::{
