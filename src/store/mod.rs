@@ -15,6 +15,7 @@ pub mod mutation;
 pub mod options;
 pub mod query;
 pub mod record;
+pub mod backup;
 pub mod recovery;
 pub mod repair;
 pub mod snapshot;

@@ -134,6 +134,7 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     note_torn_tail(&mut report, &open_report);
     if !options.read_only {
         snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
+        remove_backup_temp(storage, dir)?;
     }
     let mut state = state;
     check_snapshot_fits_log(&wal, &report, dir)?;
@@ -147,6 +148,17 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     report.tasks = state.len();
     report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok((wal, state, report))
+}
+
+/// Removes the manifest temp file an interrupted backup left (a backup directory opened as a
+/// store by a writer). The backup stays incomplete: only `BACKUP` makes it one.
+fn remove_backup_temp(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
+    let tmp = dir.join(format!("{}.tmp", super::backup::MANIFEST));
+    if storage.exists(&tmp) {
+        storage.remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(())
 }
 
 fn note_torn_tail(report: &mut RecoveryReport, open: &OpenReport) {
