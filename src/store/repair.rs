@@ -16,11 +16,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::recovery::{snapshot_dir, wal_dir};
 use super::{Store, StoreOptions, snapshot};
 use crate::error::Result;
-use crate::wal::{Lsn, StdStorage};
+use crate::wal::{Lsn, StdStorage, Storage};
 
 /// What [`repair`] did, or with `dry_run` would do.
 #[derive(Clone, Debug, Default)]
@@ -28,7 +29,9 @@ use crate::wal::{Lsn, StdStorage};
 pub struct StoreRepairReport {
     /// Nothing was changed.
     pub dry_run: bool,
-    /// `none` (no damage), `quarantine` (damage only among snapshot-held records) or `cut`.
+    /// `none` (no damage), `quarantine` (damage only among snapshot-held records), `cut`, or
+    /// `resume` (no damage, but the log ends before the newest good snapshot: an interrupted
+    /// earlier repair).
     pub action: &'static str,
     /// The LSN of the newest good snapshot (0: none).
     pub snapshot_lsn: Lsn,
@@ -53,56 +56,92 @@ pub struct StoreRepairReport {
 
 /// Repairs the store in `dir` (a dry run unless `dry_run` is false). Takes the write lock.
 pub fn repair(dir: &Path, dry_run: bool) -> Result<StoreRepairReport> {
+    repair_with_storage(Arc::new(StdStorage), dir, dry_run)
+}
+
+/// [`repair`] over any storage.
+pub fn repair_with_storage(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    dry_run: bool,
+) -> Result<StoreRepairReport> {
     let mut report = StoreRepairReport {
         dry_run,
         action: "none",
         ..Default::default()
     };
-    let found = super::verify::verify(dir, &mut |_| {})?;
-    report.snapshot_lsn = newest_good_snapshot(dir);
+    let wal = wal_dir(dir);
+    let found = crate::wal::verify_with_storage(&*storage, &wal)?;
+    report.snapshot_lsn = newest_good_snapshot(&*storage, dir);
+    let covered = report.snapshot_lsn;
+    let segs = crate::wal::list_segments(&*storage, &wal)?;
+    let wholly_covered = |file: &Path| {
+        let mut it = segs.iter().skip_while(|(_, p)| p != file);
+        it.next().is_some() && it.next().is_some_and(|(next, _)| *next <= covered + 1)
+    };
     let damage: Vec<_> = found.problems.iter().filter(|p| !p.torn_tail).collect();
     if damage.is_empty() {
+        if covered > 0 && found.next_lsn <= covered {
+            // The log ends before the newest good snapshot (an earlier cut, interrupted before
+            // the log was resumed): resume it after the snapshot.
+            report.action = "resume";
+            report.resumed_at = Some(covered + 1);
+            if !dry_run {
+                crate::wal::repair::resume_at(&*storage, &wal, covered + 1, 64 << 20)?;
+            }
+        }
         return Ok(report);
     }
-    if damage.iter().all(|p| p.lost_redundancy) {
+    let all_covered = covered > 0
+        && damage
+            .iter()
+            .all(|p| wholly_covered(&p.file) || p.lsn.is_some_and(|l| l <= covered));
+    if all_covered {
         report.action = "quarantine";
-        return quarantine_covered(dir, dry_run, report, &damage);
+        let files: BTreeSet<PathBuf> = damage.iter().map(|p| p.file.clone()).collect();
+        match quarantine_covered(&storage, dir, dry_run, report.clone(), &files) {
+            // Damage the walk did not reach (after the first problem of a segment) can still
+            // stop the writer's open: then it is a cut after all.
+            Err(e) if e.is_corruption() => {}
+            other => return other,
+        }
     }
     report.action = "cut";
-    cut(dir, dry_run, report)
+    cut(&*storage, dir, dry_run, report)
 }
 
 /// The LSN of the newest snapshot that reads back whole (0: none).
-fn newest_good_snapshot(dir: &Path) -> Lsn {
-    snapshot::list(&StdStorage, &snapshot_dir(dir))
+fn newest_good_snapshot(storage: &dyn Storage, dir: &Path) -> Lsn {
+    snapshot::list(storage, &snapshot_dir(dir))
         .unwrap_or_default()
         .into_iter()
-        .find(|f| snapshot::read_checked(&StdStorage, &f.path).is_ok())
+        .find(|f| snapshot::read_checked(storage, &f.path).is_ok_and(|s| s.applied_lsn == f.lsn))
         .map_or(0, |f| f.lsn)
 }
 
 fn quarantine_covered(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     dry_run: bool,
     mut report: StoreRepairReport,
-    damage: &[&super::verify::VerifyFinding],
+    damaged: &BTreeSet<PathBuf>,
 ) -> Result<StoreRepairReport> {
     let wal = wal_dir(dir);
-    let damaged: BTreeSet<PathBuf> = damage.iter().filter_map(|p| p.file.clone()).collect();
     if !dry_run {
         // A writer open seals a damaged last segment; a snapshot then covers every segment
         // but the new active one.
         let store = Store::open_with(
             dir,
             StoreOptions::new()
+                .storage(storage.clone())
                 .preallocate(false)
                 .interrupted_policy(super::InterruptedPolicy::Leave),
         )?;
         store.snapshot()?;
         store.close()?;
-        report.snapshot_lsn = newest_good_snapshot(dir);
+        report.snapshot_lsn = newest_good_snapshot(&**storage, dir);
     }
-    let segs = crate::wal::list_segments(&StdStorage, &wal)?;
+    let segs = crate::wal::list_segments(&**storage, &wal)?;
     // Keep from the segment after the last damaged one.
     let last_damaged = segs.iter().rposition(|(_, p)| damaged.contains(p));
     let keep_first = match last_damaged.and_then(|i| segs.get(i + 1)) {
@@ -120,18 +159,23 @@ fn quarantine_covered(
         return Ok(report);
     }
     report.segments_quarantined =
-        crate::wal::repair::quarantine_before(&StdStorage, &wal, keep_first, false)?;
+        crate::wal::repair::quarantine_before(&**storage, &wal, keep_first, false)?;
     Ok(report)
 }
 
-fn cut(dir: &Path, dry_run: bool, mut report: StoreRepairReport) -> Result<StoreRepairReport> {
+fn cut(
+    storage: &dyn Storage,
+    dir: &Path,
+    dry_run: bool,
+    mut report: StoreRepairReport,
+) -> Result<StoreRepairReport> {
     let wal = wal_dir(dir);
-    let plan = crate::wal::repair(&wal, true)?;
+    let plan = crate::wal::repair_with_storage(storage, &wal, true)?;
     let Some(cut) = plan.cut.clone() else {
         return Ok(report);
     };
     let keep = cut.last_good_lsn.max(report.snapshot_lsn);
-    let lost = crate::wal::repair::records_above(&StdStorage, &wal, keep)?;
+    let lost = crate::wal::repair::records_above(storage, &wal, keep)?;
     let mut tasks = BTreeSet::new();
     for (lsn, bytes) in &lost {
         if let Ok(super::record::Record::Event(e)) = super::record::decode(*lsn, bytes) {
@@ -150,10 +194,10 @@ fn cut(dir: &Path, dry_run: bool, mut report: StoreRepairReport) -> Result<Store
     if dry_run {
         return Ok(report);
     }
-    let done = crate::wal::repair(&wal, false)?;
+    let done = crate::wal::repair_with_storage(storage, &wal, false)?;
     report.files_quarantined = done.files_quarantined;
     if let Some(next) = report.resumed_at {
-        crate::wal::repair::resume_at(&StdStorage, &wal, next, 64 << 20)?;
+        crate::wal::repair::resume_at(storage, &wal, next, 64 << 20)?;
     }
     Ok(report)
 }

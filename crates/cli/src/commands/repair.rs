@@ -41,6 +41,15 @@ pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
             }
         }
         "cut" => print_cut(out, &r)?,
+        "resume" => {
+            writeln!(
+                out,
+                "the log ends before the newest good snapshot (LSN {}): {} the log at LSN {}, losing nothing",
+                r.snapshot_lsn,
+                verb("would resume", "resumed"),
+                r.snapshot_lsn + 1
+            )?;
+        }
         _ => {
             writeln!(
                 out,
