@@ -319,3 +319,53 @@ fn leftover_temp_files_are_removed_at_the_next_open() {
 fn _info_is_debug(i: &BackupInfo) -> String {
     format!("{i:?}")
 }
+
+/// The manifest reads by hand as `docs/format.md` says, byte by byte.
+#[test]
+fn the_manifest_reads_as_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small().open(tmp.path().join("db")).unwrap();
+    churn(&store, 0, 7);
+    let info = store.backup(tmp.path().join("b")).unwrap();
+    let m = std::fs::read(tmp.path().join("b/BACKUP")).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(m[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(m[at..at + 8].try_into().unwrap());
+    assert_eq!(m.len(), 64);
+    assert_eq!(&m[0..8], b"TLBACKUP");
+    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(12), 0, "flags");
+    assert_eq!(u64_at(16), info.lsn);
+    let snap = std::fs::read(
+        tmp.path()
+            .join("b/snapshots")
+            .join(format!("snap-{:020}.snap", info.lsn)),
+    )
+    .unwrap();
+    assert_eq!(u64_at(24), snap.len() as u64);
+    assert_eq!(u32_at(32), crc32fast_hash(&snap));
+    assert_eq!(u32_at(36), 0);
+    assert_eq!(u64_at(40) as i64, info.created_ms);
+    assert_eq!(u64_at(48), 7, "tasks");
+    assert_eq!(u32_at(56), 0);
+    assert_eq!(u32_at(60), crc32fast_hash(&m[..60]));
+    // The log: one empty segment starting after the snapshot.
+    let segs: Vec<_> = std::fs::read_dir(tmp.path().join("b/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    assert_eq!(segs, [format!("{:020}.seg", info.lsn + 1)]);
+    store.close().unwrap();
+}
+
+/// CRC-32 (IEEE), bit by bit: an independent reading of the manifest's checksums.
+fn crc32fast_hash(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
