@@ -17,7 +17,10 @@ use tasklog::wal::Storage;
 use tasklog::wal::frame;
 use tasklog::wal::sim::SimStorage;
 
-type Dump = (BTreeMap<String, Vec<(u64, String)>>, BTreeMap<String, String>);
+type Dump = (
+    BTreeMap<String, Vec<(u64, String)>>,
+    BTreeMap<String, String>,
+);
 
 const SEGMENT_HEADER_LEN: usize = 48;
 

@@ -45,7 +45,9 @@ fn dump(sim: &SimStorage) -> Dump {
             let h = store.history(&t.id).unwrap().len();
             // Without wall-clock times: the expected state comes from another build.
             let mut v = serde_json::to_value(&t).unwrap();
-            v.as_object_mut().unwrap().retain(|k, _| !k.ends_with("_at"));
+            v.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.ends_with("_at"));
             (t.id.clone(), (v.to_string(), h))
         })
         .collect()

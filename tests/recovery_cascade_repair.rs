@@ -115,7 +115,11 @@ fn damage_under_the_snapshot_is_quarantined_losing_nothing() {
             .all(|p| p.lost_redundancy && p.file.as_deref().is_some()),
         "{named:?}"
     );
-    assert!(named.iter().any(|p| p.file.as_deref() == Some(segs[0].as_path())));
+    assert!(
+        named
+            .iter()
+            .any(|p| p.file.as_deref() == Some(segs[0].as_path()))
+    );
 
     let before = image(dir);
     let plan = repair::repair(dir, true).unwrap();
@@ -184,7 +188,10 @@ fn a_cut_never_discards_what_the_snapshot_holds() {
     let done = repair::repair(dir, false).unwrap();
     assert_eq!(done.resumed_at, Some(snap_lsn + 1));
     let after = dump(dir);
-    assert_eq!(after, at_snapshot, "exactly the snapshot's state, nothing it holds lost");
+    assert_eq!(
+        after, at_snapshot,
+        "exactly the snapshot's state, nothing it holds lost"
+    );
     assert!(after.len() < full.len());
     let store = options().open(dir).unwrap();
     store.submit(NewTask::new("more").id("more")).unwrap();

@@ -74,7 +74,10 @@ fn a_backup_is_a_store_and_restores_exactly() {
     assert_eq!(info.tasks, 100);
     // The store goes on; the backup does not change.
     churn(&store, 100, 110);
-    assert_eq!(open_dump(StoreOptions::new(), &tmp.path().join("b")), expected);
+    assert_eq!(
+        open_dump(StoreOptions::new(), &tmp.path().join("b")),
+        expected
+    );
     let (checked, _) = backup::check(&tasklog::wal::StdStorage, &tmp.path().join("b")).unwrap();
     assert_eq!(checked, info);
     let restored = backup::restore(
@@ -84,13 +87,19 @@ fn a_backup_is_a_store_and_restores_exactly() {
     )
     .unwrap();
     assert_eq!(restored.lsn, info.lsn);
-    assert_eq!(open_dump(StoreOptions::new(), &tmp.path().join("r")), expected);
+    assert_eq!(
+        open_dump(StoreOptions::new(), &tmp.path().join("r")),
+        expected
+    );
     // A restored store takes writes and keeps them.
     let r = StoreOptions::new().open(tmp.path().join("r")).unwrap();
     r.submit(NewTask::new("new").id("new")).unwrap();
     r.close().unwrap();
     drop(r);
-    assert_eq!(open_dump(StoreOptions::new(), &tmp.path().join("r")).len(), 101);
+    assert_eq!(
+        open_dump(StoreOptions::new(), &tmp.path().join("r")).len(),
+        101
+    );
     // A backup never overwrites a store or a backup.
     let e = store.backup(tmp.path().join("b")).unwrap_err();
     assert!(e.to_string().contains("already holds"), "{e}");
@@ -157,7 +166,12 @@ fn backups_under_concurrent_writers_are_consistent() {
     let mut taken = Vec::new();
     for k in 0..5 {
         std::thread::sleep(std::time::Duration::from_millis(30));
-        let before: Vec<String> = store.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+        let before: Vec<String> = store
+            .all_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         let info = store.backup(tmp.path().join(format!("b{k}"))).unwrap();
         taken.push((before, info));
     }
@@ -171,13 +185,20 @@ fn backups_under_concurrent_writers_are_consistent() {
         let got = open_dump(StoreOptions::new(), &info.dir);
         assert_eq!(got.len() as u64, info.tasks);
         for id in &before {
-            assert!(got.contains_key(id), "{id} acknowledged before the backup is missing");
+            assert!(
+                got.contains_key(id),
+                "{id} acknowledged before the backup is missing"
+            );
         }
         for (id, (_, history)) in &got {
             let full = &last.get(id).expect("a task from nowhere").1;
             assert!(history.iter().all(|e| e.0 <= info.lsn));
             let prefix: Vec<_> = full.iter().filter(|e| e.0 <= info.lsn).cloned().collect();
-            assert_eq!(history, &prefix, "{id}: not the store's history at LSN {}", info.lsn);
+            assert_eq!(
+                history, &prefix,
+                "{id}: not the store's history at LSN {}",
+                info.lsn
+            );
         }
     }
 }
@@ -207,7 +228,12 @@ fn every_rotated_backup_restores_exactly() {
     for (i, (dir, state)) in states.iter().skip(2).enumerate() {
         let target = tmp.path().join(format!("restored{i}"));
         backup::restore(Arc::new(tasklog::wal::StdStorage), dir, &target).unwrap();
-        assert_eq!(&open_dump(StoreOptions::new(), &target), state, "{}", dir.display());
+        assert_eq!(
+            &open_dump(StoreOptions::new(), &target),
+            state,
+            "{}",
+            dir.display()
+        );
     }
     let r = backup::backup_rotate(&store, &root, 3).unwrap();
     assert_eq!(r.interrupted_removed, vec![interrupted.clone()]);
@@ -294,7 +320,10 @@ fn leftover_temp_files_are_removed_at_the_next_open() {
     drop(store);
     for (path, bytes) in [
         ("/db/snapshots/snap-00000000000000000005.snap.tmp", vec![]),
-        ("/db/snapshots/snap-00000000000000000009.snap.tmp", vec![7u8; 100]),
+        (
+            "/db/snapshots/snap-00000000000000000009.snap.tmp",
+            vec![7u8; 100],
+        ),
         ("/db/BACKUP.tmp", vec![1u8; 64]),
     ] {
         sim.put_file(Path::new(path), bytes);
@@ -302,7 +331,10 @@ fn leftover_temp_files_are_removed_at_the_next_open() {
     let image = sim.crash();
     let ro = sim_options(&image).read_only(true).open("/db").unwrap();
     drop(ro);
-    assert!(image.exists(Path::new("/db/BACKUP.tmp")), "read-only opens change nothing");
+    assert!(
+        image.exists(Path::new("/db/BACKUP.tmp")),
+        "read-only opens change nothing"
+    );
     let store = sim_options(&image).open("/db").unwrap();
     store.close().unwrap();
     // Durably removed: gone after another power cut too.
@@ -364,7 +396,11 @@ fn crc32fast_hash(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -91,7 +91,10 @@ impl BackupInfo {
         if bytes.len() != MANIFEST_LEN {
             return Err(corrupt(
                 0,
-                &format!("a backup manifest is {MANIFEST_LEN} bytes, this one {}", bytes.len()),
+                &format!(
+                    "a backup manifest is {MANIFEST_LEN} bytes, this one {}",
+                    bytes.len()
+                ),
             ));
         }
         let u32_at = |at: usize| {
@@ -199,7 +202,8 @@ fn write_store_image(storage: &dyn Storage, dest: &Path, image: &[u8], lsn: u64)
     // and it opens as what it is, empty.
     snapshot::write(storage, &snapshot_dir(dest), lsn, image)?;
     let wal = wal_dir(dest);
-    crate::wal::create_dir_durable(storage, &wal).map_err(|e| Error::io("create directory", &wal, e))?;
+    crate::wal::create_dir_durable(storage, &wal)
+        .map_err(|e| Error::io("create directory", &wal, e))?;
     let header = SegmentHeader {
         first_lsn: lsn + 1,
         prev_first_lsn: 0,
@@ -235,16 +239,23 @@ fn write_durably(storage: &dyn Storage, dir: &Path, name: &str, bytes: &[u8]) ->
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     if storage.exists(&tmp) {
-        storage.remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        storage
+            .remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
     }
     let file = storage
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(bytes, 0).map_err(|e| Error::io("write", &tmp, e))?;
+    file.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", &tmp, e))?;
     file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
-    storage.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-    storage.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Reads and checks the backup at `dir`: its manifest, and its snapshot against the
@@ -290,7 +301,12 @@ pub fn check(storage: &dyn Storage, dir: &Path) -> Result<(BackupInfo, Vec<u8>)>
         })
         .map_err(|e| Error::corrupt(&snap, None, Some(lsn), format!("backup snapshot: {e}")))?;
     if crc32fast::hash(&image) != snapshot_crc {
-        return Err(Error::corrupt(&snap, Some(0), Some(lsn), "backup snapshot CRC differs from the manifest's"));
+        return Err(Error::corrupt(
+            &snap,
+            Some(0),
+            Some(lsn),
+            "backup snapshot CRC differs from the manifest's",
+        ));
     }
     let info = BackupInfo {
         dir: dir.to_path_buf(),
@@ -331,7 +347,8 @@ pub struct RotatedBackup {
 /// only (it removes directories); a `root/LOCK` keeps two rotations apart.
 pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedBackup> {
     let std = crate::wal::StdStorage;
-    crate::wal::create_dir_durable(&std, root).map_err(|e| Error::io("create directory", root, e))?;
+    crate::wal::create_dir_durable(&std, root)
+        .map_err(|e| Error::io("create directory", root, e))?;
     let lock_file = root.join("LOCK");
     let _lock = std
         .try_lock(&lock_file)
@@ -341,10 +358,16 @@ pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedB
             lock_file: lock_file.clone(),
         })?;
     let interrupted_removed = remove_interrupted(root)?;
-    let mut name = format!("{ROTATED_PREFIX}{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let mut name = format!(
+        "{ROTATED_PREFIX}{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
     let mut n = 1;
     while root.join(&name).exists() {
-        name = format!("{ROTATED_PREFIX}{}-{n}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+        name = format!(
+            "{ROTATED_PREFIX}{}-{n}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        );
         n += 1;
     }
     let backup = store.backup(root.join(&name))?;
@@ -358,7 +381,8 @@ pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedB
         }
     }
     if !removed.is_empty() {
-        std.sync_dir(root).map_err(|e| Error::io("fsync directory", root, e))?;
+        std.sync_dir(root)
+            .map_err(|e| Error::io("fsync directory", root, e))?;
     }
     Ok(RotatedBackup {
         backup,

@@ -155,8 +155,12 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
 fn remove_backup_temp(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
     let tmp = dir.join(format!("{}.tmp", super::backup::MANIFEST));
     if storage.exists(&tmp) {
-        storage.remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
-        storage.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+        storage
+            .remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
     }
     Ok(())
 }
@@ -165,7 +169,9 @@ fn note_torn_tail(report: &mut RecoveryReport, open: &OpenReport) {
     report.torn_bytes_cut = open.torn_bytes_cut;
     report.torn_at.clone_from(&open.torn_at);
     report.lost_redundancy.clone_from(&open.covered_damage);
-    report.sealed_after_damage.clone_from(&open.sealed_after_damage);
+    report
+        .sealed_after_damage
+        .clone_from(&open.sealed_after_damage);
 }
 
 /// Loads the newest snapshot that checks out; damaged ones are skipped with a warning.

@@ -154,7 +154,13 @@ fn quarantine_covered(
         report.segments_quarantined = segs
             .iter()
             .filter(|(f, p)| *f < keep_first || damaged.contains(p))
-            .map(|(_, p)| (p.clone(), wal.join("quarantine").join(p.file_name().unwrap_or_default())))
+            .map(|(_, p)| {
+                (
+                    p.clone(),
+                    wal.join("quarantine")
+                        .join(p.file_name().unwrap_or_default()),
+                )
+            })
             .collect();
         return Ok(report);
     }

@@ -437,7 +437,9 @@ fn open_last(
         }
     }
     if let Some(damage) = &skipped {
-        report.covered_damage.push((path.clone(), damage.to_string()));
+        report
+            .covered_damage
+            .push((path.clone(), damage.to_string()));
     }
     if !options.read_only && skipped.is_some() {
         // IMPORTANT: never append behind damage: the segment is sealed as it is (its end may

@@ -218,7 +218,12 @@ pub fn quarantine_before(
 
 /// Starts the log again at LSN `next` with a new, empty segment chained to the last one: after
 /// a cut below a snapshot at `next - 1`, the records between live in that snapshot.
-pub fn resume_at(storage: &dyn Storage, dir: &Path, next: Lsn, segment_bytes_max: u64) -> Result<PathBuf> {
+pub fn resume_at(
+    storage: &dyn Storage,
+    dir: &Path,
+    next: Lsn,
+    segment_bytes_max: u64,
+) -> Result<PathBuf> {
     let _lock = lock(storage, dir)?;
     let segs = super::recovery::list_segments(storage, dir)?;
     let prev = segs.last().map_or(0, |(first, _)| *first);

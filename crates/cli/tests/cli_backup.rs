@@ -33,13 +33,24 @@ fn backup_then_restore_gives_the_same_tasks() {
     }
     let b = tmp.path().join("b");
     let out = ok(&d, &["backup", b.to_str().unwrap()]);
-    assert!(out.contains("backed up 5 task(s)") && out.contains("verified"), "{out}");
+    assert!(
+        out.contains("backed up 5 task(s)") && out.contains("verified"),
+        "{out}"
+    );
     // Never over an existing backup or store.
     let err = fails(&d, &["backup", b.to_str().unwrap()], 1);
     assert!(err.contains("already holds"), "{err}");
 
     let r = tmp.path().join("r");
-    let v = json(&d, &["restore", b.to_str().unwrap(), r.to_str().unwrap(), "--json"]);
+    let v = json(
+        &d,
+        &[
+            "restore",
+            b.to_str().unwrap(),
+            r.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(v["restored"]["tasks"], 5);
     assert_eq!(ids(&r), ids(&d));
     ok(&r, &["verify"]);
@@ -49,14 +60,30 @@ fn backup_then_restore_gives_the_same_tasks() {
     // A directory that is not a complete backup is refused, naming the manifest.
     let not = tmp.path().join("not");
     std::fs::create_dir_all(not.join("wal")).unwrap();
-    let err = fails(&d, &["restore", not.to_str().unwrap(), tmp.path().join("r2").to_str().unwrap()], 1);
+    let err = fails(
+        &d,
+        &[
+            "restore",
+            not.to_str().unwrap(),
+            tmp.path().join("r2").to_str().unwrap(),
+        ],
+        1,
+    );
     assert!(err.contains("BACKUP"), "{err}");
     // A damaged backup: exit 3.
     let manifest = b.join("BACKUP");
     let mut bytes = std::fs::read(&manifest).unwrap();
     bytes[17] ^= 1;
     std::fs::write(&manifest, bytes).unwrap();
-    fails(&d, &["restore", b.to_str().unwrap(), tmp.path().join("r3").to_str().unwrap()], 3);
+    fails(
+        &d,
+        &[
+            "restore",
+            b.to_str().unwrap(),
+            tmp.path().join("r3").to_str().unwrap(),
+        ],
+        3,
+    );
 }
 
 #[test]
@@ -66,7 +93,10 @@ fn keep_rotates_the_newest_backups() {
     let root = tmp.path().join("backups");
     for i in 0..4 {
         submit(&d, &format!("task {i}"), &[]);
-        let v = json(&d, &["backup", root.to_str().unwrap(), "--keep", "2", "--json"]);
+        let v = json(
+            &d,
+            &["backup", root.to_str().unwrap(), "--keep", "2", "--json"],
+        );
         assert_eq!(v["backup"]["tasks"], i + 1);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -94,7 +124,14 @@ fn backups_beside_a_running_server_and_on_a_schedule() {
     let sched = tmp.path().join("scheduled");
     let server = Server::start(
         &d,
-        &["--backup-every", "1s", "--backup-keep", "2", "--backup-dir", sched.to_str().unwrap()],
+        &[
+            "--backup-every",
+            "1s",
+            "--backup-keep",
+            "2",
+            "--backup-dir",
+            sched.to_str().unwrap(),
+        ],
     );
     submit(&d, "through the server", &[]);
     // A one-shot backup while the server holds the store.
@@ -115,7 +152,11 @@ fn backups_beside_a_running_server_and_on_a_schedule() {
     while complete() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(complete() >= 2, "no scheduled backups in {}", sched.display());
+    assert!(
+        complete() >= 2,
+        "no scheduled backups in {}",
+        sched.display()
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(complete() <= 2);
     drop(server);
@@ -126,7 +167,10 @@ fn backups_beside_a_running_server_and_on_a_schedule() {
         .max()
         .unwrap();
     let r = tmp.path().join("r");
-    ok(&d, &["restore", newest.to_str().unwrap(), r.to_str().unwrap()]);
+    ok(
+        &d,
+        &["restore", newest.to_str().unwrap(), r.to_str().unwrap()],
+    );
     assert_eq!(ids(&r).len(), 2);
 }
 
@@ -135,8 +179,16 @@ fn serve_backup_flags_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("db");
     fails(&d, &["serve", "--backup-every", "24h"], 2);
-    fails(&d, &["serve", "--backup-every", "24x", "--backup-dir", "x"], 2);
-    fails(&d, &["serve", "--backup-every", "0s", "--backup-dir", "x"], 2);
+    fails(
+        &d,
+        &["serve", "--backup-every", "24x", "--backup-dir", "x"],
+        2,
+    );
+    fails(
+        &d,
+        &["serve", "--backup-every", "0s", "--backup-dir", "x"],
+        2,
+    );
 }
 
 /// The issue's case through the CLI: bytes flipped in an old segment that the snapshots
@@ -176,17 +228,29 @@ fn damage_under_the_snapshot_is_lost_redundancy() {
     segs.sort();
     assert!(segs.len() >= 3);
     let mut bytes = std::fs::read(&segs[0]).unwrap();
-    for k in 300..304 {
-        bytes[k] ^= 0x5a;
+    for b in &mut bytes[300..304] {
+        *b ^= 0x5a;
     }
     std::fs::write(&segs[0], bytes).unwrap();
 
     assert_eq!(ids(&d), before, "reads work, exact state");
-    let out = cli_support::tasklog(&d).args(["verify"]).assert().code(3).get_output().stdout.clone();
+    let out = cli_support::tasklog(&d)
+        .args(["verify"])
+        .assert()
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
     let out = String::from_utf8(out).unwrap();
-    assert!(out.contains("lost redundancy") && out.contains("no event lost"), "{out}");
+    assert!(
+        out.contains("lost redundancy") && out.contains("no event lost"),
+        "{out}"
+    );
     let plan = ok(&d, &["repair"]);
-    assert!(plan.contains("no event is lost") && plan.contains("would move"), "{plan}");
+    assert!(
+        plan.contains("no event is lost") && plan.contains("would move"),
+        "{plan}"
+    );
     let done = ok(&d, &["repair", "--yes"]);
     assert!(done.contains("moved segment"), "{done}");
     ok(&d, &["verify"]);

@@ -126,7 +126,8 @@ pub async fn serve(
     let state = AppState::new(store.clone(), options);
     let app = crate::router_with_state(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let backup_task = backups.map(|b| tokio::spawn(scheduled_backups(store.clone(), b, stop_rx.clone())));
+    let backup_task =
+        backups.map(|b| tokio::spawn(scheduled_backups(store.clone(), b, stop_rx.clone())));
     let supervisor = tokio::spawn(supervise_leases(store.clone(), interval, stop_rx));
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let on_signal = {
@@ -238,7 +239,9 @@ async fn scheduled_backups(
             Ok(Ok(r)) => tracing::info!(backup = %r.backup.dir.display(), lsn = r.backup.lsn,
                 removed = r.removed.len(), "scheduled backup written"),
             Ok(Err(tasklog::Error::Closed)) => return,
-            Ok(Err(e)) => tracing::warn!(error = %e, dir = %schedule.dir.display(), "scheduled backup failed; trying again next period"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, dir = %schedule.dir.display(), "scheduled backup failed; trying again next period")
+            }
             Err(e) => tracing::warn!(error = %e, "the scheduled backup did not finish"),
         }
     }

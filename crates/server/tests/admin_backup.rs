@@ -53,8 +53,16 @@ fn a_backup_over_http_restores_exactly_and_rotates() {
     )
     .unwrap();
     assert_eq!(info.tasks, 3);
-    let restored = tasklog::StoreOptions::new().read_only(true).open(&target).unwrap();
-    let mut ids: Vec<_> = restored.all_tasks().unwrap().into_iter().map(|t| t.id).collect();
+    let restored = tasklog::StoreOptions::new()
+        .read_only(true)
+        .open(&target)
+        .unwrap();
+    let mut ids: Vec<_> = restored
+        .all_tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     ids.sort();
     assert_eq!(ids, ["t0", "t1", "t2"]);
 }

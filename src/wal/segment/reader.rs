@@ -338,7 +338,12 @@ where
                 bytes: 0,
                 reason: "",
             });
-            Error::corrupt(spec.file, Some(torn.offset), Some(end.next_lsn), torn.reason)
+            Error::corrupt(
+                spec.file,
+                Some(torn.offset),
+                Some(end.next_lsn),
+                torn.reason,
+            )
         }
         Err(e) if matches!(&e, Error::Corrupt { lsn: Some(l), .. } if *l <= covered) => e,
         Err(e) => return Err(e),

@@ -25,7 +25,8 @@ pub fn backup(
     let result = match keep {
         Some(n) => {
             let keep = usize::try_from(n).unwrap_or(usize::MAX);
-            backup::backup_rotate(&store, dest, keep).map(|r| (r.backup, r.removed, r.interrupted_removed))
+            backup::backup_rotate(&store, dest, keep)
+                .map(|r| (r.backup, r.removed, r.interrupted_removed))
         }
         None => store.backup(dest).map(|b| (b, Vec::new(), Vec::new())),
     };

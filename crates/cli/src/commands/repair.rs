@@ -70,7 +70,10 @@ pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_cut(out: &mut dyn Write, r: &tasklog::store::repair::StoreRepairReport) -> anyhow::Result<()> {
+fn print_cut(
+    out: &mut dyn Write,
+    r: &tasklog::store::repair::StoreRepairReport,
+) -> anyhow::Result<()> {
     let verb = |dry: &'static str, done: &'static str| if r.dry_run { dry } else { done };
     let Some(cut) = &r.cut else { return Ok(()) };
     writeln!(
@@ -113,7 +116,11 @@ fn print_cut(out: &mut dyn Write, r: &tasklog::store::repair::StoreRepairReport)
         verb("would lose", "lost"),
         r.events_lost,
         r.tasks_losing_events.len(),
-        if r.tasks_losing_events.is_empty() { "" } else { ": " },
+        if r.tasks_losing_events.is_empty() {
+            ""
+        } else {
+            ": "
+        },
         r.tasks_losing_events.join(", ")
     )?;
     Ok(())
