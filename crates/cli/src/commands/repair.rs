@@ -44,7 +44,7 @@ pub fn repair(ctx: &Ctx, out: &mut dyn Write, yes: bool) -> anyhow::Result<()> {
         "resume" => {
             writeln!(
                 out,
-                "the log ends before the newest good snapshot (LSN {}): {} the log at LSN {}, losing nothing",
+                "the log ends before the newest good snapshot (LSN {}): {} the log at LSN {}, losing nothing still readable",
                 r.snapshot_lsn,
                 verb("would resume", "resumed"),
                 r.snapshot_lsn + 1
