@@ -437,6 +437,7 @@ fn temp_files_left_by_interrupted_snapshots_are_removed_at_the_next_open() {
             let store = sim_options(&image).open("/db").unwrap();
             store.close().unwrap();
             drop(store);
+            assert!(tmp_files(&image).is_empty(), "{fault} {n}");
             assert!(tmp_files(&image.crash()).is_empty(), "{fault} {n}");
         }
     }
