@@ -19,9 +19,10 @@ or write a store.
 Server: while `tasklog serve` runs on a store it records where it listens in <dir>/server.json,
 and the task, read, transfer and maintenance commands on that directory (and any command given
 --remote URL or $TASKLOG_REMOTE) send their request to it: same output, same exit codes. A
-record of a dead server is ignored. verify, repair, stress, demo and completions always work
-on the directory itself. One-shot commands never apply the interrupted-work policy on behalf
-of another process: `tasklog recover` (or a server, or the application's runtime) does.
+record of a dead server is ignored. verify, repair, backup, restore, stress, demo and
+completions always work on the directory itself. One-shot commands never apply the
+interrupted-work policy on behalf of another process: `tasklog recover` (or a server, or the
+application's runtime) does.
 
 Exit codes:
   0  success
