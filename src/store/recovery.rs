@@ -124,6 +124,9 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     // `Wal::open_covered`). Read-only opens need this order anyway (see `recover`). A writer
     // that races another one here gets `Locked` from the log below; temp files are removed
     // only once the lock is held.
+    if !options.read_only {
+        probe_lock(storage, dir)?;
+    }
     let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     let (wal, open_report) = Wal::open_covered(
         options.storage.clone(),
@@ -148,6 +151,27 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     report.tasks = state.len();
     report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok((wal, state, report))
+}
+
+/// Fails fast with `Locked` when another writer holds the log, before a snapshot is loaded for
+/// nothing. Only a probe: the lock is taken for real (and kept) by `Wal::open_covered`.
+///
+/// NOTE: the file name must match the log's own lock file (`wal/LOCK`, docs/format.md).
+fn probe_lock(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
+    let wal = wal_dir(dir);
+    if !storage.exists(&wal) {
+        return Ok(());
+    }
+    let lock_file = wal.join("LOCK");
+    match storage.try_lock(&lock_file) {
+        Ok(Some(_probe)) => Ok(()),
+        Ok(None) => Err(Error::Locked {
+            path: wal,
+            lock_file,
+        }),
+        // Let the log's own open report it.
+        Err(_) => Ok(()),
+    }
 }
 
 /// Removes the manifest temp file an interrupted backup left (a backup directory opened as a

@@ -254,6 +254,12 @@ pub fn records_above(storage: &dyn Storage, dir: &Path, above: Lsn) -> Result<Ve
             .map_err(|e| Error::io("read", &path, e))?;
         let mut p = super::segment::SEGMENT_HEADER_LEN;
         while p + super::frame::FRAME_HEADER_LEN <= bytes.len() {
+            // A frame's first 8 bytes hold a non-zero byte: skip zero runs (preallocated
+            // space) rather than trying every offset in them.
+            let Some(q) = bytes.get(p..).and_then(|r| r.iter().position(|&b| b != 0)) else {
+                break;
+            };
+            p = p.max((p + q).saturating_sub(7));
             match bytes.get(p..).map(super::frame::decode) {
                 Some(Ok((f, n))) if f.lsn > above => {
                     out.entry(f.lsn).or_insert_with(|| f.payload.to_vec());
