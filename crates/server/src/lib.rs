@@ -45,7 +45,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiResult, Problem};
-pub use options::ServerOptions;
+pub use options::{BackupSchedule, ServerOptions};
 pub use serve::{ServerRecord, is_loopback, serve};
 pub use state::AppState;
 

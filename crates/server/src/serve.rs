@@ -124,6 +124,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let interval = options.lease_check_interval.max(LEASE_CHECK_MIN);
     let schedule_every = options.schedule_tick_interval;
+    let backups = options.backups.clone();
     let state = AppState::new(store.clone(), options);
     let app = crate::router_with_state(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -134,6 +135,8 @@ pub async fn serve(
             stop_rx.clone(),
         ))
     });
+    let backup_task =
+        backups.map(|b| tokio::spawn(scheduled_backups(store.clone(), b, stop_rx.clone())));
     let supervisor = tokio::spawn(supervise_leases(store.clone(), interval, stop_rx));
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let on_signal = {
@@ -174,6 +177,9 @@ pub async fn serve(
     if let Some(firing) = firing {
         let _ = firing.await;
     }
+    if let Some(t) = backup_task {
+        let _ = t.await;
+    }
     let closed = tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(std::io::Error::other)?;
@@ -212,6 +218,43 @@ async fn supervise_leases(
             Ok(Err(tasklog::Error::Closed)) => return,
             Ok(Err(e)) => tracing::warn!(error = %e, "recovering expired leases failed"),
             Err(e) => tracing::warn!(error = %e, "the lease check did not finish"),
+        }
+    }
+}
+
+/// Every `schedule.every`, writes a rotated online backup of the store (writers go on), until
+/// `stop` turns true or the store closes. A failed backup is logged and tried again next
+/// period; it never stops the server.
+async fn scheduled_backups(
+    store: Store,
+    schedule: crate::options::BackupSchedule,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = schedule.every.max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let s = store.clone();
+        let (dir, keep) = (schedule.dir.clone(), schedule.keep);
+        match tokio::task::spawn_blocking(move || {
+            tasklog::store::backup::backup_rotate(&s, &dir, keep)
+        })
+        .await
+        {
+            Ok(Ok(r)) => tracing::info!(backup = %r.backup.dir.display(), lsn = r.backup.lsn,
+                removed = r.removed.len(), "scheduled backup written"),
+            Ok(Err(tasklog::Error::Closed)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, dir = %schedule.dir.display(), "scheduled backup failed; trying again next period")
+            }
+            Err(e) => tracing::warn!(error = %e, "the scheduled backup did not finish"),
         }
     }
 }
