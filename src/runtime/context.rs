@@ -16,6 +16,8 @@ use crate::task::{Checkpoint, OutputKind, Task};
 #[derive(Debug, Default)]
 pub struct CancelSignal {
     flag: AtomicBool,
+    /// Raised with `flag` when the cause is the attempt's timeout.
+    timed_out: AtomicBool,
     lock: Mutex<()>,
     cond: Condvar,
 }
@@ -26,6 +28,15 @@ impl CancelSignal {
         self.flag.store(true, Ordering::Release);
         let _g = self.lock.lock();
         self.cond.notify_all();
+    }
+    /// Raises the signal because the attempt ran past its timeout.
+    pub fn time_out(&self) {
+        self.timed_out.store(true, Ordering::Release);
+        self.cancel();
+    }
+    /// True once raised by a timeout.
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
     }
     /// True once raised.
     pub fn is_cancelled(&self) -> bool {
@@ -79,10 +90,15 @@ impl TaskContext {
     pub fn resume_from(&self) -> Option<&Checkpoint> {
         self.resume_from.as_ref()
     }
-    /// True once the task was cancelled: the handler should stop (its result is discarded and
-    /// the task ends as cancelled).
+    /// True once the task was cancelled or its attempt timed out: the handler should stop (its
+    /// result is discarded; the task ends as cancelled, or the attempt as timed out).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+    /// True once this attempt ran past its timeout (then `is_cancelled` is true as well): stop
+    /// soon, the attempt will fail as timed out whatever the handler returns.
+    pub fn is_timed_out(&self) -> bool {
+        self.cancel.is_timed_out()
     }
     /// Waits up to `timeout` for cancellation; true if cancelled. Use as an interruptible sleep.
     pub fn wait_cancelled(&self, timeout: Duration) -> bool {

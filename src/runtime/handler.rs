@@ -1,6 +1,7 @@
 //! What a task kind is: its handler, its retry policy and its recovery strategy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -130,7 +131,16 @@ pub struct Kind {
     pub retry: RetryPolicy,
     /// Crash recovery.
     pub recovery: Recovery,
+    /// Start-to-close limit of one attempt (`None`: no limit). A task's own
+    /// `runtime.timeout_ms` metadata overrides it.
+    pub timeout: Option<Duration>,
+    /// How long a handler that was told to stop (timed out) may take to return before the
+    /// runtime abandons it: its attempt is failed without it and its claim fenced off.
+    pub abandon_after: Duration,
 }
+
+/// How long a timed-out handler may take to notice cancellation, when the kind sets none.
+pub const ABANDON_AFTER_DEFAULT: Duration = Duration::from_secs(5);
 
 impl Kind {
     /// A kind with the default retry policy and recovery.
@@ -139,7 +149,23 @@ impl Kind {
             handler: Arc::new(handler),
             retry: RetryPolicy::default(),
             recovery: Recovery::default(),
+            timeout: None,
+            abandon_after: ABANDON_AFTER_DEFAULT,
         }
+    }
+    /// Limits each attempt to `timeout` from its start: past it the handler is told to stop
+    /// (`TaskContext::is_cancelled` and `is_timed_out` turn true), the attempt fails with a
+    /// timed-out error and the retry policy decides what follows.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Sets how long a timed-out handler may run on before it is abandoned (default 5 s).
+    #[must_use]
+    pub fn abandon_after(mut self, grace: Duration) -> Self {
+        self.abandon_after = grace;
+        self
     }
     /// Sets the retry policy.
     #[must_use]

@@ -25,7 +25,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 
 pub use context::{CancelSignal, TaskContext};
-pub use handler::{Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator};
+pub use handler::{
+    ABANDON_AFTER_DEFAULT, Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator,
+};
 pub use health::RuntimeHealth;
 pub use observe::health_from_store;
 
@@ -41,6 +43,9 @@ pub const META_KIND: &str = "runtime.kind";
 pub const META_INPUT: &str = "runtime.input";
 /// Metadata key holding the earliest start of a retry (ms since the epoch).
 pub const META_NOT_BEFORE: &str = "runtime.not_before";
+/// Metadata key holding a task's own attempt time limit in milliseconds (overrides its
+/// kind's `Kind::timeout`).
+pub const META_TIMEOUT_MS: &str = "runtime.timeout_ms";
 
 /// Runtime options.
 ///
@@ -82,7 +87,9 @@ pub(crate) struct Shared {
     pub(crate) kinds: RwLock<HashMap<String, Kind>>,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) queue_cv: Condvar,
-    pub(crate) running: Mutex<HashMap<String, Arc<CancelSignal>>>,
+    pub(crate) running: Mutex<HashMap<String, worker::Running>>,
+    /// Workers started to replace abandoned ones.
+    pub(crate) extra_threads: Mutex<Vec<JoinHandle<()>>>,
     /// Entries taken from the queue whose claim and run are not over yet (changed under the
     /// queue lock when taking, so that `wait_idle` never sees a task in neither place).
     pub(crate) busy: AtomicUsize,
@@ -132,6 +139,7 @@ impl Runtime {
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
             running: Mutex::new(HashMap::new()),
+            extra_threads: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             shutting_down: Arc::new(AtomicBool::new(false)),
@@ -231,8 +239,8 @@ impl Runtime {
     /// Cancels a task: a pending one at once; a running one is signalled and ends as
     /// cancelled when its handler returns.
     pub fn cancel(&self, id: &str) -> Result<()> {
-        if let Some(sig) = self.shared.running.lock().get(id) {
-            sig.cancel();
+        if let Some(r) = self.shared.running.lock().get(id) {
+            r.cancel.cancel();
             return Ok(());
         }
         // Pending, or running outside this runtime: cancel in the store directly.
@@ -297,7 +305,8 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(5));
         }
         let grace = Instant::now() + Duration::from_millis(500);
-        for h in self.threads.drain(..) {
+        let extra: Vec<JoinHandle<()>> = self.shared.extra_threads.lock().drain(..).collect();
+        for h in self.threads.drain(..).chain(extra) {
             while !h.is_finished() && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(2));
             }
