@@ -37,8 +37,8 @@ use crate::task::{NewTask, Task, TaskState, Timestamp};
 use health::Counters;
 use queue::Queue;
 
-/// Metadata key holding a task's kind.
-pub const META_KIND: &str = "runtime.kind";
+/// Metadata key holding a task's kind (the store's per-kind rules read the same key).
+pub const META_KIND: &str = crate::store::kinds::META_KIND;
 /// Metadata key holding a task's input.
 pub const META_INPUT: &str = "runtime.input";
 /// Metadata key holding the earliest start of a retry (ms since the epoch).
@@ -234,6 +234,32 @@ impl Runtime {
         // The feed queues it too; queueing here as well makes it claimable without waiting.
         worker::enqueue(&self.shared, &task);
         Ok(task)
+    }
+
+    /// Sets the admission rules of a kind (concurrency limit, per-key limit, rate limit,
+    /// pause). They are the store's, durable and held across every worker of the store: this
+    /// runtime's, the server's HTTP workers, any other caller of `Store::claim`.
+    pub fn set_kind_settings(&self, kind: &str, settings: crate::store::KindSettings) -> Result<()> {
+        self.shared.store.set_kind_settings(kind, settings)?;
+        self.release_kind(kind);
+        Ok(())
+    }
+
+    /// Pauses a kind: no task of it starts until `resume`; running ones finish. Durable.
+    pub fn pause(&self, kind: &str) -> Result<()> {
+        self.shared.store.pause_kind(kind).map(|_| ())
+    }
+
+    /// Resumes a paused kind. Durable.
+    pub fn resume(&self, kind: &str) -> Result<()> {
+        self.shared.store.resume_kind(kind)?;
+        self.release_kind(kind);
+        Ok(())
+    }
+
+    fn release_kind(&self, kind: &str) {
+        self.shared.queue.lock().release(kind);
+        self.shared.queue_cv.notify_all();
     }
 
     /// Cancels a task: a pending one at once; a running one is signalled and ends as

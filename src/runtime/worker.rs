@@ -245,6 +245,10 @@ fn claim_and_run(shared: &Shared, entry: &super::queue::Entry) -> bool {
         .claim(&entry.id, &shared.options.owner, shared.options.lease_ms)
     {
         Ok(t) => t,
+        Err(crate::Error::Throttled { retry_after_ms, .. }) => {
+            hold_kind(shared, entry, retry_after_ms);
+            return false;
+        }
         Err(e) => {
             tracing::debug!(task = %entry.id, error = %e, "claim refused (taken, cancelled or removed)");
             return false;
@@ -269,6 +273,34 @@ fn next_entry(shared: &Shared) -> Option<super::queue::Entry> {
         });
         shared.queue_cv.wait_for(&mut q, wait);
     }
+}
+
+/// How long a kind at its concurrency limit is held back before a claim is tried again (a
+/// task of the kind finishing here ends the hold earlier).
+const LIMIT_RECHECK_MS: i64 = 25;
+/// How long a paused kind is held back before a claim is tried again.
+const PAUSE_RECHECK_MS: i64 = 250;
+
+/// The store refused to start a task of this kind now: put the task back in its place and
+/// hand out no task of the kind until a claim may succeed again.
+fn hold_kind(shared: &Shared, entry: &super::queue::Entry, retry_after_ms: Option<u64>) {
+    let wait = match retry_after_ms {
+        Some(ms) => i64::try_from(ms).unwrap_or(i64::MAX),
+        None if shared
+            .store
+            .kind_settings()
+            .get(&entry.kind)
+            .is_some_and(|s| s.paused) =>
+        {
+            PAUSE_RECHECK_MS
+        }
+        None => LIMIT_RECHECK_MS,
+    };
+    let mut q = shared.queue.lock();
+    q.restore(entry.clone());
+    q.hold(&entry.kind, now_ms().saturating_add(wait));
+    drop(q);
+    shared.queue_cv.notify_all();
 }
 
 /// The attempt's time limit: the task's own `runtime.timeout_ms`, else its kind's.
@@ -359,6 +391,11 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
     // Only this claim's entry: after an abandonment the task may run again here.
     if running.get(&id).is_some_and(|r| r.claim_lsn == claim_lsn) {
         running.remove(&id);
+    }
+    drop(running);
+    // A slot of the kind is free: a kind held at its limit may try again now.
+    if shared.queue.lock().release(kind_name) {
+        shared.queue_cv.notify_all();
     }
     abandoned.load(Ordering::Acquire)
 }

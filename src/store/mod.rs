@@ -10,6 +10,7 @@ mod commit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod kinds;
 pub mod log;
 pub mod mutation;
 pub mod options;
@@ -32,6 +33,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 pub use history::HistoryEvent;
+pub use kinds::{KindSettings, PerKeyLimit, RateLimit};
 pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};
 pub use options::{InterruptedPolicy, StoreOptions};
@@ -66,6 +68,9 @@ struct Inner {
     report: RecoveryReport,
     snapshot_lock: Mutex<SnapshotProgress>,
     snapshotter: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// Per-kind admission rules, checked at every start under the state lock (taken after
+    /// it, never before).
+    gate: Mutex<kinds::Gate>,
 }
 
 #[derive(Default)]
@@ -98,6 +103,7 @@ impl Store {
         let (wal, state, mut report) = recovery::recover(&dir, &options)?;
         let last_snapshot = report.snapshot_lsn;
         let session = fastrand::u64(1..);
+        let gate = kinds::Gate::load(options.storage.as_ref(), &dir)?;
         if !options.read_only {
             let mut ids = state.orphaned_running(session);
             ids.extend(state.expired_leases(Timestamp::now()));
@@ -120,6 +126,7 @@ impl Store {
                     last_lsn: last_snapshot,
                 }),
                 snapshotter: Mutex::new(None),
+                gate: Mutex::new(gate),
                 options,
             }),
         };
@@ -195,6 +202,12 @@ impl Store {
                     return Err(e);
                 }
             }
+        }
+        if let Err(e) = self.admit(&st, &staged, now) {
+            let applied = st.applied_lsn;
+            drop(st);
+            self.settle(applied)?;
+            return Err(e);
         }
         if staged.events.is_empty() {
             let results = results_of(&staged, &st);
@@ -272,6 +285,72 @@ impl Store {
             self.request_snapshot();
         }
         Ok((results, last_lsn))
+    }
+
+    /// Checks the batch's starts against the kinds' admission rules.
+    fn admit(&self, st: &State, staged: &Staged, now: Timestamp) -> Result<()> {
+        let mut gate = self.inner.gate.lock();
+        if gate.is_open() {
+            return Ok(());
+        }
+        let events = &staged.events;
+        // The task's metadata as the batch sees it: the live task's, or, for a task this
+        // batch creates, its `created` event's (so a submit and start together are checked).
+        let meta_of = |id: &str| {
+            staged
+                .current(st, id)
+                .map(|t| &t.metadata)
+                .or_else(|| {
+                    events.iter().find_map(|e| match &e.kind {
+                        task::EventKind::Created { metadata, .. } if e.task_id == id => {
+                            Some(metadata)
+                        }
+                        _ => None,
+                    })
+                })
+        };
+        gate.admit(st, events, meta_of, now.0)
+    }
+
+    // ----- kinds -----------------------------------------------------------------------------
+
+    /// The admission rules of every kind that has some (pause, concurrency and rate limits).
+    pub fn kind_settings(&self) -> std::collections::BTreeMap<String, KindSettings> {
+        self.inner.gate.lock().settings().clone()
+    }
+
+    /// True when some kind has admission rules.
+    pub fn has_kind_rules(&self) -> bool {
+        !self.inner.gate.lock().is_open()
+    }
+
+    /// Sets the admission rules of `kind` (the default settings remove its entry). Durable
+    /// when it returns: written to `kinds.json` before it takes effect.
+    pub fn set_kind_settings(&self, kind: &str, settings: KindSettings) -> Result<()> {
+        self.check_writable()?;
+        // The state lock first, as in a commit: a start is judged wholly under the old
+        // settings or wholly under the new.
+        let _st = self.inner.state.write();
+        let mut gate = self.inner.gate.lock();
+        let all = gate.with(kind, settings)?;
+        kinds::Gate::save(self.inner.options.storage.as_ref(), &self.inner.dir, &all)?;
+        tracing::info!(kind, "kind settings changed");
+        gate.install(all);
+        Ok(())
+    }
+
+    /// Pauses a kind: no task of it starts until it is resumed; running ones finish. Durable.
+    pub fn pause_kind(&self, kind: &str) -> Result<KindSettings> {
+        let s = self.kind_settings().remove(kind).unwrap_or_default().paused(true);
+        self.set_kind_settings(kind, s.clone())?;
+        Ok(s)
+    }
+
+    /// Resumes a paused kind. Durable.
+    pub fn resume_kind(&self, kind: &str) -> Result<KindSettings> {
+        let s = self.kind_settings().remove(kind).unwrap_or_default().paused(false);
+        self.set_kind_settings(kind, s.clone())?;
+        Ok(s)
     }
 
     /// Applies one mutation.
