@@ -47,6 +47,31 @@ pub const META_NOT_BEFORE: &str = "runtime.not_before";
 /// kind's `Kind::timeout`).
 pub const META_TIMEOUT_MS: &str = "runtime.timeout_ms";
 
+pub use crate::store::unique::{META_UNIQUE_FOR_MS, META_UNIQUE_KEY};
+
+/// How long a unique key keeps a second submit from creating a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UniqueScope {
+    /// While the task holding the key is pending or running.
+    Active,
+    /// For this long after the holder was created, whatever its state.
+    For(Duration),
+}
+
+/// Gives `new` a unique key: a submit while the key is held in `scope` returns the holder
+/// instead of creating a task (enforced by the store, atomically, durable across restarts).
+pub fn unique(new: NewTask, key: &str, scope: UniqueScope) -> NewTask {
+    let new = new.meta(META_UNIQUE_KEY, Value::String(key.into()));
+    match scope {
+        UniqueScope::Active => new,
+        UniqueScope::For(d) => new.meta(
+            META_UNIQUE_FOR_MS,
+            Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
+    }
+}
+
 /// Runtime options.
 ///
 /// ## Defaults

@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod subscribe;
+pub mod unique;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ struct Inner {
     /// Per-kind admission rules, checked at every start under the state lock (taken after
     /// it, never before).
     gate: Mutex<kinds::Gate>,
+    /// Unique keys -> their tasks, changed under the state lock (taken after it).
+    unique: Mutex<unique::UniqueIndex>,
 }
 
 #[derive(Default)]
@@ -127,6 +130,7 @@ impl Store {
                 }),
                 snapshotter: Mutex::new(None),
                 gate: Mutex::new(gate),
+                unique: Mutex::new(unique::UniqueIndex::default()),
                 options,
             }),
         };
@@ -189,14 +193,31 @@ impl Store {
         let mut st = self.inner.state.write();
         let base = self.inner.log.next_lsn();
         let mut staged = Staged::new(mutations.len());
+        let mut unique = self.inner.unique.lock();
+        let check_unique = unique::UniqueIndex::wanted_by(&mutations);
         for m in mutations {
-            match staged.stage(&st, m, now, self.inner.session, base) {
+            let holder = if check_unique {
+                unique.holder(&st, &staged.events, &m, now)
+            } else {
+                Ok(None)
+            };
+            let staged_one = match holder {
+                // The key is held: the submit returns the holder and writes nothing.
+                Ok(Some(id)) => {
+                    staged.push_existing(id);
+                    Ok(())
+                }
+                Ok(None) => staged.stage(&st, m, now, self.inner.session, base),
+                Err(e) => Err(e),
+            };
+            match staged_one {
                 Ok(()) => {}
                 Err(Error::Conflict { .. }) if stale == Stale::Skip => {}
                 Err(e) => {
                     // A refusal reveals the state it was judged against: answer only once
                     // that state is durable, or a crash could take back what it revealed.
                     let applied = st.applied_lsn;
+                    drop(unique);
                     drop(st);
                     self.settle(applied)?;
                     return Err(e);
@@ -205,11 +226,13 @@ impl Store {
         }
         if let Err(e) = self.admit(&st, &staged, now) {
             let applied = st.applied_lsn;
+            drop(unique);
             drop(st);
             self.settle(applied)?;
             return Err(e);
         }
         if staged.events.is_empty() {
+            drop(unique);
             let results = results_of(&staged, &st);
             drop(st);
             return Ok((self.settle_all(results)?, 0));
@@ -252,6 +275,16 @@ impl Store {
             Vec::new()
         };
         let removed = std::mem::take(&mut staged.removed);
+        let keyed: Vec<String> = if unique.is_built() {
+            staged
+                .events
+                .iter()
+                .filter(|e| unique::UniqueIndex::may_key(e))
+                .map(|e| e.task_id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut subscribers = self.inner.subscribers.lock();
         let mut last_lsn = base;
         for (i, (event, bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
@@ -271,6 +304,8 @@ impl Store {
             }
         }
         drop(subscribers);
+        unique.after_commit(&st, &keyed);
+        drop(unique);
         let results: Vec<(String, Option<Task>)> = ids
             .into_iter()
             .map(|id| {
