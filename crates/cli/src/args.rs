@@ -56,6 +56,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Who makes the change, recorded in the task's history by the commands that change a
+    /// task (submit, start, progress, checkpoint, output, complete, fail, cancel, retry).
+    /// Else $TASKLOG_ACTOR; else none (a server records its default).
+    #[arg(long, global = true, env = "TASKLOG_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -219,6 +225,23 @@ pub enum Command {
     Stress(StressArgs),
     /// A guided tour: workers, failures, retries, a crash and its recovery, an export.
     Demo,
+    /// Pause a kind (`runtime.kind`): no task of it starts until `resume`; running ones
+    /// finish. Durable; holds for every worker of the store.
+    Pause {
+        /// The kind.
+        kind: String,
+    },
+    /// Resume a paused kind.
+    Resume {
+        /// The kind.
+        kind: String,
+    },
+    /// Show the kinds that have rules (pause, concurrency and rate limits).
+    Kinds {
+        /// Print `{"kinds": {...}}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -258,6 +281,9 @@ pub struct SubmitArgs {
     /// Idempotency key: a second submit with the same key returns the first task.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Priority, 0 to 10 (higher runs first; default 0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub priority: Option<u8>,
 }
 
 /// Filters shared by `list` and `export`.

@@ -76,6 +76,12 @@ pub struct RuntimeFigures {
     pub stuck: u64,
     /// Retries (attempts beyond the first).
     pub retries: u64,
+    /// Attempts that ran past their timeout (known to a live runtime only; 0 here).
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Timed-out handlers abandoned (known to a live runtime only; 0 here).
+    #[serde(default)]
+    pub abandoned: u64,
     /// Completed runs.
     pub succeeded: u64,
     /// Failed runs.

@@ -1,5 +1,6 @@
 //! Command dispatch and the shared helpers: resolving and opening the store.
 
+mod kinds;
 mod maintain;
 mod read;
 mod recover;
@@ -33,6 +34,8 @@ pub struct Ctx {
     /// The server the command talks to instead of opening the store: `--remote`, or the live
     /// server recorded in the store directory.
     pub remote: Option<Remote>,
+    /// `--actor`: who makes the changes (recorded in histories).
+    pub actor: Option<String>,
 }
 
 impl Ctx {
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         dir,
         ui: Ui::detect(cli.quiet),
         remote,
+        actor: cli.actor.clone(),
     };
     // NOTE: not `stdout().lock()`: `stress` and `demo` write from several threads.
     let mut stdout = std::io::stdout();
@@ -218,6 +222,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repair { yes } => repair::repair(&ctx, out, yes),
         Command::Watch { from, json } => watch::watch(&ctx, out, from, json),
         Command::Recover { requeue, json } => recover::recover(&ctx, out, requeue, json),
+        Command::Pause { kind } => kinds::pause(&ctx, out, &kind, true),
+        Command::Resume { kind } => kinds::pause(&ctx, out, &kind, false),
+        Command::Kinds { json } => kinds::list(&ctx, out, json),
         Command::Serve(a) => {
             let token = crate::serve::token(cli.token_file.as_deref())?;
             crate::serve::run(&ctx, &a, token)
