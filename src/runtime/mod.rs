@@ -26,8 +26,10 @@ use serde_json::Value;
 
 pub use context::{CancelSignal, TaskContext};
 pub use handler::{
-    ABANDON_AFTER_DEFAULT, Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator,
+    ABANDON_AFTER_DEFAULT, AutoRecovery, Handler, HandlerError, Kind, Recovery, RetryPolicy,
+    Validator,
 };
+pub use recovery::META_RECOVERY;
 pub use health::RuntimeHealth;
 pub use observe::health_from_store;
 

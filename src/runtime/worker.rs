@@ -345,7 +345,8 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
         .get(META_INPUT)
         .cloned()
         .unwrap_or(Value::Null);
-    let resume_from = if matches!(kind.recovery, Recovery::Restart) {
+    let resume_from = if matches!(kind.recovery, Recovery::Restart) || super::recovery::restarts(&task)
+    {
         None
     } else {
         task.checkpoint.clone()
@@ -356,6 +357,10 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
         resume_from,
         cancel: cancel.clone(),
         shutting_down: shared.shutting_down.clone(),
+        checkpoints: super::context::CheckpointPacer::new(
+            kind.checkpoint_every_percent,
+            task.checkpoint.as_ref().map_or(0, |c| c.progress),
+        ),
         task,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| kind.handler.run(&ctx, input)));
