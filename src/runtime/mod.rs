@@ -9,6 +9,7 @@
 mod context;
 mod handler;
 mod health;
+mod metrics;
 mod observe;
 mod queue;
 mod recovery;
@@ -31,6 +32,10 @@ pub use handler::{
 };
 pub use recovery::META_RECOVERY;
 pub use health::RuntimeHealth;
+pub use metrics::{
+    HealthLevel, METRICS_WINDOW_SECS, RECENT_FAILURE_WINDOW_SECS, RecoveryFigures,
+    recovery_figures,
+};
 pub use observe::health_from_store;
 
 use crate::error::{Error, Result};
@@ -300,9 +305,16 @@ impl Runtime {
         self.shared.store.cancel(id, Some("cancelled")).map(|_| ())
     }
 
-    /// Current figures.
+    /// Current figures. Recoveries by strategy are counted from the store's histories (the
+    /// same figures as `health_from_store`, `tasklog stats` and the server's recovery health),
+    /// so they include recoveries done before a restart; the other counters are this
+    /// process's.
     pub fn health(&self) -> RuntimeHealth {
         let mut h = self.shared.counters.lock().report();
+        match recovery_figures(&self.shared.store, Timestamp::now()) {
+            Ok(f) => h.recovered = f.recovered_by_strategy,
+            Err(e) => tracing::warn!(error = %e, "recoveries not read from the store; this process's counts shown"),
+        }
         for ((kind, prio), n) in self.shared.queue.lock().depth() {
             h.queue_depth.entry(kind).or_default().insert(prio, n);
         }
