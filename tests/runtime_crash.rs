@@ -395,7 +395,16 @@ fn runtime_survives_repeated_sigkill() {
     assert_eq!(stats.recovered, want);
     store.close().unwrap();
     drop(store);
-    let rt = Runtime::open(store_dir(dir), StoreOptions::new(), RuntimeOptions::default()).unwrap();
-    assert_eq!(rt.health().recovered, want, "a fresh runtime sees the past recoveries");
+    let rt = Runtime::open(
+        store_dir(dir),
+        StoreOptions::new(),
+        RuntimeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        rt.health().recovered,
+        want,
+        "a fresh runtime sees the past recoveries"
+    );
     rt.shutdown(Duration::from_secs(5)).unwrap();
 }

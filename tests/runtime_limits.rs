@@ -106,7 +106,9 @@ fn eight_workers_never_exceed_a_kind_limit() {
     rt.start().unwrap();
     let mut ids = submit_many(&rt, "limited", 1_000, |_| String::new());
     ids.extend(submit_many(&rt, "free", 200, |_| String::new()));
-    wait_for("1,200 tasks to complete", || all_completed(rt.store(), &ids));
+    wait_for("1,200 tasks to complete", || {
+        all_completed(rt.store(), &ids)
+    });
     let peak = peak_running(rt.store(), |t| {
         t.metadata[META_KIND].as_str().unwrap().to_string()
     });
@@ -144,7 +146,10 @@ fn a_per_key_limit_holds_for_each_key() {
     assert_eq!(peak.len(), 4);
     assert!(peak.values().all(|&p| p == 1), "{peak:?}");
     let overall = peak_running(rt.store(), |_| String::new());
-    assert!(overall[""] >= 2, "keys did not run side by side: {overall:?}");
+    assert!(
+        overall[""] >= 2,
+        "keys did not run side by side: {overall:?}"
+    );
     rt.shutdown(HANG).unwrap();
 }
 
@@ -188,10 +193,7 @@ fn racing_claims_are_admitted_one_by_one() {
     }
     assert_eq!(won.load(Ordering::SeqCst), 2);
     // A refused claim wrote nothing.
-    let started: usize = ids
-        .iter()
-        .map(|id| store.history(id).unwrap().len())
-        .sum();
+    let started: usize = ids.iter().map(|id| store.history(id).unwrap().len()).sum();
     assert_eq!(started, 16 + 2);
 }
 
@@ -244,7 +246,9 @@ fn a_paused_kind_starts_nothing_until_resumed_even_after_a_restart() {
         rt.pause("report").unwrap();
         let ids = submit_many(&rt, "report", 5, |_| String::new());
         let other = submit_many(&rt, "other", 3, |_| String::new());
-        wait_for("the other kind to run", || all_completed(rt.store(), &other));
+        wait_for("the other kind to run", || {
+            all_completed(rt.store(), &other)
+        });
         // The paused kind's tasks stayed pending while another kind ran.
         for id in &ids {
             assert_eq!(rt.store().get(id).unwrap().state, TaskState::Pending);
@@ -263,12 +267,17 @@ fn a_paused_kind_starts_nothing_until_resumed_even_after_a_restart() {
     assert!(rt.store().kind_settings()["report"].paused);
     rt.register("report", kind(&ran));
     rt.start().unwrap();
-    assert!(!rt.wait_idle(Duration::from_millis(300)), "paused tasks vanished");
+    assert!(
+        !rt.wait_idle(Duration::from_millis(300)),
+        "paused tasks vanished"
+    );
     for id in &ids {
         assert_eq!(rt.store().get(id).unwrap().state, TaskState::Pending);
     }
     rt.resume("report").unwrap();
-    wait_for("the resumed kind to run", || all_completed(rt.store(), &ids));
+    wait_for("the resumed kind to run", || {
+        all_completed(rt.store(), &ids)
+    });
     assert!(!rt.store().kind_settings().contains_key("report"));
     rt.shutdown(HANG).unwrap();
 }
@@ -281,8 +290,14 @@ fn a_damaged_settings_file_is_refused_with_its_name() {
         .set_kind_settings("k", KindSettings::new().max_running(1))
         .unwrap();
     let path = dir.path().join("kinds.json");
-    std::fs::write(&path, b"{\"version\": 1, \"kinds\": {\"k\": {\"max_running\": \"x\"}}}").unwrap();
-    let err = Store::open(dir.path()).err().expect("a bad file must be refused");
+    std::fs::write(
+        &path,
+        b"{\"version\": 1, \"kinds\": {\"k\": {\"max_running\": \"x\"}}}",
+    )
+    .unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a bad file must be refused");
     let text = err.to_string();
     assert!(text.contains("kinds.json"), "{text}");
     std::fs::write(&path, b"{\"version\": 9, \"kinds\": {}}").unwrap();

@@ -198,7 +198,10 @@ fn a_handler_ignoring_its_timeout_is_abandoned_and_fenced() {
     release.store(true, Ordering::SeqCst);
     wait_for("the late write", || late.lock().unwrap().is_some());
     let late = late.lock().unwrap().clone().unwrap();
-    assert!(late.contains("stale attempt"), "late write was not fenced: {late}");
+    assert!(
+        late.contains("stale attempt"),
+        "late write was not fenced: {late}"
+    );
     assert!(rt.wait_idle(HANG));
     let after = rt.store().get(&t.id).unwrap();
     assert_eq!(after.version, done.version, "a late write changed the task");

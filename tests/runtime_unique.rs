@@ -16,7 +16,9 @@ use tasklog::store::{Change, Mutation};
 use tasklog::{Error, NewTask, Store};
 
 fn submit(store: &Store, title: &str, key: &str, scope: UniqueScope) -> tasklog::Task {
-    store.submit(unique(NewTask::new(title), key, scope)).unwrap()
+    store
+        .submit(unique(NewTask::new(title), key, scope))
+        .unwrap()
 }
 
 #[test]
@@ -29,14 +31,24 @@ fn sixteen_racing_submits_create_one_task_and_the_key_survives_a_restart() {
             let (store, barrier) = (store.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                submit(&store, &format!("racer {i}"), "invoice-42", UniqueScope::Active).id
+                submit(
+                    &store,
+                    &format!("racer {i}"),
+                    "invoice-42",
+                    UniqueScope::Active,
+                )
+                .id
             })
         })
         .collect();
     let ids: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
     assert_eq!(store.len(), 1);
-    assert_eq!(store.history(&ids[0]).unwrap().len(), 1, "a repeat wrote an event");
+    assert_eq!(
+        store.history(&ids[0]).unwrap().len(),
+        1,
+        "a repeat wrote an event"
+    );
     store.close().unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
@@ -44,7 +56,10 @@ fn sixteen_racing_submits_create_one_task_and_the_key_survives_a_restart() {
     assert_eq!(again.id, ids[0]);
     assert_eq!(store.len(), 1);
     // Another key is another task.
-    assert_ne!(submit(&store, "x", "invoice-43", UniqueScope::Active).id, ids[0]);
+    assert_ne!(
+        submit(&store, "x", "invoice-43", UniqueScope::Active).id,
+        ids[0]
+    );
 }
 
 #[test]
@@ -86,7 +101,10 @@ fn a_batch_with_the_key_twice_creates_one_task() {
     store
         .apply(Mutation::new(plain.id.clone(), Change::Update(u)))
         .unwrap();
-    assert_eq!(submit(&store, "x", "given-later", UniqueScope::Active).id, plain.id);
+    assert_eq!(
+        submit(&store, "x", "given-later", UniqueScope::Active).id,
+        plain.id
+    );
 }
 
 #[test]

@@ -90,7 +90,10 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
             .then(|| e.details.get("set_metadata")?.get(META_RECOVERY))
             .flatten();
         if let Some(r) = record {
-            let strategy = r.get("strategy").and_then(Value::as_str).unwrap_or("unknown");
+            let strategy = r
+                .get("strategy")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
             out.push(Attempt {
                 at: e.at,
                 strategy: strategy.to_string(),

@@ -30,13 +30,12 @@ pub use handler::{
     ABANDON_AFTER_DEFAULT, AutoRecovery, Handler, HandlerError, Kind, Recovery, RetryPolicy,
     Validator,
 };
-pub use recovery::META_RECOVERY;
 pub use health::RuntimeHealth;
 pub use metrics::{
-    HealthLevel, METRICS_WINDOW_SECS, RECENT_FAILURE_WINDOW_SECS, RecoveryFigures,
-    recovery_figures,
+    HealthLevel, METRICS_WINDOW_SECS, RECENT_FAILURE_WINDOW_SECS, RecoveryFigures, recovery_figures,
 };
 pub use observe::health_from_store;
+pub use recovery::META_RECOVERY;
 
 use crate::error::{Error, Result};
 use crate::store::{InterruptedPolicy, Store, StoreOptions};
@@ -271,7 +270,11 @@ impl Runtime {
     /// Sets the admission rules of a kind (concurrency limit, per-key limit, rate limit,
     /// pause). They are the store's, durable and held across every worker of the store: this
     /// runtime's, the server's HTTP workers, any other caller of `Store::claim`.
-    pub fn set_kind_settings(&self, kind: &str, settings: crate::store::KindSettings) -> Result<()> {
+    pub fn set_kind_settings(
+        &self,
+        kind: &str,
+        settings: crate::store::KindSettings,
+    ) -> Result<()> {
         self.shared.store.set_kind_settings(kind, settings)?;
         self.release_kind(kind);
         Ok(())
@@ -313,7 +316,9 @@ impl Runtime {
         let mut h = self.shared.counters.lock().report();
         match recovery_figures(&self.shared.store, Timestamp::now()) {
             Ok(f) => h.recovered = f.recovered_by_strategy,
-            Err(e) => tracing::warn!(error = %e, "recoveries not read from the store; this process's counts shown"),
+            Err(e) => {
+                tracing::warn!(error = %e, "recoveries not read from the store; this process's counts shown")
+            }
         }
         for ((kind, prio), n) in self.shared.queue.lock().depth() {
             h.queue_depth.entry(kind).or_default().insert(prio, n);

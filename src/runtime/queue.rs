@@ -83,7 +83,9 @@ impl Queue {
         self.held.retain(|_, until| *until > now_ms);
         let mut skipped = Vec::new();
         let found = loop {
-            let Some(e) = self.ready.pop() else { break None };
+            let Some(e) = self.ready.pop() else {
+                break None;
+            };
             if self.held.contains_key(&e.kind) {
                 skipped.push(e);
                 continue;

@@ -93,17 +93,17 @@ fn decide(shared: &Shared, recovery: &Recovery, task: &Task) -> (Action, &'stati
 fn auto(a: &super::AutoRecovery, task: &Task) -> (Action, &'static str, String) {
     let p = task.progress.percent;
     let checkpoint = task.checkpoint.as_ref();
-    if p > a.validate_above {
-        if let Some(result) = a.validate.as_ref().and_then(|v| v(task)) {
-            return (
-                Action::Complete(result),
-                "validated",
-                format!(
-                    "progress {p}% > {}%: validated only, the work was found done",
-                    a.validate_above
-                ),
-            );
-        }
+    if p > a.validate_above
+        && let Some(result) = a.validate.as_ref().and_then(|v| v(task))
+    {
+        return (
+            Action::Complete(result),
+            "validated",
+            format!(
+                "progress {p}% > {}%: validated only, the work was found done",
+                a.validate_above
+            ),
+        );
     }
     match checkpoint {
         Some(c) if p > a.resume_above => (

@@ -158,7 +158,10 @@ fn check_timeouts(shared: &Arc<Shared>) {
                 r.cancel.time_out();
                 shared.counters.lock().timed_out += 1;
             }
-            if deadline.checked_add(r.abandon_after).is_some_and(|at| now >= at) {
+            if deadline
+                .checked_add(r.abandon_after)
+                .is_some_and(|at| now >= at)
+            {
                 give_up.push(id.clone());
             }
         }
@@ -345,12 +348,12 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
         .get(META_INPUT)
         .cloned()
         .unwrap_or(Value::Null);
-    let resume_from = if matches!(kind.recovery, Recovery::Restart) || super::recovery::restarts(&task)
-    {
-        None
-    } else {
-        task.checkpoint.clone()
-    };
+    let resume_from =
+        if matches!(kind.recovery, Recovery::Restart) || super::recovery::restarts(&task) {
+            None
+        } else {
+            task.checkpoint.clone()
+        };
     let ctx = TaskContext {
         store: shared.store.clone(),
         owner: shared.options.owner.clone(),

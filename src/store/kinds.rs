@@ -377,7 +377,8 @@ impl Gate {
                 return Err(refuse("the kind is paused".into(), None));
             }
             if let Some(max) = s.max_running {
-                let now = running_of(state, kind, None) + batch_kind.get(kind).copied().unwrap_or(0);
+                let now =
+                    running_of(state, kind, None) + batch_kind.get(kind).copied().unwrap_or(0);
                 if now >= max {
                     return Err(refuse(
                         format!("{now} of at most {max} tasks of the kind are running"),
@@ -388,10 +389,7 @@ impl Gate {
             if let Some(p) = &s.per_key {
                 let key = key_in(meta, &p.field);
                 let now = running_of(state, kind, Some((&p.field, &key)))
-                    + batch_key
-                        .get(&(kind, key.clone()))
-                        .copied()
-                        .unwrap_or(0);
+                    + batch_key.get(&(kind, key.clone())).copied().unwrap_or(0);
                 if now >= p.max_running {
                     return Err(refuse(
                         format!(

@@ -332,17 +332,12 @@ impl Store {
         // The task's metadata as the batch sees it: the live task's, or, for a task this
         // batch creates, its `created` event's (so a submit and start together are checked).
         let meta_of = |id: &str| {
-            staged
-                .current(st, id)
-                .map(|t| &t.metadata)
-                .or_else(|| {
-                    events.iter().find_map(|e| match &e.kind {
-                        task::EventKind::Created { metadata, .. } if e.task_id == id => {
-                            Some(metadata)
-                        }
-                        _ => None,
-                    })
+            staged.current(st, id).map(|t| &t.metadata).or_else(|| {
+                events.iter().find_map(|e| match &e.kind {
+                    task::EventKind::Created { metadata, .. } if e.task_id == id => Some(metadata),
+                    _ => None,
                 })
+            })
         };
         gate.admit(st, events, meta_of, now.0)
     }
@@ -376,14 +371,22 @@ impl Store {
 
     /// Pauses a kind: no task of it starts until it is resumed; running ones finish. Durable.
     pub fn pause_kind(&self, kind: &str) -> Result<KindSettings> {
-        let s = self.kind_settings().remove(kind).unwrap_or_default().paused(true);
+        let s = self
+            .kind_settings()
+            .remove(kind)
+            .unwrap_or_default()
+            .paused(true);
         self.set_kind_settings(kind, s.clone())?;
         Ok(s)
     }
 
     /// Resumes a paused kind. Durable.
     pub fn resume_kind(&self, kind: &str) -> Result<KindSettings> {
-        let s = self.kind_settings().remove(kind).unwrap_or_default().paused(false);
+        let s = self
+            .kind_settings()
+            .remove(kind)
+            .unwrap_or_default()
+            .paused(false);
         self.set_kind_settings(kind, s.clone())?;
         Ok(s)
     }

@@ -173,8 +173,8 @@ impl UniqueIndex {
 
     /// True when some mutation asks for a unique key (only then is the index consulted).
     pub fn wanted_by(mutations: &[Mutation]) -> bool {
-        mutations.iter().any(|m| {
-            matches!(&m.change, Change::Submit(n) if n.metadata.contains_key(META_UNIQUE_KEY))
-        })
+        mutations.iter().any(
+            |m| matches!(&m.change, Change::Submit(n) if n.metadata.contains_key(META_UNIQUE_KEY)),
+        )
     }
 }

@@ -162,7 +162,8 @@ impl From<tasklog::Error> for Problem {
             E::Throttled {
                 id, retry_after_ms, ..
             } => {
-                let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "throttled", detail).task(id);
+                let mut p =
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "throttled", detail).task(id);
                 // Whole seconds, rounded up: never sooner than the limit allows.
                 p.retry_after_secs = retry_after_ms.map(|ms| ms.div_ceil(1000).max(1));
                 p

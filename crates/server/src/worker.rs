@@ -33,8 +33,8 @@ pub use bodies::{
     OutputRequest, ProgressRequest,
 };
 use claim::{lease_ms, with_etag};
-pub use kinds::{KindSettingsDoc, KindsResponse, PerKeyDoc, RateDoc};
 pub(crate) use extract::TaskId;
+pub use kinds::{KindSettingsDoc, KindsResponse, PerKeyDoc, RateDoc};
 
 /// Lease length when a claim or heartbeat names none, in milliseconds.
 pub const LEASE_MS_DEFAULT: u64 = 30_000;

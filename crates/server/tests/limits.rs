@@ -200,7 +200,10 @@ fn bad_rules_are_refused_naming_the_field() {
     let server = TestServer::start();
     let c = server.client();
     for (body, at) in [
-        (json!({"rate": {"starts": 0, "per_ms": 10}}), "$.rate.starts"),
+        (
+            json!({"rate": {"starts": 0, "per_ms": 10}}),
+            "$.rate.starts",
+        ),
         (json!({"rate": {"starts": 1, "per_ms": 0}}), "$.rate.per_ms"),
         (json!({"max_running": 0}), "$.max_running"),
         (

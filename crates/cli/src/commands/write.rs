@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use serde_json::{Map, Value, json};
-use tasklog::task::OutputKind;
 use tasklog::store::Mutation;
+use tasklog::task::OutputKind;
 use tasklog::{NewTask, Store, Task};
 
 use super::{Ctx, close};

@@ -169,7 +169,7 @@ impl Server {
         cmd.args(extra)
             .env_remove("TASKLOG_DIR")
             .env_remove("TASKLOG_TOKEN")
-        .env_remove("TASKLOG_ACTOR")
+            .env_remove("TASKLOG_ACTOR")
             .env_remove("TASKLOG_REMOTE")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
