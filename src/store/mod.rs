@@ -615,6 +615,27 @@ impl Store {
         Ok(stats)
     }
 
+    /// [`Store::stats`] with counts by each of several metadata keys at once (seed 000's
+    /// `by_operation_type` and `by_cost_center` in one call): `by_key` holds the first,
+    /// `by_keys` all of them in order. At most 16 keys, each non-empty.
+    pub fn stats_by(&self, keys: &[&str]) -> Result<Stats> {
+        if keys.len() > stats::STATS_KEYS_MAX || keys.iter().any(|k| k.is_empty()) {
+            return Err(Error::InvalidInput {
+                at: Some("by".into()),
+                reason: format!(
+                    "statistics take 1 to {} non-empty metadata keys, got {}",
+                    stats::STATS_KEYS_MAX,
+                    keys.len()
+                ),
+            });
+        }
+        let mut out = self.stats(keys.first().copied())?;
+        if keys.len() > 1 {
+            out.by_keys = self.read_state(|st| keys.iter().map(|k| stats::by_key(st, k)).collect())?;
+        }
+        Ok(out)
+    }
+
     /// Every committed event from `from` (an LSN) onward: first those already in the log, then
     /// live ones as they commit. Each is delivered once, in LSN order, once durable.
     pub fn subscribe(&self, from: u64) -> Result<Subscription> {

@@ -23,6 +23,10 @@ pub struct Stats {
     /// When asked for a metadata key: its value (as text) -> count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by_key: Option<KeyCounts>,
+    /// When asked for several metadata keys at once (`Store::stats_by`): counts by each, in
+    /// the order asked.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub by_keys: Vec<KeyCounts>,
     /// Sum of attempt numbers over live tasks.
     pub attempts: u64,
     /// Completed tasks.
@@ -134,6 +138,7 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
         by_role: owned(&mut state.role_counts()),
         by_provider: owned(&mut state.provider_counts()),
         by_key: key.map(|k| by_key(state, k)),
+        by_keys: Vec::new(),
         attempts: state.attempts(),
         successes: state.count_in(TaskState::Completed),
         failures: state.failures(),
@@ -147,8 +152,11 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
     }
 }
 
+/// Most metadata keys one statistics call may break the tasks down by.
+pub const STATS_KEYS_MAX: usize = 16;
+
 /// Counts the live tasks by the value of metadata key `key`.
-fn by_key(state: &State, key: &str) -> KeyCounts {
+pub fn by_key(state: &State, key: &str) -> KeyCounts {
     let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
     for t in state.tasks() {
         *by_value.entry(t.metadata.get(key)).or_default() += 1;

@@ -167,9 +167,9 @@ pub enum Command {
     },
     /// Counts by state, role, provider (or a metadata key) and the store's health.
     Stats {
-        /// Also count by this metadata key.
+        /// Also count by this metadata key (repeatable: by each key, `by_keys` in the JSON).
         #[arg(long, value_name = "KEY")]
-        by: Option<String>,
+        by: Vec<String>,
         /// Print the statistics as JSON.
         #[arg(long)]
         json: bool,

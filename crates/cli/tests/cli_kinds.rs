@@ -13,7 +13,39 @@ both_ways!(
     a_paused_kind_does_not_start_until_resumed,
     submit_takes_a_priority,
     the_actor_is_recorded_on_every_change,
+    stats_count_by_several_keys_at_once,
 );
+
+fn stats_count_by_several_keys_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for (op, cc) in [("activate", "eng"), ("activate", "ops"), ("deactivate", "eng")] {
+        submit(
+            d,
+            op,
+            &["--meta", &format!("operation_type={op}"), "--meta", &format!("cost_center={cc}")],
+        );
+    }
+    let v = json(
+        d,
+        &["stats", "--by", "operation_type", "--by", "cost_center", "--json"],
+    );
+    assert_eq!(v["by_key"]["key"], "operation_type");
+    assert_eq!(
+        v["by_keys"],
+        json!([
+            {"key": "operation_type", "counts": {"activate": 2, "deactivate": 1}},
+            {"key": "cost_center", "counts": {"eng": 2, "ops": 1}},
+        ])
+    );
+    let text = ok(d, &["stats", "--by", "operation_type", "--by", "cost_center"]);
+    assert!(text.contains("by operation_type: activate 2"), "{text}");
+    assert!(text.contains("by cost_center: eng 2"), "{text}");
+    // One key: the shape scripts know, without `by_keys`.
+    let v = json(d, &["stats", "--by", "cost_center", "--json"]);
+    assert!(v.get("by_keys").is_none(), "{v}");
+    assert_eq!(v["by_key"]["counts"]["ops"], 1);
+}
 
 fn a_paused_kind_does_not_start_until_resumed() {
     let tmp = tempfile::tempdir().unwrap();

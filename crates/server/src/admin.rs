@@ -102,9 +102,10 @@ pub struct RuntimeFigures {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// Also count the tasks by this metadata key.
+    /// Also count the tasks by this metadata key; repeatable (up to 16 keys: `by_keys` holds
+    /// the counts by each, `by_key` the first's).
     #[param(min_length = 1)]
-    pub by: Option<String>,
+    pub by: Option<Vec<String>>,
 }
 
 /// Statistics: counts by state, role, provider (and a metadata key with `by`), the store's
@@ -126,13 +127,20 @@ async fn stats(
     q: QueryParams,
 ) -> ApiResult<axum::Json<StatsReport>> {
     q.allow(&["by"])?;
-    let by = q.string("by")?;
-    if by.as_deref().is_some_and(str::is_empty) {
+    // Repeatable: counts by each key (`by_keys`), the first also in `by_key`.
+    let by: Vec<String> = q
+        .pairs()
+        .iter()
+        .filter(|(k, _)| k == "by")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if by.iter().any(String::is_empty) {
         return Err(Problem::bad_request("bad_request", "`by` must name a metadata key").at("by"));
     }
     let (stats, runtime) = state
         .run(move |store| {
-            let stats = store.stats(by.as_deref())?;
+            let keys: Vec<&str> = by.iter().map(String::as_str).collect();
+            let stats = store.stats_by(&keys)?;
             let runtime = tasklog::runtime::health_from_store(store)?;
             Ok((stats, serde_json::to_value(&runtime)))
         })

@@ -212,7 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { id, json } => read::get(&ctx, out, &id, json),
         Command::List(a) => read::list(&ctx, out, &a),
         Command::History { id, json } => read::history(&ctx, out, &id, json),
-        Command::Stats { by, json } => read::stats(&ctx, out, by.as_deref(), json),
+        Command::Stats { by, json } => read::stats(&ctx, out, &by, json),
         Command::Export(a) => transfer::export(&ctx, out, &a),
         Command::Import(a) => transfer::import(&ctx, out, &a),
         Command::Cleanup { older_than } => maintain::cleanup(&ctx, out, older_than),
