@@ -37,7 +37,7 @@ pub use history::HistoryEvent;
 pub use kinds::{KindSettings, PerKeyLimit, RateLimit};
 pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};
-pub use options::{InterruptedPolicy, StoreOptions};
+pub use options::{InterruptedPolicy, PendingAtOpen, StoreOptions};
 pub use query::{Cursor, Filter, Page, Query, SortKey};
 pub use recovery::RecoveryReport;
 pub use stats::{Health, KeyCounts, Stats};
@@ -954,7 +954,37 @@ impl Store {
         if !orphans.is_empty() {
             tracing::warn!(count = orphans.len(), policy = ?self.inner.options.interrupted_policy, "tasks interrupted by a crash");
         }
-        self.interrupt(&orphans, INTERRUPTED_REASON)
+        let message = self.inner.options.interrupted_message.clone();
+        self.interrupt(&orphans, &message)?;
+        if self.inner.options.pending_at_open == PendingAtOpen::Cancel {
+            // Not the running tasks the policy above requeued: running work follows
+            // `interrupted_policy`.
+            let requeued: std::collections::HashSet<&String> = orphans.iter().collect();
+            let pending: Vec<(String, u64)> = self.read_state(|st| {
+                st.tasks_in(TaskState::Pending)
+                    .filter(|t| !requeued.contains(&t.id))
+                    .map(|t| (t.id.clone(), t.version))
+                    .collect()
+            })?;
+            if !pending.is_empty() {
+                tracing::warn!(count = pending.len(), "pending tasks cancelled at open");
+                let muts = pending
+                    .into_iter()
+                    .map(|(id, version)| {
+                        Mutation::new(
+                            id,
+                            Change::Cancel {
+                                reason: Some(message.clone()),
+                            },
+                        )
+                        .expect_version(version)
+                        .actor("tasklog-recovery")
+                    })
+                    .collect();
+                self.commit(muts, false, Stale::Skip)?;
+            }
+        }
+        Ok(())
     }
 }
 
