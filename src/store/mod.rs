@@ -40,7 +40,7 @@ pub use mutation::{Change, Fence, Mutation};
 pub use options::{InterruptedPolicy, PendingAtOpen, StoreOptions};
 pub use query::{Cursor, Filter, Page, Query, SortKey};
 pub use recovery::RecoveryReport;
-pub use stats::{Health, KeyCounts, Stats};
+pub use stats::{CleanupAge, CleanupRule, Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
 
 use crate::error::{Error, Result};
@@ -631,7 +631,8 @@ impl Store {
         }
         let mut out = self.stats(keys.first().copied())?;
         if keys.len() > 1 {
-            out.by_keys = self.read_state(|st| keys.iter().map(|k| stats::by_key(st, k)).collect())?;
+            out.by_keys =
+                self.read_state(|st| keys.iter().map(|k| stats::by_key(st, k)).collect())?;
         }
         Ok(out)
     }
@@ -659,6 +660,36 @@ impl Store {
             "retention: finished more than {} s ago",
             older_than.as_secs()
         );
+        self.remove_expired(ids, reason)
+    }
+
+    /// Retention by a rule: the tasks in `rule.states` (terminal states only) whose finish or
+    /// last run is older than `rule.older_than`, removed in one atomic batch, histories kept.
+    /// `CleanupRule::default()` is seed 000's: completed and failed, 30 days, by finish time.
+    pub fn cleanup_by(&self, rule: &CleanupRule) -> Result<usize> {
+        if let Some(s) = rule.states.iter().find(|s| !s.is_terminal()) {
+            return Err(Error::InvalidInput {
+                at: Some("states".into()),
+                reason: format!(
+                    "retention never removes {s} tasks (only completed, failed, cancelled)"
+                ),
+            });
+        }
+        let ms = rule.older_than.as_millis().min(i64::MAX as u128) as i64;
+        let cutoff = Timestamp::now().plus_millis(-ms);
+        let ids = self.read_state(|st| stats::expired_by(st, rule, cutoff))?;
+        let what = match rule.age {
+            CleanupAge::LastRun => "last ran",
+            _ => "finished",
+        };
+        let reason = format!(
+            "retention: {what} more than {} s ago",
+            rule.older_than.as_secs()
+        );
+        self.remove_expired(ids, reason)
+    }
+
+    fn remove_expired(&self, ids: Vec<(String, u64)>, reason: String) -> Result<usize> {
         // IMPORTANT: the candidates were chosen under a read lock since released. Each removal
         // holds the version it was chosen at, and a task changed since (retried, say) is
         // skipped rather than removed in a state retention never judged.

@@ -201,6 +201,85 @@ pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
     )
 }
 
+/// Which time of a task retention compares with its cutoff.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CleanupAge {
+    /// When it finished (`completed_at`, else its last change). The default.
+    #[default]
+    Finished,
+    /// When it last ran (`started_at` of its last attempt, else its creation): seed 000's
+    /// `last_run`.
+    LastRun,
+}
+
+/// What retention removes.
+///
+/// ## Defaults
+/// - `states`: completed and failed (seed 000's rule; cancelled tasks are kept).
+/// - `age`: [`CleanupAge::Finished`].
+/// - `older_than`: 30 days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupRule {
+    /// Terminal states whose tasks may go (pending and running never do).
+    pub states: Vec<TaskState>,
+    /// The time compared with the cutoff.
+    pub age: CleanupAge,
+    /// How old that time must be.
+    pub older_than: std::time::Duration,
+}
+
+impl Default for CleanupRule {
+    fn default() -> Self {
+        CleanupRule {
+            states: vec![TaskState::Completed, TaskState::Failed],
+            age: CleanupAge::Finished,
+            older_than: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl CleanupRule {
+    /// Sets the states.
+    #[must_use]
+    pub fn states(mut self, states: Vec<TaskState>) -> Self {
+        self.states = states;
+        self
+    }
+    /// Sets the time compared.
+    #[must_use]
+    pub fn age(mut self, age: CleanupAge) -> Self {
+        self.age = age;
+        self
+    }
+    /// Sets the age.
+    #[must_use]
+    pub fn older_than(mut self, d: std::time::Duration) -> Self {
+        self.older_than = d;
+        self
+    }
+}
+
+/// Tasks in `rule`'s states whose compared time is before `cutoff`.
+pub fn expired_by(state: &State, rule: &CleanupRule, cutoff: Timestamp) -> Vec<(String, u64)> {
+    let mut ids: Vec<(String, u64)> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal() && rule.states.contains(s))
+        .flat_map(|s| state.tasks_in(s))
+        .filter(|t| {
+            let at = match rule.age {
+                CleanupAge::Finished => t.completed_at.unwrap_or(t.updated_at),
+                CleanupAge::LastRun => t.started_at.unwrap_or(t.created_at),
+            };
+            at < cutoff
+        })
+        .map(|t| (t.id.clone(), t.version))
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Terminal tasks last changed before `cutoff` (candidates for retention).
 pub fn expired(state: &State, cutoff: Timestamp) -> Vec<(String, u64)> {
     let mut ids: Vec<(String, u64)> = TaskState::ALL

@@ -180,9 +180,16 @@ pub enum Command {
     Import(ImportArgs),
     /// Remove terminal tasks that finished more than DAYS days ago (their history stays).
     Cleanup {
-        /// Age in days (fractions allowed).
+        /// Age in days (fractions allowed; default 30).
         #[arg(long, value_name = "DAYS", value_parser = parse_days)]
-        older_than: f64,
+        older_than: Option<f64>,
+        /// Only tasks in these terminal states (comma-separated; default: completed, failed
+        /// and cancelled). Seed 000's rule: `--state completed,failed --by last-run`.
+        #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = parse_state)]
+        states: Vec<TaskState>,
+        /// The time compared with the age: when the task finished, or when it last ran.
+        #[arg(long, value_enum, default_value = "finished")]
+        by: CleanupByArg,
     },
     /// Write a snapshot now.
     Snapshot,
@@ -316,6 +323,16 @@ pub struct FilterArgs {
     /// Created before.
     #[arg(long, value_name = "TIME", value_parser = Timestamp::parse)]
     pub until: Option<Timestamp>,
+}
+
+/// `cleanup --by`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CleanupByArg {
+    /// When the task finished.
+    #[default]
+    Finished,
+    /// When it last ran (its last attempt's start).
+    LastRun,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -379,10 +379,10 @@ pub fn stats_block(out: &mut dyn Write, s: &StatsView) -> io::Result<()> {
     writeln!(out, "  by state:    {}", counts_line(&s.by_state))?;
     writeln!(out, "  by role:     {}", counts_line(&s.by_role))?;
     writeln!(out, "  by provider: {}", counts_line(&s.by_provider))?;
-    if s.by_keys.is_empty() {
-        if let Some(k) = &s.by_key {
-            writeln!(out, "  by {}: {}", k.key, counts_line(&k.counts))?;
-        }
+    if s.by_keys.is_empty()
+        && let Some(k) = &s.by_key
+    {
+        writeln!(out, "  by {}: {}", k.key, counts_line(&k.counts))?;
     }
     for k in &s.by_keys {
         writeln!(out, "  by {}: {}", k.key, counts_line(&k.counts))?;

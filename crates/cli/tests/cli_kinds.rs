@@ -14,21 +14,83 @@ both_ways!(
     submit_takes_a_priority,
     the_actor_is_recorded_on_every_change,
     stats_count_by_several_keys_at_once,
+    cleanup_by_states_and_last_run,
 );
+
+fn cleanup_by_states_and_last_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let done = submit(d, "done", &[]);
+    ok(d, &["start", &done]);
+    ok(d, &["complete", &done]);
+    let failed = submit(d, "failed", &[]);
+    ok(d, &["start", &failed]);
+    ok(d, &["fail", &failed, "--error", "x"]);
+    let cancelled = submit(d, "cancelled", &[]);
+    ok(d, &["cancel", &cancelled]);
+    let pending = submit(d, "pending", &[]);
+    // The 30-day default removes nothing this young.
+    let text = ok(d, &["cleanup"]);
+    assert!(text.starts_with("removed 0 "), "{text}");
+    // Seed 000's rule: completed and failed, by last run; cancelled and pending stay.
+    let text = ok(
+        d,
+        &[
+            "cleanup",
+            "--older-than",
+            "0",
+            "--state",
+            "completed,failed",
+            "--by",
+            "last-run",
+        ],
+    );
+    assert!(text.starts_with("removed 2 "), "{text}");
+    assert!(text.contains("last ran"), "{text}");
+    fails(d, &["get", &done], 1);
+    ok(d, &["get", &cancelled]);
+    ok(d, &["get", &pending]);
+    // Retention never takes pending or running tasks.
+    fails(
+        d,
+        &["cleanup", "--older-than", "0", "--state", "pending"],
+        1,
+    );
+    ok(d, &["get", &pending]);
+    // Without --state: every terminal state, as before.
+    let text = ok(d, &["cleanup", "--older-than", "0"]);
+    assert!(text.starts_with("removed 1 "), "{text}");
+}
 
 fn stats_count_by_several_keys_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    for (op, cc) in [("activate", "eng"), ("activate", "ops"), ("deactivate", "eng")] {
+    for (op, cc) in [
+        ("activate", "eng"),
+        ("activate", "ops"),
+        ("deactivate", "eng"),
+    ] {
         submit(
             d,
             op,
-            &["--meta", &format!("operation_type={op}"), "--meta", &format!("cost_center={cc}")],
+            &[
+                "--meta",
+                &format!("operation_type={op}"),
+                "--meta",
+                &format!("cost_center={cc}"),
+            ],
         );
     }
     let v = json(
         d,
-        &["stats", "--by", "operation_type", "--by", "cost_center", "--json"],
+        &[
+            "stats",
+            "--by",
+            "operation_type",
+            "--by",
+            "cost_center",
+            "--json",
+        ],
     );
     assert_eq!(v["by_key"]["key"], "operation_type");
     assert_eq!(
@@ -38,7 +100,10 @@ fn stats_count_by_several_keys_at_once() {
             {"key": "cost_center", "counts": {"eng": 2, "ops": 1}},
         ])
     );
-    let text = ok(d, &["stats", "--by", "operation_type", "--by", "cost_center"]);
+    let text = ok(
+        d,
+        &["stats", "--by", "operation_type", "--by", "cost_center"],
+    );
     assert!(text.contains("by operation_type: activate 2"), "{text}");
     assert!(text.contains("by cost_center: eng 2"), "{text}");
     // One key: the shape scripts know, without `by_keys`.

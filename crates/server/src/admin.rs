@@ -168,6 +168,34 @@ pub struct CleanupRequest {
     #[serde(deserialize_with = "crate::extract::int::u64")]
     #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub older_than_secs: u64,
+    /// Only tasks in these terminal states (default: completed, failed and cancelled).
+    #[serde(default)]
+    pub states: Option<Vec<CleanupState>>,
+    /// The time compared with the age (default `finished`).
+    #[serde(default)]
+    pub by: Option<CleanupBy>,
+}
+
+/// A terminal state retention may remove.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupState {
+    /// Completed tasks.
+    Completed,
+    /// Failed tasks.
+    Failed,
+    /// Cancelled tasks.
+    Cancelled,
+}
+
+/// Which time of a task retention compares.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupBy {
+    /// When it finished.
+    Finished,
+    /// When it last ran (its last attempt's start): seed 000's `last_run`.
+    LastRun,
 }
 
 /// What a cleanup removed.
@@ -196,7 +224,38 @@ async fn cleanup(
     Json(req): Json<CleanupRequest>,
 ) -> ApiResult<axum::Json<CleanupResponse>> {
     let age = Duration::from_secs(req.older_than_secs);
-    let removed = state.run(move |store| store.cleanup(age)).await?;
+    let removed = if req.states.is_none() && req.by.is_none() {
+        state.run(move |store| store.cleanup(age)).await?
+    } else {
+        use tasklog::TaskState;
+        use tasklog::store::{CleanupAge, CleanupRule};
+        let states = req.states.map_or_else(
+            || {
+                vec![
+                    TaskState::Completed,
+                    TaskState::Failed,
+                    TaskState::Cancelled,
+                ]
+            },
+            |s| {
+                s.into_iter()
+                    .map(|s| match s {
+                        CleanupState::Completed => TaskState::Completed,
+                        CleanupState::Failed => TaskState::Failed,
+                        CleanupState::Cancelled => TaskState::Cancelled,
+                    })
+                    .collect()
+            },
+        );
+        let rule = CleanupRule::default()
+            .states(states)
+            .older_than(age)
+            .age(match req.by {
+                Some(CleanupBy::LastRun) => CleanupAge::LastRun,
+                _ => CleanupAge::Finished,
+            });
+        state.run(move |store| store.cleanup_by(&rule)).await?
+    };
     Ok(axum::Json(CleanupResponse { removed }))
 }
 

@@ -113,7 +113,11 @@ fn stats_refuses_bad_query_parameters() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["by_keys"][1]["key"], "b");
     let many: Vec<String> = (0..17).map(|i| format!("by=k{i}")).collect();
-    let p = assert_problem(&c.get(&format!("/v1/stats?{}", many.join("&"))), 400, "invalid_input");
+    let p = assert_problem(
+        &c.get(&format!("/v1/stats?{}", many.join("&"))),
+        400,
+        "invalid_input",
+    );
     assert_eq!(p["at"], "by");
     let p = assert_problem(&c.get("/v1/stats?bye=a"), 400, "bad_request");
     assert_eq!(p["at"], "bye");

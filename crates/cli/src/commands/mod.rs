@@ -215,7 +215,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats { by, json } => read::stats(&ctx, out, &by, json),
         Command::Export(a) => transfer::export(&ctx, out, &a),
         Command::Import(a) => transfer::import(&ctx, out, &a),
-        Command::Cleanup { older_than } => maintain::cleanup(&ctx, out, older_than),
+        Command::Cleanup {
+            older_than,
+            states,
+            by,
+        } => maintain::cleanup(&ctx, out, older_than.unwrap_or(30.0), &states, by),
         Command::Snapshot => maintain::snapshot(&ctx, out),
         Command::Compact => maintain::compact(&ctx, out),
         Command::Verify { json } => verify::verify(&ctx, out, json),
