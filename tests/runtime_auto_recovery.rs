@@ -205,3 +205,32 @@ fn checkpoint_every_percent_asks_at_each_multiple() {
     assert_eq!(names, ["p25", "p50", "p75", "p100"]);
     rt.shutdown(HANG).unwrap();
 }
+
+#[test]
+fn the_store_options_message_is_the_recorded_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    interrupted(dir.path(), &[("t", "job", 50)]);
+    let seen: Seen = Arc::default();
+    let mut rt = Runtime::open(
+        dir.path(),
+        StoreOptions::new().interrupted_message("Task failed due to system restart"),
+        options(),
+    )
+    .unwrap();
+    rt.register("job", recording(&seen).recovery(Recovery::auto()));
+    rt.start().unwrap();
+    let store = rt.store().clone();
+    wait_for("completion", || {
+        store
+            .get("t")
+            .is_ok_and(|t| t.state == TaskState::Completed)
+    });
+    assert_eq!(
+        recovery_of(&store, "t")["cause"],
+        "Task failed due to system restart"
+    );
+    let h = store.history("t").unwrap();
+    let i = h.iter().find(|e| e.kind == "interrupted").unwrap();
+    assert_eq!(i.details["reason"], "Task failed due to system restart");
+    rt.shutdown(HANG).unwrap();
+}

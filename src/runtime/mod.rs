@@ -128,6 +128,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: Arc<AtomicBool>,
     pub(crate) counters: Mutex<Counters>,
     pub(crate) default_policy: InterruptedPolicy,
+    /// The cause recorded on work a crash interrupted (`StoreOptions::interrupted_message`).
+    pub(crate) interrupted_message: String,
 }
 
 /// A pool of workers over a store.
@@ -146,22 +148,30 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Result<Runtime> {
         let default_policy = store_options.interrupted_policy_value();
+        let message = store_options.interrupted_message.clone();
         let store = store_options
             .interrupted_policy(InterruptedPolicy::Leave)
             .open(dir)?;
-        Ok(Runtime::with_policy(store, options, default_policy))
+        Ok(Runtime::with_policy(
+            store,
+            options,
+            default_policy,
+            message,
+        ))
     }
 
     /// A runtime over an open store (tasks the store already recovered are not seen again).
     pub fn new(store: Store, options: RuntimeOptions) -> Runtime {
         let policy = store.interrupted_policy();
-        Runtime::with_policy(store, options, policy)
+        let message = store.interrupted_message().to_string();
+        Runtime::with_policy(store, options, policy, message)
     }
 
     fn with_policy(
         store: Store,
         options: RuntimeOptions,
         default_policy: InterruptedPolicy,
+        interrupted_message: String,
     ) -> Runtime {
         let shared = Arc::new(Shared {
             store,
@@ -176,6 +186,7 @@ impl Runtime {
             shutting_down: Arc::new(AtomicBool::new(false)),
             counters: Mutex::new(Counters::default()),
             default_policy,
+            interrupted_message,
         });
         Runtime {
             shared,

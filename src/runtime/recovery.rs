@@ -19,7 +19,7 @@ pub fn recover(shared: &Shared, ids: &[String]) -> Result<()> {
         if task.state != TaskState::Running {
             continue;
         }
-        recover_one(shared, &task, "interrupted by restart")?;
+        recover_one(shared, &task, &shared.interrupted_message)?;
     }
     Ok(())
 }

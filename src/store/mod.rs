@@ -901,6 +901,11 @@ impl Store {
         self.inner.options.interrupted_policy
     }
 
+    /// The error (or reason) recorded on work a crash interrupted.
+    pub fn interrupted_message(&self) -> &str {
+        &self.inner.options.interrupted_message
+    }
+
     /// This session's id (written in `Started` events).
     pub fn session(&self) -> u64 {
         self.inner.session

@@ -31,8 +31,8 @@ Exit codes:
   4  the store is locked by another process (another writer has it open)
 
 Environment: TASKLOG_DIR (store directory), TASKLOG_REMOTE (server URL), TASKLOG_TOKEN (bearer
-token for serve and for the client, unless --token-file), RUST_LOG (log filter, default warn),
-NO_COLOR (no colors in progress bars).";
+token for serve and for the client, unless --token-file), TASKLOG_ACTOR (--actor), RUST_LOG (log
+filter, default warn), NO_COLOR (no colors in progress bars).";
 
 /// Durable task state with a complete audit trail.
 #[derive(Debug, Parser)]
