@@ -141,6 +141,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A task may not start now: its kind is paused, or at its concurrency or rate limit.
+    /// Nothing was written; try again later (after `retry_after_ms`, when given).
+    #[error("task {id:?} of kind {kind:?} cannot start now: {reason}")]
+    Throttled {
+        /// The task.
+        id: String,
+        /// Its kind.
+        kind: String,
+        /// Which rule holds it back.
+        reason: String,
+        /// When a rate limit holds it back: how long until a start fits.
+        retry_after_ms: Option<u64>,
+    },
+
     /// A caller-supplied value is not acceptable.
     #[error("invalid input{}: {reason}", at.as_ref().map(|a| format!(" at {a}")).unwrap_or_default())]
     InvalidInput {

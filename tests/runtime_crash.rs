@@ -368,4 +368,43 @@ fn runtime_survives_repeated_sigkill() {
         resumed_runs > 0,
         "some run must have resumed from a checkpoint"
     );
+
+    // The recovery figures after all those SIGKILLs, from the store alone, equal a recount of
+    // the histories: each interruption is one `resume` recovery (the kind's strategy), and
+    // each interrupted task completed after its last one. The library's runtime health and
+    // `health_from_store` (what `tasklog stats` prints) give the same count.
+    let mut recount = 0u64;
+    let mut recovered_tasks = 0u64;
+    for t in &tasks {
+        let n = store
+            .history(&t.id)
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "interrupted")
+            .count() as u64;
+        recount += n;
+        recovered_tasks += u64::from(n > 0);
+    }
+    let want: BTreeMap<String, u64> = [("resume".to_string(), recount)].into();
+    let f = tasklog::runtime::recovery_figures(&store, tasklog::task::Timestamp::now()).unwrap();
+    assert_eq!(f.recovered_by_strategy, want);
+    assert_eq!(f.total_recovery_attempts_24h, recount);
+    assert_eq!(f.successful_recoveries_24h, recovered_tasks);
+    assert_eq!(f.stuck_task_count + f.orphaned_task_count, 0);
+    let stats = tasklog::runtime::health_from_store(&store).unwrap();
+    assert_eq!(stats.recovered, want);
+    store.close().unwrap();
+    drop(store);
+    let rt = Runtime::open(
+        store_dir(dir),
+        StoreOptions::new(),
+        RuntimeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        rt.health().recovered,
+        want,
+        "a fresh runtime sees the past recoveries"
+    );
+    rt.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -2,7 +2,7 @@
 //! checkpoint when resumed, and a cancellation signal.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -16,6 +16,8 @@ use crate::task::{Checkpoint, OutputKind, Task};
 #[derive(Debug, Default)]
 pub struct CancelSignal {
     flag: AtomicBool,
+    /// Raised with `flag` when the cause is the attempt's timeout.
+    timed_out: AtomicBool,
     lock: Mutex<()>,
     cond: Condvar,
 }
@@ -26,6 +28,15 @@ impl CancelSignal {
         self.flag.store(true, Ordering::Release);
         let _g = self.lock.lock();
         self.cond.notify_all();
+    }
+    /// Raises the signal because the attempt ran past its timeout.
+    pub fn time_out(&self) {
+        self.timed_out.store(true, Ordering::Release);
+        self.cancel();
+    }
+    /// True once raised by a timeout.
+    pub fn is_timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Acquire)
     }
     /// True once raised.
     pub fn is_cancelled(&self) -> bool {
@@ -44,6 +55,39 @@ impl CancelSignal {
     }
 }
 
+/// Asks for a checkpoint each time progress crosses a multiple of `every` percent.
+#[derive(Debug, Default)]
+pub(crate) struct CheckpointPacer {
+    every: Option<u8>,
+    /// The multiple of `every` the last checkpoint (or the start) was in.
+    bucket: AtomicU8,
+    due: AtomicBool,
+}
+
+impl CheckpointPacer {
+    pub(crate) fn new(every: Option<u8>, from_percent: u8) -> Self {
+        let bucket = every.map_or(0, |n| from_percent / n.max(1));
+        CheckpointPacer {
+            every,
+            bucket: AtomicU8::new(bucket),
+            due: AtomicBool::new(false),
+        }
+    }
+    fn on_progress(&self, percent: u8) {
+        if let Some(n) = self.every
+            && percent / n.max(1) > self.bucket.load(Ordering::Acquire)
+        {
+            self.due.store(true, Ordering::Release);
+        }
+    }
+    fn on_checkpoint(&self, percent: u8) {
+        if let Some(n) = self.every {
+            self.bucket.store(percent / n.max(1), Ordering::Release);
+        }
+        self.due.store(false, Ordering::Release);
+    }
+}
+
 /// The handler's view of its task. Every report is a durable event, fenced by the worker's
 /// lease and attempt, so a worker that lost its task cannot write to it.
 pub struct TaskContext {
@@ -53,6 +97,7 @@ pub struct TaskContext {
     pub(crate) resume_from: Option<Checkpoint>,
     pub(crate) cancel: Arc<CancelSignal>,
     pub(crate) shutting_down: Arc<AtomicBool>,
+    pub(crate) checkpoints: CheckpointPacer,
 }
 
 impl TaskContext {
@@ -79,10 +124,15 @@ impl TaskContext {
     pub fn resume_from(&self) -> Option<&Checkpoint> {
         self.resume_from.as_ref()
     }
-    /// True once the task was cancelled: the handler should stop (its result is discarded and
-    /// the task ends as cancelled).
+    /// True once the task was cancelled or its attempt timed out: the handler should stop (its
+    /// result is discarded; the task ends as cancelled, or the attempt as timed out).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+    /// True once this attempt ran past its timeout (then `is_cancelled` is true as well): stop
+    /// soon, the attempt will fail as timed out whatever the handler returns.
+    pub fn is_timed_out(&self) -> bool {
+        self.cancel.is_timed_out()
     }
     /// Waits up to `timeout` for cancellation; true if cancelled. Use as an interruptible sleep.
     pub fn wait_cancelled(&self, timeout: Duration) -> bool {
@@ -98,15 +148,24 @@ impl TaskContext {
             percent,
             step: step.map(Into::into),
             message: message.map(Into::into),
-        })
+        })?;
+        self.checkpoints.on_progress(percent);
+        Ok(())
+    }
+    /// True when the kind's `checkpoint_every_percent` asks for a checkpoint: progress crossed
+    /// another multiple of it since the last checkpoint. Taking one clears it.
+    pub fn checkpoint_due(&self) -> bool {
+        self.checkpoints.due.load(Ordering::Acquire)
     }
     /// Takes a checkpoint (durable when it returns): a resumed attempt receives it.
     pub fn checkpoint(&self, name: &str, data: Value) -> Result<()> {
-        self.write(Change::Checkpoint {
+        let t = self.write_task(Change::Checkpoint {
             name: name.into(),
             data,
             progress: None,
-        })
+        })?;
+        self.checkpoints.on_checkpoint(t.progress.percent);
+        Ok(())
     }
     /// Records output.
     pub fn output(&self, kind: OutputKind, content: &str) -> Result<()> {
@@ -120,9 +179,13 @@ impl TaskContext {
     }
 
     fn write(&self, change: Change) -> Result<()> {
+        self.write_task(change).map(|_| ())
+    }
+
+    fn write_task(&self, change: Change) -> Result<Task> {
         let m = Mutation::new(self.task.id.clone(), change)
             .fenced_claim(self.owner.clone(), self.task.attempt, self.claim_lsn())
             .actor(self.owner.clone());
-        self.store.apply(m).map(|_| ())
+        self.store.apply(m)
     }
 }

@@ -1,6 +1,7 @@
 //! What a task kind is: its handler, its retry policy and its recovery strategy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -50,6 +51,59 @@ pub enum Recovery {
     },
     /// Mark it failed.
     MarkFailed,
+    /// Choose by how far the task got (seed 003): above `validate_above` percent, validate
+    /// only (complete it when `validate` says the work is done); above `resume_above` with a
+    /// checkpoint, resume from the checkpoint; otherwise a clean restart (the checkpoint is
+    /// not offered). The choice and its reason are recorded in the task's history.
+    Auto(AutoRecovery),
+}
+
+/// The thresholds of [`Recovery::Auto`].
+///
+/// ## Defaults
+/// - `resume_above`: 25 (percent): resume from the checkpoint above it.
+/// - `validate_above`: 95 (percent): validate only above it.
+/// - `validate`: none (then nearly finished work resumes from its checkpoint, or restarts).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AutoRecovery {
+    /// Progress above which a task with a checkpoint resumes from it.
+    pub resume_above: u8,
+    /// Progress above which the work is validated instead of run again.
+    pub validate_above: u8,
+    /// The check of nearly finished work: `Some(result)` completes the task.
+    pub validate: Option<Validator>,
+}
+
+impl Default for AutoRecovery {
+    fn default() -> Self {
+        AutoRecovery {
+            resume_above: 25,
+            validate_above: 95,
+            validate: None,
+        }
+    }
+}
+
+impl AutoRecovery {
+    /// Sets the resume threshold (percent).
+    #[must_use]
+    pub fn resume_above(mut self, percent: u8) -> Self {
+        self.resume_above = percent;
+        self
+    }
+    /// Sets the validation threshold (percent).
+    #[must_use]
+    pub fn validate_above(mut self, percent: u8) -> Self {
+        self.validate_above = percent;
+        self
+    }
+    /// Sets the validator.
+    #[must_use]
+    pub fn validate(mut self, v: impl Fn(&Task) -> Option<Value> + Send + Sync + 'static) -> Self {
+        self.validate = Some(Arc::new(v));
+        self
+    }
 }
 
 impl std::fmt::Debug for Recovery {
@@ -67,7 +121,12 @@ impl Recovery {
             Recovery::Restart => "restart",
             Recovery::ValidateOnly { .. } => "validate_only",
             Recovery::MarkFailed => "mark_failed",
+            Recovery::Auto(_) => "auto",
         }
+    }
+    /// [`Recovery::Auto`] with seed 003's thresholds (25 % and 95 %) and no validator.
+    pub fn auto() -> Self {
+        Recovery::Auto(AutoRecovery::default())
     }
 }
 
@@ -130,7 +189,19 @@ pub struct Kind {
     pub retry: RetryPolicy,
     /// Crash recovery.
     pub recovery: Recovery,
+    /// Start-to-close limit of one attempt (`None`: no limit). A task's own
+    /// `runtime.timeout_ms` metadata overrides it.
+    pub timeout: Option<Duration>,
+    /// How long a handler that was told to stop (timed out) may take to return before the
+    /// runtime abandons it: its attempt is failed without it and its claim fenced off.
+    pub abandon_after: Duration,
+    /// Ask the handler for a checkpoint each time its progress crosses a multiple of this many
+    /// percent (`TaskContext::checkpoint_due`); `None`: never asked.
+    pub checkpoint_every_percent: Option<u8>,
 }
+
+/// How long a timed-out handler may take to notice cancellation, when the kind sets none.
+pub const ABANDON_AFTER_DEFAULT: Duration = Duration::from_secs(5);
 
 impl Kind {
     /// A kind with the default retry policy and recovery.
@@ -139,7 +210,31 @@ impl Kind {
             handler: Arc::new(handler),
             retry: RetryPolicy::default(),
             recovery: Recovery::default(),
+            timeout: None,
+            abandon_after: ABANDON_AFTER_DEFAULT,
+            checkpoint_every_percent: None,
         }
+    }
+    /// Asks the handler for a checkpoint each time its reported progress crosses a multiple of
+    /// `n` percent (1 to 100): `TaskContext::checkpoint_due` turns true until it takes one.
+    #[must_use]
+    pub fn checkpoint_every_percent(mut self, n: u8) -> Self {
+        self.checkpoint_every_percent = Some(n.clamp(1, 100));
+        self
+    }
+    /// Limits each attempt to `timeout` from its start: past it the handler is told to stop
+    /// (`TaskContext::is_cancelled` and `is_timed_out` turn true), the attempt fails with a
+    /// timed-out error and the retry policy decides what follows.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Sets how long a timed-out handler may run on before it is abandoned (default 5 s).
+    #[must_use]
+    pub fn abandon_after(mut self, grace: Duration) -> Self {
+        self.abandon_after = grace;
+        self
     }
     /// Sets the retry policy.
     #[must_use]

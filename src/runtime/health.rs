@@ -18,6 +18,10 @@ pub struct RuntimeHealth {
     pub stuck: u64,
     /// Retries scheduled.
     pub retries: u64,
+    /// Attempts that ran past their timeout (live runtime only).
+    pub timed_out: u64,
+    /// Timed-out handlers that ignored cancellation and were abandoned (live runtime only).
+    pub abandoned: u64,
     /// Runs that completed.
     pub succeeded: u64,
     /// Runs that failed (errors and panics).
@@ -40,6 +44,8 @@ pub struct Counters {
     pub(crate) recovered: BTreeMap<String, u64>,
     pub(crate) stuck: u64,
     pub(crate) retries: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) abandoned: u64,
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
     pub(crate) cancelled: u64,
@@ -72,6 +78,8 @@ impl Counters {
             recovered: self.recovered.clone(),
             stuck: self.stuck,
             retries: self.retries,
+            timed_out: self.timed_out,
+            abandoned: self.abandoned,
             succeeded: self.succeeded,
             failed: self.failed,
             cancelled: self.cancelled,

@@ -9,6 +9,7 @@
 mod context;
 mod handler;
 mod health;
+mod metrics;
 mod observe;
 mod queue;
 mod recovery;
@@ -26,9 +27,16 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 
 pub use context::{CancelSignal, TaskContext};
-pub use handler::{Handler, HandlerError, Kind, Recovery, RetryPolicy, Validator};
+pub use handler::{
+    ABANDON_AFTER_DEFAULT, AutoRecovery, Handler, HandlerError, Kind, Recovery, RetryPolicy,
+    Validator,
+};
 pub use health::RuntimeHealth;
+pub use metrics::{
+    HealthLevel, METRICS_WINDOW_SECS, RECENT_FAILURE_WINDOW_SECS, RecoveryFigures, recovery_figures,
+};
 pub use observe::health_from_store;
+pub use recovery::META_RECOVERY;
 
 use crate::error::{Error, Result};
 use crate::store::{InterruptedPolicy, Store, StoreOptions};
@@ -36,12 +44,40 @@ use crate::task::{NewTask, Task, TaskState, Timestamp};
 use health::Counters;
 use queue::Queue;
 
-/// Metadata key holding a task's kind.
-pub const META_KIND: &str = "runtime.kind";
+/// Metadata key holding a task's kind (the store's per-kind rules read the same key).
+pub const META_KIND: &str = crate::store::kinds::META_KIND;
 /// Metadata key holding a task's input.
 pub const META_INPUT: &str = "runtime.input";
 /// Metadata key holding the earliest start of a delayed task or a retry (ms since the epoch).
 pub const META_NOT_BEFORE: &str = crate::task::META_NOT_BEFORE;
+/// Metadata key holding a task's own attempt time limit in milliseconds (overrides its
+/// kind's `Kind::timeout`).
+pub const META_TIMEOUT_MS: &str = "runtime.timeout_ms";
+
+pub use crate::store::unique::{META_UNIQUE_FOR_MS, META_UNIQUE_KEY};
+
+/// How long a unique key keeps a second submit from creating a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UniqueScope {
+    /// While the task holding the key is pending or running.
+    Active,
+    /// For this long after the holder was created, whatever its state.
+    For(Duration),
+}
+
+/// Gives `new` a unique key: a submit while the key is held in `scope` returns the holder
+/// instead of creating a task (enforced by the store, atomically, durable across restarts).
+pub fn unique(new: NewTask, key: &str, scope: UniqueScope) -> NewTask {
+    let new = new.meta(META_UNIQUE_KEY, Value::String(key.into()));
+    match scope {
+        UniqueScope::Active => new,
+        UniqueScope::For(d) => new.meta(
+            META_UNIQUE_FOR_MS,
+            Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ),
+    }
+}
 
 /// Runtime options.
 ///
@@ -83,7 +119,9 @@ pub(crate) struct Shared {
     pub(crate) kinds: RwLock<HashMap<String, Kind>>,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) queue_cv: Condvar,
-    pub(crate) running: Mutex<HashMap<String, Arc<CancelSignal>>>,
+    pub(crate) running: Mutex<HashMap<String, worker::Running>>,
+    /// Workers started to replace abandoned ones.
+    pub(crate) extra_threads: Mutex<Vec<JoinHandle<()>>>,
     /// Entries taken from the queue whose claim and run are not over yet (changed under the
     /// queue lock when taking, so that `wait_idle` never sees a task in neither place).
     pub(crate) busy: AtomicUsize,
@@ -91,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: Arc<AtomicBool>,
     pub(crate) counters: Mutex<Counters>,
     pub(crate) default_policy: InterruptedPolicy,
+    /// The cause recorded on work a crash interrupted (`StoreOptions::interrupted_message`).
+    pub(crate) interrupted_message: String,
 }
 
 /// A pool of workers over a store.
@@ -109,22 +149,30 @@ impl Runtime {
         options: RuntimeOptions,
     ) -> Result<Runtime> {
         let default_policy = store_options.interrupted_policy_value();
+        let message = store_options.interrupted_message.clone();
         let store = store_options
             .interrupted_policy(InterruptedPolicy::Leave)
             .open(dir)?;
-        Ok(Runtime::with_policy(store, options, default_policy))
+        Ok(Runtime::with_policy(
+            store,
+            options,
+            default_policy,
+            message,
+        ))
     }
 
     /// A runtime over an open store (tasks the store already recovered are not seen again).
     pub fn new(store: Store, options: RuntimeOptions) -> Runtime {
         let policy = store.interrupted_policy();
-        Runtime::with_policy(store, options, policy)
+        let message = store.interrupted_message().to_string();
+        Runtime::with_policy(store, options, policy, message)
     }
 
     fn with_policy(
         store: Store,
         options: RuntimeOptions,
         default_policy: InterruptedPolicy,
+        interrupted_message: String,
     ) -> Runtime {
         let shared = Arc::new(Shared {
             store,
@@ -133,11 +181,13 @@ impl Runtime {
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
             running: Mutex::new(HashMap::new()),
+            extra_threads: Mutex::new(Vec::new()),
             busy: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             shutting_down: Arc::new(AtomicBool::new(false)),
             counters: Mutex::new(Counters::default()),
             default_policy,
+            interrupted_message,
         });
         Runtime {
             shared,
@@ -247,20 +297,59 @@ impl Runtime {
         Ok(task)
     }
 
+    /// Sets the admission rules of a kind (concurrency limit, per-key limit, rate limit,
+    /// pause). They are the store's, durable and held across every worker of the store: this
+    /// runtime's, the server's HTTP workers, any other caller of `Store::claim`.
+    pub fn set_kind_settings(
+        &self,
+        kind: &str,
+        settings: crate::store::KindSettings,
+    ) -> Result<()> {
+        self.shared.store.set_kind_settings(kind, settings)?;
+        self.release_kind(kind);
+        Ok(())
+    }
+
+    /// Pauses a kind: no task of it starts until `resume`; running ones finish. Durable.
+    pub fn pause(&self, kind: &str) -> Result<()> {
+        self.shared.store.pause_kind(kind).map(|_| ())
+    }
+
+    /// Resumes a paused kind. Durable.
+    pub fn resume(&self, kind: &str) -> Result<()> {
+        self.shared.store.resume_kind(kind)?;
+        self.release_kind(kind);
+        Ok(())
+    }
+
+    fn release_kind(&self, kind: &str) {
+        self.shared.queue.lock().release(kind);
+        self.shared.queue_cv.notify_all();
+    }
+
     /// Cancels a task: a pending one at once; a running one is signalled and ends as
     /// cancelled when its handler returns.
     pub fn cancel(&self, id: &str) -> Result<()> {
-        if let Some(sig) = self.shared.running.lock().get(id) {
-            sig.cancel();
+        if let Some(r) = self.shared.running.lock().get(id) {
+            r.cancel.cancel();
             return Ok(());
         }
         // Pending, or running outside this runtime: cancel in the store directly.
         self.shared.store.cancel(id, Some("cancelled")).map(|_| ())
     }
 
-    /// Current figures.
+    /// Current figures. Recoveries by strategy are counted from the store's histories (the
+    /// same figures as `health_from_store`, `tasklog stats` and the server's recovery health),
+    /// so they include recoveries done before a restart; the other counters are this
+    /// process's.
     pub fn health(&self) -> RuntimeHealth {
         let mut h = self.shared.counters.lock().report();
+        match recovery_figures(&self.shared.store, Timestamp::now()) {
+            Ok(f) => h.recovered = f.recovered_by_strategy,
+            Err(e) => {
+                tracing::warn!(error = %e, "recoveries not read from the store; this process's counts shown")
+            }
+        }
         for ((kind, prio), n) in self.shared.queue.lock().depth() {
             h.queue_depth.entry(kind).or_default().insert(prio, n);
         }
@@ -316,7 +405,8 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(5));
         }
         let grace = Instant::now() + Duration::from_millis(500);
-        for h in self.threads.drain(..) {
+        let extra: Vec<JoinHandle<()>> = self.shared.extra_threads.lock().drain(..).collect();
+        for h in self.threads.drain(..).chain(extra) {
             while !h.is_finished() && Instant::now() < grace {
                 std::thread::sleep(Duration::from_millis(2));
             }

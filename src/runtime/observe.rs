@@ -2,8 +2,6 @@
 //! stats`) can report it: queue depth by kind and priority, running and stuck tasks, retries,
 //! success rate and run times of the tasks the runtime owns (those with a `runtime.kind`).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::META_KIND;
@@ -12,8 +10,9 @@ use crate::error::Result;
 use crate::store::{Query, Store};
 use crate::task::{TaskState, Timestamp};
 
-/// Computes the runtime's figures from the tasks in `store`. Counters that only a live runtime
-/// knows (recoveries by strategy) come from the `interrupted` events in the histories.
+/// Computes the runtime's figures from the tasks in `store`. Recoveries by strategy come from
+/// the histories (`runtime.recovery` records and `interrupted` events), like
+/// [`super::recovery_figures`].
 pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
     let now = Timestamp::now();
     let mut h = RuntimeHealth::default();
@@ -47,21 +46,9 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
         {
             run_ms.push((c.0 - s.0) as f64);
         }
-        if task.error_count > 0 || task.state == TaskState::Failed {
-            let mut recovered: BTreeMap<String, u64> = BTreeMap::new();
-            for e in store
-                .history(&task.id)?
-                .iter()
-                .filter(|e| e.kind == "interrupted")
-            {
-                let to = e.to.map_or("unknown", |s| s.as_str());
-                *recovered.entry(format!("interrupted_to_{to}")).or_default() += 1;
-            }
-            for (k, v) in recovered {
-                *h.recovered.entry(k).or_default() += v;
-            }
-        }
     }
+    // Recoveries from the durable histories, by the rules of `runtime::metrics`.
+    h.recovered = super::recovery_figures(store, now)?.recovered_by_strategy;
     h.succeeded = succeeded;
     h.failed = failed;
     let runs = succeeded + failed;

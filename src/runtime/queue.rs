@@ -1,8 +1,9 @@
 //! The runtime's ready queue: highest priority first, equal priorities in submission order,
-//! retries held back until their backoff has passed.
+//! retries held back until their backoff has passed, kinds held back while the store refuses
+//! their starts (paused, or at a concurrency or rate limit).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 /// One queued task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct Queue {
     delayed: BTreeMap<(i64, u64), Entry>,
     queued: HashSet<String>,
     seq: u64,
+    /// Kinds whose tasks are not handed out before this time (ms since the epoch).
+    held: HashMap<String, i64>,
 }
 
 impl Queue {
@@ -69,7 +72,7 @@ impl Queue {
         }
     }
 
-    /// The next ready task.
+    /// The next ready task of a kind not held back.
     pub fn pop(&mut self, now_ms: i64) -> Option<Entry> {
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now_ms {
@@ -77,14 +80,49 @@ impl Queue {
             }
             self.ready.push(entry.remove());
         }
-        let e = self.ready.pop()?;
+        self.held.retain(|_, until| *until > now_ms);
+        let mut skipped = Vec::new();
+        let found = loop {
+            let Some(e) = self.ready.pop() else {
+                break None;
+            };
+            if self.held.contains_key(&e.kind) {
+                skipped.push(e);
+                continue;
+            }
+            break Some(e);
+        };
+        self.ready.extend(skipped);
+        let e = found?;
         self.queued.remove(&e.id);
         Some(e)
     }
 
-    /// When the next delayed task becomes ready.
+    /// Puts back an entry that could not be claimed yet, in its old place.
+    pub fn restore(&mut self, e: Entry) {
+        if self.queued.insert(e.id.clone()) {
+            self.ready.push(e);
+        }
+    }
+
+    /// Hands out no task of `kind` before `until_ms`.
+    pub fn hold(&mut self, kind: &str, until_ms: i64) {
+        self.held.insert(kind.to_string(), until_ms);
+    }
+
+    /// Ends a hold early (a task of the kind finished: a slot may be free).
+    pub fn release(&mut self, kind: &str) -> bool {
+        self.held.remove(kind).is_some()
+    }
+
+    /// When the next delayed task or held kind becomes ready.
     pub fn next_due_ms(&self) -> Option<i64> {
-        self.delayed.keys().next().map(|k| k.0)
+        let delayed = self.delayed.keys().next().map(|k| k.0);
+        let held = self.held.values().min().copied();
+        match (delayed, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Queued tasks by (kind, priority).
@@ -123,5 +161,24 @@ mod tests {
         assert_eq!(order, ["b", "c", "a"]);
         assert_eq!(q.next_due_ms(), Some(100));
         assert_eq!(q.pop(100).map(|e| e.id).as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn a_held_kind_is_skipped_until_due_and_keeps_its_place() {
+        let mut q = Queue::default();
+        q.push("a".into(), "slow".into(), 9, 0, 0);
+        q.push("b".into(), "fast".into(), 1, 0, 0);
+        let a = q.pop(0).unwrap();
+        assert_eq!(a.id, "a");
+        q.restore(a);
+        q.hold("slow", 50);
+        assert_eq!(q.next_due_ms(), Some(50));
+        assert_eq!(q.pop(10).map(|e| e.id).as_deref(), Some("b"));
+        assert_eq!(q.pop(10), None);
+        assert_eq!(q.pop(50).map(|e| e.id).as_deref(), Some("a"));
+        q.push("c".into(), "slow".into(), 1, 0, 0);
+        q.hold("slow", 1_000);
+        assert!(q.release("slow"));
+        assert_eq!(q.pop(60).map(|e| e.id).as_deref(), Some("c"));
     }
 }

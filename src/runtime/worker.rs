@@ -4,18 +4,35 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::context::{CancelSignal, TaskContext};
-use super::{META_INPUT, META_KIND, META_NOT_BEFORE, Recovery, Shared, now_ms};
+use super::{META_INPUT, META_KIND, META_NOT_BEFORE, META_TIMEOUT_MS, Recovery, Shared, now_ms};
 use crate::error::Result;
 use crate::store::{Change, Filter, Mutation, Query, Subscription};
 use crate::task::{EventKind, Task, TaskState, TaskUpdate};
 
 const POLL: Duration = Duration::from_millis(100);
+
+/// A handler running in this runtime.
+pub(crate) struct Running {
+    /// Raised to cancel it, or to tell it its attempt timed out.
+    pub(crate) cancel: Arc<CancelSignal>,
+    /// The claim it runs under (fences every write of the attempt).
+    pub(crate) attempt: u32,
+    pub(crate) claim_lsn: u64,
+    pub(crate) kind: String,
+    /// When the attempt times out, and its limit in ms (for the error text).
+    pub(crate) deadline: Option<(Instant, u64)>,
+    /// How long after the deadline a handler that has not returned is abandoned.
+    pub(crate) abandon_after: Duration,
+    /// Set (under the `running` lock) when supervision gave up on the handler: its worker
+    /// thread was replaced and must exit once the handler returns.
+    pub(crate) abandoned: Arc<AtomicBool>,
+}
 
 /// The kind of a task run by the runtime.
 pub fn kind_of(task: &Task) -> Option<&str> {
@@ -85,8 +102,8 @@ pub fn feed(shared: &Shared, mut sub: Subscription) {
                 }
             }
             EventKind::Cancelled { .. } => {
-                if let Some(sig) = shared.running.lock().get(&c.event.task_id) {
-                    sig.cancel();
+                if let Some(r) = shared.running.lock().get(&c.event.task_id) {
+                    r.cancel.cancel();
                 }
             }
             _ => {}
@@ -94,8 +111,9 @@ pub fn feed(shared: &Shared, mut sub: Subscription) {
     }
 }
 
-/// Sends heartbeats for running tasks and recovers tasks whose lease expired.
-pub fn supervise(shared: &Shared) {
+/// Sends heartbeats for running tasks, enforces attempt timeouts and recovers tasks whose
+/// lease expired.
+pub fn supervise(shared: &Arc<Shared>) {
     let o = &shared.options;
     let mut next_heartbeat = Instant::now();
     let mut next_check = Instant::now();
@@ -116,7 +134,75 @@ pub fn supervise(shared: &Shared) {
             }
             next_check = now + Duration::from_millis(o.supervise_ms.max(1));
         }
+        check_timeouts(shared);
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Tells handlers past their deadline to stop, and abandons those that ignored it for longer
+/// than their kind allows.
+fn check_timeouts(shared: &Arc<Shared>) {
+    let now = Instant::now();
+    let mut give_up = Vec::new();
+    {
+        let running = shared.running.lock();
+        for (id, r) in running.iter() {
+            let Some((deadline, timeout_ms)) = r.deadline else {
+                continue;
+            };
+            if now < deadline || (r.cancel.is_cancelled() && !r.cancel.is_timed_out()) {
+                continue;
+            }
+            if !r.cancel.is_timed_out() {
+                tracing::info!(task = %id, timeout_ms, "attempt timed out; asking the handler to stop");
+                r.cancel.time_out();
+                shared.counters.lock().timed_out += 1;
+            }
+            if deadline
+                .checked_add(r.abandon_after)
+                .is_some_and(|at| now >= at)
+            {
+                give_up.push(id.clone());
+            }
+        }
+    }
+    for id in give_up {
+        abandon(shared, &id);
+    }
+}
+
+/// Gives up on a timed-out handler that did not return: fails its attempt without it (fenced
+/// by its claim, so whichever of the two writes first wins and the other is refused), and
+/// replaces its worker thread, which exits once the handler returns.
+fn abandon(shared: &Arc<Shared>, id: &str) {
+    let Some(r) = shared.running.lock().remove(id) else {
+        return;
+    };
+    r.abandoned.store(true, Ordering::Release);
+    // The abandoned worker no longer counts as busy (it exits without touching `busy`).
+    shared.busy.fetch_sub(1, Ordering::AcqRel);
+    shared.counters.lock().abandoned += 1;
+    let timeout_ms = r.deadline.map_or(0, |(_, ms)| ms);
+    tracing::warn!(task = %id, timeout_ms, "handler ignored its timeout; abandoning it");
+    let kind = shared.kinds.read().get(&r.kind).cloned();
+    if let Some(kind) = kind {
+        let error = format!(
+            "timed out after {timeout_ms} ms (the handler ignored cancellation and was abandoned)"
+        );
+        if let Err(e) = fail_attempt(shared, &kind, id, r.attempt, r.claim_lsn, error) {
+            tracing::debug!(task = %id, error = %e, "abandoned attempt already ended");
+        }
+    }
+    if shared.stop.load(Ordering::Acquire) {
+        return;
+    }
+    let s = shared.clone();
+    match std::thread::Builder::new()
+        .name("tasklog-worker-r".into())
+        .spawn(move || work(&s))
+    {
+        Ok(h) => shared.extra_threads.lock().push(h),
+        Err(e) => tracing::warn!(error = %e, "could not replace an abandoned worker"),
     }
 }
 
@@ -142,27 +228,36 @@ fn recover_expired(shared: &Shared) -> Result<()> {
 /// A worker: claims the next ready task and runs it, until the runtime stops.
 pub fn work(shared: &Shared) {
     while let Some(entry) = next_entry(shared) {
-        claim_and_run(shared, &entry);
+        if claim_and_run(shared, &entry) {
+            // Abandoned after a timeout: a replacement worker took this one's place (and
+            // its `busy` count).
+            return;
+        }
         // Taken from the queue in `next_entry`; over now (a retry was queued again before).
         shared.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn claim_and_run(shared: &Shared, entry: &super::queue::Entry) {
+/// Claims and runs one task. True when its handler was abandoned.
+fn claim_and_run(shared: &Shared, entry: &super::queue::Entry) -> bool {
     let Some(kind) = shared.kinds.read().get(&entry.kind).cloned() else {
-        return;
+        return false;
     };
     let task = match shared
         .store
         .claim(&entry.id, &shared.options.owner, shared.options.lease_ms)
     {
         Ok(t) => t,
+        Err(crate::Error::Throttled { retry_after_ms, .. }) => {
+            hold_kind(shared, entry, retry_after_ms);
+            return false;
+        }
         Err(e) => {
             tracing::debug!(task = %entry.id, error = %e, "claim refused (taken, cancelled or removed)");
-            return;
+            return false;
         }
     };
-    run(shared, &kind, task);
+    run(shared, &kind, &entry.kind, task)
 }
 
 fn next_entry(shared: &Shared) -> Option<super::queue::Entry> {
@@ -183,40 +278,134 @@ fn next_entry(shared: &Shared) -> Option<super::queue::Entry> {
     }
 }
 
-fn run(shared: &Shared, kind: &super::Kind, task: Task) {
+/// How long a kind at its concurrency limit is held back before a claim is tried again (a
+/// task of the kind finishing here ends the hold earlier).
+const LIMIT_RECHECK_MS: i64 = 25;
+/// How long a paused kind is held back before a claim is tried again.
+const PAUSE_RECHECK_MS: i64 = 250;
+
+/// The store refused to start a task of this kind now: put the task back in its place and
+/// hand out no task of the kind until a claim may succeed again.
+fn hold_kind(shared: &Shared, entry: &super::queue::Entry, retry_after_ms: Option<u64>) {
+    let wait = match retry_after_ms {
+        Some(ms) => i64::try_from(ms).unwrap_or(i64::MAX),
+        None if shared
+            .store
+            .kind_settings()
+            .get(&entry.kind)
+            .is_some_and(|s| s.paused) =>
+        {
+            PAUSE_RECHECK_MS
+        }
+        None => LIMIT_RECHECK_MS,
+    };
+    let mut q = shared.queue.lock();
+    q.restore(entry.clone());
+    q.hold(&entry.kind, now_ms().saturating_add(wait));
+    drop(q);
+    shared.queue_cv.notify_all();
+}
+
+/// The attempt's time limit: the task's own `runtime.timeout_ms`, else its kind's.
+fn timeout_of(task: &Task, kind: &super::Kind) -> Option<Duration> {
+    task.metadata
+        .get(META_TIMEOUT_MS)
+        .and_then(Value::as_u64)
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .or(kind.timeout)
+}
+
+/// Runs a claimed task to its outcome. True when its handler was abandoned.
+fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool {
     let id = task.id.clone();
     let cancel = Arc::new(CancelSignal::default());
-    shared.running.lock().insert(id.clone(), cancel.clone());
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = timeout_of(&task, kind).map(|t| {
+        let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        // A limit beyond the clock's range is no limit: a far deadline.
+        let at = started
+            .checked_add(t)
+            .unwrap_or(started + Duration::from_secs(86_400 * 365));
+        (at, ms)
+    });
+    let claim_lsn = task.lease.as_ref().map_or(task.last_lsn, |l| l.claim_lsn);
+    shared.running.lock().insert(
+        id.clone(),
+        Running {
+            cancel: cancel.clone(),
+            attempt: task.attempt,
+            claim_lsn,
+            kind: kind_name.to_string(),
+            deadline,
+            abandon_after: kind.abandon_after,
+            abandoned: abandoned.clone(),
+        },
+    );
     let input = task
         .metadata
         .get(META_INPUT)
         .cloned()
         .unwrap_or(Value::Null);
-    let resume_from = if matches!(kind.recovery, Recovery::Restart) {
-        None
-    } else {
-        task.checkpoint.clone()
-    };
+    let resume_from =
+        if matches!(kind.recovery, Recovery::Restart) || super::recovery::restarts(&task) {
+            None
+        } else {
+            task.checkpoint.clone()
+        };
     let ctx = TaskContext {
         store: shared.store.clone(),
         owner: shared.options.owner.clone(),
         resume_from,
         cancel: cancel.clone(),
         shutting_down: shared.shutting_down.clone(),
+        checkpoints: super::context::CheckpointPacer::new(
+            kind.checkpoint_every_percent,
+            task.checkpoint.as_ref().map_or(0, |c| c.progress),
+        ),
         task,
     };
-    let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| kind.handler.run(&ctx, input)));
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(r) => r,
         Err(panic) => Err(format!("handler panicked: {}", panic_message(&panic))),
     };
-    if let Err(e) = record_outcome(shared, kind, &ctx, outcome, cancel.is_cancelled()) {
+    let timed_out = cancel.is_timed_out();
+    if let (true, Some((_, ms))) = (timed_out, deadline) {
+        // Start-to-close exceeded: whatever the handler returned, the attempt failed.
+        outcome = Err(format!("timed out after {ms} ms"));
+    }
+    if abandoned.load(Ordering::Acquire) {
+        // Supervision failed the attempt already; this write is fenced out unless it won the
+        // race, and either way exactly one outcome is recorded.
+        if let Err(e) = record_outcome(shared, kind, &ctx, outcome, false) {
+            tracing::info!(task = %id, error = %e, "late outcome of an abandoned handler refused");
+        }
+        return true;
+    }
+    if let Err(e) = record_outcome(
+        shared,
+        kind,
+        &ctx,
+        outcome,
+        cancel.is_cancelled() && !timed_out,
+    ) {
         tracing::warn!(task = %id, error = %e, "could not record the outcome (the task moved on without this worker)");
     }
     shared.counters.lock().record_run(elapsed_ms);
-    shared.running.lock().remove(&id);
+    let mut running = shared.running.lock();
+    // Only this claim's entry: after an abandonment the task may run again here.
+    if running.get(&id).is_some_and(|r| r.claim_lsn == claim_lsn) {
+        running.remove(&id);
+    }
+    drop(running);
+    // A slot of the kind is free: a kind held at its limit may try again now.
+    if shared.queue.lock().release(kind_name) {
+        shared.queue_cv.notify_all();
+    }
+    abandoned.load(Ordering::Acquire)
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -271,34 +460,50 @@ fn record_outcome(
                 }))
                 .map(|_| ())
         }
-        Err(error) => {
-            shared.counters.lock().failed += 1;
-            if attempt >= kind.retry.max_attempts {
-                return shared
-                    .store
-                    .apply(fenced(Change::Fail { error }))
-                    .map(|_| ());
-            }
-            let not_before = now_ms() + kind.retry.delay_ms(attempt + 1) as i64;
-            let mut update = TaskUpdate::default();
-            update
-                .set_metadata
-                .insert(META_NOT_BEFORE.into(), Value::from(not_before));
-            // Failure, retry and backoff commit together: a crash cannot lose the retry.
-            let batch = vec![
-                fenced(Change::Fail { error }),
-                Mutation::new(ctx.task.id.clone(), Change::Retry).actor(owner.clone()),
-                Mutation::new(ctx.task.id.clone(), Change::Update(update)).actor(owner.clone()),
-            ];
-            let after = shared.store.batch(batch)?;
-            shared.counters.lock().retries += 1;
-            // Queue the retry now rather than waiting for the feed, so that the runtime is
-            // never seen idle while a retry is due (the feed's copy is ignored as a duplicate,
-            // or its claim fails).
-            if let Some(t) = after.last() {
-                enqueue(shared, t);
-            }
-            Ok(())
-        }
+        Err(error) => fail_attempt(shared, kind, &ctx.task.id, attempt, ctx.claim_lsn(), error),
     }
+}
+
+/// Fails an attempt (fenced by its claim) and, unless it was the last, schedules the retry
+/// in the same batch.
+fn fail_attempt(
+    shared: &Shared,
+    kind: &super::Kind,
+    id: &str,
+    attempt: u32,
+    claim_lsn: u64,
+    error: String,
+) -> Result<()> {
+    let owner = &shared.options.owner;
+    let fail = Mutation::new(id.to_string(), Change::Fail { error })
+        .fenced_claim(owner.clone(), attempt, claim_lsn)
+        .actor(owner.clone());
+    if attempt >= kind.retry.max_attempts {
+        shared.store.apply(fail)?;
+        shared.counters.lock().failed += 1;
+        return Ok(());
+    }
+    let not_before = now_ms() + kind.retry.delay_ms(attempt + 1) as i64;
+    let mut update = TaskUpdate::default();
+    update
+        .set_metadata
+        .insert(META_NOT_BEFORE.into(), Value::from(not_before));
+    // Failure, retry and backoff commit together: a crash cannot lose the retry.
+    let batch = vec![
+        fail,
+        Mutation::new(id.to_string(), Change::Retry).actor(owner.clone()),
+        Mutation::new(id.to_string(), Change::Update(update)).actor(owner.clone()),
+    ];
+    let after = shared.store.batch(batch)?;
+    {
+        let mut c = shared.counters.lock();
+        c.failed += 1;
+        c.retries += 1;
+    }
+    // Queue the retry now rather than waiting for the feed, so that the runtime is never seen
+    // idle while a retry is due (the feed's copy is ignored as a duplicate, or its claim fails).
+    if let Some(t) = after.last() {
+        enqueue(shared, t);
+    }
+    Ok(())
 }

@@ -97,6 +97,12 @@ impl Staged {
         }
     }
 
+    /// Stages a submit that returns an existing task (its unique key is held) and writes
+    /// nothing.
+    pub fn push_existing(&mut self, id: String) {
+        self.slots.push(Slot::Existing(id));
+    }
+
     /// Validates one mutation and stages its event (or nothing, for a repeated submit).
     pub fn stage(
         &mut self,

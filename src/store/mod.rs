@@ -11,6 +11,7 @@ mod commit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod kinds;
 pub mod log;
 pub mod mutation;
 pub mod options;
@@ -22,6 +23,7 @@ pub mod snapshot;
 pub mod state;
 pub mod stats;
 pub mod subscribe;
+pub mod unique;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -34,12 +36,13 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 pub use history::HistoryEvent;
+pub use kinds::{KindSettings, PerKeyLimit, RateLimit};
 pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};
-pub use options::{InterruptedPolicy, StoreOptions};
+pub use options::{InterruptedPolicy, PendingAtOpen, StoreOptions};
 pub use query::{Cursor, Filter, Page, Query, SortKey};
 pub use recovery::RecoveryReport;
-pub use stats::{Health, KeyCounts, Stats};
+pub use stats::{CleanupAge, CleanupRule, Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
 
 use crate::error::{Error, Result};
@@ -68,6 +71,11 @@ struct Inner {
     report: RecoveryReport,
     snapshot_lock: Mutex<SnapshotProgress>,
     snapshotter: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// Per-kind admission rules, checked at every start under the state lock (taken after
+    /// it, never before).
+    gate: Mutex<kinds::Gate>,
+    /// Unique keys -> their tasks, changed under the state lock (taken after it).
+    unique: Mutex<unique::UniqueIndex>,
 }
 
 #[derive(Default)]
@@ -100,6 +108,7 @@ impl Store {
         let (wal, state, mut report) = recovery::recover(&dir, &options)?;
         let last_snapshot = report.snapshot_lsn;
         let session = fastrand::u64(1..);
+        let gate = kinds::Gate::load(options.storage.as_ref(), &dir)?;
         if !options.read_only {
             let mut ids = state.orphaned_running(session);
             ids.extend(state.expired_leases(Timestamp::now()));
@@ -122,6 +131,8 @@ impl Store {
                     last_lsn: last_snapshot,
                 }),
                 snapshotter: Mutex::new(None),
+                gate: Mutex::new(gate),
+                unique: Mutex::new(unique::UniqueIndex::default()),
                 options,
             }),
         };
@@ -184,21 +195,46 @@ impl Store {
         let mut st = self.inner.state.write();
         let base = self.inner.log.next_lsn();
         let mut staged = Staged::new(mutations.len());
+        let mut unique = self.inner.unique.lock();
+        let check_unique = unique::UniqueIndex::wanted_by(&mutations);
         for m in mutations {
-            match staged.stage(&st, m, now, self.inner.session, base) {
+            let holder = if check_unique {
+                unique.holder(&st, &staged.events, &m, now)
+            } else {
+                Ok(None)
+            };
+            let staged_one = match holder {
+                // The key is held: the submit returns the holder and writes nothing.
+                Ok(Some(id)) => {
+                    staged.push_existing(id);
+                    Ok(())
+                }
+                Ok(None) => staged.stage(&st, m, now, self.inner.session, base),
+                Err(e) => Err(e),
+            };
+            match staged_one {
                 Ok(()) => {}
                 Err(Error::Conflict { .. }) if stale == Stale::Skip => {}
                 Err(e) => {
                     // A refusal reveals the state it was judged against: answer only once
                     // that state is durable, or a crash could take back what it revealed.
                     let applied = st.applied_lsn;
+                    drop(unique);
                     drop(st);
                     self.settle(applied)?;
                     return Err(e);
                 }
             }
         }
+        if let Err(e) = self.admit(&st, &staged, now) {
+            let applied = st.applied_lsn;
+            drop(unique);
+            drop(st);
+            self.settle(applied)?;
+            return Err(e);
+        }
         if staged.events.is_empty() {
+            drop(unique);
             let results = results_of(&staged, &st);
             drop(st);
             return Ok((self.settle_all(results)?, 0));
@@ -241,6 +277,16 @@ impl Store {
             Vec::new()
         };
         let removed = std::mem::take(&mut staged.removed);
+        let keyed: Vec<String> = if unique.is_built() {
+            staged
+                .events
+                .iter()
+                .filter(|e| unique::UniqueIndex::may_key(e))
+                .map(|e| e.task_id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut subscribers = self.inner.subscribers.lock();
         let mut last_lsn = base;
         for (i, (event, bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
@@ -260,6 +306,8 @@ impl Store {
             }
         }
         drop(subscribers);
+        unique.after_commit(&st, &keyed);
+        drop(unique);
         let results: Vec<(String, Option<Task>)> = ids
             .into_iter()
             .map(|id| {
@@ -274,6 +322,75 @@ impl Store {
             self.request_snapshot();
         }
         Ok((results, last_lsn))
+    }
+
+    /// Checks the batch's starts against the kinds' admission rules.
+    fn admit(&self, st: &State, staged: &Staged, now: Timestamp) -> Result<()> {
+        let mut gate = self.inner.gate.lock();
+        if gate.is_open() {
+            return Ok(());
+        }
+        let events = &staged.events;
+        // The task's metadata as the batch sees it: the live task's, or, for a task this
+        // batch creates, its `created` event's (so a submit and start together are checked).
+        let meta_of = |id: &str| {
+            staged.current(st, id).map(|t| &t.metadata).or_else(|| {
+                events.iter().find_map(|e| match &e.kind {
+                    task::EventKind::Created { metadata, .. } if e.task_id == id => Some(metadata),
+                    _ => None,
+                })
+            })
+        };
+        gate.admit(st, events, meta_of, now.0)
+    }
+
+    // ----- kinds -----------------------------------------------------------------------------
+
+    /// The admission rules of every kind that has some (pause, concurrency and rate limits).
+    pub fn kind_settings(&self) -> std::collections::BTreeMap<String, KindSettings> {
+        self.inner.gate.lock().settings().clone()
+    }
+
+    /// True when some kind has admission rules.
+    pub fn has_kind_rules(&self) -> bool {
+        !self.inner.gate.lock().is_open()
+    }
+
+    /// Sets the admission rules of `kind` (the default settings remove its entry). Durable
+    /// when it returns: written to `kinds.json` before it takes effect.
+    pub fn set_kind_settings(&self, kind: &str, settings: KindSettings) -> Result<()> {
+        self.check_writable()?;
+        // The state lock first, as in a commit: a start is judged wholly under the old
+        // settings or wholly under the new.
+        let _st = self.inner.state.write();
+        let mut gate = self.inner.gate.lock();
+        let all = gate.with(kind, settings)?;
+        kinds::Gate::save(self.inner.options.storage.as_ref(), &self.inner.dir, &all)?;
+        tracing::info!(kind, "kind settings changed");
+        gate.install(all);
+        Ok(())
+    }
+
+    /// Pauses a kind: no task of it starts until it is resumed; running ones finish. Durable.
+    pub fn pause_kind(&self, kind: &str) -> Result<KindSettings> {
+        let s = self
+            .kind_settings()
+            .remove(kind)
+            .unwrap_or_default()
+            .paused(true);
+        self.set_kind_settings(kind, s.clone())?;
+        Ok(s)
+    }
+
+    /// Resumes a paused kind. Durable.
+    pub fn resume_kind(&self, kind: &str) -> Result<KindSettings> {
+        let s = self
+            .kind_settings()
+            .remove(kind)
+            .unwrap_or_default()
+            .paused(false);
+        self.set_kind_settings(kind, s.clone())?;
+        Ok(s)
     }
 
     /// Applies one mutation.
@@ -500,6 +617,28 @@ impl Store {
         Ok(stats)
     }
 
+    /// [`Store::stats`] with counts by each of several metadata keys at once (seed 000's
+    /// `by_operation_type` and `by_cost_center` in one call): `by_key` holds the first,
+    /// `by_keys` all of them in order. At most 16 keys, each non-empty.
+    pub fn stats_by(&self, keys: &[&str]) -> Result<Stats> {
+        if keys.len() > stats::STATS_KEYS_MAX || keys.iter().any(|k| k.is_empty()) {
+            return Err(Error::InvalidInput {
+                at: Some("by".into()),
+                reason: format!(
+                    "statistics take 1 to {} non-empty metadata keys, got {}",
+                    stats::STATS_KEYS_MAX,
+                    keys.len()
+                ),
+            });
+        }
+        let mut out = self.stats(keys.first().copied())?;
+        if keys.len() > 1 {
+            out.by_keys =
+                self.read_state(|st| keys.iter().map(|k| stats::by_key(st, k)).collect())?;
+        }
+        Ok(out)
+    }
+
     /// Every committed event from `from` (an LSN) onward: first those already in the log, then
     /// live ones as they commit. Each is delivered once, in LSN order, once durable.
     pub fn subscribe(&self, from: u64) -> Result<Subscription> {
@@ -523,6 +662,36 @@ impl Store {
             "retention: finished more than {} s ago",
             older_than.as_secs()
         );
+        self.remove_expired(ids, reason)
+    }
+
+    /// Retention by a rule: the tasks in `rule.states` (terminal states only) whose finish or
+    /// last run is older than `rule.older_than`, removed in one atomic batch, histories kept.
+    /// `CleanupRule::default()` is seed 000's: completed and failed, 30 days, by finish time.
+    pub fn cleanup_by(&self, rule: &CleanupRule) -> Result<usize> {
+        if let Some(s) = rule.states.iter().find(|s| !s.is_terminal()) {
+            return Err(Error::InvalidInput {
+                at: Some("states".into()),
+                reason: format!(
+                    "retention never removes {s} tasks (only completed, failed, cancelled)"
+                ),
+            });
+        }
+        let ms = rule.older_than.as_millis().min(i64::MAX as u128) as i64;
+        let cutoff = Timestamp::now().plus_millis(-ms);
+        let ids = self.read_state(|st| stats::expired_by(st, rule, cutoff))?;
+        let what = match rule.age {
+            CleanupAge::LastRun => "last ran",
+            _ => "finished",
+        };
+        let reason = format!(
+            "retention: {what} more than {} s ago",
+            rule.older_than.as_secs()
+        );
+        self.remove_expired(ids, reason)
+    }
+
+    fn remove_expired(&self, ids: Vec<(String, u64)>, reason: String) -> Result<usize> {
         // IMPORTANT: the candidates were chosen under a read lock since released. Each removal
         // holds the version it was chosen at, and a task changed since (retried, say) is
         // skipped rather than removed in a state retention never judged.
@@ -734,6 +903,11 @@ impl Store {
         self.inner.options.interrupted_policy
     }
 
+    /// The error (or reason) recorded on work a crash interrupted.
+    pub fn interrupted_message(&self) -> &str {
+        &self.inner.options.interrupted_message
+    }
+
     /// This session's id (written in `Started` events).
     pub fn session(&self) -> u64 {
         self.inner.session
@@ -818,7 +992,37 @@ impl Store {
         if !orphans.is_empty() {
             tracing::warn!(count = orphans.len(), policy = ?self.inner.options.interrupted_policy, "tasks interrupted by a crash");
         }
-        self.interrupt(&orphans, INTERRUPTED_REASON)
+        let message = self.inner.options.interrupted_message.clone();
+        self.interrupt(&orphans, &message)?;
+        if self.inner.options.pending_at_open == PendingAtOpen::Cancel {
+            // Not the running tasks the policy above requeued: running work follows
+            // `interrupted_policy`.
+            let requeued: std::collections::HashSet<&String> = orphans.iter().collect();
+            let pending: Vec<(String, u64)> = self.read_state(|st| {
+                st.tasks_in(TaskState::Pending)
+                    .filter(|t| !requeued.contains(&t.id))
+                    .map(|t| (t.id.clone(), t.version))
+                    .collect()
+            })?;
+            if !pending.is_empty() {
+                tracing::warn!(count = pending.len(), "pending tasks cancelled at open");
+                let muts = pending
+                    .into_iter()
+                    .map(|(id, version)| {
+                        Mutation::new(
+                            id,
+                            Change::Cancel {
+                                reason: Some(message.clone()),
+                            },
+                        )
+                        .expect_version(version)
+                        .actor("tasklog-recovery")
+                    })
+                    .collect();
+                self.commit(muts, false, Stale::Skip)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,20 @@ pub enum InterruptedPolicy {
     Leave,
 }
 
+/// What to do, on a writable open, with tasks that were pending (seed 002's rule: work queued
+/// before a restart is not run after it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingAtOpen {
+    /// Leave them pending (the default: a queue survives restarts).
+    #[default]
+    Keep,
+    /// Cancel them with the interrupted-work message (`StoreOptions::interrupted_message`).
+    /// Cancelled, not failed: a task that never ran did not fail (the state machine has no
+    /// pending -> failed); `retry` queues one again.
+    Cancel,
+}
+
 /// Options for opening a [`Store`].
 ///
 /// ## Defaults
@@ -29,6 +43,9 @@ pub enum InterruptedPolicy {
 /// - `snapshot_every_bytes`: 64 MiB of records between background snapshots (0 turns it off).
 /// - `snapshots_kept`: 3.
 /// - `interrupted_policy`: [`InterruptedPolicy::MarkFailed`].
+/// - `interrupted_message`: "interrupted by restart" (the error or reason recorded on work
+///   interrupted by a crash).
+/// - `pending_at_open`: [`PendingAtOpen::Keep`].
 /// - `read_only`: false.
 /// - `preallocate`: true (segments are reserved up front, which makes each fdatasync cheaper).
 /// - `file_mode`: `0o600` for new files, `0o700` for new directories (see
@@ -41,6 +58,8 @@ pub struct StoreOptions {
     pub(crate) snapshot_every_bytes: u64,
     pub(crate) snapshots_kept: usize,
     pub(crate) interrupted_policy: InterruptedPolicy,
+    pub(crate) interrupted_message: String,
+    pub(crate) pending_at_open: PendingAtOpen,
     pub(crate) read_only: bool,
     pub(crate) preallocate: bool,
     pub(crate) storage: Arc<dyn Storage>,
@@ -57,6 +76,8 @@ impl Default for StoreOptions {
             snapshot_every_bytes: 64 << 20,
             snapshots_kept: 3,
             interrupted_policy: InterruptedPolicy::MarkFailed,
+            interrupted_message: super::INTERRUPTED_REASON.to_string(),
+            pending_at_open: PendingAtOpen::Keep,
             read_only: false,
             preallocate: true,
             storage: Arc::new(StdStorage),
@@ -104,6 +125,28 @@ impl StoreOptions {
     #[must_use]
     pub fn interrupted_policy(mut self, p: InterruptedPolicy) -> Self {
         self.interrupted_policy = p;
+        self
+    }
+    /// The error (or reason) recorded on work interrupted by a crash, e.g. seed 002's "Task
+    /// failed due to system restart". At most 1,024 bytes (longer is cut at a character
+    /// boundary).
+    #[must_use]
+    pub fn interrupted_message(mut self, message: impl Into<String>) -> Self {
+        let mut m: String = message.into();
+        if m.len() > 1024 {
+            let mut cut = 1024;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+        }
+        self.interrupted_message = m;
+        self
+    }
+    /// What a writable open does with pending tasks (seed 002 cancels them).
+    #[must_use]
+    pub fn pending_at_open(mut self, p: PendingAtOpen) -> Self {
+        self.pending_at_open = p;
         self
     }
     /// The interrupted-work policy these options carry.

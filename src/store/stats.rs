@@ -23,6 +23,10 @@ pub struct Stats {
     /// When asked for a metadata key: its value (as text) -> count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by_key: Option<KeyCounts>,
+    /// When asked for several metadata keys at once (`Store::stats_by`): counts by each, in
+    /// the order asked.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub by_keys: Vec<KeyCounts>,
     /// Sum of attempt numbers over live tasks.
     pub attempts: u64,
     /// Completed tasks.
@@ -134,6 +138,7 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
         by_role: owned(&mut state.role_counts()),
         by_provider: owned(&mut state.provider_counts()),
         by_key: key.map(|k| by_key(state, k)),
+        by_keys: Vec::new(),
         attempts: state.attempts(),
         successes: state.count_in(TaskState::Completed),
         failures: state.failures(),
@@ -147,8 +152,11 @@ pub fn count(state: &State, key: Option<&str>) -> Stats {
     }
 }
 
+/// Most metadata keys one statistics call may break the tasks down by.
+pub const STATS_KEYS_MAX: usize = 16;
+
 /// Counts the live tasks by the value of metadata key `key`.
-fn by_key(state: &State, key: &str) -> KeyCounts {
+pub fn by_key(state: &State, key: &str) -> KeyCounts {
     let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
     for t in state.tasks() {
         *by_value.entry(t.metadata.get(key)).or_default() += 1;
@@ -191,6 +199,85 @@ pub fn age_secs(modified: Option<std::time::SystemTime>) -> Option<f64> {
             .ok()?
             .as_secs_f64(),
     )
+}
+
+/// Which time of a task retention compares with its cutoff.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CleanupAge {
+    /// When it finished (`completed_at`, else its last change). The default.
+    #[default]
+    Finished,
+    /// When it last ran (`started_at` of its last attempt, else its creation): seed 000's
+    /// `last_run`.
+    LastRun,
+}
+
+/// What retention removes.
+///
+/// ## Defaults
+/// - `states`: completed and failed (seed 000's rule; cancelled tasks are kept).
+/// - `age`: [`CleanupAge::Finished`].
+/// - `older_than`: 30 days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupRule {
+    /// Terminal states whose tasks may go (pending and running never do).
+    pub states: Vec<TaskState>,
+    /// The time compared with the cutoff.
+    pub age: CleanupAge,
+    /// How old that time must be.
+    pub older_than: std::time::Duration,
+}
+
+impl Default for CleanupRule {
+    fn default() -> Self {
+        CleanupRule {
+            states: vec![TaskState::Completed, TaskState::Failed],
+            age: CleanupAge::Finished,
+            older_than: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl CleanupRule {
+    /// Sets the states.
+    #[must_use]
+    pub fn states(mut self, states: Vec<TaskState>) -> Self {
+        self.states = states;
+        self
+    }
+    /// Sets the time compared.
+    #[must_use]
+    pub fn age(mut self, age: CleanupAge) -> Self {
+        self.age = age;
+        self
+    }
+    /// Sets the age.
+    #[must_use]
+    pub fn older_than(mut self, d: std::time::Duration) -> Self {
+        self.older_than = d;
+        self
+    }
+}
+
+/// Tasks in `rule`'s states whose compared time is before `cutoff`.
+pub fn expired_by(state: &State, rule: &CleanupRule, cutoff: Timestamp) -> Vec<(String, u64)> {
+    let mut ids: Vec<(String, u64)> = TaskState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal() && rule.states.contains(s))
+        .flat_map(|s| state.tasks_in(s))
+        .filter(|t| {
+            let at = match rule.age {
+                CleanupAge::Finished => t.completed_at.unwrap_or(t.updated_at),
+                CleanupAge::LastRun => t.started_at.unwrap_or(t.created_at),
+            };
+            at < cutoff
+        })
+        .map(|t| (t.id.clone(), t.version))
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// Terminal tasks last changed before `cutoff` (candidates for retention).

@@ -32,8 +32,8 @@ Exit codes:
   4  the store is locked by another process (another writer has it open)
 
 Environment: TASKLOG_DIR (store directory), TASKLOG_REMOTE (server URL), TASKLOG_TOKEN (bearer
-token for serve and for the client, unless --token-file), RUST_LOG (log filter, default warn),
-NO_COLOR (no colors in progress bars).";
+token for serve and for the client, unless --token-file), TASKLOG_ACTOR (--actor), RUST_LOG (log
+filter, default warn), NO_COLOR (no colors in progress bars).";
 
 /// Durable task state with a complete audit trail.
 #[derive(Debug, Parser)]
@@ -56,6 +56,12 @@ pub struct Cli {
     /// address, sent by the client to a server that needs it. Else $TASKLOG_TOKEN.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// Who makes the change, recorded in the task's history by the commands that change a
+    /// task (submit, start, progress, checkpoint, output, complete, fail, cancel, retry).
+    /// Else $TASKLOG_ACTOR; else none (a server records its default).
+    #[arg(long, global = true, env = "TASKLOG_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -162,9 +168,9 @@ pub enum Command {
     },
     /// Counts by state, role, provider (or a metadata key) and the store's health.
     Stats {
-        /// Also count by this metadata key.
+        /// Also count by this metadata key (repeatable: by each key, `by_keys` in the JSON).
         #[arg(long, value_name = "KEY")]
-        by: Option<String>,
+        by: Vec<String>,
         /// Print the statistics as JSON.
         #[arg(long)]
         json: bool,
@@ -181,9 +187,16 @@ pub enum Command {
     Import(ImportArgs),
     /// Remove terminal tasks that finished more than DAYS days ago (their history stays).
     Cleanup {
-        /// Age in days (fractions allowed).
+        /// Age in days (fractions allowed; default 30).
         #[arg(long, value_name = "DAYS", value_parser = parse_days)]
-        older_than: f64,
+        older_than: Option<f64>,
+        /// Only tasks in these terminal states (comma-separated; default: completed, failed
+        /// and cancelled). Seed 000's rule: `--state completed,failed --by last-run`.
+        #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = parse_state)]
+        states: Vec<TaskState>,
+        /// The time compared with the age: when the task finished, or when it last ran.
+        #[arg(long, value_enum, default_value = "finished")]
+        by: CleanupByArg,
     },
     /// Write a snapshot now.
     Snapshot,
@@ -250,6 +263,23 @@ pub enum Command {
     Stress(StressArgs),
     /// A guided tour: workers, failures, retries, a crash and its recovery, an export.
     Demo,
+    /// Pause a kind (`runtime.kind`): no task of it starts until `resume`; running ones
+    /// finish. Durable; holds for every worker of the store.
+    Pause {
+        /// The kind.
+        kind: String,
+    },
+    /// Resume a paused kind.
+    Resume {
+        /// The kind.
+        kind: String,
+    },
+    /// Show the kinds that have rules (pause, concurrency and rate limits).
+    Kinds {
+        /// Print `{"kinds": {...}}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -295,6 +325,9 @@ pub struct SubmitArgs {
     /// Hand the task to no worker before this long from now, e.g. 90s, 15m, 2h.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub delay: Option<std::time::Duration>,
+    /// Priority, 0 to 10 (higher runs first; default 0).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub priority: Option<u8>,
 }
 
 /// Filters shared by `list` and `export`.
@@ -327,6 +360,16 @@ pub struct FilterArgs {
     /// Created before.
     #[arg(long, value_name = "TIME", value_parser = Timestamp::parse)]
     pub until: Option<Timestamp>,
+}
+
+/// `cleanup --by`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CleanupByArg {
+    /// When the task finished.
+    #[default]
+    Finished,
+    /// When it last ran (its last attempt's start).
+    LastRun,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -268,6 +268,9 @@ pub struct StatsView {
     pub by_provider: BTreeMap<String, usize>,
     /// By a metadata key.
     pub by_key: Option<KeyCountsView>,
+    /// By each of several metadata keys.
+    #[serde(default)]
+    pub by_keys: Vec<KeyCountsView>,
     /// Sum of attempts.
     pub attempts: u64,
     /// Completed tasks.
@@ -386,7 +389,12 @@ pub fn stats_block(out: &mut dyn Write, s: &StatsView) -> io::Result<()> {
     writeln!(out, "  by state:    {}", counts_line(&s.by_state))?;
     writeln!(out, "  by role:     {}", counts_line(&s.by_role))?;
     writeln!(out, "  by provider: {}", counts_line(&s.by_provider))?;
-    if let Some(k) = &s.by_key {
+    if s.by_keys.is_empty()
+        && let Some(k) = &s.by_key
+    {
+        writeln!(out, "  by {}: {}", k.key, counts_line(&k.counts))?;
+    }
+    for k in &s.by_keys {
         writeln!(out, "  by {}: {}", k.key, counts_line(&k.counts))?;
     }
     writeln!(

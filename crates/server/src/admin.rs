@@ -81,6 +81,12 @@ pub struct RuntimeFigures {
     pub stuck: u64,
     /// Retries (attempts beyond the first).
     pub retries: u64,
+    /// Attempts that ran past their timeout (known to a live runtime only; 0 here).
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Timed-out handlers abandoned (known to a live runtime only; 0 here).
+    #[serde(default)]
+    pub abandoned: u64,
     /// Completed runs.
     pub succeeded: u64,
     /// Failed runs.
@@ -101,9 +107,10 @@ pub struct RuntimeFigures {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
-    /// Also count the tasks by this metadata key.
+    /// Also count the tasks by this metadata key; repeatable (up to 16 keys: `by_keys` holds
+    /// the counts by each, `by_key` the first's).
     #[param(min_length = 1)]
-    pub by: Option<String>,
+    pub by: Option<Vec<String>>,
 }
 
 /// Statistics: counts by state, role, provider (and a metadata key with `by`), the store's
@@ -125,13 +132,20 @@ async fn stats(
     q: QueryParams,
 ) -> ApiResult<axum::Json<StatsReport>> {
     q.allow(&["by"])?;
-    let by = q.string("by")?;
-    if by.as_deref().is_some_and(str::is_empty) {
+    // Repeatable: counts by each key (`by_keys`), the first also in `by_key`.
+    let by: Vec<String> = q
+        .pairs()
+        .iter()
+        .filter(|(k, _)| k == "by")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if by.iter().any(String::is_empty) {
         return Err(Problem::bad_request("bad_request", "`by` must name a metadata key").at("by"));
     }
     let (stats, runtime, schedules) = state
         .run(move |store| {
-            let stats = store.stats(by.as_deref())?;
+            let keys: Vec<&str> = by.iter().map(String::as_str).collect();
+            let stats = store.stats_by(&keys)?;
             let runtime = tasklog::runtime::health_from_store(store)?;
             let schedules = tasklog::runtime::schedule::stats(store)?;
             Ok((stats, serde_json::to_value(&runtime), schedules))
@@ -164,6 +178,34 @@ pub struct CleanupRequest {
     #[serde(deserialize_with = "crate::extract::int::u64")]
     #[schema(maximum = 9_223_372_036_854_775_807_u64)]
     pub older_than_secs: u64,
+    /// Only tasks in these terminal states (default: completed, failed and cancelled).
+    #[serde(default)]
+    pub states: Option<Vec<CleanupState>>,
+    /// The time compared with the age (default `finished`).
+    #[serde(default)]
+    pub by: Option<CleanupBy>,
+}
+
+/// A terminal state retention may remove.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupState {
+    /// Completed tasks.
+    Completed,
+    /// Failed tasks.
+    Failed,
+    /// Cancelled tasks.
+    Cancelled,
+}
+
+/// Which time of a task retention compares.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupBy {
+    /// When it finished.
+    Finished,
+    /// When it last ran (its last attempt's start): seed 000's `last_run`.
+    LastRun,
 }
 
 /// What a cleanup removed.
@@ -192,7 +234,38 @@ async fn cleanup(
     Json(req): Json<CleanupRequest>,
 ) -> ApiResult<axum::Json<CleanupResponse>> {
     let age = Duration::from_secs(req.older_than_secs);
-    let removed = state.run(move |store| store.cleanup(age)).await?;
+    let removed = if req.states.is_none() && req.by.is_none() {
+        state.run(move |store| store.cleanup(age)).await?
+    } else {
+        use tasklog::TaskState;
+        use tasklog::store::{CleanupAge, CleanupRule};
+        let states = req.states.map_or_else(
+            || {
+                vec![
+                    TaskState::Completed,
+                    TaskState::Failed,
+                    TaskState::Cancelled,
+                ]
+            },
+            |s| {
+                s.into_iter()
+                    .map(|s| match s {
+                        CleanupState::Completed => TaskState::Completed,
+                        CleanupState::Failed => TaskState::Failed,
+                        CleanupState::Cancelled => TaskState::Cancelled,
+                    })
+                    .collect()
+            },
+        );
+        let rule = CleanupRule::default()
+            .states(states)
+            .older_than(age)
+            .age(match req.by {
+                Some(CleanupBy::LastRun) => CleanupAge::LastRun,
+                _ => CleanupAge::Finished,
+            });
+        state.run(move |store| store.cleanup_by(&rule)).await?
+    };
     Ok(axum::Json(CleanupResponse { removed }))
 }
 

@@ -159,6 +159,15 @@ impl From<tasklog::Error> for Problem {
             E::LeaseMismatch { id, .. } => {
                 Problem::new(StatusCode::CONFLICT, "lease_lost", detail).task(id)
             }
+            E::Throttled {
+                id, retry_after_ms, ..
+            } => {
+                let mut p =
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "throttled", detail).task(id);
+                // Whole seconds, rounded up: never sooner than the limit allows.
+                p.retry_after_secs = retry_after_ms.map(|ms| ms.div_ceil(1000).max(1));
+                p
+            }
             E::InvalidInput { at, .. } => {
                 let p = Problem::bad_request("invalid_input", detail);
                 match at {

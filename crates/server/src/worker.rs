@@ -14,6 +14,7 @@
 mod bodies;
 mod claim;
 mod extract;
+mod kinds;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -33,6 +34,7 @@ pub use bodies::{
 };
 use claim::{lease_ms, with_etag};
 pub(crate) use extract::TaskId;
+pub use kinds::{KindSettingsDoc, KindsResponse, PerKeyDoc, RateDoc};
 
 /// Lease length when a claim or heartbeat names none, in milliseconds.
 pub const LEASE_MS_DEFAULT: u64 = 30_000;
@@ -51,6 +53,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(output))
         .routes(routes!(complete))
         .routes(routes!(fail))
+        .routes(routes!(kinds::list))
+        .routes(routes!(kinds::set))
+        .routes(routes!(kinds::pause))
+        .routes(routes!(kinds::resume))
 }
 
 // ----- fenced calls ------------------------------------------------------------------------

@@ -113,7 +113,16 @@ fn stats_refuses_bad_query_parameters() {
     let c = server.client();
     let p = assert_problem(&c.get("/v1/stats?by="), 400, "bad_request");
     assert_eq!(p["at"], "by");
-    let p = assert_problem(&c.get("/v1/stats?by=a&by=b"), 400, "bad_request");
+    // A repeated `by` counts by each key (issue #19); more than 16 keys is refused.
+    let r = c.get("/v1/stats?by=a&by=b");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["by_keys"][1]["key"], "b");
+    let many: Vec<String> = (0..17).map(|i| format!("by=k{i}")).collect();
+    let p = assert_problem(
+        &c.get(&format!("/v1/stats?{}", many.join("&"))),
+        400,
+        "invalid_input",
+    );
     assert_eq!(p["at"], "by");
     let p = assert_problem(&c.get("/v1/stats?bye=a"), 400, "bad_request");
     assert_eq!(p["at"], "bye");

@@ -9,12 +9,24 @@ use serde::Deserialize;
 use serde_json::json;
 use tasklog::store::recovery::{snapshot_dir, wal_dir};
 
+use tasklog::TaskState;
+use tasklog::store::{CleanupAge, CleanupRule};
+
 use super::{Ctx, close};
+use crate::args::CleanupByArg;
 use crate::output::bytes;
 
 /// `cleanup --older-than DAYS`.
-pub fn cleanup(ctx: &Ctx, out: &mut dyn Write, days: f64) -> anyhow::Result<()> {
+pub fn cleanup(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    days: f64,
+    states: &[TaskState],
+    by: CleanupByArg,
+) -> anyhow::Result<()> {
     let age = Duration::from_secs_f64(days * 86_400.0);
+    // Without --state and --by, exactly the rule scripts know: every terminal state, by finish.
+    let plain = states.is_empty() && by == CleanupByArg::Finished;
     let removed = match &ctx.remote {
         Some(remote) => {
             #[derive(Deserialize)]
@@ -22,23 +34,63 @@ pub fn cleanup(ctx: &Ctx, out: &mut dyn Write, days: f64) -> anyhow::Result<()> 
                 removed: u64,
             }
             // Whole seconds: the route takes an integer.
-            let body = json!({ "older_than_secs": age.as_secs() });
+            let mut body = json!({ "older_than_secs": age.as_secs() });
+            if !plain {
+                body["states"] = json!(
+                    rule_states(states)
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                );
+                body["by"] = json!(match by {
+                    CleanupByArg::Finished => "finished",
+                    CleanupByArg::LastRun => "last_run",
+                });
+            }
             remote
                 .post::<Removed>("/v1/cleanup", &Vec::new(), &body)?
                 .removed
         }
         None => {
             let store = ctx.open_write()?;
-            let removed = store.cleanup(age);
+            let removed = if plain {
+                store.cleanup(age)
+            } else {
+                let rule = CleanupRule::default()
+                    .states(rule_states(states))
+                    .older_than(age)
+                    .age(match by {
+                        CleanupByArg::Finished => CleanupAge::Finished,
+                        CleanupByArg::LastRun => CleanupAge::LastRun,
+                    });
+                store.cleanup_by(&rule)
+            };
             close(store)?;
             removed? as u64
         }
     };
+    let when = match by {
+        CleanupByArg::Finished => "finished",
+        CleanupByArg::LastRun => "last ran",
+    };
     writeln!(
         out,
-        "removed {removed} terminal task(s) that finished more than {days} day(s) ago (their history is kept)"
+        "removed {removed} terminal task(s) that {when} more than {days} day(s) ago (their history is kept)"
     )?;
     Ok(())
+}
+
+/// The states of a rule: those given, else every terminal state.
+fn rule_states(states: &[TaskState]) -> Vec<TaskState> {
+    if states.is_empty() {
+        vec![
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Cancelled,
+        ]
+    } else {
+        states.to_vec()
+    }
 }
 
 /// A snapshot as `POST /v1/snapshot` and `POST /v1/compact` answer it

@@ -1,6 +1,7 @@
 //! Command dispatch and the shared helpers: resolving and opening the store.
 
 mod backup;
+mod kinds;
 mod maintain;
 mod read;
 mod recover;
@@ -35,6 +36,8 @@ pub struct Ctx {
     /// The server the command talks to instead of opening the store: `--remote`, or the live
     /// server recorded in the store directory.
     pub remote: Option<Remote>,
+    /// `--actor`: who makes the changes (recorded in histories).
+    pub actor: Option<String>,
 }
 
 impl Ctx {
@@ -169,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         dir,
         ui: Ui::detect(cli.quiet),
         remote,
+        actor: cli.actor.clone(),
     };
     // NOTE: not `stdout().lock()`: `stress` and `demo` write from several threads.
     let mut stdout = std::io::stdout();
@@ -212,11 +216,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { id, json } => read::get(&ctx, out, &id, json),
         Command::List(a) => read::list(&ctx, out, &a),
         Command::History { id, json } => read::history(&ctx, out, &id, json),
-        Command::Stats { by, json } => read::stats(&ctx, out, by.as_deref(), json),
+        Command::Stats { by, json } => read::stats(&ctx, out, &by, json),
         Command::Schedule { command } => schedule::run(&ctx, out, command),
         Command::Export(a) => transfer::export(&ctx, out, &a),
         Command::Import(a) => transfer::import(&ctx, out, &a),
-        Command::Cleanup { older_than } => maintain::cleanup(&ctx, out, older_than),
+        Command::Cleanup {
+            older_than,
+            states,
+            by,
+        } => maintain::cleanup(&ctx, out, older_than.unwrap_or(30.0), &states, by),
         Command::Snapshot => maintain::snapshot(&ctx, out),
         Command::Compact => maintain::compact(&ctx, out),
         Command::Verify { json } => verify::verify(&ctx, out, json),
@@ -229,6 +237,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => backup::restore(out, &from, &target, json),
         Command::Watch { from, json } => watch::watch(&ctx, out, from, json),
         Command::Recover { requeue, json } => recover::recover(&ctx, out, requeue, json),
+        Command::Pause { kind } => kinds::pause(&ctx, out, &kind, true),
+        Command::Resume { kind } => kinds::pause(&ctx, out, &kind, false),
+        Command::Kinds { json } => kinds::list(&ctx, out, json),
         Command::Serve(a) => {
             let token = crate::serve::token(cli.token_file.as_deref())?;
             crate::serve::run(&ctx, &a, token)

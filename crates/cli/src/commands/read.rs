@@ -189,18 +189,19 @@ pub fn history(ctx: &Ctx, out: &mut dyn Write, id: &str, json: bool) -> anyhow::
 }
 
 /// `stats [--by KEY] [--json]`.
-pub fn stats(ctx: &Ctx, out: &mut dyn Write, by: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub fn stats(ctx: &Ctx, out: &mut dyn Write, by: &[String], json: bool) -> anyhow::Result<()> {
     let value: Value = match &ctx.remote {
         Some(remote) => {
             let mut q = client::Query::new();
-            if let Some(by) = by {
-                q.push(("by", by.to_string()));
+            for key in by {
+                q.push(("by", key.clone()));
             }
             remote.get("/v1/stats", &q)?
         }
         None => {
             let store = ctx.open_read()?;
-            let stats = store.stats(by)?;
+            let keys: Vec<&str> = by.iter().map(String::as_str).collect();
+            let stats = store.stats_by(&keys)?;
             // The worker runtime's figures, computed from the tasks it owns.
             let runtime = tasklog::runtime::health_from_store(&store)?;
             // Extends the documented shape (`total`, `by_state`, ...) with a `runtime` object.

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use serde_json::{Map, Value, json};
+use tasklog::store::Mutation;
 use tasklog::task::OutputKind;
 use tasklog::{NewTask, Store, Task};
 
@@ -14,10 +15,18 @@ use crate::client::Remote;
 /// `submit`: prints the new task's id alone on a line.
 pub fn submit(ctx: &Ctx, out: &mut dyn Write, a: SubmitArgs) -> anyhow::Result<()> {
     let task = match &ctx.remote {
-        Some(remote) => remote.post::<Task>("/v1/tasks", &Vec::new(), &submit_body(&a))?,
+        Some(remote) => {
+            let mut body = submit_body(&a);
+            with_actor(&mut body, ctx);
+            remote.post::<Task>("/v1/tasks", &Vec::new(), &body)?
+        }
         None => {
             let store = ctx.open_write()?;
-            let task = store.submit(new_task(a));
+            let mut m = Mutation::submit(new_task(a));
+            if let Some(actor) = &ctx.actor {
+                m = m.actor(actor.clone());
+            }
+            let task = store.apply(m);
             close(store)?;
             task?
         }
@@ -53,7 +62,17 @@ fn new_task(a: SubmitArgs) -> NewTask {
     if let Some(r) = a.request_id {
         new = new.request_id(r);
     }
+    if let Some(p) = a.priority {
+        new = new.priority(p);
+    }
     new
+}
+
+/// Adds `--actor` to a request body (every change body takes `actor`).
+fn with_actor(body: &mut Value, ctx: &Ctx) {
+    if let (Some(actor), Value::Object(map)) = (&ctx.actor, body) {
+        map.insert("actor".into(), json!(actor));
+    }
 }
 
 /// The body of `POST /v1/tasks`.
@@ -75,6 +94,9 @@ fn submit_body(a: &SubmitArgs) -> Value {
     }
     if !a.tags.is_empty() {
         body.insert("tags".into(), json!(a.tags));
+    }
+    if let Some(p) = a.priority {
+        body.insert("priority".into(), json!(p));
     }
     let mut meta: Map<String, Value> = a.meta.iter().cloned().collect();
     if let Some(at) = run_at(a) {
@@ -147,21 +169,44 @@ pub enum Change {
 }
 
 impl Change {
-    fn apply(self, store: &Store, id: &str) -> tasklog::Result<Task> {
-        match self {
-            Change::Start => store.start(id),
+    fn apply(self, store: &Store, id: &str, actor: Option<&str>) -> tasklog::Result<Task> {
+        use tasklog::store::Change as C;
+        let change = match self {
+            Change::Start => C::Start {
+                owner: None,
+                lease_ms: None,
+            },
             Change::Progress {
                 percent,
                 step,
                 message,
-            } => store.progress(id, percent, step.as_deref(), message.as_deref()),
-            Change::Checkpoint { name, data } => store.checkpoint(id, &name, data),
-            Change::Output { kind, content } => store.output(id, kind, &content),
-            Change::Complete { result } => store.complete(id, result),
-            Change::Fail { error } => store.fail(id, &error),
-            Change::Cancel { reason } => store.cancel(id, reason.as_deref()),
-            Change::Retry => store.retry(id),
+            } => C::Progress {
+                percent,
+                step,
+                message,
+            },
+            Change::Checkpoint { name, data } => C::Checkpoint {
+                name,
+                data,
+                progress: None,
+            },
+            Change::Output { kind, content } => C::Output {
+                kind,
+                content,
+                path: None,
+                size_bytes: None,
+                mime: None,
+            },
+            Change::Complete { result } => C::Complete { result },
+            Change::Fail { error } => C::Fail { error },
+            Change::Cancel { reason } => C::Cancel { reason },
+            Change::Retry => C::Retry,
+        };
+        let mut m = Mutation::new(id, change);
+        if let Some(a) = actor {
+            m = m.actor(a);
         }
+        store.apply(m)
     }
 
     /// The route (after `/v1/tasks/{id}`) and body of the change (docs/api.md).
@@ -190,8 +235,9 @@ impl Change {
         }
     }
 
-    fn send(self, remote: &Remote, id: &str) -> anyhow::Result<Task> {
-        let (route, body) = self.request();
+    fn send(self, remote: &Remote, id: &str, ctx: &Ctx) -> anyhow::Result<Task> {
+        let (route, mut body) = self.request();
+        with_actor(&mut body, ctx);
         let base = format!("/v1/tasks/{}", crate::client::segment(id));
         let answer: Value = remote.post(&format!("{base}/{route}"), &Vec::new(), &body)?;
         // Transitions answer the task; adding an output may answer the output entry only.
@@ -206,10 +252,10 @@ impl Change {
 /// A command that changes one task and prints `<id>: <state> ...` on success.
 pub fn change(ctx: &Ctx, out: &mut dyn Write, id: &str, change: Change) -> anyhow::Result<()> {
     let task = match &ctx.remote {
-        Some(remote) => change.send(remote, id)?,
+        Some(remote) => change.send(remote, id, ctx)?,
         None => {
             let store = ctx.open_write()?;
-            let result = change.apply(&store, id);
+            let result = change.apply(&store, id, ctx.actor.as_deref());
             close(store)?;
             result?
         }

@@ -97,6 +97,12 @@ impl Hub {
         Arc::new(Hub { shared })
     }
 
+    /// Wakes every long-polling claim to look again (a kind was resumed or its limits
+    /// changed).
+    pub fn wake_claimers(&self) {
+        self.shared.wake();
+    }
+
     /// Ends every SSE stream and long poll (at shutdown).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
@@ -251,11 +257,15 @@ fn follow(shared: &Shared, store: &Store, mut sub: Subscription) {
 fn on_event(shared: &Shared, store: &Store, c: &Committed) {
     let id = &c.event.task_id;
     match &c.event.kind {
-        EventKind::Started { .. }
-        | EventKind::Completed { .. }
-        | EventKind::Failed { .. }
-        | EventKind::Cancelled { .. }
-        | EventKind::Removed { .. } => shared.ready().remove(id),
+        EventKind::Started { .. } | EventKind::Removed { .. } => shared.ready().remove(id),
+        EventKind::Completed { .. } | EventKind::Failed { .. } | EventKind::Cancelled { .. } => {
+            shared.ready().remove(id);
+            // A task that ends frees a slot of its kind: a claim held back by a concurrency
+            // limit may succeed now.
+            if store.has_kind_rules() {
+                shared.wake();
+            }
+        }
         EventKind::Heartbeat { .. }
         | EventKind::Progress { .. }
         | EventKind::Checkpoint { .. }

@@ -131,18 +131,43 @@ impl Ready {
     }
 
     /// The first ready task of one of `kinds` (any kind when `None`) not in `skip`.
+    #[cfg(test)]
     pub fn best(
         &mut self,
         kinds: Option<&[String]>,
         now_ms: i64,
         skip: &HashSet<String>,
     ) -> Option<String> {
+        self.best_except(kinds, now_ms, skip, &HashSet::new())
+    }
+
+    /// [`Ready::best`], leaving out the tasks of the kinds in `held` (paused, or at a limit).
+    pub fn best_except(
+        &mut self,
+        kinds: Option<&[String]>,
+        now_ms: i64,
+        skip: &HashSet<String>,
+        held: &HashSet<String>,
+    ) -> Option<String> {
         self.promote(now_ms);
-        let first = |set: &BTreeSet<Key>| set.iter().find(|k| !skip.contains(&k.2)).cloned();
+        let slots = &self.slots;
+        let is_held = |id: &str| {
+            !held.is_empty()
+                && slots
+                    .get(id)
+                    .and_then(|s| s.kind.as_ref())
+                    .is_some_and(|k| held.contains(k))
+        };
+        let first = |set: &BTreeSet<Key>| {
+            set.iter()
+                .find(|k| !skip.contains(&k.2) && !is_held(&k.2))
+                .cloned()
+        };
         let key = match kinds {
             None => first(&self.all),
             Some(kinds) => kinds
                 .iter()
+                .filter(|k| !held.contains(*k))
                 .filter_map(|k| self.by_kind.get(&Some(k.clone())))
                 .filter_map(first)
                 .min(),

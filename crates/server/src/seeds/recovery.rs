@@ -9,9 +9,10 @@
 //! - **recovery queue depth**: pending tasks waiting to be run again: ones with a checkpoint or
 //!   beyond their first attempt (requeued after an interruption, or retried);
 //! - **recent failures**: tasks that failed in the last hour (`RECENT_FAILURE_WINDOW_SECS`);
-//! - **recovery attempts (24 h)**: `interrupted` events of the last 24 hours; one is
-//!   successful when its task completed after it with no later interruption; the recovery
-//!   time is from that interruption to the completion;
+//! - **recovery attempts (24 h)**: a runtime's recovery record (`runtime.recovery`) or an
+//!   `interrupted` event without one, in the last 24 hours; one is successful when its task
+//!   completed after it with no later attempt; the recovery time is from that attempt to the
+//!   completion (computed by the library: `tasklog::runtime::recovery_figures`);
 //! - **overall health**: `unhealthy` when the server is not ready (poisoned, closed, shutting
 //!   down), `degraded` when any task is stuck or orphaned, else `healthy`.
 
@@ -19,9 +20,10 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use serde::Serialize;
-use tasklog::store::{Filter, Query, RecoveryReport};
+use tasklog::Store;
+use tasklog::runtime::{HealthLevel, RecoveryFigures};
+use tasklog::store::RecoveryReport;
 use tasklog::task::Timestamp;
-use tasklog::{Store, Task, TaskState};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,10 +32,7 @@ use crate::admin::QueryParams;
 use crate::error::{ApiResult, Problem};
 use crate::state::AppState;
 
-/// "Recent" failures are those of the last hour.
-pub const RECENT_FAILURE_WINDOW_SECS: i64 = 3_600;
-/// The window of the `_24h` figures.
-pub const METRICS_WINDOW_SECS: i64 = 86_400;
+pub use tasklog::runtime::{METRICS_WINDOW_SECS, RECENT_FAILURE_WINDOW_SECS};
 
 /// This module's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -86,6 +85,10 @@ pub struct RecoveryMetrics {
     pub successful_recoveries_24h: u64,
     /// Mean time from interruption to completion of the successful ones (null: none).
     pub average_recovery_time_seconds: Option<f64>,
+    /// Every recovery attempt ever recorded, by strategy (`resume`, `restart`, `validated`,
+    /// `requeue`, `mark_failed` from a runtime's record; `interrupted_to_pending`,
+    /// `interrupted_to_failed` from the store's policy).
+    pub recovered_by_strategy: BTreeMap<String, u64>,
 }
 
 /// Store figures for `/health/detailed`.
@@ -118,75 +121,26 @@ pub struct DetailedHealth {
     pub recovery_at_open: RecoveryReport,
 }
 
-/// Running, pending-again and recently failed tasks, counted by the module's rules.
-struct Scan {
-    queue: usize,
-    recent_failures: usize,
-    orphaned: usize,
-    stuck: usize,
+/// The library's figures (`tasklog::runtime::recovery_figures`), so these routes, the library
+/// and `tasklog stats` agree.
+fn figures(store: &Store, now: Timestamp) -> tasklog::Result<RecoveryFigures> {
+    tasklog::runtime::recovery_figures(store, now)
 }
 
-fn tasks_in(
-    store: &Store,
-    states: &[TaskState],
-    updated_since: Option<Timestamp>,
-) -> tasklog::Result<Vec<Task>> {
-    let query = Query {
-        filter: Filter {
-            states: states.to_vec(),
-            updated_since,
-            ..Filter::default()
-        },
-        ..Query::default()
+fn health_of(ready: bool, f: &RecoveryFigures) -> RecoveryHealth {
+    // Not ready (shutting down, closed, poisoned) is unhealthy; otherwise the library's rule.
+    let overall_health = match (ready, f.overall_health) {
+        (false, _) | (true, HealthLevel::Unhealthy) => HealthStatus::Unhealthy,
+        (true, HealthLevel::Degraded) => HealthStatus::Degraded,
+        (true, _) => HealthStatus::Healthy,
     };
-    Ok(store.list(&query)?.tasks)
-}
-
-fn scan(store: &Store, now: Timestamp) -> tasklog::Result<Scan> {
-    let mut s = Scan {
-        queue: 0,
-        recent_failures: 0,
-        orphaned: 0,
-        stuck: 0,
-    };
-    for t in tasks_in(store, &[TaskState::Running], None)? {
-        match &t.lease {
-            Some(l) if l.expires_at < now => s.stuck += 1,
-            Some(_) => {}
-            None if t.session != store.session() => s.orphaned += 1,
-            None => {}
-        }
-    }
-    s.queue = tasks_in(store, &[TaskState::Pending], None)?
-        .iter()
-        .filter(|t| t.checkpoint.is_some() || t.attempt > 1)
-        .count();
-    let since = now.plus_millis(-RECENT_FAILURE_WINDOW_SECS * 1000);
-    s.recent_failures = tasks_in(store, &[TaskState::Failed], Some(since))?
-        .iter()
-        .filter(|t| t.completed_at.unwrap_or(t.updated_at) >= since)
-        .count();
-    Ok(s)
-}
-
-fn status(ready: bool, s: &Scan) -> HealthStatus {
-    if !ready {
-        HealthStatus::Unhealthy
-    } else if s.stuck > 0 || s.orphaned > 0 {
-        HealthStatus::Degraded
-    } else {
-        HealthStatus::Healthy
-    }
-}
-
-fn health_of(ready: bool, s: &Scan, now: Timestamp) -> RecoveryHealth {
     RecoveryHealth {
-        overall_health: status(ready, s),
-        recovery_queue_depth: s.queue,
-        recent_failure_count: s.recent_failures,
-        orphaned_task_count: s.orphaned,
-        stuck_task_count: s.stuck,
-        timestamp: now,
+        overall_health,
+        recovery_queue_depth: f.recovery_queue_depth,
+        recent_failure_count: f.recent_failure_count,
+        orphaned_task_count: f.orphaned_task_count,
+        stuck_task_count: f.stuck_task_count,
+        timestamp: f.timestamp,
     }
 }
 
@@ -208,43 +162,9 @@ async fn recovery_health(
 ) -> ApiResult<axum::Json<RecoveryHealth>> {
     q.allow(&[])?;
     let now = Timestamp::now();
-    let s = super::read(&state, move |store| scan(store, now)).await?;
+    let f = super::read(&state, move |store| figures(store, now)).await?;
     let ready = crate::health::not_ready(&state).is_none();
-    Ok(axum::Json(health_of(ready, &s, now)))
-}
-
-/// Recovery attempts of the window: (attempts, successes, total recovery seconds).
-fn recoveries(store: &Store, now: Timestamp) -> tasklog::Result<(u64, u64, f64)> {
-    let since = now.plus_millis(-METRICS_WINDOW_SECS * 1000);
-    let (mut attempts, mut successes, mut secs) = (0u64, 0u64, 0.0f64);
-    // An interruption in the window changed its task then, so the task was updated since.
-    for t in tasks_in(store, &[], Some(since))? {
-        let history = match store.history(&t.id) {
-            Ok(h) => h,
-            Err(tasklog::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        let mut last: Option<Timestamp> = None;
-        for e in history
-            .iter()
-            .filter(|e| e.kind == "interrupted" && e.at >= since)
-        {
-            attempts += 1;
-            last = Some(e.at);
-        }
-        let Some(last) = last else { continue };
-        // The last interruption of the task (in or before the window) must be `last`.
-        let later = history
-            .iter()
-            .any(|e| e.kind == "interrupted" && e.at > last);
-        if let (TaskState::Completed, Some(done), false) = (t.state, t.completed_at, later)
-            && done >= last
-        {
-            successes += 1;
-            secs += done.as_millis().saturating_sub(last.as_millis()) as f64 / 1000.0;
-        }
-    }
-    Ok((attempts, successes, secs))
+    Ok(axum::Json(health_of(ready, &f)))
 }
 
 /// Detailed recovery metrics: the state distribution and the last 24 hours' recoveries.
@@ -265,26 +185,14 @@ async fn recovery_metrics(
 ) -> ApiResult<axum::Json<RecoveryMetrics>> {
     q.allow(&[])?;
     let now = Timestamp::now();
-    let (stats, s, (attempts, successes, secs)) = super::read(&state, move |store| {
-        Ok((
-            store.stats(None)?,
-            scan(store, now)?,
-            recoveries(store, now)?,
-        ))
-    })
-    .await?;
-    let mut dist = stats.by_state;
-    let running = dist.get("running").copied().unwrap_or(0);
-    dist.insert("processing".into(), running);
-    dist.insert("orphaned".into(), s.orphaned);
-    dist.insert("stuck".into(), s.stuck);
+    let f = super::read(&state, move |store| figures(store, now)).await?;
     Ok(axum::Json(RecoveryMetrics {
-        task_state_distribution: dist,
-        recovery_success_rate_24h: (attempts > 0)
-            .then(|| successes as f64 * 100.0 / attempts as f64),
-        total_recovery_attempts_24h: attempts,
-        successful_recoveries_24h: successes,
-        average_recovery_time_seconds: (successes > 0).then(|| secs / successes as f64),
+        task_state_distribution: f.task_state_distribution,
+        recovery_success_rate_24h: f.recovery_success_rate_24h,
+        total_recovery_attempts_24h: f.total_recovery_attempts_24h,
+        successful_recoveries_24h: f.successful_recoveries_24h,
+        average_recovery_time_seconds: f.average_recovery_time_seconds,
+        recovered_by_strategy: f.recovered_by_strategy,
     }))
 }
 
@@ -306,13 +214,13 @@ async fn detailed(
 ) -> ApiResult<axum::Json<DetailedHealth>> {
     q.allow(&[])?;
     let now = Timestamp::now();
-    let (stats, s) = super::read(&state, move |store| {
-        Ok((store.stats(None)?, scan(store, now)?))
+    let (stats, f) = super::read(&state, move |store| {
+        Ok((store.stats(None)?, figures(store, now)?))
     })
     .await?;
     let not_ready = crate::health::not_ready(&state);
     let ready = not_ready.is_none();
-    let recovery = health_of(ready, &s, now);
+    let recovery = health_of(ready, &f);
     Ok(axum::Json(DetailedHealth {
         status: recovery.overall_health,
         timestamp: now,

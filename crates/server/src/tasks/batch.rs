@@ -257,6 +257,7 @@ pub fn parse_mutation(
         (status = 404, description = "A mutation names no task; nothing applied", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A mutation's transition is not allowed, or a task exists; nothing applied", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "A mutation's expected_version does not match; nothing applied", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A start of a paused kind or one at its concurrency or rate limit (`throttled`); nothing applied", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn batch(

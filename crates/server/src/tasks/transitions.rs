@@ -28,6 +28,7 @@ macro_rules! transition {
                 (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "The task's state does not allow this transition (`invalid_transition`), or its lease is held by a worker (`lease_lost`)", body = Problem, content_type = "application/problem+json"),
                 (status = 412, description = "If-Match names another version", body = Problem, content_type = "application/problem+json"),
+                (status = 429, description = "start: the task's kind is paused or at a concurrency or rate limit (`throttled`; `Retry-After` when a rate limit says when)", body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub async fn $name(

@@ -91,12 +91,27 @@ enum Attempt {
 /// Claims the best claimable task, trying candidates in order until one claim holds.
 fn try_claim(store: &Store, hub: &Hub, c: &Claim) -> tasklog::Result<Attempt> {
     let mut tried = HashSet::new();
+    // Kinds the store will not start now (paused, or at a concurrency or rate limit): their
+    // tasks are passed over in this look, and a rate limit's wait bounds the long poll.
+    let mut held: HashSet<String> = store
+        .kind_settings()
+        .into_iter()
+        .filter(|(_, s)| s.paused)
+        .map(|(k, _)| k)
+        .collect();
+    let mut held_until: Option<i64> = None;
     loop {
         let now = Timestamp::now().0;
         // The queue's lock is let go here, before any store call.
-        let best = hub.ready().best(c.kinds.as_deref(), now, &tried);
+        let best = hub
+            .ready()
+            .best_except(c.kinds.as_deref(), now, &tried, &held);
         let Some(id) = best else {
-            let next_due_ms = hub.ready().next_due_ms();
+            let due = hub.ready().next_due_ms();
+            let next_due_ms = match (due, held_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             return Ok(Attempt::Nothing { next_due_ms });
         };
         tried.insert(id.clone());
@@ -117,6 +132,19 @@ fn try_claim(store: &Store, hub: &Hub, c: &Claim) -> tasklog::Result<Attempt> {
             .actor(c.actor.clone());
         match store.apply(m) {
             Ok(t) => return Ok(Attempt::Claimed(Box::new(t))),
+            Err(tasklog::Error::Throttled {
+                kind,
+                retry_after_ms,
+                ..
+            }) => {
+                // A concurrency limit frees when a task of the kind ends, which wakes the
+                // poll; a rate limit frees at a known time.
+                if let Some(ms) = retry_after_ms {
+                    let at = now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+                    held_until = Some(held_until.map_or(at, |h| h.min(at)));
+                }
+                held.insert(kind);
+            }
             // Taken, changed, cancelled or removed since it was read: the next one.
             Err(
                 tasklog::Error::Conflict { .. }
