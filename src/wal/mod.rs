@@ -47,6 +47,7 @@ pub mod frame;
 pub mod fuzzing;
 mod group_commit;
 mod options;
+pub(crate) mod os;
 mod recovery;
 pub mod repair;
 mod replay;

@@ -215,6 +215,7 @@ impl Server {
     }
 
     /// Sends a signal.
+    #[cfg(unix)]
     pub fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("a pid");
         rustix::process::kill_process(pid, sig).expect("signal the server");
@@ -238,6 +239,7 @@ impl Drop for Server {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
+        #[cfg(unix)]
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
