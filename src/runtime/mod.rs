@@ -12,6 +12,7 @@ mod health;
 mod observe;
 mod queue;
 mod recovery;
+pub mod schedule;
 mod worker;
 
 use std::collections::HashMap;
@@ -39,8 +40,8 @@ use queue::Queue;
 pub const META_KIND: &str = "runtime.kind";
 /// Metadata key holding a task's input.
 pub const META_INPUT: &str = "runtime.input";
-/// Metadata key holding the earliest start of a retry (ms since the epoch).
-pub const META_NOT_BEFORE: &str = "runtime.not_before";
+/// Metadata key holding the earliest start of a delayed task or a retry (ms since the epoch).
+pub const META_NOT_BEFORE: &str = crate::task::META_NOT_BEFORE;
 
 /// Runtime options.
 ///
@@ -199,6 +200,24 @@ impl Runtime {
         Ok(())
     }
 
+    /// Starts a thread that fires this store's due schedules every `every` (see
+    /// [`schedule`]), reading the time from `clock`, until the runtime stops. Several
+    /// runtimes (or servers) may fire one store's schedules: each fire time still creates
+    /// exactly one task.
+    pub fn start_scheduler(
+        &mut self,
+        every: Duration,
+        clock: Arc<dyn schedule::Clock>,
+    ) -> Result<()> {
+        let s = self.shared.clone();
+        let h = std::thread::Builder::new()
+            .name("tasklog-scheduler".into())
+            .spawn(move || fire_schedules(&s, every, clock))
+            .map_err(|e| Error::io("spawn thread", "", e))?;
+        self.threads.push(h);
+        Ok(())
+    }
+
     /// Submits a task of `kind` with `input` and `priority` (0 to 10, higher first).
     pub fn submit(&self, kind: &str, input: Value, priority: u8) -> Result<Task> {
         self.submit_task(kind, NewTask::new(kind), input, priority)
@@ -314,6 +333,22 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.stop_threads(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The runtime's scheduler thread: fires due schedules until the runtime stops.
+fn fire_schedules(shared: &Shared, every: Duration, clock: Arc<dyn schedule::Clock>) {
+    let scheduler =
+        schedule::Scheduler::new(shared.store.clone(), clock).actor(shared.options.owner.clone());
+    let every = every.max(Duration::from_millis(1));
+    while !shared.stop.load(Ordering::Acquire) {
+        let started = Instant::now();
+        if let Err(e) = scheduler.tick() {
+            tracing::warn!(error = %e, "schedule tick failed");
+        }
+        while !shared.stop.load(Ordering::Acquire) && started.elapsed() < every {
+            std::thread::sleep(every.min(Duration::from_millis(20)));
         }
     }
 }

@@ -6,6 +6,7 @@
 //! once the log says it is durable. Reads wait for the durability of what they return, so no
 //! reader sees a change that a crash could still take away.
 
+pub mod backup;
 mod commit;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -16,6 +17,7 @@ pub mod options;
 pub mod query;
 pub mod record;
 pub mod recovery;
+pub mod repair;
 pub mod snapshot;
 pub mod state;
 pub mod stats;

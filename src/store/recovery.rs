@@ -31,6 +31,14 @@ pub struct RecoveryReport {
     /// Where the cut was made (file, byte offset).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<serde_json::Value>>))]
     pub torn_at: Option<(PathBuf, u64)>,
+    /// Damaged log segments passed over because the snapshot used holds every record they
+    /// held: redundancy lost, no event lost (`tasklog repair --yes` moves them to quarantine).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
+    pub lost_redundancy: Vec<(PathBuf, String)>,
+    /// The last segment, sealed at open because its covered part is damaged (the log goes on
+    /// in a new segment).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub sealed_after_damage: Option<PathBuf>,
     /// Tasks found running under a process that died.
     pub tasks_interrupted: Vec<String>,
     /// What was done with them.
@@ -111,27 +119,33 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
         read_only: options.read_only,
     };
     let mut report = RecoveryReport::default();
-    // Read-only: snapshot first, then the log (see `recover`). A writer takes the lock (in
-    // `Wal::open`) before touching snapshots, and then removes temp files of a failed write.
-    let (wal, mut state) = if options.read_only {
-        let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
-        let (wal, open_report) =
-            Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
-        note_torn_tail(&mut report, &open_report);
-        (wal, state)
-    } else {
-        let (wal, open_report) =
-            Wal::open_with_storage(options.storage.clone(), wal_dir(dir), wal_options)?;
-        note_torn_tail(&mut report, &open_report);
+    // The newest good snapshot is read first, by writers too: the log may then pass over
+    // damage among the records it holds (lost redundancy, not lost data; see
+    // `Wal::open_covered`). Read-only opens need this order anyway (see `recover`). A writer
+    // that races another one here gets `Locked` from the log below; temp files are removed
+    // only once the lock is held.
+    if !options.read_only {
+        probe_lock(storage, dir)?;
+    }
+    let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+    let (wal, open_report) = Wal::open_covered(
+        options.storage.clone(),
+        wal_dir(dir),
+        wal_options,
+        state.applied_lsn,
+    )?;
+    note_torn_tail(&mut report, &open_report);
+    if !options.read_only {
         snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
-        let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
-        (wal, state)
-    };
+        remove_backup_temp(storage, dir)?;
+    }
+    let mut state = state;
     check_snapshot_fits_log(&wal, &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
     state.suspend_indexes();
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     state.rebuild_indexes();
+    report.lost_redundancy = wal.covered_damage();
     state.records_since_snapshot = report.events_replayed;
     state.shrink_histories();
     report.tasks = state.len();
@@ -139,9 +153,49 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     Ok((wal, state, report))
 }
 
+/// Fails fast with `Locked` when another writer holds the log, before a snapshot is loaded for
+/// nothing. Only a probe: the lock is taken for real (and kept) by `Wal::open_covered`.
+///
+/// NOTE: the file name must match the log's own lock file (`wal/LOCK`, docs/format.md).
+fn probe_lock(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
+    let wal = wal_dir(dir);
+    if !storage.exists(&wal) {
+        return Ok(());
+    }
+    let lock_file = wal.join("LOCK");
+    match storage.try_lock(&lock_file) {
+        Ok(Some(_probe)) => Ok(()),
+        Ok(None) => Err(Error::Locked {
+            path: wal,
+            lock_file,
+        }),
+        // Let the log's own open report it.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Removes the manifest temp file an interrupted backup left (a backup directory opened as a
+/// store by a writer). The backup stays incomplete: only `BACKUP` makes it one.
+fn remove_backup_temp(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
+    let tmp = dir.join(format!("{}.tmp", super::backup::MANIFEST));
+    if storage.exists(&tmp) {
+        storage
+            .remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(())
+}
+
 fn note_torn_tail(report: &mut RecoveryReport, open: &OpenReport) {
     report.torn_bytes_cut = open.torn_bytes_cut;
     report.torn_at.clone_from(&open.torn_at);
+    report.lost_redundancy.clone_from(&open.covered_damage);
+    report
+        .sealed_after_damage
+        .clone_from(&open.sealed_after_damage);
 }
 
 /// Loads the newest snapshot that checks out; damaged ones are skipped with a warning.

@@ -36,6 +36,10 @@ pub struct VerifyFinding {
     pub reason: String,
     /// Only a torn tail (an incomplete, unacknowledged last record): not damage.
     pub torn_tail: bool,
+    /// Damage among records the newest good snapshot holds: redundancy lost, no event lost.
+    /// The store still opens (from that snapshot); `tasklog repair --yes` moves the damaged
+    /// segments to quarantine. Still damage: `ok` is false.
+    pub lost_redundancy: bool,
 }
 
 impl VerifyFinding {
@@ -59,6 +63,7 @@ impl VerifyFinding {
             lsn,
             reason,
             torn_tail: false,
+            lost_redundancy: false,
         }
     }
 }
@@ -148,8 +153,30 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
         }
         Err(e) => report.problems.push(VerifyFinding::from_error("open", &e)),
     }
+    mark_lost_redundancy(dir, &good, &mut report);
     report.ok = report.problems.iter().all(|p| p.torn_tail);
     Ok(report)
+}
+
+/// Marks the log and replay findings that lie among the records of the newest good snapshot:
+/// at an LSN it covers, or anywhere in a segment whose records it covers whole (the next
+/// segment's name says where those end).
+fn mark_lost_redundancy(dir: &Path, good: &[(u64, PathBuf)], report: &mut VerifyReport) {
+    let Some(&(covered, _)) = good.first() else {
+        return;
+    };
+    let segs = crate::wal::list_segments(&StdStorage, &wal_dir(dir)).unwrap_or_default();
+    let wholly_covered = |file: &Path| {
+        let mut it = segs.iter().skip_while(|(_, p)| p != file);
+        it.next().is_some() && it.next().is_some_and(|(next, _)| *next <= covered + 1)
+    };
+    for p in &mut report.problems {
+        if p.torn_tail || !matches!(p.check.as_str(), "log" | "replay") {
+            continue;
+        }
+        p.lost_redundancy =
+            p.file.as_deref().is_some_and(wholly_covered) || p.lsn.is_some_and(|l| l <= covered);
+    }
 }
 
 /// [`verify`] beside a running writer: the writer may prune snapshots and log segments (a
@@ -197,6 +224,7 @@ fn check_log(dir: &Path, report: &mut VerifyReport) -> crate::Result<()> {
             lsn: p.lsn,
             reason,
             torn_tail: p.torn_tail,
+            lost_redundancy: false,
         });
     }
     Ok(())
@@ -264,6 +292,7 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
                         "the log starts at LSN {first} and no good snapshot covers the records before it"
                     ),
                     torn_tail: false,
+                    lost_redundancy: false,
                 });
                 return;
             }

@@ -9,6 +9,8 @@ pub mod time;
 pub mod wire;
 
 pub use event::{Event, EventKind};
-pub use model::{Checkpoint, Lease, NewTask, Output, OutputKind, Progress, Task, TaskUpdate};
+pub use model::{
+    Checkpoint, Lease, META_NOT_BEFORE, NewTask, Output, OutputKind, Progress, Task, TaskUpdate,
+};
 pub use state::TaskState;
 pub use time::Timestamp;

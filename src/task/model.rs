@@ -181,6 +181,11 @@ pub struct Task {
     pub last_lsn: u64,
 }
 
+/// Metadata key holding the earliest time a pending task may be handed out, in milliseconds
+/// since the epoch (set by [`NewTask::run_at`] and [`NewTask::delay`], and by the runtime
+/// for a retry's backoff). The runtime's ready queue and the server's claim both honour it.
+pub const META_NOT_BEFORE: &str = "runtime.not_before";
+
 /// The fields a caller gives to create a task.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -263,6 +268,18 @@ impl NewTask {
     pub fn priority(mut self, p: u8) -> Self {
         self.priority = p;
         self
+    }
+    /// Delays the task: no worker (runtime or HTTP claim) is handed it before `at`. Stored as
+    /// the metadata entry [`META_NOT_BEFORE`], so it survives export, import and restarts.
+    #[must_use]
+    pub fn run_at(self, at: super::Timestamp) -> Self {
+        self.meta(META_NOT_BEFORE, Value::from(at.as_millis()))
+    }
+    /// Delays the task by `delay` from now (see [`NewTask::run_at`]).
+    #[must_use]
+    pub fn delay(self, delay: std::time::Duration) -> Self {
+        let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.run_at(super::Timestamp::now().plus_millis(ms))
     }
     /// Sets the idempotency key.
     #[must_use]

@@ -157,6 +157,11 @@ pub struct Core {
     pub poison_flag: AtomicBool,
     pub counters: Counters,
     pub background: Mutex<Option<super::background::Background>>,
+    /// The opener holds a good copy of every record up to this LSN (0: none): replay from
+    /// above it may pass over damage below it (`scan_segment_covered`).
+    pub covered_lsn: Lsn,
+    /// Damage that replays passed over under `covered_lsn`: (segment, what is wrong), once each.
+    pub covered_seen: Mutex<Vec<(PathBuf, String)>>,
 }
 
 impl std::fmt::Debug for Core {

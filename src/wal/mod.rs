@@ -59,6 +59,7 @@ pub mod storage;
 pub mod verify;
 
 pub use frame::RECORD_BYTES_MAX;
+pub use recovery::list_segments;
 pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
 pub use segment::FORMAT_VERSION;
 pub use storage::{
@@ -117,6 +118,12 @@ pub struct OpenReport {
     pub torn_bytes_cut: u64,
     /// Where the torn tail began (file, offset), if one was cut.
     pub torn_at: Option<(PathBuf, u64)>,
+    /// Damage passed over because it lies wholly among records the opener holds another copy
+    /// of (see [`Wal::open_covered`]): (segment, what is wrong). Lost redundancy, not data.
+    pub covered_damage: Vec<(PathBuf, String)>,
+    /// A writer sealed this last segment because its covered part is damaged, and went on in
+    /// a new segment.
+    pub sealed_after_damage: Option<PathBuf>,
 }
 
 /// Latency summary in microseconds.
@@ -197,7 +204,21 @@ impl Wal {
         dir: impl AsRef<Path>,
         options: WalOptions,
     ) -> Result<(Wal, OpenReport)> {
-        let (core, report) = recovery::open(storage, dir.as_ref(), options)?;
+        Wal::open_covered(storage, dir, options, 0)
+    }
+    /// [`Wal::open_with_storage`] for a caller that holds a good copy (a snapshot) of every
+    /// record up to LSN `covered`: damage wholly among those records (a damaged old segment, or
+    /// the damaged covered start of the last one) is passed over and listed in
+    /// [`OpenReport::covered_damage`] instead of refusing the open. Replays from above
+    /// `covered` read on past it; replays from below still fail on it. A writer never appends
+    /// behind such damage: it seals that segment and starts a new one.
+    pub fn open_covered(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        options: WalOptions,
+        covered: Lsn,
+    ) -> Result<(Wal, OpenReport)> {
+        let (core, report) = recovery::open(storage, dir.as_ref(), options, covered)?;
         if let Durability::Interval(every) = core.options.durability
             && !core.options.read_only
         {
@@ -283,6 +304,11 @@ impl Wal {
     /// Deletes whole segments whose records are all below `lsn`, then fsyncs the directory.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
         retention::truncate_before(&self.core, lsn)
+    }
+    /// Damage passed over so far because it lies below the LSN given to [`Wal::open_covered`]
+    /// (found at open, or by a replay since): (segment, what is wrong).
+    pub fn covered_damage(&self) -> Vec<(PathBuf, String)> {
+        self.core.covered_seen.lock().clone()
     }
     pub fn first_lsn(&self) -> Lsn {
         let st = self.core.state.lock();

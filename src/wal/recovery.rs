@@ -8,7 +8,7 @@ use super::group_commit::{Core, SegmentMeta, State};
 use super::segment::writer::{ActiveSegment, create_segment};
 use super::segment::{
     LSN_SANE_MAX, SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy,
-    parse_segment_name, scan_segment,
+    parse_segment_name, scan_segment_covered,
 };
 use super::storage::{FileBytes, OpenMode, Storage, StorageFile};
 use super::{Lsn, OpenReport, WalOptions};
@@ -123,17 +123,46 @@ pub fn last_not_yet_written(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> R
 }
 
 /// Checks that headers chain: each segment names its predecessor's first LSN.
-fn check_chain(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Result<()> {
+///
+/// With `covered > 0` (the caller holds a good snapshot of every record up to that LSN), a
+/// segment wholly below it whose header is damaged, or after which the chain breaks, is lost
+/// redundancy: it and every segment before it leave `segs` (they stay on disk for `repair`),
+/// and the damage is listed in `report.covered_damage`.
+fn check_chain(
+    storage: &dyn Storage,
+    segs: &mut Vec<(Lsn, PathBuf)>,
+    covered: Lsn,
+    report: &mut OpenReport,
+) -> Result<()> {
     let mut prev: Option<Lsn> = None;
-    for (name_lsn, path) in segs {
-        let file = storage
+    let mut keep_from = 0;
+    for (i, (name_lsn, path)) in segs.iter().enumerate() {
+        // Wholly covered: the next segment's name says where this one's records end.
+        let wholly_covered = |j: usize| {
+            covered > 0
+                && segs
+                    .get(j + 1)
+                    .is_some_and(|(next, _)| *next <= covered.saturating_add(1))
+        };
+        let header = storage
             .open(path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment", path, e))?;
-        let header = read_header(&*file, path, *name_lsn)?;
+            .map_err(|e| Error::io("open segment", path, e))
+            .and_then(|file| read_header(&*file, path, *name_lsn));
+        let header = match header {
+            Ok(h) => h,
+            Err(e) if e.is_corruption() && wholly_covered(i) => {
+                tracing::warn!(segment = %path.display(), error = %e, "damaged segment wholly covered by a snapshot: lost redundancy, not data");
+                report.covered_damage.push((path.clone(), e.to_string()));
+                keep_from = i + 1;
+                prev = None;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(p) = prev
             && header.prev_first_lsn != p
         {
-            return Err(Error::corrupt(
+            let e = Error::corrupt(
                 path,
                 Some(24),
                 Some(header.first_lsn),
@@ -141,10 +170,19 @@ fn check_chain(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Result<()> {
                     "missing segment: this one follows the segment starting at LSN {}, but the previous file starts at {p}",
                     header.prev_first_lsn
                 ),
-            ));
+            );
+            if i > 0 && wholly_covered(i - 1) {
+                // The records missing between the two all lie below the snapshot.
+                tracing::warn!(segment = %path.display(), error = %e, "gap in the log below a snapshot: lost redundancy, not data");
+                report.covered_damage.push((path.clone(), e.to_string()));
+                keep_from = i;
+            } else {
+                return Err(e);
+            }
         }
         prev = Some(header.first_lsn);
     }
+    segs.drain(..keep_from);
     Ok(())
 }
 
@@ -167,7 +205,8 @@ fn scan_last(
     path: &Path,
     first_lsn: Lsn,
     read_only: bool,
-) -> Result<ScanEnd> {
+    covered: Lsn,
+) -> Result<(ScanEnd, Option<Error>)> {
     let mut spec = ScanSpec {
         file: path,
         first_lsn,
@@ -200,18 +239,26 @@ fn scan_last(
                 .map_err(|e| Error::io("read segment", path, e))?
         };
         let bytes = FileBytes::Owned(bytes);
-        match scan_segment(&bytes, &spec, |_, _| Ok(())) {
+        // NOTE: `from` is past every LSN here, so nothing is delivered and damage at or below
+        // `covered` may be passed over (see `scan_segment_covered`).
+        match scan_segment_covered(&bytes, &spec, covered, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(scan) => return Ok((scan.end, scan.skipped)),
         }
     }
 }
 
 /// Opens (or creates) the log in `dir`.
+///
+/// `covered`: the caller holds a good copy (a snapshot) of every record up to this LSN, so
+/// damage wholly among those records does not stop the open (0: none; see `check_chain` and
+/// `open_last`).
 pub fn open(
     storage: Arc<dyn Storage>,
     dir: &Path,
     options: WalOptions,
+    covered: Lsn,
 ) -> Result<(Arc<Core>, OpenReport)> {
     check_options(&options)?;
     let read_only = options.read_only;
@@ -245,7 +292,7 @@ pub fn open(
     if read_only && last_not_yet_written(&*storage, &segs)? {
         segs.pop();
     }
-    check_chain(&*storage, &segs)?;
+    check_chain(&*storage, &mut segs, covered, &mut report)?;
     let (state, active) = match segs.last() {
         None if read_only => (
             State::new(1, (1, SEGMENT_HEADER_LEN as u64), Vec::new(), 0),
@@ -275,6 +322,7 @@ pub fn open(
             &segs,
             (*last_lsn, last_path),
             &options,
+            covered,
             &mut report,
         )?,
     };
@@ -296,6 +344,8 @@ pub fn open(
         poison_flag: std::sync::atomic::AtomicBool::new(false),
         counters: Default::default(),
         background: parking_lot::Mutex::new(None),
+        covered_lsn: covered,
+        covered_seen: parking_lot::Mutex::new(report.covered_damage.clone()),
     });
     Ok((core, report))
 }
@@ -348,6 +398,7 @@ fn open_last(
     segs: &[(Lsn, PathBuf)],
     (first_lsn, path): (Lsn, &PathBuf),
     options: &WalOptions,
+    covered: Lsn,
     report: &mut OpenReport,
 ) -> Result<(State, Option<ActiveSegment>)> {
     let mode = if options.read_only {
@@ -370,7 +421,7 @@ fn open_last(
         file.sync_data().map_err(io("fsync"))?;
         file.drop_cache().map_err(io("drop cached pages"))?;
     }
-    let end = scan_last(&*file, path, first_lsn, options.read_only)?;
+    let (end, skipped) = scan_last(&*file, path, first_lsn, options.read_only, covered)?;
     if let Some(torn) = &end.torn {
         if options.read_only {
             tracing::info!(segment = %path.display(), offset = torn.offset, "read-only open stops at an incomplete tail");
@@ -384,6 +435,17 @@ fn open_last(
             report.torn_bytes_cut = torn.bytes;
             report.torn_at = Some((path.clone(), torn.offset));
         }
+    }
+    if let Some(damage) = &skipped {
+        report
+            .covered_damage
+            .push((path.clone(), damage.to_string()));
+    }
+    if !options.read_only && skipped.is_some() {
+        // IMPORTANT: never append behind damage: the segment is sealed as it is (its end may
+        // not even be known) and the log goes on in a new one, so that a later snapshot can
+        // cover the damaged segment whole and `repair` or compaction can take it away.
+        return roll_past_damage(storage, segs, (first_lsn, path), options, end, report);
     }
     if !options.read_only && options.preallocate {
         let io = |op| move |e| Error::io(op, path, e);
@@ -415,6 +477,52 @@ fn open_last(
         path: path.clone(),
     });
     Ok((state, active))
+}
+
+/// Opens a writer on a new segment after a last segment whose covered part is damaged.
+fn roll_past_damage(
+    storage: &dyn Storage,
+    segs: &[(Lsn, PathBuf)],
+    (first_lsn, path): (Lsn, &PathBuf),
+    options: &WalOptions,
+    end: ScanEnd,
+    report: &mut OpenReport,
+) -> Result<(State, Option<ActiveSegment>)> {
+    let header = SegmentHeader {
+        first_lsn: end.next_lsn,
+        prev_first_lsn: first_lsn,
+        segment_bytes_max: options.segment_bytes_max,
+    };
+    tracing::warn!(segment = %path.display(), next_lsn = end.next_lsn, "sealing a segment with covered damage; the log goes on in a new segment");
+    let active = {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        create_segment(storage, dir, header, options.preallocate)?
+    };
+    let mut log_bytes = SEGMENT_HEADER_LEN as u64;
+    for (_, p) in segs {
+        if let Ok(f) = storage.open(p, OpenMode::Read) {
+            log_bytes += f.len().unwrap_or(0);
+        }
+    }
+    let mut metas: Vec<SegmentMeta> = segs
+        .iter()
+        .map(|(l, p)| SegmentMeta {
+            first_lsn: *l,
+            path: p.clone(),
+        })
+        .collect();
+    metas.push(SegmentMeta {
+        first_lsn: end.next_lsn,
+        path: active.path.clone(),
+    });
+    report.sealed_after_damage = Some(path.clone());
+    let state = State::new(
+        end.next_lsn,
+        (end.next_lsn, SEGMENT_HEADER_LEN as u64),
+        metas,
+        log_bytes,
+    );
+    Ok((state, Some(active)))
 }
 
 // Linux: these tests write a real preallocated segment and rely on how Linux reports its

@@ -151,3 +151,124 @@ fn cut(
         .sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
+
+/// Takes the log's write lock for a maintenance step.
+fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn super::storage::StorageLock>> {
+    let lock_file = lock_path(dir);
+    storage
+        .try_lock(&lock_file)
+        .map_err(|e| Error::io("lock", &lock_file, e))?
+        .ok_or_else(|| Error::Locked {
+            path: dir.to_path_buf(),
+            lock_file: lock_file.clone(),
+        })
+}
+
+/// Moves every whole segment whose first LSN is below `keep_first` to `<dir>/quarantine/`
+/// (rename, then fsync both directories), for segments whose records a snapshot holds. A
+/// segment starting at `keep_first` must exist, so the log left behind starts there. Returns
+/// (from, to) per segment; with `dry_run` nothing moves.
+pub fn quarantine_before(
+    storage: &dyn Storage,
+    dir: &Path,
+    keep_first: Lsn,
+    dry_run: bool,
+) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let _lock = lock(storage, dir)?;
+    let segs = super::recovery::list_segments(storage, dir)?;
+    if !segs.iter().any(|(first, _)| *first == keep_first) {
+        return Err(Error::InvalidInput {
+            at: Some("keep_first".into()),
+            reason: format!("no segment of {} starts at LSN {keep_first}", dir.display()),
+        });
+    }
+    let quarantine = dir.join("quarantine");
+    let mut moves = Vec::new();
+    for (_, path) in segs.iter().filter(|(first, _)| *first < keep_first) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut target = quarantine.join(format!("{name}.covered"));
+        let mut n = 1;
+        while storage.exists(&target) {
+            target = quarantine.join(format!("{name}.covered.{n}"));
+            n += 1;
+        }
+        moves.push((path.clone(), target));
+    }
+    if dry_run || moves.is_empty() {
+        return Ok(moves);
+    }
+    super::storage::create_dir_durable(storage, &quarantine)
+        .map_err(|e| Error::io("create directory", &quarantine, e))?;
+    // NOTE: oldest first, so that an interruption leaves the log a contiguous run of segments
+    // (what is left starts at the first segment not yet moved).
+    for (from, to) in &moves {
+        storage
+            .rename(from, to)
+            .map_err(|e| Error::io("move to quarantine", from, e))?;
+    }
+    storage
+        .sync_dir(&quarantine)
+        .map_err(|e| Error::io("fsync directory", &quarantine, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    tracing::warn!(dir = %dir.display(), segments = moves.len(), "moved segments a snapshot covers to quarantine");
+    Ok(moves)
+}
+
+/// Starts the log again at LSN `next` with a new, empty segment chained to the last one: after
+/// a cut below a snapshot at `next - 1`, the records between live in that snapshot.
+pub fn resume_at(
+    storage: &dyn Storage,
+    dir: &Path,
+    next: Lsn,
+    segment_bytes_max: u64,
+) -> Result<PathBuf> {
+    let _lock = lock(storage, dir)?;
+    let segs = super::recovery::list_segments(storage, dir)?;
+    let prev = segs.last().map_or(0, |(first, _)| *first);
+    if prev >= next {
+        return Err(Error::InvalidInput {
+            at: Some("next".into()),
+            reason: format!("the last segment already starts at LSN {prev}, not below {next}"),
+        });
+    }
+    let header = super::segment::SegmentHeader {
+        first_lsn: next,
+        prev_first_lsn: prev,
+        segment_bytes_max,
+    };
+    let active = super::segment::writer::create_segment(storage, dir, header, false)?;
+    Ok(active.path)
+}
+
+/// Every record of the log in `dir` with an LSN above `above` that can still be read, found
+/// frame by frame at every offset (past damage too), once per LSN, in LSN order. For telling
+/// what a cut would lose.
+pub fn records_above(storage: &dyn Storage, dir: &Path, above: Lsn) -> Result<Vec<(Lsn, Vec<u8>)>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, path) in super::recovery::list_segments(storage, dir)? {
+        let bytes = storage
+            .open(&path, OpenMode::Read)
+            .and_then(|f| f.read_all())
+            .map_err(|e| Error::io("read", &path, e))?;
+        let mut p = super::segment::SEGMENT_HEADER_LEN;
+        while p + super::frame::FRAME_HEADER_LEN <= bytes.len() {
+            // A frame's first 8 bytes hold a non-zero byte: skip zero runs (preallocated
+            // space) rather than trying every offset in them.
+            let Some(q) = bytes.get(p..).and_then(|r| r.iter().position(|&b| b != 0)) else {
+                break;
+            };
+            p = p.max((p + q).saturating_sub(7));
+            match bytes.get(p..).map(super::frame::decode) {
+                Some(Ok((f, n))) if f.lsn > above => {
+                    out.entry(f.lsn).or_insert_with(|| f.payload.to_vec());
+                    p += n;
+                }
+                Some(Ok((_, n))) => p += n,
+                _ => p += 1,
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}

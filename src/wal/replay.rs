@@ -10,7 +10,7 @@
 use super::Lsn;
 use super::group_commit::{Core, Need, SegmentMeta};
 use super::recovery::read_header;
-use super::segment::{ScanSpec, TailPolicy, scan_segment};
+use super::segment::{ScanSpec, TailPolicy, scan_segment_covered};
 use super::storage::{FileBytes, OpenMode};
 use crate::error::{Error, Result};
 
@@ -152,10 +152,17 @@ pub fn replay_range(
             // NOTE: the scan stops at `limit`, before the zero tail, whenever the log is whole.
             zeros_from: u64::MAX,
         };
-        let end = scan_segment(&bytes, &spec, |lsn, payload| {
+        let scan = scan_segment_covered(&bytes, &spec, core.covered_lsn, |lsn, payload| {
             delivered += 1;
             visit(lsn, payload)
         })?;
+        if let Some(damage) = scan.skipped {
+            let mut seen = core.covered_seen.lock();
+            if !seen.iter().any(|(p, _)| p == path) {
+                seen.push((path.clone(), damage.to_string()));
+            }
+        }
+        let end = scan.end;
         if last && end.next_lsn < limit {
             return Err(Error::corrupt(
                 path,

@@ -19,9 +19,10 @@ or write a store.
 Server: while `tasklog serve` runs on a store it records where it listens in <dir>/server.json,
 and the task, read, transfer and maintenance commands on that directory (and any command given
 --remote URL or $TASKLOG_REMOTE) send their request to it: same output, same exit codes. A
-record of a dead server is ignored. verify, repair, stress, demo and completions always work
-on the directory itself. One-shot commands never apply the interrupted-work policy on behalf
-of another process: `tasklog recover` (or a server, or the application's runtime) does.
+record of a dead server is ignored. verify, repair, backup, restore, stress, demo and
+completions always work on the directory itself. One-shot commands never apply the
+interrupted-work policy on behalf of another process: `tasklog recover` (or a server, or the
+application's runtime) does.
 
 Exit codes:
   0  success
@@ -168,6 +169,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recurring tasks: add, list, pause, resume, remove a schedule, and list its runs.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::commands::schedule::ScheduleCommand,
+    },
     /// Export tasks (with their history) to JSON or CSV.
     Export(ExportArgs),
     /// Import tasks from a JSON export.
@@ -193,6 +200,30 @@ pub enum Command {
         /// Really cut (after copying the damaged bytes to quarantine/).
         #[arg(long)]
         yes: bool,
+    },
+    /// Write a consistent, verified, fsynced copy of the store to DEST, a new directory
+    /// (works beside a running server: the copy is the store's durable state when it starts).
+    /// With --keep N, DEST holds rotated backups (DEST/backup-<UTC time>): the newest N are
+    /// kept. The copy is itself a store; `tasklog restore` copies it back.
+    Backup {
+        /// The backup directory (new), or with --keep the directory of rotated backups.
+        dest: PathBuf,
+        /// Rotate: write DEST/backup-<UTC time> and keep the newest N complete backups.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the backup BACKUP into DIR, a new store directory (checked before and after).
+    Restore {
+        /// A backup directory written by `tasklog backup`.
+        backup: PathBuf,
+        /// The new store directory.
+        target: PathBuf,
+        /// Print what was restored as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print committed events as they happen, until interrupted.
     Watch {
@@ -258,6 +289,12 @@ pub struct SubmitArgs {
     /// Idempotency key: a second submit with the same key returns the first task.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Hand the task to no worker before this time (RFC 3339, YYYY-MM-DD or epoch seconds).
+    #[arg(long, value_name = "TIME", value_parser = Timestamp::parse, conflicts_with = "delay")]
+    pub run_at: Option<Timestamp>,
+    /// Hand the task to no worker before this long from now, e.g. 90s, 15m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub delay: Option<std::time::Duration>,
 }
 
 /// Filters shared by `list` and `export`.
@@ -412,6 +449,41 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 60_000, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub max_claim_wait_ms: u64,
+    /// Take an online backup this often (e.g. 90s, 30m, 24h, 7d) into --backup-dir, rotated
+    /// (DIR/backup-<UTC time>). The first one is taken one period after the start.
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period, requires = "backup_dir")]
+    pub backup_every: Option<std::time::Duration>,
+    /// Complete scheduled backups to keep, newest first.
+    #[arg(long, default_value_t = 7, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub backup_keep: u64,
+    /// The directory of scheduled backups.
+    #[arg(long, value_name = "DIR", requires = "backup_every")]
+    pub backup_dir: Option<PathBuf>,
+}
+
+/// Parses a period: a whole number with a unit, `s`, `m`, `h` or `d` (at least 1 s, at most
+/// 366 days).
+pub fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 90s, 30m, 24h, 7d"))?;
+    let (n, unit) = text.split_at(unit_at);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number then s, m, h or d"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{text:?}: expected a whole number then s, m, h or d"))?;
+    if !(1..=366 * 86_400).contains(&secs) {
+        return Err(format!("{text:?}: a period is between 1s and 366d"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Args)]

@@ -133,6 +133,12 @@ impl Remote {
         read_json(self.check(path, req.send_json(body))?)
     }
 
+    /// `DELETE path`, the answer parsed as JSON.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let req = self.auth(self.agent.delete(self.url_of(path)));
+        read_json(self.check(path, req.call())?)
+    }
+
     /// `POST path?query` with raw JSON bytes as the body.
     pub fn post_bytes<T: DeserializeOwned>(
         &self,

@@ -282,6 +282,16 @@ pub struct StatsView {
     pub health: HealthView,
     /// The worker runtime's figures.
     pub runtime: Option<RuntimeView>,
+    /// Schedules.
+    pub scheduled: usize,
+    /// Live tasks that are neither a schedule nor a schedule's run.
+    pub one_time: usize,
+    /// Runs created by schedules.
+    pub total_runs: u64,
+    /// Schedule runs completed.
+    pub total_successes: u64,
+    /// Schedule runs failed.
+    pub total_failures: u64,
 }
 
 /// Counts by one metadata key.
@@ -384,6 +394,13 @@ pub fn stats_block(out: &mut dyn Write, s: &StatsView) -> io::Result<()> {
         "  attempts {}, successes {}, failures {}",
         s.attempts, s.successes, s.failures
     )?;
+    if s.scheduled > 0 {
+        writeln!(
+            out,
+            "  schedules {}, one-time tasks {}; schedule runs {}, successes {}, failures {}",
+            s.scheduled, s.one_time, s.total_runs, s.total_successes, s.total_failures
+        )?;
+    }
     let h = &s.health;
     writeln!(out, "health:")?;
     writeln!(

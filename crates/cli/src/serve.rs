@@ -67,6 +67,10 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
     options.request_timeout = Duration::from_secs(a.request_timeout);
     options.max_sse_subscribers = usize::try_from(a.max_sse_subscribers).unwrap_or(usize::MAX);
     options.max_claim_wait = Duration::from_millis(a.max_claim_wait_ms);
+    if let (Some(every), Some(dir)) = (a.backup_every, a.backup_dir.clone()) {
+        let keep = usize::try_from(a.backup_keep).unwrap_or(usize::MAX);
+        options.backups = Some(tasklog_server::BackupSchedule::new(every, keep, dir));
+    }
     let served = runtime.block_on(serve(
         ctx,
         signals,

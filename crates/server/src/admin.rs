@@ -45,6 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cleanup))
         .routes(routes!(snapshot))
         .routes(routes!(compact))
+        .routes(routes!(backup_route))
         .routes(routes!(verify_route))
         .routes(routes!(recover))
 }
@@ -59,6 +60,10 @@ pub struct StatsReport {
     pub stats: Stats,
     /// The worker runtime's figures computed from the tasks that carry a `runtime.kind`.
     pub runtime: RuntimeFigures,
+    /// Schedules, one-time tasks, and schedule runs and their outcomes (`scheduled`,
+    /// `one_time`, `total_runs`, `total_successes`, `total_failures`, `schedules`).
+    #[serde(flatten)]
+    pub schedules: tasklog::runtime::schedule::ScheduleStats,
 }
 
 /// The worker runtime's figures, derived from the tasks (`tasklog::runtime::health_from_store`).
@@ -124,11 +129,12 @@ async fn stats(
     if by.as_deref().is_some_and(str::is_empty) {
         return Err(Problem::bad_request("bad_request", "`by` must name a metadata key").at("by"));
     }
-    let (stats, runtime) = state
+    let (stats, runtime, schedules) = state
         .run(move |store| {
             let stats = store.stats(by.as_deref())?;
             let runtime = tasklog::runtime::health_from_store(store)?;
-            Ok((stats, serde_json::to_value(&runtime)))
+            let schedules = tasklog::runtime::schedule::stats(store)?;
+            Ok((stats, serde_json::to_value(&runtime), schedules))
         })
         .await?;
     let runtime = runtime
@@ -140,7 +146,11 @@ async fn stats(
                 format!("the runtime figures do not have their documented shape: {e}"),
             )
         })?;
-    let report = StatsReport { stats, runtime };
+    let report = StatsReport {
+        stats,
+        runtime,
+        schedules,
+    };
     Ok(axum::Json(report))
 }
 // ----- cleanup, snapshot, compact, recover ---------------------------------------------------
@@ -228,6 +238,79 @@ async fn snapshot(
     drain(body).await;
     let info = state.run(|store| store.snapshot()).await?;
     Ok(axum::Json(info.into()))
+}
+
+/// What an online backup wrote (`tasklog::store::backup::RotatedBackup`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupResponse {
+    /// The new backup directory (a store, with its `BACKUP` manifest).
+    pub dir: String,
+    /// The LSN of the last event it holds.
+    pub lsn: u64,
+    /// Tasks in it.
+    pub tasks: u64,
+    /// Size of its snapshot file in bytes.
+    pub snapshot_bytes: u64,
+    /// Older complete backups removed to keep the newest `--backup-keep`.
+    pub removed: Vec<String>,
+    /// Interrupted backups (no valid manifest) removed.
+    pub interrupted_removed: Vec<String>,
+}
+
+/// Writes an online backup now into the server's backup directory (`tasklog serve
+/// --backup-dir`), rotated like the scheduled ones (the newest `--backup-keep` kept). Writers go
+/// on meanwhile. Refused (409 `backups_not_configured`) when the server has no backup
+/// directory: a request never names a server-side path.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/backup",
+    operation_id = "v1_admin_backup",
+    tag = "maintenance",
+    responses(
+        (status = 200, description = "The backup written and verified", body = BackupResponse),
+        (status = 409, description = "No backup directory configured, or another backup is being written there", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Poisoned or shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn backup_route(
+    State(state): State<AppState>,
+    body: Body,
+) -> ApiResult<axum::Json<BackupResponse>> {
+    drain(body).await;
+    let Some(schedule) = state.options().backups.clone() else {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "backups_not_configured",
+            "this server has no backup directory: start it with --backup-every and --backup-dir",
+        ));
+    };
+    let (dir, keep) = (schedule.dir.clone(), schedule.keep);
+    let done = state
+        .run(move |store| Ok(tasklog::store::backup::backup_rotate(store, &dir, keep)))
+        .await?;
+    let r = match done {
+        Ok(r) => r,
+        Err(tasklog::Error::Locked { .. }) => {
+            return Err(Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                "backup_in_progress",
+                format!(
+                    "another backup is being written to {}",
+                    schedule.dir.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let show = |v: Vec<std::path::PathBuf>| v.iter().map(|p| p.display().to_string()).collect();
+    Ok(axum::Json(BackupResponse {
+        dir: r.backup.dir.display().to_string(),
+        lsn: r.backup.lsn,
+        tasks: r.backup.tasks,
+        snapshot_bytes: r.backup.snapshot_bytes,
+        removed: show(r.removed),
+        interrupted_removed: show(r.interrupted_removed),
+    }))
 }
 
 /// One file a compaction removed.

@@ -7,6 +7,7 @@
 //!   (`ETag`/`If-Match` optimistic concurrency, `Idempotency-Key` retries);
 //! - `/v1/workers/...`: the worker protocol (claim with long-poll, heartbeat, fenced writes);
 //! - `/v1/events`: Server-Sent Events of committed events, resumable;
+//! - `/v1/schedules...`: recurring tasks (fired by [`serve()`]) and their runs;
 //! - `/v1/stats`, `/v1/export`, `/v1/import`, `/v1/cleanup`, `/v1/snapshot`, `/v1/compact`,
 //!   `/v1/verify`: maintenance;
 //! - `/api/...`, `/health/...`: the endpoints of the systems tasklog replaces;
@@ -29,6 +30,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod options;
+pub mod schedules;
 pub mod seeds;
 pub mod serve;
 pub mod state;
@@ -43,7 +45,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiResult, Problem};
-pub use options::ServerOptions;
+pub use options::{BackupSchedule, ServerOptions};
 pub use serve::{ServerRecord, is_loopback, serve};
 pub use state::AppState;
 
@@ -55,6 +57,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(worker::routes())
         .merge(events::routes())
         .merge(admin::routes())
+        .merge(schedules::routes())
         .merge(seeds::routes())
         .merge(health::routes())
 }

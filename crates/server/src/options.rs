@@ -28,6 +28,31 @@ pub struct ServerOptions {
     pub max_claim_wait: Duration,
     /// How often expired leases are looked for and recovered by the store's policy. Default 1 s.
     pub lease_check_interval: Duration,
+    /// How often [`crate::serve()`] fires due schedules. Default 1 s; `Duration::ZERO`: this
+    /// server fires none (another server or runtime does).
+    pub schedule_tick_interval: Duration,
+    /// Scheduled online backups (`tasklog serve --backup-every`). Default: none.
+    pub backups: Option<BackupSchedule>,
+}
+
+/// Online backups taken while the server runs, rotated in one directory
+/// (`tasklog::store::backup::backup_rotate`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackupSchedule {
+    /// Time between backups; the first is taken one period after the start.
+    pub every: Duration,
+    /// Complete backups kept, newest first (0: all).
+    pub keep: usize,
+    /// The directory of rotated backups (`<dir>/backup-<UTC time>`).
+    pub dir: PathBuf,
+}
+
+impl BackupSchedule {
+    /// A schedule: every `every`, keeping `keep`, in `dir`.
+    pub fn new(every: Duration, keep: usize, dir: PathBuf) -> Self {
+        BackupSchedule { every, keep, dir }
+    }
 }
 
 impl Default for ServerOptions {
@@ -41,6 +66,8 @@ impl Default for ServerOptions {
             max_sse_subscribers: 64,
             max_claim_wait: Duration::from_secs(60),
             lease_check_interval: Duration::from_secs(1),
+            schedule_tick_interval: Duration::from_secs(1),
+            backups: None,
         }
     }
 }
@@ -50,6 +77,12 @@ impl ServerOptions {
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+    /// Sets how often due schedules are fired (`Duration::ZERO`: never).
+    #[must_use]
+    pub fn schedule_tick_interval(mut self, every: Duration) -> Self {
+        self.schedule_tick_interval = every;
         self
     }
     /// Sets the directory server-side paths may name.

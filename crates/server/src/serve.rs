@@ -114,7 +114,8 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 /// Serves `store` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish (at most [`SHUTDOWN_GRACE`]), and closes the store cleanly.
 /// Meanwhile a supervisor recovers expired leases every `options.lease_check_interval`,
-/// under the store's interrupted-work policy.
+/// under the store's interrupted-work policy, and due schedules are fired every
+/// `options.schedule_tick_interval`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
@@ -122,9 +123,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let interval = options.lease_check_interval.max(LEASE_CHECK_MIN);
+    let schedule_every = options.schedule_tick_interval;
+    let backups = options.backups.clone();
     let state = AppState::new(store.clone(), options);
     let app = crate::router_with_state(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let firing = (!schedule_every.is_zero()).then(|| {
+        tokio::spawn(crate::schedules::fire_schedules(
+            store.clone(),
+            schedule_every.max(LEASE_CHECK_MIN),
+            stop_rx.clone(),
+        ))
+    });
+    let backup_task =
+        backups.map(|b| tokio::spawn(scheduled_backups(store.clone(), b, stop_rx.clone())));
     let supervisor = tokio::spawn(supervise_leases(store.clone(), interval, stop_rx));
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
     let on_signal = {
@@ -162,6 +174,12 @@ pub async fn serve(
     state.begin_shutdown();
     let _ = stop_tx.send(true);
     let _ = supervisor.await;
+    if let Some(firing) = firing {
+        let _ = firing.await;
+    }
+    if let Some(t) = backup_task {
+        let _ = t.await;
+    }
     let closed = tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(std::io::Error::other)?;
@@ -200,6 +218,43 @@ async fn supervise_leases(
             Ok(Err(tasklog::Error::Closed)) => return,
             Ok(Err(e)) => tracing::warn!(error = %e, "recovering expired leases failed"),
             Err(e) => tracing::warn!(error = %e, "the lease check did not finish"),
+        }
+    }
+}
+
+/// Every `schedule.every`, writes a rotated online backup of the store (writers go on), until
+/// `stop` turns true or the store closes. A failed backup is logged and tried again next
+/// period; it never stops the server.
+async fn scheduled_backups(
+    store: Store,
+    schedule: crate::options::BackupSchedule,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = schedule.every.max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let s = store.clone();
+        let (dir, keep) = (schedule.dir.clone(), schedule.keep);
+        match tokio::task::spawn_blocking(move || {
+            tasklog::store::backup::backup_rotate(&s, &dir, keep)
+        })
+        .await
+        {
+            Ok(Ok(r)) => tracing::info!(backup = %r.backup.dir.display(), lsn = r.backup.lsn,
+                removed = r.removed.len(), "scheduled backup written"),
+            Ok(Err(tasklog::Error::Closed)) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, dir = %schedule.dir.display(), "scheduled backup failed; trying again next period")
+            }
+            Err(e) => tracing::warn!(error = %e, "the scheduled backup did not finish"),
         }
     }
 }

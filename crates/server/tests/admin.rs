@@ -83,6 +83,11 @@ fn stats_has_the_shape_of_the_cli_json() {
     let mut want = serde_json::to_value(store.stats(Some("team")).unwrap()).unwrap();
     want["runtime"] =
         serde_json::to_value(tasklog::runtime::health_from_store(store).unwrap()).unwrap();
+    // ... and the schedule figures (`scheduled`, `one_time`, `total_runs`, ...).
+    let schedules = tasklog::runtime::schedule::stats(store).unwrap();
+    if let Value::Object(extra) = serde_json::to_value(&schedules).unwrap() {
+        want.as_object_mut().unwrap().extend(extra);
+    }
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&got), keys(&want), "same keys in the same order");
     for k in keys(&want) {

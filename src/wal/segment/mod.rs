@@ -8,4 +8,6 @@ pub use header::{
     FORMAT_VERSION, LSN_SANE_MAX, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name,
     segment_path,
 };
-pub use reader::{ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment};
+pub use reader::{
+    CoveredScan, ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment, scan_segment_covered,
+};

@@ -75,12 +75,25 @@ impl ScanSpec<'_> {
 /// Validates every frame of `bytes` (a whole segment file, header included) and calls `visit`
 /// for each record with LSN >= `spec.from`. Records of a batch are delivered only once the
 /// batch's end frame has been validated.
-pub fn scan_segment<F>(bytes: &[u8], spec: &ScanSpec<'_>, mut visit: F) -> Result<ScanEnd>
+pub fn scan_segment<F>(bytes: &[u8], spec: &ScanSpec<'_>, visit: F) -> Result<ScanEnd>
 where
     F: FnMut(Lsn, &[u8]) -> Result<()>,
 {
-    let mut pos = SEGMENT_HEADER_LEN;
-    let mut lsn = spec.first_lsn;
+    scan_segment_from(bytes, spec, (SEGMENT_HEADER_LEN, spec.first_lsn), visit)
+}
+
+/// [`scan_segment`] starting at the frame at byte `start.0`, which holds LSN `start.1` and
+/// begins a batch (the first frame after the header, or one found by [`find_frame`]).
+fn scan_segment_from<F>(
+    bytes: &[u8],
+    spec: &ScanSpec<'_>,
+    start: (usize, Lsn),
+    mut visit: F,
+) -> Result<ScanEnd>
+where
+    F: FnMut(Lsn, &[u8]) -> Result<()>,
+{
+    let (mut pos, mut lsn) = start;
     let mut records = 0u64;
     // (offset, first LSN) of a batch whose end frame has not been seen yet.
     let mut batch: Option<(usize, Lsn)> = None;
@@ -280,4 +293,102 @@ fn valid_frame_after_within(bytes: &[u8], starts_end: usize, start: usize, expec
         p += 1;
     }
     false
+}
+
+/// Where a scan that may pass over damage the caller holds another copy of stopped, and the
+/// damage it passed over.
+#[derive(Debug)]
+pub struct CoveredScan {
+    /// Where the scan stopped, as [`scan_segment`] reports it.
+    pub end: ScanEnd,
+    /// The damage passed over: every record it touched has an LSN at or below the covered LSN.
+    pub skipped: Option<Error>,
+}
+
+/// [`scan_segment`] for a reader that holds another good copy (a snapshot) of every record up
+/// to LSN `covered`, and wants only the records after it (`spec.from > covered`). Damage among
+/// the covered records is then lost redundancy, not lost data: the scan finds the frame of LSN
+/// `covered + 1` past it and goes on strictly from there.
+///
+/// NOTE: a frame is found by its CRC and its LSN, which only the real record has (segments are
+/// new files, never reused, and payloads holding frames carry older LSNs). If that frame is not
+/// found but a later record is, records after the snapshot are damaged: that stays an error.
+/// If no record after `covered` is found at all, the segment ends at `covered` (`data_end` is
+/// then unknown, so a writer must not append to it).
+pub fn scan_segment_covered<F>(
+    bytes: &[u8],
+    spec: &ScanSpec<'_>,
+    covered: Lsn,
+    mut visit: F,
+) -> Result<CoveredScan>
+where
+    F: FnMut(Lsn, &[u8]) -> Result<()>,
+{
+    let first = scan_segment(bytes, spec, &mut visit);
+    if covered < spec.first_lsn || spec.from <= covered {
+        return first.map(|end| CoveredScan { end, skipped: None });
+    }
+    let damage = match first {
+        Ok(end) if end.next_lsn > covered || end.torn.is_none() => {
+            return Ok(CoveredScan { end, skipped: None });
+        }
+        Ok(end) => {
+            let torn = end.torn.unwrap_or(Torn {
+                offset: end.data_end,
+                bytes: 0,
+                reason: "",
+            });
+            Error::corrupt(
+                spec.file,
+                Some(torn.offset),
+                Some(end.next_lsn),
+                torn.reason,
+            )
+        }
+        Err(e) if matches!(&e, Error::Corrupt { lsn: Some(l), .. } if *l <= covered) => e,
+        Err(e) => return Err(e),
+    };
+    let next = covered.saturating_add(1);
+    let unknown_end = spec.unknown_end(bytes);
+    if let Some(pos) = find_frame(bytes, unknown_end, next) {
+        tracing::warn!(segment = %spec.file.display(), error = %damage,
+            "damage among records a snapshot holds; reading on from LSN {next}");
+        let end = scan_segment_from(bytes, spec, (pos, next), visit)?;
+        return Ok(CoveredScan {
+            end,
+            skipped: Some(damage),
+        });
+    }
+    if valid_frame_after_within(bytes, unknown_end, SEGMENT_HEADER_LEN, covered) {
+        return Err(damage);
+    }
+    Ok(CoveredScan {
+        end: ScanEnd {
+            data_end: unknown_end as u64,
+            next_lsn: next,
+            records: next.saturating_sub(spec.first_lsn),
+            torn: None,
+        },
+        skipped: Some(damage),
+    })
+}
+
+/// The offset of the frame holding LSN `lsn` and beginning a batch, searching every offset after
+/// the segment header that is not known to be zero.
+fn find_frame(bytes: &[u8], starts_end: usize, lsn: Lsn) -> Option<usize> {
+    let mut p = SEGMENT_HEADER_LEN;
+    while p + frame::FRAME_HEADER_LEN <= bytes.len() && p < starts_end {
+        // Zero runs hold no frame start (see `valid_frame_after_within`).
+        let q = bytes
+            .get(p..starts_end)
+            .and_then(|r| r.iter().position(|&b| b != 0))?;
+        p = p.max((p + q).saturating_sub(7));
+        if let Some(rest) = bytes.get(p..)
+            && frame::decode(rest).is_ok_and(|(f, _)| f.lsn == lsn && f.begins_batch())
+        {
+            return Some(p);
+        }
+        p += 1;
+    }
+    None
 }

@@ -1,9 +1,11 @@
 //! Command dispatch and the shared helpers: resolving and opening the store.
 
+mod backup;
 mod maintain;
 mod read;
 mod recover;
 mod repair;
+pub mod schedule;
 mod transfer;
 mod verify;
 mod watch;
@@ -123,6 +125,8 @@ fn local_only(command: &Command) -> Option<&'static str> {
         Command::Serve(_) => "serve",
         Command::Verify { .. } => "verify",
         Command::Repair { .. } => "repair",
+        Command::Backup { .. } => "backup",
+        Command::Restore { .. } => "restore",
         Command::Stress(_) => "stress",
         Command::Demo | Command::DemoCrashChild => "demo",
         Command::Completions { .. } => "completions",
@@ -209,6 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(a) => read::list(&ctx, out, &a),
         Command::History { id, json } => read::history(&ctx, out, &id, json),
         Command::Stats { by, json } => read::stats(&ctx, out, by.as_deref(), json),
+        Command::Schedule { command } => schedule::run(&ctx, out, command),
         Command::Export(a) => transfer::export(&ctx, out, &a),
         Command::Import(a) => transfer::import(&ctx, out, &a),
         Command::Cleanup { older_than } => maintain::cleanup(&ctx, out, older_than),
@@ -216,6 +221,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact => maintain::compact(&ctx, out),
         Command::Verify { json } => verify::verify(&ctx, out, json),
         Command::Repair { yes } => repair::repair(&ctx, out, yes),
+        Command::Backup { dest, keep, json } => backup::backup(&ctx, out, &dest, keep, json),
+        Command::Restore {
+            backup: from,
+            target,
+            json,
+        } => backup::restore(out, &from, &target, json),
         Command::Watch { from, json } => watch::watch(&ctx, out, from, json),
         Command::Recover { requeue, json } => recover::recover(&ctx, out, requeue, json),
         Command::Serve(a) => {

@@ -205,8 +205,13 @@ pub fn stats(ctx: &Ctx, out: &mut dyn Write, by: Option<&str>, json: bool) -> an
             let runtime = tasklog::runtime::health_from_store(&store)?;
             // Extends the documented shape (`total`, `by_state`, ...) with a `runtime` object.
             let mut value = serde_json::to_value(&stats)?;
+            // And with the schedule figures (`scheduled`, `one_time`, `total_runs`, ...).
+            let schedules = tasklog::runtime::schedule::stats(&store)?;
             if let Some(obj) = value.as_object_mut() {
                 obj.insert("runtime".into(), serde_json::to_value(&runtime)?);
+                if let Value::Object(extra) = serde_json::to_value(&schedules)? {
+                    obj.extend(extra);
+                }
             }
             value
         }

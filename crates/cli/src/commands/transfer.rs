@@ -350,6 +350,16 @@ fn import_direct(
         bar.set_position(done);
     });
     bar.finish_and_clear();
+    // Imported tasks with a cron `schedule` (seed 000's scheduler) become schedules.
+    let adopted = match &result {
+        Ok(_) => {
+            tasklog::runtime::schedule::adopt_imported(&store, tasklog::task::Timestamp::now())
+                .map(|_| ())
+        }
+        Err(_) => Ok(()),
+    };
     close(store)?;
-    Ok(result?)
+    let report = result?;
+    adopted?;
+    Ok(report)
 }

@@ -64,7 +64,13 @@ fn human(out: &mut dyn Write, r: &VerifyReport) -> std::io::Result<()> {
         if let Some(l) = p.lsn {
             at.push_str(&format!(" LSN {l}"));
         }
-        let label = if p.torn_tail { "torn tail" } else { "DAMAGE" };
+        let label = if p.torn_tail {
+            "torn tail"
+        } else if p.lost_redundancy {
+            "DAMAGE (lost redundancy: the newest good snapshot holds these records)"
+        } else {
+            "DAMAGE"
+        };
         writeln!(out, "  {label} [{}] {at}: {}", p.check, p.reason)?;
     }
     if r.ok {
@@ -76,6 +82,11 @@ fn human(out: &mut dyn Write, r: &VerifyReport) -> std::io::Result<()> {
                 "OK: only a torn tail (an unacknowledged, incomplete last record); the next write open cuts it"
             )?;
         }
+    } else if r.problems.iter().all(|p| p.torn_tail || p.lost_redundancy) {
+        writeln!(
+            out,
+            "DAMAGED, no event lost: the store opens from its newest good snapshot; run `tasklog repair` to see which segments a repair would move to quarantine"
+        )?;
     } else {
         writeln!(
             out,

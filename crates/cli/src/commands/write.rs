@@ -27,7 +27,11 @@ pub fn submit(ctx: &Ctx, out: &mut dyn Write, a: SubmitArgs) -> anyhow::Result<(
 }
 
 fn new_task(a: SubmitArgs) -> NewTask {
+    let due = run_at(&a);
     let mut new = NewTask::new(a.title).description(a.description);
+    if let Some(at) = due {
+        new = new.run_at(at);
+    }
     if let Some(id) = a.id {
         new = new.id(id);
     }
@@ -72,11 +76,28 @@ fn submit_body(a: &SubmitArgs) -> Value {
     if !a.tags.is_empty() {
         body.insert("tags".into(), json!(a.tags));
     }
-    if !a.meta.is_empty() {
-        let meta: Map<String, Value> = a.meta.iter().cloned().collect();
+    let mut meta: Map<String, Value> = a.meta.iter().cloned().collect();
+    if let Some(at) = run_at(a) {
+        // The server takes a delay as this metadata entry, as the library stores it.
+        meta.insert(
+            tasklog::task::META_NOT_BEFORE.into(),
+            Value::from(at.as_millis()),
+        );
+    }
+    if !meta.is_empty() {
         body.insert("metadata".into(), Value::Object(meta));
     }
     Value::Object(body)
+}
+
+/// `--run-at`, or now plus `--delay`.
+fn run_at(a: &SubmitArgs) -> Option<tasklog::task::Timestamp> {
+    a.run_at.or_else(|| {
+        a.delay.map(|d| {
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            tasklog::task::Timestamp::now().plus_millis(ms)
+        })
+    })
 }
 
 /// A change of one task, as the CLI offers it.

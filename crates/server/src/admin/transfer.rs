@@ -299,7 +299,13 @@ async fn import_route(
         .dry_run(q.bool("dry_run")?.unwrap_or(false));
     let report = state
         .run(move |store| {
-            export::import_json_bytes(store, &bytes, "request body", &options, |_, _| {})
+            let report =
+                export::import_json_bytes(store, &bytes, "request body", &options, |_, _| {})?;
+            // Imported tasks with a cron `schedule` (seed 000's scheduler) become schedules.
+            if !report.dry_run {
+                tasklog::runtime::schedule::adopt_imported(store, tasklog::task::Timestamp::now())?;
+            }
+            Ok(report)
         })
         .await?;
     Ok(axum::Json(import_doc(report)))

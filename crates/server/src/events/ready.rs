@@ -57,7 +57,8 @@ impl Ready {
     /// True when it is queued now.
     pub fn upsert(&mut self, task: &Task, now_ms: i64) -> bool {
         self.remove(&task.id);
-        if task.state != TaskState::Pending {
+        // A schedule's record is a pending task that no worker may ever run.
+        if task.state != TaskState::Pending || tasklog::runtime::schedule::is_record(task) {
             return false;
         }
         let key: Key = (Reverse(task.priority), task.created_at.0, task.id.clone());

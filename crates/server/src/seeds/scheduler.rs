@@ -61,15 +61,16 @@ pub struct SchedulerStats {
     pub by_operation_type: BTreeMap<String, usize>,
     /// Metadata `cost_center` -> count (tasks without one are not counted).
     pub by_cost_center: BTreeMap<String, usize>,
-    /// Tasks with a non-null metadata `schedule` (a cron expression).
+    /// Schedules, plus tasks with a non-null metadata `schedule` (a cron expression) that
+    /// are no schedule's.
     pub scheduled: usize,
-    /// The others.
+    /// The other tasks (neither a schedule nor a schedule's run).
     pub one_time: usize,
-    /// `total_successes + total_failures`.
+    /// The schedules' runs plus the one-time tasks' successes and failures.
     pub total_runs: u64,
-    /// Completed tasks.
+    /// The schedules' successful runs plus the completed one-time tasks.
     pub total_successes: u64,
-    /// Failures recorded (the sum of the tasks' error counts).
+    /// The schedules' failed runs plus the one-time tasks' failures (sum of error counts).
     pub total_failures: u64,
 }
 
@@ -98,30 +99,47 @@ async fn stats(
     q: QueryParams,
 ) -> ApiResult<axum::Json<SchedulerStats>> {
     q.allow(&[])?;
-    let (base, ops, costs, sched) = super::read(&state, |store| {
+    let (base, ops, costs, sched, schedules) = super::read(&state, |store| {
         Ok((
             store.stats(None)?,
             store.stats(Some(META_OPERATION_TYPE))?.by_key,
             store.stats(Some(META_COST_CENTER))?.by_key,
             store.stats(Some(META_SCHEDULE))?.by_key,
+            tasklog::runtime::schedule::stats(store)?,
         ))
     })
     .await?;
-    let scheduled: usize = present(sched).values().sum();
-    let scheduled = scheduled.min(base.total);
-    let successes = base.successes as u64;
+    // In the scheduler's terms a scheduled task is one task that runs again and again: a
+    // tasklog schedule (its record and its runs) counts as one scheduled task with the
+    // schedule's run counters, and a task with a `schedule` that is no schedule's (submitted
+    // with one, not imported) as a scheduled task too.
+    let with_meta: usize = present(sched).values().sum();
+    let unadopted = with_meta.saturating_sub(schedules.adopted_live);
+    let scheduled = schedules.scheduled + unadopted;
+    let one_time = schedules.one_time.saturating_sub(unadopted);
+    let one_time_successes = (base.successes as u64).saturating_sub(schedules.run_tasks_completed);
+    let one_time_failures = base
+        .failures
+        .saturating_sub(schedules.run_tasks_error_count);
+    let mut by_status = base.by_state;
+    if let Some(p) = by_status.get_mut("pending") {
+        *p = p.saturating_sub(schedules.scheduled);
+    }
     Ok(axum::Json(SchedulerStats {
         max_workers: None,
-        running_tasks: base.by_state.get("running").copied().unwrap_or(0),
-        total: base.total,
+        running_tasks: by_status.get("running").copied().unwrap_or(0),
+        total: scheduled + one_time,
         by_operation_type: present(ops),
         by_cost_center: present(costs),
         scheduled,
-        one_time: base.total - scheduled,
-        total_runs: successes.saturating_add(base.failures),
-        total_successes: successes,
-        total_failures: base.failures,
-        by_status: base.by_state,
+        one_time,
+        total_runs: schedules
+            .total_runs
+            .saturating_add(one_time_successes)
+            .saturating_add(one_time_failures),
+        total_successes: schedules.total_successes.saturating_add(one_time_successes),
+        total_failures: schedules.total_failures.saturating_add(one_time_failures),
+        by_status,
     }))
 }
 
@@ -264,6 +282,8 @@ async fn import_tasks(
             let file =
                 std::fs::File::open(&source).map_err(|e| tasklog::Error::io("open", &source, e))?;
             let report = export::import_json(store, file, &name, &options, |_, _| {})?;
+            // Its tasks with a cron `schedule` become schedules, their run counters kept.
+            tasklog::runtime::schedule::adopt_imported(store, tasklog::task::Timestamp::now())?;
             Ok((report, store.len()))
         })
         .await?;
