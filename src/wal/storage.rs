@@ -134,6 +134,12 @@ pub trait Storage: Send + Sync + Debug {
     /// Takes an exclusive, non-blocking lock on `path` (created if missing). `Ok(None)` when
     /// another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
+    /// What the holder of the lock at `path` wrote about itself (see `wal::lock`), if this
+    /// storage keeps such a thing; at most a few hundred bytes.
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        let _ = path;
+        None
+    }
 }
 
 /// Creates `path` and any missing parents, then fsyncs the parent of each directory it
@@ -297,6 +303,9 @@ impl Storage for StdStorage {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
         StdStorageModes::default().try_lock(path)
     }
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        StdStorageModes::default().lock_holder(path)
+    }
 }
 
 impl Storage for StdStorageModes {
@@ -349,10 +358,21 @@ impl Storage for StdStorageModes {
             .truncate(false)
             .open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(StdLock(file)))),
+            Ok(()) => {
+                // Who holds it, for a writer that waits in vain (`wal::lock`). Information only:
+                // not synced, and a failure to write it costs only a vaguer message.
+                let line = super::lock::holder_line();
+                if file.set_len(0).is_ok() {
+                    let _ = super::os::write_all_at(&file, line.as_bytes(), 0);
+                }
+                Ok(Some(Box::new(StdLock(file))))
+            }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        super::lock::read_holder(path)
     }
 }
 

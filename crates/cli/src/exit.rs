@@ -105,6 +105,8 @@ mod tests {
         let locked = anyhow::Error::new(Error::Locked {
             path: "a".into(),
             lock_file: "a/LOCK".into(),
+            holder: None,
+            waited_ms: 0,
         });
         assert_eq!(code_for(&locked.context("opening")), LOCKED);
         let missing = anyhow::Error::new(Error::NotFound { id: "t".into() });

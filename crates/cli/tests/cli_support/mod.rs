@@ -27,6 +27,7 @@ pub fn bare() -> Command {
     c.env_remove("TASKLOG_DIR")
         .env_remove("TASKLOG_REMOTE")
         .env_remove("TASKLOG_TOKEN")
+        .env_remove("TASKLOG_WAIT")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .timeout(std::time::Duration::from_secs(60));
