@@ -550,6 +550,18 @@ fn parse_days(text: &str) -> Result<f64, String> {
     Ok(d)
 }
 
+/// `--wait SECS`: seconds, fractions allowed, at most a day.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected seconds (e.g. 5 or 0.5), got {text:?}"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("expected 0 to 86400 seconds, got {text}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,16 +579,4 @@ mod tests {
         assert_eq!(parse_meta("e=").unwrap().1, serde_json::json!(""));
         assert!(parse_meta("novalue").is_err());
     }
-}
-
-/// `--wait SECS`: seconds, fractions allowed, at most a day.
-fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected seconds (e.g. 5 or 0.5), got {text:?}"))?;
-    if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("expected 0 to 86400 seconds, got {text}"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
 }
