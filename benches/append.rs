@@ -4,8 +4,6 @@
 //! Figures go to docs/benchmarks.md. For the single-writer ratio on a noisy shared disk, also
 //! run `cargo run --release --example wal_vs_raw_fsync`, which interleaves the two op by op. Groups are short (sample_size 10) so the run takes < 3 min.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -36,7 +34,14 @@ fn raw_fdatasync_end(c: &mut Criterion) {
     raw_fdatasync_group(c, "raw_write128_fdatasync_end");
 }
 
+/// Linux only: the raw baseline preallocates with `fallocate`.
+#[cfg(not(target_os = "linux"))]
+fn raw_fdatasync_group(_c: &mut Criterion, _name: &str) {}
+
+#[cfg(target_os = "linux")]
 fn raw_fdatasync_group(c: &mut Criterion, name: &str) {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::FileExt;
     let mut g = short(c, name);
     for prealloc in [true, false] {
         let dir = tempfile::tempdir().unwrap();

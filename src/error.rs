@@ -23,13 +23,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Another writer holds the store's lock file.
-    #[error("the store at {path} is locked by another writer (lock file {lock_file})")]
+    /// Another writer holds the store's lock file (after waiting for it as long as
+    /// `StoreOptions::lock_timeout` allowed).
+    #[error("{}", locked_message(path, lock_file, holder.as_deref(), *waited_ms))]
     Locked {
         /// The store or log directory.
         path: PathBuf,
         /// The lock file that could not be taken.
         lock_file: PathBuf,
+        /// Who holds it, as its holder wrote it ("process 1234 since 2026-12-04T13:00:01Z"),
+        /// when known.
+        holder: Option<String>,
+        /// How long this open waited for the lock before giving up, in milliseconds.
+        waited_ms: u64,
     },
 
     /// An earlier write or fsync failed, so nothing written since can be trusted to be durable.
@@ -208,4 +214,27 @@ impl Error {
     }
 
     // ----- wal additions below (kept apart so parallel work merges cleanly) -----------------
+}
+
+/// The message of [`Error::Locked`]: who holds the store, how long this one waited, and what to
+/// do about it.
+fn locked_message(
+    path: &std::path::Path,
+    lock_file: &std::path::Path,
+    holder: Option<&str>,
+    waited_ms: u64,
+) -> String {
+    let who = holder.unwrap_or("another process");
+    let waited = if waited_ms == 0 {
+        String::new()
+    } else {
+        format!(" after waiting {:.1} s", waited_ms as f64 / 1000.0)
+    };
+    format!(
+        "the store at {} is locked by another writer ({who}; lock file {}){waited}: wait for it \
+         to finish, give it time with `--wait SECS` (StoreOptions::lock_timeout), or send the \
+         command through its server",
+        path.display(),
+        lock_file.display()
+    )
 }

@@ -5,6 +5,7 @@
 //! log, snapshot, lock and directories all exist), close, then walk the tree and check each
 //! entry's mode with `PermissionsExt`. Assumes a umask that clears no owner or group bits
 //! (`022`, `002` or `0`).
+#![cfg(unix)] // Unix permission bits: Unix only; the cross-platform checks compile the rest.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -15,7 +15,9 @@ fn second_writer_in_this_process_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
     match Wal::open(dir.path(), WalOptions::default()) {
-        Err(Error::Locked { path, lock_file }) => {
+        Err(Error::Locked {
+            path, lock_file, ..
+        }) => {
             assert_eq!(path, dir.path());
             assert_eq!(lock_file, dir.path().join("LOCK"));
         }

@@ -29,13 +29,13 @@ fn temp_path(target: &Path) -> PathBuf {
 pub fn write_atomically<T>(target: &Path, write: impl FnOnce(&mut File) -> Result<T>) -> Result<T> {
     let tmp = temp_path(target);
     let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
         // A new export is private (0600, it holds every task); one that replaces a file keeps
         // that file's permission bits, so a reader someone was granted can still read it.
-        let mut file = OpenOptions::new()
+        let mut options = OpenOptions::new();
+        crate::wal::os::create_mode(&mut options, 0o600);
+        let mut file = options
             .write(true)
             .create_new(true)
-            .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
         if let Ok(old) = fs::metadata(target) {
@@ -44,7 +44,7 @@ pub fn write_atomically<T>(target: &Path, write: impl FnOnce(&mut File) -> Resul
         }
         let out = write(&mut file)?;
         file.flush().map_err(|e| Error::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        crate::wal::os::sync_all(&file).map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(file);
         fs::rename(&tmp, target).map_err(|e| Error::io("rename", target, e))?;
         sync_dir(target)?;
@@ -63,12 +63,12 @@ fn sync_dir(path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let handle = File::open(&dir).map_err(|e| Error::io("open directory", &dir, e))?;
-    match handle.sync_all() {
+    match crate::wal::os::sync_dir(&dir) {
         Ok(()) => Ok(()),
         // Some file systems refuse to fsync a directory; the rename is then as durable as
         // that file system makes it.
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::io("open directory", &dir, e)),
         Err(e) => Err(Error::io("fsync directory", &dir, e)),
     }
 }
@@ -107,6 +107,7 @@ mod tests {
 
     /// Issue #24 (9): a new export is 0600; one replacing a file keeps that file's mode.
     #[test]
+    #[cfg(unix)]
     fn a_new_export_is_private_and_a_replacement_keeps_the_old_mode() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("should create a temp dir");

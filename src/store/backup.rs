@@ -350,13 +350,7 @@ pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedB
     crate::wal::create_dir_durable(&std, root)
         .map_err(|e| Error::io("create directory", root, e))?;
     let lock_file = root.join("LOCK");
-    let _lock = std
-        .try_lock(&lock_file)
-        .map_err(|e| Error::io("lock", &lock_file, e))?
-        .ok_or_else(|| Error::Locked {
-            path: root.to_path_buf(),
-            lock_file: lock_file.clone(),
-        })?;
+    let _lock = crate::wal::lock::acquire(&std, root, &lock_file, std::time::Duration::ZERO)?;
     let interrupted_removed = remove_interrupted(root)?;
     let mut name = format!(
         "{ROTATED_PREFIX}{}",

@@ -48,6 +48,10 @@ pub enum PendingAtOpen {
 /// - `pending_at_open`: [`PendingAtOpen::Keep`].
 /// - `read_only`: false.
 /// - `preallocate`: true (segments are reserved up front, which makes each fdatasync cheaper).
+/// - `lock_timeout`: zero: a writer's open fails with `Locked` at once when another writer
+///   holds the store. A library opens its store once and keeps it; a wait there would hide a
+///   second open by mistake (the same choice as redb, sled and SQLite's default busy timeout).
+///   The CLI, whose commands queue behind each other, waits 5 s (`--wait`).
 /// - `file_mode`: `0o600` for new files, `0o700` for new directories (see
 ///   [`StoreOptions::file_mode`]).
 #[derive(Clone, Debug)]
@@ -62,6 +66,7 @@ pub struct StoreOptions {
     pub(crate) pending_at_open: PendingAtOpen,
     pub(crate) read_only: bool,
     pub(crate) preallocate: bool,
+    pub(crate) lock_timeout: std::time::Duration,
     pub(crate) storage: Arc<dyn Storage>,
     /// True once [`StoreOptions::storage`] chose the file system (then `file_mode` is its own).
     pub(crate) storage_chosen: bool,
@@ -80,6 +85,7 @@ impl Default for StoreOptions {
             pending_at_open: PendingAtOpen::Keep,
             read_only: false,
             preallocate: true,
+            lock_timeout: std::time::Duration::ZERO,
             storage: Arc::new(StdStorage),
             storage_chosen: false,
         }
@@ -157,6 +163,14 @@ impl StoreOptions {
     #[must_use]
     pub fn read_only(mut self, yes: bool) -> Self {
         self.read_only = yes;
+        self
+    }
+    /// How long a writer's open waits for another writer to release the store's lock before
+    /// failing with [`crate::Error::Locked`], which then names the holder's process id and
+    /// since when it holds the lock (default zero: at once).
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
     /// Preallocate log segments.

@@ -117,6 +117,7 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
         durability: options.durability,
         preallocate: options.preallocate,
         read_only: options.read_only,
+        lock_timeout: options.lock_timeout,
     };
     let mut report = RecoveryReport::default();
     // The newest good snapshot is read first, by writers too: the log may then pass over
@@ -125,7 +126,7 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     // that races another one here gets `Locked` from the log below; temp files are removed
     // only once the lock is held.
     if !options.read_only {
-        probe_lock(storage, dir)?;
+        probe_lock(storage, dir, options.lock_timeout)?;
     }
     let state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     let (wal, open_report) = Wal::open_covered(
@@ -157,18 +158,22 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
 /// nothing. Only a probe: the lock is taken for real (and kept) by `Wal::open_covered`.
 ///
 /// NOTE: the file name must match the log's own lock file (`wal/LOCK`, docs/format.md).
-fn probe_lock(storage: &dyn crate::wal::Storage, dir: &Path) -> Result<()> {
+fn probe_lock(
+    storage: &dyn crate::wal::Storage,
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> Result<()> {
     let wal = wal_dir(dir);
     if !storage.exists(&wal) {
         return Ok(());
     }
     let lock_file = wal.join("LOCK");
-    match storage.try_lock(&lock_file) {
-        Ok(Some(_probe)) => Ok(()),
-        Ok(None) => Err(Error::Locked {
-            path: wal,
-            lock_file,
-        }),
+    // Waits as long as the options allow, so that a writer queued behind another does not
+    // load a snapshot only to be refused; the log's open below waits again if another writer
+    // slipped in between.
+    match crate::wal::lock::acquire(storage, &wal, &lock_file, timeout) {
+        Ok(_probe) => Ok(()),
+        Err(e @ Error::Locked { .. }) => Err(e),
         // Let the log's own open report it.
         Err(_) => Ok(()),
     }

@@ -46,7 +46,9 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group_commit;
+pub mod lock;
 mod options;
+pub(crate) mod os;
 mod recovery;
 pub mod repair;
 mod replay;
@@ -94,6 +96,9 @@ pub struct WalOptions {
     pub durability: Durability,
     pub preallocate: bool,
     pub read_only: bool,
+    /// How long a writer's open waits for another writer to release the lock (default zero:
+    /// refused at once). See `wal::lock`.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for WalOptions {
@@ -103,6 +108,7 @@ impl Default for WalOptions {
             durability: Durability::Sync,
             preallocate: true,
             read_only: false,
+            lock_timeout: std::time::Duration::ZERO,
         }
     }
 }

@@ -32,6 +32,13 @@ impl WalOptions {
         self.preallocate = on;
         self
     }
+    /// How long a writer's open waits for the lock another writer holds before it fails with
+    /// `Locked` (default zero: at once).
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
     /// Open without the lock, never writing (default false).
     #[must_use]
     pub fn read_only(mut self, on: bool) -> Self {

@@ -51,13 +51,7 @@ pub fn repair_with_storage(
     dry_run: bool,
 ) -> Result<RepairReport> {
     let lock_file = lock_path(dir);
-    let _lock = storage
-        .try_lock(&lock_file)
-        .map_err(|e| Error::io("lock", &lock_file, e))?
-        .ok_or_else(|| Error::Locked {
-            path: dir.to_path_buf(),
-            lock_file: lock_file.clone(),
-        })?;
+    let _lock = super::lock::acquire(storage, dir, &lock_file, std::time::Duration::ZERO)?;
     let found = inspect(storage, dir, false)?;
     let mut report = RepairReport {
         dry_run,
@@ -155,13 +149,7 @@ fn cut(
 /// Takes the log's write lock for a maintenance step.
 fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn super::storage::StorageLock>> {
     let lock_file = lock_path(dir);
-    storage
-        .try_lock(&lock_file)
-        .map_err(|e| Error::io("lock", &lock_file, e))?
-        .ok_or_else(|| Error::Locked {
-            path: dir.to_path_buf(),
-            lock_file: lock_file.clone(),
-        })
+    super::lock::acquire(storage, dir, &lock_file, std::time::Duration::ZERO)
 }
 
 /// Moves every whole segment whose first LSN is below `keep_first` to `<dir>/quarantine/`

@@ -7,7 +7,6 @@
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// How to open a file.
@@ -135,6 +134,12 @@ pub trait Storage: Send + Sync + Debug {
     /// Takes an exclusive, non-blocking lock on `path` (created if missing). `Ok(None)` when
     /// another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
+    /// What the holder of the lock at `path` wrote about itself (see `wal::lock`), if this
+    /// storage keeps such a thing; at most a few hundred bytes.
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        let _ = path;
+        None
+    }
 }
 
 /// Creates `path` and any missing parents, then fsyncs the parent of each directory it
@@ -203,24 +208,19 @@ struct StdFile(File);
 
 impl StorageFile for StdFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
+        super::os::read_at(&self.0, buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
+        super::os::write_all_at(&self.0, buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        super::os::sync_data(&self.0)
     }
     fn sync_all(&self) -> io::Result<()> {
-        self.0.sync_all()
+        super::os::sync_all(&self.0)
     }
     fn drop_cache(&self) -> io::Result<()> {
-        match rustix::fs::fadvise(&self.0, 0, None, rustix::fs::Advice::DontNeed) {
-            Ok(()) => Ok(()),
-            // Not every file system has a page cache to drop; nothing was cached then.
-            Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::OPNOTSUPP => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        super::os::drop_cache(&self.0)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
@@ -229,59 +229,16 @@ impl StorageFile for StdFile {
         Ok(self.0.metadata()?.len())
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
-        // KEEP_SIZE: reserve blocks without moving end-of-file, so a reader never sees the
-        // reserved range as data and fdatasync does not have to flush a size change per append.
-        match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
-            Ok(()) => Ok(()),
-            // File systems without fallocate (tmpfs on old kernels, some FUSE): run unreserved.
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        super::os::reserve(&self.0, len)
     }
     fn preallocate(&self, len: u64) -> io::Result<()> {
         if self.len()? >= len {
             return Ok(());
         }
-        // Mode 0 (no KEEP_SIZE): allocate and extend, so appends inside do not change the size.
-        match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len) {
-            Ok(()) => Ok(()),
-            // Without fallocate, run on a growing file rather than write zeros in the hot path.
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        super::os::preallocate(&self.0, len)
     }
-    /// `SEEK_DATA`/`SEEK_HOLE`: Linux reports a range as a hole only if it reads as zeros; ext4
-    /// and xfs count unwritten (preallocated) extents as holes unless the page cache holds
-    /// pages for them, and written or dirty pages are always data.
     fn zeros_from(&self) -> io::Result<u64> {
-        use rustix::fs::SeekFrom;
-        use rustix::io::Errno;
-        let len = self.len()?;
-        // The end of the last range that may hold data, found so far.
-        let mut data_end = 0;
-        let mut at = 0;
-        for _ in 0..DATA_RANGES_MAX {
-            if at >= len {
-                return Ok(data_end);
-            }
-            let data = match rustix::fs::seek(&self.0, SeekFrom::Data(at)) {
-                Ok(d) => d,
-                // No data at or after `at`.
-                Err(e) if e == Errno::NXIO => return Ok(data_end),
-                // No SEEK_DATA here: nothing is known.
-                Err(e) if e == Errno::INVAL || e == Errno::OPNOTSUPP || e == Errno::NOSYS => {
-                    return Ok(len);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if data >= len {
-                return Ok(data_end);
-            }
-            let hole = rustix::fs::seek(&self.0, SeekFrom::Hole(data))?;
-            data_end = hole.min(len);
-            at = hole;
-        }
-        Ok(len)
+        super::os::zeros_from(&self.0, self.len()?, DATA_RANGES_MAX)
     }
     fn map_all(&self) -> io::Result<FileBytes> {
         if self.len()? == 0 {
@@ -346,29 +303,28 @@ impl Storage for StdStorage {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
         StdStorageModes::default().try_lock(path)
     }
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        StdStorageModes::default().lock_holder(path)
+    }
 }
 
 impl Storage for StdStorageModes {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
-        use std::os::unix::fs::OpenOptionsExt;
         let mut o = OpenOptions::new();
         match mode {
             OpenMode::Read => o.read(true),
             OpenMode::ReadWrite => o.read(true).write(true),
-            OpenMode::CreateNew => o
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(self.file_mode),
+            OpenMode::CreateNew => {
+                super::os::create_mode(&mut o, self.file_mode);
+                o.read(true).write(true).create_new(true)
+            }
         };
         Ok(Box::new(StdFile(o.open(path)?)))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(self.dir_mode)
-            .create(path)
+        let mut builder = std::fs::DirBuilder::new();
+        super::os::dir_mode(&mut builder, self.dir_mode);
+        builder.recursive(true).create(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
@@ -387,25 +343,36 @@ impl Storage for StdStorageModes {
         std::fs::remove_file(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        File::open(path)?.sync_all()
+        super::os::sync_dir(path)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
+        let mut o = OpenOptions::new();
+        super::os::create_mode(&mut o, self.file_mode);
+        let file = o
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(self.file_mode)
             .open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(StdLock(file)))),
+            Ok(()) => {
+                // Who holds it, for a writer that waits in vain (`wal::lock`). Information only:
+                // not synced, and a failure to write it costs only a vaguer message.
+                let line = super::lock::holder_line();
+                if file.set_len(0).is_ok() {
+                    let _ = super::os::write_all_at(&file, line.as_bytes(), 0);
+                }
+                Ok(Some(Box::new(StdLock(file))))
+            }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        super::lock::read_holder(path)
     }
 }
 

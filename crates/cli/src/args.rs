@@ -52,6 +52,19 @@ pub struct Cli {
     #[arg(long, global = true, env = "TASKLOG_REMOTE", value_name = "URL")]
     pub remote: Option<String>,
 
+    /// How long a command that writes waits for another writer (a command, an application, a
+    /// server starting) to release the store before it fails with exit 4, naming the process
+    /// holding it. 0: fail at once.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKLOG_WAIT",
+        value_name = "SECS",
+        default_value = "5",
+        value_parser = parse_wait
+    )]
+    pub wait: std::time::Duration,
+
     /// A file holding the bearer token (first line): required by `serve` on a non-loopback
     /// address, sent by the client to a server that needs it. Else $TASKLOG_TOKEN.
     #[arg(long, global = true, value_name = "FILE")]
@@ -578,6 +591,18 @@ fn parse_days(text: &str) -> Result<f64, String> {
         return Err(format!("days must be zero or more, got {text:?}"));
     }
     Ok(d)
+}
+
+/// `--wait SECS`: seconds, fractions allowed, at most a day.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected seconds (e.g. 5 or 0.5), got {text:?}"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("expected 0 to 86400 seconds, got {text}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]

@@ -80,9 +80,13 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
 
 /// True when the error is only a closed stdout (`tasklog list | head`), which is not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
     err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().is_some_and(broken)
+            // JSON output written with serde_json wraps the write error in its own.
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -105,6 +109,8 @@ mod tests {
         let locked = anyhow::Error::new(Error::Locked {
             path: "a".into(),
             lock_file: "a/LOCK".into(),
+            holder: None,
+            waited_ms: 0,
         });
         assert_eq!(code_for(&locked.context("opening")), LOCKED);
         let missing = anyhow::Error::new(Error::NotFound { id: "t".into() });

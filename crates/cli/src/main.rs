@@ -1,6 +1,15 @@
 //! `tasklog`: the command-line interface to a tasklog store (issue #6). See `tasklog --help`
 //! and the README's "CLI tour".
 
+/// `eprintln!` that cannot panic: with stderr closed or full the line is lost, and the command
+/// still ends with its own exit code (`eprintln!` would panic, exit 101).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod client;
 mod commands;

@@ -143,11 +143,13 @@ async fn serve(
 
 /// SIGINT and SIGTERM, installed before the server says it listens (a signal sent as soon as
 /// a script reads the `listening on` line must stop it cleanly, not kill it).
+#[cfg(unix)]
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
 }
 
+#[cfg(unix)]
 impl Signals {
     fn install() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
@@ -162,6 +164,31 @@ impl Signals {
         tokio::select! {
             _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
             _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    }
+}
+
+/// Ctrl-C and Ctrl-Break (what Windows sends a console program), installed as early.
+#[cfg(windows)]
+struct Signals {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+}
+
+#[cfg(windows)]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            ctrl_c: tokio::signal::windows::ctrl_c().context("cannot handle Ctrl-C")?,
+            ctrl_break: tokio::signal::windows::ctrl_break().context("cannot handle Ctrl-Break")?,
+        })
+    }
+
+    /// Waits for either.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => tracing::info!("Ctrl-C: shutting down"),
+            _ = self.ctrl_break.recv() => tracing::info!("Ctrl-Break: shutting down"),
         }
     }
 }

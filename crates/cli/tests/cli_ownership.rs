@@ -10,6 +10,7 @@
 //! "never create", the commands run on a directory that does not exist and the test checks it
 //! still does not; for "never write", the test compares every file of an existing store byte
 //! for byte before and after.
+#![cfg(unix)] // signals and process kills: Unix only; the cross-platform checks compile the rest.
 
 mod cli_support;
 

@@ -79,9 +79,9 @@ fn a_second_writer_exits_4_while_watch_holds_the_lock() {
     assert_eq!(line["task_id"], json!(id));
     assert!(line["lsn"].is_u64());
 
-    let err = fails(d, &["submit", "--title", "blocked"], 4);
+    let err = fails(d, &["--wait", "0", "submit", "--title", "blocked"], 4);
     assert!(err.contains("locked"), "{err}");
-    fails(d, &["start", &id], 4);
+    fails(d, &["--wait", "0", "start", &id], 4);
     // Reads work without the lock.
     assert_eq!(json(d, &["get", &id, "--json"])["state"], json!("pending"));
     // A second watch falls back to a read-only catch-up and says so.

@@ -7,6 +7,7 @@
 //! live pid that does not answer `/livez`) is ignored and the command opens the store itself;
 //! `--remote` reaches any server and maps its answers to the CLI's exit codes. The tests that
 //! need the server's routes (`/livez`, `/v1/...`) are ignored until those are merged.
+#![cfg(unix)] // SIGTERM and SIGINT: Unix only; the cross-platform checks compile the rest.
 
 #[macro_use]
 mod cli_support;

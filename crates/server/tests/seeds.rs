@@ -178,6 +178,7 @@ fn scheduler_export_writes_inside_files_dir_and_import_reads_it_back() {
 }
 
 #[test]
+#[cfg(unix)] // symlinks need privileges on Windows
 fn scheduler_paths_cannot_leave_files_dir() {
     let (server, files) = with_files();
     let outside = files.parent().unwrap().join("outside");

@@ -79,9 +79,18 @@ pub fn open_owner(dir: &Path) -> anyhow::Result<Store> {
     open_write_with(dir, StoreOptions::new().preallocate(false))
 }
 
-/// Opens the store at `dir` for writing with `options`.
+/// `--wait`: how long every writer's open of this process waits for the lock. Set once, from
+/// the arguments, before any command runs; a process-wide value because every command that
+/// writes opens through [`open_write_with`] and all of them take the flag.
+static LOCK_WAIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// The default of `--wait`, for callers that never parsed arguments (tests).
+const LOCK_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the store at `dir` for writing with `options`, waiting for the lock as `--wait` says.
 pub fn open_write_with(dir: &Path, options: StoreOptions) -> anyhow::Result<Store> {
-    Store::open_with(dir, options)
+    let wait = LOCK_WAIT.get().copied().unwrap_or(LOCK_WAIT_DEFAULT);
+    Store::open_with(dir, options.lock_timeout(wait))
         .with_context(|| format!("cannot open the store at {}", dir.display()))
 }
 
@@ -166,6 +175,7 @@ fn remote_for(cli: &Cli, dir: &Path) -> anyhow::Result<Option<Remote>> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = LOCK_WAIT.set(cli.wait);
     let dir = cli.store_dir();
     let remote = remote_for(&cli, &dir)?;
     let ctx = Ctx {

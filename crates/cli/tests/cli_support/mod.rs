@@ -28,6 +28,7 @@ pub fn bare() -> Command {
         .env_remove("TASKLOG_REMOTE")
         .env_remove("TASKLOG_TOKEN")
         .env_remove("TASKLOG_ACTOR")
+        .env_remove("TASKLOG_WAIT")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .timeout(std::time::Duration::from_secs(60));
@@ -217,6 +218,7 @@ impl Server {
     }
 
     /// Sends a signal.
+    #[cfg(unix)]
     pub fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("a pid");
         rustix::process::kill_process(pid, sig).expect("signal the server");
@@ -240,6 +242,7 @@ impl Drop for Server {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
+        #[cfg(unix)]
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
