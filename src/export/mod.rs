@@ -45,12 +45,12 @@ pub const EXPORT_VERSION: u64 = 1;
 /// rejects the document. A string without escapes is measured in place and refused before it
 /// is copied; one with escapes is first unescaped by serde_json into its scratch buffer (at most
 /// the input's size), so parsing holds at most about twice the input.
-pub const IMPORT_STRING_BYTES_MAX: usize = 16 << 20;
+pub const IMPORT_STRING_BYTES_MAX: usize = crate::task::limits::TEXT_BYTES_MAX;
 /// Largest import document read by [`import_json`]: 1 GiB. The parsed tree takes a few times
 /// the input's size (see `docs/export.md`), so this bounds the import's memory.
 pub const IMPORT_BYTES_MAX: u64 = 1 << 30;
 /// Longest task id accepted by an import (the store's own limit).
-pub const TASK_ID_BYTES_MAX: usize = 256;
+pub const TASK_ID_BYTES_MAX: usize = crate::task::limits::TASK_ID_BYTES_MAX;
 /// The actor recorded on the events an import writes (other than re-recorded history).
 pub const IMPORT_ACTOR: &str = "tasklog-import";
 /// The reason recorded on tasks that a replacing import removes.

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod event;
 pub mod model;
 pub mod state;
+pub mod limits;
 pub mod time;
 pub mod wire;
 
