@@ -23,7 +23,14 @@ use tasklog::task::limits::{JSON_DEPTH_MAX, TASK_ID_BYTES_MAX, TIME_MS_MAX, TIME
 use tasklog::task::{EventKind, Task, Timestamp};
 use tasklog::{Error, NewTask, Store};
 
-const TIMES: [i64; 6] = [TIME_MS_MIN, TIME_MS_MIN + 1, -1, 0, TIME_MS_MAX - 1, TIME_MS_MAX];
+const TIMES: [i64; 6] = [
+    TIME_MS_MIN,
+    TIME_MS_MIN + 1,
+    -1,
+    0,
+    TIME_MS_MAX - 1,
+    TIME_MS_MAX,
+];
 
 /// A value nested `depth` levels (arrays or objects alternately), holding `leaf`.
 fn nested(depth: usize, leaf: Value) -> Value {
@@ -147,10 +154,11 @@ fn fill(store: &Store, specs: &[Spec]) {
         let hid = format!("h{n}");
         let at = |i: usize| Timestamp(s.times[i]);
         store
-            .submit(NewTask::new(s.title.clone()).id(&hid).meta(
-                "deep",
-                nested(s.meta_depth, s.leaf.clone()),
-            ))
+            .submit(
+                NewTask::new(s.title.clone())
+                    .id(&hid)
+                    .meta("deep", nested(s.meta_depth, s.leaf.clone())),
+            )
             .expect("submit");
         let events = [
             EventKind::Started {
@@ -188,8 +196,14 @@ fn round_trip(specs: &[Spec]) -> Result<(), TestCaseError> {
     fill(&a, specs);
     let first = support::export_string(&a, true);
     let b = Store::open(dir_b.path()).expect("open b");
-    import_json(&b, first.as_bytes(), "edges", &ImportOptions::new(), |_, _| {})
-        .map_err(|e| TestCaseError::fail(format!("re-import refused: {e}")))?;
+    import_json(
+        &b,
+        first.as_bytes(),
+        "edges",
+        &ImportOptions::new(),
+        |_, _| {},
+    )
+    .map_err(|e| TestCaseError::fail(format!("re-import refused: {e}")))?;
     let second = support::export_string(&b, true);
     prop_assert_eq!(
         support::blank_exported_at(&first),
@@ -219,8 +233,14 @@ fn a_string_of_exactly_the_limit_round_trips() {
         .expect("a string of exactly the limit is accepted");
     let first = support::export_string(&a, true);
     let b = Store::open(dir_b.path()).expect("open b");
-    import_json(&b, first.as_bytes(), "big", &ImportOptions::new(), |_, _| {})
-        .expect("and imported back");
+    import_json(
+        &b,
+        first.as_bytes(),
+        "big",
+        &ImportOptions::new(),
+        |_, _| {},
+    )
+    .expect("and imported back");
     assert_eq!(b.get("big").expect("get").description, big);
     assert_eq!(
         support::blank_exported_at(&first),
@@ -293,9 +313,17 @@ fn one_step_past_each_limit_is_refused_by_the_store() {
         }),
         "metadata.k",
     );
-    refused(&store, import(&|t| t.progress.percent = 101), "progress.percent");
+    refused(
+        &store,
+        import(&|t| t.progress.percent = 101),
+        "progress.percent",
+    );
     let too_long = "x".repeat(tasklog::task::limits::TEXT_BYTES_MAX + 1);
-    refused(&store, import(&|t| t.description = too_long.clone()), "description");
+    refused(
+        &store,
+        import(&|t| t.description = too_long.clone()),
+        "description",
+    );
     refused(
         &store,
         Mutation::submit(

@@ -28,10 +28,18 @@ impl de::Error for DeError {
     // NOTE: serde's default wording names Rust types ("expected struct Progress", "expected
     // u8"); these say the same in terms of the JSON document.
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError(format!("expected {}, found {}", expected(exp), found(&unexp)))
+        DeError(format!(
+            "expected {}, found {}",
+            expected(exp),
+            found(&unexp)
+        ))
     }
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError(format!("expected {}, found {}", expected(exp), found(&unexp)))
+        DeError(format!(
+            "expected {}, found {}",
+            expected(exp),
+            found(&unexp)
+        ))
     }
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
         DeError(format!("expected {}, found {len} item(s)", expected(exp)))

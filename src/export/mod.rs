@@ -187,7 +187,8 @@ pub fn fuzz_import_json(bytes: &[u8]) -> bool {
     let options = crate::StoreOptions::new()
         .storage(std::sync::Arc::new(memory))
         .preallocate(false);
-    let store = crate::Store::open_with("/fuzz-store", options).expect("should open a store in memory");
+    let store =
+        crate::Store::open_with("/fuzz-store", options).expect("should open a store in memory");
     let report = import_json_bytes(&store, bytes, "fuzz", &ImportOptions::default(), |_, _| {})
         .expect("an accepted document should import");
     let mut out = Vec::new();

@@ -211,7 +211,9 @@ fn encoding_hint(bytes: &[u8]) -> Option<&'static str> {
         return Some("the input starts with a second UTF-8 byte-order mark; remove it");
     }
     if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
-        return Some("the input looks like UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8");
+        return Some(
+            "the input looks like UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8",
+        );
     }
     if head.len() >= 2 && head.contains(&0) {
         return Some("the input looks like UTF-16 or UTF-32 (it has zero bytes); save it as UTF-8");

@@ -39,9 +39,7 @@ pub(crate) fn read_history(
                     EventKind::Imported { .. } => ".details.task",
                     _ => ".details",
                 };
-                for (field, reason) in
-                    limits::event_violations(e.at, e.actor.as_deref(), &e.kind)
-                {
+                for (field, reason) in limits::event_violations(e.at, e.actor.as_deref(), &e.kind) {
                     let place = if field == "at" || field == "actor" {
                         format!("{event_path}.{field}")
                     } else {
@@ -153,7 +151,10 @@ fn event_kind(kind: &str, details: Option<&Json<'_>>) -> Result<EventKind, (Stri
     }
     let kind: EventKind = EventKind::deserialize(JsonDe::Entries(entries)).map_err(|e| {
         if e.to_string().starts_with("unknown variant") {
-            (".kind".to_string(), format!("unknown event kind {:?}", limits::excerpt(kind)))
+            (
+                ".kind".to_string(),
+                format!("unknown event kind {:?}", limits::excerpt(kind)),
+            )
         } else {
             (
                 ".details".to_string(),

@@ -44,10 +44,8 @@ impl Problems {
     /// The list, with a last line counting problems left out.
     pub(crate) fn into_vec(mut self) -> Vec<String> {
         if self.more > 0 {
-            self.list.push(format!(
-                "... and {} more problem(s) not listed",
-                self.more
-            ));
+            self.list
+                .push(format!("... and {} more problem(s) not listed", self.more));
         }
         self.list
     }
@@ -62,7 +60,10 @@ pub(crate) fn key_path(prefix: &str, key: &str) -> String {
 
 /// `prefix.name` for a plain name, otherwise `prefix["name"]`.
 pub(crate) fn member_path(prefix: &str, name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= limits::EXCERPT_CHARS_MAX;
     if plain && prefix.is_empty() {

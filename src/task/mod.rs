@@ -3,9 +3,9 @@
 
 pub mod apply;
 pub mod event;
+pub mod limits;
 pub mod model;
 pub mod state;
-pub mod limits;
 pub mod time;
 pub mod wire;
 

@@ -69,7 +69,10 @@ fn dry_runs_and_rejected_imports_leave_the_store_byte_for_byte_unchanged() {
         "a dry run or a rejected import changed the store's files"
     );
     // And the tasks are all still there.
-    assert_eq!(json(&store, &["list", "--json"]).as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&store, &["list", "--json"]).as_array().unwrap().len(),
+        2
+    );
     ok(&store, &["get", &a]);
 
     // A dry run into a directory with no store creates nothing.
@@ -109,7 +112,13 @@ fn json_arguments_are_held_to_the_store_limits() {
     submit(&store, "ok", &["--meta", &format!("k={}", deep(63))]);
     let err = fails(
         &store,
-        &["submit", "--title", "t", "--meta", &format!("k={}", deep(120))],
+        &[
+            "submit",
+            "--title",
+            "t",
+            "--meta",
+            &format!("k={}", deep(120)),
+        ],
         2,
     );
     assert!(err.contains("nested deeper than 64"), "{err}");

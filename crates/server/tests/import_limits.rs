@@ -39,7 +39,10 @@ fn task_bodies_over_the_limits_are_refused() {
         "invalid_input",
     );
     assert!(
-        p["detail"].as_str().unwrap().contains("nested deeper than 64"),
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 64"),
         "{p}"
     );
     let ok = c.post(
