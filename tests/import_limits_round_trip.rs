@@ -376,7 +376,7 @@ fn one_step_past_each_limit_is_refused_by_the_store() {
     refused(
         &store,
         Mutation::new(
-            &long_id(0).replace('x', "xy"),
+            long_id(0).replace('x', "xy"),
             Change::Import(Box::new(task_of(&spec))),
         ),
         "id",
