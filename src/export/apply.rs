@@ -153,9 +153,21 @@ pub fn import_json_bytes(
     bytes: &[u8],
     source_name: &str,
     options: &ImportOptions,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
     let parsed = parse_import(bytes, source_name)?;
+    import_parsed(store, parsed, source_name, options, progress)
+}
+
+/// Imports a document already parsed and validated by [`parse_import`] (so that a caller that
+/// validates before opening a store parses it once). See [`import_json_bytes`].
+pub fn import_parsed(
+    store: &Store,
+    parsed: ParsedImport,
+    source_name: &str,
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
     let existing: HashSet<String> =
         store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())?;
     let total = parsed.tasks.len() as u64;
