@@ -246,7 +246,13 @@ pub(crate) fn plan(
                     report.skipped_ids.push(id.clone());
                 }
                 (ImportMode::Merge, OnConflict::Fail) => {
-                    conflicts.push(&item.path, "this task id already exists in the store");
+                    conflicts.push(
+                        &item.path,
+                        format!(
+                            "task {:?} already exists",
+                            crate::task::limits::excerpt(&id)
+                        ),
+                    );
                 }
                 _ => {
                     imports.push(import(item.task));
