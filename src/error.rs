@@ -170,13 +170,17 @@ pub enum Error {
         reason: String,
     },
 
-    /// A whole input (an import file) was rejected; every problem found is listed.
-    #[error("{} problem(s) in {source_name}:\n{}", problems.len(), problems.join("\n"))]
+    /// A whole input (an import file) was rejected; every problem found is listed (up to a
+    /// limit, then counted).
+    #[error("{total} problem(s) in {source_name}:\n{}", problems.join("\n"))]
     InvalidDocument {
         /// The input (a file name, or "stdin").
         source_name: String,
-        /// Every problem, each naming its JSON path (and line/column where known).
+        /// The problems, each naming its JSON path (and line/column where known); when more
+        /// were found than are listed, a last line counts the rest.
         problems: Vec<String>,
+        /// How many problems were found in all.
+        total: usize,
     },
 }
 

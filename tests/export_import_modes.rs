@@ -150,6 +150,7 @@ fn dry_run_and_bad_documents_leave_the_store_untouched() {
         Err(Error::InvalidDocument {
             problems,
             source_name,
+            ..
         }) => {
             assert_eq!(source_name, "doc.json");
             assert_eq!(

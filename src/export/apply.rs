@@ -8,6 +8,7 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::rebuild::same_fields;
+use super::validate::Problems;
 use super::{
     IMPORT_ACTOR, IMPORT_BYTES_MAX, ParsedImport, REPLACED_REASON, SourceFormat, parse_import,
 };
@@ -152,9 +153,21 @@ pub fn import_json_bytes(
     bytes: &[u8],
     source_name: &str,
     options: &ImportOptions,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
     let parsed = parse_import(bytes, source_name)?;
+    import_parsed(store, parsed, source_name, options, progress)
+}
+
+/// Imports a document already parsed and validated by [`parse_import`] (so that a caller that
+/// validates before opening a store parses it once). See [`import_json_bytes`].
+pub fn import_parsed(
+    store: &Store,
+    parsed: ParsedImport,
+    source_name: &str,
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
     let existing: HashSet<String> =
         store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())?;
     let total = parsed.tasks.len() as u64;
@@ -162,7 +175,8 @@ pub fn import_json_bytes(
         plan(parsed, &existing, options, &mut progress).map_err(|problems| {
             Error::InvalidDocument {
                 source_name: source_name.to_string(),
-                problems,
+                total: problems.total(),
+                problems: problems.into_vec(),
             }
         })?;
     report.dry_run = options.dry_run;
@@ -194,7 +208,7 @@ pub fn import_json_bytes(
     Ok(report)
 }
 
-/// Plans the mutations of an import against the ids that exist now. Errors are the list of
+/// Plans the mutations of an import against the ids that exist now. Errors are the
 /// conflicting ids for [`OnConflict::Fail`]. Consumes the document, moving its tasks and events
 /// into the mutations rather than copying them.
 pub(crate) fn plan(
@@ -202,7 +216,7 @@ pub(crate) fn plan(
     existing: &HashSet<String>,
     options: &ImportOptions,
     progress: &mut dyn FnMut(u64, u64),
-) -> std::result::Result<(Vec<Mutation>, ImportReport), Vec<String>> {
+) -> std::result::Result<(Vec<Mutation>, ImportReport), Problems> {
     let mut report = ImportReport {
         metadata: parsed.metadata,
         format: Some(parsed.format),
@@ -218,7 +232,7 @@ pub(crate) fn plan(
     let mut historical = Vec::new();
     let mut imports = Vec::new();
     let mut follow_ups = Vec::new();
-    let mut conflicts = Vec::new();
+    let mut conflicts = Problems::default();
     for (n, item) in parsed.tasks.into_iter().enumerate() {
         let id = item.task.id.clone();
         let import = |task: Task| {
@@ -232,7 +246,13 @@ pub(crate) fn plan(
                     report.skipped_ids.push(id.clone());
                 }
                 (ImportMode::Merge, OnConflict::Fail) => {
-                    conflicts.push(format!("{}: task {id:?} already exists", item.path));
+                    conflicts.push(
+                        &item.path,
+                        format!(
+                            "task {:?} already exists",
+                            crate::task::limits::excerpt(&id)
+                        ),
+                    );
                 }
                 _ => {
                     imports.push(import(item.task));

@@ -25,6 +25,86 @@ impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DeError(msg.to_string())
     }
+    // NOTE: serde's default wording names Rust types ("expected struct Progress", "expected
+    // u8"); these say the same in terms of the JSON document.
+    fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError(format!(
+            "expected {}, found {}",
+            expected(exp),
+            found(&unexp)
+        ))
+    }
+    fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        DeError(format!(
+            "expected {}, found {}",
+            expected(exp),
+            found(&unexp)
+        ))
+    }
+    fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
+        DeError(format!("expected {}, found {len} item(s)", expected(exp)))
+    }
+    fn unknown_variant(variant: &str, known: &'static [&'static str]) -> Self {
+        DeError(format!(
+            "unknown variant {:?} (expected one of: {})",
+            crate::task::limits::excerpt(variant),
+            known.join(", ")
+        ))
+    }
+    fn unknown_field(field: &str, known: &'static [&'static str]) -> Self {
+        DeError(format!(
+            "unknown field {:?} (known fields: {})",
+            crate::task::limits::excerpt(field),
+            known.join(", ")
+        ))
+    }
+    fn missing_field(field: &'static str) -> Self {
+        DeError(format!("missing field {field:?}"))
+    }
+    fn duplicate_field(field: &'static str) -> Self {
+        DeError(format!("duplicate field {field:?}"))
+    }
+}
+
+/// What serde expected, in JSON terms.
+fn expected(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    let range = |max: u128| format!("a whole number from 0 to {max}");
+    match text.as_str() {
+        "u8" => range(u8::MAX.into()),
+        "u16" => range(u16::MAX.into()),
+        "u32" => range(u32::MAX.into()),
+        "u64" | "usize" => range(u64::MAX.into()),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "an object".into(),
+        "option" => "a value or null".into(),
+        "a boolean" | "a string" => text,
+        t if t.starts_with("struct ") || t.starts_with("internally tagged enum") => {
+            "an object".into()
+        }
+        t if t.starts_with("enum ") || t.starts_with("variant identifier") => "a name".into(),
+        t if t.starts_with("tuple") => "an array".into(),
+        _ => text,
+    }
+}
+
+/// What was found, in JSON terms.
+fn found(unexp: &de::Unexpected<'_>) -> String {
+    use de::Unexpected as U;
+    match unexp {
+        U::Bool(_) => "a boolean".into(),
+        U::Unsigned(n) => n.to_string(),
+        U::Signed(n) => n.to_string(),
+        U::Float(f) => f.to_string(),
+        U::Char(c) => format!("the string {:?}", c.to_string()),
+        U::Str(s) => format!("the string {:?}", crate::task::limits::excerpt(s)),
+        U::Unit | U::Option => "null".into(),
+        U::Seq => "an array".into(),
+        U::Map => "an object".into(),
+        other => other.to_string(),
+    }
 }
 
 /// A deserializer over a node of the tree, or over an object given as its entries.
@@ -112,7 +192,8 @@ impl<'de> de::Deserializer<'de> for JsonDe<'_> {
     }
 }
 
-/// Deserializes a `T` from a node.
+/// Deserializes a `T` from a node (import itself goes through `serde_path_to_error`).
+#[cfg(test)]
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(node: &Json) -> Result<T, DeError> {
     T::deserialize(JsonDe::Node(node))
 }
@@ -139,7 +220,12 @@ mod tests {
         .expect("outputs");
         assert_eq!(o.len(), 1);
         let e = from_json::<Progress>(&tree(r#"{"percent": 300}"#)).expect_err("out of range");
-        assert!(e.to_string().contains("u8"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "expected a whole number from 0 to 255, found 300"
+        );
+        let e = from_json::<Progress>(&tree("true")).expect_err("not an object");
+        assert_eq!(e.to_string(), "expected an object, found a boolean");
         let v: serde_json::Value =
             from_json(&tree(r#"{"a": [1, -2, 0.5, null, true]}"#)).expect("value");
         assert_eq!(v, serde_json::json!({"a": [1, -2, 0.5, null, true]}));

@@ -31,6 +31,7 @@ use crate::task::{EventKind, Task, Timestamp};
 pub use aliases::{field_alias, state_alias};
 pub use apply::{
     ImportMode, ImportOptions, ImportReport, OnConflict, import_json, import_json_bytes,
+    import_parsed,
 };
 pub use atomic_file::{default_file_name, write_atomically};
 pub use csv_out::{HISTORY_CSV_COLUMNS, TASK_CSV_COLUMNS, export_history_csv, export_tasks_csv};
@@ -45,12 +46,12 @@ pub const EXPORT_VERSION: u64 = 1;
 /// rejects the document. A string without escapes is measured in place and refused before it
 /// is copied; one with escapes is first unescaped by serde_json into its scratch buffer (at most
 /// the input's size), so parsing holds at most about twice the input.
-pub const IMPORT_STRING_BYTES_MAX: usize = 16 << 20;
+pub const IMPORT_STRING_BYTES_MAX: usize = crate::task::limits::TEXT_BYTES_MAX;
 /// Largest import document read by [`import_json`]: 1 GiB. The parsed tree takes a few times
 /// the input's size (see `docs/export.md`), so this bounds the import's memory.
 pub const IMPORT_BYTES_MAX: u64 = 1 << 30;
 /// Longest task id accepted by an import (the store's own limit).
-pub const TASK_ID_BYTES_MAX: usize = 256;
+pub const TASK_ID_BYTES_MAX: usize = crate::task::limits::TASK_ID_BYTES_MAX;
 /// The actor recorded on the events an import writes (other than re-recorded history).
 pub const IMPORT_ACTOR: &str = "tasklog-import";
 /// The reason recorded on tasks that a replacing import removes.
@@ -163,20 +164,40 @@ pub struct ImportEvent {
 }
 
 /// Fuzzing entry point: parses and validates arbitrary bytes as an import document. Returns
-/// whether they were accepted. Never panics (that is what the fuzz target checks).
+/// whether they were accepted. Never panics (that is what the fuzz target checks) — except
+/// when an accepted document breaks the round trip: it is imported into an in-memory store,
+/// exported, and the export must be accepted again with the same tasks (whatever import
+/// accepts, export can write back).
 #[doc(hidden)]
 pub fn fuzz_import_json(bytes: &[u8]) -> bool {
-    match parse_import(bytes, "fuzz") {
-        Ok(parsed) => {
-            // Planning against an empty store must not panic either.
-            let plan = apply::plan(
-                parsed,
-                &std::collections::HashSet::new(),
-                &ImportOptions::default(),
-                &mut |_, _| {},
-            );
-            plan.is_ok()
-        }
-        Err(_) => false,
+    let Ok(parsed) = parse_import(bytes, "fuzz") else {
+        return false;
+    };
+    let tasks = parsed.tasks.len();
+    // Planning against an empty store must not panic either.
+    let plan = apply::plan(
+        parsed,
+        &std::collections::HashSet::new(),
+        &ImportOptions::default(),
+        &mut |_, _| {},
+    );
+    if plan.is_err() {
+        return false;
     }
+    let memory = crate::wal::sim::SimStorage::new(0);
+    let options = crate::StoreOptions::new()
+        .storage(std::sync::Arc::new(memory))
+        .preallocate(false);
+    let store =
+        crate::Store::open_with("/fuzz-store", options).expect("should open a store in memory");
+    let report = import_json_bytes(&store, bytes, "fuzz", &ImportOptions::default(), |_, _| {})
+        .expect("an accepted document should import");
+    let mut out = Vec::new();
+    export_json(&store, &ExportOptions::default(), &mut out, |_, _| {})
+        .expect("an imported store should export");
+    let again = parse_import(&out, "fuzz re-import")
+        .unwrap_or_else(|e| panic!("the export of an accepted document is refused: {e}"));
+    assert_eq!(again.tasks.len(), tasks, "the round trip lost tasks");
+    assert_eq!(report.imported as usize, tasks);
+    true
 }

@@ -163,31 +163,74 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
+/// Deepest nesting of an import document: serde_json's own recursion limit, named here so that
+/// its message can say so. Free-form values are held to `task::limits::JSON_DEPTH_MAX` (64),
+/// so an export never comes near it.
+pub(crate) const DOCUMENT_DEPTH_MAX: usize = 128;
+
 /// Parses bytes into a [`Json`] tree; a syntax error names its line and column.
 pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json<'_>, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let tree = Json::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
-    tree.map_err(|e| {
-        let what = match e.classify() {
+    tree.map_err(|e| syntax_message(&e, bytes))
+}
+
+/// serde_json's error in tasklog's words, with a hint when the bytes are not UTF-8 JSON at all.
+fn syntax_message(e: &serde_json::Error, bytes: &[u8]) -> String {
+    let at = format!("line {} column {}", e.line(), e.column());
+    let text = e.to_string();
+    // NOTE: serde_json has no public error code; these are its stable message texts.
+    let what = if text.starts_with("number out of range") {
+        "a number out of range (the largest is about 1.8e308)".to_string()
+    } else if text.starts_with("recursion limit exceeded") {
+        format!("nested deeper than {DOCUMENT_DEPTH_MAX} levels of objects and arrays")
+    } else {
+        let kind = match e.classify() {
             serde_json::error::Category::Eof => "truncated JSON",
             serde_json::error::Category::Syntax => "invalid JSON",
             serde_json::error::Category::Data => "rejected value",
             serde_json::error::Category::Io => "read error",
         };
-        format!("$: {what}: {e}")
-    })
+        let detail = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(head, _)| head);
+        format!("{kind}: {detail}")
+    };
+    match encoding_hint(bytes) {
+        Some(hint) => format!("$: {what} at {at} ({hint})"),
+        None => format!("$: {what} at {at}"),
+    }
+}
+
+/// Why bytes that fail to parse may not be UTF-8 JSON at all: a UTF-16 or UTF-32 encoding (a
+/// byte-order mark, or zero bytes among the first ones), or a second UTF-8 byte-order mark.
+fn encoding_hint(bytes: &[u8]) -> Option<&'static str> {
+    let head = bytes.get(..4.min(bytes.len())).unwrap_or_default();
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        return Some("the input starts with a second UTF-8 byte-order mark; remove it");
+    }
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        return Some(
+            "the input looks like UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8",
+        );
+    }
+    if head.len() >= 2 && head.contains(&0) {
+        return Some("the input looks like UTF-16 or UTF-32 (it has zero bytes); save it as UTF-8");
+    }
+    None
 }
 
 /// Parses and validates an import document, without touching any store. On failure the error
 /// is [`Error::InvalidDocument`] listing every problem found, each with its JSON path (and line
 /// and column for syntax errors).
 pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
-    let invalid = |problems: Vec<String>| Error::InvalidDocument {
+    let invalid = |problems: Vec<String>, total: usize| Error::InvalidDocument {
         source_name: source_name.to_string(),
         problems,
+        total,
     };
-    let tree = parse_tree(bytes).map_err(|p| invalid(vec![p]))?;
+    let tree = parse_tree(bytes).map_err(|p| invalid(vec![p], 1))?;
     let mut problems = Problems::default();
     let parsed = read_document(tree, &mut problems);
     match parsed {
@@ -195,7 +238,10 @@ pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
             tracing::debug!(source_name, tasks = p.tasks.len(), format = ?p.format, "import parsed");
             Ok(p)
         }
-        _ => Err(invalid(problems.into_vec())),
+        _ => {
+            let total = problems.total();
+            Err(invalid(problems.into_vec(), total))
+        }
     }
 }
 
@@ -237,8 +283,9 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
     let mut seen_tasks = false;
     for (key, value) in &entries {
         if key != "tasks" {
+            validate::report_duplicates(value, &validate::member_path("", key), problems);
             if metadata.insert(key.to_string(), value.to_value()).is_some() {
-                problems.push(key, "duplicate top-level key");
+                problems.push(&validate::member_path("", key), "duplicate top-level key");
             }
             continue;
         }
@@ -264,6 +311,11 @@ fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
         };
     }
     if format == SourceFormat::Tasklog {
+        // NOTE: a tasklog export always has `tasks`; without it the document would import as
+        // empty, and with `--mode replace` remove every task.
+        if !seen_tasks {
+            problems.push("tasks", "missing (a tasklog export always has its tasks)");
+        }
         check_header(&metadata, entries_found, problems);
     }
     Some(ParsedImport {

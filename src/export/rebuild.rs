@@ -12,7 +12,7 @@ use super::parse::Json;
 use super::validate::{Problems, read_time};
 use crate::error::Error;
 use crate::store::HistoryEvent;
-use crate::task::{Event, EventKind, Task, apply};
+use crate::task::{Event, EventKind, Task, apply, limits};
 
 /// Reads a task's `history` array. Returns the events and the task they rebuild, or `(None,
 /// None)` after recording problems.
@@ -35,6 +35,19 @@ pub(crate) fn read_history(
         let event_path = format!("{path}[{i}]");
         match read_event(item) {
             Ok(e) => {
+                let details = match e.kind {
+                    EventKind::Imported { .. } => ".details.task",
+                    _ => ".details",
+                };
+                for (field, reason) in limits::event_violations(e.at, e.actor.as_deref(), &e.kind) {
+                    let place = if field == "at" || field == "actor" {
+                        format!("{event_path}.{field}")
+                    } else {
+                        format!("{event_path}{details}.{field}")
+                    };
+                    problems.push(&place, reason);
+                    ok = false;
+                }
                 let prev = events.last().map_or(0, |p: &ImportEvent| p.lsn);
                 if !events.is_empty() && e.lsn <= prev {
                     problems.push(
@@ -138,11 +151,14 @@ fn event_kind(kind: &str, details: Option<&Json<'_>>) -> Result<EventKind, (Stri
     }
     let kind: EventKind = EventKind::deserialize(JsonDe::Entries(entries)).map_err(|e| {
         if e.to_string().starts_with("unknown variant") {
-            (".kind".to_string(), format!("unknown event kind {kind:?}"))
+            (
+                ".kind".to_string(),
+                format!("unknown event kind {:?}", limits::excerpt(kind)),
+            )
         } else {
             (
                 ".details".to_string(),
-                format!("not a valid {kind:?} event: {e}"),
+                format!("not a valid {:?} event: {e}", limits::excerpt(kind)),
             )
         }
     })?;

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::parse::Json;
-use super::{ImportTask, TASK_ID_BYTES_MAX, aliases, rebuild};
-use crate::task::{Progress, Task, TaskState, Timestamp};
+use super::{ImportTask, aliases, rebuild};
+use crate::task::{Progress, Task, TaskState, Timestamp, limits};
 
 /// Most problems listed for one document; the rest are counted.
 pub(crate) const PROBLEMS_MAX: usize = 1_000;
@@ -37,20 +37,69 @@ impl Problems {
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+    /// How many problems were found (listed or not).
+    pub(crate) fn total(&self) -> usize {
+        self.list.len() + self.more
+    }
     /// The list, with a last line counting problems left out.
     pub(crate) fn into_vec(mut self) -> Vec<String> {
         if self.more > 0 {
             self.list
-                .push(format!("... and {} more problem(s)", self.more));
+                .push(format!("... and {} more problem(s) not listed", self.more));
         }
         self.list
     }
 }
 
-/// `prefix["key"]`, with the key quoted as a JSON string.
+/// `prefix["key"]`, with the key quoted as a JSON string (cut to a readable length).
 pub(crate) fn key_path(prefix: &str, key: &str) -> String {
-    let quoted = serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"));
+    let key = limits::excerpt(key);
+    let quoted = serde_json::to_string(&key).unwrap_or_else(|_| format!("{key:?}"));
     format!("{prefix}[{quoted}]")
+}
+
+/// `prefix.name` for a plain name, otherwise `prefix["name"]`.
+pub(crate) fn member_path(prefix: &str, name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= limits::EXCERPT_CHARS_MAX;
+    if plain && prefix.is_empty() {
+        name.to_string()
+    } else if plain {
+        format!("{prefix}.{name}")
+    } else {
+        key_path(prefix, name)
+    }
+}
+
+/// Reports every key given twice in any object inside `node` (serde_json's own maps keep the
+/// last one silently; a duplicate must never pass unnoticed, wherever it is).
+pub(crate) fn report_duplicates(node: &Json<'_>, path: &str, problems: &mut Problems) {
+    match node {
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if matches!(item, Json::Array(_) | Json::Object(_)) {
+                    report_duplicates(item, &format!("{path}[{i}]"), problems);
+                }
+            }
+        }
+        Json::Object(entries) => {
+            let mut seen: HashMap<&str, ()> = HashMap::with_capacity(entries.len());
+            for (k, v) in entries {
+                let here = member_path(path, k);
+                if seen.insert(k, ()).is_some() {
+                    problems.push(&here, "duplicate key");
+                }
+                if matches!(v, Json::Array(_) | Json::Object(_)) {
+                    report_duplicates(v, &here, problems);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Reads an object of tasks keyed by id, reporting duplicate ids.
@@ -114,7 +163,7 @@ pub(crate) fn read_task_array(
                 &format!("{path}.id"),
                 format!(
                     "duplicate task id {:?} (also at {prefix}[{first}])",
-                    task.task.id
+                    limits::excerpt(&task.task.id)
                 ),
             );
             continue;
@@ -162,7 +211,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn field_path(&self, name: &str) -> String {
-        format!("{}.{name}", self.path)
+        member_path(self.path, name)
     }
     fn problem(&mut self, name: &str, message: impl Display) {
         let p = self.field_path(name);
@@ -222,10 +271,17 @@ impl<'a> Fields<'a> {
     }
     fn serde<T: DeserializeOwned>(&mut self, canonical: &str) -> Option<T> {
         let (name, v) = self.get(canonical)?;
-        match super::json_de::from_json::<T>(v) {
+        match serde_path_to_error::deserialize::<_, T>(super::json_de::JsonDe::Node(v)) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problem(name, e);
+                // The path inside the field, e.g. `outputs[2].at` rather than `outputs`.
+                let inner = e.path().to_string();
+                let at = match inner.as_str() {
+                    "." | "?" => self.field_path(name),
+                    p if p.starts_with('[') => format!("{}{p}", self.field_path(name)),
+                    p => format!("{}.{p}", self.field_path(name)),
+                };
+                self.problems.push(&at, e.into_inner());
                 None
             }
         }
@@ -237,10 +293,8 @@ pub(crate) fn read_time(v: &Json) -> Result<Timestamp, String> {
     match v {
         Json::String(s) => Timestamp::parse(s),
         Json::Number(n) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs.abs() < 1e12 => {
-                Ok(Timestamp((secs * 1000.0).round() as i64))
-            }
-            _ => Err(format!("{n} is not a time in epoch seconds")),
+            Some(secs) => Timestamp::from_epoch_seconds(secs),
+            None => Err(format!("{n} is not a time in epoch seconds")),
         },
         other => Err(format!("expected a time, found {}", other.type_name())),
     }
@@ -248,17 +302,7 @@ pub(crate) fn read_time(v: &Json) -> Result<Timestamp, String> {
 
 /// Checks a task id the way the store does: non-empty, at most 256 bytes, no control characters.
 pub(crate) fn id_problem(id: &str) -> Option<String> {
-    if id.is_empty() {
-        Some("the task id is empty".into())
-    } else if id.len() > TASK_ID_BYTES_MAX {
-        Some(format!(
-            "the task id is longer than {TASK_ID_BYTES_MAX} bytes"
-        ))
-    } else if id.chars().any(char::is_control) {
-        Some("the task id contains control characters".into())
-    } else {
-        None
-    }
+    limits::check_id(id).err()
 }
 
 /// A task object's fields split into known ones (by canonical name) and unknown ones, with
@@ -285,11 +329,11 @@ fn index_fields<'a>(
                     } else {
                         format!(" (also given as {other:?})")
                     };
-                    problems.push(&format!("{path}.{name}"), format!("duplicate field{also}"));
+                    problems.push(&member_path(path, name), format!("duplicate field{also}"));
                 }
             }
             None if extras.iter().any(|(n, _)| n == name) => {
-                problems.push(&format!("{path}.{name}"), "duplicate field");
+                problems.push(&member_path(path, name), "duplicate field");
             }
             None => extras.push((&**name, value)),
         }
@@ -316,6 +360,9 @@ pub(crate) fn read_task(
 ) -> Option<ImportTask> {
     let before = problems.list.len() + problems.more;
     let (known, extras) = index_fields(path, entries, problems);
+    for (name, value) in entries {
+        report_duplicates(value, &member_path(path, name), problems);
+    }
     let mut f = Fields {
         path,
         known,
@@ -330,9 +377,6 @@ pub(crate) fn read_task(
     let metadata = read_metadata(&mut f, &extras);
     let tags: Vec<String> = f.serde("tags").unwrap_or_default();
     let checkpoint = f.serde::<crate::task::Checkpoint>("checkpoint");
-    if checkpoint.as_ref().is_some_and(|c| c.progress > 100) {
-        f.problem("checkpoint", "progress is above 100");
-    }
     let now = Timestamp::now();
     let created_at = created_at.unwrap_or(now);
     let task = Task {
@@ -365,6 +409,11 @@ pub(crate) fn read_task(
     // `version` and `last_lsn` are assigned by the destination store; only their type is checked.
     f.uint("version", u64::MAX);
     f.uint("last_lsn", u64::MAX);
+    // The same limits the store applies to every write (`task::limits`), so that what is
+    // imported exports and re-imports to the same state.
+    for (field, reason) in limits::task_violations(&task) {
+        f.problems.push(&format!("{path}.{field}"), reason);
+    }
     let history = f.get("history");
     let Fields { problems, .. } = f;
     let (history, rebuilt) = match (history, id.as_deref()) {
@@ -401,7 +450,11 @@ fn read_id(f: &mut Fields<'_>, key_id: Option<&str>) -> Option<String> {
         (Some(key), Some(given)) if key != given => {
             f.problem(
                 "id",
-                format!("{given:?} differs from the key {key:?} the task is filed under"),
+                format!(
+                    "{:?} differs from the key {:?} the task is filed under",
+                    limits::excerpt(&given),
+                    limits::excerpt(key)
+                ),
             );
             return None;
         }
@@ -425,7 +478,7 @@ fn read_state(f: &mut Fields<'_>) -> Option<TaskState> {
         Json::String(s) => {
             let state = aliases::state_alias(s);
             if state.is_none() {
-                f.problem(name, format!("unknown state {s:?}"));
+                f.problem(name, format!("unknown state {:?}", limits::excerpt(s)));
             }
             state
         }
@@ -452,28 +505,19 @@ fn read_progress(f: &mut Fields<'_>) -> Progress {
                 Progress::default()
             }
         },
-        Some(_) => {
-            let p: Progress = f.serde("progress").unwrap_or_default();
-            if p.percent > 100 {
-                f.problem("progress", format!("percent {} is above 100", p.percent));
-            }
-            p
-        }
+        // Its range is checked with the task's other limits.
+        Some(_) => f.serde("progress").unwrap_or_default(),
     }
 }
 
 fn read_metadata(f: &mut Fields<'_>, extras: &[(&str, &Json)]) -> BTreeMap<String, Value> {
     let mut metadata = match f.get("metadata") {
         None => BTreeMap::new(),
-        Some((_, Json::Object(entries))) => {
-            let mut m = BTreeMap::new();
-            for (k, v) in entries {
-                if m.insert(k.to_string(), v.to_value()).is_some() {
-                    f.problem(&format!("metadata.{k}"), "duplicate key");
-                }
-            }
-            m
-        }
+        // Duplicate keys are reported by `report_duplicates`.
+        Some((_, Json::Object(entries))) => entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_value()))
+            .collect(),
         Some((name, other)) => {
             f.problem(
                 name,

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
 
 /// Longest task id accepted.
-pub const TASK_ID_BYTES_MAX: usize = 256;
+pub const TASK_ID_BYTES_MAX: usize = task::limits::TASK_ID_BYTES_MAX;
 
 /// How a batch sees a task it has touched.
 #[expect(
@@ -125,6 +125,7 @@ impl Staged {
             return Ok(());
         }
         let event = self.build_event(state, m, now, session, lsn)?;
+        check_limits(&event)?;
         let current = self.current(state, &event.task_id);
         task::apply::check(current, &event)?;
         if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
@@ -239,6 +240,17 @@ fn check_fence(id: &str, current: Option<&Task>, f: &super::mutation::Fence) -> 
     Ok(())
 }
 
+/// Refuses an event holding a value over one of the task limits (`task::limits`): whatever is
+/// stored must export and re-import to the same state, whichever entry it came through.
+fn check_limits(event: &Event) -> Result<()> {
+    validate_id(&event.task_id)?;
+    let found = task::limits::event_violations(event.at, event.actor.as_deref(), &event.kind);
+    match found.into_iter().next() {
+        None => Ok(()),
+        Some((field, reason)) => Err(invalid(&event.task_id, &field, reason)),
+    }
+}
+
 fn submit_id(new: &NewTask) -> Result<String> {
     let id = match &new.id {
         Some(id) => id.clone(),
@@ -253,7 +265,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::InvalidInput {
             at: Some("id".into()),
-            reason: format!("task id {id:?} {reason}"),
+            reason: format!("task id {:?} {reason}", task::limits::excerpt(id)),
         })
     };
     if id.is_empty() {
@@ -270,7 +282,7 @@ pub fn validate_id(id: &str) -> Result<()> {
 
 fn invalid(id: &str, field: &str, reason: String) -> Error {
     Error::InvalidInput {
-        at: Some(format!("task {id:?}: {field}")),
+        at: Some(format!("task {:?}: {field}", task::limits::excerpt(id))),
         reason,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod event;
+pub mod limits;
 pub mod model;
 pub mod state;
 pub mod time;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::limits;
+
 /// A point in time, in milliseconds since 1970-01-01T00:00:00Z.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
@@ -25,9 +27,42 @@ impl Timestamp {
         }
     }
 
-    /// Parses RFC 3339 (any offset), a date `YYYY-MM-DD` (midnight UTC), or a plain number of
-    /// seconds since the epoch.
+    /// Seconds since the epoch (fractions rounded to the millisecond), refused outside the
+    /// years 0000 to 9999 ([`limits::TIME_MS_MIN`]..=[`limits::TIME_MS_MAX`]) rather than
+    /// clamped, so that every accepted time is written back as RFC 3339.
+    pub fn from_epoch_seconds(secs: f64) -> Result<Self, String> {
+        let ms = (secs * 1000.0).round();
+        // NOTE: compared as f64 before the cast, which would saturate ±1e300 to the i64 limits.
+        if ms.is_finite() && ms >= limits::TIME_MS_MIN as f64 && ms <= limits::TIME_MS_MAX as f64 {
+            Ok(Timestamp(ms as i64))
+        } else {
+            // Large numbers in exponent form: 1e300 rather than 301 digits.
+            let shown = if secs.abs() < 1e15 {
+                secs.to_string()
+            } else {
+                format!("{secs:e}")
+            };
+            Err(format!(
+                "{shown} seconds since the epoch is outside the years 0000 to 9999"
+            ))
+        }
+    }
+
+    /// Parses RFC 3339 (any offset), a date `YYYY-MM-DD` (midnight UTC), Python's
+    /// `isoformat()` without an offset (read as UTC), or a plain number of seconds since the
+    /// epoch; a time outside the years 0000 to 9999 (UTC) is refused.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let t = Self::parse_any(text)?;
+        limits::check_time(t).map_err(|_| {
+            format!(
+                "the time {:?} is outside the years 0000 to 9999 (UTC)",
+                limits::excerpt(text.trim())
+            )
+        })?;
+        Ok(t)
+    }
+
+    fn parse_any(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
             return Ok(Timestamp(t.timestamp_millis()));
@@ -40,11 +75,8 @@ impl Timestamp {
                 .map(Timestamp)
                 .ok_or_else(|| format!("invalid date {text:?}"));
         }
-        if let Ok(f) = text.parse::<f64>()
-            && f.is_finite()
-            && f.abs() < 1e15
-        {
-            return Ok(Timestamp((f * 1000.0) as i64));
+        if let Ok(f) = text.parse::<f64>() {
+            return Self::from_epoch_seconds(f);
         }
         // Python's isoformat without an offset ("2024-01-02T03:04:05.678901"): read as UTC.
         for fmt in [
@@ -57,7 +89,8 @@ impl Timestamp {
             }
         }
         Err(format!(
-            "invalid time {text:?} (expected RFC 3339, e.g. 2026-01-31T12:00:00Z)"
+            "invalid time {:?} (expected RFC 3339, e.g. 2026-01-31T12:00:00Z)",
+            limits::excerpt(text)
         ))
     }
 
@@ -86,8 +119,9 @@ impl<'de> Deserialize<'de> for Timestamp {
             serde_json::Value::String(s) => Timestamp::parse(s).map_err(serde::de::Error::custom),
             serde_json::Value::Number(n) => n
                 .as_f64()
-                .map(|f| Timestamp((f * 1000.0) as i64))
-                .ok_or_else(|| serde::de::Error::custom("invalid number for a time")),
+                .ok_or_else(|| "invalid number for a time".to_string())
+                .and_then(Timestamp::from_epoch_seconds)
+                .map_err(serde::de::Error::custom),
             _ => Err(serde::de::Error::custom("expected an RFC 3339 string")),
         }
     }

@@ -567,12 +567,21 @@ pub fn parse_meta(text: &str) -> Result<(String, Value), String> {
         return Err(format!("empty key in {text:?}"));
     }
     let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-    Ok((k.to_string(), value))
+    // The store's limits, checked here too so that the message names the argument. A metadata
+    // value sits one level down in the task's metadata object.
+    let entry = Value::Object([(k.to_string(), value)].into_iter().collect());
+    tasklog::task::limits::check_json(&entry).map_err(|e| format!("--meta {k}: {e}"))?;
+    let Value::Object(entry) = entry else {
+        unreachable!("built as an object above")
+    };
+    Ok(entry.into_iter().next().expect("built with one entry"))
 }
 
-/// Parses a JSON argument.
+/// Parses a JSON argument (`--result`, `--data`), held to the store's limits.
 pub fn parse_json(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    let value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    tasklog::task::limits::check_json(&value)?;
+    Ok(value)
 }
 
 fn parse_state(text: &str) -> Result<TaskState, String> {

@@ -175,10 +175,12 @@ impl From<tasklog::Error> for Problem {
                     None => p,
                 }
             }
-            E::InvalidDocument { problems, .. } => {
+            E::InvalidDocument {
+                problems, total, ..
+            } => {
                 let mut p = Problem::bad_request(
                     "invalid_document",
-                    format!("{} problem(s) in the document", problems.len()),
+                    format!("{total} problem(s) in the document"),
                 );
                 p.problems = problems;
                 p

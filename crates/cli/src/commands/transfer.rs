@@ -246,11 +246,14 @@ pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<
     let (input, name) = read_input(a)?;
     // IMPORTANT: the whole document is validated before any store is opened, so a rejected
     // import creates and writes nothing (whatever the target).
-    export::parse_import(&input, &name)?;
+    let parsed = export::parse_import(&input, &name)?;
     let options = import_options(a);
     let r: RemoteReport = match &ctx.remote {
-        Some(remote) => import_remote(remote, a, &input, &name)?,
-        None => import_direct(ctx, &input, &name, &options)?.into(),
+        Some(remote) => {
+            drop(parsed);
+            import_remote(remote, a, &input, &name)?
+        }
+        None => import_direct(ctx, &input, parsed, &name, &options)?.into(),
     };
     let verb = if r.dry_run {
         "would import"
@@ -315,9 +318,12 @@ fn import_remote(
         })
 }
 
+/// Imports the document, parsed once (`parsed`); `input` is parsed again only for the
+/// conflict check of `--on-conflict fail` against an existing store.
 fn import_direct(
     ctx: &Ctx,
     input: &[u8],
+    parsed: export::ParsedImport,
     name: &str,
     options: &ImportOptions,
 ) -> anyhow::Result<ImportReport> {
@@ -337,15 +343,14 @@ fn import_direct(
                     .preallocate(false),
             )?
         };
-        let report =
-            export::import_json_bytes(&store, input, name, &options.clone().dry_run(true), none)?;
         if options.dry_run {
-            return Ok(report);
+            return Ok(export::import_parsed(&store, parsed, name, options, none)?);
         }
+        export::import_json_bytes(&store, input, name, &options.clone().dry_run(true), none)?;
     }
     let store = ctx.open_write()?;
     let bar = ctx.ui.bar(0, "import");
-    let result = export::import_json_bytes(&store, input, name, options, |done, total| {
+    let result = export::import_parsed(&store, parsed, name, options, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
