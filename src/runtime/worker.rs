@@ -39,6 +39,14 @@ pub fn kind_of(task: &Task) -> Option<&str> {
     task.metadata.get(META_KIND).and_then(Value::as_str)
 }
 
+/// A task's earliest start (ms since the epoch; 0 when it has none).
+fn not_before_of(task: &Task) -> i64 {
+    task.metadata
+        .get(META_NOT_BEFORE)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
 /// Queues a pending task of a registered kind.
 pub fn enqueue(shared: &Shared, task: &Task) {
     if task.state != TaskState::Pending {
@@ -48,11 +56,7 @@ pub fn enqueue(shared: &Shared, task: &Task) {
     if !shared.kinds.read().contains_key(kind) {
         return;
     }
-    let not_before = task
-        .metadata
-        .get(META_NOT_BEFORE)
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let not_before = not_before_of(task);
     shared.queue.lock().push(
         task.id.clone(),
         kind.to_string(),
@@ -243,11 +247,34 @@ fn claim_and_run(shared: &Shared, entry: &super::queue::Entry) -> bool {
     let Some(kind) = shared.kinds.read().get(&entry.kind).cloned() else {
         return false;
     };
-    let task = match shared
-        .store
-        .claim(&entry.id, &shared.options.owner, shared.options.lease_ms)
-    {
+    // The entry may be stale: queued from an older copy of the task (the feed's copy of a
+    // retry whose next attempt has since failed again and moved `runtime.not_before` further).
+    // The store's current copy decides, and the claim is guarded by its version so that a
+    // change in between refuses it instead of starting the task early.
+    let Ok(current) = shared.store.get(&entry.id) else {
+        return false;
+    };
+    if current.state == TaskState::Pending && not_before_of(&current) > now_ms() {
+        enqueue(shared, &current);
+        return false;
+    }
+    let claim = Mutation::new(
+        entry.id.clone(),
+        Change::Start {
+            owner: Some(shared.options.owner.clone()),
+            lease_ms: Some(shared.options.lease_ms),
+        },
+    )
+    .expect_version(current.version);
+    let task = match shared.store.apply(claim) {
         Ok(t) => t,
+        Err(crate::Error::Conflict { .. }) => {
+            // Changed since it was read: queue it again from what it is now.
+            if let Ok(now) = shared.store.get(&entry.id) {
+                enqueue(shared, &now);
+            }
+            return false;
+        }
         Err(crate::Error::Throttled { retry_after_ms, .. }) => {
             hold_kind(shared, entry, retry_after_ms);
             return false;
