@@ -125,9 +125,11 @@ impl Staged {
             return Ok(());
         }
         let event = self.build_event(state, m, now, session, lsn)?;
-        check_limits(&event)?;
         let current = self.current(state, &event.task_id);
+        // NOTE: the transition check first: a change to a task that does not exist is
+        // NotFound whatever its id looks like (an id no task can have names no task).
         task::apply::check(current, &event)?;
+        check_limits(&event)?;
         if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
             self.removed.insert(event.task_id.clone(), t.clone());
         }

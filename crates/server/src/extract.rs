@@ -348,6 +348,19 @@ pub mod int {
             .transpose()
     }
 
+    /// A whole number from 0 to `u32::MAX`.
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let v = of(&serde_json::Number::deserialize(d)?, u32::MAX.into())?;
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    /// An optional [`u32`] (`null`: none).
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(|n| of(&n, u32::MAX.into()).map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+            .transpose()
+    }
+
     /// A whole number from 0 to 255 (the route checks its own narrower range).
     pub fn u8<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
         let v = of(&serde_json::Number::deserialize(d)?, u8::MAX.into())?;

@@ -23,7 +23,11 @@ pub struct KindSettingsDoc {
     #[serde(default)]
     pub paused: bool,
     /// Most tasks of the kind running at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::extract::int::opt_u32"
+    )]
     #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
     pub max_running: Option<u32>,
     /// Most tasks of the kind running at once with one value of a metadata field.
@@ -43,6 +47,7 @@ pub struct PerKeyDoc {
     pub field: String,
     /// Most tasks of the kind running at once with one value.
     #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    #[serde(deserialize_with = "crate::extract::int::u32")]
     pub max_running: u32,
 }
 
@@ -52,9 +57,11 @@ pub struct PerKeyDoc {
 pub struct RateDoc {
     /// Starts allowed per window (1 to 100,000).
     #[schema(minimum = 1, maximum = 100_000)]
+    #[serde(deserialize_with = "crate::extract::int::u32")]
     pub starts: u32,
     /// The window in milliseconds (1 to 86,400,000).
     #[schema(minimum = 1, maximum = 86_400_000)]
+    #[serde(deserialize_with = "crate::extract::int::u64")]
     pub per_ms: u64,
 }
 
