@@ -76,3 +76,49 @@ fn another_users_private_store_is_permission_denied_not_missing() {
     assert!(once(&err, "Permission denied (os error 13)"), "{err}");
     assert!(err.contains("give this user access"), "{err}");
 }
+
+/// A store on a read-only volume: a writer's open fails in one sentence naming the path, the OS
+/// error once and what to do; reads of the existing store still work. Method: a real tmpfs with
+/// a store, remounted read-only (needs root; skipped with a notice, a failure under
+/// `TASKLOG_REQUIRE_EXTRAS=1`).
+#[test]
+fn a_read_only_volume_is_named_as_such() {
+    let parent = tempfile::tempdir().unwrap();
+    let vol = parent.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let mount = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .arg(&vol)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
+        let msg = "cli_os_errors: cannot mount a tmpfs (needs root); test skipped";
+        if std::env::var_os("TASKLOG_REQUIRE_EXTRAS").is_some_and(|v| v == "1") {
+            panic!("{msg}, but TASKLOG_REQUIRE_EXTRAS=1");
+        }
+        eprintln!("{msg}");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(vol.clone());
+    let store = vol.join("store");
+    let id = ok(&store, &["submit", "--title", "before"])
+        .trim()
+        .to_string();
+    assert!(mount(&["-o", "remount,ro"]), "remount the tmpfs read-only");
+    let err = fails(&store, &["--wait", "0", "submit", "--title", "after"], 1);
+    assert!(once(&err, "Read-only file system (os error 30)"), "{err}");
+    assert!(err.contains("mounted read-only"), "{err}");
+    assert!(err.contains(&store.display().to_string()), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Reading needs no write: the store is still there, whole.
+    let got = ok(&store, &["get", &id]);
+    assert!(got.contains("before"), "{got}");
+}
