@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     // ----- I/O and files -------------------------------------------------------------------
     /// An operating-system I/O call failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {source}{}", path.display(), io_hint(source.kind()))]
     Io {
         /// What was being done ("open", "write", "fdatasync", ...).
         op: &'static str,
@@ -241,4 +241,23 @@ fn locked_message(
         path.display(),
         lock_file.display()
     )
+}
+
+/// What to do about an OS error, by kind: the part of the message the OS error itself lacks.
+fn io_hint(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::StorageFull | K::QuotaExceeded => {
+            "; free space on that volume, then reopen the store (acknowledged writes are kept)"
+        }
+        K::PermissionDenied => "; give this user access to that path (or run as its owner)",
+        K::ReadOnlyFilesystem => {
+            "; that volume is mounted read-only: remount it read-write or use another directory"
+        }
+        K::NotFound => "; check that the path exists and is reachable",
+        K::AlreadyExists | K::NotADirectory => {
+            "; a file is in the way: the store needs a directory there"
+        }
+        _ => "",
+    }
 }

@@ -380,6 +380,11 @@ impl Core {
             if chunk.bytes.is_empty() {
                 continue;
             }
+            if self.options.preallocate {
+                let end = chunk.offset + chunk.bytes.len() as u64;
+                super::segment::writer::reserve(&*active.file, end, self.options.segment_bytes_max)
+                    .map_err(|e| Error::io("preallocate segment", active.path.clone(), e))?;
+            }
             active
                 .file
                 .write_all_at(&chunk.bytes, chunk.offset)

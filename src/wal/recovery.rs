@@ -448,9 +448,10 @@ fn open_last(
         let io = |op| move |e| Error::io(op, path, e);
         // NOTE: a segment that already has its full size (the usual case) needs neither: an
         // fsync of the unchanged file is pure latency on every open.
-        if file.len().map_err(io("stat segment"))? < options.segment_bytes_max {
-            file.preallocate(options.segment_bytes_max)
-                .map_err(io("preallocate segment"))?;
+        let before = file.len().map_err(io("stat segment"))?;
+        super::segment::writer::reserve(&*file, end.data_end, options.segment_bytes_max)
+            .map_err(io("preallocate segment"))?;
+        if file.len().map_err(io("stat segment"))? != before {
             file.sync_all().map_err(io("fsync"))?;
         }
     }

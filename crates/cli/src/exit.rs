@@ -95,7 +95,20 @@ pub fn message_for(err: &anyhow::Error) -> Option<String> {
     if let Some(exit) = err.downcast_ref::<Exit>() {
         return exit.message.clone();
     }
-    Some(format!("{err:#}"))
+    // NOTE: not `{err:#}`: an error whose own text already ends with its cause (a library
+    // `Error::Io` shows the OS error) would print that cause twice.
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    Some(text)
 }
 
 #[cfg(test)]

@@ -41,8 +41,7 @@ pub fn create_segment(
     file.write_all_at(&header.encode(), 0)
         .map_err(io("write segment header"))?;
     if preallocate {
-        file.preallocate(header.segment_bytes_max)
-            .map_err(io("preallocate segment"))?;
+        reserve(&*file, 0, header.segment_bytes_max).map_err(io("preallocate segment"))?;
     }
     file.sync_all().map_err(io("fsync new segment"))?;
     storage
@@ -54,4 +53,36 @@ pub fn create_segment(
         first_lsn: header.first_lsn,
         path,
     })
+}
+
+/// The space a segment is first preallocated with; it doubles as the data reaches its end, up
+/// to `segment_bytes_max`. Small, so that a new store costs well under 1 MiB of disk and works
+/// on a volume of a few MiB; doubling keeps the number of size changes (each one a metadata
+/// flush in the next fdatasync) logarithmic in the segment size.
+pub const PREALLOCATE_BYTES_FIRST: u64 = 256 << 10;
+
+/// Makes sure `file` is preallocated past `end`: to twice its length (at least
+/// [`PREALLOCATE_BYTES_FIRST`], at most `max`, never less than `end`). When the volume has
+/// no room for that (`StorageFull`), preallocates nothing more and lets the write itself decide:
+/// a store on a nearly full volume keeps working until the data really does not fit.
+pub fn reserve(file: &dyn StorageFile, end: u64, max: u64) -> std::io::Result<()> {
+    let len = file.len()?;
+    if end < len {
+        return Ok(());
+    }
+    let target = len
+        .saturating_mul(2)
+        .max(PREALLOCATE_BYTES_FIRST)
+        .min(max)
+        .max(end);
+    match file.preallocate(target) {
+        Ok(()) => Ok(()),
+        // NOTE: a failed fallocate may have extended the file partly, with zeros; readers
+        // treat zeros after the data as unwritten space, so that is harmless.
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            tracing::debug!(target, error = %e, "no room to preallocate; the segment grows by its writes");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -105,13 +105,23 @@ pub fn open_read(dir: &Path) -> anyhow::Result<Store> {
 
 /// Fails with exit 1 unless `dir` holds a store.
 pub fn require_store(dir: &Path) -> anyhow::Result<()> {
-    if tasklog::store::recovery::wal_dir(dir).is_dir() {
-        return Ok(());
-    }
-    let what = if dir.exists() {
-        "holds no tasklog store (no wal/ directory)"
-    } else {
-        "does not exist"
+    let wal = tasklog::store::recovery::wal_dir(dir);
+    let what = match std::fs::metadata(&wal) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        // NOTE: a directory this user may not search is not "no store": say what is wrong.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Exit::new(
+                OPERATION,
+                format!(
+                    "cannot read the store directory {}: permission denied ({e}); give this user access to it or run as its owner",
+                    dir.display()
+                ),
+            )
+            .into());
+        }
+        _ if dir.is_file() => "is a file, not a directory",
+        _ if dir.exists() => "holds no tasklog store (no wal/ directory)",
+        _ => "does not exist",
     };
     Err(Exit::new(
         OPERATION,
