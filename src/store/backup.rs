@@ -176,7 +176,7 @@ fn write_backup(
         snapshot_crc: crc32fast::hash(image),
         created_ms: chrono::Utc::now().timestamp_millis(),
     };
-    write_durably(&*storage, dest, MANIFEST, &info.encode())?;
+    super::snapshot::write_file_durably(&*storage, dest, MANIFEST, &info.encode())?;
     tracing::info!(dest = %dest.display(), lsn, tasks, bytes = image.len(), "backup written");
     Ok(info)
 }
@@ -232,30 +232,6 @@ fn verify_store(storage: &Arc<dyn Storage>, dir: &Path, lsn: u64, tasks: u64) ->
         ));
     }
     Ok(())
-}
-
-/// Writes `bytes` to `dir/name` through `name.tmp`, fsynced, renamed, directory fsynced.
-fn write_durably(storage: &dyn Storage, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    if storage.exists(&tmp) {
-        storage
-            .remove_file(&tmp)
-            .map_err(|e| Error::io("remove", &tmp, e))?;
-    }
-    let file = storage
-        .open(&tmp, OpenMode::CreateNew)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(file);
-    storage
-        .rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    storage
-        .sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Reads and checks the backup at `dir`: its manifest, and its snapshot against the

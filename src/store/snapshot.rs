@@ -118,12 +118,17 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
     v2::encode(state)
 }
 
-/// Writes a snapshot image durably: temp file, fsync, rename, fsync directory.
-pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Result<PathBuf> {
-    crate::wal::create_dir_durable(storage, dir)
-        .map_err(|e| Error::io("create directory", dir, e))?;
-    let path = dir.join(file_name(lsn));
-    let tmp = dir.join(format!("{}.tmp", file_name(lsn)));
+/// Writes `bytes` as `dir/name` durably: `name.tmp` (a leftover one removed first), fsync,
+/// rename, fsync the directory. A crash leaves either the old state or the whole new file.
+/// Snapshots and a backup's manifest are written this way.
+pub(crate) fn write_file_durably(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     if storage.exists(&tmp) {
         storage
             .remove_file(&tmp)
@@ -132,7 +137,7 @@ pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Resul
     let file = storage
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(image, 0)
+    file.write_all_at(bytes, 0)
         .map_err(|e| Error::io("write", &tmp, e))?;
     file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
@@ -141,8 +146,16 @@ pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Resul
         .map_err(|e| Error::io("rename", &tmp, e))?;
     storage
         .sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(path)
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Writes a snapshot image durably: temp file, fsync, rename, fsync directory.
+pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Result<PathBuf> {
+    crate::wal::create_dir_durable(storage, dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    let name = file_name(lsn);
+    write_file_durably(storage, dir, &name, image)?;
+    Ok(dir.join(name))
 }
 
 /// Reads and checks a snapshot file, returning the state it holds. Every byte's CRC is
