@@ -121,6 +121,7 @@ fn child_entry() {
                 states: vec![
                     TaskState::Completed,
                     TaskState::Failed,
+                    TaskState::Discarded,
                     TaskState::Cancelled,
                 ],
                 ..Filter::default()

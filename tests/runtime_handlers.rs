@@ -157,7 +157,7 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
     wait_for("hopeless to fail for good", || {
         store
             .get(&hopeless)
-            .is_ok_and(|t| t.state == TaskState::Failed && t.attempt == 2)
+            .is_ok_and(|t| t.state == TaskState::Discarded && t.attempt == 2)
     });
 
     let t = store.get(&flaky).unwrap();
@@ -195,10 +195,10 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
         }
     }
 
-    // After max_attempts the task stays failed.
+    // After max_attempts the task is discarded (issue #19), and stays so.
     std::thread::sleep(Duration::from_millis(300));
     let t = store.get(&hopeless).unwrap();
-    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.state, TaskState::Discarded);
     assert_eq!(t.attempt, 2);
     assert_eq!(t.error_count, 2);
     assert_eq!(t.last_error.as_deref(), Some("hopeless attempt 2"));
@@ -240,8 +240,9 @@ fn a_panic_is_recorded_as_a_failure_with_its_message() {
     let p = rt.submit("panics", json!(null), 1).unwrap().id;
     let q = rt.submit("static_panic", json!(null), 1).unwrap().id;
     let store = rt.store().clone();
-    wait_state(&store, &p, TaskState::Failed);
-    wait_state(&store, &q, TaskState::Failed);
+    // `RetryPolicy::never()`: the one attempt was the last, so the task is discarded.
+    wait_state(&store, &p, TaskState::Discarded);
+    wait_state(&store, &q, TaskState::Discarded);
     let err = store.get(&p).unwrap().last_error.unwrap();
     assert!(err.contains(&format!("kaboom in {p}")), "{err}");
     assert!(err.contains("panicked"), "{err}");

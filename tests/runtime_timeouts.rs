@@ -115,7 +115,7 @@ fn the_last_timed_out_attempt_fails_the_task() {
     wait_for("two attempts to fail", || {
         rt.store()
             .get(&t.id)
-            .is_ok_and(|t| t.state == TaskState::Failed && t.attempt == 2)
+            .is_ok_and(|t| t.state == TaskState::Discarded && t.attempt == 2)
     });
     let f = failures(rt.store(), &t.id);
     assert_eq!(f.len(), 2, "{f:?}");
@@ -150,7 +150,7 @@ fn a_task_timeout_overrides_its_kind() {
             5,
         )
         .unwrap();
-    wait_state(rt.store(), &t.id, TaskState::Failed);
+    wait_state(rt.store(), &t.id, TaskState::Discarded);
     assert!(failures(rt.store(), &t.id)[0].contains("timed out after 15 ms"));
     rt.shutdown(HANG).unwrap();
 }

@@ -4,7 +4,7 @@
 use crate::task::TaskState;
 
 /// Accepted spellings of each state (compared case-insensitively, `-` and ` ` read as `_`).
-const STATE_SPELLINGS: [(TaskState, &[&str]); 5] = [
+const STATE_SPELLINGS: [(TaskState, &[&str]); 6] = [
     (TaskState::Pending, &["pending", "queued", "waiting"]),
     (
         TaskState::Running,
@@ -19,6 +19,7 @@ const STATE_SPELLINGS: [(TaskState, &[&str]); 5] = [
         &["failed", "error", "errored", "failure"],
     ),
     (TaskState::Cancelled, &["cancelled", "canceled", "aborted"]),
+    (TaskState::Discarded, &["discarded", "dead", "exhausted"]),
 ];
 
 /// Field names read as another field: `(alias, canonical)`.

@@ -132,13 +132,7 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
     let since_1h = now.plus_millis(-RECENT_FAILURE_WINDOW_SECS * 1000);
     let (mut stuck, mut orphaned, mut queue, mut recent_failures) = (0, 0, 0, 0);
     let mut dist: BTreeMap<String, usize> = BTreeMap::new();
-    for s in [
-        TaskState::Pending,
-        TaskState::Running,
-        TaskState::Completed,
-        TaskState::Failed,
-        TaskState::Cancelled,
-    ] {
+    for s in TaskState::ALL {
         dist.insert(s.as_str().to_string(), 0);
     }
     let mut by_strategy: BTreeMap<String, u64> = BTreeMap::new();
@@ -153,7 +147,8 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
                 None => {}
             },
             TaskState::Pending if t.checkpoint.is_some() || t.attempt > 1 => queue += 1,
-            TaskState::Failed if t.completed_at.unwrap_or(t.updated_at) >= since_1h => {
+            TaskState::Failed | TaskState::Discarded
+                if t.completed_at.unwrap_or(t.updated_at) >= since_1h => {
                 recent_failures += 1;
             }
             _ => {}

@@ -37,7 +37,8 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
                 }
             }
             TaskState::Completed => succeeded += 1,
-            TaskState::Failed => failed += 1,
+            // A discarded task's last run failed too.
+            TaskState::Failed | TaskState::Discarded => failed += 1,
             TaskState::Cancelled => h.cancelled += 1,
         }
         h.retries += u64::from(task.attempt.saturating_sub(1));

@@ -491,8 +491,8 @@ fn record_outcome(
     }
 }
 
-/// Fails an attempt (fenced by its claim) and, unless it was the last, schedules the retry
-/// in the same batch.
+/// Fails an attempt (fenced by its claim) and, in the same batch, schedules the retry or,
+/// after the last allowed attempt, discards the task.
 fn fail_attempt(
     shared: &Shared,
     kind: &super::Kind,
@@ -506,7 +506,18 @@ fn fail_attempt(
         .fenced_claim(owner.clone(), attempt, claim_lsn)
         .actor(owner.clone());
     if attempt >= kind.retry.max_attempts {
-        shared.store.apply(fail)?;
+        // One batch: a crash cannot leave the last failure without its discard, so "failed"
+        // always means "a retry may follow" and "discarded" means "none will".
+        let discard = Change::Discard {
+            reason: Some(format!(
+                "attempt {attempt} of {} failed; no attempts left",
+                kind.retry.max_attempts
+            )),
+        };
+        shared.store.batch(vec![
+            fail,
+            Mutation::new(id.to_string(), discard).actor(owner.clone()),
+        ])?;
         shared.counters.lock().failed += 1;
         return Ok(());
     }

@@ -415,6 +415,7 @@ fn event_kind(
         Change::Cancel { reason } => EventKind::Cancelled { reason },
         Change::Requeue { reason } => EventKind::Requeued { reason },
         Change::Retry => EventKind::Retried,
+        Change::Discard { reason } => EventKind::Discarded { reason },
         Change::Remove { reason } => EventKind::Removed { reason },
         Change::Historical { kind, .. } => *kind,
         Change::Interrupt { reason, to } => {

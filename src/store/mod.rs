@@ -491,9 +491,20 @@ impl Store {
         ))
     }
 
-    /// failed|cancelled -> pending, with the attempt number one higher.
+    /// failed|cancelled|discarded -> pending, with the attempt number one higher.
     pub fn retry(&self, id: &str) -> Result<Task> {
         self.apply(Mutation::new(id, Change::Retry))
+    }
+
+    /// failed -> discarded: records that nothing will retry the task (a retry by hand still
+    /// can).
+    pub fn discard(&self, id: &str, reason: Option<&str>) -> Result<Task> {
+        self.apply(Mutation::new(
+            id,
+            Change::Discard {
+                reason: reason.map(Into::into),
+            },
+        ))
     }
 
     /// Changes descriptive fields.
@@ -667,7 +678,7 @@ impl Store {
 
     /// Retention by a rule: the tasks in `rule.states` (terminal states only) whose finish or
     /// last run is older than `rule.older_than`, removed in one atomic batch, histories kept.
-    /// `CleanupRule::default()` is seed 000's: completed and failed, 30 days, by finish time.
+    /// `CleanupRule::default()` is seed 000's: completed, failed and discarded, 30 days, by finish time.
     pub fn cleanup_by(&self, rule: &CleanupRule) -> Result<usize> {
         if let Some(s) = rule.states.iter().find(|s| !s.is_terminal()) {
             return Err(Error::InvalidInput {

@@ -105,8 +105,14 @@ pub enum Change {
         /// Why.
         reason: Option<String>,
     },
-    /// failed|cancelled -> pending, attempt + 1.
+    /// failed|cancelled|discarded -> pending, attempt + 1.
     Retry,
+    /// failed -> discarded: no retry will follow (the runtime writes it after the last
+    /// allowed attempt, in the same batch as that failure).
+    Discard {
+        /// Why.
+        reason: Option<String>,
+    },
     /// Remove the task; its history stays.
     Remove {
         /// Why.

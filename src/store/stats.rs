@@ -216,7 +216,8 @@ pub enum CleanupAge {
 /// What retention removes.
 ///
 /// ## Defaults
-/// - `states`: completed and failed (seed 000's rule; cancelled tasks are kept).
+/// - `states`: completed, failed and discarded (seed 000's rule, whose "failed" covers a failure
+///   that ran out of attempts; cancelled tasks are kept).
 /// - `age`: [`CleanupAge::Finished`].
 /// - `older_than`: 30 days.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,7 +234,12 @@ pub struct CleanupRule {
 impl Default for CleanupRule {
     fn default() -> Self {
         CleanupRule {
-            states: vec![TaskState::Completed, TaskState::Failed],
+            // Discarded is a failure that ran out of attempts: the seed's "failed" covers it.
+            states: vec![
+                TaskState::Completed,
+                TaskState::Failed,
+                TaskState::Discarded,
+            ],
             age: CleanupAge::Finished,
             older_than: std::time::Duration::from_secs(30 * 86_400),
         }

@@ -36,7 +36,10 @@ pub fn check(task: Option<&Task>, event: &Event) -> Result<()> {
         }
         // Several events lead to pending; each has its own source states.
         EventKind::Retried => {
-            if matches!(from, TaskState::Failed | TaskState::Cancelled) {
+            if matches!(
+                from,
+                TaskState::Failed | TaskState::Cancelled | TaskState::Discarded
+            ) {
                 Ok(())
             } else {
                 Err(invalid(TaskState::Pending))
@@ -69,6 +72,7 @@ pub fn target_state(kind: &EventKind) -> Option<TaskState> {
         EventKind::Requeued { .. } | EventKind::Retried => TaskState::Pending,
         EventKind::Interrupted { to, .. } => *to,
         EventKind::Imported { task } => task.state,
+        EventKind::Discarded { .. } => TaskState::Discarded,
         EventKind::Updated(_)
         | EventKind::Heartbeat { .. }
         | EventKind::Progress { .. }
@@ -271,6 +275,11 @@ pub fn apply(task: &mut Task, event: Event, lsn: u64) {
                 // Requeued after a crash: the checkpoint stays so the next attempt resumes from it.
                 release(task, to);
             }
+        }
+        EventKind::Discarded { .. } => {
+            // The failure that led here already counted the error and set `completed_at`;
+            // discarding only records that nothing will retry it.
+            task.state = TaskState::Discarded;
         }
         EventKind::Removed { .. } => {}
     }

@@ -120,7 +120,7 @@ pub enum EventKind {
         /// Why.
         reason: Option<String>,
     },
-    /// A failed or cancelled task was queued again; the attempt number goes up by one.
+    /// A failed, cancelled or discarded task was queued again; the attempt number goes up by one.
     Retried,
     /// The task's owner died (a crash, or an expired lease); the recovery policy moved it.
     Interrupted {
@@ -138,6 +138,13 @@ pub enum EventKind {
     Imported {
         /// The task as imported.
         task: Box<Task>,
+    },
+    /// A failed task was given up on: its last allowed attempt failed (the runtime, or a
+    /// worker of the server, writes this in the same batch as that failure), or someone
+    /// discarded it by hand. A retry by hand brings it back.
+    Discarded {
+        /// Why.
+        reason: Option<String>,
     },
 }
 
@@ -160,6 +167,7 @@ impl EventKind {
             EventKind::Interrupted { .. } => "interrupted",
             EventKind::Removed { .. } => "removed",
             EventKind::Imported { .. } => "imported",
+            EventKind::Discarded { .. } => "discarded",
         }
     }
 
@@ -181,6 +189,7 @@ impl EventKind {
             EventKind::Interrupted { .. } => "interrupt",
             EventKind::Removed { .. } => "remove",
             EventKind::Imported { .. } => "import",
+            EventKind::Discarded { .. } => "discard",
         }
     }
 }

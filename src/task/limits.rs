@@ -311,7 +311,8 @@ impl Check {
             }
             EventKind::Cancelled { reason }
             | EventKind::Requeued { reason }
-            | EventKind::Removed { reason } => self.opt_text("reason", reason.as_ref()),
+            | EventKind::Removed { reason }
+            | EventKind::Discarded { reason } => self.opt_text("reason", reason.as_ref()),
             EventKind::Retried => {}
             EventKind::Imported { task } => self.task(task),
         }

@@ -18,16 +18,20 @@ pub enum TaskState {
     Failed,
     /// Stopped on request; may be retried.
     Cancelled,
+    /// Failed on its last allowed attempt, so nothing will retry it automatically; may be
+    /// retried by hand. Appended last: states are persisted by a frozen code (docs/format.md).
+    Discarded,
 }
 
 impl TaskState {
     /// Every state, in lifecycle order.
-    pub const ALL: [TaskState; 5] = [
+    pub const ALL: [TaskState; 6] = [
         TaskState::Pending,
         TaskState::Running,
         TaskState::Completed,
         TaskState::Failed,
         TaskState::Cancelled,
+        TaskState::Discarded,
     ];
 
     /// The lowercase name used in JSON, the CLI and docs.
@@ -38,14 +42,18 @@ impl TaskState {
             TaskState::Completed => "completed",
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
+            TaskState::Discarded => "discarded",
         }
     }
 
-    /// True for completed, failed and cancelled.
+    /// True for completed, failed, cancelled and discarded.
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Completed | TaskState::Failed | TaskState::Cancelled
+            TaskState::Completed
+                | TaskState::Failed
+                | TaskState::Cancelled
+                | TaskState::Discarded
         )
     }
 
@@ -61,7 +69,9 @@ impl TaskState {
                 | (Running, Cancelled)
                 | (Running, Pending)
                 | (Failed, Pending)
+                | (Failed, Discarded)
                 | (Cancelled, Pending)
+                | (Discarded, Pending)
         )
     }
 }
@@ -78,6 +88,10 @@ impl std::str::FromStr for TaskState {
         TaskState::ALL
             .into_iter()
             .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown state {s:?} (expected one of pending, running, completed, failed, cancelled)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown state {s:?} (expected one of pending, running, completed, failed, cancelled, discarded)"
+                )
+            })
     }
 }

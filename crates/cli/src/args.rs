@@ -156,7 +156,7 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Queue a failed or cancelled task again (attempt + 1).
+    /// Queue a failed, cancelled or discarded task again (attempt + 1).
     Retry {
         /// The task id.
         id: String,

@@ -158,7 +158,7 @@ fn epilogue(
     writeln!(out, "export: {}", export.display())?;
     writeln!(
         out,
-        "try:    tasklog --dir {d} list --state failed,cancelled"
+        "try:    tasklog --dir {d} list --state failed,discarded,cancelled"
     )?;
     writeln!(out, "        tasklog --dir {d} get {crashed}")?;
     writeln!(out, "        tasklog --dir {d} history {crashed}")?;

@@ -88,7 +88,7 @@
   function taskHref(id) {
     return '#/tasks/' + encodeURIComponent(id);
   }
-  const STATES = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+  const STATES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'discarded'];
   function stateBadge(state) {
     const known = STATES.includes(state) ? state : 'unknown';
     return el('span', { class: 'badge state-' + known }, state == null ? 'removed' : String(state));
@@ -903,7 +903,7 @@
     return el('tr', { 'data-task-id': t.id },
       el('td', { 'data-label': 'Title' }, el('a', { href: taskHref(t.id), 'data-task-id': t.id, class: 'task-link' }, t.title || '(untitled)'),
         el('div', { class: 'muted small mono' }, t.id),
-        t.state === 'failed' && t.last_error ? el('div', { class: 'small error-line' }, t.last_error.length > 160 ? t.last_error.slice(0, 160) + '…' : t.last_error) : null),
+        (t.state === 'failed' || t.state === 'discarded') && t.last_error ? el('div', { class: 'small error-line' }, t.last_error.length > 160 ? t.last_error.slice(0, 160) + '…' : t.last_error) : null),
       el('td', { 'data-label': 'State' }, stateBadge(t.state)),
       el('td', { 'data-label': 'Role' }, t.role || '—'),
       el('td', { 'data-label': 'Provider' }, t.provider || '—'),

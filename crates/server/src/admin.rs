@@ -196,6 +196,8 @@ pub enum CleanupState {
     Failed,
     /// Cancelled tasks.
     Cancelled,
+    /// Discarded tasks (failed on their last attempt).
+    Discarded,
 }
 
 /// Which time of a task retention compares.
@@ -245,6 +247,7 @@ async fn cleanup(
                     TaskState::Completed,
                     TaskState::Failed,
                     TaskState::Cancelled,
+                    TaskState::Discarded,
                 ]
             },
             |s| {
@@ -253,6 +256,7 @@ async fn cleanup(
                         CleanupState::Completed => TaskState::Completed,
                         CleanupState::Failed => TaskState::Failed,
                         CleanupState::Cancelled => TaskState::Cancelled,
+                        CleanupState::Discarded => TaskState::Discarded,
                     })
                     .collect()
             },

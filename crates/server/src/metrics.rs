@@ -196,6 +196,7 @@ fn read_figures(store: &tasklog::Store) -> tasklog::Result<(Stats, Runs)> {
         tasklog::TaskState::Completed,
         tasklog::TaskState::Failed,
         tasklog::TaskState::Cancelled,
+        tasklog::TaskState::Discarded,
     ];
     let query = tasklog::store::Query {
         filter: tasklog::store::Filter {

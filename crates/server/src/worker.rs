@@ -114,6 +114,36 @@ impl Holder {
         let version = task.version;
         Ok(with_etag(Json(task).into_response(), version))
     }
+
+    /// Applies `first` fenced by this holder's claim and `then` after it, all or nothing,
+    /// answering with the task as the batch left it.
+    async fn apply_then(
+        self,
+        state: &AppState,
+        id: String,
+        first: Change,
+        then: Vec<Change>,
+    ) -> ApiResult<Response> {
+        let mut batch = vec![
+            Mutation::new(id.clone(), first)
+                .fenced_claim(self.owner, self.attempt, self.claim_lsn)
+                .actor(self.actor.clone()),
+        ];
+        batch.extend(
+            then.into_iter()
+                .map(|c| Mutation::new(id.clone(), c).actor(self.actor.clone())),
+        );
+        let mut tasks = state.run(move |store| store.batch(batch)).await?;
+        let task = tasks.pop().ok_or_else(|| {
+            Problem::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "a batch of changes to one task answered no task",
+            )
+        })?;
+        let version = task.version;
+        Ok(with_etag(Json(task).into_response(), version))
+    }
 }
 
 fn percent(p: u8, at: &str) -> ApiResult<u8> {
@@ -325,15 +355,77 @@ async fn fail(
     headers: HeaderMap,
     Json(req): Json<FailRequest>,
 ) -> ApiResult<Response> {
+    let policy = retry_policy(&req)?;
     let holder = Holder::new(req.owner, &req.token, req.actor, &headers)?;
-    let change = if req.requeue {
-        Change::Requeue {
+    if req.requeue {
+        let change = Change::Requeue {
             reason: Some(req.error),
-        }
-    } else {
-        Change::Fail { error: req.error }
+        };
+        return holder.apply(&state, id, change).await;
+    }
+    let fail = Change::Fail { error: req.error };
+    let Some((max_attempts, delay_ms)) = policy else {
+        return holder.apply(&state, id, fail).await;
     };
-    holder.apply(&state, id, change).await
+    // The same rule as the Rust runtime's workers, and in one batch with the failure for the
+    // same reason: a crash cannot leave a failure without its retry or its discard.
+    let attempt = holder.attempt;
+    let then = if attempt >= max_attempts {
+        vec![Change::Discard {
+            reason: Some(format!(
+                "attempt {attempt} of {max_attempts} failed; no attempts left"
+            )),
+        }]
+    } else {
+        let mut update = tasklog::task::TaskUpdate::default();
+        // `delay_ms` is at most a day (checked above): the cast cannot wrap.
+        let not_before = tasklog::task::Timestamp::now()
+            .as_millis()
+            .saturating_add(delay_ms as i64);
+        update.set_metadata.insert(
+            tasklog::runtime::META_NOT_BEFORE.into(),
+            serde_json::Value::from(not_before),
+        );
+        vec![Change::Retry, Change::Update(update)]
+    };
+    holder.apply_then(&state, id, fail, then).await
+}
+
+/// The most attempts a worker may declare for a task's kind.
+const MAX_ATTEMPTS_MAX: u32 = 1000;
+/// The longest retry delay a worker may ask for (a day, like the longest lease).
+const RETRY_DELAY_MS_MAX: u64 = 86_400_000;
+
+/// A fail call's retry policy, checked: `(max_attempts, retry_delay_ms)`, or none.
+fn retry_policy(req: &FailRequest) -> ApiResult<Option<(u32, u64)>> {
+    let bad = |msg: &str, at: &str| Problem::bad_request("invalid_input", msg).at(at.to_string());
+    if req.max_attempts.is_none() {
+        if req.retry_delay_ms.is_some() {
+            return Err(bad(
+                "retry_delay_ms needs max_attempts (without a policy nothing is retried)",
+                "$.retry_delay_ms",
+            ));
+        }
+        return Ok(None);
+    }
+    if req.requeue {
+        return Err(bad(
+            "max_attempts does not go with requeue (a requeue keeps the attempt)",
+            "$.max_attempts",
+        ));
+    }
+    let max = req.max_attempts.unwrap_or(1);
+    if !(1..=MAX_ATTEMPTS_MAX).contains(&max) {
+        return Err(bad("max_attempts is 1 to 1000", "$.max_attempts"));
+    }
+    let delay = req.retry_delay_ms.unwrap_or(0);
+    if delay > RETRY_DELAY_MS_MAX {
+        return Err(bad(
+            "retry_delay_ms is 0 to 86400000 (a day)",
+            "$.retry_delay_ms",
+        ));
+    }
+    Ok(Some((max, delay)))
 }
 
 #[cfg(test)]

@@ -747,3 +747,145 @@ fn whole_numbers_with_a_zero_fraction_are_accepted_and_a_bad_actor_header_is_ref
     assert!(r.status < 300, "{}", r.text);
     assert_eq!(server.state.store().get("t").unwrap().progress.percent, 40);
 }
+
+/// Issue #19: with `max_attempts` a fail retries the task (in the same batch) until the last
+/// attempt, whose failure discards it; both failures stay in the history; a retry by hand
+/// (`POST /v1/tasks/{id}/retry`) brings it back; `GET /v1/tasks?states=discarded` finds it.
+#[test]
+fn fail_with_max_attempts_retries_then_discards_and_a_manual_retry_revives() {
+    let server = TestServer::start();
+    let c = server.client();
+    submit(&server, "t", Some("k"), 0);
+    let (id, token) = claim_ok(&c, json!({"owner": "w"}));
+    let r = call(
+        &c,
+        &id,
+        "fail",
+        json!({"owner": "w", "token": token, "error": "first", "max_attempts": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["state"], "pending", "{v}");
+    assert_eq!(v["attempt"], 2);
+    let (id2, token) = claim_ok(&c, json!({"owner": "w"}));
+    assert_eq!(id2, id);
+    assert!(token.starts_with("2."), "{token}");
+    let r = call(
+        &c,
+        &id,
+        "fail",
+        json!({"owner": "w", "token": token, "error": "second", "max_attempts": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["state"], "discarded", "{v}");
+    assert_eq!(v["last_error"], "second");
+    assert_eq!(v["error_count"], 2);
+    assert_eq!(claim(&c, json!({"owner": "w"})).status, 204, "nothing to claim");
+
+    let store = server.state.store();
+    let kinds: Vec<&str> = store
+        .history(&id)
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "started",
+            "failed",
+            "retried",
+            "updated",
+            "started",
+            "failed",
+            "discarded"
+        ]
+    );
+    let listed = c.get("/v1/tasks?states=discarded").json();
+    assert_eq!(listed["tasks"][0]["id"], json!(id), "{listed}");
+    let stats = c.get("/v1/stats").json();
+    assert_eq!(stats["by_state"]["discarded"], 1, "{stats}");
+
+    let r = c.post(&format!("/v1/tasks/{id}/retry"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["state"], "pending");
+    assert_eq!(r.json()["attempt"], 3);
+    assert_eq!(claim_ok(&c, json!({"owner": "w"})).0, id);
+}
+
+/// The retry delay is written as `runtime.not_before`, so the retry is not claimed early; and
+/// `max_attempts: 1` discards at once.
+#[test]
+fn fail_with_a_retry_delay_holds_the_retry_back_and_one_attempt_discards_at_once() {
+    let server = TestServer::start();
+    let c = server.client();
+    submit(&server, "a", Some("k"), 0);
+    submit(&server, "b", Some("k"), 0);
+    let (a, token) = claim_ok(&c, json!({"owner": "w", "kinds": ["k"]}));
+    let before = tasklog::task::Timestamp::now().as_millis();
+    let r = call(
+        &c,
+        &a,
+        "fail",
+        json!({"owner": "w", "token": token, "error": "e", "max_attempts": 3, "retry_delay_ms": 3_600_000}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let nb = r.json()["metadata"]["runtime.not_before"].as_i64().unwrap();
+    assert!(nb >= before + 3_600_000, "{nb}");
+    let (b, token) = claim_ok(&c, json!({"owner": "w"}));
+    assert_ne!(b, a, "the delayed retry is not handed out");
+    let r = call(
+        &c,
+        &b,
+        "fail",
+        json!({"owner": "w", "token": token, "error": "e", "max_attempts": 1}),
+    );
+    assert_eq!(r.json()["state"], "discarded", "{}", r.text);
+}
+
+#[test]
+fn fail_retry_policy_is_checked_before_anything_is_written() {
+    let server = TestServer::start();
+    let c = server.client();
+    submit(&server, "t", Some("k"), 0);
+    let (id, token) = claim_ok(&c, json!({"owner": "w"}));
+    let before = server.state.store().last_lsn();
+    for (body, at) in [
+        (json!({"max_attempts": 0}), "$.max_attempts"),
+        (json!({"max_attempts": 1001}), "$.max_attempts"),
+        (json!({"max_attempts": 2, "requeue": true}), "$.max_attempts"),
+        (json!({"retry_delay_ms": 5}), "$.retry_delay_ms"),
+        (
+            json!({"max_attempts": 2, "retry_delay_ms": 86_400_001u64}),
+            "$.retry_delay_ms",
+        ),
+    ] {
+        let mut body = body;
+        body["owner"] = json!("w");
+        body["token"] = json!(token);
+        body["error"] = json!("e");
+        let r = call(&c, &id, "fail", body.clone());
+        let v = assert_problem(&r, 400, "invalid_input");
+        assert_eq!(v["at"], at, "{body} -> {v}");
+    }
+    assert_eq!(server.state.store().last_lsn(), before, "nothing written");
+    assert_eq!(
+        server.state.store().get(&id).unwrap().state,
+        TaskState::Running
+    );
+}
+
+#[test]
+fn the_openapi_state_enum_lists_discarded() {
+    let server = TestServer::start();
+    let doc = server.client().get("/openapi.json").json();
+    let states = &doc["components"]["schemas"]["TaskState"]["enum"];
+    assert!(
+        states.as_array().unwrap().contains(&json!("discarded")),
+        "{states}"
+    );
+    let fail = &doc["components"]["schemas"]["FailRequest"]["properties"];
+    assert!(fail["max_attempts"].is_object(), "{fail}");
+}

@@ -139,7 +139,7 @@ impl Scheduler {
         for run in to_count.iter().take(COUNT_PER_TICK_MAX) {
             match run.state {
                 TaskState::Completed => st.successes += 1,
-                TaskState::Failed => st.failures += 1,
+                TaskState::Failed | TaskState::Discarded => st.failures += 1,
                 _ => {}
             }
             let mut u = TaskUpdate {
@@ -333,6 +333,7 @@ impl RunIndex {
                     TaskState::Completed,
                     TaskState::Failed,
                     TaskState::Cancelled,
+                    TaskState::Discarded,
                 ],
                 ..Filter::default()
             },

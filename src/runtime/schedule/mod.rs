@@ -272,7 +272,7 @@ fn counts(rec: &Record, runs: &[Task]) -> RunCounts {
             TaskState::Pending | TaskState::Running => c.active += 1,
             _ if run.metadata.contains_key(record::META_COUNTED) => {}
             TaskState::Completed => c.successes += 1,
-            TaskState::Failed => c.failures += 1,
+            TaskState::Failed | TaskState::Discarded => c.failures += 1,
             TaskState::Cancelled => {}
         }
     }

@@ -94,6 +94,9 @@ pub enum EventKind<S = String> {
     Imported {
         task: Box<Task<S>>,
     },
+    Discarded {
+        reason: Option<S>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,6 +152,7 @@ pub fn state_code(s: d::TaskState) -> u8 {
         d::TaskState::Completed => 2,
         d::TaskState::Failed => 3,
         d::TaskState::Cancelled => 4,
+        d::TaskState::Discarded => 5,
     }
 }
 
@@ -159,6 +163,7 @@ pub fn state_from_code(c: u8) -> Result<d::TaskState> {
         2 => d::TaskState::Completed,
         3 => d::TaskState::Failed,
         4 => d::TaskState::Cancelled,
+        5 => d::TaskState::Discarded,
         _ => return Err(codec(format!("unknown state code {c}"))),
     })
 }
@@ -335,6 +340,9 @@ impl<'a, S: From<&'a str>> From<&'a d::EventKind> for EventKind<S> {
             K::Imported { task } => EventKind::Imported {
                 task: Box::new(Task::from(&**task)),
             },
+            K::Discarded { reason } => EventKind::Discarded {
+                reason: reason.as_deref().map(S::from),
+            },
         }
     }
 }
@@ -509,6 +517,7 @@ impl TryFrom<EventKind> for d::EventKind {
             EventKind::Imported { task } => K::Imported {
                 task: Box::new(task_from(*task)?),
             },
+            EventKind::Discarded { reason } => K::Discarded { reason },
         })
     }
 }

@@ -87,6 +87,7 @@ fn rule_states(states: &[TaskState]) -> Vec<TaskState> {
             TaskState::Completed,
             TaskState::Failed,
             TaskState::Cancelled,
+            TaskState::Discarded,
         ]
     } else {
         states.to_vec()

@@ -164,7 +164,7 @@ pub enum Change {
         /// Why.
         reason: Option<String>,
     },
-    /// failed or cancelled -> pending.
+    /// failed, cancelled or discarded -> pending.
     Retry,
 }
 

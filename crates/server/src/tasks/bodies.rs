@@ -432,7 +432,7 @@ impl ReasonBody {
     }
 }
 
-/// Retry a failed or cancelled task.
+/// Retry a failed, cancelled or discarded task.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBody {

@@ -173,7 +173,7 @@ pub(crate) fn filter_param(f: &mut Filter, name: &str, value: &str) -> ApiResult
                     .ok_or_else(|| {
                         bad(
                             name,
-                            format!("{s:?} is not a state (pending, running, completed, failed or cancelled)"),
+                            format!("{s:?} is not a state (pending, running, completed, failed, cancelled or discarded)"),
                         )
                     })?;
                 f.states.push(st);

@@ -125,7 +125,7 @@ transition!(
     "/v1/tasks/{id}/retry",
     RetryBody,
     optional,
-    "Retry a failed or cancelled task (-> pending, attempt + 1).",
+    "Retry a failed, cancelled or discarded task (-> pending, attempt + 1).",
     |b: RetryBody| b.into_change("$")
 );
 transition!(

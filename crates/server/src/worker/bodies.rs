@@ -234,6 +234,19 @@ pub struct FailRequest {
     /// failing it. Default false.
     #[serde(default)]
     pub requeue: bool,
+    /// The retry policy of the task's kind, as the worker knows it: attempts allowed in all
+    /// (1 to 1,000). With it, a failure of an earlier attempt is retried in the same batch
+    /// (pending again, attempt + 1, not before `retry_delay_ms` from now) and a failure of the
+    /// last one discards the task (`discarded`: no retry follows; a retry by hand still can).
+    /// Without it the task stays `failed`. Not with `requeue`.
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u32")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_attempts: Option<u32>,
+    /// With `max_attempts`: how long before the retry may be claimed, in ms (0 to
+    /// 86,400,000; default 0).
+    #[serde(default, deserialize_with = "crate::extract::int::opt_u64")]
+    #[schema(minimum = 0, maximum = 86_400_000)]
+    pub retry_delay_ms: Option<u64>,
     /// Who makes the change (default: the owner).
     #[serde(default)]
     #[schema(
