@@ -205,7 +205,7 @@ pub enum Command {
         older_than: Option<f64>,
         /// Only tasks in these terminal states (comma-separated; default: completed, failed
         /// and cancelled). Seed 000's rule: `--state completed,failed --by last-run`.
-        #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = parse_state)]
+        #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = StateParser)]
         states: Vec<TaskState>,
         /// The time compared with the age: when the task finished, or when it last ran.
         #[arg(long, value_enum, default_value = "finished")]
@@ -280,11 +280,13 @@ pub enum Command {
     /// finish. Durable; holds for every worker of the store.
     Pause {
         /// The kind.
+        #[arg(value_hint = clap::ValueHint::Other)]
         kind: String,
     },
     /// Resume a paused kind.
     Resume {
         /// The kind.
+        #[arg(value_hint = clap::ValueHint::Other)]
         kind: String,
     },
     /// Show the kinds that have rules (pause, concurrency and rate limits).
@@ -347,7 +349,7 @@ pub struct SubmitArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct FilterArgs {
     /// Any of these states (comma-separated).
-    #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = parse_state)]
+    #[arg(long = "state", value_name = "S[,S...]", value_delimiter = ',', value_parser = StateParser)]
     pub states: Vec<TaskState>,
     /// Exactly this role.
     #[arg(long)]
@@ -556,6 +558,11 @@ pub struct StressArgs {
     /// Bytes of filler in each task's metadata.
     #[arg(long, default_value_t = 0)]
     pub payload_bytes: usize,
+    /// Write into a store that already holds tasks (stress's tasks are added beside them).
+    /// Without it, stress refuses a store that is not empty (exit 1), so that a load test
+    /// is not run into real data by mistake.
+    #[arg(long, visible_alias = "yes")]
+    pub force: bool,
 }
 
 /// Parses `KEY=VALUE`; VALUE is JSON if it parses, else a string.
@@ -586,6 +593,42 @@ pub fn parse_json(text: &str) -> Result<Value, String> {
 
 fn parse_state(text: &str) -> Result<TaskState, String> {
     text.trim().parse()
+}
+
+/// `--state`: parses like [`parse_state`] (any case, spaces trimmed) and tells clap the state
+/// names, so that shell completions offer them (and never file names) and `--help` lists them.
+#[derive(Clone, Copy, Debug)]
+struct StateParser;
+
+impl clap::builder::TypedValueParser for StateParser {
+    type Value = TaskState;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<TaskState, clap::Error> {
+        let name = arg.map_or_else(|| "--state".to_string(), ToString::to_string);
+        let text = value.to_string_lossy();
+        parse_state(&text).map_err(|why| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for '{name}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            TaskState::ALL
+                .into_iter()
+                .map(|s| clap::builder::PossibleValue::new(s.as_str())),
+        ))
+    }
 }
 
 fn parse_output_kind(text: &str) -> Result<OutputKind, String> {

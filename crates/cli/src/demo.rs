@@ -51,6 +51,29 @@ enum Plan {
     CancelRunning,
 }
 
+impl Plan {
+    /// What the plan is, in the words shown next to a progress bar.
+    fn words(self) -> &'static str {
+        match self {
+            Plan::Succeed => "will succeed",
+            Plan::FailThenRetry => "fails once, then succeeds on retry",
+            Plan::FailForGood => "fails every attempt (then discarded)",
+            Plan::CancelRunning => "gets cancelled while running",
+        }
+    }
+}
+
+/// The store's interrupted-work policy (the recovery report names it as the library's enum
+/// does, `MarkFailed`) in plain words.
+fn policy_words(policy: &str) -> &str {
+    match policy {
+        "MarkFailed" | "mark_failed" => "marked failed",
+        "Requeue" | "requeue" => "requeued",
+        "Leave" | "leave" => "left as they were",
+        other => other,
+    }
+}
+
 fn plan(i: usize) -> Plan {
     match i % 8 {
         2 | 6 => Plan::FailThenRetry,
@@ -289,7 +312,7 @@ fn demo_handler(c: &TaskContext, input: &Value, bars: &[ProgressBar]) -> Result<
         .unwrap_or(0);
     let bar = bars.get(w % bars.len().max(1));
     if let Some(b) = bar {
-        b.set_message(format!("task {i} {:?} (attempt {})", plan(i), c.attempt()));
+        b.set_message(format!("task {i}: {} (attempt {})", plan(i).words(), c.attempt()));
     }
     let e = |e: tasklog::Error| e.to_string();
     c.output(OutputKind::Log, &format!("worker-{w} picked up task {i}"))
@@ -410,7 +433,7 @@ fn recovery_block(out: &mut dyn Write, r: &RecoveryReport) -> std::io::Result<()
         } else {
             r.tasks_interrupted.join(", ")
         },
-        r.interrupted_policy
+        policy_words(&r.interrupted_policy)
     )?;
     writeln!(out, "  tasks:             {}", r.tasks)?;
     writeln!(out, "  open took:         {:.1} ms", r.duration_ms)?;

@@ -108,8 +108,17 @@ pub fn message_for(err: &anyhow::Error) -> Option<String> {
         }
         text.push_str(&part);
     }
+    if code_for(err) == CORRUPTION && !text.contains("tasklog repair") {
+        // A refusal on a damaged store says what to do next, not only what is wrong.
+        text.push_str(REPAIR_HINT);
+    }
     Some(text)
 }
+
+/// Appended to every refusal because of damage on disk.
+pub const REPAIR_HINT: &str = "\n  the store is damaged: `tasklog verify` lists the damage, \
+`tasklog repair` shows what a repair would cut, and `tasklog repair --yes` cuts it (keeping the \
+damaged bytes in quarantine/)";
 
 #[cfg(test)]
 mod tests {
@@ -129,5 +138,15 @@ mod tests {
         let missing = anyhow::Error::new(Error::NotFound { id: "t".into() });
         assert_eq!(code_for(&missing), OPERATION);
         assert_eq!(code_for(&anyhow::Error::new(Exit::silent(3))), CORRUPTION);
+    }
+
+    #[test]
+    fn a_refusal_because_of_damage_names_the_repair() {
+        let corrupt = anyhow::Error::new(Error::corrupt("x", Some(1), Some(2), "bad crc"))
+            .context("cannot open the store at d");
+        let msg = message_for(&corrupt).unwrap();
+        assert!(msg.contains("tasklog repair --yes"), "{msg}");
+        let missing = anyhow::Error::new(Error::NotFound { id: "t".into() });
+        assert!(!message_for(&missing).unwrap().contains("repair"));
     }
 }

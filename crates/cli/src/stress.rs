@@ -40,6 +40,20 @@ pub fn run(ctx: &Ctx, a: &StressArgs) -> anyhow::Result<()> {
     let options =
         tasklog::StoreOptions::new().interrupted_policy(tasklog::store::InterruptedPolicy::Leave);
     let store = crate::commands::open_write_with(&ctx.dir, options)?;
+    let existing = store.count(&tasklog::store::Filter::default())?;
+    if existing > 0 && !a.force {
+        close(store)?;
+        let dir = ctx.dir.display();
+        return Err(crate::exit::Exit::new(
+            crate::exit::OPERATION,
+            format!(
+                "{dir} already holds {existing} task(s); stress would add its own test tasks to \
+                 them. Use an empty directory (`tasklog --dir /tmp/stress stress`), or pass \
+                 --force to write here anyway"
+            ),
+        )
+        .into());
+    }
     let writers = u64::from(a.writers);
     let k = u64::from(a.events_per_task);
     let bar = ctx.ui.bar(a.tasks * k, "stress");

@@ -25,6 +25,8 @@ fn run_cycle(dir: &std::path::Path, kill_after: Duration, acks: &mut BTreeMap<u6
             "5",
             "--payload-bytes",
             "64",
+            // Every cycle writes into the store the previous ones left.
+            "--force",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

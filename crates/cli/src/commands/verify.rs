@@ -53,6 +53,9 @@ fn human(out: &mut dyn Write, r: &VerifyReport) -> std::io::Result<()> {
             s.tasks
         )?;
     }
+    // NOTE: one damage is usually seen by several checks (the log walk, the replay, the open
+    // all stop at the same bad frame): it is reported once, naming every check that saw it.
+    let mut seen: Vec<(String, Vec<&str>, &tasklog::store::verify::VerifyFinding)> = Vec::new();
     for p in &r.problems {
         let mut at = String::new();
         if let Some(f) = &p.file {
@@ -64,6 +67,15 @@ fn human(out: &mut dyn Write, r: &VerifyReport) -> std::io::Result<()> {
         if let Some(l) = p.lsn {
             at.push_str(&format!(" LSN {l}"));
         }
+        match seen
+            .iter_mut()
+            .find(|(a, _, q)| *a == at && q.reason == p.reason && q.torn_tail == p.torn_tail)
+        {
+            Some((_, checks, _)) => checks.push(&p.check),
+            None => seen.push((at, vec![&p.check], p)),
+        }
+    }
+    for (at, checks, p) in &seen {
         let label = if p.torn_tail {
             "torn tail"
         } else if p.lost_redundancy {
@@ -71,7 +83,14 @@ fn human(out: &mut dyn Write, r: &VerifyReport) -> std::io::Result<()> {
         } else {
             "DAMAGE"
         };
-        writeln!(out, "  {label} [{}] {at}: {}", p.check, p.reason)?;
+        writeln!(out, "  {label} [{}] {at}: {}", checks.join(", "), p.reason)?;
+        if !p.torn_tail {
+            writeln!(
+                out,
+                "    fix: tasklog --dir {} repair (shows what it would cut), then repair --yes",
+                r.dir.display()
+            )?;
+        }
     }
     if r.ok {
         if r.problems.is_empty() {
