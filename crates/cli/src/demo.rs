@@ -123,6 +123,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     )?;
     out.flush()?;
     let ids = run_with_runtime(ctx, &store)?;
+    work_summary(&mut out, &store, &ids)?;
     let retried = ids
         .iter()
         .enumerate()
@@ -289,13 +290,45 @@ fn run_with_runtime(ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<String>> {
     if !rt.wait_idle(Duration::from_secs(50)) {
         bail!("the demo's workers did not finish in time");
     }
+    // NOTE: cleared, not finished with a message: a finished spinner stays on the terminal as
+    // a stale line above the next step's output. What step 1 did is printed as text instead
+    // (see `work_summary`), so it reads the same in a terminal and in a log file.
     for b in bars.iter() {
-        b.finish_with_message("done");
+        b.finish_and_clear();
     }
     // Dropping the runtime stops its threads; the store stays open for the rest of the demo.
     drop(rt);
     let _ = multi.clear();
     Ok(ids)
+}
+
+/// Step 1's outcome as plain lines (stdout), whether or not progress bars were drawn.
+fn work_summary(out: &mut dyn Write, store: &Store, ids: &[String]) -> anyhow::Result<()> {
+    let mut by_state: std::collections::BTreeMap<TaskState, usize> = Default::default();
+    let mut attempts = 0u64;
+    for id in ids {
+        let t = store.get(id)?;
+        *by_state.entry(t.state).or_default() += 1;
+        attempts += u64::from(t.attempt);
+    }
+    let count = |s: TaskState| by_state.get(&s).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "{} tasks ran in {attempts} attempts: {} completed (some on their second attempt), \
+         {} discarded (failed on both attempts the retry policy allows), {} cancelled while running",
+        ids.len(),
+        count(TaskState::Completed),
+        count(TaskState::Discarded),
+        count(TaskState::Cancelled),
+    )?;
+    let others = ids.len()
+        - count(TaskState::Completed)
+        - count(TaskState::Discarded)
+        - count(TaskState::Cancelled);
+    if others > 0 {
+        writeln!(out, "{others} task(s) ended otherwise (see `tasklog list`)")?;
+    }
+    Ok(())
 }
 
 fn pause_ms(i: usize) -> u64 {

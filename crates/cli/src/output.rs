@@ -420,6 +420,16 @@ pub fn stats_block(out: &mut dyn Write, s: &StatsView) -> io::Result<()> {
         h.last_lsn,
         h.durable_lsn
     )?;
+    // NOTE: LSNs number every log record, not only events: each clean close of a writing
+    // session appends a "session closed" record. Without this line the missing numbers in
+    // `history` look like lost events.
+    let others = h.last_lsn.saturating_sub(s.events);
+    if others > 0 {
+        writeln!(
+            out,
+            "              {others} of those LSNs are \"session closed\" records (one per clean close), not events: that is why LSNs in `history` skip numbers"
+        )?;
+    }
     let age = h
         .snapshot_age_secs
         .map_or(String::new(), |a| format!(", {a:.0} s old"));

@@ -184,7 +184,14 @@ pub fn history(ctx: &Ctx, out: &mut dyn Write, id: &str, json: bool) -> anyhow::
         output::json(out, &events)
     } else {
         let rows: Vec<HistoryRow> = serde_json::from_value(events)?;
-        Ok(output::history_table(out, &rows)?)
+        output::history_table(out, &rows)?;
+        if rows.windows(2).any(|w| w[1].lsn > w[0].lsn + 1) {
+            // On stderr, like every note: the table on stdout stays the same for scripts.
+            ctx.ui.note(
+                "LSNs skip numbers: they count every record of the log, including other tasks' events and the \"session closed\" record each clean close writes; no event is missing",
+            );
+        }
+        Ok(())
     }
 }
 
