@@ -56,7 +56,10 @@ fn store_with(dir: &std::path::Path, rules: Option<KindSettings>) -> Store {
 fn rules() -> [(&'static str, Option<KindSettings>); 3] {
     [
         ("no_rules", None),
-        ("max_running", Some(KindSettings::new().max_running(NO_LIMIT))),
+        (
+            "max_running",
+            Some(KindSettings::new().max_running(NO_LIMIT)),
+        ),
         (
             "max_running+per_key+rate",
             Some(

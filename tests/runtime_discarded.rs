@@ -118,7 +118,10 @@ fn the_last_failed_attempt_discards_the_task_with_every_failure_in_its_history()
         .filter(|e| e.kind == "failed")
         .map(|e| &e.details["error"])
         .collect();
-    assert_eq!(errors, [&json!("attempt 1 broke"), &json!("attempt 2 broke")]);
+    assert_eq!(
+        errors,
+        [&json!("attempt 1 broke"), &json!("attempt 2 broke")]
+    );
     // The last failure and the discard are one commit: consecutive LSNs, the same time.
     let n = history.len();
     let (failed, discarded) = (&history[n - 2], &history[n - 1]);

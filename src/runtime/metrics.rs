@@ -148,7 +148,8 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
             },
             TaskState::Pending if t.checkpoint.is_some() || t.attempt > 1 => queue += 1,
             TaskState::Failed | TaskState::Discarded
-                if t.completed_at.unwrap_or(t.updated_at) >= since_1h => {
+                if t.completed_at.unwrap_or(t.updated_at) >= since_1h =>
+            {
                 recent_failures += 1;
             }
             _ => {}

@@ -50,10 +50,7 @@ impl TaskState {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Completed
-                | TaskState::Failed
-                | TaskState::Cancelled
-                | TaskState::Discarded
+            TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Discarded
         )
     }
 

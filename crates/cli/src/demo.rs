@@ -345,7 +345,11 @@ fn demo_handler(c: &TaskContext, input: &Value, bars: &[ProgressBar]) -> Result<
         .unwrap_or(0);
     let bar = bars.get(w % bars.len().max(1));
     if let Some(b) = bar {
-        b.set_message(format!("task {i}: {} (attempt {})", plan(i).words(), c.attempt()));
+        b.set_message(format!(
+            "task {i}: {} (attempt {})",
+            plan(i).words(),
+            c.attempt()
+        ));
     }
     let e = |e: tasklog::Error| e.to_string();
     c.output(OutputKind::Log, &format!("worker-{w} picked up task {i}"))

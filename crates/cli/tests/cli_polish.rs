@@ -29,7 +29,10 @@ fn verify_reports_each_damage_once_with_the_repair_command_and_refusals_name_it(
     }
     flip_byte_in_log(d);
     let (out, _) = stdout_of(tasklog(d).arg("verify"), 3);
-    let damage: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("DAMAGE [")).collect();
+    let damage: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("DAMAGE ["))
+        .collect();
     assert_eq!(damage.len(), 1, "one damage, one line:\n{out}");
     // Every check that saw it is named on that line.
     assert!(damage[0].contains("[log, replay, open]"), "{out}");
@@ -64,7 +67,14 @@ fn stress_refuses_a_store_that_holds_tasks_unless_forced() {
 #[test]
 fn state_completions_offer_state_names_and_discarded_is_a_state() {
     let (bash, _) = stdout_of(bare().args(["completions", "bash"]), 0);
-    for state in ["pending", "running", "completed", "failed", "cancelled", "discarded"] {
+    for state in [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "discarded",
+    ] {
         assert!(bash.contains(state), "bash completion lacks {state}");
     }
     let (help, _) = stdout_of(bare().args(["list", "--help"]), 0);
@@ -75,7 +85,10 @@ fn state_completions_offer_state_names_and_discarded_is_a_state() {
     let id = submit(d, "doomed", &[]);
     ok(d, &["start", &id]);
     ok(d, &["fail", &id, "--error", "no"]);
-    assert_eq!(ok(d, &["list", "--state", "discarded", "--json"]).trim(), "[]");
+    assert_eq!(
+        ok(d, &["list", "--state", "discarded", "--json"]).trim(),
+        "[]"
+    );
     // A bad state names the choices, discarded included.
     let err = fails(d, &["list", "--state", "dead-ish"], 2);
     assert!(err.contains("discarded"), "{err}");
@@ -112,7 +125,10 @@ fn the_demo_captured_to_a_pipe_shows_every_step_in_plain_words() {
         0,
     );
     for step in 1..=6 {
-        assert!(out.contains(&format!("-- {step}.")), "step {step} missing:\n{out}");
+        assert!(
+            out.contains(&format!("-- {step}.")),
+            "step {step} missing:\n{out}"
+        );
     }
     // Step 1 says what happened even without progress bars.
     let step1 = out
@@ -123,7 +139,13 @@ fn the_demo_captured_to_a_pipe_shows_every_step_in_plain_words() {
     assert!(step1.contains("tasks ran in"), "{step1}");
     assert!(step1.contains("discarded"), "{step1}");
     // No debug names, in either stream.
-    for debug in ["MarkFailed", "FailThenRetry", "FailForGood", "CancelRunning", "{ .."] {
+    for debug in [
+        "MarkFailed",
+        "FailThenRetry",
+        "FailForGood",
+        "CancelRunning",
+        "{ ..",
+    ] {
         assert!(!out.contains(debug), "{debug} in stdout:\n{out}");
     }
     assert!(out.contains("marked failed"), "{out}");

@@ -781,15 +781,14 @@ fn fail_with_max_attempts_retries_then_discards_and_a_manual_retry_revives() {
     assert_eq!(v["state"], "discarded", "{v}");
     assert_eq!(v["last_error"], "second");
     assert_eq!(v["error_count"], 2);
-    assert_eq!(claim(&c, json!({"owner": "w"})).status, 204, "nothing to claim");
+    assert_eq!(
+        claim(&c, json!({"owner": "w"})).status,
+        204,
+        "nothing to claim"
+    );
 
     let store = server.state.store();
-    let kinds: Vec<&str> = store
-        .history(&id)
-        .unwrap()
-        .iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds: Vec<&str> = store.history(&id).unwrap().iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
         [
@@ -855,7 +854,10 @@ fn fail_retry_policy_is_checked_before_anything_is_written() {
     for (body, at) in [
         (json!({"max_attempts": 0}), "$.max_attempts"),
         (json!({"max_attempts": 1001}), "$.max_attempts"),
-        (json!({"max_attempts": 2, "requeue": true}), "$.max_attempts"),
+        (
+            json!({"max_attempts": 2, "requeue": true}),
+            "$.max_attempts",
+        ),
         (json!({"retry_delay_ms": 5}), "$.retry_delay_ms"),
         (
             json!({"max_attempts": 2, "retry_delay_ms": 86_400_001u64}),
