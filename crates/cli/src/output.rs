@@ -144,7 +144,18 @@ pub fn task_block(out: &mut dyn Write, t: &Task) -> io::Result<()> {
         ("last lsn", t.last_lsn.to_string()),
     ];
     for (k, v) in &t.metadata {
-        kv.push(("meta", format!("{k} = {}", compact_json(v))));
+        // The runtime's retry backoff is stored as ms since the epoch; shown as a time.
+        let not_before = (k == tasklog::task::META_NOT_BEFORE)
+            .then(|| v.as_i64())
+            .flatten()
+            .map(|ms| tasklog::task::Timestamp(ms).to_rfc3339());
+        match not_before {
+            Some(at) => kv.push((
+                "not before",
+                format!("{at} (earliest start of the next attempt)"),
+            )),
+            None => kv.push(("meta", format!("{k} = {}", compact_json(v)))),
+        }
     }
     if let Some(c) = &t.checkpoint {
         kv.push((

@@ -153,3 +153,19 @@ fn the_demo_captured_to_a_pipe_shows_every_step_in_plain_words() {
     assert!(!out.contains('\r') && !err.contains('\r'), "{err}");
     assert!(!err.contains("\u{1b}["), "{err}");
 }
+
+#[test]
+fn a_retry_backoff_is_shown_as_a_time_not_raw_milliseconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let id = submit(d, "later", &["--meta", "runtime.not_before=1800000000000"]);
+    let out = ok(d, &["get", &id]);
+    assert!(
+        out.contains("not before: 2027-01-15T08:00:00.000Z"),
+        "{out}"
+    );
+    assert!(!out.contains("1800000000000"), "{out}");
+    // JSON keeps the stored value.
+    let v: serde_json::Value = serde_json::from_str(&ok(d, &["get", &id, "--json"])).unwrap();
+    assert_eq!(v["metadata"]["runtime.not_before"], 1_800_000_000_000_i64);
+}
