@@ -304,3 +304,68 @@ fn a_damaged_settings_file_is_refused_with_its_name() {
     let err = Store::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("unsupported format version 9"), "{err}");
 }
+
+/// Starts in one batch count against the limits together with the tasks already running (the
+/// running counts are taken once per batch, then each admitted start adds to them): a batch
+/// that would pass a limit is refused whole and writes nothing.
+#[test]
+fn starts_in_one_batch_count_together_against_the_limits() {
+    use tasklog::store::{Change, Mutation};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .set_kind_settings(
+            "k",
+            KindSettings::new()
+                .max_running(3)
+                .max_running_per_key("customer", 2),
+        )
+        .unwrap();
+    for (id, customer) in [
+        ("a", "c1"),
+        ("b", "c1"),
+        ("c", "c1"),
+        ("d", "c2"),
+        ("e", "c2"),
+    ] {
+        store
+            .submit(
+                NewTask::new(id)
+                    .id(id)
+                    .meta(META_KIND, json!("k"))
+                    .meta("customer", json!(customer)),
+            )
+            .unwrap();
+    }
+    store.start("a").unwrap();
+    let starts = |ids: &[&str]| -> Vec<Mutation> {
+        ids.iter()
+            .map(|id| {
+                Mutation::new(
+                    *id,
+                    Change::Start {
+                        owner: None,
+                        lease_ms: None,
+                    },
+                )
+            })
+            .collect()
+    };
+    let before = store.last_lsn();
+    // c1 would have 3 running, above its 2.
+    assert!(matches!(
+        store.batch(starts(&["b", "c"])),
+        Err(Error::Throttled { .. })
+    ));
+    // 4 running in all, above 3.
+    assert!(matches!(
+        store.batch(starts(&["b", "d", "e"])),
+        Err(Error::Throttled { .. })
+    ));
+    assert_eq!(store.last_lsn(), before, "a refused batch writes nothing");
+    store.batch(starts(&["b", "d"])).unwrap();
+    assert!(matches!(store.start("e"), Err(Error::Throttled { .. })));
+    let running = |id: &str| store.get(id).unwrap().state == TaskState::Running;
+    assert!(running("a") && running("b") && running("d"));
+    assert!(!running("c") && !running("e"));
+}
