@@ -105,6 +105,33 @@ mod tests {
         assert!(default_file_name().starts_with("tasks_export_"));
     }
 
+    /// Issue #23: the new file is fsynced before the rename makes it the target, and the
+    /// directory after the rename (a power cut must leave the old file or the whole new one).
+    #[test]
+    #[cfg(unix)]
+    fn the_file_is_fsynced_before_the_rename_and_the_directory_after() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("should create a temp dir");
+        let target = dir.path().join("out.json");
+        fs::write(&target, b"old").expect("should write");
+        let _ = crate::wal::os::fsync_trace::take();
+        write_atomically(&target, |f| {
+            f.write_all(b"new").map_err(|e| Error::io("write", "t", e))
+        })
+        .expect("should write");
+        let trace = crate::wal::os::fsync_trace::take();
+        let id = |p: &Path| {
+            let m = fs::metadata(p).expect("should stat");
+            (m.dev(), m.ino())
+        };
+        // The rename keeps the inode: the target's is the temporary file's.
+        let file_at = trace.iter().position(|i| *i == id(&target));
+        let dir_at = trace.iter().rposition(|i| *i == id(dir.path()));
+        assert!(file_at.is_some(), "the new file was not fsynced: {trace:?}");
+        assert!(dir_at.is_some(), "the directory was not fsynced: {trace:?}");
+        assert!(file_at < dir_at, "file, then directory: {trace:?}");
+    }
+
     /// Issue #24 (9): a new export is 0600; one replacing a file keeps that file's mode.
     #[test]
     #[cfg(unix)]
