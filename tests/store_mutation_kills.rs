@@ -186,17 +186,24 @@ fn catch_up_subscriptions_wait_for_durability() {
 /// A store whose log was written by a writer that compacted it.
 fn compacted_store(sim: &SimStorage) {
     let store = sim_store(sim);
-    for i in 0..400 {
-        store
-            .submit(
-                NewTask::new("k")
-                    .id(format!("t{i}"))
-                    .description("x".repeat(200)),
-            )
-            .unwrap();
+    let first_segment = Path::new("/db/wal/00000000000000000001.seg");
+    // NOTE: a few rounds if need be, until a snapshot has compacted the first segment away.
+    for round in 0..10 {
+        for i in 0..200 {
+            store
+                .submit(
+                    NewTask::new("k")
+                        .id(format!("t{round}-{i}"))
+                        .description("x".repeat(200)),
+                )
+                .unwrap();
+        }
+        store.snapshot().unwrap();
+        if !sim.exists(first_segment) {
+            break;
+        }
     }
-    store.snapshot().unwrap();
-    for i in 400..420 {
+    for i in 0..20 {
         store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
     }
     store.close().unwrap();

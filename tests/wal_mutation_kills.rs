@@ -39,10 +39,21 @@ fn rolled_log(n: u64) -> SimStorage {
 fn segments_removed_by_truncate_before_stay_removed_after_a_power_cut() {
     let sim = rolled_log(300);
     let wal = open_sim(&sim, small_opts()).unwrap();
-    let before = sim_segments(&sim, &sim_dir()).len();
-    assert!(before >= 4, "{before} segments");
+    let before = sim_segments(&sim, &sim_dir());
+    assert!(before.len() >= 4, "{} segments", before.len());
+    let size = |p: &PathBuf| sim.file_bytes(p).map_or(0, |b| b.len() as u64);
+    let sizes: Vec<u64> = before.iter().map(size).collect();
     let report = wal.truncate_before(200).unwrap();
     assert!(report.segments_removed >= 2, "{report:?}");
+    // The report counts exactly the files and bytes that went.
+    let after = sim_segments(&sim, &sim_dir());
+    let gone: Vec<u64> = (0..before.len())
+        .filter(|&i| !after.contains(&before[i]))
+        .map(|i| sizes[i])
+        .collect();
+    assert_eq!(report.segments_removed, gone.len(), "{report:?}");
+    let gone_bytes: u64 = gone.iter().sum();
+    assert_eq!(report.bytes_removed, gone_bytes, "{report:?}");
     let first = wal.first_lsn();
     let left = sim_segments(&sim, &sim_dir());
     // No close, no later sync of anything: the power cut comes right after the call.
@@ -198,7 +209,7 @@ fn close_keeps_the_lock_while_a_leader_is_still_writing() {
         let wal = wal.clone();
         std::thread::spawn(move || wal.append(&payload(3)))
     };
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until(|| wal.next_lsn() == 4, "record 3 was never submitted");
     // Round 1 goes through; the fsync of round 2 (record 3) is held.
     sim.release_syncs_then_hold_after(1);
     wait_until(|| sim.syncs_held() == 1, "round 2 never reached its fsync");
