@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{all_records, assert_prefix, open_sim, payload, sim_dir, sim_segments, small_opts};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::{OpenMode, Storage, StorageFile as _, Wal};
+use tasklog::wal::{OpenMode, Storage, Wal};
 
 /// A closed log of `n` records over several small segments.
 fn rolled_log(n: u64) -> SimStorage {
