@@ -59,17 +59,28 @@ pub fn write_atomically<T>(target: &Path, write: impl FnOnce(&mut File) -> Resul
 
 /// Fsyncs the directory holding `path`, so that the rename itself is durable.
 fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
+    let dir = dir_of(path);
+    dir_synced(&dir, crate::wal::os::sync_dir(&dir))
+}
+
+/// The directory holding `path`: `.` for a bare file name.
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    match crate::wal::os::sync_dir(&dir) {
+    }
+}
+
+/// What the directory fsync's outcome means for the export (apart, so tests can give it the
+/// errors a real file system seldom produces).
+fn dir_synced(dir: &Path, result: io::Result<()>) -> Result<()> {
+    match result {
         Ok(()) => Ok(()),
         // Some file systems refuse to fsync a directory; the rename is then as durable as
         // that file system makes it.
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::io("open directory", &dir, e)),
-        Err(e) => Err(Error::io("fsync directory", &dir, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::io("open directory", dir, e)),
+        Err(e) => Err(Error::io("fsync directory", dir, e)),
     }
 }
 
@@ -103,6 +114,60 @@ mod tests {
         assert_eq!(fs::read(&target).expect("should read"), b"new");
         assert_eq!(fs::read_dir(dir.path()).expect("should list").count(), 1);
         assert!(default_file_name().starts_with("tasks_export_"));
+    }
+
+    /// Issue #23: the new file is fsynced before the rename makes it the target, and the
+    /// directory after the rename (a power cut must leave the old file or the whole new one).
+    #[test]
+    #[cfg(unix)]
+    fn the_file_is_fsynced_before_the_rename_and_the_directory_after() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("should create a temp dir");
+        let target = dir.path().join("out.json");
+        fs::write(&target, b"old").expect("should write");
+        let _ = crate::wal::os::fsync_trace::take();
+        write_atomically(&target, |f| {
+            f.write_all(b"new").map_err(|e| Error::io("write", "t", e))
+        })
+        .expect("should write");
+        let trace = crate::wal::os::fsync_trace::take();
+        let id = |p: &Path| {
+            let m = fs::metadata(p).expect("should stat");
+            (m.dev(), m.ino())
+        };
+        // The rename keeps the inode: the target's is the temporary file's.
+        let file_at = trace.iter().position(|i| *i == id(&target));
+        let dir_at = trace.iter().rposition(|i| *i == id(dir.path()));
+        assert!(file_at.is_some(), "the new file was not fsynced: {trace:?}");
+        assert!(dir_at.is_some(), "the directory was not fsynced: {trace:?}");
+        assert!(file_at < dir_at, "file, then directory: {trace:?}");
+    }
+
+    /// Issue #23 (cargo-mutants survivors): a bare file name is synced in `.`; a file system
+    /// that refuses to fsync a directory (EINVAL) is accepted; a missing directory and a failed
+    /// fsync are errors naming the directory and what failed.
+    #[test]
+    fn the_directory_fsync_outcome_is_mapped_exactly() {
+        assert_eq!(dir_of(Path::new("out.json")), PathBuf::from("."));
+        assert_eq!(dir_of(Path::new("a/out.json")), PathBuf::from("a"));
+        let dir = Path::new("/x");
+        assert!(dir_synced(dir, Ok(())).is_ok());
+        let refused = io::Error::from(io::ErrorKind::InvalidInput);
+        assert!(dir_synced(dir, Err(refused)).is_ok());
+        let op = |r: Result<()>| match r {
+            Err(Error::Io { op, path, .. }) => (op, path),
+            other => panic!("{other:?}"),
+        };
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(
+            op(dir_synced(dir, Err(missing))),
+            ("open directory", dir.into())
+        );
+        let eio = io::Error::other("EIO");
+        assert_eq!(
+            op(dir_synced(dir, Err(eio))),
+            ("fsync directory", dir.into())
+        );
     }
 
     /// Issue #24 (9): a new export is 0600; one replacing a file keeps that file's mode.

@@ -79,12 +79,38 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 /// Makes the file's data and all of its metadata durable.
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
     #[cfg(target_vendor = "apple")]
-    {
-        full_fsync(file)
-    }
+    let result = full_fsync(file);
     #[cfg(not(target_vendor = "apple"))]
-    {
-        file.sync_all()
+    let result = file.sync_all();
+    #[cfg(all(test, unix))]
+    if result.is_ok() {
+        fsync_trace::record(file);
+    }
+    result
+}
+
+/// Unit tests only: the files (device, inode) this thread fsynced through [`sync_all`], in
+/// order. Code that writes through `std::fs` rather than the `Storage` seam (the export's
+/// atomic file) cannot run on the simulated disk; this trace is how its tests prove a file
+/// was fsynced before its rename, and its directory after (issue #23).
+#[cfg(all(test, unix))]
+pub(crate) mod fsync_trace {
+    use std::cell::RefCell;
+    use std::os::unix::fs::MetadataExt;
+
+    thread_local! {
+        static TRACE: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn record(file: &std::fs::File) {
+        if let Ok(m) = file.metadata() {
+            TRACE.with(|t| t.borrow_mut().push((m.dev(), m.ino())));
+        }
+    }
+
+    /// The trace so far, emptied.
+    pub(crate) fn take() -> Vec<(u64, u64)> {
+        TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
     }
 }
 

@@ -83,20 +83,37 @@ pub struct SimStorage {
 /// Holds file fsyncs back while closed, so a test can act while a sync is in flight.
 #[derive(Debug, Default)]
 struct Gate {
-    held: Mutex<bool>,
+    held: Mutex<GateState>,
     cond: parking_lot::Condvar,
     waiting: std::sync::atomic::AtomicUsize,
 }
 
+#[derive(Debug, Default)]
+struct GateState {
+    held: bool,
+    /// `Some(n)`: `n` more fsyncs pass, then the gate closes (a barrier on one given fsync).
+    pass_then_hold: Option<u64>,
+}
+
 impl Gate {
     fn pass(&self) {
-        let mut held = self.held.lock();
-        if *held {
+        let mut st = self.held.lock();
+        loop {
+            if !st.held {
+                match st.pass_then_hold {
+                    Some(0) => {
+                        st.held = true;
+                        st.pass_then_hold = None;
+                        continue;
+                    }
+                    Some(n) => st.pass_then_hold = Some(n - 1),
+                    None => {}
+                }
+                return;
+            }
             self.waiting
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            while *held {
-                self.cond.wait(&mut held);
-            }
+            self.cond.wait(&mut st);
             self.waiting
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -153,11 +170,24 @@ impl SimStorage {
 
     /// File fsyncs (`sync_data`, `sync_all`) block from now until [`SimStorage::release_syncs`].
     pub fn hold_syncs(&self) {
-        *self.gate.held.lock() = true;
+        let mut st = self.gate.held.lock();
+        st.held = true;
+        st.pass_then_hold = None;
     }
     /// Lets held fsyncs go on (they then succeed or fail as the faults say).
     pub fn release_syncs(&self) {
-        *self.gate.held.lock() = false;
+        let mut st = self.gate.held.lock();
+        st.held = false;
+        st.pass_then_hold = None;
+        self.gate.cond.notify_all();
+    }
+    /// Lets the next `n` file fsyncs through (those held now first), then holds every later
+    /// one as [`SimStorage::hold_syncs`] does: a barrier on one chosen fsync, so a test can act
+    /// while, say, a group-commit leader is in its *second* round.
+    pub fn release_syncs_then_hold_after(&self, n: u64) {
+        let mut st = self.gate.held.lock();
+        st.held = false;
+        st.pass_then_hold = Some(n);
         self.gate.cond.notify_all();
     }
     /// How many fsyncs are blocked by [`SimStorage::hold_syncs`] now.

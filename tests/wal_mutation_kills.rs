@@ -1,0 +1,243 @@
+//! Goal: each durability promise of the log that a deliberately broken build used to pass
+//! (issue #23, mutation testing) has a test here that fails when the promise is broken:
+//! `truncate_before` syncs the directory, the torn-tail cut at open is fsynced, the writer's
+//! open syncs the directory before trusting what it lists, `repair`'s quarantine copy is
+//! fsynced, a zeroed header in front of records is corruption (never "an unfinished roll"),
+//! and `close()` keeps the lock until a leader writing for others has finished.
+//!
+//! Method: logs on the simulated disk (`SimStorage`), where a directory entry (create, rename,
+//! remove) is durable only after `sync_dir` of its parent, file bytes and a `set_len` only
+//! after an fsync of that file, and a chosen fsync can be held at a barrier. Each test ends in
+//! a power cut (`crash()`) or looks at the store while an fsync is held. The code change each
+//! test catches is listed in docs/durability.md ("Mutation testing").
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{all_records, assert_prefix, open_sim, payload, sim_dir, sim_segments, small_opts};
+use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{OpenMode, Storage, Wal};
+
+/// A closed log of `n` records over several small segments.
+fn rolled_log(n: u64) -> SimStorage {
+    let sim = SimStorage::new(7);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 1..=n {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.close().unwrap();
+    sim
+}
+
+/// `truncate_before` returns only once the removals are durable: a power cut right after it
+/// must not bring the removed segments back (they would resurrect compacted history and,
+/// for a store, records below its snapshot).
+#[test]
+fn segments_removed_by_truncate_before_stay_removed_after_a_power_cut() {
+    let sim = rolled_log(300);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    let before = sim_segments(&sim, &sim_dir());
+    assert!(before.len() >= 4, "{} segments", before.len());
+    let size = |p: &PathBuf| sim.file_bytes(p).map_or(0, |b| b.len() as u64);
+    let sizes: Vec<u64> = before.iter().map(size).collect();
+    let report = wal.truncate_before(200).unwrap();
+    assert!(report.segments_removed >= 2, "{report:?}");
+    // The report counts exactly the files and bytes that went.
+    let after = sim_segments(&sim, &sim_dir());
+    let gone: Vec<u64> = (0..before.len())
+        .filter(|&i| !after.contains(&before[i]))
+        .map(|i| sizes[i])
+        .collect();
+    assert_eq!(report.segments_removed, gone.len(), "{report:?}");
+    let gone_bytes: u64 = gone.iter().sum();
+    assert_eq!(report.bytes_removed, gone_bytes, "{report:?}");
+    let first = wal.first_lsn();
+    let left = sim_segments(&sim, &sim_dir());
+    // No close, no later sync of anything: the power cut comes right after the call.
+    let image = sim.crash();
+    drop(wal);
+    assert_eq!(
+        sim_segments(&image, &sim_dir()),
+        left,
+        "a removed segment came back after a power cut: the directory was not fsynced"
+    );
+    let wal = open_sim(&image, small_opts()).unwrap();
+    assert_eq!(wal.first_lsn(), first);
+}
+
+/// The torn tail a writer's open cuts is cut durably before the open returns: a power cut right
+/// after the open must find a clean log (no tail to cut again).
+#[test]
+fn the_torn_tail_cut_at_open_is_durable() {
+    let sim = rolled_log(100);
+    let last = sim_segments(&sim, &sim_dir()).pop().unwrap();
+    let mut bytes = sim.file_bytes(&last).unwrap();
+    // Half a record of garbage after the last complete one: a torn append.
+    bytes.extend_from_slice(&[0x5a; 13]);
+    sim.put_file(&last, bytes);
+    let (wal, report) =
+        Wal::open_with_storage(Arc::new(sim.clone()), sim_dir(), small_opts()).unwrap();
+    assert_eq!(report.torn_bytes_cut, 13, "{report:?}");
+    let image = sim.crash();
+    drop(wal);
+    let (wal, report) =
+        Wal::open_with_storage(Arc::new(image.clone()), sim_dir(), small_opts()).unwrap();
+    assert_eq!(
+        report.torn_bytes_cut, 0,
+        "the cut came undone at a power cut: it was not fsynced ({report:?})"
+    );
+    assert_prefix(&all_records(&wal).unwrap(), 100);
+}
+
+/// A segment whose data is on disk but whose directory entry is not (a writer killed between
+/// the two, or whose directory fsync failed) is listed by the next writer in the same boot.
+/// That writer's open must make the entry durable before appending to the segment, or a power
+/// cut takes the segment, and the records acknowledged in it, away.
+#[test]
+fn a_writer_open_makes_the_listed_segments_durable_before_appending() {
+    // The header of a first segment, taken from a log made elsewhere.
+    let donor = rolled_log(1);
+    let first = sim_segments(&donor, &sim_dir()).remove(0);
+    let header = donor.file_bytes(&first).unwrap();
+
+    let sim = SimStorage::new(8);
+    // The log directory exists durably, empty.
+    sim.put_file(&sim_dir().join("placeholder"), Vec::new());
+    sim.remove_file(&sim_dir().join("placeholder")).unwrap();
+    sim.sync_dir(&sim_dir()).unwrap();
+    // The segment's bytes are synced; its directory entry is not.
+    let f = sim.open(&first, OpenMode::CreateNew).unwrap();
+    f.write_all_at(&header, 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    assert_eq!(wal.next_lsn(), 2, "the segment holds record 1");
+    for i in 2..=5 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let image = sim.crash();
+    drop(wal);
+    let wal = open_sim(&image, small_opts()).unwrap();
+    assert_prefix(&all_records(&wal).unwrap(), 5);
+}
+
+/// `repair` copies the damaged bytes to `quarantine/` durably before it cuts: after a power
+/// cut right after it, the copy holds every damaged byte.
+#[test]
+fn the_repair_quarantine_copy_survives_a_power_cut() {
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    sim.put_file(&victim, bytes);
+    let report = tasklog::wal::repair_with_storage(&sim, &sim_dir(), false).unwrap();
+    assert!(!report.files_quarantined.is_empty(), "{report:?}");
+    let copies: Vec<(PathBuf, Vec<u8>)> = report
+        .files_quarantined
+        .iter()
+        .map(|p| (p.clone(), sim.file_bytes(p).unwrap()))
+        .collect();
+    assert!(copies.iter().any(|(_, b)| !b.is_empty()));
+    let image = sim.crash();
+    for (path, bytes) in copies {
+        assert_eq!(
+            image.file_bytes(&path).as_deref(),
+            Some(&bytes[..]),
+            "{}: the quarantine copy was not fsynced",
+            path.display()
+        );
+    }
+}
+
+/// A last segment whose header is all zeros but which holds records after it is damage, not a
+/// roll that never finished: open refuses it and leaves the file in place (deleting it would
+/// drop acknowledged records silently); read-only opens refuse it too.
+#[test]
+fn a_zeroed_header_in_front_of_records_is_corruption_and_kept() {
+    let sim = rolled_log(300);
+    let last = sim_segments(&sim, &sim_dir()).pop().unwrap();
+    let mut bytes = sim.file_bytes(&last).unwrap();
+    assert!(bytes.len() > 64, "the last segment holds records");
+    bytes[..48].fill(0);
+    sim.put_file(&last, bytes.clone());
+    for read_only in [false, true] {
+        let err = open_sim(&sim, small_opts().read_only(read_only)).unwrap_err();
+        assert!(err.is_corruption(), "read_only {read_only}: {err}");
+        assert!(
+            err.to_string().contains(&last.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            sim.file_bytes(&last).as_deref(),
+            Some(&bytes[..]),
+            "the damaged segment was changed or removed"
+        );
+    }
+}
+
+/// `close()` must not release the lock while a group-commit leader is still writing records
+/// submitted before the close (it leads for others after the close's own sync returned): a
+/// writer opening then could have its records overwritten by the old leader's late writes.
+/// The leader's second fsync is held at a barrier; meanwhile `close()` must not return and the
+/// lock must still be taken.
+#[test]
+fn close_keeps_the_lock_while_a_leader_is_still_writing() {
+    let sim = SimStorage::new(9);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    wal.append(&payload(1)).unwrap();
+    sim.hold_syncs();
+    // The leader of round 1: written, held in its fdatasync.
+    let first = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.append(&payload(2)))
+    };
+    wait_until(|| sim.syncs_held() == 1, "round 1 never reached its fsync");
+    let closer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.close())
+    };
+    // Give close() time to take the LSN its own sync waits for (2) and block on it.
+    std::thread::sleep(Duration::from_millis(200));
+    // Submitted after that: the close's sync does not wait for it, but a leader still writes it.
+    let second = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.append(&payload(3)))
+    };
+    wait_until(|| wal.next_lsn() == 4, "record 3 was never submitted");
+    // Round 1 goes through; the fsync of round 2 (record 3) is held.
+    sim.release_syncs_then_hold_after(1);
+    wait_until(|| sim.syncs_held() == 1, "round 2 never reached its fsync");
+    std::thread::sleep(Duration::from_millis(150));
+    let lock = sim_dir().join("LOCK");
+    assert!(
+        !closer.is_finished(),
+        "close() returned while a leader was still writing"
+    );
+    assert!(
+        sim.try_lock(&lock).unwrap().is_none(),
+        "the lock was released while a leader was still writing"
+    );
+    sim.release_syncs();
+    assert_eq!(first.join().unwrap().unwrap(), 2);
+    closer.join().unwrap().unwrap();
+    // Record 3 was submitted before the close took effect: written whole, or refused.
+    let third_ok = second.join().unwrap().is_ok();
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    let records = all_records(&wal).unwrap();
+    assert_prefix(&records, if third_ok { 3 } else { records.len() as u64 });
+    assert!(records.len() >= 2);
+}
+
+fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
