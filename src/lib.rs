@@ -51,5 +51,5 @@ pub mod task;
 pub mod wal;
 
 pub use error::{Error, Result};
-pub use store::{Store, StoreOptions};
+pub use store::{Durability, Filter, Query, ReadView, Store, StoreOptions};
 pub use task::{NewTask, Task, TaskState};

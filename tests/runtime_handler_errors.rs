@@ -125,7 +125,7 @@ fn question_mark_records_the_error_and_its_sources() {
 #[test]
 fn handler_error_display_skips_a_source_its_parent_already_shows() {
     // tasklog's own I/O error prints its source; the chain must not repeat it.
-    let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+    let io = std::io::Error::other("disk on fire");
     let e: HandlerError = tasklog::Error::io("write", "/x/y", io).into();
     let text = e.to_string();
     assert_eq!(text.matches("disk on fire").count(), 1, "{text}");

@@ -232,8 +232,10 @@ fn a_panic_is_recorded_as_a_failure_with_its_message() {
     );
     rt.register(
         "static_panic",
-        Kind::from_handler(|_: &TaskContext, _| -> Result<Value, String> { panic!("static message") })
-            .retry(RetryPolicy::never()),
+        Kind::from_handler(|_: &TaskContext, _| -> Result<Value, String> {
+            panic!("static message")
+        })
+        .retry(RetryPolicy::never()),
     );
     rt.register("fine", Kind::new(|_: &TaskContext, _| Ok(json!(1))));
     rt.start().unwrap();
