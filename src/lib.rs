@@ -50,6 +50,12 @@ pub mod store;
 pub mod task;
 pub mod wal;
 
+/// The README's code blocks, compiled (and the `no_run` ones type-checked) as doctests so the
+/// snippets users paste keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 pub use error::{Error, Result};
 pub use store::{Durability, Filter, Query, ReadView, Store, StoreOptions};
 pub use task::{NewTask, Task, TaskState};
