@@ -88,6 +88,7 @@ struct SnapshotProgress {
 
 /// What a snapshot wrote.
 #[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     /// The snapshot file.
     pub path: PathBuf,

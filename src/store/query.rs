@@ -108,6 +108,7 @@ impl Cursor {
 
 /// One page of results.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Page {
     /// The tasks.
     pub tasks: Vec<Task>,

@@ -112,6 +112,7 @@ pub struct VerifyReplaySummary {
 /// The whole `tasklog verify --json` document.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// No damage (a torn tail alone is not damage).
     pub ok: bool,

@@ -143,6 +143,7 @@ pub struct LatencySummary {
 
 /// Live figures about the log.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct WalStats {
     pub segments: usize,
     pub bytes: u64,
