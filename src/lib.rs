@@ -42,6 +42,7 @@
 // NOTE: `deny`, not `forbid`, so that the one module that memory-maps segments can allow it
 // locally with a SAFETY comment.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod error;
 pub mod export;
