@@ -56,7 +56,22 @@ use state::State;
 /// The reason written when a crash interrupted a running task.
 pub const INTERRUPTED_REASON: &str = "interrupted by restart";
 
-/// A durable task store. Cheap to clone; all clones share one store. `Send + Sync`.
+/// A durable task store. Cheap to clone; all clones share one store. `Send + Sync`. It closes
+/// when its last clone drops ([`Store::close`] closes it early, for every clone).
+///
+/// ```
+/// use tasklog::{NewTask, Store, TaskState};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let t = store.submit(NewTask::new("resize images"))?;
+/// store.start(&t.id)?;
+/// assert_eq!(store.complete(&t.id, None)?.state, TaskState::Completed);
+/// assert_eq!(store.history(&t.id)?.len(), 3); // created, started, completed
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
