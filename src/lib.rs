@@ -42,6 +42,7 @@
 // NOTE: `deny`, not `forbid`, so that the one module that memory-maps segments can allow it
 // locally with a SAFETY comment.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod error;
 pub mod export;
@@ -50,6 +51,12 @@ pub mod store;
 pub mod task;
 pub mod wal;
 
+/// The README's code blocks, compiled (and the `no_run` ones type-checked) as doctests so the
+/// snippets users paste keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 pub use error::{Error, Result};
-pub use store::{Store, StoreOptions};
+pub use store::{Durability, Filter, Query, ReadView, Store, StoreOptions};
 pub use task::{NewTask, Task, TaskState};

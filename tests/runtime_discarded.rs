@@ -70,7 +70,7 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         "flaky",
         Kind::new(|ctx: &TaskContext, _: Value| {
             if ctx.attempt() <= 2 {
-                Err(format!("attempt {} broke", ctx.attempt()))
+                Err(format!("attempt {} broke", ctx.attempt()).into())
             } else {
                 Ok(json!("fixed"))
             }
@@ -136,7 +136,7 @@ fn the_last_failed_attempt_discards_the_task_with_every_failure_in_its_history()
     assert_eq!(store.get(&id).unwrap().state, TaskState::Discarded);
 
     // Queryable: by state, counted apart from failed.
-    let found = store.list(&discarded_only()).unwrap().tasks;
+    let found = store.list(discarded_only()).unwrap().tasks;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, id);
     let stats = store.stats(None).unwrap();
@@ -215,7 +215,7 @@ fn discarded_survives_reopen_snapshot_export_and_import() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.get(&id).unwrap().state, TaskState::Discarded);
-    assert_eq!(store.list(&discarded_only()).unwrap().tasks.len(), 1);
+    assert_eq!(store.list(discarded_only()).unwrap().tasks.len(), 1);
 
     // JSON export names the state and the event; an import rebuilds the same task.
     let mut doc = Vec::new();
@@ -280,7 +280,6 @@ fn discarded_event_and_state_code_are_pinned() {
         [0x01, 0x01, 0x74, 0xd0, 0x0f, 0x00, 0x0f, 0x01, 0x01, 0x78]
     );
     assert_eq!(wire::decode_event(&bytes).unwrap(), event);
-    assert_eq!(wire::v1::state_code(TaskState::Discarded), 5);
-    assert_eq!(wire::v1::state_from_code(5).unwrap(), TaskState::Discarded);
-    assert!(wire::v1::state_from_code(6).is_err(), "6 is no state");
+    // The state code itself (5) is pinned by a unit test in src/task/wire/v1.rs, which is
+    // crate-private.
 }

@@ -131,7 +131,7 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
                 .unwrap()
                 .push((ctx.id().to_string(), ctx.attempt()));
             if ctx.attempt() < 3 {
-                Err(format!("fail at attempt {}", ctx.attempt()))
+                Err(format!("fail at attempt {}", ctx.attempt()).into())
             } else {
                 Ok(json!("finally"))
             }
@@ -145,7 +145,7 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
             s.lock()
                 .unwrap()
                 .push((ctx.id().to_string(), ctx.attempt()));
-            Err(format!("hopeless attempt {}", ctx.attempt()))
+            Err(format!("hopeless attempt {}", ctx.attempt()).into())
         })
         .retry(quick_retry(2)),
     );
@@ -225,15 +225,17 @@ fn a_panic_is_recorded_as_a_failure_with_its_message() {
     let mut rt = runtime(dir.path(), 1);
     rt.register(
         "panics",
-        Kind::new(|ctx: &TaskContext, _| -> Result<Value, String> {
+        Kind::from_handler(|ctx: &TaskContext, _| -> Result<Value, String> {
             panic!("kaboom in {}", ctx.id())
         })
         .retry(RetryPolicy::never()),
     );
     rt.register(
         "static_panic",
-        Kind::new(|_: &TaskContext, _| -> Result<Value, String> { panic!("static message") })
-            .retry(RetryPolicy::never()),
+        Kind::from_handler(|_: &TaskContext, _| -> Result<Value, String> {
+            panic!("static message")
+        })
+        .retry(RetryPolicy::never()),
     );
     rt.register("fine", Kind::new(|_: &TaskContext, _| Ok(json!(1))));
     rt.start().unwrap();

@@ -197,7 +197,7 @@ fn stepper(log: StepLog) -> Kind {
         let mut last_done = None;
         for step in first..20 {
             if ctx.is_shutting_down() {
-                return Err(format!("stopping at step {step}"));
+                return Err(format!("stopping at step {step}").into());
             }
             ctx.checkpoint("step", json!({ "step": step }))
                 .map_err(|e| e.to_string())?;

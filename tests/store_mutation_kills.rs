@@ -85,7 +85,7 @@ fn reads_wait_for_the_durability_of_what_they_return() {
         (
             "list",
             Box::new(|s: &Store| {
-                s.list(&Query::default())
+                s.list(Query::default())
                     .ok()
                     .filter(|p| p.tasks.iter().any(|t| t.state == TaskState::Running))
                     .map(|_| "a running task".to_string())

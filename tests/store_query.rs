@@ -570,7 +570,7 @@ fn sorting_by_created_and_updated_in_both_directions() {
         }
     }
     // The default is oldest first by creation.
-    let got = ids(&store.list(&Query::default()).unwrap().tasks);
+    let got = ids(&store.list(Query::default()).unwrap().tasks);
     assert_eq!(got, reference(&all, &f, SortKey::Created, false));
     // Updated order differs from created order here, so the key is really used.
     assert_ne!(

@@ -9,6 +9,25 @@
 //!   and applies it as one atomic [`Store::batch`](crate::Store::batch).
 //!
 //! The formats, aliases, columns and guarantees are described in `docs/export.md`.
+//!
+//! ```
+//! use tasklog::export::{ExportOptions, ImportOptions, export_json, import_json_bytes};
+//! use tasklog::{NewTask, Store};
+//!
+//! # fn main() -> tasklog::Result<()> {
+//! let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+//! let source = Store::open(a.path())?;
+//! source.submit(NewTask::new("carried over").id("t1"))?;
+//! let mut json = Vec::new();
+//! export_json(&source, &ExportOptions::new(), &mut json, |_, _| {})?;
+//!
+//! let target = Store::open(b.path())?;
+//! let report = import_json_bytes(&target, &json, "export.json", &ImportOptions::new(), |_, _| {})?;
+//! assert_eq!(report.imported, 1);
+//! assert_eq!(target.history("t1")?.len(), source.history("t1")?.len());
+//! # Ok(())
+//! # }
+//! ```
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod aliases;

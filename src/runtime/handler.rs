@@ -8,21 +8,94 @@ use serde_json::Value;
 use super::context::TaskContext;
 use crate::task::Task;
 
-/// The error a handler returns: its text is recorded as the task's `last_error`.
-pub type HandlerError = String;
+/// The boxed error inside a [`HandlerError`].
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Runs tasks of one kind.
+/// The error a handler returns: its text, with the chain of its sources joined by `": "`, is
+/// recorded as the task's `last_error` and the retry policy decides what follows.
+///
+/// `?` converts into it from [`crate::Error`] (so context calls need no `map_err`), from any
+/// `std::error::Error + Send + Sync + 'static`, and from `String` and `&str`:
+///
+/// ```
+/// use tasklog::runtime::{HandlerError, TaskContext};
+/// use serde_json::{json, Value};
+///
+/// fn resize(ctx: &TaskContext, input: Value) -> Result<Value, HandlerError> {
+///     ctx.progress(10, Some("load"), None)?; // tasklog::Error
+///     let n: u32 = input["n"].to_string().parse()?; // ParseIntError
+///     if n == 0 {
+///         return Err("n must be positive".into()); // &str
+///     }
+///     Ok(json!({ "resized": n }))
+/// }
+/// # let _ = resize;
+/// ```
+///
+// NOTE: deliberately not `std::error::Error` itself (like `anyhow::Error`): that is what lets
+// the blanket `From` below coexist with `From<T> for T`.
+pub struct HandlerError(BoxError);
+
+impl<E: Into<BoxError>> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError(e.into())
+    }
+}
+
+impl HandlerError {
+    /// An error with this message.
+    pub fn msg(message: impl std::fmt::Display) -> Self {
+        HandlerError(message.to_string().into())
+    }
+    /// The error the handler returned.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+    /// Gives back the error the handler returned.
+    pub fn into_inner(self) -> BoxError {
+        self.0
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    /// The error and its sources, outermost first, joined by `": "`, skipping a source whose
+    /// text its parent already shows (many errors print their source themselves).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Runs tasks of one kind. Closures `Fn(&TaskContext, Value) -> Result<Value, HandlerError>`
+/// are handlers; implement it on a type for handlers that carry state or settings.
 pub trait Handler: Send + Sync {
     /// Does the work. A returned value completes the task with it as the result.
     fn run(&self, ctx: &TaskContext, input: Value) -> Result<Value, HandlerError>;
 }
 
-impl<F> Handler for F
+impl<F, E> Handler for F
 where
-    F: Fn(&TaskContext, Value) -> Result<Value, HandlerError> + Send + Sync,
+    F: Fn(&TaskContext, Value) -> Result<Value, E> + Send + Sync,
+    E: Into<HandlerError>,
 {
     fn run(&self, ctx: &TaskContext, input: Value) -> Result<Value, HandlerError> {
-        self(ctx, input)
+        self(ctx, input).map_err(Into::into)
     }
 }
 
@@ -204,8 +277,28 @@ pub struct Kind {
 pub const ABANDON_AFTER_DEFAULT: Duration = Duration::from_secs(5);
 
 impl Kind {
-    /// A kind with the default retry policy and recovery.
-    pub fn new(handler: impl Handler + 'static) -> Self {
+    /// A kind run by a closure, with the default retry policy and recovery. The closure's
+    /// argument types are inferred:
+    ///
+    /// ```
+    /// use tasklog::runtime::Kind;
+    /// use serde_json::json;
+    ///
+    /// let kind = Kind::new(|ctx, input| {
+    ///     ctx.progress(50, Some("half way"), None)?;
+    ///     Ok(json!({ "echo": input }))
+    /// });
+    /// # let _ = kind;
+    /// ```
+    pub fn new<F>(handler: F) -> Self
+    where
+        F: Fn(&TaskContext, Value) -> Result<Value, HandlerError> + Send + Sync + 'static,
+    {
+        Kind::from_handler(handler)
+    }
+    /// A kind run by any [`Handler`] (a type of yours, or a closure whose error type is one
+    /// that converts into [`HandlerError`], such as `String`).
+    pub fn from_handler(handler: impl Handler + 'static) -> Self {
         Kind {
             handler: Arc::new(handler),
             retry: RetryPolicy::default(),

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// A snapshot of the runtime's figures.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct RuntimeHealth {
     /// Queued tasks by kind, then priority.
     pub queue_depth: BTreeMap<String, BTreeMap<u8, usize>>,

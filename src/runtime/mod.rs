@@ -134,6 +134,29 @@ pub(crate) struct Shared {
 }
 
 /// A pool of workers over a store.
+///
+/// ```
+/// use std::time::Duration;
+/// use serde_json::json;
+/// use tasklog::runtime::{Kind, Runtime, RuntimeOptions};
+/// use tasklog::{StoreOptions, TaskState};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let mut rt = Runtime::open(dir.path(), StoreOptions::new(), RuntimeOptions::default())?;
+/// rt.register("double", Kind::new(|_, input| {
+///     let n = input.as_i64().ok_or("a number, please")?;
+///     Ok(json!(n * 2))
+/// }));
+/// rt.start()?;
+/// let id = rt.submit("double", json!(21), 1)?.id;
+/// rt.wait_idle(Duration::from_secs(10));
+/// let task = rt.store().get(&id)?;
+/// assert_eq!((task.state, task.result), (TaskState::Completed, Some(json!(42))));
+/// rt.shutdown(Duration::from_secs(5))?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Runtime {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,

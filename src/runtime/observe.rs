@@ -18,7 +18,7 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
     let mut h = RuntimeHealth::default();
     let mut run_ms: Vec<f64> = Vec::new();
     let (mut succeeded, mut failed) = (0u64, 0u64);
-    for task in store.list(&Query::default())?.tasks {
+    for task in store.list(Query::default())?.tasks {
         let Some(kind) = task.metadata.get(META_KIND).and_then(Value::as_str) else {
             continue;
         };

@@ -396,7 +396,7 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
     let outcome = catch_unwind(AssertUnwindSafe(|| kind.handler.run(&ctx, input)));
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut outcome = match outcome {
-        Ok(r) => r,
+        Ok(r) => r.map_err(|e| e.to_string()),
         Err(panic) => Err(format!("handler panicked: {}", panic_message(&panic))),
     };
     let timed_out = cancel.is_timed_out();

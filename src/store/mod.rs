@@ -25,6 +25,7 @@ pub mod stats;
 pub mod subscribe;
 pub mod unique;
 pub mod verify;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,16 +45,33 @@ pub use query::{Cursor, Filter, Page, Query, SortKey};
 pub use recovery::RecoveryReport;
 pub use stats::{CleanupAge, CleanupRule, Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
+pub use view::ReadView;
 
 use crate::error::{Error, Result};
 use crate::task::{self, NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
+pub use crate::wal::Durability;
 use commit::Staged;
 use state::State;
 
 /// The reason written when a crash interrupted a running task.
 pub const INTERRUPTED_REASON: &str = "interrupted by restart";
 
-/// A durable task store. Cheap to clone; all clones share one store. `Send + Sync`.
+/// A durable task store. Cheap to clone; all clones share one store. `Send + Sync`. It closes
+/// when its last clone drops ([`Store::close`] closes it early, for every clone).
+///
+/// ```
+/// use tasklog::{NewTask, Store, TaskState};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let t = store.submit(NewTask::new("resize images"))?;
+/// store.start(&t.id)?;
+/// assert_eq!(store.complete(&t.id, None)?.state, TaskState::Completed);
+/// assert_eq!(store.history(&t.id)?.len(), 3); // created, started, completed
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -85,6 +103,7 @@ struct SnapshotProgress {
 
 /// What a snapshot wrote.
 #[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     /// The snapshot file.
     pub path: PathBuf,
@@ -527,7 +546,7 @@ impl Store {
     /// The task with this id.
     pub fn get(&self, id: &str) -> Result<Task> {
         let (task, applied) = {
-            let st = self.inner.state.read();
+            let st = self.inner.state.read_recursive();
             (st.task(id).cloned(), st.applied_lsn)
         };
         self.found(id, task, applied, |t| t.last_lsn)
@@ -561,7 +580,7 @@ impl Store {
     /// after this call while the `Arc` is still held copies the task once. Hold it briefly.
     pub fn get_shared(&self, id: &str) -> Result<Arc<Task>> {
         let (task, applied) = {
-            let st = self.inner.state.read();
+            let st = self.inner.state.read_recursive();
             (st.task_shared(id).cloned(), st.applied_lsn)
         };
         self.found(id, task, applied, |t| t.last_lsn)
@@ -571,13 +590,13 @@ impl Store {
     /// with those kept as events apply. For tests; `Err` describes the first difference.
     #[doc(hidden)]
     pub fn check_indexes(&self) -> std::result::Result<(), String> {
-        self.inner.state.read().check_indexes()
+        self.inner.state.read_recursive().check_indexes()
     }
 
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let (history, applied) = {
-            let st = self.inner.state.read();
+            let st = self.inner.state.read_recursive();
             (st.history(id).cloned(), st.applied_lsn)
         };
         let history = self.found(id, history, applied, |_| 0)?;
@@ -592,27 +611,54 @@ impl Store {
     /// applied so far is durable.
     pub(crate) fn read_state<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
         let (out, lsn) = {
-            let st = self.inner.state.read();
+            let st = self.inner.state.read_recursive();
             (f(&st), st.applied_lsn)
         };
         self.settle(lsn)?;
         Ok(out)
     }
 
-    /// Lists tasks matching a query.
-    pub fn list(&self, query: &Query) -> Result<Page> {
-        self.read_state(|st| query::run(st, query))
+    /// Lists tasks matching a query: a [`Query`], a [`Filter`] (all matches, oldest first), or
+    /// a reference to either.
+    ///
+    /// ```
+    /// use tasklog::{NewTask, Query, Store, TaskState};
+    ///
+    /// # fn main() -> tasklog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path())?;
+    /// for n in 0..3 {
+    ///     store.submit(NewTask::new(format!("job {n}")).tag("nightly"))?;
+    /// }
+    /// let page = store.list(Query::new().state(TaskState::Pending).tag("nightly").limit(2))?;
+    /// assert_eq!(page.tasks.len(), 2);
+    /// let rest = store.list(Query::new().tag("nightly").after(page.next_cursor.unwrap()))?;
+    /// assert_eq!(rest.tasks.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list(&self, query: impl Into<Query>) -> Result<Page> {
+        let query = query.into();
+        self.read_state(|st| query::run(st, &query))
     }
 
-    /// Counts tasks matching a filter.
-    pub fn count(&self, filter: &Filter) -> Result<usize> {
-        self.read_state(|st| query::count(st, filter))
+    /// Counts tasks matching a query's filter (its order and page are ignored): takes the same
+    /// things as [`Store::list`].
+    pub fn count(&self, query: impl Into<Query>) -> Result<usize> {
+        let query = query.into();
+        self.read_state(|st| query::count(st, &query.filter))
     }
 
     /// Statistics over all tasks, with counts by the metadata key `by_key` when given, and the
     /// store's health figures.
     pub fn stats(&self, by_key: Option<&str>) -> Result<Stats> {
         let mut stats = self.read_state(|st| stats::count(st, by_key))?;
+        self.add_health(&mut stats)?;
+        Ok(stats)
+    }
+
+    /// Adds the store's health figures (log, snapshots) to counted statistics.
+    fn add_health(&self, stats: &mut Stats) -> Result<()> {
         stats::add_log(&mut stats.health, &self.inner.log.stats());
         let storage = self.inner.options.storage.as_ref();
         let snaps = snapshot::list(storage, &recovery::snapshot_dir(&self.inner.dir))?;
@@ -625,7 +671,7 @@ impl Store {
                     .ok(),
             );
         }
-        Ok(stats)
+        Ok(())
     }
 
     /// [`Store::stats`] with counts by each of several metadata keys at once (seed 000's
@@ -655,7 +701,7 @@ impl Store {
     pub fn subscribe(&self, from: u64) -> Result<Subscription> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let applied = {
-            let st = self.inner.state.read();
+            let st = self.inner.state.read_recursive();
             self.inner.subscribers.lock().push(tx);
             st.applied_lsn
         };
@@ -789,7 +835,7 @@ impl Store {
 
     /// Number of live tasks.
     pub fn len(&self) -> usize {
-        self.inner.state.read().len()
+        self.inner.state.read_recursive().len()
     }
 
     /// True when there are no live tasks.
@@ -799,7 +845,7 @@ impl Store {
 
     /// The LSN of the last applied record.
     pub fn last_lsn(&self) -> u64 {
-        self.inner.state.read().applied_lsn
+        self.inner.state.read_recursive().applied_lsn
     }
 
     // ----- snapshots -------------------------------------------------------------------------
@@ -898,10 +944,43 @@ impl Store {
     // ----- lifecycle -------------------------------------------------------------------------
 
     /// Closes the store cleanly: records that this session ended (so tasks it left running
-    /// stay running), syncs the log and releases the lock. Later calls on any clone fail with
-    /// `Closed`.
+    /// stay running), syncs the log and releases the lock, and reports any failure doing so.
+    ///
+    /// The store closes itself the same way when its last clone drops (a failure then is only
+    /// logged), so `close` is needed only to see that error or to close early. It closes the
+    /// store for **every clone**, like closing a shared file: later writes and reads on any clone
+    /// fail with [`Error::Closed`], live subscriptions end, and a second `close` is a no-op.
+    /// Fails with [`Error::InvalidInput`] when this thread holds a [`ReadView`].
     pub fn close(&self) -> Result<()> {
+        view::check_no_view(self.view_key())?;
         self.inner.close()
+    }
+
+    /// Forces every acknowledged change onto stable storage and returns once it is there. Under
+    /// [`Durability::Sync`] (the default) there is nothing to do; under
+    /// [`Durability::Interval`] and [`Durability::Buffered`] it is the way to make the
+    /// changes acknowledged so far survive a power loss (a bulk load ends with it).
+    ///
+    /// ```
+    /// use tasklog::{Durability, NewTask, StoreOptions};
+    ///
+    /// # fn main() -> tasklog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = StoreOptions::new().durability(Durability::Buffered).open(dir.path())?;
+    /// for n in 0..100 {
+    ///     store.submit(NewTask::new(format!("row {n}")))?;
+    /// }
+    /// store.sync()?; // all 100 now survive a power cut
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Fails with [`Error::Closed`] after `close`, [`Error::ReadOnly`] on a read-only store,
+    /// and [`Error::Poisoned`] after an earlier write failure (a failure here poisons the
+    /// store: what it could not sync cannot be trusted to be on disk).
+    pub fn sync(&self) -> Result<()> {
+        self.check_writable()?;
+        self.inner.log.sync().map_err(|e| self.poison(e))
     }
 
     /// Figures about the log, for statistics.
@@ -940,7 +1019,13 @@ impl Store {
         self.inner.options.read_only
     }
 
+    /// Identifies this store (all its clones) to [`ReadView`]'s same-thread write guard.
+    fn view_key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     fn check_writable(&self) -> Result<()> {
+        view::check_no_view(self.view_key())?;
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }

@@ -54,6 +54,23 @@ pub enum PendingAtOpen {
 ///   The CLI, whose commands queue behind each other, waits 5 s (`--wait`).
 /// - `file_mode`: `0o600` for new files, `0o700` for new directories (see
 ///   [`StoreOptions::file_mode`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use tasklog::{Durability, StoreOptions};
+/// use tasklog::store::InterruptedPolicy;
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = StoreOptions::new()
+///     .durability(Durability::Interval(Duration::from_millis(50)))
+///     .interrupted_policy(InterruptedPolicy::Requeue)
+///     .snapshot_every_records(10_000)
+///     .open(dir.path())?;
+/// # drop(store);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub(crate) durability: Durability,

@@ -108,11 +108,208 @@ impl Cursor {
 
 /// One page of results.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Page {
     /// The tasks.
     pub tasks: Vec<Task>,
     /// Where the next page starts, when there may be more.
     pub next_cursor: Option<Cursor>,
+}
+
+/// Builders: `Filter::new().state(TaskState::Pending).tag("x")`. Each adds to what is set
+/// (`state` and `tag` can be called several times), and every setter is `#[must_use]`.
+impl Filter {
+    /// A filter matching every task.
+    pub fn new() -> Self {
+        Filter::default()
+    }
+    /// Also matches tasks in this state (any of the states given).
+    #[must_use]
+    pub fn state(mut self, state: TaskState) -> Self {
+        self.states.push(state);
+        self
+    }
+    /// Matches tasks in any of these states.
+    #[must_use]
+    pub fn states(mut self, states: impl IntoIterator<Item = TaskState>) -> Self {
+        self.states.extend(states);
+        self
+    }
+    /// Matches tasks with exactly this role.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+    /// Matches tasks with exactly this provider.
+    #[must_use]
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+    /// Matches tasks with exactly this model.
+    #[must_use]
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// Matches tasks carrying this tag (and every other tag given).
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+    /// Matches tasks whose metadata `key` equals `value` (and every other entry given).
+    #[must_use]
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+    /// Matches tasks whose title or description contains `text` (case-insensitive).
+    #[must_use]
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+    /// Matches tasks created at or after `t`.
+    #[must_use]
+    pub fn created_since(mut self, t: Timestamp) -> Self {
+        self.created_since = Some(t);
+        self
+    }
+    /// Matches tasks created before `t`.
+    #[must_use]
+    pub fn created_until(mut self, t: Timestamp) -> Self {
+        self.created_until = Some(t);
+        self
+    }
+    /// Matches tasks updated at or after `t`.
+    #[must_use]
+    pub fn updated_since(mut self, t: Timestamp) -> Self {
+        self.updated_since = Some(t);
+        self
+    }
+    /// Matches tasks updated before `t`.
+    #[must_use]
+    pub fn updated_until(mut self, t: Timestamp) -> Self {
+        self.updated_until = Some(t);
+        self
+    }
+}
+
+/// Builders: `Query::new().state(TaskState::Pending).tag("x").limit(10)`. The filter methods
+/// are those of [`Filter`]; every setter is `#[must_use]`.
+///
+/// ```
+/// use tasklog::{Query, TaskState};
+///
+/// let q = Query::new().state(TaskState::Failed).tag("nightly").descending().limit(10);
+/// assert_eq!(q.filter.states, [TaskState::Failed]);
+/// assert_eq!(q.limit, Some(10));
+/// ```
+impl Query {
+    /// Every task, oldest first, no limit.
+    pub fn new() -> Self {
+        Query::default()
+    }
+    /// Replaces the filter.
+    #[must_use]
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+    /// Sorts by this time (creation by default).
+    #[must_use]
+    pub fn sort(mut self, key: SortKey) -> Self {
+        self.sort = key;
+        self
+    }
+    /// Newest first.
+    #[must_use]
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+    /// At most `n` tasks.
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+    /// Skips the first `n` matches.
+    #[must_use]
+    pub fn offset(mut self, n: usize) -> Self {
+        self.offset = n;
+        self
+    }
+    /// Continues after `cursor` (a previous page's `next_cursor`).
+    #[must_use]
+    pub fn after(mut self, cursor: Cursor) -> Self {
+        self.after = Some(cursor);
+        self
+    }
+}
+
+/// Forwards a filter builder method of [`Filter`] on [`Query`].
+macro_rules! forward_filter {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {
+        impl Query {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(mut self, $($arg: $ty),*) -> Self {
+                    self.filter = self.filter.$name($($arg),*);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+forward_filter! {
+    /// See [`Filter::state`].
+    state(state: TaskState);
+    /// See [`Filter::states`].
+    states(states: impl IntoIterator<Item = TaskState>);
+    /// See [`Filter::role`].
+    role(role: impl Into<String>);
+    /// See [`Filter::provider`].
+    provider(provider: impl Into<String>);
+    /// See [`Filter::model`].
+    model(model: impl Into<String>);
+    /// See [`Filter::tag`].
+    tag(tag: impl Into<String>);
+    /// See [`Filter::meta`].
+    meta(key: impl Into<String>, value: impl Into<Value>);
+    /// See [`Filter::text`].
+    text(text: impl Into<String>);
+    /// See [`Filter::created_since`].
+    created_since(t: Timestamp);
+    /// See [`Filter::created_until`].
+    created_until(t: Timestamp);
+    /// See [`Filter::updated_since`].
+    updated_since(t: Timestamp);
+    /// See [`Filter::updated_until`].
+    updated_until(t: Timestamp);
+}
+
+/// All matches of the filter, oldest first: what `Store::list` and `Store::count` take.
+impl From<Filter> for Query {
+    fn from(filter: Filter) -> Self {
+        Query::new().filter(filter)
+    }
+}
+
+impl From<&Filter> for Query {
+    fn from(filter: &Filter) -> Self {
+        Query::new().filter(filter.clone())
+    }
+}
+
+impl From<&Query> for Query {
+    fn from(query: &Query) -> Self {
+        query.clone()
+    }
 }
 
 impl Filter {

@@ -15,6 +15,7 @@ use crate::wal::{OpenReport, Wal, WalOptions};
 /// What opening the store found and did.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The snapshot loaded, if any.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]

@@ -8,7 +8,7 @@
 //!   whole, and moves those segments, with every segment before them, to `wal/quarantine/`.
 //!   No event is lost, and `verify` is clean afterwards.
 //! * **Damage after the newest good snapshot**: the log is cut at its last good record
-//!   ([`crate::wal::repair`], which copies what it cuts to quarantine first). If the newest good
+//!   ([`crate::wal::repair()`], which copies what it cuts to quarantine first). If the newest good
 //!   snapshot reaches past the cut, the log goes on at the record after that snapshot (a new,
 //!   empty segment), so the store opens with the snapshot's state rather than being refused as
 //!   "snapshot ahead of the log". What is lost is exactly the records after both the cut and

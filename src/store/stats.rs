@@ -11,6 +11,7 @@ use crate::wal::WalStats;
 /// Counts over the tasks, plus the store's health.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Live tasks.
     pub total: usize,
@@ -44,6 +45,7 @@ pub struct Stats {
 /// Counts by one metadata key.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct KeyCounts {
     /// The key.
     pub key: String,
@@ -54,6 +56,7 @@ pub struct KeyCounts {
 /// How the store itself is doing.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct Health {
     /// Bytes in log segments.
     pub log_bytes: u64,

@@ -186,7 +186,19 @@ pub struct Task {
 /// for a retry's backoff). The runtime's ready queue and the server's claim both honour it.
 pub const META_NOT_BEFORE: &str = "runtime.not_before";
 
-/// The fields a caller gives to create a task.
+/// The fields a caller gives to create a task; build it with its setters.
+///
+/// ```
+/// use tasklog::{NewTask, Store, TaskState};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let task = store.submit(NewTask::new("nightly report").id("report-1").tag("nightly"))?;
+/// assert_eq!((task.id.as_str(), task.state), ("report-1", TaskState::Pending));
+/// # Ok(())
+/// # }
+/// ```
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {

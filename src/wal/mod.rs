@@ -4,8 +4,8 @@
 //! The on-disk format is specified in `docs/format.md`; the guarantees and the tests that prove
 //! them are listed in `docs/durability.md`. Module map: [`frame`] (record envelope),
 //! [`segment`] (segment header, reader, writer), `group_commit` (leader/follower fsync),
-//! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), [`verify`],
-//! [`repair`], [`sim`] (simulated disk), [`storage`] (the I/O seam).
+//! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), [`verify()`],
+//! [`repair()`], [`sim`] (simulated disk), [`storage`] (the I/O seam).
 //!
 //! # Quick start
 //!
@@ -143,6 +143,7 @@ pub struct LatencySummary {
 
 /// Live figures about the log.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct WalStats {
     pub segments: usize,
     pub bytes: u64,

@@ -271,8 +271,10 @@ fn run_with_runtime(ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<String>> {
     };
     rt.register(
         "demo",
-        Kind::new(move |c: &TaskContext, input: Value| demo_handler(c, &input, &handler_bars))
-            .retry(retry),
+        Kind::from_handler(move |c: &TaskContext, input: Value| {
+            demo_handler(c, &input, &handler_bars)
+        })
+        .retry(retry),
     );
     rt.start()?;
     let ids = submit_all(&rt)?;

@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, a: &StressArgs) -> anyhow::Result<()> {
     let options =
         tasklog::StoreOptions::new().interrupted_policy(tasklog::store::InterruptedPolicy::Leave);
     let store = crate::commands::open_write_with(&ctx.dir, options)?;
-    let existing = store.count(&tasklog::store::Filter::default())?;
+    let existing = store.count(tasklog::store::Filter::default())?;
     if existing > 0 && !a.force {
         close(store)?;
         let dir = ctx.dir.display();

@@ -341,7 +341,7 @@ pub mod int {
         of(&serde_json::Number::deserialize(d)?, INT64_MAX)
     }
 
-    /// An optional [`u64`] (`null`: none).
+    /// An optional [`u64`](prim@u64) (`null`: none).
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?
             .map(|n| of(&n, INT64_MAX))
@@ -354,7 +354,7 @@ pub mod int {
         Ok(u32::try_from(v).unwrap_or(u32::MAX))
     }
 
-    /// An optional [`u32`] (`null`: none).
+    /// An optional [`u32`](prim@u32) (`null`: none).
     pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?
             .map(|n| of(&n, u32::MAX.into()).map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
@@ -367,7 +367,7 @@ pub mod int {
         Ok(u8::try_from(v).unwrap_or(u8::MAX))
     }
 
-    /// An optional [`u8`] (`null`: none).
+    /// An optional [`u8`](prim@u8) (`null`: none).
     pub fn opt_u8<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?
             .map(|n| of(&n, u8::MAX.into()).map(|v| u8::try_from(v).unwrap_or(u8::MAX)))

@@ -7,7 +7,9 @@
 //! An encoded event is one version byte followed by the postcard encoding of that version's
 //! `Event` DTO.
 
-pub mod v1;
+// NOTE: crate-private (issue #21): the frozen DTOs are the format, not the API; users see only
+// the domain types and `encode_event`/`decode_event`.
+pub(crate) mod v1;
 
 use super::{Event, EventKind, Timestamp};
 use crate::error::{Error, Result};

@@ -588,3 +588,27 @@ pub fn task_to_wire(t: &d::Task) -> Task {
 pub fn task_from_wire(t: Task) -> Result<d::Task> {
     task_from(t)
 }
+
+#[cfg(test)]
+mod state_code_tests {
+    use super::*;
+
+    /// State codes are on disk (snapshots, `state_changed` events): they never change, and a
+    /// new state takes the next free code.
+    #[test]
+    fn state_codes_are_pinned() {
+        let states = [
+            d::TaskState::Pending,
+            d::TaskState::Running,
+            d::TaskState::Completed,
+            d::TaskState::Failed,
+            d::TaskState::Cancelled,
+            d::TaskState::Discarded,
+        ];
+        for (code, state) in states.into_iter().enumerate() {
+            assert_eq!(state_code(state), code as u8, "{state:?}");
+            assert_eq!(state_from_code(code as u8).unwrap(), state);
+        }
+        assert!(state_from_code(6).is_err(), "6 is no state");
+    }
+}
