@@ -9,6 +9,7 @@
 //! structure is checked when it is read (the section's CRC was checked when the file was
 //! loaded); a damaged entry there is `Error::Corrupt` naming the snapshot file and offset.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::task::{EventKind, TaskState, Timestamp, wire};
+use crate::wal::StorageFile;
 
 /// Bytes of an entry's header: `lsn u64 | from u8 | to u8 | len u32`.
 pub const ENTRY_HEADER_LEN: usize = 14;
@@ -35,39 +37,106 @@ const HISTORY_BYTES_INITIAL_MAX: usize = 4096;
 
 const _: () = assert!(ENTRY_HEADER_LEN == 8 + 1 + 1 + 4);
 
-/// The history section of one snapshot file, read once at open and shared (read-only) by every
-/// history loaded from it. It lives as long as any of those histories.
+/// The history section of one snapshot file, shared (read-only) by every history loaded from
+/// it. It lives as long as any of those histories.
+///
+/// IMPORTANT: a section opened from disk keeps only the file handle: a history's bytes are
+/// read (`pread`) each time it is read, so resident memory does not grow with the audit trail.
+/// A snapshot file is never written again once renamed into place, and pruning it only
+/// unlinks its name, so the handle stays valid for as long as histories point into it. The
+/// page cache is the cache: a warm read is one system call of a few hundred bytes.
 #[derive(Debug)]
 pub struct Arena {
     /// The snapshot file (for error messages).
     file: PathBuf,
-    /// Where the section starts in that file (for error messages).
+    /// Where the section starts in that file.
     file_offset: u64,
-    bytes: Box<[u8]>,
+    /// The section's length in bytes.
+    len: u64,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// The section, in memory (a snapshot image decoded from memory: tests, fuzzing).
+    Memory(Box<[u8]>),
+    /// The snapshot file, read on demand at `file_offset + start`.
+    Disk(Box<dyn StorageFile>),
 }
 
 impl Arena {
-    /// Wraps a snapshot's history section, which starts at byte `file_offset` of `file`.
+    /// Wraps a snapshot's history section held in memory, which starts at byte `file_offset`
+    /// of `file`.
     pub fn new(file: &Path, file_offset: u64, bytes: Box<[u8]>) -> Arc<Self> {
         Arc::new(Arena {
             file: file.into(),
             file_offset,
-            bytes,
+            len: bytes.len() as u64,
+            source: Source::Memory(bytes),
+        })
+    }
+
+    /// A history section of `len` bytes at `file_offset` of the open snapshot file `handle`
+    /// (`file` names it in errors). The caller checked the section's CRC.
+    pub fn on_disk(
+        file: &Path,
+        file_offset: u64,
+        len: u64,
+        handle: Box<dyn StorageFile>,
+    ) -> Arc<Self> {
+        Arc::new(Arena {
+            file: file.into(),
+            file_offset,
+            len,
+            source: Source::Disk(handle),
         })
     }
 
     /// The section's length in bytes.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        usize::try_from(self.len).unwrap_or(usize::MAX)
     }
 
     /// True for an empty section.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
+    }
+
+    /// The snapshot file this section belongs to.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// Bytes `start..end` of the section (bounds checked by the caller at load), borrowed
+    /// when in memory, else read from the file.
+    fn read(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>> {
+        match &self.source {
+            Source::Memory(bytes) => Ok(Cow::Borrowed(bytes.get(start..end).unwrap_or_default())),
+            Source::Disk(handle) => {
+                let mut buf = vec![0u8; end.saturating_sub(start)];
+                let at = self.file_offset + start as u64;
+                let mut done = 0;
+                while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+                    let n = handle
+                        .read_at(rest, at + done as u64)
+                        .map_err(|e| Error::io("read", &self.file, e))?;
+                    if n == 0 {
+                        return Err(Error::corrupt(
+                            &self.file,
+                            Some(at + done as u64),
+                            None,
+                            "snapshot file ended inside a history (was it truncated?)",
+                        ));
+                    }
+                    done += n;
+                }
+                Ok(Cow::Owned(buf))
+            }
+        }
     }
 }
 
-/// The events of a history that live in a snapshot's [`Arena`]: `arena.bytes[start..end]`.
+/// The events of a history that live in a snapshot's [`Arena`]: bytes `start..end` of it.
 #[derive(Clone, Debug)]
 struct Shared {
     arena: Arc<Arena>,
@@ -76,11 +145,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn bytes(&self) -> &[u8] {
-        self.arena
-            .bytes
-            .get(self.start..self.end)
-            .unwrap_or_default()
+    fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        self.arena.read(self.start, self.end)
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
     }
 }
 
@@ -185,18 +255,77 @@ impl History {
         self.count == 0
     }
 
-    /// The encoded events, as two slices to be read one after the other: the part shared with
-    /// a snapshot, then the part appended since (for writing snapshots).
-    pub fn parts(&self) -> [&[u8]; 2] {
+    /// The history's own bytes (those not in a snapshot).
+    fn own(&self) -> &[u8] {
         match &self.parts {
-            Parts::Owned(bytes) => [bytes, &[]],
-            Parts::Loaded(loaded) => [loaded.shared.bytes(), &loaded.own],
+            Parts::Owned(bytes) => bytes,
+            Parts::Loaded(loaded) => &loaded.own,
         }
+    }
+
+    /// The part shared with a snapshot (read from its file when not in memory); empty for a
+    /// history without one.
+    fn shared_bytes(&self) -> Result<Cow<'_, [u8]>> {
+        match self.shared() {
+            Some(s) => s.bytes(),
+            None => Ok(Cow::Borrowed(&[])),
+        }
+    }
+
+    /// Appends the encoded events to `out` (the part shared with a snapshot, then the part
+    /// appended since) and returns how many bytes were added. For writing snapshots.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<usize> {
+        let shared = self.shared_bytes()?;
+        out.extend_from_slice(&shared);
+        out.extend_from_slice(self.own());
+        Ok(shared.len() + self.own().len())
     }
 
     /// Bytes of encoded events in both parts.
     pub fn byte_len(&self) -> usize {
-        self.parts().iter().map(|p| p.len()).sum()
+        self.shared().map_or(0, Shared::len) + self.own().len()
+    }
+
+    /// Bytes of this history held in memory (its own part's capacity): what it costs besides
+    /// its fixed size.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.parts {
+            Parts::Owned(bytes) => bytes.capacity(),
+            Parts::Loaded(loaded) => std::mem::size_of::<Loaded>() + loaded.own.capacity(),
+        }
+    }
+
+    /// Points the first `len` bytes (`count` events) of this history at `arena[start..]`: a
+    /// snapshot that now holds them on disk. Events appended after that snapshot was encoded
+    /// (the bytes beyond `len`) stay in memory. Histories only grow, so the first `len` bytes
+    /// are the ones the snapshot wrote.
+    pub fn rebase(&mut self, arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<()> {
+        let len_usize = usize::try_from(len).map_err(|_| bad("offset too large".into()))?;
+        let shared_len = self.shared().map_or(0, Shared::len);
+        let tail = len_usize
+            .checked_sub(shared_len)
+            .and_then(|from| self.own().get(from..))
+            .ok_or_else(|| {
+                bad(format!(
+                    "a snapshot wrote {len} bytes of a history of {}",
+                    self.byte_len()
+                ))
+            })?;
+        let tail_count =
+            u32::try_from(entries(tail).count()).map_err(|_| bad("too many events".into()))?;
+        if count.checked_add(tail_count) != Some(self.count) {
+            return Err(bad(format!(
+                "a snapshot wrote {count} events of a history of {}, {tail_count} came after",
+                self.count
+            )));
+        }
+        let mut rebased = History::from_shared(arena, start, len, count)?;
+        if let Parts::Loaded(loaded) = &mut rebased.parts {
+            loaded.own = tail.to_vec();
+        }
+        rebased.count = self.count;
+        *self = rebased;
+        Ok(())
     }
 
     /// Rebuilds a history from a v1 snapshot's arena, checking its structure.
@@ -256,8 +385,9 @@ impl History {
     /// Checks the structure of every entry (lengths, state codes) and the event count,
     /// without decoding the events.
     pub fn check(&self) -> Result<()> {
+        let shared = self.shared_bytes()?;
         let mut seen = 0u64;
-        for entry in self.raw_entries() {
+        for entry in self.raw_entries(&shared) {
             entry?;
             seen += 1;
         }
@@ -283,25 +413,25 @@ impl History {
         })
     }
 
-    /// Iterates over `(lsn, from, to, event bytes)`: the shared part, then the own part.
-    fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry<'_>>> {
-        let shared = self.shared().into_iter().flat_map(|s| {
-            entries(s.bytes()).map(move |entry| {
-                entry.map_err(|(at, reason)| {
-                    Error::corrupt(
-                        &s.arena.file,
-                        Some(s.arena.file_offset + (s.start + at) as u64),
-                        None,
-                        format!("damaged history entry: {reason}"),
-                    )
-                })
+    /// Iterates over `(lsn, from, to, event bytes)`: the shared part (`shared`, as read by
+    /// [`History::shared_bytes`]), then the own part.
+    fn raw_entries<'a>(
+        &'a self,
+        shared: &'a [u8],
+    ) -> impl Iterator<Item = Result<RawEntry<'a>>> + 'a {
+        let located = self.shared().map(|s| (&s.arena, s.start));
+        let shared = entries(shared).map(move |entry| {
+            entry.map_err(|(at, reason)| match located {
+                Some((arena, start)) => Error::corrupt(
+                    &arena.file,
+                    Some(arena.file_offset + (start + at) as u64),
+                    None,
+                    format!("damaged history entry: {reason}"),
+                ),
+                None => bad(reason),
             })
         });
-        let own = match &self.parts {
-            Parts::Owned(bytes) => bytes.as_slice(),
-            Parts::Loaded(loaded) => loaded.own.as_slice(),
-        };
-        let own = entries(own).map(|entry| entry.map_err(|(_, reason)| bad(reason)));
+        let own = entries(self.own()).map(|entry| entry.map_err(|(_, reason)| bad(reason)));
         shared.chain(own)
     }
 
@@ -312,9 +442,11 @@ impl History {
         }
     }
 
-    /// The LSN of the last move from pending to running (the current claim), if any.
+    /// The LSN of the last move from pending to running (the current claim), if any; `None`
+    /// also when the history cannot be read.
     pub fn last_start_lsn(&self) -> Option<u64> {
-        self.raw_entries()
+        let shared = self.shared_bytes().ok()?;
+        self.raw_entries(&shared)
             .filter_map(|e| e.ok())
             .filter(|(_, from, to, _)| {
                 *from == Some(TaskState::Pending) && *to == Some(TaskState::Running)
@@ -325,8 +457,9 @@ impl History {
 
     /// Decodes every event.
     pub fn events(&self) -> Result<Vec<HistoryEvent>> {
+        let shared = self.shared_bytes()?;
         let mut out = Vec::with_capacity(self.len());
-        for entry in self.raw_entries() {
+        for entry in self.raw_entries(&shared) {
             let (lsn, from, to, bytes) = entry?;
             let event = wire::decode_event(bytes)?;
             out.push(HistoryEvent {
@@ -434,8 +567,14 @@ mod tests {
         h
     }
 
+    fn bytes_of(h: &History) -> Vec<u8> {
+        let mut out = Vec::new();
+        h.write_to(&mut out).unwrap();
+        out
+    }
+
     fn arena_of(h: &History) -> Arc<Arena> {
-        let bytes = [h.parts()[0], h.parts()[1]].concat();
+        let bytes = bytes_of(h);
         Arena::new(Path::new("x.snap"), 1000, bytes.into())
     }
 
@@ -455,7 +594,7 @@ mod tests {
         let mut grown = original.clone();
         grown.push(4, Some(TaskState::Running), Some(TaskState::Running), &e);
         assert_eq!(h.events().unwrap(), grown.events().unwrap());
-        assert_eq!(h.parts().concat(), grown.parts().concat());
+        assert_eq!(bytes_of(&h), bytes_of(&grown));
         assert_eq!(h.last_start_lsn(), None);
         h.check().unwrap();
     }
@@ -490,7 +629,7 @@ mod tests {
     #[test]
     fn a_damaged_shared_entry_is_corruption_naming_the_file_and_offset() {
         let original = owned(1..3);
-        let mut bytes = [original.parts()[0], original.parts()[1]].concat();
+        let mut bytes = bytes_of(&original);
         let second = ENTRY_HEADER_LEN + event_bytes("t", 1).len();
         bytes[second + 9] = 7; // not a state code
         let len = bytes.len() as u64;

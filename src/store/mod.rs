@@ -593,6 +593,13 @@ impl Store {
         self.inner.state.read_recursive().check_indexes()
     }
 
+    /// Bytes of history events held in memory: those not yet in a snapshot on disk. For tests
+    /// and benchmarks.
+    #[doc(hidden)]
+    pub fn history_heap_bytes(&self) -> usize {
+        self.inner.state.read().history_heap_bytes()
+    }
+
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let (history, applied) = {
@@ -855,10 +862,10 @@ impl Store {
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
         self.check_writable()?;
         let mut progress = self.inner.snapshot_lock.lock();
-        let (image, lsn) = {
+        let ((image, layout), lsn) = {
             let mut st = self.inner.state.write();
             st.prune_sessions();
-            let image = snapshot::encode(&st)?;
+            let image = snapshot::encode_with_layout(&st)?;
             st.records_since_snapshot = 0;
             st.bytes_since_snapshot = 0;
             (image, st.applied_lsn)
@@ -872,6 +879,7 @@ impl Store {
         let dir = recovery::snapshot_dir(&self.inner.dir);
         let path = snapshot::write(storage, &dir, lsn, &image)?;
         progress.last_lsn = lsn;
+        self.histories_to_disk(storage, &path, &layout);
         let segments_removed = self.prune_snapshots(storage, &dir)?;
         tracing::info!(lsn, bytes = image.len(), "snapshot written");
         Ok(SnapshotInfo {
@@ -880,6 +888,22 @@ impl Store {
             bytes: image.len() as u64,
             segments_removed,
         })
+    }
+
+    /// Points the histories at the snapshot just written, so that their events leave memory
+    /// (see `history::Arena`). A failure only costs memory: every history stays readable,
+    /// either in memory or from the file, so it is logged, not returned.
+    fn histories_to_disk(
+        &self,
+        storage: &dyn crate::wal::Storage,
+        path: &Path,
+        layout: &snapshot::Layout,
+    ) {
+        let done = snapshot::open_history_section(storage, path, layout)
+            .and_then(|arena| self.inner.state.write().rebase_histories(&arena, layout));
+        if let Err(e) = done {
+            tracing::warn!(path = %path.display(), error = %e, "histories stay in memory");
+        }
     }
 
     fn prune_snapshots(&self, storage: &dyn crate::wal::Storage, dir: &Path) -> Result<usize> {

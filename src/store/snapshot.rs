@@ -118,6 +118,31 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
     v2::encode(state)
 }
 
+pub use v2::Layout;
+
+/// [`encode`], with where each history went in the image.
+pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
+    v2::encode_with_layout(state)
+}
+
+/// Opens the history section of the snapshot just written at `path`, for
+/// [`State::rebase_histories`].
+pub fn open_history_section(
+    storage: &dyn Storage,
+    path: &Path,
+    layout: &Layout,
+) -> Result<std::sync::Arc<crate::store::history::Arena>> {
+    let file = storage
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    Ok(crate::store::history::Arena::on_disk(
+        path,
+        layout.history_offset,
+        layout.history_len,
+        file,
+    ))
+}
+
 /// Writes `bytes` as `dir/name` durably: `name.tmp` (a leftover one removed first), fsync,
 /// rename, fsync the directory. A crash leaves either the old state or the whole new file.
 /// Snapshots and a backup's manifest are written this way.
@@ -199,7 +224,7 @@ pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
             let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
             v1::decode(path, &image)
         }
-        _ => v2::read(path, file.as_ref(), header, len),
+        _ => v2::read(path, file, header, len),
     }
 }
 

@@ -176,7 +176,42 @@ impl State {
         self.slots.iter().map(|(id, e)| (id, e))
     }
 
+    /// Every entry with its slot, live and removed, in slot order.
+    pub fn entries_by_slot(&self) -> impl Iterator<Item = (u32, &String, &Entry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(slot, (id, e))| (slot as u32, id, e))
+    }
+
+    /// Bytes the histories hold in memory (besides their fixed size): the events not yet in a
+    /// snapshot on disk.
+    pub fn history_heap_bytes(&self) -> usize {
+        self.slots.iter().map(|(_, e)| e.history.heap_bytes()).sum()
+    }
+
     // ----- loading (snapshots) ---------------------------------------------------------------
+
+    /// Points every history a snapshot wrote at that snapshot's file (`arena`), freeing the
+    /// memory its events took: from now on they are read from disk. `layout` says where each
+    /// went; events applied since the snapshot was encoded stay in memory.
+    pub fn rebase_histories(
+        &mut self,
+        arena: &Arc<super::history::Arena>,
+        layout: &super::snapshot::Layout,
+    ) -> Result<()> {
+        for &(slot, start, len, count) in &layout.histories {
+            let (_, entry) = self
+                .slots
+                .get_mut(slot as usize)
+                .ok_or_else(|| Error::Codec {
+                    what: "snapshot layout".into(),
+                    reason: format!("names slot {slot}, which does not exist"),
+                })?;
+            entry.history.rebase(arena, start, len, count)?;
+        }
+        Ok(())
+    }
 
     /// Room for `n` more ids.
     pub fn reserve(&mut self, n: usize) {

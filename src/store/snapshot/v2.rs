@@ -145,13 +145,30 @@ impl Header {
     }
 }
 
+/// Where each history went in an encoded image: enough to point the in-memory histories at
+/// the file once it is on disk ([`crate::store::state::State::rebase_histories`]).
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// Where the history section starts in the file.
+    pub history_offset: u64,
+    /// Its length in bytes.
+    pub history_len: u64,
+    /// `(slot, offset in the section, length, events)` for each task id, in file order.
+    pub histories: Vec<(u32, u64, u64, u32)>,
+}
+
 /// Encodes the state as a complete v2 file image.
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    let mut entries: Vec<_> = state.entries().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    encode_with_layout(state).map(|(image, _)| image)
+}
+
+/// Encodes the state as a complete v2 file image, with where each history went.
+pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
+    let mut entries: Vec<_> = state.entries_by_slot().collect();
+    entries.sort_unstable_by(|a, b| a.1.cmp(b.1));
     let history_len: u64 = entries
         .iter()
-        .map(|(_, e)| e.history.byte_len() as u64)
+        .map(|(_, _, e)| e.history.byte_len() as u64)
         .sum();
     // One buffer for the whole file, so that nothing is copied twice. Capacity beyond what
     // the task records need is never touched, so a generous guess costs no memory.
@@ -161,8 +178,16 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
     out.resize(HEADER_LEN, 0);
     let mut tasks_crc = crc32fast::Hasher::new();
     let mut offset = 0u64;
-    for (id, entry) in &entries {
+    let mut layout = Layout {
+        history_len,
+        histories: Vec::with_capacity(entries.len()),
+        ..Layout::default()
+    };
+    for (slot, id, entry) in &entries {
         let len = entry.history.byte_len() as u64;
+        layout
+            .histories
+            .push((*slot, offset, len, entry.history.len() as u32));
         let record = RecordV2 {
             id,
             history_offset: offset,
@@ -189,11 +214,10 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 
     let tasks_len = (out.len() - HEADER_LEN) as u64;
     let mut history_crc = crc32fast::Hasher::new();
-    for (_, entry) in &entries {
-        for part in entry.history.parts() {
-            out.extend_from_slice(part);
-            history_crc.update(part);
-        }
+    for (_, _, entry) in &entries {
+        let start = out.len();
+        entry.history.write_to(&mut out)?;
+        history_crc.update(out.get(start..).unwrap_or_default());
     }
     let header = Header {
         lsn: state.applied_lsn,
@@ -207,18 +231,62 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
     out.get_mut(..HEADER_LEN)
         .expect("should hold the header placeholder")
         .copy_from_slice(&header.encode());
-    Ok(out)
+    layout.history_offset = header.history_offset();
+    Ok((out, layout))
 }
 
-/// Reads a v2 file whose first bytes (`prefix`, the header) were read already.
-pub fn read(path: &Path, file: &dyn StorageFile, prefix: &[u8], file_len: u64) -> Result<State> {
+/// Reads a v2 file whose first bytes (`prefix`, the header) were read already. The history
+/// section's CRC is checked by streaming it through a small buffer; the histories then stay on
+/// disk and are read from `file` when asked for (see [`Arena`]).
+pub fn read(
+    path: &Path,
+    file: Box<dyn StorageFile>,
+    prefix: &[u8],
+    file_len: u64,
+) -> Result<State> {
     let h = Header::decode(path, prefix, file_len)?;
-    let tasks = read_section(path, file, HEADER_LEN as u64, h.tasks_len)?;
+    let tasks = read_section(path, file.as_ref(), HEADER_LEN as u64, h.tasks_len)?;
     h.check_crc(path, false, &tasks)?;
-    let history = read_section(path, file, h.history_offset(), h.history_len)?;
-    h.check_crc(path, true, &history)?;
-    let arena = Arena::new(path, h.history_offset(), history);
+    check_section_streaming(path, file.as_ref(), &h)?;
+    let arena = Arena::on_disk(path, h.history_offset(), h.history_len, file);
     records::decode(path, &h, &tasks, &arena)
+}
+
+/// Bytes read at a time when checking the history section's CRC.
+const CRC_CHUNK_BYTES: usize = 1 << 20;
+
+/// Checks the history section's CRC without holding it in memory.
+fn check_section_streaming(path: &Path, file: &dyn StorageFile, h: &Header) -> Result<()> {
+    let mut buf = vec![0u8; CRC_CHUNK_BYTES.min(usize::try_from(h.history_len).unwrap_or(0))];
+    let mut crc = crc32fast::Hasher::new();
+    let (start, end) = (h.history_offset(), h.history_offset() + h.history_len);
+    let mut at = start;
+    while at < end {
+        let want = usize::try_from(end - at).map_or(buf.len(), |n| n.min(buf.len()));
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        let n = file
+            .read_at(chunk, at)
+            .map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            return Err(Error::corrupt(
+                path,
+                Some(at),
+                None,
+                "file ended before the section the header describes",
+            ));
+        }
+        crc.update(chunk.get(..n).unwrap_or_default());
+        at += n as u64;
+    }
+    if crc.finalize() != h.history_crc {
+        return Err(Error::corrupt(
+            path,
+            Some(start),
+            Some(h.lsn),
+            "history section checksum mismatch",
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a whole v2 image held in memory (the history section is copied into an arena).
