@@ -9,9 +9,7 @@ use serde_json::Value;
 
 use super::rebuild::same_fields;
 use super::validate::Problems;
-use super::{
-    IMPORT_ACTOR, IMPORT_BYTES_MAX, ParsedImport, REPLACED_REASON, SourceFormat, parse_import,
-};
+use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, SourceFormat, parse_import};
 use crate::error::{Error, Result};
 use crate::store::{Change, Mutation, Store};
 use crate::task::Task;
@@ -114,28 +112,28 @@ pub struct ImportReport {
     pub last_lsn: u64,
 }
 
-/// Imports a document read from `input` (at most [`IMPORT_BYTES_MAX`] bytes) into `store`.
-/// See [`import_json_bytes`].
+/// Imports a document read from `input` (at most [`IMPORT_BYTES_MAX`](super::IMPORT_BYTES_MAX)
+/// bytes) into `store`.
+/// See [`import_json_bytes`]. The document is read as a stream and never held: each task is
+/// validated and planned as it arrives, so a dry run keeps only the set of ids, and a real import
+/// the planned mutations (written as one batch once the whole document is known to be valid).
 pub fn import_json(
     store: &Store,
-    mut input: impl Read,
+    input: impl Read,
     source_name: &str,
     options: &ImportOptions,
-    progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
-    let mut bytes = Vec::new();
-    (&mut input)
-        .take(IMPORT_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", source_name, e))?;
-    if bytes.len() as u64 > IMPORT_BYTES_MAX {
-        return Err(Error::TooLarge {
-            what: "import document",
-            len: bytes.len() as u64,
-            max: IMPORT_BYTES_MAX,
-        });
-    }
-    import_json_bytes(store, &bytes, source_name, options, progress)
+    let existing = existing_ids(store)?;
+    let mut planner = Planner::new(&existing, options);
+    let (format, metadata) = super::parse::stream_import(input, source_name, &mut |t| {
+        planner.add(t);
+        progress(planner.seen, 0);
+    })?;
+    let (mutations, report) = planner
+        .finish(format, metadata)
+        .map_err(|p| invalid(source_name, p))?;
+    commit(store, mutations, report, source_name, options, progress)
 }
 
 /// Imports a document into `store`: parses and validates all of it (any problem rejects it as
@@ -168,17 +166,55 @@ pub fn import_parsed(
     options: &ImportOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
-    let existing: HashSet<String> =
-        store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())?;
-    let total = parsed.tasks.len() as u64;
-    let (mutations, mut report) =
-        plan(parsed, &existing, options, &mut progress).map_err(|problems| {
-            Error::InvalidDocument {
-                source_name: source_name.to_string(),
-                total: problems.total(),
-                problems: problems.into_vec(),
-            }
-        })?;
+    let existing = existing_ids(store)?;
+    let (mutations, report) =
+        plan(parsed, &existing, options, &mut progress).map_err(|p| invalid(source_name, p))?;
+    commit(store, mutations, report, source_name, options, progress)
+}
+
+/// Checks a parsed document against the ids in `store` as [`OnConflict::Fail`] would, without
+/// writing anything (for callers that must refuse before opening a store for writing).
+pub fn check_conflicts(store: &Store, parsed: &ParsedImport, source_name: &str) -> Result<()> {
+    let existing = existing_ids(store)?;
+    let mut conflicts = Problems::default();
+    for item in &parsed.tasks {
+        if existing.contains(&item.task.id) {
+            conflicts.push(&item.path, conflict_message(&item.task.id));
+        }
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(source_name, conflicts))
+    }
+}
+
+fn conflict_message(id: &str) -> String {
+    format!("task {:?} already exists", crate::task::limits::excerpt(id))
+}
+
+fn invalid(source_name: &str, problems: Problems) -> Error {
+    Error::InvalidDocument {
+        source_name: source_name.to_string(),
+        total: problems.total(),
+        problems: problems.into_vec(),
+    }
+}
+
+fn existing_ids(store: &Store) -> Result<HashSet<String>> {
+    store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())
+}
+
+/// Writes the planned mutations as one batch (or nothing, for a dry run).
+fn commit(
+    store: &Store,
+    mutations: Vec<Mutation>,
+    mut report: ImportReport,
+    source_name: &str,
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    let total = report.imported + report.overwritten + report.skipped;
     report.dry_run = options.dry_run;
     if options.dry_run || mutations.is_empty() {
         report.last_lsn = store.last_lsn();
@@ -217,90 +253,152 @@ pub(crate) fn plan(
     options: &ImportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> std::result::Result<(Vec<Mutation>, ImportReport), Problems> {
-    let mut report = ImportReport {
-        metadata: parsed.metadata,
-        format: Some(parsed.format),
-        ..ImportReport::default()
-    };
     let total = parsed.tasks.len() as u64;
-    let removals = match options.mode {
-        ImportMode::Replace => removals(&parsed.tasks, existing),
-        ImportMode::Merge => Vec::new(),
-    };
-    report.removed = removals.len() as u64;
-    // (exported lsn, task index, event index) -> mutation, sorted before writing.
-    let mut historical = Vec::new();
-    let mut imports = Vec::new();
-    let mut follow_ups = Vec::new();
-    let mut conflicts = Problems::default();
-    for (n, item) in parsed.tasks.into_iter().enumerate() {
+    let mut planner = Planner::new(existing, options);
+    for item in parsed.tasks {
+        planner.add(item);
+        progress(planner.seen, total);
+    }
+    planner.finish(parsed.format, parsed.metadata)
+}
+
+/// Plans an import one task at a time, as a stream delivers them. A dry run keeps no
+/// mutations, only counts and (for a replacing import) the incoming ids that exist.
+pub(crate) struct Planner<'e> {
+    existing: &'e HashSet<String>,
+    options: ImportOptions,
+    report: ImportReport,
+    /// Tasks seen.
+    seen: u64,
+    /// (exported lsn, task index, event index) -> mutation, sorted before writing.
+    historical: Vec<((u64, u64, usize), Mutation)>,
+    imports: Vec<Mutation>,
+    follow_ups: Vec<Mutation>,
+    /// Existing ids the document also holds (a replacing import keeps them).
+    kept: HashSet<&'e str>,
+    conflicts: Problems,
+}
+
+impl<'e> Planner<'e> {
+    pub(crate) fn new(existing: &'e HashSet<String>, options: &ImportOptions) -> Self {
+        Planner {
+            existing,
+            options: options.clone(),
+            report: ImportReport::default(),
+            seen: 0,
+            historical: Vec::new(),
+            imports: Vec::new(),
+            follow_ups: Vec::new(),
+            kept: HashSet::new(),
+            conflicts: Problems::default(),
+        }
+    }
+
+    /// Plans one task.
+    pub(crate) fn add(&mut self, item: super::ImportTask) {
+        let n = self.seen;
+        self.seen += 1;
+        let keep = !self.options.dry_run;
         let id = item.task.id.clone();
         let import = |task: Task| {
             let task = Box::new(persistable(task));
             Mutation::new(id.clone(), Change::Import(task)).actor(IMPORT_ACTOR)
         };
-        if existing.contains(&id) {
-            match (options.mode, options.on_conflict) {
+        if let Some(existing) = self.existing.get(&id) {
+            self.kept.insert(existing.as_str());
+            match (self.options.mode, self.options.on_conflict) {
                 (ImportMode::Merge, OnConflict::Skip) => {
-                    report.skipped += 1;
-                    report.skipped_ids.push(id.clone());
+                    self.report.skipped += 1;
+                    self.report.skipped_ids.push(id.clone());
                 }
                 (ImportMode::Merge, OnConflict::Fail) => {
-                    conflicts.push(
-                        &item.path,
-                        format!(
-                            "task {:?} already exists",
-                            crate::task::limits::excerpt(&id)
-                        ),
-                    );
+                    self.conflicts.push(&item.path, conflict_message(&id));
                 }
                 _ => {
-                    imports.push(import(item.task));
-                    report.overwritten += 1;
+                    if keep {
+                        self.imports.push(import(item.task));
+                    }
+                    self.report.overwritten += 1;
                 }
             }
-        } else {
-            report.imported += 1;
-            match (item.history, &item.rebuilt) {
-                (Some(events), Some(rebuilt)) if !events.is_empty() => {
-                    for (k, e) in events.into_iter().enumerate() {
-                        let change = Change::Historical {
-                            kind: Box::new(e.kind),
-                            at: e.at,
-                        };
-                        let mut m = Mutation::new(id.clone(), change);
-                        m.actor = e.actor;
-                        historical.push(((e.lsn, n, k), m));
-                    }
-                    if !same_fields(rebuilt, &item.task) {
-                        report.fields_restored += 1;
-                        follow_ups.push(import(item.task));
+            return;
+        }
+        self.report.imported += 1;
+        match (item.history, &item.rebuilt) {
+            (Some(events), Some(rebuilt)) if !events.is_empty() => {
+                self.report.events_replayed += events.len() as u64;
+                if !same_fields(rebuilt, &item.task) {
+                    self.report.fields_restored += 1;
+                    if keep {
+                        self.follow_ups.push(import(item.task));
                     }
                 }
-                _ => imports.push(import(item.task)),
+                if !keep {
+                    return;
+                }
+                for (k, e) in events.into_iter().enumerate() {
+                    let change = Change::Historical {
+                        kind: Box::new(e.kind),
+                        at: e.at,
+                    };
+                    let mut m = Mutation::new(id.clone(), change);
+                    m.actor = e.actor;
+                    self.historical.push(((e.lsn, n, k), m));
+                }
+            }
+            _ => {
+                if keep {
+                    self.imports.push(import(item.task));
+                }
             }
         }
-        progress(n as u64 + 1, total);
     }
-    if !conflicts.is_empty() {
-        return Err(conflicts);
+
+    /// The mutations in writing order, and the report; or the conflicts of
+    /// [`OnConflict::Fail`].
+    pub(crate) fn finish(
+        self,
+        format: SourceFormat,
+        metadata: BTreeMap<String, Value>,
+    ) -> std::result::Result<(Vec<Mutation>, ImportReport), Problems> {
+        let Planner {
+            existing,
+            options,
+            mut report,
+            mut historical,
+            imports,
+            follow_ups,
+            kept,
+            conflicts,
+            ..
+        } = self;
+        if !conflicts.is_empty() {
+            return Err(conflicts);
+        }
+        report.metadata = metadata;
+        report.format = Some(format);
+        let mut mutations = match options.mode {
+            ImportMode::Replace => removals(existing, &kept),
+            ImportMode::Merge => Vec::new(),
+        };
+        report.removed = mutations.len() as u64;
+        if options.dry_run {
+            return Ok((Vec::new(), report));
+        }
+        historical.sort_by_key(|(key, _)| *key);
+        mutations.extend(historical.into_iter().map(|(_, m)| m));
+        mutations.extend(imports);
+        mutations.extend(follow_ups);
+        Ok((mutations, report))
     }
-    historical.sort_by_key(|(key, _)| *key);
-    report.events_replayed = historical.len() as u64;
-    let mut mutations = removals;
-    mutations.extend(historical.into_iter().map(|(_, m)| m));
-    mutations.extend(imports);
-    mutations.extend(follow_ups);
-    Ok((mutations, report))
 }
 
 /// For a replacing import: removes every existing task the document does not hold (in id
 /// order), keeping its history.
-fn removals(tasks: &[super::ImportTask], existing: &HashSet<String>) -> Vec<Mutation> {
-    let incoming: HashSet<&str> = tasks.iter().map(|t| t.task.id.as_str()).collect();
+fn removals(existing: &HashSet<String>, kept: &HashSet<&str>) -> Vec<Mutation> {
     let mut gone: Vec<&String> = existing
         .iter()
-        .filter(|id| !incoming.contains(id.as_str()))
+        .filter(|id| !kept.contains(id.as_str()))
         .collect();
     gone.sort();
     gone.into_iter()

@@ -10,8 +10,11 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::validate::{self, Problems};
-use super::{EXPORT_FORMAT, EXPORT_VERSION, IMPORT_STRING_BYTES_MAX, ParsedImport, SourceFormat};
+use super::validate::Problems;
+use super::{
+    EXPORT_FORMAT, EXPORT_VERSION, IMPORT_BYTES_MAX, IMPORT_STRING_BYTES_MAX, ImportTask,
+    ParsedImport, SourceFormat,
+};
 use crate::error::{Error, Result};
 
 /// A parsed JSON value whose objects keep every key in order, duplicates included.
@@ -76,7 +79,7 @@ fn check_len<E: de::Error>(len: usize, what: &str) -> Result<(), E> {
 }
 
 /// An object key, length-checked before it is copied (if it must be: most are borrowed).
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -169,6 +172,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 pub(crate) const DOCUMENT_DEPTH_MAX: usize = 128;
 
 /// Parses bytes into a [`Json`] tree; a syntax error names its line and column.
+#[cfg(test)]
 pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json<'_>, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -177,7 +181,7 @@ pub(crate) fn parse_tree(bytes: &[u8]) -> std::result::Result<Json<'_>, String> 
 }
 
 /// serde_json's error in tasklog's words, with a hint when the bytes are not UTF-8 JSON at all.
-fn syntax_message(e: &serde_json::Error, bytes: &[u8]) -> String {
+pub(crate) fn syntax_message(e: &serde_json::Error, bytes: &[u8]) -> String {
     let at = format!("line {} column {}", e.line(), e.column());
     let text = e.to_string();
     // NOTE: serde_json has no public error code; these are its stable message texts.
@@ -223,20 +227,139 @@ fn encoding_hint(bytes: &[u8]) -> Option<&'static str> {
 
 /// Parses and validates an import document, without touching any store. On failure the error
 /// is [`Error::InvalidDocument`] listing every problem found, each with its JSON path (and line
-/// and column for syntax errors).
+/// and column for syntax errors). The document is read as a stream (see `stream.rs`): only the
+/// validated tasks are kept, never a tree of the whole document.
 pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let head = bytes.get(..4.min(bytes.len())).unwrap_or_default();
+    let mut tasks = Vec::new();
+    let streamed = read_streamed(&mut de, head, source_name, &mut |t| tasks.push(t))?;
+    Ok(ParsedImport {
+        format: streamed.format,
+        tasks,
+        metadata: streamed.metadata,
+    })
+}
+
+/// [`parse_import`] reading from `input` (at most [`IMPORT_BYTES_MAX`] bytes), without holding
+/// the document: the tasks are parsed and validated one at a time as they arrive.
+pub fn parse_import_reader(input: impl std::io::Read, source_name: &str) -> Result<ParsedImport> {
+    let mut tasks = Vec::new();
+    let (format, metadata) = stream_import(input, source_name, &mut |t| tasks.push(t))?;
+    Ok(ParsedImport {
+        format,
+        tasks,
+        metadata,
+    })
+}
+
+/// Reads a document from `input` (at most [`IMPORT_BYTES_MAX`] bytes, a UTF-8 byte-order mark
+/// skipped), passing each validated task to `sink` in document order. The sink's tasks only
+/// count when this returns `Ok`: a problem anywhere rejects the whole document.
+pub(crate) fn stream_import(
+    input: impl std::io::Read,
+    source_name: &str,
+    sink: &mut dyn FnMut(ImportTask),
+) -> Result<(SourceFormat, BTreeMap<String, Value>)> {
+    let mut input = std::io::BufReader::with_capacity(256 << 10, Counted::new(input));
+    let head = {
+        use std::io::BufRead;
+        if let Err(e) = input.fill_buf() {
+            let e = input.get_mut().error.take().unwrap_or(e);
+            return Err(Error::io("read", source_name, e));
+        }
+        let buf = input.buffer();
+        let bom = buf.starts_with(b"\xEF\xBB\xBF");
+        let skip = if bom { 3 } else { 0 };
+        let head = buf
+            .get(skip..(skip + 4).min(buf.len()))
+            .unwrap_or_default()
+            .to_vec();
+        input.consume(skip);
+        head
+    };
+    let mut de = serde_json::Deserializer::from_reader(&mut input);
+    let result = read_streamed(&mut de, &head, source_name, sink);
+    drop(de);
+    let read = input.get_ref().read;
+    if let Some(e) = input.get_mut().error.take() {
+        return Err(Error::io("read", source_name, e));
+    }
+    if read > IMPORT_BYTES_MAX {
+        return Err(Error::TooLarge {
+            what: "import document",
+            len: read,
+            max: IMPORT_BYTES_MAX,
+        });
+    }
+    let streamed = result?;
+    Ok((streamed.format, streamed.metadata))
+}
+
+/// A reader that counts its bytes, stops after [`IMPORT_BYTES_MAX`] + 1 and keeps its I/O
+/// error (serde_json would word it as its own; the caller reports it once, as an OS error).
+struct Counted<R> {
+    inner: R,
+    read: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R) -> Self {
+        Counted {
+            inner,
+            read: 0,
+            error: None,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = (IMPORT_BYTES_MAX + 1).saturating_sub(self.read);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let Some(buf) = buf.get_mut(..want) else {
+            return Ok(0);
+        };
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), "read error");
+                self.error = Some(e);
+                Err(copy)
+            }
+        }
+    }
+}
+
+fn read_streamed<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    head: &[u8],
+    source_name: &str,
+    sink: &mut dyn FnMut(ImportTask),
+) -> Result<super::stream::Streamed> {
     let invalid = |problems: Vec<String>, total: usize| Error::InvalidDocument {
         source_name: source_name.to_string(),
         problems,
         total,
     };
-    let tree = parse_tree(bytes).map_err(|p| invalid(vec![p], 1))?;
     let mut problems = Problems::default();
-    let parsed = read_document(tree, &mut problems);
-    match parsed {
-        Some(p) if problems.is_empty() => {
-            tracing::debug!(source_name, tasks = p.tasks.len(), format = ?p.format, "import parsed");
-            Ok(p)
+    let mut count = 0u64;
+    let mut counting = |t: ImportTask| {
+        count += 1;
+        sink(t);
+    };
+    let streamed = super::stream::read_stream(de, head, &mut problems, &mut counting)
+        .map_err(|p| invalid(vec![p], 1))?;
+    match streamed {
+        Some(s) if problems.is_empty() => {
+            tracing::debug!(source_name, tasks = count, format = ?s.format, "import parsed");
+            Ok(s)
         }
         _ => {
             let total = problems.total();
@@ -245,89 +368,9 @@ pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
     }
 }
 
-/// Recognises the layout and reads every task.
-fn read_document(tree: Json, problems: &mut Problems) -> Option<ParsedImport> {
-    let entries = match tree {
-        Json::Array(items) => {
-            let tasks = validate::read_task_array(&items, "", problems);
-            return Some(ParsedImport {
-                format: SourceFormat::Array,
-                tasks,
-                metadata: BTreeMap::new(),
-            });
-        }
-        Json::Object(entries) => entries,
-        other => {
-            problems.push(
-                "$",
-                format!(
-                    "expected an object or an array of tasks, found {}",
-                    other.type_name()
-                ),
-            );
-            return None;
-        }
-    };
-    let format = layout_of(&entries);
-    if format == SourceFormat::Map {
-        let tasks = validate::read_task_map(&entries, "", problems);
-        return Some(ParsedImport {
-            format,
-            tasks,
-            metadata: BTreeMap::new(),
-        });
-    }
-    let mut metadata = BTreeMap::new();
-    let mut tasks = Vec::new();
-    let mut entries_found = 0;
-    let mut seen_tasks = false;
-    for (key, value) in &entries {
-        if key != "tasks" {
-            validate::report_duplicates(value, &validate::member_path("", key), problems);
-            if metadata.insert(key.to_string(), value.to_value()).is_some() {
-                problems.push(&validate::member_path("", key), "duplicate top-level key");
-            }
-            continue;
-        }
-        if std::mem::replace(&mut seen_tasks, true) {
-            problems.push("tasks", "duplicate top-level key");
-            continue;
-        }
-        entries_found = match value {
-            Json::Object(map) => map.len(),
-            Json::Array(items) => items.len(),
-            _ => 0,
-        };
-        tasks = match value {
-            Json::Object(map) => validate::read_task_map(map, "tasks", problems),
-            Json::Array(items) => validate::read_task_array(items, "tasks", problems),
-            other => {
-                problems.push(
-                    "tasks",
-                    format!("expected an object of tasks, found {}", other.type_name()),
-                );
-                Vec::new()
-            }
-        };
-    }
-    if format == SourceFormat::Tasklog {
-        // NOTE: a tasklog export always has `tasks`; without it the document would import as
-        // empty, and with `--mode replace` remove every task.
-        if !seen_tasks {
-            problems.push("tasks", "missing (a tasklog export always has its tasks)");
-        }
-        check_header(&metadata, entries_found, problems);
-    }
-    Some(ParsedImport {
-        format,
-        tasks,
-        metadata,
-    })
-}
-
 /// Which layout a top-level object has. A wrapper has a `tasks` object (or array) beside
 /// scalar header fields; a plain map of tasks has only objects as values.
-fn layout_of(entries: &[(Cow<'_, str>, Json<'_>)]) -> SourceFormat {
+pub(crate) fn layout_of(entries: &[(Cow<'_, str>, Json<'_>)]) -> SourceFormat {
     let has = |key: &str| entries.iter().any(|(k, _)| k == key);
     let format_is_ours = entries
         .iter()
@@ -348,7 +391,11 @@ fn layout_of(entries: &[(Cow<'_, str>, Json<'_>)]) -> SourceFormat {
 
 /// Checks tasklog's own header: the version, and that `task_count` matches (which catches a
 /// document cut short or edited by hand).
-fn check_header(metadata: &BTreeMap<String, Value>, found: usize, problems: &mut Problems) {
+pub(crate) fn check_header(
+    metadata: &BTreeMap<String, Value>,
+    found: usize,
+    problems: &mut Problems,
+) {
     match metadata.get("version").and_then(Value::as_u64) {
         Some(EXPORT_VERSION) => {}
         Some(v) => problems.push(

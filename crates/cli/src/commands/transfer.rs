@@ -183,15 +183,19 @@ fn import_options(a: &ImportArgs) -> ImportOptions {
         .dry_run(a.dry_run)
 }
 
-/// The whole import document (at most [`IMPORT_BYTES_MAX`] bytes) and its name.
+/// The import document as a reader, and its name.
+fn open_input(a: &ImportArgs) -> anyhow::Result<(Box<dyn Read>, String)> {
+    if a.file.as_os_str() == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), "stdin".into()));
+    }
+    let f = File::open(&a.file)
+        .with_context(|| format!("cannot open the import file {}", a.file.display()))?;
+    Ok((Box::new(f), a.file.display().to_string()))
+}
+
+/// The whole import document (at most [`IMPORT_BYTES_MAX`] bytes) and its name, for a server.
 fn read_input(a: &ImportArgs) -> anyhow::Result<(Vec<u8>, String)> {
-    let (input, name): (Box<dyn Read>, String) = if a.file.as_os_str() == "-" {
-        (Box::new(std::io::stdin().lock()), "stdin".into())
-    } else {
-        let f = File::open(&a.file)
-            .with_context(|| format!("cannot open the import file {}", a.file.display()))?;
-        (Box::new(f), a.file.display().to_string())
-    };
+    let (input, name) = open_input(a)?;
     let mut bytes = Vec::new();
     input
         .take(IMPORT_BYTES_MAX + 1)
@@ -243,17 +247,19 @@ impl From<ImportReport> for RemoteReport {
 
 /// `import FILE [--mode merge|replace] [--on-conflict skip|overwrite|fail] [--dry-run]`.
 pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<()> {
-    let (input, name) = read_input(a)?;
-    // IMPORTANT: the whole document is validated before any store is opened, so a rejected
-    // import creates and writes nothing (whatever the target).
-    let parsed = export::parse_import(&input, &name)?;
     let options = import_options(a);
-    let r: RemoteReport = match &ctx.remote {
+    let (r, name): (RemoteReport, String) = match &ctx.remote {
         Some(remote) => {
-            drop(parsed);
-            import_remote(remote, a, &input, &name)?
+            let (input, name) = read_input(a)?;
+            // IMPORTANT: the whole document is validated before it is sent, so a rejected
+            // import writes nothing (whatever the target).
+            drop(export::parse_import(&input, &name)?);
+            (import_remote(remote, a, &input, &name)?, name)
         }
-        None => import_direct(ctx, &input, parsed, &name, &options)?.into(),
+        None => {
+            let (input, name) = open_input(a)?;
+            (import_direct(ctx, input, &name, &options)?.into(), name)
+        }
     };
     let verb = if r.dry_run {
         "would import"
@@ -318,35 +324,46 @@ fn import_remote(
         })
 }
 
-/// Imports the document, parsed once (`parsed`); `input` is parsed again only for the
-/// conflict check of `--on-conflict fail` against an existing store.
+/// Imports the document, read as a stream. A dry run streams it through the planner against
+/// a read-only store and keeps only ids; a real import first reads and validates all of it
+/// (keeping the validated tasks, never the document), and only then opens the store for
+/// writing.
 fn import_direct(
     ctx: &Ctx,
-    input: &[u8],
-    parsed: export::ParsedImport,
+    input: Box<dyn Read>,
     name: &str,
     options: &ImportOptions,
 ) -> anyhow::Result<ImportReport> {
     let exists = tasklog::store::recovery::wal_dir(&ctx.dir).is_dir();
     let none = |_: u64, _: u64| {};
-    if options.dry_run || (exists && options.on_conflict == LibConflict::Fail) {
-        // A dry run (and the conflict check of --on-conflict fail) needs only to read: the
-        // store read-only, or an empty store in memory when there is none yet.
-        let store = if exists {
-            ctx.open_read()?
-        } else {
-            let memory = tasklog::wal::sim::SimStorage::new(0);
-            Store::open_with(
-                &ctx.dir,
-                StoreOptions::new()
-                    .storage(std::sync::Arc::new(memory))
-                    .preallocate(false),
-            )?
-        };
-        if options.dry_run {
-            return Ok(export::import_parsed(&store, parsed, name, options, none)?);
+    // A dry run (and the conflict check of --on-conflict fail) needs only to read: the store
+    // read-only, or an empty store in memory when there is none yet.
+    let open_read = || -> anyhow::Result<Store> {
+        if exists {
+            return ctx.open_read();
         }
-        export::import_json_bytes(&store, input, name, &options.clone().dry_run(true), none)?;
+        let memory = tasklog::wal::sim::SimStorage::new(0);
+        Ok(Store::open_with(
+            &ctx.dir,
+            StoreOptions::new()
+                .storage(std::sync::Arc::new(memory))
+                .preallocate(false),
+        )?)
+    };
+    if options.dry_run {
+        return Ok(export::import_json(
+            &open_read()?,
+            input,
+            name,
+            options,
+            none,
+        )?);
+    }
+    // IMPORTANT: the whole document is validated before any store is opened for writing, so a
+    // rejected import creates and writes nothing.
+    let parsed = export::parse_import_reader(input, name)?;
+    if exists && options.on_conflict == LibConflict::Fail {
+        export::check_conflicts(&open_read()?, &parsed, name)?;
     }
     let store = ctx.open_write()?;
     let bar = ctx.ui.bar(0, "import");

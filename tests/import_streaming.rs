@@ -1,0 +1,263 @@
+//! An import reads its document as a stream: a dry run holds the set of ids, never the
+//! document or a tree of it, and a streamed import gives the same result as one from bytes.
+//!
+//! Method: a counting global allocator records the peak of live heap bytes. A document of
+//! 6,000 tasks with 2 KiB descriptions (about 12.6 MB) is generated on the fly by a `Read`
+//! (it never exists in memory) and dry-run imported: the peak above the baseline must stay
+//! under 1/8 of the document (holding the document, its tree or its tasks would exceed it
+//! several times). Then the same document is streamed into a real store and compared with the
+//! import of its bytes, in merge and replace modes; a document that a single pass cannot read
+//! unambiguously is refused with a message saying why.
+#![expect(
+    unsafe_code,
+    reason = "a counting global allocator must implement the unsafe GlobalAlloc trait"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tasklog::Store;
+use tasklog::export::{ImportMode, ImportOptions, import_json, import_json_bytes, parse_import};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let now = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Held by every test: the allocator counts the whole process, so tests run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A wrapped document of `n` tasks generated as it is read.
+struct Generated {
+    n: usize,
+    next: usize,
+    pending: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+const DESCRIPTION_BYTES: usize = 2048;
+
+impl Generated {
+    fn new(n: usize) -> Self {
+        Generated {
+            n,
+            next: 0,
+            pending: br#"{"version":"1.0","exported_at":"2026-01-01T00:00:00Z","tasks":{"#.to_vec(),
+            at: 0,
+            done: false,
+        }
+    }
+    fn refill(&mut self) {
+        self.pending.clear();
+        self.at = 0;
+        if self.next == self.n {
+            self.pending.extend_from_slice(b"}}");
+            self.done = true;
+            return;
+        }
+        let sep = if self.next == 0 { "" } else { "," };
+        let description = "d".repeat(DESCRIPTION_BYTES);
+        let task = format!(
+            r#"{sep}"task-{:06}":{{"title":"t{}","status":"pending","description":"{description}"}}"#,
+            self.next, self.next
+        );
+        self.pending.extend_from_slice(task.as_bytes());
+        self.next += 1;
+    }
+}
+
+impl Read for Generated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.pending.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.refill();
+        }
+        let rest = self.pending.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn document_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    Generated::new(n)
+        .read_to_end(&mut out)
+        .expect("a generated document reads");
+    out
+}
+
+#[test]
+fn a_dry_run_holds_ids_not_the_document() {
+    let _alone = alone();
+    const TASKS: usize = 6_000;
+    let doc_len = document_bytes(TASKS).len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let report = import_json(
+        &store,
+        Generated::new(TASKS),
+        "generated",
+        &ImportOptions::new().dry_run(true),
+        |_, _| {},
+    )
+    .expect("the generated document is valid");
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    assert_eq!(report.imported, TASKS as u64);
+    assert!(report.dry_run);
+    assert!(
+        peak < doc_len / 8,
+        "a streaming dry run of a {doc_len}-byte document peaked at {peak} heap bytes"
+    );
+    assert_eq!(store.last_lsn(), 0, "a dry run wrote something");
+}
+
+fn ids(store: &Store) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    tasklog::export::export_json(
+        store,
+        &tasklog::export::ExportOptions::new().include_history(false),
+        &mut out,
+        |_, _| {},
+    )
+    .expect("export");
+    let doc: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let mut v: Vec<(String, String)> = doc["tasks"]
+        .as_object()
+        .expect("tasks")
+        .iter()
+        .map(|(id, t)| (id.clone(), format!("{}/{}", t["state"], t["title"])))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn streamed_and_in_memory_imports_agree_in_both_modes() {
+    let _alone = alone();
+    const TASKS: usize = 300;
+    let bytes = document_bytes(TASKS);
+    for mode in [ImportMode::Merge, ImportMode::Replace] {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let sa = Store::open(a.path()).expect("open");
+        let sb = Store::open(b.path()).expect("open");
+        for s in [&sa, &sb] {
+            // One task the document also holds and one it does not.
+            s.submit(tasklog::NewTask::new("old").id("task-000001"))
+                .expect("submit");
+            s.submit(tasklog::NewTask::new("other").id("zz-other"))
+                .expect("submit");
+        }
+        let options = ImportOptions::new()
+            .mode(mode)
+            .on_conflict(tasklog::export::OnConflict::Overwrite);
+        let ra = import_json(&sa, Generated::new(TASKS), "streamed", &options, |_, _| {})
+            .expect("streamed import");
+        let rb = import_json_bytes(&sb, &bytes, "bytes", &options, |_, _| {}).expect("import");
+        assert_eq!(ra, rb, "{mode:?}: the reports differ");
+        assert_eq!(ids(&sa), ids(&sb), "{mode:?}: the stores differ");
+        assert_eq!(ra.overwritten, 1);
+        let removed = u64::from(mode == ImportMode::Replace);
+        assert_eq!(ra.removed, removed);
+        assert_eq!(sa.last_lsn(), sb.last_lsn());
+    }
+}
+
+#[test]
+fn a_document_a_single_pass_cannot_read_is_refused_with_the_reason() {
+    let _alone = alone();
+    // A plain map of tasks whose first task is named "tasks" reads, in one pass, as a wrapper.
+    let doc = br#"{"tasks":{"title":"first","state":"pending"},"t2":{"title":"second","state":"pending"}}"#;
+    let err = parse_import(doc, "ambiguous.json").expect_err("should be refused");
+    let text = err.to_string();
+    assert!(text.contains("ambiguous"), "{text}");
+    assert!(text.contains("tasks"), "{text}");
+    // The same map with the task elsewhere still reads as a map.
+    let doc = br#"{"t2":{"title":"second","state":"pending"},"tasks":{"title":"first","state":"pending"}}"#;
+    let p = parse_import(doc, "map.json").expect("a plain map");
+    assert_eq!(p.tasks.len(), 2);
+    // A wrapper whose `tasks` comes first is streamed.
+    let doc = br#"{"tasks":{"a":{"title":"x","state":"pending"}},"version":"1.0"}"#;
+    let p = parse_import(doc, "wrapped.json").expect("a wrapper");
+    assert_eq!(p.tasks.len(), 1);
+    assert_eq!(p.metadata.len(), 1);
+}
+
+#[test]
+fn a_read_error_is_reported_once_with_its_source() {
+    let _alone = alone();
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let chunk = br#"{"tasks":{"#;
+            let n = chunk.len().min(buf.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            self.0 -= 1;
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let err = import_json(
+        &store,
+        Failing(1),
+        "flaky.json",
+        &ImportOptions::new(),
+        |_, _| {},
+    )
+    .expect_err("should fail");
+    let text = err.to_string();
+    assert!(text.contains("flaky.json"), "{text}");
+    assert_eq!(text.matches("the disk went away").count(), 1, "{text}");
+    assert_eq!(store.last_lsn(), 0);
+}
