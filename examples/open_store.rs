@@ -28,6 +28,13 @@ fn main() {
         r.events_replayed,
         r.snapshot_used
     );
+    // Resident memory now that the store is open (Linux only): what a long-running process
+    // keeps, as opposed to the peak during open that `/usr/bin/time` reports.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmRSS:"))
+    {
+        println!("resident after open: {}", line["VmRSS:".len()..].trim());
+    }
     if skip_drop {
         std::process::exit(0);
     }
