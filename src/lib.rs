@@ -44,6 +44,36 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+/// Declares a module that is `pub` with the `testing` feature and crate-private without it,
+/// at the same path either way: tests, fuzz targets and benches reach the codecs, the
+/// simulated disk and the storage seam by the paths they always used, while library users see
+/// only the curated surface (docs/design.md, "Public API").
+// NOTE: without `testing`, helpers that exist only for tests are unused, hence `dead_code`.
+macro_rules! testing_pub_mod {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "testing"))]
+        #[allow(dead_code, unused_imports)]
+        pub(crate) mod $name;
+    };
+}
+
+/// The same for one item (`fn`, `use`, `struct`, `const`, ...), also inside an `impl`.
+macro_rules! testing_pub {
+    ($(#[$attr:meta])* $kw:ident $($rest:tt)*) => {
+        $(#[$attr])*
+        #[cfg(feature = "testing")]
+        pub $kw $($rest)*
+        $(#[$attr])*
+        #[cfg(not(feature = "testing"))]
+        #[allow(dead_code, unused_imports)]
+        pub(crate) $kw $($rest)*
+    };
+}
+
 pub mod error;
 pub mod export;
 pub mod runtime;

@@ -188,6 +188,7 @@ pub struct ImportEvent {
 /// when an accepted document breaks the round trip: it is imported into an in-memory store,
 /// exported, and the export must be accepted again with the same tasks (whatever import
 /// accepts, export can write back).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub fn fuzz_import_json(bytes: &[u8]) -> bool {
     let Ok(parsed) = parse_import(bytes, "fuzz") else {

@@ -1,5 +1,5 @@
 //! Online backups: a consistent, verified, fsynced copy of a live store, written while writers
-//! go on, that is itself a store (open it, or restore it with [`restore`]).
+//! go on, that is itself a store (open it, or restore it with [`restore_into`]).
 //!
 //! A backup directory holds what a store holds, made fresh: `snapshots/snap-<L>.snap`, a new
 //! snapshot image of the state at LSN `L` (every task and whole history), and `wal/`, one empty
@@ -13,7 +13,7 @@
 //!
 //! An interrupted backup is never mistaken for a complete one: the log segment is written
 //! last, so a directory whose log never arrived is refused on open (no `wal/`, or "the log
-//! ends before" the snapshot), and [`restore`] and the rotation accept only a
+//! ends before" the snapshot), and [`restore_into`] and the rotation accept only a
 //! directory whose manifest checks (magic, version, CRC) and matches its snapshot's length and
 //! CRC. The rotation removes interrupted backups at its next run.
 
@@ -137,7 +137,7 @@ impl BackupInfo {
 impl Store {
     /// Writes a consistent, verified, fsynced copy of this store to `dest`, a directory that
     /// must not hold a store or a backup yet; writers go on meanwhile (they wait only while the
-    /// state is encoded). The copy is itself a store: open it, or [`restore`] it.
+    /// state is encoded). The copy is itself a store: open it, or [`restore_into`] it.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupInfo> {
         let dest = dest.as_ref();
         if self.is_closed() {
@@ -234,9 +234,10 @@ fn verify_store(storage: &Arc<dyn Storage>, dir: &Path, lsn: u64, tasks: u64) ->
     Ok(())
 }
 
+testing_pub! {
 /// Reads and checks the backup at `dir`: its manifest, and its snapshot against the
 /// manifest's length and CRC. Returns what it holds and the snapshot's bytes.
-pub fn check(storage: &dyn Storage, dir: &Path) -> Result<(BackupInfo, Vec<u8>)> {
+fn check(storage: &dyn Storage, dir: &Path) -> Result<(BackupInfo, Vec<u8>)> {
     let path = dir.join(MANIFEST);
     let bytes = match storage.open(&path, OpenMode::Read) {
         Ok(f) => {
@@ -294,16 +295,26 @@ pub fn check(storage: &dyn Storage, dir: &Path) -> Result<(BackupInfo, Vec<u8>)>
     };
     Ok((info, image))
 }
+}
 
+/// Restores the backup at `backup` into `dir` (a new directory) on the file system: checks
+/// the backup whole, lays out a store from it the way a backup is written, and opens it to
+/// check it. The restored store has no manifest (it is a store, not a backup).
+pub fn restore_into(backup: &Path, dir: &Path) -> Result<BackupInfo> {
+    restore(Arc::new(crate::wal::StdStorage), backup, dir)
+}
+
+testing_pub! {
 /// Restores the backup at `backup` into `dir` (a new directory): checks the backup whole,
 /// lays out a store from it the way a backup is written, and opens it to check it. The
 /// restored store has no manifest (it is a store, not a backup).
-pub fn restore(storage: Arc<dyn Storage>, backup: &Path, dir: &Path) -> Result<BackupInfo> {
+fn restore(storage: Arc<dyn Storage>, backup: &Path, dir: &Path) -> Result<BackupInfo> {
     let (info, image) = check(&*storage, backup)?;
     write_store_image(&*storage, dir, &image, info.lsn)?;
     verify_store(&storage, dir, info.lsn, info.tasks)?;
     tracing::info!(backup = %backup.display(), dir = %dir.display(), lsn = info.lsn, "backup restored");
     Ok(info)
+}
 }
 
 /// What a rotated backup run did.

@@ -6,24 +6,26 @@
 //! once the log says it is durable. Reads wait for the durability of what they return, so no
 //! reader sees a change that a crash could still take away.
 
+mod abandoned;
 pub mod backup;
 mod commit;
 #[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod fuzzing;
-pub mod history;
-pub mod kinds;
+testing_pub_mod!(history);
+testing_pub_mod!(kinds);
 pub mod log;
-pub mod mutation;
-pub mod options;
-pub mod query;
-pub mod record;
-pub mod recovery;
+testing_pub_mod!(mutation);
+testing_pub_mod!(options);
+testing_pub_mod!(query);
+testing_pub_mod!(record);
+testing_pub_mod!(recovery);
 pub mod repair;
-pub mod snapshot;
-pub mod state;
-pub mod stats;
-pub mod subscribe;
-pub mod unique;
+testing_pub_mod!(snapshot);
+testing_pub_mod!(state);
+testing_pub_mod!(stats);
+testing_pub_mod!(subscribe);
+testing_pub_mod!(unique);
 pub mod verify;
 mod view;
 
@@ -42,7 +44,7 @@ pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};
 pub use options::{InterruptedPolicy, PendingAtOpen, StoreOptions};
 pub use query::{Cursor, Filter, Page, Query, SortKey};
-pub use recovery::RecoveryReport;
+pub use recovery::{RecoveryReport, snapshot_dir, wal_dir};
 pub use stats::{CleanupAge, CleanupRule, Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
 pub use view::ReadView;

@@ -33,6 +33,12 @@ pub struct Fence {
 }
 
 /// What to change.
+///
+/// `Import`, `Historical` and `Interrupt` record history that the caller did not make happen
+/// now (a whole task, a past event, a dead owner's work taken back). Outside tasklog they can
+/// be matched but not built (each is `#[non_exhaustive]` unless the `testing` feature is on),
+/// so no library user can write fake history; the validated entry points are
+/// `export::import_json` and `Store::recover_abandoned`.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Change {
@@ -118,10 +124,14 @@ pub enum Change {
         /// Why.
         reason: Option<String>,
     },
-    /// Write a whole task (import).
+    /// Write a whole task (import). Not constructible outside tasklog (without the `testing`
+    /// feature): use `export::import_json`, which validates the document first.
+    #[cfg_attr(not(feature = "testing"), non_exhaustive)]
     Import(Box<Task>),
     /// Re-record an event as it happened elsewhere (an import of a task's history): the event
-    /// keeps its original time and goes through the same state-machine checks.
+    /// keeps its original time and goes through the same state-machine checks. Not
+    /// constructible outside tasklog (without `testing`): only the importer writes it.
+    #[cfg_attr(not(feature = "testing"), non_exhaustive)]
     Historical {
         /// The event.
         kind: Box<crate::task::EventKind>,
@@ -129,7 +139,10 @@ pub enum Change {
         at: crate::task::Timestamp,
     },
     /// running -> failed or pending, because the task's owner died (a crash or an expired
-    /// lease). Used by recovery and by workers' lease supervision.
+    /// lease). Used by recovery and by workers' lease supervision. Not constructible outside
+    /// tasklog (without `testing`): use `Store::recover_abandoned`, which checks the owner is
+    /// really gone.
+    #[cfg_attr(not(feature = "testing"), non_exhaustive)]
     Interrupt {
         /// Why.
         reason: String,

@@ -196,18 +196,31 @@ impl StoreOptions {
         self.preallocate = yes;
         self
     }
+    /// Keeps the store in memory: nothing is read from or written to disk (`dir` is only a
+    /// name), and everything is gone when the last handle drops. For dry runs (the CLI's
+    /// `import --dry-run` on a store that does not exist yet) and tests; the guarantees of
+    /// docs/durability.md are about disks and do not apply.
+    #[must_use]
+    pub fn in_memory(mut self) -> Self {
+        self.storage = Arc::new(crate::wal::sim::SimStorage::new(0));
+        self.storage_chosen = true;
+        self.preallocate = false;
+        self
+    }
+    testing_pub! {
     /// The file system to use (a simulated disk in tests). Its own rules then decide the
     /// permissions of new files ([`StoreOptions::file_mode`] no longer applies).
     #[must_use]
-    pub fn storage(mut self, s: Arc<dyn Storage>) -> Self {
+    fn storage(mut self, s: Arc<dyn Storage>) -> Self {
         self.storage = s;
         self.storage_chosen = true;
         self
     }
+    }
     /// Permission bits of the files the store creates (default `0o600`); directories get the
     /// same bits plus search for each class that may read (`0o640` gives `0o750`). The
     /// process umask still applies. Existing files and directories are left as they are.
-    /// Ignored when [`StoreOptions::storage`] chose the file system.
+    /// Ignored for a store [`StoreOptions::in_memory`] (or given its own storage in tests).
     #[must_use]
     pub fn file_mode(mut self, mode: u32) -> Self {
         if !self.storage_chosen {

@@ -8,7 +8,7 @@
 //!   whole, and moves those segments, with every segment before them, to `wal/quarantine/`.
 //!   No event is lost, and `verify` is clean afterwards.
 //! * **Damage after the newest good snapshot**: the log is cut at its last good record
-//!   ([`crate::wal::repair()`], which copies what it cuts to quarantine first). If the newest good
+//!   (`wal::repair`, which copies what it cuts to quarantine first). If the newest good
 //!   snapshot reaches past the cut, the log goes on at the record after that snapshot (a new,
 //!   empty segment), so the store opens with the snapshot's state rather than being refused as
 //!   "snapshot ahead of the log". What is lost is exactly the records after both the cut and
@@ -59,8 +59,9 @@ pub fn repair(dir: &Path, dry_run: bool) -> Result<StoreRepairReport> {
     repair_with_storage(Arc::new(StdStorage), dir, dry_run)
 }
 
+testing_pub! {
 /// [`repair`] over any storage.
-pub fn repair_with_storage(
+fn repair_with_storage(
     storage: Arc<dyn Storage>,
     dir: &Path,
     dry_run: bool,
@@ -108,6 +109,7 @@ pub fn repair_with_storage(
     }
     report.action = "cut";
     cut(&*storage, dir, dry_run, report)
+}
 }
 
 /// The LSN of the newest snapshot that reads back whole (0: none).

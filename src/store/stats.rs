@@ -179,6 +179,14 @@ pub fn by_key(state: &State, key: &str) -> KeyCounts {
     }
 }
 
+impl Health {
+    /// Fills in the log's figures (from [`Store::log_stats`](crate::Store::log_stats)), for a
+    /// health computed from a read view, which holds no log.
+    pub fn add_log(&mut self, log: &WalStats) {
+        add_log(self, log);
+    }
+}
+
 /// Fills in the log's figures.
 pub fn add_log(health: &mut Health, log: &WalStats) {
     health.log_bytes = log.bytes;

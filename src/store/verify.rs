@@ -2,7 +2,7 @@
 //! server's `GET /v1/verify` report.
 //!
 //! It takes no lock and changes nothing: it walks every log segment and checks every frame's
-//! checksum and the LSN sequence ([`crate::wal::verify()`]), reads and checks every snapshot,
+//! checksum and the LSN sequence (`wal::verify`), reads and checks every snapshot,
 //! replays the log into a fresh state from the oldest point it can start at (the state machine
 //! is re-checked on every event), then opens the store read-only. A torn tail (an incomplete
 //! last record that was never acknowledged; the next writer cuts it) is reported but is not

@@ -61,6 +61,14 @@ pub fn check(task: Option<&Task>, event: &Event) -> Result<()> {
     }
 }
 
+impl EventKind {
+    /// The state this event moves a task to, or `None` when it leaves the state as it is
+    /// (progress, output, an update, ...).
+    pub fn target_state(&self) -> Option<TaskState> {
+        target_state(self)
+    }
+}
+
 /// The state an event moves a task to, or `None` when it does not change the state.
 pub fn target_state(kind: &EventKind) -> Option<TaskState> {
     Some(match kind {

@@ -1,13 +1,13 @@
 //! `task`: the domain. The task model, its events, the state machine and how events apply.
 //! Knows nothing of files.
 
-pub mod apply;
+testing_pub_mod!(apply);
 pub mod event;
 pub mod limits;
 pub mod model;
 pub mod state;
 pub mod time;
-pub mod wire;
+testing_pub_mod!(wire);
 
 pub use event::{Event, EventKind};
 pub use model::{

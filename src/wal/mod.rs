@@ -2,10 +2,10 @@
 //! torn-tail handling. It knows nothing of tasks: payloads are opaque bytes.
 //!
 //! The on-disk format is specified in `docs/format.md`; the guarantees and the tests that prove
-//! them are listed in `docs/durability.md`. Module map: [`frame`] (record envelope),
-//! [`segment`] (segment header, reader, writer), `group_commit` (leader/follower fsync),
-//! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), [`verify()`],
-//! [`repair()`], [`sim`] (simulated disk), [`storage`] (the I/O seam).
+//! them are listed in `docs/durability.md`. Module map: `frame` (record envelope),
+//! `segment` (segment header, reader, writer), `group_commit` (leader/follower fsync),
+//! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), `verify`,
+//! `repair`, `sim` (simulated disk), `storage` (the I/O seam).
 //!
 //! # Quick start
 //!
@@ -42,32 +42,37 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 mod background;
-pub mod frame;
+testing_pub_mod!(frame);
 #[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 mod group_commit;
-pub mod lock;
+testing_pub_mod!(lock);
 mod options;
 pub(crate) mod os;
 mod recovery;
-pub mod repair;
+testing_pub_mod!(repair);
 mod replay;
 mod retention;
-pub mod segment;
-pub mod sim;
+testing_pub_mod!(segment);
+testing_pub_mod!(sim);
 mod stats;
-pub mod storage;
-pub mod verify;
+testing_pub_mod!(storage);
+testing_pub_mod!(verify);
 
 pub use frame::RECORD_BYTES_MAX;
-pub use recovery::list_segments;
-pub use repair::{CutPoint, RepairReport, repair, repair_with_storage};
+pub use repair::{CutPoint, RepairReport};
 pub use segment::FORMAT_VERSION;
-pub use storage::{
+pub use verify::{Problem, VerifyReport};
+// The storage seam, the log-level repair/verify entry points (the store's own in `store::repair`
+// and `store::verify` are the public ones) and segment listing: for tests only.
+testing_pub!(use recovery::list_segments;);
+testing_pub!(use repair::{repair, repair_with_storage};);
+testing_pub!(use storage::{
     FileBytes, OpenMode, StdStorage, StdStorageModes, Storage, StorageFile, StorageLock,
     create_dir_durable,
-};
-pub use verify::{Problem, VerifyReport, verify, verify_with_storage};
+};);
+testing_pub!(use verify::{verify, verify_with_storage};);
 
 use group_commit::{Core, Need};
 
@@ -124,7 +129,7 @@ pub struct OpenReport {
     /// Where the torn tail began (file, offset), if one was cut.
     pub torn_at: Option<(PathBuf, u64)>,
     /// Damage passed over because it lies wholly among records the opener holds another copy
-    /// of (see [`Wal::open_covered`]): (segment, what is wrong). Lost redundancy, not data.
+    /// of (see `Wal::open_covered`): (segment, what is wrong). Lost redundancy, not data.
     pub covered_damage: Vec<(PathBuf, String)>,
     /// A writer sealed this last segment because its covered part is damaged, and went on in
     /// a new segment.
@@ -204,21 +209,24 @@ impl Wal {
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<(Wal, OpenReport)> {
         Wal::open_with_storage(Arc::new(StdStorage), dir, options)
     }
+    testing_pub! {
     /// Opens the log over any [`Storage`] (e.g. [`sim::SimStorage`]).
-    pub fn open_with_storage(
+    fn open_with_storage(
         storage: Arc<dyn Storage>,
         dir: impl AsRef<Path>,
         options: WalOptions,
     ) -> Result<(Wal, OpenReport)> {
         Wal::open_covered(storage, dir, options, 0)
     }
+    }
+    testing_pub! {
     /// [`Wal::open_with_storage`] for a caller that holds a good copy (a snapshot) of every
     /// record up to LSN `covered`: damage wholly among those records (a damaged old segment, or
     /// the damaged covered start of the last one) is passed over and listed in
     /// [`OpenReport::covered_damage`] instead of refusing the open. Replays from above
     /// `covered` read on past it; replays from below still fail on it. A writer never appends
     /// behind such damage: it seals that segment and starts a new one.
-    pub fn open_covered(
+    fn open_covered(
         storage: Arc<dyn Storage>,
         dir: impl AsRef<Path>,
         options: WalOptions,
@@ -233,6 +241,7 @@ impl Wal {
             *core.background.lock() = Some(bg);
         }
         Ok((Wal { core }, report))
+    }
     }
     pub fn dir(&self) -> &Path {
         &self.core.dir
@@ -311,7 +320,7 @@ impl Wal {
     pub fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
         retention::truncate_before(&self.core, lsn)
     }
-    /// Damage passed over so far because it lies below the LSN given to [`Wal::open_covered`]
+    /// Damage passed over so far because it lies below the LSN given to `Wal::open_covered`
     /// (found at open, or by a replay since): (segment, what is wrong).
     pub fn covered_damage(&self) -> Vec<(PathBuf, String)> {
         self.core.covered_seen.lock().clone()

@@ -22,7 +22,7 @@ pub struct CutPoint {
     pub last_good_lsn: Lsn,
 }
 
-/// What [`repair`] did (or, with `dry_run`, would do).
+/// What `repair` did (or, with `dry_run`, would do).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct RepairReport {

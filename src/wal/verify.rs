@@ -8,7 +8,7 @@ use super::segment::{ScanEnd, ScanSpec, SegmentHeader, TailPolicy, scan_segment}
 use super::storage::{OpenMode, StdStorage, Storage};
 use crate::error::{Error, Result};
 
-/// One problem found by [`verify`].
+/// One problem found by `verify`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Problem {
@@ -25,7 +25,7 @@ pub struct Problem {
     pub torn_tail: bool,
 }
 
-/// What [`verify`] found.
+/// What `verify` found.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct VerifyReport {

@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tasklog::store::Stats;
-use tasklog::store::recovery::{snapshot_dir, wal_dir};
+use tasklog::store::{snapshot_dir, wal_dir};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -175,7 +175,7 @@ pub fn store_figures(store: &tasklog::Store) -> StoreFigures {
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the store cannot be read; exposing the log's figures only");
             let mut stats = Stats::default();
-            tasklog::store::stats::add_log(&mut stats.health, &store.log_stats());
+            stats.health.add_log(&store.log_stats());
             stats.health.last_lsn = store.last_lsn();
             StoreFigures {
                 stats,

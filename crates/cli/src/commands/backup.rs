@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::json;
 use tasklog::store::backup;
@@ -60,7 +59,7 @@ pub fn backup(
 
 /// `restore BACKUP DIR [--json]`.
 pub fn restore(out: &mut dyn Write, from: &Path, target: &Path, json: bool) -> anyhow::Result<()> {
-    let info = backup::restore(Arc::new(tasklog::wal::StdStorage), from, target)?;
+    let info = backup::restore_into(from, target)?;
     if json {
         writeln!(
             out,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use tasklog::store::recovery::{snapshot_dir, wal_dir};
+use tasklog::store::{snapshot_dir, wal_dir};
 
 use tasklog::TaskState;
 use tasklog::store::{CleanupAge, CleanupRule};

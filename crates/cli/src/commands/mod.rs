@@ -105,7 +105,7 @@ pub fn open_read(dir: &Path) -> anyhow::Result<Store> {
 
 /// Fails with exit 1 unless `dir` holds a store.
 pub fn require_store(dir: &Path) -> anyhow::Result<()> {
-    let wal = tasklog::store::recovery::wal_dir(dir);
+    let wal = tasklog::store::wal_dir(dir);
     let what = match std::fs::metadata(&wal) {
         Ok(m) if m.is_dir() => return Ok(()),
         // NOTE: a directory this user may not search is not "no store": say what is wrong.

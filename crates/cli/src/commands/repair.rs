@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use tasklog::store::recovery::wal_dir;
+use tasklog::store::wal_dir;
 
 use super::{Ctx, require_store};
 use crate::output;

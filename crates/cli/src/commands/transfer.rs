@@ -334,7 +334,7 @@ fn import_direct(
     name: &str,
     options: &ImportOptions,
 ) -> anyhow::Result<ImportReport> {
-    let exists = tasklog::store::recovery::wal_dir(&ctx.dir).is_dir();
+    let exists = tasklog::store::wal_dir(&ctx.dir).is_dir();
     let none = |_: u64, _: u64| {};
     // A dry run (and the conflict check of --on-conflict fail) needs only to read: the store
     // read-only, or an empty store in memory when there is none yet.
@@ -342,13 +342,7 @@ fn import_direct(
         if exists {
             return ctx.open_read();
         }
-        let memory = tasklog::wal::sim::SimStorage::new(0);
-        Ok(Store::open_with(
-            &ctx.dir,
-            StoreOptions::new()
-                .storage(std::sync::Arc::new(memory))
-                .preallocate(false),
-        )?)
+        Ok(Store::open_with(&ctx.dir, StoreOptions::new().in_memory())?)
     };
     if options.dry_run {
         return Ok(export::import_json(

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 use tasklog::store::Committed;
-use tasklog::task::{EventKind, Timestamp, apply};
+use tasklog::task::{EventKind, Timestamp};
 use tasklog::{Store, TaskState};
 use utoipa::ToSchema;
 
@@ -115,7 +115,7 @@ impl Narrator {
 fn after(kind: &EventKind, from: Option<TaskState>) -> Option<TaskState> {
     match kind {
         EventKind::Removed { .. } => None,
-        k => apply::target_state(k).or(from),
+        k => k.target_state().or(from),
     }
 }
 

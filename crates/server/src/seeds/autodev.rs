@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tasklog::store::{Change, HistoryEvent, InterruptedPolicy, Mutation, RecoveryReport};
+use tasklog::store::{Change, HistoryEvent, Mutation, RecoveryReport};
 use tasklog::task::{OutputKind, Timestamp};
 use tasklog::{Task, TaskState};
 use utoipa::ToSchema;
@@ -189,25 +189,15 @@ async fn recover(
             if !stuck && !orphaned {
                 return Ok(Ok(None));
             }
-            let to = match store.interrupted_policy() {
-                InterruptedPolicy::MarkFailed => TaskState::Failed,
-                _ => TaskState::Pending,
-            };
             let reason = if stuck {
                 "recovered on request: lease expired"
             } else {
                 "recovered on request: its owner's session ended"
             };
-            let m = Mutation::new(
-                id.clone(),
-                Change::Interrupt {
-                    reason: reason.into(),
-                    to,
-                },
-            )
-            .expect_version(task.version)
-            .actor(super::autodev::ACTOR);
-            Ok(Ok(Some(store.apply(m)?)))
+            // NOTE: the store checks again that the owner is gone (and the version), so this
+            // endpoint cannot interrupt live work even if the checks above race a heartbeat.
+            let task = store.recover_abandoned(&id, reason, Some(super::autodev::ACTOR))?;
+            Ok(Ok(Some(task)))
         })
         .await?;
     let resp = match outcome {
