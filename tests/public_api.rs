@@ -5,9 +5,11 @@
 //! has `testing` on (the package's dev-dependency on itself), so it cannot probe visibility
 //! directly; it writes a tiny crate depending on tasklog *without* features into a temporary
 //! directory and runs `cargo check` on it: once with only public paths (must compile), once
-//! with one line per internal item (each must fail as private or not found, and nothing else).
-//! The probe reuses this build's target directory and lock file, so only tasklog itself is
-//! checked again (in its own feature set), in seconds.
+//! with one line per internal item and per forged-history change (each must fail as private,
+//! not found or not constructible, and nothing else).
+//! The probe uses the workspace's lock file and a subdirectory of this build's target
+//! directory (its own, so the outer cargo's lock is never waited on): the first run checks the
+//! dependencies once (about half a minute), later runs take seconds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,8 +77,15 @@ const INTERNAL: &[&str] = &[
     "tasklog::task::apply",
     "tasklog::task::wire",
     "tasklog::export::fuzz_import_json",
-    "tasklog::store::InternalChange",
 ];
+
+/// Forged history: each construction must be refused without `testing`.
+const FORGERIES: &str = "pub fn forge(task: tasklog::Task, kind: tasklog::task::EventKind) {
+    let _ = tasklog::store::Change::Import(Box::new(task));
+    let _ = tasklog::store::Change::Historical { kind: Box::new(kind), at: tasklog::task::Timestamp(0) };
+    let _ = tasklog::store::Change::Interrupt { reason: String::new(), to: tasklog::TaskState::Failed };
+}
+";
 
 fn probe(dir: &Path, name: &str, paths: &[&str], extra: &str) -> (bool, String) {
     let crate_dir = dir.join(name);
@@ -137,7 +146,7 @@ fn the_public_surface_compiles_without_the_testing_feature_and_internals_do_not(
     );
     assert!(ok, "public paths must compile without `testing`:\n{stderr}");
 
-    let (ok, stderr) = probe(tmp.path(), "internal-probe", INTERNAL, "");
+    let (ok, stderr) = probe(tmp.path(), "internal-probe", INTERNAL, FORGERIES);
     assert!(!ok, "internals compiled without `testing`");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error[")).collect();
     for path in INTERNAL {
@@ -149,9 +158,14 @@ fn the_public_surface_compiles_without_the_testing_feature_and_internals_do_not(
             "{path} is reachable without `testing`:\n{stderr}"
         );
     }
+    let forgeries = errors
+        .iter()
+        .filter(|e| e.contains("tuple variant `Import` is private") || e.contains("E0639"))
+        .count();
+    assert_eq!(forgeries, 3, "a history forgery compiled:\n{stderr}");
     assert_eq!(
         errors.len(),
-        INTERNAL.len(),
+        INTERNAL.len() + 3,
         "one error per internal path, and no other:\n{stderr}"
     );
 }
