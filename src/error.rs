@@ -2,6 +2,7 @@
 //! the file, the byte offset, the LSN, the task id or the JSON path involved.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Result alias used throughout tasklog.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +45,12 @@ pub enum Error {
     Poisoned {
         /// The first failure, as text.
         cause: String,
+        /// The first failure itself, as [`Error::source`](std::error::Error::source) (a
+        /// faithful copy: the caller whose write failed got the original; an I/O error keeps
+        /// its OS code, kind and text). In a `source()` chain it is an `Arc<tasklog::Error>`;
+        /// walk on from it to reach the `io::Error`.
+        #[source]
+        source: Option<Arc<Error>>,
     },
 
     /// The handle was closed.
@@ -97,6 +104,10 @@ pub enum Error {
         what: String,
         /// Why it failed.
         reason: String,
+        /// The encoder's or decoder's own error (postcard, serde_json), when there is one:
+        /// `e.source()` downcasts to it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     // ----- Tasks ----------------------------------------------------------------------------
@@ -217,6 +228,131 @@ impl Error {
         )
     }
 
+    /// A copy of this error, for handing one failure to several callers (the log's poison).
+    /// Every field is kept but a codec's own error (its text is in `reason`); an I/O error is rebuilt from its OS code when it has one (so its
+    /// kind and text are the same), else from its kind and text.
+    pub(crate) fn duplicate(&self) -> Error {
+        fn io_copy(e: &std::io::Error) -> std::io::Error {
+            match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(e.kind(), e.to_string()),
+            }
+        }
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: io_copy(source),
+            },
+            Error::Locked {
+                path,
+                lock_file,
+                holder,
+                waited_ms,
+            } => Error::Locked {
+                path: path.clone(),
+                lock_file: lock_file.clone(),
+                holder: holder.clone(),
+                waited_ms: *waited_ms,
+            },
+            Error::Poisoned { cause, source } => Error::Poisoned {
+                cause: cause.clone(),
+                source: source.clone(),
+            },
+            Error::Closed => Error::Closed,
+            Error::ReadOnly => Error::ReadOnly,
+            Error::Corrupt {
+                file,
+                offset,
+                lsn,
+                reason,
+            } => Error::Corrupt {
+                file: file.clone(),
+                offset: *offset,
+                lsn: *lsn,
+                reason: reason.clone(),
+            },
+            Error::UnsupportedVersion {
+                file,
+                found,
+                supported,
+            } => Error::UnsupportedVersion {
+                file: file.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            Error::TooLarge { what, len, max } => Error::TooLarge {
+                what,
+                len: *len,
+                max: *max,
+            },
+            // NOTE: the codec's own error cannot be cloned; its text is already in `reason`.
+            Error::Codec { what, reason, .. } => Error::Codec {
+                what: what.clone(),
+                reason: reason.clone(),
+                source: None,
+            },
+            Error::NotFound { id } => Error::NotFound { id: id.clone() },
+            Error::AlreadyExists { id } => Error::AlreadyExists { id: id.clone() },
+            Error::InvalidTransition {
+                id,
+                action,
+                from,
+                to,
+            } => Error::InvalidTransition {
+                id: id.clone(),
+                action,
+                from: *from,
+                to: *to,
+            },
+            Error::Conflict {
+                id,
+                expected,
+                actual,
+            } => Error::Conflict {
+                id: id.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::LeaseMismatch { id, reason } => Error::LeaseMismatch {
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+            Error::Throttled {
+                id,
+                kind,
+                reason,
+                retry_after_ms,
+            } => Error::Throttled {
+                id: id.clone(),
+                kind: kind.clone(),
+                reason: reason.clone(),
+                retry_after_ms: *retry_after_ms,
+            },
+            Error::InvalidInput { at, reason } => Error::InvalidInput {
+                at: at.clone(),
+                reason: reason.clone(),
+            },
+            Error::InvalidDocument {
+                source_name,
+                problems,
+                total,
+            } => Error::InvalidDocument {
+                source_name: source_name.clone(),
+                problems: problems.clone(),
+                total: *total,
+            },
+        }
+    }
+
+    /// The error every call gets once the log or store is poisoned by `first`.
+    pub(crate) fn poisoned_by(first: &(String, Arc<Error>)) -> Error {
+        Error::Poisoned {
+            cause: first.0.clone(),
+            source: Some(first.1.clone()),
+        }
+    }
+
     // ----- wal additions below (kept apart so parallel work merges cleanly) -----------------
 }
 
@@ -259,5 +395,119 @@ fn io_hint(kind: std::io::ErrorKind) -> &'static str {
             "; a file is in the way: the store needs a directory there"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod source_chain_tests {
+    //! Errors keep their source (issue #21). Goal: every variant that wraps another error hands
+    //! it out through `std::error::Error::source`, so a caller can walk down to the OS error or
+    //! the codec's own error. Method: each variant produced by a real failing call (a missing
+    //! file, a payload postcard cannot decode, JSON serde cannot read, an fsync that fails on
+    //! the simulated disk), then the chain walked.
+
+    use std::error::Error as StdError;
+    use std::sync::Arc;
+
+    use super::Error;
+
+    fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+        let mut out = vec![e];
+        let mut at = e;
+        while let Some(next) = at.source() {
+            out.push(next);
+            at = next;
+        }
+        out
+    }
+
+    #[test]
+    fn io_hands_out_the_os_error() {
+        let missing = std::fs::File::open("/definitely/not/here").unwrap_err();
+        let e = Error::io("open", "/definitely/not/here", missing);
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn codec_hands_out_postcards_error() {
+        // Version byte 1, then a body postcard cannot read as an event.
+        let e = crate::task::wire::decode_event(&[1, 0xff, 0xff, 0xff]).unwrap_err();
+        assert!(matches!(e, Error::Codec { .. }), "{e}");
+        let inner = e.source().expect("a codec error should keep postcard's error");
+        // The codec's own error, not a wrapper of it.
+        assert!(inner.downcast_ref::<postcard::Error>().is_some(), "{inner:?}");
+    }
+
+    #[test]
+    fn codec_hands_out_serde_jsons_error() {
+        let bad = serde_json::from_str::<u8>("[").unwrap_err();
+        let e = Error::Codec {
+            what: "json".into(),
+            reason: bad.to_string(),
+            source: Some(Box::new(bad)),
+        };
+        let inner = e.source().expect("a codec error should keep serde_json's error");
+        assert!(inner.downcast_ref::<serde_json::Error>().is_some());
+    }
+
+    #[test]
+    fn poisoned_hands_out_the_first_failure_down_to_the_os_error() {
+        use crate::wal::sim::SimStorage;
+        use crate::wal::{Wal, WalOptions};
+
+        let sim = SimStorage::new(1);
+        let options = WalOptions {
+            preallocate: false,
+            ..WalOptions::default()
+        };
+        let (wal, _) = Wal::open_with_storage(Arc::new(sim.clone()), "/w", options).unwrap();
+        sim.fail_nth_sync(1);
+        let first = wal.append(b"a").unwrap_err();
+        let later = wal.append(b"b").unwrap_err();
+        assert!(matches!(later, Error::Poisoned { .. }), "{later}");
+        let links = chain(&later);
+        // Poisoned -> the first failure (a copy, same text) -> the OS error.
+        assert!(links.len() >= 3, "{links:?}");
+        assert_eq!(links[1].to_string(), first.to_string());
+        assert!(links[1].downcast_ref::<Arc<Error>>().is_some());
+        let os = links
+            .iter()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .expect("the chain should reach the io::Error");
+        assert!(os.to_string().contains("simulated EIO"), "{os}");
+    }
+
+    #[test]
+    fn a_poisoned_store_hands_out_the_first_failure_too() {
+        use crate::wal::sim::SimStorage;
+
+        let sim = SimStorage::new(2);
+        let options = crate::StoreOptions::new()
+            .storage(Arc::new(sim.clone()))
+            .preallocate(false);
+        let store = crate::Store::open_with("/s", options).unwrap();
+        sim.fail_nth_sync(1);
+        assert!(store.submit(crate::NewTask::new("a")).is_err());
+        let later = store.submit(crate::NewTask::new("b")).unwrap_err();
+        assert!(matches!(later, Error::Poisoned { .. }), "{later}");
+        let links = chain(&later);
+        assert!(
+            links
+                .iter()
+                .any(|e| e.downcast_ref::<std::io::Error>().is_some()),
+            "{links:?}"
+        );
+        // One level of poison, not "poisoned by poisoned by ...".
+        assert_eq!(later.to_string().matches("poisoned").count(), 1, "{later}");
+    }
+
+    #[test]
+    fn a_duplicate_keeps_every_field_and_the_os_code() {
+        let e = Error::io("fsync", "/x", std::io::Error::from_raw_os_error(5));
+        let d = e.duplicate();
+        assert_eq!(d.to_string(), e.to_string());
+        let os = d.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(os.and_then(|e| e.raw_os_error()), Some(5));
     }
 }

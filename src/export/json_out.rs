@@ -204,6 +204,7 @@ fn json_err(e: serde_json::Error) -> Error {
         _ => Error::Codec {
             what: "export".into(),
             reason: e.to_string(),
+            source: Some(Box::new(e)),
         },
     }
 }

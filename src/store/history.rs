@@ -536,6 +536,7 @@ fn bad(reason: String) -> Error {
     Error::Codec {
         what: "task history".into(),
         reason,
+        source: None,
     }
 }
 

@@ -86,7 +86,8 @@ struct Inner {
     subscribers: Mutex<Vec<subscribe::Feed>>,
     state: RwLock<State>,
     session: u64,
-    poisoned: Mutex<Option<String>>,
+    /// The first I/O failure: its text and a copy of it (`Error::Poisoned`'s source).
+    poisoned: Mutex<Option<(String, Arc<Error>)>>,
     closed: AtomicBool,
     report: RecoveryReport,
     snapshot_lock: Mutex<SnapshotProgress>,
@@ -1032,7 +1033,7 @@ impl Store {
     /// Why the store refuses writes after a failed log write (`None` while healthy). Every
     /// later write fails with [`Error::Poisoned`] until the store is reopened.
     pub fn poisoned(&self) -> Option<String> {
-        self.inner.poisoned.lock().clone()
+        self.inner.poisoned.lock().as_ref().map(|(cause, _)| cause.clone())
     }
 
     /// True once [`Store::close`] ran (on any clone).
@@ -1058,8 +1059,8 @@ impl Store {
         if self.inner.options.read_only {
             return Err(Error::ReadOnly);
         }
-        if let Some(cause) = self.inner.poisoned.lock().clone() {
-            return Err(Error::Poisoned { cause });
+        if let Some(first) = self.inner.poisoned.lock().as_ref() {
+            return Err(Error::poisoned_by(first));
         }
         Ok(())
     }
@@ -1078,7 +1079,15 @@ impl Store {
         let mut p = self.inner.poisoned.lock();
         if p.is_none() {
             tracing::error!(error = %e, "log write failed; the store is poisoned until reopened");
-            *p = Some(e.to_string());
+            // A failure the log already reported as poison keeps its first cause, not a
+            // "poisoned by poisoned by ..." nest.
+            *p = Some(match &e {
+                Error::Poisoned {
+                    cause,
+                    source: Some(first),
+                } => (cause.clone(), first.clone()),
+                e => (e.to_string(), Arc::new(e.duplicate())),
+            });
         }
         e
     }

@@ -56,9 +56,14 @@ pub fn encode_session_closed(session: u64) -> Vec<u8> {
 /// Adds the record's LSN to a decoding error.
 pub fn at_lsn(e: Error, lsn: u64) -> Error {
     match e {
-        Error::Codec { what, reason } => Error::Codec {
+        Error::Codec {
+            what,
+            reason,
+            source,
+        } => Error::Codec {
             what: format!("{what} at LSN {lsn}"),
             reason,
+            source,
         },
         other => other,
     }
@@ -73,16 +78,19 @@ pub fn decode(lsn: u64, bytes: &[u8]) -> Result<Record> {
             let id: [u8; 8] = body.try_into().map_err(|_| Error::Codec {
                 what: format!("session record at LSN {lsn}"),
                 reason: "expected 8 bytes".into(),
+                source: None,
             })?;
             Ok(Record::SessionClosed(u64::from_le_bytes(id)))
         }
         Some((tag, _)) => Err(Error::Codec {
             what: format!("record at LSN {lsn}"),
             reason: format!("unknown tag {tag}"),
+            source: None,
         }),
         None => Err(Error::Codec {
             what: format!("record at LSN {lsn}"),
             reason: "empty record".into(),
+            source: None,
         }),
     }
 }

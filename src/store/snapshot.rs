@@ -324,5 +324,6 @@ fn codec(reason: String) -> Error {
     Error::Codec {
         what: "snapshot".into(),
         reason,
+        source: None,
     }
 }

@@ -207,6 +207,7 @@ impl State {
                 .ok_or_else(|| Error::Codec {
                     what: "snapshot layout".into(),
                     reason: format!("names slot {slot}, which does not exist"),
+                    source: None,
                 })?;
             entry.history.rebase(arena, start, len, count)?;
         }

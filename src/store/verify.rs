@@ -308,7 +308,7 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
                 reason,
                 ..
             } => Error::corrupt(wal_dir(dir), offset, lsn, reason),
-            Error::Codec { what, reason } => Error::corrupt(
+            Error::Codec { what, reason, .. } => Error::corrupt(
                 wal_dir(dir),
                 None,
                 Some(lsn),

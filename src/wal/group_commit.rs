@@ -89,7 +89,8 @@ pub struct State {
     leader: bool,
     /// Threads blocked in `drive` waiting for the leader.
     waiters: usize,
-    pub poisoned: Option<String>,
+    /// The first failure: its text and a copy of it (`Error::Poisoned`'s source).
+    pub poisoned: Option<(String, Arc<Error>)>,
     pub closed: bool,
     pub segments: Vec<SegmentMeta>,
     pub lock: Option<Box<dyn StorageLock>>,
@@ -139,7 +140,7 @@ impl State {
         }
         self.poisoned
             .as_ref()
-            .map(|c| Error::Poisoned { cause: c.clone() })
+            .map(Error::poisoned_by)
     }
 }
 
@@ -264,7 +265,7 @@ impl Core {
                 }
                 let st = self.state.lock();
                 match &st.poisoned {
-                    Some(c) => Err(Error::Poisoned { cause: c.clone() }),
+                    Some(c) => Err(Error::poisoned_by(c)),
                     None => Ok(()),
                 }
             }
@@ -289,7 +290,7 @@ impl Core {
             // stay acknowledged. Reporting them as failed could make a caller retry a
             // mutation that is already durable.
             if !done && let Some(c) = &st.poisoned {
-                return Err(Error::Poisoned { cause: c.clone() });
+                return Err(Error::poisoned_by(c));
             }
             let for_others = done;
             if done {
@@ -361,7 +362,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::error!(error = %e, "log write failed; the log is poisoned until reopened");
-                st.poisoned = Some(e.to_string());
+                st.poisoned = Some((e.to_string(), Arc::new(e.duplicate())));
                 self.poison_flag.store(true, Ordering::Release);
             }
         }

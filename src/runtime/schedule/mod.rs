@@ -188,6 +188,7 @@ fn set_paused(store: &Store, name: &str, paused: bool, now: Timestamp) -> Result
             serde_json::to_value(&spec).map_err(|e| Error::Codec {
                 what: "schedule definition".into(),
                 reason: e.to_string(),
+                source: Some(Box::new(e)),
             })?,
         );
         let m = Mutation::new(task.id.clone(), Change::Update(u)).expect_version(task.version);

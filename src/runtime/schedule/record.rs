@@ -158,6 +158,7 @@ pub fn new_record(spec: &ScheduleSpec, now_ms: i64, state: &FireState) -> Result
     let def = serde_json::to_value(spec).map_err(|e| Error::Codec {
         what: "schedule definition".into(),
         reason: e.to_string(),
+        source: Some(Box::new(e)),
     })?;
     let mut new = NewTask::new(format!("schedule {}", spec.name))
         .id(record_id(&spec.name))

@@ -38,6 +38,7 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
     postcard::to_io(&dto, &mut out).map_err(|e| Error::Codec {
         what: format!("event of task {:?}", event.task_id),
         reason: e.to_string(),
+        source: Some(Box::new(e)),
     })?;
     debug_assert!(
         decode_event(&out).as_ref().ok() == Some(event),
@@ -53,6 +54,7 @@ pub fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<()> {
     postcard::to_io(&dto, &mut *out).map_err(|e| Error::Codec {
         what: format!("event of task {:?}", event.task_id),
         reason: e.to_string(),
+        source: Some(Box::new(e)),
     })?;
     Ok(())
 }
@@ -62,12 +64,14 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
     let (&version, body) = bytes.split_first().ok_or_else(|| Error::Codec {
         what: "event".into(),
         reason: "empty payload".into(),
+        source: None,
     })?;
     match version {
         1 => {
             let dto: v1::Event = postcard::from_bytes(body).map_err(|e| Error::Codec {
                 what: "event (v1)".into(),
                 reason: e.to_string(),
+                source: Some(Box::new(e)),
             })?;
             Event::try_from(dto)
         }
@@ -76,6 +80,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event> {
             reason: format!(
                 "unknown event version {other} (this build reads up to {EVENT_VERSION_CURRENT})"
             ),
+            source: None,
         }),
     }
 }
@@ -86,10 +91,12 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>> {
     let (&version, body) = bytes.split_first().ok_or_else(|| Error::Codec {
         what: "event".into(),
         reason: "empty payload".into(),
+        source: None,
     })?;
     let bad = |e: postcard::Error| Error::Codec {
         what: "event (v1)".into(),
         reason: e.to_string(),
+        source: Some(Box::new(e)),
     };
     match version {
         1 => {
@@ -110,6 +117,7 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>> {
             reason: format!(
                 "unknown event version {other} (this build reads up to {EVENT_VERSION_CURRENT})"
             ),
+            source: None,
         }),
     }
 }

@@ -193,6 +193,7 @@ fn codec(reason: String) -> Error {
     Error::Codec {
         what: "event (v1)".into(),
         reason,
+        source: None,
     }
 }
 
