@@ -300,6 +300,10 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// (internal) The kinds the store knows, one per line, for the completion scripts
+    /// (`pause`/`resume`). Reads the store read-only; prints nothing when there is none.
+    #[command(hide = true, name = "complete-kinds")]
+    CompleteKinds,
     /// (internal) The child process the demo kills to show crash recovery.
     #[command(hide = true)]
     DemoCrashChild,

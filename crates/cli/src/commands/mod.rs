@@ -140,8 +140,8 @@ pub fn close(store: Store) -> anyhow::Result<()> {
 
 /// True for the commands that work on the store directory itself, never through a server:
 /// `serve` (it is the server), `verify` (it reads the files; it works while a server runs),
-/// `repair` (needs the store to itself), `stress` and `demo` (their own load and store), and
-/// `completions`.
+/// `repair` (needs the store to itself), `stress` and `demo` (their own load and store),
+/// `completions` and `complete-kinds` (a read-only open beside any writer).
 fn local_only(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Serve(_) => "serve",
@@ -152,6 +152,7 @@ fn local_only(command: &Command) -> Option<&'static str> {
         Command::Stress(_) => "stress",
         Command::Demo | Command::DemoCrashChild => "demo",
         Command::Completions { .. } => "completions",
+        Command::CompleteKinds => "complete-kinds",
         _ => return None,
     })
 }
@@ -160,7 +161,8 @@ fn local_only(command: &Command) -> Option<&'static str> {
 /// directory (a stale record is ignored), else None (open the store directly).
 fn remote_for(cli: &Cli, dir: &Path) -> anyhow::Result<Option<Remote>> {
     if let Some(name) = local_only(&cli.command) {
-        if cli.remote.is_some() && name != "completions" {
+        // NOTE: completion never fails because $TASKLOG_REMOTE is set in the shell.
+        if cli.remote.is_some() && !matches!(name, "completions" | "complete-kinds") {
             return Err(Exit::new(
                 USAGE,
                 format!("`{name}` works on a store directory, not through --remote"),
@@ -269,8 +271,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DemoCrashChild => crate::demo::crash_child(&ctx),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "tasklog", out);
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "tasklog", &mut script);
+            out.write_all(&kinds::with_kind_completion(shell, script))?;
             Ok(())
         }
+        Command::CompleteKinds => kinds::complete(&ctx, out),
     }
 }
