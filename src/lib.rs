@@ -37,8 +37,15 @@
 //!
 //! # Crate features
 //!
-//! - `cli` (default): the `tasklog` binary (clap, indicatif). Turn it off with
-//!   `default-features = false` when you only need the library.
+//! No default features; the library pulls in neither tokio nor clap (the HTTP server and the
+//! `tasklog` binary are the `tasklog-server` and `tasklog-cli` crates).
+//!
+//! - `openapi`: OpenAPI schemas (utoipa) for the public types, used by the server crate.
+//! - `testing`: exposes internals for tests, fuzz targets and benches at their usual paths
+//!   (the frame, segment, snapshot and record codecs, the simulated disk `wal::sim`, the
+//!   storage seam, `store::State`, the fuzzing entry points), and lets tests build the
+//!   `Change` variants that write history (`Import`, `Historical`, `Interrupt`). Not covered
+//!   by semver; an application never needs it (docs/design.md, "Public API").
 // NOTE: `deny`, not `forbid`, so that the one module that memory-maps segments can allow it
 // locally with a SAFETY comment.
 #![deny(unsafe_code)]
