@@ -434,9 +434,14 @@ mod source_chain_tests {
         // Version byte 1, then a body postcard cannot read as an event.
         let e = crate::task::wire::decode_event(&[1, 0xff, 0xff, 0xff]).unwrap_err();
         assert!(matches!(e, Error::Codec { .. }), "{e}");
-        let inner = e.source().expect("a codec error should keep postcard's error");
+        let inner = e
+            .source()
+            .expect("a codec error should keep postcard's error");
         // The codec's own error, not a wrapper of it.
-        assert!(inner.downcast_ref::<postcard::Error>().is_some(), "{inner:?}");
+        assert!(
+            inner.downcast_ref::<postcard::Error>().is_some(),
+            "{inner:?}"
+        );
     }
 
     #[test]
@@ -447,7 +452,9 @@ mod source_chain_tests {
             reason: bad.to_string(),
             source: Some(Box::new(bad)),
         };
-        let inner = e.source().expect("a codec error should keep serde_json's error");
+        let inner = e
+            .source()
+            .expect("a codec error should keep serde_json's error");
         assert!(inner.downcast_ref::<serde_json::Error>().is_some());
     }
 

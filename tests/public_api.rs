@@ -102,7 +102,11 @@ fn probe(dir: &Path, name: &str, paths: &[&str], extra: &str) -> (bool, String) 
     .unwrap();
     // NOTE: the workspace's lock file pins the same dependency versions, so the artifacts in
     // the shared target directory are reused and nothing is resolved from the network.
-    std::fs::copy(Path::new(root).join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    std::fs::copy(
+        Path::new(root).join("Cargo.lock"),
+        crate_dir.join("Cargo.lock"),
+    )
+    .unwrap();
     let mut src = String::from("#![allow(unused_imports)]\n");
     for p in paths {
         src.push_str(&format!("use {p};\n"));

@@ -34,7 +34,10 @@ fn live_work_is_refused_and_nothing_is_written() {
         assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
         assert!(e.to_string().contains(id.as_str()), "{e}");
         let after = store.get(id).unwrap();
-        assert_eq!((after.state, after.version), (TaskState::Running, before.version));
+        assert_eq!(
+            (after.state, after.version),
+            (TaskState::Running, before.version)
+        );
     }
 }
 

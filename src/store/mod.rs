@@ -1033,7 +1033,11 @@ impl Store {
     /// Why the store refuses writes after a failed log write (`None` while healthy). Every
     /// later write fails with [`Error::Poisoned`] until the store is reopened.
     pub fn poisoned(&self) -> Option<String> {
-        self.inner.poisoned.lock().as_ref().map(|(cause, _)| cause.clone())
+        self.inner
+            .poisoned
+            .lock()
+            .as_ref()
+            .map(|(cause, _)| cause.clone())
     }
 
     /// True once [`Store::close`] ran (on any clone).

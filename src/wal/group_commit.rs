@@ -138,9 +138,7 @@ impl State {
         if self.closed {
             return Some(Error::Closed);
         }
-        self.poisoned
-            .as_ref()
-            .map(Error::poisoned_by)
+        self.poisoned.as_ref().map(Error::poisoned_by)
     }
 }
 

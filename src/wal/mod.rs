@@ -66,13 +66,21 @@ pub use segment::FORMAT_VERSION;
 pub use verify::{Problem, VerifyReport};
 // The storage seam, the log-level repair/verify entry points (the store's own in `store::repair`
 // and `store::verify` are the public ones) and segment listing: for tests only.
-testing_pub!(use recovery::list_segments;);
-testing_pub!(use repair::{repair, repair_with_storage};);
-testing_pub!(use storage::{
-    FileBytes, OpenMode, StdStorage, StdStorageModes, Storage, StorageFile, StorageLock,
-    create_dir_durable,
-};);
-testing_pub!(use verify::{verify, verify_with_storage};);
+testing_pub!(
+    use recovery::list_segments;
+);
+testing_pub!(
+    use repair::{repair, repair_with_storage};
+);
+testing_pub!(
+    use storage::{
+        FileBytes, OpenMode, StdStorage, StdStorageModes, Storage, StorageFile, StorageLock,
+        create_dir_durable,
+    };
+);
+testing_pub!(
+    use verify::{verify, verify_with_storage};
+);
 
 use group_commit::{Core, Need};
 

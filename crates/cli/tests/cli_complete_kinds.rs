@@ -49,7 +49,11 @@ fn complete_kinds_lists_task_kinds_and_kinds_with_rules_and_writes_nothing() {
     let before = files(&d);
     let out = ok(&d, &["complete-kinds"]);
     assert_eq!(out, "billing\nmail\nresize\n");
-    assert_eq!(files(&d), before, "complete-kinds changed the store's files");
+    assert_eq!(
+        files(&d),
+        before,
+        "complete-kinds changed the store's files"
+    );
     // Through $TASKLOG_DIR and with $TASKLOG_REMOTE set (as in a shell that talks to a
     // server): still the directory, read-only.
     let out = bare()
@@ -142,7 +146,9 @@ fn bash_completes_kinds_for_pause_and_resume_only() {
         ["resize"]
     );
     // A second positional, and `schedule pause` (schedule names), are not kinds.
-    assert!(!bash_complete(&script, &["--dir", &dir, "pause", "mail", ""]).contains(&"billing".into()));
+    assert!(
+        !bash_complete(&script, &["--dir", &dir, "pause", "mail", ""]).contains(&"billing".into())
+    );
     let schedule = bash_complete(&script, &["--dir", &dir, "schedule", "pause", ""]);
     assert!(!schedule.contains(&"mail".to_string()), "{schedule:?}");
     // Other commands still complete through clap's function (bash passes the command word

@@ -85,8 +85,7 @@ pub fn complete(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = ctx.open_read()?;
-    let mut kinds: std::collections::BTreeSet<String> =
-        store.kind_settings().into_keys().collect();
+    let mut kinds: std::collections::BTreeSet<String> = store.kind_settings().into_keys().collect();
     if let Some(by_kind) = store.stats(Some(tasklog::runtime::META_KIND))?.by_key {
         // NOTE: "(none)" is how the statistics count the tasks without a kind.
         kinds.extend(by_kind.counts.into_keys().filter(|k| k != "(none)"));
