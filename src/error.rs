@@ -8,6 +8,24 @@ use std::sync::Arc;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in tasklog.
+///
+/// Match the variants a caller can act on; the rest carry their context in `Display` and
+/// their cause in [`source()`](std::error::Error::source).
+///
+/// ```
+/// use tasklog::{Error, NewTask, Store};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let task = store.submit(NewTask::new("once"))?;
+/// match store.complete(&task.id, None) {
+///     Err(Error::InvalidTransition { from, .. }) => assert_eq!(from.as_str(), "pending"),
+///     other => panic!("a pending task cannot complete: {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -9,6 +9,22 @@ use crate::task::{TaskState, Timestamp};
 use crate::wal::WalStats;
 
 /// Counts over the tasks, plus the store's health.
+///
+/// ```
+/// use tasklog::{NewTask, Store};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// store.submit(NewTask::new("a").meta("team", "web".into()))?;
+/// store.submit(NewTask::new("b").meta("team", "ops".into()))?;
+/// let stats = store.stats(Some("team"))?;
+/// assert_eq!(stats.total, 2);
+/// assert_eq!(stats.by_state["pending"], 2);
+/// assert_eq!(stats.by_key.unwrap().counts["web"], 1);
+/// # Ok(())
+/// # }
+/// ```
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, Serialize)]
 #[non_exhaustive]

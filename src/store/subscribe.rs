@@ -27,6 +27,24 @@ pub type Feed = crossbeam_channel::Sender<Arc<Committed>>;
 const CATCH_UP_CHUNK: usize = 1024;
 
 /// A subscription. Iterate it, or poll with [`Subscription::next_timeout`].
+///
+/// It first catches up from the LSN asked for, then follows live commits; a consumer keeps
+/// its own position (the last LSN it handled) and subscribes from the next one.
+///
+/// ```
+/// use std::time::Duration;
+/// use tasklog::{NewTask, Store};
+///
+/// # fn main() -> tasklog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let task = store.submit(NewTask::new("resize"))?;
+/// let mut feed = store.subscribe(1)?;
+/// let first = feed.next_timeout(Duration::from_secs(1))?.expect("the submit");
+/// assert_eq!(first.event.task_id, task.id);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Subscription {
     log: Arc<dyn Log>,
     /// The first LSN wanted: live events below it are skipped (a subscription may start
