@@ -7,8 +7,8 @@
 //! An encoded event is one version byte followed by the postcard encoding of that version's
 //! `Event` DTO.
 
-// NOTE: crate-private (issue #21): the frozen DTOs are the format, not the API; users see only
-// the domain types and `encode_event`/`decode_event`.
+// NOTE: crate-private (issue #21): the frozen DTOs are the format, not the API. This module
+// itself (`encode_event`/`decode_event`) is public only with the `testing` feature.
 pub(crate) mod v1;
 
 use super::{Event, EventKind, Timestamp};
