@@ -9,11 +9,9 @@
 #[macro_use]
 mod cli_support;
 
+use cli_support::{bare, ok, submit};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-
-use cli_support::{bare, exe, ok, submit};
 
 /// Every file under `dir` with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -84,14 +82,16 @@ fn complete_kinds_without_a_store_prints_nothing_and_creates_nothing() {
     assert!(!d.exists(), "complete-kinds created the store directory");
 }
 
+#[cfg(unix)]
 fn bash_script() -> String {
     let out = bare().args(["completions", "bash"]).assert().success();
     String::from_utf8(out.get_output().stdout.clone()).unwrap()
 }
 
 /// What the bash completion offers for `words` (the last one being completed).
+#[cfg(unix)]
 fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
-    let exe = exe();
+    let exe = cli_support::exe();
     let mut line = vec![exe.display().to_string()];
     line.extend(words.iter().map(|w| w.to_string()));
     let quoted: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
@@ -106,7 +106,7 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
         line[line.len() - 1],
         line[line.len() - 2],
     );
-    let out = Command::new("bash")
+    let out = std::process::Command::new("bash")
         .args(["--norc", "-c", &program])
         .env_remove("TASKLOG_DIR")
         .output()
@@ -124,6 +124,8 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
         .collect()
 }
 
+// NOTE: needs a bash, which a Unix machine has.
+#[cfg(unix)]
 #[test]
 fn bash_completes_kinds_for_pause_and_resume_only() {
     let tmp = tempfile::tempdir().unwrap();
