@@ -257,3 +257,52 @@ fn a_log_ending_before_the_snapshot_is_refused() {
     assert!(err.is_corruption(), "{err}");
     assert!(err.to_string().contains("/db/wal"), "{err}");
 }
+
+/// A subscription still catching up when the store closes ends with `Closed`; it never skips
+/// the rest of the catch-up to hand out a later live event. (The catch-up tells its own early
+/// stop apart from a real `Closed` of the log by a flag; without it the real one was taken as
+/// "caught up", and the live event already in the feed was delivered after a hole of about a
+/// thousand events.)
+#[test]
+fn a_subscription_cut_off_by_close_never_skips_events() {
+    let sim = SimStorage::new(14);
+    let store = StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .segment_bytes_max(64 << 10)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        // NOTE: buffered only to make the 1500 submits quick; `close` syncs.
+        .durability(tasklog::Durability::Buffered)
+        .open("/db")
+        .unwrap();
+    // More than one catch-up chunk (1024 records) behind.
+    for i in 0..1500 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    let mut sub = store.subscribe(1).unwrap();
+    // Committed after the subscription: it waits in the live feed.
+    store.submit(NewTask::new("k").id("live")).unwrap();
+    let first = sub.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(first.event.task_id, "t0");
+    store.close().unwrap();
+    let mut last = first.lsn;
+    let end = loop {
+        match sub.next_timeout(Duration::from_millis(200)) {
+            Ok(Some(c)) => {
+                assert_eq!(
+                    c.lsn,
+                    last + 1,
+                    "after LSN {last} the subscription delivered LSN {} ({}): a hole",
+                    c.lsn,
+                    c.event.task_id
+                );
+                last = c.lsn;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Err(tasklog::Error::Closed)),
+        "a subscription cut off by close ended with {end:?} instead of Closed"
+    );
+}
