@@ -97,3 +97,33 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
     assert_stats_match_files(&sim, &wal, 2, "two oversized records");
     wal.close().unwrap();
 }
+
+/// What a process crash leaves: every file as the OS holds it (written, synced or not), as a
+/// new disk.
+fn process_crash_image(sim: &SimStorage) -> SimStorage {
+    let image = SimStorage::new(99);
+    for path in common::sim_segments(sim, &common::sim_dir()) {
+        image.put_file(&path, sim.file_bytes(&path).expect("a listed segment has bytes"));
+    }
+    image
+}
+
+/// docs/durability.md, modes: an append acknowledged under `Durability::Interval` survives a
+/// process crash, i.e. it was written to the OS before `append` returned (only its fdatasync
+/// waits for the interval). Fails if `Interval` acknowledged on buffering, as `Buffered` does.
+#[test]
+fn interval_mode_acknowledges_only_what_the_os_holds() {
+    let opts = small_opts().durability(tasklog::wal::Durability::Interval(
+        std::time::Duration::from_secs(3600),
+    ));
+    let sim = SimStorage::new(24);
+    let wal = open_sim(&sim, opts.clone()).unwrap();
+    for i in 1..=20 {
+        wal.append(&common::payload(i)).unwrap();
+        let after_kill = all_records(&open_sim(&process_crash_image(&sim), opts.clone()).unwrap());
+        common::assert_prefix(&after_kill.unwrap(), i);
+    }
+    // Nothing was fsynced yet (the interval is an hour): a power cut may take all of it.
+    assert_eq!(wal.stats().durable_lsn, 0);
+    wal.close().unwrap();
+}
