@@ -127,3 +127,27 @@ fn interval_mode_acknowledges_only_what_the_os_holds() {
     assert_eq!(wal.stats().durable_lsn, 0);
     wal.close().unwrap();
 }
+
+/// Preallocation reserves room for the records being written, never past
+/// `segment_bytes_max`: with preallocation on, no segment file grows beyond that size (the
+/// reservation asked for is the end of the chunk being written, offset + length).
+#[test]
+fn preallocation_never_grows_a_segment_past_its_maximum() {
+    let max = 1u64 << 20;
+    let opts = small_opts().segment_bytes_max(max).preallocate(true);
+    let sim = SimStorage::new(25);
+    let wal = open_sim(&sim, opts.clone()).unwrap();
+    let record = vec![5u8; 1000];
+    for i in 1..=2500 {
+        wal.append(&record).unwrap();
+        // After every append: a wrong reservation is caught before it grows further.
+        let sizes = segment_sizes(&sim);
+        assert!(
+            sizes.iter().all(|s| *s <= max),
+            "after record {i} a segment was preallocated past {max} bytes: {sizes:?}"
+        );
+    }
+    assert!(segment_sizes(&sim).len() >= 2);
+    wal.close().unwrap();
+    assert_eq!(all_records(&open_sim(&sim, opts).unwrap()).unwrap().len(), 2500);
+}
