@@ -25,7 +25,10 @@ fn a_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused() {
     let too_large = vec![7u8; RECORD_BYTES_MAX + 1];
     match wal.append(&too_large) {
         Err(Error::TooLarge { what, len, max }) => {
-            assert_eq!((what, len, max), ("record", too_large.len() as u64, RECORD_BYTES_MAX as u64));
+            assert_eq!(
+                (what, len, max),
+                ("record", too_large.len() as u64, RECORD_BYTES_MAX as u64)
+            );
         }
         other => panic!("a record one byte over the limit gave {other:?}"),
     }
@@ -36,7 +39,10 @@ fn a_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused() {
     wal.close().unwrap();
     let records = all_records(&open_sim(&sim.crash(), small_opts()).unwrap()).unwrap();
     assert_eq!(records.len(), 1);
-    assert!(records[0].1 == largest, "the largest record came back changed");
+    assert!(
+        records[0].1 == largest,
+        "the largest record came back changed"
+    );
 }
 
 /// The sizes of the segment files, in order.
@@ -52,8 +58,16 @@ fn segment_sizes(sim: &SimStorage) -> Vec<u64> {
 fn assert_stats_match_files(sim: &SimStorage, wal: &tasklog::wal::Wal, appends: u64, what: &str) {
     let sizes = segment_sizes(sim);
     let stats = wal.stats();
-    assert_eq!(stats.bytes, sizes.iter().sum::<u64>(), "{what}: bytes, files {sizes:?}");
-    assert_eq!(stats.segments, sizes.len(), "{what}: segments, files {sizes:?}");
+    assert_eq!(
+        stats.bytes,
+        sizes.iter().sum::<u64>(),
+        "{what}: bytes, files {sizes:?}"
+    );
+    assert_eq!(
+        stats.segments,
+        sizes.len(),
+        "{what}: segments, files {sizes:?}"
+    );
     assert_eq!(stats.appends, appends, "{what}: appends");
 }
 
@@ -75,7 +89,11 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
     // Exactly what is left of the segment.
     let fill = (max - after_one - frame_overhead) as usize;
     wal.append(&vec![2u8; fill]).unwrap();
-    assert_eq!(segment_sizes(&sim), vec![max], "a record that fits exactly rolled the segment");
+    assert_eq!(
+        segment_sizes(&sim),
+        vec![max],
+        "a record that fits exactly rolled the segment"
+    );
     assert_stats_match_files(&sim, &wal, 2, "a full segment");
     wal.append(&[3u8; 10]).unwrap();
     assert_eq!(segment_sizes(&sim), vec![max, after_one]);
@@ -103,7 +121,10 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
 fn process_crash_image(sim: &SimStorage) -> SimStorage {
     let image = SimStorage::new(99);
     for path in common::sim_segments(sim, &common::sim_dir()) {
-        image.put_file(&path, sim.file_bytes(&path).expect("a listed segment has bytes"));
+        image.put_file(
+            &path,
+            sim.file_bytes(&path).expect("a listed segment has bytes"),
+        );
     }
     image
 }
@@ -149,5 +170,8 @@ fn preallocation_never_grows_a_segment_past_its_maximum() {
     }
     assert!(segment_sizes(&sim).len() >= 2);
     wal.close().unwrap();
-    assert_eq!(all_records(&open_sim(&sim, opts).unwrap()).unwrap().len(), 2500);
+    assert_eq!(
+        all_records(&open_sim(&sim, opts).unwrap()).unwrap().len(),
+        2500
+    );
 }

@@ -236,7 +236,10 @@ mod tests {
     fn a_hole_after_the_first_event_is_reported_on_the_next_read() {
         let (mut sub, _feed) = subscription(&[(1, event_record("a")), (5, event_record("b"))], 5);
         let first = sub.next_timeout(Duration::from_millis(10));
-        assert_eq!(first.expect("the event before the hole").map(|c| c.lsn), Some(1));
+        assert_eq!(
+            first.expect("the event before the hole").map(|c| c.lsn),
+            Some(1)
+        );
         match sub.next_timeout(Duration::from_millis(10)) {
             Err(Error::InvalidInput { reason, .. }) => {
                 assert!(reason.contains("LSNs 2..5"), "{reason}");
