@@ -306,3 +306,97 @@ fn a_subscription_cut_off_by_close_never_skips_events() {
         "a subscription cut off by close ended with {end:?} instead of Closed"
     );
 }
+
+/// A storage whose snapshot directory lists one more (ignored) name on every call: to a
+/// read-only open, the store looks changed by a writer between any two looks.
+#[derive(Debug)]
+struct Churning {
+    inner: SimStorage,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Storage for Churning {
+    fn open(
+        &self,
+        path: &Path,
+        mode: tasklog::wal::OpenMode,
+    ) -> std::io::Result<Box<dyn tasklog::wal::StorageFile>> {
+        self.inner.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        if !path.ends_with("snapshots") {
+            return self.inner.list_dir(path);
+        }
+        let mut out = self.inner.list_dir(path).unwrap_or_default();
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        out.push(path.join(format!("churn-{n}")));
+        Ok(out)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn tasklog::wal::StorageLock>>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// A read-only open retries a corruption only while a writer changes the files, and only a
+/// bounded number of times: against files that keep changing and a log that stays corrupt it
+/// still reports the corruption (instead of reading again forever).
+#[test]
+fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
+    let sim = SimStorage::new(15);
+    let options = |storage: Arc<dyn Storage>| {
+        StoreOptions::new()
+            .storage(storage)
+            .segment_bytes_max(4096)
+            .snapshot_every_records(0)
+            .snapshot_every_bytes(0)
+    };
+    let store = options(Arc::new(sim.clone())).open("/db").unwrap();
+    for i in 0..200 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    // Damage a record of the first (sealed) segment: corruption, not a torn tail.
+    let segments = files_under(&sim, "/db/wal");
+    let first = segments
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = sim.file_bytes(first).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    sim.put_file(first, bytes);
+
+    let churning: Arc<dyn Storage> = Arc::new(Churning {
+        inner: sim.clone(),
+        calls: Default::default(),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    // In a thread: an open that never gives up fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let opened = options(churning).read_only(true).open("/db");
+        tx.send(opened.map(|_| ())).ok();
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(e)) => assert!(e.is_corruption(), "{e}"),
+        Ok(Ok(())) => panic!("a corrupt log opened"),
+        Err(_) => panic!("the read-only open kept retrying a corruption for 20 s"),
+    }
+}
