@@ -307,12 +307,14 @@ fn a_subscription_cut_off_by_close_never_skips_events() {
     );
 }
 
-/// A storage whose snapshot directory lists one more (ignored) name on every call: to a
-/// read-only open, the store looks changed by a writer between any two looks.
+/// A storage that counts the listings of the snapshot directory and, with `churn`, lists one
+/// more (ignored) name on every call: to a read-only open, the store then looks changed by a
+/// writer between any two looks.
 #[derive(Debug)]
 struct Churning {
     inner: SimStorage,
-    calls: std::sync::atomic::AtomicU64,
+    churn: bool,
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Storage for Churning {
@@ -334,7 +336,9 @@ impl Storage for Churning {
         let n = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        out.push(path.join(format!("churn-{n}")));
+        if self.churn {
+            out.push(path.join(format!("churn-{n}")));
+        }
         Ok(out)
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
@@ -357,24 +361,15 @@ impl Storage for Churning {
 /// A read-only open retries a corruption only while a writer changes the files, and only a
 /// bounded number of times: against files that keep changing and a log that stays corrupt it
 /// still reports the corruption (instead of reading again forever).
-#[test]
-fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
-    let sim = SimStorage::new(15);
-    let options = |storage: Arc<dyn Storage>| {
-        StoreOptions::new()
-            .storage(storage)
-            .segment_bytes_max(4096)
-            .snapshot_every_records(0)
-            .snapshot_every_bytes(0)
-    };
-    let store = options(Arc::new(sim.clone())).open("/db").unwrap();
+/// A store whose first (sealed) segment has a damaged record: corruption, not a torn tail.
+fn corrupt_store(sim: &SimStorage) {
+    let store = ro_options(Arc::new(sim.clone())).open("/db").unwrap();
     for i in 0..200 {
         store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
     }
     store.close().unwrap();
     drop(store);
-    // Damage a record of the first (sealed) segment: corruption, not a torn tail.
-    let segments = files_under(&sim, "/db/wal");
+    let segments = files_under(sim, "/db/wal");
     let first = segments
         .iter()
         .find(|p| p.extension().is_some_and(|e| e == "seg"))
@@ -383,20 +378,52 @@ fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;
     sim.put_file(first, bytes);
+}
 
-    let churning: Arc<dyn Storage> = Arc::new(Churning {
+fn ro_options(storage: Arc<dyn Storage>) -> StoreOptions {
+    StoreOptions::new()
+        .storage(storage)
+        .segment_bytes_max(4096)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+}
+
+/// Opens `/db` read-only in a thread (an open that never gives up fails the test instead of
+/// hanging it); returns its error and how often it listed the snapshot directory.
+fn open_read_only(sim: &SimStorage, churn: bool) -> (tasklog::Error, u64) {
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let storage: Arc<dyn Storage> = Arc::new(Churning {
         inner: sim.clone(),
-        calls: Default::default(),
+        churn,
+        calls: calls.clone(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
-    // In a thread: an open that never gives up fails the test instead of hanging it.
     std::thread::spawn(move || {
-        let opened = options(churning).read_only(true).open("/db");
+        let opened = ro_options(storage).read_only(true).open("/db");
         tx.send(opened.map(|_| ())).ok();
     });
     match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Err(e)) => assert!(e.is_corruption(), "{e}"),
+        Ok(Err(e)) => (e, calls.load(std::sync::atomic::Ordering::Relaxed)),
         Ok(Ok(())) => panic!("a corrupt log opened"),
         Err(_) => panic!("the read-only open kept retrying a corruption for 20 s"),
     }
+}
+
+/// A read-only open retries a corruption only while a writer changes the files, and only a
+/// bounded number of times: against files that keep changing and a log that stays corrupt it
+/// still reports the corruption (instead of reading again forever); with the files unchanged
+/// it reports it at once (one attempt: the snapshot directory, which this store lacks, is
+/// listed only before and after it).
+#[test]
+fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
+    let sim = SimStorage::new(15);
+    corrupt_store(&sim);
+    let (e, _) = open_read_only(&sim, true);
+    assert!(e.is_corruption(), "{e}");
+    let (e, listings) = open_read_only(&sim, false);
+    assert!(e.is_corruption(), "{e}");
+    assert_eq!(
+        listings, 2,
+        "a corruption with unchanged files was read again"
+    );
 }
