@@ -257,3 +257,173 @@ fn a_log_ending_before_the_snapshot_is_refused() {
     assert!(err.is_corruption(), "{err}");
     assert!(err.to_string().contains("/db/wal"), "{err}");
 }
+
+/// A subscription still catching up when the store closes ends with `Closed`; it never skips
+/// the rest of the catch-up to hand out a later live event. (The catch-up tells its own early
+/// stop apart from a real `Closed` of the log by a flag; without it the real one was taken as
+/// "caught up", and the live event already in the feed was delivered after a hole of about a
+/// thousand events.)
+#[test]
+fn a_subscription_cut_off_by_close_never_skips_events() {
+    let sim = SimStorage::new(14);
+    let store = StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .segment_bytes_max(64 << 10)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        // NOTE: buffered only to make the 1500 submits quick; `close` syncs.
+        .durability(tasklog::Durability::Buffered)
+        .open("/db")
+        .unwrap();
+    // More than one catch-up chunk (1024 records) behind.
+    for i in 0..1500 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    let mut sub = store.subscribe(1).unwrap();
+    // Committed after the subscription: it waits in the live feed.
+    store.submit(NewTask::new("k").id("live")).unwrap();
+    let first = sub.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(first.event.task_id, "t0");
+    store.close().unwrap();
+    let mut last = first.lsn;
+    let end = loop {
+        match sub.next_timeout(Duration::from_millis(200)) {
+            Ok(Some(c)) => {
+                assert_eq!(
+                    c.lsn,
+                    last + 1,
+                    "after LSN {last} the subscription delivered LSN {} ({}): a hole",
+                    c.lsn,
+                    c.event.task_id
+                );
+                last = c.lsn;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Err(tasklog::Error::Closed)),
+        "a subscription cut off by close ended with {end:?} instead of Closed"
+    );
+}
+
+/// A storage that counts the listings of the snapshot directory and, with `churn`, lists one
+/// more (ignored) name on every call: to a read-only open, the store then looks changed by a
+/// writer between any two looks.
+#[derive(Debug)]
+struct Churning {
+    inner: SimStorage,
+    churn: bool,
+    calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Storage for Churning {
+    fn open(
+        &self,
+        path: &Path,
+        mode: tasklog::wal::OpenMode,
+    ) -> std::io::Result<Box<dyn tasklog::wal::StorageFile>> {
+        self.inner.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        if !path.ends_with("snapshots") {
+            return self.inner.list_dir(path);
+        }
+        let mut out = self.inner.list_dir(path).unwrap_or_default();
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.churn {
+            out.push(path.join(format!("churn-{n}")));
+        }
+        Ok(out)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn tasklog::wal::StorageLock>>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// A read-only open retries a corruption only while a writer changes the files, and only a
+/// bounded number of times: against files that keep changing and a log that stays corrupt it
+/// still reports the corruption (instead of reading again forever).
+/// A store whose first (sealed) segment has a damaged record: corruption, not a torn tail.
+fn corrupt_store(sim: &SimStorage) {
+    let store = ro_options(Arc::new(sim.clone())).open("/db").unwrap();
+    for i in 0..200 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let segments = files_under(sim, "/db/wal");
+    let first = segments
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = sim.file_bytes(first).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    sim.put_file(first, bytes);
+}
+
+fn ro_options(storage: Arc<dyn Storage>) -> StoreOptions {
+    StoreOptions::new()
+        .storage(storage)
+        .segment_bytes_max(4096)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+}
+
+/// Opens `/db` read-only in a thread (an open that never gives up fails the test instead of
+/// hanging it); returns its error and how often it listed the snapshot directory.
+fn open_read_only(sim: &SimStorage, churn: bool) -> (tasklog::Error, u64) {
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let storage: Arc<dyn Storage> = Arc::new(Churning {
+        inner: sim.clone(),
+        churn,
+        calls: calls.clone(),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened = ro_options(storage).read_only(true).open("/db");
+        tx.send(opened.map(|_| ())).ok();
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(e)) => (e, calls.load(std::sync::atomic::Ordering::Relaxed)),
+        Ok(Ok(())) => panic!("a corrupt log opened"),
+        Err(_) => panic!("the read-only open kept retrying a corruption for 20 s"),
+    }
+}
+
+/// A read-only open retries a corruption only while a writer changes the files, and only a
+/// bounded number of times: against files that keep changing and a log that stays corrupt it
+/// still reports the corruption (instead of reading again forever); with the files unchanged
+/// it reports it at once (one attempt: the snapshot directory, which this store lacks, is
+/// listed only before and after it).
+#[test]
+fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
+    let sim = SimStorage::new(15);
+    corrupt_store(&sim);
+    let (e, _) = open_read_only(&sim, true);
+    assert!(e.is_corruption(), "{e}");
+    let (e, listings) = open_read_only(&sim, false);
+    assert!(e.is_corruption(), "{e}");
+    assert_eq!(
+        listings, 2,
+        "a corruption with unchanged files was read again"
+    );
+}

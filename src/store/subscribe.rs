@@ -171,3 +171,113 @@ impl Iterator for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The catch-up's bookkeeping against a log that holds less than it claims (a `Log` other
+    //! than the local WAL may stand in, see `store::log`): the local WAL cannot be brought to
+    //! hand back a hole after its first record, nor nothing at all below `applied`.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::task::EventKind;
+    use crate::task::time::Timestamp;
+    use crate::wal::{Lsn, Ticket, TruncateReport, WalStats};
+
+    /// Holds fixed records; every record is durable.
+    struct FixedLog(BTreeMap<Lsn, Vec<u8>>);
+
+    impl Log for FixedLog {
+        fn submit(&self, _: &[&[u8]]) -> Result<Ticket> {
+            Err(Error::ReadOnly)
+        }
+        fn wait_durable(&self, _: Lsn) -> Result<()> {
+            Ok(())
+        }
+        fn replay(&self, from: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64> {
+            let mut n = 0;
+            for (lsn, bytes) in self.0.range(from..) {
+                f(*lsn, bytes)?;
+                n += 1;
+            }
+            Ok(n)
+        }
+        fn truncate_before(&self, _: Lsn) -> Result<TruncateReport> {
+            Err(Error::ReadOnly)
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+        fn next_lsn(&self) -> Lsn {
+            self.0.keys().next_back().map_or(1, |l| l + 1)
+        }
+        fn durable_lsn(&self) -> Lsn {
+            self.next_lsn() - 1
+        }
+        fn first_lsn(&self) -> Lsn {
+            self.0.keys().next().copied().unwrap_or(1)
+        }
+        fn stats(&self) -> WalStats {
+            WalStats::default()
+        }
+        fn close(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn event_record(task_id: &str) -> Vec<u8> {
+        let event = Event {
+            task_id: task_id.into(),
+            at: Timestamp::now(),
+            actor: None,
+            kind: EventKind::Heartbeat {
+                owner: "w".into(),
+                lease_expires_at: Timestamp::now(),
+            },
+        };
+        record::encode_event(&event).expect("a heartbeat should encode")
+    }
+
+    /// A subscription from LSN 1, and its live feed: kept connected and empty, so that
+    /// `Ok(None)` means "nothing more".
+    fn subscription(records: &[(Lsn, Vec<u8>)], applied: Lsn) -> (Subscription, Feed) {
+        let log = Arc::new(FixedLog(records.iter().cloned().collect()));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sub = Subscription::new(log, 1, applied, rx).expect("LSN 1 is held");
+        (sub, tx)
+    }
+
+    /// One event, then a hole up to `applied`: the event is delivered and the next read reports
+    /// the hole; the subscription does not take the event as the end of its catch-up.
+    #[test]
+    fn a_hole_after_the_first_event_is_reported_on_the_next_read() {
+        let (mut sub, _feed) = subscription(&[(1, event_record("a")), (5, event_record("b"))], 5);
+        let first = sub.next_timeout(Duration::from_millis(10));
+        assert_eq!(
+            first.expect("the event before the hole").map(|c| c.lsn),
+            Some(1)
+        );
+        match sub.next_timeout(Duration::from_millis(10)) {
+            Err(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains("LSNs 2..5"), "{reason}");
+            }
+            other => panic!("the hole after LSN 1 was not reported: {other:?}"),
+        }
+    }
+
+    /// A log that holds nothing from the subscription's start up to `applied`: the catch-up
+    /// ends (it does not read the same nothing forever) and the subscription goes live.
+    #[test]
+    fn a_catch_up_that_finds_nothing_ends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // In a thread: a catch-up that never ends fails the test instead of hanging it.
+        std::thread::spawn(move || {
+            let (mut sub, _feed) = subscription(&[], 3);
+            let got = sub.next_timeout(Duration::from_millis(10));
+            tx.send(got.map(|c| c.map(|c| c.lsn))).ok();
+        });
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(got, Ok(Ok(None))), "{got:?}");
+    }
+}
