@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use tasklog::NewTask;
 use tasklog::StoreOptions;
 use tasklog::store::mutation::{Change, Mutation};
-use tasklog::NewTask;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: disk_footprint DIR [TASKS] [TEXT]");
+    let dir = args
+        .next()
+        .expect("usage: disk_footprint DIR [TASKS] [TEXT]");
     let tasks: usize = args.next().map_or(200_000, |t| t.parse().expect("TASKS"));
     let text_len: usize = args.next().map_or(40, |t| t.parse().expect("TEXT"));
     let text = "x".repeat(text_len);
@@ -64,7 +66,9 @@ fn report(label: &str, dir: &Path, tasks: usize) {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let kind = name.rsplit_once('.').map_or(name.clone(), |(_, e)| e.to_string());
+            let kind = name
+                .rsplit_once('.')
+                .map_or(name.clone(), |(_, e)| e.to_string());
             let k = kinds.entry(kind).or_default();
             k.0 += 1;
             k.1 += meta.blocks() * 512;

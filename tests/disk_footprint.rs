@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use tasklog::store::mutation::{Change, Mutation};
 use tasklog::store::StoreOptions;
+use tasklog::store::mutation::{Change, Mutation};
 use tasklog::task::NewTask;
 use tasklog::wal::Durability;
 
