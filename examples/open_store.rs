@@ -1,5 +1,7 @@
 //! Opens a store and prints how long it took and what the recovery report says. Useful for
-//! profiling open: `cargo run --release --example open_store -- DIR [--read-only] [--skip-drop]`.
+//! profiling open: `cargo run --release --example open_store -- DIR [--read-only] [--skip-drop]
+//! [--snapshot]`. With `--snapshot`, takes a snapshot after the open (to make the snapshot case
+//! of a store written by `bulk_store` without the CLI).
 
 use std::time::Instant;
 
@@ -34,6 +36,10 @@ fn main() {
         && let Some(line) = status.lines().find(|l| l.starts_with("VmRSS:"))
     {
         println!("resident after open: {}", line["VmRSS:".len()..].trim());
+    }
+    if flags.iter().any(|a| a == "--snapshot") {
+        let info = store.snapshot().expect("snapshot");
+        println!("snapshot taken: {info:?}");
     }
     if skip_drop {
         std::process::exit(0);

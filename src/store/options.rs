@@ -41,7 +41,7 @@ pub enum PendingAtOpen {
 /// - `segment_bytes_max`: 64 MiB per log segment.
 /// - `snapshot_every_records`: 100,000 records between background snapshots (0 turns them off).
 /// - `snapshot_every_bytes`: 64 MiB of records between background snapshots (0 turns it off).
-/// - `snapshots_kept`: 3.
+/// - `snapshots_kept`: 2 (the newest and one fallback; see docs/benchmarks.md, issue #20, for the disk it saves).
 /// - `interrupted_policy`: [`InterruptedPolicy::MarkFailed`].
 /// - `interrupted_message`: "interrupted by restart" (the error or reason recorded on work
 ///   interrupted by a crash).
@@ -96,7 +96,7 @@ impl Default for StoreOptions {
             segment_bytes_max: 64 << 20,
             snapshot_every_records: 100_000,
             snapshot_every_bytes: 64 << 20,
-            snapshots_kept: 3,
+            snapshots_kept: 2,
             interrupted_policy: InterruptedPolicy::MarkFailed,
             interrupted_message: super::INTERRUPTED_REASON.to_string(),
             pending_at_open: PendingAtOpen::Keep,

@@ -144,9 +144,18 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     let mut state = state;
     check_snapshot_fits_log(&wal, &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
-    state.suspend_indexes();
+    // NOTE: a snapshot's tasks were indexed as they loaded, and the records after it are few:
+    // keep those indexes up through the replay. Suspending them here (as before) dropped and
+    // rebuilt every index, a quarter of a snapshot open's time (perf, docs/benchmarks.md #20).
+    // From the log alone, one bulk build after the replay is cheaper than keeping them up.
+    let from_log_only = report.snapshot_used.is_none();
+    if from_log_only {
+        state.suspend_indexes();
+    }
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
-    state.rebuild_indexes();
+    if from_log_only {
+        state.rebuild_indexes();
+    }
     report.lost_redundancy = wal.covered_damage();
     state.records_since_snapshot = report.events_replayed;
     state.shrink_histories();

@@ -1,0 +1,83 @@
+//! Disk footprint at steady state with default retention (issue #20): a store keeps at most
+//! 1 MB per 1,000 completed tasks of five events each. Method: the default options, with
+//! snapshots taken by hand (so the test does not depend on the background interval), four
+//! rounds of 2,000 completed tasks with a snapshot after each; then the snapshot directory
+//! must hold exactly `snapshots_kept` (default 2) files, and the newest snapshot must cost at
+//! most 450 bytes per task. Together (2 x 450 B) that leaves room under 1,000 B per task for
+//! the log, whose size is bounded by one segment and so vanishes per task as the store grows.
+//! `examples/disk_footprint` measures the whole directory (docs/benchmarks.md, #20).
+
+use std::path::Path;
+
+use tasklog::store::StoreOptions;
+use tasklog::store::mutation::{Change, Mutation};
+use tasklog::task::NewTask;
+use tasklog::wal::Durability;
+
+const TASKS_PER_ROUND: usize = 2_000;
+const ROUNDS: usize = 4;
+
+fn snapshot_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        .map(|e| {
+            let len = e.metadata().unwrap().len();
+            (e.file_name().to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn mutation(step: u32, id: &str) -> Mutation {
+    let change = match step {
+        0 => return Mutation::submit(NewTask::new("x".repeat(40).as_str()).id(id)),
+        1 => Change::Start {
+            owner: None,
+            lease_ms: None,
+        },
+        2 | 3 => Change::Progress {
+            percent: (step as u8 - 1) * 40,
+            step: None,
+            message: None,
+        },
+        _ => Change::Complete { result: None },
+    };
+    Mutation::new(id, change)
+}
+
+#[test]
+fn default_retention_keeps_two_snapshots_of_at_most_450_bytes_per_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Only what the test needs differs from the defaults: no background snapshots (taken by
+    // hand below) and no fsync per write (speed). Retention is the default under test.
+    let store = StoreOptions::new()
+        .durability(Durability::Buffered)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open(tmp.path())
+        .unwrap();
+    for round in 0..ROUNDS {
+        let ids: Vec<String> = (0..TASKS_PER_ROUND)
+            .map(|i| format!("task-{round}-{i:05}"))
+            .collect();
+        for step in 0..5 {
+            let ops = ids.iter().map(|id| mutation(step, id)).collect();
+            store.write_batch(ops).unwrap();
+        }
+        store.snapshot().unwrap();
+    }
+    store.close().unwrap();
+
+    let files = snapshot_files(tmp.path());
+    assert_eq!(files.len(), 2, "default snapshots_kept: {files:?}");
+    let (name, newest) = files.last().unwrap();
+    let tasks = (TASKS_PER_ROUND * ROUNDS) as u64;
+    assert!(
+        newest / tasks <= 450,
+        "{name}: {newest} bytes for {tasks} tasks = {} B per task",
+        newest / tasks
+    );
+}
