@@ -57,11 +57,22 @@ fn run_child(dir: &Path, mode: &str) {
     );
 }
 
+/// Opens in the parent test process, waiting a little for the lock: while a sibling test
+/// spawns its child, the forked process briefly shares every open file of this process
+/// (until its exec closes them), so a store closed and reopened here at that instant can
+/// still find its `flock` held for a few milliseconds.
+fn reopen(options: StoreOptions, dir: &Path) -> Store {
+    options
+        .lock_timeout(std::time::Duration::from_secs(10))
+        .open(dir)
+        .unwrap()
+}
+
 #[test]
 fn crash_marks_running_tasks_failed_by_default() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(StoreOptions::new(), dir.path());
     let report = store.recovery_report();
     assert_eq!(report.tasks_interrupted, ["a", "b"]);
     for id in ["a", "b"] {
@@ -83,7 +94,7 @@ fn crash_marks_running_tasks_failed_by_default() {
     // Recovery is itself durable: a second open finds nothing left to do.
     store.close().unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(StoreOptions::new(), dir.path());
     assert!(store.recovery_report().tasks_interrupted.is_empty());
     assert_eq!(store.get("a").unwrap().state, TaskState::Failed);
 }
@@ -93,9 +104,8 @@ fn crash_with_requeue_policy_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
     let store = StoreOptions::new()
-        .interrupted_policy(InterruptedPolicy::Requeue)
-        .open(dir.path())
-        .unwrap();
+        .interrupted_policy(InterruptedPolicy::Requeue);
+    let store = reopen(store, dir.path());
     let a = store.get("a").unwrap();
     assert_eq!(a.state, TaskState::Pending);
     let cp = a
@@ -113,9 +123,8 @@ fn crash_with_leave_policy_leaves_them_running() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
     let store = StoreOptions::new()
-        .interrupted_policy(InterruptedPolicy::Leave)
-        .open(dir.path())
-        .unwrap();
+        .interrupted_policy(InterruptedPolicy::Leave);
+    let store = reopen(store, dir.path());
     assert_eq!(store.recovery_report().tasks_interrupted, ["a", "b"]);
     assert_eq!(store.get("a").unwrap().state, TaskState::Running);
 }
@@ -124,7 +133,7 @@ fn crash_with_leave_policy_leaves_them_running() {
 fn clean_close_leaves_running_tasks_running() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "close");
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(StoreOptions::new(), dir.path());
     assert!(store.recovery_report().tasks_interrupted.is_empty());
     assert_eq!(store.get("a").unwrap().state, TaskState::Running);
     assert_eq!(store.get("b").unwrap().state, TaskState::Running);
