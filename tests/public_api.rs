@@ -96,7 +96,7 @@ fn probe(dir: &Path, name: &str, paths: &[&str], extra: &str) -> (bool, String) 
         format!(
             "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\
              publish = false\n\n[workspace]\n\n[dependencies]\n\
-             tasklog = {{ path = {root:?}, default-features = false }}\n"
+             tasklog = {{ package = \"tasklog-core\", path = {root:?}, default-features = false }}\n"
         ),
     )
     .unwrap();
