@@ -156,7 +156,9 @@ fn a_store_over_a_custom_log_keeps_its_history_across_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(Mutex::new(Disk::default()));
 
-    let store = options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
     let a = store.submit(NewTask::new("mail")).unwrap();
     let b = store.submit(NewTask::new("mail")).unwrap();
     store.start(&a.id).unwrap();
@@ -166,10 +168,16 @@ fn a_store_over_a_custom_log_keeps_its_history_across_reopens() {
     assert!(!tasklog::store::wal_dir(dir.path()).exists());
 
     // Reopen over the same log: state and history come back from it.
-    let store = options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
     assert_eq!(store.get(&a.id).unwrap().state, TaskState::Completed);
     assert_eq!(store.get(&b.id).unwrap().state, TaskState::Pending);
-    assert_eq!(store.history(&a.id).unwrap().len(), 3, "submitted, started, completed");
+    assert_eq!(
+        store.history(&a.id).unwrap().len(),
+        3,
+        "submitted, started, completed"
+    );
     assert!(store.recovery_report().events_replayed >= 4);
 
     // Snapshot: the log below it is truncated; a reopen replays only what follows it.
@@ -179,7 +187,9 @@ fn a_store_over_a_custom_log_keeps_its_history_across_reopens() {
     store.start(&b.id).unwrap();
     store.close().unwrap();
 
-    let store = options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
     let report = store.recovery_report();
     assert_eq!(report.snapshot_lsn, info.lsn);
     assert!(report.events_replayed >= 1);
@@ -195,23 +205,37 @@ fn a_store_over_a_custom_log_keeps_its_history_across_reopens() {
 fn a_second_store_over_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(Mutex::new(Disk::default()));
-    let store = options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
     let err = options()
         .lock_timeout(std::time::Duration::ZERO)
         .open_with_log(dir.path(), MemLog::new(&disk))
-        .err().unwrap();
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
     store.close().unwrap();
     // Closing released the lock.
-    options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap().close().unwrap();
+    options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap()
+        .close()
+        .unwrap();
 }
 
 #[test]
 fn a_directory_holding_a_local_log_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    StoreOptions::new().open(dir.path()).unwrap().close().unwrap();
+    StoreOptions::new()
+        .open(dir.path())
+        .unwrap()
+        .close()
+        .unwrap();
     let disk = Arc::new(Mutex::new(Disk::default()));
-    let err = options().open_with_log(dir.path(), MemLog::new(&disk)).err().unwrap();
+    let err = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     assert!(err.to_string().contains("local log"), "{err}");
 }
@@ -234,7 +258,9 @@ fn a_log_whose_wait_durable_fails_poisons_the_store_and_nothing_is_acknowledged(
     drop(store);
 
     // A restart: only what `wait_durable` acknowledged is there.
-    let store = options().open_with_log(dir.path(), MemLog::new(&disk)).unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
     assert_eq!(store.len(), 1);
     assert_eq!(store.get(&kept.id).unwrap().state, TaskState::Pending);
     store.close().unwrap();
