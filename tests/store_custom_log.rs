@@ -31,6 +31,8 @@ struct MemLog {
     pending: Mutex<Vec<(Lsn, Vec<u8>)>>,
     next: Mutex<Lsn>,
     fail_waits: AtomicBool,
+    /// Breaks the contract: the next batch starts one LSN late.
+    skip_lsn: AtomicBool,
 }
 
 impl MemLog {
@@ -48,6 +50,7 @@ impl MemLog {
             pending: Mutex::new(Vec::new()),
             next: Mutex::new(next),
             fail_waits: AtomicBool::new(false),
+            skip_lsn: AtomicBool::new(false),
         })
     }
     fn flush(&self) -> Result<()> {
@@ -70,6 +73,9 @@ impl MemLog {
 impl Log for MemLog {
     fn submit(&self, payloads: &[&[u8]]) -> Result<Ticket> {
         let mut next = self.next.lock();
+        if self.skip_lsn.swap(false, Ordering::SeqCst) {
+            *next += 1;
+        }
         let first = *next;
         let mut pending = self.pending.lock();
         for p in payloads {
@@ -264,4 +270,22 @@ fn a_log_whose_wait_durable_fails_poisons_the_store_and_nothing_is_acknowledged(
     assert_eq!(store.len(), 1);
     assert_eq!(store.get(&kept.id).unwrap().state, TaskState::Pending);
     store.close().unwrap();
+}
+
+#[test]
+fn a_log_that_skips_an_lsn_poisons_the_store_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    let store = options().open_with_log(dir.path(), log.clone()).unwrap();
+    store.submit(NewTask::new("mail")).unwrap();
+    log.skip_lsn.store(true, Ordering::SeqCst);
+    let err = store.submit(NewTask::new("mail")).err().unwrap();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("must be contiguous"), "{err}");
+    assert!(matches!(
+        store.submit(NewTask::new("mail")).err().unwrap(),
+        Error::Poisoned { .. }
+    ));
+    assert_eq!(store.len(), 1, "nothing of the refused batch is applied");
 }
