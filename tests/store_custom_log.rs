@@ -33,6 +33,8 @@ struct MemLog {
     fail_waits: AtomicBool,
     /// Breaks the contract: the next batch starts one LSN late.
     skip_lsn: AtomicBool,
+    /// Truncation removes nothing (allowed: "maybe fewer").
+    keep_all: AtomicBool,
 }
 
 impl MemLog {
@@ -51,6 +53,7 @@ impl MemLog {
             next: Mutex::new(next),
             fail_waits: AtomicBool::new(false),
             skip_lsn: AtomicBool::new(false),
+            keep_all: AtomicBool::new(false),
         })
     }
     fn flush(&self) -> Result<()> {
@@ -104,6 +107,12 @@ impl Log for MemLog {
         Ok(n)
     }
     fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
+        if self.keep_all.load(Ordering::SeqCst) {
+            return Ok(TruncateReport {
+                segments_removed: 0,
+                bytes_removed: 0,
+            });
+        }
         let mut d = self.disk.lock();
         let before = d.records.len();
         let mut bytes = 0;
@@ -288,4 +297,34 @@ fn a_log_that_skips_an_lsn_poisons_the_store_without_a_panic() {
         Error::Poisoned { .. }
     ));
     assert_eq!(store.len(), 1, "nothing of the refused batch is applied");
+}
+
+#[test]
+fn a_reopen_replays_only_what_follows_the_snapshot_even_when_the_log_kept_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    log.keep_all.store(true, Ordering::SeqCst);
+    let store = options().open_with_log(dir.path(), log).unwrap();
+    let a = store.submit(NewTask::new("mail")).unwrap();
+    store.start(&a.id).unwrap();
+    let info = store.snapshot().unwrap();
+    assert_eq!(info.segments_removed, 0);
+    store.complete(&a.id, None).unwrap();
+    drop(store);
+    // The close at drop records the session's end too.
+    let last = disk.lock().next - 1;
+    assert!(last > info.lsn + 1);
+
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(
+        store.recovery_report().events_replayed,
+        last - info.lsn,
+        "exactly the records after the snapshot"
+    );
+    assert_eq!(store.get(&a.id).unwrap().state, TaskState::Completed);
+    assert_eq!(store.history(&a.id).unwrap().len(), 3);
+    store.close().unwrap();
 }
