@@ -59,7 +59,8 @@ pub trait Log: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// The LSN the next submitted record will get (1 for an empty log).
     fn next_lsn(&self) -> Lsn;
-    /// The highest durable LSN (0 when none is).
+    /// The highest durable LSN (0 when none is). Never more than is durable: reads return a
+    /// change without calling [`Log::wait_durable`] when its LSN is at or below this.
     fn durable_lsn(&self) -> Lsn;
     /// The lowest LSN still held ([`Log::next_lsn`] when the log holds none).
     fn first_lsn(&self) -> Lsn;
