@@ -87,6 +87,39 @@ const FORGERIES: &str = "pub fn forge(task: tasklog::Task, kind: tasklog::task::
 }
 ";
 
+/// A minimal `store::Log` outside the crate (the full one is in tests/store_custom_log.rs).
+const CUSTOM_LOG: &str = "use tasklog::store::Log;
+use tasklog::wal::{Lsn, Ticket, TruncateReport, WalStats};
+pub struct Nothing;
+impl Log for Nothing {
+    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<Ticket> {
+        Ok(Ticket::new(1, payloads.len() as Lsn))
+    }
+    fn wait_durable(&self, _: Lsn) -> tasklog::Result<()> {
+        Err(tasklog::Error::io(\"wait\", \"nowhere\", std::io::Error::other(\"no log\")))
+    }
+    fn replay(&self, _: Lsn, _: &mut dyn FnMut(Lsn, &[u8]) -> tasklog::Result<()>) -> tasklog::Result<u64> {
+        Ok(0)
+    }
+    fn truncate_before(&self, _: Lsn) -> tasklog::Result<TruncateReport> {
+        Ok(TruncateReport { segments_removed: 0, bytes_removed: 0 })
+    }
+    fn sync(&self) -> tasklog::Result<()> { Ok(()) }
+    fn next_lsn(&self) -> Lsn { 1 }
+    fn durable_lsn(&self) -> Lsn { 0 }
+    fn first_lsn(&self) -> Lsn { 1 }
+    fn stats(&self) -> WalStats {
+        let mut s = WalStats::default();
+        s.next_lsn = 1;
+        s
+    }
+    fn close(&self) -> tasklog::Result<()> { Ok(()) }
+}
+pub fn open(dir: &std::path::Path) -> tasklog::Result<tasklog::Store> {
+    tasklog::StoreOptions::new().open_with_log(dir, std::sync::Arc::new(Nothing))
+}
+";
+
 fn probe(dir: &Path, name: &str, paths: &[&str], extra: &str) -> (bool, String) {
     let crate_dir = dir.join(name);
     std::fs::create_dir_all(crate_dir.join("src")).unwrap();
@@ -148,6 +181,11 @@ fn the_public_surface_compiles_without_the_testing_feature_and_internals_do_not(
          store.submit(NewTask::new(\"t\"))?;\n\
          Ok(())\n}\n",
     );
+    assert!(ok, "public paths must compile without `testing`:\n{stderr}");
+
+    // A dependent crate can implement `store::Log` (issue #22) and open a store over it: every
+    // type in the trait's signatures is constructible without `testing`.
+    let (ok, stderr) = probe(tmp.path(), "custom-log-probe", &[], CUSTOM_LOG);
     assert!(ok, "public paths must compile without `testing`:\n{stderr}");
 
     let (ok, stderr) = probe(tmp.path(), "internal-probe", INTERNAL, FORGERIES);

@@ -1,32 +1,134 @@
 //! The narrow interface through which the store reaches its log: append a batch, read from an
-//! LSN, cut below an LSN. The local [`Wal`] implements it; a replicated log could stand in.
+//! LSN, cut below an LSN. The local [`Wal`] implements it; a replicated log can stand in
+//! (`StoreOptions::open_with_log`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::wal::{Lsn, Ticket, TruncateReport, Wal, WalStats};
 
-/// A durable, ordered log of opaque records.
+/// A durable, ordered log of opaque records: what the store needs from the log it writes to.
+///
+/// Implemented by the local [`Wal`]; any crate can implement it (with [`Ticket::new`],
+/// [`TruncateReport`] and `WalStats::default()` for the return types) and open a store over
+/// it with [`crate::StoreOptions::open_with_log`]. The store keeps its snapshots and its lock
+/// in its directory and everything else in the log, so the log must keep these promises; the
+/// store's guarantees (docs/durability.md) hold only as far as they do:
+///
+/// - **LSNs** start at 1 and are contiguous: the first record ever gets 1 and each record gets
+///   the previous one's LSN + 1, with no gaps and no reuse, also across a reopen and after
+///   [`Log::truncate_before`]. The store calls [`Log::submit`] under its write lock and
+///   checks that the batch starts at the LSN it expects; a log that skips one poisons the
+///   store.
+/// - **A batch is atomic**: after a crash or a failed write, all of a batch's records are read
+///   back or none is. The store writes one change (e.g. a batch of mutations) as one batch.
+/// - **Durable** means: once [`Log::wait_durable`]`(lsn)` returned `Ok`, every record up to
+///   `lsn` survives whatever the log promises to survive (for the local log: a crash, and a
+///   power loss under `Durability::Sync`), and is read back by every later
+///   [`Log::replay`], also by a new instance over the same storage. The store acknowledges a
+///   change to its caller only after that. An `Err` means "not known to be durable": the store
+///   is then poisoned (it refuses further writes) and the change is not acknowledged.
+/// - **Replay** returns, in LSN order and each exactly once, every record from `from` (or from
+///   [`Log::first_lsn`], if later) up to the last one submitted, and returns how many it
+///   passed to `f`. An error from `f` stops it and is returned as is.
+/// - **Truncation** removes only records wholly below the LSN given (the store gives one just
+///   past its newest snapshot); it may keep some of them (the local log removes whole segments
+///   only), so [`Log::first_lsn`] may stay below the LSN given. It never removes a record at or
+///   above it and never changes LSNs.
+///
+/// Methods take `&self` and may be called from several threads; the store calls `submit`
+/// under one lock, so a log need not order concurrent submits itself.
 pub trait Log: Send + Sync {
-    /// Assigns contiguous LSNs to `payloads` (in order) and queues them as one atomic batch:
-    /// after a crash all of them or none are read back. Does not wait for durability.
+    /// Assigns contiguous LSNs to `payloads` (in order, the first one [`Log::next_lsn`]) and
+    /// queues them as one atomic batch: after a crash all of them or none are read back. Does
+    /// not wait for durability. Returns the range as a [`Ticket`] (from another crate:
+    /// [`Ticket::new`]`(first, last)`).
     fn submit(&self, payloads: &[&[u8]]) -> Result<Ticket>;
-    /// Waits until every record up to `lsn` is acknowledged under the log's durability mode.
+    /// Returns once every record up to `lsn` is durable (see the trait's docs); an error when
+    /// that is not known, or when `lsn` was never submitted.
     fn wait_durable(&self, lsn: Lsn) -> Result<()>;
-    /// Calls `f` with every record whose LSN is `from` or later, in order.
+    /// Calls `f` with every record whose LSN is `from` or later, in order, and returns how
+    /// many. After [`Log::truncate_before`], records below [`Log::first_lsn`] are not read.
     fn replay(&self, from: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64>;
-    /// Removes what lies wholly below `lsn`.
+    /// Removes what lies wholly below `lsn` (maybe less; never more) and says how much.
     fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport>;
-    /// Forces everything queued onto stable storage.
+    /// Makes everything submitted so far durable, whatever the log's durability mode.
     fn sync(&self) -> Result<()>;
-    /// The LSN the next record will get.
+    /// The LSN the next submitted record will get (1 for an empty log).
     fn next_lsn(&self) -> Lsn;
-    /// The highest acknowledged LSN.
+    /// The highest durable LSN (0 when none is). Never more than is durable: reads return a
+    /// change without calling [`Log::wait_durable`] when its LSN is at or below this.
     fn durable_lsn(&self) -> Lsn;
-    /// The lowest LSN still held.
+    /// The lowest LSN still held ([`Log::next_lsn`] when the log holds none).
     fn first_lsn(&self) -> Lsn;
-    /// Figures for statistics.
+    /// Figures for statistics (`WalStats::default()` with the fields the log knows set).
     fn stats(&self) -> WalStats;
-    /// Flushes and releases the log.
+    /// Makes everything submitted durable and releases the log. Called once, by the store's
+    /// close; no other method is called after it.
     fn close(&self) -> Result<()>;
+}
+
+/// Waits until a submitted batch is durable: through the local log's group commit, or
+/// through the log's own `wait_durable` for a ticket made outside this crate.
+pub(crate) fn wait(log: &dyn Log, ticket: Ticket) -> Result<()> {
+    if !ticket.is_external() {
+        return ticket.wait().map(|_| ());
+    }
+    if ticket.last_lsn() >= ticket.first_lsn() {
+        log.wait_durable(ticket.last_lsn())?;
+    }
+    Ok(())
+}
+
+/// A caller-supplied log together with the store directory's lock, released when the log is
+/// closed (the local log keeps its own lock in its directory instead).
+pub(crate) struct LockedLog {
+    pub(crate) log: Arc<dyn Log>,
+    pub(crate) lock: Mutex<Option<Box<dyn crate::wal::StorageLock>>>,
+}
+
+/// The lock file of a store opened over a caller-supplied log.
+pub(crate) fn lock_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("LOCK")
+}
+
+impl Log for LockedLog {
+    fn submit(&self, payloads: &[&[u8]]) -> Result<Ticket> {
+        self.log.submit(payloads)
+    }
+    fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        self.log.wait_durable(lsn)
+    }
+    fn replay(&self, from: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64> {
+        self.log.replay(from, f)
+    }
+    fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
+        self.log.truncate_before(lsn)
+    }
+    fn sync(&self) -> Result<()> {
+        self.log.sync()
+    }
+    fn next_lsn(&self) -> Lsn {
+        self.log.next_lsn()
+    }
+    fn durable_lsn(&self) -> Lsn {
+        self.log.durable_lsn()
+    }
+    fn first_lsn(&self) -> Lsn {
+        self.log.first_lsn()
+    }
+    fn stats(&self) -> WalStats {
+        self.log.stats()
+    }
+    fn close(&self) -> Result<()> {
+        let closed = self.log.close();
+        // Released even when the close failed: the log is done either way.
+        self.lock.lock().take();
+        closed
+    }
 }
 
 impl Log for Wal {

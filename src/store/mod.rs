@@ -127,7 +127,26 @@ impl Store {
     /// Opens the store in `dir` with `options`.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
-        let (wal, state, mut report) = recovery::recover(&dir, &options)?;
+        let (wal, state, report) = recovery::recover(&dir, &options)?;
+        Store::finish_open(dir, options, Arc::new(wal), state, report)
+    }
+
+    /// Opens the store in `dir` over a caller-supplied log (see
+    /// [`StoreOptions::open_with_log`]).
+    fn open_over(dir: &Path, options: StoreOptions, log: Arc<dyn Log>) -> Result<Store> {
+        let dir = dir.to_path_buf();
+        let (log, state, report) = recovery::recover_over(&dir, &options, log)?;
+        Store::finish_open(dir, options, Arc::new(log), state, report)
+    }
+
+    /// The rest of an open, once the state is rebuilt from the log: the same for every log.
+    fn finish_open(
+        dir: PathBuf,
+        options: StoreOptions,
+        log: Arc<dyn Log>,
+        state: State,
+        mut report: RecoveryReport,
+    ) -> Result<Store> {
         let last_snapshot = report.snapshot_lsn;
         let session = fastrand::u64(1..);
         let gate = kinds::Gate::load(options.storage.as_ref(), &dir)?;
@@ -143,7 +162,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir,
                 session,
-                log: Arc::new(wal),
+                log,
                 subscribers: Mutex::new(Vec::new()),
                 state: RwLock::new(state),
                 poisoned: Mutex::new(None),
@@ -288,11 +307,19 @@ impl Store {
             .log
             .submit(&refs)
             .map_err(|e| self.poison_unless_input(e))?;
-        assert_eq!(
-            ticket.first_lsn(),
-            base,
-            "the log must assign LSNs in submit order under the state lock"
-        );
+        if ticket.first_lsn() != base {
+            // Only a caller-supplied log can get here (the local one assigns LSNs under the
+            // same lock). Memory and log would disagree: refuse every later write.
+            return Err(self.poison(Error::corrupt(
+                self.inner.dir.clone(),
+                None,
+                Some(ticket.first_lsn()),
+                format!(
+                    "the log assigned LSN {} to a batch that must start at LSN {base}: LSNs must be contiguous",
+                    ticket.first_lsn()
+                ),
+            )));
+        }
         let ids = if want_results {
             staged.ids()
         } else {
@@ -339,7 +366,7 @@ impl Store {
             .collect();
         let snapshot_due = self.snapshot_due(&st);
         drop(st);
-        ticket.wait().map_err(|e| self.poison(e))?;
+        log::wait(self.inner.log.as_ref(), ticket).map_err(|e| self.poison(e))?;
         if snapshot_due {
             self.request_snapshot();
         }
@@ -1235,7 +1262,7 @@ impl Inner {
         let payload = record::encode_session_closed(self.session);
         let ticket = self.log.submit(&[&payload])?;
         drop(st);
-        ticket.wait().map(|_| ())
+        log::wait(self.log.as_ref(), ticket)
     }
 }
 

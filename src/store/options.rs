@@ -232,4 +232,24 @@ impl StoreOptions {
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(dir, self)
     }
+    /// Opens the store at `dir` over `log` instead of the local log in `<dir>/wal`: the
+    /// store's records go to `log`, while `dir` keeps its snapshots and its lock
+    /// (`<dir>/LOCK`, held until the store is closed or dropped, so one writer at a time). The
+    /// open recovers as [`StoreOptions::open`] does: it loads the newest good snapshot and
+    /// replays the log's records after it; a snapshot later truncates the log below it
+    /// (through [`super::Log::truncate_before`]).
+    ///
+    /// What `log` must guarantee is in [`super::Log`]'s docs (contiguous LSNs from 1, atomic
+    /// batches, durable once `wait_durable` returns). The options about the local log
+    /// (durability, segment size, preallocation) do not apply: durability is the log's. The
+    /// store's `backup`, `verify` and `repair` read the local log's files and are not for a
+    /// store over another log. Fails with [`crate::Error::InvalidInput`] when `dir` holds a
+    /// local log (`<dir>/wal`), whose records `log` would silently leave out, and with
+    /// [`crate::Error::Locked`] when another store holds `dir`.
+    ///
+    /// Replaying the log into memory and each later write go through `log` unbuffered: a
+    /// log that answers slowly makes the store slow, not wrong.
+    pub fn open_with_log(self, dir: impl AsRef<Path>, log: Arc<dyn super::Log>) -> Result<Store> {
+        Store::open_over(dir.as_ref(), self, log)
+    }
 }

@@ -164,6 +164,57 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     Ok((wal, state, report))
 }
 
+/// Rebuilds the state over a caller-supplied log (`StoreOptions::open_with_log`): the same
+/// steps as `recover_once` (newest good snapshot, then the log's records after it), with the
+/// store directory's own lock (`<dir>/LOCK`) in place of the local log's. Returns the log
+/// wrapped so that closing it releases that lock.
+pub(crate) fn recover_over(
+    dir: &Path,
+    options: &StoreOptions,
+    log: std::sync::Arc<dyn super::Log>,
+) -> Result<(super::log::LockedLog, State, RecoveryReport)> {
+    let started = Instant::now();
+    let storage = options.storage.as_ref();
+    // A local log here would be silently ignored: its records are not in `log`.
+    if storage.exists(&wal_dir(dir)) {
+        return Err(Error::InvalidInput {
+            at: Some(wal_dir(dir).display().to_string()),
+            reason: "the directory holds a local log; a store over a caller-supplied log keeps only snapshots and its lock there".into(),
+        });
+    }
+    let mut lock = None;
+    if !options.read_only {
+        crate::wal::create_dir_durable(storage, dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let lock_file = super::log::lock_path(dir);
+        lock = Some(crate::wal::lock::acquire(
+            storage,
+            dir,
+            &lock_file,
+            options.lock_timeout,
+        )?);
+    }
+    let mut report = RecoveryReport::default();
+    let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
+    if !options.read_only {
+        snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
+    }
+    check_snapshot_fits_log(log.as_ref(), &report, dir)?;
+    let from = state.applied_lsn.saturating_add(1);
+    state.suspend_indexes();
+    report.events_replayed = log.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
+    state.rebuild_indexes();
+    state.records_since_snapshot = report.events_replayed;
+    state.shrink_histories();
+    report.tasks = state.len();
+    report.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    let log = super::log::LockedLog {
+        log,
+        lock: parking_lot::Mutex::new(lock),
+    };
+    Ok((log, state, report))
+}
+
 /// Fails fast with `Locked` when another writer holds the log, before a snapshot is loaded for
 /// nothing. Only a probe: the lock is taken for real (and kept) by `Wal::open_covered`.
 ///
@@ -253,7 +304,7 @@ fn load_snapshot(
 }
 
 /// The log must continue exactly where the snapshot ends: no gap below, nothing missing above.
-fn check_snapshot_fits_log(wal: &Wal, report: &RecoveryReport, dir: &Path) -> Result<()> {
+fn check_snapshot_fits_log(wal: &dyn super::Log, report: &RecoveryReport, dir: &Path) -> Result<()> {
     let first = wal.first_lsn();
     let next = wal.next_lsn();
     let snap = report.snapshot_lsn;

@@ -183,24 +183,47 @@ pub struct TruncateReport {
 }
 
 /// A handle on records submitted but maybe not yet durable.
+///
+/// [`Wal::submit`] returns one that waits on the local log. A [`crate::store::Log`]
+/// implemented in another crate returns one made with [`Ticket::new`]: the store then waits
+/// through that log's [`crate::store::Log::wait_durable`].
 #[derive(Debug)]
 pub struct Ticket {
     first_lsn: Lsn,
     last_lsn: Lsn,
-    core: Arc<Core>,
+    /// `None` for a ticket made by [`Ticket::new`] (a log outside this crate), which has no
+    /// group commit here to wait on.
+    core: Option<Arc<Core>>,
 }
 
 impl Ticket {
+    /// A ticket for the records `first_lsn..=last_lsn` (an empty batch: `last_lsn ==
+    /// first_lsn - 1`), for a [`crate::store::Log`] implemented outside this crate. Its
+    /// [`Ticket::wait`] does not wait: the store waits through the log's `wait_durable`.
+    pub fn new(first_lsn: Lsn, last_lsn: Lsn) -> Ticket {
+        Ticket {
+            first_lsn,
+            last_lsn,
+            core: None,
+        }
+    }
     pub fn first_lsn(&self) -> Lsn {
         self.first_lsn
     }
     pub fn last_lsn(&self) -> Lsn {
         self.last_lsn
     }
-    /// Waits until the records are acknowledged under the log's durability mode.
+    /// Whether the ticket was made by [`Ticket::new`] (so waiting is the log's job).
+    pub(crate) fn is_external(&self) -> bool {
+        self.core.is_none()
+    }
+    /// Waits until the records are acknowledged under the log's durability mode. Returns at
+    /// once for a ticket made by [`Ticket::new`] (see there).
     pub fn wait(self) -> Result<Lsn> {
-        if self.last_lsn >= self.first_lsn {
-            self.core.wait_ack(self.last_lsn)?;
+        if let Some(core) = &self.core
+            && self.last_lsn >= self.first_lsn
+        {
+            core.wait_ack(self.last_lsn)?;
         }
         Ok(self.last_lsn)
     }
@@ -278,7 +301,7 @@ impl Wal {
         Ok(Ticket {
             first_lsn,
             last_lsn,
-            core: self.core.clone(),
+            core: Some(self.core.clone()),
         })
     }
     /// Waits until every record up to `lsn` is acknowledged under the durability mode.

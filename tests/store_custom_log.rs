@@ -1,0 +1,330 @@
+//! A store over a caller-supplied `store::Log` (issue #22, first step). `MemLog` below uses
+//! only what a dependent crate sees without the `testing` feature (`Ticket::new`,
+//! `TruncateReport`, `WalStats::default()`, `Error::io`); tests/public_api.rs compiles the same
+//! shape of implementation in a crate without the feature.
+//!
+//! The log's "disk" (`Disk`) outlives each `MemLog`: records are on it once `wait_durable`
+//! moved them there; a new `MemLog` over the same disk is a restart, and what was only
+//! submitted is gone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tasklog::store::Log;
+use tasklog::wal::{Lsn, Ticket, TruncateReport, WalStats};
+use tasklog::{Error, NewTask, Result, StoreOptions, TaskState};
+
+#[derive(Default)]
+struct Disk {
+    /// Durable records, in LSN order, from `first`.
+    records: Vec<(Lsn, Vec<u8>)>,
+    /// The lowest LSN held (after truncation); 1 for a new log.
+    first: Lsn,
+    /// The LSN the next record gets.
+    next: Lsn,
+}
+
+struct MemLog {
+    disk: Arc<Mutex<Disk>>,
+    /// Submitted, not yet durable.
+    pending: Mutex<Vec<(Lsn, Vec<u8>)>>,
+    next: Mutex<Lsn>,
+    fail_waits: AtomicBool,
+    /// Breaks the contract: the next batch starts one LSN late.
+    skip_lsn: AtomicBool,
+    /// Truncation removes nothing (allowed: "maybe fewer").
+    keep_all: AtomicBool,
+}
+
+impl MemLog {
+    fn new(disk: &Arc<Mutex<Disk>>) -> Arc<MemLog> {
+        let next = {
+            let mut d = disk.lock();
+            if d.next == 0 {
+                d.first = 1;
+                d.next = 1;
+            }
+            d.next
+        };
+        Arc::new(MemLog {
+            disk: disk.clone(),
+            pending: Mutex::new(Vec::new()),
+            next: Mutex::new(next),
+            fail_waits: AtomicBool::new(false),
+            skip_lsn: AtomicBool::new(false),
+            keep_all: AtomicBool::new(false),
+        })
+    }
+    fn flush(&self) -> Result<()> {
+        if self.fail_waits.load(Ordering::SeqCst) {
+            return Err(Error::io(
+                "replicate",
+                "mem-log",
+                std::io::Error::other("no quorum"),
+            ));
+        }
+        let mut d = self.disk.lock();
+        for (lsn, bytes) in self.pending.lock().drain(..) {
+            d.next = lsn + 1;
+            d.records.push((lsn, bytes));
+        }
+        Ok(())
+    }
+}
+
+impl Log for MemLog {
+    fn submit(&self, payloads: &[&[u8]]) -> Result<Ticket> {
+        let mut next = self.next.lock();
+        if self.skip_lsn.swap(false, Ordering::SeqCst) {
+            *next += 1;
+        }
+        let first = *next;
+        let mut pending = self.pending.lock();
+        for p in payloads {
+            pending.push((*next, p.to_vec()));
+            *next += 1;
+        }
+        Ok(Ticket::new(first, *next - 1))
+    }
+    fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        if lsn >= *self.next.lock() {
+            return Err(Error::io(
+                "wait",
+                "mem-log",
+                std::io::Error::other("LSN not submitted"),
+            ));
+        }
+        self.flush()
+    }
+    fn replay(&self, from: Lsn, f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64> {
+        let records: Vec<(Lsn, Vec<u8>)> = self.disk.lock().records.clone();
+        let mut n = 0;
+        for (lsn, bytes) in records.iter().filter(|(lsn, _)| *lsn >= from) {
+            f(*lsn, bytes)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
+        if self.keep_all.load(Ordering::SeqCst) {
+            return Ok(TruncateReport {
+                segments_removed: 0,
+                bytes_removed: 0,
+            });
+        }
+        let mut d = self.disk.lock();
+        let before = d.records.len();
+        let mut bytes = 0;
+        d.records.retain(|(l, b)| {
+            let keep = *l >= lsn;
+            if !keep {
+                bytes += b.len() as u64;
+            }
+            keep
+        });
+        let removed = before - d.records.len();
+        if removed > 0 {
+            d.first = d.first.max(lsn);
+        }
+        Ok(TruncateReport {
+            segments_removed: removed,
+            bytes_removed: bytes,
+        })
+    }
+    fn sync(&self) -> Result<()> {
+        self.flush()
+    }
+    fn next_lsn(&self) -> Lsn {
+        *self.next.lock()
+    }
+    fn durable_lsn(&self) -> Lsn {
+        self.disk.lock().next - 1
+    }
+    fn first_lsn(&self) -> Lsn {
+        self.disk.lock().first
+    }
+    fn stats(&self) -> WalStats {
+        let d = self.disk.lock();
+        let mut s = WalStats::default();
+        s.first_lsn = d.first;
+        s.next_lsn = *self.next.lock();
+        s.durable_lsn = d.next - 1;
+        s.appends = d.records.len() as u64;
+        s
+    }
+    fn close(&self) -> Result<()> {
+        self.flush()
+    }
+}
+
+fn options() -> StoreOptions {
+    // Snapshots only when the test asks; one kept, so a snapshot truncates the log below it.
+    StoreOptions::new()
+        .snapshot_every_records(u64::MAX)
+        .snapshot_every_bytes(u64::MAX)
+        .snapshots_kept(1)
+}
+
+#[test]
+fn a_store_over_a_custom_log_keeps_its_history_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    let a = store.submit(NewTask::new("mail")).unwrap();
+    let b = store.submit(NewTask::new("mail")).unwrap();
+    store.start(&a.id).unwrap();
+    store.complete(&a.id, None).unwrap();
+    store.close().unwrap();
+    // Nothing went to a local log: the directory keeps snapshots and the lock only.
+    assert!(!tasklog::store::wal_dir(dir.path()).exists());
+
+    // Reopen over the same log: state and history come back from it.
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(store.get(&a.id).unwrap().state, TaskState::Completed);
+    assert_eq!(store.get(&b.id).unwrap().state, TaskState::Pending);
+    assert_eq!(
+        store.history(&a.id).unwrap().len(),
+        3,
+        "submitted, started, completed"
+    );
+    assert!(store.recovery_report().events_replayed >= 4);
+
+    // Snapshot: the log below it is truncated; a reopen replays only what follows it.
+    let info = store.snapshot().unwrap();
+    assert!(info.segments_removed > 0, "the custom log was truncated");
+    assert_eq!(disk.lock().first, info.lsn + 1);
+    store.start(&b.id).unwrap();
+    store.close().unwrap();
+
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    let report = store.recovery_report();
+    assert_eq!(report.snapshot_lsn, info.lsn);
+    assert!(report.events_replayed >= 1);
+    // At most the start of `b` and the session records written since the snapshot.
+    assert!(report.events_replayed < 8, "{report:?}");
+    assert_eq!(store.get(&b.id).unwrap().state, TaskState::Running);
+    assert_eq!(store.history(&a.id).unwrap().len(), 3);
+    assert_eq!(store.log_stats().first_lsn, info.lsn + 1);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_second_store_over_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    let err = options()
+        .lock_timeout(std::time::Duration::ZERO)
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    store.close().unwrap();
+    // Closing released the lock.
+    options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+#[test]
+fn a_directory_holding_a_local_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    StoreOptions::new()
+        .open(dir.path())
+        .unwrap()
+        .close()
+        .unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let err = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains("local log"), "{err}");
+}
+
+#[test]
+fn a_log_whose_wait_durable_fails_poisons_the_store_and_nothing_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    let store = options().open_with_log(dir.path(), log.clone()).unwrap();
+    let kept = store.submit(NewTask::new("mail")).unwrap();
+
+    log.fail_waits.store(true, Ordering::SeqCst);
+    let err = store.submit(NewTask::new("mail")).err().unwrap();
+    assert!(err.to_string().contains("no quorum"), "{err}");
+    assert!(store.poisoned().is_some());
+    let again = store.submit(NewTask::new("mail")).err().unwrap();
+    assert!(matches!(again, Error::Poisoned { .. }), "{again}");
+    assert!(again.to_string().contains("no quorum"), "{again}");
+    drop(store);
+
+    // A restart: only what `wait_durable` acknowledged is there.
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.get(&kept.id).unwrap().state, TaskState::Pending);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_log_that_skips_an_lsn_poisons_the_store_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    let store = options().open_with_log(dir.path(), log.clone()).unwrap();
+    store.submit(NewTask::new("mail")).unwrap();
+    log.skip_lsn.store(true, Ordering::SeqCst);
+    let err = store.submit(NewTask::new("mail")).err().unwrap();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("must be contiguous"), "{err}");
+    assert!(matches!(
+        store.submit(NewTask::new("mail")).err().unwrap(),
+        Error::Poisoned { .. }
+    ));
+    assert_eq!(store.len(), 1, "nothing of the refused batch is applied");
+}
+
+#[test]
+fn a_reopen_replays_only_what_follows_the_snapshot_even_when_the_log_kept_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    log.keep_all.store(true, Ordering::SeqCst);
+    let store = options().open_with_log(dir.path(), log).unwrap();
+    let a = store.submit(NewTask::new("mail")).unwrap();
+    store.start(&a.id).unwrap();
+    let info = store.snapshot().unwrap();
+    assert_eq!(info.segments_removed, 0);
+    store.complete(&a.id, None).unwrap();
+    drop(store);
+    // The close at drop records the session's end too.
+    let last = disk.lock().next - 1;
+    assert!(last > info.lsn + 1);
+
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(
+        store.recovery_report().events_replayed,
+        last - info.lsn,
+        "exactly the records after the snapshot"
+    );
+    assert_eq!(store.get(&a.id).unwrap().state, TaskState::Completed);
+    assert_eq!(store.history(&a.id).unwrap().len(), 3);
+    store.close().unwrap();
+}
