@@ -1,0 +1,145 @@
+//! The replay `verify` runs: every event of the log through the state machine's checks,
+//! keeping per task only what those checks read.
+//!
+//! `task::apply::check` reads one thing of the task it is given: its state (and whether it
+//! exists). So instead of whole `Task` values and their histories (what an open builds: about
+//! 1.9 KB per task of a long history), this keeps one map entry per task id, the id and its
+//! state (`None` once removed, which a later `created` may bring back, as in `store::state`).
+//! That is the per-task figure of verify's memory: about 80 bytes per task id of up to 15 bytes
+//! on 64-bit (the map's 24-byte slot and control byte at its load factor, plus the id's own
+//! heap block); the fixed part is one segment's bytes at a time (the replay reads a segment,
+//! walks it, then drops it) and one scratch `Task`. History length does not enter:
+//! `tests/verify_memory.rs` holds that with a counting allocator.
+
+use foldhash::HashMap;
+
+use crate::error::{Error, Result};
+use crate::store::record;
+use crate::store::state::State;
+use crate::task::{self, Event, EventKind, Progress, Task, TaskState, Timestamp, wire};
+
+/// Each known task id and its state (`None`: removed).
+pub(super) struct CompactState {
+    tasks: HashMap<Box<str>, Option<TaskState>>,
+    /// Handed to `check` with the state of the task at hand: `check` reads only `state`.
+    scratch: Task,
+    /// The last LSN applied (the snapshot's LSN before any record).
+    pub applied_lsn: u64,
+}
+
+impl CompactState {
+    /// An empty store: replay from LSN 1.
+    pub fn empty() -> Self {
+        CompactState {
+            tasks: HashMap::default(),
+            scratch: scratch_task(),
+            applied_lsn: 0,
+        }
+    }
+
+    /// What the checks need from a snapshot's state (which the caller then drops).
+    pub fn from_state(state: &State) -> Self {
+        let mut tasks = HashMap::default();
+        tasks.reserve(state.entries().size_hint().0);
+        for (id, entry) in state.entries() {
+            tasks.insert(Box::from(id.as_str()), entry.task.as_ref().map(|t| t.state));
+        }
+        CompactState {
+            tasks,
+            scratch: scratch_task(),
+            applied_lsn: state.applied_lsn,
+        }
+    }
+
+    /// Live tasks (the figure `State::len` gives after a full replay).
+    pub fn len(&self) -> usize {
+        self.tasks.values().filter(|s| s.is_some()).count()
+    }
+
+    /// Checks and applies one log record; errors as `State::apply_record` gives them.
+    pub fn apply_record(&mut self, lsn: u64, bytes: &[u8]) -> Result<()> {
+        match bytes.split_first() {
+            Some((&record::TAG_EVENT, body)) => self.apply_event(lsn, body)?,
+            // Session records change nothing `check` reads; decoding them is the check.
+            _ => drop(record::decode(lsn, bytes)?),
+        }
+        self.applied_lsn = lsn;
+        Ok(())
+    }
+
+    fn apply_event(&mut self, lsn: u64, body: &[u8]) -> Result<()> {
+        let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
+        let current = self.tasks.get(decoded.task_id).copied().flatten();
+        let next = match &decoded.kind {
+            EventKind::Removed { .. } => None,
+            kind => Some(
+                task::apply::target_state(kind)
+                    .or(current)
+                    // Only created/imported events reach a missing task (check below).
+                    .unwrap_or(TaskState::Pending),
+            ),
+        };
+        let event = Event {
+            task_id: decoded.task_id.to_string(),
+            at: decoded.at,
+            actor: decoded.actor,
+            kind: decoded.kind,
+        };
+        let checked = match current {
+            Some(state) => {
+                self.scratch.state = state;
+                task::apply::check(Some(&self.scratch), &event)
+            }
+            None => task::apply::check(None, &event),
+        };
+        checked.map_err(|e| breaks_state_machine(lsn, &event.task_id, &e))?;
+        match self.tasks.get_mut(event.task_id.as_str()) {
+            Some(slot) => *slot = next,
+            None => {
+                self.tasks.insert(event.task_id.into_boxed_str(), next);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error `State::apply_record` gives for the same event (same words: scripts read them).
+fn breaks_state_machine(lsn: u64, id: &str, e: &Error) -> Error {
+    Error::corrupt(
+        "log",
+        None,
+        Some(lsn),
+        format!("event of task {id:?} breaks the state machine: {e}"),
+    )
+}
+
+/// A task whose only field that matters is `state`, set before each check.
+fn scratch_task() -> Task {
+    Task {
+        id: String::new(),
+        title: String::new(),
+        description: String::new(),
+        role: None,
+        state: TaskState::Pending,
+        progress: Progress::default(),
+        created_at: Timestamp::default(),
+        updated_at: Timestamp::default(),
+        started_at: None,
+        completed_at: None,
+        provider: None,
+        model: None,
+        tags: Vec::new(),
+        metadata: Default::default(),
+        result: None,
+        last_error: None,
+        error_count: 0,
+        attempt: 1,
+        priority: 0,
+        checkpoint: None,
+        outputs: Vec::new(),
+        lease: None,
+        session: 0,
+        version: 0,
+        last_lsn: 0,
+    }
+}
