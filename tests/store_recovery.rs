@@ -103,9 +103,8 @@ fn crash_marks_running_tasks_failed_by_default() {
 fn crash_with_requeue_policy_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
-    let store = StoreOptions::new()
-        .interrupted_policy(InterruptedPolicy::Requeue);
-    let store = reopen(store, dir.path());
+    let options = StoreOptions::new().interrupted_policy(InterruptedPolicy::Requeue);
+    let store = reopen(options, dir.path());
     let a = store.get("a").unwrap();
     assert_eq!(a.state, TaskState::Pending);
     let cp = a
@@ -122,9 +121,8 @@ fn crash_with_requeue_policy_keeps_the_checkpoint() {
 fn crash_with_leave_policy_leaves_them_running() {
     let dir = tempfile::tempdir().unwrap();
     run_child(dir.path(), "abort");
-    let store = StoreOptions::new()
-        .interrupted_policy(InterruptedPolicy::Leave);
-    let store = reopen(store, dir.path());
+    let options = StoreOptions::new().interrupted_policy(InterruptedPolicy::Leave);
+    let store = reopen(options, dir.path());
     assert_eq!(store.recovery_report().tasks_interrupted, ["a", "b"]);
     assert_eq!(store.get("a").unwrap().state, TaskState::Running);
 }
