@@ -7,7 +7,6 @@
 //! tasks, 40 bytes; DIR must not exist).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use tasklog::NewTask;
@@ -71,7 +70,7 @@ fn report(label: &str, dir: &Path, tasks: usize) {
                 .map_or(name.clone(), |(_, e)| e.to_string());
             let k = kinds.entry(kind).or_default();
             k.0 += 1;
-            k.1 += meta.blocks() * 512;
+            k.1 += allocated_bytes(&meta);
             k.2 += meta.len();
         }
     }
@@ -86,4 +85,17 @@ fn report(label: &str, dir: &Path, tasks: usize) {
             total as f64 / tasks as f64 * 1000.0 / 1e6
         );
     }
+}
+
+/// Bytes the file system allocated to a file: its blocks on Unix (a preallocated or sparse
+/// file differs from its length), its length elsewhere.
+#[cfg(unix)]
+fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
+    meta.len()
 }
