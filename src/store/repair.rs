@@ -137,6 +137,11 @@ fn quarantine_covered(
             StoreOptions::new()
                 .storage(storage.clone())
                 .preallocate(false)
+                // Keep every snapshot: pruning after this snapshot would cut the log below
+                // the oldest kept one and delete damaged segments outright, instead of moving
+                // them to the quarantine an operator can inspect. The next ordinary
+                // snapshot prunes as usual.
+                .snapshots_kept(usize::MAX)
                 .interrupted_policy(super::InterruptedPolicy::Leave),
         )?;
         store.snapshot()?;

@@ -204,6 +204,7 @@ fn damage_under_the_snapshot_is_lost_redundancy() {
             .preallocate(false)
             .snapshot_every_records(0)
             .snapshot_every_bytes(0)
+            .snapshots_kept(3)
     };
     let store = options().open(&d).unwrap();
     for i in 0..60 {
