@@ -133,6 +133,20 @@ impl State {
         }
     }
 
+    /// After a staging segment of `bytes` bytes became live (`staging::Staging::commit`):
+    /// its records are written and synced, and the next record lands at the start of the new
+    /// active segment beginning at `next_lsn`.
+    pub fn set_committed_staging(&mut self, next_lsn: Lsn, bytes: u64) {
+        let count = next_lsn.saturating_sub(self.next_lsn);
+        self.next_lsn = next_lsn;
+        self.written_lsn = next_lsn - 1;
+        self.synced_lsn = next_lsn - 1;
+        self.planned_first_lsn = next_lsn;
+        self.planned_offset = SEGMENT_HEADER_LEN as u64;
+        self.log_bytes += bytes + SEGMENT_HEADER_LEN as u64;
+        self.appends += count;
+    }
+
     /// The error every call gets once the log is closed or poisoned.
     pub fn refuse(&self) -> Option<Error> {
         if self.closed {

@@ -5,7 +5,8 @@
 //! them are listed in `docs/durability.md`. Module map: `frame` (record envelope),
 //! `segment` (segment header, reader, writer), `group_commit` (leader/follower fsync),
 //! `recovery` (open, torn tail), `replay`, `retention` (`truncate_before`), `verify`,
-//! `repair`, `sim` (simulated disk), `storage` (the I/O seam).
+//! `repair`, `staging` (a large atomic batch written beside the log, made live by a rename),
+//! `sim` (simulated disk), `storage` (the I/O seam).
 //!
 //! # Quick start
 //!
@@ -56,6 +57,7 @@ mod replay;
 mod retention;
 testing_pub_mod!(segment);
 testing_pub_mod!(sim);
+mod staging;
 mod stats;
 testing_pub_mod!(storage);
 testing_pub_mod!(verify);
@@ -63,6 +65,7 @@ testing_pub_mod!(verify);
 pub use frame::RECORD_BYTES_MAX;
 pub use repair::{CutPoint, RepairReport};
 pub use segment::FORMAT_VERSION;
+pub use staging::{STAGING_SUFFIX, Staging, is_staging_name, staging_path};
 pub use verify::{Problem, VerifyReport};
 // The storage seam, the log-level repair/verify entry points (the store's own in `store::repair`
 // and `store::verify` are the public ones) and segment listing: for tests only.

@@ -277,6 +277,9 @@ pub fn open(
         storage
             .sync_dir(dir)
             .map_err(|e| Error::io("fsync directory", dir, e))?;
+        // A staging segment left by an interrupted import was never part of the log: delete
+        // it (read-only opens just ignore it, as they ignore every name but `<20 digits>.seg`).
+        super::staging::remove_leftovers(&*storage, dir)?;
     }
     let mut segs = list_segments(&*storage, dir)?;
     let mut report = OpenReport::default();
