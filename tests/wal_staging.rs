@@ -233,3 +233,39 @@ fn a_leftover_staging_file_is_ignored_by_read_only_opens_and_deleted_by_a_writer
     let image = sim.power_cut();
     assert!(!image.exists(&path));
 }
+
+/// The active segment holds no record (a new log, or right after a roll): the staged segment
+/// has its name and replaces it, following the segment before it. Every cut still gives none
+/// or all.
+#[test]
+fn a_staging_replaces_an_active_segment_without_records() {
+    for torn in [None, Some(4096)] {
+        for fail_sync in 0..6u64 {
+            let sim = SimStorage::new(fail_sync);
+            let wal = open_sim(&sim, small_opts()).unwrap();
+            sim.set_torn_crash(torn);
+            if fail_sync > 0 {
+                sim.fail_nth_sync(fail_sync);
+            }
+            let done = (|| {
+                let mut staging = wal.begin_staging()?;
+                for _ in 0..5 {
+                    let lsn = staging.next_lsn();
+                    staging.append(&payload(lsn))?;
+                }
+                staging.commit()
+            })();
+            let image = sim.power_cut();
+            drop(wal);
+            let wal = open_sim(&image, small_opts()).unwrap();
+            let records = all_records(&wal).unwrap();
+            let n = records.len() as u64;
+            assert!(n == 0 || n == 5, "sync {fail_sync} failing: {n} records");
+            if let Ok(last) = done {
+                assert_eq!((last, n), (5, 5));
+            }
+            assert_prefix(&records, n);
+            assert_eq!(wal.append(&payload(n + 1)).unwrap(), n + 1);
+        }
+    }
+}

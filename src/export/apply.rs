@@ -225,7 +225,9 @@ fn commit(
     // IMPORTANT: one batch. A concurrent writer that creates one of the new ids in the
     // meantime makes the whole batch fail, leaving the store untouched.
     // The tasks written are not needed back: the bulk path copies none of them.
-    let last_lsn = store.write_batch(mutations)?;
+    // A large import goes through a staging segment (`Store::write_staged`): the same
+    // all-or-nothing promise without a second in-memory copy of the batch.
+    let last_lsn = store.write_staged(mutations)?;
     report.last_lsn = if last_lsn == 0 {
         store.last_lsn()
     } else {

@@ -42,6 +42,9 @@ pub struct Staged {
     requests: HashMap<String, String>,
     /// True when the batch holds one mutation: nothing later in it can need the overlay.
     single: bool,
+    /// Events handed over by [`Staged::take_chunk`] (a staged import): the index of
+    /// `events[0]` in the whole batch, so indices and LSNs stay those of the whole batch.
+    taken: usize,
 }
 
 /// Where a mutation's task id is found once the batch is staged.
@@ -69,6 +72,16 @@ impl Staged {
             slots: Vec::with_capacity(mutations),
             single: mutations == 1,
             overlay,
+            ..Staged::default()
+        }
+    }
+
+    /// An empty batch staged a chunk at a time ([`Staged::take_chunk`]): sized for one chunk,
+    /// not for the whole batch, since events and overlay entries leave with each chunk.
+    pub fn chunked(chunk: usize) -> Self {
+        Staged {
+            events: Vec::with_capacity(chunk),
+            slots: Vec::with_capacity(chunk),
             ..Staged::default()
         }
     }
@@ -101,7 +114,7 @@ impl Staged {
             return;
         };
         if let Shadow::FirstAt(i) = *shadow
-            && let Some(event) = self.events.get(i)
+            && let Some(event) = self.events.get(i - self.taken)
         {
             *shadow = Shadow::Task(state.next_task_state(state.task(id), event, lsn + i as u64));
         }
@@ -143,7 +156,7 @@ impl Staged {
         if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
             self.removed.insert(event.task_id.clone(), t.clone());
         }
-        let index = self.events.len();
+        let index = self.taken + self.events.len();
         if !self.single {
             let event_lsn = lsn + index as u64;
             match self.overlay.get_mut(&event.task_id) {
@@ -173,6 +186,34 @@ impl Staged {
         self.slots.push(Slot::Event(index));
         self.events.push(event);
         Ok(())
+    }
+
+    /// Hands over the events staged since the last call (a staged import writes them to its
+    /// staging segment and drops them), keeping what later mutations will need: a task
+    /// `touched_later` keeps its overlay entry (a first touch in these events is materialized,
+    /// since its event goes away); every other task of these events leaves the overlay, so
+    /// the overlay holds only tasks with mutations still to come. `lsn` is the batch's first
+    /// LSN. Slots and removed tasks (only for a caller that wants results) are dropped too.
+    pub fn take_chunk(
+        &mut self,
+        state: &State,
+        lsn: u64,
+        touched_later: impl Fn(&str) -> bool,
+    ) -> Vec<Event> {
+        for k in 0..self.events.len() {
+            let Some(id) = self.events.get(k).map(|e| e.task_id.clone()) else {
+                continue;
+            };
+            if touched_later(&id) {
+                self.materialize(state, &id, lsn);
+            } else {
+                self.overlay.remove(&id);
+            }
+        }
+        self.taken += self.events.len();
+        self.slots.clear();
+        self.removed.clear();
+        std::mem::take(&mut self.events)
     }
 
     fn existing_request(&self, state: &State, new: &NewTask) -> Option<String> {

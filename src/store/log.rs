@@ -69,6 +69,12 @@ pub trait Log: Send + Sync {
     /// Makes everything submitted durable and releases the log. Called once, by the store's
     /// close; no other method is called after it.
     fn close(&self) -> Result<()>;
+    /// The local log, when this is it: a large import is written to a staging segment beside
+    /// it (`wal::Staging`); any other log gets it as one ordinary batch.
+    #[doc(hidden)]
+    fn local_wal(&self) -> Option<&Wal> {
+        None
+    }
 }
 
 /// Waits until a submitted batch is durable: through the local log's group commit, or
@@ -161,5 +167,8 @@ impl Log for Wal {
     }
     fn close(&self) -> Result<()> {
         Wal::close(self)
+    }
+    fn local_wal(&self) -> Option<&Wal> {
+        Some(self)
     }
 }

@@ -13,6 +13,7 @@ mod commit;
 #[cfg(feature = "testing")]
 pub mod fuzzing;
 testing_pub_mod!(history);
+mod import_staged;
 testing_pub_mod!(kinds);
 pub mod log;
 testing_pub_mod!(mutation);
@@ -39,6 +40,10 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 pub use history::HistoryEvent;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use import_staged::set_staging_for_tests;
+pub use import_staged::{IMPORT_CHUNK_MUTATIONS, IMPORT_STAGED_MIN_MUTATIONS};
 pub use kinds::{KindSettings, PerKeyLimit, RateLimit};
 pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};

@@ -90,6 +90,10 @@ pub struct Staging {
     file: Option<Arc<dyn StorageFile>>,
     path: PathBuf,
     header: SegmentHeader,
+    /// The first LSN of the active segment when the staging began. Equal to `first_lsn`
+    /// when that segment holds no record: the staged segment then takes its place (the
+    /// rename replaces the empty file) rather than follow it under the same name.
+    active_first_lsn: Lsn,
     /// LSN the next appended record gets.
     next_lsn: Lsn,
     /// Where the next write lands in the file.
@@ -107,12 +111,23 @@ impl Wal {
         if core.options.read_only {
             return Err(Error::ReadOnly);
         }
-        let (first_lsn, prev_first_lsn) = {
+        let (first_lsn, active_first_lsn, prev_first_lsn) = {
             let st = core.state.lock();
             if let Some(e) = st.refuse() {
                 return Err(e);
             }
-            (st.next_lsn, st.planned_end().0)
+            let active = st.planned_end().0;
+            // An active segment without records has the staged segment's name: the staged one
+            // replaces it, and follows the segment before it.
+            let prev = if active == st.next_lsn {
+                let n = st.segments.len();
+                n.checked_sub(2)
+                    .and_then(|i| st.segments.get(i))
+                    .map_or(0, |s| s.first_lsn)
+            } else {
+                active
+            };
+            (st.next_lsn, active, prev)
         };
         let header = SegmentHeader {
             first_lsn,
@@ -139,6 +154,7 @@ impl Wal {
             file: Some(file),
             path,
             header,
+            active_first_lsn,
             next_lsn: first_lsn,
             offset: SEGMENT_HEADER_LEN as u64,
             buf: Vec::new(),
@@ -226,8 +242,7 @@ impl Staging {
         if let Some(e) = st.refuse() {
             return Err(e);
         }
-        if st.next_lsn != self.header.first_lsn || st.planned_end().0 != self.header.prev_first_lsn
-        {
+        if st.next_lsn != self.header.first_lsn || st.planned_end().0 != self.active_first_lsn {
             return Err(Error::InvalidInput {
                 at: Some("staging".into()),
                 reason: format!(
@@ -245,16 +260,25 @@ impl Staging {
         let result = self.make_live(&core, next_first);
         match result {
             Ok((seg_path, next)) => {
-                st.segments.push(SegmentMeta {
-                    first_lsn: self.header.first_lsn,
-                    path: seg_path,
-                });
+                let replaced = self.replaces_active();
+                if !replaced {
+                    st.segments.push(SegmentMeta {
+                        first_lsn: self.header.first_lsn,
+                        path: seg_path,
+                    });
+                }
                 st.segments.push(SegmentMeta {
                     first_lsn: next_first,
                     path: next.path.clone(),
                 });
                 *core.writer.lock() = Some(next);
-                st.set_committed_staging(next_first, bytes);
+                // A replaced empty active segment's header is no longer there.
+                let replaced_bytes = if replaced {
+                    SEGMENT_HEADER_LEN as u64
+                } else {
+                    0
+                };
+                st.set_committed_staging(next_first, bytes - replaced_bytes);
                 core.cond.notify_all();
                 tracing::info!(
                     first_lsn = self.header.first_lsn,
@@ -274,6 +298,11 @@ impl Staging {
         }
     }
 
+    /// True when the staged segment replaces an active segment that holds no record.
+    fn replaces_active(&self) -> bool {
+        self.active_first_lsn == self.header.first_lsn
+    }
+
     /// Seal, rename, fsync the directory, create the next active segment. The error says
     /// whether the rename was done.
     fn make_live(
@@ -283,7 +312,7 @@ impl Staging {
     ) -> std::result::Result<(PathBuf, super::segment::writer::ActiveSegment), (Error, bool)> {
         let mut writer = core.writer.lock();
         let active = writer.as_mut().ok_or((Error::ReadOnly, false))?;
-        if active.first_lsn != self.header.prev_first_lsn {
+        if active.first_lsn != self.active_first_lsn {
             return Err((
                 Error::corrupt(
                     active.path.clone(),

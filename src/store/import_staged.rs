@@ -1,0 +1,200 @@
+//! A large batch (an import) written to a staging segment beside the log and made live by one
+//! rename (`wal::Staging`; docs/design.md, "Bounded atomic import").
+//!
+//! The mutations are validated a chunk at a time against the state plus the batch's overlay
+//! (the same checks as [`Store::write_batch`]); each chunk's events are encoded into the
+//! staging segment and dropped, and the overlay keeps only tasks that later mutations touch
+//! again. Nothing touches the state or the log until the whole batch is staged: a refusal,
+//! or an error while staging, deletes the staging file and leaves the store as it was. After
+//! the rename the new segment is read back in order and each event installed (the batch
+//! path's last step) and published to subscribers; a failure then poisons the store (the log
+//! holds the batch; reopening rebuilds the state from it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use foldhash::HashMap;
+
+use super::commit::Staged;
+use super::mutation::{Change, Mutation};
+use super::{Store, install_staged, record, subscribe, unique};
+use crate::error::{Error, Result};
+use crate::task::Timestamp;
+
+/// Mutations validated, encoded and written per chunk.
+pub const IMPORT_CHUNK_MUTATIONS: usize = 4096;
+/// Batches with fewer mutations than this go through the ordinary batch path instead: their
+/// memory is bounded by one chunk anyway, and staging costs a segment of its own (every
+/// staged import seals the active segment), which a stream of small HTTP imports would pay
+/// for with many tiny segments.
+pub const IMPORT_STAGED_MIN_MUTATIONS: usize = IMPORT_CHUNK_MUTATIONS;
+
+/// Test overrides of the two constants above (0: the constant).
+static CHUNK_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+static MIN_OVERRIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// For tests: stage batches of at least `min` mutations, `chunk` mutations at a time (0 resets
+/// either to its default). Process-wide.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub fn set_staging_for_tests(min: usize, chunk: usize) {
+    MIN_OVERRIDE.store(min, Ordering::Relaxed);
+    CHUNK_OVERRIDE.store(chunk, Ordering::Relaxed);
+}
+
+fn knob(over: &AtomicUsize, default: usize) -> usize {
+    match over.load(Ordering::Relaxed) {
+        0 => default,
+        n => n,
+    }
+}
+
+/// For each task id that more than one mutation touches, the index of its last mutation: a
+/// chunk keeps a task in the overlay only while a later mutation still needs it.
+fn last_touches(mutations: &[Mutation]) -> HashMap<String, usize> {
+    let mut seen: HashMap<&str, (u32, usize)> = HashMap::default();
+    for (i, m) in mutations.iter().enumerate() {
+        let e = seen.entry(m.task_id.as_str()).or_insert((0, i));
+        *e = (e.0 + 1, i);
+    }
+    seen.into_iter()
+        .filter(|(_, (n, _))| *n > 1)
+        .map(|(id, (_, last))| (id.to_string(), last))
+        .collect()
+}
+
+impl Store {
+    /// Applies mutations atomically like [`Store::write_batch`], through a staging segment
+    /// when the batch is large and the log is the local one (see the module docs). Returns the
+    /// last LSN written (0 when nothing was), durable whatever the durability mode.
+    pub(crate) fn write_staged(&self, mutations: Vec<Mutation>) -> Result<u64> {
+        let min = knob(&MIN_OVERRIDE, IMPORT_STAGED_MIN_MUTATIONS);
+        // NOTE: a submit's id and idempotency checks may need tasks this path drops from the
+        // overlay; imports never submit.
+        let submits = mutations
+            .iter()
+            .any(|m| matches!(m.change, Change::Submit(_)));
+        let Some(wal) = self.inner.log.local_wal() else {
+            return self.write_batch(mutations);
+        };
+        if mutations.len() < min || submits {
+            return self.write_batch(mutations);
+        }
+        self.check_writable()?;
+        let chunk = knob(&CHUNK_OVERRIDE, IMPORT_CHUNK_MUTATIONS);
+        let later = last_touches(&mutations);
+        let now = Timestamp::now();
+        let total = mutations.len();
+        let mut st = self.inner.state.write();
+        let base = wal.next_lsn();
+        let mut staging = wal
+            .begin_staging()
+            .map_err(|e| self.poison_unless_input(e))?;
+        let mut staged = Staged::chunked(chunk);
+        let mut keyed: Vec<String> = Vec::new();
+        let keys_built = self.inner.unique.lock().is_built();
+        let mut buf = Vec::new();
+        for (i, m) in mutations.into_iter().enumerate() {
+            let step = staged
+                .stage(&st, m, now, self.inner.session, base)
+                .and_then(|()| {
+                    if staged.events.len() < chunk && i + 1 < total {
+                        return Ok(());
+                    }
+                    self.admit(&st, &staged, now)?;
+                    let events =
+                        staged.take_chunk(&st, base, |id| later.get(id).is_some_and(|&l| l > i));
+                    for e in &events {
+                        buf.clear();
+                        record::encode_event_into(&mut buf, e)?;
+                        // NOTE: too large an event is the caller's input: refused before the
+                        // log changes, so the store stays writable.
+                        staging.append(&buf)?;
+                        if keys_built && unique::UniqueIndex::may_key(e) {
+                            keyed.push(e.task_id.clone());
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(e) = step {
+                // A refusal reveals the state it was judged against: answer only once that
+                // state is durable (as the batch path does). Dropping `staging` deletes it.
+                let applied = st.applied_lsn;
+                drop(st);
+                drop(staging);
+                self.settle(applied)?;
+                return Err(e);
+            }
+        }
+        drop(staged);
+        drop(buf);
+        let last = staging.commit().map_err(|e| self.poison_unless_input(e))?;
+        if last < base {
+            return Ok(0);
+        }
+        self.install_staged_segment(&mut st, base, last)?;
+        self.inner.unique.lock().after_commit(&st, &keyed);
+        let snapshot_due = self.snapshot_due(&st);
+        drop(st);
+        if snapshot_due {
+            self.request_snapshot();
+        }
+        Ok(last)
+    }
+
+    /// Reads the committed staging segment back (`base..=last`) and installs each event in
+    /// the state in LSN order, publishing it to subscribers. The log already holds these
+    /// events: if memory cannot follow, the store is poisoned rather than diverge from it.
+    fn install_staged_segment(
+        &self,
+        st: &mut super::state::State,
+        base: u64,
+        last: u64,
+    ) -> Result<()> {
+        let mut subscribers = self.inner.subscribers.lock();
+        let mut next = base;
+        self.inner
+            .log
+            .replay(base, &mut |lsn, bytes| {
+                if lsn > last {
+                    return Ok(());
+                }
+                // IMPORTANT: contiguity, as at recovery: an event skipped here would be in the
+                // log but missing from memory.
+                assert_eq!(
+                    lsn, next,
+                    "a committed staging segment should replay contiguously"
+                );
+                next += 1;
+                let super::record::Record::Event(event) = record::decode(lsn, bytes)? else {
+                    return Err(Error::corrupt(
+                        "staging",
+                        None,
+                        Some(lsn),
+                        "a staged record is not an event",
+                    ));
+                };
+                let published = (!subscribers.is_empty()).then(|| event.clone());
+                install_staged(st, lsn, event, record::event_body(bytes))?;
+                st.mark_applied(lsn, bytes.len());
+                if let Some(event) = published {
+                    let c = Arc::new(subscribe::Committed { lsn, event });
+                    subscribers.retain(|tx| tx.send(c.clone()).is_ok());
+                }
+                Ok(())
+            })
+            .map_err(|e| self.poison(e))?;
+        if next != last + 1 {
+            return Err(self.poison(Error::corrupt(
+                "staging",
+                None,
+                Some(next),
+                format!(
+                    "the committed staging segment ended at LSN {} instead of {last}",
+                    next - 1
+                ),
+            )));
+        }
+        Ok(())
+    }
+}
