@@ -8,7 +8,9 @@
 //! SIGKILLs the child at a random moment within that time (more of them near its end, where
 //! the batch is written, and one after it), reopens the store and checks that
 //! either none or all of the imported tasks are there (with intact histories in the latter
-//! case), and that the tasks that were there before are untouched.
+//! case), and that the tasks that were there before are untouched. A second loop imports
+//! 100,000 one-event tasks, staged (`Store::write_staged`) in 25 chunks, so that kills land
+//! while the staging segment is written, made live and installed.
 
 #[path = "export_support.rs"]
 mod support;
@@ -23,8 +25,19 @@ use tasklog::{NewTask, Store};
 
 const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
 const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
+const TASKS_VAR: &str = "TASKLOG_EXPORT_CRASH_TASKS";
 const IMPORTED: usize = 5_000;
 const EVENTS_PER_TASK: usize = 3;
+/// The large case: one event per task, so that most of the child's time is spent staging
+/// (validating chunks and writing the staging segment) and installing, not parsing.
+const IMPORTED_LARGE: usize = 100_000;
+
+/// What one run imports.
+#[derive(Clone, Copy)]
+struct Shape {
+    tasks: usize,
+    events: usize,
+}
 const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
 
 /// The child: opens the store, says so on stdout, imports, says so again.
@@ -36,6 +49,10 @@ fn crash_child_imports() {
     };
     let store = Store::open(&dir).expect("child: open");
     let bytes = std::fs::read(&doc).expect("child: read the document");
+    let tasks: usize = std::env::var(TASKS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IMPORTED);
     println!("CHILD-READY");
     let report = import_json(
         &store,
@@ -45,15 +62,15 @@ fn crash_child_imports() {
         |_, _| {},
     )
     .expect("child: import");
-    assert_eq!(report.imported as usize, IMPORTED);
+    assert_eq!(report.imported as usize, tasks);
     println!("CHILD-DONE");
 }
 
 /// Builds the document once, from a store filled with `IMPORTED` tasks.
-fn make_document(path: &Path) {
+fn make_document(path: &Path, shape: Shape) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("open the source store");
-    support::bulk_store(&store, IMPORTED, EVENTS_PER_TASK);
+    support::bulk_store(&store, shape.tasks, shape.events);
     let doc = support::export_string(&store, true);
     std::fs::write(path, doc).expect("write the document");
 }
@@ -69,7 +86,12 @@ fn fresh_store(dir: &Path) {
 }
 
 /// Runs the child; kills it after `kill_after` (if given). Returns (elapsed since ready, done).
-fn run_child(dir: &Path, doc: &Path, kill_after: Option<Duration>) -> (Duration, bool) {
+fn run_child(
+    dir: &Path,
+    doc: &Path,
+    shape: Shape,
+    kill_after: Option<Duration>,
+) -> (Duration, bool) {
     let exe = std::env::current_exe().expect("the test binary");
     let mut child = Command::new(exe)
         .args([
@@ -81,6 +103,7 @@ fn run_child(dir: &Path, doc: &Path, kill_after: Option<Duration>) -> (Duration,
         ])
         .env(DIR_VAR, dir)
         .env(DOC_VAR, doc)
+        .env(TASKS_VAR, shape.tasks.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -111,7 +134,11 @@ fn run_child(dir: &Path, doc: &Path, kill_after: Option<Duration>) -> (Duration,
 }
 
 /// Reopens the store and checks all-or-nothing. Returns whether the import is there.
-fn check_all_or_nothing(dir: &Path) -> bool {
+fn check_all_or_nothing(dir: &Path, shape: Shape) -> bool {
+    let Shape {
+        tasks: imported_all,
+        events,
+    } = shape;
     let store = Store::open(dir).expect("reopen after the crash");
     for id in BEFORE {
         let t = store
@@ -122,49 +149,69 @@ fn check_all_or_nothing(dir: &Path) -> bool {
     }
     let imported = store.len() - BEFORE.len();
     assert!(
-        imported == 0 || imported == IMPORTED,
-        "a partial import survived the crash: {imported} of {IMPORTED} tasks"
+        imported == 0 || imported == imported_all,
+        "a partial import survived the crash: {imported} of {imported_all} tasks"
     );
-    if imported == IMPORTED {
-        for i in [0, IMPORTED / 2, IMPORTED - 1] {
+    if imported == imported_all {
+        for i in [0, imported_all / 2, imported_all - 1] {
             let id = format!("t{i:06}");
-            assert_eq!(
-                store.history(&id).expect("history").len(),
-                EVENTS_PER_TASK,
-                "{id}"
-            );
+            assert_eq!(store.history(&id).expect("history").len(), events, "{id}");
         }
     }
-    imported == IMPORTED
+    imported == imported_all
 }
 
 #[test]
 fn killing_an_import_midway_leaves_all_or_nothing() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let doc = work.path().join("import.json");
-    make_document(&doc);
-
-    let dir = work.path().join("calibrate");
-    fresh_store(&dir);
-    let (full, _) = run_child(&dir, &doc, None);
-    assert!(
-        check_all_or_nothing(&dir),
-        "the uninterrupted import is complete"
-    );
-
-    let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
-    let mut outcomes = Vec::new();
+    let shape = Shape {
+        tasks: IMPORTED,
+        events: EVENTS_PER_TASK,
+    };
     // Random moments over the whole import, more near its end (where the batch is written),
     // and one after it (the import must then be whole).
+    let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
     let mut fractions: Vec<f64> = (0..5).map(|_| 0.05 + 0.95 * rng.f64()).collect();
     fractions.extend((0..2).map(|_| 0.85 + 0.15 * rng.f64()));
     fractions.push(1.3);
-    for (cycle, fraction) in fractions.into_iter().enumerate() {
+    kill_loop(shape, &fractions);
+}
+
+/// 100,000 tasks: the import is staged in 25 chunks, so kills land while the staging segment
+/// is written, while it is made live, and while it is installed. Fewer cycles: each one
+/// imports the whole document.
+#[test]
+fn killing_a_large_staged_import_leaves_all_or_nothing() {
+    let shape = Shape {
+        tasks: IMPORTED_LARGE,
+        events: 1,
+    };
+    let mut rng = fastrand::Rng::with_seed(0x5747);
+    let mut fractions: Vec<f64> = (0..3).map(|_| 0.3 + 0.7 * rng.f64()).collect();
+    fractions.extend([0.9, 0.97, 1.3]);
+    kill_loop(shape, &fractions);
+}
+
+/// Calibrates how long the import takes, then kills it at each fraction of that time.
+fn kill_loop(shape: Shape, fractions: &[f64]) {
+    let work = tempfile::tempdir().expect("temp dir");
+    let doc = work.path().join("import.json");
+    make_document(&doc, shape);
+
+    let dir = work.path().join("calibrate");
+    fresh_store(&dir);
+    let (full, _) = run_child(&dir, &doc, shape, None);
+    assert!(
+        check_all_or_nothing(&dir, shape),
+        "the uninterrupted import is complete"
+    );
+
+    let mut outcomes = Vec::new();
+    for (cycle, fraction) in fractions.iter().enumerate() {
         let dir = work.path().join(format!("cycle-{cycle}"));
         fresh_store(&dir);
-        let delay = full.mul_f64(fraction);
-        let (_, finished) = run_child(&dir, &doc, Some(delay));
-        let present = check_all_or_nothing(&dir);
+        let delay = full.mul_f64(*fraction);
+        let (_, finished) = run_child(&dir, &doc, shape, Some(delay));
+        let present = check_all_or_nothing(&dir, shape);
         if finished {
             assert!(
                 present,
@@ -173,5 +220,8 @@ fn killing_an_import_midway_leaves_all_or_nothing() {
         }
         outcomes.push((delay, present));
     }
-    eprintln!("import takes {full:?}; (kill delay, import present): {outcomes:?}");
+    eprintln!(
+        "{} tasks: import takes {full:?}; (kill delay, import present): {outcomes:?}",
+        shape.tasks
+    );
 }
