@@ -142,6 +142,13 @@ impl Store {
         Ok(last)
     }
 
+    /// [`Store::write_staged`] for tests that measure it (`tests/import_staged_memory.rs`).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn write_staged_for_tests(&self, mutations: Vec<Mutation>) -> Result<u64> {
+        self.write_staged(mutations)
+    }
+
     /// Reads the committed staging segment back (`base..=last`) and installs each event in
     /// the state in LSN order, publishing it to subscribers. The log already holds these
     /// events: if memory cannot follow, the store is poisoned rather than diverge from it.
