@@ -295,3 +295,45 @@ fn a_rejected_import_and_a_dry_run_change_no_byte() {
     // And the store is still writable.
     store.submit(NewTask::new("later").id("later")).unwrap();
 }
+
+/// A failure after the rename (the import is in the log) poisons the store, so memory never
+/// lags behind the log unnoticed; a failed write of the staging file (before the rename)
+/// leaves the store as it was and writable.
+#[test]
+fn a_failure_after_the_rename_poisons_and_one_before_it_does_not() {
+    staging_on();
+    let doc = document();
+    // A write error while staging: nothing changed, still writable.
+    let sim = SimStorage::new(7);
+    let store = target(&sim);
+    let before = export(&store);
+    sim.fail_nth_write(1);
+    assert!(import(&store, &doc, &ImportOptions::new()).is_err());
+    assert!(store.poisoned().is_none());
+    assert_eq!(export(&store), before);
+    store
+        .submit(NewTask::new("still writable").id("w"))
+        .unwrap();
+    // Every fsync of the commit in turn: whenever the import failed but is in the log after a
+    // reopen, the store that failed must have refused every later write.
+    let mut poisoned_seen = 0;
+    for n in 1..=6 {
+        let sim = SimStorage::new(n);
+        let store = target(&sim);
+        sim.fail_nth_sync(n);
+        let result = import(&store, &doc, &ImportOptions::new());
+        let poisoned = store.poisoned().is_some();
+        let refused = store.submit(NewTask::new("x").id("probe")).is_err();
+        drop(store);
+        let reopened = Store::open_with(SIM_DIR, sim_options(&sim)).unwrap();
+        let in_log = reopened.get("t000000").is_ok();
+        if result.is_err() && in_log {
+            assert!(
+                poisoned && refused,
+                "sync {n}: failed after the rename, not poisoned"
+            );
+            poisoned_seen += 1;
+        }
+    }
+    assert!(poisoned_seen > 0);
+}

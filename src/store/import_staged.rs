@@ -87,9 +87,9 @@ impl Store {
         let total = mutations.len();
         let mut st = self.inner.state.write();
         let base = wal.next_lsn();
-        let mut staging = wal
-            .begin_staging()
-            .map_err(|e| self.poison_unless_input(e))?;
+        // NOTE: no poisoning before the commit: until the rename the log is untouched (the
+        // staging file is not part of it), so a failed create or write changes nothing.
+        let mut staging = wal.begin_staging()?;
         let mut staged = Staged::chunked(chunk);
         let mut keyed: Vec<String> = Vec::new();
         let keys_built = self.inner.unique.lock().is_built();
