@@ -269,3 +269,31 @@ fn a_staging_replaces_an_active_segment_without_records() {
         }
     }
 }
+
+/// In `Buffered` mode, records submitted before the staging and not yet written are written
+/// and synced by the commit before the staged segment follows them: after a power cut right
+/// after the commit, everything up to the last staged record is back.
+#[test]
+fn a_commit_in_buffered_mode_makes_the_records_before_it_durable_too() {
+    use tasklog::wal::Durability;
+    let opts = small_opts().durability(Durability::Buffered);
+    let sim = SimStorage::new(11);
+    let wal = open_sim(&sim, opts.clone()).unwrap();
+    for i in 1..=BEFORE {
+        wal.append(&payload(i)).unwrap();
+    }
+    let mut staging = wal.begin_staging().unwrap();
+    for _ in 0..STAGED {
+        let lsn = staging.next_lsn();
+        staging.append(&big(lsn)).unwrap();
+    }
+    assert_eq!(staging.commit().unwrap(), BEFORE + STAGED);
+    let image = sim.power_cut();
+    drop(wal);
+    let wal = open_sim(&image, opts).unwrap();
+    let records = all_records(&wal).unwrap();
+    assert_eq!(records.len() as u64, BEFORE + STAGED);
+    for (lsn, p) in &records {
+        assert!(*p == expected(*lsn), "LSN {lsn}");
+    }
+}
