@@ -113,8 +113,11 @@ impl Staged {
         let Some(shadow) = self.overlay.get_mut(id) else {
             return;
         };
+        // NOTE: `take_chunk` leaves no `FirstAt` pointing below `taken` (it materializes or
+        // forgets each one), so the subtraction cannot underflow; checked all the same.
+        debug_assert!(!matches!(*shadow, Shadow::FirstAt(i) if i < self.taken));
         if let Shadow::FirstAt(i) = *shadow
-            && let Some(event) = self.events.get(i - self.taken)
+            && let Some(event) = i.checked_sub(self.taken).and_then(|k| self.events.get(k))
         {
             *shadow = Shadow::Task(state.next_task_state(state.task(id), event, lsn + i as u64));
         }
