@@ -80,7 +80,8 @@ impl Batch<'_> {
 
 /// Decodes and checks one message; `at` names it in errors (stream and sequence).
 pub fn decode<'a>(bytes: &'a [u8], at: &dyn Fn() -> PathBuf) -> Result<Batch<'a>> {
-    let bad = |offset: usize, reason: String| Error::corrupt(at(), Some(offset as u64), None, reason);
+    let bad =
+        |offset: usize, reason: String| Error::corrupt(at(), Some(offset as u64), None, reason);
     if bytes.len() < HEADER_LEN + TRAILER_LEN {
         return Err(bad(
             0,
@@ -93,7 +94,10 @@ pub fn decode<'a>(bytes: &'a [u8], at: &dyn Fn() -> PathBuf) -> Result<Batch<'a>
     }
     let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
     if body.get(..4) != Some(&MAGIC[..]) {
-        return Err(bad(0, "not a tasklog batch (bad magic; another writer's message?)".into()));
+        return Err(bad(
+            0,
+            "not a tasklog batch (bad magic; another writer's message?)".into(),
+        ));
     }
     let version = u16::from_le_bytes(array(body, 4)?);
     if version != VERSION {
@@ -139,7 +143,10 @@ pub fn decode<'a>(bytes: &'a [u8], at: &dyn Fn() -> PathBuf) -> Result<Batch<'a>
         pos = start + len;
     }
     if pos != body.len() {
-        return Err(bad(pos, format!("{} stray bytes after the last record", body.len() - pos)));
+        return Err(bad(
+            pos,
+            format!("{} stray bytes after the last record", body.len() - pos),
+        ));
     }
     Ok(Batch { first_lsn, records })
 }
@@ -148,7 +155,14 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N]> {
     bytes
         .get(at..at + N)
         .and_then(|s| <[u8; N]>::try_from(s).ok())
-        .ok_or_else(|| Error::corrupt("jetstream message", Some(at as u64), None, "truncated field"))
+        .ok_or_else(|| {
+            Error::corrupt(
+                "jetstream message",
+                Some(at as u64),
+                None,
+                "truncated field",
+            )
+        })
 }
 
 #[cfg(test)]

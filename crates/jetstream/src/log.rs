@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_nats::jetstream::context::{Context, PublishAckFuture, PublishError};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::stream::{Config, DiscardPolicy, RawMessageErrorKind, StorageType, Stream};
+use async_nats::jetstream::stream::{
+    Config, DiscardPolicy, RawMessageErrorKind, StorageType, Stream,
+};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use tasklog::store::Log;
@@ -41,7 +43,10 @@ impl Conn {
         place(&self.opts)
     }
     pub(crate) fn at_seq(&self, seq: u64) -> PathBuf {
-        PathBuf::from(format!("jetstream stream {} sequence {seq}", self.opts.stream))
+        PathBuf::from(format!(
+            "jetstream stream {} sequence {seq}",
+            self.opts.stream
+        ))
     }
 }
 
@@ -50,7 +55,11 @@ pub(crate) fn place(opts: &JetStreamOptions) -> PathBuf {
 }
 
 /// A NATS failure as an [`Error::Io`] naming the stream.
-pub(crate) fn nats_error(op: &'static str, opts: &JetStreamOptions, e: impl std::fmt::Display) -> Error {
+pub(crate) fn nats_error(
+    op: &'static str,
+    opts: &JetStreamOptions,
+    e: impl std::fmt::Display,
+) -> Error {
     let text = e.to_string();
     let kind = if text.contains("timed out") {
         std::io::ErrorKind::TimedOut
@@ -148,7 +157,11 @@ impl JetStreamLog {
             last_seq = start.last_seq,
             "JetStream log open"
         );
-        Ok(JetStreamLog { bridge, conn, shared })
+        Ok(JetStreamLog {
+            bridge,
+            conn,
+            shared,
+        })
     }
 
     /// The writer id in this log's `Nats-Msg-Id`s.
@@ -184,7 +197,12 @@ struct Start {
 }
 
 async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
-    let urls: Vec<&str> = opts.urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let urls: Vec<&str> = opts
+        .urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     let client = async_nats::ConnectOptions::new()
         .name(format!("tasklog {}", opts.writer_id))
         .connection_timeout(Duration::from_secs(10))
@@ -192,7 +210,7 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
         .await
         .map_err(|e| nats_error("connect to", &opts, e))?;
     let js = async_nats::jetstream::ContextBuilder::new()
-        .timeout(opts.ack_timeout)
+        .timeout(opts.request_timeout)
         .build(client.clone());
     let stream = if opts.create {
         js.get_or_create_stream(Config {
@@ -289,7 +307,10 @@ async fn publisher(
     acks: UnboundedSender<(Pending, std::result::Result<PublishAckFuture, PublishError>)>,
 ) {
     while let Some(p) = batches.recv().await {
-        let sent = conn.js.send_publish(conn.opts.subject.clone(), message(&p)).await;
+        let sent = conn
+            .js
+            .send_publish(conn.opts.subject.clone(), message(&p))
+            .await;
         if acks.send((p, sent)).is_err() {
             break;
         }
@@ -318,8 +339,8 @@ async fn acker(
             continue;
         }
         let first = match sent {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
+            Ok(ack) => await_ack(&conn, ack).await,
+            Err(e) => Err(e.to_string()),
         };
         match settle(&conn, &p, first).await {
             Ok(_) => {
@@ -331,6 +352,16 @@ async fn acker(
         }
     }
     std::mem::forget(guard);
+}
+
+/// The ack of one publish, or why there is none within `ack_timeout` (ambiguous then: the
+/// message may still be stored).
+async fn await_ack(conn: &Conn, ack: PublishAckFuture) -> std::result::Result<PublishAck, String> {
+    match tokio::time::timeout(conn.opts.ack_timeout, ack).await {
+        Ok(Ok(ack)) => Ok(ack),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no ack within {:?}", conn.opts.ack_timeout)),
+    }
 }
 
 struct PoisonOnDrop(Arc<Shared>);
@@ -360,7 +391,7 @@ enum Slot {
 async fn settle(
     conn: &Conn,
     p: &Pending,
-    first: std::result::Result<PublishAck, PublishError>,
+    first: std::result::Result<PublishAck, String>,
 ) -> Result<u64> {
     let deadline = tokio::time::Instant::now() + conn.opts.retry_horizon;
     let mut attempt = first;
@@ -385,7 +416,7 @@ async fn settle(
                     ),
                 ));
             }
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
         match slot(conn, p).await {
             Slot::Ours(seq) => return Ok(seq),
@@ -425,18 +456,40 @@ async fn settle(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
         attempts += 1;
-        attempt = match conn.js.send_publish(conn.opts.subject.clone(), message(p)).await {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
+        attempt = match conn
+            .js
+            .send_publish(conn.opts.subject.clone(), message(p))
+            .await
+        {
+            Ok(ack) => await_ack(conn, ack).await,
+            Err(e) => Err(e.to_string()),
         };
     }
 }
 
 async fn slot(conn: &Conn, p: &Pending) -> Slot {
     let seq = p.expected + 1;
+    // NOTE: the stream's last sequence first, then the message: the other order races with a
+    // message being stored between the two reads (seen: "not found", then "last is seq").
+    let mut stream = conn.stream.clone();
+    let last = match stream.info().await {
+        Ok(info) => info.state.last_sequence,
+        Err(e) => return Slot::Unknown(e.to_string()),
+    };
+    if last == p.expected {
+        return Slot::Free;
+    }
+    if last < p.expected {
+        return Slot::Foreign(format!(
+            "the stream's last sequence is {last}, below what this writer already appended"
+        ));
+    }
     match conn.stream.get_raw_message(seq).await {
         Ok(m) => {
-            let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned());
+            let id = m
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_owned());
             if id.as_deref() == Some(p.msg_id.as_str()) {
                 Slot::Ours(seq)
             } else {
@@ -446,17 +499,9 @@ async fn slot(conn: &Conn, p: &Pending) -> Slot {
                 ))
             }
         }
-        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
-            let mut stream = conn.stream.clone();
-            match stream.info().await {
-                Ok(info) if info.state.last_sequence == p.expected => Slot::Free,
-                Ok(info) => Slot::Foreign(format!(
-                    "the stream's last sequence is {} and sequence {seq} is gone",
-                    info.state.last_sequence
-                )),
-                Err(e) => Slot::Unknown(e.to_string()),
-            }
-        }
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Slot::Foreign(format!(
+            "the stream's last sequence is {last} and sequence {seq} is gone"
+        )),
         Err(e) => Slot::Unknown(e.to_string()),
     }
 }

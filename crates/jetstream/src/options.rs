@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// ## Defaults
 /// `subject` = `tasklog.<stream>`, `replicas` = 3, `create` = false, `writer_id` = a fresh
-/// random id per open, `ack_timeout` = 5 s, `retry_horizon` = 60 s, `duplicate_window` =
+/// random id per open, `ack_timeout` = 5 s, `request_timeout` = 10 s, `retry_horizon` = 60 s, `duplicate_window` =
 /// 2 min (JetStream's default; only used when the stream is created).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -25,6 +25,8 @@ pub struct JetStreamOptions {
     pub writer_id: String,
     /// How long one publish waits for its ack before it counts as ambiguous and is settled.
     pub ack_timeout: Duration,
+    /// How long a request to the JetStream API (stream info, a message read, a purge) waits.
+    pub request_timeout: Duration,
     /// How long an append keeps settling (re-publishing, checking the stream) before it gives
     /// up and poisons the log. Keep it below the stream's duplicate window.
     pub retry_horizon: Duration,
@@ -44,6 +46,7 @@ impl JetStreamOptions {
             create: false,
             writer_id: uuid::Uuid::new_v4().simple().to_string(),
             ack_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
             retry_horizon: Duration::from_secs(60),
             duplicate_window: Duration::from_secs(120),
         }
@@ -81,6 +84,13 @@ impl JetStreamOptions {
     #[must_use]
     pub fn ack_timeout(mut self, timeout: Duration) -> Self {
         self.ack_timeout = timeout;
+        self
+    }
+
+    /// Sets [`JetStreamOptions::request_timeout`].
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 

@@ -23,11 +23,13 @@ const REPLAY_MESSAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// The first and last LSN of the batch at `seq` (read from the stream's leader).
 pub(crate) async fn batch_at(conn: &Conn, seq: u64) -> Result<(Lsn, Lsn)> {
-    let m = conn
-        .stream
-        .get_raw_message(seq)
-        .await
-        .map_err(|e| nats_error("read a message of", &conn.opts, format!("sequence {seq}: {e}")))?;
+    let m = conn.stream.get_raw_message(seq).await.map_err(|e| {
+        nats_error(
+            "read a message of",
+            &conn.opts,
+            format!("sequence {seq}: {e}"),
+        )
+    })?;
     let batch = envelope::decode(&m.payload, &|| conn.at_seq(seq))?;
     Ok((batch.first_lsn, batch.last_lsn()))
 }
@@ -83,7 +85,9 @@ pub(crate) fn replay(
         if messages == 0 {
             return Ok(None);
         }
-        Ok(seq_holding(&c, from, first, last).await?.map(|start| (start, last)))
+        Ok(seq_holding(&c, from, first, last)
+            .await?
+            .map(|start| (start, last)))
     })?;
     let Some((start, last)) = found else {
         return Ok(0);
@@ -210,19 +214,25 @@ pub(crate) async fn truncate(conn: Arc<Conn>, lsn: Lsn) -> Result<(TruncateRepor
         .map_err(|e| nats_error("read the state of", &conn.opts, e))?
         .state
         .bytes;
-    let purged = conn
-        .stream
-        .purge()
-        .sequence(keep_from)
-        .await
-        .map_err(|e| nats_error("purge", &conn.opts, format!("below sequence {keep_from}: {e}")))?;
+    let purged = conn.stream.purge().sequence(keep_from).await.map_err(|e| {
+        nats_error(
+            "purge",
+            &conn.opts,
+            format!("below sequence {keep_from}: {e}"),
+        )
+    })?;
     let bytes_after = stream
         .info()
         .await
         .map_err(|e| nats_error("read the state of", &conn.opts, e))?
         .state
         .bytes;
-    tracing::info!(purged = purged.purged, keep_from, lsn, "JetStream log truncated");
+    tracing::info!(
+        purged = purged.purged,
+        keep_from,
+        lsn,
+        "JetStream log truncated"
+    );
     Ok((
         TruncateReport {
             // NOTE: "segments" are messages (batches) here.
