@@ -166,6 +166,7 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N]> {
 }
 
 #[cfg(test)]
+#[expect(clippy::indexing_slicing, reason = "tests index fixed, known-length buffers")]
 mod tests {
     use super::*;
 

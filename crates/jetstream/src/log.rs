@@ -245,7 +245,7 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
                 .into(),
         ));
     }
-    if !info.config.subjects.iter().any(|s| *s == opts.subject) {
+    if !info.config.subjects.contains(&opts.subject) {
         return Err(invalid(format!(
             "does not hold the subject {:?} (it holds {:?})",
             opts.subject, info.config.subjects
@@ -418,7 +418,12 @@ async fn settle(
             }
             Err(e) => e,
         };
-        match slot(conn, p).await {
+        // Bounded like an ack: during an election the API answers nothing for a while, and
+        // a re-publish is safe whatever the slot holds.
+        let looked = tokio::time::timeout(conn.opts.ack_timeout, slot(conn, p))
+            .await
+            .unwrap_or_else(|_| Slot::Unknown("no answer from the stream's leader".into()));
+        match looked {
             Slot::Ours(seq) => return Ok(seq),
             Slot::Foreign(what) => {
                 return Err(Error::io(
