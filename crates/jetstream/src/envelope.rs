@@ -166,7 +166,10 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N]> {
 }
 
 #[cfg(test)]
-#[expect(clippy::indexing_slicing, reason = "tests index fixed, known-length buffers")]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "tests index fixed, known-length buffers"
+)]
 mod tests {
     use super::*;
 
