@@ -1,0 +1,161 @@
+//! W1 (shared/benchmark-workloads.md: one writer, each event durable before the next) through
+//! this log, against raw JetStream publishes with awaited acks, in the same run, on the same
+//! freshly started 3-node cluster (`sync_interval: always`, 3 replicas, file storage).
+//!
+//! ```sh
+//! NATS_SERVER_BIN=$(which nats-server) cargo run --release -p tasklog-jetstream --example bench -- --events 3000 --reps 2
+//! ```
+//!
+//! Three rows, interleaved `reps` times (each on a stream of its own): `raw` publishes a
+//! 160-byte message and awaits its ack (async-nats, on a tokio runtime); `log` submits one
+//! 160-byte record through `JetStreamLog` and waits for it to be durable; `store` submits one
+//! task through a store opened over `JetStreamLog` (what an application sees).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tasklog::store::Log;
+use tasklog::{NewTask, StoreOptions};
+
+const RECORD_BYTES: usize = 160;
+
+struct Sample {
+    name: &'static str,
+    events: usize,
+    elapsed: Duration,
+    lat: Vec<Duration>,
+}
+
+impl Sample {
+    fn row(&mut self) -> String {
+        self.lat.sort();
+        let pct = |p: f64| {
+            let i = ((self.lat.len() as f64 - 1.0) * p).round() as usize;
+            self.lat.get(i).copied().unwrap_or_default()
+        };
+        format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            self.name,
+            self.events as f64 / self.elapsed.as_secs_f64(),
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            self.lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        )
+    }
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn raw(urls: &str, stream: &str, events: usize) -> Sample {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("should build a runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+            .await
+            .expect("should connect");
+        let js = async_nats::jetstream::new(client);
+        let subject = format!("raw.{stream}");
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: stream.to_string(),
+            subjects: vec![subject.clone()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("should create the raw stream");
+        let payload = bytes::Bytes::from(vec![7u8; RECORD_BYTES]);
+        let mut lat = Vec::with_capacity(events);
+        let start = Instant::now();
+        for _ in 0..events {
+            let t = Instant::now();
+            js.publish(subject.clone(), payload.clone())
+                .await
+                .expect("should publish")
+                .await
+                .expect("should be acked");
+            lat.push(t.elapsed());
+        }
+        Sample {
+            name: "raw JetStream publish + awaited ack",
+            events,
+            elapsed: start.elapsed(),
+            lat,
+        }
+    })
+}
+
+fn log(cluster: &support::Cluster, stream: &str, events: usize) -> Sample {
+    let log = cluster.open(cluster.options(stream));
+    let record = vec![7u8; RECORD_BYTES];
+    let mut lat = Vec::with_capacity(events);
+    let start = Instant::now();
+    for _ in 0..events {
+        let t = Instant::now();
+        let ticket = log.submit(&[&record]).expect("should submit");
+        log.wait_durable(ticket.last_lsn())
+            .expect("should be durable");
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    log.close().expect("should close");
+    Sample {
+        name: "JetStreamLog submit + wait_durable",
+        events,
+        elapsed,
+        lat,
+    }
+}
+
+fn store(cluster: &support::Cluster, stream: &str, events: usize) -> Sample {
+    let dir = tempfile::tempdir().expect("should make a directory");
+    let store = StoreOptions::default()
+        .open_with_log(dir.path(), Arc::new(cluster.open(cluster.options(stream))))
+        .expect("should open the store");
+    let mut lat = Vec::with_capacity(events);
+    let start = Instant::now();
+    for _ in 0..events {
+        let t = Instant::now();
+        store.submit(NewTask::new("bench")).expect("should submit");
+        lat.push(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    store.close().expect("should close");
+    Sample {
+        name: "Store::submit over JetStreamLog",
+        events,
+        elapsed,
+        lat,
+    }
+}
+
+fn main() {
+    let events = arg("--events", 3000);
+    let reps = arg("--reps", 2);
+    let Some(cluster) = support::cluster_or_skip("bench") else {
+        std::process::exit(2);
+    };
+    println!("W1, {events} events a run, {reps} runs each, 3-node cluster on loopback");
+    println!("| system | ev/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for rep in 0..reps {
+        println!(
+            "{}",
+            raw(&cluster.urls(), &format!("RAW{rep}"), events).row()
+        );
+        println!("{}", log(&cluster, &format!("LOG{rep}"), events).row());
+        println!("{}", store(&cluster, &format!("STORE{rep}"), events).row());
+    }
+}
