@@ -88,3 +88,30 @@ impl Drop for Bridge {
 fn stopped() -> Error {
     Error::Closed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server does (a store call on a tokio runtime's thread) must not panic with
+    /// "Cannot start a runtime from within a runtime": runs without a NATS server.
+    #[test]
+    fn a_call_from_inside_another_tokio_runtime_works_and_a_stopped_bridge_says_closed() {
+        let bridge = Bridge::start().expect("should start");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("should build a runtime");
+        let got = rt.block_on(async { bridge.call(async { Ok(41 + 1) }) });
+        assert_eq!(got.expect("should answer"), 42);
+        let err = bridge.call(async { Err::<(), _>(Error::ReadOnly) });
+        assert!(
+            matches!(err, Err(Error::ReadOnly)),
+            "errors come back as they are"
+        );
+        bridge.shutdown();
+        assert!(matches!(bridge.call(async { Ok(1) }), Err(Error::Closed)));
+        // Dropped inside an async context: no panic (the runtime is dropped on its own thread).
+        let bridge = Bridge::start().expect("should start");
+        rt.block_on(async move { drop(bridge) });
+    }
+}

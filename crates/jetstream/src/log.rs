@@ -101,7 +101,8 @@ struct Shared {
 impl Shared {
     fn poison(&self, e: Error) {
         let mut st = self.state.lock();
-        if st.poison.is_none() {
+        // NOTE: after `close` the runtime's tasks are dropped on purpose; that is no failure.
+        if st.poison.is_none() && !st.closed {
             tracing::error!(error = %e, "JetStream log poisoned");
             st.poison = Some((e.to_string(), Arc::new(e)));
         }
@@ -560,6 +561,9 @@ impl Log for JetStreamLog {
                     source: Some(first.1.clone()),
                 });
             }
+            if st.closed {
+                return Err(Error::Closed);
+            }
             if lsn >= st.next_lsn {
                 return Err(Error::InvalidInput {
                     at: Some(format!("LSN {lsn}")),
@@ -627,6 +631,7 @@ impl Log for JetStreamLog {
             let mut st = self.shared.state.lock();
             st.closed = true;
             st.publish.take();
+            self.shared.changed.notify_all();
         }
         self.bridge.shutdown();
         synced
