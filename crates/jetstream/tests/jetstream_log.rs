@@ -119,9 +119,23 @@ fn appends_replay_in_order_across_reopens_also_from_inside_a_tokio_runtime() {
         );
     });
     drop(rt);
-    log.close().unwrap();
     let (messages, _, last, _) = stream_state(&cluster.urls(), "RT");
     assert_eq!((messages, last), (6, 6), "one message per batch");
+
+    // Truncation removes whole batches below the LSN, never one that reaches it: LSN 3 is in
+    // the batch 2..=4, so that batch stays and the first LSN held is 2.
+    let report = log.truncate_before(3).unwrap();
+    assert_eq!(report.segments_removed, 1, "the message holding LSN 1");
+    assert_eq!(log.first_lsn(), 2);
+    assert_eq!(read_all(&*log, 1).first().map(|r| r.0), Some(2));
+    // Past everything: all but the last message go (it tells the next open the next LSN).
+    log.truncate_before(100).unwrap();
+    assert_eq!(read_all(&*log, 1), vec![(9, b"i".to_vec())]);
+    log.close().unwrap();
+    let log = cluster.open(cluster.options("RT"));
+    assert_eq!((log.first_lsn(), log.next_lsn()), (9, 10));
+    assert_eq!(append(&log, &[b"j"]), (10, 10));
+    log.close().unwrap();
 }
 
 #[test]
@@ -188,6 +202,32 @@ fn an_ambiguous_append_is_settled_and_stored_once() {
     let log = cluster.open(cluster.options("AMB"));
     assert_eq!(read_all(&log, 1), want);
     log.close().unwrap();
+
+    // A message that is not a tasklog batch (someone else published to the subject): the next
+    // open refuses the stream with an error naming it and the sequence, no panic.
+    rt.block_on(async {
+        let client = async_nats::connect(cluster.urls().split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let js = jetstream::new(client);
+        js.publish(
+            "tasklog.AMB",
+            r#"{"event":"someone else's message, not a batch"}"#.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    });
+    let err = tasklog_jetstream::JetStreamLog::open(cluster.options("AMB"))
+        .err()
+        .expect("a foreign message must be refused");
+    let text = err.to_string();
+    assert!(err.is_corruption(), "{text}");
+    assert!(
+        text.contains("AMB sequence 13") && text.contains("magic"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -34,7 +34,10 @@ pub fn cluster_or_skip(test: &str) -> Option<Cluster> {
             if std::env::var("TASKLOG_REQUIRE_EXTRAS").as_deref() == Ok("1") {
                 panic!("{msg}, and TASKLOG_REQUIRE_EXTRAS=1");
             }
-            eprintln!("NOTICE: {msg}");
+            // Straight to stderr: libtest captures `eprintln!` of a passing test, and this
+            // notice is the point of skipping.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "NOTICE: {msg}");
             None
         }
     }
