@@ -35,5 +35,5 @@ mod log;
 mod options;
 mod replay;
 
-pub use log::{HEADERS_BYTES_MAX, JetStreamLog, WRITER_ID_BYTES_MAX};
+pub use log::{HEADERS_BYTES_MAX, JetStreamLog, SERVER_VERSION_MIN, WRITER_ID_BYTES_MAX};
 pub use options::JetStreamOptions;

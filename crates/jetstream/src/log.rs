@@ -190,6 +190,21 @@ impl JetStreamLog {
     }
 }
 
+/// The oldest server accepted: 2.10 brought `sync_interval: always` (docs/jetstream.md).
+pub const SERVER_VERSION_MIN: (u32, u32) = (2, 10);
+
+/// Whether a server's version string ("2.15.1", "2.11.0-beta.1") is at least
+/// [`SERVER_VERSION_MIN`]; an unreadable one is refused.
+fn version_supported(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= SERVER_VERSION_MIN,
+        _ => false,
+    }
+}
+
 /// What `open` learns from the stream.
 struct Start {
     next_lsn: Lsn,
@@ -210,6 +225,17 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
         .connect(urls)
         .await
         .map_err(|e| nats_error("connect to", &opts, e))?;
+    let version = client.server_info().version;
+    if !version_supported(&version) {
+        return Err(Error::InvalidInput {
+            at: Some(format!("the NATS server at {}", opts.urls)),
+            reason: format!(
+                "version {version}: tasklog needs {}.{} or newer (older servers cannot fsync \
+                 before acking, and before 2.9.21 the expected-sequence fence races)",
+                SERVER_VERSION_MIN.0, SERVER_VERSION_MIN.1
+            ),
+        });
+    }
     let js = async_nats::jetstream::ContextBuilder::new()
         .timeout(opts.request_timeout)
         .build(client.clone());
@@ -635,5 +661,18 @@ impl Log for JetStreamLog {
         }
         self.bridge.shutdown();
         synced
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_versions_before_2_10_are_refused() {
+        for ok in ["2.10.0", "2.15.1", "v2.12.3", "2.11.0-beta.1", "3.0.0"] {
+            assert!(super::version_supported(ok), "{ok}");
+        }
+        for old in ["2.9.10", "2.9.21", "1.4.0", "", "x.y"] {
+            assert!(!super::version_supported(old), "{old}");
+        }
     }
 }
