@@ -575,6 +575,8 @@ impl Log for JetStreamLog {
         Ok(Ticket::new(first, last))
     }
 
+    /// Durable here means acked: JetStream acks once a quorum (2 of 3) stored the message,
+    /// and with `sync_interval: always` each of them fsynced it first (docs/jetstream.md).
     fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         let mut st = self.shared.state.lock();
         loop {
