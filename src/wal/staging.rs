@@ -329,9 +329,10 @@ impl Staging {
             .map_err(|e| (Error::io("fdatasync", active.path.clone(), e), false))?;
         let seg_path = segment_path(&core.dir, self.header.first_lsn);
         // When the staged segment replaces an empty active segment, this renames over a file
-        // the log still holds open. POSIX allows that; on Windows, std's rename uses POSIX
-        // semantics (FILE_RENAME_FLAG_POSIX_SEMANTICS, Windows 10 1607 and later; rust-lang/rust#131072)
-        // and std opens files with FILE_SHARE_DELETE, so it works there too. On older Windows
+        // the log still holds open. POSIX allows that. On Windows, std's rename uses POSIX
+        // semantics (FILE_RENAME_FLAG_POSIX_SEMANTICS, Windows 10 1607 and later;
+        // rust-lang/rust#131072) and std opens files with FILE_SHARE_DELETE, so it works
+        // there too. On older Windows
         // the rename fails before anything changed: the log is poisoned as after any failed
         // step of a commit, and a reopen finds it as it was (the staging file deleted).
         core.storage
