@@ -630,6 +630,15 @@ impl Store {
         self.inner.state.read().history_heap_bytes()
     }
 
+    /// Runs `f` on the state under the write lock. For measurements (`examples/open_store
+    /// --memory` drops and rebuilds the indexes to weigh them); `f` must leave the state as it
+    /// found it.
+    #[doc(hidden)]
+    #[cfg(feature = "testing")]
+    pub fn with_state_mut<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.inner.state.write())
+    }
+
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
         let (history, applied) = {

@@ -13,6 +13,7 @@
 //! by creation time need not scan.
 
 mod check;
+mod memory;
 mod index;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use index::{CreatedKey, Ordered};
 use index::{Facts, Indexes};
+pub use memory::MemoryUse;
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
 #[derive(Clone, Debug)]
