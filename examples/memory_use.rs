@@ -2,8 +2,11 @@
 //! from their sizes and capacities (`State::memory_use`), the parts measured with a counting
 //! global allocator (the tasks' own strings and collections, by cloning every task; the
 //! ordered indexes, by dropping and rebuilding them), the rest of the heap, and `VmRSS`.
-//! `cargo run --release --example memory_use -- DIR [--read-only]` (the figures are the same
-//! in a debug build: they count bytes, not time).
+//! `cargo run --release --example memory_use -- DIR [--read-only] [--history N]` (the byte
+//! figures are the same in a debug build: they count bytes, not time). With `--history N`, it
+//! then reads N histories (ids spread over the store, each read twice: the second read is the
+//! warm one) and prints the latency percentiles of the warm reads (time them in a release
+//! build).
 #![expect(
     unsafe_code,
     reason = "a counting global allocator must implement the unsafe GlobalAlloc trait"
@@ -65,8 +68,16 @@ fn rss() -> String {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: memory_use DIR [--read-only]");
-    let read_only = args.any(|a| a == "--read-only");
+    let dir = args
+        .next()
+        .expect("usage: memory_use DIR [--read-only] [--history N]");
+    let flags: Vec<String> = args.collect();
+    let read_only = flags.iter().any(|a| a == "--read-only");
+    let history_reads: usize = flags
+        .iter()
+        .position(|a| a == "--history")
+        .and_then(|i| flags.get(i + 1))
+        .map_or(0, |n| n.parse().expect("--history N"));
     let before = live();
     let started = Instant::now();
     let store = StoreOptions::new()
@@ -144,5 +155,39 @@ fn main() {
         size_of::<String>(),
         size_of::<Vec<String>>(),
         size_of::<std::collections::BTreeMap<String, serde_json::Value>>(),
+    );
+    if history_reads > 0 {
+        history_latency(&store, history_reads);
+    }
+}
+
+/// Reads `n` histories spread over the store, each twice, and prints the warm reads' latency.
+fn history_latency(store: &tasklog::Store, n: usize) {
+    let ids: Vec<String> = store.with_state_mut(|st| {
+        let all: Vec<&String> = st.entries().map(|(id, _)| id).collect();
+        let step = (all.len() / n.max(1)).max(1);
+        all.iter()
+            .step_by(step)
+            .take(n)
+            .map(|id| (*id).clone())
+            .collect()
+    });
+    let mut warm = Vec::with_capacity(ids.len());
+    let mut events = 0;
+    for id in &ids {
+        events += store.history(id).expect("history").len();
+        let started = Instant::now();
+        store.history(id).expect("history");
+        warm.push(started.elapsed());
+    }
+    warm.sort();
+    let at = |q: f64| warm[((warm.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    println!(
+        "history reads (warm): {} ids, {} events, p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        warm.len(),
+        events,
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
 }

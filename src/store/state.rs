@@ -59,6 +59,10 @@ pub struct State {
     pub closed_sessions: HashSet<u64>,
     /// LSN of the last record applied.
     pub applied_lsn: u64,
+    /// Histories keep the positions of their new events, not the bytes: the log reads records
+    /// by LSN (`Log::reads_by_lsn`) and the store reads them from there on demand. Set at
+    /// open, before the replay, and never changed after (a history never mixes the two).
+    pub histories_in_log: bool,
     /// Records applied since the last snapshot.
     pub records_since_snapshot: u64,
     /// Bytes of records applied since the last snapshot.
@@ -324,6 +328,7 @@ impl State {
                 slot,
                 id: &entry.shared_id,
                 history: &mut entry.history,
+                in_log: self.histories_in_log,
             };
             apply_in_place(task, at, &mut self.indexes, lsn, event, body);
             self.events += 1;
@@ -366,6 +371,7 @@ impl State {
             slot,
             id: &entry.shared_id,
             history: &mut entry.history,
+            in_log: self.histories_in_log,
         };
         apply_in_place(task, at, &mut self.indexes, lsn, event, event_bytes);
         self.events += 1;
@@ -404,7 +410,7 @@ impl State {
         let from = entry.task.as_ref().map(|t| t.state);
         let was_removed = from.is_none() && !entry.history.is_empty();
         // A task created again under a removed id continues the old audit trail.
-        entry.history.push(lsn, from, to, event_bytes);
+        record_event(&mut entry.history, self.histories_in_log, lsn, from, to, event_bytes);
         if let Some(old) = &entry.task {
             self.indexes.remove(&entry.shared_id, old);
         }
@@ -481,6 +487,23 @@ struct Place<'a> {
     slot: u32,
     id: &'a Arc<str>,
     history: &'a mut History,
+    /// `State::histories_in_log`.
+    in_log: bool,
+}
+
+/// Appends an event to a history: its position when the state keeps histories in the log
+/// (and the history holds no bytes of its own), else its bytes.
+fn record_event(
+    history: &mut History,
+    in_log: bool,
+    lsn: u64,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+    event_bytes: &[u8],
+) {
+    if !(in_log && history.push_ref(lsn, from, to, event_bytes.len())) {
+        history.push(lsn, from, to, event_bytes);
+    }
 }
 
 /// Applies an event that `task::apply::check` accepted to the live task `task`, in place:
@@ -507,6 +530,6 @@ fn apply_in_place(
     } else {
         indexes.changed(at.slot, at.id, before, task);
     }
-    at.history
-        .push(lsn, Some(before.state()), Some(task.state), event_bytes);
+    let to = Some(task.state);
+    record_event(at.history, at.in_log, lsn, Some(before.state()), to, event_bytes);
 }
