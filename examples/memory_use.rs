@@ -180,13 +180,27 @@ fn history_latency(store: &tasklog::Store, n: usize) {
         store.history(id).expect("history");
         warm.push(started.elapsed());
     }
+    if std::env::var_os("MEMORY_USE_SLOWEST").is_some() {
+        let mut by: Vec<(std::time::Duration, &String)> = warm.iter().copied().zip(&ids).collect();
+        by.sort();
+        for (t, id) in by.iter().rev().take(5) {
+            let lsns: Vec<u64> = store
+                .history(id)
+                .expect("history")
+                .iter()
+                .map(|e| e.lsn)
+                .collect();
+            println!("slow: {id} {t:?} {lsns:?}");
+        }
+    }
     warm.sort();
     let at = |q: f64| warm[((warm.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     println!(
-        "history reads (warm): {} ids, {} events, p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        "history reads (warm): {} ids, {} events, p50 {:.0} us, p90 {:.0} us, p99 {:.0} us, max {:.0} us",
         warm.len(),
         events,
         at(0.5),
+        at(0.9),
         at(0.99),
         at(1.0)
     );
