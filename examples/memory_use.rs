@@ -121,8 +121,7 @@ fn main() {
     let rows = [
         ("id -> slot hash table", m.id_table),
         ("shared ids (Arc<str>)", m.id_shared),
-        ("slot vector ((String, Entry))", m.slot_vec),
-        ("ids again (the slot's String)", m.id_strings),
+        ("slot vector (Entry)", m.slot_vec),
         ("Task values (Arc<Task>)", m.task_values),
         ("Task-owned strings and collections", task_heap),
         ("histories in memory", m.history_heap),
@@ -164,12 +163,12 @@ fn main() {
 /// Reads `n` histories spread over the store, each twice, and prints the warm reads' latency.
 fn history_latency(store: &tasklog::Store, n: usize) {
     let ids: Vec<String> = store.with_state_mut(|st| {
-        let all: Vec<&String> = st.entries().map(|(id, _)| id).collect();
+        let all: Vec<&str> = st.entries().map(|(id, _)| id).collect();
         let step = (all.len() / n.max(1)).max(1);
         all.iter()
             .step_by(step)
             .take(n)
-            .map(|id| (*id).clone())
+            .map(|id| id.to_string())
             .collect()
     });
     let mut warm = Vec::with_capacity(ids.len());

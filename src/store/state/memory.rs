@@ -23,10 +23,8 @@ pub struct MemoryUse {
     pub id_table: usize,
     /// The shared `Arc<str>` ids (counts and bytes), one per slot.
     pub id_shared: usize,
-    /// The slot vector (`(String, Entry)` per slot, by capacity).
+    /// The slot vector (an `Entry` per slot, by capacity).
     pub slot_vec: usize,
-    /// The slot's own `String` copy of each id (capacity).
-    pub id_strings: usize,
     /// The `Arc<Task>` allocations (counts and the fixed-size `Task`), without the strings
     /// and collections a task owns.
     pub task_values: usize,
@@ -42,7 +40,6 @@ impl MemoryUse {
         self.id_table
             + self.id_shared
             + self.slot_vec
-            + self.id_strings
             + self.task_values
             + self.history_heap
     }
@@ -75,12 +72,11 @@ impl State {
             live: self.len(),
             events: self.events,
             id_table: table_bytes(self.ids.capacity(), size_of::<(Arc<str>, u32)>()),
-            slot_vec: self.slots.capacity() * size_of::<(String, Entry)>(),
+            slot_vec: self.slots.capacity() * size_of::<Entry>(),
             ..MemoryUse::default()
         };
-        for (id, entry) in &self.slots {
+        for entry in &self.slots {
             m.id_shared += arc_bytes(entry.shared_id.len());
-            m.id_strings += id.capacity();
             m.history_heap += entry.history.heap_bytes();
             if entry.task.is_some() {
                 m.task_values += arc_bytes(size_of::<Task>());
