@@ -79,8 +79,11 @@ fn a_snapshot_moves_histories_out_of_memory_and_they_read_the_same() {
     store.snapshot().unwrap();
     let heap_after = store.history_heap_bytes();
     // What stays is a small fixed record per history (its place in the file), not its events.
+    // NOTE: before the snapshot the events are only positions in the log already
+    // (tests/store_histories_in_log.rs), so the drop is no longer fourfold: 14 bytes of
+    // position per event leave, a record per history stays.
     assert!(
-        heap_after * 4 < heap_before,
+        heap_after < heap_before,
         "histories still in memory after a snapshot: {heap_before} -> {heap_after} bytes"
     );
     assert_eq!(histories(&store, &ids), before);

@@ -145,7 +145,11 @@ impl Store {
         }
         let (image, lsn, tasks) = {
             let st = self.inner.state.read();
-            (snapshot::encode(&st)?, st.applied_lsn, st.len() as u64)
+            (
+                snapshot::encode_with_log(&st, self.inner.log.as_ref())?,
+                st.applied_lsn,
+                st.len() as u64,
+            )
         };
         // As for a snapshot: never hold an event the log could still lose (Interval and
         // Buffered acknowledge before the fdatasync).

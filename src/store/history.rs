@@ -17,6 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::store::log::Log;
+use crate::store::record::TAG_EVENT;
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 use crate::wal::StorageFile;
 
@@ -171,6 +173,20 @@ enum Parts {
     Owned(Vec<u8>),
     /// Loaded from a v2 snapshot: events read in place, then those appended since.
     Loaded(Box<Loaded>),
+    /// Events whose bytes stay in the log (a store over a log that reads by LSN): the part
+    /// shared with a snapshot, if any, then the positions of the events since.
+    Logged(Box<Logged>),
+}
+
+/// A history whose events after its snapshot part are read from the log.
+///
+/// `refs` holds one entry header per event (`lsn u64 | from u8 | to u8 | len u32`, as in the
+/// arena, without the event bytes): 14 bytes per event instead of the event. The bytes are
+/// the log record at that LSN, minus its tag byte (see `record`).
+#[derive(Clone, Debug)]
+struct Logged {
+    shared: Option<Shared>,
+    refs: Vec<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -235,6 +251,13 @@ impl History {
                 bytes
             }
             Parts::Loaded(loaded) => &mut loaded.own,
+            Parts::Logged(_) => {
+                // NOTE: a state keeps positions for all its histories or for none (see
+                // `State::histories_in_log`), so a logged history only grows by positions.
+                debug_assert!(false, "bytes pushed to a history kept in the log");
+                let _ = self.push_ref(lsn, from, to, event_bytes.len());
+                return;
+            }
         };
         bytes.reserve(ENTRY_HEADER_LEN + event_bytes.len());
         bytes.extend_from_slice(&lsn.to_le_bytes());
@@ -243,6 +266,64 @@ impl History {
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes.extend_from_slice(event_bytes);
         self.count += 1;
+    }
+
+    /// Appends the position of one event whose bytes (`len` of them) stay in the log at
+    /// `lsn`. Returns false, changing nothing, when this history already holds event bytes of
+    /// its own (from a v1 snapshot, or built before positions were kept): the caller then
+    /// pushes the bytes, so that one history never mixes the two.
+    pub fn push_ref(
+        &mut self,
+        lsn: u64,
+        from: Option<TaskState>,
+        to: Option<TaskState>,
+        len: usize,
+    ) -> bool {
+        let len = u32::try_from(len).expect("should be bounded by the log's record limit");
+        let refs = match &mut self.parts {
+            Parts::Owned(bytes) if bytes.is_empty() => {
+                self.parts = Parts::Logged(Box::new(Logged {
+                    shared: None,
+                    refs: Vec::with_capacity(HISTORY_EVENTS_INITIAL * ENTRY_HEADER_LEN),
+                }));
+                match &mut self.parts {
+                    Parts::Logged(logged) => &mut logged.refs,
+                    _ => unreachable!("set just above"),
+                }
+            }
+            Parts::Loaded(loaded) if loaded.own.is_empty() => {
+                let shared = loaded.shared.clone();
+                self.parts = Parts::Logged(Box::new(Logged {
+                    shared: Some(shared),
+                    refs: Vec::new(),
+                }));
+                match &mut self.parts {
+                    Parts::Logged(logged) => &mut logged.refs,
+                    _ => unreachable!("set just above"),
+                }
+            }
+            Parts::Logged(logged) => &mut logged.refs,
+            Parts::Owned(_) | Parts::Loaded(_) => return false,
+        };
+        refs.extend_from_slice(&lsn.to_le_bytes());
+        refs.push(from.map_or(NO_STATE, wire::v1::state_code));
+        refs.push(to.map_or(NO_STATE, wire::v1::state_code));
+        refs.extend_from_slice(&len.to_le_bytes());
+        self.count += 1;
+        true
+    }
+
+    /// The positions of the events kept in the log (empty for other histories).
+    fn refs(&self) -> &[u8] {
+        match &self.parts {
+            Parts::Logged(logged) => &logged.refs,
+            Parts::Owned(_) | Parts::Loaded(_) => &[],
+        }
+    }
+
+    /// True when some events of this history must be read from the log.
+    pub fn reads_log(&self) -> bool {
+        !self.refs().is_empty()
     }
 
     /// Number of events.
@@ -260,6 +341,7 @@ impl History {
         match &self.parts {
             Parts::Owned(bytes) => bytes,
             Parts::Loaded(loaded) => &loaded.own,
+            Parts::Logged(_) => &[],
         }
     }
 
@@ -273,17 +355,29 @@ impl History {
     }
 
     /// Appends the encoded events to `out` (the part shared with a snapshot, then the part
-    /// appended since) and returns how many bytes were added. For writing snapshots.
-    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<usize> {
+    /// appended since) and returns how many bytes were added. For writing snapshots. Events
+    /// kept in the log are written as their entry header followed by zeros, and `(lsn, where
+    /// the bytes go in out, their length)` is pushed to `fill` for each: the caller reads them from the log.
+    pub fn write_to(&self, out: &mut Vec<u8>, fill: &mut Vec<(u64, usize, usize)>) -> Result<usize> {
+        let start = out.len();
         let shared = self.shared_bytes()?;
         out.extend_from_slice(&shared);
         out.extend_from_slice(self.own());
-        Ok(shared.len() + self.own().len())
+        for entry in refs(self.refs()) {
+            let (lsn, header, len) = entry.map_err(bad)?;
+            out.extend_from_slice(header);
+            fill.push((lsn, out.len(), len));
+            out.resize(out.len() + len, 0);
+        }
+        Ok(out.len() - start)
     }
 
-    /// Bytes of encoded events in both parts.
+    /// Bytes of encoded events in all parts (what a snapshot writes).
     pub fn byte_len(&self) -> usize {
-        self.shared().map_or(0, Shared::len) + self.own().len()
+        let logged: usize = refs(self.refs())
+            .map(|e| e.map_or(0, |(_, header, len)| header.len() + len))
+            .sum();
+        self.shared().map_or(0, Shared::len) + self.own().len() + logged
     }
 
     /// Bytes of this history held in memory (its own part's capacity): what it costs besides
@@ -292,6 +386,7 @@ impl History {
         match &self.parts {
             Parts::Owned(bytes) => bytes.capacity(),
             Parts::Loaded(loaded) => std::mem::size_of::<Loaded>() + loaded.own.capacity(),
+            Parts::Logged(logged) => std::mem::size_of::<Logged>() + logged.refs.capacity(),
         }
     }
 
@@ -300,6 +395,39 @@ impl History {
     /// (the bytes beyond `len`) stay in memory. Histories only grow, so the first `len` bytes
     /// are the ones the snapshot wrote.
     pub fn rebase(&mut self, arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<()> {
+        if let Parts::Logged(logged) = &self.parts {
+            // The snapshot wrote the shared part and the first events kept in the log; the
+            // positions of those after it stay.
+            let shared_count = self.count - refs(&logged.refs).count() as u32;
+            let written = count.checked_sub(shared_count).ok_or_else(|| {
+                bad(format!(
+                    "a snapshot wrote {count} events of a history of {}",
+                    self.count
+                ))
+            })?;
+            let tail = logged
+                .refs
+                .get(written as usize * ENTRY_HEADER_LEN..)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "a snapshot wrote {count} events of a history of {}",
+                        self.count
+                    ))
+                })?
+                .to_vec();
+            let mut rebased = History::from_shared(arena, start, len, count)?;
+            if let Parts::Loaded(loaded) = &rebased.parts
+                && !tail.is_empty()
+            {
+                rebased.parts = Parts::Logged(Box::new(Logged {
+                    shared: Some(loaded.shared.clone()),
+                    refs: tail,
+                }));
+            }
+            rebased.count = self.count;
+            *self = rebased;
+            return Ok(());
+        }
         let len_usize = usize::try_from(len).map_err(|_| bad("offset too large".into()))?;
         let shared_len = self.shared().map_or(0, Shared::len);
         let tail = len_usize
@@ -375,6 +503,7 @@ impl History {
         let bytes = match &mut self.parts {
             Parts::Owned(bytes) => bytes,
             Parts::Loaded(loaded) => &mut loaded.own,
+            Parts::Logged(logged) => &mut logged.refs,
         };
         // Only when it is worth a reallocation.
         if bytes.capacity() - bytes.len() > bytes.len() / 2 + 64 {
@@ -389,6 +518,10 @@ impl History {
         let mut seen = 0u64;
         for entry in self.raw_entries(&shared) {
             entry?;
+            seen += 1;
+        }
+        for entry in refs(self.refs()) {
+            entry.map_err(bad)?;
             seen += 1;
         }
         self.check_count(seen)
@@ -439,42 +572,127 @@ impl History {
         match &self.parts {
             Parts::Owned(_) => None,
             Parts::Loaded(loaded) => Some(&loaded.shared),
+            Parts::Logged(logged) => logged.shared.as_ref(),
         }
     }
 
     /// The LSN of the last move from pending to running (the current claim), if any; `None`
     /// also when the history cannot be read.
     pub fn last_start_lsn(&self) -> Option<u64> {
+        let is_start = |from: Option<TaskState>, to: Option<TaskState>| {
+            from == Some(TaskState::Pending) && to == Some(TaskState::Running)
+        };
+        let logged = refs(self.refs())
+            .filter_map(|e| e.ok())
+            .filter_map(|(lsn, header, _)| {
+                let (from, to) = states(header).ok()?;
+                is_start(from, to).then_some(lsn)
+            })
+            .last();
+        if logged.is_some() {
+            return logged;
+        }
         let shared = self.shared_bytes().ok()?;
         self.raw_entries(&shared)
             .filter_map(|e| e.ok())
-            .filter(|(_, from, to, _)| {
-                *from == Some(TaskState::Pending) && *to == Some(TaskState::Running)
-            })
+            .filter(|(_, from, to, _)| is_start(*from, *to))
             .map(|(lsn, ..)| lsn)
             .last()
     }
 
-    /// Decodes every event.
+    /// Decodes every event of a history that does not read the log (see
+    /// [`History::events_from`]).
     pub fn events(&self) -> Result<Vec<HistoryEvent>> {
+        self.events_from(None)
+    }
+
+    /// Decodes every event, reading those kept in the log from `log`.
+    pub fn events_from(&self, log: Option<&dyn Log>) -> Result<Vec<HistoryEvent>> {
         let shared = self.shared_bytes()?;
         let mut out = Vec::with_capacity(self.len());
         for entry in self.raw_entries(&shared) {
             let (lsn, from, to, bytes) = entry?;
-            let event = wire::decode_event(bytes)?;
-            out.push(HistoryEvent {
-                lsn,
-                at: event.at,
-                kind: event.kind.name(),
-                from,
-                to,
-                actor: event.actor.clone(),
-                details: details(&event.kind),
-            });
+            out.push(decoded(lsn, from, to, bytes)?);
+        }
+        if self.reads_log() {
+            let log = log.ok_or_else(|| bad("history kept in the log, read without it".into()))?;
+            let mut wanted = Vec::new();
+            let mut lsns = Vec::new();
+            for entry in refs(self.refs()) {
+                let (lsn, header, len) = entry.map_err(bad)?;
+                let (from, to) = states(header).map_err(bad)?;
+                wanted.push((from, to, len));
+                lsns.push(lsn);
+            }
+            let mut next = wanted.iter();
+            log.read_lsns(&lsns, &mut |lsn, record| {
+                let &(from, to, len) = next.next().ok_or_else(|| bad("extra record".into()))?;
+                let body = match record.split_first() {
+                    Some((&TAG_EVENT, body)) if body.len() == len => body,
+                    _ => {
+                        return Err(Error::corrupt(
+                            "log",
+                            None,
+                            Some(lsn),
+                            format!(
+                                "the record at LSN {lsn} is not the {len}-byte event a history \
+                                 points at"
+                            ),
+                        ));
+                    }
+                };
+                out.push(decoded(lsn, from, to, body)?);
+                Ok(())
+            })?;
         }
         self.check_count(out.len() as u64)?;
         Ok(out)
     }
+}
+
+/// One history event from its entry's fields and event bytes.
+fn decoded(
+    lsn: u64,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+    bytes: &[u8],
+) -> Result<HistoryEvent> {
+    let event = wire::decode_event(bytes)?;
+    Ok(HistoryEvent {
+        lsn,
+        at: event.at,
+        kind: event.kind.name(),
+        from,
+        to,
+        actor: event.actor.clone(),
+        details: details(&event.kind),
+    })
+}
+
+/// Parses positions (entry headers without bytes): `(lsn, header, event length)`.
+fn refs(bytes: &[u8]) -> impl Iterator<Item = Result<(u64, &[u8], usize), String>> {
+    bytes.chunks(ENTRY_HEADER_LEN).map(|header| {
+        if header.len() != ENTRY_HEADER_LEN {
+            return Err("truncated history position".to_string());
+        }
+        states(header)?;
+        let lsn = u64::from_le_bytes(header.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default());
+        let len = u32::from_le_bytes(header.get(10..14).and_then(|b| b.try_into().ok()).unwrap_or_default());
+        Ok((lsn, header, len as usize))
+    })
+}
+
+/// The `(from, to)` states of an entry header.
+fn states(header: &[u8]) -> Result<(Option<TaskState>, Option<TaskState>), String> {
+    let state = |b: Option<&u8>| -> Result<Option<TaskState>, String> {
+        match b.copied() {
+            Some(NO_STATE) | None => Ok(None),
+            Some(c) => wire::v1::state_from_code(c)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
+    };
+    Ok((state(header.get(8))?, state(header.get(9))?))
 }
 
 /// Parses the entries of one arena slice: `Ok(entry)` or `Err((offset in the slice, reason))`,
@@ -570,7 +788,7 @@ mod tests {
 
     fn bytes_of(h: &History) -> Vec<u8> {
         let mut out = Vec::new();
-        h.write_to(&mut out).unwrap();
+        h.write_to(&mut out, &mut Vec::new()).unwrap();
         out
     }
 

@@ -75,6 +75,46 @@ pub trait Log: Send + Sync {
     fn local_wal(&self) -> Option<&Wal> {
         None
     }
+    /// True when [`Log::read_lsns`] reads single records cheaply (without a replay). The
+    /// store then keeps only the positions of the events of histories not yet in a snapshot
+    /// and reads them on demand; otherwise it keeps their bytes in memory. Defaults to false.
+    fn reads_by_lsn(&self) -> bool {
+        false
+    }
+    /// Calls `f` with each record of `lsns` (written, and not below [`Log::first_lsn`]), in
+    /// the order given. The default replays from the smallest one and picks them out, which
+    /// is correct but costs a replay: a log that can do better overrides this and
+    /// [`Log::reads_by_lsn`].
+    fn read_lsns(&self, lsns: &[Lsn], f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<()> {
+        read_by_replay(self, lsns, f)
+    }
+}
+
+/// [`Log::read_lsns`] through [`Log::replay`]: correct for any log, at the cost of a replay
+/// from the smallest LSN asked for.
+pub(crate) fn read_by_replay<L: Log + ?Sized>(
+    log: &L,
+    lsns: &[Lsn],
+    f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let Some(&from) = lsns.iter().min() else {
+        return Ok(());
+    };
+    let mut found: std::collections::HashMap<Lsn, Vec<u8>> = std::collections::HashMap::new();
+    log.replay(from, &mut |lsn, bytes| {
+        if lsns.contains(&lsn) {
+            found.insert(lsn, bytes.to_vec());
+        }
+        Ok(())
+    })?;
+    for &lsn in lsns {
+        let bytes = found.get(&lsn).ok_or_else(|| crate::Error::InvalidInput {
+            at: Some("lsn".into()),
+            reason: format!("the log does not hold LSN {lsn}"),
+        })?;
+        f(lsn, bytes)?;
+    }
+    Ok(())
 }
 
 /// Waits until a submitted batch is durable: through the local log's group commit, or
@@ -129,6 +169,12 @@ impl Log for LockedLog {
     fn stats(&self) -> WalStats {
         self.log.stats()
     }
+    fn reads_by_lsn(&self) -> bool {
+        self.log.reads_by_lsn()
+    }
+    fn read_lsns(&self, lsns: &[Lsn], f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<()> {
+        self.log.read_lsns(lsns, f)
+    }
     fn close(&self) -> Result<()> {
         let closed = self.log.close();
         // Released even when the close failed: the log is done either way.
@@ -170,5 +216,20 @@ impl Log for Wal {
     }
     fn local_wal(&self) -> Option<&Wal> {
         Some(self)
+    }
+    fn reads_by_lsn(&self) -> bool {
+        true
+    }
+    fn read_lsns(&self, lsns: &[Lsn], f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<()> {
+        match Wal::read_lsns(self, lsns, f) {
+            // A segment damaged where a snapshot covers it (passed over at open) cannot be
+            // walked by position from its start; a replay passes over the damage. `f` has not
+            // been called: the local log reads every record before handing any over.
+            Err(e) if e.is_corruption() => {
+                tracing::warn!(error = %e, "reading records by position failed; reading by replay");
+                read_by_replay(self, lsns, f)
+            }
+            other => other,
+        }
     }
 }

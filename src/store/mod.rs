@@ -60,6 +60,11 @@ pub use crate::wal::Durability;
 use commit::Staged;
 use state::State;
 
+/// Reads of one history that may start again because a snapshot moved its events from the log
+/// to its file meanwhile (each snapshot does it once; more in a row would mean a snapshot
+/// per read).
+const HISTORY_READ_ATTEMPTS: usize = 3;
+
 /// The reason written when a crash interrupted a running task.
 pub const INTERRUPTED_REASON: &str = "interrupted by restart";
 
@@ -635,18 +640,42 @@ impl Store {
         self.inner.state.read().history_heap_bytes()
     }
 
+    /// Runs `f` on the state under the write lock. For measurements (`examples/open_store
+    /// --memory` drops and rebuilds the indexes to weigh them); `f` must leave the state as it
+    /// found it.
+    #[doc(hidden)]
+    #[cfg(feature = "testing")]
+    pub fn with_state_mut<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.inner.state.write())
+    }
+
     /// Every event of the task, in order; also for tasks that were removed.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEvent>> {
-        let (history, applied) = {
-            let st = self.inner.state.read_recursive();
-            (st.history(id).cloned(), st.applied_lsn)
-        };
-        let history = self.found(id, history, applied, |_| 0)?;
-        let events = history.events()?;
-        if let Some(last) = events.last() {
-            self.settle(last.lsn)?;
+        let mut attempt = 0;
+        loop {
+            let (history, applied) = {
+                let st = self.inner.state.read_recursive();
+                (st.history(id).cloned(), st.applied_lsn)
+            };
+            let history = self.found(id, history, applied, |_| 0)?;
+            let events = match history.events_from(Some(self.inner.log.as_ref())) {
+                Ok(events) => events,
+                // NOTE: the copy was taken under the lock and read after it: a snapshot may
+                // have moved its events from the log into the snapshot file and compacted the
+                // log meanwhile. The history in the state then points at the snapshot: read
+                // again. A failure with the history unchanged is reported.
+                Err(e) if history.reads_log() && attempt < HISTORY_READ_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, id, attempt, "history moved while read; reading again");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(last) = events.last() {
+                self.settle(last.lsn)?;
+            }
+            return Ok(events);
         }
-        Ok(events)
     }
 
     /// Runs `f` on the current state under the read lock, after waiting until everything
@@ -900,7 +929,7 @@ impl Store {
         let ((image, layout), lsn) = {
             let mut st = self.inner.state.write();
             st.prune_sessions();
-            let image = snapshot::encode_with_layout(&st)?;
+            let image = snapshot::encode_with_layout(&st, Some(self.inner.log.as_ref()))?;
             st.records_since_snapshot = 0;
             st.bytes_since_snapshot = 0;
             (image, st.applied_lsn)
@@ -914,8 +943,8 @@ impl Store {
         let dir = recovery::snapshot_dir(&self.inner.dir);
         let path = snapshot::write(storage, &dir, lsn, &image)?;
         progress.last_lsn = lsn;
-        self.histories_to_disk(storage, &path, &layout);
-        let segments_removed = self.prune_snapshots(storage, &dir)?;
+        let moved = self.histories_to_disk(storage, &path, &layout);
+        let segments_removed = self.prune_snapshots(storage, &dir, moved)?;
         tracing::info!(lsn, bytes = image.len(), "snapshot written");
         Ok(SnapshotInfo {
             path,
@@ -928,20 +957,34 @@ impl Store {
     /// Points the histories at the snapshot just written, so that their events leave memory
     /// (see `history::Arena`). A failure only costs memory: every history stays readable,
     /// either in memory or from the file, so it is logged, not returned.
+    ///
+    /// Returns false when they could not be moved: histories that keep their events in the
+    /// log then still point there, so the log must not be compacted.
     fn histories_to_disk(
         &self,
         storage: &dyn crate::wal::Storage,
         path: &Path,
         layout: &snapshot::Layout,
-    ) {
+    ) -> bool {
         let done = snapshot::open_history_section(storage, path, layout)
             .and_then(|arena| self.inner.state.write().rebase_histories(&arena, layout));
-        if let Err(e) = done {
-            tracing::warn!(path = %path.display(), error = %e, "histories stay in memory");
+        match done {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "histories stay where they were; the log is not compacted");
+                false
+            }
         }
     }
 
-    fn prune_snapshots(&self, storage: &dyn crate::wal::Storage, dir: &Path) -> Result<usize> {
+    /// Removes snapshots beyond the number kept and, when `compact`, the log below the oldest
+    /// kept one.
+    fn prune_snapshots(
+        &self,
+        storage: &dyn crate::wal::Storage,
+        dir: &Path,
+        compact: bool,
+    ) -> Result<usize> {
         let files = snapshot::list(storage, dir)?;
         let keep = self.inner.options.snapshots_kept;
         for old in files.iter().skip(keep) {
@@ -954,7 +997,7 @@ impl Store {
                 .sync_dir(dir)
                 .map_err(|e| Error::io("fsync directory", dir, e))?;
         }
-        let Some(oldest) = files.iter().take(keep).next_back() else {
+        let Some(oldest) = files.iter().take(keep).next_back().filter(|_| compact) else {
             return Ok(0);
         };
         // Histories live in every snapshot, so the log below the oldest kept one holds nothing

@@ -152,6 +152,9 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     if from_log_only {
         state.suspend_indexes();
     }
+    // NOTE: only a writer keeps histories in the log: a read-only open holds no lock, and a
+    // writer in another process may compact the log under it at any time.
+    state.histories_in_log = !options.read_only;
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     if from_log_only {
         state.rebuild_indexes();
@@ -202,6 +205,8 @@ pub(crate) fn recover_over(
     check_snapshot_fits_log(log.as_ref(), &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
     state.suspend_indexes();
+    // As over the local log: positions only for a writer, and only if the log reads them.
+    state.histories_in_log = !options.read_only && log.reads_by_lsn();
     report.events_replayed = log.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     state.rebuild_indexes();
     state.records_since_snapshot = report.events_replayed;

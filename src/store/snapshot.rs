@@ -113,16 +113,25 @@ pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotFile>> {
     Ok(out)
 }
 
-/// Encodes the state as a complete snapshot file image (format v2).
+/// Encodes the state as a complete snapshot file image (format v2). For a state whose
+/// histories keep events in the log, use [`encode_with_log`].
 pub fn encode(state: &State) -> Result<Vec<u8>> {
-    v2::encode(state)
+    v2::encode_with_layout(state, None).map(|(image, _)| image)
+}
+
+/// [`encode`], reading the events that histories keep in the log from `log`.
+pub fn encode_with_log(state: &State, log: &dyn crate::store::Log) -> Result<Vec<u8>> {
+    v2::encode_with_layout(state, Some(log)).map(|(image, _)| image)
 }
 
 pub use v2::Layout;
 
 /// [`encode`], with where each history went in the image.
-pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
-    v2::encode_with_layout(state)
+pub fn encode_with_layout(
+    state: &State,
+    log: Option<&dyn crate::store::Log>,
+) -> Result<(Vec<u8>, Layout)> {
+    v2::encode_with_layout(state, log)
 }
 
 /// Opens the history section of the snapshot just written at `path`, for

@@ -13,6 +13,7 @@
 //! by creation time need not scan.
 
 mod check;
+mod memory;
 mod index;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use index::{CreatedKey, Ordered};
 use index::{Facts, Indexes};
+pub use memory::MemoryUse;
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
 #[derive(Clone, Debug)]
@@ -34,7 +36,7 @@ pub struct Entry {
     /// Every event of the task, including those before a removal.
     pub history: History,
     /// The id, shared by the id map's key and the indexes' keys (moving a task between
-    /// indexes then copies no string).
+    /// indexes then copies no string). The only copy the state holds besides `Task::id`.
     shared_id: Arc<str>,
 }
 
@@ -44,7 +46,8 @@ pub struct State {
     /// Task id -> its slot in `slots`.
     ids: HashMap<Arc<str>, u32>,
     /// Every task id ever seen and its entry, in order of first appearance. Never shrinks.
-    slots: Vec<(String, Entry)>,
+    /// (The id is the entry's `shared_id`: a second `String` copy here cost 29 bytes per id.)
+    slots: Vec<Entry>,
     /// Tasks by state, role and provider in creation order; sums of attempts and failures.
     indexes: Indexes,
     /// Ids whose task was removed (their history remains).
@@ -57,6 +60,10 @@ pub struct State {
     pub closed_sessions: HashSet<u64>,
     /// LSN of the last record applied.
     pub applied_lsn: u64,
+    /// Histories keep the positions of their new events, not the bytes: the log reads records
+    /// by LSN (`Log::reads_by_lsn`) and the store reads them from there on demand. Set at
+    /// open, before the replay, and never changed after (a history never mixes the two).
+    pub histories_in_log: bool,
     /// Records applied since the last snapshot.
     pub records_since_snapshot: u64,
     /// Bytes of records applied since the last snapshot.
@@ -77,7 +84,7 @@ impl State {
 
     fn entry(&self, id: &str) -> Option<&Entry> {
         let &slot = self.ids.get(id)?;
-        self.slots.get(slot as usize).map(|(_, e)| e)
+        self.slots.get(slot as usize)
     }
 
     /// The live task `id`.
@@ -92,17 +99,17 @@ impl State {
 
     /// The live task in `slot` (a value of the indexes).
     pub fn task_at(&self, slot: u32) -> Option<&Task> {
-        self.slots.get(slot as usize)?.1.task.as_deref()
+        self.slots.get(slot as usize)?.task.as_deref()
     }
 
     /// Every live task, in no particular order.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.slots.iter().filter_map(|(_, e)| e.task.as_deref())
+        self.slots.iter().filter_map(|e| e.task.as_deref())
     }
 
     /// Every live task, shared, in no particular order.
     pub fn tasks_shared(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.slots.iter().filter_map(|(_, e)| e.task.as_ref())
+        self.slots.iter().filter_map(|e| e.task.as_ref())
     }
 
     /// Number of live tasks.
@@ -172,22 +179,22 @@ impl State {
     }
 
     /// Every entry, live and removed, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.slots.iter().map(|(id, e)| (id, e))
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.slots.iter().map(|e| (&*e.shared_id, e))
     }
 
     /// Every entry with its slot, live and removed, in slot order.
-    pub fn entries_by_slot(&self) -> impl Iterator<Item = (u32, &String, &Entry)> {
+    pub fn entries_by_slot(&self) -> impl Iterator<Item = (u32, &str, &Entry)> {
         self.slots
             .iter()
             .enumerate()
-            .map(|(slot, (id, e))| (slot as u32, id, e))
+            .map(|(slot, e)| (slot as u32, &*e.shared_id, e))
     }
 
     /// Bytes the histories hold in memory (besides their fixed size): the events not yet in a
     /// snapshot on disk.
     pub fn history_heap_bytes(&self) -> usize {
-        self.slots.iter().map(|(_, e)| e.history.heap_bytes()).sum()
+        self.slots.iter().map(|e| e.history.heap_bytes()).sum()
     }
 
     // ----- loading (snapshots) ---------------------------------------------------------------
@@ -201,7 +208,7 @@ impl State {
         layout: &super::snapshot::Layout,
     ) -> Result<()> {
         for &(slot, start, len, count) in &layout.histories {
-            let (_, entry) = self
+            let entry = self
                 .slots
                 .get_mut(slot as usize)
                 .ok_or_else(|| Error::Codec {
@@ -228,7 +235,7 @@ impl State {
         );
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
-        let (_, entry) = self.slots.last_mut().expect("new_slot pushed one");
+        let entry = self.slots.last_mut().expect("new_slot pushed one");
         match &task {
             Some(t) => self.indexes.insert(slot, &entry.shared_id, t),
             None => self.removed += 1,
@@ -247,7 +254,7 @@ impl State {
             history: History::default(),
             shared_id,
         };
-        self.slots.push((id, entry));
+        self.slots.push(entry);
         slot
     }
 
@@ -265,7 +272,7 @@ impl State {
         let mut indexes = Indexes::default();
         // Slots are in order of first appearance, close to creation order: the ordered
         // indexes mostly grow at their end.
-        for (slot, (_, entry)) in self.slots.iter().enumerate() {
+        for (slot, entry) in self.slots.iter().enumerate() {
             if let Some(t) = entry.task.as_deref() {
                 let slot = u32::try_from(slot).expect("slots are numbered by u32");
                 indexes.insert(slot, &entry.shared_id, t);
@@ -276,7 +283,7 @@ impl State {
 
     /// Frees spare history capacity after a bulk load.
     pub fn shrink_histories(&mut self) {
-        for (_, e) in &mut self.slots {
+        for e in &mut self.slots {
             e.history.shrink();
         }
     }
@@ -304,7 +311,7 @@ impl State {
         let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
         if !task::apply::reshapes(&decoded.kind)
             && let Some(&slot) = self.ids.get(decoded.task_id)
-            && let Some((_, entry)) = self.slots.get_mut(slot as usize)
+            && let Some(entry) = self.slots.get_mut(slot as usize)
             && let Some(task) = entry.task.as_mut()
         {
             let id = decoded.task_id;
@@ -322,6 +329,7 @@ impl State {
                 slot,
                 id: &entry.shared_id,
                 history: &mut entry.history,
+                in_log: self.histories_in_log,
             };
             apply_in_place(task, at, &mut self.indexes, lsn, event, body);
             self.events += 1;
@@ -351,7 +359,7 @@ impl State {
         let Some(&slot) = self.ids.get(event.task_id.as_str()) else {
             return Ok(false);
         };
-        let Some((_, entry)) = self.slots.get_mut(slot as usize) else {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
             return Ok(false);
         };
         let Some(task) = entry.task.as_mut() else {
@@ -364,6 +372,7 @@ impl State {
             slot,
             id: &entry.shared_id,
             history: &mut entry.history,
+            in_log: self.histories_in_log,
         };
         apply_in_place(task, at, &mut self.indexes, lsn, event, event_bytes);
         self.events += 1;
@@ -395,14 +404,14 @@ impl State {
             Some(&slot) => slot,
             None => self.new_slot(id.clone()),
         };
-        let (_, entry) = self
+        let entry = self
             .slots
             .get_mut(slot as usize)
             .expect("the id map should hold only slots that exist");
         let from = entry.task.as_ref().map(|t| t.state);
         let was_removed = from.is_none() && !entry.history.is_empty();
         // A task created again under a removed id continues the old audit trail.
-        entry.history.push(lsn, from, to, event_bytes);
+        record_event(&mut entry.history, self.histories_in_log, lsn, from, to, event_bytes);
         if let Some(old) = &entry.task {
             self.indexes.remove(&entry.shared_id, old);
         }
@@ -479,6 +488,23 @@ struct Place<'a> {
     slot: u32,
     id: &'a Arc<str>,
     history: &'a mut History,
+    /// `State::histories_in_log`.
+    in_log: bool,
+}
+
+/// Appends an event to a history: its position when the state keeps histories in the log
+/// (and the history holds no bytes of its own), else its bytes.
+fn record_event(
+    history: &mut History,
+    in_log: bool,
+    lsn: u64,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+    event_bytes: &[u8],
+) {
+    if !(in_log && history.push_ref(lsn, from, to, event_bytes.len())) {
+        history.push(lsn, from, to, event_bytes);
+    }
 }
 
 /// Applies an event that `task::apply::check` accepted to the live task `task`, in place:
@@ -505,6 +531,6 @@ fn apply_in_place(
     } else {
         indexes.changed(at.slot, at.id, before, task);
     }
-    at.history
-        .push(lsn, Some(before.state()), Some(task.state), event_bytes);
+    let to = Some(task.state);
+    record_event(at.history, at.in_log, lsn, Some(before.state()), to, event_bytes);
 }

@@ -119,7 +119,8 @@ impl ReadView<'_> {
             .state
             .history(id)
             .ok_or_else(|| Error::NotFound { id: id.to_string() })?;
-        h.events()
+        // The view holds the state's read lock, so no snapshot can move these events meanwhile.
+        h.events_from(Some(self.store.inner.log.as_ref()))
     }
     /// Number of live tasks.
     pub fn len(&self) -> usize {

@@ -51,6 +51,7 @@ mod group_commit;
 testing_pub_mod!(lock);
 mod options;
 pub(crate) mod os;
+mod read_at;
 mod recovery;
 testing_pub_mod!(repair);
 mod replay;
@@ -236,6 +237,8 @@ impl Ticket {
 #[derive(Clone, Debug)]
 pub struct Wal {
     core: Arc<Core>,
+    /// Where records are, for reads by LSN (built lazily; see `read_at`).
+    lsn_index: Arc<read_at::LsnIndex>,
 }
 
 impl Wal {
@@ -274,11 +277,29 @@ impl Wal {
                 .map_err(|e| Error::io("spawn sync thread", dir.as_ref(), e))?;
             *core.background.lock() = Some(bg);
         }
-        Ok((Wal { core }, report))
+        Ok((
+            Wal {
+                core,
+                lsn_index: Arc::default(),
+            },
+            report,
+        ))
     }
     }
     pub fn dir(&self) -> &Path {
         &self.core.dir
+    }
+    /// Calls `f` with the payload of each record in `lsns`, in the order given, reading each
+    /// from its segment (through a sparse in-memory index of frame offsets; see
+    /// `wal/read_at.rs`). An LSN never written, or below [`Wal::first_lsn`], is an
+    /// `InvalidInput` error; a record that is not where it must be is `Corrupt`, naming the
+    /// segment and offset.
+    pub fn read_lsns(
+        &self,
+        lsns: &[Lsn],
+        f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        read_at::read_lsns(&self.core, &self.lsn_index, lsns, f)
     }
     /// Appends one record; returns its LSN once acknowledged.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {

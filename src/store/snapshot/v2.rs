@@ -157,13 +157,12 @@ pub struct Layout {
     pub histories: Vec<(u32, u64, u64, u32)>,
 }
 
-/// Encodes the state as a complete v2 file image.
-pub fn encode(state: &State) -> Result<Vec<u8>> {
-    encode_with_layout(state).map(|(image, _)| image)
-}
-
-/// Encodes the state as a complete v2 file image, with where each history went.
-pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
+/// Encodes the state as a complete v2 file image, with where each history went. Events that
+/// histories keep in the log are read from `log` (one replay from the oldest of them).
+pub fn encode_with_layout(
+    state: &State,
+    log: Option<&dyn crate::store::Log>,
+) -> Result<(Vec<u8>, Layout)> {
     let mut entries: Vec<_> = state.entries_by_slot().collect();
     entries.sort_unstable_by(|a, b| a.1.cmp(b.1));
     let history_len: u64 = entries
@@ -213,19 +212,21 @@ pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
     tasks_crc.update(out.get(start..).unwrap_or_default());
 
     let tasks_len = (out.len() - HEADER_LEN) as u64;
-    let mut history_crc = crc32fast::Hasher::new();
+    let history_start = out.len();
+    let mut fill = Vec::new();
     for (_, _, entry) in &entries {
-        let start = out.len();
-        entry.history.write_to(&mut out)?;
-        history_crc.update(out.get(start..).unwrap_or_default());
+        entry.history.write_to(&mut out, &mut fill)?;
     }
+    fill_from_log(&mut out, fill, log)?;
+    let history_crc =
+        crc32fast::hash(out.get(history_start..).unwrap_or_default());
     let header = Header {
         lsn: state.applied_lsn,
         records: entries.len() as u64,
         tasks_len,
         history_len,
         tasks_crc: tasks_crc.finalize(),
-        history_crc: history_crc.finalize(),
+        history_crc,
     };
     debug_assert_eq!(out.len() as u64, header.history_offset() + history_len);
     out.get_mut(..HEADER_LEN)
@@ -233,6 +234,56 @@ pub fn encode_with_layout(state: &State) -> Result<(Vec<u8>, Layout)> {
         .copy_from_slice(&header.encode());
     layout.history_offset = header.history_offset();
     Ok((out, layout))
+}
+
+/// Copies the events that histories keep in the log into their places in `out`: `fill`
+/// lists `(lsn, offset, length)`, and `write_to` left room of the event's length there. One
+/// sequential replay from the oldest LSN wanted, rather than a read per event.
+fn fill_from_log(
+    out: &mut [u8],
+    mut fill: Vec<(u64, usize, usize)>,
+    log: Option<&dyn crate::store::Log>,
+) -> Result<()> {
+    if fill.is_empty() {
+        return Ok(());
+    }
+    let log = log.ok_or_else(|| codec("histories kept in the log, encoded without it".into()))?;
+    fill.sort_unstable();
+    let mut next = fill.iter().peekable();
+    let from = fill.first().map_or(0, |f| f.0);
+    log.replay(from, &mut |lsn, record| {
+        while let Some(&&(want, at, len)) = next.peek() {
+            if want > lsn {
+                break;
+            }
+            next.next();
+            let body = record
+                .split_first()
+                .filter(|(tag, body)| **tag == crate::store::record::TAG_EVENT && body.len() == len)
+                .map(|(_, body)| body);
+            match (want == lsn, body, out.get_mut(at..at + len)) {
+                (true, Some(body), Some(place)) => place.copy_from_slice(body),
+                _ => {
+                    return Err(Error::corrupt(
+                        "log",
+                        None,
+                        Some(want),
+                        "the record a history points at is missing or not its event",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(&(lsn, ..)) = next.next() {
+        return Err(Error::corrupt(
+            "log",
+            None,
+            Some(lsn),
+            "a history points past the end of the log",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a v2 file whose first bytes (`prefix`, the header) were read already. The history

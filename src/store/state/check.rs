@@ -19,8 +19,9 @@ impl State {
                 self.slots.len()
             ));
         }
-        for (slot, (id, e)) in (0u32..).zip(&self.slots) {
-            if *e.shared_id != **id || self.ids.get(id.as_str()) != Some(&slot) {
+        for (slot, e) in (0u32..).zip(&self.slots) {
+            let id = &*e.shared_id;
+            if self.ids.get(id) != Some(&slot) {
                 return Err(format!("slot {slot} ({id:?}) is not where its id says"));
             }
             events += e.history.len() as u64;

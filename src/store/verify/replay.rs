@@ -42,7 +42,7 @@ impl CompactState {
         let mut tasks = HashMap::default();
         tasks.reserve(state.entries().size_hint().0);
         for (id, entry) in state.entries() {
-            tasks.insert(Box::from(id.as_str()), entry.task.as_ref().map(|t| t.state));
+            tasks.insert(Box::from(id), entry.task.as_ref().map(|t| t.state));
         }
         CompactState {
             tasks,
