@@ -242,7 +242,7 @@ fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
     }
 }
 
-/// `durable_lsn` names only what the mode has made durable: under `Sync` a record whose
+/// `durable_lsn` names only what the mode has made durable (and `synced_lsn` what is fsynced): under `Sync` a record whose
 /// fdatasync is held is not yet durable, under `Interval` a record only submitted (not yet
 /// written to the OS) is not, and under `Buffered` every submitted record is. The store
 /// answers reads without waiting for whatever is at or below it (docs/design.md "reads wait
@@ -285,5 +285,9 @@ fn durable_lsn_names_only_what_the_mode_has_made_durable() {
     assert_eq!(wal.durable_lsn(), 0, "Buffered, empty");
     wal.submit(&[&payload(1), &payload(2), &payload(3)]).unwrap();
     assert_eq!(wal.durable_lsn(), 3, "Buffered: every submitted record");
+    // `synced_lsn` is the fsynced part, whatever the mode.
+    assert_eq!(wal.synced_lsn(), 0, "Buffered: nothing fsynced yet");
+    wal.sync().unwrap();
+    assert_eq!(wal.synced_lsn(), 3, "Buffered: all fsynced by sync()");
     wal.close().unwrap();
 }
