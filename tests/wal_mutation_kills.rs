@@ -291,3 +291,53 @@ fn durable_lsn_names_only_what_the_mode_has_made_durable() {
     assert_eq!(wal.synced_lsn(), 3, "Buffered: all fsynced by sync()");
     wal.close().unwrap();
 }
+
+/// `repair` never overwrites an earlier quarantine copy: a name taken gets the next numeric
+/// suffix (`.1`, `.2`, ...; docs/format.md "quarantine/"). A dry run says it is one and
+/// changes nothing.
+#[test]
+fn repair_never_overwrites_an_earlier_quarantine_copy() {
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    sim.put_file(&victim, bytes.clone());
+
+    let dry = tasklog::wal::repair_with_storage(&sim, &sim_dir(), true).unwrap();
+    assert!(dry.dry_run, "{dry:?}");
+    assert!(dry.cut.is_some(), "{dry:?}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a dry run changed the log");
+    assert_eq!(sim.file_bytes(&victim).unwrap(), bytes, "a dry run cut");
+    let name = dry.files_quarantined.first().unwrap().clone();
+    assert!(!sim.exists(&name), "a dry run wrote {}", name.display());
+
+    // Two earlier repairs at the same point left their copies.
+    let suffixed = |n: u32| PathBuf::from(format!("{}.{n}", name.display()));
+    let earlier = [name.clone(), suffixed(1)];
+    for p in &earlier {
+        sim.put_file(p, b"an earlier repair's copy".to_vec());
+    }
+    // In a thread: a search for a free name that never ends fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let repairing = sim.clone();
+    std::thread::spawn(move || {
+        tx.send(tasklog::wal::repair_with_storage(&repairing, &sim_dir(), false))
+            .ok();
+    });
+    let report = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("repair kept looking for a free quarantine name")
+        .unwrap();
+    assert!(!report.dry_run, "{report:?}");
+    assert_eq!(report.files_quarantined.first(), Some(&suffixed(2)), "{report:?}");
+    for p in &earlier {
+        assert_eq!(
+            sim.file_bytes(p).as_deref(),
+            Some(&b"an earlier repair's copy"[..]),
+            "{} was overwritten",
+            p.display()
+        );
+    }
+}
