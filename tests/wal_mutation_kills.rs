@@ -340,4 +340,34 @@ fn repair_never_overwrites_an_earlier_quarantine_copy() {
             p.display()
         );
     }
+    // The cut: the damaged segment truncated where its damage starts, every later one removed
+    // (not left behind empty).
+    let cut = report.cut.clone().unwrap();
+    assert_eq!(cut.file, victim);
+    assert_eq!(
+        sim.file_bytes(&victim).map(|b| b.len() as u64),
+        Some(cut.offset)
+    );
+    let later: Vec<PathBuf> = segs.iter().skip(2).cloned().collect();
+    assert!(!later.is_empty());
+    assert_eq!(report.segments_removed, later, "{report:?}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[..2].to_vec());
+}
+
+/// A cut at offset 0 (the damaged segment's header is bad) removes that segment instead of
+/// leaving it empty: `CutPoint` "removed when the offset is 0", and listed as removed.
+#[test]
+fn a_repair_cut_at_a_damaged_header_removes_the_segment() {
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    bytes[2] ^= 0x40;
+    sim.put_file(&victim, bytes);
+    let report = tasklog::wal::repair_with_storage(&sim, &sim_dir(), false).unwrap();
+    let cut = report.cut.clone().unwrap();
+    assert_eq!((&cut.file, cut.offset), (&victim, 0), "{report:?}");
+    assert_eq!(report.segments_removed, segs[1..].to_vec(), "{report:?}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[..1].to_vec());
+    assert!(!sim.exists(&victim), "left behind, empty");
 }
