@@ -283,7 +283,8 @@ fn durable_lsn_names_only_what_the_mode_has_made_durable() {
     let sim = SimStorage::new(23);
     let wal = open_sim(&sim, small_opts().durability(Durability::Buffered)).unwrap();
     assert_eq!(wal.durable_lsn(), 0, "Buffered, empty");
-    wal.submit(&[&payload(1), &payload(2), &payload(3)]).unwrap();
+    wal.submit(&[&payload(1), &payload(2), &payload(3)])
+        .unwrap();
     assert_eq!(wal.durable_lsn(), 3, "Buffered: every submitted record");
     // `synced_lsn` is the fsynced part, whatever the mode.
     assert_eq!(wal.synced_lsn(), 0, "Buffered: nothing fsynced yet");
@@ -308,7 +309,11 @@ fn repair_never_overwrites_an_earlier_quarantine_copy() {
     let dry = tasklog::wal::repair_with_storage(&sim, &sim_dir(), true).unwrap();
     assert!(dry.dry_run, "{dry:?}");
     assert!(dry.cut.is_some(), "{dry:?}");
-    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a dry run changed the log");
+    assert_eq!(
+        sim_segments(&sim, &sim_dir()),
+        segs,
+        "a dry run changed the log"
+    );
     assert_eq!(sim.file_bytes(&victim).unwrap(), bytes, "a dry run cut");
     let name = dry.files_quarantined.first().unwrap().clone();
     assert!(!sim.exists(&name), "a dry run wrote {}", name.display());
@@ -323,15 +328,23 @@ fn repair_never_overwrites_an_earlier_quarantine_copy() {
     let (tx, rx) = std::sync::mpsc::channel();
     let repairing = sim.clone();
     std::thread::spawn(move || {
-        tx.send(tasklog::wal::repair_with_storage(&repairing, &sim_dir(), false))
-            .ok();
+        tx.send(tasklog::wal::repair_with_storage(
+            &repairing,
+            &sim_dir(),
+            false,
+        ))
+        .ok();
     });
     let report = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("repair kept looking for a free quarantine name")
         .unwrap();
     assert!(!report.dry_run, "{report:?}");
-    assert_eq!(report.files_quarantined.first(), Some(&suffixed(2)), "{report:?}");
+    assert_eq!(
+        report.files_quarantined.first(),
+        Some(&suffixed(2)),
+        "{report:?}"
+    );
     for p in &earlier {
         assert_eq!(
             sim.file_bytes(p).as_deref(),
