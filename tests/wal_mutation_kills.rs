@@ -384,3 +384,35 @@ fn a_repair_cut_at_a_damaged_header_removes_the_segment() {
     assert_eq!(sim_segments(&sim, &sim_dir()), segs[..1].to_vec());
     assert!(!sim.exists(&victim), "left behind, empty");
 }
+
+/// `quarantine_before` moves exactly the segments starting below `keep_first`, and refuses an
+/// LSN no segment starts at (the log left behind must start there); a dry run moves nothing.
+#[test]
+fn quarantine_before_moves_exactly_the_segments_below_and_checks_its_lsn() {
+    use tasklog::wal::repair::quarantine_before;
+
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let first_lsn = |p: &PathBuf| -> u64 {
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        name.parse().unwrap()
+    };
+    let keep = first_lsn(&segs[2]);
+    let err = quarantine_before(&sim, &sim_dir(), keep + 1, false).unwrap_err();
+    assert!(
+        matches!(err, tasklog::Error::InvalidInput { .. }),
+        "{err}"
+    );
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call moved");
+
+    let planned = quarantine_before(&sim, &sim_dir(), keep, true).unwrap();
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a dry run moved");
+    let moved = quarantine_before(&sim, &sim_dir(), keep, false).unwrap();
+    assert_eq!(moved, planned);
+    let from: Vec<PathBuf> = moved.iter().map(|(f, _)| f.clone()).collect();
+    assert_eq!(from, segs[..2].to_vec());
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[2..].to_vec());
+    for (_, to) in &moved {
+        assert!(sim.exists(to), "{}", to.display());
+    }
+}
