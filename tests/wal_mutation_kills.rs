@@ -399,10 +399,7 @@ fn quarantine_before_moves_exactly_the_segments_below_and_checks_its_lsn() {
     };
     let keep = first_lsn(&segs[2]);
     let err = quarantine_before(&sim, &sim_dir(), keep + 1, false).unwrap_err();
-    assert!(
-        matches!(err, tasklog::Error::InvalidInput { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, tasklog::Error::InvalidInput { .. }), "{err}");
     assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call moved");
 
     let planned = quarantine_before(&sim, &sim_dir(), keep, true).unwrap();
@@ -415,4 +412,27 @@ fn quarantine_before_moves_exactly_the_segments_below_and_checks_its_lsn() {
     for (_, to) in &moved {
         assert!(sim.exists(to), "{}", to.display());
     }
+}
+
+/// `resume_at` starts a new segment chained to the last one only above that segment's first
+/// LSN; the log then goes on from there.
+#[test]
+fn resume_at_starts_a_chained_segment_above_the_last_one_only() {
+    use tasklog::wal::repair::resume_at;
+
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let first_lsn =
+        |p: &PathBuf| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+    let last_first = first_lsn(segs.last().unwrap());
+    let err = resume_at(&sim, &sim_dir(), last_first, 4096).unwrap_err();
+    assert!(matches!(err, tasklog::Error::InvalidInput { .. }), "{err}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call wrote");
+
+    let path = resume_at(&sim, &sim_dir(), 301, 4096).unwrap();
+    assert_eq!(first_lsn(&path), 301);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    assert_eq!(wal.next_lsn(), 301);
+    wal.append(&payload(301)).unwrap();
+    assert_prefix(&all_records(&wal).unwrap(), 301);
 }
