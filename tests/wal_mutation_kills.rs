@@ -402,7 +402,14 @@ fn quarantine_before_moves_exactly_the_segments_below_and_checks_its_lsn() {
     assert!(matches!(err, tasklog::Error::InvalidInput { .. }), "{err}");
     assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call moved");
 
+    // Earlier moves left `.covered` and `.covered.1` of the first segment: the next suffix.
+    let q = sim_dir().join("quarantine");
+    let name = segs[0].file_name().unwrap().to_str().unwrap().to_string();
+    for taken in [format!("{name}.covered"), format!("{name}.covered.1")] {
+        sim.put_file(&q.join(taken), b"earlier".to_vec());
+    }
     let planned = quarantine_before(&sim, &sim_dir(), keep, true).unwrap();
+    assert_eq!(planned[0].1, q.join(format!("{name}.covered.2")));
     assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a dry run moved");
     let moved = quarantine_before(&sim, &sim_dir(), keep, false).unwrap();
     assert_eq!(moved, planned);
