@@ -3,7 +3,9 @@
 //! `truncate_before` syncs the directory, the torn-tail cut at open is fsynced, the writer's
 //! open syncs the directory before trusting what it lists, `repair`'s quarantine copy is
 //! fsynced, a zeroed header in front of records is corruption (never "an unfinished roll"),
-//! and `close()` keeps the lock until a leader writing for others has finished.
+//! and `close()` keeps the lock until a leader writing for others has finished; `durable_lsn`
+//! and `synced_lsn` never run ahead of durability; repair's maintenance steps (quarantine names,
+//! the cut, `quarantine_before`, `resume_at`, `records_above`) do exactly what they promise.
 //!
 //! Method: logs on the simulated disk (`SimStorage`), where a directory entry (create, rename,
 //! remove) is durable only after `sync_dir` of its parent, file bytes and a `set_len` only
