@@ -427,3 +427,43 @@ fn a_read_only_open_gives_up_on_corruption_while_files_keep_changing() {
         "a corruption with unchanged files was read again"
     );
 }
+
+/// A store over a caller-supplied log (`open_with_log`) on the simulated disk: the log is a
+/// `Wal` in `/log`, outside the store's directory `/db`.
+fn over_log(sim: &SimStorage, read_only: bool) -> tasklog::Result<Store> {
+    let log = tasklog::wal::Wal::open_with_storage(
+        Arc::new(sim.clone()),
+        "/log",
+        tasklog::wal::WalOptions::default().read_only(read_only),
+    )?
+    .0;
+    StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .read_only(read_only)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open_with_log("/db", Arc::new(log))
+}
+
+/// A writer over a caller-supplied log removes the temporary file an interrupted snapshot
+/// left (as over the local log); a read-only open leaves it, as it leaves every file.
+#[test]
+fn over_a_custom_log_only_a_writer_removes_snapshot_temp_files() {
+    let sim = SimStorage::new(16);
+    let store = over_log(&sim, false).unwrap();
+    store.submit(NewTask::new("k").id("t")).unwrap();
+    store.snapshot().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let tmp = Path::new("/db/snapshots/snap-00000000000000000009.snap.tmp");
+    sim.put_file(tmp, b"half a snapshot".to_vec());
+
+    let reader = over_log(&sim, true).unwrap();
+    assert!(sim.exists(tmp), "a read-only open removed a file");
+    assert_eq!(reader.get("t").unwrap().state, TaskState::Pending);
+    drop(reader);
+
+    let store = over_log(&sim, false).unwrap();
+    assert!(!sim.exists(tmp), "the writer left the snapshot temp file");
+    store.close().unwrap();
+}

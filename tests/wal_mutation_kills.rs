@@ -3,7 +3,9 @@
 //! `truncate_before` syncs the directory, the torn-tail cut at open is fsynced, the writer's
 //! open syncs the directory before trusting what it lists, `repair`'s quarantine copy is
 //! fsynced, a zeroed header in front of records is corruption (never "an unfinished roll"),
-//! and `close()` keeps the lock until a leader writing for others has finished.
+//! and `close()` keeps the lock until a leader writing for others has finished; `durable_lsn`
+//! and `synced_lsn` never run ahead of durability; repair's maintenance steps (quarantine names,
+//! the cut, `quarantine_before`, `resume_at`, `records_above`) do exactly what they promise.
 //!
 //! Method: logs on the simulated disk (`SimStorage`), where a directory entry (create, rename,
 //! remove) is durable only after `sync_dir` of its parent, file bytes and a `set_len` only
@@ -239,5 +241,246 @@ fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
     while !f() {
         assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `durable_lsn` names only what the mode has made durable (and `synced_lsn` what is fsynced): under `Sync` a record whose
+/// fdatasync is held is not yet durable, under `Interval` a record only submitted (not yet
+/// written to the OS) is not, and under `Buffered` every submitted record is. The store
+/// answers reads without waiting for whatever is at or below it (docs/design.md "reads wait
+/// too"), so a value one too high would show a change a crash can still take away.
+#[test]
+fn durable_lsn_names_only_what_the_mode_has_made_durable() {
+    use tasklog::wal::Durability;
+
+    let sim = SimStorage::new(21);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    assert_eq!(wal.durable_lsn(), 0, "Sync, empty");
+    wal.append(&payload(1)).unwrap();
+    sim.hold_syncs();
+    let held = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.append(&payload(2)))
+    };
+    wait_until(|| sim.syncs_held() == 1, "record 2 never reached its fsync");
+    assert_eq!(wal.next_lsn(), 3);
+    assert_eq!(wal.durable_lsn(), 1, "Sync: record 2 is held in its fsync");
+    sim.release_syncs();
+    assert_eq!(held.join().unwrap().unwrap(), 2);
+    assert_eq!(wal.durable_lsn(), 2, "Sync: record 2 fsynced");
+    wal.close().unwrap();
+
+    // NOTE: an interval no test waits for: nothing is written but by the appends below.
+    let sim = SimStorage::new(22);
+    let interval = small_opts().durability(Durability::Interval(Duration::from_secs(3600)));
+    let wal = open_sim(&sim, interval).unwrap();
+    wal.append(&payload(1)).unwrap();
+    let ticket = wal.submit(&[&payload(2)]).unwrap();
+    assert_eq!(wal.next_lsn(), 3);
+    assert_eq!(wal.durable_lsn(), 1, "Interval: record 2 only submitted");
+    ticket.wait().unwrap();
+    assert_eq!(wal.durable_lsn(), 2, "Interval: record 2 written");
+    wal.close().unwrap();
+
+    let sim = SimStorage::new(23);
+    let wal = open_sim(&sim, small_opts().durability(Durability::Buffered)).unwrap();
+    assert_eq!(wal.durable_lsn(), 0, "Buffered, empty");
+    wal.submit(&[&payload(1), &payload(2), &payload(3)])
+        .unwrap();
+    assert_eq!(wal.durable_lsn(), 3, "Buffered: every submitted record");
+    // `synced_lsn` is the fsynced part, whatever the mode.
+    assert_eq!(wal.synced_lsn(), 0, "Buffered: nothing fsynced yet");
+    wal.sync().unwrap();
+    assert_eq!(wal.synced_lsn(), 3, "Buffered: all fsynced by sync()");
+    wal.close().unwrap();
+}
+
+/// `repair` never overwrites an earlier quarantine copy: a name taken gets the next numeric
+/// suffix (`.1`, `.2`, ...; docs/format.md "quarantine/"). A dry run says it is one and
+/// changes nothing.
+#[test]
+fn repair_never_overwrites_an_earlier_quarantine_copy() {
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    sim.put_file(&victim, bytes.clone());
+
+    let dry = tasklog::wal::repair_with_storage(&sim, &sim_dir(), true).unwrap();
+    assert!(dry.dry_run, "{dry:?}");
+    assert!(dry.cut.is_some(), "{dry:?}");
+    assert_eq!(
+        sim_segments(&sim, &sim_dir()),
+        segs,
+        "a dry run changed the log"
+    );
+    assert_eq!(sim.file_bytes(&victim).unwrap(), bytes, "a dry run cut");
+    let name = dry.files_quarantined.first().unwrap().clone();
+    assert!(!sim.exists(&name), "a dry run wrote {}", name.display());
+
+    // Two earlier repairs at the same point left their copies.
+    let suffixed = |n: u32| PathBuf::from(format!("{}.{n}", name.display()));
+    let earlier = [name.clone(), suffixed(1)];
+    for p in &earlier {
+        sim.put_file(p, b"an earlier repair's copy".to_vec());
+    }
+    // In a thread: a search for a free name that never ends fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let repairing = sim.clone();
+    std::thread::spawn(move || {
+        tx.send(tasklog::wal::repair_with_storage(
+            &repairing,
+            &sim_dir(),
+            false,
+        ))
+        .ok();
+    });
+    let report = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("repair kept looking for a free quarantine name")
+        .unwrap();
+    assert!(!report.dry_run, "{report:?}");
+    assert_eq!(
+        report.files_quarantined.first(),
+        Some(&suffixed(2)),
+        "{report:?}"
+    );
+    for p in &earlier {
+        assert_eq!(
+            sim.file_bytes(p).as_deref(),
+            Some(&b"an earlier repair's copy"[..]),
+            "{} was overwritten",
+            p.display()
+        );
+    }
+    // The cut: the damaged segment truncated where its damage starts, every later one removed
+    // (not left behind empty).
+    let cut = report.cut.clone().unwrap();
+    assert_eq!(cut.file, victim);
+    assert_eq!(
+        sim.file_bytes(&victim).map(|b| b.len() as u64),
+        Some(cut.offset)
+    );
+    let later: Vec<PathBuf> = segs.iter().skip(2).cloned().collect();
+    assert!(!later.is_empty());
+    assert_eq!(report.segments_removed, later, "{report:?}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[..2].to_vec());
+}
+
+/// A cut at offset 0 (the damaged segment's header is bad) removes that segment instead of
+/// leaving it empty: `CutPoint` "removed when the offset is 0", and listed as removed.
+#[test]
+fn a_repair_cut_at_a_damaged_header_removes_the_segment() {
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    bytes[2] ^= 0x40;
+    sim.put_file(&victim, bytes);
+    let report = tasklog::wal::repair_with_storage(&sim, &sim_dir(), false).unwrap();
+    let cut = report.cut.clone().unwrap();
+    assert_eq!((&cut.file, cut.offset), (&victim, 0), "{report:?}");
+    assert_eq!(report.segments_removed, segs[1..].to_vec(), "{report:?}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[..1].to_vec());
+    assert!(!sim.exists(&victim), "left behind, empty");
+}
+
+/// `quarantine_before` moves exactly the segments starting below `keep_first`, and refuses an
+/// LSN no segment starts at (the log left behind must start there); a dry run moves nothing.
+#[test]
+fn quarantine_before_moves_exactly_the_segments_below_and_checks_its_lsn() {
+    use tasklog::wal::repair::quarantine_before;
+
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let first_lsn = |p: &PathBuf| -> u64 {
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        name.parse().unwrap()
+    };
+    let keep = first_lsn(&segs[2]);
+    let err = quarantine_before(&sim, &sim_dir(), keep + 1, false).unwrap_err();
+    assert!(matches!(err, tasklog::Error::InvalidInput { .. }), "{err}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call moved");
+
+    // Earlier moves left `.covered` and `.covered.1` of the first segment: the next suffix.
+    let q = sim_dir().join("quarantine");
+    let name = segs[0].file_name().unwrap().to_str().unwrap().to_string();
+    for taken in [format!("{name}.covered"), format!("{name}.covered.1")] {
+        sim.put_file(&q.join(taken), b"earlier".to_vec());
+    }
+    let planned = quarantine_before(&sim, &sim_dir(), keep, true).unwrap();
+    assert_eq!(planned[0].1, q.join(format!("{name}.covered.2")));
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a dry run moved");
+    let moved = quarantine_before(&sim, &sim_dir(), keep, false).unwrap();
+    assert_eq!(moved, planned);
+    let from: Vec<PathBuf> = moved.iter().map(|(f, _)| f.clone()).collect();
+    assert_eq!(from, segs[..2].to_vec());
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs[2..].to_vec());
+    for (_, to) in &moved {
+        assert!(sim.exists(to), "{}", to.display());
+    }
+}
+
+/// `resume_at` starts a new segment chained to the last one only above that segment's first
+/// LSN; the log then goes on from there.
+#[test]
+fn resume_at_starts_a_chained_segment_above_the_last_one_only() {
+    use tasklog::wal::repair::resume_at;
+
+    let sim = rolled_log(300);
+    let segs = sim_segments(&sim, &sim_dir());
+    let first_lsn =
+        |p: &PathBuf| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+    let last_first = first_lsn(segs.last().unwrap());
+    let err = resume_at(&sim, &sim_dir(), last_first, 4096).unwrap_err();
+    assert!(matches!(err, tasklog::Error::InvalidInput { .. }), "{err}");
+    assert_eq!(sim_segments(&sim, &sim_dir()), segs, "a refused call wrote");
+
+    let path = resume_at(&sim, &sim_dir(), 301, 4096).unwrap();
+    assert_eq!(first_lsn(&path), 301);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    assert_eq!(wal.next_lsn(), 301);
+    wal.append(&payload(301)).unwrap();
+    assert_prefix(&all_records(&wal).unwrap(), 301);
+}
+
+/// `records_above` (what a cut would lose) finds every readable record above the LSN given,
+/// each once and in order, also past damage: here all of 101..=300 but the one damaged record.
+#[test]
+fn records_above_finds_every_readable_record_past_damage() {
+    use tasklog::wal::repair::records_above;
+
+    let sim = rolled_log(300);
+    let scan = |sim: &SimStorage, above: u64| {
+        // In a thread: a scan that never ends fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sim = sim.clone();
+        std::thread::spawn(move || tx.send(records_above(&sim, &sim_dir(), above)).ok());
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("records_above never ended")
+            .unwrap()
+    };
+    let all = scan(&sim, 0);
+    assert_eq!(all.len(), 300);
+    for (lsn, bytes) in &all {
+        assert_eq!(bytes, &payload(*lsn), "record {lsn}");
+    }
+
+    let segs = sim_segments(&sim, &sim_dir());
+    let victim = segs.get(1).unwrap().clone();
+    let mut bytes = sim.file_bytes(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    sim.put_file(&victim, bytes);
+    let found = scan(&sim, 100);
+    let lsns: Vec<u64> = found.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lsns.first(), Some(&101), "{lsns:?}");
+    assert_eq!(lsns.last(), Some(&300), "{lsns:?}");
+    assert!(lsns.windows(2).all(|w| w[0] < w[1]), "{lsns:?}");
+    assert_eq!(lsns.len(), 199, "all but the damaged record: {lsns:?}");
+    for (lsn, bytes) in &found {
+        assert_eq!(bytes, &payload(*lsn), "record {lsn}");
     }
 }
