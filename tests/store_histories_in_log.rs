@@ -129,6 +129,9 @@ fn a_history_spanning_a_snapshot_and_the_log_tail_reads_whole_and_survives_reope
     );
 }
 
+/// A stress test over real threads and the real log. NOTE: its window is narrow, and it did
+/// not catch a deliberately broken retry; the proof of the retry is the deterministic
+/// `a_snapshot_between_copying_a_history_and_reading_it_is_read_through` below.
 #[test]
 fn a_history_read_racing_a_snapshot_that_compacts_the_log_is_whole() {
     let dir = tempfile::tempdir().unwrap();
