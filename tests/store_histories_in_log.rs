@@ -6,7 +6,8 @@
 //! independent reference; check the store's own count of history bytes in memory. Covers:
 //! memory per event; histories spanning a snapshot and the log tail; after the log was
 //! compacted below a snapshot; across reopening; a history read racing a snapshot that
-//! compacts the log under it; and the log-level reads (across segments, compacted or unwritten
+//! compacts the log under it; a snapshot that cannot take the histories over leaving the log
+//! uncompacted; and the log-level reads (across segments, compacted or unwritten
 //! LSNs, a damaged frame named by segment and offset).
 
 use std::collections::BTreeMap;
@@ -332,4 +333,90 @@ fn a_snapshot_between_copying_a_history_and_reading_it_is_read_through() {
         "the snapshot ran mid-read"
     );
     assert_eq!(histories(&store, &ids), expected);
+}
+
+/// The real file system, except that opening a snapshot file for reading fails while `fail`
+/// is set: a snapshot is then written but its history section cannot be opened, so the
+/// histories cannot be pointed at it.
+#[derive(Debug)]
+struct SnapshotReadsFail {
+    inner: tasklog::wal::storage::StdStorage,
+    fail: Arc<AtomicBool>,
+}
+
+impl tasklog::wal::Storage for SnapshotReadsFail {
+    fn open(
+        &self,
+        path: &Path,
+        mode: tasklog::wal::OpenMode,
+    ) -> std::io::Result<Box<dyn tasklog::wal::StorageFile>> {
+        let snapshot = path.extension().is_some_and(|e| e == "snap");
+        if snapshot && mode == tasklog::wal::OpenMode::Read && self.fail.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected: snapshot not readable"));
+        }
+        self.inner.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        self.inner.list_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn tasklog::wal::StorageLock>>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// When a snapshot's histories cannot be pointed at its file, the histories still point at the
+/// log, so the log must not be compacted under them: the snapshot removes no segment, every
+/// history reads whole, and the next snapshot that can move them compacts as usual.
+#[test]
+fn a_snapshot_that_cannot_take_over_the_histories_leaves_the_log_uncompacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = Arc::new(AtomicBool::new(false));
+    let storage = SnapshotReadsFail {
+        inner: tasklog::wal::storage::StdStorage,
+        fail: fail.clone(),
+    };
+    let store = options()
+        .storage(Arc::new(storage))
+        .open(dir.path())
+        .unwrap();
+    let ids = populate(&store, "g-", 60, 400);
+    store.sync().unwrap();
+    let expected = histories(&store, &ids);
+
+    fail.store(true, Ordering::SeqCst);
+    let info = store.snapshot().unwrap();
+    assert_eq!(
+        info.segments_removed, 0,
+        "the log was compacted although the histories still point into it: {info:?}"
+    );
+    assert_eq!(
+        histories(&store, &ids),
+        expected,
+        "after the failed hand-over"
+    );
+
+    fail.store(false, Ordering::SeqCst);
+    let info = store.snapshot().unwrap();
+    assert!(
+        info.segments_removed > 0,
+        "the next snapshot compacts: {info:?}"
+    );
+    assert_eq!(histories(&store, &ids), expected, "after compaction");
+    store.close().unwrap();
+    assert_eq!(reference(dir.path(), &ids), expected, "reopened");
 }
