@@ -31,9 +31,11 @@
 
 mod bridge;
 pub mod envelope;
+mod lease;
 mod log;
 mod options;
 mod replay;
 
+pub use lease::{Holder, LEASE_MIN, LEASE_VALUE_BYTES_MAX, Leadership, LeadershipOptions};
 pub use log::{HEADERS_BYTES_MAX, JetStreamLog, SERVER_VERSION_MIN, WRITER_ID_BYTES_MAX};
 pub use options::JetStreamOptions;
