@@ -170,6 +170,8 @@ struct Renewal {
     sent: Instant,
     revision: u64,
     paused: bool,
+    /// Test hook: while paused, the lease clock stands still (see `stop_clock`).
+    clock_stopped: bool,
     released: bool,
 }
 
@@ -208,10 +210,10 @@ impl Leadership {
         let bridge = Bridge::start()?;
         let started = Instant::now();
         let o = opts.clone();
-        let (store, revision, sent) = bridge.call(async move {
+        let (store, revision, sent, value) = bridge.call(async move {
             let store = open_bucket(&o).await?;
-            let (revision, sent) = take(&store, &o, wait).await?;
-            Ok((store, revision, sent))
+            let (revision, sent, value) = take(&store, &o, wait).await?;
+            Ok((store, revision, sent, value))
         })?;
         let waited = started.elapsed();
         tracing::info!(holder = %opts.holder, key = %opts.key(), revision, ?waited, "leadership acquired");
@@ -219,10 +221,11 @@ impl Leadership {
             sent,
             revision,
             paused: false,
+            clock_stopped: false,
             released: false,
         }));
         let (tx, rx) = watch::channel(true);
-        bridge.spawn(renew(store.clone(), opts.clone(), state.clone(), tx))?;
+        bridge.spawn(renew(store.clone(), opts.clone(), value, state.clone(), tx))?;
         Ok(Leadership {
             bridge,
             opts,
@@ -262,6 +265,16 @@ impl Leadership {
     #[doc(hidden)]
     pub fn pause_renewals(&self, paused: bool) {
         self.state.lock().paused = paused;
+    }
+
+    /// Test hook: stops renewals AND this holder's lease clock (while on, it believes its
+    /// lease fresh), breaking the assumption that clocks run at the same rate; then only the
+    /// compare-and-set on the revision can depose it when it resumes.
+    #[doc(hidden)]
+    pub fn stop_clock(&self, stopped: bool) {
+        let mut st = self.state.lock();
+        st.paused = stopped;
+        st.clock_stopped = stopped;
     }
 
     /// Gives the lease up at once (a delete with compare-and-set on the revision last
@@ -364,8 +377,12 @@ fn me(o: &LeadershipOptions) -> Holder {
     }
 }
 
-/// The acquire loop: returns the revision written and when the write was sent.
-async fn take(store: &kv::Store, o: &LeadershipOptions, wait: Duration) -> Result<(u64, Instant)> {
+/// The acquire loop: returns the revision written, when the write was sent and the value.
+async fn take(
+    store: &kv::Store,
+    o: &LeadershipOptions,
+    wait: Duration,
+) -> Result<(u64, Instant, Holder)> {
     let place = o.place();
     let deadline = Instant::now() + wait;
     let poll = (o.lease / 10).max(Duration::from_millis(20));
@@ -378,8 +395,9 @@ async fn take(store: &kv::Store, o: &LeadershipOptions, wait: Duration) -> Resul
             Ok(None) => {
                 // NOTE: `create` on a deleted key is itself a CAS on the delete's revision,
                 // so two contenders racing here cannot both win.
-                if let Ok(rev) = store.create(o.key(), me(o).encode()).await {
-                    return Ok((rev, sent));
+                let value = me(o);
+                if let Ok(rev) = store.create(o.key(), value.encode()).await {
+                    return Ok((rev, sent, value));
                 }
             }
             Ok(Some((holder, rev))) => {
@@ -394,10 +412,11 @@ async fn take(store: &kv::Store, o: &LeadershipOptions, wait: Duration) -> Resul
                 // lease cannot make us take over sooner than we promise to wait.
                 if now.duration_since(since) >= holder.lease.max(o.lease) {
                     let sent = Instant::now();
-                    match store.update(o.key(), me(o).encode(), rev).await {
+                    let value = me(o);
+                    match store.update(o.key(), value.encode(), rev).await {
                         Ok(new) => {
                             tracing::info!(previous = %holder.holder, "lease taken over");
-                            return Ok((new, sent));
+                            return Ok((new, sent, value));
                         }
                         Err(e) => tracing::debug!(error = %e, "takeover lost a race"),
                     }
@@ -432,14 +451,22 @@ async fn take(store: &kv::Store, o: &LeadershipOptions, wait: Duration) -> Resul
 async fn renew(
     store: kv::Store,
     o: LeadershipOptions,
+    me: Holder,
     state: Arc<Mutex<Renewal>>,
     tx: watch::Sender<bool>,
 ) {
     let every = o.lease / 3;
+    let mut wait = every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(wait).await;
+        // After a failure, retry soon: a request lost with a dead server must not use up the
+        // lease waiting for a whole renewal period.
+        wait = (o.lease / 10).max(Duration::from_millis(20));
         let (revision, last_sent, paused, released) = {
-            let st = state.lock();
+            let mut st = state.lock();
+            if st.clock_stopped {
+                st.sent = Instant::now();
+            }
             (st.revision, st.sent, st.paused, st.released)
         };
         if released {
@@ -455,14 +482,28 @@ async fn renew(
             continue;
         }
         let sent = Instant::now();
-        // A renewal slower than what is left of the lease is too late to count.
-        let left = o.lease.saturating_sub(last_sent.elapsed());
-        let value = me(&o).encode();
+        // A renewal slower than what is left of the lease is too late to count, and one
+        // attempt waits at most a renewal period, so a lost request is retried in time.
+        let left = o.lease.saturating_sub(last_sent.elapsed()).min(every);
+        let value = me.encode();
         match tokio::time::timeout(left, store.update(o.key(), value, revision)).await {
             Ok(Ok(new)) => {
                 let mut st = state.lock();
                 st.revision = new;
                 st.sent = sent;
+                wait = every;
+            }
+            Ok(Err(e))
+                if e.kind() == UpdateErrorKind::WrongLastRevision
+                    && matches!(read(&store, &o).await, Ok(Some((ref h, _))) if *h == me) =>
+            {
+                // An earlier attempt that timed out was applied after all: the value is still
+                // ours (only this process writes it, and a takeover would have replaced it).
+                // Adopt its revision; the lease still runs from the last attempt KNOWN to
+                // have succeeded, so this costs time, never safety.
+                if let Ok(Some((_, rev))) = read(&store, &o).await {
+                    state.lock().revision = rev;
+                }
             }
             Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                 tracing::warn!(holder = %o.holder, "leadership lost: another process took the lease");
@@ -471,6 +512,39 @@ async fn renew(
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
             Err(_) => tracing::warn!("lease renewal timed out; retrying"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_value_round_trips_and_bad_ones_are_refused_naming_the_key() {
+        let h = Holder {
+            holder: "a".into(),
+            address: "http://a:8080".into(),
+            lease: Duration::from_millis(1500),
+            acquired_at_ms: 7,
+        };
+        assert_eq!(Holder::decode(&h.encode(), "k").expect("decodes"), h);
+        let too_big = vec![b' '; LEASE_VALUE_BYTES_MAX + 1];
+        for (bytes, says) in [
+            (&too_big[..], "over 4096"),
+            (&b"{not json"[..], "not JSON"),
+            (
+                &br#"{"holder":"a","address":"x","lease_ms":"1","acquired_at_ms":1}"#[..],
+                "lease_ms",
+            ),
+            (
+                &br#"{"address":"x","lease_ms":1,"acquired_at_ms":1}"#[..],
+                "holder",
+            ),
+        ] {
+            let err = Holder::decode(bytes, "bucket B key leader.S").expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains("leader.S") && text.contains(says), "{text}");
         }
     }
 }

@@ -148,6 +148,29 @@ fn a_paused_leader_loses_the_lease_and_its_appends_are_fenced() {
     );
 }
 
+/// Even a holder whose clock misled it (it still believes its lease fresh after another
+/// process took over) is deposed at its next renewal: the renewal is a compare-and-set on the
+/// revision it last wrote, which the takeover changed.
+#[test]
+fn a_holder_whose_clock_stood_still_is_deposed_by_the_revision_cas() {
+    let Some(cluster) = support::cluster_or_skip("lease: stopped clock") else {
+        return;
+    };
+    let a = first(&cluster, "a");
+    a.stop_clock(true);
+    let b = Leadership::acquire(opts(&cluster, "b"), LEASE * 10).expect("b should take over");
+    assert!(
+        a.is_leader(),
+        "a's stopped clock says its lease is fresh (the broken assumption)"
+    );
+    a.stop_clock(false);
+    // a's next renewal (within lease/3) is refused; b keeps the lease through several renewals.
+    std::thread::sleep(LEASE * 2);
+    assert!(!a.is_leader(), "the refused renewal deposes a");
+    assert!(b.is_leader(), "b keeps the lease");
+    assert_eq!(b.holder().expect("should read").expect("held").holder, "b");
+}
+
 #[test]
 fn the_lease_survives_a_sigkilled_node() {
     let Some(mut cluster) = support::cluster_or_skip("lease: node kill") else {
