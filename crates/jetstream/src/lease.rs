@@ -396,8 +396,14 @@ async fn take(
                 // NOTE: `create` on a deleted key is itself a CAS on the delete's revision,
                 // so two contenders racing here cannot both win.
                 let value = me(o);
-                if let Ok(rev) = store.create(o.key(), value.encode()).await {
-                    return Ok((rev, sent, value));
+                match store.create(o.key(), value.encode()).await {
+                    Ok(rev) => return Ok((rev, sent, value)),
+                    // Lost a race (another contender created it): watch the new holder.
+                    // Anything else keeps failing past `wait`: say so, with the cause.
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(io_err("acquire the lease in", &place, e));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "creating the lease failed"),
                 }
             }
             Ok(Some((holder, rev))) => {
