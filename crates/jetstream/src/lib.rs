@@ -23,6 +23,11 @@
 //! # }
 //! ```
 //!
+//! [`Leadership`] decides which process writes a store: a lease in a JetStream KV bucket,
+//! acquired and renewed by compare-and-set on the key's revision (docs/jetstream.md,
+//! "Leadership"). The lease is not what keeps the stream safe: a deposed writer's appends are
+//! refused by the expected-sequence fence.
+//!
 //! The crate owns a tokio runtime on a thread of its own; the sync `Log` methods hand work to
 //! it over channels, so they can be called from any thread, also from inside another tokio
 //! runtime.
@@ -31,9 +36,11 @@
 
 mod bridge;
 pub mod envelope;
+mod lease;
 mod log;
 mod options;
 mod replay;
 
+pub use lease::{Holder, LEASE_MIN, LEASE_VALUE_BYTES_MAX, Leadership, LeadershipOptions};
 pub use log::{HEADERS_BYTES_MAX, JetStreamLog, SERVER_VERSION_MIN, WRITER_ID_BYTES_MAX};
 pub use options::JetStreamOptions;
