@@ -319,12 +319,7 @@ fn io_err(op: &'static str, place: &str, e: impl std::fmt::Display) -> Error {
 
 async fn open_bucket(o: &LeadershipOptions) -> Result<kv::Store> {
     let place = o.place();
-    let urls: Vec<&str> = o
-        .urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect();
+    let urls = crate::options::server_urls(&o.urls);
     let client = async_nats::ConnectOptions::new()
         .name(format!("tasklog lease {}", o.holder))
         .connection_timeout(Duration::from_secs(10))

@@ -213,12 +213,7 @@ struct Start {
 }
 
 async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
-    let urls: Vec<&str> = opts
-        .urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect();
+    let urls = crate::options::server_urls(&opts.urls);
     let client = async_nats::ConnectOptions::new()
         .name(format!("tasklog {}", opts.writer_id))
         .connection_timeout(Duration::from_secs(10))

@@ -101,3 +101,12 @@ impl JetStreamOptions {
         self
     }
 }
+
+/// The server URLs of a comma-separated list (as `JetStreamOptions::urls` and
+/// `LeadershipOptions::urls` take them), blanks left out.
+pub(crate) fn server_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
