@@ -1,6 +1,7 @@
 //! A counting global allocator for the tests that bound peak memory (`import_streaming`,
 //! `verify_memory`): it records the peak of live heap bytes of the whole process. Included as
-//! `mod counting_alloc;` (a directory module, so cargo does not build it as a test of its own).
+//! `mod counting_alloc;` (a directory module, so cargo does not build it as a test of its own),
+//! and by `examples/memory_use.rs` through `#[path]`.
 #![expect(
     unsafe_code,
     reason = "a counting global allocator must implement the unsafe GlobalAlloc trait"
