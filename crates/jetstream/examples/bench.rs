@@ -59,26 +59,32 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The raw baseline's stream (3 replicas, file storage) and its subject.
+async fn raw_stream(urls: &str, stream: &str) -> (async_nats::jetstream::Context, String) {
+    let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+        .await
+        .expect("should connect");
+    let js = async_nats::jetstream::new(client);
+    let subject = format!("raw.{stream}");
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: stream.to_string(),
+        subjects: vec![subject.clone()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("should create the raw stream");
+    (js, subject)
+}
+
 fn raw(urls: &str, stream: &str, events: usize) -> Sample {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("should build a runtime");
     rt.block_on(async {
-        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
-            .await
-            .expect("should connect");
-        let js = async_nats::jetstream::new(client);
-        let subject = format!("raw.{stream}");
-        js.get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: stream.to_string(),
-            subjects: vec![subject.clone()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            num_replicas: 3,
-            ..Default::default()
-        })
-        .await
-        .expect("should create the raw stream");
+        let (js, subject) = raw_stream(urls, stream).await;
         let payload = bytes::Bytes::from(vec![7u8; RECORD_BYTES]);
         let mut lat = Vec::with_capacity(events);
         let start = Instant::now();
@@ -152,20 +158,7 @@ fn raw_w2(urls: &str, stream: &str, events: usize, threads: usize) -> Sample {
         .build()
         .expect("should build a runtime");
     rt.block_on(async {
-        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
-            .await
-            .expect("should connect");
-        let js = async_nats::jetstream::new(client);
-        let subject = format!("raw.{stream}");
-        js.get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: stream.to_string(),
-            subjects: vec![subject.clone()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            num_replicas: 3,
-            ..Default::default()
-        })
-        .await
-        .expect("should create the raw stream");
+        let (js, subject) = raw_stream(urls, stream).await;
         let payload = bytes::Bytes::from(vec![7u8; RECORD_BYTES]);
         let start = Instant::now();
         let mut tasks = Vec::new();
