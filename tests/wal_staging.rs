@@ -297,3 +297,36 @@ fn a_commit_in_buffered_mode_makes_the_records_before_it_durable_too() {
         assert!(*p == expected(*lsn), "LSN {lsn}");
     }
 }
+
+/// The staging's own record limit is the log's: a record of exactly `RECORD_BYTES_MAX` is
+/// staged and read back whole after the commit, one byte more is refused with `TooLarge`
+/// and takes no LSN. The staging starts at the log's next LSN. (Issue #23: cargo-mutants
+/// showed `>` → `==`/`>=` in `Staging::append` and `Staging::first_lsn` → 0 unnoticed.)
+#[test]
+fn a_staged_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused() {
+    use tasklog::Error;
+    use tasklog::wal::RECORD_BYTES_MAX;
+    let (sim, wal) = fresh(6);
+    let mut staging = wal.begin_staging().unwrap();
+    assert_eq!(staging.first_lsn(), BEFORE + 1);
+    let too_large = vec![7u8; RECORD_BYTES_MAX + 1];
+    match staging.append(&too_large) {
+        Err(Error::TooLarge { what, len, max }) => assert_eq!(
+            (what, len, max),
+            ("record", too_large.len() as u64, RECORD_BYTES_MAX as u64)
+        ),
+        other => panic!("a staged record one byte over the limit gave {other:?}"),
+    }
+    drop(too_large);
+    assert_eq!(staging.next_lsn(), BEFORE + 1, "the refused record took an LSN");
+    let largest: Vec<u8> = (0..RECORD_BYTES_MAX).map(|i| (i % 251) as u8).collect();
+    assert_eq!(staging.append(&largest).unwrap(), BEFORE + 1);
+    assert_eq!(staging.commit().unwrap(), BEFORE + 1);
+    wal.close().unwrap();
+    let records = all_records(&open_sim(&sim.crash(), small_opts()).unwrap()).unwrap();
+    assert_eq!(records.len() as u64, BEFORE + 1);
+    assert!(
+        records[BEFORE as usize].1 == largest,
+        "the largest staged record came back changed"
+    );
+}
