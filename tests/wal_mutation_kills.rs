@@ -484,3 +484,29 @@ fn records_above_finds_every_readable_record_past_damage() {
         assert_eq!(bytes, &payload(*lsn), "record {lsn}");
     }
 }
+
+/// `records_above`'s skip over zero runs must not step over a frame whose first 8 bytes hold
+/// no zero: a record of 0x0101_0101 bytes (16 MiB) has a length with four non-zero bytes and a
+/// length check of 0xFE each, so the first zero of its frame is the reserved byte at offset 10.
+/// A skip that jumped to "7 bytes before the next zero" would land 3 bytes into that frame and
+/// lose the record (the cargo-mutants survivor `b != 0` → `b == 0`).
+#[test]
+fn records_above_finds_a_record_whose_length_has_no_zero_byte() {
+    use tasklog::wal::repair::records_above;
+
+    let len = 0x0101_0101_usize;
+    assert!(len <= tasklog::wal::frame::RECORD_BYTES_MAX);
+    let sim = SimStorage::new(11);
+    let opts = small_opts().segment_bytes_max(64 << 20);
+    let wal = open_sim(&sim, opts).unwrap();
+    let big = vec![0u8; len];
+    assert_eq!(wal.append(&big).unwrap(), 1);
+    assert_eq!(wal.append(&payload(2)).unwrap(), 2);
+    wal.close().unwrap();
+
+    let found = records_above(&sim, &sim_dir(), 0).unwrap();
+    let lsns: Vec<u64> = found.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lsns, vec![1, 2], "both records, the 16 MiB one first");
+    assert_eq!(found[0].1.len(), len);
+    assert_eq!(found[1].1, payload(2));
+}
