@@ -176,6 +176,150 @@ fn a_heartbeat_in_a_batch_keeps_the_claim_of_the_start_before_it() {
         .unwrap();
 }
 
+/// The same, when the start is the task's first event in the batch but not the batch's
+/// first event: the batch computes the task after its first touch at that event's LSN.
+#[test]
+fn a_first_touch_claim_in_a_batch_is_fenced_by_its_own_lsn() {
+    let (_dir, store) = open();
+    let attempt = {
+        store.submit(NewTask::new("probe").id("probe")).unwrap();
+        store.claim("probe", "w", 60_000).unwrap().attempt
+    };
+    for (offset, ok) in [(2u64, true), (1, false), (3, false)] {
+        let a = format!("a{offset}");
+        store.submit(NewTask::new("t").id(&a)).unwrap();
+        let base = store.last_lsn();
+        let before = (store.len(), base);
+        let r = store.batch(vec![
+            Mutation::submit(NewTask::new("t")), // base + 1
+            start(&a, "w"),                      // base + 2: the claim, a's first touch
+            complete(&a).fenced_claim("w", attempt, base + offset),
+        ]);
+        if ok {
+            r.unwrap();
+            assert_eq!(store.get(&a).unwrap().state, TaskState::Completed);
+        } else {
+            assert!(
+                matches!(r, Err(Error::LeaseMismatch { .. })),
+                "claim LSN base + {offset}: {r:?}"
+            );
+            assert_unchanged(&store, before);
+        }
+    }
+}
+
+/// A task removed earlier in a batch is gone for the rest of it: a later change to it is
+/// refused and the whole batch with it.
+#[test]
+fn a_task_removed_in_a_batch_is_gone_for_the_rest_of_it() {
+    let (_dir, store) = open();
+    store.submit(NewTask::new("t").id("a")).unwrap();
+    store.start("a").unwrap();
+    let before = (store.len(), store.last_lsn());
+    let r = store.batch(vec![
+        progress("a", 1),
+        Mutation::new("a", Change::Remove { reason: None }),
+        progress("a", 2),
+    ]);
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+    assert_unchanged(&store, before);
+    // Removed and submitted again in one batch: the new task starts afresh.
+    let out = store
+        .batch(vec![
+            Mutation::new("a", Change::Remove { reason: None }),
+            Mutation::submit(NewTask::new("again").id("a")),
+            Mutation::new(
+                "a",
+                Change::Update(TaskUpdate {
+                    priority: Some(3),
+                    ..TaskUpdate::default()
+                }),
+            )
+            .expect_version(1),
+        ])
+        .unwrap();
+    assert_eq!(out[2].title, "again");
+    assert_eq!(store.get("a").unwrap().state, TaskState::Pending);
+}
+
+/// Every event is held to the task limits (`task::limits`) at commit, whatever entry it came
+/// through: a metadata value nested deeper than allowed, or a text over the size limit.
+#[test]
+fn events_over_the_task_limits_are_refused_at_commit() {
+    use tasklog::task::limits::{JSON_DEPTH_MAX, TEXT_BYTES_MAX};
+    let (_dir, store) = open();
+    store.submit(NewTask::new("t").id("a")).unwrap();
+    store.start("a").unwrap();
+    let before = (store.len(), store.last_lsn());
+    let mut deep = json!(1);
+    for _ in 0..JSON_DEPTH_MAX {
+        deep = json!([deep]);
+    }
+    let r = store.submit(NewTask::new("t").meta("k", deep));
+    assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
+    let long = "x".repeat(TEXT_BYTES_MAX + 1);
+    let r = store.fail("a", &long);
+    assert!(matches!(r, Err(Error::InvalidInput { .. })), "{r:?}");
+    assert_unchanged(&store, before);
+}
+
+/// A task whose lease ran out is interrupted to the policy's state (pending or failed), and
+/// an interruption to any other state is refused.
+#[test]
+fn an_interruption_goes_to_pending_or_failed_only() {
+    let (_dir, store) = open();
+    store.submit(NewTask::new("t").id("a")).unwrap();
+    store.claim("a", "w", 1).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(
+        store.recover_expired_leases().unwrap(),
+        vec!["a".to_string()]
+    );
+    let a = store.get("a").unwrap();
+    assert!(
+        matches!(a.state, TaskState::Pending | TaskState::Failed),
+        "{:?}",
+        a.state
+    );
+    store.submit(NewTask::new("t").id("b")).unwrap();
+    store.start("b").unwrap();
+    let before = (store.len(), store.last_lsn());
+    for to in [
+        TaskState::Running,
+        TaskState::Completed,
+        TaskState::Cancelled,
+    ] {
+        let r = store.apply(Mutation::new(
+            "b",
+            Change::Interrupt {
+                reason: "test".into(),
+                to,
+            },
+        ));
+        assert!(
+            matches!(r, Err(Error::InvalidInput { .. })),
+            "{to:?}: {r:?}"
+        );
+    }
+    assert_unchanged(&store, before);
+    for to in [TaskState::Pending, TaskState::Failed] {
+        store
+            .submit(NewTask::new("t").id(format!("c{to:?}")))
+            .unwrap();
+        store.start(&format!("c{to:?}")).unwrap();
+        let t = store
+            .apply(Mutation::new(
+                format!("c{to:?}"),
+                Change::Interrupt {
+                    reason: "test".into(),
+                    to,
+                },
+            ))
+            .unwrap();
+        assert_eq!(t.state, to);
+    }
+}
+
 /// Fences outside a batch: the owner, the attempt and the claim LSN each have to match.
 #[test]
 fn a_fence_checks_owner_attempt_and_claim() {
@@ -334,6 +478,8 @@ fn numbers_and_titles_are_checked_at_their_bounds() {
     // A checkpoint without a percent keeps the task's own.
     let t = store.apply(checkpoint(None)).unwrap();
     assert_eq!(t.checkpoint.map(|c| c.progress), Some(30));
+    let t = store.apply(checkpoint(Some(0))).unwrap();
+    assert_eq!(t.checkpoint.map(|c| c.progress), Some(0));
     let t = store.apply(checkpoint(Some(100))).unwrap();
     assert_eq!(t.checkpoint.map(|c| c.progress), Some(100));
 }
@@ -368,4 +514,42 @@ fn a_start_leases_only_with_an_owner() {
     assert_eq!(lease.expires_at, started.plus_millis(60_000));
     let b = store.start("b").unwrap();
     assert!(b.lease.is_none());
+}
+
+/// A staged write (an import's path: validated and written a chunk at a time) keeps the LSNs
+/// of the whole batch: a claim in its second chunk is fenced by its own LSN in the third.
+#[test]
+fn a_staged_write_fences_by_the_lsn_of_the_whole_batch() {
+    use tasklog::store::set_staging_for_tests;
+    let (_dir, store) = open();
+    let attempt = {
+        store.submit(NewTask::new("probe").id("probe")).unwrap();
+        store.claim("probe", "w", 60_000).unwrap().attempt
+    };
+    for id in ["x", "y", "z", "a"] {
+        store.submit(NewTask::new("t").id(id)).unwrap();
+    }
+    let touch = |id: &str| {
+        Mutation::new(
+            id,
+            Change::Update(TaskUpdate {
+                priority: Some(2),
+                ..TaskUpdate::default()
+            }),
+        )
+    };
+    let base = store.last_lsn() + 1;
+    // Chunks of two mutations: [x, y], [start a, z], [complete a].
+    set_staging_for_tests(1, 2);
+    let r = store.write_staged_for_tests(vec![
+        touch("x"),
+        touch("y"),
+        start("a", "w"), // base + 2
+        touch("z"),
+        complete("a").fenced_claim("w", attempt, base + 2),
+    ]);
+    set_staging_for_tests(0, 0);
+    assert_eq!(r.unwrap(), base + 4);
+    let a = store.get("a").unwrap();
+    assert_eq!(a.state, TaskState::Completed);
 }
