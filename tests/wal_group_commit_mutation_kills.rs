@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{all_records, open_sim, small_opts};
+use common::{all_records, open_sim, segment_sizes, small_opts};
 use tasklog::Error;
 use tasklog::wal::RECORD_BYTES_MAX;
 use tasklog::wal::sim::SimStorage;
@@ -46,13 +46,6 @@ fn a_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused() {
 }
 
 /// The sizes of the segment files, in order.
-fn segment_sizes(sim: &SimStorage) -> Vec<u64> {
-    common::sim_segments(sim, &common::sim_dir())
-        .iter()
-        .map(|p| sim.file_bytes(p).map_or(0, |b| b.len() as u64))
-        .collect()
-}
-
 /// `WalStats` counts exactly what is on disk: `bytes` is the sum of the segment files,
 /// `segments` their number, `appends` the records submitted.
 fn assert_stats_match_files(sim: &SimStorage, wal: &tasklog::wal::Wal, appends: u64, what: &str) {

@@ -334,3 +334,58 @@ fn a_staged_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused
         "the largest staged record came back changed"
     );
 }
+
+/// After a staged commit the log's statistics follow its files (bytes and segment count),
+/// whether the staged segment followed a segment with records or replaced an empty active one;
+/// and its records replay once each (a replaced active segment is not listed twice).
+#[test]
+fn after_a_staged_commit_the_stats_follow_the_files_and_each_record_replays_once() {
+    for before in [0u64, BEFORE] {
+        let sim = SimStorage::new(30 + before);
+        let wal = open_sim(&sim, small_opts()).unwrap();
+        for i in 1..=before {
+            wal.append(&payload(i)).unwrap();
+        }
+        let mut staging = wal.begin_staging().unwrap();
+        for _ in 0..3 {
+            let lsn = staging.next_lsn();
+            staging.append(&payload(lsn)).unwrap();
+        }
+        assert_eq!(staging.commit().unwrap(), before + 3);
+        wal.append(&payload(before + 4)).unwrap();
+        let what = format!("{before} records before the staging");
+        let sizes = segment_sizes(&sim);
+        let stats = wal.stats();
+        assert_eq!(
+            stats.bytes,
+            sizes.iter().sum::<u64>(),
+            "{what}: bytes, files {sizes:?}"
+        );
+        assert_eq!(
+            stats.segments,
+            sizes.len(),
+            "{what}: segments, files {sizes:?}"
+        );
+        assert_prefix(&all_records(&wal).unwrap(), before + 4);
+        wal.close().unwrap();
+        let wal = open_sim(&sim, small_opts()).unwrap();
+        assert_prefix(&all_records(&wal).unwrap(), before + 4);
+        assert_eq!(wal.stats().segments, sizes.len(), "{what}: after a reopen");
+    }
+}
+
+/// A commit refused because the log moved on deletes its staging file itself (it does not wait
+/// for the next writer's open to find it).
+#[test]
+fn a_refused_commit_deletes_its_staging_file() {
+    let (sim, wal) = fresh(6);
+    let mut staging = wal.begin_staging().unwrap();
+    let path = staging.path().to_path_buf();
+    staging.append(b"staged").unwrap();
+    assert_eq!(wal.append(&payload(BEFORE + 1)).unwrap(), BEFORE + 1);
+    assert!(staging.commit().is_err());
+    assert!(
+        !sim.exists(&path),
+        "the refused staging file is still there"
+    );
+}

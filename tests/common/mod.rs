@@ -59,3 +59,11 @@ pub fn sim_segments(sim: &SimStorage, dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// The sizes of the segment files of the log in `sim_dir()`, in name order.
+pub fn segment_sizes(sim: &SimStorage) -> Vec<u64> {
+    sim_segments(sim, &sim_dir())
+        .iter()
+        .map(|p| sim.file_bytes(p).map_or(0, |b| b.len() as u64))
+        .collect()
+}
