@@ -91,3 +91,27 @@ fn a_staged_write_holds_a_bounded_amount_over_its_input_and_the_state() {
     );
     assert!(large.0 < 8 << 20, "staged extra at 80k: {} B", large.0);
 }
+
+/// A staging segment buffers at most about `STAGING_BUFFER_BYTES` of encoded frames before it
+/// writes them, also when every record is larger than that buffer: staging 16 records of
+/// 2 MiB holds one record's frame at a time, not all 32 MiB until the commit.
+#[test]
+fn a_staging_of_large_records_holds_one_buffer_not_all_of_them() {
+    let _one = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) =
+        tasklog::wal::Wal::open(dir.path(), tasklog::wal::WalOptions::default()).unwrap();
+    let record = vec![7u8; 2 << 20];
+    let mut staging = wal.begin_staging().unwrap();
+    let before = LIVE.load(Ordering::SeqCst);
+    PEAK.store(before, Ordering::SeqCst);
+    for _ in 0..16 {
+        staging.append(&record).unwrap();
+    }
+    let peak = PEAK.load(Ordering::SeqCst) - before;
+    assert_eq!(staging.commit().unwrap(), 16);
+    assert!(
+        peak < 8 << 20,
+        "staging 16 x 2 MiB held {peak} B at its peak"
+    );
+}
