@@ -49,6 +49,46 @@ fn assert_unchanged(store: &Store, before: (usize, u64)) {
     );
 }
 
+/// The attempt number a task's first claim gets (from a claim of a task of its own).
+fn first_claim_attempt(store: &Store) -> u32 {
+    store.submit(NewTask::new("probe").id("probe")).unwrap();
+    store.claim("probe", "w", 60_000).unwrap().attempt
+}
+
+/// A batch whose last mutation completes `a` fenced by claim LSN `base + offset`: when `ok`
+/// it went through and `a` is completed, otherwise it was refused for the fence and wrote
+/// nothing.
+fn assert_fenced_outcome(
+    store: &Store,
+    r: tasklog::Result<Vec<tasklog::Task>>,
+    ok: bool,
+    a: &str,
+    offset: u64,
+    before: (usize, u64),
+) {
+    if ok {
+        r.unwrap();
+        assert_eq!(store.get(a).unwrap().state, TaskState::Completed);
+    } else {
+        assert!(
+            matches!(r, Err(Error::LeaseMismatch { .. })),
+            "claim LSN base + {offset}: {r:?}"
+        );
+        assert_unchanged(store, before);
+    }
+}
+
+/// An update that changes only the priority (a change that touches a task and nothing else).
+fn set_priority(id: &str, priority: u8) -> Mutation {
+    Mutation::new(
+        id,
+        Change::Update(TaskUpdate {
+            priority: Some(priority),
+            ..TaskUpdate::default()
+        }),
+    )
+}
+
 /// A later mutation of a batch is validated against the task as the batch's earlier events
 /// left it: submit, start, progress and complete of one new task in one batch.
 #[test]
@@ -114,10 +154,7 @@ fn expected_versions_inside_a_batch_follow_its_events() {
 #[test]
 fn a_claim_in_a_batch_is_fenced_by_its_own_lsn() {
     let (_dir, store) = open();
-    let attempt = {
-        store.submit(NewTask::new("probe").id("probe")).unwrap();
-        store.claim("probe", "w", 60_000).unwrap().attempt
-    };
+    let attempt = first_claim_attempt(&store);
     for (offset, ok) in [(3u64, true), (2, false), (4, false)] {
         let (a, b) = (format!("a{offset}"), format!("b{offset}"));
         let base = store.last_lsn();
@@ -128,16 +165,7 @@ fn a_claim_in_a_batch_is_fenced_by_its_own_lsn() {
             start(&a, "w"),                             // base + 3: the claim
             complete(&a).fenced_claim("w", attempt, base + offset),
         ]);
-        if ok {
-            r.unwrap();
-            assert_eq!(store.get(&a).unwrap().state, TaskState::Completed);
-        } else {
-            assert!(
-                matches!(r, Err(Error::LeaseMismatch { .. })),
-                "claim LSN base + {offset}: {r:?}"
-            );
-            assert_unchanged(&store, before);
-        }
+        assert_fenced_outcome(&store, r, ok, &a, offset, before);
     }
 }
 
@@ -157,17 +185,7 @@ fn a_heartbeat_in_a_batch_keeps_the_claim_of_the_start_before_it() {
         },
     );
     store
-        .batch(vec![
-            Mutation::new(
-                "b",
-                Change::Update(TaskUpdate {
-                    priority: Some(1),
-                    ..TaskUpdate::default()
-                }),
-            ),
-            start("a", "w"),
-            heartbeat,
-        ])
+        .batch(vec![set_priority("b", 1), start("a", "w"), heartbeat])
         .unwrap();
     let a = store.get("a").unwrap();
     assert_eq!(a.lease.as_ref().map(|l| l.claim_lsn), Some(base + 2));
@@ -181,10 +199,7 @@ fn a_heartbeat_in_a_batch_keeps_the_claim_of_the_start_before_it() {
 #[test]
 fn a_first_touch_claim_in_a_batch_is_fenced_by_its_own_lsn() {
     let (_dir, store) = open();
-    let attempt = {
-        store.submit(NewTask::new("probe").id("probe")).unwrap();
-        store.claim("probe", "w", 60_000).unwrap().attempt
-    };
+    let attempt = first_claim_attempt(&store);
     for (offset, ok) in [(2u64, true), (1, false), (3, false)] {
         let a = format!("a{offset}");
         store.submit(NewTask::new("t").id(&a)).unwrap();
@@ -195,16 +210,7 @@ fn a_first_touch_claim_in_a_batch_is_fenced_by_its_own_lsn() {
             start(&a, "w"),                      // base + 2: the claim, a's first touch
             complete(&a).fenced_claim("w", attempt, base + offset),
         ]);
-        if ok {
-            r.unwrap();
-            assert_eq!(store.get(&a).unwrap().state, TaskState::Completed);
-        } else {
-            assert!(
-                matches!(r, Err(Error::LeaseMismatch { .. })),
-                "claim LSN base + {offset}: {r:?}"
-            );
-            assert_unchanged(&store, before);
-        }
+        assert_fenced_outcome(&store, r, ok, &a, offset, before);
     }
 }
 
@@ -228,14 +234,7 @@ fn a_task_removed_in_a_batch_is_gone_for_the_rest_of_it() {
         .batch(vec![
             Mutation::new("a", Change::Remove { reason: None }),
             Mutation::submit(NewTask::new("again").id("a")),
-            Mutation::new(
-                "a",
-                Change::Update(TaskUpdate {
-                    priority: Some(3),
-                    ..TaskUpdate::default()
-                }),
-            )
-            .expect_version(1),
+            set_priority("a", 3).expect_version(1),
         ])
         .unwrap();
     assert_eq!(out[2].title, "again");
@@ -522,22 +521,11 @@ fn a_start_leases_only_with_an_owner() {
 fn a_staged_write_fences_by_the_lsn_of_the_whole_batch() {
     use tasklog::store::set_staging_for_tests;
     let (_dir, store) = open();
-    let attempt = {
-        store.submit(NewTask::new("probe").id("probe")).unwrap();
-        store.claim("probe", "w", 60_000).unwrap().attempt
-    };
+    let attempt = first_claim_attempt(&store);
     for id in ["x", "y", "z", "a"] {
         store.submit(NewTask::new("t").id(id)).unwrap();
     }
-    let touch = |id: &str| {
-        Mutation::new(
-            id,
-            Change::Update(TaskUpdate {
-                priority: Some(2),
-                ..TaskUpdate::default()
-            }),
-        )
-    };
+    let touch = |id: &str| set_priority(id, 2);
     let base = store.last_lsn() + 1;
     // Chunks of two mutations: [x, y], [start a, z], [complete a].
     set_staging_for_tests(1, 2);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{all_records, open_sim, segment_sizes, small_opts};
+use common::{all_records, assert_stats_match_files, open_sim, segment_sizes, small_opts};
 use tasklog::Error;
 use tasklog::wal::RECORD_BYTES_MAX;
 use tasklog::wal::sim::SimStorage;
@@ -45,23 +45,11 @@ fn a_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused() {
     );
 }
 
-/// The sizes of the segment files, in order.
-/// `WalStats` counts exactly what is on disk: `bytes` is the sum of the segment files,
-/// `segments` their number, `appends` the records submitted.
-fn assert_stats_match_files(sim: &SimStorage, wal: &tasklog::wal::Wal, appends: u64, what: &str) {
-    let sizes = segment_sizes(sim);
-    let stats = wal.stats();
-    assert_eq!(
-        stats.bytes,
-        sizes.iter().sum::<u64>(),
-        "{what}: bytes, files {sizes:?}"
-    );
-    assert_eq!(
-        stats.segments,
-        sizes.len(),
-        "{what}: segments, files {sizes:?}"
-    );
-    assert_eq!(stats.appends, appends, "{what}: appends");
+/// The statistics follow the files (`common::assert_stats_match_files`), and `appends` counts
+/// the records submitted.
+fn assert_stats_and_appends(sim: &SimStorage, wal: &tasklog::wal::Wal, appends: u64, what: &str) {
+    assert_stats_match_files(sim, wal, what);
+    assert_eq!(wal.stats().appends, appends, "{what}: appends");
 }
 
 /// `segment_bytes_max` is a maximum a segment may reach, not one it must stay below: a record
@@ -74,11 +62,11 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
     let sim = SimStorage::new(22);
     let wal = open_sim(&sim, small_opts()).unwrap();
     let header = segment_sizes(&sim)[0];
-    assert_stats_match_files(&sim, &wal, 0, "a new log");
+    assert_stats_and_appends(&sim, &wal, 0, "a new log");
     wal.append(&[1u8; 10]).unwrap();
     let after_one = segment_sizes(&sim)[0];
     let frame_overhead = after_one - header - 10;
-    assert_stats_match_files(&sim, &wal, 1, "one record");
+    assert_stats_and_appends(&sim, &wal, 1, "one record");
     // Exactly what is left of the segment.
     let fill = (max - after_one - frame_overhead) as usize;
     wal.append(&vec![2u8; fill]).unwrap();
@@ -87,10 +75,10 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
         vec![max],
         "a record that fits exactly rolled the segment"
     );
-    assert_stats_match_files(&sim, &wal, 2, "a full segment");
+    assert_stats_and_appends(&sim, &wal, 2, "a full segment");
     wal.append(&[3u8; 10]).unwrap();
     assert_eq!(segment_sizes(&sim), vec![max, after_one]);
-    assert_stats_match_files(&sim, &wal, 3, "after the roll");
+    assert_stats_and_appends(&sim, &wal, 3, "after the roll");
     wal.close().unwrap();
 
     let sim = SimStorage::new(23);
@@ -102,10 +90,10 @@ fn segments_fill_up_to_exactly_their_maximum_and_the_stats_follow_the_files() {
         vec![header + frame_overhead + big.len() as u64],
         "a first record larger than a segment did not go alone into the empty segment"
     );
-    assert_stats_match_files(&sim, &wal, 1, "an oversized first record");
+    assert_stats_and_appends(&sim, &wal, 1, "an oversized first record");
     wal.append(&big).unwrap();
     assert_eq!(segment_sizes(&sim).len(), 2);
-    assert_stats_match_files(&sim, &wal, 2, "two oversized records");
+    assert_stats_and_appends(&sim, &wal, 2, "two oversized records");
     wal.close().unwrap();
 }
 

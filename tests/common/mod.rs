@@ -67,3 +67,20 @@ pub fn segment_sizes(sim: &SimStorage) -> Vec<u64> {
         .map(|p| sim.file_bytes(p).map_or(0, |b| b.len() as u64))
         .collect()
 }
+
+/// `WalStats` counts exactly what is on disk: `bytes` is the sum of the segment files,
+/// `segments` their number.
+pub fn assert_stats_match_files(sim: &SimStorage, wal: &Wal, what: &str) {
+    let sizes = segment_sizes(sim);
+    let stats = wal.stats();
+    assert_eq!(
+        stats.bytes,
+        sizes.iter().sum::<u64>(),
+        "{what}: bytes, files {sizes:?}"
+    );
+    assert_eq!(
+        stats.segments,
+        sizes.len(),
+        "{what}: segments, files {sizes:?}"
+    );
+}
