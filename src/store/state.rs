@@ -269,16 +269,10 @@ impl State {
 
     /// Builds the indexes from the live tasks and keeps them up again.
     pub fn rebuild_indexes(&mut self) {
-        let mut indexes = Indexes::default();
-        // Slots are in order of first appearance, close to creation order: the ordered
-        // indexes mostly grow at their end.
-        for (slot, entry) in self.slots.iter().enumerate() {
-            if let Some(t) = entry.task.as_deref() {
-                let slot = u32::try_from(slot).expect("slots are numbered by u32");
-                indexes.insert(slot, &entry.shared_id, t);
-            }
-        }
-        self.indexes = indexes;
+        let live = (0u32..)
+            .zip(&self.slots)
+            .filter_map(|(slot, e)| Some((slot, &e.shared_id, e.task.as_deref()?)));
+        self.indexes = Indexes::build(live);
     }
 
     /// Frees spare history capacity after a bulk load.
