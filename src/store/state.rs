@@ -229,10 +229,7 @@ impl State {
 
     /// Puts a task and its history in place while loading a snapshot.
     pub fn load(&mut self, id: String, task: Option<Task>, history: History) {
-        assert!(
-            !self.ids.contains_key(id.as_str()),
-            "a snapshot lists each id once"
-        );
+        // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
         let entry = self.slots.last_mut().expect("new_slot pushed one");
@@ -248,7 +245,8 @@ impl State {
     fn new_slot(&mut self, id: String) -> u32 {
         let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
         let shared_id: Arc<str> = Arc::from(id.as_str());
-        self.ids.insert(shared_id.clone(), slot);
+        let previous = self.ids.insert(shared_id.clone(), slot);
+        assert!(previous.is_none(), "a new slot's id is new (a snapshot lists each id once)");
         let entry = Entry {
             task: None,
             history: History::default(),
