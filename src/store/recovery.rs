@@ -144,8 +144,8 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     let mut state = state;
     check_snapshot_fits_log(&wal, &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
-    // NOTE: a snapshot's tasks were indexed as they loaded, and the records after it are few:
-    // keep those indexes up through the replay. Suspending them here (as before) dropped and
+    // NOTE: a snapshot's tasks are indexed in one bulk build as it loads, and the records
+    // after it are few: keep those indexes up through the replay. Suspending them here (as before) dropped and
     // rebuilt every index, a quarter of a snapshot open's time (perf, docs/benchmarks.md #20).
     // From the log alone, one bulk build after the replay is cheaper than keeping them up.
     let from_log_only = report.snapshot_used.is_none();
@@ -204,11 +204,18 @@ pub(crate) fn recover_over(
     }
     check_snapshot_fits_log(log.as_ref(), &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
-    state.suspend_indexes();
+    // As over the local log: a snapshot's indexes are kept up through the few records after
+    // it; from the log alone, one bulk build after the replay.
+    let from_log_only = report.snapshot_used.is_none();
+    if from_log_only {
+        state.suspend_indexes();
+    }
     // As over the local log: positions only for a writer, and only if the log reads them.
     state.histories_in_log = !options.read_only && log.reads_by_lsn();
     report.events_replayed = log.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
-    state.rebuild_indexes();
+    if from_log_only {
+        state.rebuild_indexes();
+    }
     state.records_since_snapshot = report.events_replayed;
     state.shrink_histories();
     report.tasks = state.len();

@@ -229,10 +229,7 @@ impl State {
 
     /// Puts a task and its history in place while loading a snapshot.
     pub fn load(&mut self, id: String, task: Option<Task>, history: History) {
-        assert!(
-            !self.ids.contains_key(id.as_str()),
-            "a snapshot lists each id once"
-        );
+        // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
         let entry = self.slots.last_mut().expect("new_slot pushed one");
@@ -248,7 +245,8 @@ impl State {
     fn new_slot(&mut self, id: String) -> u32 {
         let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
         let shared_id: Arc<str> = Arc::from(id.as_str());
-        self.ids.insert(shared_id.clone(), slot);
+        let previous = self.ids.insert(shared_id.clone(), slot);
+        assert!(previous.is_none(), "a new slot's id is new (a snapshot lists each id once)");
         let entry = Entry {
             task: None,
             history: History::default(),
@@ -269,16 +267,10 @@ impl State {
 
     /// Builds the indexes from the live tasks and keeps them up again.
     pub fn rebuild_indexes(&mut self) {
-        let mut indexes = Indexes::default();
-        // Slots are in order of first appearance, close to creation order: the ordered
-        // indexes mostly grow at their end.
-        for (slot, entry) in self.slots.iter().enumerate() {
-            if let Some(t) = entry.task.as_deref() {
-                let slot = u32::try_from(slot).expect("slots are numbered by u32");
-                indexes.insert(slot, &entry.shared_id, t);
-            }
-        }
-        self.indexes = indexes;
+        let live = (0u32..)
+            .zip(&self.slots)
+            .filter_map(|(slot, e)| Some((slot, &e.shared_id, e.task.as_deref()?)));
+        self.indexes = Indexes::build(live);
     }
 
     /// Frees spare history capacity after a bulk load.

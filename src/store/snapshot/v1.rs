@@ -108,6 +108,8 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
 fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
     let bad = |e: Error| Error::corrupt(path, None, Some(snap.applied_lsn), e.to_string());
     let mut state = State::default();
+    // Indexed once at the end, in bulk (see `Indexes::build`).
+    state.suspend_indexes();
     state.applied_lsn = snap.applied_lsn;
     state.reserve(snap.tasks.len() + snap.removed.len());
     for t in snap.tasks {
@@ -143,6 +145,7 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
     }
     state.request_ids = snap.request_ids.into_iter().collect();
     state.closed_sessions = snap.closed_sessions.into_iter().collect();
+    state.rebuild_indexes();
     Ok(state)
 }
 

@@ -200,10 +200,14 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     let mut state = State::default();
     state.applied_lsn = header.lsn;
     state.reserve(records_to_reserve(header.records, header.tasks_len));
+    // Records come in id order, not creation order: the indexes are built once at the end
+    // (see `Indexes::build`) instead of taking one tree insert per task.
+    state.suspend_indexes();
     for record in &mut records {
         let (id, task, history) = record?;
         state.load(id, task, history);
     }
+    state.rebuild_indexes();
     let (request_ids, closed_sessions) = records.finish()?;
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
