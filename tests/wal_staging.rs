@@ -318,7 +318,11 @@ fn a_staged_record_of_exactly_the_maximum_size_is_kept_and_one_byte_more_refused
         other => panic!("a staged record one byte over the limit gave {other:?}"),
     }
     drop(too_large);
-    assert_eq!(staging.next_lsn(), BEFORE + 1, "the refused record took an LSN");
+    assert_eq!(
+        staging.next_lsn(),
+        BEFORE + 1,
+        "the refused record took an LSN"
+    );
     let largest: Vec<u8> = (0..RECORD_BYTES_MAX).map(|i| (i % 251) as u8).collect();
     assert_eq!(staging.append(&largest).unwrap(), BEFORE + 1);
     assert_eq!(staging.commit().unwrap(), BEFORE + 1);
