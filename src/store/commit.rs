@@ -42,6 +42,11 @@ pub struct Staged {
     requests: HashMap<String, String>,
     /// True when the batch holds one mutation: nothing later in it can need the overlay.
     single: bool,
+    /// When known, the only task ids the batch touches more than once: a task outside it is
+    /// touched once, so no later event needs its shadow and its id is not copied into the
+    /// overlay. `None`: every task touched goes in (a staged import; a batch with request ids,
+    /// whose repeated submits can name a task by request id).
+    repeated: Option<foldhash::HashSet<String>>,
     /// Events handed over by [`Staged::take_chunk`] (a staged import): the index of
     /// `events[0]` in the whole batch, so indices and LSNs stay those of the whole batch.
     taken: usize,
@@ -57,21 +62,25 @@ pub enum Slot {
 
 impl Staged {
     /// An empty batch that will hold `mutations` mutations.
-    pub fn new(mutations: usize) -> Self {
-        // NOTE: a batch of more than one mutation records every task it touches in the
-        // overlay; sized up front, a bulk batch (an import of 1,000,000 tasks) never rehashes
-        // it (growing it by doubling was 12 % of such an import's CPU time, see
-        // docs/benchmarks.md, "Import: where the time and memory go").
-        let overlay = if mutations > 1 {
-            HashMap::with_capacity_and_hasher(mutations, Default::default())
+    pub fn new(mutations: &[Mutation]) -> Self {
+        let n = mutations.len();
+        let repeated = (n > 1).then(|| repeated_ids(mutations)).flatten();
+        // NOTE: a batch of more than one mutation records in the overlay every task it touches
+        // (or, when the repeated ones are known, those); sized up front, a bulk batch (an import
+        // of 1,000,000 tasks) never rehashes it (growing it by doubling was 12 % of such an
+        // import's CPU time, see docs/benchmarks.md, "Import: where the time and memory go").
+        let overlay_len = repeated.as_ref().map_or(n, |r| r.len());
+        let overlay = if n > 1 {
+            HashMap::with_capacity_and_hasher(overlay_len, Default::default())
         } else {
             HashMap::default()
         };
         Staged {
-            events: Vec::with_capacity(mutations),
-            slots: Vec::with_capacity(mutations),
-            single: mutations == 1,
+            events: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            single: n == 1,
             overlay,
+            repeated,
             ..Staged::default()
         }
     }
@@ -173,6 +182,12 @@ impl Staged {
                 Some(Shadow::FirstAt(_)) => {
                     unreachable!("build_event materializes a task touched before")
                 }
+                // A task this batch touches only once needs no shadow: no later event reads it
+                // (the id copy and the insert were one allocation per event of a bulk batch).
+                None if self
+                    .repeated
+                    .as_ref()
+                    .is_some_and(|r| !r.contains(&event.task_id)) => {}
                 None => {
                     self.overlay
                         .insert(event.task_id.clone(), Shadow::FirstAt(index));
@@ -277,6 +292,30 @@ impl Staged {
             kind,
         })
     }
+}
+
+/// The task ids `mutations` touch more than once, or `None` when that cannot be known before
+/// staging: a submit with a request id may turn out to name an earlier task (of this batch or
+/// of the state) by that request id.
+fn repeated_ids(mutations: &[Mutation]) -> Option<foldhash::HashSet<String>> {
+    let mut seen: foldhash::HashSet<&str> =
+        foldhash::HashSet::with_capacity_and_hasher(mutations.len(), Default::default());
+    let mut repeated = foldhash::HashSet::default();
+    for m in mutations {
+        let id = match &m.change {
+            Change::Submit(new) if new.request_id.is_some() => return None,
+            // Without an id a submit gets a fresh UUID, which no other mutation can name.
+            Change::Submit(new) => match &new.id {
+                Some(id) => id.as_str(),
+                None => continue,
+            },
+            _ => m.task_id.as_str(),
+        };
+        if !seen.insert(id) {
+            repeated.insert(id.to_string());
+        }
+    }
+    Some(repeated)
 }
 
 fn check_fence(id: &str, current: Option<&Task>, f: &super::mutation::Fence) -> Result<()> {

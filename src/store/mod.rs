@@ -245,7 +245,7 @@ impl Store {
         let now = Timestamp::now();
         let mut st = self.inner.state.write();
         let base = self.inner.log.next_lsn();
-        let mut staged = Staged::new(mutations.len());
+        let mut staged = Staged::new(&mutations);
         let mut unique = self.inner.unique.lock();
         let check_unique = unique::UniqueIndex::wanted_by(&mutations);
         for m in mutations {
