@@ -54,7 +54,7 @@ fn wrapped_v1_format_keeps_header_as_metadata_and_resolves_aliases() {
     assert_eq!(t1.progress.percent, 100);
     assert_eq!(t1.priority, 3);
     assert_eq!(t1.tags, ["crawl", "docs"]);
-    assert_eq!(t1.result, Some(json!({"pages": 12})));
+    assert_eq!(t1.result.as_deref(), Some(&json!({"pages": 12})));
     assert_eq!(
         t1.metadata.get("worker"),
         Some(&json!("node-7")),

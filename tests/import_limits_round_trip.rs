@@ -302,7 +302,7 @@ fn one_step_past_each_limit_is_refused_by_the_store() {
     );
     refused(
         &store,
-        import(&|t| t.result = Some(nested(JSON_DEPTH_MAX + 1, json!(1)))),
+        import(&|t| t.result = Some(Box::new(nested(JSON_DEPTH_MAX + 1, json!(1))))),
         "result",
     );
     refused(

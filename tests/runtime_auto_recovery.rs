@@ -112,7 +112,10 @@ fn the_strategy_follows_progress_at_10_50_and_97_percent() {
     assert_eq!(recovery_of(&store, "at50")["strategy"], "resume");
     // 97 %: validated only, never run again.
     assert!(!seen.contains_key("at97"));
-    assert_eq!(store.get("at97").unwrap().result, Some(json!("was done")));
+    assert_eq!(
+        store.get("at97").unwrap().result.as_deref(),
+        Some(&json!("was done"))
+    );
     assert_eq!(recovery_of(&store, "at97")["strategy"], "validated");
     // 97 % that the validator does not confirm: resumed.
     assert_eq!(seen.get("at97-not-done"), Some(&Some(json!({"at": 97}))));

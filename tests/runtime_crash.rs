@@ -277,7 +277,7 @@ fn runtime_survives_repeated_sigkill() {
     let mut started: HashMap<String, Vec<u64>> = HashMap::new(); // id -> started lsns
     for t in &tasks {
         assert_eq!(t.state, TaskState::Completed, "{} ended {}", t.id, t.state);
-        assert_eq!(t.result, Some(json!({ "steps": STEPS })));
+        assert_eq!(t.result.as_deref(), Some(&json!({ "steps": STEPS })));
         let h = store.history(&t.id).unwrap();
         // Split the history into runs at each `started`: within a run, checkpoint steps go up
         // by one; a run resumes right after the last checkpoint before it.

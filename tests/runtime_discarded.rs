@@ -148,7 +148,7 @@ fn the_last_failed_attempt_discards_the_task_with_every_failure_in_its_history()
     wait_state(&store, &id, TaskState::Completed);
     let t = store.get(&id).unwrap();
     assert_eq!(t.attempt, 3);
-    assert_eq!(t.result, Some(json!("fixed")));
+    assert_eq!(t.result.as_deref(), Some(&json!("fixed")));
     assert_eq!(
         kinds(&store, &id)[8..],
         ["retried", "started", "completed"],

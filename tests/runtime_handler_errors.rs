@@ -107,7 +107,7 @@ fn question_mark_records_the_error_and_its_sources() {
 
     let t = wait_terminal(&store, &ok);
     assert_eq!(t.state, TaskState::Completed);
-    assert_eq!(t.result, Some(json!({ "echo": 7 })));
+    assert_eq!(t.result.as_deref(), Some(&json!({ "echo": 7 })));
 
     // With `RetryPolicy::never()` the one failed attempt is the last: the task is discarded.
     let failed = |id: &str| {

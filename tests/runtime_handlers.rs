@@ -100,7 +100,7 @@ fn handlers_complete_and_their_results_are_stored() {
     for (n, id) in ids.iter().enumerate() {
         let t = store.get(id).unwrap();
         assert_eq!(t.state, TaskState::Completed, "{id}");
-        assert_eq!(t.result, Some(json!({"out": n as i64 * 2})));
+        assert_eq!(t.result.as_deref(), Some(&json!({"out": n as i64 * 2})));
         assert_eq!(t.metadata[META_KIND], json!("double"));
         assert_eq!(t.outputs.len(), 1);
         assert_eq!(t.progress.percent, 100);
@@ -164,7 +164,7 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
     assert_eq!(t.attempt, 3);
     assert_eq!(t.error_count, 2);
     assert_eq!(t.last_error.as_deref(), Some("fail at attempt 2"));
-    assert_eq!(t.result, Some(json!("finally")));
+    assert_eq!(t.result.as_deref(), Some(&json!("finally")));
     assert_eq!(
         kinds(&store, &flaky),
         [
@@ -439,7 +439,7 @@ fn a_lease_that_expires_outside_the_runtime_is_recovered_once_then_run() {
     std::thread::sleep(Duration::from_millis(300));
     let t = store.get(&id).unwrap();
     assert_eq!(t.state, TaskState::Completed);
-    assert_eq!(t.result, Some(json!("payload")));
+    assert_eq!(t.result.as_deref(), Some(&json!("payload")));
     let h = rt.health();
     assert_eq!(h.stuck, 1);
     assert_eq!(h.recovered.get("resume"), Some(&1));
@@ -534,7 +534,10 @@ fn heartbeats_keep_a_long_run_leased_past_its_lease_length() {
     rt.start().unwrap();
     let id = rt.submit("long", json!(null), 1).unwrap().id;
     wait_state(&store, &id, TaskState::Completed);
-    assert_eq!(store.get(&id).unwrap().result, Some(json!("finished")));
+    assert_eq!(
+        store.get(&id).unwrap().result.as_deref(),
+        Some(&json!("finished"))
+    );
     assert!(expired_seen.lock().unwrap().is_empty());
     assert_eq!(rt.health().stuck, 0);
     let h = store.history(&id).unwrap();

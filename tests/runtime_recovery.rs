@@ -152,11 +152,11 @@ fn each_kind_is_recovered_by_its_strategy() {
     assert!(!ran.contains_key("mark_failed"));
     for id in ["resume", "restart", "not_validated", "default"] {
         assert_eq!(state(id).state, TaskState::Completed, "{id}");
-        assert_eq!(state(id).result, Some(json!("ran")));
+        assert_eq!(state(id).result.as_deref(), Some(&json!("ran")));
     }
     let v = state("validated");
     assert_eq!(v.state, TaskState::Completed);
-    assert_eq!(v.result, Some(json!("validated")));
+    assert_eq!(v.result.as_deref(), Some(&json!("validated")));
     // The validator is consulted only above the threshold.
     assert_eq!(*validated.lock().unwrap(), ["validated"]);
     let m = state("mark_failed");
@@ -252,8 +252,8 @@ fn a_graceful_shutdown_hands_unfinished_work_to_the_next_start() {
     });
     let t = store.get(&id).unwrap();
     assert_eq!(
-        t.result,
-        Some(json!({"resumed_at": steps_before, "last": 19}))
+        t.result.as_deref(),
+        Some(&json!({"resumed_at": steps_before, "last": 19}))
     );
     // Every step ran exactly once across both runs.
     let steps: Vec<u64> = log

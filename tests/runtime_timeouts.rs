@@ -87,7 +87,7 @@ fn a_cooperative_handler_is_stopped_and_retried() {
     wait_state(rt.store(), &t.id, TaskState::Completed);
     let done = rt.store().get(&t.id).unwrap();
     assert_eq!(done.attempt, 2);
-    assert_eq!(done.result, Some(json!("second attempt")));
+    assert_eq!(done.result.as_deref(), Some(&json!("second attempt")));
     assert!(saw_timeout.load(Ordering::SeqCst), "is_timed_out was false");
     let f = failures(rt.store(), &t.id);
     assert_eq!(f.len(), 1, "{f:?}");
@@ -193,7 +193,7 @@ fn a_handler_ignoring_its_timeout_is_abandoned_and_fenced() {
     wait_state(rt.store(), &t.id, TaskState::Completed);
     let done = rt.store().get(&t.id).unwrap();
     assert_eq!(done.attempt, 2);
-    assert_eq!(done.result, Some(json!("attempt 2")));
+    assert_eq!(done.result.as_deref(), Some(&json!("attempt 2")));
     // Now let the abandoned handler write: its progress and its result must be refused.
     release.store(true, Ordering::SeqCst);
     wait_for("the late write", || late.lock().unwrap().is_some());
@@ -205,7 +205,7 @@ fn a_handler_ignoring_its_timeout_is_abandoned_and_fenced() {
     assert!(rt.wait_idle(HANG));
     let after = rt.store().get(&t.id).unwrap();
     assert_eq!(after.version, done.version, "a late write changed the task");
-    assert_eq!(after.result, Some(json!("attempt 2")));
+    assert_eq!(after.result.as_deref(), Some(&json!("attempt 2")));
     let f = failures(rt.store(), &t.id);
     assert_eq!(f.len(), 1, "{f:?}");
     assert!(f[0].contains("abandoned"), "{f:?}");

@@ -198,7 +198,7 @@ fn a_stale_attempt_cannot_complete_after_the_task_was_reclaimed() {
         )
         .unwrap();
     assert_eq!(done.state, TaskState::Completed);
-    assert_eq!(done.result, Some(json!("fresh")));
+    assert_eq!(done.result.as_deref(), Some(&json!("fresh")));
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn full_lifecycle_is_recorded_in_order() {
     let done = s.complete(&t.id, Some(json!({"ok": true}))).unwrap();
     assert_eq!(done.state, TaskState::Completed);
     assert_eq!(done.progress.percent, 100);
-    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert_eq!(done.result.as_deref(), Some(&json!({"ok": true})));
     assert_eq!(done.checkpoint.as_ref().map(|c| c.progress), Some(30));
     assert_eq!(done.outputs.len(), 1);
     assert!(done.started_at.is_some() && done.completed_at.is_some());

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::parse::Json;
 use super::{ImportTask, aliases, rebuild};
-use crate::task::{Progress, Task, TaskState, Timestamp, limits};
+use crate::task::{Lease, Progress, Task, TaskState, Timestamp, limits};
 
 /// Most problems listed for one document; the rest are counted.
 pub(crate) const PROBLEMS_MAX: usize = 1_000;
@@ -394,14 +394,14 @@ pub(crate) fn read_task(
         model: f.string("model"),
         tags,
         metadata,
-        result: f.get("result").map(|(_, v)| v.to_value()),
+        result: f.get("result").map(|(_, v)| Box::new(v.to_value())),
         last_error: f.string("last_error"),
         error_count: f.uint("error_count", u32::MAX.into()).unwrap_or(0) as u32,
         attempt: f.uint("attempt", u32::MAX.into()).unwrap_or(1) as u32,
         priority: f.uint("priority", 10).unwrap_or(0) as u8,
-        checkpoint,
+        checkpoint: checkpoint.map(Box::new),
         outputs: f.serde("outputs").unwrap_or_default(),
-        lease: f.serde("lease"),
+        lease: f.serde::<Lease>("lease").map(Box::new),
         session: 0,
         version: 0,
         last_lsn: 0,

@@ -379,7 +379,7 @@ fn run(shared: &Shared, kind: &super::Kind, kind_name: &str, task: Task) -> bool
         if matches!(kind.recovery, Recovery::Restart) || super::recovery::restarts(&task) {
             None
         } else {
-            task.checkpoint.clone()
+            task.checkpoint.as_deref().cloned()
         };
     let ctx = TaskContext {
         store: shared.store.clone(),

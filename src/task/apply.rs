@@ -195,23 +195,33 @@ pub fn apply(task: &mut Task, event: Event, lsn: u64) {
             task.started_at = Some(at);
             task.completed_at = None;
             task.session = session;
-            task.lease = owner.zip(lease_expires_at).map(|(owner, e)| super::Lease {
-                owner,
-                expires_at: e,
-                claim_lsn: lsn,
+            task.lease = owner.zip(lease_expires_at).map(|(owner, e)| {
+                Box::new(super::Lease {
+                    owner,
+                    expires_at: e,
+                    claim_lsn: lsn,
+                })
             });
         }
         EventKind::Heartbeat {
             owner,
             lease_expires_at,
         } => {
-            // A heartbeat extends the claim; it does not make a new one.
-            let claim_lsn = task.lease.as_ref().map_or(0, |l| l.claim_lsn);
-            task.lease = Some(super::Lease {
-                owner,
-                expires_at: lease_expires_at,
-                claim_lsn,
-            });
+            // A heartbeat extends the claim; it does not make a new one (the claim LSN stays,
+            // and the boxed lease is updated where it is).
+            match task.lease.as_deref_mut() {
+                Some(lease) => {
+                    lease.owner = owner;
+                    lease.expires_at = lease_expires_at;
+                }
+                None => {
+                    task.lease = Some(Box::new(super::Lease {
+                        owner,
+                        expires_at: lease_expires_at,
+                        claim_lsn: 0,
+                    }));
+                }
+            }
         }
         EventKind::Progress {
             percent,
@@ -229,12 +239,12 @@ pub fn apply(task: &mut Task, event: Event, lsn: u64) {
             progress,
             data,
         } => {
-            task.checkpoint = Some(super::Checkpoint {
+            task.checkpoint = Some(Box::new(super::Checkpoint {
                 name,
                 progress: progress.min(100),
                 data,
                 at,
-            });
+            }));
         }
         EventKind::Output {
             output_kind,
@@ -253,7 +263,7 @@ pub fn apply(task: &mut Task, event: Event, lsn: u64) {
         EventKind::Completed { result } => {
             finish(task, TaskState::Completed, at);
             task.progress.percent = 100;
-            task.result = result;
+            task.result = result.map(Box::new);
         }
         EventKind::Failed { error } => {
             finish(task, TaskState::Failed, at);

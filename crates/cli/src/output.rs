@@ -139,7 +139,10 @@ pub fn task_block(out: &mut dyn Write, t: &Task) -> io::Result<()> {
         ("updated", t.updated_at.to_rfc3339()),
         ("started", time(t.started_at)),
         ("completed", time(t.completed_at)),
-        ("result", t.result.as_ref().map_or("-".into(), compact_json)),
+        (
+            "result",
+            t.result.as_deref().map_or("-".into(), compact_json),
+        ),
         ("version", t.version.to_string()),
         ("last lsn", t.last_lsn.to_string()),
     ];

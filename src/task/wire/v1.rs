@@ -366,7 +366,7 @@ impl<'a, S: From<&'a str>> From<&'a d::Task> for Task<S> {
             model: t.model.as_deref().map(S::from),
             tags: t.tags.iter().map(|x| S::from(x)).collect(),
             metadata: meta_to(&t.metadata),
-            result: t.result.as_ref().map(json_text),
+            result: t.result.as_deref().map(json_text),
             last_error: t.last_error.as_deref().map(S::from),
             error_count: t.error_count,
             attempt: t.attempt,
@@ -543,7 +543,7 @@ fn task_from(t: Task) -> Result<d::Task> {
         model: t.model,
         tags: t.tags,
         metadata: meta_from(t.metadata)?,
-        result: t.result.as_deref().map(json_value).transpose()?,
+        result: t.result.as_deref().map(json_value).transpose()?.map(Box::new),
         last_error: t.last_error,
         error_count: t.error_count,
         attempt: t.attempt,
@@ -558,7 +558,8 @@ fn task_from(t: Task) -> Result<d::Task> {
                     at: Timestamp(c.at_ms),
                 })
             })
-            .transpose()?,
+            .transpose()?
+            .map(Box::new),
         outputs: t
             .outputs
             .into_iter()

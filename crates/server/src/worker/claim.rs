@@ -248,7 +248,7 @@ fn claimed(task: Task) -> ApiResult<Response> {
     let version = task.version;
     let body = ClaimResponse {
         token: format!("{}.{}", task.attempt, lease.claim_lsn),
-        checkpoint: task.checkpoint.clone(),
+        checkpoint: task.checkpoint.as_deref().cloned(),
         lease_expires_at: lease.expires_at,
         task,
     };

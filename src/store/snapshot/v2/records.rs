@@ -69,11 +69,11 @@ impl<'a> TaskV2<'a> {
         task.version = self.version;
         task.last_lsn = self.last_lsn;
         task.session = self.session;
-        task.lease = self.lease.map(|l| Lease {
+        task.lease = self.lease.map(|l| Box::new(Lease {
             owner: l.owner.to_string(),
             expires_at: Timestamp(l.expires_at_ms),
             claim_lsn: l.claim_lsn,
-        });
+        }));
         Ok(task)
     }
 }
