@@ -10,7 +10,10 @@
 //! either none or all of the imported tasks are there (with intact histories in the latter
 //! case), and that the tasks that were there before are untouched. A second loop imports
 //! 100,000 one-event tasks, staged (`Store::write_staged`) in 25 chunks, so that kills land
-//! while the staging segment is written, made live and installed.
+//! while the staging segment is written, made live and installed. A third imports 100,000
+//! tasks without history through `import_json_staged`, which streams each task into the
+//! staging segment as the file is read, so kills land while the document is still being read
+//! and the segment written.
 
 #[path = "export_support.rs"]
 mod support;
@@ -20,12 +23,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tasklog::export::{ImportOptions, import_json};
+use tasklog::export::{ImportOptions, import_json, import_json_staged};
 use tasklog::{NewTask, Store};
 
 const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
 const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
 const TASKS_VAR: &str = "TASKLOG_EXPORT_CRASH_TASKS";
+/// Set (to anything) when the child imports with `import_json_staged` from the file.
+const STREAMED_VAR: &str = "TASKLOG_EXPORT_CRASH_STREAMED";
 const IMPORTED: usize = 5_000;
 const EVENTS_PER_TASK: usize = 3;
 /// The large case: one event per task, so that most of the child's time is spent staging
@@ -37,6 +42,8 @@ const IMPORTED_LARGE: usize = 100_000;
 struct Shape {
     tasks: usize,
     events: usize,
+    /// The document has no history and the child streams it (`import_json_staged`).
+    streamed: bool,
 }
 const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
 
@@ -54,13 +61,18 @@ fn crash_child_imports() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(IMPORTED);
     println!("CHILD-READY");
-    let report = import_json(
-        &store,
-        bytes.as_slice(),
-        "crash.json",
-        &ImportOptions::new(),
-        |_, _| {},
-    )
+    let report = if std::env::var_os(STREAMED_VAR).is_some() {
+        let file = std::fs::File::open(&doc).expect("child: open the document");
+        import_json_staged(&store, file, "crash.json", &ImportOptions::new(), |_, _| {})
+    } else {
+        import_json(
+            &store,
+            bytes.as_slice(),
+            "crash.json",
+            &ImportOptions::new(),
+            |_, _| {},
+        )
+    }
     .expect("child: import");
     assert_eq!(report.imported as usize, tasks);
     println!("CHILD-DONE");
@@ -71,7 +83,7 @@ fn make_document(path: &Path, shape: Shape) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("open the source store");
     support::bulk_store(&store, shape.tasks, shape.events);
-    let doc = support::export_string(&store, true);
+    let doc = support::export_string(&store, !shape.streamed);
     std::fs::write(path, doc).expect("write the document");
 }
 
@@ -104,6 +116,7 @@ fn run_child(
         .env(DIR_VAR, dir)
         .env(DOC_VAR, doc)
         .env(TASKS_VAR, shape.tasks.to_string())
+        .envs(shape.streamed.then_some((STREAMED_VAR, "1")))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -138,6 +151,7 @@ fn check_all_or_nothing(dir: &Path, shape: Shape) -> bool {
     let Shape {
         tasks: imported_all,
         events,
+        ..
     } = shape;
     let store = Store::open(dir).expect("reopen after the crash");
     // A staging segment left by a killed import is deleted by this open, never read.
@@ -175,6 +189,7 @@ fn killing_an_import_midway_leaves_all_or_nothing() {
     let shape = Shape {
         tasks: IMPORTED,
         events: EVENTS_PER_TASK,
+        streamed: false,
     };
     // Random moments over the whole import, more near its end (where the batch is written),
     // and one after it (the import must then be whole).
@@ -193,11 +208,28 @@ fn killing_a_large_staged_import_leaves_all_or_nothing() {
     let shape = Shape {
         tasks: IMPORTED_LARGE,
         events: 1,
+        streamed: false,
     };
     // Late moments: the first ~70 % of the run is reading and planning (the 5,000-task loop
     // above covers kills there); staging, the rename and installing come after.
     let mut rng = fastrand::Rng::with_seed(0x5747);
     let fractions = [0.7 + 0.25 * rng.f64(), 0.97, 1.3];
+    kill_loop(shape, &fractions);
+}
+
+/// 100,000 tasks without history streamed from the file into the staging segment as it is
+/// read (`import_json_staged`): the staging segment grows from the start, so kills at any
+/// moment land while it is written; one more after the end.
+#[test]
+fn killing_a_streamed_import_leaves_all_or_nothing() {
+    let shape = Shape {
+        tasks: IMPORTED_LARGE,
+        // Each task arrives as one `imported` event.
+        events: 1,
+        streamed: true,
+    };
+    let mut rng = fastrand::Rng::with_seed(0x57AE);
+    let fractions = [0.1 + 0.4 * rng.f64(), 0.5 + 0.45 * rng.f64(), 1.3];
     kill_loop(shape, &fractions);
 }
 

@@ -136,6 +136,87 @@ pub fn import_json(
     commit(store, mutations, report, source_name, options, progress)
 }
 
+/// Imports a document read from `input` (at most [`IMPORT_BYTES_MAX`](super::IMPORT_BYTES_MAX)
+/// bytes) into `store` as [`import_json`] does, but without holding its plan: each task that
+/// becomes one `imported` event (no history, or an existing task overwritten) is written into
+/// the import's staging segment as it is read, so memory holds the ids (and the history events
+/// of tasks that have one, which are re-recorded in exported-LSN order once all are known),
+/// never every planned task. Still all or nothing: a document found invalid, a conflict, a
+/// refusal or a crash leaves the store as it was.
+///
+/// The input is read while the store's write lock is held (other writers wait for it), so it
+/// is meant for a document already validated and quick to read again, e.g. a file that
+/// [`validate_import_reader`](super::validate_import_reader) checked before the store was
+/// opened for writing (what `tasklog import FILE` does). Falls back to [`import_json`] for a
+/// dry run and for a store over a caller-supplied log (no staging segment there).
+///
+/// Writing order: the imported events in document order, then the history events in
+/// exported-LSN order, the follow-up `imported` events, then a replacing import's removals.
+pub fn import_json_staged(
+    store: &Store,
+    input: impl Read,
+    source_name: &str,
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    if options.dry_run || !store.has_local_log() {
+        return import_json(store, input, source_name, options, progress);
+    }
+    let existing = existing_ids(store)?;
+    let mut outcome: Option<ImportReport> = None;
+    let last_lsn = store.write_staged_from(|sink| {
+        let mut planner = Planner::new(&existing, options);
+        let mut fed = 0usize;
+        let mut refused: Option<Error> = None;
+        let streamed = super::parse::stream_import(input, source_name, &mut |t| {
+            let Some(m) = planner.add_streaming(t) else {
+                return;
+            };
+            progress(planner.seen, 0);
+            if refused.is_none() {
+                // Each streamed mutation touches its task once (ids are unique in a valid
+                // document; a duplicate rejects the whole document below).
+                match sink(m, None) {
+                    Ok(()) => fed += 1,
+                    Err(e) => refused = Some(e),
+                }
+            }
+        });
+        let (format, metadata) = streamed?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        let (rest, report) = planner
+            .finish_streamed(format, metadata)
+            .map_err(|p| invalid(source_name, p))?;
+        let later = crate::store::last_touches(&rest);
+        for (j, m) in rest.into_iter().enumerate() {
+            let last = later.get(m.task_id.as_str()).map(|&l| fed + l);
+            sink(m, last.filter(|&l| l > fed + j))?;
+        }
+        outcome = Some(report);
+        Ok(())
+    })?;
+    let mut report = outcome.expect("a feed that returned Ok set its report");
+    report.dry_run = false;
+    report.last_lsn = if last_lsn == 0 {
+        store.last_lsn()
+    } else {
+        last_lsn
+    };
+    let total = report.imported + report.overwritten + report.skipped;
+    progress(total, total);
+    tracing::info!(
+        source_name,
+        imported = report.imported,
+        overwritten = report.overwritten,
+        skipped = report.skipped,
+        removed = report.removed,
+        "import committed (streamed into a staging segment)"
+    );
+    Ok(report)
+}
+
 /// Imports a document into `store`: parses and validates all of it (any problem rejects it as
 /// [`Error::InvalidDocument`] listing every problem, and the store is untouched), plans every
 /// mutation, then writes them as one atomic batch. `progress(done, total)` counts tasks planned,
@@ -298,6 +379,16 @@ impl<'e> Planner<'e> {
 
     /// Plans one task.
     pub(crate) fn add(&mut self, item: super::ImportTask) {
+        if let Some(m) = self.add_streaming(item) {
+            self.imports.push(m);
+        }
+    }
+
+    /// Plans one task; returns its mutation when it is an `imported` event that can be
+    /// written at once (a task without history, or an existing task overwritten: each id
+    /// touched once, in document order). Everything else is kept for [`Planner::finish`] or
+    /// [`Planner::finish_streamed`].
+    pub(crate) fn add_streaming(&mut self, item: super::ImportTask) -> Option<Mutation> {
         let n = self.seen;
         self.seen += 1;
         let keep = !self.options.dry_run;
@@ -317,13 +408,11 @@ impl<'e> Planner<'e> {
                     self.conflicts.push(&item.path, conflict_message(&id));
                 }
                 _ => {
-                    if keep {
-                        self.imports.push(import(item.task));
-                    }
                     self.report.overwritten += 1;
+                    return keep.then(|| import(item.task));
                 }
             }
-            return;
+            return None;
         }
         self.report.imported += 1;
         match (item.history, &item.rebuilt) {
@@ -336,7 +425,7 @@ impl<'e> Planner<'e> {
                     }
                 }
                 if !keep {
-                    return;
+                    return None;
                 }
                 for (k, e) in events.into_iter().enumerate() {
                     let change = Change::Historical {
@@ -347,12 +436,9 @@ impl<'e> Planner<'e> {
                     m.actor = e.actor;
                     self.historical.push(((e.lsn, n, k), m));
                 }
+                None
             }
-            _ => {
-                if keep {
-                    self.imports.push(import(item.task));
-                }
-            }
+            _ => keep.then(|| import(item.task)),
         }
     }
 
@@ -363,6 +449,38 @@ impl<'e> Planner<'e> {
         format: SourceFormat,
         metadata: BTreeMap<String, Value>,
     ) -> std::result::Result<(Vec<Mutation>, ImportReport), Problems> {
+        let (parts, report) = self.into_parts(format, metadata)?;
+        let mut mutations = parts.removals;
+        mutations.extend(parts.historical);
+        mutations.extend(parts.imports);
+        mutations.extend(parts.follow_ups);
+        Ok((mutations, report))
+    }
+
+    /// After a stream whose writable mutations [`Planner::add_streaming`] handed out: the rest
+    /// in writing order (the history events in exported-LSN order, the follow-up `imported`
+    /// events, then a replacing import's removals: the stream wrote other tasks already, so
+    /// they come last; they touch only tasks the document does not hold), and the report; or
+    /// the conflicts of [`OnConflict::Fail`].
+    pub(crate) fn finish_streamed(
+        self,
+        format: SourceFormat,
+        metadata: BTreeMap<String, Value>,
+    ) -> std::result::Result<(Vec<Mutation>, ImportReport), Problems> {
+        let (parts, report) = self.into_parts(format, metadata)?;
+        debug_assert!(parts.imports.is_empty(), "add_streaming hands imports out");
+        let mut mutations = parts.historical;
+        mutations.extend(parts.imports);
+        mutations.extend(parts.follow_ups);
+        mutations.extend(parts.removals);
+        Ok((mutations, report))
+    }
+
+    fn into_parts(
+        self,
+        format: SourceFormat,
+        metadata: BTreeMap<String, Value>,
+    ) -> std::result::Result<(PlanParts, ImportReport), Problems> {
         let Planner {
             existing,
             options,
@@ -379,20 +497,32 @@ impl<'e> Planner<'e> {
         }
         report.metadata = metadata;
         report.format = Some(format);
-        let mut mutations = match options.mode {
+        let removals = match options.mode {
             ImportMode::Replace => removals(existing, &kept),
             ImportMode::Merge => Vec::new(),
         };
-        report.removed = mutations.len() as u64;
+        report.removed = removals.len() as u64;
         if options.dry_run {
-            return Ok((Vec::new(), report));
+            return Ok((PlanParts::default(), report));
         }
         historical.sort_by_key(|(key, _)| *key);
-        mutations.extend(historical.into_iter().map(|(_, m)| m));
-        mutations.extend(imports);
-        mutations.extend(follow_ups);
-        Ok((mutations, report))
+        let parts = PlanParts {
+            removals,
+            historical: historical.into_iter().map(|(_, m)| m).collect(),
+            imports,
+            follow_ups,
+        };
+        Ok((parts, report))
     }
+}
+
+/// A plan's mutations by kind (see [`Planner::finish`] for their order).
+#[derive(Default)]
+struct PlanParts {
+    removals: Vec<Mutation>,
+    historical: Vec<Mutation>,
+    imports: Vec<Mutation>,
+    follow_ups: Vec<Mutation>,
 }
 
 /// For a replacing import: removes every existing task the document does not hold (in id

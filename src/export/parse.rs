@@ -254,6 +254,17 @@ pub fn parse_import_reader(input: impl std::io::Read, source_name: &str) -> Resu
     })
 }
 
+/// Validates a document read from `input` (at most [`IMPORT_BYTES_MAX`] bytes) as
+/// [`parse_import_reader`] does, keeping none of its tasks (only the set of ids seen, for
+/// duplicates): for a caller that can read its input twice, first to refuse a bad document
+/// before opening a store for writing, then to import it with
+/// [`import_json_staged`](super::import_json_staged). Returns the number of tasks.
+pub fn validate_import_reader(input: impl std::io::Read, source_name: &str) -> Result<u64> {
+    let mut count = 0u64;
+    stream_import(input, source_name, &mut |_task| count += 1)?;
+    Ok(count)
+}
+
 /// Reads a document from `input` (at most [`IMPORT_BYTES_MAX`] bytes, a UTF-8 byte-order mark
 /// skipped), passing each validated task to `sink` in document order. The sink's tasks only
 /// count when this returns `Ok`: a problem anywhere rejects the whole document.

@@ -51,7 +51,7 @@ fn knob(over: &AtomicUsize, default: usize) -> usize {
 
 /// For each task id that more than one mutation touches, the index of its last mutation: a
 /// chunk keeps a task in the overlay only while a later mutation still needs it.
-fn last_touches(mutations: &[Mutation]) -> HashMap<String, usize> {
+pub(crate) fn last_touches(mutations: &[Mutation]) -> HashMap<String, usize> {
     let mut seen: HashMap<&str, (u32, usize)> = HashMap::default();
     for (i, m) in mutations.iter().enumerate() {
         let e = seen.entry(m.task_id.as_str()).or_insert((0, i));
@@ -74,17 +74,42 @@ impl Store {
         let submits = mutations
             .iter()
             .any(|m| matches!(m.change, Change::Submit(_)));
-        let Some(wal) = self.inner.log.local_wal() else {
-            return self.write_batch(mutations);
-        };
-        if mutations.len() < min || submits {
+        let local = self.inner.log.local_wal().is_some();
+        if !local || mutations.len() < min || submits {
             return self.write_batch(mutations);
         }
+        let later = last_touches(&mutations);
+        self.write_staged_from(|sink| {
+            for (i, m) in mutations.into_iter().enumerate() {
+                let last = later.get(m.task_id.as_str()).copied().filter(|&l| l > i);
+                sink(m, last)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes the mutations `feed` hands to its sink through a staging segment, atomically:
+    /// all of them or, if `feed` or the sink fails, none (the staging file is deleted and the
+    /// store is as it was, still writable). `feed` runs under the state's write lock, so it
+    /// should be quick to produce its mutations (a validated file read again, not a slow
+    /// pipe). With each mutation, `feed` says the index (counted from 0 over everything fed)
+    /// of the last mutation that touches the same task, when a later one does: the overlay
+    /// keeps a task only while it is touched again. Returns the last LSN written (0 when
+    /// nothing was). Only on the local log; imports never submit (a submit's checks may need
+    /// tasks this path drops from the overlay).
+    pub(crate) fn write_staged_from(
+        &self,
+        feed: impl FnOnce(&mut dyn FnMut(Mutation, Option<usize>) -> Result<()>) -> Result<()>,
+    ) -> Result<u64> {
+        let Some(wal) = self.inner.log.local_wal() else {
+            return Err(Error::InvalidInput {
+                at: None,
+                reason: "a staged write needs the store's local log".into(),
+            });
+        };
         self.check_writable()?;
         let chunk = knob(&CHUNK_OVERRIDE, IMPORT_CHUNK_MUTATIONS);
-        let later = last_touches(&mutations);
         let now = Timestamp::now();
-        let total = mutations.len();
         let mut st = self.inner.state.write();
         let base = wal.next_lsn();
         // NOTE: no poisoning before the commit: until the rename the log is untouched (the
@@ -94,40 +119,63 @@ impl Store {
         let mut keyed: Vec<String> = Vec::new();
         let keys_built = self.inner.unique.lock().is_built();
         let mut buf = Vec::new();
-        for (i, m) in mutations.into_iter().enumerate() {
-            let step = staged
-                .stage(&st, m, now, self.inner.session, base)
-                .and_then(|()| {
-                    if staged.events.len() < chunk && i + 1 < total {
-                        return Ok(());
-                    }
-                    self.admit(&st, &staged, now)?;
-                    let events =
-                        staged.take_chunk(&st, base, |id| later.get(id).is_some_and(|&l| l > i));
-                    for e in &events {
-                        buf.clear();
-                        record::encode_event_into(&mut buf, e)?;
-                        // NOTE: too large an event is the caller's input: refused before the
-                        // log changes, so the store stays writable.
-                        staging.append(&buf)?;
-                        if keys_built && unique::UniqueIndex::may_key(e) {
-                            keyed.push(e.task_id.clone());
-                        }
-                    }
-                    Ok(())
-                });
-            if let Err(e) = step {
-                // A refusal reveals the state it was judged against: answer only once that
-                // state is durable (as the batch path does). Dropping `staging` deletes it.
-                let applied = st.applied_lsn;
-                drop(st);
-                drop(staging);
-                self.settle(applied)?;
-                return Err(e);
+        // Tasks a later mutation touches again: id -> index of that last mutation.
+        let mut later: HashMap<String, usize> = HashMap::default();
+        let mut fed = 0usize;
+        let mut flush = |st: &super::state::State,
+                         staged: &mut Staged,
+                         later: &HashMap<String, usize>,
+                         i: usize|
+         -> Result<()> {
+            self.admit(st, staged, now)?;
+            let events = staged.take_chunk(st, base, |id| later.get(id).is_some_and(|&l| l > i));
+            for e in &events {
+                buf.clear();
+                record::encode_event_into(&mut buf, e)?;
+                // NOTE: too large an event is the caller's input: refused before the log
+                // changes, so the store stays writable.
+                staging.append(&buf)?;
+                if keys_built && unique::UniqueIndex::may_key(e) {
+                    keyed.push(e.task_id.clone());
+                }
             }
+            Ok(())
+        };
+        let fed_all = feed(&mut |m, last| {
+            if matches!(m.change, Change::Submit(_)) {
+                return Err(Error::InvalidInput {
+                    at: Some(m.task_id),
+                    reason: "a staged write takes no submit".into(),
+                });
+            }
+            let i = fed;
+            fed += 1;
+            if let Some(l) = last.filter(|&l| l > i) {
+                later.insert(m.task_id.clone(), l);
+            }
+            staged.stage(&st, m, now, self.inner.session, base)?;
+            if staged.events.len() >= chunk {
+                flush(&st, &mut staged, &later, i)?;
+                // Entries whose last touch has passed are no longer needed.
+                later.retain(|_, l| *l > i);
+            }
+            Ok(())
+        })
+        .and_then(|()| match fed {
+            0 => Ok(()),
+            n => flush(&st, &mut staged, &later, n - 1),
+        });
+        if let Err(e) = fed_all {
+            // A refusal reveals the state it was judged against: answer only once that
+            // state is durable (as the batch path does). Dropping `staging` deletes it.
+            let applied = st.applied_lsn;
+            drop(st);
+            drop(staging);
+            self.settle(applied)?;
+            return Err(e);
         }
         drop(staged);
-        drop(buf);
+        drop(later);
         let last = staging.commit().map_err(|e| self.poison_unless_input(e))?;
         if last < base {
             return Ok(0);
@@ -140,6 +188,12 @@ impl Store {
             self.request_snapshot();
         }
         Ok(last)
+    }
+
+    /// True when the store writes its own log (not a caller-supplied one): staged writes
+    /// ([`Store::write_staged_from`]) need it.
+    pub(crate) fn has_local_log(&self) -> bool {
+        self.inner.log.local_wal().is_some()
     }
 
     /// [`Store::write_staged`] for tests that measure it (`tests/import_staged_memory.rs`).

@@ -40,6 +40,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 pub use history::HistoryEvent;
+pub(crate) use import_staged::last_touches;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub use import_staged::set_staging_for_tests;

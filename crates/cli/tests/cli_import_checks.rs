@@ -136,3 +136,64 @@ fn json_arguments_are_held_to_the_store_limits() {
     let out = ok(&other, &["import", export.to_str().unwrap()]);
     assert!(out.contains("imported 2"), "{out}");
 }
+
+/// A document of `n` tiny tasks (`big-0000000`...), as the issue's 1,000,000-task benchmark.
+fn tiny_tasks(n: usize) -> String {
+    let tasks: Vec<String> = (0..n)
+        .map(|i| format!(r#""big-{i:07}": {{"title": "t{i}", "status": "pending"}}"#))
+        .collect();
+    format!(r#"{{"tasks": {{{}}}}}"#, tasks.join(", "))
+}
+
+/// Above the staging threshold (4,096 tasks) the CLI validates the input, then reads it again
+/// and streams it into the staging segment (`import_json_staged`); stdin is first copied to a
+/// temporary file. A bad document on stdin is refused before the store is created, and a
+/// replacing import removes the tasks it does not hold (after streaming the others).
+#[test]
+fn a_large_import_from_a_file_or_stdin_is_streamed_whole_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let doc = tmp.path().join("big.json");
+    std::fs::write(&doc, tiny_tasks(5_000)).unwrap();
+
+    // stdin, with a problem at the very end: refused, nothing created.
+    let mut bad = tiny_tasks(5_000);
+    bad.truncate(bad.len() - 2);
+    bad.push_str(r#", "big-0000000": {"title": "again", "status": "pending"}}}"#);
+    let pipe = |input: String| {
+        cli_support::tasklog(&store)
+            .args(["import", "-"])
+            .write_stdin(input)
+            .output()
+            .unwrap()
+    };
+    let refused = pipe(bad);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("big-0000000"),
+        "{refused:?}"
+    );
+    assert!(!store.exists(), "a refused import created the store");
+
+    let done = pipe(tiny_tasks(5_000));
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(json(&store, &["stats", "--json"])["total"], 5_000);
+
+    // A replacing import of 4,500 of them from a file: 500 removed, whatever order it wrote.
+    let fewer = tmp.path().join("fewer.json");
+    std::fs::write(&fewer, tiny_tasks(4_500)).unwrap();
+    let out = ok(
+        &store,
+        &["import", fewer.to_str().unwrap(), "--mode", "replace"],
+    );
+    assert!(out.contains("500 removed"), "{out}");
+    assert_eq!(json(&store, &["stats", "--json"])["total"], 4_500);
+    let gone = json(&store, &["history", "big-0004999", "--json"]);
+    assert!(
+        gone.to_string().contains("replaced by import"),
+        "the removed task's history says why: {gone}"
+    );
+    // And the file import of all 5,000 into the store: merge skips the 4,500 it holds.
+    let out = ok(&store, &["import", doc.to_str().unwrap()]);
+    assert!(out.contains("imported 500 new task(s)"), "{out}");
+}
