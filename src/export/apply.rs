@@ -2,7 +2,9 @@
 //! [`Store::batch`], so that a crash at any moment leaves the store as if the import had either
 //! never started or wholly finished.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashSet, HashSetExt as _};
 use std::io::Read;
 
 use serde_json::Value;

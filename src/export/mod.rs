@@ -198,7 +198,7 @@ pub fn fuzz_import_json(bytes: &[u8]) -> bool {
     // Planning against an empty store must not panic either.
     let plan = apply::plan(
         parsed,
-        &std::collections::HashSet::new(),
+        &foldhash::HashSet::default(),
         &ImportOptions::default(),
         &mut |_, _| {},
     );
