@@ -119,7 +119,8 @@ impl Store {
         let mut keyed: Vec<String> = Vec::new();
         let keys_built = self.inner.unique.lock().is_built();
         let mut buf = Vec::new();
-        // Tasks a later mutation touches again: id -> index of that last mutation.
+        // Tasks of the current chunk that a later mutation touches again: id -> index of the
+        // last mutation touching it.
         let mut later: HashMap<String, usize> = HashMap::default();
         let mut fed = 0usize;
         let mut flush = |st: &super::state::State,
@@ -150,14 +151,15 @@ impl Store {
             }
             let i = fed;
             fed += 1;
-            if let Some(l) = last.filter(|&l| l > i) {
+            if let Some(l) = last {
                 later.insert(m.task_id.clone(), l);
             }
             staged.stage(&st, m, now, self.inner.session, base)?;
             if staged.events.len() >= chunk {
                 flush(&st, &mut staged, &later, i)?;
-                // Entries whose last touch has passed are no longer needed.
-                later.retain(|_, l| *l > i);
+                // `take_chunk` asks only about the tasks of the chunk it takes, and each of
+                // those was entered here when it was staged: the next chunk needs none of these.
+                later.clear();
             }
             Ok(())
         })
