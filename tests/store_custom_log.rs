@@ -328,3 +328,31 @@ fn a_reopen_replays_only_what_follows_the_snapshot_even_when_the_log_kept_it_all
     assert_eq!(store.history(&a.id).unwrap().len(), 3);
     store.close().unwrap();
 }
+
+/// An import streamed from a reader (`import_json_staged`, what `tasklog import FILE` runs)
+/// works over a custom log too: there is no staging segment there, so it falls back to
+/// planning the document and writing one batch. Kills `has_local_log` → `true` (the staged
+/// path refuses a store without its local log).
+#[test]
+fn a_streamed_import_over_a_custom_log_is_written_as_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    let body: Vec<String> = (0..50)
+        .map(|i| format!(r#""imp-{i}": {{"title": "t{i}", "status": "pending"}}"#))
+        .collect();
+    let doc = format!(r#"{{"tasks": {{{}}}}}"#, body.join(","));
+    let import = tasklog::export::ImportOptions::new();
+    let report =
+        tasklog::export::import_json_staged(&store, doc.as_bytes(), "doc", &import, |_, _| {})
+            .unwrap();
+    assert_eq!(report.imported, 50);
+    assert_eq!(store.len(), 50);
+    store.close().unwrap();
+    let store = options()
+        .open_with_log(dir.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(store.len(), 50, "the import is in the custom log");
+}

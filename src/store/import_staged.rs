@@ -80,8 +80,8 @@ impl Store {
         }
         let later = last_touches(&mutations);
         self.write_staged_from(|sink| {
-            for (i, m) in mutations.into_iter().enumerate() {
-                let last = later.get(m.task_id.as_str()).copied().filter(|&l| l > i);
+            for m in mutations {
+                let last = later.get(m.task_id.as_str()).copied();
                 sink(m, last)?;
             }
             Ok(())
@@ -163,10 +163,8 @@ impl Store {
             }
             Ok(())
         })
-        .and_then(|()| match fed {
-            0 => Ok(()),
-            n => flush(&st, &mut staged, &later, n - 1),
-        });
+        // The last chunk: no mutation follows, so every task of it leaves the overlay.
+        .and_then(|()| flush(&st, &mut staged, &later, usize::MAX));
         if let Err(e) = fed_all {
             // A refusal reveals the state it was judged against: answer only once that
             // state is durable (as the batch path does). Dropping `staging` deletes it.
