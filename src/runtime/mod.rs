@@ -152,7 +152,7 @@ pub(crate) struct Shared {
 /// let id = rt.submit("double", json!(21), 1)?.id;
 /// rt.wait_idle(Duration::from_secs(10));
 /// let task = rt.store().get(&id)?;
-/// assert_eq!((task.state, task.result), (TaskState::Completed, Some(json!(42))));
+/// assert_eq!((task.state, task.result.as_deref()), (TaskState::Completed, Some(&json!(42))));
 /// rt.shutdown(Duration::from_secs(5))?;
 /// # Ok(())
 /// # }
