@@ -510,3 +510,31 @@ fn records_above_finds_a_record_whose_length_has_no_zero_byte() {
     assert_eq!(found[0].1.len(), len);
     assert_eq!(found[1].1, payload(2));
 }
+
+/// `verify` counts every record of a multi-record batch, on real files: a log of single
+/// records and batches of 2 to 5 records reports exactly the records appended, and the next
+/// LSN after them. Kills the batch count in `scan_segment_from` (`records += lsn - first + 1`:
+/// `+=` → `*=`, `-` → `+` / `/`, `+ 1` → `- 1` / `* 1`), which only `verify` reads.
+#[test]
+fn verify_counts_every_record_of_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), tasklog::wal::WalOptions::default()).unwrap();
+    let mut appended = 0u64;
+    for round in 0..20u64 {
+        wal.append(format!("single {round}").as_bytes()).unwrap();
+        let batch: Vec<Vec<u8>> = (0..2 + round % 4)
+            .map(|k| format!("batch {round} record {k}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        wal.append_batch(&refs).unwrap();
+        appended += 1 + batch.len() as u64;
+    }
+    wal.close().unwrap();
+    let report = tasklog::wal::verify(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        (report.records, report.next_lsn),
+        (appended, appended + 1),
+        "records counted by verify"
+    );
+}
