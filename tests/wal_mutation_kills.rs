@@ -538,3 +538,36 @@ fn verify_counts_every_record_of_a_batch() {
         "records counted by verify"
     );
 }
+
+/// Non-zero bytes after the end-of-data marker are damage even when they cancel out under
+/// XOR (two equal bytes): the end of data is proven by every byte being zero. Kills `|` → `^`
+/// in `all_zero`'s 64-byte fold (it would take such bytes for the zeroed tail).
+#[test]
+fn equal_nonzero_bytes_after_the_end_of_data_are_not_taken_for_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), tasklog::wal::WalOptions::default()).unwrap();
+    let payload = b"record 00000";
+    for _ in 0..10 {
+        wal.append(payload).unwrap();
+    }
+    wal.close().unwrap();
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Segment header (48 bytes), then ten frames of a 24-byte header and the payload.
+    let data_end = 48 + 10 * (24 + payload.len());
+    assert!(bytes.len() >= data_end + 64, "the segment is preallocated");
+    assert!(bytes[data_end..data_end + 64].iter().all(|&b| b == 0));
+    assert!(tasklog::wal::verify(dir.path()).unwrap().is_clean());
+    bytes[data_end + 16] = 0x5A;
+    bytes[data_end + 17] = 0x5A;
+    std::fs::write(&segment, &bytes).unwrap();
+    let report = tasklog::wal::verify(dir.path()).unwrap();
+    assert!(
+        !report.is_clean(),
+        "two equal non-zero bytes after the data went unnoticed: {report:?}"
+    );
+}
