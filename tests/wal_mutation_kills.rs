@@ -571,3 +571,60 @@ fn equal_nonzero_bytes_after_the_end_of_data_are_not_taken_for_zeros() {
         "two equal non-zero bytes after the data went unnoticed: {report:?}"
     );
 }
+
+/// The sizes of the active segment file on the simulated disk as records arrive.
+fn active_segment_len(sim: &SimStorage) -> u64 {
+    let segs = sim_segments(sim, &sim_dir());
+    let last = segs.last().expect("an active segment");
+    sim.file_bytes(last).expect("its bytes").len() as u64
+}
+
+/// A segment is preallocated 256 KiB at its first write, keeps that size while the data fits,
+/// and doubles only when the data reaches its end (docs/durability.md, "Small volumes"). Kills
+/// `PREALLOCATE_BYTES_FIRST` `<<` → `>>` (no first reservation) and `end < len` → `==` / `>`
+/// in `reserve` (a reservation at every append, or none at all).
+#[test]
+fn a_segment_is_preallocated_256_kib_then_doubled_as_the_data_reaches_its_end() {
+    let sim = SimStorage::new(11);
+    let opts = tasklog::wal::WalOptions::default().segment_bytes_max(4 << 20);
+    let wal = open_sim(&sim, opts.clone()).unwrap();
+    wal.append(b"first").unwrap();
+    assert_eq!(
+        active_segment_len(&sim),
+        256 << 10,
+        "after the first record"
+    );
+    for i in 0..20u32 {
+        wal.append(format!("small record {i}").as_bytes()).unwrap();
+    }
+    assert_eq!(
+        active_segment_len(&sim),
+        256 << 10,
+        "small records fit: no growth"
+    );
+    // About 300 KiB more: past the first reservation, so it doubles once.
+    let big = vec![7u8; 10 << 10];
+    for _ in 0..30 {
+        wal.append(&big).unwrap();
+    }
+    assert_eq!(active_segment_len(&sim), 512 << 10, "doubled once");
+    drop(wal);
+}
+
+/// On a volume with no room to preallocate, the log still writes what fits: a preallocation
+/// refused with ENOSPC reserves nothing and the writes decide. Kills the `StorageFull` guard
+/// in `reserve` → `false` (and `==` → `!=`): the open or the first append would fail.
+#[test]
+fn a_volume_too_full_to_preallocate_still_takes_what_fits() {
+    let sim = SimStorage::new(12);
+    // Room for the segment header and a few records, not for 256 KiB.
+    sim.enospc_after_bytes(16 << 10);
+    let wal = open_sim(&sim, tasklog::wal::WalOptions::default()).unwrap();
+    for i in 0..20u32 {
+        wal.append(format!("record {i}").as_bytes()).unwrap();
+    }
+    assert!(active_segment_len(&sim) < 256 << 10, "nothing was reserved");
+    drop(wal);
+    let reopened = open_sim(&sim.power_cut(), tasklog::wal::WalOptions::default()).unwrap();
+    assert_eq!(all_records(&reopened).unwrap().len(), 20);
+}

@@ -213,7 +213,8 @@ impl SimStorage {
         self.disk.lock().faults.torn_write_in = Some(n.max(1));
     }
     /// Writes fail with ENOSPC once `bytes` more bytes have been written (the failing write
-    /// writes nothing).
+    /// writes nothing); so does a preallocation that would grow a file by more than what is
+    /// left.
     pub fn enospc_after_bytes(&self, bytes: u64) {
         self.disk.lock().faults.enospc_bytes_left = Some(bytes);
     }
@@ -466,6 +467,20 @@ impl StorageFile for SimFile {
     }
     fn allocate(&self, _len: u64) -> io::Result<()> {
         Ok(())
+    }
+    /// As `fallocate`: with [`SimStorage::enospc_after_bytes`] set, growing the file by more
+    /// than the bytes left fails with ENOSPC (and reserves nothing); the space it does reserve
+    /// is not counted, since the writes into it are.
+    fn preallocate(&self, len: u64) -> io::Result<()> {
+        let current = self.len()?;
+        if current >= len {
+            return Ok(());
+        }
+        let left = self.disk.lock().faults.enospc_bytes_left;
+        if left.is_some_and(|left| len - current > left) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.set_len(len)
     }
 }
 
