@@ -369,9 +369,20 @@ mod tests {
     /// A one-shot HTTP server answering each connection with the next of `answers`; returns
     /// its base URL and the request lines it saw.
     fn fake_server(answers: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let n = u32::try_from(answers.len()).unwrap();
+        let mut answers = answers.into_iter();
+        fake_server_at(n, move |_| answers.next().unwrap())
+    }
+
+    /// `fake_server` with `n` answers made by `answer` from the server's own base URL.
+    fn fake_server_at(
+        n: u32,
+        mut answer: impl FnMut(&str) -> String,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let answers: Vec<String> = (0..n).map(|_| answer(&base)).collect();
         let handle = std::thread::spawn(move || {
             let mut seen = Vec::new();
             for answer in answers {
@@ -392,13 +403,17 @@ mod tests {
                 }
                 let mut body = vec![0; content_length];
                 reader.read_exact(&mut body).unwrap();
-                let auth = head
-                    .iter()
-                    .any(|h| h.starts_with("Authorization: Bearer t"));
+                let auth = head.iter().any(|h| {
+                    h.to_ascii_lowercase()
+                        .starts_with("authorization: bearer t")
+                });
                 seen.push(format!(
                     "{} auth={auth} body={}",
                     head[0],
+                    // ureq pretty-prints JSON bodies: compare without whitespace.
                     String::from_utf8_lossy(&body)
+                        .split_whitespace()
+                        .collect::<String>()
                 ));
                 let mut stream = reader.into_inner();
                 stream.write_all(answer.as_bytes()).unwrap();
@@ -441,6 +456,34 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("no writer"), "{e}");
         assert_eq!(seen.join().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn redirects_and_retries_are_bounded() {
+        // A server redirecting to itself: followed REDIRECTS_MAX times, then reported.
+        let (base, handle) = fake_server_at(REDIRECTS_MAX + 1, |base| {
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {base}/v1/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        });
+        let e = Remote::new(&base, None)
+            .get::<Value>("/v1/x", &vec![])
+            .unwrap_err();
+        assert!(e.to_string().contains("307"), "{e}");
+        assert_eq!(
+            handle.join().unwrap().len(),
+            usize::try_from(REDIRECTS_MAX + 1).unwrap()
+        );
+        let unavailable = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (base, handle) = fake_server_at(UNAVAILABLE_RETRIES_MAX + 1, |_| unavailable.into());
+        let e = Remote::new(&base, None)
+            .get::<Value>("/v1/x", &vec![])
+            .unwrap_err();
+        assert!(e.to_string().contains("503"), "{e}");
+        assert_eq!(
+            handle.join().unwrap().len(),
+            usize::try_from(UNAVAILABLE_RETRIES_MAX + 1).unwrap()
+        );
     }
 
     #[test]
