@@ -34,6 +34,7 @@ class Problem(Exception):
     def __init__(self, status, body):
         self.status = status
         self.body = body
+        self.retry_after = None
         super().__init__(f"HTTP {status}: {body.get('code')}: {body.get('detail')}")
 
 
@@ -44,8 +45,28 @@ class Client:
         self.timeout = timeout
 
     def call(self, method, path, body=None, headers=None):
+        """One request; follows a 307/308 to the JetStream lease holder (same path, body and
+        token) and retries a 503 that carries Retry-After (a takeover in progress), both
+        bounded like the CLI's client so two servers pointing at each other cannot loop."""
+        base, redirects, retries = self.url, 0, 0
+        while True:
+            try:
+                return self._call_once(base, method, path, body, headers)
+            except _Redirect as r:
+                if redirects >= REDIRECTS_MAX:
+                    raise Problem(r.status, {"detail": f"more than {REDIRECTS_MAX} redirects"}) from None
+                redirects += 1
+                base = r.origin
+            except Problem as p:
+                wait = p.retry_after
+                if p.status != 503 or wait is None or retries >= UNAVAILABLE_RETRIES_MAX:
+                    raise
+                retries += 1
+                time.sleep(min(wait, RETRY_AFTER_MAX_S))
+
+    def _call_once(self, base, method, path, body, headers):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(base + path, data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -54,18 +75,59 @@ class Client:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
                 return resp.status, (json.loads(raw) if raw else None)
         except urllib.error.HTTPError as e:
             raw = e.read()
+            if e.code in (307, 308):
+                origin = _origin(e.headers.get("Location") or "")
+                if origin:
+                    raise _Redirect(e.code, origin) from None
             try:
                 problem = json.loads(raw)
             except ValueError:
                 problem = {"detail": raw.decode(errors="replace")}
             if e.code == 409 and problem.get("code") == "lease_lost":
                 raise LeaseLost(problem.get("detail")) from None
-            raise Problem(e.code, problem) from None
+            err = Problem(e.code, problem)
+            try:
+                err.retry_after = int((e.headers.get("Retry-After") or "").strip())
+            except ValueError:
+                pass
+            raise err from None
+
+
+# Bounds on following a JetStream deployment's redirects and 503s (as crates/cli/src/client.rs).
+REDIRECTS_MAX = 5
+UNAVAILABLE_RETRIES_MAX = 10
+RETRY_AFTER_MAX_S = 5
+
+
+class _Redirect(Exception):
+    def __init__(self, status, origin):
+        self.status = status
+        self.origin = origin
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed by Client.call: urllib's own would not resend a POST body."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _origin(location):
+    """scheme://authority of an absolute http(s) Location, or None."""
+    for scheme in ("http://", "https://"):
+        if location.startswith(scheme):
+            rest = location[len(scheme):]
+            authority = rest.split("/")[0].split("?")[0].split("#")[0]
+            return scheme + authority if authority else None
+    return None
 
 
 class Context:
