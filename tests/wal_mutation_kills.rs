@@ -628,3 +628,55 @@ fn a_volume_too_full_to_preallocate_still_takes_what_fits() {
     let reopened = open_sim(&sim.power_cut(), tasklog::wal::WalOptions::default()).unwrap();
     assert_eq!(all_records(&reopened).unwrap().len(), 20);
 }
+
+/// `replay` returns how many records it delivered, from the start and from an LSN inside the
+/// log. Kills `delivered += 1` → `*=` in `replay_range`.
+#[test]
+fn replay_returns_the_number_of_records_it_delivered() {
+    let sim = SimStorage::new(13);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 0..50u64 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let mut seen = 0u64;
+    assert_eq!(wal.replay(1, &mut |_, _| Ok(seen += 1)).unwrap(), 50);
+    assert_eq!(seen, 50);
+    assert_eq!(wal.replay(21, &mut |_, _| Ok(())).unwrap(), 30);
+}
+
+/// A buffered append is acknowledged while its record is still in the process's buffer; a
+/// replay right after it must still deliver it (the replay writes the buffer out first).
+/// Kills `!core.options.read_only` → `core.options.read_only` in the replay's plan.
+#[test]
+fn a_replay_delivers_buffered_records_not_yet_written() {
+    let sim = SimStorage::new(14);
+    let opts = small_opts().durability(tasklog::wal::Durability::Buffered);
+    let wal = open_sim(&sim, opts).unwrap();
+    for i in 0..7u64 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let records = all_records(&wal).unwrap();
+    assert_eq!(records.len(), 7, "a replay after buffered appends");
+    assert_eq!(records.last().unwrap().1, payload(6));
+}
+
+/// Records the log acknowledged but whose bytes are gone from the active segment (the file
+/// cut short behind the writer's back) make a replay fail, naming the file: never a silently
+/// shorter log. Kills `end.next_lsn < limit` → `>` in `replay_range`.
+#[test]
+fn a_replay_of_an_active_segment_cut_short_is_an_error_not_a_shorter_log() {
+    let sim = SimStorage::new(15);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 0..5u64 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let segs = sim_segments(&sim, &sim_dir());
+    let active = segs.last().unwrap().clone();
+    let bytes = sim.file_bytes(&active).unwrap();
+    // Keep the header and about half of the data.
+    let keep = 48 + (bytes.len() - 48) / 2;
+    sim.put_file(&active, bytes[..keep].to_vec());
+    let err = wal.replay(1, &mut |_, _| Ok(())).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ends before LSN"), "{text}");
+}
