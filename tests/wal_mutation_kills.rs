@@ -639,7 +639,13 @@ fn replay_returns_the_number_of_records_it_delivered() {
         wal.append(&payload(i)).unwrap();
     }
     let mut seen = 0u64;
-    assert_eq!(wal.replay(1, &mut |_, _| Ok(seen += 1)).unwrap(), 50);
+    let delivered = wal
+        .replay(1, &mut |_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(delivered, 50);
     assert_eq!(seen, 50);
     assert_eq!(wal.replay(21, &mut |_, _| Ok(())).unwrap(), 30);
 }
