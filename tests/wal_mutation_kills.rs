@@ -686,3 +686,22 @@ fn a_replay_of_an_active_segment_cut_short_is_an_error_not_a_shorter_log() {
     let text = err.to_string();
     assert!(text.contains("ends before LSN"), "{text}");
 }
+
+/// A segment size outside what the format allows is refused at open, naming the option, before
+/// any file is made. Kills `check_options` → `Ok(())`.
+#[test]
+fn a_segment_size_out_of_range_is_refused_at_open() {
+    for bytes in [0, 100, u64::MAX] {
+        let sim = SimStorage::new(16);
+        let opts = tasklog::wal::WalOptions::default().segment_bytes_max(bytes);
+        match open_sim(&sim, opts) {
+            Err(tasklog::Error::InvalidInput { at, reason }) => {
+                assert_eq!(at.as_deref(), Some("segment_bytes_max"), "{reason}");
+            }
+            Err(other) => panic!("segment_bytes_max {bytes}: {other:?}"),
+            Ok(_) => panic!("segment_bytes_max {bytes} was accepted"),
+        }
+        let first = sim_dir().join("00000000000000000001.seg");
+        assert!(sim.file_bytes(&first).is_none(), "no segment made");
+    }
+}
