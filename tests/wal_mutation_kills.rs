@@ -705,3 +705,32 @@ fn a_segment_size_out_of_range_is_refused_at_open() {
         assert!(sim.file_bytes(&first).is_none(), "no segment made");
     }
 }
+
+/// `verify` on a log with a torn last record counts the records before the tear, on real
+/// files. Kills `cut_lsn - first_lsn` → `+` / `/` in the reader's torn-tail result.
+#[test]
+fn verify_counts_the_records_before_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tasklog::wal::WalOptions::default().preallocate(false);
+    let (wal, _) = Wal::open(dir.path(), opts).unwrap();
+    for i in 0..10u64 {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.close().unwrap();
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // Cut into the last frame (payload(9) is 3 bytes: its frame is 27 bytes).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - 10).unwrap();
+    drop(file);
+    let report = tasklog::wal::verify(dir.path()).unwrap();
+    assert!(report.tail_torn, "{report:?}");
+    assert_eq!((report.records, report.next_lsn), (9, 10), "{report:?}");
+}
