@@ -260,19 +260,14 @@ fn problem(
     })
 }
 
-/// True if any offset at or after `start` holds a frame that decodes with a good CRC and an
-/// LSN above `expected` (the LSN of the bad record): then a bad record is followed by valid
-/// data, which a torn write cannot produce.
+/// True if any offset from `start` up to `starts_end` (bytes from there on are known to be zero,
+/// so no frame starts there) holds a frame that decodes with a good CRC and an LSN above
+/// `expected` (the LSN of the bad record): then a bad record is followed by valid data, which a
+/// torn write cannot produce.
 ///
 /// NOTE: only LSNs above `expected` count. A payload may itself contain an encoded frame (a
 /// log of logs, a copied record); a torn write of such a record leaves that older copy intact
 /// after the damage, and it must not turn a torn tail into corruption.
-pub fn valid_frame_after(bytes: &[u8], start: usize, expected: Lsn) -> bool {
-    valid_frame_after_within(bytes, bytes.len(), start, expected)
-}
-
-/// [`valid_frame_after`] for frames starting before `starts_end` (bytes from there on are known
-/// to be zero, so no frame starts there).
 fn valid_frame_after_within(bytes: &[u8], starts_end: usize, start: usize, expected: Lsn) -> bool {
     let mut p = start;
     while p + frame::FRAME_HEADER_LEN <= bytes.len() && p < starts_end {
