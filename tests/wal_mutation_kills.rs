@@ -734,3 +734,44 @@ fn verify_counts_the_records_before_a_torn_tail() {
     assert!(report.tail_torn, "{report:?}");
     assert_eq!((report.records, report.next_lsn), (9, 10), "{report:?}");
 }
+
+/// A torn write of a record whose payload holds an encoded frame of the same LSN (a log of
+/// logs, a copied record) leaves that inner copy intact after the tear; it must not pass for
+/// valid data after damage, which would turn a torn tail into corruption and refuse the open.
+/// Kills `f.lsn > expected` → `>=` in `valid_frame_after_within`.
+#[test]
+fn a_torn_record_holding_a_copy_of_its_own_frame_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tasklog::wal::WalOptions::default().preallocate(false);
+    let (wal, _) = Wal::open(dir.path(), opts.clone()).unwrap();
+    for i in 0..4u64 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let mut inner = Vec::new();
+    tasklog::wal::frame::encode_into(&mut inner, 5, tasklog::wal::frame::FLAGS_SINGLE, b"inner");
+    let mut outer = inner.clone();
+    outer.extend_from_slice(&[0xAB; 200]);
+    assert_eq!(wal.append(&outer).unwrap(), 5);
+    wal.close().unwrap();
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // Tear the last record inside its trailing padding: the inner frame stays whole.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - 100).unwrap();
+    drop(file);
+    let report = tasklog::wal::verify(dir.path()).unwrap();
+    assert!(report.tail_torn, "{report:?}");
+    let (wal, _) = Wal::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        all_records(&wal).unwrap().len(),
+        4,
+        "the torn record is cut"
+    );
+}
