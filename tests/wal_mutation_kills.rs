@@ -551,11 +551,7 @@ fn equal_nonzero_bytes_after_the_end_of_data_are_not_taken_for_zeros() {
         wal.append(payload).unwrap();
     }
     wal.close().unwrap();
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
+    let segment = first_segment_file(dir.path());
     let mut bytes = std::fs::read(&segment).unwrap();
     // Segment header (48 bytes), then ten frames of a 24-byte header and the payload.
     let data_end = 48 + 10 * (24 + payload.len());
@@ -717,19 +713,9 @@ fn verify_counts_the_records_before_a_torn_tail() {
         wal.append(&payload(i)).unwrap();
     }
     wal.close().unwrap();
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
-    let len = std::fs::metadata(&segment).unwrap().len();
+    let segment = first_segment_file(dir.path());
     // Cut into the last frame (payload(9) is 3 bytes: its frame is 27 bytes).
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    file.set_len(len - 10).unwrap();
-    drop(file);
+    cut_end_off(&segment, 10);
     let report = tasklog::wal::verify(dir.path()).unwrap();
     assert!(report.tail_torn, "{report:?}");
     assert_eq!((report.records, report.next_lsn), (9, 10), "{report:?}");
@@ -753,19 +739,9 @@ fn a_torn_record_holding_a_copy_of_its_own_frame_is_a_torn_tail() {
     outer.extend_from_slice(&[0xAB; 200]);
     assert_eq!(wal.append(&outer).unwrap(), 5);
     wal.close().unwrap();
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
-    let len = std::fs::metadata(&segment).unwrap().len();
+    let segment = first_segment_file(dir.path());
     // Tear the last record inside its trailing padding: the inner frame stays whole.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap();
-    file.set_len(len - 100).unwrap();
-    drop(file);
+    cut_end_off(&segment, 100);
     let report = tasklog::wal::verify(dir.path()).unwrap();
     assert!(report.tail_torn, "{report:?}");
     let (wal, _) = Wal::open(dir.path(), opts).unwrap();
@@ -774,4 +750,22 @@ fn a_torn_record_holding_a_copy_of_its_own_frame_is_a_torn_tail() {
         4,
         "the torn record is cut"
     );
+}
+
+/// The first segment file of a log directory on the real file system.
+fn first_segment_file(dir: &std::path::Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    segments.into_iter().next().expect("a segment file")
+}
+
+/// Cuts the last `bytes` bytes off a file (a write that did not finish).
+fn cut_end_off(path: &std::path::Path, bytes: u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len - bytes).unwrap();
 }

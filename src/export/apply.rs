@@ -199,24 +199,39 @@ pub fn import_json_staged(
         outcome = Some(report);
         Ok(())
     })?;
-    let mut report = outcome.expect("a feed that returned Ok set its report");
+    let report = outcome.expect("a feed that returned Ok set its report");
+    let total = report.imported + report.overwritten + report.skipped;
+    let report = committed(store, report, last_lsn, source_name, None);
+    progress(total, total);
+    Ok(report)
+}
+
+/// The report of a committed import: its last LSN (the store's when nothing was written), and
+/// the log line that says so.
+fn committed(
+    store: &Store,
+    mut report: ImportReport,
+    last_lsn: u64,
+    source_name: &str,
+    events: Option<usize>,
+) -> ImportReport {
     report.dry_run = false;
     report.last_lsn = if last_lsn == 0 {
         store.last_lsn()
     } else {
         last_lsn
     };
-    let total = report.imported + report.overwritten + report.skipped;
-    progress(total, total);
     tracing::info!(
         source_name,
+        events,
         imported = report.imported,
         overwritten = report.overwritten,
         skipped = report.skipped,
         removed = report.removed,
-        "import committed (streamed into a staging segment)"
+        streamed = events.is_none(),
+        "import committed"
     );
-    Ok(report)
+    report
 }
 
 /// Imports a document into `store`: parses and validates all of it (any problem rejects it as
@@ -311,21 +326,8 @@ fn commit(
     // A large import goes through a staging segment (`Store::write_staged`): the same
     // all-or-nothing promise without a second in-memory copy of the batch.
     let last_lsn = store.write_staged(mutations)?;
-    report.last_lsn = if last_lsn == 0 {
-        store.last_lsn()
-    } else {
-        last_lsn
-    };
+    let report = committed(store, report, last_lsn, source_name, Some(count));
     progress(total, total);
-    tracing::info!(
-        source_name,
-        events = count,
-        imported = report.imported,
-        overwritten = report.overwritten,
-        skipped = report.skipped,
-        removed = report.removed,
-        "import committed"
-    );
     Ok(report)
 }
 
