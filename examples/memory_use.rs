@@ -1,6 +1,6 @@
 //! Opens a store and prints where its memory goes, per task: the parts of the state counted
 //! from their sizes and capacities (`State::memory_use`), the parts measured with a counting
-//! global allocator (the tasks' own strings and collections, by cloning every task; the
+//! global allocator (the live tasks' own strings and collections, by cloning each; the
 //! ordered indexes, by dropping and rebuilding them), the rest of the heap, and `VmRSS`.
 //! `cargo run --release --example memory_use -- DIR [--read-only] [--history N]` (the byte
 //! figures are the same in a debug build: they count bytes, not time). With `--history N`, it
@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tasklog::store::StoreOptions;
+use tasklog::store::state::Held;
 
 // The tests' counting allocator (it also keeps a peak, unused here).
 #[path = "../tests/counting_alloc/mod.rs"]
@@ -69,10 +70,18 @@ fn main() {
         st.rebuild_indexes();
         with - without
     });
-    // What a task owns besides its fixed size: clone every task and subtract the vector.
+    // What a live (pending or running) task owns besides its fixed size: clone each and
+    // subtract the vector. A terminal task is held as one encoded record, counted whole in
+    // `task_values`.
     let task_heap = store.with_state_mut(|st| {
         let start = live();
-        let tasks: Vec<tasklog::Task> = st.tasks().cloned().collect();
+        let tasks: Vec<tasklog::Task> = st
+            .entries()
+            .filter_map(|(_, e)| match &e.task {
+                Some(Held::Live(t)) => Some(tasklog::Task::clone(t)),
+                _ => None,
+            })
+            .collect();
         let grown = live() - start;
         grown - tasks.capacity() * std::mem::size_of::<tasklog::Task>()
     });
@@ -88,8 +97,8 @@ fn main() {
         ("id -> slot hash table", m.id_table),
         ("shared ids (Arc<str>)", m.id_shared),
         ("slot vector (Entry)", m.slot_vec),
-        ("Task values (Arc<Task>)", m.task_values),
-        ("Task-owned strings and collections", task_heap),
+        ("tasks (live Arc<Task>, terminal records)", m.task_values),
+        ("live tasks' strings and collections", task_heap),
         ("histories in memory", m.history_heap),
         ("ordered indexes (tree nodes)", indexes),
         ("rest of the heap", other),

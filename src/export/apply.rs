@@ -300,7 +300,7 @@ fn invalid(source_name: &str, problems: Problems) -> Error {
 }
 
 fn existing_ids(store: &Store) -> Result<HashSet<String>> {
-    store.read_state(|st| st.tasks().map(|t| t.id.clone()).collect())
+    store.read_state(|st| st.live_ids().map(str::to_string).collect())
 }
 
 /// Writes the planned mutations as one batch (or nothing, for a dry run).

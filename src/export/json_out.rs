@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::rebuild::before_removal;
 use super::{EXPORT_FORMAT, EXPORT_VERSION, ExportOptions, atomic_file};
 use crate::error::{Error, Result};
-use crate::store::{Filter, HistoryEvent, Store};
+use crate::store::{Filter, HistoryEvent, Store, query};
 use crate::task::{Checkpoint, Lease, Output, Task, TaskState, Timestamp};
 
 /// What an export wrote.
@@ -144,14 +144,8 @@ fn task_out<'a>(t: &'a Task, history: Option<&'a [HistoryEvent]>) -> TaskOut<'a>
 /// The ids of the matching tasks, in export order (creation time, then id), and the store's
 /// last LSN, read together under one read lock. Only ids are held, never the tasks.
 pub(crate) fn matching_ids(store: &Store, filter: &Filter) -> Result<(Vec<String>, u64)> {
-    let (mut keyed, lsn) = store.read_state(|st| {
-        let keyed: Vec<(i64, String)> = st
-            .tasks()
-            .filter(|t| filter.matches(t))
-            .map(|t| (t.created_at.0, t.id.clone()))
-            .collect();
-        (keyed, st.applied_lsn)
-    })?;
+    let (mut keyed, lsn) =
+        store.read_state(|st| (query::matching_keys(st, filter), st.applied_lsn))?;
     keyed.sort_unstable();
     Ok((keyed.into_iter().map(|(_, id)| id).collect(), lsn))
 }

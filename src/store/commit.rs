@@ -4,7 +4,7 @@
 use foldhash::HashMap;
 
 use super::mutation::{Change, Mutation};
-use super::state::State;
+use super::state::{State, TaskRef};
 use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, NewTask, Task, Timestamp};
 
@@ -108,10 +108,28 @@ impl Staged {
     }
 
     /// The task as this batch currently sees it. Call `materialize` for `id` first.
-    pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
+    pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<TaskRef<'a>> {
         match self.overlay.get(id) {
-            Some(Shadow::Task(t)) => t.as_ref(),
+            Some(Shadow::Task(t)) => t.as_ref().map(TaskRef::Borrowed),
             _ => state.task(id),
+        }
+    }
+
+    /// The task as this batch currently sees it when it is pending or running, borrowed
+    /// (`None` for a terminal one: see `State::active_task`). Call `materialize` for `id` first.
+    pub fn current_active<'a>(&'a self, state: &'a State, id: &str) -> Option<&'a Task> {
+        match self.overlay.get(id) {
+            Some(Shadow::Task(t)) => t.as_ref().filter(|t| !t.state.is_terminal()),
+            _ => state.active_task(id),
+        }
+    }
+
+    /// Whether the task exists as this batch currently sees it (without decoding a terminal
+    /// one). Call `materialize` for `id` first.
+    fn exists(&self, state: &State, id: &str) -> bool {
+        match self.overlay.get(id) {
+            Some(Shadow::Task(t)) => t.is_some(),
+            _ => state.task_state(id).is_some(),
         }
     }
 
@@ -153,7 +171,7 @@ impl Staged {
             self.materialize(state, &existing, lsn);
             // A repeated submit writes nothing. If its task was removed since, there is
             // nothing to hand back: say so rather than create it again.
-            if self.current(state, &existing).is_none() {
+            if !self.exists(state, &existing) {
                 return Err(Error::NotFound { id: existing });
             }
             self.slots.push(Slot::Existing(existing));
@@ -163,10 +181,10 @@ impl Staged {
         let current = self.current(state, &event.task_id);
         // NOTE: the transition check first: a change to a task that does not exist is
         // NotFound whatever its id looks like (an id no task can have names no task).
-        task::apply::check(current, &event)?;
+        task::apply::check(current.as_deref(), &event)?;
         check_limits(&event)?;
         if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
-            self.removed.insert(event.task_id.clone(), t.clone());
+            self.removed.insert(event.task_id.clone(), t.into_owned());
         }
         let index = self.taken + self.events.len();
         if !self.single {
@@ -177,7 +195,10 @@ impl Staged {
                     Some(t) if !task::apply::reshapes(&event.kind) => {
                         task::apply::apply(t, event.clone(), event_lsn);
                     }
-                    _ => *shadow = state.next_task_state(shadow.as_ref(), &event, event_lsn),
+                    _ => {
+                        let current = shadow.as_ref().map(TaskRef::Borrowed);
+                        *shadow = state.next_task_state(current, &event, event_lsn);
+                    }
                 },
                 Some(Shadow::FirstAt(_)) => {
                     unreachable!("build_event materializes a task touched before")
@@ -264,7 +285,7 @@ impl Staged {
         self.materialize(state, &task_id, lsn);
         let current = self.current(state, &task_id);
         if let Some(expected) = expected_version {
-            let actual = current.map_or(0, |t| t.version);
+            let actual = current.as_ref().map_or(0, |t| t.version);
             if actual != expected {
                 return Err(Error::Conflict {
                     id: task_id,
@@ -274,7 +295,7 @@ impl Staged {
             }
         }
         if let Some(f) = &fence {
-            check_fence(&task_id, current, f)?;
+            check_fence(&task_id, current.as_deref(), f)?;
         }
         if let Change::Historical { kind, at } = change {
             return Ok(Event {
@@ -284,7 +305,8 @@ impl Staged {
                 kind: *kind,
             });
         }
-        let kind = event_kind(&task_id, current, change, now, session)?;
+        let kind = event_kind(&task_id, current.as_deref(), change, now, session)?;
+        drop(current);
         Ok(Event {
             task_id,
             at: now,

@@ -26,6 +26,7 @@ testing_pub_mod!(snapshot);
 testing_pub_mod!(state);
 testing_pub_mod!(stats);
 testing_pub_mod!(subscribe);
+mod task_record;
 testing_pub_mod!(unique);
 pub mod verify;
 mod view;
@@ -59,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::task::{self, NewTask, OutputKind, Task, TaskState, TaskUpdate, Timestamp};
 pub use crate::wal::Durability;
 use commit::Staged;
-use state::State;
+use state::{State, TaskRef};
 
 /// Reads of one history that may start again because a snapshot moved its events from the log
 /// to its file meanwhile (each snapshot does it once; more in a row would mean a snapshot
@@ -371,7 +372,10 @@ impl Store {
         let results: Vec<(String, Option<Task>)> = ids
             .into_iter()
             .map(|id| {
-                let task = st.task(&id).cloned().or_else(|| removed.get(&id).cloned());
+                let task = st
+                    .task(&id)
+                    .map(TaskRef::into_owned)
+                    .or_else(|| removed.get(&id).cloned());
                 (id, task)
             })
             .collect();
@@ -393,13 +397,19 @@ impl Store {
         let events = &staged.events;
         // The task's metadata as the batch sees it: the live task's, or, for a task this
         // batch creates, its `created` event's (so a submit and start together are checked).
+        // Only starts are admitted, and a task that starts is pending: never a terminal one.
         let meta_of = |id: &str| {
-            staged.current(st, id).map(|t| &t.metadata).or_else(|| {
-                events.iter().find_map(|e| match &e.kind {
-                    task::EventKind::Created { metadata, .. } if e.task_id == id => Some(metadata),
-                    _ => None,
+            staged
+                .current_active(st, id)
+                .map(|t| &t.metadata)
+                .or_else(|| {
+                    events.iter().find_map(|e| match &e.kind {
+                        task::EventKind::Created { metadata, .. } if e.task_id == id => {
+                            Some(metadata)
+                        }
+                        _ => None,
+                    })
                 })
-            })
         };
         gate.admit(st, events, meta_of, now.0)
     }
@@ -588,7 +598,7 @@ impl Store {
     pub fn get(&self, id: &str) -> Result<Task> {
         let (task, applied) = {
             let st = self.inner.state.read_recursive();
-            (st.task(id).cloned(), st.applied_lsn)
+            (st.task(id).map(TaskRef::into_owned), st.applied_lsn)
         };
         self.found(id, task, applied, |t| t.last_lsn)
     }
@@ -622,7 +632,7 @@ impl Store {
     pub fn get_shared(&self, id: &str) -> Result<Arc<Task>> {
         let (task, applied) = {
             let st = self.inner.state.read_recursive();
-            (st.task_shared(id).cloned(), st.applied_lsn)
+            (st.task_shared(id), st.applied_lsn)
         };
         self.found(id, task, applied, |t| t.last_lsn)
     }
@@ -902,7 +912,7 @@ impl Store {
 
     /// All tasks (unordered clone).
     pub fn all_tasks(&self) -> Result<Vec<Task>> {
-        self.read_state(|st| st.tasks().cloned().collect())
+        self.read_state(|st| st.tasks().map(TaskRef::into_owned).collect())
     }
 
     /// Number of live tasks.
@@ -1255,7 +1265,7 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
         .ids()
         .into_iter()
         .map(|id| {
-            let task = st.task(&id).cloned();
+            let task = st.task(&id).map(TaskRef::into_owned);
             (id, task)
         })
         .collect()

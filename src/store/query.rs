@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::state::{CreatedKey, Ordered, State};
+use super::state::{CreatedKey, Ordered, State, TaskRef};
 use crate::task::{Task, TaskState, Timestamp};
 
 /// Which time a listing is sorted by.
@@ -402,8 +402,12 @@ pub fn run(state: &State, q: &Query) -> Page {
 
 /// A page from the ordered matches after the cursor, of which at most `offset + limit` were
 /// collected; `more` says whether `offset + limit` were found.
-fn page(hits: Vec<&Task>, q: &Query, more: bool) -> Page {
-    let tasks: Vec<Task> = hits.into_iter().skip(q.offset).cloned().collect();
+fn page(hits: Vec<TaskRef<'_>>, q: &Query, more: bool) -> Page {
+    let tasks: Vec<Task> = hits
+        .into_iter()
+        .skip(q.offset)
+        .map(TaskRef::into_owned)
+        .collect();
     let next_cursor = if more {
         tasks.last().map(|t| Cursor {
             at_ms: sort_time(t, q.sort),
@@ -479,14 +483,14 @@ type NamedIndex<'a> = fn(&'a State, &str) -> Option<&'a Ordered>;
 /// stops once `offset + limit` tasks matched.
 fn run_by_created(state: &State, q: &Query) -> Page {
     let wanted = q.limit.map(|l| l.saturating_add(q.offset));
-    let mut hits: Vec<&Task> = Vec::with_capacity(wanted.unwrap_or(0).min(1024));
+    let mut hits: Vec<TaskRef<'_>> = Vec::with_capacity(wanted.unwrap_or(0).min(1024));
     if wanted != Some(0) {
         for slot in created_walk(state, q) {
             // Every indexed slot holds a live task (`State::check_indexes`).
             let Some(t) = state.task_at(slot) else {
                 continue;
             };
-            if q.filter.matches(t) {
+            if q.filter.matches(&t) {
                 hits.push(t);
                 if wanted == Some(hits.len()) {
                     break;
@@ -596,14 +600,21 @@ fn run_scan(state: &State, q: &Query) -> Page {
         if q.descending { o.reverse() } else { o }
     };
     let after = q.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-    let mut hits: Vec<(i64, &str, &Task)> = state
-        .tasks()
-        .filter(|t| q.filter.matches(t))
-        .map(|t| (sort_time(t, key), t.id.as_str(), t))
+    // Matches are kept as (time, id, slot), not as tasks: a terminal task is decoded to be
+    // filtered and dropped at once, and only the page's tasks are read again at the end (so
+    // a scan of many finished tasks holds no more than one decoded at a time).
+    let mut hits: Vec<(i64, &str, u32)> = state
+        .entries_by_slot()
+        .filter_map(|(slot, id, entry)| {
+            let t = entry.get()?;
+            q.filter
+                .matches(&t)
+                .then(|| (sort_time(&t, key), id, slot))
+        })
         .filter(|(ms, id, _)| after.is_none_or(|a| cmp(&(*ms, id), &a) == Ordering::Greater))
         .collect();
     let wanted = q.limit.map(|l| l.saturating_add(q.offset));
-    let order = |a: &(i64, &str, &Task), b: &(i64, &str, &Task)| cmp(&(a.0, a.1), &(b.0, b.1));
+    let order = |a: &(i64, &str, u32), b: &(i64, &str, u32)| cmp(&(a.0, a.1), &(b.0, b.1));
     match wanted {
         // Only the first `offset + limit` need ordering: select them, then sort just those.
         Some(n) if n < hits.len() => {
@@ -616,7 +627,11 @@ fn run_scan(state: &State, q: &Query) -> Page {
         _ => hits.sort_unstable_by(order),
     }
     let more = wanted.is_some_and(|n| n <= hits.len());
-    page(hits.into_iter().map(|(_, _, t)| t).collect(), q, more)
+    let tasks = hits
+        .into_iter()
+        .filter_map(|(_, _, slot)| state.task_at(slot))
+        .collect();
+    page(tasks, q, more)
 }
 
 /// Counts the tasks matching a filter.
@@ -640,6 +655,24 @@ pub fn count(state: &State, filter: &Filter) -> usize {
 }
 
 /// True when the filter sets nothing but (perhaps) states.
+/// The creation time and id of every task matching `filter`, in no particular order. A filter
+/// on states alone (an export of everything, say) reads them from the indexes, decoding no
+/// task; any other walks the smallest fitting index and reads each task.
+pub(crate) fn matching_keys(state: &State, filter: &Filter) -> Vec<(i64, String)> {
+    let source = source(state, filter);
+    let keys = source.sets.iter().flat_map(|set| set.iter());
+    if constrains_only_states(filter) {
+        return keys.map(|((ms, id), _)| (*ms, id.to_string())).collect();
+    }
+    keys.filter(|(_, slot)| {
+        state
+            .task_at(**slot)
+            .is_some_and(|t| filter.matches(&t))
+    })
+    .map(|((ms, id), _)| (*ms, id.to_string()))
+    .collect()
+}
+
 fn constrains_only_states(f: &Filter) -> bool {
     let Filter {
         states: _,

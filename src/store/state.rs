@@ -13,6 +13,7 @@
 //! by creation time need not scan.
 
 mod check;
+mod held;
 mod memory;
 mod index;
 
@@ -24,15 +25,17 @@ use super::history::History;
 use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
+pub use held::{Head, Held, TaskRef};
 pub use index::{CreatedKey, Ordered};
-use index::{Facts, Indexes};
+use index::{Facts, Indexes, Keys};
 pub use memory::MemoryUse;
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    /// The task as it stands; `None` once removed.
-    pub task: Option<Arc<Task>>,
+    /// The task as it stands (live, or encoded when terminal: see `Held`); `None` once
+    /// removed.
+    pub task: Option<Held>,
     /// Every event of the task, including those before a removal.
     pub history: History,
     /// The id, shared by the id map's key and the indexes' keys (moving a task between
@@ -79,6 +82,13 @@ fn breaks_state_machine(lsn: u64, id: &str, e: &Error) -> Error {
     )
 }
 
+impl Entry {
+    /// The task, if live (a terminal one decoded).
+    pub fn get(&self) -> Option<TaskRef<'_>> {
+        Some(self.task.as_ref()?.get(&self.shared_id))
+    }
+}
+
 impl State {
     // ----- reading ---------------------------------------------------------------------------
 
@@ -87,29 +97,48 @@ impl State {
         self.slots.get(slot as usize)
     }
 
-    /// The live task `id`.
-    pub fn task(&self, id: &str) -> Option<&Task> {
-        self.entry(id)?.task.as_deref()
+    /// The live task `id` (a terminal one decoded).
+    pub fn task(&self, id: &str) -> Option<TaskRef<'_>> {
+        self.entry(id)?.get()
     }
 
-    /// The live task `id`, shared.
-    pub fn task_shared(&self, id: &str) -> Option<&Arc<Task>> {
-        self.entry(id)?.task.as_ref()
+    /// The task `id` when it is pending or running, borrowed (`None` for a terminal task, which
+    /// is held encoded, or a removed one).
+    pub fn active_task(&self, id: &str) -> Option<&Task> {
+        match self.entry(id)?.task.as_ref()? {
+            Held::Live(t) => Some(t),
+            Held::Terminal(..) => None,
+        }
+    }
+
+    /// The state of the live task `id`, without decoding anything.
+    pub fn task_state(&self, id: &str) -> Option<TaskState> {
+        self.entry(id)?.task.as_ref().map(Held::state)
+    }
+
+    /// The live task `id`, shared (a terminal one decoded into a new `Arc`).
+    pub fn task_shared(&self, id: &str) -> Option<Arc<Task>> {
+        let entry = self.entry(id)?;
+        Some(entry.task.as_ref()?.shared(&entry.shared_id))
     }
 
     /// The live task in `slot` (a value of the indexes).
-    pub fn task_at(&self, slot: u32) -> Option<&Task> {
-        self.slots.get(slot as usize)?.task.as_deref()
+    pub fn task_at(&self, slot: u32) -> Option<TaskRef<'_>> {
+        self.slots.get(slot as usize)?.get()
     }
 
-    /// Every live task, in no particular order.
-    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.slots.iter().filter_map(|e| e.task.as_deref())
+    /// The id of every live task, in no particular order (nothing decoded).
+    pub fn live_ids(&self) -> impl Iterator<Item = &str> {
+        self.slots
+            .iter()
+            .filter(|e| e.task.is_some())
+            .map(|e| &*e.shared_id)
     }
 
-    /// Every live task, shared, in no particular order.
-    pub fn tasks_shared(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.slots.iter().filter_map(|e| e.task.as_ref())
+    /// Every live task, in no particular order (terminal ones decoded as the walk reaches
+    /// them).
+    pub fn tasks(&self) -> impl Iterator<Item = TaskRef<'_>> {
+        self.slots.iter().filter_map(Entry::get)
     }
 
     /// Number of live tasks.
@@ -228,16 +257,21 @@ impl State {
     }
 
     /// Puts a task and its history in place while loading a snapshot.
-    pub fn load(&mut self, id: String, task: Option<Task>, history: History) {
+    /// `record` is the task's encoded record as the snapshot holds it (a terminal task keeps
+    /// those bytes), if the snapshot has one.
+    pub fn load(&mut self, id: String, task: Option<Task>, record: Option<&[u8]>, history: History) {
         // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
         let entry = self.slots.last_mut().expect("new_slot pushed one");
         match &task {
-            Some(t) => self.indexes.insert(slot, &entry.shared_id, t),
+            Some(t) => self.indexes.insert(slot, &entry.shared_id, Keys::of(t)),
             None => self.removed += 1,
         }
-        entry.task = task.map(Arc::new);
+        entry.task = task.map(|t| match record {
+            Some(r) => Held::with_record(t, r),
+            None => Held::new(t),
+        });
         entry.history = history;
     }
 
@@ -269,7 +303,7 @@ impl State {
     pub fn rebuild_indexes(&mut self) {
         let live = (0u32..)
             .zip(&self.slots)
-            .filter_map(|(slot, e)| Some((slot, &e.shared_id, e.task.as_deref()?)));
+            .filter_map(|(slot, e)| Some((slot, &e.shared_id, e.task.as_ref()?.keys())));
         self.indexes = Indexes::build(live);
     }
 
@@ -304,7 +338,7 @@ impl State {
         if !task::apply::reshapes(&decoded.kind)
             && let Some(&slot) = self.ids.get(decoded.task_id)
             && let Some(entry) = self.slots.get_mut(slot as usize)
-            && let Some(task) = entry.task.as_mut()
+            && entry.task.is_some()
         {
             let id = decoded.task_id;
             let event = Event {
@@ -314,16 +348,8 @@ impl State {
                 actor: decoded.actor,
                 kind: decoded.kind,
             };
-            let task = Arc::make_mut(task);
-            task::apply::check(Some(task), &event)
+            apply_in_place(entry, slot, self.histories_in_log, &mut self.indexes, lsn, event, body)
                 .map_err(|e| breaks_state_machine(lsn, id, &e))?;
-            let at = Place {
-                slot,
-                id: &entry.shared_id,
-                history: &mut entry.history,
-                in_log: self.histories_in_log,
-            };
-            apply_in_place(task, at, &mut self.indexes, lsn, event, body);
             self.events += 1;
             return Ok(());
         }
@@ -335,8 +361,9 @@ impl State {
         };
         // Replay re-checks the state machine: a log that breaks it was not written by us.
         let current = self.task(&event.task_id);
-        task::apply::check(current, &event)
+        task::apply::check(current.as_deref(), &event)
             .map_err(|e| breaks_state_machine(lsn, &event.task_id, &e))?;
+        drop(current);
         let updated = self.next_task_state_owned(event.clone(), lsn);
         self.install(lsn, &event, updated, body);
         Ok(())
@@ -354,31 +381,31 @@ impl State {
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return Ok(false);
         };
-        let Some(task) = entry.task.as_mut() else {
+        if entry.task.is_none() {
             return Ok(false);
-        };
-        let task = Arc::make_mut(task);
-        task::apply::check(Some(task), &event)
-            .map_err(|e| breaks_state_machine(lsn, &event.task_id, &e))?;
-        let at = Place {
-            slot,
-            id: &entry.shared_id,
-            history: &mut entry.history,
-            in_log: self.histories_in_log,
-        };
-        apply_in_place(task, at, &mut self.indexes, lsn, event, event_bytes);
+        }
+        let id = event.task_id.clone();
+        let in_log = self.histories_in_log;
+        apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, event, event_bytes)
+            .map_err(|e| breaks_state_machine(lsn, &id, &e))?;
         self.events += 1;
         Ok(true)
     }
 
     /// The task as it will be after `event` (None when the event removes it), computed on a
     /// copy: the state is untouched.
-    pub fn next_task_state(&self, current: Option<&Task>, event: &Event, lsn: u64) -> Option<Task> {
-        task::apply::next(current.cloned(), event.clone(), lsn)
+    pub fn next_task_state(
+        &self,
+        current: Option<TaskRef<'_>>,
+        event: &Event,
+        lsn: u64,
+    ) -> Option<Task> {
+        task::apply::next(current.map(TaskRef::into_owned), event.clone(), lsn)
     }
 
     fn next_task_state_owned(&self, event: Event, lsn: u64) -> Option<Task> {
-        task::apply::next(self.task(&event.task_id).cloned(), event, lsn)
+        let current = self.task(&event.task_id).map(TaskRef::into_owned);
+        task::apply::next(current, event, lsn)
     }
 
     /// Puts a task's new state in place and appends the event to its history.
@@ -400,17 +427,17 @@ impl State {
             .slots
             .get_mut(slot as usize)
             .expect("the id map should hold only slots that exist");
-        let from = entry.task.as_ref().map(|t| t.state);
+        let from = entry.task.as_ref().map(Held::state);
         let was_removed = from.is_none() && !entry.history.is_empty();
         // A task created again under a removed id continues the old audit trail.
         record_event(&mut entry.history, self.histories_in_log, lsn, from, to, event_bytes);
         if let Some(old) = &entry.task {
-            self.indexes.remove(&entry.shared_id, old);
+            self.indexes.remove(&entry.shared_id, old.keys());
         }
         if let Some(new) = &updated {
-            self.indexes.insert(slot, &entry.shared_id, new);
+            self.indexes.insert(slot, &entry.shared_id, Keys::of(new));
         }
-        entry.task = updated.map(Arc::new);
+        entry.task = updated.map(Held::new);
         self.events += 1;
         match (from, to) {
             (Some(_), None) => self.removed += 1,
@@ -433,10 +460,19 @@ impl State {
     // ----- sessions and leases -----------------------------------------------------------------
 
     /// The live tasks in `state`, in creation order.
-    pub fn tasks_in(&self, state: TaskState) -> impl Iterator<Item = &Task> {
+    pub fn tasks_in(&self, state: TaskState) -> impl Iterator<Item = TaskRef<'_>> {
         self.by_state(state)
             .values()
             .filter_map(|&slot| self.task_at(slot))
+    }
+
+    /// The id and head (keys, times, version) of every live task in `state`, in creation
+    /// order, decoding no task.
+    pub fn heads_in(&self, state: TaskState) -> impl Iterator<Item = (&str, Head<'_>)> {
+        self.by_state(state).values().filter_map(|&slot| {
+            let entry = self.slots.get(slot as usize)?;
+            Some((&*entry.shared_id, entry.task.as_ref()?.head()))
+        })
     }
 
     /// Running tasks whose session never closed: their owner died.
@@ -475,15 +511,6 @@ impl State {
     }
 }
 
-/// Where a live task sits: its slot, shared id and history.
-struct Place<'a> {
-    slot: u32,
-    id: &'a Arc<str>,
-    history: &'a mut History,
-    /// `State::histories_in_log`.
-    in_log: bool,
-}
-
 /// Appends an event to a history: its position when the state keeps histories in the log
 /// (and the history holds no bytes of its own), else its bytes.
 fn record_event(
@@ -499,30 +526,39 @@ fn record_event(
     }
 }
 
-/// Applies an event that `task::apply::check` accepted to the live task `task`, in place:
-/// appends it to the history and keeps `indexes` up.
+/// Applies an event that changes an existing task (not one that `task::apply::reshapes`) to
+/// the task of `entry` (in `slot`), in place: checks it against the state machine, appends it
+/// to the history and keeps `indexes` up. A terminal task is decoded for it and encoded again
+/// after (events on terminal tasks are rare: a retry, an update).
 fn apply_in_place(
-    task: &mut Task,
-    at: Place<'_>,
+    entry: &mut Entry,
+    slot: u32,
+    in_log: bool,
     indexes: &mut Indexes,
     lsn: u64,
     event: Event,
     event_bytes: &[u8],
-) {
+) -> Result<()> {
+    let held = entry.task.as_mut().expect("apply_in_place is given a live task");
+    // Checked before anything changes (a terminal task is decoded twice then; it is rare).
+    task::apply::check(Some(&held.get(&entry.shared_id)), &event)?;
+    let task = held.make_live(&entry.shared_id);
     let before = Facts::of(task);
     // Only an update renames a role or provider: re-index the task whole (updates are rare).
     // Every other event keeps the names, and `changed` moves only what moved.
     let renames =
         matches!(&event.kind, EventKind::Updated(u) if u.role.is_some() || u.provider.is_some());
     if renames {
-        indexes.remove(at.id, task);
+        indexes.remove(&entry.shared_id, Keys::of(task));
     }
     task::apply::apply(task, event, lsn);
     if renames {
-        indexes.insert(at.slot, at.id, task);
+        indexes.insert(slot, &entry.shared_id, Keys::of(task));
     } else {
-        indexes.changed(at.slot, at.id, before, task);
+        indexes.changed(slot, &entry.shared_id, before, task);
     }
     let to = Some(task.state);
-    record_event(at.history, at.in_log, lsn, Some(before.state()), to, event_bytes);
+    held.settle();
+    record_event(&mut entry.history, in_log, lsn, Some(before.state()), to, event_bytes);
+    Ok(())
 }

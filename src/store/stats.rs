@@ -176,16 +176,18 @@ pub const STATS_KEYS_MAX: usize = 16;
 
 /// Counts the live tasks by the value of metadata key `key`.
 pub fn by_key(state: &State, key: &str) -> KeyCounts {
-    let mut by_value: FnvMap<Option<&serde_json::Value>, usize> = FnvMap::default();
+    // Keyed by the value's text, not a borrowed value: a terminal task is decoded for the
+    // count and dropped at once.
+    let mut by_value: FnvMap<Option<String>, usize> = FnvMap::default();
     for t in state.tasks() {
-        *by_value.entry(t.metadata.get(key)).or_default() += 1;
-    }
-    let mut counts = BTreeMap::new();
-    for (v, n) in by_value {
-        let text = v.map(|v| match v {
+        let text = t.metadata.get(key).map(|v| match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         });
+        *by_value.entry(text).or_default() += 1;
+    }
+    let mut counts = BTreeMap::new();
+    for (text, n) in by_value {
         // Different values can share a text (the string "5" and the number 5).
         *counts.entry(name_or_none(text.as_deref())).or_default() += n;
     }
@@ -299,15 +301,15 @@ pub fn expired_by(state: &State, rule: &CleanupRule, cutoff: Timestamp) -> Vec<(
     let mut ids: Vec<(String, u64)> = TaskState::ALL
         .into_iter()
         .filter(|s| s.is_terminal() && rule.states.contains(s))
-        .flat_map(|s| state.tasks_in(s))
-        .filter(|t| {
+        .flat_map(|s| state.heads_in(s))
+        .filter(|(_, t)| {
             let at = match rule.age {
-                CleanupAge::Finished => t.completed_at.unwrap_or(t.updated_at),
-                CleanupAge::LastRun => t.started_at.unwrap_or(t.created_at),
+                CleanupAge::Finished => t.completed_ms.unwrap_or(t.updated_ms),
+                CleanupAge::LastRun => t.started_ms.unwrap_or(t.keys.created_ms),
             };
-            at < cutoff
+            at < cutoff.0
         })
-        .map(|t| (t.id.clone(), t.version))
+        .map(|(id, t)| (id.to_string(), t.version))
         .collect();
     ids.sort();
     ids
@@ -318,9 +320,9 @@ pub fn expired(state: &State, cutoff: Timestamp) -> Vec<(String, u64)> {
     let mut ids: Vec<(String, u64)> = TaskState::ALL
         .into_iter()
         .filter(|s| s.is_terminal())
-        .flat_map(|s| state.tasks_in(s))
-        .filter(|t| t.completed_at.unwrap_or(t.updated_at) < cutoff)
-        .map(|t| (t.id.clone(), t.version))
+        .flat_map(|s| state.heads_in(s))
+        .filter(|(_, t)| t.completed_ms.unwrap_or(t.updated_ms) < cutoff.0)
+        .map(|(id, t)| (id.to_string(), t.version))
         .collect();
     ids.sort();
     ids

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::mutation::{Change, Mutation};
-use super::state::State;
+use super::state::{State, TaskRef};
 use crate::error::{Error, Result};
 use crate::task::{Event, EventKind, Task, TaskState, Timestamp};
 
@@ -95,10 +95,10 @@ impl UniqueIndex {
         if self.built {
             return;
         }
-        let mut tasks: Vec<&Task> = st.tasks().filter(|t| key_of(t).is_some()).collect();
-        tasks.sort_by_key(|t| (t.created_at, t.id.clone()));
+        let mut tasks: Vec<TaskRef<'_>> = st.tasks().filter(|t| key_of(t).is_some()).collect();
+        tasks.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         for t in tasks {
-            self.note(t);
+            self.note(&t);
         }
         self.built = true;
     }
@@ -140,7 +140,7 @@ impl UniqueIndex {
             return Ok(None);
         };
         // Forget holders that were removed or lost the key (their history keeps them).
-        ids.retain(|id| st.task(id).is_some_and(|t| key_of(t) == Some(w.key)));
+        ids.retain(|id| st.task(id).is_some_and(|t| key_of(&t) == Some(w.key)));
         Ok(ids
             .iter()
             .rev()
@@ -166,7 +166,7 @@ impl UniqueIndex {
     pub fn after_commit(&mut self, st: &State, ids: &[String]) {
         for id in ids {
             if let Some(t) = st.task(id) {
-                self.note(t);
+                self.note(&t);
             }
         }
     }

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use parking_lot::RwLockReadGuard;
 
-use super::state::State;
+use super::state::{State, TaskRef};
 use super::{HistoryEvent, Page, Query, Stats, Store};
 use crate::error::{Error, Result};
 use crate::task::Task;
@@ -95,7 +95,7 @@ impl ReadView<'_> {
     pub fn get(&self, id: &str) -> Result<Task> {
         self.state
             .task(id)
-            .cloned()
+            .map(TaskRef::into_owned)
             .ok_or_else(|| Error::NotFound { id: id.to_string() })
     }
     /// Lists tasks matching a query (see [`Store::list`]).

@@ -109,7 +109,7 @@ pub fn adopt_imported(store: &Store, now: Timestamp) -> Result<AdoptReport> {
     let candidates: Vec<Task> = store.read_state(|st| {
         st.tasks()
             .filter(|t| t.metadata.contains_key(META_IMPORTED_SCHEDULE))
-            .cloned()
+            .map(|t| t.into_owned())
             .collect()
     })?;
     for task in candidates {

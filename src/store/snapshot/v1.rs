@@ -134,14 +134,14 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
         if state.history(&task.id).is_some() {
             return Err(bad(codec(format!("task {:?} listed twice", task.id))));
         }
-        state.load(task.id.clone(), Some(task), history);
+        state.load(task.id.clone(), Some(task), None, history);
     }
     for h in snap.removed {
         if state.history(&h.id).is_some() {
             return Err(bad(codec(format!("history {:?} listed twice", h.id))));
         }
         let history = History::from_bytes(h.bytes, h.count).map_err(bad)?;
-        state.load(h.id, None, history);
+        state.load(h.id, None, None, history);
     }
     state.request_ids = snap.request_ids.into_iter().collect();
     state.closed_sessions = snap.closed_sessions.into_iter().collect();

@@ -11,7 +11,8 @@ mod records;
 
 use std::path::Path;
 
-use records::{RecordV2, TaskV2};
+use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
+use crate::store::task_record::TaskV2;
 
 use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
 use crate::error::{Error, Result};
@@ -187,15 +188,25 @@ pub fn encode_with_layout(
         layout
             .histories
             .push((*slot, offset, len, entry.history.len() as u32));
-        let record = RecordV2 {
+        let head = RecordHeadV2 {
             id,
             history_offset: offset,
             history_len: len,
             history_count: entry.history.len() as u32,
-            task: entry.task.as_deref().map(TaskV2::from_task),
         };
         let start = out.len();
-        postcard::to_io(&record, &mut out).map_err(encode_error)?;
+        postcard::to_io(&head, &mut out).map_err(encode_error)?;
+        match &entry.task {
+            None => out.push(TASK_ABSENT),
+            Some(held) => {
+                out.push(TASK_PRESENT);
+                match held.record() {
+                    // A terminal task's record is written as the state holds it.
+                    Some(record) => out.extend_from_slice(record),
+                    None => TaskV2::encode_into(&held.get(id), &mut out),
+                }
+            }
+        }
         tasks_crc.update(out.get(start..).unwrap_or_default());
         offset += len;
     }

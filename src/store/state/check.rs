@@ -1,7 +1,7 @@
 //! A recount of everything the state keeps up as events apply, for tests: the indexes, the
 //! number of removed ids and of history events, and the id map.
 
-use super::State;
+use super::{Head, Held, State};
 use super::index::Indexes;
 use crate::task::TaskState;
 
@@ -25,12 +25,24 @@ impl State {
                 return Err(format!("slot {slot} ({id:?}) is not where its id says"));
             }
             events += e.history.len() as u64;
-            match &e.task {
-                Some(t) if t.id != *id => {
+            match (&e.task, e.get()) {
+                (Some(_), Some(t)) if t.id != *id => {
                     return Err(format!("entry {id:?} holds task {:?}", t.id));
                 }
-                Some(t) => fresh.insert(slot, &e.shared_id, t),
-                None => removed += 1,
+                (Some(held), Some(t)) => {
+                    // A task is held encoded exactly when it is terminal, and what the indexes
+                    // read from the encoded form is what the task says.
+                    if matches!(held, Held::Terminal(..)) != t.state.is_terminal() {
+                        return Err(format!("task {id:?} ({:?}) is held in the wrong form", t.state));
+                    }
+                    let (held_head, head) = (held.head(), Head::of(&t));
+                    if held_head != head {
+                        return Err(format!("task {id:?}: held head {held_head:?}, task {head:?}"));
+                    }
+                    fresh.insert(slot, &e.shared_id, head.keys);
+                }
+                (None, _) => removed += 1,
+                (Some(_), None) => unreachable!("a held task reads back"),
             }
         }
         let kept = &self.indexes;
@@ -95,6 +107,7 @@ impl State {
     ) -> Result<(), String> {
         for ((ms, id), &slot) in set {
             let task = self.task_at(slot);
+            let task = task.as_deref();
             if !task.is_some_and(|t| t.created_at.0 == *ms && *t.id == **id && belongs(t)) {
                 return Err(format!(
                     "{what} index files ({ms}, {id:?}) at slot {slot}, which holds {:?}",

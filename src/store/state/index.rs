@@ -95,6 +95,32 @@ impl ByName {
     }
 }
 
+/// What the indexes key a live task by: from a `Task`, or from the front of a terminal task's
+/// record without decoding the rest (`Held::keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys<'a> {
+    pub state: TaskState,
+    pub created_ms: i64,
+    pub role: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub attempt: u32,
+    pub error_count: u32,
+}
+
+impl<'a> Keys<'a> {
+    /// The keys of `t`.
+    pub fn of(t: &'a Task) -> Keys<'a> {
+        Keys {
+            state: t.state,
+            created_ms: t.created_at.0,
+            role: t.role.as_deref(),
+            provider: t.provider.as_deref(),
+            attempt: t.attempt,
+            error_count: t.error_count,
+        }
+    }
+}
+
 /// The indexed facts of a task that an event applied in place can change (role and provider
 /// change only by an update, which is re-indexed whole: see `State`'s `apply_in_place`).
 #[derive(Clone, Copy, Debug)]
@@ -147,7 +173,7 @@ impl Indexes {
     /// insert per task, each a descent from the root and many a node split. Used after a
     /// replay and after loading a snapshot, whose tasks come in slot or id order, not in
     /// creation order.
-    pub fn build<'a>(tasks: impl Iterator<Item = (u32, &'a Arc<str>, &'a Task)>) -> Indexes {
+    pub fn build<'a>(tasks: impl Iterator<Item = (u32, &'a Arc<str>, Keys<'a>)>) -> Indexes {
         type Gathered = Vec<(CreatedKey, u32)>;
         let mut by_state: [Gathered; STATES] = Default::default();
         let mut role_none: Gathered = Vec::new();
@@ -156,10 +182,10 @@ impl Indexes {
         let mut provider_named: HashMap<Box<str>, Gathered> = HashMap::default();
         let (mut attempts, mut failures) = (0u64, 0u64);
         for (slot, id, t) in tasks {
-            let key = (t.created_at.0, id.clone());
+            let key = (t.created_ms, id.clone());
             for (name, none, named) in [
-                (t.role.as_deref(), &mut role_none, &mut role_named),
-                (t.provider.as_deref(), &mut provider_none, &mut provider_named),
+                (t.role, &mut role_none, &mut role_named),
+                (t.provider, &mut provider_none, &mut provider_named),
             ] {
                 let set = match name {
                     None => none,
@@ -192,14 +218,13 @@ impl Indexes {
     }
 
     /// Indexes a task that became live in `slot` under `id` (the entry's shared id).
-    pub fn insert(&mut self, slot: u32, id: &Arc<str>, t: &Task) {
+    pub fn insert(&mut self, slot: u32, id: &Arc<str>, t: Keys<'_>) {
         if self.suspended {
             return;
         }
-        let key = (t.created_at.0, id.clone());
-        self.by_role.insert(t.role.as_deref(), key.clone(), slot);
-        self.by_provider
-            .insert(t.provider.as_deref(), key.clone(), slot);
+        let key = (t.created_ms, id.clone());
+        self.by_role.insert(t.role, key.clone(), slot);
+        self.by_provider.insert(t.provider, key.clone(), slot);
         let previous = self.by_state_mut(t.state).insert(key, slot);
         debug_assert!(previous.is_none(), "a live task is indexed once");
         self.attempts += u64::from(t.attempt);
@@ -207,15 +232,15 @@ impl Indexes {
     }
 
     /// Forgets a task that stops being live (removed, replaced or renamed).
-    pub fn remove(&mut self, id: &Arc<str>, t: &Task) {
+    pub fn remove(&mut self, id: &Arc<str>, t: Keys<'_>) {
         if self.suspended {
             return;
         }
-        let key = (t.created_at.0, id.clone());
+        let key = (t.created_ms, id.clone());
         let found = self.by_state_mut(t.state).remove(&key);
         debug_assert!(found.is_some(), "a live task is indexed");
-        self.by_role.remove(t.role.as_deref(), &key);
-        self.by_provider.remove(t.provider.as_deref(), &key);
+        self.by_role.remove(t.role, &key);
+        self.by_provider.remove(t.provider, &key);
         self.attempts -= u64::from(t.attempt);
         self.failures -= u64::from(t.error_count);
     }

@@ -7,7 +7,6 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use super::{Entry, State};
-use crate::task::Task;
 
 /// Bytes of the state's structures, by part (heap only; the `State` value itself is small).
 #[derive(Clone, Debug, Default)]
@@ -25,8 +24,9 @@ pub struct MemoryUse {
     pub id_shared: usize,
     /// The slot vector (an `Entry` per slot, by capacity).
     pub slot_vec: usize,
-    /// The `Arc<Task>` allocations (counts and the fixed-size `Task`), without the strings
-    /// and collections a task owns.
+    /// The tasks: a pending or running task's `Arc<Task>` allocation (counts and the
+    /// fixed-size `Task`, without the strings and collections it owns), a terminal task's
+    /// encoded record (which has everything).
     pub task_values: usize,
     /// History bytes held in memory (events not in a snapshot on disk), by capacity.
     pub history_heap: usize,
@@ -78,8 +78,8 @@ impl State {
         for entry in &self.slots {
             m.id_shared += arc_bytes(entry.shared_id.len());
             m.history_heap += entry.history.heap_bytes();
-            if entry.task.is_some() {
-                m.task_values += arc_bytes(size_of::<Task>());
+            if let Some(held) = &entry.task {
+                m.task_values += held.heap_bytes();
             }
         }
         m.index_entries = self.indexes.by_state.iter().map(|s| s.len()).sum::<usize>()

@@ -15,7 +15,7 @@ use foldhash::HashMap;
 
 use crate::error::{Error, Result};
 use crate::store::record;
-use crate::store::state::State;
+use crate::store::state::{Held, State};
 use crate::task::{self, Event, EventKind, Progress, Task, TaskState, Timestamp, wire};
 
 /// Each known task id and its state (`None`: removed).
@@ -42,7 +42,7 @@ impl CompactState {
         let mut tasks = HashMap::default();
         tasks.reserve(state.entries().size_hint().0);
         for (id, entry) in state.entries() {
-            tasks.insert(Box::from(id), entry.task.as_ref().map(|t| t.state));
+            tasks.insert(Box::from(id), entry.task.as_ref().map(Held::state));
         }
         CompactState {
             tasks,

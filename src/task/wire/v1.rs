@@ -581,11 +581,6 @@ fn task_from(t: Task) -> Result<d::Task> {
     })
 }
 
-/// Converts a domain task to its persisted form (used by snapshots).
-pub fn task_to_wire(t: &d::Task) -> Task {
-    Task::from(t)
-}
-
 /// Converts a persisted task back (id, version, lsn, lease and session are set by the caller).
 pub fn task_from_wire(t: Task) -> Result<d::Task> {
     task_from(t)

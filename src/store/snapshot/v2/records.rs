@@ -16,70 +16,30 @@ use super::{HEADER_LEN, Header};
 use crate::error::{Error, Result};
 use crate::store::history::{Arena, History};
 use crate::store::state::State;
-use crate::task::{Lease, Task, Timestamp, wire};
+use crate::store::task_record::TaskV2;
+use crate::task::Task;
 
-/// One task id: its history's place in the history section and, while it lives, the task.
+/// One task id: its history's place in the history section, then (docs/format.md) an option
+/// tag, 0 for a removed task or 1 followed by the live task's record (`TaskV2`). The two are
+/// written and read apart so that a terminal task's record, which the state holds encoded, is
+/// copied as it is both ways; together they are exactly the postcard encoding of this head
+/// with an `Option<TaskV2>` field after it.
 #[derive(Serialize, Deserialize)]
-pub struct RecordV2<'a> {
+pub struct RecordHeadV2<'a> {
     pub id: &'a str,
     pub history_offset: u64,
     pub history_len: u64,
     pub history_count: u32,
-    #[serde(borrow)]
-    pub task: Option<TaskV2<'a>>,
 }
 
-/// A live task: the frozen v1 task DTO plus what the store keeps beside it.
-#[derive(Serialize, Deserialize)]
-pub struct TaskV2<'a> {
-    task: wire::v1::Task,
-    version: u64,
-    last_lsn: u64,
-    session: u64,
-    #[serde(borrow)]
-    lease: Option<LeaseV2<'a>>,
-}
+/// The option tag before a live task's record.
+pub const TASK_PRESENT: u8 = 1;
+/// The option tag of a removed task (no record follows).
+pub const TASK_ABSENT: u8 = 0;
 
-#[derive(Serialize, Deserialize)]
-struct LeaseV2<'a> {
-    owner: &'a str,
-    expires_at_ms: i64,
-    claim_lsn: u64,
-}
-
-impl<'a> TaskV2<'a> {
-    /// The record of a live task.
-    pub fn from_task(t: &'a Task) -> Self {
-        TaskV2 {
-            task: wire::v1::task_to_wire(t),
-            version: t.version,
-            last_lsn: t.last_lsn,
-            session: t.session,
-            lease: t.lease.as_ref().map(|l| LeaseV2 {
-                owner: &l.owner,
-                expires_at_ms: l.expires_at.0,
-                claim_lsn: l.claim_lsn,
-            }),
-        }
-    }
-
-    fn into_task(self, id: &str) -> Result<Task> {
-        let mut task = wire::v1::task_from_wire(self.task)?;
-        task.id = id.to_string();
-        task.version = self.version;
-        task.last_lsn = self.last_lsn;
-        task.session = self.session;
-        task.lease = self.lease.map(|l| Box::new(Lease {
-            owner: l.owner.to_string(),
-            expires_at: Timestamp(l.expires_at_ms),
-            claim_lsn: l.claim_lsn,
-        }));
-        Ok(task)
-    }
-}
-
-/// What `State::load` takes for one id.
-type Loaded = (String, Option<Task>, History);
+/// What `State::load` takes for one id: the id, the live task with its record's bytes, and the
+/// history.
+type Loaded<'a> = (String, Option<(Task, &'a [u8])>, History);
 /// What follows the records: idempotency keys (request id, task id) and closed sessions.
 type Tail = (Vec<(String, String)>, Vec<u64>);
 
@@ -105,10 +65,31 @@ impl<'a> Records<'a> {
         Error::corrupt(self.path, Some(at), Some(self.header.lsn), reason)
     }
 
-    fn next_record(&mut self) -> Result<Loaded> {
+    fn next_record(&mut self) -> Result<Loaded<'a>> {
         let at = self.offset(self.rest);
-        let (r, rest): (RecordV2<'a>, _) = postcard::take_from_bytes(self.rest)
+        let (r, rest): (RecordHeadV2<'a>, _) = postcard::take_from_bytes(self.rest)
             .map_err(|e| self.corrupt(at, format!("task record does not decode: {e}")))?;
+        let (task, rest) = match rest.split_first() {
+            Some((&TASK_ABSENT, rest)) => (None, rest),
+            Some((&TASK_PRESENT, rest)) => {
+                let (task, after): (TaskV2<'a>, _) = postcard::take_from_bytes(rest)
+                    .map_err(|e| self.corrupt(at, format!("task record does not decode: {e}")))?;
+                let record = rest.get(..rest.len() - after.len()).unwrap_or_default();
+                (Some((task, record)), after)
+            }
+            Some((tag, _)) => {
+                return Err(self.corrupt(
+                    at,
+                    format!("task record does not decode: option tag {tag} is neither 0 nor 1"),
+                ));
+            }
+            None => {
+                return Err(self.corrupt(
+                    at,
+                    "task record does not decode: it ends before its option tag".into(),
+                ));
+            }
+        };
         self.rest = rest;
         if self.previous.is_some_and(|p| p >= r.id) {
             return Err(self.corrupt(
@@ -130,11 +111,12 @@ impl<'a> Records<'a> {
             History::from_shared(self.arena, r.history_offset, r.history_len, r.history_count)
                 .map_err(|e| self.corrupt(at, format!("task {:?}: {e}", r.id)))?;
         self.history_next += r.history_len;
-        let task = match r.task {
-            Some(t) => Some(
+        let task = match task {
+            Some((t, record)) => Some((
                 t.into_task(r.id)
                     .map_err(|e| self.corrupt(at, format!("task {:?}: {e}", r.id)))?,
-            ),
+                record,
+            )),
             None => None,
         };
         Ok((r.id.to_string(), task, history))
@@ -168,8 +150,8 @@ impl<'a> Records<'a> {
     }
 }
 
-impl Iterator for Records<'_> {
-    type Item = Result<Loaded>;
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Loaded<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -205,7 +187,10 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     state.suspend_indexes();
     for record in &mut records {
         let (id, task, history) = record?;
-        state.load(id, task, history);
+        match task {
+            Some((task, bytes)) => state.load(id, Some(task), Some(bytes), history),
+            None => state.load(id, None, None, history),
+        }
     }
     state.rebuild_indexes();
     let (request_ids, closed_sessions) = records.finish()?;
@@ -223,6 +208,81 @@ const RESERVE_BYTES_PER_RECORD: u64 = 64;
 /// How many records to reserve for: the header's count, bounded by the section's size.
 fn records_to_reserve(records: u64, tasks_len: u64) -> usize {
     usize::try_from(records.min(tasks_len / RESERVE_BYTES_PER_RECORD)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    /// The same record as one struct, as versions before the split wrote it.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        id: &'a str,
+        history_offset: u64,
+        history_len: u64,
+        history_count: u32,
+        task: Option<TaskV2<'a>>,
+    }
+
+    /// Head, option tag and task record written apart are, byte for byte, the postcard
+    /// encoding of the whole record (docs/format.md), for a live and for a removed task.
+    #[test]
+    fn a_record_written_in_parts_is_the_whole_record() {
+        let head = RecordHeadV2 {
+            id: "task-1",
+            history_offset: 300,
+            history_len: 70_000,
+            history_count: 5,
+        };
+        let mut task_bytes = Vec::new();
+        // Any record will do: take one that decodes from a known task.
+        let t = crate::task::wire::v1::task_from_wire(crate::task::wire::v1::Task {
+            title: "t".into(),
+            description: "d".into(),
+            role: None,
+            state: 2,
+            progress_percent: 100,
+            progress_step: None,
+            progress_message: None,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            started_at_ms: None,
+            completed_at_ms: Some(2),
+            provider: Some("p".into()),
+            model: None,
+            tags: Vec::new(),
+            metadata: Vec::new(),
+            result: None,
+            last_error: None,
+            error_count: 0,
+            attempt: 1,
+            priority: 0,
+            checkpoint: None,
+            outputs: Vec::new(),
+        })
+        .unwrap();
+        TaskV2::encode_into(&t, &mut task_bytes);
+        let (record, _): (TaskV2<'_>, _) = postcard::take_from_bytes(&task_bytes).unwrap();
+        for task in [Some(record), None] {
+            let present = task.is_some();
+            let whole = postcard::to_allocvec(&Whole {
+                id: head.id,
+                history_offset: head.history_offset,
+                history_len: head.history_len,
+                history_count: head.history_count,
+                task,
+            })
+            .unwrap();
+            let mut parts = postcard::to_allocvec(&head).unwrap();
+            if present {
+                parts.push(TASK_PRESENT);
+                parts.extend_from_slice(&task_bytes);
+            } else {
+                parts.push(TASK_ABSENT);
+            }
+            assert_eq!(parts, whole, "present: {present}");
+        }
+    }
 }
 
 #[cfg(test)]
