@@ -25,9 +25,14 @@ pub fn decode_snapshot_bytes(data: &[u8]) -> Result<usize> {
         .into_iter()
         .flatten()
     {
-        for (_, entry) in state.entries() {
+        for (id, entry) in state.entries() {
             let _ = entry.history.check();
             let _ = entry.history.events();
+            // A finished task is kept as the record read and decoded only when asked for:
+            // what the decode accepted must read back (a failure here panics).
+            if let Some(task) = entry.get() {
+                assert_eq!(task.id, id, "a task reads back under its own id");
+            }
         }
     }
     first.map(|s| s.len())

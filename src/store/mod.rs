@@ -629,6 +629,8 @@ impl Store {
     ///
     /// NOTE: the store changes a task in place while nobody else holds it; the first change
     /// after this call while the `Arc` is still held copies the task once. Hold it briefly.
+    /// A finished task (completed, failed, cancelled, discarded) is held encoded and decoded
+    /// for each call, so for it this costs what `get` costs.
     pub fn get_shared(&self, id: &str) -> Result<Arc<Task>> {
         let (task, applied) = {
             let st = self.inner.state.read_recursive();

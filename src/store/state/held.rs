@@ -310,6 +310,12 @@ mod tests {
             assert_eq!(*held.shared("id-1"), t);
             assert_eq!(held.head(), Head::of(&t));
             assert_eq!(held.record().is_some(), state.is_terminal());
+            // What `State::memory_use` counts: the buffer (prefix and record), or the `Arc`.
+            let expected = match held.record() {
+                Some(record) => PREFIX_LEN + record.len(),
+                None => 2 * size_of::<usize>() + size_of::<Task>(),
+            };
+            assert_eq!(held.heap_bytes(), expected, "{state:?}");
         }
     }
 
@@ -329,6 +335,21 @@ mod tests {
         held.settle();
         assert!(matches!(held, Held::Live(_)));
         assert_eq!(held.get("id-1").state, TaskState::Pending);
+    }
+
+    /// The scratch buffer is kept between encodings (that is its point), but not once a huge
+    /// task grew it past `SCRATCH_KEPT_BYTES`.
+    #[test]
+    fn the_scratch_buffer_is_kept_unless_huge() {
+        let capacity = || SCRATCH.with_borrow(Vec::capacity);
+        let _ = Held::new(task(TaskState::Completed));
+        let small = capacity();
+        assert!(small > 0 && small <= SCRATCH_KEPT_BYTES, "{small}");
+        let mut huge = task(TaskState::Completed);
+        huge.title = "x".repeat(SCRATCH_KEPT_BYTES * 2);
+        let held = Held::new(huge.clone());
+        assert_eq!(*held.get("id-1"), huge);
+        assert_eq!(capacity(), 0, "a huge scratch buffer is dropped");
     }
 
     /// A snapshot's record bytes are kept as they are for a terminal task.
