@@ -939,30 +939,36 @@ impl Store {
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
         self.check_writable()?;
         let mut progress = self.inner.snapshot_lock.lock();
-        let ((image, layout), lsn) = {
+        let storage = self.inner.options.storage.as_ref();
+        let dir = recovery::snapshot_dir(&self.inner.dir);
+        // Encoded straight into its temporary file under the lock (issue #20: building the
+        // image in memory first held a second copy of the store, 800 MB at 1,000,000 tasks).
+        let (mut pending, lsn) = {
             let mut st = self.inner.state.write();
             st.prune_sessions();
-            let image = snapshot::encode_with_layout(&st, Some(self.inner.log.as_ref()))?;
+            let pending =
+                snapshot::encode_to_temp_file(storage, &dir, &st, self.inner.log.as_ref())?;
             st.records_since_snapshot = 0;
             st.bytes_since_snapshot = 0;
-            (image, st.applied_lsn)
+            (pending, st.applied_lsn)
         };
         // A snapshot must never hold an event the log could still lose. `wait_durable` is not
         // enough: in the Interval and Buffered modes an acknowledged record may not be on disk
         // yet, and a snapshot ahead of the log would make the store refuse to open after a
-        // crash. So force an fdatasync of everything submitted, whatever the mode.
+        // crash. So force an fdatasync of everything submitted, whatever the mode, before the
+        // snapshot is renamed into place (until then it is a temporary file an open ignores).
         self.inner.log.sync().map_err(|e| self.poison(e))?;
-        let storage = self.inner.options.storage.as_ref();
-        let dir = recovery::snapshot_dir(&self.inner.dir);
-        let path = snapshot::write(storage, &dir, lsn, &image)?;
+        let bytes = pending.bytes;
+        let layout = std::mem::take(&mut pending.layout);
+        let path = pending.commit(storage)?;
         progress.last_lsn = lsn;
         let moved = self.histories_to_disk(storage, &path, &layout);
         let segments_removed = self.prune_snapshots(storage, &dir, moved)?;
-        tracing::info!(lsn, bytes = image.len(), "snapshot written");
+        tracing::info!(lsn, bytes, "snapshot written");
         Ok(SnapshotInfo {
             path,
             lsn,
-            bytes: image.len() as u64,
+            bytes,
             segments_removed,
         })
     }

@@ -126,6 +126,56 @@ pub fn encode_with_log(state: &State, log: &dyn crate::store::Log) -> Result<Vec
 
 pub use v2::Layout;
 
+/// A snapshot being written to its temporary file: encoded straight into the file (no image in
+/// memory), made durable and visible by [`Pending::commit`]. Dropping it leaves the temporary
+/// file, which the next write of the same name or the next open removes.
+pub struct Pending {
+    file: Box<dyn crate::wal::StorageFile>,
+    tmp: PathBuf,
+    dir: PathBuf,
+    name: String,
+    /// The file's length.
+    pub bytes: u64,
+    /// Where each history went (see [`Layout`]).
+    pub layout: Layout,
+}
+
+/// Encodes the state as a snapshot for `lsn` into `dir/NAME.tmp` (written as it is encoded:
+/// memory stays bounded by the largest history, the events being read from the log and the
+/// write buffers). Nothing is visible until [`Pending::commit`].
+pub fn encode_to_temp_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    state: &State,
+    log: &dyn crate::store::Log,
+) -> Result<Pending> {
+    crate::wal::create_dir_durable(storage, dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    let name = file_name(state.applied_lsn);
+    let (file, tmp) = create_temp(storage, dir, &name)?;
+    let mut sink = v2::FileSink::new(file.as_ref(), &tmp);
+    let layout = v2::encode_into(state, Some(log), &mut sink)?;
+    let bytes = v2::Sink::len(&sink);
+    Ok(Pending {
+        file,
+        tmp,
+        dir: dir.to_path_buf(),
+        name,
+        bytes,
+        layout,
+    })
+}
+
+impl Pending {
+    /// Makes the snapshot durable and visible: fsync, rename, fsync the directory. Returns its
+    /// path.
+    pub fn commit(self, storage: &dyn Storage) -> Result<PathBuf> {
+        let path = self.dir.join(&self.name);
+        commit_temp(storage, self.file, &self.tmp, &path, &self.dir)?;
+        Ok(path)
+    }
+}
+
 /// [`encode`], with where each history went in the image.
 pub fn encode_with_layout(
     state: &State,
@@ -162,6 +212,18 @@ pub(crate) fn write_file_durably(
     bytes: &[u8],
 ) -> Result<()> {
     let path = dir.join(name);
+    let (file, tmp) = create_temp(storage, dir, name)?;
+    file.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    commit_temp(storage, file, &tmp, &path, dir)
+}
+
+/// Creates `dir/name.tmp` afresh (a leftover one removed first).
+fn create_temp(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+) -> Result<(Box<dyn crate::wal::StorageFile>, PathBuf)> {
     let tmp = dir.join(format!("{name}.tmp"));
     if storage.exists(&tmp) {
         storage
@@ -171,13 +233,22 @@ pub(crate) fn write_file_durably(
     let file = storage
         .open(&tmp, OpenMode::CreateNew)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    Ok((file, tmp))
+}
+
+/// fsyncs the written `tmp`, renames it to `path` and fsyncs `dir`.
+fn commit_temp(
+    storage: &dyn Storage,
+    file: Box<dyn crate::wal::StorageFile>,
+    tmp: &Path,
+    path: &Path,
+    dir: &Path,
+) -> Result<()> {
+    file.sync_all().map_err(|e| Error::io("fsync", tmp, e))?;
     drop(file);
     storage
-        .rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
+        .rename(tmp, path)
+        .map_err(|e| Error::io("rename", tmp, e))?;
     storage
         .sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))

@@ -8,10 +8,12 @@
 //! is copied or parsed at open (histories are checked when they are read).
 
 mod records;
+mod sink;
 
 use std::path::Path;
 
 use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
+pub use sink::{FileSink, Sink};
 use crate::store::task_record::TaskV2;
 
 use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
@@ -164,18 +166,30 @@ pub fn encode_with_layout(
     state: &State,
     log: Option<&dyn crate::store::Log>,
 ) -> Result<(Vec<u8>, Layout)> {
+    // One buffer for the whole file. Capacity beyond what the task records need is never
+    // touched, so a generous guess costs no memory.
+    let (ids, history_len) = state
+        .entries()
+        .fold((0, 0), |(n, len), (_, e)| (n + 1, len + e.history.byte_len()));
+    let mut out = Vec::with_capacity(HEADER_LEN + ids * TASK_RECORD_BYTES_GUESS + history_len);
+    let layout = encode_into(state, log, &mut out)?;
+    Ok((out, layout))
+}
+
+/// Encodes the state as a v2 file image into `sink` (see `sink` for the order of the writes);
+/// returns where each history went.
+pub fn encode_into(
+    state: &State,
+    log: Option<&dyn crate::store::Log>,
+    sink: &mut dyn Sink,
+) -> Result<Layout> {
     let mut entries: Vec<_> = state.entries_by_slot().collect();
     entries.sort_unstable_by(|a, b| a.1.cmp(b.1));
     let history_len: u64 = entries
         .iter()
         .map(|(_, _, e)| e.history.byte_len() as u64)
         .sum();
-    // One buffer for the whole file, so that nothing is copied twice. Capacity beyond what
-    // the task records need is never touched, so a generous guess costs no memory.
-    let mut out = Vec::with_capacity(
-        HEADER_LEN + entries.len() * TASK_RECORD_BYTES_GUESS + history_len as usize,
-    );
-    out.resize(HEADER_LEN, 0);
+    sink.append(&[0; HEADER_LEN])?;
     let mut tasks_crc = crc32fast::Hasher::new();
     let mut offset = 0u64;
     let mut layout = Layout {
@@ -183,6 +197,8 @@ pub fn encode_with_layout(
         histories: Vec::with_capacity(entries.len()),
         ..Layout::default()
     };
+    // Each record, and then each history, is built here and appended whole.
+    let mut piece = Vec::new();
     for (slot, id, entry) in &entries {
         let len = entry.history.byte_len() as u64;
         layout
@@ -194,20 +210,21 @@ pub fn encode_with_layout(
             history_len: len,
             history_count: entry.history.len() as u32,
         };
-        let start = out.len();
-        postcard::to_io(&head, &mut out).map_err(encode_error)?;
+        piece.clear();
+        postcard::to_io(&head, &mut piece).map_err(encode_error)?;
         match &entry.task {
-            None => out.push(TASK_ABSENT),
+            None => piece.push(TASK_ABSENT),
             Some(held) => {
-                out.push(TASK_PRESENT);
+                piece.push(TASK_PRESENT);
                 match held.record() {
                     // A terminal task's record is written as the state holds it.
-                    Some(record) => out.extend_from_slice(record),
-                    None => TaskV2::encode_into(&held.get(id), &mut out),
+                    Some(record) => piece.extend_from_slice(record),
+                    None => TaskV2::encode_into(&held.get(id), &mut piece),
                 }
             }
         }
-        tasks_crc.update(out.get(start..).unwrap_or_default());
+        tasks_crc.update(&piece);
+        sink.append(&piece)?;
         offset += len;
     }
     let mut request_ids: Vec<(&str, &str)> = state
@@ -218,40 +235,48 @@ pub fn encode_with_layout(
     request_ids.sort_unstable();
     let mut closed_sessions: Vec<u64> = state.closed_sessions.iter().copied().collect();
     closed_sessions.sort_unstable();
-    let start = out.len();
-    postcard::to_io(&(request_ids, closed_sessions), &mut out).map_err(encode_error)?;
-    tasks_crc.update(out.get(start..).unwrap_or_default());
+    piece.clear();
+    postcard::to_io(&(request_ids, closed_sessions), &mut piece).map_err(encode_error)?;
+    tasks_crc.update(&piece);
+    sink.append(&piece)?;
 
-    let tasks_len = (out.len() - HEADER_LEN) as u64;
-    let history_start = out.len();
+    let tasks_len = sink.len() - HEADER_LEN as u64;
+    let history_start = sink.len();
     let mut fill = Vec::new();
     for (_, _, entry) in &entries {
-        entry.history.write_to(&mut out, &mut fill)?;
+        let (base, first_fill) = (sink.len(), fill.len());
+        piece.clear();
+        entry.history.write_to(&mut piece, &mut fill)?;
+        // `write_to` names places in `piece`; the fills need places in the image.
+        for f in fill.get_mut(first_fill..).unwrap_or_default() {
+            f.1 += usize::try_from(base).map_err(|_| codec("image too large".into()))?;
+        }
+        sink.append(&piece)?;
     }
-    fill_from_log(&mut out, fill, log)?;
-    let history_crc =
-        crc32fast::hash(out.get(history_start..).unwrap_or_default());
+    drop(piece);
+    fill_from_log(sink, fill, log)?;
+    sink.flush()?;
     let header = Header {
         lsn: state.applied_lsn,
         records: entries.len() as u64,
         tasks_len,
         history_len,
         tasks_crc: tasks_crc.finalize(),
-        history_crc,
+        history_crc: sink.crc_from(history_start)?,
     };
-    debug_assert_eq!(out.len() as u64, header.history_offset() + history_len);
-    out.get_mut(..HEADER_LEN)
-        .expect("should hold the header placeholder")
-        .copy_from_slice(&header.encode());
+    debug_assert_eq!(sink.len(), header.history_offset() + history_len);
+    sink.patch(0, &header.encode())?
+        .ok_or_else(|| codec("the image lost its header placeholder".into()))?;
+    sink.flush()?;
     layout.history_offset = header.history_offset();
-    Ok((out, layout))
+    Ok(layout)
 }
 
-/// Copies the events that histories keep in the log into their places in `out`: `fill`
+/// Copies the events that histories keep in the log into their places in the image: `fill`
 /// lists `(lsn, offset, length)`, and `write_to` left room of the event's length there. One
 /// sequential replay from the oldest LSN wanted, rather than a read per event.
 fn fill_from_log(
-    out: &mut [u8],
+    sink: &mut dyn Sink,
     mut fill: Vec<(u64, usize, usize)>,
     log: Option<&dyn crate::store::Log>,
 ) -> Result<()> {
@@ -272,16 +297,17 @@ fn fill_from_log(
                 .split_first()
                 .filter(|(tag, body)| **tag == crate::store::record::TAG_EVENT && body.len() == len)
                 .map(|(_, body)| body);
-            match (want == lsn, body, out.get_mut(at..at + len)) {
-                (true, Some(body), Some(place)) => place.copy_from_slice(body),
-                _ => {
-                    return Err(Error::corrupt(
-                        "log",
-                        None,
-                        Some(want),
-                        "the record a history points at is missing or not its event",
-                    ));
-                }
+            let placed = match (want == lsn, body) {
+                (true, Some(body)) => sink.patch(at as u64, body)?,
+                _ => None,
+            };
+            if placed.is_none() {
+                return Err(Error::corrupt(
+                    "log",
+                    None,
+                    Some(want),
+                    "the record a history points at is missing or not its event",
+                ));
             }
         }
         Ok(())
