@@ -356,17 +356,23 @@ impl History {
 
     /// Appends the encoded events to `out` (the part shared with a snapshot, then the part
     /// appended since) and returns how many bytes were added. For writing snapshots. Events
-    /// kept in the log are written as their entry header followed by zeros, and `(lsn, where
-    /// the bytes go in out, their length)` is pushed to `fill` for each: the caller reads them from the log.
-    pub fn write_to(&self, out: &mut Vec<u8>, fill: &mut Vec<(u64, usize, usize)>) -> Result<usize> {
+    /// kept in the log are written as their entry header followed by zeros, and a
+    /// [`LoggedPlace`] is pushed to `fill` for each: the caller reads them from the log.
+    pub fn write_to(&self, out: &mut Vec<u8>, fill: &mut Vec<LoggedPlace>) -> Result<usize> {
         let start = out.len();
         let shared = self.shared_bytes()?;
         out.extend_from_slice(&shared);
         out.extend_from_slice(self.own());
         for entry in refs(self.refs()) {
-            let (lsn, header, len) = entry.map_err(bad)?;
-            out.extend_from_slice(header);
-            fill.push((lsn, out.len(), len));
+            let (_, header, len) = entry.map_err(bad)?;
+            let header: [u8; ENTRY_HEADER_LEN] = header
+                .try_into()
+                .map_err(|_| bad("truncated history position".into()))?;
+            fill.push(LoggedPlace {
+                at: out.len(),
+                header,
+            });
+            out.extend_from_slice(&header);
             out.resize(out.len() + len, 0);
         }
         Ok(out.len() - start)
@@ -667,6 +673,32 @@ fn decoded(
         actor: event.actor.clone(),
         details: details(&event.kind),
     })
+}
+
+/// Where a snapshot image leaves room for an event kept in the log: the offset of its entry
+/// header, and the header itself (which holds the event's LSN and length). The writer puts
+/// header and event there together, so that the events of one history, adjacent in the image,
+/// can be written as one piece (the headers between them would otherwise split the writes).
+#[derive(Clone, Copy, Debug)]
+pub struct LoggedPlace {
+    /// Where the entry header goes (the event follows it).
+    pub at: usize,
+    /// The entry header.
+    pub header: [u8; ENTRY_HEADER_LEN],
+}
+
+impl LoggedPlace {
+    /// The event's LSN.
+    pub fn lsn(&self) -> u64 {
+        let (lsn, _) = self.header.split_at(8);
+        u64::from_le_bytes(lsn.try_into().unwrap_or_default())
+    }
+
+    /// The event's length in bytes.
+    pub fn event_len(&self) -> usize {
+        let (_, len) = self.header.split_at(10);
+        u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize
+    }
 }
 
 /// Parses positions (entry headers without bytes): `(lsn, header, event length)`.

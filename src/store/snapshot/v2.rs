@@ -18,7 +18,7 @@ use crate::store::task_record::TaskV2;
 
 use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
 use crate::error::{Error, Result};
-use crate::store::history::Arena;
+use crate::store::history::{Arena, LoggedPlace};
 use crate::store::state::State;
 use crate::wal::StorageFile;
 
@@ -249,7 +249,7 @@ pub fn encode_into(
         entry.history.write_to(&mut piece, &mut fill)?;
         // `write_to` names places in `piece`; the fills need places in the image.
         for f in fill.get_mut(first_fill..).unwrap_or_default() {
-            f.1 += usize::try_from(base).map_err(|_| codec("image too large".into()))?;
+            f.at += usize::try_from(base).map_err(|_| codec("image too large".into()))?;
         }
         sink.append(&piece)?;
     }
@@ -272,33 +272,40 @@ pub fn encode_into(
     Ok(layout)
 }
 
-/// Copies the events that histories keep in the log into their places in the image: `fill`
-/// lists `(lsn, offset, length)`, and `write_to` left room of the event's length there. One
-/// sequential replay from the oldest LSN wanted, rather than a read per event.
+/// Copies the events that histories keep in the log into their places in the image, each
+/// with its entry header (so that the events of one history go out as one piece): `write_to`
+/// left room of the event's length after each header. One sequential replay from the oldest
+/// LSN wanted, rather than a read per event.
 fn fill_from_log(
     sink: &mut dyn Sink,
-    mut fill: Vec<(u64, usize, usize)>,
+    mut fill: Vec<LoggedPlace>,
     log: Option<&dyn crate::store::Log>,
 ) -> Result<()> {
     if fill.is_empty() {
         return Ok(());
     }
     let log = log.ok_or_else(|| codec("histories kept in the log, encoded without it".into()))?;
-    fill.sort_unstable();
+    fill.sort_unstable_by_key(LoggedPlace::lsn);
     let mut next = fill.iter().peekable();
-    let from = fill.first().map_or(0, |f| f.0);
+    let from = fill.first().map_or(0, LoggedPlace::lsn);
     log.replay(from, &mut |lsn, record| {
-        while let Some(&&(want, at, len)) = next.peek() {
+        while let Some(&&place) = next.peek() {
+            let want = place.lsn();
             if want > lsn {
                 break;
             }
             next.next();
             let body = record
                 .split_first()
-                .filter(|(tag, body)| **tag == crate::store::record::TAG_EVENT && body.len() == len)
+                .filter(|(tag, body)| {
+                    **tag == crate::store::record::TAG_EVENT && body.len() == place.event_len()
+                })
                 .map(|(_, body)| body);
+            let at = place.at as u64;
             let placed = match (want == lsn, body) {
-                (true, Some(body)) => sink.patch(at as u64, body)?,
+                (true, Some(body)) => sink
+                    .patch(at, &place.header)?
+                    .and(sink.patch(at + place.header.len() as u64, body)?),
                 _ => None,
             };
             if placed.is_none() {
@@ -312,11 +319,11 @@ fn fill_from_log(
         }
         Ok(())
     })?;
-    if let Some(&(lsn, ..)) = next.next() {
+    if let Some(place) = next.next() {
         return Err(Error::corrupt(
             "log",
             None,
-            Some(lsn),
+            Some(place.lsn()),
             "a history points past the end of the log",
         ));
     }
