@@ -200,21 +200,12 @@ fn a_wrong_history_with_valid_crcs_fails_when_read_naming_the_file() {
 #[test]
 fn damaged_records_with_valid_crcs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let store = options().open(dir.path()).unwrap();
-    populate(&store, 9_000);
-    store.snapshot().unwrap();
-    store.close().unwrap();
-    drop(store);
-    let path = newest_snapshot(dir.path());
-    let (start, bytes) = history_section(&path);
+    let (path, start, bytes) = snapshot_of(dir.path(), 9_000);
     for at in [64 + 1, 64 + (start - 64) / 2, start - 3] {
         for flip in [0x01u8, 0x80] {
-            let mut damaged = bytes.clone();
-            damaged[at] ^= flip;
-            snapshot::reseal_for_fuzzing(&mut damaged);
             // Either the damage is refused, or it changed only a value inside a field that
             // still decodes (a title byte); it must never panic or hang.
-            match snapshot::decode(&path, &damaged) {
+            match decode_flipped(&path, &bytes, at, flip) {
                 Err(e) => assert!(e.is_corruption(), "byte {at}: {e}"),
                 Ok(state) => read_every_task(&state, at),
             }
@@ -223,6 +214,33 @@ fn damaged_records_with_valid_crcs_are_errors() {
     let mut cut = bytes.clone();
     cut.truncate(start - 1);
     assert!(snapshot::decode(&path, &cut).is_err());
+}
+
+/// A store of `tasks` tasks (`populate`), snapshotted: the snapshot's path, where its history
+/// section starts, and its bytes.
+fn snapshot_of(dir: &Path, tasks: usize) -> (PathBuf, usize, Vec<u8>) {
+    let store = options().open(dir).unwrap();
+    populate(&store, tasks);
+    store.snapshot().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let path = newest_snapshot(dir);
+    let (start, bytes) = history_section(&path);
+    (path, start, bytes)
+}
+
+/// Decodes `bytes` with byte `at` XORed by `flip` and the CRCs recomputed (so that the damage
+/// reaches the section decoders).
+fn decode_flipped(
+    path: &Path,
+    bytes: &[u8],
+    at: usize,
+    flip: u8,
+) -> tasklog::Result<tasklog::store::state::State> {
+    let mut damaged = bytes.to_vec();
+    damaged[at] ^= flip;
+    snapshot::reseal_for_fuzzing(&mut damaged);
+    snapshot::decode(path, &damaged)
 }
 
 /// Reads back every task of a decoded state, finished ones (held as their encoded records)
@@ -245,20 +263,11 @@ fn read_every_task(state: &tasklog::store::state::State, at: usize) {
 #[test]
 fn every_task_a_damaged_snapshot_yields_reads_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = options().open(dir.path()).unwrap();
-    populate(&store, 12);
-    store.snapshot().unwrap();
-    store.close().unwrap();
-    drop(store);
-    let path = newest_snapshot(dir.path());
-    let (start, bytes) = history_section(&path);
+    let (path, start, bytes) = snapshot_of(dir.path(), 12);
     let mut accepted = 0;
     for at in 64..start {
         for flip in [0x01u8, 0x10, 0x80] {
-            let mut damaged = bytes.clone();
-            damaged[at] ^= flip;
-            snapshot::reseal_for_fuzzing(&mut damaged);
-            match snapshot::decode(&path, &damaged) {
+            match decode_flipped(&path, &bytes, at, flip) {
                 Err(e) => assert!(e.is_corruption(), "byte {at}: {e}"),
                 Ok(state) => {
                     accepted += 1;

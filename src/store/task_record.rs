@@ -103,47 +103,54 @@ impl TaskV2<'_> {
     }
 }
 
+/// A task with most fields set (role, provider, tags, metadata, result, error, lease,
+/// version...), in `state`, with id `t-1`: for the tests of the encoded forms.
+#[cfg(test)]
+pub(crate) fn sample_task(state: crate::task::TaskState) -> Task {
+    let mut t = wire::v1::task_from_wire(wire::v1::Task {
+        title: "title".into(),
+        description: "d".into(),
+        role: Some("writer".into()),
+        state: wire::v1::state_code(state),
+        progress_percent: 100,
+        progress_step: Some("done".into()),
+        progress_message: None,
+        created_at_ms: 1_700_000_000_000,
+        updated_at_ms: 1_700_000_000_500,
+        started_at_ms: Some(1_700_000_000_100),
+        completed_at_ms: state.is_terminal().then_some(1_700_000_000_500),
+        provider: Some("anthropic".into()),
+        model: Some("m".into()),
+        tags: vec!["a".into(), "b".into()],
+        metadata: vec![("k".into(), "[1,2]".into())],
+        result: Some("{\"ok\":true}".into()),
+        last_error: Some("once".into()),
+        error_count: 2,
+        attempt: 3,
+        priority: 4,
+        checkpoint: None,
+        outputs: Vec::new(),
+    })
+    .expect("the sample decodes");
+    t.id = "t-1".into();
+    t.lease = Some(Box::new(Lease {
+        owner: "w".into(),
+        expires_at: Timestamp(5),
+        claim_lsn: 9,
+    }));
+    t.version = u64::MAX - 1;
+    t.last_lsn = 11;
+    t.session = 13;
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::task::TaskState;
 
     fn task() -> Task {
-        let mut t = wire::v1::task_from_wire(wire::v1::Task {
-            title: "title".into(),
-            description: "d".into(),
-            role: Some("writer".into()),
-            state: wire::v1::state_code(TaskState::Completed),
-            progress_percent: 100,
-            progress_step: Some("done".into()),
-            progress_message: None,
-            created_at_ms: 1_700_000_000_000,
-            updated_at_ms: 1_700_000_000_500,
-            started_at_ms: Some(1_700_000_000_100),
-            completed_at_ms: Some(1_700_000_000_500),
-            provider: Some("anthropic".into()),
-            model: Some("m".into()),
-            tags: vec!["a".into(), "b".into()],
-            metadata: vec![("k".into(), "[1,2]".into())],
-            result: Some("{\"ok\":true}".into()),
-            last_error: Some("once".into()),
-            error_count: 2,
-            attempt: 3,
-            priority: 4,
-            checkpoint: None,
-            outputs: Vec::new(),
-        })
-        .unwrap();
-        t.id = "t-1".into();
-        t.lease = Some(Box::new(Lease {
-            owner: "w".into(),
-            expires_at: Timestamp(5),
-            claim_lsn: 9,
-        }));
-        t.version = 7;
-        t.last_lsn = 11;
-        t.session = 13;
-        t
+        sample_task(TaskState::Completed)
     }
 
     /// A record decodes to the task it was encoded from (id aside, which it does not hold).

@@ -264,37 +264,9 @@ impl Deref for TaskRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::wire;
 
     fn task(state: TaskState) -> Task {
-        let mut t = wire::v1::task_from_wire(wire::v1::Task {
-            title: "title".into(),
-            description: String::new(),
-            role: Some("writer".into()),
-            state: wire::v1::state_code(state),
-            progress_percent: 40,
-            progress_step: None,
-            progress_message: Some("m".into()),
-            created_at_ms: 10,
-            updated_at_ms: 30,
-            started_at_ms: Some(20),
-            completed_at_ms: state.is_terminal().then_some(30),
-            provider: None,
-            model: None,
-            tags: vec!["t".into()],
-            metadata: Vec::new(),
-            result: None,
-            last_error: Some("e".into()),
-            error_count: 5,
-            attempt: 6,
-            priority: 1,
-            checkpoint: None,
-            outputs: Vec::new(),
-        })
-        .unwrap();
-        t.id = "id-1".into();
-        t.version = u64::MAX - 1;
-        t
+        crate::store::task_record::sample_task(state)
     }
 
     /// A terminal task is held encoded, a live one as a task; either reads back whole, and
@@ -306,8 +278,8 @@ mod tests {
             let held = Held::new(t.clone());
             assert_eq!(matches!(held, Held::Terminal(..)), state.is_terminal(), "{state:?}");
             assert_eq!(held.state(), state);
-            assert_eq!(*held.get("id-1"), t);
-            assert_eq!(*held.shared("id-1"), t);
+            assert_eq!(*held.get("t-1"), t);
+            assert_eq!(*held.shared("t-1"), t);
             assert_eq!(held.head(), Head::of(&t));
             assert_eq!(held.record().is_some(), state.is_terminal());
             // What `State::memory_use` counts: the buffer (prefix and record), or the `Arc`.
@@ -324,17 +296,17 @@ mod tests {
     #[test]
     fn settle_puts_a_task_back_in_the_form_its_state_calls_for() {
         let mut held = Held::new(task(TaskState::Failed));
-        held.make_live("id-1").attempt = 7;
+        held.make_live("t-1").attempt = 7;
         assert!(matches!(held, Held::Live(_)));
         held.settle();
         assert!(matches!(held, Held::Terminal(..)));
         assert_eq!(held.head().keys.attempt, 7);
 
-        let live = held.make_live("id-1");
+        let live = held.make_live("t-1");
         live.state = TaskState::Pending;
         held.settle();
         assert!(matches!(held, Held::Live(_)));
-        assert_eq!(held.get("id-1").state, TaskState::Pending);
+        assert_eq!(held.get("t-1").state, TaskState::Pending);
     }
 
     /// The scratch buffer is kept between encodings (that is its point), but not once a huge
@@ -348,7 +320,7 @@ mod tests {
         let mut huge = task(TaskState::Completed);
         huge.title = "x".repeat(SCRATCH_KEPT_BYTES * 2);
         let held = Held::new(huge.clone());
-        assert_eq!(*held.get("id-1"), huge);
+        assert_eq!(*held.get("t-1"), huge);
         assert_eq!(capacity(), 0, "a huge scratch buffer is dropped");
     }
 
@@ -363,7 +335,7 @@ mod tests {
         };
         let held = Held::with_record(t.clone(), &record);
         assert_eq!(held.record(), Some(&record[..]));
-        assert_eq!(*held.get("id-1"), t);
+        assert_eq!(*held.get("t-1"), t);
         let live = Held::with_record(task(TaskState::Running), &record);
         assert!(matches!(live, Held::Live(_)));
     }

@@ -235,32 +235,7 @@ mod record_tests {
             history_count: 5,
         };
         let mut task_bytes = Vec::new();
-        // Any record will do: take one that decodes from a known task.
-        let t = crate::task::wire::v1::task_from_wire(crate::task::wire::v1::Task {
-            title: "t".into(),
-            description: "d".into(),
-            role: None,
-            state: 2,
-            progress_percent: 100,
-            progress_step: None,
-            progress_message: None,
-            created_at_ms: 1,
-            updated_at_ms: 2,
-            started_at_ms: None,
-            completed_at_ms: Some(2),
-            provider: Some("p".into()),
-            model: None,
-            tags: Vec::new(),
-            metadata: Vec::new(),
-            result: None,
-            last_error: None,
-            error_count: 0,
-            attempt: 1,
-            priority: 0,
-            checkpoint: None,
-            outputs: Vec::new(),
-        })
-        .unwrap();
+        let t = crate::store::task_record::sample_task(crate::task::TaskState::Completed);
         TaskV2::encode_into(&t, &mut task_bytes);
         let (record, _): (TaskV2<'_>, _) = postcard::take_from_bytes(&task_bytes).unwrap();
         for task in [Some(record), None] {
