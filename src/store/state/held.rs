@@ -317,6 +317,11 @@ mod tests {
         let _ = Held::new(task(TaskState::Completed));
         let small = capacity();
         assert!(small > 0 && small <= SCRATCH_KEPT_BYTES, "{small}");
+        let mut medium = task(TaskState::Completed);
+        // 16 KiB: a large task, far below the limit (64 KiB), keeps its room.
+        medium.title = "x".repeat(16 * 1024);
+        let _ = Held::new(medium);
+        assert!(capacity() > 16 * 1024, "a 16 KiB task's room is kept");
         let mut huge = task(TaskState::Completed);
         huge.title = "x".repeat(SCRATCH_KEPT_BYTES * 2);
         let held = Held::new(huge.clone());
