@@ -191,7 +191,15 @@ fn failures_are_retried_with_rising_attempts_until_the_limit() {
             let next_start = h[i..].iter().find(|x| x.kind == "started").unwrap();
             assert!(next_start.at.0 >= nb, "started before its backoff ended");
             let failed = h[..i].iter().rev().find(|x| x.kind == "failed").unwrap();
-            assert!(nb >= failed.at.0 + 20, "backoff of at least the base delay");
+            // The worker reads its clock just before the commit that records the failure, and
+            // the store stamps the failure when it commits, a little later (more than 1 ms on
+            // a loaded machine: CI failed once here with the strict bound). Half the base delay
+            // of slack still fails a retry scheduled without its backoff.
+            assert!(
+                nb >= failed.at.0 + 20 - 10,
+                "backoff of at least the base delay: not_before {nb}, failed at {}",
+                failed.at.0
+            );
         }
     }
 
