@@ -363,8 +363,9 @@ impl State {
         let current = self.task(&event.task_id);
         task::apply::check(current.as_deref(), &event)
             .map_err(|e| breaks_state_machine(lsn, &event.task_id, &e))?;
-        drop(current);
-        let updated = self.next_task_state_owned(event.clone(), lsn);
+        // The task read for the check is the one the event applies to (a finished task is
+        // decoded once, not twice).
+        let updated = task::apply::next(current.map(TaskRef::into_owned), event.clone(), lsn);
         self.install(lsn, &event, updated, body);
         Ok(())
     }
@@ -401,11 +402,6 @@ impl State {
         lsn: u64,
     ) -> Option<Task> {
         task::apply::next(current.map(TaskRef::into_owned), event.clone(), lsn)
-    }
-
-    fn next_task_state_owned(&self, event: Event, lsn: u64) -> Option<Task> {
-        let current = self.task(&event.task_id).map(TaskRef::into_owned);
-        task::apply::next(current, event, lsn)
     }
 
     /// Puts a task's new state in place and appends the event to its history.
