@@ -30,6 +30,7 @@ Exit codes:
   2  usage error: unknown command or flag, a value that does not parse
   3  corruption: `verify` found damage, or the store refused to open a damaged log
   4  the store is locked by another process (another writer has it open)
+  5  `serve --jetstream`: this server lost the writer's lease to another and stopped
 
 Environment: TASKLOG_DIR (store directory), TASKLOG_REMOTE (server URL), TASKLOG_TOKEN (bearer
 token for serve and for the client, unless --token-file), TASKLOG_ACTOR (--actor), RUST_LOG (log
@@ -522,6 +523,61 @@ pub struct ServeArgs {
     /// The directory of scheduled backups.
     #[arg(long, value_name = "DIR", requires = "backup_every")]
     pub backup_dir: Option<PathBuf>,
+    /// Share one store among several servers through a NATS JetStream cluster (its server
+    /// URLs, comma-separated): the log lives in the stream, one server holds the writer's
+    /// lease and the others redirect clients to it until they take over (docs/jetstream.md).
+    /// Needs a tasklog built with the `jetstream` feature.
+    #[arg(long, value_name = "URLS", requires = "stream")]
+    pub jetstream: Option<String>,
+    /// The JetStream stream that holds the store's log (with --jetstream).
+    #[arg(long, value_name = "NAME", requires = "jetstream")]
+    pub stream: Option<String>,
+    /// Create the stream and the lease bucket when missing (file storage, --replicas
+    /// replicas).
+    #[arg(long, requires = "jetstream")]
+    pub create_stream: bool,
+    /// Replicas of the stream and the lease bucket when --create-stream creates them.
+    #[arg(long, default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub replicas: u64,
+    /// The writer's lease (e.g. 10s, 1500ms): a writer that cannot renew it for this long is
+    /// replaced by another server.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_lease)]
+    pub lease: std::time::Duration,
+    /// The base URL other servers send clients to while this one writes (default: the
+    /// address listened on; give it when clients reach this machine by another name).
+    #[arg(long, value_name = "URL", requires = "jetstream", value_parser = parse_advertise)]
+    pub advertise: Option<String>,
+    /// This server's id in the lease (default: its pid and a random number; unique per
+    /// process).
+    #[arg(long, value_name = "ID", requires = "jetstream")]
+    pub node_id: Option<String>,
+}
+
+/// Parses `--lease`: a duration between 300 ms and 1 h.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease =
+        humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 10s, 1500ms)"))?;
+    if !(std::time::Duration::from_millis(300)..=std::time::Duration::from_secs(3600))
+        .contains(&lease)
+    {
+        return Err(format!("{text:?}: a lease is between 300ms and 1h"));
+    }
+    Ok(lease)
+}
+
+/// Parses `--advertise`: an http(s) base URL of at most 1024 bytes.
+fn parse_advertise(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 1024
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !ok {
+        return Err(format!(
+            "{text:?}: expected an http:// or https:// base URL (at most 1024 bytes)"
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 /// Parses a period: a whole number with a unit, `s`, `m`, `h` or `d` (at least 1 s, at most

@@ -16,6 +16,12 @@ pub const USAGE: u8 = 2;
 pub const CORRUPTION: u8 = 3;
 /// Another process holds the store's write lock.
 pub const LOCKED: u8 = 4;
+/// `serve --jetstream`: another server took the writer's lease; this one stopped writing.
+#[cfg_attr(
+    not(feature = "jetstream"),
+    allow(dead_code, reason = "only `serve --jetstream` exits with it")
+)]
+pub const LEADERSHIP_LOST: u8 = 5;
 
 /// An error that carries its own exit code. With `message: None` the command already said
 /// everything (e.g. `verify` printed its findings) and only the code remains.

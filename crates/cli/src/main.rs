@@ -19,6 +19,8 @@ mod output;
 mod progress;
 mod record;
 mod serve;
+#[cfg(feature = "jetstream")]
+mod serve_jetstream;
 mod stress;
 
 use std::io::IsTerminal;

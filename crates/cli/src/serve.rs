@@ -20,7 +20,8 @@ use crate::record;
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// `serve [--listen ADDR] [--files-dir DIR]`; the token comes from `--token-file` or
-/// `TASKLOG_TOKEN`.
+/// `TASKLOG_TOKEN`. With `--jetstream`, the store is shared with other servers
+/// (`serve_jetstream`).
 pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     let addr = resolve(&a.listen)?;
     if !addr.ip().is_loopback() && token.is_none() {
@@ -41,6 +42,14 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
         )
         .into());
     }
+    #[cfg(not(feature = "jetstream"))]
+    if a.jetstream.is_some() {
+        return Err(Exit::new(
+            USAGE,
+            "--jetstream: this tasklog was built without JetStream support; build it with `cargo build --release -p tasklog-cli --features jetstream`",
+        )
+        .into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tasklog-serve")
@@ -56,29 +65,19 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
             .map_err(|e| Exit::new(OPERATION, format!("cannot listen on {addr}: {e}")))?;
         anyhow::Ok((signals, listener))
     })?;
+    let options = server_options(a, token.clone());
+    #[cfg(feature = "jetstream")]
+    if a.jetstream.is_some() {
+        return crate::serve_jetstream::run(ctx, a, runtime, signals, listener, options);
+    }
     // The server owns the work: the store's default policy (mark interrupted tasks failed)
     // applies at open, as it would for an application's runtime.
     let store = open_write_with(&ctx.dir, StoreOptions::new())?;
-    let mut options = ServerOptions::default();
-    options.token = token.clone();
-    options.files_dir = a.files_dir.clone();
-    options.max_body_bytes = usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX);
-    options.max_page_size = usize::try_from(a.max_page_size).unwrap_or(usize::MAX);
-    options.request_timeout = Duration::from_secs(a.request_timeout);
-    options.max_sse_subscribers = usize::try_from(a.max_sse_subscribers).unwrap_or(usize::MAX);
-    options.max_claim_wait = Duration::from_millis(a.max_claim_wait_ms);
-    if let (Some(every), Some(dir)) = (a.backup_every, a.backup_dir.clone()) {
-        let keep = usize::try_from(a.backup_keep).unwrap_or(usize::MAX);
-        options.backups = Some(tasklog_server::BackupSchedule::new(every, keep, dir));
-    }
-    let served = runtime.block_on(serve(
-        ctx,
-        signals,
-        listener,
-        store.clone(),
-        options,
-        token.is_some(),
-    ));
+    let served = runtime.block_on(async {
+        announce(ctx, &listener, None, options.token.is_some())?;
+        let stop = stop_on(signals);
+        serve_until(listener, store.clone(), options, stop).await
+    });
     record::remove(&ctx.dir, std::process::id());
     // Dropping the runtime waits for blocking store calls still running.
     drop(runtime);
@@ -89,16 +88,36 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
     Ok(())
 }
 
-async fn serve(
+/// The server's options from the command line.
+fn server_options(a: &ServeArgs, token: Option<String>) -> ServerOptions {
+    let mut options = ServerOptions::default();
+    options.token = token;
+    options.files_dir = a.files_dir.clone();
+    options.max_body_bytes = usize::try_from(a.max_body_bytes).unwrap_or(usize::MAX);
+    options.max_page_size = usize::try_from(a.max_page_size).unwrap_or(usize::MAX);
+    options.request_timeout = Duration::from_secs(a.request_timeout);
+    options.max_sse_subscribers = usize::try_from(a.max_sse_subscribers).unwrap_or(usize::MAX);
+    options.max_claim_wait = Duration::from_millis(a.max_claim_wait_ms);
+    if let (Some(every), Some(dir)) = (a.backup_every, a.backup_dir.clone()) {
+        let keep = usize::try_from(a.backup_keep).unwrap_or(usize::MAX);
+        options.backups = Some(tasklog_server::BackupSchedule::new(every, keep, dir));
+    }
+    options
+}
+
+/// Records where the server listens (`<dir>/server.json`) and prints the `listening on URL`
+/// line; returns the URL (`advertised`, else the bound address as a local client reaches it).
+pub(crate) fn announce(
     ctx: &Ctx,
-    signals: Signals,
-    listener: tokio::net::TcpListener,
-    store: tasklog::Store,
-    options: ServerOptions,
+    listener: &tokio::net::TcpListener,
+    advertised: Option<&str>,
     token_required: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let local = listener.local_addr()?;
-    let url = format!("http://{}", reachable(local));
+    let url = match advertised {
+        Some(url) => url.to_owned(),
+        None => format!("http://{}", reachable(local)),
+    };
     let rec = ServerRecord {
         url: url.clone(),
         pid: std::process::id(),
@@ -116,17 +135,34 @@ async fn serve(
         writeln!(stdout, "listening on {url}")?;
         stdout.flush()?;
     }
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    Ok(url)
+}
+
+/// A channel that turns true on SIGINT or SIGTERM.
+pub(crate) fn stop_on(signals: Signals) -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         signals.recv().await;
         let _ = stop_tx.send(true);
     });
-    let mut graceful_rx = stop_rx.clone();
+    stop_rx
+}
+
+/// Serves `store` until `stop` turns true, then drains (at most [`DRAIN_MAX`]); the server
+/// closes the store.
+pub(crate) async fn serve_until(
+    listener: tokio::net::TcpListener,
+    store: tasklog::Store,
+    options: ServerOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut graceful_rx = stop.clone();
     let shutdown = async move {
         let _ = graceful_rx.wait_for(|stopped| *stopped).await;
     };
     let server = tasklog_server::serve(listener, store, options, shutdown);
     tokio::pin!(server);
+    let mut stop_rx = stop;
     let drained = async {
         let _ = stop_rx.wait_for(|stopped| *stopped).await;
         tokio::time::sleep(DRAIN_MAX).await;
@@ -144,14 +180,14 @@ async fn serve(
 /// SIGINT and SIGTERM, installed before the server says it listens (a signal sent as soon as
 /// a script reads the `listening on` line must stop it cleanly, not kill it).
 #[cfg(unix)]
-struct Signals {
+pub(crate) struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
 impl Signals {
-    fn install() -> anyhow::Result<Signals> {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
@@ -170,14 +206,14 @@ impl Signals {
 
 /// Ctrl-C and Ctrl-Break (what Windows sends a console program), installed as early.
 #[cfg(windows)]
-struct Signals {
+pub(crate) struct Signals {
     ctrl_c: tokio::signal::windows::CtrlC,
     ctrl_break: tokio::signal::windows::CtrlBreak,
 }
 
 #[cfg(windows)]
 impl Signals {
-    fn install() -> anyhow::Result<Signals> {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
         Ok(Signals {
             ctrl_c: tokio::signal::windows::ctrl_c().context("cannot handle Ctrl-C")?,
             ctrl_break: tokio::signal::windows::ctrl_break().context("cannot handle Ctrl-Break")?,
@@ -206,7 +242,7 @@ fn resolve(listen: &str) -> anyhow::Result<SocketAddr> {
 
 /// The address a local client should use: an unspecified bind address (0.0.0.0, ::) is
 /// reached through loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())

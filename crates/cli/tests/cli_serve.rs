@@ -83,6 +83,51 @@ fn a_non_loopback_address_needs_a_token() {
     let err = fails(&d, &["serve", "--files-dir", "/no/such/dir"], 2);
     assert!(err.contains("--files-dir"), "{err}");
     assert!(!d.exists());
+    // `--jetstream` flags are checked before anything starts.
+    for (args, says) in [
+        (
+            &["serve", "--jetstream", "nats://127.0.0.1:1"][..],
+            "--stream",
+        ),
+        (&["serve", "--stream", "S"][..], "--jetstream"),
+        (
+            &[
+                "serve",
+                "--jetstream",
+                "nats://x",
+                "--stream",
+                "S",
+                "--lease",
+                "10ms",
+            ][..],
+            "between 300ms and 1h",
+        ),
+        (
+            &[
+                "serve",
+                "--jetstream",
+                "nats://x",
+                "--stream",
+                "S",
+                "--advertise",
+                "ftp://x",
+            ][..],
+            "http://",
+        ),
+    ] {
+        let err = fails(&d, args, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    #[cfg(not(feature = "jetstream"))]
+    {
+        let err = fails(
+            &d,
+            &["serve", "--jetstream", "nats://x", "--stream", "S"],
+            2,
+        );
+        assert!(err.contains("--features jetstream"), "{err}");
+    }
+    assert!(!d.exists());
 
     // With a token (file or environment) it starts; the record says a token is needed and
     // never holds the token itself.

@@ -183,6 +183,7 @@ fn help_documents_the_exit_codes_and_completions_work() {
         "0  success",
         "3  corruption",
         "4  the store is locked",
+        "5  `serve --jetstream`",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

@@ -195,6 +195,17 @@ impl Leadership {
     /// (judged as the module docs say). Errors: the bucket cannot be reached, or another
     /// process still holds the lease after `wait` (`Io` with `TimedOut`, naming the holder).
     pub fn acquire(opts: LeadershipOptions, wait: Duration) -> Result<Leadership> {
+        Leadership::acquire_watching(opts, wait, &watch::channel(None).0)
+    }
+
+    /// [`Leadership::acquire`], sending who holds the lease each time it is read while
+    /// waiting (`None` while nobody does), so that a waiting server can redirect its clients
+    /// to the holder. Once acquired, `seen` gets this process's own value.
+    pub fn acquire_watching(
+        opts: LeadershipOptions,
+        wait: Duration,
+        seen: &watch::Sender<Option<Holder>>,
+    ) -> Result<Leadership> {
         if opts.lease < LEASE_MIN {
             return Err(Error::InvalidInput {
                 at: Some("LeadershipOptions::lease".into()),
@@ -210,11 +221,13 @@ impl Leadership {
         let bridge = Bridge::start()?;
         let started = Instant::now();
         let o = opts.clone();
+        let seen_by_take = seen.clone();
         let (store, revision, sent, value) = bridge.call(async move {
             let store = open_bucket(&o).await?;
-            let (revision, sent, value) = take(&store, &o, wait).await?;
+            let (revision, sent, value) = take(&store, &o, wait, &seen_by_take).await?;
             Ok((store, revision, sent, value))
         })?;
+        seen.send_replace(Some(value.clone()));
         let waited = started.elapsed();
         tracing::info!(holder = %opts.holder, key = %opts.key(), revision, ?waited, "leadership acquired");
         let state = Arc::new(Mutex::new(Renewal {
@@ -377,6 +390,7 @@ async fn take(
     store: &kv::Store,
     o: &LeadershipOptions,
     wait: Duration,
+    seen_holder: &watch::Sender<Option<Holder>>,
 ) -> Result<(u64, Instant, Holder)> {
     let place = o.place();
     let deadline = Instant::now() + wait;
@@ -388,6 +402,7 @@ async fn take(
         let sent = Instant::now();
         match read(store, o).await {
             Ok(None) => {
+                seen_holder.send_replace(None);
                 // NOTE: `create` on a deleted key is itself a CAS on the delete's revision,
                 // so two contenders racing here cannot both win.
                 let value = me(o);
@@ -402,6 +417,13 @@ async fn take(
                 }
             }
             Ok(Some((holder, rev))) => {
+                seen_holder.send_if_modified(|h| {
+                    let changed = h.as_ref() != Some(&holder);
+                    if changed {
+                        *h = Some(holder.clone());
+                    }
+                    changed
+                });
                 let since = match seen {
                     Some((r, t)) if r == rev => t,
                     _ => {

@@ -604,6 +604,10 @@ impl Log for JetStreamLog {
 
     fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
         Self::check_open(&self.shared.state.lock())?;
+        if !self.conn.opts.truncate {
+            // Kept for other machines that have no copy of this one's snapshots.
+            return Ok(TruncateReport::default());
+        }
         let conn = self.conn.clone();
         let (report, first_lsn) = self.bridge.call(replay::truncate(conn, lsn))?;
         if let Some(first_lsn) = first_lsn {

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// ## Defaults
 /// `subject` = `tasklog.<stream>`, `replicas` = 3, `create` = false, `writer_id` = a fresh
 /// random id per open, `ack_timeout` = 5 s, `request_timeout` = 10 s, `retry_horizon` = 60 s, `duplicate_window` =
-/// 2 min (JetStream's default; only used when the stream is created).
+/// 2 min (JetStream's default; only used when the stream is created), `truncate` = true.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct JetStreamOptions {
@@ -32,6 +32,11 @@ pub struct JetStreamOptions {
     pub retry_horizon: Duration,
     /// The stream's duplicate window when it is created.
     pub duplicate_window: Duration,
+    /// Purge messages below the newest snapshot when the store asks to
+    /// (`Log::truncate_before`). Off, the stream keeps every message: needed when the
+    /// snapshots stay in one machine's directory but other machines must be able to open the
+    /// store from the stream alone (`tasklog serve --jetstream` turns it off).
+    pub truncate: bool,
 }
 
 impl JetStreamOptions {
@@ -49,6 +54,7 @@ impl JetStreamOptions {
             request_timeout: Duration::from_secs(10),
             retry_horizon: Duration::from_secs(60),
             duplicate_window: Duration::from_secs(120),
+            truncate: true,
         }
     }
 
@@ -91,6 +97,13 @@ impl JetStreamOptions {
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`JetStreamOptions::truncate`].
+    #[must_use]
+    pub fn truncate(mut self, truncate: bool) -> Self {
+        self.truncate = truncate;
         self
     }
 

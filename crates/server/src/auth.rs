@@ -147,12 +147,19 @@ async fn problems(req: Request, next: Next) -> Response {
 
 /// 401 unless the request carries the server's bearer token (when it has one).
 async fn check_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = state.options().token.as_deref() else {
-        return next.run(req).await;
-    };
     if OPEN_ROUTES.contains(&req.uri().path()) {
         return next.run(req).await;
     }
+    match bearer_refusal(state.options().token.as_deref(), &req) {
+        None => next.run(req).await,
+        Some(refused) => refused,
+    }
+}
+
+/// The 401 to answer, unless no token is set or the request carries it as
+/// `Authorization: Bearer` (compared in constant time).
+pub(crate) fn bearer_refusal(token: Option<&str>, req: &Request) -> Option<Response> {
+    let token = token?;
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -161,9 +168,8 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-    let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
-    if ok {
-        return next.run(req).await;
+    if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
+        return None;
     }
     let (detail, challenge) = match given {
         None => (
@@ -180,7 +186,7 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
     );
-    resp
+    Some(resp)
 }
 
 /// 503 when a request takes longer than the server's request timeout (long-polls and streams

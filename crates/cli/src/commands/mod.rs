@@ -89,9 +89,13 @@ const LOCK_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Opens the store at `dir` for writing with `options`, waiting for the lock as `--wait` says.
 pub fn open_write_with(dir: &Path, options: StoreOptions) -> anyhow::Result<Store> {
-    let wait = LOCK_WAIT.get().copied().unwrap_or(LOCK_WAIT_DEFAULT);
-    Store::open_with(dir, options.lock_timeout(wait))
+    Store::open_with(dir, options.lock_timeout(lock_wait()))
         .with_context(|| format!("cannot open the store at {}", dir.display()))
+}
+
+/// How long a write open waits for another writer (`--wait`).
+pub fn lock_wait() -> std::time::Duration {
+    LOCK_WAIT.get().copied().unwrap_or(LOCK_WAIT_DEFAULT)
 }
 
 /// Opens the existing store at `dir` read-only. A damaged log is refused (exit 3), as a
