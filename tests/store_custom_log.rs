@@ -23,6 +23,8 @@ struct Disk {
     first: Lsn,
     /// The LSN the next record gets.
     next: Lsn,
+    /// Snapshots kept beside the log (`keep_snapshot`): LSN and bytes.
+    snapshots: Vec<(Lsn, Vec<u8>)>,
 }
 
 struct MemLog {
@@ -35,6 +37,8 @@ struct MemLog {
     skip_lsn: AtomicBool,
     /// Truncation removes nothing (allowed: "maybe fewer").
     keep_all: AtomicBool,
+    /// `keep_snapshot` fails.
+    fail_keep: AtomicBool,
 }
 
 impl MemLog {
@@ -54,6 +58,7 @@ impl MemLog {
             fail_waits: AtomicBool::new(false),
             skip_lsn: AtomicBool::new(false),
             keep_all: AtomicBool::new(false),
+            fail_keep: AtomicBool::new(false),
         })
     }
     fn flush(&self) -> Result<()> {
@@ -152,6 +157,29 @@ impl Log for MemLog {
         s.durable_lsn = d.next - 1;
         s.appends = d.records.len() as u64;
         s
+    }
+    fn keep_snapshot(&self, lsn: Lsn, path: &std::path::Path) -> Result<()> {
+        if self.fail_keep.load(Ordering::SeqCst) {
+            return Err(Error::io(
+                "keep a snapshot in",
+                "mem-log",
+                std::io::Error::other("object store down"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        self.disk.lock().snapshots.push((lsn, bytes));
+        Ok(())
+    }
+    fn fetch_snapshot(&self, newer_than: Lsn, into: &std::path::Path) -> Result<Option<Lsn>> {
+        let d = self.disk.lock();
+        let Some((lsn, bytes)) = d.snapshots.iter().max_by_key(|(l, _)| *l) else {
+            return Ok(None);
+        };
+        if *lsn <= newer_than {
+            return Ok(None);
+        }
+        std::fs::write(into, bytes).map_err(|e| Error::io("write", into, e))?;
+        Ok(Some(*lsn))
     }
     fn close(&self) -> Result<()> {
         self.flush()
@@ -355,4 +383,86 @@ fn a_streamed_import_over_a_custom_log_is_written_as_one_batch() {
         .open_with_log(dir.path(), MemLog::new(&disk))
         .unwrap();
     assert_eq!(store.len(), 50, "the import is in the custom log");
+}
+
+/// A log shared by several machines (issue #22): the store hands it each snapshot before
+/// cutting the log below it, and a store opened in a fresh directory fetches the newest one
+/// and replays only what follows. Broken on purpose: without `fetch_snapshot`'s override the
+/// fresh open fails (records missing); with `keep_snapshot` failing, the log is not cut.
+#[test]
+fn a_store_in_a_fresh_directory_opens_from_the_snapshot_kept_beside_the_log() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let store = options()
+        .open_with_log(a.path(), MemLog::new(&disk))
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let t = store.submit(NewTask::new(format!("t{i}"))).unwrap();
+        store.start(&t.id).unwrap();
+        if i % 2 == 0 {
+            store.complete(&t.id, None).unwrap();
+        }
+        ids.push(t.id);
+    }
+    let info = store.snapshot().unwrap();
+    assert!(
+        info.segments_removed > 0,
+        "the log is cut below a kept snapshot"
+    );
+    assert_eq!(disk.lock().snapshots.len(), 1);
+    assert_eq!(disk.lock().snapshots[0].0, info.lsn);
+    store.complete(&ids[1], None).unwrap();
+    let before: Vec<_> = ids.iter().map(|id| store.history(id).unwrap()).collect();
+    store.close().unwrap();
+    let last = disk.lock().next - 1;
+
+    let store = options()
+        .open_with_log(b.path(), MemLog::new(&disk))
+        .unwrap();
+    let report = store.recovery_report();
+    assert!(report.snapshot_used.is_some(), "{report:?}");
+    assert_eq!(report.snapshot_lsn, info.lsn);
+    assert_eq!(report.events_replayed, last - info.lsn);
+    let after: Vec<_> = ids.iter().map(|id| store.history(id).unwrap()).collect();
+    assert_eq!(
+        before, after,
+        "the same histories from the fetched snapshot"
+    );
+    assert_eq!(store.get(&ids[1]).unwrap().state, TaskState::Completed);
+    store.close().unwrap();
+
+    // A damaged copy is refused by its CRC and passed over; the log was cut below it, so the
+    // open fails naming the missing records rather than opening a store with a hole.
+    let c = tempfile::tempdir().unwrap();
+    {
+        let mut d = disk.lock();
+        let bytes = &mut d.snapshots[0].1;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+    }
+    let err = options()
+        .open_with_log(c.path(), MemLog::new(&disk))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("are missing"), "{err}");
+
+    // When the log cannot keep the snapshot, it is not cut.
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let log = MemLog::new(&disk);
+    log.fail_keep.store(true, Ordering::SeqCst);
+    let d = tempfile::tempdir().unwrap();
+    let store = options().open_with_log(d.path(), log).unwrap();
+    let t = store.submit(NewTask::new("kept")).unwrap();
+    let info = store.snapshot().unwrap();
+    assert_eq!(info.segments_removed, 0);
+    assert_eq!(disk.lock().first, 1);
+    store.close().unwrap();
+    let e = tempfile::tempdir().unwrap();
+    let store = options()
+        .open_with_log(e.path(), MemLog::new(&disk))
+        .unwrap();
+    assert!(store.recovery_report().snapshot_used.is_none());
+    assert_eq!(store.get(&t.id).unwrap().title, "kept");
+    store.close().unwrap();
 }

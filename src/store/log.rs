@@ -81,6 +81,27 @@ pub trait Log: Send + Sync {
     fn reads_by_lsn(&self) -> bool {
         false
     }
+    /// Keeps a copy of a snapshot beside the log, for a log that several machines share: a
+    /// store opened on another machine (another directory) finds it through
+    /// [`Log::fetch_snapshot`] and replays only what follows it. Called after the snapshot
+    /// file at `path`, covering the records up to `lsn`, is durable in the store's directory,
+    /// and before the log is cut below it: the store cuts the log only when this returned
+    /// `Ok` (an error is logged; the snapshot stays local and the log uncut). The default
+    /// keeps nothing: the local log lives in the store's directory beside its snapshots.
+    fn keep_snapshot(&self, lsn: Lsn, path: &Path) -> Result<()> {
+        let _ = (lsn, path);
+        Ok(())
+    }
+    /// Writes the newest snapshot kept beside the log ([`Log::keep_snapshot`]) whose LSN is
+    /// above `newer_than` into the new file `into`, durably, and returns its LSN; `None` when
+    /// there is none. A writer's open calls it before it loads its snapshots, with the newest
+    /// LSN it has locally; the file is then checked (magic, version, CRCs) like any snapshot
+    /// and a damaged one is passed over. An error is logged and the open goes on with what it
+    /// has. The default has none.
+    fn fetch_snapshot(&self, newer_than: Lsn, into: &Path) -> Result<Option<Lsn>> {
+        let _ = (newer_than, into);
+        Ok(None)
+    }
     /// Calls `f` with each record of `lsns` (written, and not below [`Log::first_lsn`]), in
     /// the order given. The default replays from the smallest one and picks them out, which
     /// is correct but costs a replay: a log that can do better overrides this and
@@ -174,6 +195,12 @@ impl Log for LockedLog {
     }
     fn read_lsns(&self, lsns: &[Lsn], f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>) -> Result<()> {
         self.log.read_lsns(lsns, f)
+    }
+    fn keep_snapshot(&self, lsn: Lsn, path: &Path) -> Result<()> {
+        self.log.keep_snapshot(lsn, path)
+    }
+    fn fetch_snapshot(&self, newer_than: Lsn, into: &Path) -> Result<Option<Lsn>> {
+        self.log.fetch_snapshot(newer_than, into)
     }
     fn close(&self) -> Result<()> {
         let closed = self.log.close();

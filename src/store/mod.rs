@@ -963,7 +963,16 @@ impl Store {
         let path = pending.commit(storage)?;
         progress.last_lsn = lsn;
         let moved = self.histories_to_disk(storage, &path, &layout);
-        let segments_removed = self.prune_snapshots(storage, &dir, moved)?;
+        // A log shared by several machines keeps a copy first: the log is cut below a
+        // snapshot only once a store elsewhere could find it.
+        let kept = match self.inner.log.keep_snapshot(lsn, &path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(lsn, error = %e, "the log kept no copy of the snapshot; it is not compacted");
+                false
+            }
+        };
+        let segments_removed = self.prune_snapshots(storage, &dir, moved && kept)?;
         tracing::info!(lsn, bytes, "snapshot written");
         Ok(SnapshotInfo {
             path,

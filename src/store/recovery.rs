@@ -198,10 +198,11 @@ pub(crate) fn recover_over(
         )?);
     }
     let mut report = RecoveryReport::default();
-    let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     if !options.read_only {
         snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
+        fetch_kept_snapshot(storage, &snapshot_dir(dir), log.as_ref());
     }
+    let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     check_snapshot_fits_log(log.as_ref(), &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
     // As over the local log: a snapshot's indexes are kept up through the few records after
@@ -313,6 +314,44 @@ fn load_snapshot(
         }
     }
     Ok(State::default())
+}
+
+/// The name a snapshot fetched from beside the log is written under until it is complete (a
+/// snapshot temp name: an interrupted fetch is removed at the next open).
+pub(crate) const FETCHED_TEMP_NAME: &str = "snap-fetched.snap.tmp";
+
+/// Puts the newest snapshot kept beside the log into `snaps`, when it is newer than every
+/// local one (`Log::fetch_snapshot`). A failure is logged, never fatal: the open goes on with
+/// the local snapshots, and a log cut below them is then refused by `check_snapshot_fits_log`.
+fn fetch_kept_snapshot(storage: &dyn crate::wal::Storage, snaps: &Path, log: &dyn super::Log) {
+    let fetched = (|| -> Result<Option<u64>> {
+        let newest_local = snapshot::list(storage, snaps)?.first().map_or(0, |f| f.lsn);
+        crate::wal::create_dir_durable(storage, snaps)
+            .map_err(|e| Error::io("create directory", snaps, e))?;
+        let tmp = snaps.join(FETCHED_TEMP_NAME);
+        let Some(lsn) = log.fetch_snapshot(newest_local, &tmp)? else {
+            return Ok(None);
+        };
+        if lsn <= newest_local {
+            let _ = storage.remove_file(&tmp);
+            return Ok(None);
+        }
+        let to = snaps.join(snapshot::file_name(lsn));
+        storage
+            .rename(&tmp, &to)
+            .map_err(|e| Error::io("rename", &tmp, e))?;
+        storage
+            .sync_dir(snaps)
+            .map_err(|e| Error::io("fsync directory", snaps, e))?;
+        Ok(Some(lsn))
+    })();
+    match fetched {
+        Ok(Some(lsn)) => tracing::info!(lsn, "snapshot fetched from beside the log"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "no snapshot fetched from beside the log; opening with the local ones");
+        }
+    }
 }
 
 /// The log must continue exactly where the snapshot ends: no gap below, nothing missing above.

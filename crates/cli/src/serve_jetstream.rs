@@ -4,8 +4,9 @@
 //! Every server listens at once. Until it holds the writer's lease (a key in a JetStream KV
 //! bucket, `tasklog_jetstream::Leadership`) it is a standby: it redirects clients to the
 //! lease holder's advertised URL (`tasklog_server::standby_router`). Once it holds the lease
-//! it opens the store over the stream (`JetStreamLog`; its own directory keeps snapshots and
-//! the lock), then serves the whole API on the same socket.
+//! it opens the store over the stream (`JetStreamLog`; its own directory keeps the lock and
+//! copies of the snapshots, which the stream's object store keeps for every machine), then
+//! serves the whole API on the same socket.
 //!
 //! When the lease is lost (another server took it over: this one was paused or cut off past
 //! the lease), the server stops at once and exits with [`LEADERSHIP_LOST`]: its store may hold
@@ -104,9 +105,9 @@ pub(crate) fn run(
         let log_opts = JetStreamOptions::new(&urls, &stream)
             .create(a.create_stream)
             .replicas(replicas)
-            .writer_id(&node_id)
-            // Other machines open the store from the stream alone: keep every message.
-            .truncate(false);
+            // Snapshots are kept in the stream's object store before the stream is cut below
+            // them, so another machine opens from the newest one plus what follows.
+            .writer_id(&node_id);
         let dir = ctx.dir.clone();
         let opened = tokio::task::spawn_blocking(move || open_store(&dir, log_opts)).await?;
         let store = match opened {

@@ -355,6 +355,24 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
     servers[killed] = Server::start(servers[killed].name, root.path(), &nats, 1);
     urls.write().expect("urls")[killed] = servers[killed].url.clone();
 
+    // A snapshot on the writer: kept in the stream's object store, the stream cut below it.
+    // Every later takeover (and the final open in a fresh directory) starts from it.
+    let snap = post(
+        &agent(),
+        &RwLock::new(vec![servers[second].url.clone()]),
+        "/v1/snapshot",
+        &json!({}),
+    );
+    let snapshot_lsn = match snap {
+        Answer::Got(200, b) => b["lsn"].as_u64().expect("the snapshot's LSN"),
+        Answer::Got(s, b) => panic!("snapshot: {s} {b}"),
+        Answer::Lost => panic!("snapshot: no answer"),
+    };
+    report(&format!(
+        "snapshot at LSN {snapshot_lsn} on {}",
+        servers[second].name
+    ));
+
     // 2. SIGKILL a NATS node, later restart it.
     std::thread::sleep(Duration::from_secs(3));
     let during = acked(&rec);
@@ -514,18 +532,32 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
         rec.ambiguous
     ));
 
-    // Then from the stream alone, in a directory that never saw a snapshot: another machine
-    // can open the store (the servers keep every message in the stream).
+    // Then in a directory that never saw a snapshot, as another machine would: from the
+    // snapshot kept in the stream's object store and the messages after it (the stream was
+    // cut below it).
     for s in &mut servers {
         s.kill();
     }
     let fresh = root.path().join("fresh");
     let log = cluster.open(cluster.options(STREAM).create(false));
-    // Read-only: this reader owns no work, so it takes back no running task.
+    let first_lsn = tasklog::store::Log::first_lsn(&log);
+    assert!(first_lsn > 1, "the stream was cut below the snapshot");
+    let started = Instant::now();
+    // Leaves running tasks running: this reader owns no work.
     let store = tasklog::StoreOptions::new()
-        .read_only(true)
+        .interrupted_policy(tasklog::store::InterruptedPolicy::Leave)
         .open_with_log(&fresh, Arc::new(log))
-        .expect("the store opens from the stream alone");
+        .expect("the store opens from the kept snapshot and the stream");
+    let opened = started.elapsed();
+    let rep = store.recovery_report();
+    assert!(rep.snapshot_used.is_some(), "{rep:?}");
+    assert!(rep.snapshot_lsn >= snapshot_lsn, "{rep:?}");
+    report(&format!(
+        "a fresh directory opened in {:.2} s: snapshot at LSN {} fetched, {} records replayed, stream from LSN {first_lsn}",
+        opened.as_secs_f64(),
+        rep.snapshot_lsn,
+        rep.events_replayed
+    ));
     for (id, state) in &listed {
         let task = store
             .get(id)

@@ -40,7 +40,9 @@ mod lease;
 mod log;
 mod options;
 mod replay;
+mod snapshots;
 
 pub use lease::{Holder, LEASE_MIN, LEASE_VALUE_BYTES_MAX, Leadership, LeadershipOptions};
 pub use log::{HEADERS_BYTES_MAX, JetStreamLog, SERVER_VERSION_MIN, WRITER_ID_BYTES_MAX};
 pub use options::JetStreamOptions;
+pub use snapshots::SNAPSHOTS_KEPT;

@@ -617,6 +617,20 @@ impl Log for JetStreamLog {
         Ok(report)
     }
 
+    fn keep_snapshot(&self, lsn: Lsn, path: &std::path::Path) -> Result<()> {
+        Self::check_open(&self.shared.state.lock())?;
+        let conn = self.conn.clone();
+        self.bridge
+            .call(crate::snapshots::keep(conn, lsn, path.to_owned()))
+    }
+
+    fn fetch_snapshot(&self, newer_than: Lsn, into: &std::path::Path) -> Result<Option<Lsn>> {
+        Self::check_open(&self.shared.state.lock())?;
+        let conn = self.conn.clone();
+        self.bridge
+            .call(crate::snapshots::fetch(conn, newer_than, into.to_owned()))
+    }
+
     fn sync(&self) -> Result<()> {
         let last = self.shared.state.lock().next_lsn - 1;
         if last == 0 {

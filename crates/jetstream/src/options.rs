@@ -7,7 +7,8 @@ use std::time::Duration;
 /// ## Defaults
 /// `subject` = `tasklog.<stream>`, `replicas` = 3, `create` = false, `writer_id` = a fresh
 /// random id per open, `ack_timeout` = 5 s, `request_timeout` = 10 s, `retry_horizon` = 60 s, `duplicate_window` =
-/// 2 min (JetStream's default; only used when the stream is created), `truncate` = true.
+/// 2 min (JetStream's default; only used when the stream is created), `truncate` = true,
+/// `snapshot_bucket` = `<stream>_snapshots`.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct JetStreamOptions {
@@ -37,6 +38,9 @@ pub struct JetStreamOptions {
     /// snapshots stay in one machine's directory but other machines must be able to open the
     /// store from the stream alone (`tasklog serve --jetstream` turns it off).
     pub truncate: bool,
+    /// The object store bucket that keeps the store's snapshots beside the log (created,
+    /// file storage, `replicas`, at the first snapshot).
+    pub snapshot_bucket: String,
 }
 
 impl JetStreamOptions {
@@ -46,6 +50,7 @@ impl JetStreamOptions {
         JetStreamOptions {
             urls: urls.into(),
             subject: format!("tasklog.{stream}"),
+            snapshot_bucket: format!("{stream}_snapshots"),
             stream,
             replicas: 3,
             create: false,
@@ -104,6 +109,13 @@ impl JetStreamOptions {
     #[must_use]
     pub fn truncate(mut self, truncate: bool) -> Self {
         self.truncate = truncate;
+        self
+    }
+
+    /// Sets [`JetStreamOptions::snapshot_bucket`].
+    #[must_use]
+    pub fn snapshot_bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.snapshot_bucket = bucket.into();
         self
     }
 

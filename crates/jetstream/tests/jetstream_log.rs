@@ -330,6 +330,40 @@ fn a_store_over_jetstream_keeps_its_histories_across_reopens_snapshots_and_trunc
     assert_eq!(store.get(&ids[1]).unwrap().state, TaskState::Running);
     assert!(store.log_stats().first_lsn <= info.lsn + 1);
     store.close().unwrap();
+
+    // Another machine (a fresh directory) fetches the snapshot kept in the stream's object
+    // store and replays only what follows it; with `truncate(false)` the stream is not cut.
+    let fresh = tempfile::tempdir().unwrap();
+    let store = options()
+        .interrupted_policy(tasklog::store::InterruptedPolicy::Leave)
+        .open_with_log(
+            fresh.path(),
+            Arc::new(cluster.open(cluster.options("STORE"))),
+        )
+        .unwrap();
+    let report = store.recovery_report();
+    assert_eq!(report.snapshot_lsn, info.lsn, "{report:?}");
+    assert!(report.snapshot_used.is_some());
+    assert_eq!(histories(&store), before);
+    let again = store.snapshot().unwrap();
+    store.close().unwrap();
+    let (_, first_cut, _, _) = stream_state(&cluster.urls(), "STORE");
+    let kept = tempfile::tempdir().unwrap();
+    let store = options()
+        .interrupted_policy(tasklog::store::InterruptedPolicy::Leave)
+        .open_with_log(
+            kept.path(),
+            Arc::new(cluster.open(cluster.options("STORE").truncate(false))),
+        )
+        .unwrap();
+    assert_eq!(store.recovery_report().snapshot_lsn, again.lsn);
+    for _ in 0..3 {
+        store.submit(NewTask::new("more")).unwrap();
+    }
+    store.snapshot().unwrap();
+    store.close().unwrap();
+    let (_, first_kept, _, _) = stream_state(&cluster.urls(), "STORE");
+    assert_eq!(first_kept, first_cut, "truncate(false) cuts nothing");
 }
 
 #[test]
