@@ -94,10 +94,10 @@ pub trait Log: Send + Sync {
     }
     /// Writes the newest snapshot kept beside the log ([`Log::keep_snapshot`]) whose LSN is
     /// above `newer_than` into the new file `into`, durably, and returns its LSN; `None` when
-    /// there is none. A writer's open calls it before it loads its snapshots, with the newest
-    /// LSN it has locally; the file is then checked (magic, version, CRCs) like any snapshot
-    /// and a damaged one is passed over. An error is logged and the open goes on with what it
-    /// has. The default has none.
+    /// there is none. An open (also a read-only one) calls it before it loads its snapshots,
+    /// with the newest LSN it has locally; the file is then checked (magic, version, CRCs)
+    /// like any snapshot and a damaged one is passed over. An error is logged and the open
+    /// goes on with what it has. The default has none.
     fn fetch_snapshot(&self, newer_than: Lsn, into: &Path) -> Result<Option<Lsn>> {
         let _ = (newer_than, into);
         Ok(None)

@@ -9,6 +9,7 @@
 mod abandoned;
 pub mod backup;
 mod commit;
+mod follow;
 #[doc(hidden)]
 #[cfg(feature = "testing")]
 pub mod fuzzing;
@@ -109,6 +110,8 @@ struct Inner {
     gate: Mutex<kinds::Gate>,
     /// Unique keys -> their tasks, changed under the state lock (taken after it).
     unique: Mutex<unique::UniqueIndex>,
+    /// Held by `Store::follow` (a replica), so that one follower reads at a time.
+    follow_lock: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -186,6 +189,7 @@ impl Store {
                 snapshotter: Mutex::new(None),
                 gate: Mutex::new(gate),
                 unique: Mutex::new(unique::UniqueIndex::default()),
+                follow_lock: Mutex::new(()),
                 options,
             }),
         };

@@ -200,8 +200,11 @@ pub(crate) fn recover_over(
     let mut report = RecoveryReport::default();
     if !options.read_only {
         snapshot::remove_temp_files(storage, &snapshot_dir(dir))?;
-        fetch_kept_snapshot(storage, &snapshot_dir(dir), log.as_ref());
     }
+    // Also for a read-only open (a replica following a writer elsewhere): a log cut below its
+    // snapshots leaves it nothing else to start from. Written under a temp name of its own,
+    // then renamed: nothing half-written is ever a snapshot.
+    fetch_kept_snapshot(storage, &snapshot_dir(dir), log.as_ref());
     let mut state = load_snapshot(storage, &snapshot_dir(dir), &mut report)?;
     check_snapshot_fits_log(log.as_ref(), &report, dir)?;
     let from = state.applied_lsn.saturating_add(1);
@@ -316,9 +319,12 @@ fn load_snapshot(
     Ok(State::default())
 }
 
-/// The name a snapshot fetched from beside the log is written under until it is complete (a
-/// snapshot temp name: an interrupted fetch is removed at the next open).
-pub(crate) const FETCHED_TEMP_NAME: &str = "snap-fetched.snap.tmp";
+/// The name a snapshot fetched from beside the log is written under until it is complete: a
+/// snapshot temp name (an interrupted fetch is removed by the next writer's open), unique per
+/// fetch (two read-only opens may fetch at once).
+fn fetched_temp_name() -> String {
+    format!("snap-fetched-{:016x}.snap.tmp", fastrand::u64(..))
+}
 
 /// Puts the newest snapshot kept beside the log into `snaps`, when it is newer than every
 /// local one (`Log::fetch_snapshot`). A failure is logged, never fatal: the open goes on with
@@ -328,7 +334,7 @@ fn fetch_kept_snapshot(storage: &dyn crate::wal::Storage, snaps: &Path, log: &dy
         let newest_local = snapshot::list(storage, snaps)?.first().map_or(0, |f| f.lsn);
         crate::wal::create_dir_durable(storage, snaps)
             .map_err(|e| Error::io("create directory", snaps, e))?;
-        let tmp = snaps.join(FETCHED_TEMP_NAME);
+        let tmp = snaps.join(fetched_temp_name());
         let Some(lsn) = log.fetch_snapshot(newest_local, &tmp)? else {
             return Ok(None);
         };
