@@ -509,6 +509,12 @@ fn a_read_only_replica_follows_the_writer_and_knows_when_it_fell_behind() {
         applied,
         "nothing new: nothing applied"
     );
+    assert_eq!(replica.get(&second.id).unwrap().title, "second");
+    assert_eq!(
+        replica.list(tasklog::Query::default()).unwrap().tasks.len(),
+        2
+    );
+    assert!(replica.poisoned().is_none());
 
     // The writer snapshots (the log is cut below it) and goes on; the lagging replica cannot
     // bridge the cut.

@@ -1204,6 +1204,11 @@ impl Store {
     }
 
     fn settle(&self, lsn: u64) -> Result<()> {
+        // A read-only store holds only what it read back from the log (at open, or following
+        // a writer elsewhere): durable already, and never submitted through this handle.
+        if self.inner.options.read_only {
+            return Ok(());
+        }
         if lsn > self.inner.log.durable_lsn() {
             self.inner
                 .log

@@ -30,7 +30,8 @@ Exit codes:
   2  usage error: unknown command or flag, a value that does not parse
   3  corruption: `verify` found damage, or the store refused to open a damaged log
   4  the store is locked by another process (another writer has it open)
-  5  `serve --jetstream`: this server lost the writer's lease to another and stopped
+  5  `serve --jetstream`: this server stopped writing (lease lost to another, or its log
+     refused its appends); restart it to serve as a standby
 
 Environment: TASKLOG_DIR (store directory), TASKLOG_REMOTE (server URL), TASKLOG_TOKEN (bearer
 token for serve and for the client, unless --token-file), TASKLOG_ACTOR (--actor), RUST_LOG (log

@@ -16,7 +16,8 @@ pub const USAGE: u8 = 2;
 pub const CORRUPTION: u8 = 3;
 /// Another process holds the store's write lock.
 pub const LOCKED: u8 = 4;
-/// `serve --jetstream`: another server took the writer's lease; this one stopped writing.
+/// `serve --jetstream`: this server stopped writing: another took the writer's lease, or its
+/// log refused its appends (fenced, or the stream could not be written).
 #[cfg_attr(
     not(feature = "jetstream"),
     allow(dead_code, reason = "only `serve --jetstream` exits with it")

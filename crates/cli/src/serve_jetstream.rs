@@ -11,7 +11,10 @@
 //! When the lease is lost (another server took it over: this one was paused or cut off past
 //! the lease), the server stops at once and exits with [`LEADERSHIP_LOST`]: its store may hold
 //! changes the stream refused (the expected-sequence fence refuses every append of a
-//! deposed writer), so it never serves again from that state. A process manager restarts it,
+//! deposed writer), so it never serves again from that state. The same when its store is
+//! poisoned (its first append was fenced by a late append of the writer it replaced, or the
+//! stream could not be written): it releases the lease first, so another server (or itself,
+//! restarted) takes over at once from the stream as it is. A process manager restarts it,
 //! as a standby. On SIGINT or SIGTERM the writer closes its store and releases the lease, so
 //! a standby takes over at once.
 
@@ -21,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tasklog::StoreOptions;
 use tasklog_jetstream::{Holder, JetStreamLog, JetStreamOptions, Leadership, LeadershipOptions};
-use tasklog_server::{ServerOptions, Writer};
+use tasklog_server::{ReplicaSlot, ServerOptions, Writer};
 use tokio::sync::watch;
 
 use crate::args::ServeArgs;
@@ -40,6 +43,19 @@ const ACQUIRE_WAIT: Duration = Duration::from_secs(2 * 3600);
 
 /// Pause between attempts to reach the lease bucket while the cluster cannot be reached.
 const ACQUIRE_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// How often the writer checks that its store still accepts writes.
+const POISON_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// How often a standby's replica follows the stream.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// A replica that could not follow for this long stops serving reads (they are redirected)
+/// until it follows again: its reads are never staler than this.
+const REPLICA_STALE_MAX: Duration = Duration::from_secs(5);
+
+/// Pause before a replica that could not open (no stream yet, no cluster) is tried again.
+const REPLICA_REOPEN_PAUSE: Duration = Duration::from_secs(2);
 
 /// Runs the server as a standby, then as the writer once it holds the lease, until a signal
 /// or the loss of the lease.
@@ -82,12 +98,26 @@ pub(crate) fn run(
         let lease_opts = LeadershipOptions::new(&urls, &stream, &node_id, &own_url)
             .lease(a.lease)
             .replicas(replicas);
-        // Standby: redirect to whoever holds the lease while waiting for it.
+        // Standby: reads from a replica that follows the stream, the rest redirected to
+        // whoever holds the lease, while waiting for it.
         let (writer_tx, writer_rx) = watch::channel(Writer::Unknown);
         let (standby_over_tx, mut standby_over_rx) = watch::channel(false);
+        let replica = ReplicaSlot::default();
+        let follower = tokio::spawn(follow_stream(
+            replica.clone(),
+            JetStreamOptions::new(&urls, &stream),
+            ctx.dir.clone(),
+            options.clone(),
+            standby_over_tx.subscribe(),
+        ));
         let standby = tokio::spawn(tasklog_server::serve_standby(
             standby_socket,
-            tasklog_server::standby_router(writer_rx, own_url.clone(), options.token.clone()),
+            tasklog_server::standby_router(
+                writer_rx,
+                own_url.clone(),
+                options.token.clone(),
+                replica,
+            ),
             async move {
                 let _ = standby_over_rx.wait_for(|over| *over).await;
             },
@@ -99,6 +129,7 @@ pub(crate) fn run(
         let Some(leadership) = leadership? else {
             let _ = standby_over_tx.send(true);
             let _ = standby.await;
+            let _ = follower.await;
             return anyhow::Ok(Outcome::Stopped);
         };
         tracing::info!(node = %node_id, waited = ?leadership.waited(), "writer's lease acquired; opening the store");
@@ -115,29 +146,45 @@ pub(crate) fn run(
             Err(e) => {
                 let _ = standby_over_tx.send(true);
                 let _ = standby.await;
+                let _ = follower.await;
                 let _ = tokio::task::spawn_blocking(move || leadership.release()).await;
                 return Err(e);
             }
         };
-        // Hand the socket over: the standby drains, then the writer's server accepts.
+        // Hand the socket over: the standby drains (its replica, if any, kept serving reads
+        // while the store opened), then the writer's server accepts.
         let _ = standby_over_tx.send(true);
         let _ = standby.await;
+        let _ = follower.await;
         let writer_listener = tokio::net::TcpListener::from_std(writer_socket)?;
         let mut lost = leadership.watch();
         let (end_tx, end_rx) = watch::channel(false);
         let mut stop_rx = stop.clone();
+        let watched = store.clone();
         let watcher = tokio::spawn(async move {
-            let lost = tokio::select! {
-                _ = lost.wait_for(|leader| !*leader) => true,
-                _ = stop_rx.wait_for(|stopped| *stopped) => false,
+            let poisoned = async {
+                loop {
+                    if let Some(cause) = watched.poisoned() {
+                        return cause;
+                    }
+                    tokio::time::sleep(POISON_CHECK_EVERY).await;
+                }
+            };
+            let why = tokio::select! {
+                _ = lost.wait_for(|leader| !*leader) => Some(Outcome::Lost),
+                cause = poisoned => {
+                    tracing::error!(%cause, "the writer's log refuses writes; stopping so that a fresh process reopens the stream");
+                    Some(Outcome::Poisoned)
+                }
+                _ = stop_rx.wait_for(|stopped| *stopped) => None,
             };
             let _ = end_tx.send(true);
-            lost
+            why
         });
         ctx.ui.note(format!("writer: serving stream {stream} (node {node_id})"));
         let served = serve_until(writer_listener, store, options, end_rx).await;
-        let lost = watcher.await.unwrap_or(false) || !leadership.is_leader();
-        if lost {
+        let why = watcher.await.unwrap_or(None);
+        if matches!(why, Some(Outcome::Lost)) || !leadership.is_leader() {
             // The store was closed by the server; what it could not write was refused by the
             // stream's fence, never stored.
             if let Err(e) = served {
@@ -145,9 +192,17 @@ pub(crate) fn run(
             }
             return Ok(Outcome::Lost);
         }
+        // Stopped, or poisoned (fenced by a late append of a deposed writer, or the stream
+        // could not be written): hand the lease over at once.
         let released = tokio::task::spawn_blocking(move || leadership.release()).await?;
         if let Err(e) = released {
             tracing::warn!(error = %e, "the writer's lease was not released; it runs out on its own");
+        }
+        if let Some(Outcome::Poisoned) = why {
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the poisoned writer's store did not close cleanly");
+            }
+            return Ok(Outcome::Poisoned);
         }
         served?;
         Ok(Outcome::Stopped)
@@ -167,12 +222,23 @@ pub(crate) fn run(
             ),
         )
         .into()),
+        Outcome::Poisoned => Err(Exit::new(
+            LEADERSHIP_LOST,
+            format!(
+                "the log of stream {} refused this writer's appends (fenced by another writer, or the stream could not be written); it released the lease and stopped (restart it to serve as a standby)",
+                a.stream.as_deref().unwrap_or_default()
+            ),
+        )
+        .into()),
     }
 }
 
 enum Outcome {
     Stopped,
+    /// Another server took the lease.
     Lost,
+    /// The writer's log refuses writes; the lease was released.
+    Poisoned,
 }
 
 /// Waits for the lease on a thread of its own (`Leadership::acquire` blocks), telling the
@@ -255,4 +321,71 @@ fn open_store(dir: &std::path::Path, log_opts: JetStreamOptions) -> anyhow::Resu
         .lock_timeout(lock_wait())
         .open_with_log(dir, Arc::new(log))
         .with_context(|| format!("cannot open the store at {} over the stream", dir.display()))
+}
+
+/// Keeps a read-only replica of the store following the stream in `slot` until `over` turns
+/// true: opens it (fetching the newest kept snapshot), follows every [`FOLLOW_EVERY`], and
+/// empties the slot (reads are then redirected) when it fell behind a cut of the stream or
+/// could not follow for [`REPLICA_STALE_MAX`]; then opens it again.
+async fn follow_stream(
+    slot: ReplicaSlot,
+    log_opts: JetStreamOptions,
+    dir: std::path::PathBuf,
+    options: ServerOptions,
+    mut over: watch::Receiver<bool>,
+) {
+    let mut last_followed = std::time::Instant::now();
+    let mut next_open = std::time::Instant::now();
+    while !*over.borrow() {
+        match slot.store() {
+            None if std::time::Instant::now() >= next_open => {
+                let (d, o) = (dir.clone(), log_opts.clone());
+                let opened = tokio::task::spawn_blocking(move || {
+                    let log = JetStreamLog::open(o)?;
+                    StoreOptions::new()
+                        .read_only(true)
+                        .open_with_log(&d, Arc::new(log))
+                })
+                .await;
+                match opened {
+                    Ok(Ok(store)) => {
+                        tracing::info!(lsn = store.last_lsn(), "replica open; serving reads");
+                        slot.set(Some(store), &options);
+                        last_followed = std::time::Instant::now();
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "no replica yet; requests are redirected");
+                        next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "opening the replica panicked"),
+                }
+            }
+            None => {}
+            Some(store) => {
+                let followed = tokio::task::spawn_blocking(move || store.follow()).await;
+                match followed {
+                    Ok(Ok(_)) => last_followed = std::time::Instant::now(),
+                    Ok(Err(e)) if e.is_corruption() => {
+                        tracing::warn!(error = %e, "the replica fell behind; reopening it");
+                        slot.set(None, &options);
+                        next_open = std::time::Instant::now();
+                    }
+                    Ok(Err(e)) if last_followed.elapsed() >= REPLICA_STALE_MAX => {
+                        tracing::warn!(error = %e, "the replica cannot follow; reads are redirected until it can");
+                        slot.set(None, &options);
+                        next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "following the stream failed; retrying")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "following the stream panicked"),
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+            _ = over.changed() => {}
+        }
+    }
+    slot.set(None, &options);
 }

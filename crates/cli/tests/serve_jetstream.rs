@@ -123,16 +123,33 @@ enum Answer {
     Lost,
 }
 
-/// POSTs to a random server, following 307s (at most 5) as tasklog's clients do.
-fn post(agent: &ureq::Agent, urls: &RwLock<Vec<String>>, path: &str, body: &Value) -> Answer {
+/// A request to a random server, following 307s (at most 5) as tasklog's clients do: the
+/// answer, its `Tasklog-Lsn`, and whether a replica answered it (`Tasklog-Served-By`).
+fn send(
+    agent: &ureq::Agent,
+    urls: &RwLock<Vec<String>>,
+    path: &str,
+    body: Option<&Value>,
+    min_lsn: Option<u64>,
+) -> (Answer, Option<u64>, bool) {
     let mut url = {
         let urls = urls.read().expect("urls");
         format!("{}{path}", urls[fastrand::usize(..urls.len())])
     };
     for _ in 0..5 {
-        let mut resp = match agent.post(&url).send_json(body) {
+        let sent = match body {
+            Some(b) => agent.post(&url).send_json(b),
+            None => {
+                let mut req = agent.get(&url);
+                if let Some(lsn) = min_lsn {
+                    req = req.header("tasklog-min-lsn", lsn.to_string());
+                }
+                req.call()
+            }
+        };
+        let mut resp = match sent {
             Ok(r) => r,
-            Err(_) => return Answer::Lost,
+            Err(_) => return (Answer::Lost, None, false),
         };
         let status = resp.status().as_u16();
         if status == 307 {
@@ -141,13 +158,27 @@ fn post(agent: &ureq::Agent, urls: &RwLock<Vec<String>>, path: &str, body: &Valu
                     url = next.to_owned();
                     continue;
                 }
-                None => return Answer::Got(status, Value::Null),
+                None => return (Answer::Got(status, Value::Null), None, false),
             }
         }
+        let by_replica = resp
+            .headers()
+            .get("tasklog-served-by")
+            .is_some_and(|v| v == "replica");
+        let lsn = resp
+            .headers()
+            .get("tasklog-lsn")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
-        return Answer::Got(status, body);
+        return (Answer::Got(status, body), lsn, by_replica);
     }
-    Answer::Lost
+    (Answer::Lost, None, false)
+}
+
+/// POSTs to a random server (see [`send`]).
+fn post(agent: &ureq::Agent, urls: &RwLock<Vec<String>>, path: &str, body: &Value) -> Answer {
+    send(agent, urls, path, Some(body), None).0
 }
 
 fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
@@ -174,6 +205,12 @@ struct Record {
     completed: BTreeSet<String>,
     /// Requests that got no definite answer.
     ambiguous: usize,
+    /// Reads of a task just submitted, sent to a random server with the submit's LSN as
+    /// `Tasklog-Min-Lsn`: answered 200, and of those by a replica.
+    own_reads: usize,
+    own_reads_by_replica: usize,
+    /// Such reads answered 404: read-your-writes broken.
+    own_reads_missing: Vec<String>,
 }
 
 /// A submitting client: each task until acknowledged (retries keep the id, so a retry after
@@ -189,16 +226,18 @@ fn client(k: usize, urls: &RwLock<Vec<String>>, stop: &AtomicBool, rec: &Mutex<R
         let mut tried = false;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match post(&agent, urls, "/v1/tasks", &body) {
-                Answer::Got(200 | 201, _) => {
+            match send(&agent, urls, "/v1/tasks", Some(&body), None) {
+                (Answer::Got(200 | 201, _), lsn, _) => {
+                    rec.lock().expect("record").submitted.insert(id.clone());
+                    let lsn = lsn.expect("a writer's answer carries Tasklog-Lsn");
+                    read_own_write(&agent, urls, &id, lsn, rec);
+                    break;
+                }
+                (Answer::Got(409, b), _, _) if tried && b["code"] == "already_exists" => {
                     rec.lock().expect("record").submitted.insert(id.clone());
                     break;
                 }
-                Answer::Got(409, b) if tried && b["code"] == "already_exists" => {
-                    rec.lock().expect("record").submitted.insert(id.clone());
-                    break;
-                }
-                Answer::Got(s, b) if s < 500 && s != 409 => {
+                (Answer::Got(s, b), _, _) if s < 500 && s != 409 => {
                     panic!("submit {id}: unexpected {s} {b}")
                 }
                 _ => {
@@ -210,6 +249,40 @@ fn client(k: usize, urls: &RwLock<Vec<String>>, stop: &AtomicBool, rec: &Mutex<R
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
+        }
+    }
+}
+
+/// Reads a task this client just submitted from a random server, waiting for the submit's
+/// LSN: a replica serves it once it has followed that far, or sends it to the writer.
+fn read_own_write(
+    agent: &ureq::Agent,
+    urls: &RwLock<Vec<String>>,
+    id: &str,
+    lsn: u64,
+    rec: &Mutex<Record>,
+) {
+    // Only every 4th, to keep most of the load on writes.
+    if fastrand::u8(..4) != 0 {
+        return;
+    }
+    for _ in 0..20 {
+        match send(agent, urls, &format!("/v1/tasks/{id}"), None, Some(lsn)) {
+            (Answer::Got(200, _), _, by_replica) => {
+                let mut r = rec.lock().expect("record");
+                r.own_reads += 1;
+                r.own_reads_by_replica += usize::from(by_replica);
+                return;
+            }
+            (Answer::Got(404, _), _, _) => {
+                rec.lock()
+                    .expect("record")
+                    .own_reads_missing
+                    .push(id.to_owned());
+                return;
+            }
+            // A server going away or no writer for a moment: ask again.
+            _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
@@ -284,6 +357,36 @@ fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "serve_jetstream: {line}");
 }
 
+/// What a process manager does: a server that exited is started again (as a standby). Only
+/// a deposed writer may exit on its own, with code 5 (a writer whose renewals could not reach
+/// the lease bucket through a NATS election longer than the 2 s lease is deposed so).
+fn revive(
+    servers: &mut [Server],
+    urls: &RwLock<Vec<String>>,
+    root: &Path,
+    nats: &str,
+    generation: &mut u32,
+) -> usize {
+    let mut revived = 0;
+    for (i, s) in servers.iter_mut().enumerate() {
+        let exited = s.child.as_mut().and_then(|c| c.try_wait().expect("wait"));
+        if let Some(status) = exited {
+            assert_eq!(
+                status.code(),
+                Some(5),
+                "server {} exited\n{}",
+                s.name,
+                s.logs()
+            );
+            *generation += 1;
+            *s = Server::start(s.name, root, nats, *generation);
+            urls.write().expect("urls")[i] = s.url.clone();
+            revived += 1;
+        }
+    }
+    revived
+}
+
 fn all_logs(servers: &[Server], cluster: &support::Cluster) -> String {
     let mut out = String::new();
     for s in servers {
@@ -352,7 +455,8 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
         "takeover took {takeover_kill:?}"
     );
     // Its replacement process comes back as a standby over the same directory.
-    servers[killed] = Server::start(servers[killed].name, root.path(), &nats, 1);
+    let mut generation = 1;
+    servers[killed] = Server::start(servers[killed].name, root.path(), &nats, generation);
     urls.write().expect("urls")[killed] = servers[killed].url.clone();
 
     // A snapshot on the writer: kept in the stream's object store, the stream cut below it.
@@ -379,13 +483,15 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
     cluster.kill(1);
     std::thread::sleep(Duration::from_secs(4));
     cluster.restart(1);
+    let deposed = revive(&mut servers, &urls, root.path(), &nats, &mut generation);
     report(&format!(
-        "NATS node n2 SIGKILLed for 4 s: submits acknowledged went {during} -> {}",
+        "NATS node n2 SIGKILLed for 4 s: submits acknowledged went {during} -> {}; writers deposed meanwhile (exit 5, restarted): {deposed}",
         acked(&rec)
     ));
 
     // 3. SIGSTOP the writer past its lease; another takes over; SIGCONT: it must stop.
     std::thread::sleep(Duration::from_secs(3));
+    revive(&mut servers, &urls, root.path(), &nats, &mut generation);
     let paused = writer_of(&servers, None, Duration::from_secs(30)).unwrap_or_else(|| {
         panic!(
             "no writer before the pause\n{}",
@@ -429,6 +535,9 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
         "a deposed writer exits with 5\n{}",
         servers[paused].logs()
     );
+    generation += 1;
+    servers[paused] = Server::start(servers[paused].name, root.path(), &nats, generation);
+    urls.write().expect("urls")[paused] = servers[paused].url.clone();
     report(&format!(
         "SIGSTOP of writer {}: {} took over in {:.2} s; after SIGCONT it exited with 5",
         servers[paused].name,
@@ -436,6 +545,7 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
         takeover_pause.as_secs_f64()
     ));
 
+    revive(&mut servers, &urls, root.path(), &nats, &mut generation);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -443,8 +553,19 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
     }
 
     // The checker, first through the final writer.
-    let writer = writer_of(&servers, None, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("no writer at the end\n{}", all_logs(&servers, &cluster)));
+    // A writer fenced by the paused one's late append stops (exit 5) and is restarted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let writer = loop {
+        revive(&mut servers, &urls, root.path(), &nats, &mut generation);
+        if let Some(w) = writer_of(&servers, None, Duration::from_secs(2)) {
+            break w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no writer at the end\n{}",
+            all_logs(&servers, &cluster)
+        );
+    };
     let base = servers[writer].url.clone();
     let rec = rec.lock().expect("record");
     assert!(
@@ -524,12 +645,27 @@ fn failover_loses_no_acknowledged_change_and_fences_a_paused_writer() {
             "{id}"
         );
     }
+    assert!(
+        rec.own_reads_missing.is_empty(),
+        "read-your-writes broken for {:?}",
+        rec.own_reads_missing
+    );
+    // Two servers of three are standbys; many reads sent to one are answered there (21-29 %
+    // of all reads measured; the rest by the writer, directly or redirected).
+    assert!(
+        rec.own_reads_by_replica * 10 >= rec.own_reads,
+        "replicas answered {} of {} reads",
+        rec.own_reads_by_replica,
+        rec.own_reads
+    );
     report(&format!(
-        "checked: {} tasks, {} acknowledged submits, {} acknowledged completions, {} ambiguous requests",
+        "checked: {} tasks, {} acknowledged submits, {} acknowledged completions, {} ambiguous requests; {} reads of own writes with Tasklog-Min-Lsn, {} of them answered by a replica",
         listed.len(),
         rec.submitted.len(),
         rec.completed.len(),
-        rec.ambiguous
+        rec.ambiguous,
+        rec.own_reads,
+        rec.own_reads_by_replica
     ));
 
     // Then in a directory that never saw a snapshot, as another machine would: from the

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{Context, PublishAckFuture, PublishError};
+use async_nats::jetstream::context::{Context, PublishAckFuture};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{
@@ -35,6 +35,10 @@ pub(crate) struct Conn {
     pub(crate) opts: JetStreamOptions,
     /// The largest message the server and the stream accept (headers included).
     pub(crate) message_bytes_max: u64,
+    /// Where the last replay ended: the next LSN and the sequence that should hold it. A
+    /// replica follows by replaying from there again and again; the hint spares it the
+    /// binary search for the starting sequence (checked: the batch there must start at it).
+    pub(crate) replay_hint: parking_lot::Mutex<Option<(Lsn, u64)>>,
 }
 
 impl Conn {
@@ -69,28 +73,39 @@ pub(crate) fn nats_error(
     Error::io(op, place(opts), std::io::Error::new(kind, text))
 }
 
-/// One batch on its way to the stream.
+/// One message on its way to the stream: the batches queued while the previous message was
+/// in flight, merged (their LSNs are contiguous; one message is stored whole or not at all).
 struct Pending {
     first: Lsn,
     last: Lsn,
-    /// The stream sequence this batch's message must follow (`Nats-Expected-Last-Sequence`);
-    /// it lands at `expected + 1`.
+    /// The stream sequence this message must follow (`Nats-Expected-Last-Sequence`); it
+    /// lands at `expected + 1`.
     expected: u64,
     msg_id: String,
     payload: Bytes,
+}
+
+/// One store batch, queued by `submit` for the writer task.
+struct Queued {
+    first: Lsn,
+    records: Vec<Bytes>,
+}
+
+impl Queued {
+    fn last(&self) -> Lsn {
+        self.first + self.records.len() as u64 - 1
+    }
 }
 
 struct State {
     next_lsn: Lsn,
     first_lsn: Lsn,
     durable_lsn: Lsn,
-    /// The stream sequence the next batch expects as the stream's last one.
-    last_seq: u64,
     poison: Option<(String, Arc<Error>)>,
     closed: bool,
     appends: u64,
     bytes: u64,
-    publish: Option<UnboundedSender<Pending>>,
+    publish: Option<UnboundedSender<Queued>>,
 }
 
 struct Shared {
@@ -140,7 +155,6 @@ impl JetStreamLog {
                 next_lsn: start.next_lsn,
                 first_lsn: start.first_lsn,
                 durable_lsn: start.next_lsn - 1,
-                last_seq: start.last_seq,
                 poison: None,
                 closed: false,
                 appends: 0,
@@ -149,9 +163,12 @@ impl JetStreamLog {
             }),
             changed: Condvar::new(),
         });
-        let (ack_tx, ack_rx) = unbounded_channel();
-        bridge.spawn(publisher(conn.clone(), publish_rx, ack_tx))?;
-        bridge.spawn(acker(conn.clone(), shared.clone(), ack_rx))?;
+        bridge.spawn(writer(
+            conn.clone(),
+            shared.clone(),
+            publish_rx,
+            start.last_seq,
+        ))?;
         tracing::info!(
             stream = %conn.opts.stream,
             next_lsn = start.next_lsn,
@@ -290,6 +307,7 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
         stream,
         opts,
         message_bytes_max,
+        replay_hint: parking_lot::Mutex::new(None),
     };
     let state = info.state;
     let start = if state.messages == 0 {
@@ -322,50 +340,77 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
     Ok((conn, start))
 }
 
-/// Sends batches in LSN order; their acks go to [`acker`], in the same order.
-async fn publisher(
-    conn: Arc<Conn>,
-    mut batches: UnboundedReceiver<Pending>,
-    acks: UnboundedSender<(Pending, std::result::Result<PublishAckFuture, PublishError>)>,
-) {
-    while let Some(p) = batches.recv().await {
-        let sent = conn
-            .js
-            .send_publish(conn.opts.subject.clone(), message(&p))
-            .await;
-        if acks.send((p, sent)).is_err() {
-            break;
-        }
-    }
-}
-
-fn message(p: &Pending) -> PublishMessage {
-    PublishMessage::build()
-        .payload(p.payload.clone())
-        .message_id(&p.msg_id)
-        .expected_last_sequence(p.expected)
-}
-
-/// Awaits each batch's ack in order and moves the durable LSN; a batch that cannot be settled
-/// poisons the log (and so every batch after it).
-async fn acker(
+/// Appends the queued batches in LSN order, ONE message in flight at a time: the batches
+/// queued meanwhile go out together in the next message (group commit), as many as fit in
+/// one message.
+///
+/// Why not pipeline messages: each message's fence (`Nats-Expected-Last-Sequence`) assumes the
+/// previous one landed where this writer expects. If another writer's message took that
+/// slot, the previous one is refused, but a next one already sent expects exactly the foreign
+/// message's sequence and is stored: a fork, two records with one LSN (the failover test found
+/// it). `Nats-Expected-Last-Msg-Id` would close it, but a mismatch on it is a "critical write
+/// error" that stops a clustered stream in nats-server 2.15.1. With one message in flight,
+/// every message follows one of this writer's own, acknowledged.
+async fn writer(
     conn: Arc<Conn>,
     shared: Arc<Shared>,
-    mut acks: UnboundedReceiver<(Pending, std::result::Result<PublishAckFuture, PublishError>)>,
+    mut queue: UnboundedReceiver<Queued>,
+    mut last_seq: u64,
 ) {
     // IMPORTANT: if this task is dropped (the runtime stopped) while batches wait, their
     // waiters must not hang: the guard poisons the log on the way out.
     let guard = PoisonOnDrop(shared.clone());
-    while let Some((p, sent)) = acks.recv().await {
+    let room = conn.message_bytes_max.saturating_sub(HEADERS_BYTES_MAX);
+    let mut carried: Option<Queued> = None;
+    loop {
+        let head = match carried.take() {
+            Some(q) => q,
+            None => match queue.recv().await {
+                Some(q) => q,
+                None => break,
+            },
+        };
         if shared.state.lock().poison.is_some() {
             continue;
         }
-        let first = match sent {
+        let mut merged = vec![head];
+        let mut len = envelope::encoded_len(&refs(&merged));
+        while let Ok(next) = queue.try_recv() {
+            // Its records only: header and trailer are counted once, in `len`.
+            let more = envelope::encoded_len(&refs(std::slice::from_ref(&next)))
+                - (envelope::HEADER_LEN + envelope::TRAILER_LEN) as u64;
+            if len + more > room {
+                carried = Some(next);
+                break;
+            }
+            len += more;
+            merged.push(next);
+        }
+        let (Some(first), Some(last)) = (
+            merged.first().map(|q| q.first),
+            merged.last().map(Queued::last),
+        ) else {
+            continue;
+        };
+        let records = refs(&merged);
+        let p = Pending {
+            first,
+            last,
+            expected: last_seq,
+            msg_id: format!("{}:{first}", conn.opts.writer_id),
+            payload: Bytes::from(envelope::encode(first, &records)),
+        };
+        let sent = conn
+            .js
+            .send_publish(conn.opts.subject.clone(), message(&p))
+            .await;
+        let acked = match sent {
             Ok(ack) => await_ack(&conn, ack).await,
             Err(e) => Err(e.to_string()),
         };
-        match settle(&conn, &p, first).await {
-            Ok(_) => {
+        match settle(&conn, &p, acked).await {
+            Ok(seq) => {
+                last_seq = seq;
                 let mut st = shared.state.lock();
                 st.durable_lsn = st.durable_lsn.max(p.last);
                 shared.changed.notify_all();
@@ -374,6 +419,21 @@ async fn acker(
         }
     }
     std::mem::forget(guard);
+}
+
+/// The records of `batches`, in order.
+fn refs(batches: &[Queued]) -> Vec<&[u8]> {
+    batches
+        .iter()
+        .flat_map(|b| b.records.iter().map(|r| &r[..]))
+        .collect()
+}
+
+fn message(p: &Pending) -> PublishMessage {
+    PublishMessage::build()
+        .payload(p.payload.clone())
+        .message_id(&p.msg_id)
+        .expected_last_sequence(p.expected)
 }
 
 /// The ack of one publish, or why there is none within `ack_timeout` (ambiguous then: the
@@ -551,20 +611,13 @@ impl Log for JetStreamLog {
         }
         let first = st.next_lsn;
         let last = first + payloads.len() as u64 - 1;
-        let payload = Bytes::from(envelope::encode(first, payloads));
-        let pending = Pending {
-            first,
-            last,
-            expected: st.last_seq,
-            msg_id: format!("{}:{first}", self.conn.opts.writer_id),
-            payload,
-        };
-        let bytes = pending.payload.len() as u64;
+        let records: Vec<Bytes> = payloads.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+        let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
         let tx = st.publish.as_ref().ok_or(Error::Closed)?;
-        tx.send(pending).map_err(|_| Error::Closed)?;
+        tx.send(Queued { first, records })
+            .map_err(|_| Error::Closed)?;
         // Assigned only once the batch is queued: a refused batch uses no LSN.
         st.next_lsn = last + 1;
-        st.last_seq += 1;
         st.appends += 1;
         st.bytes += bytes;
         Ok(Ticket::new(first, last))

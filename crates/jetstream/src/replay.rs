@@ -18,6 +18,8 @@ use crate::log::{Conn, nats_error};
 
 /// How many messages the replay reader holds ahead of the caller.
 const REPLAY_AHEAD_MAX: usize = 256;
+/// Replays of fewer messages than this read them one by one instead of through a consumer.
+const FOLLOW_DIRECT_MAX: u64 = 64;
 /// How long replay waits for the next message before it gives up.
 const REPLAY_MESSAGE_WAIT: Duration = Duration::from_secs(30);
 
@@ -80,10 +82,17 @@ pub(crate) fn replay(
     f: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
 ) -> Result<u64> {
     let c = conn.clone();
+    let hint = (*conn.replay_hint.lock()).filter(|(lsn, _)| *lsn == from);
     let found = bridge.call(async move {
         let (first, last, messages) = range(&c).await?;
         if messages == 0 {
             return Ok(None);
+        }
+        // Following: the last replay ended just before `from`, at a sequence still held.
+        if let Some((_, seq)) = hint
+            && (first..=last.saturating_add(1)).contains(&seq)
+        {
+            return Ok((seq <= last).then_some((seq, last)));
         }
         Ok(seq_holding(&c, from, first, last)
             .await?
@@ -93,10 +102,17 @@ pub(crate) fn replay(
         return Ok(0);
     };
     let (tx, rx) = mpsc::channel::<Item>(REPLAY_AHEAD_MAX);
-    bridge.spawn(read_ahead(conn.clone(), start, last, tx))?;
+    if last - start < FOLLOW_DIRECT_MAX {
+        // A follower's usual step, a few messages: read them directly rather than creating
+        // a consumer each time (a replica follows ten times a second).
+        bridge.spawn(read_directly(conn.clone(), start, last, tx))?;
+    } else {
+        bridge.spawn(read_ahead(conn.clone(), start, last, tx))?;
+    }
     let mut rx = Some(rx);
     let mut next_seq = start;
-    let mut next_lsn: Option<Lsn> = None;
+    // From a hint, the first batch must start exactly at `from` (checked below).
+    let mut next_lsn: Option<Lsn> = hint.map(|(lsn, _)| lsn);
     let mut count = 0u64;
     while let Some(mut r) = rx.take() {
         let (r, chunk) = bridge.call(async move {
@@ -147,7 +163,28 @@ pub(crate) fn replay(
             format!("replay ended before the stream's last sequence {last}"),
         ));
     }
+    if let Some(lsn) = next_lsn {
+        *conn.replay_hint.lock() = Some((lsn, next_seq));
+    }
     Ok(count)
+}
+
+/// Reads `start..=last` by direct reads from the stream's leader, in order, into `tx`.
+async fn read_directly(conn: Arc<Conn>, start: u64, last: u64, tx: mpsc::Sender<Item>) {
+    for seq in start..=last {
+        let item = match conn.stream.get_raw_message(seq).await {
+            Ok(m) => Ok((seq, m.payload)),
+            Err(e) => Err(nats_error(
+                "replay",
+                &conn.opts,
+                format!("sequence {seq}: {e}"),
+            )),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
 }
 
 /// Reads `start..=last` in order into `tx`; stops early when the reader goes away.

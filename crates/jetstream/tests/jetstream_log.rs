@@ -63,7 +63,8 @@ fn appends_replay_in_order_across_reopens_also_from_inside_a_tokio_runtime() {
     assert_eq!(log.next_lsn(), 1);
     assert_eq!(append(&log, &[b"a"]), (1, 1));
     assert_eq!(append(&log, &[b"b", b"", b"d"]), (2, 4));
-    // Pipelined: several batches submitted before any is waited for.
+    // Several batches submitted before any is waited for (one message in flight at a time;
+    // those queued meanwhile are merged into the next).
     let t1 = log.submit(&[b"e"]).unwrap();
     let t2 = log.submit(&[b"f", b"g"]).unwrap();
     log.wait_durable(t2.last_lsn()).unwrap();
@@ -120,7 +121,13 @@ fn appends_replay_in_order_across_reopens_also_from_inside_a_tokio_runtime() {
     });
     drop(rt);
     let (messages, _, last, _) = stream_state(&cluster.urls(), "RT");
-    assert_eq!((messages, last), (6, 6), "one message per batch");
+    // One message per batch, or fewer: batches queued while a message is in flight go out
+    // together in the next one (here "e" and "f g" may share one).
+    assert_eq!(messages, last, "contiguous sequences");
+    assert!(
+        (5..=6).contains(&messages),
+        "{messages} messages for 6 batches"
+    );
 
     // Truncation removes whole batches below the LSN, never one that reaches it: LSN 3 is in
     // the batch 2..=4, so that batch stays and the first LSN held is 2.
@@ -269,6 +276,44 @@ fn a_second_writer_with_a_stale_sequence_is_fenced_and_poisoned() {
     assert!(b.close().is_ok() || b.close().is_err());
     let (messages, _, _, _) = stream_state(&cluster.urls(), "FENCE");
     assert_eq!(messages, 3);
+}
+
+/// The pipelined fork (found by the failover test, crates/cli/tests/serve_jetstream.rs): a
+/// stale writer sends two batches back to back; the first is refused because another
+/// writer's message took its slot, and the second, already sent, expects exactly that
+/// message's sequence. The sequence fence alone let it in (two records with LSN 3 in the
+/// stream, and every later open failed); `Nats-Expected-Last-Msg-Id` (the writer's previous
+/// batch) refuses it too. Broken on purpose (no expected message id): this test failed.
+#[test]
+fn a_stale_writers_pipelined_batches_are_all_refused() {
+    let Some(cluster) = support::cluster_or_skip("pipelined fencing") else {
+        return;
+    };
+    let a = cluster.open(cluster.options("PIPE").writer_id("a"));
+    append(&a, &[b"a1"]);
+    let b = cluster.open(cluster.options("PIPE").writer_id("b"));
+    append(&a, &[b"a2"]);
+    // B's first batch expects sequence 1 (refused: A's a2 is there); its second expects
+    // sequence 2, which A's a2 holds.
+    let first = b.submit(&[b"b2"]).unwrap();
+    let second = b.submit(&[b"b3"]).unwrap();
+    assert!(b.wait_durable(first.last_lsn()).is_err());
+    assert!(b.wait_durable(second.last_lsn()).is_err());
+    // Let anything B sent arrive before the stream is read.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (messages, _, _, _) = stream_state(&cluster.urls(), "PIPE");
+    assert_eq!(
+        messages, 2,
+        "only A's messages: B's second batch forked the log"
+    );
+    let c = cluster.open(cluster.options("PIPE").writer_id("c"));
+    assert_eq!(
+        read_all(&c, 1),
+        vec![(1, b"a1".to_vec()), (2, b"a2".to_vec())]
+    );
+    assert!(a.close().is_ok());
+    assert!(b.close().is_ok() || b.close().is_err());
+    assert!(c.close().is_ok());
 }
 
 #[test]

@@ -39,7 +39,26 @@ pub fn layers(router: Router<AppState>, state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state.clone(), limit_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .layer(middleware::from_fn(problems))
+        .layer(middleware::from_fn_with_state(state.clone(), stamp_lsn))
         .layer(middleware::from_fn_with_state(state, observe))
+}
+
+/// The response header naming the last LSN the store had applied when it answered: a client
+/// that sends it back as [`MIN_LSN_HEADER`] to a replica reads its own writes.
+pub const LSN_HEADER: &str = "tasklog-lsn";
+/// The request header a replica waits for (`crate::standby`): serve this read only from a
+/// state that has applied at least this LSN.
+pub const MIN_LSN_HEADER: &str = "tasklog-min-lsn";
+
+/// Stamps every answer with [`LSN_HEADER`].
+async fn stamp_lsn(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let lsn = state.store().last_lsn();
+    resp.headers_mut().insert(
+        header::HeaderName::from_static(LSN_HEADER),
+        HeaderValue::from(lsn),
+    );
+    resp
 }
 
 /// A handler that panicked answers 500 `internal` (and the panic is logged); the server

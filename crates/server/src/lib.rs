@@ -48,7 +48,7 @@ use utoipa_axum::routes;
 pub use error::{ApiResult, Problem};
 pub use options::{BackupSchedule, ServerOptions};
 pub use serve::{ServerRecord, is_loopback, serve};
-pub use standby::{Writer, serve_standby, standby_router};
+pub use standby::{ReplicaSlot, Writer, serve_standby, standby_router};
 pub use state::AppState;
 
 /// Every route of the API with its OpenAPI description, before the state is attached.

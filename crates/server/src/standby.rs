@@ -6,20 +6,35 @@
 //! path and query kept), or with 503 and `Retry-After: 1` while no writer is known. The clients
 //! shipped with tasklog (the CLI's, the Python worker) follow both.
 //!
+//! A standby can also be a **warm replica**: given a read-only store that follows the writer
+//! (`Store::follow`, in a [`ReplicaSlot`]), it answers reads (GET and HEAD, event streams and
+//! the worker protocol excepted) itself, through the whole API. A read that carries
+//! `Tasklog-Min-Lsn: N` (the `Tasklog-Lsn` of an earlier answer) is served only once the
+//! replica has applied LSN `N`: it waits up to [`READ_WAIT_MAX`] for the replica's follower
+//! (whoever calls `Store::follow`, e.g. every 100 ms) and otherwise redirects the read to the
+//! writer. So a client reads its own writes from any server.
+//!
 //! This module knows nothing of how the writer is chosen: it is told through a
 //! [`tokio::sync::watch`] channel of [`Writer`].
 
 use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tasklog::Store;
 use tokio::sync::watch;
+use tower::ServiceExt as _;
 
+use crate::auth::MIN_LSN_HEADER;
 use crate::error::Problem;
 use crate::health::ProbeStatus;
+use crate::options::ServerOptions;
 
 /// Who writes the store, as seen by a server that does not.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +52,57 @@ pub enum Writer {
 /// is treated as no writer known.
 pub const WRITER_URL_BYTES_MAX: usize = 1024;
 
+/// How long a replica follows the log for a read that needs a later LSN before it sends the
+/// read to the writer instead.
+pub const READ_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// The header a replica adds to the reads it answered itself (`replica`).
+pub const SERVED_BY_HEADER: &str = "tasklog-served-by";
+
+/// Pause between two follows while a read waits for its LSN.
+const READ_WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// The replica a standby serves reads from, if any: set when its store is open and following,
+/// cleared when it cannot follow (every request is then redirected).
+#[derive(Clone, Default)]
+pub struct ReplicaSlot(Arc<RwLock<Option<Replica>>>);
+
+#[derive(Clone)]
+struct Replica {
+    store: Store,
+    api: Router,
+}
+
+impl ReplicaSlot {
+    /// Serves reads from `store` (read-only, following the writer's log) with the whole API
+    /// under `options`; `None` stops serving reads.
+    pub fn set(&self, store: Option<Store>, options: &ServerOptions) {
+        let replica = store.map(|store| Replica {
+            api: crate::router(store.clone(), options.clone()),
+            store,
+        });
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = replica;
+    }
+
+    /// The replica's store, if one is set.
+    pub fn store(&self) -> Option<Store> {
+        self.get().map(|r| r.store)
+    }
+
+    fn get(&self) -> Option<Replica> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 #[derive(Clone)]
 struct Standby {
     writer: watch::Receiver<Writer>,
     own_url: String,
     token: Option<String>,
+    replica: ReplicaSlot,
 }
 
 /// The standby's routes: `/livez` (200), `/readyz` (503 `standby`), `/metrics`
@@ -50,15 +111,19 @@ struct Standby {
 /// `own_url` is this server's advertised base URL: a lease that still names it (left by an
 /// earlier run of this server at the same address) is not redirected to, which would loop.
 /// With a `token`, every route but `/livez` needs it, as on the writer.
+///
+/// With a store in `replica`, reads are served from it (see the module docs).
 pub fn standby_router(
     writer: watch::Receiver<Writer>,
     own_url: impl Into<String>,
     token: Option<String>,
+    replica: ReplicaSlot,
 ) -> Router {
     let state = Standby {
         writer,
         own_url: own_url.into(),
         token,
+        replica,
     };
     Router::new()
         .route("/livez", get(livez))
@@ -118,6 +183,24 @@ async fn redirect(State(s): State<Standby>, req: Request) -> Response {
     if let Some(refused) = crate::auth::bearer_refusal(s.token.as_deref(), &req) {
         return refused;
     }
+    if let Some(replica) = s.replica.get().filter(|_| is_replica_read(&req)) {
+        let min_lsn = match min_lsn(&req) {
+            Ok(lsn) => lsn,
+            Err(p) => return p.into_response(),
+        };
+        if caught_up(&replica.store, min_lsn).await {
+            let mut resp = match replica.api.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+            resp.headers_mut().insert(
+                header::HeaderName::from_static(SERVED_BY_HEADER),
+                HeaderValue::from_static("replica"),
+            );
+            return resp;
+        }
+        // Behind the client's own writes after the wait: the writer has them.
+    }
     let url = match writer_url(&s) {
         Ok(url) => url,
         Err(p) => return p.into_response(),
@@ -133,6 +216,53 @@ async fn redirect(State(s): State<Standby>, req: Request) -> Response {
             resp
         }
         Err(_) => no_writer("the writer's address is not a valid URL").into_response(),
+    }
+}
+
+/// A read a replica answers itself: GET or HEAD, but not an event stream (it follows the
+/// writer's commits live) nor the worker protocol (claims write).
+fn is_replica_read(req: &Request) -> bool {
+    let path = req.uri().path();
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && !path.starts_with("/v1/events")
+        && !path.starts_with("/v1/workers/")
+}
+
+/// The request's `Tasklog-Min-Lsn` (0 without one); a value that is not a whole number is a
+/// 400 naming the header.
+fn min_lsn(req: &Request) -> Result<u64, Problem> {
+    let Some(value) = req.headers().get(MIN_LSN_HEADER) else {
+        return Ok(0);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "bad_request",
+                format!("header {MIN_LSN_HEADER}: expected a whole number (an LSN)"),
+            )
+            .at(MIN_LSN_HEADER)
+        })
+}
+
+/// Whether the replica has applied `lsn`, waiting up to [`READ_WAIT_MAX`] for whoever
+/// follows the log (the server's follower task) to get there. Reads never follow themselves:
+/// many at once would each read the log.
+async fn caught_up(store: &Store, lsn: u64) -> bool {
+    if store.last_lsn() >= lsn {
+        return true;
+    }
+    let deadline = Instant::now() + READ_WAIT_MAX;
+    loop {
+        if store.last_lsn() >= lsn {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(READ_WAIT_STEP).await;
     }
 }
 
@@ -170,7 +300,6 @@ fn no_writer(detail: &str) -> Problem {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use tower::ServiceExt as _;
 
     async fn call(router: &Router, uri: &str, auth: Option<&str>) -> Response {
         let mut req = Request::builder().method("POST").uri(uri);
@@ -201,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn requests_go_to_the_writer_or_wait_while_none_is_known() {
         let (tx, rx) = watch::channel(Writer::Unknown);
-        let router = standby_router(rx, "http://b:2", None);
+        let router = standby_router(rx, "http://b:2", None, ReplicaSlot::default());
         let resp = call(&router, "/v1/tasks?x=1", None).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header_of(&resp, header::RETRY_AFTER).as_deref(), Some("1"));
@@ -237,10 +366,112 @@ mod tests {
         assert_eq!(get(&router, "/metrics").await.status(), StatusCode::OK);
     }
 
+    fn get_with(uri: &str, min_lsn: Option<&str>) -> Request {
+        let mut req = Request::get(uri);
+        if let Some(lsn) = min_lsn {
+            req = req.header(MIN_LSN_HEADER, lsn);
+        }
+        req.body(Body::empty()).expect("a request")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_answers_reads_it_has_and_sends_the_rest_to_the_writer() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let writer = Store::open(dir.path()).expect("a store");
+        let task = writer
+            .submit(tasklog::NewTask::new("read me"))
+            .expect("a submit");
+        // A read-only store beside the writer stands in for a replica here.
+        let replica = tasklog::StoreOptions::new()
+            .read_only(true)
+            .open(dir.path())
+            .expect("a read-only store");
+        let (_tx, rx) = watch::channel(Writer::At("http://a:1".into()));
+        let slot = ReplicaSlot::default();
+        slot.set(Some(replica.clone()), &ServerOptions::default());
+        let router = standby_router(rx, "http://b:2", None, slot.clone());
+        let path = format!("/v1/tasks/{}", task.id);
+
+        let resp = router
+            .clone()
+            .oneshot(get_with(&path, None))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&resp, header::HeaderName::from_static(SERVED_BY_HEADER)).as_deref(),
+            Some("replica")
+        );
+        let lsn = header_of(
+            &resp,
+            header::HeaderName::from_static(crate::auth::LSN_HEADER),
+        );
+        assert_eq!(lsn, Some(replica.last_lsn().to_string()));
+        let at = replica.last_lsn().to_string();
+        let resp = router
+            .clone()
+            .oneshot(get_with(&path, Some(&at)))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK, "caught up: served");
+
+        // Ahead of the replica (a local replica cannot follow): after the wait, the writer.
+        let started = Instant::now();
+        let resp = router
+            .clone()
+            .oneshot(get_with(&path, Some("999999")))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert!(started.elapsed() >= READ_WAIT_MAX);
+        let resp = router
+            .clone()
+            .oneshot(get_with(&path, Some("soon")))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+        // Writes, event streams and the worker protocol go to the writer.
+        for (method, uri) in [
+            ("POST", "/v1/tasks"),
+            ("GET", "/v1/events"),
+            ("POST", "/v1/workers/claim"),
+            ("DELETE", path.as_str()),
+        ] {
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .expect("a request");
+            let resp = router.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(
+                resp.status(),
+                StatusCode::TEMPORARY_REDIRECT,
+                "{method} {uri}"
+            );
+        }
+
+        // No replica: reads are redirected too.
+        slot.set(None, &ServerOptions::default());
+        let resp = router
+            .clone()
+            .oneshot(get_with(&path, None))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+        drop(replica);
+        writer.close().expect("a clean close");
+    }
+
     #[tokio::test]
     async fn with_a_token_only_livez_answers_without_it() {
         let (_tx, rx) = watch::channel(Writer::At("http://a:1".into()));
-        let router = standby_router(rx, "http://b:2", Some("s3cret".into()));
+        let router = standby_router(
+            rx,
+            "http://b:2",
+            Some("s3cret".into()),
+            ReplicaSlot::default(),
+        );
         assert_eq!(
             call(&router, "/v1/tasks", None).await.status(),
             StatusCode::UNAUTHORIZED

@@ -56,15 +56,16 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("should bind a free port");
-    l.local_addr().expect("should have an address").port()
-}
-
 impl Cluster {
     pub fn start(bin: &Path) -> Cluster {
         let dir = tempfile::tempdir().expect("should make a temporary directory");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        // Held until all six are chosen, so that no port is handed out twice.
+        let held: Vec<TcpListener> = (0..6)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("should bind a free port"))
+            .collect();
+        let port = |i: usize| held[i].local_addr().expect("should have an address").port();
+        let ports: Vec<(u16, u16)> = (0..3).map(|i| (port(2 * i), port(2 * i + 1))).collect();
+        drop(held);
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, c)| format!("nats-route://127.0.0.1:{c}"))
