@@ -34,9 +34,8 @@ pub struct JetStreamOptions {
     /// The stream's duplicate window when it is created.
     pub duplicate_window: Duration,
     /// Purge messages below the newest snapshot when the store asks to
-    /// (`Log::truncate_before`). Off, the stream keeps every message: needed when the
-    /// snapshots stay in one machine's directory but other machines must be able to open the
-    /// store from the stream alone (`tasklog serve --jetstream` turns it off).
+    /// (`Log::truncate_before`, only after the snapshot was kept in the object store). Off,
+    /// the stream keeps every message, for readers that should replay it all.
     pub truncate: bool,
     /// The object store bucket that keeps the store's snapshots beside the log (created,
     /// file storage, `replicas`, at the first snapshot).
