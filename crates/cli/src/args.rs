@@ -526,7 +526,8 @@ pub struct ServeArgs {
     pub backup_dir: Option<PathBuf>,
     /// Share one store among several servers through a NATS JetStream cluster (its server
     /// URLs, comma-separated): the log lives in the stream, one server holds the writer's
-    /// lease and the others redirect clients to it until they take over (docs/jetstream.md).
+    /// lease and the others answer reads from a replica and hand the rest to it until they
+    /// take over (docs/jetstream.md).
     /// Needs a tasklog built with the `jetstream` feature.
     #[arg(long, value_name = "URLS", requires = "stream")]
     pub jetstream: Option<String>,
@@ -553,6 +554,22 @@ pub struct ServeArgs {
     /// process).
     #[arg(long, value_name = "ID", requires = "jetstream")]
     pub node_id: Option<String>,
+    /// What a standby does with a request its replica does not answer: forward it to the
+    /// writer and pass the answer back (any client works, a browser included), or redirect
+    /// the client to the writer (307).
+    #[arg(long, value_enum, default_value_t = StandbyHandoff::Forward, value_name = "HOW",
+          requires = "jetstream")]
+    pub standby_handoff: StandbyHandoff,
+}
+
+/// `serve --standby-handoff`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum StandbyHandoff {
+    /// Forward the request to the writer; stream its answer back.
+    #[default]
+    Forward,
+    /// Answer 307 with the writer's URL.
+    Redirect,
 }
 
 /// Parses `--lease`: a duration between 300 ms and 1 h.

@@ -2,11 +2,12 @@
 //! (docs/jetstream.md, "Failover").
 //!
 //! Every server listens at once. Until it holds the writer's lease (a key in a JetStream KV
-//! bucket, `tasklog_jetstream::Leadership`) it is a standby: it redirects clients to the
-//! lease holder's advertised URL (`tasklog_server::standby_router`). Once it holds the lease
-//! it opens the store over the stream (`JetStreamLog`; its own directory keeps the lock and
-//! copies of the snapshots, which the stream's object store keeps for every machine), then
-//! serves the whole API on the same socket.
+//! bucket, `tasklog_jetstream::Leadership`) it is a standby: it answers reads from a replica
+//! that follows the stream and forwards the rest to the lease holder's advertised URL, or
+//! redirects clients there (`--standby-handoff`, `tasklog_server::standby_router`). Once it
+//! holds the lease it opens the store over the stream (`JetStreamLog`; its own directory keeps
+//! the lock and copies of the snapshots, which the stream's object store keeps for every
+//! machine), then serves the whole API on the same socket.
 //!
 //! When the lease is lost (another server took it over: this one was paused or cut off past
 //! the lease), the server stops at once and exits with [`LEADERSHIP_LOST`]: its store may hold
@@ -24,10 +25,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tasklog::StoreOptions;
 use tasklog_jetstream::{Holder, JetStreamLog, JetStreamOptions, Leadership, LeadershipOptions};
-use tasklog_server::{ReplicaSlot, ServerOptions, Writer};
+use tasklog_server::{Handoff, ReplicaSlot, ServerOptions, Writer};
 use tokio::sync::watch;
 
-use crate::args::ServeArgs;
+use crate::args::{ServeArgs, StandbyHandoff};
 use crate::commands::{Ctx, lock_wait};
 use crate::exit::{Exit, LEADERSHIP_LOST, OPERATION};
 use crate::record;
@@ -98,8 +99,8 @@ pub(crate) fn run(
         let lease_opts = LeadershipOptions::new(&urls, &stream, &node_id, &own_url)
             .lease(a.lease)
             .replicas(replicas);
-        // Standby: reads from a replica that follows the stream, the rest redirected to
-        // whoever holds the lease, while waiting for it.
+        // Standby: reads from a replica that follows the stream, the rest handed to whoever
+        // holds the lease, while waiting for it.
         let (writer_tx, writer_rx) = watch::channel(Writer::Unknown);
         let (standby_over_tx, mut standby_over_rx) = watch::channel(false);
         let replica = ReplicaSlot::default();
@@ -117,6 +118,10 @@ pub(crate) fn run(
                 own_url.clone(),
                 options.token.clone(),
                 replica,
+                match a.standby_handoff {
+                    StandbyHandoff::Forward => Handoff::Forward,
+                    StandbyHandoff::Redirect => Handoff::Redirect,
+                },
             ),
             async move {
                 let _ = standby_over_rx.wait_for(|over| *over).await;

@@ -186,11 +186,21 @@
     return h;
   }
 
+  // Read-your-writes across servers: the highest LSN this page has seen (from any answer's
+  // Tasklog-Lsn and from the event stream) is sent with every read as Tasklog-Min-Lsn, so a
+  // standby's replica answers only once it has what the page already saw (docs/api.md).
+  let seenLsn = 0;
+  function sawLsn(value) {
+    const n = Number(value);
+    if (Number.isSafeInteger(n) && n > seenLsn) seenLsn = n;
+  }
+
   /** Calls the API; throws ApiError with the problem's detail on a non-2xx answer. */
   async function api(method, path, opts) {
     const o = opts || {};
     for (let attempt = 0; ; attempt += 1) {
       const headers = authHeaders({ Accept: o.accept || 'application/json' });
+      if (method === 'GET' && seenLsn > 0) headers['Tasklog-Min-Lsn'] = String(seenLsn);
       if (o.ifMatch !== undefined && o.ifMatch !== null) headers['If-Match'] = '"' + o.ifMatch + '"';
       if (method !== 'GET') headers['X-Tasklog-Actor'] = 'dashboard';
       let body;
@@ -208,6 +218,7 @@
         if (e && e.name === 'AbortError') throw e;
         throw new ApiError(0, { detail: 'the server did not answer (' + e.message + ')', code: 'network' });
       }
+      sawLsn(resp.headers.get('Tasklog-Lsn'));
       if (resp.status === 401 && attempt < 5) {
         await askToken(token ? 'The server refused this token.' : 'This server needs a token.');
         continue;
@@ -361,7 +372,10 @@
         this.setStatus('live');
         this.retryMs = 1000;
         await readSse(resp.body, (ev) => {
-          if (ev.id !== null) this.lastId = ev.id;
+          if (ev.id !== null) {
+            this.lastId = ev.id;
+            sawLsn(ev.id);
+          }
           if (ev.event === 'problem') {
             this.lastId = null;
             return;

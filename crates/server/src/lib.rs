@@ -26,6 +26,7 @@ pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod forward;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -48,7 +49,7 @@ use utoipa_axum::routes;
 pub use error::{ApiResult, Problem};
 pub use options::{BackupSchedule, ServerOptions};
 pub use serve::{ServerRecord, is_loopback, serve};
-pub use standby::{ReplicaSlot, Writer, serve_standby, standby_router};
+pub use standby::{Handoff, ReplicaSlot, Writer, serve_standby, standby_router};
 pub use state::AppState;
 
 /// Every route of the API with its OpenAPI description, before the state is attached.

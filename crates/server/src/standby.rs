@@ -1,10 +1,13 @@
-//! A server that does not write the store: it sends clients to the one that does.
+//! A server that does not write the store: it hands clients' requests to the one that does.
 //!
 //! When several servers share one replicated store (`tasklog serve --jetstream`, docs/jetstream.md
 //! "Failover"), one holds the lease and writes; the others wait for the lease. While waiting,
-//! a server answers every request with a redirect to the writer (307, same method and body, the
-//! path and query kept), or with 503 and `Retry-After: 1` while no writer is known. The clients
-//! shipped with tasklog (the CLI's, the Python worker) follow both.
+//! a server hands every request it does not answer itself to the writer, as [`Handoff`] says:
+//! forwarded, the writer's answer streamed back (the default; see [`crate::forward`]), or
+//! redirected (307, same method and body, the path and query kept). While no writer is known
+//! it answers 503 with `Retry-After: 1`. The clients shipped with tasklog (the CLI's, the
+//! Python worker) follow redirects and retry 503s; a browser's page needs the forwarding (it
+//! may not follow a redirect to another origin).
 //!
 //! A standby can also be a **warm replica**: given a read-only store that follows the writer
 //! (`Store::follow`, in a [`ReplicaSlot`]), it answers reads (GET and HEAD, event streams and
@@ -33,6 +36,7 @@ use tower::ServiceExt as _;
 
 use crate::auth::MIN_LSN_HEADER;
 use crate::error::Problem;
+use crate::forward::Forwarder;
 use crate::health::ProbeStatus;
 use crate::options::ServerOptions;
 
@@ -46,6 +50,19 @@ pub enum Writer {
     Opening,
     /// Another server, reached at this base URL (`http://host:port`, no trailing slash).
     At(String),
+}
+
+/// What a standby does with a request its replica does not answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Handoff {
+    /// Forwards it to the writer and streams the answer back: every client works unchanged,
+    /// a browser's page included. A writer whose address is https is redirected to instead
+    /// (forwarding speaks plain HTTP only).
+    #[default]
+    Forward,
+    /// Answers 307 with the writer's URL: one hop less, for clients that follow redirects.
+    Redirect,
 }
 
 /// Longest base URL redirected to; a longer one (from the lease, written by another server)
@@ -103,10 +120,12 @@ struct Standby {
     own_url: String,
     token: Option<String>,
     replica: ReplicaSlot,
+    handoff: Handoff,
+    forwarder: Forwarder,
 }
 
 /// The standby's routes: `/livez` (200), `/readyz` (503 `standby`), `/metrics`
-/// (`tasklog_standby 1`), and everything else redirected to the writer.
+/// (`tasklog_standby 1`), and everything else handed to the writer as `handoff` says.
 ///
 /// `own_url` is this server's advertised base URL: a lease that still names it (left by an
 /// earlier run of this server at the same address) is not redirected to, which would loop.
@@ -118,18 +137,21 @@ pub fn standby_router(
     own_url: impl Into<String>,
     token: Option<String>,
     replica: ReplicaSlot,
+    handoff: Handoff,
 ) -> Router {
     let state = Standby {
         writer,
         own_url: own_url.into(),
         token,
         replica,
+        handoff,
+        forwarder: Forwarder::new(),
     };
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(redirect)
+        .fallback(hand_off)
         .with_state(state)
 }
 
@@ -179,7 +201,7 @@ async fn metrics(State(s): State<Standby>, req: Request) -> Response {
         .into_response()
 }
 
-async fn redirect(State(s): State<Standby>, req: Request) -> Response {
+async fn hand_off(State(s): State<Standby>, req: Request) -> Response {
     if let Some(refused) = crate::auth::bearer_refusal(s.token.as_deref(), &req) {
         return refused;
     }
@@ -205,6 +227,12 @@ async fn redirect(State(s): State<Standby>, req: Request) -> Response {
         Ok(url) => url,
         Err(p) => return p.into_response(),
     };
+    if s.handoff == Handoff::Forward && url.starts_with("http://") {
+        return s
+            .forwarder
+            .forward(&url, &s.own_url, s.writer.clone(), req)
+            .await;
+    }
     let target = match req.uri().path_and_query() {
         Some(pq) => format!("{url}{pq}"),
         None => url,
@@ -330,7 +358,13 @@ mod tests {
     #[tokio::test]
     async fn requests_go_to_the_writer_or_wait_while_none_is_known() {
         let (tx, rx) = watch::channel(Writer::Unknown);
-        let router = standby_router(rx, "http://b:2", None, ReplicaSlot::default());
+        let router = standby_router(
+            rx,
+            "http://b:2",
+            None,
+            ReplicaSlot::default(),
+            Handoff::Redirect,
+        );
         let resp = call(&router, "/v1/tasks?x=1", None).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header_of(&resp, header::RETRY_AFTER).as_deref(), Some("1"));
@@ -389,7 +423,7 @@ mod tests {
         let (_tx, rx) = watch::channel(Writer::At("http://a:1".into()));
         let slot = ReplicaSlot::default();
         slot.set(Some(replica.clone()), &ServerOptions::default());
-        let router = standby_router(rx, "http://b:2", None, slot.clone());
+        let router = standby_router(rx, "http://b:2", None, slot.clone(), Handoff::Redirect);
         let path = format!("/v1/tasks/{}", task.id);
 
         let resp = router
@@ -471,6 +505,7 @@ mod tests {
             "http://b:2",
             Some("s3cret".into()),
             ReplicaSlot::default(),
+            Handoff::Redirect,
         );
         assert_eq!(
             call(&router, "/v1/tasks", None).await.status(),
@@ -493,5 +528,154 @@ mod tests {
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(get(&router, "/livez").await.status(), StatusCode::OK);
+    }
+
+    /// Serves `router` on a loopback port; its base URL.
+    async fn listen(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("an address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    }
+
+    async fn body_text(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forwarded_requests_reach_the_writer_and_its_answers_stream_back() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(dir.path()).expect("a store");
+        let options = ServerOptions::default().token("s3cret");
+        let writer_url = listen(crate::router(store.clone(), options)).await;
+        let (_tx, rx) = watch::channel(Writer::At(writer_url.clone()));
+        let standby = standby_router(
+            rx,
+            "http://b:2",
+            Some("s3cret".into()),
+            ReplicaSlot::default(),
+            Handoff::Forward,
+        );
+
+        // A change, its token and headers passed on; the writer's answer as it gave it.
+        let req = Request::post("/v1/tasks")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", "k1")
+            .body(Body::from(r#"{"title":"through a standby"}"#))
+            .expect("a request");
+        let resp = standby.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert!(
+            resp.headers().contains_key(crate::auth::LSN_HEADER),
+            "the writer's LSN header comes back"
+        );
+        let created: serde_json::Value =
+            serde_json::from_str(&body_text(resp).await).expect("json");
+        let id = created["id"].as_str().expect("an id").to_owned();
+        assert_eq!(store.get(&id).expect("stored").title, "through a standby");
+
+        // A request another standby forwarded here is not passed on again: no loop.
+        let req = Request::get(format!("/v1/tasks/{id}"))
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .header(crate::forward::FORWARDED_BY_HEADER, "http://c:3")
+            .body(Body::empty())
+            .expect("a request");
+        let resp = standby.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(
+            resp.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "never forwarded twice"
+        );
+
+        // An event stream flows through as the writer writes it.
+        let req = Request::get("/v1/events")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .header(header::ACCEPT, "text/event-stream")
+            .body(Body::empty())
+            .expect("a request");
+        let resp = standby.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        store
+            .submit(tasklog::NewTask::new("live"))
+            .expect("a submit");
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.contains("live") {
+            use futures_util::StreamExt as _;
+            let chunk = tokio::time::timeout_at(deadline.into(), body.next())
+                .await
+                .expect("the event within 10 s")
+                .expect("more of the stream")
+                .expect("a chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(body);
+        store.close().expect("a clean close");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_that_cannot_answer_gets_503_unless_a_change_may_have_been_made() {
+        // Nobody listens: nothing was sent, so even a change is safe to retry.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let closed_url = format!("http://{}", closed.local_addr().expect("an address"));
+        drop(closed);
+        let (tx, rx) = watch::channel(Writer::At(closed_url));
+        let standby = standby_router(
+            rx,
+            "http://b:2",
+            None,
+            ReplicaSlot::default(),
+            Handoff::Forward,
+        );
+        let resp = call(&standby, "/v1/tasks", None).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header_of(&resp, header::RETRY_AFTER).as_deref(), Some("1"));
+        assert!(body_text(resp).await.contains("writer_unreachable"));
+
+        // A writer that takes the request and never answers (paused): when the lease moves,
+        // a change is answered 502 (it may have been made), a read 503 (safe to repeat).
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let silent_url = format!("http://{}", silent.local_addr().expect("an address"));
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                let (conn, _) = silent.accept().await.expect("a connection");
+                conns.push(conn);
+            }
+        });
+        tx.send_replace(Writer::At(silent_url.clone()));
+        for (method, expected) in [
+            ("POST", StatusCode::BAD_GATEWAY),
+            ("GET", StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let req = Request::builder()
+                .method(method)
+                .uri("/v1/tasks")
+                .body(Body::empty())
+                .expect("a request");
+            let pending = tokio::spawn(standby.clone().oneshot(req));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!pending.is_finished(), "{method}: waits for the writer");
+            tx.send_replace(Writer::Unknown);
+            let resp = tokio::time::timeout(Duration::from_secs(5), pending)
+                .await
+                .expect("answered once the lease moved")
+                .expect("no panic")
+                .expect("infallible");
+            assert_eq!(resp.status(), expected, "{method}");
+            tx.send_replace(Writer::At(silent_url.clone()));
+        }
+        held.abort();
     }
 }
