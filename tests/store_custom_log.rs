@@ -25,6 +25,10 @@ struct Disk {
     next: Lsn,
     /// Snapshots kept beside the log (`keep_snapshot`): LSN and bytes.
     snapshots: Vec<(Lsn, Vec<u8>)>,
+    /// Settings files kept beside the log (`keep_setting`).
+    settings: std::collections::BTreeMap<String, Vec<u8>>,
+    /// `keep_setting` fails.
+    fail_settings: bool,
 }
 
 struct MemLog {
@@ -180,6 +184,26 @@ impl Log for MemLog {
         }
         std::fs::write(into, bytes).map_err(|e| Error::io("write", into, e))?;
         Ok(Some(*lsn))
+    }
+    fn keep_setting(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut d = self.disk.lock();
+        if d.fail_settings {
+            return Err(Error::io(
+                "keep a setting in",
+                "mem-log",
+                std::io::Error::other("object store down"),
+            ));
+        }
+        d.settings.insert(name.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+    fn fetch_setting(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+        let d = self.disk.lock();
+        let found = d.settings.get(name).cloned();
+        if let Some(bytes) = &found {
+            assert!(bytes.len() as u64 <= max_bytes, "a bound is given");
+        }
+        Ok(found)
     }
     fn close(&self) -> Result<()> {
         self.flush()
@@ -537,5 +561,60 @@ fn a_read_only_replica_follows_the_writer_and_knows_when_it_fell_behind() {
     assert!(replica.recovery_report().snapshot_used.is_some());
     assert_eq!(replica.get(&third.id).unwrap().title, "third");
     assert_eq!(replica.get(&second.id).unwrap().state, TaskState::Running);
+    writer.close().unwrap();
+}
+
+/// The per-kind admission rules follow the log, not the directory: a store opened over the
+/// same log in another directory (another machine taking over) holds back what the first one
+/// held back; a change the log cannot keep applies nowhere; a read-only replica sees the
+/// rules without writing its directory. Broken on purpose (rules read only from the local
+/// `kinds.json`): the second directory started a paused kind and the test failed.
+#[test]
+fn kind_rules_follow_the_log_to_another_directory() {
+    use tasklog::store::KindSettings;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let disk = Arc::new(Mutex::new(Disk::default()));
+    let store = options()
+        .open_with_log(a.path(), MemLog::new(&disk))
+        .unwrap();
+    store.pause_kind("email").unwrap();
+    store
+        .set_kind_settings("resize", KindSettings::default().max_running(1))
+        .unwrap();
+    let rules = store.kind_settings();
+    store.close().unwrap();
+    assert!(disk.lock().settings.contains_key("kinds.json"));
+
+    let store = options()
+        .open_with_log(b.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(store.kind_settings(), rules, "the same rules in a new directory");
+    assert!(b.path().join("kinds.json").exists(), "a writer keeps a copy");
+    let task = store
+        .submit(NewTask::new("mail").meta("runtime.kind", "email".into()))
+        .unwrap();
+    let err = store.start(&task.id).unwrap_err();
+    assert!(err.to_string().contains("paused"), "{err}");
+
+    // The log cannot keep the change: refused, and nothing changed here or there.
+    disk.lock().fail_settings = true;
+    let err = store.resume_kind("email").unwrap_err();
+    assert!(err.to_string().contains("object store down"), "{err}");
+    assert_eq!(store.kind_settings(), rules);
+    disk.lock().fail_settings = false;
+    store.close().unwrap();
+
+    // A read-only open sees them and writes nothing in its directory.
+    let c = tempfile::tempdir().unwrap();
+    let writer = options()
+        .open_with_log(a.path(), MemLog::new(&disk))
+        .unwrap();
+    let replica = options()
+        .read_only(true)
+        .open_with_log(c.path(), MemLog::new(&disk))
+        .unwrap();
+    assert_eq!(replica.kind_settings(), rules);
+    assert!(!c.path().join("kinds.json").exists());
+    drop(replica);
     writer.close().unwrap();
 }

@@ -236,9 +236,22 @@ impl Gate {
         let bytes = file
             .read_prefix(KINDS_FILE_BYTES_MAX)
             .map_err(|e| Error::io("read", &path, e))?;
-        let parsed: KindsFile = serde_json::from_slice(&bytes).map_err(|e| {
+        Gate::parse(&bytes, &path)
+    }
+
+    /// The rules in `bytes`, a settings file's contents; errors name `path` (where they came
+    /// from).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Gate> {
+        if bytes.len() as u64 > KINDS_FILE_BYTES_MAX {
+            return Err(Error::TooLarge {
+                what: "kinds.json",
+                len: bytes.len() as u64,
+                max: KINDS_FILE_BYTES_MAX,
+            });
+        }
+        let parsed: KindsFile = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(
-                &path,
+                path,
                 None,
                 None,
                 format!("line {} column {}: {e}", e.line(), e.column()),
@@ -246,14 +259,14 @@ impl Gate {
         })?;
         if parsed.version != KINDS_FILE_VERSION {
             return Err(Error::UnsupportedVersion {
-                file: path,
+                file: path.to_path_buf(),
                 found: parsed.version,
                 supported: KINDS_FILE_VERSION,
             });
         }
         if parsed.kinds.len() > KINDS_MAX {
             return Err(Error::corrupt(
-                &path,
+                path,
                 None,
                 None,
                 format!("{} kinds, more than {KINDS_MAX}", parsed.kinds.len()),
@@ -261,7 +274,7 @@ impl Gate {
         }
         for (kind, s) in &parsed.kinds {
             s.check(kind)
-                .map_err(|e| Error::corrupt(&path, None, None, e.to_string()))?;
+                .map_err(|e| Error::corrupt(path, None, None, e.to_string()))?;
         }
         Ok(Gate {
             settings: parsed.kinds,
@@ -299,12 +312,8 @@ impl Gate {
         self.settings = settings;
     }
 
-    /// Writes `settings` to `<dir>/kinds.json` durably: temp file, fsync, rename, fsync dir.
-    pub fn save(
-        storage: &dyn Storage,
-        dir: &Path,
-        settings: &BTreeMap<String, KindSettings>,
-    ) -> Result<PathBuf> {
+    /// The settings file's contents for `settings`.
+    pub fn encode(settings: &BTreeMap<String, KindSettings>) -> Result<Vec<u8>> {
         let doc = KindsFile {
             version: KINDS_FILE_VERSION,
             kinds: settings.clone(),
@@ -314,6 +323,12 @@ impl Gate {
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Writes a settings file's `bytes` ([`Gate::encode`]) to `<dir>/kinds.json` durably:
+    /// temp file, fsync, rename, fsync dir.
+    pub fn save(storage: &dyn Storage, dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
         let path = dir.join(KINDS_FILE);
         let tmp = dir.join(format!("{KINDS_FILE}.tmp"));
         if storage.exists(&tmp) {
@@ -324,7 +339,7 @@ impl Gate {
         let file = storage
             .open(&tmp, OpenMode::CreateNew)
             .map_err(|e| Error::io("create", &tmp, e))?;
-        file.write_all_at(&bytes, 0)
+        file.write_all_at(bytes, 0)
             .map_err(|e| Error::io("write", &tmp, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         drop(file);

@@ -102,6 +102,26 @@ pub trait Log: Send + Sync {
         let _ = (newer_than, into);
         Ok(None)
     }
+    /// Keeps a settings file of the store (`name`, e.g. `kinds.json`: the per-kind admission
+    /// rules) beside the log, for a log that several machines share: whichever machine opens
+    /// the store next finds it through [`Log::fetch_setting`], so the rules follow the writer
+    /// from machine to machine. Called before the store writes the file to its own directory
+    /// and applies it: an error refuses the change, which then applies nowhere. The default
+    /// keeps nothing: the local log lives beside the store's own copy.
+    fn keep_setting(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let _ = (name, bytes);
+        Ok(())
+    }
+    /// The settings file `name` kept beside the log ([`Log::keep_setting`]), at most
+    /// `max_bytes` long (a longer one is an error, read no further); `None` when none is kept.
+    /// Every open over this log calls it and, when it has one, uses it in place of the copy in
+    /// its directory (a writable open also replaces that copy). An error fails the open: a
+    /// store that cannot read its rules must not run tasks they would hold back. The default
+    /// has none.
+    fn fetch_setting(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+        let _ = (name, max_bytes);
+        Ok(None)
+    }
     /// Calls `f` with each record of `lsns` (written, and not below [`Log::first_lsn`]), in
     /// the order given. The default replays from the smallest one and picks them out, which
     /// is correct but costs a replay: a log that can do better overrides this and
@@ -201,6 +221,12 @@ impl Log for LockedLog {
     }
     fn fetch_snapshot(&self, newer_than: Lsn, into: &Path) -> Result<Option<Lsn>> {
         self.log.fetch_snapshot(newer_than, into)
+    }
+    fn keep_setting(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.log.keep_setting(name, bytes)
+    }
+    fn fetch_setting(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+        self.log.fetch_setting(name, max_bytes)
     }
     fn close(&self) -> Result<()> {
         let closed = self.log.close();

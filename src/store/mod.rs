@@ -164,7 +164,7 @@ impl Store {
     ) -> Result<Store> {
         let last_snapshot = report.snapshot_lsn;
         let session = fastrand::u64(1..);
-        let gate = kinds::Gate::load(options.storage.as_ref(), &dir)?;
+        let gate = load_kind_rules(&options, &dir, log.as_ref())?;
         if !options.read_only {
             let mut ids = state.orphaned_running(session);
             ids.extend(state.expired_leases(Timestamp::now()));
@@ -439,7 +439,10 @@ impl Store {
         let _st = self.inner.state.write();
         let mut gate = self.inner.gate.lock();
         let all = gate.with(kind, settings)?;
-        kinds::Gate::save(self.inner.options.storage.as_ref(), &self.inner.dir, &all)?;
+        let bytes = kinds::Gate::encode(&all)?;
+        // Beside a shared log first: a change that could not be kept there applies nowhere.
+        self.inner.log.keep_setting(kinds::KINDS_FILE, &bytes)?;
+        kinds::Gate::save(self.inner.options.storage.as_ref(), &self.inner.dir, &bytes)?;
         tracing::info!(kind, "kind settings changed");
         gate.install(all);
         Ok(())
@@ -1357,4 +1360,20 @@ impl Drop for Inner {
             tracing::warn!(error = %e, "closing the store on drop failed");
         }
     }
+}
+
+/// The per-kind admission rules an open starts with: those kept beside the log when it keeps
+/// any (a log shared by several machines: the rules follow the writer; a writable open also
+/// replaces its own copy with them), else those in `<dir>/kinds.json`.
+fn load_kind_rules(options: &StoreOptions, dir: &Path, log: &dyn Log) -> Result<kinds::Gate> {
+    let storage = options.storage.as_ref();
+    let Some(bytes) = log.fetch_setting(kinds::KINDS_FILE, kinds::KINDS_FILE_BYTES_MAX)? else {
+        return kinds::Gate::load(storage, dir);
+    };
+    let gate = kinds::Gate::parse(&bytes, Path::new("kinds.json kept beside the log"))?;
+    if !options.read_only {
+        kinds::Gate::save(storage, dir, &bytes)?;
+    }
+    tracing::debug!(kinds = gate.settings().len(), "kind rules fetched from beside the log");
+    Ok(gate)
 }

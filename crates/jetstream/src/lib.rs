@@ -40,6 +40,7 @@ mod lease;
 mod log;
 mod options;
 mod replay;
+mod settings;
 mod snapshots;
 
 pub use lease::{Holder, LEASE_MIN, LEASE_VALUE_BYTES_MAX, Leadership, LeadershipOptions};

@@ -684,6 +684,23 @@ impl Log for JetStreamLog {
             .call(crate::snapshots::fetch(conn, newer_than, into.to_owned()))
     }
 
+    fn keep_setting(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        Self::check_open(&self.shared.state.lock())?;
+        let conn = self.conn.clone();
+        self.bridge.call(crate::settings::keep(
+            conn,
+            name.to_owned(),
+            bytes.to_vec(),
+        ))
+    }
+
+    fn fetch_setting(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+        Self::check_open(&self.shared.state.lock())?;
+        let conn = self.conn.clone();
+        self.bridge
+            .call(crate::settings::fetch(conn, name.to_owned(), max_bytes))
+    }
+
     fn sync(&self) -> Result<()> {
         let last = self.shared.state.lock().next_lsn - 1;
         if last == 0 {

@@ -33,8 +33,9 @@ fn lsn_of(name: &str) -> Option<Lsn> {
     digits.parse().ok()
 }
 
-/// The bucket; created (file storage, the stream's replicas) when missing and `create`.
-async fn bucket(conn: &Conn, create: bool) -> Result<Option<ObjectStore>> {
+/// The bucket (also the settings'); created (file storage, the stream's replicas) when missing
+/// and `create`.
+pub(crate) async fn bucket(conn: &Conn, create: bool) -> Result<Option<ObjectStore>> {
     let name = &conn.opts.snapshot_bucket;
     match conn.js.get_object_store(name).await {
         Ok(b) => Ok(Some(b)),
