@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Client, TestServer};
 use tasklog::store::Mutation;
-use tasklog::{NewTask, Store};
-use tasklog_server::ServerOptions;
+use tasklog::{NewTask, Store, StoreOptions};
 use tasklog_server::dashboard::CONTENT_SECURITY_POLICY;
+use tasklog_server::{Handoff, ReplicaSlot, ServerOptions, Writer, standby_router};
 
 // ----- the page and its assets, over plain HTTP -------------------------------------------------
 
@@ -1123,4 +1123,200 @@ fn dashboard_asks_for_the_token_and_sends_it() {
     );
     assert_eq!(b.js("return document.cookie"), json!(""));
     b.assert_no_errors("token");
+}
+
+// ----- the app through a standby --------------------------------------------------------------
+
+/// A standby (`standby_router`) on its own loopback port, in its own runtime, handing what
+/// its replica does not answer to the writer at `writer`. Dropping it stops it (the streams it
+/// forwards included).
+struct StandbyServer {
+    base: String,
+    _writer: tokio::sync::watch::Sender<Writer>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl StandbyServer {
+    fn start(writer: &str, replica: Store, handoff: Handoff) -> StandbyServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::watch::channel(Writer::At(writer.to_string()));
+        let slot = ReplicaSlot::default();
+        slot.set(Some(replica), &ServerOptions::default());
+        let router = standby_router(rx, base.clone(), None, slot, handoff);
+        rt.spawn(async move { axum::serve(listener, router).await });
+        StandbyServer {
+            base,
+            _writer: tx,
+            rt: Some(rt),
+        }
+    }
+}
+
+impl Drop for StandbyServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The GET requests a server answered itself, by route (from its `/metrics`), leaving out
+/// `/metrics` and the event stream.
+fn gets_answered(c: &Client) -> Vec<(String, u64)> {
+    let r = c.get("/metrics");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let prefix = "tasklog_http_requests_total{method=\"GET\",route=\"";
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for line in r.text.lines() {
+        let Some(rest) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let route = rest.split('"').next().unwrap().to_string();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        if route == "/metrics" || route.starts_with("/v1/events") {
+            continue;
+        }
+        match out.iter_mut().find(|(r, _)| *r == route) {
+            Some((_, total)) => *total += n,
+            None => out.push((route, n)),
+        }
+    }
+    out
+}
+
+/// The page loaded from a standby instead of the writer works unchanged: its reads are
+/// answered by the standby's replica, its actions and its event stream are forwarded to the
+/// writer, and once the page has seen a newer LSN than the replica's (its own action, a live
+/// event) its reads wait for the replica and then go to the writer (`Tasklog-Min-Lsn`). The
+/// replica here is a read-only store over the writer's directory, opened after seeding: it
+/// never follows, so every read needing a later LSN goes to the writer after the 2 s wait.
+#[test]
+fn dashboard_through_a_standby_in_chromium() {
+    let Some(b) = Browser::start("dashboard_through_a_standby_in_chromium") else {
+        return;
+    };
+    let writer = TestServer::start();
+    let c = writer.client();
+    seed(&c);
+    let replica = StoreOptions::new()
+        .read_only(true)
+        .open(writer.store_dir())
+        .unwrap();
+    let standby = StandbyServer::start(&writer.base, replica, Handoff::Forward);
+    let base = standby.base.clone();
+    let via_standby = Client::new(&base);
+    assert_eq!(
+        gets_answered(&c),
+        vec![],
+        "the writer served reads before the page"
+    );
+
+    // 1. The overview and the seeded tasks, all read from the replica; the event stream,
+    // forwarded to the writer, is live.
+    b.goto(&format!("{base}/"));
+    b.wait(
+        "the overview's counts",
+        "return document.querySelector('#overview-counts a[data-state=failed] .n')?.textContent === '1'",
+    );
+    b.wait(
+        "the live stream",
+        "return document.getElementById('stream-status').textContent === 'live'",
+    );
+    b.click("nav a[data-page=tasks]");
+    b.wait(
+        "the task rows",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
+    );
+    let titles = b.js(ROW_TITLES);
+    assert_eq!(titles[0], "Done one", "{titles}");
+    assert!(
+        titles.as_array().unwrap().contains(&json!("Flaky upload")),
+        "{titles}"
+    );
+    assert_eq!(
+        b.js("return fetch('/v1/tasks?limit=1').then(r => r.headers.get('Tasklog-Served-By'))"),
+        json!("replica")
+    );
+    assert_eq!(
+        gets_answered(&c),
+        vec![],
+        "the writer served reads the replica should have"
+    );
+    b.assert_no_errors("tasks through a standby");
+
+    // 2. Retry the failed task through the standby: the change is made at the writer, and the
+    // page shows it although the replica still has the task failed.
+    b.goto(&format!("{base}/#/tasks?states=failed"));
+    b.wait("the failed filter", "return document.querySelectorAll('#task-rows tr').length === 1 && document.querySelector('#task-rows a.task-link')?.textContent === 'Flaky upload'");
+    b.click("#task-rows a.task-link");
+    b.wait(
+        "the failed task",
+        "return document.getElementById('task-title')?.textContent === 'Flaky upload'",
+    );
+    b.click("#action-retry");
+    b.wait(
+        "the confirmation",
+        "return document.getElementById('confirm-dialog').open",
+    );
+    b.click("#confirm-ok");
+    b.wait("the retry", "return document.querySelector('.subtitle .badge')?.textContent === 'pending' && document.getElementById('action-status').textContent.includes('Retry done')");
+    let task = c.get("/v1/tasks/flaky").json();
+    assert_eq!(task["state"], "pending");
+    assert_eq!(task["attempt"], 2);
+    let history = c.get("/v1/tasks/flaky/history").json();
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["actor"],
+        "dashboard"
+    );
+    let stale = via_standby.get("/v1/tasks/flaky");
+    assert_eq!(stale.header("tasklog-served-by"), Some("replica"));
+    assert_eq!(stale.json()["state"], "failed", "the replica followed");
+    b.assert_no_errors("retry through a standby");
+
+    // 3. A task submitted at the writer while the page is open appears without a reload: the
+    // event comes through the forwarded stream, the list is read again (from the writer, the
+    // replica being behind the event's LSN).
+    b.goto(&format!("{base}/#/tasks"));
+    b.wait(
+        "the rows",
+        "return document.querySelectorAll('#task-rows tr').length === 8",
+    );
+    b.js("window.__sameDocument = 'yes'; return 1");
+    submit(&c, json!({"title": "Arrived live via the writer"}));
+    b.wait(
+        "the live row",
+        "return document.querySelector('#task-rows a.task-link')?.textContent === 'Arrived live via the writer'",
+    );
+    // And on the live feed, straight from the stream.
+    b.click("nav a[data-page=live]");
+    b.wait(
+        "the feed",
+        "return document.querySelectorAll('#feed li').length >= 1",
+    );
+    let arrived = submit(&c, json!({"title": "Seen in the feed via the standby"}));
+    let id = arrived["id"].as_str().unwrap().to_string();
+    b.wait(
+        "the new event",
+        &format!("return document.querySelector('#feed li')?.textContent.includes({id:?})"),
+    );
+    assert_eq!(
+        b.js("return window.__sameDocument"),
+        json!("yes"),
+        "the page reloaded"
+    );
+    // The reads that needed the newer LSNs were the writer's.
+    let answered = gets_answered(&c);
+    assert!(
+        answered.iter().any(|(r, n)| r == "/v1/tasks" && *n > 0),
+        "{answered:?}"
+    );
+    b.assert_no_errors("live through a standby");
 }
