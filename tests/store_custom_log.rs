@@ -588,8 +588,15 @@ fn kind_rules_follow_the_log_to_another_directory() {
     let store = options()
         .open_with_log(b.path(), MemLog::new(&disk))
         .unwrap();
-    assert_eq!(store.kind_settings(), rules, "the same rules in a new directory");
-    assert!(b.path().join("kinds.json").exists(), "a writer keeps a copy");
+    assert_eq!(
+        store.kind_settings(),
+        rules,
+        "the same rules in a new directory"
+    );
+    assert!(
+        b.path().join("kinds.json").exists(),
+        "a writer keeps a copy"
+    );
     let task = store
         .submit(NewTask::new("mail").meta("runtime.kind", "email".into()))
         .unwrap();

@@ -1374,6 +1374,9 @@ fn load_kind_rules(options: &StoreOptions, dir: &Path, log: &dyn Log) -> Result<
     if !options.read_only {
         kinds::Gate::save(storage, dir, &bytes)?;
     }
-    tracing::debug!(kinds = gate.settings().len(), "kind rules fetched from beside the log");
+    tracing::debug!(
+        kinds = gate.settings().len(),
+        "kind rules fetched from beside the log"
+    );
     Ok(gate)
 }

@@ -687,11 +687,8 @@ impl Log for JetStreamLog {
     fn keep_setting(&self, name: &str, bytes: &[u8]) -> Result<()> {
         Self::check_open(&self.shared.state.lock())?;
         let conn = self.conn.clone();
-        self.bridge.call(crate::settings::keep(
-            conn,
-            name.to_owned(),
-            bytes.to_vec(),
-        ))
+        self.bridge
+            .call(crate::settings::keep(conn, name.to_owned(), bytes.to_vec()))
     }
 
     fn fetch_setting(&self, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {

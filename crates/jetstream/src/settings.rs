@@ -50,7 +50,11 @@ pub(crate) async fn keep(conn: Arc<Conn>, name: String, bytes: Vec<u8>) -> Resul
 }
 
 /// The setting `name`, refused past `max_bytes` before it is read.
-pub(crate) async fn fetch(conn: Arc<Conn>, name: String, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+pub(crate) async fn fetch(
+    conn: Arc<Conn>,
+    name: String,
+    max_bytes: u64,
+) -> Result<Option<Vec<u8>>> {
     let object = object_name(&name)?;
     let Some(bucket) = bucket(&conn, false).await? else {
         return Ok(None);
@@ -107,7 +111,10 @@ mod tests {
 
     #[test]
     fn setting_names_are_plain_file_names() {
-        assert_eq!(object_name("kinds.json").expect("valid"), "setting-kinds.json");
+        assert_eq!(
+            object_name("kinds.json").expect("valid"),
+            "setting-kinds.json"
+        );
         for bad in ["", "../x", "a/b", "a b", &"k".repeat(65)] {
             assert!(object_name(bad).is_err(), "{bad:?}");
         }

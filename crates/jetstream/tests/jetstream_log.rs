@@ -346,6 +346,8 @@ fn a_store_over_jetstream_keeps_its_histories_across_reopens_snapshots_and_trunc
             .collect()
     };
     let before = histories(&store);
+    // A kind rule, kept in the stream's object store with the snapshots.
+    store.pause_kind("email").unwrap();
     store.close().unwrap();
 
     // Reopen over the same directory and stream: the same histories.
@@ -377,7 +379,7 @@ fn a_store_over_jetstream_keeps_its_histories_across_reopens_snapshots_and_trunc
     store.close().unwrap();
 
     // Another machine (a fresh directory) fetches the snapshot kept in the stream's object
-    // store and replays only what follows it; with `truncate(false)` the stream is not cut.
+    // store and replays only what follows it, and finds the kind rules there; with `truncate(false)` the stream is not cut.
     let fresh = tempfile::tempdir().unwrap();
     let store = options()
         .interrupted_policy(tasklog::store::InterruptedPolicy::Leave)
@@ -390,6 +392,11 @@ fn a_store_over_jetstream_keeps_its_histories_across_reopens_snapshots_and_trunc
     assert_eq!(report.snapshot_lsn, info.lsn, "{report:?}");
     assert!(report.snapshot_used.is_some());
     assert_eq!(histories(&store), before);
+    assert!(
+        store.kind_settings()["email"].paused,
+        "the kind rules came with the stream: {:?}",
+        store.kind_settings()
+    );
     let again = store.snapshot().unwrap();
     store.close().unwrap();
     let (_, first_cut, _, _) = stream_state(&cluster.urls(), "STORE");
