@@ -51,9 +51,12 @@ const POISON_CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often a standby's replica follows the stream.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
-/// A replica that could not follow for this long stops serving reads (they are redirected)
-/// until it follows again: its reads are never staler than this.
-const REPLICA_STALE_MAX: Duration = Duration::from_secs(5);
+/// A replica that could not follow for this long is closed and opened again (it already
+/// stopped serving reads: `ReplicaSlot` serves none staler than this).
+const REPLICA_STALE_MAX: Duration = tasklog_server::standby::REPLICA_STALE_MAX;
+
+/// A follow that takes longer than this is logged (reads waiting for an LSN wait for it).
+const SLOW_FOLLOW: Duration = Duration::from_millis(500);
 
 /// Pause before a replica that could not open (no stream yet, no cluster) is tried again.
 const REPLICA_REOPEN_PAUSE: Duration = Duration::from_secs(2);
@@ -366,21 +369,27 @@ async fn follow_stream(
                 }
             }
             None => {}
-            Some(store) => {
-                let followed = tokio::task::spawn_blocking(move || store.follow()).await;
+            Some(_) => {
+                let started = std::time::Instant::now();
+                let follower = slot.clone();
+                let followed = tokio::task::spawn_blocking(move || follower.follow()).await;
+                if started.elapsed() > SLOW_FOLLOW {
+                    tracing::info!(took = ?started.elapsed(), "a slow follow of the stream");
+                }
                 match followed {
-                    Ok(Ok(_)) => last_followed = std::time::Instant::now(),
-                    Ok(Err(e)) if e.is_corruption() => {
+                    Ok(None) => {}
+                    Ok(Some(Ok(_))) => last_followed = std::time::Instant::now(),
+                    Ok(Some(Err(e))) if e.is_corruption() => {
                         tracing::warn!(error = %e, "the replica fell behind; reopening it");
                         slot.set(None, &options);
                         next_open = std::time::Instant::now();
                     }
-                    Ok(Err(e)) if last_followed.elapsed() >= REPLICA_STALE_MAX => {
+                    Ok(Some(Err(e))) if last_followed.elapsed() >= REPLICA_STALE_MAX => {
                         tracing::warn!(error = %e, "the replica cannot follow; reads are redirected until it can");
                         slot.set(None, &options);
                         next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE;
                     }
-                    Ok(Err(e)) => {
+                    Ok(Some(Err(e))) => {
                         tracing::debug!(error = %e, "following the stream failed; retrying")
                     }
                     Err(e) => tracing::warn!(error = %e, "following the stream panicked"),

@@ -4,7 +4,8 @@
 //!
 //! What is sent on: the method, the path and query, every end-to-end header (the token
 //! included: the writer checks it again) and the body, streamed. Hop-by-hop headers
-//! (RFC 9110 §7.6.1) are dropped both ways. The request is marked with
+//! (RFC 9110 §7.6.1) are dropped both ways. The answer is marked `Tasklog-Served-By: writer`
+//! (a replica's own answers say `replica`). The request is marked with
 //! [`FORWARDED_BY_HEADER`]; a standby never forwards a request that carries it, so two
 //! servers that each take the other for the writer (a takeover in progress) answer 503
 //! instead of passing the request round.
@@ -31,7 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use crate::error::Problem;
-use crate::standby::Writer;
+use crate::standby::{SERVED_BY_HEADER, Writer};
 
 /// The header a standby adds to a request it forwards (its own advertised URL).
 pub const FORWARDED_BY_HEADER: &str = "tasklog-forwarded-by";
@@ -130,6 +131,10 @@ impl Forwarder {
             Ok(answer) => {
                 let mut resp = answer.map(Body::new);
                 strip_hop_by_hop(resp.headers_mut());
+                resp.headers_mut().insert(
+                    HeaderName::from_static(SERVED_BY_HEADER),
+                    HeaderValue::from_static("writer"),
+                );
                 resp
             }
             Err(Failure::NotSent(why)) => {

@@ -14,8 +14,9 @@
 //! the worker protocol excepted) itself, through the whole API. A read that carries
 //! `Tasklog-Min-Lsn: N` (the `Tasklog-Lsn` of an earlier answer) is served only once the
 //! replica has applied LSN `N`: it waits up to [`READ_WAIT_MAX`] for the replica's follower
-//! (whoever calls `Store::follow`, e.g. every 100 ms) and otherwise redirects the read to the
-//! writer. So a client reads its own writes from any server.
+//! (whoever calls [`ReplicaSlot::follow`], e.g. every 100 ms) and otherwise hands the read to
+//! the writer. So a client reads its own writes from any server. A replica that has not
+//! followed within [`REPLICA_STALE_MAX`] serves no reads until it does.
 //!
 //! This module knows nothing of how the writer is chosen: it is told through a
 //! [`tokio::sync::watch`] channel of [`Writer`].
@@ -73,41 +74,102 @@ pub const WRITER_URL_BYTES_MAX: usize = 1024;
 /// read to the writer instead.
 pub const READ_WAIT_MAX: Duration = Duration::from_secs(2);
 
-/// The header a replica adds to the reads it answered itself (`replica`).
+/// The header a standby adds to its answers: `replica` for a read its replica answered,
+/// `writer` for a request it forwarded.
 pub const SERVED_BY_HEADER: &str = "tasklog-served-by";
 
 /// Pause between two follows while a read waits for its LSN.
 const READ_WAIT_STEP: Duration = Duration::from_millis(20);
 
-/// The replica a standby serves reads from, if any: set when its store is open and following,
-/// cleared when it cannot follow (every request is then redirected).
-#[derive(Clone, Default)]
-pub struct ReplicaSlot(Arc<RwLock<Option<Replica>>>);
+/// A replica whose last successful follow is older than this serves no reads (they go to
+/// the writer) until it follows again: its answers are never staler than this.
+pub const REPLICA_STALE_MAX: Duration = Duration::from_secs(5);
+
+/// The replica a standby serves reads from, if any: set when its store is open, serving
+/// while it follows ([`ReplicaSlot::follow`]) within its staleness bound, cleared when it
+/// cannot follow (every request then goes to the writer).
+#[derive(Clone)]
+pub struct ReplicaSlot {
+    replica: Arc<RwLock<Option<Replica>>>,
+    stale_max: Duration,
+}
+
+impl Default for ReplicaSlot {
+    fn default() -> Self {
+        ReplicaSlot {
+            replica: Arc::default(),
+            stale_max: REPLICA_STALE_MAX,
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Replica {
     store: Store,
     api: Router,
+    /// When it last followed the log to its end (or was opened).
+    followed_at: Arc<RwLock<Instant>>,
 }
 
 impl ReplicaSlot {
-    /// Serves reads from `store` (read-only, following the writer's log) with the whole API
-    /// under `options`; `None` stops serving reads.
+    /// An empty slot whose replica serves reads only within `stale_max` of its last follow
+    /// (default [`REPLICA_STALE_MAX`]).
+    pub fn with_stale_max(stale_max: Duration) -> ReplicaSlot {
+        ReplicaSlot {
+            stale_max,
+            ..ReplicaSlot::default()
+        }
+    }
+
+    /// Serves reads from `store` (read-only, following the writer's log, just opened) with
+    /// the whole API under `options`; `None` stops serving reads.
     pub fn set(&self, store: Option<Store>, options: &ServerOptions) {
         let replica = store.map(|store| Replica {
             api: crate::router(store.clone(), options.clone()),
             store,
+            followed_at: Arc::new(RwLock::new(Instant::now())),
         });
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = replica;
+        *self.replica.write().unwrap_or_else(PoisonError::into_inner) = replica;
     }
 
-    /// The replica's store, if one is set.
+    /// The replica's store, if one is set (serving or stale).
     pub fn store(&self) -> Option<Store> {
         self.get().map(|r| r.store)
     }
 
+    /// Follows the log with the replica's store ([`Store::follow`]: blocks while it reads);
+    /// a success restarts its staleness clock. `None` without a replica.
+    pub fn follow(&self) -> Option<tasklog::Result<u64>> {
+        let replica = self.get()?;
+        let started = Instant::now();
+        let followed = replica.store.follow();
+        if followed.is_ok() {
+            // What it applied was in the log when the follow started.
+            *replica
+                .followed_at
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = started;
+        }
+        Some(followed)
+    }
+
+    /// True when a replica is set and followed within the staleness bound.
+    pub fn is_serving(&self) -> bool {
+        self.serving().is_some()
+    }
+
+    fn serving(&self) -> Option<Replica> {
+        self.get().filter(|r| {
+            r.followed_at
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .elapsed()
+                <= self.stale_max
+        })
+    }
+
     fn get(&self) -> Option<Replica> {
-        self.0
+        self.replica
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -205,7 +267,7 @@ async fn hand_off(State(s): State<Standby>, req: Request) -> Response {
     if let Some(refused) = crate::auth::bearer_refusal(s.token.as_deref(), &req) {
         return refused;
     }
-    if let Some(replica) = s.replica.get().filter(|_| is_replica_read(&req)) {
+    if let Some(replica) = s.replica.serving().filter(|_| is_replica_read(&req)) {
         let min_lsn = match min_lsn(&req) {
             Ok(lsn) => lsn,
             Err(p) => return p.into_response(),
@@ -571,6 +633,10 @@ mod tests {
             .expect("a request");
         let resp = standby.clone().oneshot(req).await.expect("infallible");
         assert_eq!(resp.status(), StatusCode::CREATED);
+        assert_eq!(
+            header_of(&resp, header::HeaderName::from_static(SERVED_BY_HEADER)).as_deref(),
+            Some("writer")
+        );
         assert!(
             resp.headers().contains_key(crate::auth::LSN_HEADER),
             "the writer's LSN header comes back"
@@ -677,5 +743,50 @@ mod tests {
             tx.send_replace(Writer::At(silent_url.clone()));
         }
         held.abort();
+    }
+
+    /// A replica that has not followed within its staleness bound serves no reads: they go to
+    /// the writer until it follows (or is opened) again. Broken on purpose (reads served from
+    /// any replica set, fresh or not): the second read was answered by the replica.
+    #[tokio::test]
+    async fn a_replica_that_stopped_following_serves_no_reads() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let writer = Store::open(dir.path()).expect("a store");
+        writer
+            .submit(tasklog::NewTask::new("read me"))
+            .expect("a submit");
+        let replica = tasklog::StoreOptions::new()
+            .read_only(true)
+            .open(dir.path())
+            .expect("a read-only store");
+        let (_tx, rx) = watch::channel(Writer::At("http://a:1".into()));
+        let slot = ReplicaSlot::with_stale_max(Duration::from_millis(300));
+        slot.set(Some(replica.clone()), &ServerOptions::default());
+        let router = standby_router(rx, "http://b:2", None, slot.clone(), Handoff::Redirect);
+        let served_by =
+            |resp: &Response| header_of(resp, header::HeaderName::from_static(SERVED_BY_HEADER));
+
+        let resp = get(&router, "/v1/tasks").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(served_by(&resp).as_deref(), Some("replica"));
+        assert!(slot.is_serving());
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // A local read-only store cannot follow: the follow fails and the clock is not reset.
+        assert!(matches!(slot.follow(), Some(Err(_))));
+        assert!(!slot.is_serving());
+        let resp = get(&router, "/v1/tasks").await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::TEMPORARY_REDIRECT,
+            "stale: the writer"
+        );
+        assert!(slot.store().is_some(), "still there to follow");
+
+        slot.set(Some(replica.clone()), &ServerOptions::default());
+        let resp = get(&router, "/v1/tasks").await;
+        assert_eq!(served_by(&resp).as_deref(), Some("replica"), "reopened");
+        drop(replica);
+        writer.close().expect("a clean close");
     }
 }
