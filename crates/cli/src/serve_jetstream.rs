@@ -58,8 +58,11 @@ const REPLICA_STALE_MAX: Duration = tasklog_server::standby::REPLICA_STALE_MAX;
 /// A follow that takes longer than this is logged (reads waiting for an LSN wait for it).
 const SLOW_FOLLOW: Duration = Duration::from_millis(500);
 
-/// Pause before a replica that could not open (no stream yet, no cluster) is tried again.
-const REPLICA_REOPEN_PAUSE: Duration = Duration::from_secs(2);
+/// Pauses before a replica that could not open (no stream yet, no cluster) is tried again:
+/// from the first, doubled up to the second. A new deployment's stream appears moments after
+/// its first writer takes the lease, and reads are forwarded until a replica opens.
+const REPLICA_REOPEN_PAUSE_MIN: Duration = Duration::from_millis(100);
+const REPLICA_REOPEN_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// Runs the server as a standby, then as the writer once it holds the lease, until a signal
 /// or the loss of the lease.
@@ -344,6 +347,7 @@ async fn follow_stream(
 ) {
     let mut last_followed = std::time::Instant::now();
     let mut next_open = std::time::Instant::now();
+    let mut reopen_pause = REPLICA_REOPEN_PAUSE_MIN;
     while !*over.borrow() {
         match slot.store() {
             None if std::time::Instant::now() >= next_open => {
@@ -358,12 +362,14 @@ async fn follow_stream(
                 match opened {
                     Ok(Ok(store)) => {
                         tracing::info!(lsn = store.last_lsn(), "replica open; serving reads");
+                        reopen_pause = REPLICA_REOPEN_PAUSE_MIN;
                         slot.set(Some(store), &options);
                         last_followed = std::time::Instant::now();
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "no replica yet; requests are redirected");
-                        next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE;
+                        next_open = std::time::Instant::now() + reopen_pause;
+                        reopen_pause = (reopen_pause * 2).min(REPLICA_REOPEN_PAUSE_MAX);
                     }
                     Err(e) => tracing::warn!(error = %e, "opening the replica panicked"),
                 }
@@ -387,7 +393,7 @@ async fn follow_stream(
                     Ok(Some(Err(e))) if last_followed.elapsed() >= REPLICA_STALE_MAX => {
                         tracing::warn!(error = %e, "the replica cannot follow; reads are redirected until it can");
                         slot.set(None, &options);
-                        next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE;
+                        next_open = std::time::Instant::now() + REPLICA_REOPEN_PAUSE_MAX;
                     }
                     Ok(Some(Err(e))) => {
                         tracing::debug!(error = %e, "following the stream failed; retrying")

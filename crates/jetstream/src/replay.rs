@@ -126,13 +126,17 @@ pub(crate) fn replay(
         rx = Some(r);
         for item in chunk {
             let (seq, payload) = item?;
-            if seq != next_seq {
-                return Err(Error::corrupt(
-                    conn.at_seq(next_seq),
-                    None,
-                    next_lsn,
-                    format!("the stream skips from sequence {} to {seq}", next_seq - 1),
-                ));
+            match place_of(seq, next_seq) {
+                Place::Next => {}
+                Place::Again => continue,
+                Place::Gap => {
+                    return Err(Error::corrupt(
+                        conn.at_seq(next_seq),
+                        None,
+                        next_lsn,
+                        format!("the stream skips from sequence {} to {seq}", next_seq - 1),
+                    ));
+                }
             }
             let batch = envelope::decode(&payload, &|| conn.at_seq(seq))?;
             if let Some(want) = next_lsn
@@ -167,6 +171,29 @@ pub(crate) fn replay(
         *conn.replay_hint.lock() = Some((lsn, next_seq));
     }
     Ok(count)
+}
+
+/// Where a delivered message falls against the sequence expected next.
+#[derive(Debug, PartialEq)]
+enum Place {
+    /// The one expected.
+    Next,
+    /// One before it, delivered again: passed over. async-nats 0.45's ordered consumer,
+    /// when it recreates itself (missed heartbeats under load, a stream leader change)
+    /// before it has delivered anything, starts over with `DeliverPolicy::All`: from the
+    /// stream's first message, below the replay's start (`recreate_consumer_stream`). Seen
+    /// in the failover test as "the stream skips from sequence 4387 to 1361".
+    Again,
+    /// Past it: messages are missing.
+    Gap,
+}
+
+fn place_of(seq: u64, expected: u64) -> Place {
+    match seq.cmp(&expected) {
+        std::cmp::Ordering::Equal => Place::Next,
+        std::cmp::Ordering::Less => Place::Again,
+        std::cmp::Ordering::Greater => Place::Gap,
+    }
 }
 
 /// Reads `start..=last` by direct reads from the stream's leader, in order, into `tx`.
@@ -278,4 +305,17 @@ pub(crate) async fn truncate(conn: Arc<Conn>, lsn: Lsn) -> Result<(TruncateRepor
         },
         Some(first_lsn),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_delivered_again_is_passed_over_and_a_gap_is_refused() {
+        assert_eq!(place_of(4388, 4388), Place::Next);
+        assert_eq!(place_of(1361, 4388), Place::Again);
+        assert_eq!(place_of(4387, 4388), Place::Again);
+        assert_eq!(place_of(4389, 4388), Place::Gap);
+    }
 }
