@@ -309,6 +309,11 @@ async fn connect(opts: JetStreamOptions) -> Result<(Conn, Start)> {
         message_bytes_max,
         replay_hint: parking_lot::Mutex::new(None),
     };
+    if conn.opts.create {
+        // With the stream, not at the first snapshot: a replica opening while a new
+        // three-replica bucket still elects its leader would wait out a request timeout.
+        crate::snapshots::bucket(&conn, true).await?;
+    }
     let state = info.state;
     let start = if state.messages == 0 {
         if state.last_sequence != 0 {

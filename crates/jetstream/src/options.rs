@@ -20,7 +20,9 @@ pub struct JetStreamOptions {
     pub subject: String,
     /// Replicas when the stream is created (3 for a quorum that survives one node).
     pub replicas: usize,
-    /// Create the stream when it does not exist (otherwise a missing stream is an error).
+    /// Create the stream, and the object store of its snapshots and settings, when they do
+    /// not exist (otherwise a missing stream is an error; the object store is then created
+    /// at the first snapshot or setting kept).
     pub create: bool,
     /// Prefix of every `Nats-Msg-Id` (`<writer_id>:<first LSN>`).
     pub writer_id: String,
