@@ -143,6 +143,49 @@ fn appends_replay_in_order_across_reopens_also_from_inside_a_tokio_runtime() {
     assert_eq!((log.first_lsn(), log.next_lsn()), (9, 10));
     assert_eq!(append(&log, &[b"j"]), (10, 10));
     log.close().unwrap();
+
+    // A follower's replay hint (where the last replay ended: next LSN and sequence) is used
+    // only when the batch there starts at that LSN. Here the stream is deleted and made anew
+    // under the same name (batches of two records), so the hinted sequence holds other
+    // records: the follower is told the stream does not fit instead of taking them for LSN
+    // 11 on. Broken on purpose (the check of the first batch's LSN removed): the replay
+    // succeeded, delivering LSN 15 on where 11 was due, and the test failed.
+    let follower = cluster.open(cluster.options("RT"));
+    assert_eq!(
+        read_all(&follower, 9).len(),
+        2,
+        "the hint now points past LSN 10"
+    );
+    delete_stream(&cluster.urls(), "RT");
+    let log = cluster.open(cluster.options("RT"));
+    for _ in 0..10 {
+        append(&log, &[b"x", b"y"]);
+    }
+    let mut seen = Vec::new();
+    let err = follower
+        .replay(11, &mut |lsn, _| {
+            seen.push(lsn);
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("not at 11"), "{err}");
+    assert!(seen.is_empty(), "nothing delivered: {seen:?}");
+    log.close().unwrap();
+}
+
+/// Deletes a stream through a client of the test's own.
+fn delete_stream(urls: &str, stream: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        jetstream::new(client).delete_stream(stream).await.unwrap();
+    });
 }
 
 #[test]
