@@ -31,8 +31,10 @@ use serde_json::{Value, json};
 
 const STREAM: &str = "FAILOVER";
 const CLIENTS: usize = 16;
-/// The longest takeover accepted past the lease (measured: about 0.2 s on loopback).
-const TAKEOVER_PAST_LEASE_MAX: Duration = Duration::from_secs(8);
+/// The longest takeover accepted past the lease (measured: 0–1 s past it on loopback, once
+/// 6 s; docs/benchmarks.md "Failover"). Loose on purpose: the figures are printed, and only a
+/// takeover that waits for something else entirely should fail it.
+const TAKEOVER_PAST_LEASE_MAX: Duration = Duration::from_secs(15);
 
 /// The writer's lease: 2 s, or `TASKLOG_FAILOVER_LEASE_MS` (to measure the takeover with the
 /// default 10 s lease, docs/benchmarks.md).
