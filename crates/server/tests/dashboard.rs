@@ -1148,7 +1148,9 @@ impl StandbyServer {
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::watch::channel(Writer::At(writer.to_string()));
-        let slot = ReplicaSlot::default();
+        // The local read-only store stands in for a replica that never follows: it must not
+        // go stale during the test (a real one follows every 100 ms).
+        let slot = ReplicaSlot::with_stale_max(Duration::from_secs(3600));
         slot.set(Some(replica), &ServerOptions::default());
         let router = standby_router(rx, base.clone(), None, slot, handoff);
         rt.spawn(async move { axum::serve(listener, router).await });
