@@ -9,25 +9,17 @@
 //! is exercised by taking away the log a snapshot needs. The code change each test catches is
 //! listed in docs/durability.md ("Mutation testing").
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sim_store;
 use tasklog::store::{Query, Store, StoreOptions};
 use tasklog::wal::Storage;
 use tasklog::wal::sim::SimStorage;
 use tasklog::{NewTask, TaskState};
-
-fn sim_store(sim: &SimStorage) -> Store {
-    StoreOptions::new()
-        .storage(Arc::new(sim.clone()))
-        // NOTE: small segments: the simulated disk copies a whole file on each fsync.
-        .segment_bytes_max(64 << 10)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .open("/db")
-        .unwrap()
-}
 
 fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,28 +7,20 @@
 //! (`hold_syncs`) to look at the store while a commit is between applying and being durable,
 //! and fail (`fail_nth_sync`) so that what was revealed is then lost.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tasklog::store::{Store, StoreOptions};
+use common::sim_store;
+use tasklog::store::Store;
 use tasklog::wal::RECORD_BYTES_MAX;
 use tasklog::wal::sim::SimStorage;
 use tasklog::{Error, NewTask, TaskState};
 
 /// Rounds of the retention race (each about 60 ms of racing).
 const ROUNDS: usize = 15;
-
-fn sim_store(sim: &SimStorage) -> Store {
-    StoreOptions::new()
-        .storage(Arc::new(sim.clone()))
-        // NOTE: small segments: the simulated disk copies a whole file on each fsync.
-        .segment_bytes_max(64 << 10)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .open("/db")
-        .unwrap()
-}
 
 /// Finding 2: a >64 MiB event is refused before any I/O, as `TooLarge`, and the store stays
 /// writable (it used to be poisoned, as if the disk had failed).

@@ -11,25 +11,16 @@
 //! have (so the 64 GiB limit is tested without a 64 GiB file). The mutants each test kills are
 //! listed in docs/mutation-survivors.md ("store/snapshot.rs (session 13)").
 
+mod common;
+
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use common::sim_store;
 use tasklog::store::snapshot::{self, SNAPSHOT_BYTES_MAX, SNAPSHOT_HEADER_LEN};
-use tasklog::store::{Store, StoreOptions};
 use tasklog::wal::sim::SimStorage;
 use tasklog::wal::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};
 use tasklog::{Error, NewTask, TaskState};
-
-fn sim_store(sim: &SimStorage) -> Store {
-    StoreOptions::new()
-        .storage(Arc::new(sim.clone()))
-        .segment_bytes_max(64 << 10)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .open("/db")
-        .unwrap()
-}
 
 /// A store on `sim` with tasks "a" (completed) and "b" (pending) and one snapshot holding both;
 /// closed. Returns the snapshot's path.

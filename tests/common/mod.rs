@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tasklog::wal::sim::SimStorage;
 use tasklog::wal::{Lsn, Wal, WalOptions};
+use tasklog::{Store, StoreOptions};
 
 /// A deterministic payload for record number `i` (its length varies with `i`).
 pub fn payload(i: u64) -> Vec<u8> {
@@ -83,4 +84,16 @@ pub fn assert_stats_match_files(sim: &SimStorage, wal: &Wal, what: &str) {
         sizes.len(),
         "{what}: segments, files {sizes:?}"
     );
+}
+
+/// A store at `/db` on the simulated disk, with small segments (the simulated disk copies a
+/// whole file on each fsync) and no automatic snapshots.
+pub fn sim_store(sim: &SimStorage) -> Store {
+    StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .segment_bytes_max(64 << 10)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open("/db")
+        .unwrap()
 }

@@ -32,8 +32,8 @@ fn append(log: &dyn Log, records: &[&[u8]]) -> (u64, u64) {
     (ticket.first_lsn(), ticket.last_lsn())
 }
 
-/// A stream's state through a client of the test's own.
-fn stream_state(urls: &str, stream: &str) -> (u64, u64, u64, Option<String>) {
+/// Runs `f` with a JetStream context of the test's own.
+fn with_js<T>(urls: &str, f: impl AsyncFnOnce(jetstream::Context) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,7 +42,13 @@ fn stream_state(urls: &str, stream: &str) -> (u64, u64, u64, Option<String>) {
         let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
             .await
             .unwrap();
-        let js = jetstream::new(client);
+        f(jetstream::new(client)).await
+    })
+}
+
+/// A stream's state through a client of the test's own.
+fn stream_state(urls: &str, stream: &str) -> (u64, u64, u64, Option<String>) {
+    with_js(urls, async |js| {
         let mut s = js.get_stream(stream).await.unwrap();
         let info = s.info().await.unwrap();
         (
@@ -176,16 +182,7 @@ fn appends_replay_in_order_across_reopens_also_from_inside_a_tokio_runtime() {
 
 /// Deletes a stream through a client of the test's own.
 fn delete_stream(urls: &str, stream: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
-            .await
-            .unwrap();
-        jetstream::new(client).delete_stream(stream).await.unwrap();
-    });
+    with_js(urls, async |js| js.delete_stream(stream).await.unwrap());
 }
 
 #[test]
