@@ -20,6 +20,11 @@ mid-run can leave a mutant in place (`git checkout -- src` restores the tree).
 
     scripts/mutants_in_tree.py -f src/store/commit.rs -o /tmp/m/commit.txt \
         -- --test store_commit_mutation_kills --test import_staged
+
+A workspace crate's files need its package named, for the listing (`-p`) and the tests:
+
+    scripts/mutants_in_tree.py -p tasklog-server -f crates/server/src/state.rs \
+        -- -p tasklog-server --test tasks
 """
 
 import argparse
@@ -38,8 +43,9 @@ def git(*args, **kw):
     return subprocess.run(["git", *args], check=True, text=True, capture_output=True, **kw)
 
 
-def list_mutants(files):
-    """The mutants cargo-mutants finds in `files`, with `testing_pub_mod!` modules visible."""
+def list_mutants(files, packages):
+    """The mutants cargo-mutants finds in `files` (of `packages`, the root package when none),
+    with `testing_pub_mod!` modules visible."""
     rewritten = []
     for root, _, names in os.walk("src"):
         for name in names:
@@ -55,6 +61,8 @@ def list_mutants(files):
                 rewritten.append(path)
     try:
         cmd = ["cargo", "mutants", "--list", "--json", "--diff"]
+        for p in packages:
+            cmd += ["-p", p]
         for f in files:
             cmd += ["-f", f]
         out = subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
@@ -91,6 +99,10 @@ def run_tests(test_args, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-f", "--file", action="append", required=True, help="source file to mutate")
+    ap.add_argument(
+        "-p", "--package", action="append", default=[],
+        help="workspace package the files belong to (e.g. tasklog-server); default the root",
+    )
     ap.add_argument("--re", help="only mutants whose name matches")
     ap.add_argument("--exclude-re", help="leave out mutants whose name matches")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per test run")
@@ -98,9 +110,9 @@ def main():
     ap.add_argument("test_args", nargs="*", help="arguments for `cargo test` (after --)")
     a = ap.parse_args()
 
-    if git("status", "--porcelain", "--", "src").stdout.strip():
-        sys.exit("src/ has uncommitted changes: run this in a clean checkout")
-    mutants = list_mutants(a.file)
+    if git("status", "--porcelain", "--", "src", "crates").stdout.strip():
+        sys.exit("src/ or crates/ has uncommitted changes: run this in a clean checkout")
+    mutants = list_mutants(a.file, a.package)
     if a.re:
         mutants = [m for m in mutants if re.search(a.re, m["name"])]
     if a.exclude_re:
