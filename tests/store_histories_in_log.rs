@@ -41,10 +41,74 @@ fn options() -> StoreOptions {
         .snapshots_kept(1)
 }
 
-/// The histories as a read-only open (which keeps event bytes in memory) reads them.
+/// The histories as a read-only store that keeps event bytes in memory reads them: over the
+/// same log, through a `Log` that says it cannot read by LSN, so the store copies every event
+/// as it replays (a path independent of `Wal::read_lsns`). Such a store keeps its snapshots
+/// in a directory without a local log: a copy of `dir`'s snapshots.
 fn reference(dir: &Path, ids: &[String]) -> Dump {
-    let ro = options().read_only(true).open(dir).unwrap();
+    let (wal, _) = Wal::open(
+        tasklog::store::wal_dir(dir),
+        WalOptions {
+            read_only: true,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let snapshots = dir.join("snapshots");
+    if snapshots.exists() {
+        std::fs::create_dir(copy.path().join("snapshots")).unwrap();
+        for f in std::fs::read_dir(&snapshots).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), copy.path().join("snapshots").join(f.file_name())).unwrap();
+        }
+    }
+    let ro = options()
+        .read_only(true)
+        .open_with_log(copy.path(), Arc::new(BytesOnly(wal)))
+        .unwrap();
+    assert!(ro.history_heap_bytes() > 0 || ids.is_empty());
     histories(&ro, ids)
+}
+
+/// A local `Wal` as a `Log` that does not read records by LSN.
+struct BytesOnly(Wal);
+
+impl tasklog::store::Log for BytesOnly {
+    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
+        self.0.submit(payloads)
+    }
+    fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
+        self.0.wait_durable(lsn)
+    }
+    fn replay(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
+    ) -> tasklog::Result<u64> {
+        self.0.replay(from, f)
+    }
+    fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
+        self.0.truncate_before(lsn)
+    }
+    fn sync(&self) -> tasklog::Result<()> {
+        self.0.sync()
+    }
+    fn next_lsn(&self) -> u64 {
+        self.0.next_lsn()
+    }
+    fn durable_lsn(&self) -> u64 {
+        self.0.durable_lsn()
+    }
+    fn first_lsn(&self) -> u64 {
+        self.0.first_lsn()
+    }
+    fn stats(&self) -> tasklog::wal::WalStats {
+        self.0.stats()
+    }
+    fn close(&self) -> tasklog::Result<()> {
+        self.0.close()
+    }
 }
 
 /// `n` tasks `{prefix}{i}` with a `text`-byte progress message: started, progressed, two
@@ -128,6 +192,93 @@ fn a_history_spanning_a_snapshot_and_the_log_tail_reads_whole_and_survives_reope
         expected,
         "reopened after compaction"
     );
+}
+
+/// A read-only open (what the CLI's reading commands and `verify` use) keeps positions too,
+/// not bytes: 1,000,000 tasks of five events took 1.47 GB that way against 0.72 GB for a
+/// writer (docs/benchmarks.md, issue #20). It holds no lock, so a writer in another process
+/// may compact the log under it; its log keeps every segment open from the open on
+/// (`SegmentMeta::pinned`), and the histories stay readable from the removed files.
+#[test]
+fn a_read_only_store_keeps_positions_and_reads_segments_a_writer_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = options().open(dir.path()).unwrap();
+    let ids = populate(&writer, "a", 300, 1000);
+    writer.sync().unwrap();
+    let expected = reference(dir.path(), &ids);
+    let reader = options().read_only(true).open(dir.path()).unwrap();
+    let events: usize = ids.iter().map(|id| reader.history(id).unwrap().len()).sum();
+    let heap = reader.history_heap_bytes();
+    assert!(
+        heap < events * 40,
+        "a read-only store holds {heap} bytes of history for {events} events"
+    );
+    // The writer moves every history into a snapshot and removes the segments the reader's
+    // positions point into.
+    let info = writer.snapshot().unwrap();
+    assert!(info.segments_removed > 0, "the log was compacted: {info:?}");
+    let first_kept = writer.stats(None).unwrap().health.first_lsn;
+    assert!(first_kept > 1, "segments from LSN 1 are gone: {first_kept}");
+    assert_eq!(histories(&reader, &ids), expected);
+    // And an export, which reads every history the same way.
+    let mut out = Vec::new();
+    tasklog::export::export_json(&reader, &Default::default(), &mut out, |_, _| {}).unwrap();
+    assert!(out.len() > events * 10);
+}
+
+/// A read-only log keeps at most `PINNED_SEGMENTS_MAX` segments open (one file descriptor
+/// each): past that it pins none, and its store holds history bytes as before.
+#[test]
+fn a_read_only_log_pins_its_segments_up_to_the_limit_and_none_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let writable = WalOptions::default()
+        .segment_bytes_max(4096)
+        .preallocate(false)
+        .durability(Durability::Buffered);
+    let read_only = WalOptions {
+        read_only: true,
+        ..WalOptions::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), writable.clone()).unwrap();
+    // One record per 4 KiB segment.
+    let record = [7u8; 3000];
+    let segments = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "seg")
+            })
+            .count()
+    };
+    let fill_to = |n: usize| {
+        while segments(dir.path()) < n {
+            for _ in segments(dir.path())..n {
+                wal.submit(&[&record]).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+    };
+    fill_to(tasklog::wal::PINNED_SEGMENTS_MAX);
+    let (ro, _) = Wal::open(dir.path(), read_only.clone()).unwrap();
+    assert!(ro.pins_segments(), "{} segments", segments(dir.path()));
+    ro.close().unwrap();
+    fill_to(tasklog::wal::PINNED_SEGMENTS_MAX + 1);
+    let (ro, _) = Wal::open(dir.path(), read_only).unwrap();
+    assert!(!ro.pins_segments(), "{} segments", segments(dir.path()));
+    // Unpinned, it still reads by path.
+    let mut n = 0;
+    ro.read_lsns(&[1, 2], &mut |_, b| {
+        assert_eq!(b, record);
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 2);
+    assert!(!wal.pins_segments(), "a writer pins nothing");
 }
 
 /// A stress test over real threads and the real log. NOTE: its window is narrow, and it did

@@ -177,6 +177,12 @@ impl StoreOptions {
         self.interrupted_policy
     }
     /// Open without the write lock; every mutation fails with `ReadOnly`.
+    ///
+    /// A read-only store over the local log keeps its log's segments open (up to
+    /// `wal::PINNED_SEGMENTS_MAX`) and reads histories from them, as a writer does, instead of
+    /// holding every event in memory. So a writer's compaction does not free the disk space of
+    /// the segments it removes until the read-only stores opened before it close: keep
+    /// read-only stores short-lived, or reopen them, where disk space is tight.
     #[must_use]
     pub fn read_only(mut self, yes: bool) -> Self {
         self.read_only = yes;

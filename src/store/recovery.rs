@@ -152,9 +152,10 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
     if from_log_only {
         state.suspend_indexes();
     }
-    // NOTE: only a writer keeps histories in the log: a read-only open holds no lock, and a
-    // writer in another process may compact the log under it at any time.
-    state.histories_in_log = !options.read_only;
+    // NOTE: a read-only open holds no lock, and a writer in another process may compact the
+    // log under it at any time: it keeps histories in the log only when its log holds every
+    // segment open (`Wal::pins_segments`), so that a removed segment stays readable to it.
+    state.histories_in_log = !options.read_only || wal.pins_segments();
     report.events_replayed = wal.replay(from, &mut |lsn, bytes| state.apply_record(lsn, bytes))?;
     if from_log_only {
         state.rebuild_indexes();

@@ -23,7 +23,7 @@ use super::frame::{self, FLAG_BATCH_BEGIN, FLAG_BATCH_END, FLAGS_SINGLE, RECORD_
 use super::segment::writer::{ActiveSegment, create_segment};
 use super::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use super::stats::Counters;
-use super::storage::{Storage, StorageLock};
+use super::storage::{OpenMode, Storage, StorageFile, StorageLock};
 use super::{Durability, Lsn, WalOptions};
 use crate::error::{Error, Result};
 
@@ -53,6 +53,32 @@ pub const LEADER_EXTRA_ROUNDS: u32 = 1;
 pub struct SegmentMeta {
     pub first_lsn: Lsn,
     pub path: PathBuf,
+    /// A read-only log's handle on this segment, opened with the log: a writer in another
+    /// process may remove the segment (compaction below a new snapshot) while this reader still
+    /// reads it, and an open handle keeps the bytes readable (an unlinked file lives on while
+    /// open on POSIX; on Windows std opens with `FILE_SHARE_DELETE`, so the writer's removal
+    /// succeeds and takes effect at the last close). `None` for a writer, which removes only
+    /// what it no longer reads.
+    pub pinned: Option<Arc<dyn StorageFile>>,
+}
+
+impl SegmentMeta {
+    /// A segment read by its path.
+    pub fn new(first_lsn: Lsn, path: PathBuf) -> Self {
+        SegmentMeta {
+            first_lsn,
+            path,
+            pinned: None,
+        }
+    }
+
+    /// Opens the segment for reading: its pinned handle if it has one.
+    pub fn open(&self, storage: &dyn Storage) -> std::io::Result<Arc<dyn StorageFile>> {
+        match &self.pinned {
+            Some(file) => Ok(Arc::clone(file)),
+            None => storage.open(&self.path, OpenMode::Read).map(Arc::from),
+        }
+    }
 }
 
 /// Encoded frames waiting to be written, all destined for one segment at one offset.
@@ -439,10 +465,10 @@ impl Core {
             segment_bytes_max: self.options.segment_bytes_max,
         };
         let next = create_segment(&*self.storage, &self.dir, header, self.options.preallocate)?;
-        self.state.lock().segments.push(SegmentMeta {
-            first_lsn,
-            path: next.path.clone(),
-        });
+        self.state
+            .lock()
+            .segments
+            .push(SegmentMeta::new(first_lsn, next.path.clone()));
         *active = next;
         Ok(())
     }

@@ -64,6 +64,7 @@ testing_pub_mod!(storage);
 testing_pub_mod!(verify);
 
 pub use frame::RECORD_BYTES_MAX;
+pub use recovery::PINNED_SEGMENTS_MAX;
 pub use repair::{CutPoint, RepairReport};
 pub use segment::FORMAT_VERSION;
 pub use staging::{STAGING_SUFFIX, Staging, is_staging_name, staging_path};
@@ -379,6 +380,19 @@ impl Wal {
     /// (found at open, or by a replay since): (segment, what is wrong).
     pub fn covered_damage(&self) -> Vec<(PathBuf, String)> {
         self.core.covered_seen.lock().clone()
+    }
+    /// True for a read-only log that keeps every segment open (`recovery::pin_segments`):
+    /// records read by LSN stay readable after a writer in another process removes their
+    /// segment. A read-only store then reads histories from the log instead of holding them.
+    pub fn pins_segments(&self) -> bool {
+        self.core.options.read_only
+            && self
+                .core
+                .state
+                .lock()
+                .segments
+                .iter()
+                .all(|s| s.pinned.is_some())
     }
     pub fn first_lsn(&self) -> Lsn {
         let st = self.core.state.lock();

@@ -12,13 +12,15 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 
 use super::Lsn;
 use super::frame::{self, DecodeError, FRAME_HEADER_LEN, RECORD_BYTES_MAX};
 use super::group_commit::{Core, Need, SegmentMeta};
 use super::segment::SEGMENT_HEADER_LEN;
-use super::storage::{OpenMode, StorageFile};
+use super::storage::StorageFile;
 use crate::error::{Error, Result};
 
 /// One mark per this many frames.
@@ -69,7 +71,7 @@ pub fn read_lsns(
     let segments: Vec<SegmentMeta> = core.state.lock().segments.clone();
     let first = segments.first().map_or(next, |s| s.first_lsn);
     index.segments.lock().retain(|&k, _| k >= first);
-    let mut open: Option<(Lsn, Box<dyn StorageFile>)> = None;
+    let mut open: Option<(Lsn, Arc<dyn StorageFile>)> = None;
     let mut read: Vec<(Lsn, Vec<u8>)> = Vec::with_capacity(lsns.len());
     for &lsn in lsns {
         if lsn < first || lsn == 0 {
@@ -84,9 +86,10 @@ pub fn read_lsns(
             .find(|s| s.first_lsn <= lsn)
             .expect("a segment starts at or below every LSN from the first one");
         if open.as_ref().is_none_or(|(at, _)| *at != seg.first_lsn) {
-            let file = core
-                .storage
-                .open(&seg.path, OpenMode::Read)
+            // A read-only log reads through its pinned handle: a writer may have removed the
+            // file since (`SegmentMeta::pinned`).
+            let file = seg
+                .open(&*core.storage)
                 .map_err(|e| Error::io("open segment", &seg.path, e))?;
             open = Some((seg.first_lsn, file));
         }

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 pub const SEGMENT_BYTES_MAX_LIMIT: u64 = 1 << 40;
 /// The smallest: room for a header and one small record.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
+/// The most segments a read-only log keeps open (`pin_segments`): one file descriptor each,
+/// well inside the common limit of 1,024 per process. At the default segment size that is a
+/// 16 GiB log; a longer one is read by path.
+pub const PINNED_SEGMENTS_MAX: usize = 256;
 
 /// The lock file inside the log directory.
 pub fn lock_path(dir: &Path) -> PathBuf {
@@ -305,10 +309,7 @@ pub fn open(
                 segment_bytes_max: options.segment_bytes_max,
             };
             let active = create_segment(&*storage, dir, header, options.preallocate)?;
-            let meta = vec![SegmentMeta {
-                first_lsn: first,
-                path: active.path.clone(),
-            }];
+            let meta = vec![SegmentMeta::new(first, active.path.clone())];
             let st = State::new(
                 first,
                 (first, SEGMENT_HEADER_LEN as u64),
@@ -464,13 +465,13 @@ fn open_last(
             log_bytes += f.len().unwrap_or(0);
         }
     }
-    let metas = segs
-        .iter()
-        .map(|(l, p)| SegmentMeta {
-            first_lsn: *l,
-            path: p.clone(),
-        })
-        .collect();
+    let metas = if options.read_only {
+        pin_segments(storage, segs)
+    } else {
+        segs.iter()
+            .map(|(l, p)| SegmentMeta::new(*l, p.clone()))
+            .collect()
+    };
     let state = State::new(end.next_lsn, (first_lsn, end.data_end), metas, log_bytes);
     let active = (!options.read_only).then(|| ActiveSegment {
         file,
@@ -478,6 +479,34 @@ fn open_last(
         path: path.clone(),
     });
     Ok((state, active))
+}
+
+/// A read-only log's segments, each with its handle kept open (`SegmentMeta::pinned`), so that
+/// what this reader replays and later reads by LSN stays readable when a writer removes
+/// segments. All or none: with more than [`PINNED_SEGMENTS_MAX`] segments, or one that cannot
+/// be opened (a writer removed it since the listing), none is pinned and every segment is read
+/// by its path, as a writer's are ([`Wal::pins_segments`](super::Wal::pins_segments) says which).
+fn pin_segments(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Vec<SegmentMeta> {
+    let unpinned = || {
+        segs.iter()
+            .map(|(l, p)| SegmentMeta::new(*l, p.clone()))
+            .collect()
+    };
+    if segs.len() > PINNED_SEGMENTS_MAX {
+        return unpinned();
+    }
+    let mut metas = Vec::with_capacity(segs.len());
+    for (l, p) in segs {
+        let Ok(file) = storage.open(p, OpenMode::Read) else {
+            return unpinned();
+        };
+        metas.push(SegmentMeta {
+            first_lsn: *l,
+            path: p.clone(),
+            pinned: Some(Arc::from(file)),
+        });
+    }
+    metas
 }
 
 /// Opens a writer on a new segment after a last segment whose covered part is damaged.
@@ -507,15 +536,9 @@ fn roll_past_damage(
     }
     let mut metas: Vec<SegmentMeta> = segs
         .iter()
-        .map(|(l, p)| SegmentMeta {
-            first_lsn: *l,
-            path: p.clone(),
-        })
+        .map(|(l, p)| SegmentMeta::new(*l, p.clone()))
         .collect();
-    metas.push(SegmentMeta {
-        first_lsn: end.next_lsn,
-        path: active.path.clone(),
-    });
+    metas.push(SegmentMeta::new(end.next_lsn, active.path.clone()));
     report.sealed_after_damage = Some(path.clone());
     let state = State::new(
         end.next_lsn,

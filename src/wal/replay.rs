@@ -11,7 +11,7 @@ use super::Lsn;
 use super::group_commit::{Core, Need, SegmentMeta};
 use super::recovery::read_header;
 use super::segment::{ScanSpec, TailPolicy, scan_segment_covered};
-use super::storage::{FileBytes, OpenMode};
+use super::storage::FileBytes;
 use crate::error::{Error, Result};
 
 /// The segments to read for records from `from`, the LSN to stop before, and the segment and
@@ -63,15 +63,16 @@ fn compacted(from: Lsn, first: Lsn) -> Error {
     }
 }
 
-/// Opens a planned segment. A segment `truncate_before` unlinked after `plan` copied the list
-/// is reported as compacted away, not as an I/O failure.
+/// Opens a planned segment (through its pinned handle on a read-only log). A segment
+/// `truncate_before` unlinked after `plan` copied the list is reported as compacted away, not
+/// as an I/O failure.
 fn open_planned(
     core: &Core,
     seg: &SegmentMeta,
     from: Lsn,
-) -> Result<Box<dyn super::storage::StorageFile>> {
+) -> Result<std::sync::Arc<dyn super::storage::StorageFile>> {
     let path = &seg.path;
-    core.storage.open(path, OpenMode::Read).map_err(|e| {
+    seg.open(&*core.storage).map_err(|e| {
         let first = {
             let st = core.state.lock();
             st.segments.first().map_or(st.next_lsn, |s| s.first_lsn)

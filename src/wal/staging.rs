@@ -262,15 +262,11 @@ impl Staging {
             Ok((seg_path, next)) => {
                 let replaced = self.replaces_active();
                 if !replaced {
-                    st.segments.push(SegmentMeta {
-                        first_lsn: self.header.first_lsn,
-                        path: seg_path,
-                    });
+                    st.segments
+                        .push(SegmentMeta::new(self.header.first_lsn, seg_path));
                 }
-                st.segments.push(SegmentMeta {
-                    first_lsn: next_first,
-                    path: next.path.clone(),
-                });
+                st.segments
+                    .push(SegmentMeta::new(next_first, next.path.clone()));
                 *core.writer.lock() = Some(next);
                 // A replaced empty active segment's header is no longer there.
                 let replaced_bytes = if replaced {

@@ -25,7 +25,7 @@ mod bodies;
 pub(crate) mod listing;
 mod transitions;
 
-pub use batch::{BatchBody, BatchMutation, BatchResponse};
+pub use batch::{BATCH_MUTATIONS_MAX, BatchBody, BatchMutation, BatchResponse};
 pub use bodies::{
     CheckpointBody, CompleteBody, FailBody, OutputBody, ProgressBody, ReasonBody, RetryBody,
     StartBody, SubmitBody, UpdateBody,

@@ -872,6 +872,29 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The batch limit is exact: 10,000 mutations apply as one commit, one more is refused whole
+/// (400 at `$.mutations`, nothing applied). Kills the limit's `>` turned `>=` or `==`
+/// (session 14, the server's acknowledgement path under cargo-mutants).
+#[test]
+fn a_batch_of_exactly_the_limit_applies_and_one_more_is_refused_whole() {
+    let s = TestServer::start();
+    let c = s.client();
+    let ops = |n: usize, prefix: &str| {
+        let m: Vec<_> = (0..n)
+            .map(|i| json!({"op": "submit", "id": format!("{prefix}{i}"), "title": "t"}))
+            .collect();
+        json!({ "mutations": m })
+    };
+    let over = tasklog_server::tasks::BATCH_MUTATIONS_MAX + 1;
+    let p = problem(&c.post("/v1/batch", &ops(over, "o")), 400, "invalid_input");
+    assert_eq!(p["at"], "$.mutations");
+    problem(&c.get("/v1/tasks/o0"), 404, "not_found");
+    let r = c.post("/v1/batch", &ops(over - 1, "a"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["tasks"].as_array().unwrap().len(), over - 1);
+    assert_eq!(c.get("/v1/stats").json()["total"], over - 1);
+}
+
 #[test]
 fn batches_apply_all_or_nothing() {
     let s = TestServer::start();
