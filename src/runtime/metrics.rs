@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::recovery::META_RECOVERY;
 use crate::error::Result;
-use crate::store::{Filter, HistoryEvent, Query, Store};
+use crate::store::{HistoryEvent, Query, Store};
 use crate::task::{Task, TaskState, Timestamp};
 
 /// "Recent" failures are those of the last hour.
@@ -114,15 +114,29 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
     out
 }
 
-fn tasks_in(store: &Store, states: &[TaskState]) -> Result<Vec<Task>> {
-    let query = Query {
-        filter: Filter {
-            states: states.to_vec(),
-            ..Filter::default()
-        },
+/// Tasks taken per page by [`for_each_task`].
+const SCAN_PAGE_TASKS: usize = 1024;
+
+/// Calls `f` with every task, in pages of [`SCAN_PAGE_TASKS`] in creation order: memory holds
+/// one page, not every task (a million finished tasks are about 1 GB as `Task` values, issue
+/// #20), and the state lock is taken once per page, not for the whole scan. The pages follow a
+/// cursor on creation time and id, which never change, so each task that lives through the scan
+/// is seen once; one created or removed meanwhile may be seen or not.
+pub(crate) fn for_each_task(store: &Store, f: &mut dyn FnMut(Task) -> Result<()>) -> Result<()> {
+    let mut query = Query {
+        limit: Some(SCAN_PAGE_TASKS),
         ..Query::default()
     };
-    Ok(store.list(&query)?.tasks)
+    loop {
+        let page = store.list(&query)?;
+        for t in page.tasks {
+            f(t)?;
+        }
+        match page.next_cursor {
+            Some(c) => query.after = Some(c),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Computes seed 003's figures from `store` at `now`. Reads every live task's history once
@@ -137,7 +151,7 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
     }
     let mut by_strategy: BTreeMap<String, u64> = BTreeMap::new();
     let (mut tried, mut succeeded, mut secs) = (0u64, 0u64, 0.0f64);
-    for t in tasks_in(store, &[])? {
+    for_each_task(store, &mut |t| {
         *dist.entry(t.state.as_str().to_string()).or_default() += 1;
         match t.state {
             TaskState::Running => match &t.lease {
@@ -156,7 +170,12 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
         }
         // NOTE: every history is read: a task interrupted back to pending and then completed
         // keeps no trace of it in its fields. The cost is one pass over the events.
-        let found = attempts(&store.history(&t.id)?);
+        let found = match store.history(&t.id) {
+            Ok(h) => attempts(&h),
+            // Removed since its page was read.
+            Err(crate::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         for a in &found {
             *by_strategy.entry(a.strategy.clone()).or_default() += 1;
         }
@@ -173,7 +192,8 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
                 secs += done.0.saturating_sub(a.at.0) as f64 / 1000.0;
             }
         }
-    }
+        Ok(())
+    })?;
     let running = dist.get("running").copied().unwrap_or(0);
     dist.insert("processing".into(), running);
     dist.insert("orphaned".into(), orphaned);

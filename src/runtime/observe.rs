@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::META_KIND;
 use super::health::RuntimeHealth;
 use crate::error::Result;
-use crate::store::{Query, Store};
+use crate::store::Store;
 use crate::task::{TaskState, Timestamp};
 
 /// Computes the runtime's figures from the tasks in `store`. Recoveries by strategy come from
@@ -18,9 +18,9 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
     let mut h = RuntimeHealth::default();
     let mut run_ms: Vec<f64> = Vec::new();
     let (mut succeeded, mut failed) = (0u64, 0u64);
-    for task in store.list(Query::default())?.tasks {
+    super::metrics::for_each_task(store, &mut |task| {
         let Some(kind) = task.metadata.get(META_KIND).and_then(Value::as_str) else {
-            continue;
+            return Ok(());
         };
         match task.state {
             TaskState::Pending => {
@@ -47,7 +47,8 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
         {
             run_ms.push((c.0 - s.0) as f64);
         }
-    }
+        Ok(())
+    })?;
     // Recoveries from the durable histories, by the rules of `runtime::metrics`.
     h.recovered = super::recovery_figures(store, now)?.recovered_by_strategy;
     h.succeeded = succeeded;
