@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use super::recovery::META_RECOVERY;
 use crate::error::Result;
-use crate::store::{HistoryEvent, Query, Store};
-use crate::task::{Task, TaskState, Timestamp};
+use crate::store::{Filter, HistoryEvent, Store};
+use crate::task::{TaskState, Timestamp};
 
 /// "Recent" failures are those of the last hour.
 pub const RECENT_FAILURE_WINDOW_SECS: i64 = 3_600;
@@ -114,31 +114,6 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
     out
 }
 
-/// Tasks taken per page by [`for_each_task`].
-const SCAN_PAGE_TASKS: usize = 1024;
-
-/// Calls `f` with every task, in pages of [`SCAN_PAGE_TASKS`] in creation order: memory holds
-/// one page, not every task (a million finished tasks are about 1 GB as `Task` values, issue
-/// #20), and the state lock is taken once per page, not for the whole scan. The pages follow a
-/// cursor on creation time and id, which never change, so each task that lives through the scan
-/// is seen once; one created or removed meanwhile may be seen or not.
-pub(crate) fn for_each_task(store: &Store, f: &mut dyn FnMut(Task) -> Result<()>) -> Result<()> {
-    let mut query = Query {
-        limit: Some(SCAN_PAGE_TASKS),
-        ..Query::default()
-    };
-    loop {
-        let page = store.list(&query)?;
-        for t in page.tasks {
-            f(t)?;
-        }
-        match page.next_cursor {
-            Some(c) => query.after = Some(c),
-            None => return Ok(()),
-        }
-    }
-}
-
 /// Computes seed 003's figures from `store` at `now`. Reads every live task's history once
 /// (the cost of `stats` grows with the number of events).
 pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures> {
@@ -151,7 +126,7 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
     }
     let mut by_strategy: BTreeMap<String, u64> = BTreeMap::new();
     let (mut tried, mut succeeded, mut secs) = (0u64, 0u64, 0.0f64);
-    for_each_task(store, &mut |t| {
+    store.for_each_task(&Filter::default(), &mut |t| {
         *dist.entry(t.state.as_str().to_string()).or_default() += 1;
         match t.state {
             TaskState::Running => match &t.lease {

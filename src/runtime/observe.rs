@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::META_KIND;
 use super::health::RuntimeHealth;
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::{Filter, Store};
 use crate::task::{TaskState, Timestamp};
 
 /// Computes the runtime's figures from the tasks in `store`. Recoveries by strategy come from
@@ -18,7 +18,7 @@ pub fn health_from_store(store: &Store) -> Result<RuntimeHealth> {
     let mut h = RuntimeHealth::default();
     let mut run_ms: Vec<f64> = Vec::new();
     let (mut succeeded, mut failed) = (0u64, 0u64);
-    super::metrics::for_each_task(store, &mut |task| {
+    store.for_each_task(&Filter::default(), &mut |task| {
         let Some(kind) = task.metadata.get(META_KIND).and_then(Value::as_str) else {
             return Ok(());
         };

@@ -51,7 +51,7 @@ pub use kinds::{KindSettings, PerKeyLimit, RateLimit};
 pub use log::Log;
 pub use mutation::{Change, Fence, Mutation};
 pub use options::{InterruptedPolicy, PendingAtOpen, StoreOptions};
-pub use query::{Cursor, Filter, Page, Query, SortKey};
+pub use query::{Cursor, Filter, Page, Query, SCAN_PAGE_TASKS, SortKey};
 pub use recovery::{RecoveryReport, snapshot_dir, wal_dir};
 pub use stats::{CleanupAge, CleanupRule, Health, KeyCounts, Stats};
 pub use subscribe::{Committed, Subscription};
@@ -731,6 +731,34 @@ impl Store {
     pub fn list(&self, query: impl Into<Query>) -> Result<Page> {
         let query = query.into();
         self.read_state(|st| query::run(st, &query))
+    }
+
+    /// Calls `f` with every task matching `filter`, in creation order, a page of
+    /// [`SCAN_PAGE_TASKS`] at a time: memory holds one page, not every
+    /// match (a million finished tasks are about 1 GB as `Task` values), and the state lock is
+    /// taken once per page, not for the whole walk. The pages follow a cursor on creation time
+    /// and id, which never change, so a task that lives through the walk is seen once; one
+    /// created or removed meanwhile may be seen or not. Stops at `f`'s first error.
+    pub fn for_each_task(
+        &self,
+        filter: &Filter,
+        f: &mut dyn FnMut(Task) -> Result<()>,
+    ) -> Result<()> {
+        let mut query = Query {
+            filter: filter.clone(),
+            limit: Some(query::SCAN_PAGE_TASKS),
+            ..Query::default()
+        };
+        loop {
+            let page = self.list(&query)?;
+            for t in page.tasks {
+                f(t)?;
+            }
+            match page.next_cursor {
+                Some(c) => query.after = Some(c),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Counts tasks matching a query's filter (its order and page are ignored): takes the same

@@ -19,6 +19,9 @@ use serde_json::Value;
 use super::state::{CreatedKey, Ordered, State, TaskRef};
 use crate::task::{Task, TaskState, Timestamp};
 
+/// Tasks per page of [`Store::for_each_task`](super::Store::for_each_task).
+pub const SCAN_PAGE_TASKS: usize = 1024;
+
 /// Which time a listing is sorted by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
