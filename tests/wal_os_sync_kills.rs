@@ -286,3 +286,36 @@ fn allocate_reserves_blocks_and_keeps_the_length() {
         meta.blocks() * 512
     );
 }
+
+/// An error the OS reports is passed on, and only "not supported here" is taken for the
+/// fallback (run unreserved, keep the cache): a preallocation or reservation past the file
+/// system's largest file (`EFBIG`), and dropping the cache of something that is not a regular
+/// file (`ESPIPE` on a FIFO), are errors.
+///
+/// Kills (os.rs): the fallback guards of `reserve`, `preallocate` and `drop_cache` → `true`, and
+/// each `== ENOSYS`/`== EOPNOTSUPP` → `!=` (any error taken for "unsupported"). The bug: a
+/// segment created on a disk that cannot hold it, or a cache never dropped, with no error.
+#[test]
+fn os_errors_other_than_unsupported_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("f");
+    let f = StdStorage.open(&path, OpenMode::CreateNew).unwrap();
+    // 1 PiB: past ext4's, xfs's and btrfs's largest file is refused before any block is
+    // allocated (a size that only exceeds the free space would fill the disk first).
+    let huge = 1u64 << 50;
+    let err = f.allocate(huge).expect_err("reserving 1 PiB");
+    assert_ne!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+    let err = f.preallocate(huge).expect_err("preallocating 1 PiB");
+    assert_ne!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+    assert_eq!(f.len().unwrap(), 0);
+
+    let fifo = tmp.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED the FIFO case: no mkfifo");
+        return;
+    }
+    // Read and write: opening a FIFO so does not wait for a writer on Linux.
+    let p = StdStorage.open(&fifo, OpenMode::ReadWrite).unwrap();
+    p.drop_cache().expect_err("dropping the cache of a FIFO");
+}

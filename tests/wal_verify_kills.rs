@@ -1,0 +1,128 @@
+//! Goal: `verify` (and the read-only open, through the same `last_not_yet_written`) passes over
+//! only what a running writer may legitimately be doing to the last segment, and reports
+//! everything else (issue #23, docs/mutation-survivors.md, "wal_recovery", line 114):
+//!
+//! - a last segment that is listed but gone by the time it is opened (a writer removed an
+//!   unfinished segment in between) is passed over: the log is clean;
+//! - a last segment that cannot be opened for any other reason is an I/O error naming it, not
+//!   a segment silently left out of the check.
+//!
+//! Method: a storage wrapper over the simulated disk that lists one more segment than exists,
+//! or refuses to open one, under `verify_with_storage`. The code change each test catches is
+//! listed in docs/durability.md ("Mutation testing").
+
+mod common;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use common::{open_sim, payload, sim_dir, sim_segments, small_opts};
+use tasklog::Error;
+use tasklog::wal::sim::SimStorage;
+use tasklog::wal::storage::{StorageFile, StorageLock};
+use tasklog::wal::verify::verify_with_storage;
+use tasklog::wal::{OpenMode, Storage};
+
+/// The simulated disk, listing `phantom` as one more file of its directory and refusing to
+/// open `refused`.
+#[derive(Debug)]
+struct Listing {
+    inner: SimStorage,
+    phantom: Option<PathBuf>,
+    refused: Option<PathBuf>,
+}
+
+impl Storage for Listing {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        if self.refused.as_deref() == Some(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "simulated EACCES",
+            ));
+        }
+        self.inner.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        let mut v = self.inner.list_dir(path)?;
+        v.extend(self.phantom.clone());
+        Ok(v)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        self.inner.try_lock(path)
+    }
+    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
+        self.inner.lock_holder(path)
+    }
+}
+
+/// A closed log of 200 records over several 4 KiB segments.
+fn closed_log() -> (SimStorage, Vec<PathBuf>) {
+    let sim = SimStorage::new(11);
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    for i in 1..=200 {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.close().unwrap();
+    let segs = sim_segments(&sim, &sim_dir());
+    assert!(segs.len() >= 3, "{segs:?}");
+    (sim, segs)
+}
+
+/// A last segment listed but gone when opened (removed by a writer in between) is passed
+/// over: the log verifies clean, with the segments that are there.
+///
+/// Kills (`src/wal/recovery.rs`, `last_not_yet_written`): the guard `e.kind() == NotFound` →
+/// `false` and `==` → `!=` (a vanished unfinished segment taken for an I/O error: `verify` and
+/// read-only opens fail while a writer rolls).
+#[test]
+fn a_last_segment_gone_when_opened_is_passed_over() {
+    let (sim, segs) = closed_log();
+    let listing = Listing {
+        inner: sim,
+        phantom: Some(sim_dir().join(format!("{:020}.seg", 1_000_000))),
+        refused: None,
+    };
+    let report = verify_with_storage(&listing, &sim_dir()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.segments, segs.len());
+    assert_eq!(report.records, 200);
+}
+
+/// A last segment that cannot be opened for another reason (here permission denied) is an
+/// I/O error naming it; it is never left out of the check as if it were unfinished.
+///
+/// Kills (`last_not_yet_written`): the guard `e.kind() == NotFound` → `true` and `==` → `!=`
+/// (any open error taken for "a writer is creating it": the log's last records silently not
+/// verified).
+#[test]
+fn a_last_segment_that_cannot_be_opened_is_an_error() {
+    let (sim, segs) = closed_log();
+    let last = segs.last().unwrap().clone();
+    let listing = Listing {
+        inner: sim,
+        phantom: None,
+        refused: Some(last.clone()),
+    };
+    match verify_with_storage(&listing, &sim_dir()) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, last),
+        other => panic!(
+            "expected an I/O error naming {}, got {other:?}",
+            last.display()
+        ),
+    }
+}
