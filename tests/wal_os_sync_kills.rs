@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use tasklog::NewTask;
 use tasklog::store::StoreOptions;
-use tasklog::wal::storage::{OpenMode, StdStorage, Storage};
+use tasklog::wal::storage::{OpenMode, StdStorage, StdStorageModes, Storage};
 use tasklog::wal::{Wal, WalOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,4 +318,81 @@ fn os_errors_other_than_unsupported_are_reported() {
     // Read and write: opening a FIFO so does not wait for a writer on Linux.
     let p = StdStorage.open(&fifo, OpenMode::ReadWrite).unwrap();
     p.drop_cache().expect_err("dropping the cache of a FIFO");
+}
+
+/// What the real file system's seam says it does, for both of its types (`StdStorage`, and
+/// `StdStorageModes` under a store with its own file modes): `rename` moves the file (over an
+/// existing one), `remove_file` removes it, `exists` tells, and `lock_holder` returns what the
+/// holder of a lock wrote about itself (this process's id). The simulated disk stands in for
+/// these in every other log test, so only here does breaking them fail a test.
+///
+/// Kills (storage.rs): `rename`, `remove_file` → `Ok(())`, `exists` → `false`, and
+/// `lock_holder` → `None` or a few bytes, in both impls. The bugs: a snapshot or staged segment
+/// never put in place, a file left behind that a cleanup reported removed, a writer waiting in
+/// vain told nothing of who holds the lock.
+#[test]
+fn the_real_file_system_seam_does_what_it_says() {
+    let modes = StdStorageModes::from_file_mode(0o640);
+    let seams: [(&str, &dyn Storage); 2] =
+        [("StdStorage", &StdStorage), ("StdStorageModes", &modes)];
+    for (name, seam) in seams {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::write(&a, b"new").unwrap();
+        std::fs::write(&b, b"old").unwrap();
+        assert!(seam.exists(&a), "{name}: exists");
+        seam.rename(&a, &b).unwrap();
+        assert!(!a.exists(), "{name}: rename left its source");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new", "{name}: rename");
+        seam.remove_file(&b).unwrap();
+        assert!(!b.exists(), "{name}: remove_file");
+        assert!(!seam.exists(&b), "{name}: exists of a removed file");
+
+        let lock_path = tmp.path().join("LOCK");
+        let lock = seam.try_lock(&lock_path).unwrap().expect("a free lock");
+        let holder = seam.lock_holder(&lock_path).expect("the holder's line");
+        let line = String::from_utf8(holder).unwrap();
+        assert!(
+            line.contains(&format!("pid={}", std::process::id())),
+            "{name}: holder {line:?}"
+        );
+        drop(lock);
+    }
+}
+
+/// Directories get the file mode's bits plus search for every class that may read, and keep
+/// search bits the file mode already has (a store asked for `0o750` files makes `0o750`
+/// directories, not `0o640` ones its own group cannot enter).
+///
+/// Kills (storage.rs, `from_file_mode`): `file_mode | search` → `^` (the same for modes without
+/// execute bits, which is all `store_file_modes` tries).
+#[test]
+fn directory_modes_keep_the_search_bits_a_file_mode_has() {
+    assert_eq!(StdStorageModes::from_file_mode(0o640).dir_mode, 0o750);
+    assert_eq!(StdStorageModes::from_file_mode(0o750).dir_mode, 0o750);
+    assert_eq!(StdStorageModes::from_file_mode(0o755).dir_mode, 0o755);
+}
+
+/// A log opened at a relative path with one component (a directory to create in the current
+/// directory) opens, and the current directory is what gets fsynced for its new entry.
+///
+/// Kills (storage.rs, `create_dir_durable`): the guard `p.as_os_str().is_empty()` → `false`
+/// (the parent of `log` is the empty path, whose fsync fails with `ENOENT`: every relative
+/// open of a new log refused). Changes the process's current directory for the duration; the
+/// other tests here use absolute paths only.
+#[test]
+fn a_log_at_a_relative_path_opens_and_syncs_the_current_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let was = std::env::current_dir().unwrap();
+    std::env::set_current_dir(tmp.path()).unwrap();
+    // Closed before going back: the log's paths are relative to this directory.
+    let opened =
+        Wal::open("log", WalOptions::default().preallocate(false)).and_then(|(wal, _)| wal.close());
+    std::env::set_current_dir(was).unwrap();
+    opened.expect("a log at a relative path");
+    let root = tmp.path().canonicalize().unwrap();
+    assert!(
+        calls_under(&root).contains(&(Call::Fsync, root.clone())),
+        "the current directory was not fsynced for the new log directory"
+    );
 }
