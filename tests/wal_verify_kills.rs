@@ -126,3 +126,43 @@ fn a_last_segment_that_cannot_be_opened_is_an_error() {
         ),
     }
 }
+
+/// `verify` says where the log starts and ends: an empty directory is an empty log at LSN 1
+/// (no segment, no record); a log whose first segments were compacted away starts at its first
+/// remaining segment's first LSN, and counts only the segments and records still there.
+///
+/// Kills (`src/wal/verify.rs`, `inspect`): the report's `segments`, `first_lsn` and `next_lsn`
+/// fields left out of its initial value (an empty log reported as starting at LSN 0), `i == 0`
+/// → `!=` (the first LSN taken from a later segment). The bug: `tasklog verify` and the
+/// recovery cascade misreporting which LSNs a log holds.
+#[test]
+fn verify_reports_where_a_log_starts_and_ends() {
+    let sim = SimStorage::new(12);
+    sim.create_dir_all(&sim_dir()).unwrap();
+    let empty = verify_with_storage(&sim, &sim_dir()).unwrap();
+    assert!(empty.is_clean(), "{:?}", empty.problems);
+    assert_eq!(
+        (
+            empty.segments,
+            empty.records,
+            empty.first_lsn,
+            empty.next_lsn
+        ),
+        (0, 0, 1, 1),
+        "an empty log"
+    );
+
+    let (sim, segs) = closed_log();
+    let wal = open_sim(&sim, small_opts()).unwrap();
+    let from = tasklog::wal::segment::parse_segment_name(&segs[2]).unwrap();
+    wal.truncate_before(from).unwrap();
+    wal.close().unwrap();
+    let left = sim_segments(&sim, &sim_dir());
+    assert_eq!(left.len(), segs.len() - 2, "{left:?}");
+    let report = verify_with_storage(&sim, &sim_dir()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.first_lsn, from);
+    assert_eq!(report.segments, left.len());
+    assert_eq!(report.next_lsn, 201);
+    assert_eq!(report.records, 201 - from);
+}
