@@ -166,3 +166,72 @@ fn verify_reports_where_a_log_starts_and_ends() {
     assert_eq!(report.next_lsn, 201);
     assert_eq!(report.records, 201 - from);
 }
+
+/// Where `verify` says a log goes bad is where `repair` cuts it, and the last record it keeps
+/// is the one before: a torn tail (a record half written at the end of the last segment) keeps
+/// every whole record; a damaged segment header keeps the records of the segments before it.
+/// A record damaged in the middle of a sealed segment is one problem, corruption and not a
+/// torn tail, and the log is not clean.
+///
+/// Kills (`src/wal/verify.rs`, `inspect`): the last good LSN of a damaged header's cut
+/// (`e - 1` → `+`, `/`) and of a torn tail's (`end.next_lsn - 1` → `+`, `/`): a repair that says
+/// it kept a record it cut, or cut one record too few; the salvaged segment's `torn: None` left
+/// out (corruption reported a second time as a torn tail); `is_clean` → `true`.
+#[test]
+fn verify_and_repair_agree_on_the_last_good_record() {
+    use tasklog::wal::frame::{self, FLAGS_SINGLE};
+    use tasklog::wal::repair::repair_with_storage;
+
+    // A torn tail: record 201 half written.
+    let (sim, segs) = closed_log();
+    let last = segs.last().unwrap();
+    let mut bytes = sim.file_bytes(last).unwrap();
+    let torn_at = bytes.len() as u64;
+    let mut frame = Vec::new();
+    frame::encode_into(&mut frame, 201, FLAGS_SINGLE, &[7; 100]);
+    bytes.extend_from_slice(&frame[..50]);
+    sim.put_file(last, bytes);
+    let report = verify_with_storage(&sim, &sim_dir()).unwrap();
+    assert!(report.tail_torn && !report.is_clean(), "{report:?}");
+    let cut = repair_with_storage(&sim, &sim_dir(), true)
+        .unwrap()
+        .cut
+        .expect("a cut");
+    assert_eq!(
+        (&cut.file, cut.offset, cut.last_good_lsn),
+        (last, torn_at, 200)
+    );
+
+    // A damaged header of the third segment.
+    let (sim, segs) = closed_log();
+    let first3 = tasklog::wal::segment::parse_segment_name(&segs[2]).unwrap();
+    let mut bytes = sim.file_bytes(&segs[2]).unwrap();
+    bytes[20] ^= 0x01;
+    sim.put_file(&segs[2], bytes);
+    let report = verify_with_storage(&sim, &sim_dir()).unwrap();
+    assert!(!report.is_clean() && !report.tail_torn, "{report:?}");
+    let cut = repair_with_storage(&sim, &sim_dir(), true)
+        .unwrap()
+        .cut
+        .expect("a cut");
+    assert_eq!(
+        (&cut.file, cut.offset, cut.last_good_lsn),
+        (&segs[2], 0, first3 - 1)
+    );
+
+    // A damaged record in the middle of a sealed segment, and of the last one: one problem in
+    // that segment (the next segment's start is a gap, reported on its own).
+    for which in [1, 4] {
+        let (sim, segs) = closed_log();
+        let seg = &segs[which.min(segs.len() - 1)];
+        let mut bytes = sim.file_bytes(seg).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        sim.put_file(seg, bytes);
+        let report = verify_with_storage(&sim, &sim_dir()).unwrap();
+        assert!(!report.is_clean(), "a damaged log is not clean");
+        let here: Vec<_> = report.problems.iter().filter(|p| &p.file == seg).collect();
+        assert_eq!(here.len(), 1, "{:?}", report.problems);
+        assert!(!here[0].torn_tail && !report.tail_torn, "{here:?}");
+    }
+}
