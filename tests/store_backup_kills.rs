@@ -1,18 +1,23 @@
 //! Goal: each promise of online backups (`src/store/backup.rs`) that a deliberately broken
 //! build used to pass (issue #23, cargo-mutants, session 14) has a test here that fails when
-//! the promise is broken: a backup never holds an event the store itself could still lose.
+//! the promise is broken: a backup never holds an event the store itself could still lose; a
+//! backup whose files do not read back is refused, not declared complete; a rotation removes
+//! only its own interrupted backups, never other directories or files under its root.
 //!
 //! Method: stores on the simulated disk (`SimStorage`, whose `crash()` keeps only what was made
-//! durable). The mutants each test kills are listed in docs/mutation-survivors.md
-//! ("store/backup.rs (session 14)").
+//! durable), wrapped in a disk that silently flips a bit of what it writes; real directories
+//! for the rotation (it works on the real file system only). The mutants each test kills are
+//! listed in docs/mutation-survivors.md ("store/backup.rs (session 14)").
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tasklog::NewTask;
+use tasklog::store::backup;
 use tasklog::store::{Store, StoreOptions};
-use tasklog::wal::Durability;
 use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{Durability, OpenMode, Storage, StorageFile, StorageLock};
 
 fn buffered_store(sim: &SimStorage) -> Store {
     StoreOptions::new()
@@ -67,4 +72,142 @@ fn a_power_cut_after_a_backup_leaves_the_store_no_older_than_the_backup() {
         .open(Path::new("/backup"))
         .unwrap();
     assert_eq!(copy.last_lsn(), info.lsn);
+}
+
+/// The simulated disk, except that every write to a file under `/backup/snapshots` lands with
+/// one bit flipped (a failing disk or controller that reports success).
+#[derive(Debug)]
+struct FlipsBackupWrites {
+    inner: SimStorage,
+}
+
+#[derive(Debug)]
+struct FlippingFile {
+    inner: Box<dyn StorageFile>,
+}
+
+impl StorageFile for FlippingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut bad = buf.to_vec();
+        if let Some(b) = bad.get_mut(buf.len() / 2) {
+            *b ^= 0x10;
+        }
+        self.inner.write_all_at(&bad, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn zeros_from(&self) -> io::Result<u64> {
+        self.inner.zeros_from()
+    }
+}
+
+impl Storage for FlipsBackupWrites {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let file = self.inner.open(path, mode)?;
+        if path.starts_with("/backup/snapshots") {
+            Ok(Box::new(FlippingFile { inner: file }))
+        } else {
+            Ok(file)
+        }
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        self.inner.list_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        self.inner.try_lock(path)
+    }
+}
+
+/// `verify_store`: a backup is opened and checked before its manifest is written, so a copy
+/// that does not read back (here: the disk flipped a bit of its snapshot) is an error and never
+/// gets a manifest; `check` then refuses the directory as no complete backup (kills
+/// `verify_store` → `Ok(())`: the damaged copy was declared complete).
+#[test]
+fn a_backup_that_does_not_read_back_is_refused_and_gets_no_manifest() {
+    let sim = SimStorage::new(144);
+    let store = StoreOptions::new()
+        .storage(Arc::new(FlipsBackupWrites { inner: sim.clone() }))
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open("/db")
+        .unwrap();
+    for i in 0..10 {
+        store
+            .submit(NewTask::new("job").id(format!("t{i}")))
+            .unwrap();
+    }
+    let err = store.backup("/backup").unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(
+        !sim.exists(Path::new("/backup/BACKUP")),
+        "a manifest was written for a copy that does not read back"
+    );
+    let err = backup::check(&sim, Path::new("/backup")).unwrap_err();
+    assert!(err.to_string().contains("not a complete backup"), "{err}");
+    store.close().unwrap();
+}
+
+/// `rotated_dirs`: a rotation lists, and removes as interrupted, only directories named
+/// `backup-*` under its root: another directory there and a file named like a backup stay,
+/// and the rotation succeeds (kills `&&` → `||` in the filter: the foreign directory was
+/// removed as an interrupted backup, the file made the rotation fail).
+#[test]
+fn a_rotation_leaves_other_directories_and_files_under_its_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let store = StoreOptions::new().open(tmp.path().join("db")).unwrap();
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    let other_dir = root.join("keep-me");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::write(other_dir.join("notes"), b"mine").unwrap();
+    let named_like_one = root.join("backup-notes.txt");
+    std::fs::write(&named_like_one, b"not a backup").unwrap();
+
+    let first = backup::backup_rotate(&store, &root, 1).unwrap();
+    assert!(first.interrupted_removed.is_empty(), "{first:?}");
+    store.submit(NewTask::new("job").id("b")).unwrap();
+    let second = backup::backup_rotate(&store, &root, 1).unwrap();
+    assert_eq!(second.removed, vec![first.backup.dir.clone()]);
+    assert!(second.interrupted_removed.is_empty(), "{second:?}");
+    assert_eq!(
+        backup::list_rotated(&root).unwrap(),
+        vec![second.backup.dir.clone()]
+    );
+    assert!(
+        other_dir.join("notes").exists(),
+        "a foreign directory was removed"
+    );
+    assert!(named_like_one.exists(), "a foreign file was removed");
+    store.close().unwrap();
 }
