@@ -186,3 +186,38 @@ fn a_history_cut_short_in_its_snapshot_file_names_where_the_file_ends() {
     }
     assert_eq!(at_the_cut, 1, "exactly one history runs into the cut");
 }
+
+/// `History::push_ref` on a history loaded from a snapshot: events appended after a reopen
+/// from a snapshot stay in the log and cost their position only (14 bytes each), as events
+/// before any snapshot do (kills the guard `loaded.own.is_empty()` → `false`: such events
+/// were copied into memory, 2,000 bytes each here; the history reads the same either way).
+#[test]
+fn events_after_a_reopen_from_a_snapshot_cost_their_position_not_their_bytes() {
+    let sim = SimStorage::new(145);
+    let store = sim_store(&sim);
+    let ids = populate(&store, 20);
+    store.snapshot().unwrap();
+    store.close().unwrap();
+
+    let store = sim_store(&sim);
+    assert!(store.recovery_report().snapshot_used.is_some());
+    let heap_before = store.history_heap_bytes();
+    let message = "m".repeat(2000);
+    let running: Vec<&String> = ids.iter().skip(1).step_by(2).collect();
+    for id in &running {
+        for percent in [60, 70, 80] {
+            store.progress(id, percent, None, Some(&message)).unwrap();
+        }
+    }
+    let added = running.len() * 3;
+    let heap_growth = store.history_heap_bytes() - heap_before;
+    assert!(
+        heap_growth < added * 200,
+        "{heap_growth} bytes of history memory for {added} events of 2,000 bytes kept in the log"
+    );
+    for id in &running {
+        let events = store.history(id).unwrap();
+        assert_eq!(events.len(), 6, "history of {id}");
+        assert_eq!(events[5].details["message"], message.as_str());
+    }
+}
