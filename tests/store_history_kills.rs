@@ -221,3 +221,24 @@ fn events_after_a_reopen_from_a_snapshot_cost_their_position_not_their_bytes() {
         assert_eq!(events[5].details["message"], message.as_str());
     }
 }
+
+/// `History::is_empty` decides whether a created task reuses the id of a removed one: the
+/// store's count of removed tasks whose history is kept (`stats().removed`) goes back down when
+/// a removed id is created again, whose history then continues the old one (kills
+/// `is_empty` → `true`: the count stayed at 1 with no removed task left).
+#[test]
+fn a_removed_id_created_again_is_no_longer_counted_as_removed() {
+    let sim = SimStorage::new(146);
+    let store = sim_store(&sim);
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    store.submit(NewTask::new("job").id("b")).unwrap();
+    store.remove("a", Some("done with it")).unwrap();
+    assert_eq!(store.stats(None).unwrap().removed, 1);
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    assert_eq!(store.stats(None).unwrap().removed, 0, "a is live again");
+    let kinds: Vec<_> = store.history("a").unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "removed", "created"]);
+    store.close().unwrap();
+    let store = sim_store(&sim);
+    assert_eq!(store.stats(None).unwrap().removed, 0, "after replay");
+}
