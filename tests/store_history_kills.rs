@@ -242,3 +242,60 @@ fn a_removed_id_created_again_is_no_longer_counted_as_removed() {
     let store = sim_store(&sim);
     assert_eq!(store.stats(None).unwrap().removed, 0, "after replay");
 }
+
+/// `History::push_ref` on a history that holds event bytes of its own must not drop them:
+/// a history loaded from a v1 snapshot keeps its bytes in memory; an event applied while a
+/// snapshot is being written (after it was encoded) stays in memory as the history's own
+/// tail; the next event is then appended as bytes too, and the history reads whole, now and
+/// after reopening (kills the guard `loaded.own.is_empty()` → `true`: the tail was replaced by
+/// positions in the log, losing the event applied during the snapshot).
+#[test]
+fn an_event_applied_while_a_snapshot_is_written_survives_the_next_event() {
+    let sim = SimStorage::new(147);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1-snapshot");
+    for sub in ["wal", "snapshots"] {
+        for entry in std::fs::read_dir(fixture.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n != "LOCK") {
+                let to = Path::new("/db").join(sub).join(path.file_name().unwrap());
+                sim.put_file(&to, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let open = |sim: &SimStorage| {
+        StoreOptions::new()
+            .storage(Arc::new(sim.clone()))
+            .durability(tasklog::wal::Durability::Buffered)
+            .snapshot_every_records(0)
+            .snapshot_every_bytes(0)
+            .open("/db")
+            .unwrap()
+    };
+    let store = Arc::new(open(&sim));
+    assert!(store.recovery_report().snapshot_used.is_some());
+    let before = store.history("interrupted").unwrap().len();
+
+    // The snapshot is encoded, then waits for the log's fsync: an event applied meanwhile is
+    // in no snapshot and stays in memory.
+    sim.hold_syncs();
+    let snapshot = {
+        let store = store.clone();
+        std::thread::spawn(move || store.snapshot().unwrap())
+    };
+    while sim.syncs_held() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    store.retry("interrupted").unwrap();
+    sim.release_syncs();
+    snapshot.join().unwrap();
+    store.start("interrupted").unwrap();
+
+    let kinds = |store: &Store| -> Vec<&'static str> {
+        let events = store.history("interrupted").unwrap();
+        events.iter().map(|e| e.kind).skip(before).collect()
+    };
+    assert_eq!(kinds(&store), ["retried", "started"]);
+    Arc::into_inner(store).unwrap().close().unwrap();
+    let store = open(&sim);
+    assert_eq!(kinds(&store), ["retried", "started"], "after reopening");
+}
