@@ -12,12 +12,12 @@ mod common;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::sim_store;
 use tasklog::store::{Store, StoreOptions};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::{OpenMode, Storage, StorageFile, StorageLock};
+use tasklog::wal::{OpenMode, Storage, StorageFile, StorageLock, Wal, WalOptions};
 use tasklog::{Error, NewTask};
 
 /// The most bytes one read of a snapshot file returns on [`ShortReads`].
@@ -298,4 +298,102 @@ fn an_event_applied_while_a_snapshot_is_written_survives_the_next_event() {
     Arc::into_inner(store).unwrap().close().unwrap();
     let store = open(&sim);
     assert_eq!(kinds(&store), ["retried", "started"], "after reopening");
+}
+
+/// A log over a local `Wal` that, once `swap` is set to `(asked, given)`, answers a read of
+/// LSN `asked` with the record at LSN `given`: a log that does not hold what its LSNs say.
+struct SwappedReads {
+    wal: Wal,
+    swap: Mutex<Option<(u64, u64)>>,
+}
+
+impl tasklog::store::Log for SwappedReads {
+    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
+        self.wal.submit(payloads)
+    }
+    fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
+        self.wal.wait_durable(lsn)
+    }
+    fn replay(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
+    ) -> tasklog::Result<u64> {
+        self.wal.replay(from, f)
+    }
+    fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
+        self.wal.truncate_before(lsn)
+    }
+    fn sync(&self) -> tasklog::Result<()> {
+        self.wal.sync()
+    }
+    fn next_lsn(&self) -> u64 {
+        self.wal.next_lsn()
+    }
+    fn durable_lsn(&self) -> u64 {
+        self.wal.durable_lsn()
+    }
+    fn first_lsn(&self) -> u64 {
+        self.wal.first_lsn()
+    }
+    fn stats(&self) -> tasklog::wal::WalStats {
+        self.wal.stats()
+    }
+    fn close(&self) -> tasklog::Result<()> {
+        self.wal.close()
+    }
+    fn reads_by_lsn(&self) -> bool {
+        true
+    }
+    fn read_lsns(
+        &self,
+        lsns: &[u64],
+        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
+    ) -> tasklog::Result<()> {
+        let Some((asked, given)) = *self.swap.lock().unwrap() else {
+            return self.wal.read_lsns(lsns, f);
+        };
+        let mut other = Vec::new();
+        self.wal.read_lsns(&[given], &mut |_, b| {
+            other = b.to_vec();
+            Ok(())
+        })?;
+        self.wal.read_lsns(lsns, &mut |lsn, b| {
+            f(lsn, if lsn == asked { &other } else { b })
+        })
+    }
+}
+
+/// `History::events_from`: an event a history keeps in the log is read back only if the
+/// record at its LSN is an event of the length the history noted; a log that answers with
+/// another record makes the read `Corrupt` naming that LSN, never a history with another
+/// task's event in it (kills the guard `body.len() == len` → `true`).
+#[test]
+fn a_log_answering_with_another_record_makes_the_history_corrupt_not_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(log_dir.path(), WalOptions::default().preallocate(false)).unwrap();
+    let log = Arc::new(SwappedReads {
+        wal,
+        swap: Mutex::new(None),
+    });
+    let store = StoreOptions::new()
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open_with_log(dir.path(), log.clone())
+        .unwrap();
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    let other = store
+        .submit(NewTask::new("a longer title").id("b"))
+        .unwrap();
+    store.start("a").unwrap();
+    let events = store.history("a").unwrap();
+    assert_eq!(events.len(), 2);
+    let start_lsn = events[1].lsn;
+
+    *log.swap.lock().unwrap() = Some((start_lsn, other.last_lsn));
+    match store.history("a") {
+        Err(Error::Corrupt { lsn, .. }) => assert_eq!(lsn, Some(start_lsn)),
+        other => panic!("a history read through a log holding another record: {other:?}"),
+    }
 }
