@@ -1,11 +1,15 @@
 //! Goal: each promise of the audit trail's storage (`src/store/history.rs`) that a deliberately
 //! broken build used to pass (issue #23, cargo-mutants, session 14) has a test here that fails
 //! when the promise is broken: a history whose older events stay in a snapshot file reads the
-//! same however the file's reads are split; a snapshot file cut under a running store is
-//! corruption naming the file and the offset where it ends.
+//! same however the file's reads are split; a snapshot file cut under a running store, or a
+//! record miscounting its history's events, is corruption naming the file and the offset;
+//! events after a reopen from a snapshot stay in the log; an event applied while a snapshot is
+//! written is never dropped; a log answering with another record makes a history corrupt, not
+//! wrong; a removed id created again is no longer counted as removed.
 //!
 //! Method: stores on the simulated disk (`SimStorage`), wrapped where a test needs a disk that
-//! returns short reads. The mutants each test kills are listed in docs/mutation-survivors.md
+//! returns short reads; the v1 fixture loaded onto it; a log over a real `Wal` that answers
+//! with the wrong record; a snapshot edited and resealed with good CRCs. The mutants each test kills are listed in docs/mutation-survivors.md
 //! ("store/history.rs (session 14)").
 
 mod common;
@@ -396,4 +400,75 @@ fn a_log_answering_with_another_record_makes_the_history_corrupt_not_wrong() {
         Err(Error::Corrupt { lsn, .. }) => assert_eq!(lsn, Some(start_lsn)),
         other => panic!("a history read through a log holding another record: {other:?}"),
     }
+}
+
+/// A postcard varint at `at`: `(value, bytes)`.
+fn varint_at(bytes: &[u8], at: usize) -> (u64, usize) {
+    let (mut value, mut n) = (0u64, 0);
+    while let Some(&b) = bytes.get(at + n) {
+        value |= u64::from(b & 0x7f) << (7 * n);
+        n += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    (value, n)
+}
+
+/// `History::check_count` for a history read from a snapshot: a record whose event count
+/// disagrees with the events its bytes hold (a snapshot written by a faulty build, resealed
+/// with good CRCs) makes reading that history `Corrupt`, naming the snapshot file and the
+/// offset where that history starts in it (kills `file_offset + start` → `-`, `*`: the offset
+/// named another place of the file).
+#[test]
+fn a_history_whose_record_miscounts_its_events_is_corrupt_at_its_own_offset() {
+    let sim = SimStorage::new(148);
+    let store = sim_store(&sim);
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    store.remove("a", None).unwrap();
+    store.submit(NewTask::new("job").id("b")).unwrap();
+    store.start("b").unwrap();
+    store.progress("b", 30, None, Some("thirty")).unwrap();
+    let info = store.snapshot().unwrap();
+    store.close().unwrap();
+
+    // Record "b" in the tasks section: id (length 1, "b"), history_offset, history_len and
+    // history_count as varints. Its count 3 becomes 1.
+    let mut image = sim.file_bytes(&info.path).unwrap();
+    let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
+    let (tasks_len, history_len) = (u64_at(32) as usize, u64_at(40));
+    let tasks = 64..64 + tasks_len;
+    let id_at = image[tasks.clone()]
+        .windows(2)
+        .position(|w| w == [1, b'b'])
+        .unwrap()
+        + 64
+        + 2;
+    let (b_offset, n) = varint_at(&image, id_at);
+    let (_, m) = varint_at(&image, id_at + n);
+    let count_at = id_at + n + m;
+    assert!(b_offset > 0, "a's history comes first");
+    assert_eq!(image[count_at], 3, "b's history_count");
+    image[count_at] = 1;
+    tasklog::store::snapshot::reseal_for_fuzzing(&mut image);
+    let history_start = image.len() as u64 - history_len;
+    sim.put_file(&info.path, image);
+
+    let store = sim_store(&sim);
+    assert_eq!(
+        store.recovery_report().snapshot_used.as_deref(),
+        Some(&*info.path)
+    );
+    match store.history("b") {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, info.path);
+            assert_eq!(offset, Some(history_start + b_offset));
+        }
+        other => panic!("a history of 3 events recorded as 1: {other:?}"),
+    }
+    assert_eq!(
+        store.history("a").unwrap().len(),
+        2,
+        "a's history is intact"
+    );
 }
