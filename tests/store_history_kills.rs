@@ -5,7 +5,8 @@
 //! record miscounting its history's events, is corruption naming the file and the offset;
 //! events after a reopen from a snapshot stay in the log; an event applied while a snapshot is
 //! written is never dropped; a log answering with another record makes a history corrupt, not
-//! wrong; a removed id created again is no longer counted as removed.
+//! wrong; a removed id created again is no longer counted as removed; a lease read from a v1
+//! snapshot claims at the task's last start.
 //!
 //! Method: stores on the simulated disk (`SimStorage`), wrapped where a test needs a disk that
 //! returns short reads; the v1 fixture loaded onto it; a log over a real `Wal` that answers
@@ -471,4 +472,70 @@ fn a_history_whose_record_miscounts_its_events_is_corrupt_at_its_own_offset() {
         2,
         "a's history is intact"
     );
+}
+
+/// The v1 snapshot fixture with a lease `("w", expires_at_ms)` given to task "done" (v1 did
+/// not store the claim's LSN): its lease fields, `None, None` before the history id, become
+/// `Some`, and the header's body length and both CRCs are made right again.
+fn v1_snapshot_with_a_lease(expires_at_ms: i64) -> Vec<u8> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/store-v1-snapshot/snapshots/snap-00000000000000000022.snap");
+    let image = std::fs::read(fixture).unwrap();
+    let (header, body) = image.split_at(40);
+    // `.. lease_owner: None, lease_expires_at_ms: None, session: 0, history.id: "done" ..`
+    let at = body
+        .windows(8)
+        .position(|w| w == b"\0\0\0\x04done")
+        .unwrap();
+    let mut lease = vec![1, 1, b'w', 1];
+    let mut zigzag = ((expires_at_ms << 1) ^ (expires_at_ms >> 63)) as u64;
+    while zigzag >= 0x80 {
+        lease.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    lease.push(zigzag as u8);
+    let mut new_body = body[..at].to_vec();
+    new_body.extend_from_slice(&lease);
+    new_body.extend_from_slice(&body[at + 2..]);
+    let mut out = header.to_vec();
+    out[24..32].copy_from_slice(&(new_body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&new_body);
+    tasklog::store::snapshot::reseal_for_fuzzing(&mut out);
+    out
+}
+
+/// `History::last_start_lsn`: a lease read from a v1 snapshot (which did not store the
+/// claim's LSN) gets as its claim the LSN of the task's last move from pending to running, the
+/// fencing token a worker's fenced mutations are checked against (kills `last_start_lsn` →
+/// `None`, `Some(0)`, `Some(1)`, and `&&` → `||`, either `==` → `!=` in its test: another
+/// event's LSN, or none, became the claim).
+#[test]
+fn a_lease_from_a_v1_snapshot_claims_at_its_last_start() {
+    let sim = SimStorage::new(149);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1-snapshot");
+    let wal = fixture.join("wal/00000000000000000001.seg");
+    sim.put_file(
+        Path::new("/db/wal/00000000000000000001.seg"),
+        std::fs::read(wal).unwrap(),
+    );
+    sim.put_file(
+        Path::new("/db/snapshots/snap-00000000000000000022.snap"),
+        v1_snapshot_with_a_lease(4_102_444_800_000),
+    );
+    let store = sim_store(&sim);
+    assert!(store.recovery_report().snapshot_used.is_some());
+    let history = store.history("done").unwrap();
+    let started: Vec<u64> = history
+        .iter()
+        .filter(|e| e.kind == "started")
+        .map(|e| e.lsn)
+        .collect();
+    assert_eq!(started.len(), 1, "{history:?}");
+    assert!(
+        history.last().unwrap().lsn > started[0],
+        "later events exist"
+    );
+    let lease = store.get("done").unwrap().lease.expect("the lease given");
+    assert_eq!(lease.owner, "w");
+    assert_eq!(lease.claim_lsn, started[0]);
 }
