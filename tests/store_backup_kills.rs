@@ -2,7 +2,8 @@
 //! build used to pass (issue #23, cargo-mutants, session 14) has a test here that fails when
 //! the promise is broken: a backup never holds an event the store itself could still lose; a
 //! backup whose files do not read back is refused, not declared complete; a rotation removes
-//! only its own interrupted backups, never other directories or files under its root.
+//! only its own interrupted backups, never other directories or files under its root, and
+//! keeping 0 keeps every backup.
 //!
 //! Method: stores on the simulated disk (`SimStorage`, whose `crash()` keeps only what was made
 //! durable), wrapped in a disk that silently flips a bit of what it writes; real directories
@@ -209,5 +210,27 @@ fn a_rotation_leaves_other_directories_and_files_under_its_root() {
         "a foreign directory was removed"
     );
     assert!(named_like_one.exists(), "a foreign file was removed");
+    store.close().unwrap();
+}
+
+/// `backup_rotate` with `keep` 0 keeps every backup, as documented ("keep 0: keep all"),
+/// and removes none (kills `keep > 0` → `>=`: every backup, the new one included, was
+/// removed).
+#[test]
+fn a_rotation_keeping_zero_keeps_every_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let store = StoreOptions::new().open(tmp.path().join("db")).unwrap();
+    let mut taken = Vec::new();
+    for i in 0..3 {
+        store
+            .submit(NewTask::new("job").id(format!("t{i}")))
+            .unwrap();
+        let r = backup::backup_rotate(&store, &root, 0).unwrap();
+        assert!(r.removed.is_empty(), "{r:?}");
+        taken.push(r.backup.dir);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(backup::list_rotated(&root).unwrap(), taken);
     store.close().unwrap();
 }
