@@ -10,15 +10,17 @@
 //! for the rotation (it works on the real file system only). The mutants each test kills are
 //! listed in docs/mutation-survivors.md ("store/backup.rs (session 14)").
 
+mod common;
+
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tasklog::NewTask;
 use tasklog::store::backup;
 use tasklog::store::{Store, StoreOptions};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::{Durability, OpenMode, Storage, StorageFile, StorageLock};
+use tasklog::wal::{Durability, OpenMode, Storage, StorageFile};
 
 fn buffered_store(sim: &SimStorage) -> Store {
     StoreOptions::new()
@@ -127,27 +129,7 @@ impl Storage for FlipsBackupWrites {
             Ok(file)
         }
     }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        self.inner.list_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        self.inner.try_lock(path)
-    }
+    crate::storage_but_open_passes_to!(inner);
 }
 
 /// `verify_store`: a backup is opened and checked before its manifest is written, so a copy

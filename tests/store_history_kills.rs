@@ -16,13 +16,13 @@
 mod common;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use common::sim_store;
 use tasklog::store::{Store, StoreOptions};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::{OpenMode, Storage, StorageFile, StorageLock, Wal, WalOptions};
+use tasklog::wal::{OpenMode, Storage, StorageFile, Wal, WalOptions};
 use tasklog::{Error, NewTask};
 
 /// The most bytes one read of a snapshot file returns on [`ShortReads`].
@@ -78,27 +78,7 @@ impl Storage for ShortReads {
             Ok(file)
         }
     }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        self.inner.list_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        self.inner.try_lock(path)
-    }
+    crate::storage_but_open_passes_to!(inner);
 }
 
 fn short_reads_store(sim: &SimStorage) -> Store {

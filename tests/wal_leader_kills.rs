@@ -19,13 +19,13 @@
 mod common;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 use common::{all_records, sim_dir};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::storage::{FileBytes, StorageFile, StorageLock};
+use tasklog::wal::storage::{FileBytes, StorageFile};
 use tasklog::wal::{OpenMode, Storage, Wal, WalOptions};
 
 #[derive(Debug, Default)]
@@ -137,30 +137,7 @@ impl Storage for WriteGate {
             gate: self.clone(),
         }))
     }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        self.inner.list_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        self.inner.try_lock(path)
-    }
-    fn lock_holder(&self, path: &Path) -> Option<Vec<u8>> {
-        self.inner.lock_holder(path)
-    }
+    crate::storage_but_open_passes_to!(inner);
 }
 
 /// While the leader of record 2 is inside its write and record 3 waits for it, asking for the

@@ -97,3 +97,38 @@ pub fn sim_store(sim: &SimStorage) -> Store {
         .open("/db")
         .unwrap()
 }
+
+/// Inside `impl Storage for T`: every method but `open`, passed to `self.$inner`, for test
+/// storages that change only how files open (a fault, a short read, a held write).
+#[macro_export]
+macro_rules! storage_but_open_passes_to {
+    ($inner:ident) => {
+        fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+            self.$inner.create_dir_all(path)
+        }
+        fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+            self.$inner.list_dir(path)
+        }
+        fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+            self.$inner.rename(from, to)
+        }
+        fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            self.$inner.remove_file(path)
+        }
+        fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+            self.$inner.sync_dir(path)
+        }
+        fn exists(&self, path: &std::path::Path) -> bool {
+            self.$inner.exists(path)
+        }
+        fn try_lock(
+            &self,
+            path: &std::path::Path,
+        ) -> std::io::Result<Option<Box<dyn tasklog::wal::StorageLock>>> {
+            self.$inner.try_lock(path)
+        }
+        fn lock_holder(&self, path: &std::path::Path) -> Option<Vec<u8>> {
+            self.$inner.lock_holder(path)
+        }
+    };
+}
