@@ -404,3 +404,39 @@ fn a_log_at_a_relative_path_opens_and_syncs_the_current_directory() {
         "the current directory was not fsynced for the new log directory"
     );
 }
+
+/// `backup_rotate` fsyncs the backup root after it removes old backups, so that a power cut
+/// cannot bring a removed backup's name back half-deleted (it works on the real file system
+/// only: no storage seam, so the simulated disk cannot see it).
+///
+/// Method: two rotations that each take one backup, the first removing none (`keep` 0), the
+/// second removing one (`keep` 1); the second fsyncs the root exactly once more.
+/// Kills: the root's `sync_dir` after removals deleted, and its `!removed.is_empty()` guard
+/// turned around (store/backup.rs, session 14's run: "needs a seam").
+#[test]
+fn a_backup_rotation_that_removes_backups_fsyncs_their_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = StoreOptions::new().open(tmp.path().join("store")).unwrap();
+    store.submit(NewTask::new("t")).unwrap();
+    let root = tmp.path().join("backups");
+    tasklog::store::backup::backup_rotate(&store, &root, 0).unwrap();
+    let root = root.canonicalize().unwrap();
+    let root_fsyncs = || {
+        calls_under(&root)
+            .iter()
+            .filter(|c| **c == (Call::Fsync, root.clone()))
+            .count()
+    };
+    let at_start = root_fsyncs();
+    let kept_all = tasklog::store::backup::backup_rotate(&store, &root, 0).unwrap();
+    assert!(kept_all.removed.is_empty());
+    let without_removal = root_fsyncs() - at_start;
+    let before = root_fsyncs();
+    let rotated = tasklog::store::backup::backup_rotate(&store, &root, 1).unwrap();
+    assert_eq!(rotated.removed.len(), 2, "{rotated:?}");
+    assert_eq!(
+        root_fsyncs() - before,
+        without_removal + 1,
+        "a rotation that removed backups must fsync their directory once more"
+    );
+}
