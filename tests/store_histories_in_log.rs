@@ -10,6 +10,8 @@
 //! uncompacted; and the log-level reads (across segments, compacted or unwritten
 //! LSNs, a damaged frame named by segment and offset).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -75,40 +77,7 @@ fn reference(dir: &Path, ids: &[String]) -> Dump {
 struct BytesOnly(Wal);
 
 impl tasklog::store::Log for BytesOnly {
-    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
-        self.0.submit(payloads)
-    }
-    fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
-        self.0.wait_durable(lsn)
-    }
-    fn replay(
-        &self,
-        from: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
-    ) -> tasklog::Result<u64> {
-        self.0.replay(from, f)
-    }
-    fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
-        self.0.truncate_before(lsn)
-    }
-    fn sync(&self) -> tasklog::Result<()> {
-        self.0.sync()
-    }
-    fn next_lsn(&self) -> u64 {
-        self.0.next_lsn()
-    }
-    fn durable_lsn(&self) -> u64 {
-        self.0.durable_lsn()
-    }
-    fn first_lsn(&self) -> u64 {
-        self.0.first_lsn()
-    }
-    fn stats(&self) -> tasklog::wal::WalStats {
-        self.0.stats()
-    }
-    fn close(&self) -> tasklog::Result<()> {
-        self.0.close()
-    }
+    crate::log_passes_to!(0);
 }
 
 /// `n` tasks `{prefix}{i}` with a `text`-byte progress message: started, progressed, two
@@ -400,40 +369,7 @@ struct SnapshotMidRead {
 }
 
 impl tasklog::store::Log for SnapshotMidRead {
-    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
-        self.wal.submit(payloads)
-    }
-    fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
-        self.wal.wait_durable(lsn)
-    }
-    fn replay(
-        &self,
-        from: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
-    ) -> tasklog::Result<u64> {
-        self.wal.replay(from, f)
-    }
-    fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
-        self.wal.truncate_before(lsn)
-    }
-    fn sync(&self) -> tasklog::Result<()> {
-        self.wal.sync()
-    }
-    fn next_lsn(&self) -> u64 {
-        self.wal.next_lsn()
-    }
-    fn durable_lsn(&self) -> u64 {
-        self.wal.durable_lsn()
-    }
-    fn first_lsn(&self) -> u64 {
-        self.wal.first_lsn()
-    }
-    fn stats(&self) -> tasklog::wal::WalStats {
-        self.wal.stats()
-    }
-    fn close(&self) -> tasklog::Result<()> {
-        self.wal.close()
-    }
+    crate::log_passes_to!(wal);
     fn reads_by_lsn(&self) -> bool {
         true
     }

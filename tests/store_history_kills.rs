@@ -293,40 +293,7 @@ struct SwappedReads {
 }
 
 impl tasklog::store::Log for SwappedReads {
-    fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
-        self.wal.submit(payloads)
-    }
-    fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
-        self.wal.wait_durable(lsn)
-    }
-    fn replay(
-        &self,
-        from: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
-    ) -> tasklog::Result<u64> {
-        self.wal.replay(from, f)
-    }
-    fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
-        self.wal.truncate_before(lsn)
-    }
-    fn sync(&self) -> tasklog::Result<()> {
-        self.wal.sync()
-    }
-    fn next_lsn(&self) -> u64 {
-        self.wal.next_lsn()
-    }
-    fn durable_lsn(&self) -> u64 {
-        self.wal.durable_lsn()
-    }
-    fn first_lsn(&self) -> u64 {
-        self.wal.first_lsn()
-    }
-    fn stats(&self) -> tasklog::wal::WalStats {
-        self.wal.stats()
-    }
-    fn close(&self) -> tasklog::Result<()> {
-        self.wal.close()
-    }
+    crate::log_passes_to!(wal);
     fn reads_by_lsn(&self) -> bool {
         true
     }
