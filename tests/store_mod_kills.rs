@@ -1,0 +1,184 @@
+//! Goal: each promise of the store's core (`src/store/mod.rs`: open, commit, snapshots and
+//! their retention, retention of tasks, close) that a deliberately broken build used to pass
+//! (issue #23, cargo-mutants, session 15) has a test here that fails when the promise is
+//! broken: snapshots beyond the number kept are removed durably; the log below the oldest kept
+//! snapshot leaves up to and including that snapshot's LSN, and the count of removed segments
+//! is reported; retention whose candidate changed before its batch skips it instead of
+//! failing.
+//!
+//! Method: stores on the simulated disk (`SimStorage`, whose `crash()` keeps only what was made
+//! durable, and whose held fsyncs let a test act between a read and the write that follows
+//! it). The mutants each test kills are listed in docs/mutation-survivors.md
+//! ("store/mod.rs (session 15)").
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::sim_store;
+use tasklog::store::{Store, StoreOptions};
+use tasklog::wal::Storage;
+use tasklog::wal::sim::SimStorage;
+use tasklog::{NewTask, TaskState};
+
+fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A store at `/db` on `sim` keeping `kept` snapshots, with 4 KiB segments and no automatic
+/// snapshots.
+fn store_keeping(sim: &SimStorage, kept: usize) -> Store {
+    StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .segment_bytes_max(4096)
+        .preallocate(false)
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .snapshots_kept(kept)
+        .open("/db")
+        .unwrap()
+}
+
+/// `prune_snapshots`: a snapshot beyond the number kept is removed and its removal made
+/// durable (the snapshot directory fsynced), so a power cut right after does not bring it
+/// back; the kept one survives and the store opens from it.
+/// Kills `files.len() > keep` → `==` / `<` (no directory fsync after the removals).
+#[test]
+fn a_snapshot_beyond_the_number_kept_stays_removed_after_a_power_cut() {
+    let sim = SimStorage::new(41);
+    let store = store_keeping(&sim, 1);
+    store.submit(NewTask::new("k").id("a")).unwrap();
+    let first = store.snapshot().unwrap();
+    store.submit(NewTask::new("k").id("b")).unwrap();
+    let second = store.snapshot().unwrap();
+    assert!(
+        !sim.exists(&first.path),
+        "the older snapshot was not removed"
+    );
+
+    // No close: the power is cut right after the snapshot.
+    let after = sim.crash();
+    drop(store);
+    assert!(
+        !after.exists(&first.path),
+        "the removal of {} was not made durable (no fsync of the snapshot directory)",
+        first.path.display()
+    );
+    assert!(after.exists(&second.path), "the kept snapshot was lost");
+    let store = store_keeping(&after, 1);
+    assert_eq!(
+        store.recovery_report().snapshot_used.as_deref(),
+        Some(&*second.path)
+    );
+    assert_eq!(store.get("a").unwrap().state, TaskState::Pending);
+    assert_eq!(store.get("b").unwrap().state, TaskState::Pending);
+}
+
+/// `prune_snapshots`: with two snapshots kept, the segments whose records the older one holds
+/// leave the log, also the segment that ends exactly at its LSN, and `segments_removed` says
+/// how many went (0 while none can). Found by snapshotting after every record: the step whose
+/// record opened a new segment has the previous step's snapshot ending exactly where the
+/// sealed segment ends.
+/// Kills `oldest.lsn + 1` → `-` / `*` (a segment the snapshot wholly holds kept) and
+/// `prune_snapshots` → `Ok(0)` / `Ok(1)` (the count reported wrongly).
+#[test]
+fn the_log_leaves_up_to_and_including_the_oldest_kept_snapshot() {
+    let sim = SimStorage::new(42);
+    let store = store_keeping(&sim, 2);
+    let mut previous_lsn = 0;
+    for i in 0..200u32 {
+        let segments_before = store.log_stats().segments;
+        let task = store
+            .submit(
+                NewTask::new("k")
+                    .id(format!("t{i:03}"))
+                    .description("x".repeat(300)),
+            )
+            .unwrap();
+        let opened_segment = store.log_stats().segments > segments_before;
+        let info = store.snapshot().unwrap();
+        assert_eq!(info.lsn, task.last_lsn);
+        if !opened_segment {
+            assert_eq!(
+                info.segments_removed, 0,
+                "step {i}: no segment ends at or below the older snapshot (LSN {previous_lsn})"
+            );
+            previous_lsn = info.lsn;
+            continue;
+        }
+        // The sealed segment's last record is `previous_lsn`, which the older kept snapshot
+        // holds: the whole segment leaves.
+        assert_eq!(
+            info.segments_removed, 1,
+            "step {i}: the segment ending at LSN {previous_lsn}, held by the older snapshot, was kept"
+        );
+        assert_eq!(store.log_stats().segments, 1, "step {i}");
+        assert_eq!(store.log_stats().first_lsn, task.last_lsn);
+        store.close().unwrap();
+        let store = store_keeping(&sim, 2);
+        assert_eq!(store.len(), i as usize + 1);
+        return;
+    }
+    panic!("200 records of 300 bytes never filled a 4 KiB segment");
+}
+
+/// `commit` with `Stale::Skip`: retention chooses its tasks under a read lock it then releases;
+/// a task changed before the removal batch (here retried while retention waited for the
+/// durability of what it read) is left out, not removed in a state retention never judged,
+/// and retention does not fail.
+/// Kills the guard `stale == Stale::Skip` → `false` and `==` → `!=` (the whole cleanup fails
+/// with `Conflict`).
+#[test]
+fn retention_skips_a_task_changed_after_it_was_chosen() {
+    let sim = SimStorage::new(43);
+    let store = sim_store(&sim);
+    store.submit(NewTask::new("k").id("old")).unwrap();
+    store.start("old").unwrap();
+    store.fail("old", "boom").unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+
+    // A write held in its fsync: what retention reads next is not yet durable, so it waits.
+    sim.hold_syncs();
+    let x_lsn = store.last_lsn() + 1;
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || store.submit(NewTask::new("k").id("x")).map(|_| ()))
+    };
+    wait_until(
+        || store.last_lsn() >= x_lsn && sim.syncs_held() > 0,
+        "the submit never reached its fsync",
+    );
+    let cleaner = {
+        let store = store.clone();
+        std::thread::spawn(move || store.cleanup(Duration::ZERO))
+    };
+    // Retention has chosen "old" (failed) and waits for the held fsync.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !cleaner.is_finished(),
+        "retention did not wait for durability"
+    );
+    let retrier = {
+        let store = store.clone();
+        std::thread::spawn(move || store.retry("old").map(|_| ()))
+    };
+    wait_until(|| store.last_lsn() > x_lsn, "the retry was never applied");
+    sim.release_syncs();
+
+    writer.join().unwrap().unwrap();
+    retrier.join().unwrap().unwrap();
+    let removed = cleaner.join().unwrap();
+    assert_eq!(
+        removed.unwrap(),
+        0,
+        "retention removed, or failed on, a task retried after it was chosen"
+    );
+    assert_eq!(store.get("old").unwrap().state, TaskState::Pending);
+    // Nothing stale is left behind: the next retention run finds nothing to remove either.
+    assert_eq!(store.cleanup(Duration::ZERO).unwrap(), 0);
+}
