@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::sim_store;
+use serde_json::Value;
 use tasklog::store::{Store, StoreOptions};
+use tasklog::task::limits::TEXT_BYTES_MAX;
+use tasklog::wal::RECORD_BYTES_MAX;
 use tasklog::wal::Storage;
 use tasklog::wal::sim::SimStorage;
-use tasklog::{NewTask, TaskState};
+use tasklog::{Error, NewTask, TaskState};
 
 fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -181,4 +184,43 @@ fn retention_skips_a_task_changed_after_it_was_chosen() {
     assert_eq!(store.get("old").unwrap().state, TaskState::Pending);
     // Nothing stale is left behind: the next retention run finds nothing to remove either.
     assert_eq!(store.cleanup(Duration::ZERO).unwrap(), 0);
+}
+
+/// `commit`'s record limit, checked before any I/O: an event of exactly `RECORD_BYTES_MAX`
+/// bytes is written and reads back after a reopen; one byte more is refused as `TooLarge`
+/// naming its length. The event's overhead is measured from the refusal of a larger one
+/// (several metadata strings, since one string may hold at most 16 MiB).
+/// Kills `r.len() > RECORD_BYTES_MAX` → `>=` / `==` (the largest allowed event refused).
+#[test]
+fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_refused() {
+    let sim = SimStorage::new(44);
+    let store = sim_store(&sim);
+    let piece = TEXT_BYTES_MAX;
+    let task_of = |id: &str, last: usize| {
+        let mut t = NewTask::new("big").id(id);
+        for i in 0..3 {
+            t = t.meta(format!("k{i}"), Value::String("x".repeat(piece)));
+        }
+        t.meta("k3", Value::String("x".repeat(last)))
+    };
+    let too_large = |r: tasklog::Result<tasklog::Task>| match r {
+        Err(Error::TooLarge { len, .. }) => len,
+        other => panic!("expected TooLarge, got {:?}", other.map(|t| t.id)),
+    };
+    let over = too_large(store.submit(task_of("big", piece))) as usize;
+    assert!(over > RECORD_BYTES_MAX && over - RECORD_BYTES_MAX < piece);
+    let last = piece - (over - RECORD_BYTES_MAX);
+    assert_eq!(
+        too_large(store.submit(task_of("big", last + 1))),
+        RECORD_BYTES_MAX as u64 + 1
+    );
+    assert!(store.poisoned().is_none());
+    store.submit(task_of("big", last)).unwrap();
+    store.close().unwrap();
+    drop(store);
+
+    let store = sim_store(&sim);
+    let task = store.get("big").unwrap();
+    assert_eq!(task.metadata["k3"].as_str().map(str::len), Some(last));
+    assert_eq!(task.metadata["k0"].as_str().map(str::len), Some(piece));
 }
