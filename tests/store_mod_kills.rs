@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::sim_store;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tasklog::runtime::META_KIND;
+use tasklog::store::{Change, Mutation};
 use tasklog::store::{Store, StoreOptions};
 use tasklog::task::limits::TEXT_BYTES_MAX;
 use tasklog::wal::RECORD_BYTES_MAX;
@@ -223,4 +225,77 @@ fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_refused() {
     let task = store.get("big").unwrap();
     assert_eq!(task.metadata["k3"].as_str().map(str::len), Some(last));
     assert_eq!(task.metadata["k0"].as_str().map(str::len), Some(piece));
+}
+
+/// A submit of kind `kind` with id `id`.
+fn submit_of(id: &str, kind: &str) -> Mutation {
+    Mutation::submit(NewTask::new("t").id(id).meta(META_KIND, json!(kind)))
+}
+
+fn start_of(id: &str) -> Mutation {
+    Mutation::new(
+        id,
+        Change::Start {
+            owner: None,
+            lease_ms: None,
+        },
+    )
+}
+
+fn complete_of(id: &str) -> Mutation {
+    Mutation::new(id, Change::Complete { result: None })
+}
+
+/// `admit`: a task this batch creates, starts and finishes (so it is no longer active when
+/// the batch is admitted) is judged by the metadata of *its own* `created` event: a paused
+/// kind refuses the batch whole, even when another task created earlier in the batch is of a
+/// kind that may start.
+/// Kills the guard `e.task_id == id` → `true` / `false` and `==` → `!=` (the start judged by
+/// another task's kind, or by none: admitted).
+#[test]
+fn a_task_created_started_and_finished_in_one_batch_is_judged_by_its_own_kind() {
+    let sim = SimStorage::new(45);
+    let store = sim_store(&sim);
+    store.pause_kind("paused").unwrap();
+    let err = store
+        .batch(vec![
+            submit_of("free", "open"),
+            submit_of("t", "paused"),
+            start_of("t"),
+            complete_of("t"),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, Error::Throttled { .. }), "{err}");
+    assert!(matches!(store.get("t"), Err(Error::NotFound { .. })));
+    assert!(matches!(store.get("free"), Err(Error::NotFound { .. })));
+
+    // The same batch for a kind that may start goes through.
+    store
+        .batch(vec![
+            submit_of("free", "open"),
+            submit_of("u", "open"),
+            start_of("u"),
+            complete_of("u"),
+        ])
+        .unwrap();
+    assert_eq!(store.get("u").unwrap().state, TaskState::Completed);
+}
+
+/// `admit`, the same for a task created before the batch: a pending task of a paused kind
+/// started and completed in one batch. Found while triaging the mutants above: the task is
+/// terminal in the batch's view, so `current_active` finds no metadata, and no `created`
+/// event of the batch names it: the start is admitted without any rule (pause, concurrency,
+/// rate) being checked.
+#[test]
+#[ignore = "bug: a batch that starts and finishes an existing task bypasses the kind's admission rules (store/mod.rs admit, meta_of)"]
+fn an_existing_task_started_and_finished_in_one_batch_is_judged_by_its_kind() {
+    let sim = SimStorage::new(46);
+    let store = sim_store(&sim);
+    store.batch(vec![submit_of("t", "paused")]).unwrap();
+    store.pause_kind("paused").unwrap();
+    let err = store
+        .batch(vec![start_of("t"), complete_of("t")])
+        .expect_err("a paused kind's task started and completed in one batch");
+    assert!(matches!(err, Error::Throttled { .. }), "{err}");
+    assert_eq!(store.get("t").unwrap().state, TaskState::Pending);
 }
