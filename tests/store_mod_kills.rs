@@ -299,3 +299,78 @@ fn an_existing_task_started_and_finished_in_one_batch_is_judged_by_its_kind() {
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
     assert_eq!(store.get("t").unwrap().state, TaskState::Pending);
 }
+
+/// The snapshot files on `sim` under `/db/snapshots` (temp files left out).
+fn snapshot_files(sim: &SimStorage) -> Vec<std::path::PathBuf> {
+    sim.list_dir(std::path::Path::new("/db/snapshots"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect()
+}
+
+fn store_snapshotting_every(sim: &SimStorage, records: u64, bytes: u64) -> Store {
+    StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .segment_bytes_max(64 << 10)
+        .snapshot_every_records(records)
+        .snapshot_every_bytes(bytes)
+        .open("/db")
+        .unwrap()
+}
+
+/// `snapshot_due`, `request_snapshot`, `start_snapshotter`: with `snapshot_every_records(5)`
+/// (and no byte threshold) no snapshot is written after 4 records, and the 5th makes the
+/// background thread write one.
+/// Kills `snapshot_due` → `true` / `false`, each comparison of its record clause (`> 0` →
+/// `==` / `<` / `>=`, `>=` → `<`, `&&` → `||`) and of its byte clause with the byte
+/// threshold 0 (`> 0` → `>=`, `&&` → `||`), and `request_snapshot`, `start_snapshotter` → `()`.
+#[test]
+fn a_snapshot_is_written_once_the_record_threshold_is_reached_and_not_before() {
+    let sim = SimStorage::new(47);
+    let store = store_snapshotting_every(&sim, 5, 0);
+    for i in 0..4 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        snapshot_files(&sim),
+        Vec::<std::path::PathBuf>::new(),
+        "after 4 of 5 records"
+    );
+    store.submit(NewTask::new("k").id("t4")).unwrap();
+    wait_until(
+        || snapshot_files(&sim).len() == 1,
+        "no snapshot after the 5th record of 5",
+    );
+    store.close().unwrap();
+}
+
+/// The same for the byte threshold: none while the records stay under it (1 GiB), one once a
+/// record reaches it (1 byte).
+/// Kills the byte clause's comparisons (`> 0` → `==` / `<`, `>=` → `<`) and `||` → `&&`
+/// between the two clauses.
+#[test]
+fn a_snapshot_is_written_once_the_byte_threshold_is_reached_and_not_before() {
+    let sim = SimStorage::new(48);
+    let store = store_snapshotting_every(&sim, 0, 1 << 30);
+    for i in 0..4 {
+        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        snapshot_files(&sim),
+        Vec::<std::path::PathBuf>::new(),
+        "under 1 GiB"
+    );
+    store.close().unwrap();
+    drop(store);
+
+    let store = store_snapshotting_every(&sim, 0, 1);
+    store.submit(NewTask::new("k").id("t4")).unwrap();
+    wait_until(
+        || snapshot_files(&sim).len() == 1,
+        "no snapshot after a record over a 1-byte threshold",
+    );
+    store.close().unwrap();
+}
