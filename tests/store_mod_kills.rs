@@ -374,3 +374,19 @@ fn a_snapshot_is_written_once_the_byte_threshold_is_reached_and_not_before() {
     );
     store.close().unwrap();
 }
+
+/// `len` and `is_empty` count live tasks: none in a new store, one after a submit, none again
+/// once it is removed (its history stays).
+/// Kills `is_empty` → `true` / `false` and `==` → `!=`.
+#[test]
+fn is_empty_follows_the_live_tasks() {
+    let sim = SimStorage::new(49);
+    let store = sim_store(&sim);
+    assert!(store.is_empty());
+    store.submit(NewTask::new("k").id("t")).unwrap();
+    assert!(!store.is_empty());
+    assert_eq!(store.len(), 1);
+    store.remove("t", None).unwrap();
+    assert!(store.is_empty());
+    assert_eq!(store.history("t").unwrap().len(), 2);
+}
