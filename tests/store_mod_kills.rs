@@ -417,3 +417,58 @@ fn sync_makes_buffered_changes_survive_a_power_cut() {
         "tasks acknowledged before sync() were lost"
     );
 }
+
+/// A read view held by this thread refuses writes to *its* store only (a write would wait for
+/// it forever); another store written from the same thread meanwhile is not affected.
+/// Kills `view_key` → `0` / `1` (every store sharing one key).
+#[test]
+fn a_read_view_blocks_writes_to_its_own_store_only() {
+    let (a_disk, b_disk) = (SimStorage::new(51), SimStorage::new(52));
+    let (a, b) = (sim_store(&a_disk), sim_store(&b_disk));
+    let view = a.read().unwrap();
+    let err = a.submit(NewTask::new("k").id("a1")).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    b.submit(NewTask::new("k").id("b1")).unwrap();
+    assert_eq!(view.len(), 0);
+    drop(view);
+    a.submit(NewTask::new("k").id("a1")).unwrap();
+}
+
+/// The accessors report what the store was opened with and what it is: the interrupted-work
+/// policy and message, this session's id (the one its `started` events carry), closed, read-only.
+/// Kills `interrupted_policy` → `Default`, `interrupted_message` → `""` / `"xyzzy"`,
+/// `session` → `0` / `1`, `is_closed` → `false`, `is_read_only` → `true` / `false`.
+#[test]
+fn the_accessors_report_the_options_the_session_and_the_state_of_the_store() {
+    let sim = SimStorage::new(53);
+    let store = StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .interrupted_policy(tasklog::store::InterruptedPolicy::Requeue)
+        .interrupted_message("power went out")
+        .open("/db")
+        .unwrap();
+    assert_eq!(
+        store.interrupted_policy(),
+        tasklog::store::InterruptedPolicy::Requeue
+    );
+    assert_eq!(store.interrupted_message(), "power went out");
+    store.submit(NewTask::new("k").id("t")).unwrap();
+    let started = store.start("t").unwrap();
+    assert_eq!(started.session, store.session());
+    assert!(
+        store.session() > 1,
+        "sessions are random, 0 and 1 are not expected"
+    );
+    assert!(!store.is_read_only());
+    assert!(!store.is_closed());
+    store.close().unwrap();
+    assert!(store.is_closed());
+    drop(store);
+
+    let reader = StoreOptions::new()
+        .storage(Arc::new(sim.clone()))
+        .read_only(true)
+        .open("/db")
+        .unwrap();
+    assert!(reader.is_read_only());
+}
