@@ -13,7 +13,8 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::sim_store;
@@ -23,8 +24,8 @@ use tasklog::store::{Change, Mutation};
 use tasklog::store::{Store, StoreOptions};
 use tasklog::task::limits::TEXT_BYTES_MAX;
 use tasklog::wal::RECORD_BYTES_MAX;
-use tasklog::wal::Storage;
 use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{OpenMode, Storage, StorageFile};
 use tasklog::{Error, NewTask, TaskState};
 
 fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
@@ -471,4 +472,79 @@ fn the_accessors_report_the_options_the_session_and_the_state_of_the_store() {
         .open("/db")
         .unwrap();
     assert!(reader.is_read_only());
+}
+
+/// A disk whose snapshot files (`*.snap`), once armed, block when opened for reading until
+/// disarmed: a background snapshot stops right after its rename, holding no store lock.
+#[derive(Debug)]
+struct GatedSnapshots {
+    inner: SimStorage,
+    armed: Arc<(Mutex<bool>, Condvar)>,
+    entered: Arc<AtomicBool>,
+}
+
+impl Storage for GatedSnapshots {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: OpenMode,
+    ) -> std::io::Result<Box<dyn StorageFile>> {
+        if path.extension().is_some_and(|e| e == "snap") && mode == OpenMode::Read {
+            let (lock, cond) = &*self.armed;
+            let mut armed = lock.lock().unwrap();
+            if *armed {
+                self.entered.store(true, Ordering::SeqCst);
+            }
+            while *armed {
+                armed = cond.wait(armed).unwrap();
+            }
+        }
+        self.inner.open(path, mode)
+    }
+    crate::storage_but_open_passes_to!(inner);
+}
+
+/// `Inner::close` joins the snapshot thread: `close()` called while a background snapshot is
+/// still at work (held right after its rename) returns only once that snapshot finished, so
+/// nothing of this store writes, renames or compacts after `close` released the lock.
+/// Kills `handle.thread().id() != current` → `==` (the join skipped).
+#[test]
+fn close_waits_for_a_running_background_snapshot() {
+    let sim = SimStorage::new(54);
+    let armed = Arc::new((Mutex::new(false), Condvar::new()));
+    let entered = Arc::new(AtomicBool::new(false));
+    let storage = GatedSnapshots {
+        inner: sim.clone(),
+        armed: armed.clone(),
+        entered: entered.clone(),
+    };
+    let store = StoreOptions::new()
+        .storage(Arc::new(storage))
+        .segment_bytes_max(64 << 10)
+        .snapshot_every_records(1)
+        .open("/db")
+        .unwrap();
+    *armed.0.lock().unwrap() = true;
+    store.submit(NewTask::new("k").id("t")).unwrap();
+    wait_until(
+        || entered.load(Ordering::SeqCst),
+        "the background snapshot never reached its file",
+    );
+    let closer = {
+        let store = store.clone();
+        std::thread::spawn(move || store.close())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let returned_early = closer.is_finished();
+    *armed.0.lock().unwrap() = false;
+    armed.1.notify_all();
+    closer.join().unwrap().unwrap();
+    assert!(
+        !returned_early,
+        "close() returned while the background snapshot was still running"
+    );
+    assert_eq!(snapshot_files(&sim).len(), 1);
+    drop(store);
+    let store = sim_store(&sim);
+    assert_eq!(store.get("t").unwrap().state, TaskState::Pending);
 }
