@@ -1,14 +1,15 @@
-//! Goal: each promise of the store's core (`src/store/mod.rs`: open, commit, snapshots and
-//! their retention, retention of tasks, close) that a deliberately broken build used to pass
+//! Goal: each promise of the store's core (`src/store/mod.rs`: commit, admission, snapshots
+//! and their retention, close, accessors) that a deliberately broken build used to pass
 //! (issue #23, cargo-mutants, session 15) has a test here that fails when the promise is
 //! broken: snapshots beyond the number kept are removed durably; the log below the oldest kept
 //! snapshot leaves up to and including that snapshot's LSN, and the count of removed segments
-//! is reported; retention whose candidate changed before its batch skips it instead of
-//! failing.
+//! is reported; an event of exactly the record limit is kept; admission judges a task by its
+//! own kind; automatic snapshots come at their thresholds; `close` waits for a running
+//! background snapshot; read views and the accessors concern their own store.
 //!
 //! Method: stores on the simulated disk (`SimStorage`, whose `crash()` keeps only what was made
-//! durable, and whose held fsyncs let a test act between a read and the write that follows
-//! it). The mutants each test kills are listed in docs/mutation-survivors.md
+//! durable), and one whose snapshot files block when opened, holding a background snapshot
+//! at a barrier. The mutants each test kills are listed in docs/mutation-survivors.md
 //! ("store/mod.rs (session 15)").
 
 mod common;
@@ -131,62 +132,6 @@ fn the_log_leaves_up_to_and_including_the_oldest_kept_snapshot() {
         return;
     }
     panic!("200 records of 300 bytes never filled a 4 KiB segment");
-}
-
-/// `commit` with `Stale::Skip`: retention chooses its tasks under a read lock it then releases;
-/// a task changed before the removal batch (here retried while retention waited for the
-/// durability of what it read) is left out, not removed in a state retention never judged,
-/// and retention does not fail.
-/// Kills the guard `stale == Stale::Skip` → `false` and `==` → `!=` (the whole cleanup fails
-/// with `Conflict`).
-#[test]
-fn retention_skips_a_task_changed_after_it_was_chosen() {
-    let sim = SimStorage::new(43);
-    let store = sim_store(&sim);
-    store.submit(NewTask::new("k").id("old")).unwrap();
-    store.start("old").unwrap();
-    store.fail("old", "boom").unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-
-    // A write held in its fsync: what retention reads next is not yet durable, so it waits.
-    sim.hold_syncs();
-    let x_lsn = store.last_lsn() + 1;
-    let writer = {
-        let store = store.clone();
-        std::thread::spawn(move || store.submit(NewTask::new("k").id("x")).map(|_| ()))
-    };
-    wait_until(
-        || store.last_lsn() >= x_lsn && sim.syncs_held() > 0,
-        "the submit never reached its fsync",
-    );
-    let cleaner = {
-        let store = store.clone();
-        std::thread::spawn(move || store.cleanup(Duration::ZERO))
-    };
-    // Retention has chosen "old" (failed) and waits for the held fsync.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !cleaner.is_finished(),
-        "retention did not wait for durability"
-    );
-    let retrier = {
-        let store = store.clone();
-        std::thread::spawn(move || store.retry("old").map(|_| ()))
-    };
-    wait_until(|| store.last_lsn() > x_lsn, "the retry was never applied");
-    sim.release_syncs();
-
-    writer.join().unwrap().unwrap();
-    retrier.join().unwrap().unwrap();
-    let removed = cleaner.join().unwrap();
-    assert_eq!(
-        removed.unwrap(),
-        0,
-        "retention removed, or failed on, a task retried after it was chosen"
-    );
-    assert_eq!(store.get("old").unwrap().state, TaskState::Pending);
-    // Nothing stale is left behind: the next retention run finds nothing to remove either.
-    assert_eq!(store.cleanup(Duration::ZERO).unwrap(), 0);
 }
 
 /// `commit`'s record limit, checked before any I/O: an event of exactly `RECORD_BYTES_MAX`
@@ -390,33 +335,6 @@ fn is_empty_follows_the_live_tasks() {
     store.remove("t", None).unwrap();
     assert!(store.is_empty());
     assert_eq!(store.history("t").unwrap().len(), 2);
-}
-
-/// `Store::sync`: under `Durability::Buffered` an acknowledged change is on disk once `sync`
-/// returned: a power cut right after it (no close) keeps every task.
-/// Kills `sync` → `Ok(())`.
-#[test]
-fn sync_makes_buffered_changes_survive_a_power_cut() {
-    let sim = SimStorage::new(50);
-    let store = StoreOptions::new()
-        .storage(Arc::new(sim.clone()))
-        .durability(tasklog::Durability::Buffered)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .open("/db")
-        .unwrap();
-    for i in 0..10 {
-        store.submit(NewTask::new("k").id(format!("t{i}"))).unwrap();
-    }
-    store.sync().unwrap();
-    let after = sim.crash();
-    drop(store);
-    let store = sim_store(&after);
-    assert_eq!(
-        store.len(),
-        10,
-        "tasks acknowledged before sync() were lost"
-    );
 }
 
 /// A read view held by this thread refuses writes to *its* store only (a write would wait for
