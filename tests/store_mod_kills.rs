@@ -466,3 +466,18 @@ fn close_waits_for_a_running_background_snapshot() {
     let store = sim_store(&sim);
     assert_eq!(store.get("t").unwrap().state, TaskState::Pending);
 }
+
+/// `has_kind_rules` says whether any kind has admission rules: none in a new store, some once
+/// a kind is paused, none again once it is resumed (its entry, back to the defaults, leaves).
+/// Kills `has_kind_rules` → `true` / `false` and `delete !`.
+#[test]
+fn has_kind_rules_follows_the_kind_settings() {
+    let sim = SimStorage::new(55);
+    let store = sim_store(&sim);
+    assert!(!store.has_kind_rules());
+    store.pause_kind("k").unwrap();
+    assert!(store.has_kind_rules());
+    store.resume_kind("k").unwrap();
+    assert!(!store.has_kind_rules());
+    assert!(store.kind_settings().is_empty());
+}
