@@ -481,3 +481,83 @@ fn has_kind_rules_follows_the_kind_settings() {
     assert!(!store.has_kind_rules());
     assert!(store.kind_settings().is_empty());
 }
+
+/// `stats_by`: 1 to 16 non-empty metadata keys; `by_key` counts by the first, and `by_keys`
+/// (asked for several keys) by each in the order asked, left empty for a single key. Exactly
+/// 16 keys are accepted, 17 and an empty key refused as `InvalidInput` naming `by`.
+/// Kills `keys.len() > STATS_KEYS_MAX` → `>=` / `==` / `<`, `||` → `&&`, and `keys.len() > 1`
+/// → `>=` / `==` / `<`.
+#[test]
+fn statistics_by_several_keys_count_by_each_and_the_key_count_is_checked() {
+    let sim = SimStorage::new(56);
+    let store = sim_store(&sim);
+    for (id, team, zone) in [("a", "red", "x"), ("b", "red", "y"), ("c", "blue", "y")] {
+        store
+            .submit(
+                NewTask::new("k")
+                    .id(id)
+                    .meta("team", json!(team))
+                    .meta("zone", json!(zone)),
+            )
+            .unwrap();
+    }
+    let one = store.stats_by(&["team"]).unwrap();
+    let by_team = one.by_key.expect("by_key for one key");
+    assert_eq!(by_team.key, "team");
+    assert_eq!(by_team.counts["red"], 2);
+    assert!(one.by_keys.is_empty(), "by_keys is for several keys");
+
+    let two = store.stats_by(&["zone", "team"]).unwrap();
+    assert_eq!(two.by_key.expect("by_key").key, "zone");
+    let keys: Vec<&str> = two.by_keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, ["zone", "team"]);
+    assert_eq!(two.by_keys[0].counts["y"], 2);
+    assert_eq!(two.by_keys[1].counts["blue"], 1);
+
+    let names: Vec<String> = (0..17).map(|i| format!("k{i}")).collect();
+    let sixteen: Vec<&str> = names[..16].iter().map(String::as_str).collect();
+    assert_eq!(store.stats_by(&sixteen).unwrap().by_keys.len(), 16);
+    let seventeen: Vec<&str> = names.iter().map(String::as_str).collect();
+    for keys in [&seventeen[..], &["team", ""][..]] {
+        match store.stats_by(keys) {
+            Err(Error::InvalidInput { at, .. }) => assert_eq!(at.as_deref(), Some("by")),
+            other => panic!(
+                "{} keys: expected InvalidInput, got {:?}",
+                keys.len(),
+                other.map(|s| s.by_keys.len())
+            ),
+        }
+    }
+}
+
+/// `for_each_task` visits every task its filter matches once, in creation order, across
+/// pages (more tasks than `SCAN_PAGE_TASKS`), and no other.
+/// Kills `for_each_task` → `Ok(())` and the deletion of the query's `filter` field.
+#[test]
+fn for_each_task_visits_every_match_once_across_pages() {
+    let sim = SimStorage::new(57);
+    let store = sim_store(&sim);
+    let n = tasklog::store::SCAN_PAGE_TASKS + 10;
+    let submits: Vec<Mutation> = (0..n)
+        .map(|i| Mutation::submit(NewTask::new("k").id(format!("t{i:05}"))))
+        .collect();
+    store.write_batch(submits).unwrap();
+    store.start("t00003").unwrap();
+    let mut seen = Vec::new();
+    let pending = tasklog::store::Filter {
+        states: vec![TaskState::Pending],
+        ..Default::default()
+    };
+    store
+        .for_each_task(&pending, &mut |t| {
+            seen.push(t.id);
+            Ok(())
+        })
+        .unwrap();
+    let expected: Vec<String> = (0..n)
+        .filter(|&i| i != 3)
+        .map(|i| format!("t{i:05}"))
+        .collect();
+    assert_eq!(seen.len(), expected.len());
+    assert_eq!(seen, expected);
+}
