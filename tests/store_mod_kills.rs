@@ -561,3 +561,56 @@ fn for_each_task_visits_every_match_once_across_pages() {
     assert_eq!(seen.len(), expected.len());
     assert_eq!(seen, expected);
 }
+
+/// Two tasks "c1", "c2" completed and one "p" pending, on a fresh simulated disk.
+fn store_with_finished_tasks(seed: u64) -> Store {
+    let store = sim_store(&SimStorage::new(seed));
+    for id in ["c1", "c2"] {
+        store.submit(NewTask::new("k").id(id)).unwrap();
+        store.start(id).unwrap();
+        store.complete(id, None).unwrap();
+    }
+    store.submit(NewTask::new("k").id("p")).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    store
+}
+
+/// The reason recorded on the removal event of `id`.
+fn removal_reason(store: &Store, id: &str) -> String {
+    let history = store.history(id).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.kind, "removed", "{id}");
+    last.details.to_string()
+}
+
+/// `cleanup` and `cleanup_by`: a task finished just now is not older than an hour, so nothing
+/// goes; with no minimum age every finished task goes (never the pending one), the count says
+/// how many, and each removal names the rule's measure of age ("finished" or "last ran").
+/// Kills `cleanup`, `cleanup_by`, `remove_expired` → `Ok(0)` / `Ok(1)`, the cutoff's `delete -`
+/// in both (a cutoff in the future removes what is younger than the limit), and the deletion of
+/// the `CleanupAge::LastRun` arm.
+#[test]
+fn retention_removes_only_what_is_older_than_the_limit_and_says_by_what() {
+    let hour = Duration::from_secs(3600);
+    let store = store_with_finished_tasks(58);
+    assert_eq!(store.cleanup(hour).unwrap(), 0);
+    assert_eq!(store.cleanup(Duration::ZERO).unwrap(), 2);
+    assert!(removal_reason(&store, "c1").contains("finished more than 0 s ago"));
+    assert_eq!(store.get("p").unwrap().state, TaskState::Pending);
+
+    let store = store_with_finished_tasks(59);
+    let by_last_run = |older_than| {
+        tasklog::store::CleanupRule::default()
+            .states(vec![TaskState::Completed])
+            .age(tasklog::store::CleanupAge::LastRun)
+            .older_than(older_than)
+    };
+    assert_eq!(store.cleanup_by(&by_last_run(hour)).unwrap(), 0);
+    assert_eq!(store.cleanup_by(&by_last_run(Duration::ZERO)).unwrap(), 2);
+    let reason = removal_reason(&store, "c2");
+    assert!(
+        reason.contains("retention: last ran more than 0 s ago"),
+        "{reason}"
+    );
+    assert_eq!(store.get("p").unwrap().state, TaskState::Pending);
+}
