@@ -614,3 +614,26 @@ fn retention_removes_only_what_is_older_than_the_limit_and_says_by_what() {
     );
     assert_eq!(store.get("p").unwrap().state, TaskState::Pending);
 }
+
+/// `stats` reports the store's health with its counts: the log's figures (as `log_stats`
+/// gives them) and the snapshots on disk (how many, the newest one's LSN).
+/// Kills `add_health` → `Ok(())`.
+#[test]
+fn statistics_report_the_log_and_the_snapshots() {
+    let sim = SimStorage::new(60);
+    let store = sim_store(&sim);
+    for id in ["a", "b", "c"] {
+        store.submit(NewTask::new("k").id(id)).unwrap();
+    }
+    let info = store.snapshot().unwrap();
+    store.submit(NewTask::new("k").id("d")).unwrap();
+    let health = store.stats(None).unwrap().health;
+    let log = store.log_stats();
+    assert_eq!(health.snapshots, 1);
+    assert_eq!(health.snapshot_lsn, info.lsn);
+    assert!(log.bytes > 0 && log.fsyncs > 0);
+    assert_eq!(health.log_bytes, log.bytes);
+    assert_eq!(health.log_segments, log.segments);
+    assert_eq!(health.durable_lsn, store.last_lsn());
+    assert_eq!(health.fsyncs, log.fsyncs);
+}
