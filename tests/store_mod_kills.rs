@@ -1,16 +1,18 @@
 //! Goal: each promise of the store's core (`src/store/mod.rs`: commit, admission, snapshots
-//! and their retention, close, accessors) that a deliberately broken build used to pass
-//! (issue #23, cargo-mutants, session 15) has a test here that fails when the promise is
-//! broken: snapshots beyond the number kept are removed durably; the log below the oldest kept
+//! and their retention, close, accessors, statistics, retention) that a deliberately broken
+//! build used to pass (issue #23, cargo-mutants, session 15) has a test here that fails when
+//! the promise is broken: snapshots beyond the number kept are removed durably; the log below the oldest kept
 //! snapshot leaves up to and including that snapshot's LSN, and the count of removed segments
 //! is reported; an event of exactly the record limit is kept; admission judges a task by its
 //! own kind; automatic snapshots come at their thresholds; `close` waits for a running
-//! background snapshot; read views and the accessors concern their own store.
+//! background snapshot; read views and the accessors concern their own store; statistics by
+//! several keys, the walk over every matching task, retention by age and the health figures
+//! are what their documentation says.
 //!
 //! Method: stores on the simulated disk (`SimStorage`, whose `crash()` keeps only what was made
 //! durable), and one whose snapshot files block when opened, holding a background snapshot
 //! at a barrier. The mutants each test kills are listed in docs/mutation-survivors.md
-//! ("store/mod.rs (session 15)").
+//! ("store/mod.rs (session 15, first run)").
 
 mod common;
 
