@@ -90,9 +90,6 @@ struct FlippingFile {
 }
 
 impl StorageFile for FlippingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut bad = buf.to_vec();
         if let Some(b) = bad.get_mut(buf.len() / 2) {
@@ -100,24 +97,7 @@ impl StorageFile for FlippingFile {
         }
         self.inner.write_all_at(&bad, offset)
     }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn zeros_from(&self) -> io::Result<u64> {
-        self.inner.zeros_from()
-    }
+    storage_file_passes_to!(inner; read_at, sync_data, sync_all, set_len, len, allocate, zeros_from);
 }
 
 impl Storage for FlipsBackupWrites {
