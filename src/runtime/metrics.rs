@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::recovery::META_RECOVERY;
 use crate::error::Result;
 use crate::store::{Filter, HistoryEvent, Store};
-use crate::task::{TaskState, Timestamp};
+use crate::task::{Task, TaskState, Timestamp};
 
 /// "Recent" failures are those of the last hour.
 pub const RECENT_FAILURE_WINDOW_SECS: i64 = 3_600;
@@ -114,8 +114,28 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
     out
 }
 
-/// Computes seed 003's figures from `store` at `now`. Reads every live task's history once
-/// (the cost of `stats` grows with the number of events).
+/// True when `task`'s history may hold a recovery attempt ([`attempts`]), judged without
+/// decoding it: a task interrupted back to pending and then completed keeps no trace of it in
+/// its fields, but every attempt is a recovery record, which stays in the task's metadata, or
+/// an interruption, which moved the task out of running to pending or failed (what the entry
+/// headers of [`Store::history_steps`] say without decoding an event). A requeue, a cancel or
+/// a plain failure makes such a move too: those tasks are read, and `attempts` finds nothing in
+/// them; tasks that only ever completed are not. Missed, as leaving neither trace: a recovery
+/// that completed its task and whose record was later removed from the metadata by hand, and
+/// an imported history claiming an interruption straight to completed.
+fn may_hold_attempts(store: &Store, task: &Task) -> Result<bool> {
+    if task.metadata.contains_key(META_RECOVERY) {
+        return Ok(true);
+    }
+    Ok(store.history_steps(&task.id)?.iter().any(|s| {
+        s.from == Some(TaskState::Running)
+            && !matches!(s.to, Some(TaskState::Running | TaskState::Completed))
+    }))
+}
+
+/// Computes seed 003's figures from `store` at `now`. Reads the history of each task that
+/// [`may_hold_attempts`] (the others' entry headers only: the cost of `stats` grows with the
+/// number of tasks, and with the events of the interrupted, requeued and failed ones).
 pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures> {
     let since_24h = now.plus_millis(-METRICS_WINDOW_SECS * 1000);
     let since_1h = now.plus_millis(-RECENT_FAILURE_WINDOW_SECS * 1000);
@@ -143,10 +163,13 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
             }
             _ => {}
         }
-        // NOTE: every history is read: a task interrupted back to pending and then completed
-        // keeps no trace of it in its fields. The cost is one pass over the events.
-        let found = match store.history(&t.id) {
-            Ok(h) => attempts(&h),
+        let found = match may_hold_attempts(store, &t) {
+            Ok(false) => Vec::new(),
+            Ok(true) => match store.history(&t.id) {
+                Ok(h) => attempts(&h),
+                Err(crate::Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            },
             // Removed since its page was read.
             Err(crate::Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
