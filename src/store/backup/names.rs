@@ -114,6 +114,11 @@ mod tests {
         assert_eq!(compare("backup-mine", "backup-mine-2"), Ordering::Less);
         assert_eq!(rotation_key("backup-20261205T010203.456Z-x"), None);
         assert_eq!(rotation_key("backup-20261205T010203.456Z1"), None);
+        // As long as a rotation's name, but no time in it: a name someone gave by hand, which
+        // sorts after every time as text and must not set the next backup's name.
+        let by_hand = format!("{ROTATED_PREFIX}{}", "z".repeat(STAMP_LEN));
+        assert_eq!(rotation_key(&by_hand), None);
+        assert_eq!(next(T, &[by_hand]), format!("{ROTATED_PREFIX}{T}"));
         assert_eq!(
             rotation_key("backup-20261205T010203.456Z-7"),
             Some(("backup-20261205T010203.456Z", 7))
