@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tasklog::runtime::{META_RECOVERY, recovery_figures};
+use tasklog::runtime::{META_RECOVERY, health_from_store, recovery_figures};
 use tasklog::store::{Change, HistoryStep, Mutation, StoreOptions};
 use tasklog::task::{TaskUpdate, Timestamp};
 use tasklog::{NewTask, Store, TaskState};
@@ -87,6 +87,10 @@ fn check(store: &Store, want: &BTreeMap<String, u64>, case: &str) {
     assert_eq!(f.total_recovery_attempts_24h, 4, "{case}");
     // record-resume, bare-pending and record-complete completed after their attempt.
     assert_eq!(f.successful_recoveries_24h, 3, "{case}");
+    // `tasklog stats` counts them in its own walk, for tasks without a kind too (these have
+    // none).
+    let health = health_from_store(store).unwrap();
+    assert_eq!(&health.recovered, want, "{case}: health_from_store");
 }
 
 #[test]

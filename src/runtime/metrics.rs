@@ -76,7 +76,7 @@ pub struct RecoveryFigures {
 }
 
 /// One recovery attempt found in a history.
-struct Attempt {
+pub(super) struct Attempt {
     at: Timestamp,
     strategy: String,
 }
@@ -133,6 +133,29 @@ fn may_hold_attempts(store: &Store, task: &Task) -> Result<bool> {
     }))
 }
 
+/// The recovery attempts of `task` (read from its history only when it
+/// [`may_hold_attempts`]); `None` when the task was removed meanwhile (a walk over the tasks
+/// skips it).
+pub(super) fn attempts_of(store: &Store, task: &Task) -> Result<Option<Vec<Attempt>>> {
+    let history = match may_hold_attempts(store, task) {
+        Ok(false) => return Ok(Some(Vec::new())),
+        Ok(true) => store.history(&task.id),
+        Err(e) => Err(e),
+    };
+    match history {
+        Ok(h) => Ok(Some(attempts(&h))),
+        Err(crate::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds `found` to the count of attempts by strategy.
+pub(super) fn count_by_strategy(found: &[Attempt], by_strategy: &mut BTreeMap<String, u64>) {
+    for a in found {
+        *by_strategy.entry(a.strategy.clone()).or_default() += 1;
+    }
+}
+
 /// Computes seed 003's figures from `store` at `now`. Reads the history of each task that
 /// [`may_hold_attempts`] (the others' entry headers only: the cost of `stats` grows with the
 /// number of tasks, and with the events of the interrupted, requeued and failed ones).
@@ -163,20 +186,10 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
             }
             _ => {}
         }
-        let found = match may_hold_attempts(store, &t) {
-            Ok(false) => Vec::new(),
-            Ok(true) => match store.history(&t.id) {
-                Ok(h) => attempts(&h),
-                Err(crate::Error::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e),
-            },
-            // Removed since its page was read.
-            Err(crate::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(found) = attempts_of(store, &t)? else {
+            return Ok(());
         };
-        for a in &found {
-            *by_strategy.entry(a.strategy.clone()).or_default() += 1;
-        }
+        count_by_strategy(&found, &mut by_strategy);
         for (i, a) in found.iter().enumerate() {
             if a.at < since_24h {
                 continue;
