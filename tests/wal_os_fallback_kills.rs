@@ -171,9 +171,9 @@ fn assert_log_holds(dir: &Path, next: u64) {
 /// thread the same reservation allocates its blocks. Without this the other tests could pass
 /// with a filter that filters nothing.
 ///
-/// Kills (os.rs, `reserve`): the fallback guard → `false` and `||` → `&&` (`EOPNOTSUPP` taken
-/// for an error). The bug: no log can be reserved, so nothing can be written, on a file system
-/// without `fallocate`.
+/// Kills (os.rs, `reserve`): the fallback guard → `false`, `||` → `&&` and `== OPNOTSUPP` →
+/// `!=` (`EOPNOTSUPP` taken for an error). The bug: no file can be reserved on a file system
+/// without `fallocate`, where it should run unreserved.
 #[test]
 fn the_filter_reaches_the_crates_calls_in_its_thread_only() {
     let tmp = tempfile::tempdir().unwrap();
@@ -205,13 +205,13 @@ fn the_filter_reaches_the_crates_calls_in_its_thread_only() {
 /// written, rolled over several segments, closed, reopened for more appends (the tail scan
 /// drops the cache and asks where the data ends), reopened read-only, verified.
 ///
-/// Kills (os.rs): `preallocate`'s and `drop_cache`'s fallback guards → `false` and `||` →
-/// `&&` (an append or a writer's open fails where it should run on a growing file, or keep a
-/// cache there is none of to drop); in `zeros_from`, the guard `e == NXIO` → `true` (an
-/// unsupported `SEEK_DATA` read as "no data": the last segment's records hidden, lost at the
-/// next open), the unsupported-errors guard → `false`, its first `||` → `&&` (true for `ENOSYS`
-/// only), its second `||` → `&&` (never true) and `e == OPNOTSUPP` → `!=` (an error where the
-/// bytes should be read).
+/// Kills (os.rs): `preallocate`'s and `drop_cache`'s fallback guards → `false`, `||` → `&&`
+/// and `== OPNOTSUPP` → `!=` (an append or a writer's open fails where it should run on a
+/// growing file, or keep a cache there is none of to drop); in `zeros_from`, the guard
+/// `e == NXIO` → `true` (an unsupported `SEEK_DATA` read as "no data": the last segment's
+/// records hidden, lost at the next open), the unsupported-errors guard → `false`, its first
+/// `||` → `&&` (then true for `ENOSYS` only), its second (then true for `EINVAL` only: `&&`
+/// binds first) and `e == OPNOTSUPP` → `!=` (an error where the bytes should be read).
 #[test]
 fn a_log_without_fallocate_fadvise_or_seek_data_keeps_every_record() {
     let tmp = tempfile::tempdir().unwrap();
@@ -231,8 +231,9 @@ fn a_log_without_fallocate_fadvise_or_seek_data_keeps_every_record() {
 /// The same with `ENOSYS` (a kernel or FUSE server without the call), through a store: tasks
 /// submitted are all there after a reopen, and a reservation succeeds unreserved.
 ///
-/// Kills (os.rs): `zeros_from`'s `e == NOSYS` → `!=`; again every `ENOSYS` arm of `reserve`,
-/// `preallocate`, `drop_cache` (their guards → `false`, `||` → `&&`).
+/// Kills (os.rs): the `== NOSYS` → `!=` of `reserve`, `preallocate`, `drop_cache` and
+/// `zeros_from`, and again their guards → `false` and `||` → `&&` (for `zeros_from` the second
+/// `||`, and the `NXIO` guard → `true`).
 #[test]
 fn a_store_without_fallocate_fadvise_or_seek_data_keeps_every_task() {
     let tmp = tempfile::tempdir().unwrap();
@@ -269,8 +270,8 @@ fn a_store_without_fallocate_fadvise_or_seek_data_keeps_every_task() {
 /// its data falls back to reading the bytes. Every record is found, the zeros are taken for
 /// unwritten space, not a torn tail.
 ///
-/// Kills (os.rs, `zeros_from`): `e == INVAL` → `!=`, and the NXIO and unsupported guards again
-/// (`true`, `false`).
+/// Kills (os.rs, `zeros_from`): `e == INVAL` → `!=`, the first `||` → `&&` (then true for
+/// `ENOSYS` only), and the `NXIO` and unsupported guards again (→ `true`, → `false`).
 #[test]
 fn a_preallocated_segment_without_seek_data_is_read_to_its_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -297,7 +298,8 @@ fn a_preallocated_segment_without_seek_data_is_read_to_its_end() {
 /// open, naming what it was doing, and the log is left as it was.
 ///
 /// Kills (os.rs, `zeros_from`): the unsupported-errors guard → `true` (every error taken for
-/// "read the bytes": a disk reporting failures opened as if healthy).
+/// "read the bytes": a disk reporting failures opened as if healthy), and again each of its
+/// `==` → `!=` (which also let `EIO` through).
 #[test]
 fn an_io_error_finding_the_end_of_data_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
