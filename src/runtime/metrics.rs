@@ -117,19 +117,20 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
 /// True when `task`'s history may hold a recovery attempt ([`attempts`]), judged without
 /// decoding it: a task interrupted back to pending and then completed keeps no trace of it in
 /// its fields, but every attempt is a recovery record, which stays in the task's metadata, or
-/// an interruption, which moved the task out of running to pending or failed (what the entry
-/// headers of [`Store::history_steps`] say without decoding an event). A requeue, a cancel or
-/// a plain failure makes such a move too: those tasks are read, and `attempts` finds nothing in
-/// them; tasks that only ever completed are not. Missed, as leaving neither trace: a recovery
-/// that completed its task and whose record was later removed from the metadata by hand, and
-/// an imported history claiming an interruption straight to completed.
+/// an interruption, which moved the task from running to pending or failed, the only two
+/// places the store lets an interruption go (what the entry headers of
+/// [`Store::history_steps`] say without decoding an event). A requeue or a plain failure makes
+/// the same move: those tasks are read, and `attempts` finds nothing in them; tasks that only
+/// ever completed or were cancelled are not. Missed, as leaving neither trace: a recovery that
+/// completed its task and whose record was later removed from the metadata by hand, and an
+/// imported history (re-recorded as it is) claiming an interruption to completed or cancelled.
 fn may_hold_attempts(store: &Store, task: &Task) -> Result<bool> {
     if task.metadata.contains_key(META_RECOVERY) {
         return Ok(true);
     }
     Ok(store.history_steps(&task.id)?.iter().any(|s| {
         s.from == Some(TaskState::Running)
-            && !matches!(s.to, Some(TaskState::Running | TaskState::Completed))
+            && matches!(s.to, Some(TaskState::Pending | TaskState::Failed))
     }))
 }
 
