@@ -1,7 +1,7 @@
 //! `recovery_figures` reads only the histories that may hold a recovery attempt (issue #20:
 //! reading all of them took `GET /v1/stats` 20–28 s at 1,000,000 tasks). Which ones, it judges
-//! from two traces: the recovery record in the task's metadata, and a move out of running
-//! other than a completion in the history's entry headers (`Store::history_steps`, which
+//! from two traces: the recovery record in the task's metadata, and a move from running to
+//! pending or failed in the history's entry headers (`Store::history_steps`, which
 //! decodes no event). Each kind of attempt below is found by exactly one of them, so dropping
 //! either makes the figures miss attempts; and the figures are the same whether the histories
 //! are in memory, in the log, or in a snapshot file.
