@@ -1,0 +1,147 @@
+//! Goal: each promise of the snapshot codecs (`src/store/snapshot/v1.rs`, `v2.rs`, `v2/`) that
+//! a deliberately broken build used to pass (issue #23, `scripts/mutants_in_tree.py`, session
+//! 15) has a test here that fails when the promise is broken: every limit read from a snapshot
+//! header (the LSN, the body size, the record count) holds at exactly its maximum and refuses
+//! one past it, in both formats (docs/format.md); a damaged header field is named at its
+//! offset; an image decodes to what was encoded.
+//!
+//! Method: images built byte by byte here (header, sections, CRCs computed as the format says),
+//! so that one rule is broken while every checksum is good, decoded through the public
+//! `snapshot::decode`. The mutants each test kills are listed in docs/mutation-survivors.md
+//! ("store/snapshot codecs (session 15)").
+
+use std::path::Path;
+
+use tasklog::Error;
+use tasklog::store::snapshot::{self, LSN_MAX, SNAPSHOT_MAGIC};
+
+/// Where error messages say the image came from.
+const PATH: &str = "/db/snapshots/snap-00000000000000000001.snap";
+
+/// A v1 image (docs/format.md, "Snapshot format v1"): the 40-byte header with both CRCs, and a
+/// body holding no live task and the (empty) histories of the removed tasks `removed`,
+/// applied at `lsn`.
+fn v1_image(lsn: u64, removed: &[&str]) -> Vec<u8> {
+    // `HistoryV1`: id, event count, arena bytes.
+    let removed: Vec<(&str, u32, Vec<u8>)> = removed.iter().map(|id| (*id, 0, vec![])).collect();
+    let body = postcard::to_allocvec(&(
+        lsn,
+        Vec::<u8>::new(),
+        removed,
+        Vec::<(String, String)>::new(),
+        Vec::<u64>::new(),
+    ))
+    .unwrap();
+    let mut image = SNAPSHOT_MAGIC.to_vec();
+    image.extend_from_slice(&1u32.to_le_bytes()); // 8: version
+    image.extend_from_slice(&0u32.to_le_bytes()); // 12: flags
+    image.extend_from_slice(&lsn.to_le_bytes()); // 16: lsn
+    image.extend_from_slice(&(body.len() as u64).to_le_bytes()); // 24: body_len
+    image.extend_from_slice(&crc32fast::hash(&body).to_le_bytes()); // 32: body_crc
+    let header_crc = crc32fast::hash(&image);
+    image.extend_from_slice(&header_crc.to_le_bytes()); // 36: header_crc
+    image.extend_from_slice(&body);
+    image
+}
+
+/// The fields of a v2 header (docs/format.md, "Header v2") that a test may set to anything.
+#[derive(Clone, Copy)]
+struct V2Header {
+    lsn: u64,
+    flags: u32,
+    records: u64,
+    /// `None`: the tasks section's real length.
+    tasks_len: Option<u64>,
+    reserved: u32,
+}
+
+impl V2Header {
+    fn at(lsn: u64) -> Self {
+        V2Header {
+            lsn,
+            flags: 0,
+            records: 0,
+            tasks_len: None,
+            reserved: 0,
+        }
+    }
+}
+
+/// A v2 image: the 64-byte header (section CRCs and header CRC good) then `tasks` and
+/// `history`.
+fn v2_image(h: V2Header, tasks: &[u8], history: &[u8]) -> Vec<u8> {
+    let mut image = SNAPSHOT_MAGIC.to_vec();
+    image.extend_from_slice(&2u32.to_le_bytes()); // 8: version
+    image.extend_from_slice(&h.flags.to_le_bytes()); // 12: flags
+    image.extend_from_slice(&h.lsn.to_le_bytes()); // 16: lsn
+    image.extend_from_slice(&h.records.to_le_bytes()); // 24: records
+    let tasks_len = h.tasks_len.unwrap_or(tasks.len() as u64);
+    image.extend_from_slice(&tasks_len.to_le_bytes()); // 32: tasks_len
+    image.extend_from_slice(&(history.len() as u64).to_le_bytes()); // 40: history_len
+    image.extend_from_slice(&crc32fast::hash(tasks).to_le_bytes()); // 48: tasks_crc
+    image.extend_from_slice(&crc32fast::hash(history).to_le_bytes()); // 52: history_crc
+    image.extend_from_slice(&h.reserved.to_le_bytes()); // 56: reserved
+    let header_crc = crc32fast::hash(&image);
+    image.extend_from_slice(&header_crc.to_le_bytes()); // 60: header_crc
+    image.extend_from_slice(tasks);
+    image.extend_from_slice(history);
+    image
+}
+
+/// The end of every tasks section: no idempotency key, no closed session.
+const EMPTY_TAIL: [u8; 2] = [0, 0];
+
+/// The offset a `Corrupt` error names, or a panic saying what came instead.
+fn corrupt_offset(what: &str, result: tasklog::Result<tasklog::store::state::State>) -> u64 {
+    match result {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, Path::new(PATH), "{what}");
+            offset.unwrap_or_else(|| panic!("{what}: no offset named"))
+        }
+        Err(e) => panic!("{what}: not Corrupt but {e:?}"),
+        Ok(_) => panic!("{what}: taken as good"),
+    }
+}
+
+/// `lsn ≤ 2^63 − 1` (docs/format.md): a snapshot at exactly `LSN_MAX` is read, in both
+/// formats; one at `LSN_MAX + 1` is corruption naming the header's LSN field (offset 16).
+/// Kills `lsn > LSN_MAX` → `==` / `>=` / `<` in `v1::decode` and `Header::decode` (v2): a
+/// store whose log reached the last LSN could no longer open its own snapshot, or an
+/// impossible LSN was taken for the point to replay from.
+#[test]
+fn a_snapshot_at_lsn_max_is_read_and_one_past_is_refused_in_both_formats() {
+    let path = Path::new(PATH);
+    for (format, at_max, past_max) in [
+        ("v1", v1_image(LSN_MAX, &[]), v1_image(LSN_MAX + 1, &[])),
+        (
+            "v2",
+            v2_image(V2Header::at(LSN_MAX), &EMPTY_TAIL, &[]),
+            v2_image(V2Header::at(LSN_MAX + 1), &EMPTY_TAIL, &[]),
+        ),
+    ] {
+        let state =
+            snapshot::decode(path, &at_max).unwrap_or_else(|e| panic!("{format} at LSN_MAX: {e}"));
+        assert_eq!(state.applied_lsn, LSN_MAX, "{format}");
+        assert!(state.is_empty(), "{format}");
+        let offset = corrupt_offset(format, snapshot::decode(path, &past_max));
+        assert_eq!(offset, 16, "{format}: one past LSN_MAX");
+    }
+}
+
+/// A v1 snapshot whose removed tasks' histories outnumber its live tasks (a store that removed
+/// most of what it ran) reads back with every history. Kills `tasks.len() + removed.len()` →
+/// `-` in `v1::into_state`'s reservation: the subtraction underflows and the load panics, so
+/// such a store could not be opened after an upgrade.
+#[test]
+fn a_v1_snapshot_with_more_removed_histories_than_tasks_is_read() {
+    let image = v1_image(7, &["gone-1", "gone-2"]);
+    let state = snapshot::decode(Path::new(PATH), &image).unwrap();
+    assert_eq!(state.applied_lsn, 7);
+    assert_eq!(state.removed_len(), 2);
+    for id in ["gone-1", "gone-2"] {
+        assert!(
+            state.history(id).is_some(),
+            "the history of {id} is missing"
+        );
+    }
+}
