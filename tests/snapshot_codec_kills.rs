@@ -145,3 +145,84 @@ fn a_v1_snapshot_with_more_removed_histories_than_tasks_is_read() {
         );
     }
 }
+
+/// The flags (offset 12) and the reserved field (offset 56) of a v2 header must both be zero:
+/// a file that sets either was written by a format this build does not know, and is refused
+/// at offset 12 rather than read as if the bits meant nothing. Kills `||` → `&&` in
+/// `Header::decode` (either field alone was let through).
+#[test]
+fn a_v2_header_with_flags_or_reserved_bits_set_is_refused() {
+    let path = Path::new(PATH);
+    let plain = V2Header::at(5);
+    assert!(snapshot::decode(path, &v2_image(plain, &EMPTY_TAIL, &[])).is_ok());
+    for (what, h) in [
+        ("flags", V2Header { flags: 1, ..plain }),
+        (
+            "reserved",
+            V2Header {
+                reserved: 1 << 31,
+                ..plain
+            },
+        ),
+    ] {
+        let offset = corrupt_offset(what, snapshot::decode(path, &v2_image(h, &EMPTY_TAIL, &[])));
+        assert_eq!(offset, 12, "{what}");
+    }
+}
+
+/// The sections of a v2 snapshot may hold `SNAPSHOT_BYTES_MAX` bytes together and no more: a
+/// header claiming exactly that much goes on to the length check (here `Corrupt` at offset 32:
+/// the image is far shorter), one byte more is `TooLarge` before anything else. Kills `b >
+/// SNAPSHOT_BYTES_MAX` → `==` / `>=` in `Header::decode` (a snapshot of exactly the largest
+/// size refused as too large).
+#[test]
+fn v2_sections_of_exactly_the_size_limit_pass_the_limit_and_one_byte_more_does_not() {
+    let path = Path::new(PATH);
+    let claim = |tasks_len| V2Header {
+        tasks_len: Some(tasks_len),
+        ..V2Header::at(5)
+    };
+    let at_limit = v2_image(claim(snapshot::SNAPSHOT_BYTES_MAX), &EMPTY_TAIL, &[]);
+    assert_eq!(
+        corrupt_offset("at the limit", snapshot::decode(path, &at_limit)),
+        32
+    );
+    let over = v2_image(claim(snapshot::SNAPSHOT_BYTES_MAX + 1), &EMPTY_TAIL, &[]);
+    match snapshot::decode(path, &over) {
+        Err(Error::TooLarge { len, max, .. }) => {
+            assert_eq!(
+                (len, max),
+                (
+                    snapshot::SNAPSHOT_BYTES_MAX + 1,
+                    snapshot::SNAPSHOT_BYTES_MAX
+                )
+            );
+        }
+        other => panic!("one byte over the limit: {other:?}"),
+    }
+}
+
+/// The smallest record a tasks section can hold is 5 bytes, so a header may count at most
+/// `tasks_len / 5` records (checked before anything is reserved). A section holding exactly
+/// that many (one removed task "a" with an empty history: 6 bytes, and the 2-byte tail: 8
+/// bytes, 8 / 5 = 1) is read; a count of one more is refused at the count's offset (24).
+/// Kills `records > tasks_len / RECORD_BYTES_MIN` → `==` / `>=` in `Header::decode`.
+#[test]
+fn a_v2_record_count_at_its_bound_is_read_and_one_more_is_refused() {
+    let path = Path::new(PATH);
+    // id "a", history offset 0, length 0, count 0, option tag 0 (removed); then the tail.
+    let tasks = [1, b'a', 0, 0, 0, 0, 0, 0];
+    let count = |records| V2Header {
+        records,
+        ..V2Header::at(5)
+    };
+    let state = snapshot::decode(path, &v2_image(count(1), &tasks, &[]))
+        .unwrap_or_else(|e| panic!("one record in 8 bytes: {e}"));
+    assert_eq!(state.removed_len(), 1);
+    assert!(state.history("a").is_some());
+    let offset = corrupt_offset(
+        "two records",
+        snapshot::decode(path, &v2_image(count(2), &tasks, &[])),
+    );
+    assert_eq!(offset, 24);
+}
