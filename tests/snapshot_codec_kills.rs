@@ -10,10 +10,11 @@
 //! `snapshot::decode`. The mutants each test kills are listed in docs/mutation-survivors.md
 //! ("store/snapshot codecs (session 15)").
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tasklog::Error;
 use tasklog::store::snapshot::{self, LSN_MAX, SNAPSHOT_MAGIC};
+use tasklog::wal::StdStorage;
 
 /// Where error messages say the image came from.
 const PATH: &str = "/db/snapshots/snap-00000000000000000001.snap";
@@ -225,4 +226,62 @@ fn a_v2_record_count_at_its_bound_is_read_and_one_more_is_refused() {
         snapshot::decode(path, &v2_image(count(2), &tasks, &[])),
     );
     assert_eq!(offset, 24);
+}
+
+/// The golden v2 fixture's newest snapshot: its path and bytes.
+fn golden_v2_image() -> (PathBuf, Vec<u8>) {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2-snapshot/snapshots");
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    snaps.sort();
+    let path = snaps.pop().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+/// A byte changed inside either section of a v2 snapshot (the header's checksums left as they
+/// were) is refused as a checksum mismatch at the section's start, whether the image is read
+/// from its file or decoded in memory; never decoded into different tasks or histories.
+/// Kills `Header::check_crc` → `Ok(())` (both sections' CRCs unchecked in memory, the tasks
+/// section's when read from a file).
+#[test]
+fn a_changed_byte_in_either_v2_section_is_a_checksum_mismatch_at_that_section() {
+    let (fixture, image) = golden_v2_image();
+    let tasks_len = u64::from_le_bytes(image[32..40].try_into().unwrap()) as usize;
+    let history_at = 64 + tasks_len;
+    assert!(image.len() > history_at + 2, "the fixture has histories");
+    let dir = tempfile::tempdir().unwrap();
+    for (section, at, start) in [
+        ("tasks", 64 + tasks_len / 2, 64),
+        (
+            "history",
+            history_at + (image.len() - history_at) / 2,
+            history_at,
+        ),
+    ] {
+        let mut damaged = image.clone();
+        damaged[at] ^= 0x20;
+        let what = format!("{section} section, byte {at}, in memory");
+        match snapshot::decode(&fixture, &damaged) {
+            Err(Error::Corrupt { offset, reason, .. }) => {
+                assert_eq!(offset, Some(start as u64), "{what}: {reason}");
+                assert!(reason.contains("checksum"), "{what}: {reason}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        let path = dir.path().join(format!("{section}.snap"));
+        std::fs::write(&path, &damaged).unwrap();
+        let what = format!("{section} section, byte {at}, from the file");
+        match snapshot::read(&StdStorage, &path) {
+            Err(Error::Corrupt { offset, reason, .. }) => {
+                assert_eq!(offset, Some(start as u64), "{what}: {reason}");
+                assert!(reason.contains("checksum"), "{what}: {reason}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
 }
