@@ -285,3 +285,56 @@ fn a_changed_byte_in_either_v2_section_is_a_checksum_mismatch_at_that_section() 
         }
     }
 }
+
+/// A v2 tasks section of removed tasks with empty histories, one record per id (id length,
+/// id, history offset 0, length 0, count 0, option tag `tag`), then the empty tail.
+fn removed_records(ids: &[(&str, u8)]) -> Vec<u8> {
+    let mut tasks = Vec::new();
+    for (id, tag) in ids {
+        tasks.push(id.len() as u8);
+        tasks.extend_from_slice(id.as_bytes());
+        tasks.extend_from_slice(&[0, 0, 0, *tag]);
+    }
+    tasks.extend_from_slice(&EMPTY_TAIL);
+    tasks
+}
+
+/// A damaged task record is named at its own offset in the file (here the second record, at
+/// 64 + 6 = 70), for each way a record can be wrong with good checksums: an option tag that is
+/// neither 0 nor 1, an id listed twice, ids out of order. Kills the offset arithmetic of
+/// `Records::offset` and `p >= r.id` → `>` in `next_record` (an id listed twice let through,
+/// its second record silently replacing the first).
+#[test]
+fn a_damaged_v2_task_record_is_named_at_its_own_offset() {
+    let path = Path::new(PATH);
+    let two = V2Header {
+        records: 2,
+        ..V2Header::at(5)
+    };
+    let good = v2_image(two, &removed_records(&[("a", 0), ("b", 0)]), &[]);
+    assert_eq!(snapshot::decode(path, &good).unwrap().removed_len(), 2);
+    for (what, ids, reason) in [
+        ("option tag 2", [("a", 0), ("b", 2)], "option tag 2"),
+        ("listed twice", [("a", 0), ("a", 0)], "listed twice"),
+        ("out of order", [("b", 0), ("a", 0)], "out of order"),
+    ] {
+        match snapshot::decode(path, &v2_image(two, &removed_records(&ids), &[])) {
+            Err(Error::Corrupt {
+                offset, reason: r, ..
+            }) => {
+                assert_eq!(offset, Some(70), "{what}: {r}");
+                assert!(r.contains(reason), "{what}: {r}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // A record cut before its option tag (the last byte of the section): named at its start.
+    let cut = [1, b'a', 0, 0, 0, 0, 1, b'b', 0, 0, 0];
+    match snapshot::decode(path, &v2_image(two, &cut, &[])) {
+        Err(Error::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, Some(70), "cut record: {reason}");
+            assert!(reason.contains("before its option tag"), "{reason}");
+        }
+        other => panic!("cut record: {other:?}"),
+    }
+}
