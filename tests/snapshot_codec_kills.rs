@@ -10,11 +10,17 @@
 //! `snapshot::decode`. The mutants each test kills are listed in docs/mutation-survivors.md
 //! ("store/snapshot codecs (session 15)").
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use tasklog::Error;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::sim_store;
+use tasklog::store::StoreOptions;
 use tasklog::store::snapshot::{self, LSN_MAX, SNAPSHOT_MAGIC};
-use tasklog::wal::StdStorage;
+use tasklog::wal::sim::SimStorage;
+use tasklog::wal::{StdStorage, Wal, WalOptions};
+use tasklog::{Error, NewTask};
 
 /// Where error messages say the image came from.
 const PATH: &str = "/db/snapshots/snap-00000000000000000001.snap";
@@ -337,4 +343,101 @@ fn a_damaged_v2_task_record_is_named_at_its_own_offset() {
         }
         other => panic!("cut record: {other:?}"),
     }
+}
+
+/// A log over a local `Wal` that, once `swap` is set to `(asked, given)`, delivers the record
+/// at LSN `given` in place of the one at `asked` when replayed: a log that does not hold what
+/// its LSNs say.
+struct SwappedReplay {
+    wal: Wal,
+    swap: Mutex<Option<(u64, u64)>>,
+}
+
+impl tasklog::store::Log for SwappedReplay {
+    crate::log_but_replay_passes_to!(wal);
+    fn reads_by_lsn(&self) -> bool {
+        true
+    }
+    fn replay(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
+    ) -> tasklog::Result<u64> {
+        let Some((asked, given)) = *self.swap.lock().unwrap() else {
+            return self.wal.replay(from, f);
+        };
+        let mut other = Vec::new();
+        self.wal.read_lsns(&[given], &mut |_, b| {
+            other = b.to_vec();
+            Ok(())
+        })?;
+        self.wal.replay(from, &mut |lsn, b| {
+            f(lsn, if lsn == asked { &other } else { b })
+        })
+    }
+}
+
+/// A snapshot copies the events that histories keep in the log into its history section; if
+/// the log answers an event's LSN with another event (of another length), the snapshot is
+/// refused as `Corrupt` naming that LSN, never written with another task's event in a
+/// history. Kills `&&` → `||` in `fill_from_log`'s check of the record (`tag == TAG_EVENT &&
+/// body.len() == place.event_len()`).
+#[test]
+fn a_snapshot_refuses_a_log_event_that_is_not_the_one_a_history_points_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(log_dir.path(), WalOptions::default().preallocate(false)).unwrap();
+    let log = Arc::new(SwappedReplay {
+        wal,
+        swap: Mutex::new(None),
+    });
+    let store = StoreOptions::new()
+        .snapshot_every_records(0)
+        .snapshot_every_bytes(0)
+        .open_with_log(dir.path(), log.clone())
+        .unwrap();
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    let other = store
+        .submit(NewTask::new("a much longer title than the first").id("b"))
+        .unwrap();
+    store.start("a").unwrap();
+    let start_lsn = store.history("a").unwrap()[1].lsn;
+
+    *log.swap.lock().unwrap() = Some((start_lsn, other.last_lsn));
+    match store.snapshot() {
+        Err(Error::Corrupt { lsn, .. }) => assert_eq!(lsn, Some(start_lsn)),
+        other => panic!("a snapshot through a log holding another event: {other:?}"),
+    }
+    *log.swap.lock().unwrap() = None;
+    let info = store.snapshot().unwrap();
+    let state = snapshot::read(&StdStorage, &info.path).unwrap();
+    assert_eq!(state.history("a").unwrap().len(), 2);
+}
+
+/// A history section larger than the 1 MiB chunk its checksum is streamed through (one task
+/// whose progress messages fill about 1.6 MB) reads back from its file. Kills `at += n` →
+/// `*=` in `check_section_streaming` (the checksum taken over the first chunk only: every
+/// snapshot with more than 1 MiB of history refused as damaged).
+#[test]
+fn a_history_section_larger_than_one_checksum_chunk_reads_back() {
+    let sim = SimStorage::new(1515);
+    let store = sim_store(&sim);
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    store.start("a").unwrap();
+    let message = "m".repeat(8 << 10);
+    for i in 0..200u32 {
+        store
+            .progress("a", (i / 2) as u8, None, Some(&format!("{i} {message}")))
+            .unwrap();
+    }
+    let info = store.snapshot().unwrap();
+    store.close().unwrap();
+    let image = sim.file_bytes(&info.path).unwrap();
+    let history_len = u64::from_le_bytes(image[40..48].try_into().unwrap());
+    assert!(
+        history_len > 1 << 20,
+        "history section of {history_len} bytes"
+    );
+    let state = snapshot::read(&sim, &info.path).unwrap();
+    assert_eq!(state.history("a").unwrap().len(), 202);
 }
