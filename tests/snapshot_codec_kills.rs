@@ -554,3 +554,24 @@ fn a_v2_tasks_section_reads_through_short_reads_and_a_cut_is_named_where_it_ends
         }
     }
 }
+
+/// `reseal_for_fuzzing` (what lets a fuzzer's damage reach the section decoders) also reseals
+/// an image of exactly the 64-byte v2 header with empty sections: it then fails in the tasks
+/// section (offset 64, no idempotency keys to read), not at the header checksum (60). Kills
+/// `image.len() < HEADER_LEN` → `<=` in `v2::reseal`.
+#[test]
+fn resealing_a_header_only_v2_image_lets_it_reach_the_tasks_section() {
+    let path = Path::new(PATH);
+    let mut image = v2_image(V2Header::at(5), &[], &[]);
+    assert_eq!(image.len(), 64);
+    image[60..64].fill(0);
+    assert_eq!(
+        corrupt_offset("unsealed", snapshot::decode(path, &image)),
+        60
+    );
+    snapshot::reseal_for_fuzzing(&mut image);
+    assert_eq!(
+        corrupt_offset("resealed", snapshot::decode(path, &image)),
+        64
+    );
+}
