@@ -575,3 +575,48 @@ fn resealing_a_header_only_v2_image_lets_it_reach_the_tasks_section() {
         64
     );
 }
+
+/// A snapshot written through the file sink's bounded buffers keeps every byte in place when a
+/// history longer than the 1 MiB append buffer goes straight to the file: taken twice (the
+/// second copies the history from the first snapshot's file instead of filling it from the
+/// log), with an idempotency key in the tasks section's tail, both read back the same history
+/// and the key. Kills `appending.len() + bytes.len() > APPEND_BUFFER_BYTES` → `<` in
+/// `FileSink::append` (the buffered tail of the tasks section left unwritten until after the
+/// long history, then written over that history's last bytes).
+#[test]
+fn a_history_longer_than_the_write_buffer_survives_a_second_snapshot() {
+    let sim = SimStorage::new(1517);
+    let store = sim_store(&sim);
+    store
+        .submit(NewTask::new("job").id("a").request_id("req-a"))
+        .unwrap();
+    store.start("a").unwrap();
+    let message = "m".repeat(8 << 10);
+    for i in 0..200u32 {
+        store
+            .progress("a", (i / 2) as u8, None, Some(&format!("{i} {message}")))
+            .unwrap();
+    }
+    let first = store.snapshot().unwrap();
+    store.submit(NewTask::new("job").id("b")).unwrap();
+    let second = store.snapshot().unwrap();
+    store.close().unwrap();
+    let events = |path: &Path| {
+        let state =
+            snapshot::read(&sim, path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            state.request_ids.get("req-a").map(String::as_str),
+            Some("a"),
+            "{}",
+            path.display()
+        );
+        format!("{:?}", state.history("a").unwrap().events().unwrap())
+    };
+    let from_log = events(&first.path);
+    assert!(from_log.len() > 1 << 20);
+    assert_eq!(
+        events(&second.path),
+        from_log,
+        "the second snapshot's history"
+    );
+}
