@@ -138,18 +138,26 @@ macro_rules! storage_but_open_passes_to {
 #[macro_export]
 macro_rules! log_passes_to {
     ($wal:tt) => {
-        fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
-            self.$wal.submit(payloads)
-        }
-        fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
-            self.$wal.wait_durable(lsn)
-        }
         fn replay(
             &self,
             from: u64,
             f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
         ) -> tasklog::Result<u64> {
             self.$wal.replay(from, f)
+        }
+        $crate::log_but_replay_passes_to!($wal);
+    };
+}
+
+/// [`log_passes_to!`] without `replay`, for test logs that change what a replay delivers.
+#[macro_export]
+macro_rules! log_but_replay_passes_to {
+    ($wal:tt) => {
+        fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
+            self.$wal.submit(payloads)
+        }
+        fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
+            self.$wal.wait_durable(lsn)
         }
         fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
             self.$wal.truncate_before(lsn)
