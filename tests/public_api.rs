@@ -30,6 +30,7 @@ const PUBLIC: &[&str] = &[
     "tasklog::task::EventKind",
     "tasklog::task::Timestamp",
     "tasklog::store::HistoryEvent",
+    "tasklog::store::HistoryStep",
     "tasklog::store::Stats",
     "tasklog::store::Subscription",
     "tasklog::store::Committed",

@@ -90,9 +90,6 @@ struct FlippingFile {
 }
 
 impl StorageFile for FlippingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut bad = buf.to_vec();
         if let Some(b) = bad.get_mut(buf.len() / 2) {
@@ -100,24 +97,7 @@ impl StorageFile for FlippingFile {
         }
         self.inner.write_all_at(&bad, offset)
     }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn zeros_from(&self) -> io::Result<u64> {
-        self.inner.zeros_from()
-    }
+    storage_file_passes_to!(inner; read_at, sync_data, sync_all, set_len, len, allocate, zeros_from);
 }
 
 impl Storage for FlipsBackupWrites {
@@ -214,5 +194,34 @@ fn a_rotation_keeping_zero_keeps_every_backup() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     assert_eq!(backup::list_rotated(&root).unwrap(), taken);
+    store.close().unwrap();
+}
+
+/// A clock stepped back: the root holds a complete backup named for a later time than now
+/// (taken before the clock was set back). The rotation names the new backup after it, so
+/// with `keep` 1 the new backup is the one kept. Before, the new backup's name sorted first
+/// and the rotation removed the backup it had just taken, keeping the older one.
+#[test]
+fn a_rotation_with_the_clock_behind_its_newest_backup_keeps_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let store = StoreOptions::new().open(tmp.path().join("db")).unwrap();
+    store.submit(NewTask::new("job").id("a")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let from_the_future = root.join("backup-29991231T235959.999Z");
+    store.backup(&from_the_future).unwrap();
+    store.submit(NewTask::new("job").id("b")).unwrap();
+
+    let rotated = backup::backup_rotate(&store, &root, 1).unwrap();
+    assert_eq!(
+        rotated.backup.dir,
+        root.join("backup-29991231T235959.999Z-1")
+    );
+    assert_eq!(rotated.removed, vec![from_the_future]);
+    assert_eq!(
+        backup::list_rotated(&root).unwrap(),
+        vec![rotated.backup.dir.clone()]
+    );
+    assert_eq!(rotated.backup.tasks, 2, "{rotated:?}");
     store.close().unwrap();
 }

@@ -46,27 +46,7 @@ impl StorageFile for ShortFile {
         let len = buf.len().min(SNAPSHOT_READ_BYTES_MAX);
         self.inner.read_at(&mut buf[..len], offset)
     }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn zeros_from(&self) -> io::Result<u64> {
-        self.inner.zeros_from()
-    }
+    storage_file_passes_to!(inner; write_all_at, sync_data, sync_all, set_len, len, allocate, zeros_from);
 }
 
 impl Storage for ShortReads {

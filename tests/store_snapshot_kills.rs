@@ -90,27 +90,10 @@ struct LongFile {
 }
 
 impl StorageFile for LongFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
     fn len(&self) -> io::Result<u64> {
         Ok(self.len)
     }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
+    storage_file_passes_to!(inner; read_at, write_all_at, sync_data, sync_all, set_len, allocate);
 }
 
 impl Storage for ClaimedLen {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::{all_records, sim_dir};
 use tasklog::wal::sim::SimStorage;
-use tasklog::wal::storage::{FileBytes, StorageFile};
+use tasklog::wal::storage::StorageFile;
 use tasklog::wal::{OpenMode, Storage, Wal, WalOptions};
 
 #[derive(Debug, Default)]
@@ -87,46 +87,11 @@ struct GatedFile {
 }
 
 impl StorageFile for GatedFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.gate.pass();
         self.inner.write_all_at(buf, offset)
     }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.inner.preallocate(len)
-    }
-    fn zeros_from(&self) -> io::Result<u64> {
-        self.inner.zeros_from()
-    }
-    fn drop_cache(&self) -> io::Result<()> {
-        self.inner.drop_cache()
-    }
-    fn map_all(&self) -> io::Result<FileBytes> {
-        self.inner.map_all()
-    }
-    fn read_all(&self) -> io::Result<Vec<u8>> {
-        self.inner.read_all()
-    }
-    fn read_prefix(&self, max: u64) -> io::Result<Vec<u8>> {
-        self.inner.read_prefix(max)
-    }
+    storage_file_passes_to!(inner; read_at, sync_data, sync_all, set_len, len, allocate, preallocate, zeros_from, drop_cache, map_all, read_all, read_prefix);
 }
 
 impl Storage for WriteGate {

@@ -124,31 +124,11 @@ struct SpyFile {
 }
 
 impl StorageFile for SpyFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> std::io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<()> {
-        self.inner.allocate(len)
-    }
     fn map_all(&self) -> std::io::Result<FileBytes> {
         self.mapped.lock().unwrap().push(self.path.clone());
         self.inner.map_all()
     }
+    storage_file_passes_to!(inner; read_at, write_all_at, sync_data, sync_all, set_len, len, allocate);
 }
 
 impl Storage for MapSpy {

@@ -2,14 +2,14 @@
 //! kept leading for others was still writing, so a second writer could open the log and
 //! acknowledge a record the old leader's late write then overwrote.
 
+mod common;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasklog::wal::{
-    FileBytes, OpenMode, StdStorage, Storage, StorageFile, StorageLock, Wal, WalOptions,
-};
+use tasklog::wal::{OpenMode, StdStorage, Storage, StorageFile, StorageLock, Wal, WalOptions};
 
 /// Slows down writes holding the markers "HOLD" (200 ms) and "SLOW" (1.5 s: longer than
 /// a second writer needs to open the log and acknowledge a record, even on a busy machine).
@@ -17,9 +17,6 @@ use tasklog::wal::{
 struct SlowFile(Box<dyn StorageFile>);
 
 impl StorageFile for SlowFile {
-    fn read_at(&self, b: &mut [u8], o: u64) -> io::Result<usize> {
-        self.0.read_at(b, o)
-    }
     fn write_all_at(&self, b: &[u8], o: u64) -> io::Result<()> {
         if b.windows(4).any(|w| w == b"HOLD") {
             std::thread::sleep(Duration::from_millis(200));
@@ -29,30 +26,7 @@ impl StorageFile for SlowFile {
         }
         self.0.write_all_at(b, o)
     }
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.0.sync_all()
-    }
-    fn set_len(&self, l: u64) -> io::Result<()> {
-        self.0.set_len(l)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.0.len()
-    }
-    fn allocate(&self, l: u64) -> io::Result<()> {
-        self.0.allocate(l)
-    }
-    fn preallocate(&self, l: u64) -> io::Result<()> {
-        self.0.preallocate(l)
-    }
-    fn map_all(&self) -> io::Result<FileBytes> {
-        self.0.map_all()
-    }
-    fn read_all(&self) -> io::Result<Vec<u8>> {
-        self.0.read_all()
-    }
+    storage_file_passes_to!(0; read_at, sync_data, sync_all, set_len, len, allocate, preallocate, map_all, read_all);
 }
 
 #[derive(Debug)]

@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::recovery::META_RECOVERY;
 use crate::error::Result;
 use crate::store::{Filter, HistoryEvent, Store};
-use crate::task::{TaskState, Timestamp};
+use crate::task::{Task, TaskState, Timestamp};
 
 /// "Recent" failures are those of the last hour.
 pub const RECENT_FAILURE_WINDOW_SECS: i64 = 3_600;
@@ -76,7 +76,7 @@ pub struct RecoveryFigures {
 }
 
 /// One recovery attempt found in a history.
-struct Attempt {
+pub(super) struct Attempt {
     at: Timestamp,
     strategy: String,
 }
@@ -114,8 +114,52 @@ fn attempts(history: &[HistoryEvent]) -> Vec<Attempt> {
     out
 }
 
-/// Computes seed 003's figures from `store` at `now`. Reads every live task's history once
-/// (the cost of `stats` grows with the number of events).
+/// True when `task`'s history may hold a recovery attempt ([`attempts`]), judged without
+/// decoding it: a task interrupted back to pending and then completed keeps no trace of it in
+/// its fields, but every attempt is a recovery record, which stays in the task's metadata, or
+/// an interruption, which moved the task from running to pending or failed, the only two
+/// places the store lets an interruption go (what the entry headers of
+/// [`Store::history_steps`] say without decoding an event). A requeue or a plain failure makes
+/// the same move: those tasks are read, and `attempts` finds nothing in them; tasks that only
+/// ever completed or were cancelled are not. Missed, as leaving neither trace: a recovery that
+/// completed its task and whose record was later removed from the metadata by hand, and an
+/// imported history (re-recorded as it is) claiming an interruption to completed or cancelled.
+fn may_hold_attempts(store: &Store, task: &Task) -> Result<bool> {
+    if task.metadata.contains_key(META_RECOVERY) {
+        return Ok(true);
+    }
+    Ok(store.history_steps(&task.id)?.iter().any(|s| {
+        s.from == Some(TaskState::Running)
+            && matches!(s.to, Some(TaskState::Pending | TaskState::Failed))
+    }))
+}
+
+/// The recovery attempts of `task` (read from its history only when it
+/// [`may_hold_attempts`]); `None` when the task was removed meanwhile (a walk over the tasks
+/// skips it).
+pub(super) fn attempts_of(store: &Store, task: &Task) -> Result<Option<Vec<Attempt>>> {
+    let history = match may_hold_attempts(store, task) {
+        Ok(false) => return Ok(Some(Vec::new())),
+        Ok(true) => store.history(&task.id),
+        Err(e) => Err(e),
+    };
+    match history {
+        Ok(h) => Ok(Some(attempts(&h))),
+        Err(crate::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds `found` to the count of attempts by strategy.
+pub(super) fn count_by_strategy(found: &[Attempt], by_strategy: &mut BTreeMap<String, u64>) {
+    for a in found {
+        *by_strategy.entry(a.strategy.clone()).or_default() += 1;
+    }
+}
+
+/// Computes seed 003's figures from `store` at `now`. Reads the history of each task that
+/// [`may_hold_attempts`] (the others' entry headers only: the cost of `stats` grows with the
+/// number of tasks, and with the events of the interrupted, requeued and failed ones).
 pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures> {
     let since_24h = now.plus_millis(-METRICS_WINDOW_SECS * 1000);
     let since_1h = now.plus_millis(-RECENT_FAILURE_WINDOW_SECS * 1000);
@@ -143,17 +187,10 @@ pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures
             }
             _ => {}
         }
-        // NOTE: every history is read: a task interrupted back to pending and then completed
-        // keeps no trace of it in its fields. The cost is one pass over the events.
-        let found = match store.history(&t.id) {
-            Ok(h) => attempts(&h),
-            // Removed since its page was read.
-            Err(crate::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
+        let Some(found) = attempts_of(store, &t)? else {
+            return Ok(());
         };
-        for a in &found {
-            *by_strategy.entry(a.strategy.clone()).or_default() += 1;
-        }
+        count_by_strategy(&found, &mut by_strategy);
         for (i, a) in found.iter().enumerate() {
             if a.at < since_24h {
                 continue;

@@ -26,6 +26,8 @@ use crate::error::{Error, Result};
 use crate::wal::segment::SegmentHeader;
 use crate::wal::{OpenMode, Storage};
 
+mod names;
+
 /// The manifest's file name inside a backup.
 pub const MANIFEST: &str = "BACKUP";
 /// Magic bytes at the start of a manifest.
@@ -333,8 +335,10 @@ pub struct RotatedBackup {
     pub interrupted_removed: Vec<PathBuf>,
 }
 
-/// Writes a new backup of `store` into `root/backup-<UTC time>`, then keeps the newest `keep`
-/// complete backups there (`keep` 0: keep all) and removes interrupted ones. Real file system
+/// Writes a new backup of `store` into `root/backup-<UTC time>` (with `-<n>` appended when that
+/// name is taken, or when the clock is behind the newest backup there: the new backup always
+/// sorts last), then keeps the newest `keep` complete backups there (`keep` 0: keep all) and
+/// removes interrupted ones. Real file system
 /// only (it removes directories); a `root/LOCK` keeps two rotations apart.
 pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedBackup> {
     let std = crate::wal::StdStorage;
@@ -343,18 +347,8 @@ pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedB
     let lock_file = root.join("LOCK");
     let _lock = crate::wal::lock::acquire(&std, root, &lock_file, std::time::Duration::ZERO)?;
     let interrupted_removed = remove_interrupted(root)?;
-    let mut name = format!(
-        "{ROTATED_PREFIX}{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-    );
-    let mut n = 1;
-    while root.join(&name).exists() {
-        name = format!(
-            "{ROTATED_PREFIX}{}-{n}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-        );
-        n += 1;
-    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let name = names::next(&stamp, &prefixed_entries(root)?);
     let backup = store.backup(root.join(&name))?;
     let mut removed = Vec::new();
     if keep > 0 {
@@ -376,8 +370,8 @@ pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedB
     })
 }
 
-/// The complete backups (valid manifest) under `root`, oldest first (by name, which is the
-/// time they were taken).
+/// The complete backups (valid manifest) under `root`, oldest first (by name: the time they
+/// were taken, then the number a rotation appends when that time's name is taken).
 pub fn list_rotated(root: &Path) -> Result<Vec<PathBuf>> {
     let std = crate::wal::StdStorage;
     Ok(rotated_dirs(root)?
@@ -407,8 +401,23 @@ fn rotated_dirs(root: &Path) -> Result<Vec<PathBuf>> {
                     .is_some_and(|n| n.starts_with(ROTATED_PREFIX))
         })
         .collect();
-    out.sort();
+    out.sort_by(|a, b| names::compare(&file_name_text(a), &file_name_text(b)));
     Ok(out)
+}
+
+fn file_name_text(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name().unwrap_or_default().to_string_lossy()
+}
+
+/// The names of every entry under `root` (directory or not) that starts with the rotation's
+/// prefix: a new backup's name must be none of them.
+fn prefixed_entries(root: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_dir(root)
+        .map_err(|e| Error::io("list", root, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(ROTATED_PREFIX))
+        .collect())
 }
 
 /// Removes the backup directories under `root` that have no valid manifest: interrupted runs

@@ -223,6 +223,18 @@ pub struct HistoryEvent {
     pub details: Value,
 }
 
+/// One event of a task's history as its states say it: where it moved the task, not what it
+/// was ([`crate::Store::history_steps`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryStep {
+    /// The event's log sequence number.
+    pub lsn: u64,
+    /// The state before (None for the first event).
+    pub from: Option<TaskState>,
+    /// The state after (None once the task was removed).
+    pub to: Option<TaskState>,
+}
+
 impl History {
     /// Appends one event.
     pub fn push(
@@ -604,6 +616,25 @@ impl History {
             .filter(|(_, from, to, _)| is_start(*from, *to))
             .map(|(lsn, ..)| lsn)
             .last()
+    }
+
+    /// The LSN and the states before and after of every event, oldest first, without decoding
+    /// any event: the entry headers, from memory or one read of the snapshot file, never from
+    /// the log.
+    pub fn steps(&self) -> Result<Vec<HistoryStep>> {
+        let shared = self.shared_bytes()?;
+        let mut out = Vec::with_capacity(self.len());
+        for entry in self.raw_entries(&shared) {
+            let (lsn, from, to, _) = entry?;
+            out.push(HistoryStep { lsn, from, to });
+        }
+        for entry in refs(self.refs()) {
+            let (lsn, header, _) = entry.map_err(bad)?;
+            let (from, to) = states(header).map_err(bad)?;
+            out.push(HistoryStep { lsn, from, to });
+        }
+        self.check_count(out.len() as u64)?;
+        Ok(out)
     }
 
     /// Decodes every event of a history that does not read the log (see

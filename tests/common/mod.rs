@@ -138,18 +138,26 @@ macro_rules! storage_but_open_passes_to {
 #[macro_export]
 macro_rules! log_passes_to {
     ($wal:tt) => {
-        fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
-            self.$wal.submit(payloads)
-        }
-        fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
-            self.$wal.wait_durable(lsn)
-        }
         fn replay(
             &self,
             from: u64,
             f: &mut dyn FnMut(u64, &[u8]) -> tasklog::Result<()>,
         ) -> tasklog::Result<u64> {
             self.$wal.replay(from, f)
+        }
+        $crate::log_but_replay_passes_to!($wal);
+    };
+}
+
+/// [`log_passes_to!`] without `replay`, for test logs that change what a replay delivers.
+#[macro_export]
+macro_rules! log_but_replay_passes_to {
+    ($wal:tt) => {
+        fn submit(&self, payloads: &[&[u8]]) -> tasklog::Result<tasklog::wal::Ticket> {
+            self.$wal.submit(payloads)
+        }
+        fn wait_durable(&self, lsn: u64) -> tasklog::Result<()> {
+            self.$wal.wait_durable(lsn)
         }
         fn truncate_before(&self, lsn: u64) -> tasklog::Result<tasklog::wal::TruncateReport> {
             self.$wal.truncate_before(lsn)
@@ -171,6 +179,82 @@ macro_rules! log_passes_to {
         }
         fn close(&self) -> tasklog::Result<()> {
             self.$wal.close()
+        }
+    };
+}
+
+/// Inside `impl tasklog::wal::StorageFile for T`: the listed methods, each passed unchanged to
+/// `self.$inner`, for test files that change one or two methods (a short read, a held write):
+/// `storage_file_passes_to!(inner; sync_data, sync_all, set_len, len, allocate);`. Methods left
+/// out of the list keep the trait's default (or the test's own body).
+#[macro_export]
+macro_rules! storage_file_passes_to {
+    ($inner:tt; $($method:ident),+ $(,)?) => {
+        $($crate::storage_file_passes_to!(@one $inner $method);)+
+    };
+    (@one $inner:tt read_at) => {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            self.$inner.read_at(buf, offset)
+        }
+    };
+    (@one $inner:tt write_all_at) => {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.$inner.write_all_at(buf, offset)
+        }
+    };
+    (@one $inner:tt sync_data) => {
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.$inner.sync_data()
+        }
+    };
+    (@one $inner:tt sync_all) => {
+        fn sync_all(&self) -> std::io::Result<()> {
+            self.$inner.sync_all()
+        }
+    };
+    (@one $inner:tt set_len) => {
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.$inner.set_len(len)
+        }
+    };
+    (@one $inner:tt len) => {
+        fn len(&self) -> std::io::Result<u64> {
+            self.$inner.len()
+        }
+    };
+    (@one $inner:tt allocate) => {
+        fn allocate(&self, len: u64) -> std::io::Result<()> {
+            self.$inner.allocate(len)
+        }
+    };
+    (@one $inner:tt preallocate) => {
+        fn preallocate(&self, len: u64) -> std::io::Result<()> {
+            self.$inner.preallocate(len)
+        }
+    };
+    (@one $inner:tt zeros_from) => {
+        fn zeros_from(&self) -> std::io::Result<u64> {
+            self.$inner.zeros_from()
+        }
+    };
+    (@one $inner:tt drop_cache) => {
+        fn drop_cache(&self) -> std::io::Result<()> {
+            self.$inner.drop_cache()
+        }
+    };
+    (@one $inner:tt map_all) => {
+        fn map_all(&self) -> std::io::Result<tasklog::wal::FileBytes> {
+            self.$inner.map_all()
+        }
+    };
+    (@one $inner:tt read_all) => {
+        fn read_all(&self) -> std::io::Result<Vec<u8>> {
+            self.$inner.read_all()
+        }
+    };
+    (@one $inner:tt read_prefix) => {
+        fn read_prefix(&self, max: u64) -> std::io::Result<Vec<u8>> {
+            self.$inner.read_prefix(max)
         }
     };
 }
