@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::sim_store;
 use serde_json::{Value, json};
 use tasklog::runtime::META_KIND;
-use tasklog::store::{Change, Mutation};
+use tasklog::store::{Change, KindSettings, Mutation};
 use tasklog::store::{Store, StoreOptions};
 use tasklog::task::limits::TEXT_BYTES_MAX;
 use tasklog::wal::RECORD_BYTES_MAX;
@@ -230,12 +230,12 @@ fn a_task_created_started_and_finished_in_one_batch_is_judged_by_its_own_kind() 
 }
 
 /// `admit`, the same for a task created before the batch: a pending task of a paused kind
-/// started and completed in one batch. Found while triaging the mutants above: the task is
-/// terminal in the batch's view, so `current_active` finds no metadata, and no `created`
-/// event of the batch names it: the start is admitted without any rule (pause, concurrency,
-/// rate) being checked.
+/// started and completed in one batch is refused, as is one whose kind is at its running
+/// limit. Found while triaging the mutants above (a real bug, fixed in session 15): the task is
+/// terminal in the batch's view, so `current_active` found no metadata, and no `created` event
+/// of the batch names it: the start was admitted without any rule (pause, running limit, rate)
+/// being checked. The task's metadata before the batch now judges it.
 #[test]
-#[ignore = "bug: a batch that starts and finishes an existing task bypasses the kind's admission rules (store/mod.rs admit, meta_of)"]
 fn an_existing_task_started_and_finished_in_one_batch_is_judged_by_its_kind() {
     let sim = SimStorage::new(46);
     let store = sim_store(&sim);
@@ -246,6 +246,24 @@ fn an_existing_task_started_and_finished_in_one_batch_is_judged_by_its_kind() {
         .expect_err("a paused kind's task started and completed in one batch");
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
     assert_eq!(store.get("t").unwrap().state, TaskState::Pending);
+
+    // A running limit of 1, reached: the second task cannot run even for the length of a
+    // batch; once the first finishes, it can.
+    store
+        .set_kind_settings("one", KindSettings::new().max_running(1))
+        .unwrap();
+    store
+        .batch(vec![submit_of("a", "one"), submit_of("b", "one")])
+        .unwrap();
+    store.batch(vec![start_of("a")]).unwrap();
+    let err = store
+        .batch(vec![start_of("b"), complete_of("b")])
+        .expect_err("a task over its kind's running limit started and completed in one batch");
+    assert!(matches!(err, Error::Throttled { .. }), "{err}");
+    assert_eq!(store.get("b").unwrap().state, TaskState::Pending);
+    store.batch(vec![complete_of("a")]).unwrap();
+    store.batch(vec![start_of("b"), complete_of("b")]).unwrap();
+    assert_eq!(store.get("b").unwrap().state, TaskState::Completed);
 }
 
 /// The snapshot files on `sim` under `/db/snapshots` (temp files left out).

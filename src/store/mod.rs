@@ -399,9 +399,10 @@ impl Store {
             return Ok(());
         }
         let events = &staged.events;
-        // The task's metadata as the batch sees it: the live task's, or, for a task this
-        // batch creates, its `created` event's (so a submit and start together are checked).
-        // Only starts are admitted, and a task that starts is pending: never a terminal one.
+        // The metadata of a task this batch starts: as the batch leaves it while it is still
+        // active; for a task this batch creates, its `created` event's (so a submit and start
+        // together are checked); for a task the batch starts and also finishes, as it was
+        // before the batch (it was pending then, or the start would have been refused).
         let meta_of = |id: &str| {
             staged
                 .current_active(st, id)
@@ -414,6 +415,7 @@ impl Store {
                         _ => None,
                     })
                 })
+                .or_else(|| st.active_task(id).map(|t| &t.metadata))
         };
         gate.admit(st, events, meta_of, now.0)
     }
