@@ -128,3 +128,42 @@ fn a_segment_removed_by_someone_else_is_an_io_error_naming_it() {
     // The log did not move its start: the missing file is damage, not a compaction.
     assert_eq!(wal.first_lsn(), 1);
 }
+
+/// Covered damage a replay passes over is noted once per segment in `Wal::covered_damage`,
+/// also when it appeared after the open (so the open's own list did not have it) and however
+/// many replays pass over it. Kills the dedupe of those notes in `replay_range` (`delete !`:
+/// never noted; `==` → `!=`: noted again by every replay), open since session 10.
+#[test]
+fn covered_damage_a_replay_passes_over_is_noted_once() {
+    let sim = SimStorage::new(73);
+    let wal = common::open_sim(&sim, small_opts()).unwrap();
+    let mut i = 0u64;
+    while sim_segments(&sim, &sim_dir()).len() < 3 {
+        wal.append(&payload(i)).unwrap();
+        i += 1;
+    }
+    wal.close().unwrap();
+    drop(wal);
+    let segments = sim_segments(&sim, &sim_dir());
+    let second = &segments[1];
+    let covered = first_lsn(second) + 3;
+    let (wal, report) =
+        Wal::open_covered(Arc::new(sim.clone()), sim_dir(), small_opts(), covered).unwrap();
+    assert!(report.covered_damage.is_empty(), "{report:?}");
+    // Damage the first record of the second segment (below `covered`) behind the log's back.
+    let mut bytes = sim.file_bytes(second).unwrap();
+    bytes[48 + 24 + 2] ^= 0xFF;
+    sim.put_file(second, bytes);
+    for round in 0..3 {
+        let mut delivered = Vec::new();
+        wal.replay(covered + 1, &mut |lsn, _| {
+            delivered.push(lsn);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(delivered.first(), Some(&(covered + 1)), "round {round}");
+        let notes = wal.covered_damage();
+        assert_eq!(notes.len(), 1, "round {round}: {notes:?}");
+        assert_eq!(&notes[0].0, second, "round {round}");
+    }
+}
