@@ -261,3 +261,59 @@ pub(super) fn with_etag(mut resp: Response, version: u64) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tasklog::runtime::{META_KIND, META_NOT_BEFORE};
+    use tasklog::{NewTask, StoreOptions};
+
+    use super::*;
+
+    fn claim(kinds: Option<&[&str]>) -> Claim {
+        Claim {
+            owner: "w1".into(),
+            actor: "w1".into(),
+            kinds: kinds.map(|k| k.iter().map(|s| s.to_string()).collect()),
+            lease_ms: 1_000,
+        }
+    }
+
+    /// `Claim::accepts` re-checks the store's copy of a task the ready queue offered: the
+    /// queue may lag the store by an update still on its way (a task delayed, given another
+    /// kind, or started meanwhile), and a claim must then pass it over rather than start it.
+    /// Only a pending task, due now, of a kind the worker asked for (or of any kind when it
+    /// named none) is accepted. Kills `accepts` → `true` and its two `&&` → `||` (session 14's
+    /// "race guards"): each case below fails one condition alone.
+    #[test]
+    fn a_claim_accepts_only_a_pending_due_task_of_a_kind_it_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreOptions::new().open(dir.path()).unwrap();
+        let now_ms = 1_000_000;
+        let task = |id: &str, kind: &str, not_before_ms: i64| {
+            store
+                .submit(
+                    NewTask::new("t")
+                        .id(id)
+                        .meta(META_KIND, json!(kind))
+                        .meta(META_NOT_BEFORE, json!(not_before_ms)),
+                )
+                .unwrap()
+        };
+        let due = task("due", "mail", now_ms);
+        let later = task("later", "mail", now_ms + 1);
+        let other_kind = task("other", "sms", now_ms);
+        task("running", "mail", now_ms);
+        let running = store.start("running").unwrap();
+
+        let mail = claim(Some(&["mail"]));
+        assert!(mail.accepts(&due, now_ms));
+        assert!(!mail.accepts(&later, now_ms), "not due yet");
+        assert!(!mail.accepts(&other_kind, now_ms), "another kind");
+        assert!(!mail.accepts(&running, now_ms), "not pending");
+        let any = claim(None);
+        assert!(any.accepts(&other_kind, now_ms));
+        assert!(!any.accepts(&later, now_ms), "not due yet, any kind");
+        store.close().unwrap();
+    }
+}
