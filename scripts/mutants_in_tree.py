@@ -3,7 +3,7 @@
 
 cargo-mutants builds each mutant in a fresh copy of the tree, which on a 2-core machine costs
 60-90 s a mutant. This script takes the same mutants from cargo-mutants (`--list --json
---diff`), applies each one to the tree itself, runs the chosen tests with an incremental debug
+--diff`), applies each one to the tree itself, runs the chosen tests (first once on the unmutated tree, which must pass) with an incremental debug
 build (a few seconds when only one file of the library changed), and restores the file with
 `git checkout`. Verdicts mean what they mean for cargo-mutants: CAUGHT (the tests failed),
 MISSED (they passed), TIMEOUT (they ran past --timeout: counted as caught), UNVIABLE (the mutant
@@ -120,6 +120,12 @@ def main():
     out = open(a.output, "w", encoding="utf-8") if a.output else None
     counts = {}
     began = time.monotonic()
+    # The unmutated tree must pass: otherwise every mutant would count as caught (a `--test`
+    # naming a file that does not exist once made a whole run "caught in 0 s").
+    verdict, took = run_tests(a.test_args, a.timeout)
+    if verdict != "MISSED":
+        sys.exit(f"the tests do not pass on the unmutated tree ({verdict.lower()}, {took:.0f} s)")
+    print(f"baseline passes in {took:.0f} s", flush=True)
     print(f"{len(mutants)} mutants; tests: cargo test {' '.join(a.test_args)}", flush=True)
     for m in mutants:
         patch = subprocess.run(
