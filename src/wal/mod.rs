@@ -150,7 +150,7 @@ pub struct OpenReport {
 }
 
 /// Latency summary in microseconds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LatencySummary {
     pub count: u64,
     pub p50_us: u64,

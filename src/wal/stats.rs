@@ -43,8 +43,10 @@ fn bucket_upper(i: usize) -> u64 {
         return (i as u64).min(3);
     }
     let msb = (i / 4) as u32;
-    let sub = (i % 4) as u64;
-    ((4 + sub + 1) << (msb - 2)).saturating_sub(1)
+    let sub = (i % 4) as u128;
+    // In u128: the last bucket's bound, 8 << 61, does not fit in u64 (it wrapped to 0 once).
+    let upper = ((4 + sub + 1) << (msb - 2)) - 1;
+    u64::try_from(upper).unwrap_or(u64::MAX)
 }
 
 impl Default for Counters {
@@ -108,6 +110,144 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every bucket holds exactly the values from just above its predecessor's upper bound up to
+    /// its own, and that bound is within the promised quarter of an octave (about 19-25%) of
+    /// each value in it.
+    #[test]
+    fn each_value_lands_in_the_tightest_bucket_above_it() {
+        let mut values: Vec<u64> = (0..5_000).collect();
+        for shift in 12..64 {
+            let base = 1u64 << shift;
+            values.extend([base - 1, base, base + 1, base + base / 4, base + base / 2]);
+        }
+        values.push(u64::MAX);
+        for us in values {
+            let i = bucket_of(us);
+            assert!(i < BUCKETS, "{us}");
+            let upper = bucket_upper(i);
+            assert!(upper >= us, "{us} in bucket {i} bounded by {upper}");
+            if us < 4 {
+                assert_eq!((i, upper), (us as usize, us), "small values are exact");
+                continue;
+            }
+            if i == BUCKETS - 1 {
+                continue;
+            }
+            let below = if i == 8 { 3 } else { bucket_upper(i - 1) };
+            assert!(
+                below < us,
+                "{us} in bucket {i}, but bucket {} reaches {below}",
+                i - 1
+            );
+            assert!(
+                upper - us <= us / 4,
+                "{us} bounded by {upper}: more than 25% above it"
+            );
+        }
+        // Exact edges: 4..=4 is bucket 8, 7 is bucket 11, 8..=9 bucket 12.
+        assert_eq!(
+            [bucket_of(4), bucket_of(7), bucket_of(8), bucket_of(9)],
+            [8, 11, 12, 12]
+        );
+        assert_eq!(
+            [bucket_upper(8), bucket_upper(11), bucket_upper(12)],
+            [4, 7, 9]
+        );
+        assert_eq!(
+            bucket_upper(5),
+            3,
+            "the unused buckets 4..8 bound nothing above 3"
+        );
+    }
+
+    #[test]
+    fn counts_and_percentiles_follow_the_recorded_fsyncs() {
+        let c = Counters::default();
+        assert_eq!(c.latency(), LatencySummary::default(), "nothing recorded");
+        for _ in 0..98 {
+            c.record_fsync(Duration::from_micros(1_000));
+        }
+        c.record_fsync(Duration::from_micros(400_000));
+        c.record_fsync(Duration::from_micros(400_000));
+        assert_eq!(c.fsyncs.load(Ordering::Relaxed), 100);
+        let l = c.latency();
+        assert_eq!((l.count, l.max_us), (100, 400_000));
+        let thousand = bucket_upper(bucket_of(1_000));
+        assert_eq!((l.p50_us, l.p90_us), (thousand, thousand));
+        // The 99th of 100 is the first 400 ms one: its bucket's bound, cut to the exact maximum.
+        assert_eq!(l.p99_us, 400_000);
+
+        let one = Counters::default();
+        one.record_fsync(Duration::from_micros(3));
+        let l = one.latency();
+        assert_eq!(
+            (l.count, l.p50_us, l.p90_us, l.p99_us, l.max_us),
+            (1, 3, 3, 3, 3)
+        );
+
+        // A percentile's rank rounds up: of 10 values, the 50th percentile is the 5th, the 90th
+        // the 9th, the 99th the 10th.
+        let ten = Counters::default();
+        for us in [1, 2, 3, 10, 20, 30, 40, 50, 60, 70] {
+            ten.record_fsync(Duration::from_micros(us));
+        }
+        let l = ten.latency();
+        assert_eq!(
+            (l.p50_us, l.p90_us, l.p99_us, l.max_us),
+            (
+                bucket_upper(bucket_of(20)),
+                bucket_upper(bucket_of(60)),
+                70,
+                70
+            )
+        );
+
+        let huge = Counters::default();
+        huge.record_fsync(Duration::MAX);
+        let l = huge.latency();
+        assert_eq!(
+            (l.p50_us, l.max_us),
+            (u64::MAX, u64::MAX),
+            "past u64 µs saturates"
+        );
+    }
+
+    /// Counts the events (log lines) emitted while it is the default subscriber.
+    struct CountEvents(std::sync::Arc<AtomicU64>);
+
+    impl tracing::Subscriber for CountEvents {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn only_an_fsync_of_a_second_or_more_is_logged() {
+        let events = std::sync::Arc::new(AtomicU64::new(0));
+        let c = Counters::default();
+        tracing::subscriber::with_default(CountEvents(events.clone()), || {
+            c.record_fsync(Duration::from_millis(999));
+            c.record_fsync(Duration::from_micros(10));
+            assert_eq!(
+                events.load(Ordering::Relaxed),
+                0,
+                "fast fsyncs are not logged"
+            );
+            c.record_fsync(SLOW_FSYNC);
+            assert_eq!(events.load(Ordering::Relaxed), 1, "a one-second fsync is");
+        });
+    }
 
     #[test]
     fn buckets_are_monotonic_and_bound_their_values() {
