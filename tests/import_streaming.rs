@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 
 use tasklog::Store;
 use tasklog::export::{
-    ImportMode, ImportOptions, import_json, import_json_bytes, import_json_staged, parse_import,
+    ImportMode, ImportOptions, SpooledDocument, import_json, import_json_bytes, import_json_staged,
+    import_json_staged_bytes, parse_import, validate_import_bytes,
 };
 
 mod counting_alloc;
@@ -280,4 +281,66 @@ fn a_staged_import_holds_ids_and_a_chunk_not_the_planned_tasks() {
         ids(&planned_store),
         "the same tasks either way"
     );
+}
+
+/// What `tasklog import` runs since session 16: the input copied into a private mapped file
+/// (`SpooledDocument`), validated and imported in place. The copy is not heap, and parsing in
+/// place adds none: the import's own peak stays the staged reader's constant, and the store it
+/// leaves is the one the reader path leaves.
+#[test]
+fn a_spooled_document_is_imported_in_place_as_the_reader_path_does() {
+    let _alone = alone();
+    const TASKS: usize = 24_000;
+    let (_, reader_store, _d1) = import_extra(TASKS, true);
+
+    let document = SpooledDocument::read_from(Generated::new(TASKS), "generated").expect("spool");
+    assert!(
+        document.bytes().len() > TASKS * 2048,
+        "the whole document was copied"
+    );
+    assert_eq!(
+        validate_import_bytes(document.bytes(), "generated").expect("valid"),
+        TASKS as u64
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let report = import_json_staged_bytes(
+        &store,
+        document.bytes(),
+        "generated",
+        &ImportOptions::new(),
+        |_, _| {},
+    )
+    .expect("import");
+    let extra = PEAK.load(Ordering::Relaxed) - before.max(LIVE.load(Ordering::Relaxed));
+    eprintln!("extra heap of an in-place import of {TASKS} tasks: {extra}");
+    assert_eq!(report.imported, TASKS as u64);
+    assert!(
+        extra < 1 << 20,
+        "an in-place import of a 50 MB document held {extra} heap bytes of its own"
+    );
+    assert_eq!(ids(&store), ids(&reader_store), "the same tasks either way");
+    assert_eq!(store.last_lsn(), reader_store.last_lsn());
+}
+
+/// A spooled copy reports a failing input once, as an OS error naming the input.
+#[test]
+fn a_spool_reports_a_read_error_once_with_its_source() {
+    let _alone = alone();
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the disk went away"))
+        }
+    }
+    let err = SpooledDocument::read_from(Failing, "flaky.json").expect_err("should fail");
+    let text = err.to_string();
+    assert!(text.contains("flaky.json"), "{text}");
+    assert_eq!(text.matches("the disk went away").count(), 1, "{text}");
+    let empty = SpooledDocument::read_from(std::io::empty(), "empty.json").expect("spool");
+    assert!(empty.bytes().is_empty());
+    let err = validate_import_bytes(empty.bytes(), "empty.json").expect_err("empty");
+    assert!(err.to_string().contains("empty.json"), "{err}");
 }

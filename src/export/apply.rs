@@ -9,6 +9,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
+use super::parse::Input;
 use super::rebuild::same_fields;
 use super::validate::Problems;
 use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, SourceFormat, parse_import};
@@ -124,11 +125,28 @@ pub fn import_json(
     input: impl Read,
     source_name: &str,
     options: &ImportOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    import_streamed(
+        store,
+        Input::Reader(Box::new(input)),
+        source_name,
+        options,
+        progress,
+    )
+}
+
+/// [`import_json`] from any input.
+fn import_streamed(
+    store: &Store,
+    input: Input<'_>,
+    source_name: &str,
+    options: &ImportOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
     let existing = existing_ids(store)?;
     let mut planner = Planner::new(&existing, options);
-    let (format, metadata) = super::parse::stream_import(input, source_name, &mut |t| {
+    let (format, metadata) = input.stream(source_name, &mut |t| {
         planner.add(t);
         progress(planner.seen, 0);
     })?;
@@ -159,10 +177,41 @@ pub fn import_json_staged(
     input: impl Read,
     source_name: &str,
     options: &ImportOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    import_staged(
+        store,
+        Input::Reader(Box::new(input)),
+        source_name,
+        options,
+        progress,
+    )
+}
+
+/// [`import_json_staged`] over a document in memory, e.g. a
+/// [`SpooledDocument`](super::SpooledDocument): the same checks, order and atomicity, parsed
+/// 2–3x faster (serde_json scans a slice in place and borrows strings without escapes). What
+/// `tasklog import` runs, on its copy of the input.
+pub fn import_json_staged_bytes(
+    store: &Store,
+    bytes: &[u8],
+    source_name: &str,
+    options: &ImportOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    import_staged(store, Input::Bytes(bytes), source_name, options, progress)
+}
+
+/// [`import_json_staged`] from any input.
+fn import_staged(
+    store: &Store,
+    input: Input<'_>,
+    source_name: &str,
+    options: &ImportOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
     if options.dry_run || !store.has_local_log() {
-        return import_json(store, input, source_name, options, progress);
+        return import_streamed(store, input, source_name, options, progress);
     }
     let existing = existing_ids(store)?;
     let mut outcome: Option<ImportReport> = None;
@@ -170,7 +219,7 @@ pub fn import_json_staged(
         let mut planner = Planner::new(&existing, options);
         let mut fed = 0usize;
         let mut refused: Option<Error> = None;
-        let streamed = super::parse::stream_import(input, source_name, &mut |t| {
+        let streamed = input.stream(source_name, &mut |t| {
             let Some(m) = planner.add_streaming(t) else {
                 return;
             };
@@ -489,7 +538,7 @@ impl<'e> Planner<'e> {
             existing,
             options,
             mut report,
-            mut historical,
+            historical,
             imports,
             follow_ups,
             kept,
@@ -509,14 +558,45 @@ impl<'e> Planner<'e> {
         if options.dry_run {
             return Ok((PlanParts::default(), report));
         }
-        historical.sort_by_key(|(key, _)| *key);
+        // Sorted as (key, place) pairs, then permuted in place: a mutation is a few hundred
+        // bytes, and sorting them directly moved each about log2(n) times (a tenth of a large
+        // import's time). Keys are unique (LSN, task number, event number), so an unstable sort
+        // gives the same order as a stable one.
+        let mut order: Vec<((u64, u64, usize), usize)> = historical
+            .iter()
+            .enumerate()
+            .map(|(place, (key, _))| (*key, place))
+            .collect();
+        order.sort_unstable();
+        let mut historical: Vec<Mutation> = historical.into_iter().map(|(_, m)| m).collect();
+        permute(
+            &mut historical,
+            order.into_iter().map(|(_, place)| place).collect(),
+        );
         let parts = PlanParts {
             removals,
-            historical: historical.into_iter().map(|(_, m)| m).collect(),
+            historical,
             imports,
             follow_ups,
         };
         Ok((parts, report))
+    }
+}
+
+/// Reorders `items` so that `items[j]` becomes the old `items[from[j]]` (`from` a permutation
+/// of `0..items.len()`), by following its cycles: each item is moved once, nothing is copied.
+fn permute<T>(items: &mut [T], mut from: Vec<usize>) {
+    const DONE: usize = usize::MAX;
+    for start in 0..from.len() {
+        let mut j = start;
+        while let Some(slot) = from.get_mut(j).filter(|src| **src != DONE) {
+            let src = std::mem::replace(slot, DONE);
+            if src == start || src >= items.len() {
+                break;
+            }
+            items.swap(j, src);
+            j = src;
+        }
     }
 }
 
@@ -558,5 +638,27 @@ pub(crate) fn persistable(task: Task) -> Task {
         version: 0,
         last_lsn: 0,
         ..task
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_puts_each_item_where_the_permutation_says() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for n in [0usize, 1, 2, 3, 10, 257] {
+            for _ in 0..20 {
+                let mut from: Vec<usize> = (0..n).collect();
+                rng.shuffle(&mut from);
+                let old: Vec<String> = (0..n).map(|i| format!("item {i}")).collect();
+                let mut items = old.clone();
+                permute(&mut items, from.clone());
+                let want: Vec<String> = from.iter().map(|&i| old[i].clone()).collect();
+                assert_eq!(items, want, "n = {n}, from = {from:?}");
+            }
+        }
     }
 }

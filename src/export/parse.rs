@@ -265,6 +265,57 @@ pub fn validate_import_reader(input: impl std::io::Read, source_name: &str) -> R
     Ok(count)
 }
 
+/// Validates a document held in memory (e.g. a [`SpooledDocument`](super::SpooledDocument)) as
+/// [`validate_import_reader`] does. Parsing a slice is 2–3x faster than parsing a reader:
+/// serde_json then scans strings in place and borrows those without escapes.
+pub fn validate_import_bytes(bytes: &[u8], source_name: &str) -> Result<u64> {
+    let mut count = 0u64;
+    stream_import_bytes(bytes, source_name, &mut |_task| count += 1)?;
+    Ok(count)
+}
+
+/// Where a streamed import reads its document from.
+pub(crate) enum Input<'a> {
+    /// Read as a stream (at most [`IMPORT_BYTES_MAX`] bytes).
+    Reader(Box<dyn std::io::Read + 'a>),
+    /// Already in memory.
+    Bytes(&'a [u8]),
+}
+
+impl Input<'_> {
+    /// [`stream_import`] or [`stream_import_bytes`].
+    pub(crate) fn stream(
+        self,
+        source_name: &str,
+        sink: &mut dyn FnMut(ImportTask),
+    ) -> Result<(SourceFormat, BTreeMap<String, Value>)> {
+        match self {
+            Input::Reader(reader) => stream_import(reader, source_name, sink),
+            Input::Bytes(bytes) => stream_import_bytes(bytes, source_name, sink),
+        }
+    }
+}
+
+/// [`stream_import`] over a document in memory: the same checks, limits and messages.
+pub(crate) fn stream_import_bytes(
+    bytes: &[u8],
+    source_name: &str,
+    sink: &mut dyn FnMut(ImportTask),
+) -> Result<(SourceFormat, BTreeMap<String, Value>)> {
+    if bytes.len() as u64 > IMPORT_BYTES_MAX {
+        return Err(Error::TooLarge {
+            what: "import document",
+            len: bytes.len() as u64,
+            max: IMPORT_BYTES_MAX,
+        });
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let head = bytes.get(..4.min(bytes.len())).unwrap_or_default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let streamed = read_streamed(&mut de, head, source_name, sink)?;
+    Ok((streamed.format, streamed.metadata))
+}
+
 /// Reads a document from `input` (at most [`IMPORT_BYTES_MAX`] bytes, a UTF-8 byte-order mark
 /// skipped), passing each validated task to `sink` in document order. The sink's tasks only
 /// count when this returns `Ok`: a problem anywhere rejects the whole document.

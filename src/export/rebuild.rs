@@ -32,7 +32,8 @@ pub(crate) fn read_history(
     let mut events = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        let event_path = format!("{path}[{i}]");
+        // Rendered only for a problem: most events have none.
+        let event_path = || format!("{path}[{i}]");
         match read_event(item) {
             Ok(e) => {
                 let details = match e.kind {
@@ -41,9 +42,9 @@ pub(crate) fn read_history(
                 };
                 for (field, reason) in limits::event_violations(e.at, e.actor.as_deref(), &e.kind) {
                     let place = if field == "at" || field == "actor" {
-                        format!("{event_path}.{field}")
+                        format!("{}.{field}", event_path())
                     } else {
-                        format!("{event_path}{details}.{field}")
+                        format!("{}{details}.{field}", event_path())
                     };
                     problems.push(&place, reason);
                     ok = false;
@@ -51,7 +52,7 @@ pub(crate) fn read_history(
                 let prev = events.last().map_or(0, |p: &ImportEvent| p.lsn);
                 if !events.is_empty() && e.lsn <= prev {
                     problems.push(
-                        &format!("{event_path}.lsn"),
+                        &format!("{}.lsn", event_path()),
                         format!("{} does not follow {prev} (LSNs must increase)", e.lsn),
                     );
                     ok = false;
@@ -59,7 +60,7 @@ pub(crate) fn read_history(
                 events.push(e);
             }
             Err((field, message)) => {
-                problems.push(&format!("{event_path}{field}"), message);
+                problems.push(&format!("{}{field}", event_path()), message);
                 ok = false;
             }
         }

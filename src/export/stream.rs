@@ -312,7 +312,8 @@ fn finish(top: TopLevel<'_>, state: State<'_, '_>) -> Option<Streamed> {
     let mut found = count;
     for (key, value) in &entries {
         if key != "tasks" {
-            validate::report_duplicates(value, &validate::member_path("", key), problems);
+            let top = validate::Path::Text("");
+            validate::report_duplicates(value, &validate::Path::Member(&top, key), problems);
             if metadata.insert(key.to_string(), value.to_value()).is_some() {
                 problems.push(&validate::member_path("", key), "duplicate top-level key");
             }

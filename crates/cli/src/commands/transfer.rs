@@ -4,7 +4,7 @@
 //! or writes a store), then applied as one atomic batch.
 
 use std::fs::File;
-use std::io::{Read, Seek as _, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -253,16 +253,12 @@ pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<
             let (input, name) = read_input(a)?;
             // IMPORTANT: the whole document is validated before it is sent, so a rejected
             // import writes nothing (whatever the target).
-            drop(export::parse_import(&input, &name)?);
+            export::validate_import_bytes(&input, &name)?;
             (import_remote(remote, a, &input, &name)?, name)
         }
         None => {
             let (input, name) = open_input(a)?;
-            let file = (a.file.as_os_str() != "-").then_some(a.file.as_path());
-            (
-                import_direct(ctx, input, file, &name, &options)?.into(),
-                name,
-            )
+            (import_direct(ctx, input, &name, &options)?.into(), name)
         }
     };
     let verb = if r.dry_run {
@@ -328,17 +324,16 @@ fn import_remote(
         })
 }
 
-/// Imports the document, read as a stream. A dry run streams it through the planner against
-/// a read-only store and keeps only ids. A real import reads its input twice: first it
-/// validates all of it keeping only ids (stdin is first copied to a temporary file, up to
-/// the size limit), and only then opens the store for writing and reads it again, streaming
-/// each task into the import's staging segment (`export::import_json_staged`), so neither the
-/// document nor its validated tasks are ever all held. A file changed between the two readings
-/// is validated again on the second and refused whole.
+/// Imports the document. Its input (a file or stdin) is first copied into a private temporary
+/// file and mapped ([`export::SpooledDocument`], at most the size limit), so that it can be read
+/// twice and parsed in place: a dry run streams it through the planner against a read-only
+/// store and keeps only ids; a real import first validates all of it keeping only ids, and only
+/// then opens the store for writing and reads it again, streaming each task into the import's
+/// staging segment (`export::import_json_staged_bytes`), so neither a tree of the document nor
+/// its validated tasks are ever all held.
 fn import_direct(
     ctx: &Ctx,
     input: Box<dyn Read>,
-    file: Option<&Path>,
     name: &str,
     options: &ImportOptions,
 ) -> anyhow::Result<ImportReport> {
@@ -352,63 +347,36 @@ fn import_direct(
         }
         Ok(Store::open_with(&ctx.dir, StoreOptions::new().in_memory())?)
     };
+    let document = export::SpooledDocument::read_from(input, name)?;
+    let bytes = document.bytes();
     if options.dry_run {
-        return Ok(export::import_json(
-            &open_read()?,
-            input,
-            name,
-            options,
-            none,
+        let store = open_read()?;
+        return Ok(export::import_json_staged_bytes(
+            &store, bytes, name, options, none,
         )?);
     }
-    let mut spool = spool(input, file, name)?;
     // IMPORTANT: the whole document is validated before any store is opened for writing, so a
     // rejected import creates and writes nothing.
     let total = if exists && options.on_conflict == LibConflict::Fail {
         // A dry run against the store also refuses the conflicting ids.
         let check = options.clone().dry_run(true);
-        let r = export::import_json(&open_read()?, &mut spool, name, &check, none)?;
+        let r = export::import_json_staged_bytes(&open_read()?, bytes, name, &check, none)?;
         r.imported + r.overwritten + r.skipped
     } else {
-        export::validate_import_reader(&mut spool, name)?
+        export::validate_import_bytes(bytes, name)?
     };
-    spool
-        .rewind()
-        .with_context(|| format!("cannot read {name} again"))?;
     let store = ctx.open_write()?;
     let bar = ctx.ui.bar(total, "import");
     let progress = |done, _| bar.set_position(done);
     // A small document goes as one ordinary batch (a staging segment would cost it a sealed
     // segment of its own), planned whole: it is small.
     let result = if total < tasklog::store::IMPORT_STAGED_MIN_MUTATIONS as u64 {
-        export::import_json(&store, spool, name, options, progress)
+        export::import_json(&store, bytes, name, options, progress)
     } else {
-        export::import_json_staged(&store, spool, name, options, progress)
+        export::import_json_staged_bytes(&store, bytes, name, options, progress)
     };
     bar.finish_and_clear();
     finish_import(store, result)
-}
-
-/// The import input as a file that can be read twice: a file itself, or stdin copied to an
-/// anonymous temporary file (at most [`IMPORT_BYTES_MAX`] bytes).
-fn spool(input: Box<dyn Read>, file: Option<&Path>, name: &str) -> anyhow::Result<File> {
-    if let Some(path) = file {
-        // `open_input` opened the file as a reader; open it again for a seekable handle.
-        return File::open(path).with_context(|| format!("cannot open the import file {name}"));
-    }
-    let mut file = tempfile::tempfile().context("cannot create a temporary file for stdin")?;
-    let copied = std::io::copy(&mut input.take(IMPORT_BYTES_MAX + 1), &mut file)
-        .with_context(|| format!("cannot read {name}"))?;
-    if copied > IMPORT_BYTES_MAX {
-        return Err(Error::TooLarge {
-            what: "import document",
-            len: copied,
-            max: IMPORT_BYTES_MAX,
-        }
-        .into());
-    }
-    file.rewind().context("cannot read the copy of stdin")?;
-    Ok(file)
 }
 
 /// Closes the store after an import, first turning imported tasks with a cron `schedule`

@@ -299,8 +299,17 @@ async fn import_route(
         .dry_run(q.bool("dry_run")?.unwrap_or(false));
     let report = state
         .run(move |store| {
-            let report =
-                export::import_json_bytes(store, &bytes, "request body", &options, |_, _| {})?;
+            let name = "request body";
+            // A large document is validated whole first (nothing is written if it is refused),
+            // then streamed into the import's staging segment: its planned mutations are never
+            // all held. A small one goes as one ordinary batch (a staging segment would cost it
+            // a sealed segment of its own), as `tasklog import` does.
+            let tasks = export::validate_import_bytes(&bytes, name)?;
+            let report = if tasks < tasklog::store::IMPORT_STAGED_MIN_MUTATIONS as u64 {
+                export::import_json_bytes(store, &bytes, name, &options, |_, _| {})?
+            } else {
+                export::import_json_staged_bytes(store, &bytes, name, &options, |_, _| {})?
+            };
             // Imported tasks with a cron `schedule` (seed 000's scheduler) become schedules.
             if !report.dry_run {
                 tasklog::runtime::schedule::adopt_imported(store, tasklog::task::Timestamp::now())?;
