@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 
 use tasklog::Error;
-use tasklog::export::{IMPORT_STRING_BYTES_MAX, parse_import};
+use tasklog::export::{
+    IMPORT_BYTES_MAX, IMPORT_STRING_BYTES_MAX, parse_import, validate_import_bytes,
+};
 
 fn bad_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/bad")
@@ -139,5 +141,26 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     assert!(
         problems[0].contains("nested deeper than 128 levels"),
         "{problems:?}"
+    );
+}
+
+/// A document in memory one byte over `IMPORT_BYTES_MAX` is refused as too large before any of
+/// it is read; one of exactly the limit is read (and here refused as invalid JSON at its first
+/// byte). The zeroed buffers are allocated lazily, so the 1 GiB costs nothing until touched.
+#[test]
+fn a_document_in_memory_over_the_size_limit_is_refused_before_it_is_read() {
+    let limit = usize::try_from(IMPORT_BYTES_MAX).expect("fits");
+    let over = vec![0u8; limit + 1];
+    let err = validate_import_bytes(&over, "huge.json").expect_err("too large");
+    assert!(
+        matches!(err, Error::TooLarge { what: "import document", len, max } if len == IMPORT_BYTES_MAX + 1 && max == IMPORT_BYTES_MAX),
+        "{err:?}"
+    );
+    drop(over);
+    let at_limit = vec![0u8; limit];
+    let err = validate_import_bytes(&at_limit, "limit.json").expect_err("not JSON");
+    assert!(
+        matches!(err, Error::InvalidDocument { .. }),
+        "a document of exactly the limit is read: {err:?}"
     );
 }

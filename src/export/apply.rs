@@ -202,6 +202,25 @@ pub fn import_json_staged_bytes(
     import_staged(store, Input::Bytes(bytes), source_name, options, progress)
 }
 
+/// [`import_json_staged_bytes`] over a [`SpooledDocument`](super::SpooledDocument) (what
+/// `tasklog import` runs): the mapped copy's pages are released behind the parser, so that
+/// reading it keeps about 8 MiB of it resident rather than the whole document.
+pub fn import_json_spooled(
+    store: &Store,
+    document: &super::SpooledDocument,
+    source_name: &str,
+    options: &ImportOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    import_staged(
+        store,
+        Input::Spooled(document),
+        source_name,
+        options,
+        progress,
+    )
+}
+
 /// [`import_json_staged`] from any input.
 fn import_staged(
     store: &Store,

@@ -52,12 +52,16 @@ use crate::task::{EventKind, Task, Timestamp};
 pub use aliases::{field_alias, state_alias};
 pub use apply::{
     ImportMode, ImportOptions, ImportReport, OnConflict, check_conflicts, import_json,
-    import_json_bytes, import_json_staged, import_json_staged_bytes, import_parsed,
+    import_json_bytes, import_json_spooled, import_json_staged, import_json_staged_bytes,
+    import_parsed,
 };
 pub use atomic_file::{default_file_name, write_atomically};
 pub use csv_out::{HISTORY_CSV_COLUMNS, TASK_CSV_COLUMNS, export_history_csv, export_tasks_csv};
 pub use json_out::{ExportSummary, export_json, export_json_to_path};
-pub use parse::{parse_import, parse_import_reader, validate_import_bytes, validate_import_reader};
+pub use parse::{
+    parse_import, parse_import_reader, validate_import_bytes, validate_import_reader,
+    validate_import_spooled,
+};
 pub use spool::SpooledDocument;
 
 /// The `format` value of a tasklog export.

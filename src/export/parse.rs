@@ -234,7 +234,7 @@ pub fn parse_import(bytes: &[u8], source_name: &str) -> Result<ParsedImport> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let head = bytes.get(..4.min(bytes.len())).unwrap_or_default();
     let mut tasks = Vec::new();
-    let streamed = read_streamed(&mut de, head, source_name, &mut |t| tasks.push(t))?;
+    let streamed = read_streamed(&mut de, head, source_name, &mut |t| tasks.push(t), None)?;
     Ok(ParsedImport {
         format: streamed.format,
         tasks,
@@ -270,7 +270,18 @@ pub fn validate_import_reader(input: impl std::io::Read, source_name: &str) -> R
 /// serde_json then scans strings in place and borrows those without escapes.
 pub fn validate_import_bytes(bytes: &[u8], source_name: &str) -> Result<u64> {
     let mut count = 0u64;
-    stream_import_bytes(bytes, source_name, &mut |_task| count += 1)?;
+    stream_import_bytes(bytes, source_name, &mut |_task| count += 1, None)?;
+    Ok(count)
+}
+
+/// [`validate_import_bytes`] over a [`SpooledDocument`](super::SpooledDocument), releasing its
+/// pages behind the parser (see [`import_json_spooled`](super::import_json_spooled)).
+pub fn validate_import_spooled(
+    document: &super::SpooledDocument,
+    source_name: &str,
+) -> Result<u64> {
+    let mut count = 0u64;
+    Input::Spooled(document).stream(source_name, &mut |_task| count += 1)?;
     Ok(count)
 }
 
@@ -280,6 +291,8 @@ pub(crate) enum Input<'a> {
     Reader(Box<dyn std::io::Read + 'a>),
     /// Already in memory.
     Bytes(&'a [u8]),
+    /// A spooled copy, whose pages are released behind the parser.
+    Spooled(&'a super::SpooledDocument),
 }
 
 impl Input<'_> {
@@ -291,7 +304,18 @@ impl Input<'_> {
     ) -> Result<(SourceFormat, BTreeMap<String, Value>)> {
         match self {
             Input::Reader(reader) => stream_import(reader, source_name, sink),
-            Input::Bytes(bytes) => stream_import_bytes(bytes, source_name, sink),
+            Input::Bytes(bytes) => stream_import_bytes(bytes, source_name, sink, None),
+            Input::Spooled(document) => {
+                let result = stream_import_bytes(
+                    document.bytes(),
+                    source_name,
+                    sink,
+                    Some(&|at| document.release_behind(at)),
+                );
+                // The next reading starts from the front again.
+                document.release_all();
+                result
+            }
         }
     }
 }
@@ -301,6 +325,7 @@ pub(crate) fn stream_import_bytes(
     bytes: &[u8],
     source_name: &str,
     sink: &mut dyn FnMut(ImportTask),
+    behind: Option<&super::stream::Behind<'_>>,
 ) -> Result<(SourceFormat, BTreeMap<String, Value>)> {
     if bytes.len() as u64 > IMPORT_BYTES_MAX {
         return Err(Error::TooLarge {
@@ -312,7 +337,7 @@ pub(crate) fn stream_import_bytes(
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let head = bytes.get(..4.min(bytes.len())).unwrap_or_default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let streamed = read_streamed(&mut de, head, source_name, sink)?;
+    let streamed = read_streamed(&mut de, head, source_name, sink, behind)?;
     Ok((streamed.format, streamed.metadata))
 }
 
@@ -342,7 +367,7 @@ pub(crate) fn stream_import(
         head
     };
     let mut de = serde_json::Deserializer::from_reader(&mut input);
-    let result = read_streamed(&mut de, &head, source_name, sink);
+    let result = read_streamed(&mut de, &head, source_name, sink, None);
     drop(de);
     let read = input.get_ref().read;
     if let Some(e) = input.get_mut().error.take() {
@@ -404,6 +429,7 @@ fn read_streamed<'de, R: serde_json::de::Read<'de>>(
     head: &[u8],
     source_name: &str,
     sink: &mut dyn FnMut(ImportTask),
+    behind: Option<&super::stream::Behind<'_>>,
 ) -> Result<super::stream::Streamed> {
     let invalid = |problems: Vec<String>, total: usize| Error::InvalidDocument {
         source_name: source_name.to_string(),
@@ -416,7 +442,7 @@ fn read_streamed<'de, R: serde_json::de::Read<'de>>(
         count += 1;
         sink(t);
     };
-    let streamed = super::stream::read_stream(de, head, &mut problems, &mut counting)
+    let streamed = super::stream::read_stream(de, head, &mut problems, &mut counting, behind)
         .map_err(|p| invalid(vec![p], 1))?;
     match streamed {
         Some(s) if problems.is_empty() => {

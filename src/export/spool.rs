@@ -9,16 +9,24 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::IMPORT_BYTES_MAX;
 use crate::error::{Error, Result};
 
+/// Pages behind the parser are released in steps of this many bytes (a multiple of every page
+/// size in use).
+const RELEASE_STEP_BYTES: usize = 8 << 20;
+
 /// An import document (at most [`IMPORT_BYTES_MAX`] bytes) in a private temporary file, mapped
-/// read-only. See [`import_json_staged_bytes`](super::import_json_staged_bytes).
+/// read-only. See [`import_json_spooled`](super::import_json_spooled).
 #[derive(Debug)]
 pub struct SpooledDocument {
     /// `None` for an empty document (a file of length 0 cannot be mapped everywhere).
     map: Option<memmap2::Mmap>,
+    /// Bytes at the front of the map whose pages were last released (a multiple of
+    /// [`RELEASE_STEP_BYTES`]).
+    released: AtomicUsize,
     _file: File,
 }
 
@@ -27,16 +35,21 @@ impl SpooledDocument {
     /// maps it. A read error is reported once, as an OS error on `source_name`; an input over
     /// [`IMPORT_BYTES_MAX`] is refused as [`Error::TooLarge`] after reading one byte past it.
     pub fn read_from(input: impl Read, source_name: &str) -> Result<Self> {
+        Self::read_at_most(input, source_name, IMPORT_BYTES_MAX)
+    }
+
+    /// [`read_from`](Self::read_from) with the size limit given (tests use a small one).
+    fn read_at_most(input: impl Read, source_name: &str, max: u64) -> Result<Self> {
         let dir = std::env::temp_dir();
         let mut file = tempfile::tempfile_in(&dir)
             .map_err(|e| Error::io("create a temporary copy in", &dir, e))?;
-        let copied = std::io::copy(&mut input.take(IMPORT_BYTES_MAX + 1), &mut file)
+        let copied = std::io::copy(&mut input.take(max + 1), &mut file)
             .map_err(|e| Error::io("read", source_name, e))?;
-        if copied > IMPORT_BYTES_MAX {
+        if copied > max {
             return Err(Error::TooLarge {
                 what: "import document",
                 len: copied,
-                max: IMPORT_BYTES_MAX,
+                max,
             });
         }
         let map = if copied == 0 {
@@ -47,12 +60,64 @@ impl SpooledDocument {
                     .map_err(|e| Error::io("map the copy of", source_name, e))?,
             )
         };
-        Ok(SpooledDocument { map, _file: file })
+        Ok(SpooledDocument {
+            map,
+            released: AtomicUsize::new(0),
+            _file: file,
+        })
     }
 
     /// The document's bytes.
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or_default()
+    }
+
+    /// Drops the mapped pages wholly before `at` (a pointer into [`bytes`](Self::bytes); any
+    /// other is ignored) from this process, in steps of [`RELEASE_STEP_BYTES`]: a reading front
+    /// to back then keeps about one step resident instead of the whole document. The pages stay
+    /// in the page cache; touching them again reads them back unchanged.
+    pub(crate) fn release_behind(&self, at: *const u8) {
+        let Some(map) = &self.map else { return };
+        let offset = (at as usize).wrapping_sub(map.as_ptr() as usize);
+        if offset > map.len() {
+            return;
+        }
+        let upto = offset - offset % RELEASE_STEP_BYTES;
+        let from = self.released.load(Ordering::Relaxed);
+        if upto > from && release(map, from, upto - from) {
+            self.released.store(upto, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops every mapped page from this process (after a reading), so that the next reading
+    /// releases from the front again.
+    pub(crate) fn release_all(&self) {
+        let Some(map) = &self.map else { return };
+        release(map, 0, map.len());
+        self.released.store(0, Ordering::Relaxed);
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` over `len` bytes at `offset` of the map; false where not done.
+#[allow(unsafe_code)]
+fn release(map: &memmap2::Mmap, offset: usize, len: usize) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: the map is a shared (not private) read-only mapping of a file that nothing
+        // writes or truncates (see `map_private_copy`). MADV_DONTNEED on such a mapping only
+        // unmaps the pages from this process: a later access faults them back in from the page
+        // cache or the file, with the same bytes, so every `&[u8]` or `&str` borrowed from the
+        // map (the parser's borrowed strings) keeps reading what it read before. memmap2 marks
+        // the call unsafe for private mappings, where the pages would read back as zeros.
+        unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+                .is_ok()
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (map, offset, len);
+        false
     }
 }
 
@@ -71,4 +136,28 @@ fn map_private_copy(file: &File) -> std::io::Result<memmap2::Mmap> {
         let _ = map.advise(memmap2::Advice::Sequential);
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpooledDocument;
+    use crate::error::Error;
+
+    #[test]
+    fn a_document_of_exactly_the_limit_is_kept_and_one_byte_more_refused() {
+        let at_limit = SpooledDocument::read_at_most(&[b'x'; 10][..], "ten", 10).expect("fits");
+        assert_eq!(at_limit.bytes(), b"xxxxxxxxxx");
+        let over = SpooledDocument::read_at_most(&[b'x'; 11][..], "eleven", 10);
+        assert!(
+            matches!(
+                over,
+                Err(Error::TooLarge {
+                    len: 11,
+                    max: 10,
+                    ..
+                })
+            ),
+            "{over:?}"
+        );
+    }
 }

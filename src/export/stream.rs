@@ -35,6 +35,11 @@ pub(crate) struct Streamed {
 /// Where the tasks of a document go, one at a time, in document order.
 pub(crate) type Sink<'s> = dyn FnMut(ImportTask) + 's;
 
+/// Told, after each task, where in the input a string of that task starts (a key borrowed from
+/// an in-memory input), so that the input's pages before it can be released; a pointer outside
+/// the input (a string that had to be copied) is ignored.
+pub(crate) type Behind<'s> = dyn Fn(*const u8) + 's;
+
 /// Reads a document from a serde_json deserializer (a slice or a reader), validating every task
 /// and passing each valid one to `sink`. Every problem is recorded in `problems`; the sink's
 /// tasks only count when `problems` stays empty. A syntax error is returned as its message.
@@ -43,10 +48,12 @@ pub(crate) fn read_stream<'de, R: serde_json::de::Read<'de>>(
     head: &[u8],
     problems: &mut Problems,
     sink: &mut Sink<'_>,
+    behind: Option<&Behind<'_>>,
 ) -> Result<Option<Streamed>, String> {
     let mut state = State {
         problems,
         sink,
+        behind,
         seen: HashMap::new(),
         count: 0,
     };
@@ -60,6 +67,7 @@ pub(crate) fn read_stream<'de, R: serde_json::de::Read<'de>>(
 struct State<'p, 's> {
     problems: &'p mut Problems,
     sink: &'p mut Sink<'s>,
+    behind: Option<&'p Behind<'s>>,
     /// Ids seen so far and the entry (1-based for maps, index for arrays) that had them.
     seen: HashMap<String, usize>,
     /// Entries of the streamed container (tasks or not).
@@ -168,6 +176,9 @@ impl<'de> Visitor<'de> for Tasks<'_, '_, '_> {
         while let Some(Key(id)) = map.next_key::<Key<'de>>()? {
             let value = map.next_value::<Json<'de>>()?;
             state.count += 1;
+            if let Some(behind) = state.behind {
+                behind(id.as_ptr());
+            }
             let n = state.count;
             let path = validate::key_path("tasks", &id);
             if let Some(first) = state.seen.get(&*id) {
@@ -232,6 +243,11 @@ fn stream_array<'de, A: SeqAccess<'de>>(
         let here = i;
         i += 1;
         state.count += 1;
+        if let (Some(behind), Json::Object(fields)) = (state.behind, &item)
+            && let Some((key, _)) = fields.first()
+        {
+            behind(key.as_ptr());
+        }
         let Json::Object(fields) = item else {
             state.problems.push(
                 &path,

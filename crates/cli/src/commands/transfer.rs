@@ -329,7 +329,7 @@ fn import_remote(
 /// twice and parsed in place: a dry run streams it through the planner against a read-only
 /// store and keeps only ids; a real import first validates all of it keeping only ids, and only
 /// then opens the store for writing and reads it again, streaming each task into the import's
-/// staging segment (`export::import_json_staged_bytes`), so neither a tree of the document nor
+/// staging segment (`export::import_json_spooled`), so neither a tree of the document nor
 /// its validated tasks are ever all held.
 fn import_direct(
     ctx: &Ctx,
@@ -348,11 +348,10 @@ fn import_direct(
         Ok(Store::open_with(&ctx.dir, StoreOptions::new().in_memory())?)
     };
     let document = export::SpooledDocument::read_from(input, name)?;
-    let bytes = document.bytes();
     if options.dry_run {
         let store = open_read()?;
-        return Ok(export::import_json_staged_bytes(
-            &store, bytes, name, options, none,
+        return Ok(export::import_json_spooled(
+            &store, &document, name, options, none,
         )?);
     }
     // IMPORTANT: the whole document is validated before any store is opened for writing, so a
@@ -360,10 +359,10 @@ fn import_direct(
     let total = if exists && options.on_conflict == LibConflict::Fail {
         // A dry run against the store also refuses the conflicting ids.
         let check = options.clone().dry_run(true);
-        let r = export::import_json_staged_bytes(&open_read()?, bytes, name, &check, none)?;
+        let r = export::import_json_spooled(&open_read()?, &document, name, &check, none)?;
         r.imported + r.overwritten + r.skipped
     } else {
-        export::validate_import_bytes(bytes, name)?
+        export::validate_import_spooled(&document, name)?
     };
     let store = ctx.open_write()?;
     let bar = ctx.ui.bar(total, "import");
@@ -371,9 +370,9 @@ fn import_direct(
     // A small document goes as one ordinary batch (a staging segment would cost it a sealed
     // segment of its own), planned whole: it is small.
     let result = if total < tasklog::store::IMPORT_STAGED_MIN_MUTATIONS as u64 {
-        export::import_json(&store, bytes, name, options, progress)
+        export::import_json(&store, document.bytes(), name, options, progress)
     } else {
-        export::import_json_staged_bytes(&store, bytes, name, options, progress)
+        export::import_json_spooled(&store, &document, name, options, progress)
     };
     bar.finish_and_clear();
     finish_import(store, result)
