@@ -8,7 +8,7 @@
 //! path, so neither can happen; its pages are page cache (clean, reclaimable), not heap.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::IMPORT_BYTES_MAX;
@@ -42,9 +42,8 @@ impl SpooledDocument {
     fn read_at_most(input: impl Read, source_name: &str, max: u64) -> Result<Self> {
         let dir = std::env::temp_dir();
         let mut file = tempfile::tempfile_in(&dir)
-            .map_err(|e| Error::io("create a temporary copy in", &dir, e))?;
-        let copied = std::io::copy(&mut input.take(max + 1), &mut file)
-            .map_err(|e| Error::io("read", source_name, e))?;
+            .map_err(|e| Error::io("create the temporary copy of the import in", &dir, e))?;
+        let copied = copy(&mut input.take(max + 1), &mut file, source_name, &dir)?;
         if copied > max {
             return Err(Error::TooLarge {
                 what: "import document",
@@ -98,6 +97,30 @@ impl SpooledDocument {
     }
 }
 
+/// Copies `input` to `file`, telling a read error (of `source_name`) from a write error (of the
+/// temporary copy in `dir`, e.g. a full temporary directory). Returns the bytes copied.
+fn copy(
+    input: &mut impl Read,
+    file: &mut File,
+    source_name: &str,
+    dir: &std::path::Path,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut copied = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", source_name, e)),
+        };
+        let chunk = buf.get(..n).unwrap_or_default();
+        file.write_all(chunk)
+            .map_err(|e| Error::io("write the temporary copy of the import in", dir, e))?;
+        copied += n as u64;
+    }
+}
+
 /// `madvise(MADV_DONTNEED)` over `len` bytes at `offset` of the map; false where not done.
 #[allow(unsafe_code)]
 fn release(map: &memmap2::Mmap, offset: usize, len: usize) -> bool {
@@ -140,8 +163,40 @@ fn map_private_copy(file: &File) -> std::io::Result<memmap2::Mmap> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read as _;
+
     use super::SpooledDocument;
     use crate::error::Error;
+
+    /// A full temporary directory is reported as a failure to write the copy there, not as a
+    /// read error of the input (here the copy is a read-only handle: every write fails).
+    #[test]
+    fn a_failed_write_of_the_copy_is_not_blamed_on_the_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("copy");
+        std::fs::write(&path, b"").expect("create");
+        let mut read_only = std::fs::File::open(&path).expect("open");
+        let err = super::copy(&mut &b"{}"[..], &mut read_only, "input.json", dir.path())
+            .expect_err("a read-only copy cannot be written");
+        assert!(
+            matches!(&err, Error::Io { op: "write the temporary copy of the import in", path, .. } if path == dir.path()),
+            "{err:?}"
+        );
+        let mut failing = std::io::repeat(b'x').take(0).chain(Failing);
+        let err = super::copy(&mut failing, &mut read_only, "input.json", dir.path())
+            .expect_err("a failing input");
+        assert!(
+            matches!(&err, Error::Io { op: "read", path, .. } if path.as_os_str() == "input.json"),
+            "{err:?}"
+        );
+    }
+
+    struct Failing;
+    impl std::io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the disk went away"))
+        }
+    }
 
     #[test]
     fn a_document_of_exactly_the_limit_is_kept_and_one_byte_more_refused() {
