@@ -167,8 +167,9 @@ fn import_streamed(
 /// The input is read while the store's write lock is held (other writers wait for it), so it
 /// is meant for a document already validated and quick to read again, e.g. a file that
 /// [`validate_import_reader`](super::validate_import_reader) checked before the store was
-/// opened for writing (what `tasklog import FILE` does). Falls back to [`import_json`] for a
-/// dry run and for a store over a caller-supplied log (no staging segment there).
+/// opened for writing (`tasklog import` does the same through [`import_json_spooled`]). Falls
+/// back to [`import_json`] for a dry run and for a store over a caller-supplied log (no
+/// staging segment there).
 ///
 /// Writing order: the imported events in document order, then the history events in
 /// exported-LSN order, the follow-up `imported` events, then a replacing import's removals.
@@ -191,7 +192,8 @@ pub fn import_json_staged(
 /// [`import_json_staged`] over a document in memory, e.g. a
 /// [`SpooledDocument`](super::SpooledDocument): the same checks, order and atomicity, parsed
 /// 2–3x faster (serde_json scans a slice in place and borrows strings without escapes). What
-/// `tasklog import` runs, on its copy of the input.
+/// `POST /v1/import` runs on a large request body; `tasklog import` runs
+/// [`import_json_spooled`] on its copy of the input.
 pub fn import_json_staged_bytes(
     store: &Store,
     bytes: &[u8],

@@ -158,7 +158,7 @@ pub(super) fn count_by_strategy(found: &[Attempt], by_strategy: &mut BTreeMap<St
 }
 
 /// Computes seed 003's figures from `store` at `now`. Reads the history of each task that
-/// [`may_hold_attempts`] (the others' entry headers only: the cost of `stats` grows with the
+/// `may_hold_attempts` (the others' entry headers only: the cost of `stats` grows with the
 /// number of tasks, and with the events of the interrupted, requeued and failed ones).
 pub fn recovery_figures(store: &Store, now: Timestamp) -> Result<RecoveryFigures> {
     let since_24h = now.plus_millis(-METRICS_WINDOW_SECS * 1000);
