@@ -346,15 +346,19 @@ fn a_spool_reports_a_read_error_once_with_its_source() {
     assert!(err.to_string().contains("empty.json"), "{err}");
 }
 
-/// The file-backed resident memory of this process (`RssFile`, KiB): mapped file pages.
+/// The file-backed resident memory of this process (`RssFile` + `RssShmem`, KiB): mapped file
+/// pages, counted as shared memory when the temporary directory is a tmpfs.
 #[cfg(target_os = "linux")]
 fn rss_file_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssFile:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("RssFile in /proc/self/status")
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/self/status"))
+    };
+    field("RssFile:") + field("RssShmem:")
 }
 
 /// Reading a spooled document keeps about one 8 MiB step of its mapped copy resident, not the
