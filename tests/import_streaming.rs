@@ -14,9 +14,8 @@ use std::sync::atomic::Ordering;
 
 use tasklog::Store;
 use tasklog::export::{
-    ImportMode, ImportOptions, SpooledDocument, import_json, import_json_bytes,
-    import_json_spooled, import_json_staged, import_json_staged_bytes, parse_import,
-    validate_import_bytes, validate_import_spooled,
+    ImportMode, ImportOptions, SpooledDocument, import_json, import_json_bytes, import_json_staged,
+    import_json_staged_bytes, parse_import, validate_import_bytes,
 };
 
 mod counting_alloc;
@@ -370,6 +369,7 @@ fn rss_file_kib() -> u64 {
 #[cfg(target_os = "linux")]
 #[test]
 fn reading_a_spooled_document_keeps_only_a_window_of_it_resident() {
+    use tasklog::export::{import_json_spooled, validate_import_spooled};
     let _alone = alone();
     const TASKS: usize = 48_000;
     let document = SpooledDocument::read_from(Generated::new(TASKS), "generated").expect("spool");
