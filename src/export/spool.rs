@@ -191,6 +191,23 @@ mod tests {
         );
     }
 
+    /// A read interrupted by a signal (`EINTR`) is retried, not reported.
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        struct InterruptedOnce(bool);
+        impl std::io::Read for InterruptedOnce {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                if std::mem::replace(&mut self.0, false) {
+                    return Err(std::io::ErrorKind::Interrupted.into());
+                }
+                Ok(0)
+            }
+        }
+        let mut input = InterruptedOnce(true).chain(&b"{}"[..]);
+        let document = SpooledDocument::read_from(&mut input, "signalled").expect("retried");
+        assert_eq!(document.bytes(), b"{}");
+    }
+
     struct Failing;
     impl std::io::Read for Failing {
         fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
