@@ -434,7 +434,9 @@ fn temp_files_left_by_interrupted_snapshots_are_removed_at_the_next_open() {
                     .collect()
             };
             left_behind += tmp_files(&image).len();
-            let store = sim_options(&image).open("/db").unwrap();
+            let store = sim_options(&image)
+                .open("/db")
+                .unwrap_or_else(|e| panic!("{fault} {n}: {e}"));
             store.close().unwrap();
             drop(store);
             assert!(tmp_files(&image).is_empty(), "{fault} {n}");

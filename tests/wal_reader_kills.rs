@@ -86,6 +86,8 @@ fn spec(policy: TailPolicy, first: Lsn, from: Lsn) -> ScanSpec<'static> {
         from,
         limit: Lsn::MAX,
         zeros_from: u64::MAX,
+        resume: None,
+        marks: None,
     }
 }
 

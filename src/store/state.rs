@@ -256,29 +256,29 @@ impl State {
         self.slots.reserve(n);
     }
 
-    /// Puts a task and its history in place while loading a snapshot.
-    /// `record` is the task's encoded record as the snapshot holds it (a terminal task keeps
-    /// those bytes), if the snapshot has one.
-    pub fn load(&mut self, id: String, task: Option<Task>, record: Option<&[u8]>, history: History) {
+    /// Puts a task (as the state holds it) and its history in place while loading a snapshot.
+    pub fn load(&mut self, id: &str, task: Option<Held>, history: History) {
         // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
         let entry = self.slots.last_mut().expect("new_slot pushed one");
         match &task {
-            Some(t) => self.indexes.insert(slot, &entry.shared_id, Keys::of(t)),
+            // NOTE: while suspended (a snapshot open) the keys are not even read: the indexes
+            // are built at the end from every task at once.
+            Some(t) if !self.indexes.suspended => {
+                self.indexes.insert(slot, &entry.shared_id, t.keys());
+            }
+            Some(_) => {}
             None => self.removed += 1,
         }
-        entry.task = task.map(|t| match record {
-            Some(r) => Held::with_record(t, r),
-            None => Held::new(t),
-        });
+        entry.task = task;
         entry.history = history;
     }
 
     /// Adds an entry for an id not seen before; returns its slot.
-    fn new_slot(&mut self, id: String) -> u32 {
+    fn new_slot(&mut self, id: &str) -> u32 {
         let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
-        let shared_id: Arc<str> = Arc::from(id.as_str());
+        let shared_id: Arc<str> = Arc::from(id);
         let previous = self.ids.insert(shared_id.clone(), slot);
         assert!(previous.is_none(), "a new slot's id is new (a snapshot lists each id once)");
         let entry = Entry {
@@ -417,7 +417,7 @@ impl State {
         let to = updated.as_ref().map(|t| t.state);
         let slot = match self.ids.get(id.as_str()) {
             Some(&slot) => slot,
-            None => self.new_slot(id.clone()),
+            None => self.new_slot(id),
         };
         let entry = self
             .slots

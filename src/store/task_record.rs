@@ -21,6 +21,36 @@ pub struct TaskV2<'a> {
     lease: Option<LeaseV2<'a>>,
 }
 
+/// A task's record with every string borrowed from the bytes: what a snapshot open reads a
+/// finished task with, since it keeps the bytes and needs only a few fields and the checks.
+#[derive(Deserialize)]
+pub struct TaskV2Ref<'a> {
+    #[serde(borrow)]
+    task: wire::v1::Task<&'a str>,
+    version: u64,
+    _last_lsn: u64,
+    _session: u64,
+    #[serde(borrow)]
+    _lease: Option<LeaseV2<'a>>,
+}
+
+impl TaskV2Ref<'_> {
+    /// The state code (not checked: see [`TaskV2Ref::check`]).
+    pub fn state_code(&self) -> u8 {
+        self.task.state
+    }
+
+    /// The attempt number, error count and version.
+    pub fn counts(&self) -> (u32, u32, u64) {
+        (self.task.attempt, self.task.error_count, self.version)
+    }
+
+    /// Checks that the record decodes into a task ([`TaskV2::into_task`] would succeed).
+    pub fn check(&self) -> Result<()> {
+        wire::v1::check_task_wire(&self.task)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct LeaseV2<'a> {
     owner: &'a str,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::group_commit::{Core, SegmentMeta, State};
 use super::segment::writer::{ActiveSegment, create_segment};
 use super::segment::{
-    LSN_SANE_MAX, SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy,
+    LSN_SANE_MAX, Marks, SEGMENT_HEADER_LEN, ScanEnd, ScanSpec, SegmentHeader, TailPolicy,
     parse_segment_name, scan_segment_covered,
 };
 use super::storage::{FileBytes, OpenMode, Storage, StorageFile};
@@ -202,15 +202,17 @@ fn check_options(options: &WalOptions) -> Result<()> {
     Ok(())
 }
 
-/// Scans the last segment. Read-only opens re-read a few times, because a writer may be in the
-/// middle of a write and a copy can catch later pages before earlier ones.
+/// Scans the last segment, noting where its batches begin (for a writer: see `Marks`).
+/// Read-only opens re-read a few times, because a writer may be in the middle of a write and a
+/// copy can catch later pages before earlier ones.
 fn scan_last(
     file: &dyn StorageFile,
     path: &Path,
     first_lsn: Lsn,
     read_only: bool,
     covered: Lsn,
-) -> Result<(ScanEnd, Option<Error>)> {
+) -> Result<(ScanEnd, Option<Error>, Marks)> {
+    let marks = std::cell::RefCell::new(Marks::default());
     let mut spec = ScanSpec {
         file: path,
         first_lsn,
@@ -218,6 +220,8 @@ fn scan_last(
         from: Lsn::MAX,
         limit: Lsn::MAX,
         zeros_from: u64::MAX,
+        resume: None,
+        marks: (!read_only).then_some(&marks),
     };
     let mut attempts = 0;
     loop {
@@ -248,7 +252,7 @@ fn scan_last(
         match scan_segment_covered(&bytes, &spec, covered, |_, _| Ok(())) {
             Err(e) if read_only && attempts < 3 && e.is_corruption() => attempts += 1,
             Err(e) => return Err(e),
-            Ok(scan) => return Ok((scan.end, scan.skipped)),
+            Ok(scan) => return Ok((scan.end, scan.skipped, marks.into_inner())),
         }
     }
 }
@@ -373,9 +377,16 @@ fn drop_unfinished_last(
             "segment file name: absurd first LSN",
         ));
     }
+    // Opened to write: fsync needs it on some systems (Windows), and only writers get here.
     let file = storage
-        .open(path, OpenMode::Read)
+        .open(path, OpenMode::ReadWrite)
         .map_err(|e| Error::io("open segment", path, e))?;
+    // IMPORTANT: judge the header the disk holds, not the page cache's (see `open_last`): a
+    // roll whose fsync of the new segment failed leaves its header cached as clean while the
+    // disk has zeros, and a header taken as finished here would then read as bad magic there.
+    let io = |op| move |e| Error::io(op, path, e);
+    file.sync_data().map_err(io("fsync"))?;
+    file.drop_cache().map_err(io("drop cached pages"))?;
     if header_unfinished(&*file, path)? {
         let len = file.len().unwrap_or(0);
         tracing::warn!(segment = %path.display(), "removing a last segment whose creation never finished (no complete header, no records)");
@@ -422,7 +433,7 @@ fn open_last(
         file.sync_data().map_err(io("fsync"))?;
         file.drop_cache().map_err(io("drop cached pages"))?;
     }
-    let (end, skipped) = scan_last(&*file, path, first_lsn, options.read_only, covered)?;
+    let (end, skipped, marks) = scan_last(&*file, path, first_lsn, options.read_only, covered)?;
     if let Some(torn) = &end.torn {
         if options.read_only {
             tracing::info!(segment = %path.display(), offset = torn.offset, "read-only open stops at an incomplete tail");
@@ -468,15 +479,23 @@ fn open_last(
     let metas = if options.read_only {
         pin_segments(storage, segs)
     } else {
-        segs.iter()
+        let mut metas: Vec<SegmentMeta> = segs
+            .iter()
             .map(|(l, p)| SegmentMeta::new(*l, p.clone()))
-            .collect()
+            .collect();
+        // NOTE: only with no damage passed over (this path) and after any torn tail was cut:
+        // every mark is a batch the scan validated, all before the data's end.
+        if let Some(last) = metas.last_mut() {
+            last.marks = Some(Arc::new(marks));
+        }
+        metas
     };
     let state = State::new(end.next_lsn, (first_lsn, end.data_end), metas, log_bytes);
     let active = (!options.read_only).then(|| ActiveSegment {
         file,
         first_lsn,
         path: path.clone(),
+        data_end: end.data_end,
     });
     Ok((state, active))
 }
@@ -504,6 +523,7 @@ fn pin_segments(storage: &dyn Storage, segs: &[(Lsn, PathBuf)]) -> Vec<SegmentMe
             first_lsn: *l,
             path: p.clone(),
             pinned: Some(Arc::from(file)),
+            marks: None,
         });
     }
     metas

@@ -118,6 +118,15 @@ pub fn replay_range(
             ));
         }
         let last = i + 1 == count;
+        // A writer's open noted where this segment's batches begin: start at the last mark at
+        // or below `from` (never for `from` at or before the segment's start, which reads it
+        // whole anyway). Bytes before the mark are neither read nor checked again.
+        let resume = seg
+            .marks
+            .as_ref()
+            .filter(|_| !core.options.read_only && from > header.first_lsn)
+            .and_then(|m| m.at_or_below(from));
+        let skip = resume.map_or(0, |(offset, _)| offset as u64);
         let bytes = if core.options.read_only {
             FileBytes::Owned(
                 file.read_all()
@@ -132,7 +141,7 @@ pub fn replay_range(
                 u64::MAX
             };
             FileBytes::Owned(
-                file.read_prefix(end)
+                file.read_range(skip, end)
                     .map_err(|e| Error::io("read segment", path, e))?,
             )
         } else {
@@ -152,6 +161,8 @@ pub fn replay_range(
             limit,
             // NOTE: the scan stops at `limit`, before the zero tail, whenever the log is whole.
             zeros_from: u64::MAX,
+            resume,
+            marks: None,
         };
         let scan = scan_segment_covered(&bytes, &spec, core.covered_lsn, |lsn, payload| {
             delivered += 1;

@@ -77,10 +77,15 @@ pub trait StorageFile: Send + Sync + Debug {
     }
     /// Reads the first `max` bytes of the file (fewer if it is shorter).
     fn read_prefix(&self, max: u64) -> io::Result<Vec<u8>> {
+        self.read_range(0, max)
+    }
+    /// [`StorageFile::read_prefix`], but reads only from offset `skip` on: the bytes before it
+    /// are left zero (and, in a large buffer, never touched, so they cost no memory).
+    fn read_range(&self, skip: u64, max: u64) -> io::Result<Vec<u8>> {
         let len = self.len()?.min(max);
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let mut buf = vec![0u8; len];
-        let mut done = 0;
+        let mut done = usize::try_from(skip).map_or(len, |s| s.min(len));
         while done < len {
             let n = self.read_at(buf.get_mut(done..).unwrap_or_default(), done as u64)?;
             if n == 0 {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{LSN_MAX, codec, field, u32_at, u64_at};
 use crate::error::{Error, Result};
 use crate::store::history::History;
-use crate::store::state::State;
+use crate::store::state::{Held, State};
 use crate::task::{Lease, Timestamp, wire};
 
 /// Header length in bytes.
@@ -134,14 +134,15 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
         if state.history(&task.id).is_some() {
             return Err(bad(codec(format!("task {:?} listed twice", task.id))));
         }
-        state.load(task.id.clone(), Some(task), None, history);
+        let id = task.id.clone();
+        state.load(&id, Some(Held::new(task)), history);
     }
     for h in snap.removed {
         if state.history(&h.id).is_some() {
             return Err(bad(codec(format!("history {:?} listed twice", h.id))));
         }
         let history = History::from_bytes(h.bytes, h.count).map_err(bad)?;
-        state.load(h.id, None, None, history);
+        state.load(&h.id, None, history);
     }
     state.request_ids = snap.request_ids.into_iter().collect();
     state.closed_sessions = snap.closed_sessions.into_iter().collect();

@@ -83,25 +83,25 @@ impl Held {
         }
     }
 
-    /// Holds `task`, whose encoded record `record` was read from a snapshot (which decoded it
-    /// into `task`, so it is known to decode): a terminal task keeps those bytes.
-    pub fn with_record(task: Task, record: &[u8]) -> Held {
-        if task.state.is_terminal() {
-            Held::terminal(&task, Some(record))
-        } else {
-            Held::Live(Arc::new(task))
-        }
+    /// Holds a finished task as its record `record`, read from a snapshot and checked to
+    /// decode (`TaskV2Ref::check`), with its state, attempt number, error count and version.
+    pub fn terminal_record(
+        state: TaskState,
+        attempt: u32,
+        error_count: u32,
+        version: u64,
+        record: &[u8],
+    ) -> Held {
+        debug_assert!(state.is_terminal(), "only a finished task is held as its record");
+        Held::Terminal(state, with_prefix(attempt, error_count, version, record))
     }
 
     fn terminal(task: &Task, record: Option<&[u8]>) -> Held {
         let fill = |record: &[u8]| {
-            // Sized exactly, so that the boxed slice is this allocation (no shrinking copy).
-            let mut buffer = Vec::with_capacity(PREFIX_LEN + record.len());
-            buffer.extend_from_slice(&task.attempt.to_le_bytes());
-            buffer.extend_from_slice(&task.error_count.to_le_bytes());
-            buffer.extend_from_slice(&task.version.to_le_bytes());
-            buffer.extend_from_slice(record);
-            Held::Terminal(task.state, buffer.into_boxed_slice())
+            Held::Terminal(
+                task.state,
+                with_prefix(task.attempt, task.error_count, task.version, record),
+            )
         };
         match record {
             Some(r) => fill(r),
@@ -214,6 +214,17 @@ impl Held {
 }
 
 /// `N` bytes of a terminal buffer's prefix from `at`.
+/// A terminal task's buffer: the prefix (`PREFIX_LEN`), then `record`.
+fn with_prefix(attempt: u32, error_count: u32, version: u64, record: &[u8]) -> Box<[u8]> {
+    // Sized exactly, so that the boxed slice is this allocation (no shrinking copy).
+    let mut buffer = Vec::with_capacity(PREFIX_LEN + record.len());
+    buffer.extend_from_slice(&attempt.to_le_bytes());
+    buffer.extend_from_slice(&error_count.to_le_bytes());
+    buffer.extend_from_slice(&version.to_le_bytes());
+    buffer.extend_from_slice(record);
+    buffer.into_boxed_slice()
+}
+
 fn prefix_bytes<const N: usize>(buffer: &[u8], at: usize) -> [u8; N] {
     let bytes = buffer.get(at..at + N).and_then(|b| b.try_into().ok());
     bytes.expect("a terminal buffer starts with its prefix")
@@ -338,10 +349,9 @@ mod tests {
             TaskV2::encode_into(&t, &mut out);
             out
         };
-        let held = Held::with_record(t.clone(), &record);
+        let held = Held::terminal_record(t.state, t.attempt, t.error_count, t.version, &record);
         assert_eq!(held.record(), Some(&record[..]));
         assert_eq!(*held.get("t-1"), t);
-        let live = Held::with_record(task(TaskState::Running), &record);
-        assert!(matches!(live, Held::Live(_)));
+        assert_eq!(held.heap_bytes(), Held::new(t).heap_bytes());
     }
 }

@@ -174,43 +174,67 @@ impl Indexes {
     /// replay and after loading a snapshot, whose tasks come in slot or id order, not in
     /// creation order.
     pub fn build<'a>(tasks: impl Iterator<Item = (u32, &'a Arc<str>, Keys<'a>)>) -> Indexes {
-        type Gathered = Vec<(CreatedKey, u32)>;
-        let mut by_state: [Gathered; STATES] = Default::default();
-        let mut role_none: Gathered = Vec::new();
-        let mut provider_none: Gathered = Vec::new();
-        let mut role_named: HashMap<Box<str>, Gathered> = HashMap::default();
-        let mut provider_named: HashMap<Box<str>, Gathered> = HashMap::default();
-        let (mut attempts, mut failures) = (0u64, 0u64);
-        for (slot, id, t) in tasks {
-            let key = (t.created_ms, id.clone());
-            for (name, none, named) in [
-                (t.role, &mut role_none, &mut role_named),
-                (t.provider, &mut provider_none, &mut provider_named),
-            ] {
-                let set = match name {
-                    None => none,
-                    Some(n) => match named.get_mut(n) {
-                        Some(set) => set,
-                        None => named.entry(n.into()).or_default(),
-                    },
-                };
-                set.push((key.clone(), slot));
-            }
-            if let Some(set) = by_state.get_mut(state_index(t.state)) {
-                set.push((key, slot));
-            }
-            attempts += u64::from(t.attempt);
-            failures += u64::from(t.error_count);
-        }
-        let tree = |set: Gathered| -> Ordered { set.into_iter().collect() };
-        let by_name = |none: Gathered, named: HashMap<Box<str>, Gathered>| ByName {
-            none: tree(none),
-            named: named.into_iter().map(|(n, set)| (n, tree(set))).collect(),
+        // Sorted once here, in creation order, then dealt out to the sets in that order: each
+        // tree's `from_iter` then finds its input already sorted (one pass) instead of sorting
+        // every set again (three sorts of every task, most comparisons a string compare, since
+        // tasks created in one batch share their creation time). Names are numbered so that an
+        // entry is small, and the sets are built one kind at a time, so the transient memory is
+        // about 32 bytes per task twice, not 32 bytes per task in each of three kinds.
+        let mut names: HashMap<&'a str, u32> = HashMap::default();
+        let mut named: Vec<&'a str> = Vec::new();
+        let mut number = |name: Option<&'a str>| -> u32 {
+            let Some(n) = name else { return NO_NAME };
+            *names.entry(n).or_insert_with(|| {
+                named.push(n);
+                (named.len() - 1) as u32
+            })
         };
+        let (mut attempts, mut failures) = (0u64, 0u64);
+        let mut all: Vec<Entry<'a>> = tasks
+            .map(|(slot, id, t)| {
+                attempts += u64::from(t.attempt);
+                failures += u64::from(t.error_count);
+                Entry {
+                    created_ms: t.created_ms,
+                    id,
+                    slot,
+                    role: number(t.role),
+                    provider: number(t.provider),
+                    state: state_index(t.state) as u8,
+                }
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| (a.created_ms, &**a.id).cmp(&(b.created_ms, &**b.id)));
+        let by_state: [Ordered; STATES] = deal(&all, STATES, |e| usize::from(e.state))
+            .try_into()
+            .expect("`deal` makes one set per state");
+        let by_name = |name_of: fn(&Entry<'a>) -> u32| {
+            // Set `named.len()` (one past the last name) holds the tasks without a name.
+            let sets = deal(&all, named.len() + 1, |e| match name_of(e) {
+                NO_NAME => named.len(),
+                n => n as usize,
+            });
+            let mut sets = sets.into_iter();
+            let mut by = ByName {
+                none: Ordered::new(),
+                named: HashMap::default(),
+            };
+            // NOTE: the names first: `zip` would drop the set of tasks without a name, pulled
+            // from `sets` after the names ran out.
+            for (name, set) in named.iter().zip(&mut sets) {
+                if !set.is_empty() {
+                    by.named.insert((*name).into(), set);
+                }
+            }
+            by.none = sets.next().unwrap_or_default();
+            by
+        };
+        let by_role = by_name(|e| e.role);
+        let by_provider = by_name(|e| e.provider);
         Indexes {
-            by_state: by_state.map(tree),
-            by_role: by_name(role_none, role_named),
-            by_provider: by_name(provider_none, provider_named),
+            by_state,
+            by_role,
+            by_provider,
             attempts,
             failures,
             suspended: false,
@@ -279,4 +303,35 @@ impl Indexes {
     pub fn len(&self) -> usize {
         self.by_state.iter().map(BTreeMap::len).sum()
     }
+}
+
+/// The number of a task without a name in `Indexes::build`.
+const NO_NAME: u32 = u32::MAX;
+
+/// A live task as `Indexes::build` sorts it: names and state by number.
+struct Entry<'a> {
+    created_ms: i64,
+    id: &'a Arc<str>,
+    slot: u32,
+    role: u32,
+    provider: u32,
+    state: u8,
+}
+
+/// Deals `all` (in creation order) out to `sets` trees by `set_of`, one tree each, built from
+/// entries already in order.
+fn deal<'a>(all: &[Entry<'a>], sets: usize, set_of: impl Fn(&Entry<'a>) -> usize) -> Vec<Ordered> {
+    let mut gathered: Vec<Vec<(CreatedKey, u32)>> = (0..sets).map(|_| Vec::new()).collect();
+    for e in all {
+        if let Some(set) = gathered.get_mut(set_of(e)) {
+            set.push(((e.created_ms, e.id.clone()), e.slot));
+        }
+    }
+    gathered
+        .into_iter()
+        .map(|set| {
+            debug_assert!(set.is_sorted_by(|a, b| a.0 < b.0), "dealt out in creation order");
+            set.into_iter().collect()
+        })
+        .collect()
 }

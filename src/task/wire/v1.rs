@@ -581,6 +581,29 @@ fn task_from(t: Task) -> Result<d::Task> {
     })
 }
 
+/// Checks that `t` converts back ([`task_from_wire`] would succeed) without building the task:
+/// the same checks over borrowed strings. A snapshot open runs it on the finished tasks it keeps
+/// as their encoded bytes, which are decoded whole only when read.
+///
+/// IMPORTANT: it must refuse whatever `task_from` refuses; `tests/snapshot_v2.rs` flips every
+/// byte of a tasks section and reads every task the open accepted.
+pub fn check_task_wire(t: &Task<&str>) -> Result<()> {
+    state_from_code(t.state)?;
+    for (_, v) in &t.metadata {
+        json_value(v)?;
+    }
+    if let Some(r) = &t.result {
+        json_value(r)?;
+    }
+    if let Some(c) = &t.checkpoint {
+        json_value(&c.data)?;
+    }
+    for o in &t.outputs {
+        output_from_code(o.kind)?;
+    }
+    Ok(())
+}
+
 /// Converts a persisted task back (id, version, lsn, lease and session are set by the caller).
 pub fn task_from_wire(t: Task) -> Result<d::Task> {
     task_from(t)
@@ -607,5 +630,73 @@ mod state_code_tests {
             assert_eq!(state_from_code(code as u8).unwrap(), state);
         }
         assert!(state_from_code(6).is_err(), "6 is no state");
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    fn sample() -> Task {
+        Task {
+            title: "title".into(),
+            description: "d".into(),
+            role: Some("writer".into()),
+            state: state_code(d::TaskState::Completed),
+            progress_percent: 100,
+            progress_step: None,
+            progress_message: None,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            started_at_ms: Some(1),
+            completed_at_ms: Some(2),
+            provider: None,
+            model: None,
+            tags: vec!["a".into()],
+            metadata: vec![("k".into(), "[1,2]".into())],
+            result: Some("{\"ok\":true}".into()),
+            last_error: None,
+            error_count: 0,
+            attempt: 1,
+            priority: 0,
+            checkpoint: Some(Checkpoint {
+                name: "c".into(),
+                progress: 50,
+                data: "{}".into(),
+                at_ms: 1,
+            }),
+            outputs: vec![Output {
+                kind: 0,
+                content: "x".into(),
+                at_ms: 1,
+                path: None,
+                size_bytes: None,
+                mime: None,
+            }],
+        }
+    }
+
+    /// The borrowed check refuses exactly what the conversion refuses: each fallible field
+    /// made bad in turn, and the good task.
+    #[test]
+    fn the_borrowed_check_agrees_with_the_conversion() {
+        let breaks: [fn(&mut Task); 6] = [
+            |_| {},
+            |t| t.state = 200,
+            |t| t.metadata[0].1 = "[1,".into(),
+            |t| t.result = Some("nope".into()),
+            |t| t.checkpoint.as_mut().unwrap().data = "{".into(),
+            |t| t.outputs[0].kind = 200,
+        ];
+        for (i, break_it) in breaks.iter().enumerate() {
+            let mut t = sample();
+            break_it(&mut t);
+            let bytes = postcard::to_allocvec(&t).unwrap();
+            let borrowed: Task<&str> = postcard::from_bytes(&bytes).unwrap();
+            let checked = check_task_wire(&borrowed).is_ok();
+            let converted = task_from_wire(t).is_ok();
+            assert_eq!(checked, converted, "case {i}");
+            assert_eq!(checked, i == 0, "case {i}");
+        }
     }
 }

@@ -9,5 +9,5 @@ pub use header::{
     segment_path,
 };
 pub use reader::{
-    CoveredScan, ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment, scan_segment_covered,
+    CoveredScan, Marks, ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment, scan_segment_covered,
 };

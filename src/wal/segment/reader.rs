@@ -63,6 +63,46 @@ pub struct ScanSpec<'a> {
     /// `StorageFile::zeros_from`), so the scan need not read them to prove the end of data;
     /// `u64::MAX` when nothing is known.
     pub zeros_from: u64,
+    /// Start at this frame (offset, LSN) instead of the first after the header: a frame that
+    /// begins a batch, validated by an earlier scan of the same bytes in this process (a
+    /// [`Marks`] entry). The bytes before it are not read, and may be zeros in `bytes`.
+    pub resume: Option<(usize, Lsn)>,
+    /// Where to note the batch starts this scan validates (see [`Marks`]).
+    pub marks: Option<&'a std::cell::RefCell<Marks>>,
+}
+
+/// Where batches begin in a segment, noted by the scan at open about every
+/// [`Marks::EVERY_BYTES`]: (offset, LSN) of frames that begin a batch and were validated, with
+/// the whole batch. A later replay from an LSN inside the segment starts at the last mark at or
+/// below it instead of reading and checking the whole segment again (a snapshot open replays
+/// only the records after the snapshot, often the end of a 64 MiB segment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// In ascending offset (and LSN) order.
+    at: Vec<(usize, Lsn)>,
+}
+
+impl Marks {
+    /// Bytes between two marks, at least.
+    pub const EVERY_BYTES: usize = 1 << 20;
+
+    /// Notes a validated batch beginning at `offset` with LSN `lsn`, if far enough past the
+    /// last mark.
+    fn note(&mut self, offset: usize, lsn: Lsn) {
+        let far = self
+            .at
+            .last()
+            .is_none_or(|&(last, _)| offset >= last + Self::EVERY_BYTES);
+        if far {
+            self.at.push((offset, lsn));
+        }
+    }
+
+    /// The last mark at or below LSN `lsn`.
+    pub fn at_or_below(&self, lsn: Lsn) -> Option<(usize, Lsn)> {
+        let i = self.at.partition_point(|&(_, l)| l <= lsn);
+        i.checked_sub(1).and_then(|i| self.at.get(i)).copied()
+    }
 }
 
 impl ScanSpec<'_> {
@@ -79,7 +119,8 @@ pub fn scan_segment<F>(bytes: &[u8], spec: &ScanSpec<'_>, visit: F) -> Result<Sc
 where
     F: FnMut(Lsn, &[u8]) -> Result<()>,
 {
-    scan_segment_from(bytes, spec, (SEGMENT_HEADER_LEN, spec.first_lsn), visit)
+    let start = spec.resume.unwrap_or((SEGMENT_HEADER_LEN, spec.first_lsn));
+    scan_segment_from(bytes, spec, start, visit)
 }
 
 /// [`scan_segment`] starting at the frame at byte `start.0`, which holds LSN `start.1` and
@@ -94,7 +135,13 @@ where
     F: FnMut(Lsn, &[u8]) -> Result<()>,
 {
     let (mut pos, mut lsn) = start;
-    let mut records = 0u64;
+    // Records before `start` were accepted by the scan that chose it.
+    let mut records = lsn.saturating_sub(spec.first_lsn);
+    let note = |offset: usize, lsn: Lsn| {
+        if let Some(marks) = spec.marks {
+            marks.borrow_mut().note(offset, lsn);
+        }
+    };
     // (offset, first LSN) of a batch whose end frame has not been seen yet.
     let mut batch: Option<(usize, Lsn)> = None;
     let mut scratch = frame::Scratch::default();
@@ -140,6 +187,7 @@ where
                     visit(lsn, f.payload)?;
                 }
                 records += 1;
+                note(pos, lsn);
             }
             (None, true, false) => batch = Some((pos, lsn)),
             (Some(_), false, false) => {}
@@ -151,6 +199,7 @@ where
                 )?;
                 records += lsn - first + 1;
                 batch = None;
+                note(start, first);
             }
             (None, false, _) => {
                 return problem(
