@@ -63,22 +63,8 @@ fn dump(store: &Store) -> Dump {
 
 /// A store whose newest snapshot covers several segments; `tail` tasks are written after it.
 fn build(tail: usize) -> (SimStorage, u64, Dump) {
-    build_with(tail, options)
-}
-
-/// The options of a store written before snapshots started segments: its last segment holds
-/// records on both sides of the newest snapshot. Such stores still exist and must still open.
-fn legacy_options(sim: &SimStorage) -> StoreOptions {
-    options(sim).without_boundary_at_snapshot()
-}
-
-/// [`build`], writing with `write_options`.
-fn build_with(
-    tail: usize,
-    write_options: fn(&SimStorage) -> StoreOptions,
-) -> (SimStorage, u64, Dump) {
     let sim = SimStorage::new(11);
-    let store = write_options(&sim).open("/db").unwrap();
+    let store = options(&sim).open("/db").unwrap();
     churn(&store, 0, 10);
     store.snapshot().unwrap();
     churn(&store, 10, 20);
@@ -130,12 +116,7 @@ fn covered_ranges(sim: &SimStorage, covered: u64) -> Vec<(PathBuf, std::ops::Ran
 /// Flips one bit of every covered byte; `every` thins the writer opens (each case opens
 /// read-only; every `every`-th case also opens as a writer, writes, and reopens).
 fn sweep(tail: usize, every: usize) -> usize {
-    sweep_with(tail, every, options)
-}
-
-/// [`sweep`] over a store written with `write_options`.
-fn sweep_with(tail: usize, every: usize, write_options: fn(&SimStorage) -> StoreOptions) -> usize {
-    let (sim, covered, original) = build_with(tail, write_options);
+    let (sim, covered, original) = build(tail);
     let ranges = covered_ranges(&sim, covered);
     assert!(ranges.len() >= 2, "{ranges:?}");
     let mut cases = 0;
@@ -193,24 +174,16 @@ fn every_flip_in_the_covered_log_opens_exactly_with_a_tail_after_the_snapshot() 
     assert!(sweep(4, 10) > 1000);
 }
 
-/// The same over a store written before snapshots started segments, whose last segment holds
-/// records the snapshot covers before those it does not.
-#[test]
-fn every_flip_in_the_covered_log_of_a_store_written_before_segment_boundaries_opens_exactly() {
-    assert!(sweep_with(4, 10, legacy_options) > 1000);
-}
-
 #[test]
 fn every_flip_in_the_covered_log_opens_exactly_when_the_snapshot_covers_it_all() {
     assert!(sweep(0, 10) > 1000);
 }
 
 /// The damaged segment is named in the recovery report, and a writer never appends behind the
-/// damage: it seals that segment and goes on in a new one. A store written before snapshots
-/// started segments: damage in the covered start of the segment the log goes on in.
+/// damage: it seals that segment and goes on in a new one.
 #[test]
 fn covered_damage_is_reported_and_sealed() {
-    let (sim, covered, original) = build_with(3, legacy_options);
+    let (sim, covered, original) = build(3);
     let ranges = covered_ranges(&sim, covered);
     // The segment the log goes on in: its covered start is read at open.
     let (file, range) = ranges

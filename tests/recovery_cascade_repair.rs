@@ -46,12 +46,7 @@ fn dump(dir: &Path) -> Dump {
 
 /// A store: 30 tasks under snapshots, the newest snapshot's LSN, then `tail` tasks after it.
 fn build(dir: &Path, tail: usize) -> (u64, Dump, Dump) {
-    build_with(dir, tail, options())
-}
-
-/// [`build`], the snapshots written with `write_options` (see `legacy`).
-fn build_with(dir: &Path, tail: usize, write_options: StoreOptions) -> (u64, Dump, Dump) {
-    let store = write_options.open(dir).unwrap();
+    let store = options().open(dir).unwrap();
     churn(&store, 0, 15);
     store.snapshot().unwrap();
     churn(&store, 15, 30);
@@ -143,13 +138,12 @@ fn damage_under_the_snapshot_is_quarantined_losing_nothing() {
 }
 
 /// Damage in the covered start of the segment the log goes on in: the writer seals it, repair
-/// quarantines it, nothing is lost, and writes go on. Only a store written before snapshots
-/// started segments has records the snapshot holds at the start of that segment.
+/// quarantines it, nothing is lost, and writes go on.
 #[test]
 fn damage_in_the_covered_start_of_the_last_segment_is_quarantined() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (_, _, full) = build_with(dir, 1, options().without_boundary_at_snapshot());
+    let (_, _, full) = build(dir, 1);
     let segs = segments(dir);
     let last = segs.last().unwrap();
     flip(last, 60);

@@ -57,11 +57,6 @@ pub trait Log: Send + Sync {
     fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport>;
     /// Makes everything submitted so far durable, whatever the log's durability mode.
     fn sync(&self) -> Result<()>;
-    /// Called, under the store's state lock, as a snapshot of every record so far is encoded:
-    /// a log that can should start the records from here on in a new unit of what
-    /// [`Log::truncate_before`] removes, so that the older ones can go whole. Must not wait for
-    /// I/O (writers wait for the lock). Does nothing by default.
-    fn boundary(&self) {}
     /// The LSN the next submitted record will get (1 for an empty log).
     fn next_lsn(&self) -> Lsn;
     /// The highest durable LSN (0 when none is). Never more than is durable: reads return a
@@ -203,9 +198,6 @@ impl Log for LockedLog {
     fn sync(&self) -> Result<()> {
         self.log.sync()
     }
-    fn boundary(&self) {
-        self.log.boundary()
-    }
     fn next_lsn(&self) -> Lsn {
         self.log.next_lsn()
     }
@@ -259,9 +251,6 @@ impl Log for Wal {
     }
     fn sync(&self) -> Result<()> {
         Wal::sync(self)
-    }
-    fn boundary(&self) {
-        Wal::request_segment_roll(self)
     }
     fn next_lsn(&self) -> Lsn {
         Wal::next_lsn(self)

@@ -1002,14 +1002,6 @@ impl Store {
             st.prune_sessions();
             let pending =
                 snapshot::encode_to_temp_file(storage, &dir, &st, self.inner.log.as_ref())?;
-            // Records after the snapshot start a new segment (asked for here, where no writer
-            // can add one; made below if none came): the older ones then fill whole segments
-            // that the log drops once no kept snapshot needs them, and an open after this
-            // snapshot scans only the records after it (issue #20: an open used to read and
-            // check a whole 64 MiB segment of records the snapshot already held, twice).
-            if self.inner.options.boundary_at_snapshot {
-                self.inner.log.boundary();
-            }
             st.records_since_snapshot = 0;
             st.bytes_since_snapshot = 0;
             (pending, st.applied_lsn)
@@ -1024,11 +1016,6 @@ impl Store {
         let layout = std::mem::take(&mut pending.layout);
         let path = pending.commit(storage)?;
         progress.last_lsn = lsn;
-        if let Some(wal) = self.inner.log.local_wal() {
-            // No batch since the snapshot (a snapshot at close, an idle store): roll now, so
-            // that the next open does not scan the records the snapshot holds.
-            wal.finish_segment_roll().map_err(|e| self.poison(e))?;
-        }
         let moved = self.histories_to_disk(storage, &path, &layout);
         // A log shared by several machines keeps a copy first: the log is cut below a
         // snapshot only once a store elsewhere could find it.

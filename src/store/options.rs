@@ -87,10 +87,6 @@ pub struct StoreOptions {
     pub(crate) storage: Arc<dyn Storage>,
     /// True once [`StoreOptions::storage`] chose the file system (then `file_mode` is its own).
     pub(crate) storage_chosen: bool,
-    /// A snapshot starts a new log segment (`Log::boundary`). Off only in tests that need the
-    /// layout of stores written before it (segments holding records on both sides of a
-    /// snapshot), which recovery must go on reading.
-    pub(crate) boundary_at_snapshot: bool,
 }
 
 impl Default for StoreOptions {
@@ -109,7 +105,6 @@ impl Default for StoreOptions {
             lock_timeout: std::time::Duration::ZERO,
             storage: Arc::new(StdStorage),
             storage_chosen: false,
-            boundary_at_snapshot: true,
         }
     }
 }
@@ -141,15 +136,6 @@ impl StoreOptions {
     #[must_use]
     pub fn snapshot_every_bytes(mut self, n: u64) -> Self {
         self.snapshot_every_bytes = n;
-        self
-    }
-    /// Writes snapshots without starting a log segment at each, as tasklog did before issue
-    /// #20's session 17: for tests of recovery over stores with that layout.
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
-    #[must_use]
-    pub fn without_boundary_at_snapshot(mut self) -> Self {
-        self.boundary_at_snapshot = false;
         self
     }
     /// How many snapshots to keep (at least 1).

@@ -96,11 +96,7 @@ fn repair_with_storage(
     let all_covered = covered > 0
         && damage
             .iter()
-            .all(|p| {
-                wholly_covered(&p.file)
-                    || p.lsn.is_some_and(|l| l <= covered)
-                    || crate::wal::verify::is_gap_below(&p.reason, p.lsn, covered)
-            });
+            .all(|p| wholly_covered(&p.file) || p.lsn.is_some_and(|l| l <= covered));
     if all_covered {
         report.action = "quarantine";
         let files: BTreeSet<PathBuf> = damage.iter().map(|p| p.file.clone()).collect();

@@ -201,9 +201,8 @@ fn mark_lost_redundancy(dir: &Path, good: &[(u64, PathBuf)], report: &mut Verify
         if p.torn_tail || !matches!(p.check.as_str(), "log" | "replay") {
             continue;
         }
-        p.lost_redundancy = p.file.as_deref().is_some_and(wholly_covered)
-            || p.lsn.is_some_and(|l| l <= covered)
-            || crate::wal::verify::is_gap_below(&p.reason, p.lsn, covered);
+        p.lost_redundancy =
+            p.file.as_deref().is_some_and(wholly_covered) || p.lsn.is_some_and(|l| l <= covered);
     }
 }
 

@@ -129,9 +129,6 @@ pub struct State {
     pub log_bytes: u64,
     /// Records submitted through this handle.
     pub appends: u64,
-    /// The next batch starts a new segment (`Wal::request_segment_roll`), unless the active
-    /// one is empty; cleared as a batch is placed or the segment is sealed.
-    pub roll_pending: bool,
 }
 
 impl State {
@@ -164,7 +161,6 @@ impl State {
             lock: None,
             log_bytes,
             appends: 0,
-            roll_pending: false,
         }
     }
 
@@ -255,13 +251,12 @@ impl Core {
         // A batch never spans segments: roll before it unless the segment is still empty.
         let seg_max = self.options.segment_bytes_max;
         if st.planned_offset > SEGMENT_HEADER_LEN as u64
-            && (st.roll_pending || st.planned_offset.saturating_add(total as u64) > seg_max)
+            && st.planned_offset.saturating_add(total as u64) > seg_max
         {
             st.planned_first_lsn = first;
             st.planned_offset = SEGMENT_HEADER_LEN as u64;
             st.log_bytes += SEGMENT_HEADER_LEN as u64;
         }
-        st.roll_pending = false;
         let (seg, off) = (st.planned_first_lsn, st.planned_offset);
         if st.chunks.last().is_none_or(|c| c.segment_first_lsn != seg) {
             let bytes = st.free_buffers.pop().unwrap_or_default();
@@ -438,7 +433,6 @@ impl Core {
                 .file
                 .write_all_at(&chunk.bytes, chunk.offset)
                 .map_err(|e| Error::io("write", active.path.clone(), e))?;
-            active.data_end = chunk.offset + chunk.bytes.len() as u64;
             self.counters
                 .bytes_written
                 .fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
@@ -454,68 +448,6 @@ impl Core {
         Ok(())
     }
 
-    /// Makes the next batch start a new segment, unless the active one is still empty (see
-    /// `Wal::request_segment_roll`). No I/O.
-    pub fn request_roll(&self) {
-        let mut st = self.state.lock();
-        if st.planned_offset > SEGMENT_HEADER_LEN as u64 {
-            st.roll_pending = true;
-        }
-    }
-
-    /// Seals the active segment now and starts the next one at the next LSN, if the active
-    /// segment holds records and nothing is in flight, and (with `only_if_pending`) a roll was
-    /// requested and no batch has come since (see `Wal::seal_active_segment`). Returns whether
-    /// it rolled.
-    pub fn seal_active(&self, only_if_pending: bool) -> Result<bool> {
-        if self.options.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let target = {
-            let st = self.state.lock();
-            if let Some(e) = st.refuse() {
-                return Err(e);
-            }
-            st.next_lsn.saturating_sub(1)
-        };
-        self.drive(target, Need::Written)?;
-        // Lock order as the leader's: the writer, then the state.
-        let mut guard = self.writer.lock();
-        let active = guard.as_mut().ok_or(Error::ReadOnly)?;
-        let next = {
-            let mut st = self.state.lock();
-            if let Some(e) = st.refuse() {
-                return Err(e);
-            }
-            // IMPORTANT: only with nothing in flight. A chunk planned for the active segment,
-            // pending or taken by a leader waiting for the writer lock, must land in it: a
-            // roll under it would make the leader "roll" back to the old segment's LSN.
-            let idle = !st.leader && st.chunks.is_empty() && st.written_lsn + 1 == st.next_lsn;
-            if !idle
-                || (only_if_pending && !st.roll_pending)
-                || st.planned_first_lsn != active.first_lsn
-                || st.planned_offset <= SEGMENT_HEADER_LEN as u64
-            {
-                return Ok(false);
-            }
-            st.roll_pending = false;
-            st.planned_first_lsn = st.next_lsn;
-            st.planned_offset = SEGMENT_HEADER_LEN as u64;
-            st.log_bytes += SEGMENT_HEADER_LEN as u64;
-            st.next_lsn
-        };
-        if let Err(e) = self.roll(active, next) {
-            // As a failed leader round: the planned segment may or may not exist now.
-            tracing::error!(error = %e, "sealing a segment failed; the log is poisoned until reopened");
-            let mut st = self.state.lock();
-            st.poisoned = Some((e.to_string(), Arc::new(e.duplicate())));
-            self.poison_flag.store(true, Ordering::Release);
-            self.cond.notify_all();
-            return Err(e);
-        }
-        Ok(true)
-    }
-
     /// Seals the active segment (fdatasync) and makes a new one starting at `first_lsn`.
     ///
     /// IMPORTANT: the seal syncs in every mode, `Buffered` and `Interval` included. Once the next
@@ -525,27 +457,12 @@ impl Core {
     /// invariants, so a crashed bulk load would need `repair` instead of reopening. Deferring the
     /// sync would not speed a bulk load up either: `sync()` must then flush the same bytes (a W3
     /// probe, medians of 5: 0.204 s deferred against 0.212 s, within the noise).
-    ///
-    /// The preallocated zeros after the sealed segment's data are cut first (in the same
-    /// fsync): a segment sealed early, at a snapshot, would otherwise keep up to its size again
-    /// in zeros for as long as it lives, and the log's byte count (which subtracts a removed
-    /// segment's length) would count them.
     fn roll(&self, active: &mut ActiveSegment, first_lsn: Lsn) -> Result<()> {
         let t = Instant::now();
-        let io = |op: &'static str, active: &ActiveSegment| {
-            let path = active.path.clone();
-            move |e| Error::io(op, path, e)
-        };
-        let len = active.file.len().map_err(io("stat segment", active))?;
-        if len > active.data_end && active.data_end >= SEGMENT_HEADER_LEN as u64 {
-            active
-                .file
-                .set_len(active.data_end)
-                .map_err(io("cut preallocated space", active))?;
-            active.file.sync_all().map_err(io("fsync", active))?;
-        } else {
-            active.file.sync_data().map_err(io("fdatasync", active))?;
-        }
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", active.path.clone(), e))?;
         self.counters.record_fsync(t.elapsed());
         let header = SegmentHeader {
             first_lsn,

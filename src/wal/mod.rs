@@ -372,26 +372,6 @@ impl Wal {
         })?;
         Ok(out)
     }
-    /// Makes the next batch start a new segment (unless the active one is still empty): no I/O,
-    /// so a caller may ask while holding a lock its writers need. A store asks as it encodes a
-    /// snapshot under its state lock: the records after the snapshot then start a segment of
-    /// their own, the ones it holds fill whole segments (which [`Wal::truncate_before`] removes
-    /// exactly), and an open after the snapshot scans only the records after it, not a segment
-    /// full of older ones. [`Wal::finish_segment_roll`] makes the roll now if no batch came.
-    pub fn request_segment_roll(&self) {
-        self.core.request_roll();
-    }
-    /// Makes a roll [`Wal::request_segment_roll`] asked for now, if no batch has come since
-    /// (which would have made it) and nothing is in flight: the active segment is sealed
-    /// (fdatasync) and a new, empty one starts at the next LSN. Returns whether it rolled.
-    pub fn finish_segment_roll(&self) -> Result<bool> {
-        self.core.seal_active(true)
-    }
-    /// Seals the active segment now (fdatasync) and starts a new one at the next LSN, if it
-    /// holds records and no other thread's records are in flight (returns false otherwise).
-    pub fn seal_active_segment(&self) -> Result<bool> {
-        self.core.seal_active(false)
-    }
     /// Deletes whole segments whose records are all below `lsn`, then fsyncs the directory.
     pub fn truncate_before(&self, lsn: Lsn) -> Result<TruncateReport> {
         retention::truncate_before(&self.core, lsn)

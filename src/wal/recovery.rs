@@ -495,7 +495,6 @@ fn open_last(
         file,
         first_lsn,
         path: path.clone(),
-        data_end: end.data_end,
     });
     Ok((state, active))
 }

@@ -8,19 +8,6 @@ use super::segment::{ScanEnd, ScanSpec, SegmentHeader, TailPolicy, scan_segment}
 use super::storage::{OpenMode, StdStorage, Storage};
 use crate::error::{Error, Result};
 
-/// How a gap between segments is reported (the finding's LSN is the later segment's first).
-const GAP_IN_LSNS: &str = "gap in LSNs: expected this segment to start at LSN";
-
-/// True for a finding (its reason and LSN) of a gap between segments that misses only records
-/// at or below `covered`: the later segment starts at most at `covered + 1`. Since a snapshot
-/// starts a segment, that is where damage under the newest snapshot ends the chain, and a
-/// snapshot holding every missing record makes it lost redundancy, not lost data.
-pub(crate) fn is_gap_below(reason: &str, lsn: Option<Lsn>, covered: Lsn) -> bool {
-    // NOTE: `contains`: the log's findings carry the "corruption in FILE at ..." prefix, the
-    // store's `verify` findings do not.
-    reason.contains(GAP_IN_LSNS) && lsn.is_some_and(|l| l <= covered.saturating_add(1))
-}
-
 /// One problem found by `verify`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -151,7 +138,7 @@ pub(crate) fn inspect(
             Some("first LSN differs from the file name".to_string())
         } else if let Some(e) = expected.filter(|e| *e != header.first_lsn) {
             Some(format!(
-                "{GAP_IN_LSNS} {e}, it starts at {}",
+                "gap in LSNs: expected this segment to start at LSN {e}, it starts at {}",
                 header.first_lsn
             ))
         } else {

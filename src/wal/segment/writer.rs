@@ -18,9 +18,6 @@ pub struct ActiveSegment {
     pub first_lsn: Lsn,
     /// Its path.
     pub path: PathBuf,
-    /// Where its data ends (the next frame's offset); the rest of the file is preallocated
-    /// zeros, cut when the segment is sealed.
-    pub data_end: u64,
 }
 
 /// Creates a segment: header written, space preallocated if asked, file fsynced, then the
@@ -55,7 +52,6 @@ pub fn create_segment(
         file,
         first_lsn: header.first_lsn,
         path,
-        data_end: super::SEGMENT_HEADER_LEN as u64,
     })
 }
 
