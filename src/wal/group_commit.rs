@@ -424,10 +424,14 @@ impl Core {
             if chunk.bytes.is_empty() {
                 continue;
             }
-            if self.options.preallocate {
-                let end = chunk.offset + chunk.bytes.len() as u64;
-                super::segment::writer::reserve(&*active.file, end, self.options.segment_bytes_max)
-                    .map_err(|e| Error::io("preallocate segment", active.path.clone(), e))?;
+            let end = chunk.offset + chunk.bytes.len() as u64;
+            if self.options.preallocate && end >= active.reserved_to {
+                active.reserved_to = super::segment::writer::reserve(
+                    &*active.file,
+                    end,
+                    self.options.segment_bytes_max,
+                )
+                .map_err(|e| Error::io("preallocate segment", active.path.clone(), e))?;
             }
             active
                 .file

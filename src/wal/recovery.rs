@@ -294,8 +294,14 @@ pub fn open(
     // A new log starts at LSN 1; a log whose only segment was never finished restarts at that
     // segment's first LSN (nothing in it was ever written, let alone synced).
     let mut first = 1;
-    if !read_only && let Some(lsn) = drop_unfinished_last(&*storage, dir, &mut segs, &mut report)? {
-        first = lsn;
+    // Whether the last segment's bytes were already synced and evicted from the cache (by
+    // `drop_unfinished_last`, which kept that segment): `open_last` need not do it again.
+    let mut last_from_disk = false;
+    if !read_only {
+        match drop_unfinished_last(&*storage, dir, &mut segs, &mut report)? {
+            Some(lsn) => first = lsn,
+            None => last_from_disk = !segs.is_empty(),
+        }
     }
     if read_only && last_not_yet_written(&*storage, &segs)? {
         segs.pop();
@@ -328,6 +334,7 @@ pub fn open(
             (*last_lsn, last_path),
             &options,
             covered,
+            last_from_disk,
             &mut report,
         )?,
     };
@@ -411,6 +418,7 @@ fn open_last(
     (first_lsn, path): (Lsn, &PathBuf),
     options: &WalOptions,
     covered: Lsn,
+    cache_dropped: bool,
     report: &mut OpenReport,
 ) -> Result<(State, Option<ActiveSegment>)> {
     let mode = if options.read_only {
@@ -423,7 +431,7 @@ fn open_last(
             .open(path, mode)
             .map_err(|e| Error::io("open segment", path, e))?,
     );
-    if !options.read_only {
+    if !options.read_only && !cache_dropped {
         // IMPORTANT: never trust the page cache for the tail. After a failed fsync (here or in
         // an earlier process of this boot) Linux keeps the unwritten bytes cached as clean
         // pages while the disk holds the old ones: reading them would revive records that a
@@ -459,13 +467,15 @@ fn open_last(
         // cover the damaged segment whole and `repair` or compaction can take it away.
         return roll_past_damage(storage, segs, (first_lsn, path), options, end, report);
     }
+    let mut reserved_to = 0;
     if !options.read_only && options.preallocate {
         let io = |op| move |e| Error::io(op, path, e);
         // NOTE: a segment that already has its full size (the usual case) needs neither: an
         // fsync of the unchanged file is pure latency on every open.
         let before = file.len().map_err(io("stat segment"))?;
-        super::segment::writer::reserve(&*file, end.data_end, options.segment_bytes_max)
-            .map_err(io("preallocate segment"))?;
+        reserved_to =
+            super::segment::writer::reserve(&*file, end.data_end, options.segment_bytes_max)
+                .map_err(io("preallocate segment"))?;
         if file.len().map_err(io("stat segment"))? != before {
             file.sync_all().map_err(io("fsync"))?;
         }
@@ -495,6 +505,7 @@ fn open_last(
         file,
         first_lsn,
         path: path.clone(),
+        reserved_to,
     });
     Ok((state, active))
 }

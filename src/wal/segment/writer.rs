@@ -18,6 +18,11 @@ pub struct ActiveSegment {
     pub first_lsn: Lsn,
     /// Its path.
     pub path: PathBuf,
+    /// The file's length as last preallocated (0 when not preallocating): a write ending
+    /// below it needs no look at the file. Asking the file system for the length before every
+    /// durable write (one `statx`) cost a single durable writer about a third of its rate on
+    /// the development VM (docs/benchmarks.md, "W1: one stat per append").
+    pub reserved_to: u64,
 }
 
 /// Creates a segment: header written, space preallocated if asked, file fsynced, then the
@@ -40,9 +45,11 @@ pub fn create_segment(
     );
     file.write_all_at(&header.encode(), 0)
         .map_err(io("write segment header"))?;
-    if preallocate {
-        reserve(&*file, 0, header.segment_bytes_max).map_err(io("preallocate segment"))?;
-    }
+    let reserved_to = if preallocate {
+        reserve(&*file, 0, header.segment_bytes_max).map_err(io("preallocate segment"))?
+    } else {
+        0
+    };
     file.sync_all().map_err(io("fsync new segment"))?;
     storage
         .sync_dir(dir)
@@ -52,6 +59,7 @@ pub fn create_segment(
         file,
         first_lsn: header.first_lsn,
         path,
+        reserved_to,
     })
 }
 
@@ -65,10 +73,11 @@ pub const PREALLOCATE_BYTES_FIRST: u64 = 256 << 10;
 /// [`PREALLOCATE_BYTES_FIRST`], at most `max`, never less than `end`). When the volume has
 /// no room for that (`StorageFull`), preallocates nothing more and lets the write itself decide:
 /// a store on a nearly full volume keeps working until the data really does not fit.
-pub fn reserve(file: &dyn StorageFile, end: u64, max: u64) -> std::io::Result<()> {
+/// Returns the length up to which the file is preallocated now (see the notes inside).
+pub fn reserve(file: &dyn StorageFile, end: u64, max: u64) -> std::io::Result<u64> {
     let len = file.len()?;
     if end < len {
-        return Ok(());
+        return Ok(len);
     }
     let target = len
         .saturating_mul(2)
@@ -76,12 +85,15 @@ pub fn reserve(file: &dyn StorageFile, end: u64, max: u64) -> std::io::Result<()
         .min(max)
         .max(end);
     match file.preallocate(target) {
-        Ok(()) => Ok(()),
+        // NOTE: also where the system cannot preallocate (the file then grows by its writes):
+        // the next look at the file is due when the data passes `target`, not at every write.
+        Ok(()) => Ok(target),
         // NOTE: a failed fallocate may have extended the file partly, with zeros; readers
-        // treat zeros after the data as unwritten space, so that is harmless.
+        // treat zeros after the data as unwritten space, so that is harmless. The old length
+        // is returned, so the next write tries again (space may have been freed by then).
         Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
             tracing::debug!(target, error = %e, "no room to preallocate; the segment grows by its writes");
-            Ok(())
+            Ok(len)
         }
         Err(e) => Err(e),
     }
