@@ -122,7 +122,7 @@ pub struct WalOptions {
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
-            segment_bytes_max: 64 << 20,
+            segment_bytes_max: 16 << 20,
             durability: Durability::Sync,
             preallocate: true,
             read_only: false,

@@ -1,7 +1,7 @@
 //! Builder-style setters for [`WalOptions`](super::WalOptions).
 //!
 //! # Defaults
-//! `segment_bytes_max` 64 MiB, `durability` [`Durability::Sync`](super::Durability::Sync),
+//! `segment_bytes_max` 16 MiB, `durability` [`Durability::Sync`](super::Durability::Sync),
 //! `preallocate` true, `read_only` false.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Durability, WalOptions};
 
 impl WalOptions {
-    /// Roll to a new segment when the current one would pass this size (default 64 MiB).
+    /// Roll to a new segment when the current one would pass this size (default 16 MiB).
     #[must_use]
     pub fn segment_bytes_max(mut self, bytes: u64) -> Self {
         self.segment_bytes_max = bytes;

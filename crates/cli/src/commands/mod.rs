@@ -62,8 +62,9 @@ impl Ctx {
 /// work (`serve`, a runtime, the demo) or an explicit `tasklog recover` applies the policy.
 ///
 /// NOTE: without segment preallocation. A CLI process appends a handful of records and exits,
-/// so reserving 64 MiB up front (and fsyncing it) on every open buys nothing, and every later
-/// read-only open would read the reserved zeros back. `stress` keeps the library default.
+/// so reserving a segment's space up front (and fsyncing it) on every open buys nothing, and
+/// every later read-only open would read the reserved zeros back. `stress` keeps the library
+/// default.
 pub fn open_write(dir: &Path) -> anyhow::Result<Store> {
     open_write_with(
         dir,
