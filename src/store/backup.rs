@@ -335,17 +335,24 @@ pub struct RotatedBackup {
     pub interrupted_removed: Vec<PathBuf>,
 }
 
+/// How long a rotation waits for `root/LOCK`. Not zero: the lock is an `flock` on an open file,
+/// and a child process that another thread of this program forks inherits that file until it
+/// runs its program, so the previous rotation's lock can outlive its release by that moment
+/// (a test spawning `mkfifo` beside two rotations in a row made the second fail under load).
+pub const ROTATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Writes a new backup of `store` into `root/backup-<UTC time>` (with `-<n>` appended when that
 /// name is taken, or when the clock is behind the newest backup there: the new backup always
 /// sorts last), then keeps the newest `keep` complete backups there (`keep` 0: keep all) and
 /// removes interrupted ones. Real file system
-/// only (it removes directories); a `root/LOCK` keeps two rotations apart.
+/// only (it removes directories); a `root/LOCK` keeps two rotations apart: a rotation waits up
+/// to [`ROTATION_LOCK_WAIT`] for another to finish, then fails with `Error::Locked`.
 pub fn backup_rotate(store: &Store, root: &Path, keep: usize) -> Result<RotatedBackup> {
     let std = crate::wal::StdStorage;
     crate::wal::create_dir_durable(&std, root)
         .map_err(|e| Error::io("create directory", root, e))?;
     let lock_file = root.join("LOCK");
-    let _lock = crate::wal::lock::acquire(&std, root, &lock_file, std::time::Duration::ZERO)?;
+    let _lock = crate::wal::lock::acquire(&std, root, &lock_file, ROTATION_LOCK_WAIT)?;
     let interrupted_removed = remove_interrupted(root)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let name = names::next(&stamp, &prefixed_entries(root)?);

@@ -440,8 +440,8 @@ fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
     let len = sets.iter().map(|s| s.len()).sum();
     let mut best = Source { sets, len };
     let named = [
-        f.role.as_deref().map(|r| state.by_role(Some(r))),
-        f.provider.as_deref().map(|p| state.by_provider(Some(p))),
+        f.role.as_deref().map(|r| state.by_role(r)),
+        f.provider.as_deref().map(|p| state.by_provider(p)),
     ];
     for set in named.into_iter().flatten() {
         // No live task has the name: nothing matches.
@@ -456,8 +456,8 @@ fn source<'a>(state: &'a State, f: &Filter) -> Source<'a> {
     // Several roles (or providers): the union of their sets, which are disjoint (a task has
     // one role), each name once.
     let lists: [(&[String], NamedIndex<'a>); 2] = [
-        (&f.roles, |st, r| st.by_role(Some(r))),
-        (&f.providers, |st, p| st.by_provider(Some(p))),
+        (&f.roles, |st, r| st.by_role(r)),
+        (&f.providers, |st, p| st.by_provider(p)),
     ];
     for (names, index) in lists {
         if names.is_empty() {

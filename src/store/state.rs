@@ -161,14 +161,14 @@ impl State {
         self.indexes.by_state(state)
     }
 
-    /// The live tasks with role `role` (`None`: without one), in creation order; `None` when
-    /// no live task has that role.
-    pub fn by_role(&self, role: Option<&str>) -> Option<&Ordered> {
+    /// The live tasks with role `role`, in creation order; `None` when no live task has that
+    /// role. (The tasks without a role are counted, not indexed: `role_counts`.)
+    pub fn by_role(&self, role: &str) -> Option<&Ordered> {
         self.indexes.by_role.get(role)
     }
 
     /// The live tasks with provider `provider`, like [`State::by_role`].
-    pub fn by_provider(&self, provider: Option<&str>) -> Option<&Ordered> {
+    pub fn by_provider(&self, provider: &str) -> Option<&Ordered> {
         self.indexes.by_provider.get(provider)
     }
 

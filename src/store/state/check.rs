@@ -52,10 +52,10 @@ impl State {
             self.check_set(kept.by_state(st), st.as_str(), |t| t.state == st)?;
         }
         for (role, set) in kept.by_role.sets() {
-            self.check_set(set, "role", |t| t.role.as_deref() == role)?;
+            self.check_set(set, "role", |t| t.role.as_deref() == Some(role))?;
         }
         for (provider, set) in kept.by_provider.sets() {
-            self.check_set(set, "provider", |t| t.provider.as_deref() == provider)?;
+            self.check_set(set, "provider", |t| t.provider.as_deref() == Some(provider))?;
         }
         for st in TaskState::ALL {
             let (want, have) = (fresh.by_state(st), kept.by_state(st));

@@ -3,7 +3,8 @@
 //!
 //! - per state, per role and per provider, the live tasks ordered by `(created_ms, id)` (the
 //!   order of a listing sorted by creation time), each with its slot in the state, so a first
-//!   page walks the smallest fitting set for a few entries and stops;
+//!   page walks the smallest fitting set for a few entries and stops; the tasks without a role
+//!   (or provider) are only counted, since no query lists them by that absence;
 //! - the sums of attempts and error counts.
 //!
 //! Counts by state, role and provider are the sizes of these sets. Each task is in exactly one
@@ -37,48 +38,54 @@ pub fn state_index(s: TaskState) -> usize {
 /// Live tasks by an optional name (role, provider), each name's in creation order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ByName {
-    /// Tasks without a name.
-    none: Ordered,
+    /// How many live tasks have no name. Counted, not indexed: no query lists the tasks
+    /// without a role or provider (a filter names one), and most tasks have neither, so their
+    /// set repeated `by_state` whole: a tree entry per task in each of two trees (about 16 MB
+    /// of 200,000 tasks), two tree inserts per submit and a third of the index build at open
+    /// (docs/benchmarks.md, "Tasks without a role are counted, not indexed").
+    none: usize,
     /// Name -> tasks with it; a name is forgotten when its last task goes.
     named: HashMap<Box<str>, Ordered>,
 }
 
 impl ByName {
-    /// The tasks named `name` (`None`: without a name), if any.
-    pub fn get(&self, name: Option<&str>) -> Option<&Ordered> {
-        match name {
-            None => Some(&self.none),
-            Some(n) => self.named.get(n),
-        }
+    /// The tasks named `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&Ordered> {
+        self.named.get(name)
     }
 
-    /// Each name with its tasks (`None`: without a name; only when there are some).
-    pub fn sets(&self) -> impl Iterator<Item = (Option<&str>, &Ordered)> {
-        let none = (!self.none.is_empty()).then_some((None, &self.none));
-        none.into_iter()
-            .chain(self.named.iter().map(|(k, set)| (Some(&**k), set)))
+    /// Each name with its tasks.
+    pub fn sets(&self) -> impl Iterator<Item = (&str, &Ordered)> {
+        self.named.iter().map(|(k, set)| (&**k, set))
     }
 
-    /// Each name with its number of tasks, like [`ByName::sets`].
+    /// Each name with its number of tasks (`None`: without a name; only when there are some).
     pub fn counts(&self) -> impl Iterator<Item = (Option<&str>, usize)> {
-        self.sets().map(|(name, set)| (name, set.len()))
+        let none = (self.none > 0).then_some((None, self.none));
+        none.into_iter()
+            .chain(self.sets().map(|(name, set)| (Some(name), set.len())))
     }
 
-    fn insert(&mut self, name: Option<&str>, key: CreatedKey, slot: u32) {
-        let set = match name {
-            None => &mut self.none,
-            Some(n) => match self.named.get_mut(n) {
-                Some(set) => set,
-                None => self.named.entry(n.into()).or_default(),
-            },
+    fn insert(&mut self, name: Option<&str>, key: &CreatedKey, slot: u32) {
+        let Some(n) = name else {
+            self.none += 1;
+            return;
         };
-        let previous = set.insert(key, slot);
+        let set = match self.named.get_mut(n) {
+            Some(set) => set,
+            None => self.named.entry(n.into()).or_default(),
+        };
+        let previous = set.insert(key.clone(), slot);
         debug_assert!(previous.is_none(), "a live task is indexed once");
     }
 
     fn remove(&mut self, name: Option<&str>, key: &CreatedKey) {
         let found = match name {
-            None => self.none.remove(key),
+            None => {
+                debug_assert!(self.none > 0, "a live task is counted");
+                self.none -= 1;
+                Some(0)
+            }
             Some(n) => {
                 let set = self
                     .named
@@ -209,24 +216,17 @@ impl Indexes {
             .try_into()
             .expect("`deal` makes one set per state");
         let by_name = |name_of: fn(&Entry<'a>) -> u32| {
-            // Set `named.len()` (one past the last name) holds the tasks without a name.
-            let sets = deal(&all, named.len() + 1, |e| match name_of(e) {
-                NO_NAME => named.len(),
-                n => n as usize,
-            });
-            let mut sets = sets.into_iter();
+            // A task without a name (`NO_NAME`, past the last set) is dealt to no set: counted.
+            let sets = deal(&all, named.len(), |e| name_of(e) as usize);
             let mut by = ByName {
-                none: Ordered::new(),
+                none: all.iter().filter(|e| name_of(e) == NO_NAME).count(),
                 named: HashMap::default(),
             };
-            // NOTE: the names first: `zip` would drop the set of tasks without a name, pulled
-            // from `sets` after the names ran out.
-            for (name, set) in named.iter().zip(&mut sets) {
+            for (name, set) in named.iter().zip(sets) {
                 if !set.is_empty() {
                     by.named.insert((*name).into(), set);
                 }
             }
-            by.none = sets.next().unwrap_or_default();
             by
         };
         let by_role = by_name(|e| e.role);
@@ -247,8 +247,8 @@ impl Indexes {
             return;
         }
         let key = (t.created_ms, id.clone());
-        self.by_role.insert(t.role, key.clone(), slot);
-        self.by_provider.insert(t.provider, key.clone(), slot);
+        self.by_role.insert(t.role, &key, slot);
+        self.by_provider.insert(t.provider, &key, slot);
         let previous = self.by_state_mut(t.state).insert(key, slot);
         debug_assert!(previous.is_none(), "a live task is indexed once");
         self.attempts += u64::from(t.attempt);
@@ -319,7 +319,7 @@ struct Entry<'a> {
 }
 
 /// Deals `all` (in creation order) out to `sets` trees by `set_of`, one tree each, built from
-/// entries already in order.
+/// entries already in order; an entry whose set is `sets` or past it goes to none.
 fn deal<'a>(all: &[Entry<'a>], sets: usize, set_of: impl Fn(&Entry<'a>) -> usize) -> Vec<Ordered> {
     let mut gathered: Vec<Vec<(CreatedKey, u32)>> = (0..sets).map(|_| Vec::new()).collect();
     for e in all {
