@@ -32,6 +32,10 @@ enum Shadow {
 pub struct Staged {
     /// The events, in order.
     pub events: Vec<Event>,
+    /// For each event, the slot its task had in the state when it was staged (`None`: the
+    /// state had no such id yet), so that applying it looks the id up no more (issue #20:
+    /// three hash lookups and id compares per event were about 8 % of a bulk load).
+    pub event_slots: Vec<Option<u32>>,
     /// For each mutation in order, where its task id is found.
     pub slots: Vec<Slot>,
     /// Tasks as they stood before this batch removed them (returned to the caller).
@@ -77,6 +81,7 @@ impl Staged {
         };
         Staged {
             events: Vec::with_capacity(n),
+            event_slots: Vec::with_capacity(n),
             slots: Vec::with_capacity(n),
             single: n == 1,
             overlay,
@@ -90,6 +95,7 @@ impl Staged {
     pub fn chunked(chunk: usize) -> Self {
         Staged {
             events: Vec::with_capacity(chunk),
+            event_slots: Vec::with_capacity(chunk),
             slots: Vec::with_capacity(chunk),
             ..Staged::default()
         }
@@ -107,11 +113,17 @@ impl Staged {
             .collect()
     }
 
-    /// The task as this batch currently sees it. Call `materialize` for `id` first.
-    pub fn current<'a>(&'a self, state: &'a State, id: &str) -> Option<TaskRef<'a>> {
+    /// The task as this batch currently sees it, for an id whose slot in the state is known
+    /// (`State::slot_of`). Call `materialize` for `id` first.
+    fn current_at<'a>(
+        &'a self,
+        state: &'a State,
+        id: &str,
+        slot: Option<u32>,
+    ) -> Option<TaskRef<'a>> {
         match self.overlay.get(id) {
             Some(Shadow::Task(t)) => t.as_ref().map(TaskRef::Borrowed),
-            _ => state.task(id),
+            _ => state.task_at(slot?),
         }
     }
 
@@ -177,8 +189,8 @@ impl Staged {
             self.slots.push(Slot::Existing(existing));
             return Ok(());
         }
-        let event = self.build_event(state, m, now, session, lsn)?;
-        let current = self.current(state, &event.task_id);
+        let (event, slot) = self.build_event(state, m, now, session, lsn)?;
+        let current = self.current_at(state, &event.task_id, slot);
         // NOTE: the transition check first: a change to a task that does not exist is
         // NotFound whatever its id looks like (an id no task can have names no task).
         task::apply::check(current.as_deref(), &event)?;
@@ -224,6 +236,7 @@ impl Staged {
         }
         self.slots.push(Slot::Event(index));
         self.events.push(event);
+        self.event_slots.push(slot);
         Ok(())
     }
 
@@ -250,6 +263,7 @@ impl Staged {
             }
         }
         self.taken += self.events.len();
+        self.event_slots.clear();
         self.slots.clear();
         self.removed.clear();
         std::mem::take(&mut self.events)
@@ -270,7 +284,7 @@ impl Staged {
         now: Timestamp,
         session: u64,
         lsn: u64,
-    ) -> Result<Event> {
+    ) -> Result<(Event, Option<u32>)> {
         let Mutation {
             task_id,
             change,
@@ -283,7 +297,8 @@ impl Staged {
             _ => task_id,
         };
         self.materialize(state, &task_id, lsn);
-        let current = self.current(state, &task_id);
+        let slot = state.slot_of(&task_id);
+        let current = self.current_at(state, &task_id, slot);
         if let Some(expected) = expected_version {
             let actual = current.as_ref().map_or(0, |t| t.version);
             if actual != expected {
@@ -298,21 +313,23 @@ impl Staged {
             check_fence(&task_id, current.as_deref(), f)?;
         }
         if let Change::Historical { kind, at } = change {
-            return Ok(Event {
+            let event = Event {
                 task_id,
                 at,
                 actor,
                 kind: *kind,
-            });
+            };
+            return Ok((event, slot));
         }
         let kind = event_kind(&task_id, current.as_deref(), change, now, session)?;
         drop(current);
-        Ok(Event {
+        let event = Event {
             task_id,
             at: now,
             actor,
             kind,
-        })
+        };
+        Ok((event, slot))
     }
 }
 

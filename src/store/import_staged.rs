@@ -236,7 +236,7 @@ impl Store {
                     ));
                 };
                 let published = (!subscribers.is_empty()).then(|| event.clone());
-                install_staged(st, lsn, event, record::event_body(bytes))?;
+                install_staged(st, lsn, event, record::event_body(bytes), None)?;
                 st.mark_applied(lsn, bytes.len());
                 if let Some(event) = published {
                     let c = Arc::new(subscribe::Committed { lsn, event });

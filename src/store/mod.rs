@@ -354,12 +354,13 @@ impl Store {
         };
         let mut subscribers = self.inner.subscribers.lock();
         let mut last_lsn = base;
-        for (i, (event, bytes)) in staged.events.into_iter().zip(&refs).enumerate() {
+        let events = staged.events.into_iter().zip(staged.event_slots);
+        for (i, ((event, slot), bytes)) in events.zip(&refs).enumerate() {
             let lsn = base + i as u64;
             let published = (!subscribers.is_empty()).then(|| event.clone());
             // The batch is in the log already: if memory cannot follow, stop accepting
             // writes (poison) rather than diverge from the log.
-            install_staged(&mut st, lsn, event, record::event_body(bytes))
+            install_staged(&mut st, lsn, event, record::event_body(bytes), slot)
                 .map_err(|e| self.poison(e))?;
             st.mark_applied(lsn, bytes.len());
             last_lsn = lsn;
@@ -1349,11 +1350,24 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
 
 /// Applies one staged event to the state: in place, unless it creates, replaces or removes
 /// its task.
-fn install_staged(st: &mut State, lsn: u64, event: task::Event, body: &[u8]) -> Result<()> {
+/// Applies a staged event to the state; `slot` is its task id's slot when it was staged
+/// (`Staged::event_slots`; `None` looks it up).
+fn install_staged(
+    st: &mut State,
+    lsn: u64,
+    event: task::Event,
+    body: &[u8],
+    slot: Option<u32>,
+) -> Result<()> {
     if task::apply::reshapes(&event.kind) {
         let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
         st.install(lsn, &event, updated, body);
-    } else if !st.apply_in_place(lsn, event, body)? {
+    } else if !st.apply_in_place_at(
+        slot.or_else(|| st.slot_of(&event.task_id)),
+        lsn,
+        event,
+        body,
+    )? {
         return Err(Error::corrupt(
             "state",
             None,

@@ -97,6 +97,11 @@ impl State {
         self.slots.get(slot as usize)
     }
 
+    /// The slot of `id`, if the state has seen it (live or removed); slots are never reused.
+    pub fn slot_of(&self, id: &str) -> Option<u32> {
+        self.ids.get(id).copied()
+    }
+
     /// The live task `id` (a terminal one decoded).
     pub fn task(&self, id: &str) -> Option<TaskRef<'_>> {
         self.entry(id)?.get()
@@ -373,19 +378,34 @@ impl State {
     /// An event that changes an existing task, applied without copying the task. Returns
     /// false for events that create, replace or remove a task (use `install`).
     pub fn apply_in_place(&mut self, lsn: u64, event: Event, event_bytes: &[u8]) -> Result<bool> {
+        let slot = self.slot_of(&event.task_id);
+        self.apply_in_place_at(slot, lsn, event, event_bytes)
+    }
+
+    /// [`State::apply_in_place`] for an event whose task id has slot `slot` (`slot_of`), or
+    /// none yet (then it does not apply in place).
+    pub fn apply_in_place_at(
+        &mut self,
+        slot: Option<u32>,
+        lsn: u64,
+        event: Event,
+        event_bytes: &[u8],
+    ) -> Result<bool> {
         if task::apply::reshapes(&event.kind) {
             return Ok(false);
         }
-        let Some(&slot) = self.ids.get(event.task_id.as_str()) else {
+        let Some(slot) = slot else {
             return Ok(false);
         };
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return Ok(false);
         };
+        debug_assert_eq!(*entry.shared_id, *event.task_id, "the event's id has this slot");
         if entry.task.is_none() {
             return Ok(false);
         }
-        let id = event.task_id.clone();
+        // The slot's shared id names the task in an error (a count, not a copy of the id).
+        let id = Arc::clone(&entry.shared_id);
         let in_log = self.histories_in_log;
         apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, event, event_bytes)
             .map_err(|e| breaks_state_machine(lsn, &id, &e))?;
