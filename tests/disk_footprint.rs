@@ -48,28 +48,36 @@ fn mutation(step: u32, id: &str) -> Mutation {
     Mutation::new(id, change)
 }
 
-#[test]
-fn default_retention_keeps_two_snapshots_of_at_most_450_bytes_per_task() {
-    let tmp = tempfile::tempdir().unwrap();
-    // Only what the test needs differs from the defaults: no background snapshots (taken by
-    // hand below) and no fsync per write (speed). Retention is the default under test.
+/// Writes `rounds` rounds of `per_round` completed tasks (in batches of 1,000 mutations of
+/// one step each) into a store at `dir` with the default options but two: no background
+/// snapshots (one is taken by hand after each round, so nothing depends on timing) and no
+/// fsync per write (speed). Retention and segment size are the defaults under test.
+fn write_rounds_of_completed_tasks(dir: &Path, rounds: usize, per_round: usize) {
     let store = StoreOptions::new()
         .durability(Durability::Buffered)
         .snapshot_every_records(0)
         .snapshot_every_bytes(0)
-        .open(tmp.path())
+        .open(dir)
         .unwrap();
-    for round in 0..ROUNDS {
-        let ids: Vec<String> = (0..TASKS_PER_ROUND)
-            .map(|i| format!("task-{round}-{i:05}"))
+    for round in 0..rounds {
+        let ids: Vec<String> = (0..per_round)
+            .map(|i| format!("task-{round:02}-{i:05}"))
             .collect();
-        for step in 0..5 {
-            let ops = ids.iter().map(|id| mutation(step, id)).collect();
-            store.write_batch(ops).unwrap();
+        for block in ids.chunks(1000) {
+            for step in 0..5 {
+                let ops = block.iter().map(|id| mutation(step, id)).collect();
+                store.write_batch(ops).unwrap();
+            }
         }
         store.snapshot().unwrap();
     }
     store.close().unwrap();
+}
+
+#[test]
+fn default_retention_keeps_two_snapshots_of_at_most_450_bytes_per_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_rounds_of_completed_tasks(tmp.path(), ROUNDS, TASKS_PER_ROUND);
 
     let files = snapshot_files(tmp.path());
     assert_eq!(files.len(), 2, "default snapshots_kept: {files:?}");
@@ -110,25 +118,7 @@ fn the_default_segment_size_keeps_130_000_tasks_under_1_mb_per_1000() {
     const ROUND: usize = 10_000;
     const ROUNDS_130K: usize = 13;
     let tmp = tempfile::tempdir().unwrap();
-    let store = StoreOptions::new()
-        .durability(Durability::Buffered)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .open(tmp.path())
-        .unwrap();
-    for round in 0..ROUNDS_130K {
-        let ids: Vec<String> = (0..ROUND)
-            .map(|i| format!("task-{round:02}-{i:05}"))
-            .collect();
-        for block in ids.chunks(1000) {
-            for step in 0..5 {
-                let ops = block.iter().map(|id| mutation(step, id)).collect();
-                store.write_batch(ops).unwrap();
-            }
-        }
-        store.snapshot().unwrap();
-    }
-    store.close().unwrap();
+    write_rounds_of_completed_tasks(tmp.path(), ROUNDS_130K, ROUND);
     let tasks = (ROUND * ROUNDS_130K) as u64;
     let bytes = directory_bytes(tmp.path());
     assert!(
