@@ -1349,9 +1349,8 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
 }
 
 /// Applies one staged event to the state: in place, unless it creates, replaces or removes
-/// its task.
-/// Applies a staged event to the state; `slot` is its task id's slot when it was staged
-/// (`Staged::event_slots`; `None` looks it up).
+/// its task. `slot` is its task id's slot when it was staged (`Staged::event_slots`; `None`
+/// looks it up).
 fn install_staged(
     st: &mut State,
     lsn: u64,
