@@ -375,15 +375,9 @@ impl State {
         Ok(())
     }
 
-    /// An event that changes an existing task, applied without copying the task. Returns
-    /// false for events that create, replace or remove a task (use `install`).
-    pub fn apply_in_place(&mut self, lsn: u64, event: Event, event_bytes: &[u8]) -> Result<bool> {
-        let slot = self.slot_of(&event.task_id);
-        self.apply_in_place_at(slot, lsn, event, event_bytes)
-    }
-
-    /// [`State::apply_in_place`] for an event whose task id has slot `slot` (`slot_of`), or
-    /// none yet (then it does not apply in place).
+    /// An event that changes an existing task, applied without copying the task, given the
+    /// slot of its task id (`slot_of`; `None`: no such id yet). Returns false for events that
+    /// create, replace or remove a task, or whose task is not live (use `install`).
     pub fn apply_in_place_at(
         &mut self,
         slot: Option<u32>,

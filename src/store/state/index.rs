@@ -129,7 +129,7 @@ impl<'a> Keys<'a> {
 }
 
 /// The indexed facts of a task that an event applied in place can change (role and provider
-/// change only by an update, which is re-indexed whole: see `State`'s `apply_in_place`).
+/// change only by an update, which is re-indexed whole: see `State`'s `apply_in_place_at`).
 #[derive(Clone, Copy, Debug)]
 pub struct Facts {
     state: TaskState,
