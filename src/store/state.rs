@@ -27,7 +27,8 @@ use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use held::{Head, Held, TaskRef};
 pub use index::{CreatedKey, Ordered};
-use index::{Facts, Indexes, Keys};
+use index::{Facts, Indexes};
+pub use index::{Builder, Given, Keys};
 pub use memory::MemoryUse;
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
@@ -262,7 +263,8 @@ impl State {
     }
 
     /// Puts a task (as the state holds it) and its history in place while loading a snapshot.
-    pub fn load(&mut self, id: &str, task: Option<Held>, history: History) {
+    /// Returns the task's slot.
+    pub fn load(&mut self, id: &str, task: Option<Held>, history: History) -> u32 {
         // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
@@ -278,6 +280,7 @@ impl State {
         }
         entry.task = task;
         entry.history = history;
+        slot
     }
 
     /// Adds an entry for an id not seen before; returns its slot.
@@ -306,10 +309,26 @@ impl State {
 
     /// Builds the indexes from the live tasks and keeps them up again.
     pub fn rebuild_indexes(&mut self) {
-        let live = (0u32..)
-            .zip(&self.slots)
-            .filter_map(|(slot, e)| Some((slot, &e.shared_id, e.task.as_ref()?.keys())));
-        self.indexes = Indexes::build(live);
+        let mut builder = Builder::default();
+        for (slot, e) in (0u32..).zip(&self.slots) {
+            if let Some(t) = &e.task {
+                builder.push(slot, t.keys());
+            }
+        }
+        self.indexes = builder.finish(Given::AnyOrder, |slot| self.shared_id(slot));
+    }
+
+    /// Installs the indexes `builder` gathered while loading (given in order `given`) and
+    /// keeps them up again: a snapshot open has every task's keys as it reads its record, so
+    /// it need not read them back from the held tasks as [`State::rebuild_indexes`] does.
+    pub fn build_indexes(&mut self, builder: Builder<'_>, given: Given) {
+        debug_assert!(self.indexes.suspended, "indexes built over suspended ones");
+        self.indexes = builder.finish(given, |slot| self.shared_id(slot));
+    }
+
+    fn shared_id(&self, slot: u32) -> &Arc<str> {
+        let entry = self.slots.get(slot as usize);
+        &entry.expect("the indexes name slots of the state").shared_id
     }
 
     /// Frees spare history capacity after a bulk load.

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::task::{Lease, Task, Timestamp, wire};
+use crate::store::state::Keys;
+use crate::task::{Lease, Task, TaskState, Timestamp, wire};
 
 /// A task's record (see the module documentation).
 #[derive(Serialize, Deserialize)]
@@ -34,7 +35,19 @@ pub struct TaskV2Ref<'a> {
     _lease: Option<LeaseV2<'a>>,
 }
 
-impl TaskV2Ref<'_> {
+impl<'a> TaskV2Ref<'a> {
+    /// What the indexes key the task by, `state` being its state code checked.
+    pub fn keys(&self, state: TaskState) -> Keys<'a> {
+        Keys {
+            state,
+            created_ms: self.task.created_at_ms,
+            role: self.task.role,
+            provider: self.task.provider,
+            attempt: self.task.attempt,
+            error_count: self.task.error_count,
+        }
+    }
+
     /// The state code (not checked: see [`TaskV2Ref::check`]).
     pub fn state_code(&self) -> u8 {
         self.task.state

@@ -106,11 +106,17 @@ impl ByName {
 /// record without decoding the rest (`Held::keys`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keys<'a> {
+    /// Its state.
     pub state: TaskState,
+    /// When it was created (ms).
     pub created_ms: i64,
+    /// Its role, if any.
     pub role: Option<&'a str>,
+    /// Its provider, if any.
     pub provider: Option<&'a str>,
+    /// Its attempt number.
     pub attempt: u32,
+    /// Its error count.
     pub error_count: u32,
 }
 
@@ -174,73 +180,6 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// Builds every index at once from the live tasks (`slot`, shared id, task), in any order.
-    /// Each set's entries are gathered in a vector and the tree is built from them sorted
-    /// (`BTreeMap::from_iter` sorts, then fills nodes left to right): far cheaper than one
-    /// insert per task, each a descent from the root and many a node split. Used after a
-    /// replay and after loading a snapshot, whose tasks come in slot or id order, not in
-    /// creation order.
-    pub fn build<'a>(tasks: impl Iterator<Item = (u32, &'a Arc<str>, Keys<'a>)>) -> Indexes {
-        // Sorted once here, in creation order, then dealt out to the sets in that order: each
-        // tree's `from_iter` then finds its input already sorted (one pass) instead of sorting
-        // every set again (three sorts of every task, most comparisons a string compare, since
-        // tasks created in one batch share their creation time). Names are numbered so that an
-        // entry is small, and the sets are built one kind at a time, so the transient memory is
-        // about 32 bytes per task twice, not 32 bytes per task in each of three kinds.
-        let mut names: HashMap<&'a str, u32> = HashMap::default();
-        let mut named: Vec<&'a str> = Vec::new();
-        let mut number = |name: Option<&'a str>| -> u32 {
-            let Some(n) = name else { return NO_NAME };
-            *names.entry(n).or_insert_with(|| {
-                named.push(n);
-                (named.len() - 1) as u32
-            })
-        };
-        let (mut attempts, mut failures) = (0u64, 0u64);
-        let mut all: Vec<Entry<'a>> = tasks
-            .map(|(slot, id, t)| {
-                attempts += u64::from(t.attempt);
-                failures += u64::from(t.error_count);
-                Entry {
-                    created_ms: t.created_ms,
-                    id,
-                    slot,
-                    role: number(t.role),
-                    provider: number(t.provider),
-                    state: state_index(t.state) as u8,
-                }
-            })
-            .collect();
-        all.sort_unstable_by(|a, b| (a.created_ms, &**a.id).cmp(&(b.created_ms, &**b.id)));
-        let by_state: [Ordered; STATES] = deal(&all, STATES, |e| usize::from(e.state))
-            .try_into()
-            .expect("`deal` makes one set per state");
-        let by_name = |name_of: fn(&Entry<'a>) -> u32| {
-            // A task without a name (`NO_NAME`, past the last set) is dealt to no set: counted.
-            let sets = deal(&all, named.len(), |e| name_of(e) as usize);
-            let mut by = ByName {
-                none: all.iter().filter(|e| name_of(e) == NO_NAME).count(),
-                named: HashMap::default(),
-            };
-            for (name, set) in named.iter().zip(sets) {
-                if !set.is_empty() {
-                    by.named.insert((*name).into(), set);
-                }
-            }
-            by
-        };
-        let by_role = by_name(|e| e.role);
-        let by_provider = by_name(|e| e.provider);
-        Indexes {
-            by_state,
-            by_role,
-            by_provider,
-            attempts,
-            failures,
-            suspended: false,
-        }
-    }
-
     /// Indexes a task that became live in `slot` under `id` (the entry's shared id).
     pub fn insert(&mut self, slot: u32, id: &Arc<str>, t: Keys<'_>) {
         if self.suspended {
@@ -305,13 +244,125 @@ impl Indexes {
     }
 }
 
-/// The number of a task without a name in `Indexes::build`.
+/// The number of a task without a name in `Builder`.
 const NO_NAME: u32 = u32::MAX;
 
-/// A live task as `Indexes::build` sorts it: names and state by number.
-struct Entry<'a> {
+/// In what order a [`Builder`] was given its tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Given {
+    /// In ascending slot order, and slots ascend with ids (a snapshot's records, loaded into
+    /// an empty state in id order): ties of creation time are then already in id order.
+    SlotAndIdOrder,
+    /// In any order (a replay's slots follow first appearance, not ids).
+    AnyOrder,
+}
+
+/// Builds every index at once from the live tasks: each set's entries are gathered in a
+/// vector and the tree is built from them sorted (`BTreeMap::from_iter` fills nodes left to
+/// right from sorted input): far cheaper than one insert per task, each a descent from the
+/// root and many a node split. Used after a replay and after loading a snapshot, whose tasks
+/// come in slot or id order, not in creation order.
+///
+/// The tasks are sorted once, in creation order, then dealt out to the sets in that order:
+/// each tree's `from_iter` then finds its input already sorted (one pass) instead of sorting
+/// every set again. Names are numbered so that an entry is small (24 bytes), and the sets are
+/// built one kind at a time, so the transient memory is about 24 bytes per task plus one
+/// set's vector, not 32 bytes per task in each of three kinds.
+#[derive(Default)]
+pub struct Builder<'a> {
+    names: HashMap<&'a str, u32>,
+    named: Vec<&'a str>,
+    all: Vec<Entry>,
+    attempts: u64,
+    failures: u64,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder with room for `tasks` live tasks.
+    pub fn with_capacity(tasks: usize) -> Builder<'a> {
+        Builder {
+            all: Vec::with_capacity(tasks),
+            ..Builder::default()
+        }
+    }
+
+    /// Adds the live task in `slot`, keyed `t`.
+    pub fn push(&mut self, slot: u32, t: Keys<'a>) {
+        self.attempts += u64::from(t.attempt);
+        self.failures += u64::from(t.error_count);
+        let entry = Entry {
+            created_ms: t.created_ms,
+            slot,
+            role: self.number(t.role),
+            provider: self.number(t.provider),
+            state: state_index(t.state) as u8,
+        };
+        self.all.push(entry);
+    }
+
+    fn number(&mut self, name: Option<&'a str>) -> u32 {
+        let Some(n) = name else { return NO_NAME };
+        let named = &mut self.named;
+        *self.names.entry(n).or_insert_with(|| {
+            named.push(n);
+            (named.len() - 1) as u32
+        })
+    }
+
+    /// The indexes of every task pushed, given in order `given`; `id_of` names a slot's
+    /// shared id.
+    pub fn finish<'i>(mut self, given: Given, id_of: impl Fn(u32) -> &'i Arc<str>) -> Indexes {
+        match given {
+            // A stable sort on the creation time alone keeps ties in slot order, which is id
+            // order here: no string is compared (a batch's tasks share their creation time,
+            // so ties are the rule, not the exception).
+            Given::SlotAndIdOrder => {
+                debug_assert!(
+                    self.all.is_sorted_by(|a, b| a.slot < b.slot),
+                    "given in slot order"
+                );
+                self.all.sort_by_key(|e| e.created_ms);
+            }
+            Given::AnyOrder => self.all.sort_unstable_by(|a, b| {
+                a.created_ms
+                    .cmp(&b.created_ms)
+                    .then_with(|| id_of(a.slot).cmp(id_of(b.slot)))
+            }),
+        }
+        let all = &self.all;
+        let by_state: [Ordered; STATES] = deal(all, STATES, |e| usize::from(e.state), &id_of)
+            .try_into()
+            .expect("`deal` makes one set per state");
+        let by_name = |name_of: fn(&Entry) -> u32| {
+            // A task without a name (`NO_NAME`, past the last set) is dealt to no set: counted.
+            let sets = deal(all, self.named.len(), |e| name_of(e) as usize, &id_of);
+            let mut by = ByName {
+                none: all.iter().filter(|e| name_of(e) == NO_NAME).count(),
+                named: HashMap::default(),
+            };
+            for (name, set) in self.named.iter().zip(sets) {
+                if !set.is_empty() {
+                    by.named.insert((*name).into(), set);
+                }
+            }
+            by
+        };
+        let by_role = by_name(|e| e.role);
+        let by_provider = by_name(|e| e.provider);
+        Indexes {
+            by_state,
+            by_role,
+            by_provider,
+            attempts: self.attempts,
+            failures: self.failures,
+            suspended: false,
+        }
+    }
+}
+
+/// A live task as `Builder` sorts it: names and state by number, the id by slot.
+struct Entry {
     created_ms: i64,
-    id: &'a Arc<str>,
     slot: u32,
     role: u32,
     provider: u32,
@@ -320,11 +371,16 @@ struct Entry<'a> {
 
 /// Deals `all` (in creation order) out to `sets` trees by `set_of`, one tree each, built from
 /// entries already in order; an entry whose set is `sets` or past it goes to none.
-fn deal<'a>(all: &[Entry<'a>], sets: usize, set_of: impl Fn(&Entry<'a>) -> usize) -> Vec<Ordered> {
+fn deal<'i>(
+    all: &[Entry],
+    sets: usize,
+    set_of: impl Fn(&Entry) -> usize,
+    id_of: &impl Fn(u32) -> &'i Arc<str>,
+) -> Vec<Ordered> {
     let mut gathered: Vec<Vec<(CreatedKey, u32)>> = (0..sets).map(|_| Vec::new()).collect();
     for e in all {
         if let Some(set) = gathered.get_mut(set_of(e)) {
-            set.push(((e.created_ms, e.id.clone()), e.slot));
+            set.push(((e.created_ms, id_of(e.slot).clone()), e.slot));
         }
     }
     gathered

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{HEADER_LEN, Header};
 use crate::error::{Error, Result};
 use crate::store::history::{Arena, History};
-use crate::store::state::{Held, State};
+use crate::store::state::{Builder, Given, Held, Keys, State};
 use crate::store::task_record::{TaskV2, TaskV2Ref};
 use crate::task::wire;
 
@@ -37,9 +37,9 @@ pub const TASK_PRESENT: u8 = 1;
 /// The option tag of a removed task (no record follows).
 pub const TASK_ABSENT: u8 = 0;
 
-/// What `State::load` takes for one id: the id, the task as the state holds it, and the
-/// history.
-type Loaded<'a> = (&'a str, Option<Held>, History);
+/// What `State::load` takes for one id: the id, the task as the state holds it with what the
+/// indexes key it by, and the history.
+type Loaded<'a> = (&'a str, Option<(Held, Keys<'a>)>, History);
 /// What follows the records: idempotency keys (request id, task id) and closed sessions.
 type Tail = (Vec<(String, String)>, Vec<u64>);
 
@@ -169,16 +169,18 @@ impl<'a> Iterator for Records<'a> {
 
 /// The task of record `record` (read borrowed as `t`) in the form the state holds it: a
 /// finished task as these bytes, once checked to decode (issue #20: building each finished
-/// task only to drop it was a fifth of a snapshot open); a live one decoded.
-fn held(id: &str, t: &TaskV2Ref<'_>, record: &[u8]) -> Result<Held> {
+/// task only to drop it was a fifth of a snapshot open); a live one decoded. With it, what
+/// the indexes key it by, read here once rather than back from the held task.
+fn held<'a>(id: &str, t: &TaskV2Ref<'a>, record: &[u8]) -> Result<(Held, Keys<'a>)> {
     let state = wire::v1::state_from_code(t.state_code())?;
-    if state.is_terminal() {
+    let held = if state.is_terminal() {
         t.check()?;
         let (attempt, error_count, version) = t.counts();
-        Ok(Held::terminal_record(state, attempt, error_count, version, record))
+        Held::terminal_record(state, attempt, error_count, version, record)
     } else {
-        Ok(Held::new(TaskV2::decode(record, id)?))
-    }
+        Held::new(TaskV2::decode(record, id)?)
+    };
+    Ok((held, t.keys(state)))
 }
 
 /// Decodes a tasks section (its CRC and the history section's were checked) into a state
@@ -200,11 +202,17 @@ pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) 
     // Records come in id order, not creation order: the indexes are built once at the end
     // (see `Indexes::build`) instead of taking one tree insert per task.
     state.suspend_indexes();
+    let mut indexes = Builder::with_capacity(records_to_reserve(header.records, header.tasks_len));
     for record in &mut records {
         let (id, task, history) = record?;
-        state.load(id, task, history);
+        let (task, keys) = task.unzip();
+        let slot = state.load(id, task, history);
+        if let Some(keys) = keys {
+            indexes.push(slot, keys);
+        }
     }
-    state.rebuild_indexes();
+    // The state was empty and the records ascend by id, so slots ascend with ids.
+    state.build_indexes(indexes, Given::SlotAndIdOrder);
     let (request_ids, closed_sessions) = records.finish()?;
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
