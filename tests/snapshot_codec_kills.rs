@@ -505,17 +505,36 @@ impl Storage for AwkwardReads {
     crate::storage_but_open_passes_to!(inner);
 }
 
-/// A v2 snapshot reads the same through reads of at most 5 bytes as through whole ones, and a
-/// file that ends inside its tasks section while it is read (its length said otherwise) is
-/// `Corrupt` naming the offset where it ended. Kills `at + done` → `-` in `read_section`'s
-/// read (a reader looping from the wrong offset after a short read) and → `-` / `*` in the
-/// offset its error names.
+/// A v2 snapshot reads the same through reads of at most 1, 2, 3, 5, ... bytes as through
+/// whole ones (the tasks section is decoded as it is read, so every record, option tag and
+/// the closing keys are cut somewhere), and a file that ends inside its tasks section while it
+/// is read (its length said otherwise) is `Corrupt` naming the offset where it ended. Kills a
+/// record cut before its option tag taken for a damaged one (`Miss::Short` → `Miss::Bad` in
+/// `Records::next_record`), the window's offsets after a short read (`Window::more`), and
+/// → `-` / `*` in the offset the error names.
 #[test]
 fn a_v2_tasks_section_reads_through_short_reads_and_a_cut_is_named_where_it_ends() {
     let sim = SimStorage::new(1516);
     let store = sim_store(&sim);
     for id in ["a", "b", "c"] {
         store.submit(NewTask::new("job").id(id)).unwrap();
+    }
+    for i in 0..40 {
+        let task = NewTask::new(format!("job {i} {}", "x".repeat(i * 7)))
+            .id(format!("t{i:03}"))
+            .role(["builder", "tester"][i % 2])
+            .provider(format!("p{}", i % 3))
+            .request_id(format!("request-{i}"));
+        store.submit(task).unwrap();
+        if i % 3 == 0 {
+            store.start(&format!("t{i:03}")).unwrap();
+        }
+        if i % 6 == 0 {
+            store.complete(&format!("t{i:03}"), None).unwrap();
+        }
+        if i % 9 == 1 {
+            store.remove(&format!("t{i:03}"), Some("test")).unwrap();
+        }
     }
     store.start("b").unwrap();
     let info = store.snapshot().unwrap();
@@ -525,19 +544,21 @@ fn a_v2_tasks_section_reads_through_short_reads_and_a_cut_is_named_where_it_ends
         let image = sim.file_bytes(&info.path).unwrap();
         u64::from_le_bytes(image[32..40].try_into().unwrap())
     };
-    assert!(tasks_len > 20, "a tasks section of {tasks_len} bytes");
+    assert!(tasks_len > 2000, "a tasks section of {tasks_len} bytes");
 
-    let short = AwkwardReads {
-        inner: sim.clone(),
-        read_bytes_max: 5,
-        ends_at: u64::MAX,
-    };
-    let state = snapshot::read(&short, &info.path).unwrap();
-    assert_eq!(
-        snapshot::encode(&state).unwrap(),
-        snapshot::encode(&whole).unwrap(),
-        "read through short reads"
-    );
+    for read_bytes_max in [1, 2, 3, 5, 8, 13, 61, 64, 255, 1000] {
+        let short = AwkwardReads {
+            inner: sim.clone(),
+            read_bytes_max,
+            ends_at: u64::MAX,
+        };
+        let state = snapshot::read(&short, &info.path).unwrap();
+        assert_eq!(
+            snapshot::encode(&state).unwrap(),
+            snapshot::encode(&whole).unwrap(),
+            "read through reads of at most {read_bytes_max} bytes"
+        );
+    }
 
     let ends_at = 64 + tasks_len / 2;
     for read_bytes_max in [5, usize::MAX] {

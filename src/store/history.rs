@@ -94,6 +94,14 @@ impl Arena {
         })
     }
 
+    /// The open snapshot file, for a section read on demand.
+    pub fn disk_file(&self) -> Option<&dyn StorageFile> {
+        match &self.source {
+            Source::Disk(handle) => Some(handle.as_ref()),
+            Source::Memory(_) => None,
+        }
+    }
+
     /// The section's length in bytes.
     pub fn len(&self) -> usize {
         usize::try_from(self.len).unwrap_or(usize::MAX)

@@ -321,7 +321,7 @@ impl State {
     /// Installs the indexes `builder` gathered while loading (given in order `given`) and
     /// keeps them up again: a snapshot open has every task's keys as it reads its record, so
     /// it need not read them back from the held tasks as [`State::rebuild_indexes`] does.
-    pub fn build_indexes(&mut self, builder: Builder<'_>, given: Given) {
+    pub fn build_indexes(&mut self, builder: Builder, given: Given) {
         debug_assert!(self.indexes.suspended, "indexes built over suspended ones");
         self.indexes = builder.finish(given, |slot| self.shared_id(slot));
     }

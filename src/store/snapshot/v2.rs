@@ -3,16 +3,19 @@
 //! a history section (every history arena, back to back, in record order). Each section has
 //! its own CRC in the header. Layout in `docs/format.md`.
 //!
-//! Loading reads the tasks section into a temporary buffer and the history section into one
-//! buffer that stays in memory: every loaded [`History`] points into it, so no history byte
+//! Loading decodes the tasks section a chunk at a time as it reads it (`window`), computing its
+//! CRC as it goes, then reads the history section through for its CRC. The history bytes stay
+//! in the file: every loaded [`History`] points into it (`Arena::on_disk`), so no history byte
 //! is copied or parsed at open (histories are checked when they are read).
 
 mod records;
 mod sink;
+mod window;
 
 use std::path::Path;
 
 use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
+use window::{Source, Window};
 pub use sink::{FileSink, Sink};
 use crate::store::task_record::TaskV2;
 
@@ -131,12 +134,21 @@ impl Header {
     }
 
     fn check_crc(&self, path: &Path, history: bool, bytes: &[u8]) -> Result<()> {
+        self.check_computed_crc(path, history, crc32fast::hash(bytes))
+    }
+
+    /// Checks the tasks section's CRC, computed as it was read.
+    fn check_tasks_crc(&self, path: &Path, crc: u32) -> Result<()> {
+        self.check_computed_crc(path, false, crc)
+    }
+
+    fn check_computed_crc(&self, path: &Path, history: bool, crc: u32) -> Result<()> {
         let (want, at, what) = if history {
             (self.history_crc, self.history_offset(), "history section")
         } else {
             (self.tasks_crc, HEADER_LEN as u64, "tasks section")
         };
-        if crc32fast::hash(bytes) != want {
+        if crc != want {
             return Err(Error::corrupt(
                 path,
                 Some(at),
@@ -340,11 +352,16 @@ pub fn read(
     file_len: u64,
 ) -> Result<State> {
     let h = Header::decode(path, prefix, file_len)?;
-    let tasks = read_section(path, file.as_ref(), HEADER_LEN as u64, h.tasks_len)?;
-    h.check_crc(path, false, &tasks)?;
-    check_section_streaming(path, file.as_ref(), &h)?;
     let arena = Arena::on_disk(path, h.history_offset(), h.history_len, file);
-    records::decode(path, &h, &tasks, &arena)
+    let file = arena.disk_file().expect("an arena made on disk reads its file");
+    let source = Source::File {
+        file,
+        at: HEADER_LEN as u64,
+    };
+    let window = Window::new(path, source, h.tasks_len, records::CHUNK_BYTES);
+    records::decode(path, &h, window, &arena, || {
+        check_section_streaming(path, file, &h)
+    })
 }
 
 /// Bytes read at a time when checking the history section's CRC.
@@ -394,35 +411,15 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
     h.check_crc(path, false, tasks)?;
     h.check_crc(path, true, history)?;
     let arena = Arena::new(path, h.history_offset(), history.into());
-    records::decode(path, &h, tasks, &arena)
+    // Small chunks, so that tests and fuzzing cross a chunk's end inside records of every
+    // shape (a snapshot open reads `records::CHUNK_BYTES` at a time).
+    let window = Window::new(path, Source::Memory(tasks), h.tasks_len, IMAGE_CHUNK_BYTES);
+    records::decode(path, &h, window, &arena, || Ok(()))
 }
 
-/// Reads `len` bytes at offset `at`; the caller checked `len` against the file's size and the
-/// snapshot size limit (Header::decode). A file shorter than that is corruption.
-fn read_section(path: &Path, file: &dyn StorageFile, at: u64, len: u64) -> Result<Box<[u8]>> {
-    let len = usize::try_from(len).map_err(|_| Error::TooLarge {
-        what: "snapshot section",
-        len,
-        max: usize::MAX as u64,
-    })?;
-    let mut buf = vec![0u8; len].into_boxed_slice();
-    let mut done = 0;
-    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-        let n = file
-            .read_at(rest, at + done as u64)
-            .map_err(|e| Error::io("read", path, e))?;
-        if n == 0 {
-            return Err(Error::corrupt(
-                path,
-                Some(at + done as u64),
-                None,
-                "file ended before the section the header describes",
-            ));
-        }
-        done += n;
-    }
-    Ok(buf)
-}
+/// Bytes of the tasks section an image in memory is decoded from at a time.
+const IMAGE_CHUNK_BYTES: usize = 61;
+
 
 fn encode_error(e: postcard::Error) -> Error {
     codec(format!("encoding: {e}"))

@@ -269,17 +269,20 @@ pub enum Given {
 /// built one kind at a time, so the transient memory is about 24 bytes per task plus one
 /// set's vector, not 32 bytes per task in each of three kinds.
 #[derive(Default)]
-pub struct Builder<'a> {
-    names: HashMap<&'a str, u32>,
-    named: Vec<&'a str>,
+pub struct Builder {
+    /// Each role or provider name seen, with its number (owned: a snapshot open reads its
+    /// records a chunk at a time, so the names it is given do not outlive the call).
+    names: HashMap<Box<str>, u32>,
+    /// The names by number.
+    named: Vec<Box<str>>,
     all: Vec<Entry>,
     attempts: u64,
     failures: u64,
 }
 
-impl<'a> Builder<'a> {
+impl Builder {
     /// A builder with room for `tasks` live tasks.
-    pub fn with_capacity(tasks: usize) -> Builder<'a> {
+    pub fn with_capacity(tasks: usize) -> Builder {
         Builder {
             all: Vec::with_capacity(tasks),
             ..Builder::default()
@@ -287,7 +290,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Adds the live task in `slot`, keyed `t`.
-    pub fn push(&mut self, slot: u32, t: Keys<'a>) {
+    pub fn push(&mut self, slot: u32, t: Keys<'_>) {
         self.attempts += u64::from(t.attempt);
         self.failures += u64::from(t.error_count);
         let entry = Entry {
@@ -300,13 +303,15 @@ impl<'a> Builder<'a> {
         self.all.push(entry);
     }
 
-    fn number(&mut self, name: Option<&'a str>) -> u32 {
+    fn number(&mut self, name: Option<&str>) -> u32 {
         let Some(n) = name else { return NO_NAME };
-        let named = &mut self.named;
-        *self.names.entry(n).or_insert_with(|| {
-            named.push(n);
-            (named.len() - 1) as u32
-        })
+        if let Some(&number) = self.names.get(n) {
+            return number;
+        }
+        let number = self.named.len() as u32;
+        self.named.push(n.into());
+        self.names.insert(n.into(), number);
+        number
     }
 
     /// The indexes of every task pushed, given in order `given`; `id_of` names a slot's
@@ -342,7 +347,7 @@ impl<'a> Builder<'a> {
             };
             for (name, set) in self.named.iter().zip(sets) {
                 if !set.is_empty() {
-                    by.named.insert((*name).into(), set);
+                    by.named.insert(name.clone(), set);
                 }
             }
             by

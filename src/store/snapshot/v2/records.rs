@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::window::Window;
 use super::{HEADER_LEN, Header};
 use crate::error::{Error, Result};
 use crate::store::history::{Arena, History};
@@ -48,84 +49,99 @@ type Tail = (Vec<(String, String)>, Vec<u64>);
 struct Records<'a> {
     path: &'a Path,
     header: &'a Header,
-    section: &'a [u8],
-    rest: &'a [u8],
     arena: &'a Arc<Arena>,
     left: u64,
     history_next: u64,
-    previous: Option<&'a str>,
+    /// The previous record's id (empty before the first: no id is empty).
+    previous: String,
 }
 
-impl<'a> Records<'a> {
-    fn offset(&self, rest: &[u8]) -> u64 {
-        (HEADER_LEN + self.section.len() - rest.len()) as u64
-    }
+/// Why a record was not decoded from the bytes at hand.
+enum Miss {
+    /// They end inside the record: more of the section may complete it.
+    Short(Error),
+    /// The record is damaged.
+    Bad(Error),
+}
 
+impl Records<'_> {
     fn corrupt(&self, at: u64, reason: String) -> Error {
         Error::corrupt(self.path, Some(at), Some(self.header.lsn), reason)
     }
 
-    fn next_record(&mut self) -> Result<Loaded<'a>> {
-        let at = self.offset(self.rest);
-        let (r, rest): (RecordHeadV2<'a>, _) = postcard::take_from_bytes(self.rest)
-            .map_err(|e| self.corrupt(at, format!("task record does not decode: {e}")))?;
+    /// A postcard error of the record at `at`: short if the bytes ran out, else damage.
+    fn undecodable(&self, at: u64, e: postcard::Error) -> Miss {
+        let error = self.corrupt(at, format!("task record does not decode: {e}"));
+        match e {
+            postcard::Error::DeserializeUnexpectedEnd => Miss::Short(error),
+            _ => Miss::Bad(error),
+        }
+    }
+
+    /// Decodes the record at the front of `bytes` (section offset `at`); returns it and its
+    /// length. Nothing of `self` changes unless it succeeds, so a short read can be retried
+    /// with more bytes. Postcard reads a record front to back, so bytes cut short either
+    /// decode exactly as the whole record would or end it with `DeserializeUnexpectedEnd`.
+    fn next_record<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        at: u64,
+    ) -> std::result::Result<(Loaded<'b>, usize), Miss> {
+        let at = HEADER_LEN as u64 + at;
+        let (r, rest): (RecordHeadV2<'b>, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| self.undecodable(at, e))?;
         let (task, rest) = match rest.split_first() {
             Some((&TASK_ABSENT, rest)) => (None, rest),
             Some((&TASK_PRESENT, rest)) => {
                 // Borrowed: a finished task keeps its bytes, so only what the checks and the
                 // state's prefix need is read here (no string is copied).
-                let (task, after): (TaskV2Ref<'a>, _) = postcard::take_from_bytes(rest)
-                    .map_err(|e| self.corrupt(at, format!("task record does not decode: {e}")))?;
+                let (task, after): (TaskV2Ref<'b>, _) =
+                    postcard::take_from_bytes(rest).map_err(|e| self.undecodable(at, e))?;
                 let record = rest.get(..rest.len() - after.len()).unwrap_or_default();
                 (Some((task, record)), after)
             }
             Some((tag, _)) => {
-                return Err(self.corrupt(
+                return Err(Miss::Bad(self.corrupt(
                     at,
                     format!("task record does not decode: option tag {tag} is neither 0 nor 1"),
-                ));
+                )));
             }
             None => {
-                return Err(self.corrupt(
+                return Err(Miss::Short(self.corrupt(
                     at,
                     "task record does not decode: it ends before its option tag".into(),
-                ));
+                )));
             }
         };
-        self.rest = rest;
-        if self.previous.is_some_and(|p| p >= r.id) {
-            return Err(self.corrupt(
-                at,
-                format!("task {:?} is out of order or listed twice", r.id),
-            ));
+        let bad = |reason: String| Miss::Bad(self.corrupt(at, reason));
+        if !self.previous.is_empty() && self.previous.as_str() >= r.id {
+            return Err(bad(format!("task {:?} is out of order or listed twice", r.id)));
         }
-        self.previous = Some(r.id);
         if r.history_offset != self.history_next {
-            return Err(self.corrupt(
-                at,
-                format!(
-                    "the history of {:?} starts at {}, the previous one ends at {}",
-                    r.id, r.history_offset, self.history_next
-                ),
-            ));
+            return Err(bad(format!(
+                "the history of {:?} starts at {}, the previous one ends at {}",
+                r.id, r.history_offset, self.history_next
+            )));
         }
         let history =
             History::from_shared(self.arena, r.history_offset, r.history_len, r.history_count)
-                .map_err(|e| self.corrupt(at, format!("task {:?}: {e}", r.id)))?;
-        self.history_next += r.history_len;
+                .map_err(|e| bad(format!("task {:?}: {e}", r.id)))?;
         let task = match task {
             Some((t, record)) => Some(
-                held(r.id, &t, record)
-                    .map_err(|e| self.corrupt(at, format!("task {:?}: {e}", r.id)))?,
+                held(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?,
             ),
             None => None,
         };
-        Ok((r.id, task, history))
+        self.history_next += r.history_len;
+        self.previous.clear();
+        self.previous.push_str(r.id);
+        Ok(((r.id, task, history), bytes.len() - rest.len()))
     }
 
     /// After the last record: the histories must cover the whole history section, and the
-    /// idempotency keys and closed sessions must end the tasks section exactly.
-    fn finish(self) -> Result<Tail> {
+    /// idempotency keys and closed sessions must end the tasks section exactly (`window`
+    /// holds the rest of it).
+    fn finish(&self, window: &Window<'_>) -> Result<Tail> {
         if self.history_next != self.header.history_len {
             return Err(self.corrupt(
                 self.header.history_offset(),
@@ -135,35 +151,20 @@ impl<'a> Records<'a> {
                 ),
             ));
         }
-        let at = self.offset(self.rest);
-        let (tail, rest) = postcard::take_from_bytes(self.rest)
+        let at = HEADER_LEN as u64 + window.at();
+        let rest = window.bytes();
+        let (tail, after) = postcard::take_from_bytes(rest)
             .map_err(|e| self.corrupt(at, format!("request ids or sessions do not decode: {e}")))?;
-        if !rest.is_empty() {
+        if !after.is_empty() {
             return Err(self.corrupt(
-                self.offset(rest),
+                at + (rest.len() - after.len()) as u64,
                 format!(
                     "{} unexpected bytes at the end of the tasks section",
-                    rest.len()
+                    after.len()
                 ),
             ));
         }
         Ok(tail)
-    }
-}
-
-impl<'a> Iterator for Records<'a> {
-    type Item = Result<Loaded<'a>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let record = self.next_record();
-        if record.is_err() {
-            self.left = 0;
-        }
-        Some(record)
     }
 }
 
@@ -183,37 +184,67 @@ fn held<'a>(id: &str, t: &TaskV2Ref<'a>, record: &[u8]) -> Result<(Held, Keys<'a
     Ok((held, t.keys(state)))
 }
 
-/// Decodes a tasks section (its CRC and the history section's were checked) into a state
-/// whose histories point into `arena`.
-pub fn decode(path: &Path, header: &Header, section: &[u8], arena: &Arc<Arena>) -> Result<State> {
+/// Decodes the tasks section read through `window` into a state whose histories point into
+/// `arena`, checking the section's CRC (`history_checked` checks the history section's) with
+/// the same precedence as when both were checked before decoding: a section that fails its
+/// CRC is reported as such, whatever the decoding made of its bytes.
+pub fn decode(
+    path: &Path,
+    header: &Header,
+    mut window: Window<'_>,
+    arena: &Arc<Arena>,
+    history_checked: impl FnOnce() -> Result<()>,
+) -> Result<State> {
+    let decoded = decode_records(path, header, &mut window, arena);
+    let crc = window.finish_crc()?;
+    header.check_tasks_crc(path, crc)?;
+    history_checked()?;
+    decoded
+}
+
+/// Bytes of the tasks section read at a time by a snapshot open.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+fn decode_records(
+    path: &Path,
+    header: &Header,
+    window: &mut Window<'_>,
+    arena: &Arc<Arena>,
+) -> Result<State> {
     let mut records = Records {
         path,
         header,
-        section,
-        rest: section,
         arena,
         left: header.records,
         history_next: 0,
-        previous: None,
+        previous: String::new(),
     };
     let mut state = State::default();
     state.applied_lsn = header.lsn;
     state.reserve(records_to_reserve(header.records, header.tasks_len));
     // Records come in id order, not creation order: the indexes are built once at the end
-    // (see `Indexes::build`) instead of taking one tree insert per task.
+    // (see `index::Builder`) instead of taking one tree insert per task.
     state.suspend_indexes();
     let mut indexes = Builder::with_capacity(records_to_reserve(header.records, header.tasks_len));
-    for record in &mut records {
-        let (id, task, history) = record?;
-        let (task, keys) = task.unzip();
-        let slot = state.load(id, task, history);
-        if let Some(keys) = keys {
-            indexes.push(slot, keys);
+    while records.left > 0 {
+        match records.next_record(window.bytes(), window.at()) {
+            Ok(((id, task, history), len)) => {
+                let (task, keys) = task.unzip();
+                let slot = state.load(id, task, history);
+                if let Some(keys) = keys {
+                    indexes.push(slot, keys);
+                }
+                window.consume(len);
+                records.left -= 1;
+            }
+            Err(Miss::Short(_)) if !window.all_read() => window.more()?,
+            Err(Miss::Short(e) | Miss::Bad(e)) => return Err(e),
         }
     }
     // The state was empty and the records ascend by id, so slots ascend with ids.
     state.build_indexes(indexes, Given::SlotAndIdOrder);
-    let (request_ids, closed_sessions) = records.finish()?;
+    window.fill()?;
+    let (request_ids, closed_sessions) = records.finish(window)?;
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
     Ok(state)
