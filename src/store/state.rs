@@ -14,6 +14,7 @@
 
 mod check;
 mod held;
+mod ids;
 mod memory;
 mod index;
 
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use held::{Head, Held, TaskRef};
 pub use index::{CreatedKey, Ordered};
+use ids::IdTable;
 use index::{Facts, Indexes};
 pub use index::{Builder, Given, Keys};
 pub use memory::MemoryUse;
@@ -39,7 +41,7 @@ pub struct Entry {
     pub task: Option<Held>,
     /// Every event of the task, including those before a removal.
     pub history: History,
-    /// The id, shared by the id map's key and the indexes' keys (moving a task between
+    /// The id, which the id table compares by and the indexes' keys share (moving a task between
     /// indexes then copies no string). The only copy the state holds besides `Task::id`.
     shared_id: Arc<str>,
 }
@@ -48,7 +50,7 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct State {
     /// Task id -> its slot in `slots`.
-    ids: HashMap<Arc<str>, u32>,
+    ids: IdTable,
     /// Every task id ever seen and its entry, in order of first appearance. Never shrinks.
     /// (The id is the entry's `shared_id`: a second `String` copy here cost 29 bytes per id.)
     slots: Vec<Entry>,
@@ -74,6 +76,14 @@ pub struct State {
     pub bytes_since_snapshot: u64,
 }
 
+/// A slot's id in `slots` (what the id table compares and rehashes by).
+fn id_of<'s>(slots: &'s [Entry]) -> impl Fn(u32) -> &'s str {
+    |slot| {
+        let entry = slots.get(slot as usize);
+        &entry.expect("the id table names slots of the state").shared_id
+    }
+}
+
 fn breaks_state_machine(lsn: u64, id: &str, e: &Error) -> Error {
     Error::corrupt(
         "log",
@@ -94,13 +104,13 @@ impl State {
     // ----- reading ---------------------------------------------------------------------------
 
     fn entry(&self, id: &str) -> Option<&Entry> {
-        let &slot = self.ids.get(id)?;
+        let slot = self.slot_of(id)?;
         self.slots.get(slot as usize)
     }
 
     /// The slot of `id`, if the state has seen it (live or removed); slots are never reused.
     pub fn slot_of(&self, id: &str) -> Option<u32> {
-        self.ids.get(id).copied()
+        self.ids.get(id, id_of(&self.slots))
     }
 
     /// The live task `id` (a terminal one decoded).
@@ -258,7 +268,7 @@ impl State {
 
     /// Room for `n` more ids.
     pub fn reserve(&mut self, n: usize) {
-        self.ids.reserve(n);
+        self.ids.reserve(n, id_of(&self.slots));
         self.slots.reserve(n);
     }
 
@@ -286,15 +296,14 @@ impl State {
     /// Adds an entry for an id not seen before; returns its slot.
     fn new_slot(&mut self, id: &str) -> u32 {
         let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
-        let shared_id: Arc<str> = Arc::from(id);
-        let previous = self.ids.insert(shared_id.clone(), slot);
-        assert!(previous.is_none(), "a new slot's id is new (a snapshot lists each id once)");
-        let entry = Entry {
+        // Callers looked the id up first, or (a snapshot) checked that ids strictly ascend.
+        debug_assert!(self.slot_of(id).is_none(), "a new slot's id is new");
+        self.slots.push(Entry {
             task: None,
             history: History::default(),
-            shared_id,
-        };
-        self.slots.push(entry);
+            shared_id: Arc::from(id),
+        });
+        self.ids.insert_new(id, slot, id_of(&self.slots));
         slot
     }
 
@@ -360,7 +369,7 @@ impl State {
     fn replay_event(&mut self, lsn: u64, body: &[u8]) -> Result<()> {
         let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
         if !task::apply::reshapes(&decoded.kind)
-            && let Some(&slot) = self.ids.get(decoded.task_id)
+            && let Some(slot) = self.slot_of(decoded.task_id)
             && let Some(entry) = self.slots.get_mut(slot as usize)
             && entry.task.is_some()
         {
@@ -448,8 +457,8 @@ impl State {
             self.request_ids.insert(r.clone(), id.clone());
         }
         let to = updated.as_ref().map(|t| t.state);
-        let slot = match self.ids.get(id.as_str()) {
-            Some(&slot) => slot,
+        let slot = match self.slot_of(id) {
+            Some(slot) => slot,
             None => self.new_slot(id),
         };
         let entry = self

@@ -1,5 +1,5 @@
 //! A recount of everything the state keeps up as events apply, for tests: the indexes, the
-//! number of removed ids and of history events, and the id map.
+//! number of removed ids and of history events, and the id table.
 
 use super::{Head, Held, State};
 use super::index::Indexes;
@@ -21,7 +21,7 @@ impl State {
         }
         for (slot, e) in (0u32..).zip(&self.slots) {
             let id = &*e.shared_id;
-            if self.ids.get(id) != Some(&slot) {
+            if self.slot_of(id) != Some(slot) {
                 return Err(format!("slot {slot} ({id:?}) is not where its id says"));
             }
             events += e.history.len() as u64;

@@ -4,7 +4,6 @@
 //! own strings, the ordered indexes' tree nodes).
 
 use std::mem::size_of;
-use std::sync::Arc;
 
 use super::{Entry, State};
 
@@ -71,7 +70,7 @@ impl State {
             slots: self.slots.len(),
             live: self.len(),
             events: self.events,
-            id_table: table_bytes(self.ids.capacity(), size_of::<(Arc<str>, u32)>()),
+            id_table: table_bytes(self.ids.capacity(), size_of::<u32>()),
             slot_vec: self.slots.capacity() * size_of::<Entry>(),
             ..MemoryUse::default()
         };
