@@ -108,7 +108,7 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
 fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
     let bad = |e: Error| Error::corrupt(path, None, Some(snap.applied_lsn), e.to_string());
     let mut state = State::default();
-    // Indexed once at the end, in bulk (see `Indexes::build`).
+    // Indexed once at the end, in bulk (see `index::Builder`).
     state.suspend_indexes();
     state.applied_lsn = snap.applied_lsn;
     state.reserve(snap.tasks.len() + snap.removed.len());
