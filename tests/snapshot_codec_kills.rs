@@ -308,9 +308,10 @@ fn removed_records(ids: &[(&str, u8)]) -> Vec<u8> {
 
 /// A damaged task record is named at its own offset in the file (here the second record, at
 /// 64 + 6 = 70), for each way a record can be wrong with good checksums: an option tag that is
-/// neither 0 nor 1, an id listed twice, ids out of order. Kills the offset arithmetic of
-/// `Records::offset` and `p >= r.id` → `>` in `next_record` (an id listed twice let through,
-/// its second record silently replacing the first).
+/// neither 0 nor 1, an id listed twice (the empty id too), ids out of order. Kills the offset
+/// arithmetic of the window and `p >= r.id` → `>` in `next_record` (an id listed twice let
+/// through, its second record silently replacing the first), and an empty previous id taken
+/// for none (two empty ids let through, one id in two slots).
 #[test]
 fn a_damaged_v2_task_record_is_named_at_its_own_offset() {
     let path = Path::new(PATH);
@@ -320,16 +321,23 @@ fn a_damaged_v2_task_record_is_named_at_its_own_offset() {
     };
     let good = v2_image(two, &removed_records(&[("a", 0), ("b", 0)]), &[]);
     assert_eq!(snapshot::decode(path, &good).unwrap().removed_len(), 2);
-    for (what, ids, reason) in [
-        ("option tag 2", [("a", 0), ("b", 2)], "option tag 2"),
-        ("listed twice", [("a", 0), ("a", 0)], "listed twice"),
-        ("out of order", [("b", 0), ("a", 0)], "out of order"),
+    for (what, ids, reason, at) in [
+        ("option tag 2", [("a", 0), ("b", 2)], "option tag 2", 70),
+        ("listed twice", [("a", 0), ("a", 0)], "listed twice", 70),
+        // The empty id is an id like any other, not "no previous id" (64 + 5 = 69).
+        (
+            "empty id listed twice",
+            [("", 0), ("", 0)],
+            "listed twice",
+            69,
+        ),
+        ("out of order", [("b", 0), ("a", 0)], "out of order", 70),
     ] {
         match snapshot::decode(path, &v2_image(two, &removed_records(&ids), &[])) {
             Err(Error::Corrupt {
                 offset, reason: r, ..
             }) => {
-                assert_eq!(offset, Some(70), "{what}: {r}");
+                assert_eq!(offset, Some(at), "{what}: {r}");
                 assert!(r.contains(reason), "{what}: {r}");
             }
             other => panic!("{what}: {other:?}"),

@@ -25,6 +25,12 @@ pub fn decode_snapshot_bytes(data: &[u8]) -> Result<usize> {
         .into_iter()
         .flatten()
     {
+        // What a decode accepted is one consistent state: each id in one slot that the id
+        // table finds, indexes equal to a recount (a damaged section listing an id twice must
+        // be refused, not loaded into two slots).
+        if let Err(e) = state.check_indexes() {
+            panic!("a decoded snapshot's state is inconsistent: {e}");
+        }
         for (id, entry) in state.entries() {
             let _ = entry.history.check();
             let _ = entry.history.events();

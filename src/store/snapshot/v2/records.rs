@@ -52,8 +52,9 @@ struct Records<'a> {
     arena: &'a Arc<Arena>,
     left: u64,
     history_next: u64,
-    /// The previous record's id (empty before the first: no id is empty).
-    previous: String,
+    /// The previous record's id (`None` before the first; an empty id is not "none": a damaged
+    /// section may list `""` twice).
+    previous: Option<String>,
 }
 
 /// Why a record was not decoded from the bytes at hand.
@@ -114,7 +115,7 @@ impl Records<'_> {
             }
         };
         let bad = |reason: String| Miss::Bad(self.corrupt(at, reason));
-        if !self.previous.is_empty() && self.previous.as_str() >= r.id {
+        if self.previous.as_deref().is_some_and(|p| p >= r.id) {
             return Err(bad(format!("task {:?} is out of order or listed twice", r.id)));
         }
         if r.history_offset != self.history_next {
@@ -133,8 +134,13 @@ impl Records<'_> {
             None => None,
         };
         self.history_next += r.history_len;
-        self.previous.clear();
-        self.previous.push_str(r.id);
+        match &mut self.previous {
+            Some(previous) => {
+                previous.clear();
+                previous.push_str(r.id);
+            }
+            None => self.previous = Some(r.id.to_owned()),
+        }
         Ok(((r.id, task, history), bytes.len() - rest.len()))
     }
 
@@ -217,7 +223,7 @@ fn decode_records(
         arena,
         left: header.records,
         history_next: 0,
-        previous: String::new(),
+        previous: None,
     };
     let mut state = State::default();
     state.applied_lsn = header.lsn;
