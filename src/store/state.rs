@@ -275,7 +275,8 @@ impl State {
     /// Puts a task (as the state holds it) and its history in place while loading a snapshot.
     /// Returns the task's slot.
     pub fn load(&mut self, id: &str, task: Option<Held>, history: History) -> u32 {
-        // `new_slot` asserts that the id is new: one hash per id instead of a look-up first.
+        // `new_slot` takes the id as new (a snapshot's ids strictly ascend: checked by its reader;
+        // v1 looks each up first): one hash per id instead of a look-up first.
         self.events += history.len() as u64;
         let slot = self.new_slot(id);
         let entry = self.slots.last_mut().expect("new_slot pushed one");
