@@ -358,47 +358,21 @@ pub fn read(
         file,
         at: HEADER_LEN as u64,
     };
-    let window = Window::new(path, source, h.tasks_len, records::CHUNK_BYTES);
+    let window = Window::new(path, source, h.tasks_len, window::CHUNK_BYTES);
     records::decode(path, &h, window, &arena, || {
         check_section_streaming(path, file, &h)
     })
 }
 
-/// Bytes read at a time when checking the history section's CRC.
-const CRC_CHUNK_BYTES: usize = 1 << 20;
-
-/// Checks the history section's CRC without holding it in memory.
+/// Checks the history section's CRC without holding it in memory (read through a window, as
+/// the tasks section is).
 fn check_section_streaming(path: &Path, file: &dyn StorageFile, h: &Header) -> Result<()> {
-    let mut buf = vec![0u8; CRC_CHUNK_BYTES.min(usize::try_from(h.history_len).unwrap_or(0))];
-    let mut crc = crc32fast::Hasher::new();
-    let (start, end) = (h.history_offset(), h.history_offset() + h.history_len);
-    let mut at = start;
-    while at < end {
-        let want = usize::try_from(end - at).map_or(buf.len(), |n| n.min(buf.len()));
-        let chunk = buf.get_mut(..want).unwrap_or_default();
-        let n = file
-            .read_at(chunk, at)
-            .map_err(|e| Error::io("read", path, e))?;
-        if n == 0 {
-            return Err(Error::corrupt(
-                path,
-                Some(at),
-                None,
-                "file ended before the section the header describes",
-            ));
-        }
-        crc.update(chunk.get(..n).unwrap_or_default());
-        at += n as u64;
-    }
-    if crc.finalize() != h.history_crc {
-        return Err(Error::corrupt(
-            path,
-            Some(start),
-            Some(h.lsn),
-            "history section checksum mismatch",
-        ));
-    }
-    Ok(())
+    let source = Source::File {
+        file,
+        at: h.history_offset(),
+    };
+    let crc = Window::new(path, source, h.history_len, window::CHUNK_BYTES).finish_crc()?;
+    h.check_computed_crc(path, true, crc)
 }
 
 /// Decodes a whole v2 image held in memory (the history section is copied into an arena).
@@ -412,7 +386,7 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
     h.check_crc(path, true, history)?;
     let arena = Arena::new(path, h.history_offset(), history.into());
     // Small chunks, so that tests and fuzzing cross a chunk's end inside records of every
-    // shape (a snapshot open reads `records::CHUNK_BYTES` at a time).
+    // shape (a snapshot open reads `window::CHUNK_BYTES` at a time).
     let window = Window::new(path, Source::Memory(tasks), h.tasks_len, IMAGE_CHUNK_BYTES);
     records::decode(path, &h, window, &arena, || Ok(()))
 }

@@ -1,7 +1,8 @@
 //! Task id -> slot. The table holds slot numbers only (4 bytes each); the ids themselves are
 //! the slots' shared ids, which a lookup compares through the slot it finds. A map keyed by
 //! the `Arc<str>` held 24 bytes per id, and filling its 200,000 scattered entries at a snapshot
-//! open was an eighth of the open (docs/benchmarks.md, "Snapshot open: ids held once, by slot").
+//! open was an eighth of the open (docs/benchmarks.md, "Snapshot open: keys read once, the
+//! tasks section streamed, ids held by slot").
 
 use std::hash::BuildHasher;
 

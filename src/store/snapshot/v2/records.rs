@@ -208,9 +208,6 @@ pub fn decode(
     decoded
 }
 
-/// Bytes of the tasks section read at a time by a snapshot open.
-pub const CHUNK_BYTES: usize = 1 << 20;
-
 fn decode_records(
     path: &Path,
     header: &Header,
