@@ -70,6 +70,28 @@ fn merge_skips_existing_ids_and_reports_them() {
     assert_eq!(calls.last(), Some(&(3, 3)));
 }
 
+/// The report lists the first `SKIPPED_IDS_LISTED_MAX` skipped ids in document order and counts
+/// them all: its size does not grow with the number of ids skipped.
+#[test]
+fn a_report_lists_the_first_hundred_skipped_ids_and_counts_all() {
+    use tasklog::export::SKIPPED_IDS_LISTED_MAX;
+    let ids: Vec<String> = (0..SKIPPED_IDS_LISTED_MAX + 7)
+        .map(|i| format!("t{i:04}"))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (_d, store) = store_with(&refs);
+    let tasks: Vec<String> = ids
+        .iter()
+        .rev()
+        .map(|id| format!(r#""{id}": {{"title": "again", "status": "pending"}}"#))
+        .collect();
+    let doc = format!(r#"{{"tasks": {{{}}}}}"#, tasks.join(", "));
+    let report = import(&store, &doc, &ImportOptions::new()).expect("import");
+    assert_eq!(report.skipped, ids.len() as u64);
+    let first: Vec<&str> = refs.iter().rev().take(SKIPPED_IDS_LISTED_MAX).copied().collect();
+    assert_eq!(report.skipped_ids, first);
+}
+
 #[test]
 fn merge_overwrites_when_asked_and_keeps_the_history() {
     let (_d, store) = store_with(&["keep"]);

@@ -86,6 +86,10 @@ impl ImportOptions {
     }
 }
 
+/// Most skipped ids an [`ImportReport`] lists. Listing every one cost the memory of every id
+/// (an import of 1,000,000 tasks into a store that had them all held and printed them all).
+pub const SKIPPED_IDS_LISTED_MAX: usize = 100;
+
 /// What an import did (or, with `dry_run`, would do).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
@@ -103,7 +107,8 @@ pub struct ImportReport {
     /// New tasks whose exported fields differ from what their history rebuilds: each got an
     /// `imported` event after its history so that the exported fields win.
     pub fields_restored: u64,
-    /// The skipped ids.
+    /// The first [`SKIPPED_IDS_LISTED_MAX`] skipped ids, in document order (`skipped` counts
+    /// them all): a report stays small however many ids an import skips.
     pub skipped_ids: Vec<String>,
     /// The document's extra top-level keys (`exported_at`, `cluster_name`, ...).
     pub metadata: BTreeMap<String, Value>,
@@ -476,7 +481,9 @@ impl<'e> Planner<'e> {
             match (self.options.mode, self.options.on_conflict) {
                 (ImportMode::Merge, OnConflict::Skip) => {
                     self.report.skipped += 1;
-                    self.report.skipped_ids.push(id.clone());
+                    if self.report.skipped_ids.len() < SKIPPED_IDS_LISTED_MAX {
+                        self.report.skipped_ids.push(id.clone());
+                    }
                 }
                 (ImportMode::Merge, OnConflict::Fail) => {
                     self.conflicts.push(&item.path, conflict_message(&id));

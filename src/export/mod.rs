@@ -51,7 +51,8 @@ use crate::task::{EventKind, Task, Timestamp};
 
 pub use aliases::{field_alias, state_alias};
 pub use apply::{
-    ImportMode, ImportOptions, ImportReport, OnConflict, check_conflicts, import_json,
+    ImportMode, ImportOptions, ImportReport, OnConflict, SKIPPED_IDS_LISTED_MAX, check_conflicts,
+    import_json,
     import_json_bytes, import_json_spooled, import_json_staged, import_json_staged_bytes,
     import_parsed,
 };

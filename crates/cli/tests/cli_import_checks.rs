@@ -138,6 +138,23 @@ fn json_arguments_are_held_to_the_store_limits() {
 }
 
 /// A document of `n` tiny tasks (`big-0000000`...), as the issue's 1,000,000-task benchmark.
+/// A merge that skips many ids lists the first 100 and counts the rest, in the report and in
+/// the CLI's line (it printed every one: 1,000,000 ids for a repeated import of that size).
+#[test]
+fn skipped_ids_are_listed_up_to_a_hundred_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let doc = tmp.path().join("doc.json");
+    std::fs::write(&doc, tiny_tasks(150)).unwrap();
+    ok(&store, &["import", doc.to_str().unwrap()]);
+    let out = ok(&store, &["import", doc.to_str().unwrap()]);
+    assert!(out.contains("150 skipped"), "{out}");
+    let listed = out.lines().find(|l| l.starts_with("skipped")).unwrap();
+    assert!(listed.contains("big-0000000, big-0000001"), "{listed}");
+    assert!(listed.contains("big-0000099 and 50 more"), "{listed}");
+    assert!(!listed.contains("big-0000100"), "{listed}");
+}
+
 fn tiny_tasks(n: usize) -> String {
     let tasks: Vec<String> = (0..n)
         .map(|i| format!(r#""big-{i:07}": {{"title": "t{i}", "status": "pending"}}"#))

@@ -272,9 +272,16 @@ pub fn import(ctx: &Ctx, out: &mut dyn Write, a: &ImportArgs) -> anyhow::Result<
         r.imported, r.overwritten, r.skipped, r.removed, r.events_replayed
     )?;
     if !r.skipped_ids.is_empty() {
+        // The report lists the first ids only (`SKIPPED_IDS_LISTED_MAX`); `skipped` counts all.
+        let unlisted = r.skipped.saturating_sub(r.skipped_ids.len() as u64);
+        let more = if unlisted > 0 {
+            format!(" and {unlisted} more")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "skipped (already in the store): {}",
+            "skipped (already in the store): {}{more}",
             r.skipped_ids.join(", ")
         )?;
     }

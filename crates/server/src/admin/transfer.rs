@@ -244,7 +244,7 @@ pub struct ImportReportDoc {
     pub events_replayed: u64,
     /// New tasks whose exported fields differ from what their history rebuilds.
     pub fields_restored: u64,
-    /// The skipped ids.
+    /// The first 100 skipped ids, in document order (`skipped` counts them all).
     pub skipped_ids: Vec<String>,
     /// The document's extra top-level keys (`exported_at`, `cluster_name`, ...).
     pub metadata: BTreeMap<String, serde_json::Value>,
