@@ -88,7 +88,12 @@ fn a_report_lists_the_first_hundred_skipped_ids_and_counts_all() {
     let doc = format!(r#"{{"tasks": {{{}}}}}"#, tasks.join(", "));
     let report = import(&store, &doc, &ImportOptions::new()).expect("import");
     assert_eq!(report.skipped, ids.len() as u64);
-    let first: Vec<&str> = refs.iter().rev().take(SKIPPED_IDS_LISTED_MAX).copied().collect();
+    let first: Vec<&str> = refs
+        .iter()
+        .rev()
+        .take(SKIPPED_IDS_LISTED_MAX)
+        .copied()
+        .collect();
     assert_eq!(report.skipped_ids, first);
 }
 

@@ -52,9 +52,8 @@ use crate::task::{EventKind, Task, Timestamp};
 pub use aliases::{field_alias, state_alias};
 pub use apply::{
     ImportMode, ImportOptions, ImportReport, OnConflict, SKIPPED_IDS_LISTED_MAX, check_conflicts,
-    import_json,
-    import_json_bytes, import_json_spooled, import_json_staged, import_json_staged_bytes,
-    import_parsed,
+    import_json, import_json_bytes, import_json_spooled, import_json_staged,
+    import_json_staged_bytes, import_parsed,
 };
 pub use atomic_file::{default_file_name, write_atomically};
 pub use csv_out::{HISTORY_CSV_COLUMNS, TASK_CSV_COLUMNS, export_history_csv, export_tasks_csv};

@@ -191,8 +191,7 @@ impl<'de> Visitor<'de> for Tasks<'_, '_, '_> {
             state.seen.insert(id.to_string(), n);
             match value {
                 Json::Object(fields) => {
-                    if let Some(t) = validate::read_task(&path, Some(&id), &fields, state.problems)
-                    {
+                    if let Some(t) = validate::read_task(path, Some(&id), &fields, state.problems) {
                         (state.sink)(t);
                     }
                 }
@@ -255,12 +254,12 @@ fn stream_array<'de, A: SeqAccess<'de>>(
             );
             continue;
         };
-        let Some(task) = validate::read_task(&path, None, &fields, state.problems) else {
+        let Some(task) = validate::read_task(path, None, &fields, state.problems) else {
             continue;
         };
         if let Some(first) = state.seen.get(&task.task.id) {
             state.problems.push(
-                &format!("{path}.id"),
+                &format!("{}.id", task.path),
                 format!(
                     "duplicate task id {:?} (also at {prefix}[{first}])",
                     limits::excerpt(&task.task.id)

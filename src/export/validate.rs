@@ -166,7 +166,7 @@ pub(crate) fn read_task_map(
         }
         match value {
             Json::Object(fields) => {
-                if let Some(t) = read_task(&path, Some(id), fields, problems) {
+                if let Some(t) = read_task(path, Some(id), fields, problems) {
                     tasks.push(t);
                 }
             }
@@ -196,12 +196,12 @@ pub(crate) fn read_task_array(
             );
             continue;
         };
-        let Some(task) = read_task(&path, None, fields, problems) else {
+        let Some(task) = read_task(path, None, fields, problems) else {
             continue;
         };
         if let Some(first) = seen.insert(task.task.id.clone(), i) {
             problems.push(
-                &format!("{path}.id"),
+                &format!("{}.id", task.path),
                 format!(
                     "duplicate task id {:?} (also at {prefix}[{first}])",
                     limits::excerpt(&task.task.id)
@@ -406,12 +406,14 @@ fn read_title(f: &mut Fields<'_>) -> Option<String> {
 }
 
 /// Reads one task object. Returns `None` when it has problems (all of which are recorded).
+/// `path` is the task's JSON path, kept in the result (moved, not copied: one string per task).
 pub(crate) fn read_task(
-    path: &str,
+    owned_path: String,
     key_id: Option<&str>,
     entries: &[(Cow<'_, str>, Json<'_>)],
     problems: &mut Problems,
 ) -> Option<ImportTask> {
+    let path = owned_path.as_str();
     let before = problems.list.len() + problems.more;
     let (known, extras) = index_fields(path, entries, problems);
     for (name, value) in entries {
@@ -482,7 +484,7 @@ pub(crate) fn read_task(
     Some(ImportTask {
         task,
         history,
-        path: path.to_string(),
+        path: owned_path,
         rebuilt,
     })
 }

@@ -12,7 +12,7 @@ use tasklog::StoreOptions;
 use tasklog_server::{ServerOptions, ServerRecord};
 
 use crate::args::ServeArgs;
-use crate::commands::{Ctx, close, open_write_with};
+use crate::commands::{Ctx, close_before_exit, open_write_with};
 use crate::exit::{Exit, OPERATION, USAGE};
 use crate::record;
 
@@ -81,7 +81,7 @@ pub fn run(ctx: &Ctx, a: &ServeArgs, token: Option<String>) -> anyhow::Result<()
     record::remove(&ctx.dir, std::process::id());
     // Dropping the runtime waits for blocking store calls still running.
     drop(runtime);
-    let closed = close(store);
+    let closed = close_before_exit(store);
     served?;
     closed?;
     ctx.ui.note("server stopped; store closed");

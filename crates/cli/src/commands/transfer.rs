@@ -16,7 +16,7 @@ use tasklog::export::{
 use tasklog::{Error, Store, StoreOptions};
 
 use super::read::{filter_of, filter_query};
-use super::{Ctx, close};
+use super::{Ctx, close_before_exit};
 use crate::args::{ExportArgs, ExportFormat, ImportArgs, ImportMode, OnConflict};
 use crate::client::Remote;
 use crate::output::bytes;
@@ -399,7 +399,7 @@ fn finish_import(
         }
         Err(_) => Ok(()),
     };
-    close(store)?;
+    close_before_exit(store)?;
     let report = result?;
     adopted?;
     Ok(report)
