@@ -57,6 +57,20 @@ impl Problems {
 
 /// `prefix["key"]`, with the key quoted as a JSON string (cut to a readable length).
 pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    // Almost every key (a task id) is short and needs no escape: one allocation, no JSON
+    // encoder (this ran for every task of an import, in both readings).
+    let plain = key.len() <= limits::EXCERPT_CHARS_MAX
+        && key
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
+    if plain {
+        let mut path = String::with_capacity(prefix.len() + key.len() + 4);
+        path.push_str(prefix);
+        path.push_str("[\"");
+        path.push_str(key);
+        path.push_str("\"]");
+        return path;
+    }
     let key = limits::excerpt(key);
     let quoted = serde_json::to_string(&key).unwrap_or_else(|_| format!("{key:?}"));
     format!("{prefix}[{quoted}]")
@@ -598,8 +612,36 @@ fn read_metadata(f: &mut Fields<'_>, extras: &[(&str, &Json)]) -> BTreeMap<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::{Path, Problems, report_duplicates};
+    use super::{Path, Problems, key_path, report_duplicates};
     use crate::export::parse::parse_tree;
+    use crate::task::limits;
+
+    /// The short path for plain keys writes what the JSON encoder writes.
+    #[test]
+    fn a_key_path_quotes_as_json_does() {
+        let long = "x".repeat(limits::EXCERPT_CHARS_MAX);
+        let longer = "y".repeat(limits::EXCERPT_CHARS_MAX + 1);
+        for key in [
+            "",
+            "t-1",
+            "a b",
+            "é✓",
+            "\u{7f}",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "nl\n",
+            &long,
+            &longer,
+        ] {
+            let quoted = serde_json::to_string(&limits::excerpt(key)).expect("a string encodes");
+            assert_eq!(
+                key_path("tasks", key),
+                format!("tasks[{quoted}]"),
+                "{key:?}"
+            );
+        }
+    }
 
     fn duplicates_in(doc: &str) -> Vec<String> {
         let tree = parse_tree(doc.as_bytes()).expect("valid JSON");

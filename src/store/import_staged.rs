@@ -19,7 +19,7 @@ use super::commit::Staged;
 use super::mutation::{Change, Mutation};
 use super::{Store, install_staged, record, subscribe, unique};
 use crate::error::{Error, Result};
-use crate::task::Timestamp;
+use crate::task::{EventKind, Timestamp};
 
 /// Mutations validated, encoded and written per chunk.
 pub const IMPORT_CHUNK_MUTATIONS: usize = 4096;
@@ -123,12 +123,28 @@ impl Store {
         // last mutation touching it.
         let mut later: HashMap<String, usize> = HashMap::default();
         let mut fed = 0usize;
+        // Tasks the batch creates under ids the state has not seen (at most: one created, removed and
+        // created again counts twice): the state makes room for them once, before installing,
+        // instead of rehashing its id table as it doubles (3 % of an import of 1,000,000 tasks).
+        let mut new_ids = 0usize;
         let mut flush = |st: &super::state::State,
                          staged: &mut Staged,
                          later: &HashMap<String, usize>,
                          i: usize|
          -> Result<()> {
             self.admit(st, staged, now)?;
+            new_ids += staged
+                .events
+                .iter()
+                .zip(&staged.event_slots)
+                .filter(|(e, slot)| {
+                    slot.is_none()
+                        && matches!(
+                            e.kind,
+                            EventKind::Created { .. } | EventKind::Imported { .. }
+                        )
+                })
+                .count();
             let events = staged.take_chunk(st, base, |id| later.get(id).is_some_and(|&l| l > i));
             for e in &events {
                 buf.clear();
@@ -180,6 +196,7 @@ impl Store {
         if last < base {
             return Ok(0);
         }
+        st.reserve(new_ids);
         self.install_staged_segment(&mut st, base, last)?;
         self.inner.unique.lock().after_commit(&st, &keyed);
         let snapshot_due = self.snapshot_due(&st);
