@@ -182,8 +182,14 @@ enum Parts {
     /// Loaded from a v2 snapshot: events read in place, then those appended since.
     Loaded(Box<Loaded>),
     /// Events whose bytes stay in the log (a store over a log that reads by LSN): the part
-    /// shared with a snapshot, if any, then the positions of the events since.
+    /// shared with a snapshot, then the positions of the events since.
     Logged(Box<Logged>),
+    /// Only events whose bytes stay in the log, no snapshot part: their positions (as
+    /// `Logged::refs`), the first `count * ENTRY_HEADER_LEN` bytes of the buffer, the rest room
+    /// to grow. Unboxed, with no length or capacity beside it: a store built by writes or by
+    /// replay holds every history this way, and a `Box<Logged>` per task was one more
+    /// allocation (64 bytes) per task.
+    InLog(Box<[u8]>),
 }
 
 /// A history whose events after its snapshot part are read from the log.
@@ -271,7 +277,7 @@ impl History {
                 bytes
             }
             Parts::Loaded(loaded) => &mut loaded.own,
-            Parts::Logged(_) => {
+            Parts::Logged(_) | Parts::InLog(_) => {
                 // NOTE: a state keeps positions for all its histories or for none (see
                 // `State::histories_in_log`), so a logged history only grows by positions.
                 debug_assert!(false, "bytes pushed to a history kept in the log");
@@ -300,17 +306,29 @@ impl History {
         len: usize,
     ) -> bool {
         let len = u32::try_from(len).expect("should be bounded by the log's record limit");
-        let refs = match &mut self.parts {
-            Parts::Owned(bytes) if bytes.is_empty() => {
-                self.parts = Parts::Logged(Box::new(Logged {
-                    shared: None,
-                    refs: Vec::with_capacity(HISTORY_EVENTS_INITIAL * ENTRY_HEADER_LEN),
-                }));
-                match &mut self.parts {
-                    Parts::Logged(logged) => &mut logged.refs,
-                    _ => unreachable!("set just above"),
-                }
+        let mut entry = [0u8; ENTRY_HEADER_LEN];
+        entry[..8].copy_from_slice(&lsn.to_le_bytes());
+        entry[8] = from.map_or(NO_STATE, wire::v1::state_code);
+        entry[9] = to.map_or(NO_STATE, wire::v1::state_code);
+        entry[10..].copy_from_slice(&len.to_le_bytes());
+        if let Parts::Owned(bytes) = &self.parts
+            && bytes.is_empty()
+        {
+            self.parts = Parts::InLog(Box::default());
+        }
+        if let Parts::InLog(buf) = &mut self.parts {
+            let used = self.count as usize * ENTRY_HEADER_LEN;
+            if used + ENTRY_HEADER_LEN > buf.len() {
+                let room = (2 * buf.len()).max(HISTORY_EVENTS_INITIAL * ENTRY_HEADER_LEN);
+                let mut grown = vec![0u8; room].into_boxed_slice();
+                grown[..used].copy_from_slice(&buf[..used]);
+                *buf = grown;
             }
+            buf[used..used + ENTRY_HEADER_LEN].copy_from_slice(&entry);
+            self.count += 1;
+            return true;
+        }
+        let refs = match &mut self.parts {
             Parts::Loaded(loaded) if loaded.own.is_empty() => {
                 let shared = loaded.shared.clone();
                 self.parts = Parts::Logged(Box::new(Logged {
@@ -324,11 +342,9 @@ impl History {
             }
             Parts::Logged(logged) => &mut logged.refs,
             Parts::Owned(_) | Parts::Loaded(_) => return false,
+            Parts::InLog(_) => unreachable!("an InLog history was pushed to above"),
         };
-        refs.extend_from_slice(&lsn.to_le_bytes());
-        refs.push(from.map_or(NO_STATE, wire::v1::state_code));
-        refs.push(to.map_or(NO_STATE, wire::v1::state_code));
-        refs.extend_from_slice(&len.to_le_bytes());
+        refs.extend_from_slice(&entry);
         self.count += 1;
         true
     }
@@ -337,6 +353,9 @@ impl History {
     fn refs(&self) -> &[u8] {
         match &self.parts {
             Parts::Logged(logged) => &logged.refs,
+            Parts::InLog(buf) => buf
+                .get(..self.count as usize * ENTRY_HEADER_LEN)
+                .expect("an InLog history holds an entry per event"),
             Parts::Owned(_) | Parts::Loaded(_) => &[],
         }
     }
@@ -361,7 +380,7 @@ impl History {
         match &self.parts {
             Parts::Owned(bytes) => bytes,
             Parts::Loaded(loaded) => &loaded.own,
-            Parts::Logged(_) => &[],
+            Parts::Logged(_) | Parts::InLog(_) => &[],
         }
     }
 
@@ -413,6 +432,7 @@ impl History {
             Parts::Owned(bytes) => bytes.capacity(),
             Parts::Loaded(loaded) => std::mem::size_of::<Loaded>() + loaded.own.capacity(),
             Parts::Logged(logged) => std::mem::size_of::<Logged>() + logged.refs.capacity(),
+            Parts::InLog(buf) => buf.len(),
         }
     }
 
@@ -421,18 +441,18 @@ impl History {
     /// (the bytes beyond `len`) stay in memory. Histories only grow, so the first `len` bytes
     /// are the ones the snapshot wrote.
     pub fn rebase(&mut self, arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<()> {
-        if let Parts::Logged(logged) = &self.parts {
+        if matches!(self.parts, Parts::Logged(_) | Parts::InLog(_)) {
             // The snapshot wrote the shared part and the first events kept in the log; the
             // positions of those after it stay.
-            let shared_count = self.count - refs(&logged.refs).count() as u32;
+            let in_log = self.refs();
+            let shared_count = self.count - refs(in_log).count() as u32;
             let written = count.checked_sub(shared_count).ok_or_else(|| {
                 bad(format!(
                     "a snapshot wrote {count} events of a history of {}",
                     self.count
                 ))
             })?;
-            let tail = logged
-                .refs
+            let tail = in_log
                 .get(written as usize * ENTRY_HEADER_LEN..)
                 .ok_or_else(|| {
                     bad(format!(
@@ -530,6 +550,13 @@ impl History {
             Parts::Owned(bytes) => bytes,
             Parts::Loaded(loaded) => &mut loaded.own,
             Parts::Logged(logged) => &mut logged.refs,
+            Parts::InLog(buf) => {
+                let used = self.count as usize * ENTRY_HEADER_LEN;
+                if buf.len() - used > used / 2 + 64 {
+                    *buf = Box::from(&buf[..used]);
+                }
+                return;
+            }
         };
         // Only when it is worth a reallocation.
         if bytes.capacity() - bytes.len() > bytes.len() / 2 + 64 {
@@ -596,7 +623,7 @@ impl History {
 
     fn shared(&self) -> Option<&Shared> {
         match &self.parts {
-            Parts::Owned(_) => None,
+            Parts::Owned(_) | Parts::InLog(_) => None,
             Parts::Loaded(loaded) => Some(&loaded.shared),
             Parts::Logged(logged) => logged.shared.as_ref(),
         }
@@ -936,5 +963,50 @@ mod tests {
         let arena = arena_of(&original);
         let h = History::from_shared(&arena, 0, arena.len() as u64, 1).unwrap();
         assert!(h.check().unwrap_err().is_corruption());
+    }
+
+    /// A history of positions only (`InLog`) grows past its first room, keeps every entry in
+    /// order through growth, shrinking and a snapshot's rebase, and writes the same headers
+    /// (with zeros for the bytes the log holds) as before.
+    #[test]
+    fn a_history_kept_in_the_log_grows_shrinks_and_rebases_whole() {
+        let running = Some(TaskState::Running);
+        let mut h = History::default();
+        // Past 24 entries the room doubles to 48 (672 bytes): enough spare for `shrink` to cut.
+        let n = 4 * HISTORY_EVENTS_INITIAL as u64 + 1;
+        for lsn in 1..=n {
+            let from = if lsn == 1 { Some(TaskState::Pending) } else { running };
+            assert!(h.push_ref(lsn, from, running, 10 + lsn as usize));
+        }
+        assert!(matches!(h.parts, Parts::InLog(_)), "positions only, unboxed");
+        assert_eq!(h.len() as u64, n);
+        let expected: Vec<HistoryStep> = (1..=n)
+            .map(|lsn| HistoryStep {
+                lsn,
+                from: if lsn == 1 { Some(TaskState::Pending) } else { running },
+                to: running,
+            })
+            .collect();
+        assert_eq!(h.steps().unwrap(), expected);
+        assert_eq!(h.last_start_lsn(), Some(1));
+        h.check().unwrap();
+        let logged: usize = (1..=n).map(|lsn| ENTRY_HEADER_LEN + 10 + lsn as usize).sum();
+        assert_eq!(h.byte_len(), logged);
+        h.shrink();
+        assert_eq!(h.heap_bytes(), n as usize * ENTRY_HEADER_LEN, "shrunk to its entries");
+        assert_eq!(h.steps().unwrap(), expected);
+        // A snapshot wrote the first 5 events: the positions of the others stay.
+        let mut written = Vec::new();
+        let mut fill = Vec::new();
+        h.write_to(&mut written, &mut fill).unwrap();
+        assert_eq!(fill.len() as u64, n);
+        let upto = fill.get(5).unwrap().at;
+        let arena = Arena::new(Path::new("x.snap"), 0, written[..upto].to_vec().into());
+        h.rebase(&arena, 0, upto as u64, 5).unwrap();
+        assert!(matches!(h.parts, Parts::Logged(_)), "a snapshot part, then positions");
+        assert_eq!(h.len() as u64, n);
+        let steps: Vec<u64> = h.steps().unwrap().iter().map(|s| s.lsn).collect();
+        assert_eq!(steps, (1..=n).collect::<Vec<_>>());
+        h.check().unwrap();
     }
 }
