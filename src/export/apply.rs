@@ -268,8 +268,7 @@ fn import_staged(
             .map_err(|p| invalid(source_name, p))?;
         let later = crate::store::last_touches(&rest);
         for (j, m) in rest.into_iter().enumerate() {
-            let last = later.get(m.task_id.as_str()).map(|&l| fed + l);
-            sink(m, last.filter(|&l| l > fed + j))?;
+            sink(m, later.get(&j).map(|&l| fed + l))?;
         }
         outcome = Some(report);
         Ok(())

@@ -241,25 +241,27 @@ impl Staged {
     }
 
     /// Hands over the events staged since the last call (a staged import writes them to its
-    /// staging segment and drops them), keeping what later mutations will need: a task
-    /// `touched_later` keeps its overlay entry (a first touch in these events is materialized,
-    /// since its event goes away); every other task of these events leaves the overlay, so
-    /// the overlay holds only tasks with mutations still to come. `lsn` is the batch's first
-    /// LSN. Slots and removed tasks (only for a caller that wants results) are dropped too.
+    /// staging segment and drops them), keeping what later mutations will need: a task whose
+    /// event `k` (counted in these events) is `touched_later` keeps its overlay entry (a first
+    /// touch in these events is materialized, since its event goes away); every other task of
+    /// these events leaves the overlay, so the overlay holds only tasks with mutations still to
+    /// come. `lsn` is the batch's first LSN. Slots and removed tasks (only for a caller that
+    /// wants results) are dropped too.
     pub fn take_chunk(
         &mut self,
         state: &State,
         lsn: u64,
-        touched_later: impl Fn(&str) -> bool,
+        touched_later: impl Fn(usize) -> bool,
     ) -> Vec<Event> {
         for k in 0..self.events.len() {
-            let Some(id) = self.events.get(k).map(|e| e.task_id.clone()) else {
+            let Some(event) = self.events.get(k) else {
                 continue;
             };
-            if touched_later(&id) {
+            if touched_later(k) {
+                let id = event.task_id.clone();
                 self.materialize(state, &id, lsn);
             } else {
-                self.overlay.remove(&id);
+                self.overlay.remove(event.task_id.as_str());
             }
         }
         self.taken += self.events.len();

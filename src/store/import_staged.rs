@@ -49,18 +49,21 @@ fn knob(over: &AtomicUsize, default: usize) -> usize {
     }
 }
 
-/// For each task id that more than one mutation touches, the index of its last mutation: a
-/// chunk keeps a task in the overlay only while a later mutation still needs it.
-pub(crate) fn last_touches(mutations: &[Mutation]) -> HashMap<String, usize> {
-    let mut seen: HashMap<&str, (u32, usize)> = HashMap::default();
-    for (i, m) in mutations.iter().enumerate() {
-        let e = seen.entry(m.task_id.as_str()).or_insert((0, i));
-        *e = (e.0 + 1, i);
+/// For each mutation that a later one touches the same task as, its index -> the index of the
+/// last mutation touching that task: a chunk keeps a task in the overlay only while a later
+/// mutation still needs it. Keyed by index, with the ids borrowed only while it is built (it
+/// held a copy of every such id and looked every mutation up by id: 7 % of an import with
+/// 1,000,000 history events); empty when no task is touched twice.
+pub(crate) fn last_touches(mutations: &[Mutation]) -> HashMap<usize, usize> {
+    let mut last: HashMap<&str, usize> = HashMap::default();
+    let mut later = HashMap::default();
+    for (i, m) in mutations.iter().enumerate().rev() {
+        let l = *last.entry(m.task_id.as_str()).or_insert(i);
+        if l > i {
+            later.insert(i, l);
+        }
     }
-    seen.into_iter()
-        .filter(|(_, (n, _))| *n > 1)
-        .map(|(id, (_, last))| (id.to_string(), last))
-        .collect()
+    later
 }
 
 impl Store {
@@ -80,9 +83,8 @@ impl Store {
         }
         let later = last_touches(&mutations);
         self.write_staged_from(|sink| {
-            for m in mutations {
-                let last = later.get(m.task_id.as_str()).copied();
-                sink(m, last)?;
+            for (i, m) in mutations.into_iter().enumerate() {
+                sink(m, later.get(&i).copied())?;
             }
             Ok(())
         })
@@ -119,9 +121,9 @@ impl Store {
         let mut keyed: Vec<String> = Vec::new();
         let keys_built = self.inner.unique.lock().is_built();
         let mut buf = Vec::new();
-        // Tasks of the current chunk that a later mutation touches again: id -> index of the
-        // last mutation touching it.
-        let mut later: HashMap<String, usize> = HashMap::default();
+        // For each event of the current chunk, the index of the last mutation touching its
+        // task when a later one does (as the feed said).
+        let mut later: Vec<Option<usize>> = Vec::with_capacity(chunk);
         let mut fed = 0usize;
         // Tasks the batch creates under ids the state has not seen (at most: one created, removed and
         // created again counts twice): the state makes room for them once, before installing,
@@ -129,7 +131,7 @@ impl Store {
         let mut new_ids = 0usize;
         let mut flush = |st: &super::state::State,
                          staged: &mut Staged,
-                         later: &HashMap<String, usize>,
+                         later: &[Option<usize>],
                          i: usize|
          -> Result<()> {
             self.admit(st, staged, now)?;
@@ -145,7 +147,8 @@ impl Store {
                         )
                 })
                 .count();
-            let events = staged.take_chunk(st, base, |id| later.get(id).is_some_and(|&l| l > i));
+            let touched_later = |k: usize| later.get(k).copied().flatten().is_some_and(|l| l > i);
+            let events = staged.take_chunk(st, base, touched_later);
             for e in &events {
                 buf.clear();
                 record::encode_event_into(&mut buf, e)?;
@@ -167,10 +170,10 @@ impl Store {
             }
             let i = fed;
             fed += 1;
-            if let Some(l) = last {
-                later.insert(m.task_id.clone(), l);
-            }
             staged.stage(&st, m, now, self.inner.session, base)?;
+            // A staged mutation (never a submit here) is exactly one event.
+            later.push(last);
+            debug_assert_eq!(later.len(), staged.events.len(), "one event per mutation");
             if staged.events.len() >= chunk {
                 flush(&st, &mut staged, &later, i)?;
                 // `take_chunk` asks only about the tasks of the chunk it takes, and each of
