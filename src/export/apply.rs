@@ -266,9 +266,9 @@ fn import_staged(
         let (rest, report) = planner
             .finish_streamed(format, metadata)
             .map_err(|p| invalid(source_name, p))?;
-        let later = crate::store::last_touches(&rest);
+        let mut later = crate::store::LastTouches::of(&rest);
         for (j, m) in rest.into_iter().enumerate() {
-            sink(m, later.get(&j).map(|&l| fed + l))?;
+            sink(m, later.next(j).map(|l| fed + l))?;
         }
         outcome = Some(report);
         Ok(())

@@ -42,7 +42,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 pub use history::{HistoryEvent, HistoryStep};
-pub(crate) use import_staged::last_touches;
+pub(crate) use import_staged::LastTouches;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub use import_staged::set_staging_for_tests;
