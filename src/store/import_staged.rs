@@ -145,9 +145,10 @@ impl Store {
         // task when a later one does (as the feed said).
         let mut later: Vec<Option<usize>> = Vec::with_capacity(chunk);
         let mut fed = 0usize;
-        // Tasks the batch creates under ids the state has not seen (at most: one created, removed and
-        // created again counts twice): the state makes room for them once, before installing,
-        // instead of rehashing its id table as it doubles (3 % of an import of 1,000,000 tasks).
+        // Tasks the batch creates under ids the state has not seen (at most: a task created,
+        // removed and created again counts twice; one re-imported after its history too): the
+        // state makes room for them once, before installing, instead of rehashing its id table
+        // as it doubles (3 % of an import of 1,000,000 tasks).
         let mut new_ids = 0usize;
         let mut flush = |st: &super::state::State,
                          staged: &mut Staged,

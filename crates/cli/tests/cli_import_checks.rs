@@ -137,7 +137,6 @@ fn json_arguments_are_held_to_the_store_limits() {
     assert!(out.contains("imported 2"), "{out}");
 }
 
-/// A document of `n` tiny tasks (`big-0000000`...), as the issue's 1,000,000-task benchmark.
 /// A merge that skips many ids lists the first 100 and counts the rest, in the report and in
 /// the CLI's line (it printed every one: 1,000,000 ids for a repeated import of that size).
 #[test]
@@ -155,6 +154,7 @@ fn skipped_ids_are_listed_up_to_a_hundred_and_counted() {
     assert!(!listed.contains("big-0000100"), "{listed}");
 }
 
+/// A document of `n` tiny tasks (`big-0000000`...), as the issue's 1,000,000-task benchmark.
 fn tiny_tasks(n: usize) -> String {
     let tasks: Vec<String> = (0..n)
         .map(|i| format!(r#""big-{i:07}": {{"title": "t{i}", "status": "pending"}}"#))

@@ -146,9 +146,10 @@ pub fn close(store: Store) -> anyhow::Result<()> {
 /// [`close`] for a command that ends right after and opens no store again: once closed (log
 /// flushed, lock released, snapshot thread joined), the store's memory is left to the
 /// process's exit instead of being freed task by task. Freeing the state of 1,000,000 tasks
-/// was about a twentieth of an import's CPU time (docs/benchmarks.md, "Import: the CLI leaves a
-/// closed store's memory to its exit"). Not for `demo` or `stress`, which reopen the directory
-/// (a handle left open to a snapshot file would hold its name on Windows).
+/// was about a twentieth of an import's CPU time (docs/benchmarks.md, "Import: the staged
+/// history's bookkeeping, the exit, and the id table"). Not for `demo` or `stress`, which
+/// reopen the directory (a handle left open to a snapshot file would hold its name on
+/// Windows).
 pub fn close_before_exit(store: Store) -> anyhow::Result<()> {
     store.close().context("closing the store")?;
     std::mem::forget(store);
