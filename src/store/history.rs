@@ -249,6 +249,22 @@ pub struct HistoryStep {
     pub to: Option<TaskState>,
 }
 
+/// An entry header: `lsn u64 | from u8 | to u8 | len u32`, little-endian (docs/format.md), as
+/// both the arena (before the event's bytes) and a history kept in the log (alone) hold it.
+fn entry_header(
+    lsn: u64,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+    len: u32,
+) -> [u8; ENTRY_HEADER_LEN] {
+    let mut entry = [0u8; ENTRY_HEADER_LEN];
+    entry[..8].copy_from_slice(&lsn.to_le_bytes());
+    entry[8] = from.map_or(NO_STATE, wire::v1::state_code);
+    entry[9] = to.map_or(NO_STATE, wire::v1::state_code);
+    entry[10..].copy_from_slice(&len.to_le_bytes());
+    entry
+}
+
 impl History {
     /// Appends one event.
     pub fn push(
@@ -286,10 +302,7 @@ impl History {
             }
         };
         bytes.reserve(ENTRY_HEADER_LEN + event_bytes.len());
-        bytes.extend_from_slice(&lsn.to_le_bytes());
-        bytes.push(from.map_or(NO_STATE, wire::v1::state_code));
-        bytes.push(to.map_or(NO_STATE, wire::v1::state_code));
-        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&entry_header(lsn, from, to, len));
         bytes.extend_from_slice(event_bytes);
         self.count += 1;
     }
@@ -306,11 +319,7 @@ impl History {
         len: usize,
     ) -> bool {
         let len = u32::try_from(len).expect("should be bounded by the log's record limit");
-        let mut entry = [0u8; ENTRY_HEADER_LEN];
-        entry[..8].copy_from_slice(&lsn.to_le_bytes());
-        entry[8] = from.map_or(NO_STATE, wire::v1::state_code);
-        entry[9] = to.map_or(NO_STATE, wire::v1::state_code);
-        entry[10..].copy_from_slice(&len.to_le_bytes());
+        let entry = entry_header(lsn, from, to, len);
         if let Parts::Owned(bytes) = &self.parts
             && bytes.is_empty()
         {
