@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::parse::Input;
 use super::rebuild::same_fields;
 use super::validate::Problems;
-use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, SourceFormat, parse_import};
+use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, Rebuilt, SourceFormat, parse_import};
 use crate::error::{Error, Result};
 use crate::store::{Change, Mutation, Store};
 use crate::task::Task;
@@ -211,7 +211,10 @@ pub fn import_json_staged_bytes(
 
 /// [`import_json_staged_bytes`] over a [`SpooledDocument`](super::SpooledDocument) (what
 /// `tasklog import` runs): the mapped copy's pages are released behind the parser, so that
-/// reading it keeps about 8 MiB of it resident rather than the whole document.
+/// reading it keeps about 8 MiB of it resident rather than the whole document. After
+/// [`validate_import_spooled`](super::validate_import_spooled) accepted the document, the
+/// tasks are decoded from the validated copy it kept instead of parsed again (the same tasks,
+/// in the same order).
 pub fn import_json_spooled(
     store: &Store,
     document: &super::SpooledDocument,
@@ -495,10 +498,15 @@ impl<'e> Planner<'e> {
             return None;
         }
         self.report.imported += 1;
-        match (item.history, &item.rebuilt) {
-            (Some(events), Some(rebuilt)) if !events.is_empty() => {
+        let differs = match &item.rebuilt {
+            Rebuilt::None => None,
+            Rebuilt::Task(rebuilt) => Some(!same_fields(rebuilt, &item.task)),
+            Rebuilt::SameAsTask => Some(false),
+        };
+        match (item.history, differs) {
+            (Some(events), Some(differs)) if !events.is_empty() => {
                 self.report.events_replayed += events.len() as u64;
-                if !same_fields(rebuilt, &item.task) {
+                if differs {
                     self.report.fields_restored += 1;
                     if keep {
                         self.follow_ups.push(import(item.task));

@@ -41,6 +41,7 @@ mod rebuild;
 mod spool;
 mod stream;
 mod validate;
+mod validated;
 
 use std::collections::BTreeMap;
 
@@ -163,7 +164,26 @@ pub struct ImportTask {
     /// Its JSON path in the document (for messages).
     pub path: String,
     /// The task as its history rebuilds it (when it has one).
-    pub(crate) rebuilt: Option<Task>,
+    pub(crate) rebuilt: Rebuilt,
+}
+
+/// What an import task's history rebuilds.
+#[derive(Clone, Debug)]
+pub(crate) enum Rebuilt {
+    /// No history (or none that rebuilds a task).
+    None,
+    /// This task (boxed: most import tasks have none).
+    Task(Box<Task>),
+    /// A task with the same fields as the exported one (ignoring `version`, `last_lsn` and
+    /// `session`): what a task read back from a validated copy holds (`validated.rs`), which
+    /// keeps the rebuilt task only when it differs.
+    SameAsTask,
+}
+
+impl From<Option<Task>> for Rebuilt {
+    fn from(task: Option<Task>) -> Self {
+        task.map_or(Rebuilt::None, |t| Rebuilt::Task(Box::new(t)))
+    }
 }
 
 impl ImportTask {
@@ -171,7 +191,11 @@ impl ImportTask {
     /// it has a history. When this differs from [`ImportTask::task`] (ignoring `version` and
     /// `last_lsn`), an import re-records the history and then writes the exported fields.
     pub fn rebuilt(&self) -> Option<&Task> {
-        self.rebuilt.as_ref()
+        match &self.rebuilt {
+            Rebuilt::None => None,
+            Rebuilt::Task(task) => Some(task),
+            Rebuilt::SameAsTask => Some(&self.task),
+        }
     }
 }
 

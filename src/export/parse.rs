@@ -11,6 +11,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::validate::Problems;
+use super::validated;
 use super::{
     EXPORT_FORMAT, EXPORT_VERSION, IMPORT_BYTES_MAX, IMPORT_STRING_BYTES_MAX, ImportTask,
     ParsedImport, SourceFormat,
@@ -276,13 +277,45 @@ pub fn validate_import_bytes(bytes: &[u8], source_name: &str) -> Result<u64> {
 
 /// [`validate_import_bytes`] over a [`SpooledDocument`](super::SpooledDocument), releasing its
 /// pages behind the parser (see [`import_json_spooled`](super::import_json_spooled)).
+///
+/// The validated tasks are kept, encoded, in a temporary file beside the spooled copy
+/// (`validated.rs`), so that the import that follows ([`import_json_spooled`]) decodes them
+/// instead of parsing and validating the JSON a second time. Failing to write that file only
+/// costs the second parse.
+///
+/// [`import_json_spooled`]: super::import_json_spooled
 pub fn validate_import_spooled(
     document: &super::SpooledDocument,
     source_name: &str,
 ) -> Result<u64> {
+    if let Some(copy) = document.validated().as_ref() {
+        return Ok(copy.tasks);
+    }
+    let mut writer = validated::CopyWriter::create()
+        .inspect_err(|e| kept_no_copy(source_name, e))
+        .ok();
     let mut count = 0u64;
-    Input::Spooled(document).stream(source_name, &mut |_task| count += 1)?;
+    let (format, metadata) = Input::Spooled(document).stream(source_name, &mut |task| {
+        count += 1;
+        if let Some(w) = &mut writer
+            && let Err(e) = w.push(task)
+        {
+            kept_no_copy(source_name, &e);
+            writer = None;
+        }
+    })?;
+    if let Some(w) = writer {
+        match w.finish(format, metadata) {
+            Ok(copy) => document.keep_validated(copy),
+            Err(e) => kept_no_copy(source_name, &e),
+        }
+    }
     Ok(count)
+}
+
+/// Logs why a validation kept no copy of its tasks (the import then parses the document again).
+fn kept_no_copy(source_name: &str, e: &Error) {
+    tracing::warn!(source_name, error = %e, "no validated copy kept; the import will parse the document again");
 }
 
 /// Where a streamed import reads its document from.
@@ -306,6 +339,9 @@ impl Input<'_> {
             Input::Reader(reader) => stream_import(reader, source_name, sink),
             Input::Bytes(bytes) => stream_import_bytes(bytes, source_name, sink, None),
             Input::Spooled(document) => {
+                if let Some(copy) = document.validated().as_mut() {
+                    return copy.replay(source_name, sink);
+                }
                 let result = stream_import_bytes(
                     document.bytes(),
                     source_name,

@@ -27,6 +27,9 @@ pub struct SpooledDocument {
     /// Bytes at the front of the map whose pages were last released (a multiple of
     /// [`RELEASE_STEP_BYTES`]).
     released: AtomicUsize,
+    /// What a validation kept of the document's tasks, once it is known valid
+    /// (`validated.rs`): later readings decode it instead of parsing the JSON again.
+    validated: parking_lot::Mutex<Option<super::validated::ValidatedCopy>>,
     _file: File,
 }
 
@@ -62,6 +65,7 @@ impl SpooledDocument {
         Ok(SpooledDocument {
             map,
             released: AtomicUsize::new(0),
+            validated: parking_lot::Mutex::new(None),
             _file: file,
         })
     }
@@ -69,6 +73,19 @@ impl SpooledDocument {
     /// The document's bytes.
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or_default()
+    }
+
+    /// Keeps the validated copy of this document's tasks for later readings.
+    pub(crate) fn keep_validated(&self, copy: super::validated::ValidatedCopy) {
+        *self.validated.lock() = Some(copy);
+    }
+
+    /// The validated copy of this document's tasks, when a validation kept one (locked for
+    /// one reading).
+    pub(crate) fn validated(
+        &self,
+    ) -> parking_lot::MutexGuard<'_, Option<super::validated::ValidatedCopy>> {
+        self.validated.lock()
     }
 
     /// Drops the mapped pages wholly before `at` (a pointer into [`bytes`](Self::bytes); any

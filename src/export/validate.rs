@@ -499,7 +499,7 @@ pub(crate) fn read_task(
         task,
         history,
         path: owned_path,
-        rebuilt,
+        rebuilt: rebuilt.into(),
     })
 }
 

@@ -334,10 +334,11 @@ fn import_remote(
 /// Imports the document. Its input (a file or stdin) is first copied into a private temporary
 /// file and mapped ([`export::SpooledDocument`], at most the size limit), so that it can be read
 /// twice and parsed in place: a dry run streams it through the planner against a read-only
-/// store and keeps only ids; a real import first validates all of it keeping only ids, and only
-/// then opens the store for writing and reads it again, streaming each task into the import's
-/// staging segment (`export::import_json_spooled`), so neither a tree of the document nor
-/// its validated tasks are ever all held.
+/// store and keeps only ids; a real import first validates all of it keeping only ids in
+/// memory (and its validated tasks encoded in a temporary file beside the copy), and only then
+/// opens the store for writing and streams each validated task into the import's staging
+/// segment (`export::import_json_spooled`), so neither a tree of the document nor its
+/// validated tasks are ever all held.
 fn import_direct(
     ctx: &Ctx,
     input: Box<dyn Read>,
