@@ -13,7 +13,9 @@
 //! while the staging segment is written, made live and installed. A third imports 100,000
 //! tasks without history through `import_json_staged`, which streams each task into the
 //! staging segment as the file is read, so kills land while the document is still being read
-//! and the segment written.
+//! and the segment written. A fourth imports as `tasklog import` does: 40,000 tasks with
+//! histories, validated first (keeping a validated copy), then decoded from that copy into the
+//! staging segment.
 
 #[path = "export_support.rs"]
 mod support;
@@ -23,7 +25,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tasklog::export::{ImportOptions, import_json, import_json_staged};
+use tasklog::export::{
+    ImportOptions, SpooledDocument, import_json, import_json_spooled, import_json_staged,
+    validate_import_spooled,
+};
 use tasklog::{NewTask, Store};
 
 const DIR_VAR: &str = "TASKLOG_EXPORT_CRASH_DIR";
@@ -31,6 +36,9 @@ const DOC_VAR: &str = "TASKLOG_EXPORT_CRASH_DOC";
 const TASKS_VAR: &str = "TASKLOG_EXPORT_CRASH_TASKS";
 /// Set (to anything) when the child imports with `import_json_staged` from the file.
 const STREAMED_VAR: &str = "TASKLOG_EXPORT_CRASH_STREAMED";
+/// Set (to anything) when the child imports as `tasklog import` does: the document spooled and
+/// validated (keeping a validated copy) before the import decodes that copy.
+const SPOOLED_VAR: &str = "TASKLOG_EXPORT_CRASH_SPOOLED";
 const IMPORTED: usize = 5_000;
 const EVENTS_PER_TASK: usize = 3;
 /// The large case: one event per task, so that most of the child's time is spent staging
@@ -44,6 +52,9 @@ struct Shape {
     events: usize,
     /// The document has no history and the child streams it (`import_json_staged`).
     streamed: bool,
+    /// The child imports from a validated copy (`import_json_spooled` after
+    /// `validate_import_spooled`).
+    spooled: bool,
 }
 const BEFORE: [&str; 3] = ["keep-1", "keep-2", "keep-3"];
 
@@ -60,8 +71,22 @@ fn crash_child_imports() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(IMPORTED);
+    let spooled = std::env::var_os(SPOOLED_VAR).is_some().then(|| {
+        let document =
+            SpooledDocument::read_from(bytes.as_slice(), "crash.json").expect("child: spool");
+        validate_import_spooled(&document, "crash.json").expect("child: validate");
+        document
+    });
     println!("CHILD-READY");
-    let report = if std::env::var_os(STREAMED_VAR).is_some() {
+    let report = if let Some(document) = &spooled {
+        import_json_spooled(
+            &store,
+            document,
+            "crash.json",
+            &ImportOptions::new(),
+            |_, _| {},
+        )
+    } else if std::env::var_os(STREAMED_VAR).is_some() {
         let file = std::fs::File::open(&doc).expect("child: open the document");
         import_json_staged(&store, file, "crash.json", &ImportOptions::new(), |_, _| {})
     } else {
@@ -117,6 +142,7 @@ fn run_child(
         .env(DOC_VAR, doc)
         .env(TASKS_VAR, shape.tasks.to_string())
         .envs(shape.streamed.then_some((STREAMED_VAR, "1")))
+        .envs(shape.spooled.then_some((SPOOLED_VAR, "1")))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -190,6 +216,7 @@ fn killing_an_import_midway_leaves_all_or_nothing() {
         tasks: IMPORTED,
         events: EVENTS_PER_TASK,
         streamed: false,
+        spooled: false,
     };
     // Random moments over the whole import, more near its end (where the batch is written),
     // and one after it (the import must then be whole).
@@ -209,6 +236,7 @@ fn killing_a_large_staged_import_leaves_all_or_nothing() {
         tasks: IMPORTED_LARGE,
         events: 1,
         streamed: false,
+        spooled: false,
     };
     // Late moments: the first ~70 % of the run is reading and planning (the 5,000-task loop
     // above covers kills there); staging, the rename and installing come after.
@@ -227,9 +255,32 @@ fn killing_a_streamed_import_leaves_all_or_nothing() {
         // Each task arrives as one `imported` event.
         events: 1,
         streamed: true,
+        spooled: false,
     };
     let mut rng = fastrand::Rng::with_seed(0x57AE);
     let fractions = [0.1 + 0.4 * rng.f64(), 0.5 + 0.45 * rng.f64(), 1.3];
+    kill_loop(shape, &fractions);
+}
+
+/// What `tasklog import` runs: the document validated first, keeping a validated copy, then
+/// imported from that copy into the staging segment (tasks with histories, so the copy's
+/// history events and the import's re-recording both run). Kills land while the copy is read
+/// and staged, while the staging segment is made live and installed, and after the end.
+#[test]
+fn killing_an_import_from_a_validated_copy_leaves_all_or_nothing() {
+    let shape = Shape {
+        tasks: 40_000,
+        events: 2,
+        streamed: false,
+        spooled: true,
+    };
+    let mut rng = fastrand::Rng::with_seed(0x5B001);
+    let fractions = [
+        0.05 + 0.45 * rng.f64(),
+        0.5 + 0.45 * rng.f64(),
+        0.9 + 0.1 * rng.f64(),
+        1.3,
+    ];
     kill_loop(shape, &fractions);
 }
 
