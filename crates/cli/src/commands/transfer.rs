@@ -365,6 +365,8 @@ fn import_direct(
     // IMPORTANT: the whole document is validated before any store is opened for writing, so a
     // rejected import creates and writes nothing.
     let total = if exists && options.on_conflict == LibConflict::Fail {
+        // Validated first, so that the dry run and the import read the validated copy.
+        export::validate_import_spooled(&document, name)?;
         // A dry run against the store also refuses the conflicting ids.
         let check = options.clone().dry_run(true);
         let r = export::import_json_spooled(&open_read()?, &document, name, &check, none)?;
