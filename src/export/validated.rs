@@ -115,10 +115,14 @@ impl CopyWriter {
         frame.clear();
         frame.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
         put_bytes(frame, path.as_bytes())?;
-        let id = task.id.clone();
-        put_event(frame, &imported(&id, task))?;
+        let mut event = imported(task);
+        put_event(frame, &event)?;
         match rebuilt {
-            Some(r) => put_event(frame, &imported(&id, r))?,
+            Some(r) => {
+                // The same event with the rebuilt task in place of the exported one.
+                event.kind = EventKind::Imported { task: Box::new(r) };
+                put_event(frame, &event)?;
+            }
             None => frame.extend_from_slice(&0u32.to_le_bytes()),
         }
         frame.extend_from_slice(&len_u32(history.len())?.to_le_bytes());
@@ -174,10 +178,10 @@ impl CopyWriter {
     }
 }
 
-/// The task as an `imported` wire event carries it (the id beside it).
-fn imported(id: &str, task: Task) -> Event {
+/// The task as an `imported` wire event carries it (its id moved beside it).
+fn imported(mut task: Task) -> Event {
     Event {
-        task_id: id.to_string(),
+        task_id: std::mem::take(&mut task.id),
         at: Timestamp(0),
         actor: None,
         kind: EventKind::Imported {
