@@ -72,6 +72,15 @@ impl CopyWriter {
     /// Starts a copy in the system's temporary directory.
     pub(crate) fn create() -> Result<CopyWriter> {
         let dir = std::env::temp_dir();
+        #[cfg(test)]
+        if tests::REFUSE_COPY.get() {
+            let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            return Err(Error::io(
+                "create the validated copy of the import in",
+                &dir,
+                full,
+            ));
+        }
         let file = tempfile::tempfile_in(&dir)
             .map_err(|e| Error::io("create the validated copy of the import in", &dir, e))?;
         Ok(CopyWriter {
@@ -374,8 +383,36 @@ mod tests {
     use super::super::{ImportOptions, ImportTask, SpooledDocument, import_json_spooled};
     use super::super::{parse_import, validate_import_spooled};
     use super::CopyWriter;
-    use crate::error::Error;
     use crate::store::Store;
+
+    std::thread_local! {
+        /// Makes `CopyWriter::create` fail on this thread, as in a full temporary directory.
+        pub(super) static REFUSE_COPY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A validation that cannot write its validated copy still accepts the document (keeping
+    /// no copy), and the import then parses the document again, to the same result.
+    #[test]
+    fn without_a_validated_copy_the_import_parses_again() {
+        let doc = include_bytes!("../../tests/fixtures/import/tasklog_v1.json");
+        let document = SpooledDocument::read_from(&doc[..], "fixture").unwrap();
+        REFUSE_COPY.set(true);
+        let validated = validate_import_spooled(&document, "fixture");
+        REFUSE_COPY.set(false);
+        assert_eq!(validated.unwrap(), 2);
+        assert!(document.validated().is_none(), "no copy was kept");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let report = import_json_spooled(
+            &store,
+            &document,
+            "fixture",
+            &ImportOptions::new(),
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((report.imported, report.events_replayed), (2, 6));
+    }
 
     /// Whether an import task's history rebuilds other fields than its own (None: no history
     /// the import replays).
@@ -467,6 +504,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_damaged_copy_is_refused_naming_where_and_nothing_is_imported() {
+        use crate::error::Error;
         // A flipped bit in the first task's body, then a length running past the end.
         let flipped = {
             let document = validated_document();
