@@ -1,6 +1,7 @@
 //! An import document copied into a private temporary file and mapped, so that an import can
 //! read it twice (validated whole before the store is opened for writing, then imported) and
-//! parse it as a slice, without holding it on the heap.
+//! parse it as a slice, without holding it on the heap. A validation that accepts it also keeps
+//! its tasks in a validated copy (`validated.rs`), which later readings decode instead.
 //!
 //! Why a copy: parsing in place needs bytes that nobody changes while they are read (serde_json
 //! checks a string's UTF-8 once and then borrows it), and a mapped file cut short under its
