@@ -401,16 +401,8 @@ mod tests {
         REFUSE_COPY.set(false);
         assert_eq!(validated.unwrap(), 2);
         assert!(document.validated().is_none(), "no copy was kept");
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let report = import_json_spooled(
-            &store,
-            &document,
-            "fixture",
-            &ImportOptions::new(),
-            |_, _| {},
-        )
-        .unwrap();
+        let (_dir, _store, report) = import_fresh(&document);
+        let report = report.unwrap();
         assert_eq!((report.imported, report.events_replayed), (2, 6));
     }
 
@@ -492,6 +484,26 @@ mod tests {
         document
     }
 
+    /// Imports `document` into a new store.
+    fn import_fresh(
+        document: &SpooledDocument,
+    ) -> (
+        tempfile::TempDir,
+        Store,
+        crate::Result<super::super::ImportReport>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let result = import_json_spooled(
+            &store,
+            document,
+            "fixture",
+            &ImportOptions::new(),
+            |_, _| {},
+        );
+        (dir, store, result)
+    }
+
     /// Overwrites bytes of a document's validated copy.
     #[cfg(unix)]
     fn damage(document: &SpooledDocument, offset: u64, bytes: &[u8]) {
@@ -526,16 +538,8 @@ mod tests {
         let long = validated_document();
         damage(&long, 0, &u32::MAX.to_le_bytes());
         for (document, reason) in [(flipped, "checksum mismatch"), (long, "runs past")] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path()).unwrap();
-            let err = import_json_spooled(
-                &store,
-                &document,
-                "fixture",
-                &ImportOptions::new(),
-                |_, _| {},
-            )
-            .expect_err("a damaged copy is refused");
+            let (_dir, store, result) = import_fresh(&document);
+            let err = result.expect_err("a damaged copy is refused");
             match &err {
                 Error::Corrupt {
                     file,
