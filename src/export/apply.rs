@@ -10,9 +10,8 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::parse::Input;
-use super::rebuild::same_fields;
 use super::validate::Problems;
-use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, Rebuilt, SourceFormat, parse_import};
+use super::{IMPORT_ACTOR, ParsedImport, REPLACED_REASON, SourceFormat, parse_import};
 use crate::error::{Error, Result};
 use crate::store::{Change, Mutation, Store};
 use crate::task::Task;
@@ -498,11 +497,7 @@ impl<'e> Planner<'e> {
             return None;
         }
         self.report.imported += 1;
-        let differs = match &item.rebuilt {
-            Rebuilt::None => None,
-            Rebuilt::Task(rebuilt) => Some(!same_fields(rebuilt, &item.task)),
-            Rebuilt::SameAsTask => Some(false),
-        };
+        let differs = item.rebuilt_differs();
         match (item.history, differs) {
             (Some(events), Some(differs)) if !events.is_empty() => {
                 self.report.events_replayed += events.len() as u64;

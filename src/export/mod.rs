@@ -178,6 +178,10 @@ pub(crate) enum Rebuilt {
     /// `session`): what a task read back from a validated copy holds (`validated.rs`), which
     /// keeps the rebuilt task only when it differs.
     SameAsTask,
+    /// This task, found to differ from the exported one before both went through the wire
+    /// encoding (a task read back from a validated copy): the wire keeps no lease, so
+    /// comparing them again could find them the same.
+    Differs(Box<Task>),
 }
 
 impl From<Option<Task>> for Rebuilt {
@@ -193,8 +197,19 @@ impl ImportTask {
     pub fn rebuilt(&self) -> Option<&Task> {
         match &self.rebuilt {
             Rebuilt::None => None,
-            Rebuilt::Task(task) => Some(task),
+            Rebuilt::Task(task) | Rebuilt::Differs(task) => Some(task),
             Rebuilt::SameAsTask => Some(&self.task),
+        }
+    }
+
+    /// Whether the task its history rebuilds has other fields than the exported one (`None`:
+    /// no rebuilt task). An import then writes the exported fields after the history.
+    pub(crate) fn rebuilt_differs(&self) -> Option<bool> {
+        match &self.rebuilt {
+            Rebuilt::None => None,
+            Rebuilt::Task(rebuilt) => Some(!rebuild::same_fields(rebuilt, &self.task)),
+            Rebuilt::SameAsTask => Some(false),
+            Rebuilt::Differs(_) => Some(true),
         }
     }
 }

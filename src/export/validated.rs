@@ -23,7 +23,9 @@
 //! A task's fields pass through the same wire encoding the import then writes to the log, so a
 //! task read back is the task the log would hold. What the wire does not keep (a lease, which
 //! an import drops anyway) is decided on before encoding: whether the history rebuilds the
-//! exported fields is computed in the first reading and kept as the presence of `rebuilt`.
+//! exported fields is computed in the first reading and kept as the presence of `rebuilt`
+//! (read back as `Rebuilt::Differs`, never compared again: a task and its rebuilt task that
+//! differ only in their leases decode the same).
 //!
 //! Writing the copy is an optimisation: if it fails (a full temporary directory), the import
 //! logs why and parses the document again, as it did before. Reading it back checks every
@@ -103,6 +105,7 @@ impl CopyWriter {
         // exported fields after the history (the planner's `fields_restored`).
         let rebuilt = match rebuilt {
             Rebuilt::Task(r) if !super::rebuild::same_fields(&r, &task) => Some(*r),
+            Rebuilt::Differs(r) => Some(*r),
             Rebuilt::Task(_) | Rebuilt::SameAsTask => None,
             Rebuilt::None => {
                 // Only a task without history (or with one that rebuilt nothing) is planned as
@@ -322,7 +325,7 @@ fn decode(body: &[u8]) -> std::result::Result<ImportTask, String> {
     // kept means the fields differ); one without is a plain import.
     let (history, rebuilt) = match (count, rebuilt) {
         (0, _) => (None, Rebuilt::None),
-        (_, Some(r)) => (Some(history), Rebuilt::Task(Box::new(r))),
+        (_, Some(r)) => (Some(history), Rebuilt::Differs(Box::new(r))),
         (_, None) => (Some(history), Rebuilt::SameAsTask),
     };
     Ok(ImportTask {
@@ -379,7 +382,6 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use super::super::rebuild::same_fields;
     use super::super::{ImportOptions, ImportTask, SpooledDocument, import_json_spooled};
     use super::super::{parse_import, validate_import_spooled};
     use super::CopyWriter;
@@ -410,9 +412,7 @@ mod tests {
     /// the import replays).
     fn differs(t: &ImportTask) -> Option<bool> {
         let replayed = t.history.as_ref().is_some_and(|h| !h.is_empty());
-        t.rebuilt()
-            .filter(|_| replayed)
-            .map(|r| !same_fields(r, &t.task))
+        t.rebuilt_differs().filter(|_| replayed)
     }
 
     /// Documents with histories that rebuild their task, one that does not (an edited title),
@@ -422,9 +422,18 @@ mod tests {
         let tasklog = include_str!("../../tests/fixtures/import/tasklog_v1.json");
         let edited = tasklog.replacen("\"title\":\"Index\"", "\"title\":\"Index (edited)\"", 1);
         assert_ne!(edited, tasklog, "the fixture has the title edited here");
+        // Only a lease differs from what the history rebuilds: the wire keeps no lease, so
+        // the copy must keep the decision, not recompute it from what it decodes.
+        let leased = tasklog.replacen(
+            "\"lease\":null",
+            "\"lease\":{\"owner\":\"w\",\"expires_at\":\"2026-01-01T00:00:09.000Z\"}",
+            1,
+        );
+        assert_ne!(leased, tasklog, "the fixture has a lease added here");
         vec![
             ("tasklog", tasklog.to_string()),
             ("edited", edited),
+            ("leased", leased),
             (
                 "wrapped",
                 include_str!("../../tests/fixtures/import/wrapped_v1.json").to_string(),
@@ -632,7 +641,7 @@ mod tests {
                 export(&from_bytes, by_title),
                 "{name}"
             );
-            if name == "edited" {
+            if name == "edited" || name == "leased" {
                 assert_eq!(got.fields_restored, 1, "{name}");
             }
         }
