@@ -159,6 +159,20 @@ pub(crate) fn run(
                 let _ = standby.await;
                 let _ = follower.await;
                 let _ = tokio::task::spawn_blocking(move || leadership.release()).await;
+                // NOTE: the open's own first write (recovery's interrupted-work events) can
+                // be fenced by a late append of the writer this one took the lease from: that
+                // writer is deposed but its append landed before this one wrote anything. The
+                // open then fails on a poisoned log, which is the running writer's
+                // `Outcome::Poisoned`: exit as deposed, and a fresh process reopens the stream.
+                if refused_by_the_log(&e) {
+                    return Err(Exit::new(
+                        LEADERSHIP_LOST,
+                        format!(
+                            "the log of stream {stream} refused this writer's first appends while it opened (fenced by another writer, or the stream could not be written): {e:#}; it released the lease and stopped (restart it to serve as a standby)"
+                        ),
+                    )
+                    .into());
+                }
                 return Err(e);
             }
         };
@@ -305,6 +319,16 @@ async fn acquire(
     };
     relay.abort();
     Ok(got)
+}
+
+/// Whether an open failed because the log refused its writes (poisoned).
+fn refused_by_the_log(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<tasklog::Error>(),
+            Some(tasklog::Error::Poisoned { .. })
+        )
+    })
 }
 
 /// Opens the store over the stream, retrying while the stream elects a leader.
