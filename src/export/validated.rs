@@ -95,23 +95,22 @@ impl CopyWriter {
 
     /// Appends one validated task.
     pub(crate) fn push(&mut self, item: ImportTask) -> Result<()> {
+        // The copy keeps a rebuilt task only when it differs (the one decision,
+        // `ImportTask::rebuilt_differs`): the import then restores the exported fields after
+        // the history (the planner's `fields_restored`).
+        let differs = item.rebuilt_differs();
         let ImportTask {
             task,
             history,
             path,
             rebuilt,
         } = item;
-        // The copy keeps a rebuilt task only when it differs: the import then restores the
-        // exported fields after the history (the planner's `fields_restored`).
-        let rebuilt = match rebuilt {
-            Rebuilt::Task(r) if !super::rebuild::same_fields(&r, &task) => Some(*r),
-            Rebuilt::Differs(r) => Some(*r),
-            Rebuilt::Task(_) | Rebuilt::SameAsTask => None,
-            Rebuilt::None => {
-                // Only a task without history (or with one that rebuilt nothing) is planned as
-                // a plain import: keep that by keeping no history.
-                return self.push_parts(&path, task, None, Vec::new());
-            }
+        let rebuilt = match (differs, rebuilt) {
+            // Only a task without history (or with one that rebuilt nothing) is planned as a
+            // plain import: keep that by keeping no history.
+            (None, _) => return self.push_parts(&path, task, None, Vec::new()),
+            (Some(true), Rebuilt::Task(r) | Rebuilt::Differs(r)) => Some(*r),
+            (Some(_), _) => None,
         };
         self.push_parts(&path, task, rebuilt, history.unwrap_or_default())
     }
