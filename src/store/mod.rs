@@ -1359,6 +1359,9 @@ fn install_staged(
     slot: Option<u32>,
 ) -> Result<()> {
     if task::apply::reshapes(&event.kind) {
+        let Some(event) = st.install_new(lsn, event, body) else {
+            return Ok(());
+        };
         let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
         st.install(lsn, &event, updated, body);
     } else if !st.apply_in_place_at(

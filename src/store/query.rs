@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::state::{CreatedKey, Ordered, State, TaskRef};
+use super::state::{CreatedKey, IdKey, Ordered, State, TaskRef};
 use crate::task::{Task, TaskState, Timestamp};
 
 /// Tasks per page of [`Store::for_each_task`](super::Store::for_each_task).
@@ -521,9 +521,9 @@ fn created_walk<'a>(state: &'a State, q: &Query) -> impl Iterator<Item = u32> + 
     let cursor = q
         .after
         .as_ref()
-        .map(|c| (c.at_ms, Arc::<str>::from(c.id.as_str())));
+        .map(|c| (c.at_ms, IdKey::new(Arc::from(c.id.as_str()))));
     // The smallest key at a time: `(ms, "")` sorts before every id.
-    let at = |ms: i64| (ms, Arc::<str>::from(""));
+    let at = |ms: i64| (ms, IdKey::new(Arc::from("")));
     // Where to start: strictly after the cursor, and at `created_since` (ascending) or before
     // `created_until` (descending); whichever is further along.
     let start = if q.descending {

@@ -27,7 +27,7 @@ use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use held::{Head, Held, TaskRef};
-pub use index::{CreatedKey, Ordered};
+pub use index::{CreatedKey, IdKey, Ordered};
 use ids::IdTable;
 use index::{Facts, Indexes};
 pub use index::{Builder, Given, Keys};
@@ -393,6 +393,11 @@ impl State {
             actor: decoded.actor,
             kind: decoded.kind,
         };
+        // A task created under an id never seen (every task of a log open but the re-created):
+        // nothing to check it against, and its strings move into the task uncopied.
+        let Some(event) = self.install_new(lsn, event, body) else {
+            return Ok(());
+        };
         // Replay re-checks the state machine: a log that breaks it was not written by us.
         let current = self.task(&event.task_id);
         task::apply::check(current.as_deref(), &event)
@@ -445,6 +450,40 @@ impl State {
         lsn: u64,
     ) -> Option<Task> {
         task::apply::next(current.map(TaskRef::into_owned), event.clone(), lsn)
+    }
+
+    /// Installs the task a `Created` event makes under an id the state has never seen (one
+    /// lookup, and the event's strings move into the task instead of being copied, as
+    /// `next_task_state` and `install` would); hands any other event back (`Some`). Such an
+    /// event passes the state machine's check by definition (`check(None, Created)`).
+    #[must_use = "an event handed back is not installed"]
+    pub fn install_new(&mut self, lsn: u64, event: Event, event_bytes: &[u8]) -> Option<Event> {
+        if !matches!(event.kind, EventKind::Created { .. }) || self.slot_of(&event.task_id).is_some()
+        {
+            return Some(event);
+        }
+        if let EventKind::Created {
+            request_id: Some(r),
+            ..
+        } = &event.kind
+        {
+            self.request_ids.insert(r.clone(), event.task_id.clone());
+        }
+        let slot = self.new_slot(&event.task_id);
+        let task = task::apply::create(event, lsn).expect("a Created event creates a task");
+        let entry = self.slots.last_mut().expect("new_slot pushed one");
+        record_event(
+            &mut entry.history,
+            self.histories_in_log,
+            lsn,
+            None,
+            Some(task.state),
+            event_bytes,
+        );
+        self.indexes.insert(slot, &entry.shared_id, Keys::of(&task));
+        entry.task = Some(Held::new(task));
+        self.events += 1;
+        None
     }
 
     /// Puts a task's new state in place and appends the event to its history.
