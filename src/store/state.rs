@@ -298,7 +298,10 @@ impl State {
     fn new_slot(&mut self, id: &str) -> u32 {
         let slot = u32::try_from(self.slots.len()).expect("should hold fewer than 2^32 task ids");
         // Callers looked the id up first, or (a snapshot) checked that ids strictly ascend.
-        debug_assert!(self.slot_of(id).is_none(), "a new slot's id is new");
+        debug_assert!(
+            self.ids.is_deferring() || self.slot_of(id).is_none(),
+            "a new slot's id is new"
+        );
         self.slots.push(Entry {
             task: None,
             history: History::default(),
@@ -306,6 +309,20 @@ impl State {
         });
         self.ids.insert_new(id, slot, id_of(&self.slots));
         slot
+    }
+
+    /// Holds new slots' ids back from the id table until [`State::enter_ids`] enters them all
+    /// at once, in the table's own order (`IdTable::defer`). For loading a snapshot into an
+    /// empty state: its ids are distinct (its reader checks that they ascend), and nothing
+    /// looks an id up until the load ends.
+    pub fn defer_ids(&mut self) {
+        debug_assert!(self.slots.is_empty(), "ids are deferred from an empty state");
+        self.ids.defer();
+    }
+
+    /// Enters the ids held back since [`State::defer_ids`] in the id table.
+    pub fn enter_ids(&mut self) {
+        self.ids.enter_deferred(id_of(&self.slots));
     }
 
     /// Stops keeping the indexes up (counts and indexed queries are wrong until

@@ -228,6 +228,9 @@ fn decode_records(
     // Records come in id order, not creation order: the indexes are built once at the end
     // (see `index::Builder`) instead of taking one tree insert per task.
     state.suspend_indexes();
+    // Ids ascend (checked per record), so they are distinct: entered in the id table at the
+    // end, all at once, in the table's order rather than one random write per record.
+    state.defer_ids();
     let mut indexes = Builder::with_capacity(records_to_reserve(header.records, header.tasks_len));
     while records.left > 0 {
         match records.next_record(window.bytes(), window.at()) {
@@ -246,6 +249,7 @@ fn decode_records(
     }
     // The state was empty and the records ascend by id, so slots ascend with ids.
     state.build_indexes(indexes, Given::SlotAndIdOrder);
+    state.enter_ids();
     window.fill()?;
     let (request_ids, closed_sessions) = records.finish(window)?;
     state.request_ids = request_ids.into_iter().collect();
