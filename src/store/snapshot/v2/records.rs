@@ -248,8 +248,10 @@ fn decode_records(
         }
     }
     // The state was empty and the records ascend by id, so slots ascend with ids.
-    state.build_indexes(indexes, Given::SlotAndIdOrder);
+    // Before the index build, which frees far larger buffers: allocations made after it come
+    // from heap the allocator then keeps, and this one's would stay resident.
     state.enter_ids();
+    state.build_indexes(indexes, Given::SlotAndIdOrder);
     window.fill()?;
     let (request_ids, closed_sessions) = records.finish(window)?;
     state.request_ids = request_ids.into_iter().collect();
