@@ -171,9 +171,10 @@ fn recover_once(dir: &Path, options: &StoreOptions) -> Result<(Wal, State, Recov
 
 /// Room for new task ids to make before replaying the records `from..next`: a fifth of them
 /// (a task's life is a submit, a start and an end, and most report progress), at most
-/// `IDS_RESERVED_MAX`; a store whose tasks take fewer records grows the rest as it replays. Growing the id table and the slots as a replay meets new ids
-/// rehashed every id at each doubling, one cache miss each (7 % of a W4 log open); an
-/// overestimate costs about 5 bytes per id never made.
+/// `IDS_RESERVED_MAX`. Growing the id table and the slots as a replay met new ids rehashed
+/// every id at each doubling, one cache miss each (7 % of a W4 log open). An overestimate
+/// costs about 5 bytes per id never made; a store with more ids than that (tasks of fewer
+/// records) grows the table for the rest as it replays.
 fn ids_to_reserve(from: u64, next: u64) -> usize {
     usize::try_from(next.saturating_sub(from) / 5)
         .unwrap_or(IDS_RESERVED_MAX)
