@@ -45,11 +45,6 @@ impl IdKey {
             id,
         }
     }
-
-    /// The id.
-    pub fn id(&self) -> &Arc<str> {
-        &self.id
-    }
 }
 
 /// The first 8 bytes of `id` as a big-endian number, zero-padded (see [`IdKey`]).
