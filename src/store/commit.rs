@@ -189,27 +189,34 @@ impl Staged {
             self.slots.push(Slot::Existing(existing));
             return Ok(());
         }
-        let (event, slot) = self.build_event(state, m, now, session, lsn)?;
+        // The event is built where it stays, at the end of `events`, and checked there (taken
+        // back off if refused): an `Event` is 280 bytes, and each move of one is a copy.
+        let slot = self.push_event(state, m, now, session, lsn)?;
+        let index = self.taken + self.events.len() - 1;
+        let event = self.events.last().expect("push_event pushed one");
         let current = self.current_at(state, &event.task_id, slot);
         // NOTE: the transition check first: a change to a task that does not exist is
         // NotFound whatever its id looks like (an id no task can have names no task).
-        task::apply::check(current.as_deref(), &event)?;
-        check_limits(&event)?;
+        let checked =
+            task::apply::check(current.as_deref(), event).and_then(|()| check_limits(event));
+        if let Err(e) = checked {
+            self.events.pop();
+            return Err(e);
+        }
         if let (EventKind::Removed { .. }, Some(t)) = (&event.kind, current) {
             self.removed.insert(event.task_id.clone(), t.into_owned());
         }
-        let index = self.taken + self.events.len();
         if !self.single {
             let event_lsn = lsn + index as u64;
             match self.overlay.get_mut(&event.task_id) {
                 // `build_event` materialized any earlier first touch.
                 Some(Shadow::Task(shadow)) => match shadow.as_mut() {
                     Some(t) if !task::apply::reshapes(&event.kind) => {
-                        task::apply::apply(t, event.clone(), event_lsn);
+                        task::apply::apply(t, &mut event.clone(), event_lsn);
                     }
                     _ => {
                         let current = shadow.as_ref().map(TaskRef::Borrowed);
-                        *shadow = state.next_task_state(current, &event, event_lsn);
+                        *shadow = state.next_task_state(current, event, event_lsn);
                     }
                 },
                 Some(Shadow::FirstAt(_)) => {
@@ -235,7 +242,6 @@ impl Staged {
             self.requests.insert(r.clone(), event.task_id.clone());
         }
         self.slots.push(Slot::Event(index));
-        self.events.push(event);
         self.event_slots.push(slot);
         Ok(())
     }
@@ -279,14 +285,16 @@ impl Staged {
             .cloned()
     }
 
-    fn build_event(
+    /// Checks `m`'s version and fence, builds its event and pushes it onto `events`; returns
+    /// the slot its task id has in the state.
+    fn push_event(
         &mut self,
         state: &State,
         m: Mutation,
         now: Timestamp,
         session: u64,
         lsn: u64,
-    ) -> Result<(Event, Option<u32>)> {
+    ) -> Result<Option<u32>> {
         let Mutation {
             task_id,
             change,
@@ -315,23 +323,24 @@ impl Staged {
             check_fence(&task_id, current.as_deref(), f)?;
         }
         if let Change::Historical { kind, at } = change {
-            let event = Event {
+            drop(current);
+            self.events.push(Event {
                 task_id,
                 at,
                 actor,
                 kind: *kind,
-            };
-            return Ok((event, slot));
+            });
+            return Ok(slot);
         }
         let kind = event_kind(&task_id, current.as_deref(), change, now, session)?;
         drop(current);
-        let event = Event {
+        self.events.push(Event {
             task_id,
             at: now,
             actor,
             kind,
-        };
-        Ok((event, slot))
+        });
+        Ok(slot)
     }
 }
 

@@ -268,7 +268,7 @@ impl Store {
                     "a committed staging segment should replay contiguously"
                 );
                 next += 1;
-                let super::record::Record::Event(event) = record::decode(lsn, bytes)? else {
+                let super::record::Record::Event(mut event) = record::decode(lsn, bytes)? else {
                     return Err(Error::corrupt(
                         "staging",
                         None,
@@ -277,7 +277,7 @@ impl Store {
                     ));
                 };
                 let published = (!subscribers.is_empty()).then(|| event.clone());
-                install_staged(st, lsn, event, record::event_body(bytes), None)?;
+                install_staged(st, lsn, &mut event, record::event_body(bytes), None)?;
                 st.mark_applied(lsn, bytes.len());
                 if let Some(event) = published {
                     let c = Arc::new(subscribe::Committed { lsn, event });

@@ -354,8 +354,10 @@ impl Store {
         };
         let mut subscribers = self.inner.subscribers.lock();
         let mut last_lsn = base;
-        let events = staged.events.into_iter().zip(staged.event_slots);
-        for (i, ((event, slot), bytes)) in events.zip(&refs).enumerate() {
+        // By reference: an event moved out of the vector and down the calls by value would be
+        // copied at each step (see `task::apply::apply`).
+        let events = staged.events.iter_mut().zip(&staged.event_slots);
+        for (i, ((event, &slot), bytes)) in events.zip(&refs).enumerate() {
             let lsn = base + i as u64;
             let published = (!subscribers.is_empty()).then(|| event.clone());
             // The batch is in the log already: if memory cannot follow, stop accepting
@@ -1354,16 +1356,16 @@ fn results_of(staged: &Staged, st: &State) -> Vec<(String, Option<Task>)> {
 fn install_staged(
     st: &mut State,
     lsn: u64,
-    event: task::Event,
+    event: &mut task::Event,
     body: &[u8],
     slot: Option<u32>,
 ) -> Result<()> {
     if task::apply::reshapes(&event.kind) {
-        let Some(event) = st.install_new(lsn, event, body) else {
+        if st.install_new(lsn, event, body) {
             return Ok(());
-        };
-        let updated = st.next_task_state(st.task(&event.task_id), &event, lsn);
-        st.install(lsn, &event, updated, body);
+        }
+        let updated = st.next_task_state(st.task(&event.task_id), event, lsn);
+        st.install(lsn, event, updated, body);
     } else if !st.apply_in_place_at(
         slot.or_else(|| st.slot_of(&event.task_id)),
         lsn,

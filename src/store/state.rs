@@ -392,19 +392,20 @@ impl State {
             && entry.task.is_some()
         {
             let id = decoded.task_id;
-            let event = Event {
+            let mut event = Event {
                 // `apply` never reads the id; the lookup above used the borrowed one.
                 task_id: String::new(),
                 at: decoded.at,
                 actor: decoded.actor,
                 kind: decoded.kind,
             };
-            apply_in_place(entry, slot, self.histories_in_log, &mut self.indexes, lsn, event, body)
+            let in_log = self.histories_in_log;
+            apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, &mut event, body)
                 .map_err(|e| breaks_state_machine(lsn, id, &e))?;
             self.events += 1;
             return Ok(());
         }
-        let event = Event {
+        let mut event = Event {
             task_id: decoded.task_id.to_string(),
             at: decoded.at,
             actor: decoded.actor,
@@ -412,9 +413,9 @@ impl State {
         };
         // A task created under an id never seen (every task of a log open but the re-created):
         // nothing to check it against, and its strings move into the task uncopied.
-        let Some(event) = self.install_new(lsn, event, body) else {
+        if self.install_new(lsn, &mut event, body) {
             return Ok(());
-        };
+        }
         // Replay re-checks the state machine: a log that breaks it was not written by us.
         let current = self.task(&event.task_id);
         task::apply::check(current.as_deref(), &event)
@@ -433,7 +434,7 @@ impl State {
         &mut self,
         slot: Option<u32>,
         lsn: u64,
-        event: Event,
+        event: &mut Event,
         event_bytes: &[u8],
     ) -> Result<bool> {
         if task::apply::reshapes(&event.kind) {
@@ -471,13 +472,14 @@ impl State {
 
     /// Installs the task a `Created` event makes under an id the state has never seen (one
     /// lookup, and the event's strings move into the task instead of being copied, as
-    /// `next_task_state` and `install` would); hands any other event back (`Some`). Such an
-    /// event passes the state machine's check by definition (`check(None, Created)`).
-    #[must_use = "an event handed back is not installed"]
-    pub fn install_new(&mut self, lsn: u64, event: Event, event_bytes: &[u8]) -> Option<Event> {
+    /// `next_task_state` and `install` would) and returns true; any other event is left as it
+    /// was (false). Such an event passes the state machine's check by definition
+    /// (`check(None, Created)`). What is left of an installed event means nothing.
+    #[must_use = "an event not installed is still to be applied"]
+    pub fn install_new(&mut self, lsn: u64, event: &mut Event, event_bytes: &[u8]) -> bool {
         if !matches!(event.kind, EventKind::Created { .. }) || self.slot_of(&event.task_id).is_some()
         {
-            return Some(event);
+            return false;
         }
         if let EventKind::Created {
             request_id: Some(r),
@@ -500,7 +502,7 @@ impl State {
         self.indexes.insert(slot, &entry.shared_id, Keys::of(&task));
         entry.task = Some(Held::new(task));
         self.events += 1;
-        None
+        true
     }
 
     /// Puts a task's new state in place and appends the event to its history.
@@ -631,12 +633,12 @@ fn apply_in_place(
     in_log: bool,
     indexes: &mut Indexes,
     lsn: u64,
-    event: Event,
+    event: &mut Event,
     event_bytes: &[u8],
 ) -> Result<()> {
     let held = entry.task.as_mut().expect("apply_in_place is given a live task");
     // Checked before anything changes (a terminal task is decoded twice then; it is rare).
-    task::apply::check(Some(&held.get(&entry.shared_id)), &event)?;
+    task::apply::check(Some(&held.get(&entry.shared_id)), event)?;
     let task = held.make_live(&entry.shared_id);
     let before = Facts::of(task);
     // Only an update renames a role or provider: re-index the task whole (updates are rare).

@@ -127,11 +127,10 @@ impl TaskV2<'_> {
     /// Appends `t`'s record to `out`.
     pub fn encode_into(t: &Task, out: &mut Vec<u8>) {
         // Encoding into a vector fails only when serde reports an error, which none of these
-        // types does (JSON values are rendered to text first).
-        // `to_extend` appends with `extend_from_slice` (`to_io` went through `io::Write` per
-        // field, measurably slower on the path that makes a task terminal).
-        let taken = std::mem::take(out);
-        *out = postcard::to_extend(&TaskV2Out::of(t), taken)
+        // types does (JSON values are rendered to text first). Appended in place
+        // (`wire::AppendTo`: `to_io` went through `io::Write` per field, measurably slower on
+        // the path that makes a task terminal).
+        postcard::serialize_with_flavor(&TaskV2Out::of(t), wire::AppendTo(out))
             .unwrap_or_else(|e| panic!("task {:?} should encode: {e}", t.id));
     }
 

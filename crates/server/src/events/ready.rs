@@ -193,7 +193,7 @@ mod tests {
         if not_before > 0 {
             new = new.meta(META_NOT_BEFORE, Value::from(not_before));
         }
-        let event = tasklog::task::Event {
+        let mut event = tasklog::task::Event {
             task_id: id.into(),
             at: tasklog::task::Timestamp(created),
             actor: None,
@@ -209,7 +209,8 @@ mod tests {
                 request_id: None,
             },
         };
-        let mut t = tasklog::task::apply::create(event, 1).expect("a created event makes a task");
+        let mut t =
+            tasklog::task::apply::create(&mut event, 1).expect("a created event makes a task");
         t.id = id.into();
         t
     }
