@@ -182,7 +182,7 @@ impl Store {
             }
             Ok(())
         };
-        let fed_all = feed(&mut |m, last| {
+        let fed_all = feed(&mut |mut m, last| {
             if matches!(m.change, Change::Submit(_)) {
                 return Err(Error::InvalidInput {
                     at: Some(m.task_id),
@@ -191,7 +191,7 @@ impl Store {
             }
             let i = fed;
             fed += 1;
-            staged.stage(&st, m, now, self.inner.session, base)?;
+            staged.stage(&st, &mut m, now, self.inner.session, base)?;
             // A staged mutation (never a submit here) is exactly one event.
             later.push(last);
             debug_assert_eq!(later.len(), staged.events.len(), "one event per mutation");

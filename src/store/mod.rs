@@ -243,7 +243,7 @@ impl Store {
     /// no longer matches is left out instead of failing the batch.
     fn commit(
         &self,
-        mutations: Vec<Mutation>,
+        mut mutations: Vec<Mutation>,
         want_results: bool,
         stale: Stale,
     ) -> Result<(Vec<TaskResult>, u64)> {
@@ -254,9 +254,10 @@ impl Store {
         let mut staged = Staged::new(&mutations);
         let mut unique = self.inner.unique.lock();
         let check_unique = unique::UniqueIndex::wanted_by(&mutations);
-        for m in mutations {
+        // By reference: staging takes each mutation's contents (see `Staged::stage`).
+        for m in &mut mutations {
             let holder = if check_unique {
-                unique.holder(&st, &staged.events, &m, now)
+                unique.holder(&st, &staged.events, m, now)
             } else {
                 Ok(None)
             };
