@@ -309,7 +309,9 @@ fn decode(body: &[u8]) -> std::result::Result<ImportTask, String> {
     let mut history = Vec::new();
     for _ in 0..count {
         let lsn = at.u64()?;
-        let event = wire::decode_event_ref(at.bytes()?).map_err(|e| e.to_string())?;
+        let event = wire::decode_event_ref(at.bytes()?)
+            .map_err(|e| e.to_string())?
+            .event;
         history.push(ImportEvent {
             lsn,
             at: event.at,

@@ -385,32 +385,23 @@ impl State {
     /// Replays one event: the common case (an event changing a live task) looks the task up
     /// by an id borrowed from the log and applies in place, without copying id or task.
     fn replay_event(&mut self, lsn: u64, body: &[u8]) -> Result<()> {
-        let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
-        if !task::apply::reshapes(&decoded.kind)
+        let mut decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
+        if !task::apply::reshapes(&decoded.event.kind)
             && let Some(slot) = self.slot_of(decoded.task_id)
             && let Some(entry) = self.slots.get_mut(slot as usize)
             && entry.task.is_some()
         {
             let id = decoded.task_id;
-            let mut event = Event {
-                // `apply` never reads the id; the lookup above used the borrowed one.
-                task_id: String::new(),
-                at: decoded.at,
-                actor: decoded.actor,
-                kind: decoded.kind,
-            };
+            // The event's id stays empty: `apply` never reads it; the lookup above used the
+            // borrowed one.
             let in_log = self.histories_in_log;
-            apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, &mut event, body)
+            apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, &mut decoded.event, body)
                 .map_err(|e| breaks_state_machine(lsn, id, &e))?;
             self.events += 1;
             return Ok(());
         }
-        let mut event = Event {
-            task_id: decoded.task_id.to_string(),
-            at: decoded.at,
-            actor: decoded.actor,
-            kind: decoded.kind,
-        };
+        let mut event = decoded.event;
+        event.task_id = decoded.task_id.to_string();
         // A task created under an id never seen (every task of a log open but the re-created):
         // nothing to check it against, and its strings move into the task uncopied.
         if self.install_new(lsn, &mut event, body) {

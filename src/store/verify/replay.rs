@@ -16,7 +16,7 @@ use foldhash::HashMap;
 use crate::error::{Error, Result};
 use crate::store::record;
 use crate::store::state::{Held, State};
-use crate::task::{self, Event, EventKind, Progress, Task, TaskState, Timestamp, wire};
+use crate::task::{self, EventKind, Progress, Task, TaskState, Timestamp, wire};
 
 /// Each known task id and its state (`None`: removed).
 pub(super) struct CompactState {
@@ -70,7 +70,7 @@ impl CompactState {
     fn apply_event(&mut self, lsn: u64, body: &[u8]) -> Result<()> {
         let decoded = wire::decode_event_ref(body).map_err(|e| record::at_lsn(e, lsn))?;
         let current = self.tasks.get(decoded.task_id).copied().flatten();
-        let next = match &decoded.kind {
+        let next = match &decoded.event.kind {
             EventKind::Removed { .. } => None,
             kind => Some(
                 task::apply::target_state(kind)
@@ -79,12 +79,8 @@ impl CompactState {
                     .unwrap_or(TaskState::Pending),
             ),
         };
-        let event = Event {
-            task_id: decoded.task_id.to_string(),
-            at: decoded.at,
-            actor: decoded.actor,
-            kind: decoded.kind,
-        };
+        let mut event = decoded.event;
+        event.task_id = decoded.task_id.to_string();
         let checked = match current {
             Some(state) => {
                 self.scratch.state = state;

@@ -11,7 +11,7 @@
 // itself (`encode_event`/`decode_event`) is public only with the `testing` feature.
 pub(crate) mod v1;
 
-use super::{Event, EventKind, Timestamp};
+use super::{Event, Timestamp};
 use crate::error::{Error, Result};
 
 /// An event decoded without copying its task id, for replay: the id is only needed to find
@@ -20,12 +20,10 @@ use crate::error::{Error, Result};
 pub struct EventRef<'a> {
     /// The task's id, borrowed from the encoded bytes.
     pub task_id: &'a str,
-    /// When it happened.
-    pub at: Timestamp,
-    /// Who made the change.
-    pub actor: Option<String>,
-    /// What happened.
-    pub kind: EventKind,
+    /// The event, with an empty `task_id` (set it from `task_id` where the event needs it).
+    /// Whole, so that replay applies it where it was decoded: an `Event` is 280 bytes, and
+    /// rebuilt from parts it was copied once more per event.
+    pub event: Event,
 }
 
 /// The version byte written by this build.
@@ -133,9 +131,12 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>> {
             let kind: v1::EventKind = postcard::from_bytes(rest).map_err(bad)?;
             Ok(EventRef {
                 task_id,
-                at: Timestamp(at_ms),
-                actor,
-                kind: kind.try_into()?,
+                event: Event {
+                    task_id: String::new(),
+                    at: Timestamp(at_ms),
+                    actor,
+                    kind: kind.try_into()?,
+                },
             })
         }
         other => Err(Error::Codec {
