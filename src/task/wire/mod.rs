@@ -33,7 +33,7 @@ pub const EVENT_VERSION_CURRENT: u8 = 1;
 pub fn encode_event(event: &Event) -> Result<Vec<u8>> {
     let dto = v1::Event::<&str>::from(event);
     let mut out = vec![EVENT_VERSION_CURRENT];
-    postcard::to_io(&dto, &mut out).map_err(|e| Error::Codec {
+    postcard::serialize_with_flavor(&dto, AppendTo(&mut out)).map_err(|e| Error::Codec {
         what: format!("event of task {:?}", event.task_id),
         reason: e.to_string(),
         source: Some(Box::new(e)),
