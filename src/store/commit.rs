@@ -210,7 +210,7 @@ impl Staged {
         if !self.single {
             let event_lsn = lsn + index as u64;
             match self.overlay.get_mut(&event.task_id) {
-                // `build_event` materialized any earlier first touch.
+                // `push_event` materialized any earlier first touch.
                 Some(Shadow::Task(shadow)) => match shadow.as_mut() {
                     Some(t) if !task::apply::reshapes(&event.kind) => {
                         task::apply::apply(t, &mut event.clone(), event_lsn);
@@ -221,7 +221,7 @@ impl Staged {
                     }
                 },
                 Some(Shadow::FirstAt(_)) => {
-                    unreachable!("build_event materializes a task touched before")
+                    unreachable!("push_event materializes a task touched before")
                 }
                 // A task this batch touches only once needs no shadow: no later event reads it
                 // (the id copy and the insert were one allocation per event of a bulk batch).
