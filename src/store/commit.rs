@@ -581,3 +581,42 @@ fn event_kind(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused mutation leaves nothing staged: its event is built in place at the end of
+    /// `events` and must be taken back off, or the batch would write it.
+    #[test]
+    fn a_refused_mutation_leaves_no_event_staged() {
+        let state = State::default();
+        let mut batch = vec![
+            Mutation::submit(NewTask::new("first").id("a")),
+            // Starting a task that does not exist is refused (NotFound) by the transition
+            // check, after its event was built.
+            Mutation::new("nobody", Change::Retry),
+            // Too long a title is refused by the limits, after the transition check passed.
+            Mutation::submit(NewTask::new("x".repeat(task::limits::TEXT_BYTES_MAX + 1)).id("b")),
+        ];
+        let mut staged = Staged::new(&batch);
+        let now = Timestamp(1);
+        staged
+            .stage(&state, &mut batch[0], now, 1, 1)
+            .expect("a submit stages");
+        let refused = staged.stage(&state, &mut batch[1], now, 1, 1);
+        assert!(
+            matches!(refused, Err(Error::NotFound { .. })),
+            "{refused:?}"
+        );
+        let refused = staged.stage(&state, &mut batch[2], now, 1, 1);
+        assert!(refused.is_err(), "an oversized title is refused");
+        assert_eq!(
+            staged.events.len(),
+            1,
+            "only the accepted event stays staged"
+        );
+        assert_eq!(staged.event_slots.len(), 1);
+        assert_eq!(staged.events[0].task_id, "a");
+    }
+}

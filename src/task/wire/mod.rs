@@ -148,3 +148,47 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{EventKind, TaskState};
+
+    /// `AppendTo` writes exactly the bytes postcard's own vector output writes, after what the
+    /// buffer held: it decides where the bytes go, never what they are.
+    #[test]
+    fn append_to_writes_what_postcard_writes() {
+        let kinds = [
+            EventKind::Progress {
+                percent: 40,
+                step: Some("step".into()),
+                message: Some("m".repeat(300)),
+            },
+            EventKind::Failed {
+                error: "e".into(),
+            },
+            EventKind::Interrupted {
+                reason: "r".into(),
+                to: TaskState::Pending,
+            },
+            EventKind::Retried,
+        ];
+        for kind in kinds {
+            let event = Event {
+                task_id: "task-1".into(),
+                at: Timestamp(1_700_000_000_000),
+                actor: Some("w".into()),
+                kind,
+            };
+            let dto = v1::Event::<&str>::from(&event);
+            let want = postcard::to_allocvec(&dto).expect("encodes");
+            let mut out = vec![7, 7];
+            postcard::serialize_with_flavor(&dto, AppendTo(&mut out)).expect("encodes");
+            assert_eq!(out.get(..2), Some(&[7, 7][..]), "what the buffer held stays");
+            assert_eq!(out.get(2..), Some(&want[..]), "{event:?}");
+            let mut framed = Vec::new();
+            encode_event_into(&mut framed, &event).expect("encodes");
+            assert_eq!(decode_event(&framed).expect("decodes"), event);
+        }
+    }
+}
