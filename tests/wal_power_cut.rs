@@ -56,12 +56,19 @@ fn buffered_and_interval_modes_are_durable_after_drop_or_close() {
         Durability::Buffered,
         Durability::Interval(std::time::Duration::from_secs(3600)),
     ] {
-        for close in [true, false] {
+        // 40,000 records (about 2.2 MB of frames) fill the buffer more than twice: in
+        // `Buffered` mode the flusher thread writes the first ones while appends go on, and
+        // the drop or close must still wait for its round before syncing.
+        // The drop often comes during the flusher's last round, not always: five runs each.
+        let runs = [(true, 50), (false, 50)]
+            .into_iter()
+            .chain([(true, 40_000), (false, 40_000)].repeat(5));
+        for (close, count) in runs {
             let sim = SimStorage::new(9);
             sim.set_torn_crash(Some(512));
             let opts = small_opts().durability(durability);
             let wal = open_sim(&sim, opts.clone()).unwrap();
-            for i in 1..=50 {
+            for i in 1..=count {
                 wal.append(&payload(i)).unwrap();
             }
             // Nothing was fsynced yet: a power cut now keeps at most a torn prefix.
@@ -75,7 +82,7 @@ fn buffered_and_interval_modes_are_durable_after_drop_or_close() {
                 drop(clone); // the last handle syncs on drop
             }
             let recovered = all_records(&open_sim(&sim.power_cut(), opts).unwrap()).unwrap();
-            assert_prefix(&recovered, 50);
+            assert_prefix(&recovered, count);
         }
     }
 }

@@ -201,6 +201,11 @@ pub struct Core {
     pub poison_flag: AtomicBool,
     pub counters: Counters,
     pub background: Mutex<Option<super::background::Background>>,
+    /// The `Buffered` mode's flusher thread (`flusher.rs`), which writes a full buffer while
+    /// appends go on; `None`: the appender writes it itself.
+    pub flusher: Mutex<Option<super::flusher::Flusher>>,
+    /// How the appender asks the flusher to write; set when the flusher is started.
+    pub flush_requests: std::sync::OnceLock<Arc<super::flusher::Requests>>,
     /// The opener holds a good copy of every record up to this LSN (0: none): replay from
     /// above it may pass over damage below it (`scan_segment_covered`).
     pub covered_lsn: Lsn,
@@ -287,9 +292,16 @@ impl Core {
         st.pending_bytes += total;
         st.appends += payloads.len() as u64;
         let flush = st.pending_bytes >= BUFFER_FLUSH_BYTES;
+        // A full buffer goes to the flusher thread when there is one, and this appender goes
+        // on filling the next. With two buffers' worth pending (the flusher is still writing
+        // the one before) it writes itself, after the flusher's round: that bounds memory.
+        let flusher = self.flush_requests.get();
+        let write_here = flush && (flusher.is_none() || st.pending_bytes >= 2 * BUFFER_FLUSH_BYTES);
         drop(st);
-        if flush {
+        if write_here {
             self.drive(last, Need::Written)?;
+        } else if flush && let Some(requests) = flusher {
+            requests.write_up_to(last);
         }
         Ok((first, last))
     }
@@ -514,6 +526,9 @@ impl Drop for Core {
         if let Some(bg) = self.background.lock().take() {
             bg.stop(false);
         }
+        if let Some(flusher) = self.flusher.lock().take() {
+            flusher.stop(false);
+        }
     }
 }
 
@@ -557,6 +572,11 @@ mod tests {
             for i in 1..=n {
                 wal.append(&payload(i)).expect("append should succeed");
             }
+            // The flusher thread writes a full buffer while appends go on: wait for the
+            // round that wrote the first one (the appender wrote it itself before it).
+            wal.core
+                .drive(n / 2, super::Need::Written)
+                .expect("the first buffer should be written");
             let image = sim.power_cut();
             drop(wal);
             let wal = open(&image);
@@ -570,6 +590,53 @@ mod tests {
             // Everything of the first flush but its last segment was sealed, hence synced.
             assert!(next > n / 3, "seed {seed}: only {} records back", next - 1);
         }
+    }
+
+    /// In `Buffered` mode a full buffer goes to the flusher thread, but what is pending stays
+    /// bounded when the flusher cannot keep up: with its round held up (the segment writer
+    /// locked here), the appender stops at two buffers' worth, waiting to write itself, instead
+    /// of buffering everything. Once released, every record is written and replays. Would fail
+    /// if the appender always left the writing to the flusher.
+    #[test]
+    fn buffered_appends_wait_when_the_flusher_falls_two_buffers_behind() {
+        let sim = SimStorage::new(7);
+        let wal = open(&sim);
+        assert!(
+            wal.core.flush_requests.get().is_some(),
+            "a buffered log has a flusher"
+        );
+        let n = 5 * super::BUFFER_FLUSH_BYTES as u64 / 250;
+        let held = wal.core.writer.lock();
+        let appender = {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 1..=n {
+                    wal.append(&payload(i)).expect("append should succeed");
+                }
+            })
+        };
+        // Long enough for an unbounded appender to have buffered all of it (5 MiB).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pending = wal.core.state.lock().pending_bytes;
+        assert!(
+            pending < 2 * super::BUFFER_FLUSH_BYTES + 4096,
+            "{pending} bytes pending while the flusher is held up"
+        );
+        assert!(
+            !appender.is_finished(),
+            "the appender waits for the flusher's round"
+        );
+        drop(held);
+        appender.join().expect("the appender should finish");
+        wal.sync().expect("sync should succeed");
+        let mut next = 1;
+        wal.replay(1, &mut |lsn, p| {
+            assert_eq!((lsn, p), (next, &payload(lsn)[..]));
+            next += 1;
+            Ok(())
+        })
+        .expect("replay should succeed");
+        assert_eq!(next, n + 1, "every record replays");
     }
 
     /// In `Buffered` mode an acknowledgement needs no I/O and skips the mutex, but a poisoning

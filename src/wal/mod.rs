@@ -43,6 +43,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 mod background;
+mod flusher;
 testing_pub_mod!(frame);
 #[doc(hidden)]
 #[cfg(feature = "testing")]
@@ -240,6 +241,33 @@ pub struct Wal {
     core: Arc<Core>,
     /// Where records are, for reads by LSN (built lazily; see `read_at`).
     lsn_index: Arc<read_at::LsnIndex>,
+    /// Stops the log's threads when the last handle goes (declared last: dropped after
+    /// `core`, so that its own reference is the last one).
+    _threads: Arc<Threads>,
+}
+
+/// The log's threads (the `Interval` mode's sync thread, the `Buffered` mode's flusher), which
+/// the last handle stops and waits for. A thread's round holds the core for its duration:
+/// without the wait, dropping the last handle during a round would return before the core's
+/// drop (which syncs) had run, later, on that thread, and a power cut in between would take
+/// records the drop promised to sync.
+#[derive(Debug)]
+struct Threads(Arc<Core>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        stop_threads(&self.0);
+    }
+}
+
+/// Stops the log's threads and joins them (a handle is never on one of them).
+fn stop_threads(core: &Core) {
+    if let Some(bg) = core.background.lock().take() {
+        bg.stop(true);
+    }
+    if let Some(flusher) = core.flusher.lock().take() {
+        flusher.stop(true);
+    }
 }
 
 impl Wal {
@@ -278,8 +306,16 @@ impl Wal {
                 .map_err(|e| Error::io("spawn sync thread", dir.as_ref(), e))?;
             *core.background.lock() = Some(bg);
         }
+        if core.options.durability == Durability::Buffered && !core.options.read_only {
+            let requests = Arc::new(flusher::Requests::default());
+            let flusher = flusher::Flusher::spawn(&core, requests.clone())
+                .map_err(|e| Error::io("spawn flush thread", dir.as_ref(), e))?;
+            *core.flusher.lock() = Some(flusher);
+            let _ = core.flush_requests.set(requests);
+        }
         Ok((
             Wal {
+                _threads: Arc::new(Threads(core.clone())),
                 core,
                 lsn_index: Arc::default(),
             },
@@ -448,10 +484,8 @@ impl Wal {
             self.core.cond.notify_all();
             self.core.wait_no_leader(&mut st);
         }
-        // Joined outside the state mutex: the thread may be waiting for it.
-        if let Some(bg) = self.core.background.lock().take() {
-            bg.stop(true);
-        }
+        // Joined outside the state mutex: the threads may be waiting for it.
+        stop_threads(&self.core);
         drop(self.core.writer.lock().take());
         {
             let mut st = self.core.state.lock();

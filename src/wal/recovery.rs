@@ -356,6 +356,8 @@ pub fn open(
         poison_flag: std::sync::atomic::AtomicBool::new(false),
         counters: Default::default(),
         background: parking_lot::Mutex::new(None),
+        flusher: parking_lot::Mutex::new(None),
+        flush_requests: std::sync::OnceLock::new(),
         covered_lsn: covered,
         covered_seen: parking_lot::Mutex::new(report.covered_damage.clone()),
     });
