@@ -88,6 +88,7 @@ fn spec(policy: TailPolicy, first: Lsn, from: Lsn) -> ScanSpec<'static> {
         zeros_from: u64::MAX,
         resume: None,
         marks: None,
+        vouched: None,
     }
 }
 

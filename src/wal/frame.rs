@@ -196,6 +196,17 @@ pub fn decode(buf: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
     decode_inner(buf, None)
 }
 
+/// [`decode`] without the CRC, for a frame whose CRC another thread checked already (see
+/// `segment::reader::Vouched`): the header is checked as `decode` checks it.
+pub(crate) fn decode_vouched(buf: &[u8]) -> Result<(Frame<'_>, usize), DecodeError> {
+    let len = check_header(buf)?;
+    let end = FRAME_HEADER_LEN + len;
+    let payload = buf
+        .get(FRAME_HEADER_LEN..end)
+        .ok_or(DecodeError::Incomplete)?;
+    Ok((frame_at(buf, payload), end))
+}
+
 /// [`decode`] for walking many frames: checks small frames' CRCs through `scratch`.
 pub fn decode_with<'a>(
     buf: &'a [u8],

@@ -222,6 +222,7 @@ fn scan_last(
         zeros_from: u64::MAX,
         resume: None,
         marks: (!read_only).then_some(&marks),
+        vouched: None,
     };
     let mut attempts = 0;
     loop {

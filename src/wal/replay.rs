@@ -10,7 +10,9 @@
 use super::Lsn;
 use super::group_commit::{Core, Need, SegmentMeta};
 use super::recovery::read_header;
-use super::segment::{ScanSpec, TailPolicy, scan_segment_covered};
+use super::segment::{
+    CoveredScan, SEGMENT_HEADER_LEN, ScanSpec, TailPolicy, Vouched, scan_segment_covered, vouch,
+};
 use super::storage::FileBytes;
 use crate::error::{Error, Result};
 
@@ -163,11 +165,18 @@ pub fn replay_range(
             zeros_from: u64::MAX,
             resume,
             marks: None,
+            vouched: None,
         };
-        let scan = scan_segment_covered(&bytes, &spec, core.covered_lsn, |lsn, payload| {
+        let mut count = |lsn, payload: &[u8]| {
             delivered += 1;
             visit(lsn, payload)
-        })?;
+        };
+        let start = resume.map_or(SEGMENT_HEADER_LEN, |(offset, _)| offset);
+        let scan = if bytes.len().saturating_sub(start) >= VOUCH_MIN_BYTES {
+            scan_vouched(&bytes, &spec, start, core.covered_lsn, &mut count)?
+        } else {
+            scan_segment_covered(&bytes, &spec, core.covered_lsn, &mut count)?
+        };
         if let Some(damage) = scan.skipped {
             let mut seen = core.covered_seen.lock();
             if !seen.iter().any(|(p, _)| p == path) {
@@ -186,4 +195,35 @@ pub fn replay_range(
         expected = Some(end.next_lsn);
     }
     Ok(delivered)
+}
+
+/// A replay that reads at least this much of a segment has its CRCs checked on a second
+/// thread (less is not worth a thread).
+const VOUCH_MIN_BYTES: usize = 1 << 20;
+
+/// [`scan_segment_covered`] with the frames' CRCs checked ahead on a second thread
+/// ([`vouch`]): the scan then only applies what was hashed (on the development VM's two cores
+/// the CRCs were about a twentieth of a log open; docs/benchmarks.md). Without a thread
+/// (spawning failed) the scan hashes every frame itself, as it would anyway past what was
+/// vouched for.
+fn scan_vouched(
+    bytes: &[u8],
+    spec: &ScanSpec<'_>,
+    start: usize,
+    covered: Lsn,
+    visit: &mut dyn FnMut(Lsn, &[u8]) -> Result<()>,
+) -> Result<CoveredScan> {
+    let vouched = Vouched::new(start);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("tasklog-wal-vouch".into())
+            .spawn_scoped(scope, || vouch(bytes, &vouched));
+        let spec = ScanSpec {
+            vouched: helper.is_ok().then_some(&vouched),
+            ..*spec
+        };
+        let scan = scan_segment_covered(bytes, &spec, covered, visit);
+        vouched.stop();
+        scan
+    })
 }

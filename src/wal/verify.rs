@@ -172,6 +172,7 @@ pub(crate) fn inspect(
             zeros_from: u64::MAX,
             resume: None,
             marks: None,
+            vouched: None,
         };
         let end = match scan_segment(&bytes, &spec, |_, _| Ok(())) {
             Ok(end) => end,

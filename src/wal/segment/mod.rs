@@ -9,5 +9,6 @@ pub use header::{
     segment_path,
 };
 pub use reader::{
-    CoveredScan, Marks, ScanEnd, ScanSpec, TailPolicy, Torn, scan_segment, scan_segment_covered,
+    CoveredScan, Marks, ScanEnd, ScanSpec, TailPolicy, Torn, Vouched, scan_segment,
+    scan_segment_covered, vouch,
 };
