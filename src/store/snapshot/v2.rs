@@ -343,8 +343,9 @@ fn fill_from_log(
 }
 
 /// Reads a v2 file whose first bytes (`prefix`, the header) were read already. The history
-/// section's CRC is checked by streaming it through a small buffer; the histories then stay on
-/// disk and are read from `file` when asked for (see [`Arena`]).
+/// section's CRC is checked by streaming it through a small buffer, on a second thread while
+/// this one decodes the tasks section (both CRCs are checked before anything decoded is used);
+/// the histories then stay on disk and are read from `file` when asked for (see [`Arena`]).
 pub fn read(
     path: &Path,
     file: Box<dyn StorageFile>,
@@ -359,8 +360,19 @@ pub fn read(
         at: HEADER_LEN as u64,
     };
     let window = Window::new(path, source, h.tasks_len, window::CHUNK_BYTES);
-    records::decode(path, &h, window, &arena, || {
-        check_section_streaming(path, file, &h)
+    let h = &h;
+    std::thread::scope(|scope| {
+        // NOTE: the history section is most of the file (the tasks' whole histories): reading
+        // and hashing it beside the decoding took it off an open's path on two cores
+        // (docs/benchmarks.md). Without a thread (spawning failed) it is checked here.
+        let history = std::thread::Builder::new()
+            .name("tasklog-snapshot-crc".into())
+            .spawn_scoped(scope, || check_section_streaming(path, file, h));
+        records::decode(path, h, window, &arena, || match history {
+            // A panic there is one here, as if the check had run here.
+            Ok(checking) => checking.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(_) => check_section_streaming(path, file, h),
+        })
     })
 }
 
