@@ -53,11 +53,17 @@ impl Background {
     pub fn stop(mut self, join: bool) {
         *self.stop.0.lock() = true;
         self.stop.1.notify_all();
-        if let Some(h) = self.handle.take()
-            && join
-            && h.thread().id() != std::thread::current().id()
-        {
-            let _ = h.join();
-        }
+        join_unless_current(self.handle.take(), join);
+    }
+}
+
+/// Joins the thread `handle` names if `join`, unless it is the current thread (a log's thread
+/// may drop the log's last reference and run its drop, which stops it).
+pub fn join_unless_current(handle: Option<JoinHandle<()>>, join: bool) {
+    if let Some(h) = handle
+        && join
+        && h.thread().id() != std::thread::current().id()
+    {
+        let _ = h.join();
     }
 }

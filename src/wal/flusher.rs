@@ -102,11 +102,6 @@ impl Flusher {
     pub fn stop(mut self, join: bool) {
         self.requests.state.lock().stop = true;
         self.requests.cond.notify_all();
-        if let Some(h) = self.handle.take()
-            && join
-            && h.thread().id() != std::thread::current().id()
-        {
-            let _ = h.join();
-        }
+        super::background::join_unless_current(self.handle.take(), join);
     }
 }
