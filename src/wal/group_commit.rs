@@ -639,6 +639,34 @@ mod tests {
         assert_eq!(next, n + 1, "every record replays");
     }
 
+    /// A write that fails on the flusher thread poisons the log for the appender: its later
+    /// appends and its `sync()` fail (they do not go on as if the buffer had been written),
+    /// and a reopened log holds only a prefix of what was appended.
+    #[test]
+    fn a_failed_write_on_the_flusher_reaches_the_appender() {
+        let sim = SimStorage::new(3);
+        let wal = open(&sim);
+        sim.fail_nth_write(1);
+        let n = 6 * super::BUFFER_FLUSH_BYTES as u64 / 250;
+        let failed_at = (1..=n).find(|&i| wal.append(&payload(i)).is_err());
+        let failed_at = failed_at.expect("an append fails once the flusher's write failed");
+        assert!(
+            failed_at < 4 * super::BUFFER_FLUSH_BYTES as u64 / 250,
+            "appends went on to record {failed_at}"
+        );
+        assert!(wal.sync().is_err(), "sync reports the failed write");
+        drop(wal);
+        let wal = open(&sim.power_cut());
+        let mut next = 1;
+        wal.replay(1, &mut |lsn, p| {
+            assert_eq!((lsn, p), (next, &payload(lsn)[..]));
+            next += 1;
+            Ok(())
+        })
+        .expect("replay should succeed");
+        assert!(next <= failed_at, "{} records back", next - 1);
+    }
+
     /// In `Buffered` mode an acknowledgement needs no I/O and skips the mutex, but a poisoning
     /// since the submit is still reported, as before.
     #[test]
