@@ -557,6 +557,18 @@ mod tests {
         (0..200 + i % 100).map(|k| (i * 31 + k) as u8).collect()
     }
 
+    /// How many records `wal` replays, each checked to be `payload` of its LSN, from LSN 1 on.
+    fn replayed(wal: &Wal) -> Lsn {
+        let mut next = 1;
+        wal.replay(1, &mut |lsn, p| {
+            assert_eq!((lsn, p), (next, &payload(lsn)[..]));
+            next += 1;
+            Ok(())
+        })
+        .expect("replay should succeed");
+        next - 1
+    }
+
     /// A roll in `Buffered` mode still makes the old segment durable before the new segment can
     /// be: after a power cut with no `sync()` every segment but the last is complete, so the log
     /// replays a contiguous prefix instead of failing with a gap between segments. Would fail if
@@ -629,14 +641,7 @@ mod tests {
         drop(held);
         appender.join().expect("the appender should finish");
         wal.sync().expect("sync should succeed");
-        let mut next = 1;
-        wal.replay(1, &mut |lsn, p| {
-            assert_eq!((lsn, p), (next, &payload(lsn)[..]));
-            next += 1;
-            Ok(())
-        })
-        .expect("replay should succeed");
-        assert_eq!(next, n + 1, "every record replays");
+        assert_eq!(replayed(&wal), n, "every record replays");
     }
 
     /// A write that fails on the flusher thread poisons the log for the appender: its later
@@ -656,15 +661,8 @@ mod tests {
         );
         assert!(wal.sync().is_err(), "sync reports the failed write");
         drop(wal);
-        let wal = open(&sim.power_cut());
-        let mut next = 1;
-        wal.replay(1, &mut |lsn, p| {
-            assert_eq!((lsn, p), (next, &payload(lsn)[..]));
-            next += 1;
-            Ok(())
-        })
-        .expect("replay should succeed");
-        assert!(next <= failed_at, "{} records back", next - 1);
+        let back = replayed(&open(&sim.power_cut()));
+        assert!(back < failed_at, "{back} records back");
     }
 
     /// In `Buffered` mode an acknowledgement needs no I/O and skips the mutex, but a poisoning
