@@ -362,9 +362,10 @@ pub fn read(
     let window = Window::new(path, source, h.tasks_len, window::CHUNK_BYTES);
     let h = &h;
     std::thread::scope(|scope| {
-        // NOTE: the history section is most of the file (the tasks' whole histories): reading
-        // and hashing it beside the decoding took it off an open's path on two cores
-        // (docs/benchmarks.md). Without a thread (spawning failed) it is checked here.
+        // NOTE: the history section can be most of the file (every task's whole history):
+        // reading and hashing it beside the decoding takes it off an open's path on two cores
+        // (docs/benchmarks.md). Without a thread (spawning failed) it is checked here. When the
+        // tasks section fails first, the open still waits for this read (an error path).
         let history = std::thread::Builder::new()
             .name("tasklog-snapshot-crc".into())
             .spawn_scoped(scope, || check_section_streaming(path, file, h));
