@@ -69,7 +69,10 @@ fn reference(dir: &Path, ids: &[String]) -> Dump {
         .read_only(true)
         .open_with_log(copy.path(), Arc::new(BytesOnly(wal)))
         .unwrap();
-    assert!(ro.history_heap_bytes() > 0 || ids.is_empty());
+    // Events replayed into histories are copied into memory; when a snapshot holds every
+    // event (only the session's close is replayed), no history holds bytes of its own.
+    let replayed = ro.recovery_report().events_replayed;
+    assert!(ro.history_heap_bytes() > 0 || ids.is_empty() || replayed <= 1);
     histories(&ro, ids)
 }
 

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::store::log::Log;
 use crate::store::record::TAG_EVENT;
+use crate::store::snapshot::SNAPSHOT_BYTES_MAX;
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 use crate::wal::StorageFile;
 
@@ -154,13 +155,67 @@ struct Shared {
     end: usize,
 }
 
-impl Shared {
-    fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+/// A [`Shared`] part as a history reads it, wherever the history keeps it.
+#[derive(Clone, Copy)]
+struct SharedRef<'a> {
+    arena: &'a Arc<Arena>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> SharedRef<'a> {
+    fn bytes(self) -> Result<Cow<'a, [u8]>> {
         self.arena.read(self.start, self.end)
     }
 
     fn len(&self) -> usize {
         self.end - self.start
+    }
+
+    fn to_shared(self) -> Shared {
+        Shared {
+            arena: Arc::clone(self.arena),
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+impl Shared {
+    fn as_ref(&self) -> SharedRef<'_> {
+        SharedRef {
+            arena: &self.arena,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// Where a [`Parts::InSnapshot`] history's bytes are in its arena, in one word: the start in
+/// the high `64 - SPAN_LEN_BITS` bits (a snapshot is at most `SNAPSHOT_BYTES_MAX`, 2^36
+/// bytes), the length in the low bits. A history too long for them is held `Loaded`.
+#[derive(Clone, Copy, Debug)]
+struct Span(u64);
+
+const SPAN_LEN_BITS: u32 = 28;
+
+// Every start a snapshot can hold fits a span.
+const _: () = assert!(SNAPSHOT_BYTES_MAX <= 1 << (64 - SPAN_LEN_BITS));
+
+impl Span {
+    fn new(start: usize, end: usize) -> Option<Span> {
+        let len = (end - start) as u64;
+        let start = start as u64;
+        (len >> SPAN_LEN_BITS == 0 && start >> (64 - SPAN_LEN_BITS) == 0)
+            .then_some(Span(start << SPAN_LEN_BITS | len))
+    }
+
+    fn start(self) -> usize {
+        (self.0 >> SPAN_LEN_BITS) as usize
+    }
+
+    fn end(self) -> usize {
+        self.start() + (self.0 & ((1 << SPAN_LEN_BITS) - 1)) as usize
     }
 }
 
@@ -179,6 +234,10 @@ pub struct History {
 enum Parts {
     /// Built by replay or loaded from a v1 snapshot: one owned arena.
     Owned(Vec<u8>),
+    /// Loaded from a v2 snapshot, nothing appended since: events read in place. Unboxed, as
+    /// every history of a snapshot open starts: a `Box<Loaded>` per task was one more
+    /// allocation (56 bytes) and about 6 % of the open (docs/benchmarks.md).
+    InSnapshot(Arc<Arena>, Span),
     /// Loaded from a v2 snapshot: events read in place, then those appended since.
     Loaded(Box<Loaded>),
     /// Events whose bytes stay in the log (a store over a log that reads by LSN): the part
@@ -292,7 +351,7 @@ impl History {
                 }
                 bytes
             }
-            Parts::Loaded(loaded) => &mut loaded.own,
+            Parts::InSnapshot(..) | Parts::Loaded(_) => self.own_mut(),
             Parts::Logged(_) | Parts::InLog(_) => {
                 // NOTE: a state keeps positions for all its histories or for none (see
                 // `State::histories_in_log`), so a logged history only grows by positions.
@@ -338,6 +397,17 @@ impl History {
             return true;
         }
         let refs = match &mut self.parts {
+            Parts::InSnapshot(..) => {
+                let shared = self.shared().map(SharedRef::to_shared);
+                self.parts = Parts::Logged(Box::new(Logged {
+                    shared,
+                    refs: Vec::new(),
+                }));
+                match &mut self.parts {
+                    Parts::Logged(logged) => &mut logged.refs,
+                    _ => unreachable!("set just above"),
+                }
+            }
             Parts::Loaded(loaded) if loaded.own.is_empty() => {
                 let shared = loaded.shared.clone();
                 self.parts = Parts::Logged(Box::new(Logged {
@@ -365,7 +435,7 @@ impl History {
             Parts::InLog(buf) => buf
                 .get(..self.count as usize * ENTRY_HEADER_LEN)
                 .expect("an InLog history holds an entry per event"),
-            Parts::Owned(_) | Parts::Loaded(_) => &[],
+            Parts::Owned(_) | Parts::InSnapshot(..) | Parts::Loaded(_) => &[],
         }
     }
 
@@ -389,7 +459,24 @@ impl History {
         match &self.parts {
             Parts::Owned(bytes) => bytes,
             Parts::Loaded(loaded) => &loaded.own,
-            Parts::Logged(_) | Parts::InLog(_) => &[],
+            Parts::InSnapshot(..) | Parts::Logged(_) | Parts::InLog(_) => &[],
+        }
+    }
+
+    /// The own part of a history loaded from a snapshot, to append to: boxed with it on the
+    /// first append.
+    fn own_mut(&mut self) -> &mut Vec<u8> {
+        if let Parts::InSnapshot(..) = &self.parts {
+            let shared = self.shared().map(SharedRef::to_shared);
+            let shared = shared.expect("a history in a snapshot has a shared part");
+            self.parts = Parts::Loaded(Box::new(Loaded {
+                shared,
+                own: Vec::new(),
+            }));
+        }
+        match &mut self.parts {
+            Parts::Loaded(loaded) => &mut loaded.own,
+            _ => unreachable!("own_mut is for histories loaded from a snapshot"),
         }
     }
 
@@ -431,7 +518,7 @@ impl History {
         let logged: usize = refs(self.refs())
             .map(|e| e.map_or(0, |(_, header, len)| header.len() + len))
             .sum();
-        self.shared().map_or(0, Shared::len) + self.own().len() + logged
+        self.shared().map_or(0, |s| s.len()) + self.own().len() + logged
     }
 
     /// Bytes of this history held in memory (its own part's capacity): what it costs besides
@@ -439,6 +526,7 @@ impl History {
     pub fn heap_bytes(&self) -> usize {
         match &self.parts {
             Parts::Owned(bytes) => bytes.capacity(),
+            Parts::InSnapshot(..) => 0,
             Parts::Loaded(loaded) => std::mem::size_of::<Loaded>() + loaded.own.capacity(),
             Parts::Logged(logged) => std::mem::size_of::<Logged>() + logged.refs.capacity(),
             Parts::InLog(buf) => buf.len(),
@@ -471,11 +559,9 @@ impl History {
                 })?
                 .to_vec();
             let mut rebased = History::from_shared(arena, start, len, count)?;
-            if let Parts::Loaded(loaded) = &rebased.parts
-                && !tail.is_empty()
-            {
+            if !tail.is_empty() {
                 rebased.parts = Parts::Logged(Box::new(Logged {
-                    shared: Some(loaded.shared.clone()),
+                    shared: rebased.shared().map(SharedRef::to_shared),
                     refs: tail,
                 }));
             }
@@ -484,7 +570,7 @@ impl History {
             return Ok(());
         }
         let len_usize = usize::try_from(len).map_err(|_| bad("offset too large".into()))?;
-        let shared_len = self.shared().map_or(0, Shared::len);
+        let shared_len = self.shared().map_or(0, |s| s.len());
         let tail = len_usize
             .checked_sub(shared_len)
             .and_then(|from| self.own().get(from..))
@@ -503,8 +589,8 @@ impl History {
             )));
         }
         let mut rebased = History::from_shared(arena, start, len, count)?;
-        if let Parts::Loaded(loaded) = &mut rebased.parts {
-            loaded.own = tail.to_vec();
+        if !tail.is_empty() {
+            *rebased.own_mut() = tail.to_vec();
         }
         rebased.count = self.count;
         *self = rebased;
@@ -540,23 +626,26 @@ impl History {
             )));
         }
         let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("offset too large".into()));
-        Ok(History {
-            parts: Parts::Loaded(Box::new(Loaded {
+        let (start, end) = (to_usize(start)?, to_usize(end)?);
+        let parts = match Span::new(start, end) {
+            Some(span) => Parts::InSnapshot(Arc::clone(arena), span),
+            None => Parts::Loaded(Box::new(Loaded {
                 shared: Shared {
                     arena: Arc::clone(arena),
-                    start: to_usize(start)?,
-                    end: to_usize(end)?,
+                    start,
+                    end,
                 },
                 own: Vec::new(),
             })),
-            count,
-        })
+        };
+        Ok(History { parts, count })
     }
 
     /// Frees spare capacity (after a bulk load).
     pub fn shrink(&mut self) {
         let bytes = match &mut self.parts {
             Parts::Owned(bytes) => bytes,
+            Parts::InSnapshot(..) => return,
             Parts::Loaded(loaded) => &mut loaded.own,
             Parts::Logged(logged) => &mut logged.refs,
             Parts::InLog(buf) => {
@@ -614,7 +703,7 @@ impl History {
         &'a self,
         shared: &'a [u8],
     ) -> impl Iterator<Item = Result<RawEntry<'a>>> + 'a {
-        let located = self.shared().map(|s| (&s.arena, s.start));
+        let located = self.shared().map(|s| (s.arena, s.start));
         let shared = entries(shared).map(move |entry| {
             entry.map_err(|(at, reason)| match located {
                 Some((arena, start)) => Error::corrupt(
@@ -630,11 +719,16 @@ impl History {
         shared.chain(own)
     }
 
-    fn shared(&self) -> Option<&Shared> {
+    fn shared(&self) -> Option<SharedRef<'_>> {
         match &self.parts {
             Parts::Owned(_) | Parts::InLog(_) => None,
-            Parts::Loaded(loaded) => Some(&loaded.shared),
-            Parts::Logged(logged) => logged.shared.as_ref(),
+            Parts::InSnapshot(arena, span) => Some(SharedRef {
+                arena,
+                start: span.start(),
+                end: span.end(),
+            }),
+            Parts::Loaded(loaded) => Some(loaded.shared.as_ref()),
+            Parts::Logged(logged) => logged.shared.as_ref().map(Shared::as_ref),
         }
     }
 
@@ -909,6 +1003,8 @@ mod tests {
         let original = owned(1..4);
         let arena = arena_of(&original);
         let mut h = History::from_shared(&arena, 0, arena.len() as u64, 3).unwrap();
+        assert!(matches!(h.parts, Parts::InSnapshot(..)), "unboxed until it grows");
+        assert_eq!(h.heap_bytes(), 0);
         assert_eq!(h.events().unwrap(), original.events().unwrap());
         assert_eq!(h.byte_len(), original.byte_len());
         let e = event_bytes("t", 9);
@@ -923,6 +1019,29 @@ mod tests {
         assert_eq!(bytes_of(&h), bytes_of(&grown));
         assert_eq!(h.last_start_lsn(), None);
         h.check().unwrap();
+    }
+
+    /// A span packs any start a snapshot can have with lengths below 2^28; a longer history
+    /// is held boxed, with the same bounds.
+    #[test]
+    fn a_span_holds_its_bounds_or_is_refused() {
+        let max_start = (SNAPSHOT_BYTES_MAX - 1) as usize;
+        let max_len = (1 << SPAN_LEN_BITS) - 1;
+        for (start, end) in [(0, 0), (0, max_len), (max_start, max_start + max_len), (7, 9)] {
+            let span = Span::new(start, end).unwrap();
+            assert_eq!((span.start(), span.end()), (start, end));
+        }
+        assert!(Span::new(0, max_len + 1).is_none());
+        assert!(Span::new(1 << 36, (1 << 36) + 1).is_none());
+
+        let len = 1u64 << SPAN_LEN_BITS;
+        let arena = Arena::new(Path::new("x.snap"), 64, vec![0u8; len as usize + 8].into());
+        let h = History::from_shared(&arena, 8, len, 1).unwrap();
+        assert!(matches!(h.parts, Parts::Loaded(_)), "too long for a span");
+        assert_eq!(h.byte_len(), len as usize);
+        let h = History::from_shared(&arena, 8, len - 1, 1).unwrap();
+        assert!(matches!(h.parts, Parts::InSnapshot(..)));
+        assert_eq!(h.byte_len(), len as usize - 1);
     }
 
     #[test]
