@@ -22,7 +22,7 @@ use clap::Parser;
 use crate::report::Row;
 use crate::state::Rebuilt;
 use crate::stats::{Sample, median_sample};
-use crate::systems::{Memory, NOT_WIRED, Res, System};
+use crate::systems::{Memory, NOT_WIRED, Res, Scale, System};
 
 /// tasklog compared with the raw disk limit, SQLite and okaywal (workloads W1–W4).
 #[derive(Parser, Debug)]
@@ -288,6 +288,7 @@ impl Runner {
                     w4: Err(err.to_string()),
                     snap: None,
                     memory: Vec::new(),
+                    scale: None,
                 };
             }
         };
@@ -307,6 +308,7 @@ impl Runner {
         };
         let mut memory = Vec::new();
         let mut snap = None;
+        let mut scale = None;
         if w4.is_ok() {
             if measure_memory && let Some(m) = guarded_opt(|| e.sys.memory(&d)) {
                 memory.push(("opening from the log (W4)", m));
@@ -321,6 +323,9 @@ impl Runner {
             {
                 memory.push(("opening from the snapshot", m));
             }
+            if measure_memory && matches!(snap, Some(Ok(_))) {
+                scale = self.scale(e, &d, events);
+            }
         }
         let _ = std::fs::remove_dir_all(&d);
         Bulk {
@@ -328,7 +333,27 @@ impl Runner {
             w4,
             snap,
             memory,
+            scale,
         }
+    }
+
+    /// The store-at-scale figures, on `d` (W3's data and its snapshot) and two fresh
+    /// directories.
+    fn scale(
+        &mut self,
+        e: &Entry,
+        d: &Path,
+        events: &[event::Event],
+    ) -> Option<Result<Scale, String>> {
+        let empty = match (self.fresh_dir(), self.fresh_dir()) {
+            (Ok(a), Ok(b)) => [a, b],
+            (Err(err), _) | (_, Err(err)) => return Some(Err(err.to_string())),
+        };
+        let r = guarded_opt(|| e.sys.scale(d, [&empty[0], &empty[1]], events));
+        for dir in &empty {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        r
     }
 }
 
@@ -340,6 +365,8 @@ struct Bulk {
     snap: Option<Result<Sample, String>>,
     /// Resident memory after opening (what was opened, the figures); measured once.
     memory: Vec<(&'static str, Result<Memory, String>)>,
+    /// The store-at-scale figures, for systems that have them; measured once.
+    scale: Option<Result<Scale, String>>,
 }
 
 fn record(o: &mut Outcome, r: Result<Sample, String>) {
@@ -515,6 +542,7 @@ fn main() -> ExitCode {
         let mut w4: Vec<Outcome> = entries.iter().map(|_| Outcome::default()).collect();
         let mut snaps: Vec<Option<Outcome>> = entries.iter().map(|_| None).collect();
         let mut memory: Vec<(&'static str, &'static str, Result<Memory, String>)> = Vec::new();
+        let mut scales: Vec<(&'static str, Result<Scale, String>)> = Vec::new();
         for rep in 0..reps {
             run.before_rep(&format!("W3/W4 repetition {}", rep + 1));
             for (si, e) in entries.iter().enumerate() {
@@ -539,6 +567,13 @@ fn main() -> ExitCode {
                         Err(err) => eprintln!("memory     {:<28} {what}: {err}", e.label),
                     }
                     memory.push((e.label, what, m));
+                }
+                if let Some(sc) = b.scale {
+                    match &sc {
+                        Ok(sc) => eprintln!("scale      {:<28} {sc:?}", e.label),
+                        Err(err) => eprintln!("scale      {:<28} {err}", e.label),
+                    }
+                    scales.push((e.label, sc));
                 }
             }
         }
@@ -568,7 +603,14 @@ fn main() -> ExitCode {
             reps,
         ));
         md.push_str(&memory_section(&memory, &counts));
-        md.push_str(&targets_section(&entries, &medians, &snap_medians));
+        md.push_str(&scale_section(&scales));
+        md.push_str(&targets_section(
+            &entries,
+            &medians,
+            &snap_medians,
+            &memory,
+            &scales,
+        ));
     }
 
     if !series.is_empty() {
@@ -806,11 +848,55 @@ fn memory_section(memory: &[(&str, &str, Result<Memory, String>)], c: &Counts) -
     s
 }
 
+/// Disk and history reads of tasklog's store (issue #20), measured once.
+fn scale_section(scales: &[(&str, Result<Scale, String>)]) -> String {
+    if scales.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "### The store at scale
+
+On disk (allocated blocks, as `du` shows): a new, empty store \
+         after `close()`; the W3 operations written again through `write_batch` with default options \
+         (durable batches, background snapshots and their retention), after `close()`, and that per \
+         1,000 finished tasks. `history(id)`: the store W3 wrote, opened from its snapshot, 5,000 ids \
+         spread over its tasks, each read once untimed (warm page cache), then timed.\n\n\
+         | system | new store | finished tasks | on disk | per 1,000 finished | history reads | p50 | p99 | max |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let kib = |b: u64| b as f64 / 1024.0;
+    for (label, sc) in scales {
+        match sc {
+            Ok(sc) => s.push_str(&format!(
+                "| {label} | {:.0} KiB | {} | {:.1} MB | {:.2} MB | {} | {:.0} µs | {:.0} µs | {:.0} µs |\n",
+                kib(sc.new_store_bytes),
+                report::thousands(sc.finished_tasks as f64),
+                sc.finished_bytes as f64 / 1e6,
+                per_thousand_mb(sc),
+                report::thousands(sc.history_reads as f64),
+                sc.history_p50_us,
+                sc.history_p99_us,
+                sc.history_max_us,
+            )),
+            Err(e) => s.push_str(&format!("| {label} | {e} | | | | | | | |\n")),
+        }
+    }
+    s.push('\n');
+    s
+}
+
+/// MB on disk per 1,000 finished tasks.
+fn per_thousand_mb(sc: &Scale) -> f64 {
+    sc.finished_bytes as f64 / 1e6 / (sc.finished_tasks.max(1) as f64 / 1000.0)
+}
+
 /// The targets set for tasklog, each checked against this run's medians.
 fn targets_section(
     entries: &[Entry],
     medians: &[(String, Vec<Result<Sample, String>>)],
     snaps: &[Option<Result<Sample, String>>],
+    memory: &[(&str, &str, Result<Memory, String>)],
+    scales: &[(&str, Result<Scale, String>)],
 ) -> String {
     let idx = |label: &str| entries.iter().position(|e| e.label == label);
     let get = |wi: usize, label: &str| -> Option<Sample> {
@@ -936,6 +1022,56 @@ fn targets_section(
                 format!("{r:.1}× faster (snapshot {sn:.3} s / log {full:.3} s)"),
                 r >= 3.0,
             ))
+        }),
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let opened = |what: &str| {
+        memory.iter().find_map(|(label, w, m)| {
+            (*label == TASKLOG_STORE && *w == what).then(|| m.as_ref().ok().copied())?
+        })
+    };
+    for what in ["opening from the log (W4)", "opening from the snapshot"] {
+        line(
+            "memory",
+            &format!("store resident after {what} ≤ 150 MiB"),
+            opened(what).map(|m| {
+                (
+                    format!("{:.1} MiB (VmRSS)", mib(m.rss_after)),
+                    mib(m.rss_after) <= 150.0,
+                )
+            }),
+        );
+    }
+    let scale = scales
+        .iter()
+        .find(|(label, _)| *label == TASKLOG_STORE)
+        .and_then(|(_, sc)| sc.as_ref().ok());
+    line(
+        "disk",
+        "a new store ≤ 1 MiB",
+        scale.map(|sc| {
+            (
+                format!("{:.0} KiB", sc.new_store_bytes as f64 / 1024.0),
+                sc.new_store_bytes <= 1 << 20,
+            )
+        }),
+    );
+    line(
+        "disk",
+        "≤ 1 MB per 1,000 finished tasks, default options",
+        scale.map(|sc| {
+            let mb = per_thousand_mb(sc);
+            (format!("{mb:.2} MB"), mb <= 1.0)
+        }),
+    );
+    line(
+        "history",
+        "`history(id)` p99 < 1 ms, warm, from a snapshot",
+        scale.map(|sc| {
+            (
+                format!("{:.0} µs", sc.history_p99_us),
+                sc.history_p99_us < 1000.0,
+            )
         }),
     );
     s.push('\n');

@@ -69,6 +69,50 @@ pub struct Memory {
     pub open_s: f64,
 }
 
+/// The store-at-scale figures (issue #20), measured once per run for systems that have them.
+#[derive(Clone, Debug, Default)]
+pub struct Scale {
+    /// Bytes a new, empty store takes on disk (allocated blocks, what `du` shows).
+    pub new_store_bytes: u64,
+    /// Finished tasks written through `write_batch` with default options (the W3 operations),
+    /// and what their store takes on disk after `close()` (allocated blocks).
+    pub finished_tasks: usize,
+    pub finished_bytes: u64,
+    /// `history(id)` on the store W3 wrote, opened from its snapshot: reads timed after one
+    /// untimed read of each id (a warm page cache), microseconds.
+    pub history_reads: usize,
+    pub history_p50_us: f64,
+    pub history_p99_us: f64,
+    pub history_max_us: f64,
+}
+
+/// Bytes the files under `p` take on disk: allocated blocks where the platform says, else
+/// their lengths.
+pub fn allocated_bytes(p: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => allocated(&m),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(unix)]
+fn allocated(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn allocated(m: &std::fs::Metadata) -> u64 {
+    m.len()
+}
+
 pub trait System {
     /// W1: one writer, each append durable before the next.
     fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed>;
@@ -86,6 +130,17 @@ pub trait System {
     /// Resident memory after opening what is in `dir`, measured in a fresh process. `None`:
     /// not measured for this system.
     fn memory(&self, _dir: &Path) -> Option<Res<Memory>> {
+        None
+    }
+    /// The store-at-scale figures: `snapshot_dir` holds what W3 wrote and a snapshot of it
+    /// (after `w4_from_snapshot`); `empty` are two fresh directories; `events` are W3's.
+    /// `None`: not measured for this system.
+    fn scale(
+        &self,
+        _snapshot_dir: &Path,
+        _empty: [&Path; 2],
+        _events: &[Event],
+    ) -> Option<Res<Scale>> {
         None
     }
 }

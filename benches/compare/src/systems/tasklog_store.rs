@@ -25,6 +25,10 @@
 //!   histories is read back through `history(id)`.
 //! - W4 from a snapshot (an extra row): after W4, open, `snapshot()`, close (untimed), then the
 //!   reopen, which loads the snapshot and replays only the records after it, is timed.
+//! - Scale (once per run): a new store's bytes on disk; the W3 operations written again with
+//!   default options (durable batches, background snapshots, their retention) and the bytes
+//!   they take on disk after close; `history(id)` of 5,000 ids spread over the tasks, on W3's
+//!   store opened from its snapshot, each read once untimed (warm page cache), then timed.
 //! - Memory: a fresh process (`compare --rss-open DIR`) reads `/proc/self/status` before and
 //!   after `Store::open(DIR)`, so the figure is the store's alone, not this process's events or
 //!   allocator caches.
@@ -71,7 +75,8 @@ mod adapter {
     use crate::event::{self, Event};
     use crate::state::{self, Rebuilt};
     use crate::systems::{
-        Memory, Replayed, Res, System, Timed, concurrent_parts, sequential_items,
+        Memory, Replayed, Res, Scale, System, Timed, allocated_bytes, concurrent_parts,
+        sequential_items,
     };
 
     pub struct TasklogStore;
@@ -103,6 +108,9 @@ mod adapter {
 
     /// Operations per `write_batch` call in W3.
     const W3_BATCH: usize = 1000;
+
+    /// Histories read (spread over all tasks) for the store-at-scale figures.
+    const HISTORY_READS: usize = 5000;
 
     /// One operation as a mutation (the same changes as `apply`).
     fn mutation(op: &Op) -> Mutation {
@@ -270,6 +278,61 @@ mod adapter {
                     elapsed,
                     state,
                     timestamps: false,
+                })
+            })())
+        }
+
+        fn scale(
+            &self,
+            snapshot_dir: &Path,
+            empty: [&Path; 2],
+            events: &[Event],
+        ) -> Option<Res<Scale>> {
+            Some((|| -> Res<Scale> {
+                let [new, finished] = empty;
+                StoreOptions::new().open(new)?.close()?;
+                let new_store_bytes = allocated_bytes(new);
+
+                // Default options: durable batches, background snapshots and their retention.
+                let ops = ops(events);
+                let store = StoreOptions::new().open(finished)?;
+                for chunk in ops.chunks(W3_BATCH) {
+                    store.write_batch(chunk.iter().map(mutation).collect())?;
+                }
+                store.close()?;
+                drop(store);
+                let finished_bytes = allocated_bytes(finished);
+
+                let store = Store::open(snapshot_dir)?;
+                if store.recovery_report().snapshot_used.is_none() {
+                    return Err("the history reads' store did not load its snapshot".into());
+                }
+                let tasks = events.len().div_ceil(5);
+                let step = (tasks / HISTORY_READS).max(1);
+                let ids: Vec<String> = (1..=tasks).step_by(step).map(|i| i.to_string()).collect();
+                for id in &ids {
+                    store.history(id)?;
+                }
+                let mut us: Vec<f64> = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let start = Instant::now();
+                    let h = store.history(id)?;
+                    us.push(start.elapsed().as_secs_f64() * 1e6);
+                    if h.is_empty() {
+                        return Err(format!("task {id}: an empty history").into());
+                    }
+                }
+                store.close()?;
+                us.sort_by(f64::total_cmp);
+                let at = |q: f64| us[((us.len() - 1) as f64 * q).round() as usize];
+                Ok(Scale {
+                    new_store_bytes,
+                    finished_tasks: tasks,
+                    finished_bytes,
+                    history_reads: us.len(),
+                    history_p50_us: at(0.5),
+                    history_p99_us: at(0.99),
+                    history_max_us: at(1.0),
                 })
             })())
         }
