@@ -396,31 +396,24 @@ impl History {
             self.count += 1;
             return true;
         }
+        // A history loaded from a snapshot, with no event bytes of its own, keeps the positions
+        // of its later events beside its snapshot part.
+        let snapshot_only = match &self.parts {
+            Parts::InSnapshot(..) => true,
+            Parts::Loaded(loaded) => loaded.own.is_empty(),
+            Parts::Owned(_) | Parts::Logged(_) | Parts::InLog(_) => false,
+        };
+        if snapshot_only {
+            let shared = self.shared().map(SharedRef::to_shared);
+            self.parts = Parts::Logged(Box::new(Logged {
+                shared,
+                refs: Vec::new(),
+            }));
+        }
         let refs = match &mut self.parts {
-            Parts::InSnapshot(..) => {
-                let shared = self.shared().map(SharedRef::to_shared);
-                self.parts = Parts::Logged(Box::new(Logged {
-                    shared,
-                    refs: Vec::new(),
-                }));
-                match &mut self.parts {
-                    Parts::Logged(logged) => &mut logged.refs,
-                    _ => unreachable!("set just above"),
-                }
-            }
-            Parts::Loaded(loaded) if loaded.own.is_empty() => {
-                let shared = loaded.shared.clone();
-                self.parts = Parts::Logged(Box::new(Logged {
-                    shared: Some(shared),
-                    refs: Vec::new(),
-                }));
-                match &mut self.parts {
-                    Parts::Logged(logged) => &mut logged.refs,
-                    _ => unreachable!("set just above"),
-                }
-            }
             Parts::Logged(logged) => &mut logged.refs,
             Parts::Owned(_) | Parts::Loaded(_) => return false,
+            Parts::InSnapshot(..) => unreachable!("moved to Logged above"),
             Parts::InLog(_) => unreachable!("an InLog history was pushed to above"),
         };
         refs.extend_from_slice(&entry);
