@@ -236,7 +236,7 @@ enum Parts {
     Owned(Vec<u8>),
     /// Loaded from a v2 snapshot, nothing appended since: events read in place. Unboxed, as
     /// every history of a snapshot open starts: a `Box<Loaded>` per task was one more
-    /// allocation (56 bytes) and about 6 % of the open (docs/benchmarks.md).
+    /// allocation (48 bytes) and about 6 % of the open (docs/benchmarks.md).
     InSnapshot(Arc<Arena>, Span),
     /// Loaded from a v2 snapshot: events read in place, then those appended since.
     Loaded(Box<Loaded>),
