@@ -1029,9 +1029,14 @@ mod tests {
 
         let len = 1u64 << SPAN_LEN_BITS;
         let arena = Arena::new(Path::new("x.snap"), 64, vec![0u8; len as usize + 8].into());
-        let h = History::from_shared(&arena, 8, len, 1).unwrap();
+        let mut h = History::from_shared(&arena, 8, len, 1).unwrap();
         assert!(matches!(h.parts, Parts::Loaded(_)), "too long for a span");
         assert_eq!(h.byte_len(), len as usize);
+        // Boxed or not, a history with no bytes of its own keeps later events' positions.
+        let running = Some(TaskState::Running);
+        assert!(h.push_ref(u64::MAX, running, running, 10), "positions, not bytes");
+        assert!(matches!(h.parts, Parts::Logged(_)));
+        assert_eq!(h.byte_len(), len as usize + ENTRY_HEADER_LEN + 10);
         let h = History::from_shared(&arena, 8, len - 1, 1).unwrap();
         assert!(matches!(h.parts, Parts::InSnapshot(..)));
         assert_eq!(h.byte_len(), len as usize - 1);
