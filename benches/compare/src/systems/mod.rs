@@ -78,6 +78,10 @@ pub struct Scale {
     /// and what their store takes on disk after `close()` (allocated blocks).
     pub finished_tasks: usize,
     pub finished_bytes: u64,
+    /// Then `Store::open` of that store (warm page cache): seconds, and the records it
+    /// replayed after its newest snapshot.
+    pub default_open_s: f64,
+    pub default_open_replayed: u64,
     /// `history(id)` on the store W3 wrote, opened from its snapshot: reads timed after one
     /// untimed read of each id (a warm page cache), microseconds.
     pub history_reads: usize,

@@ -27,7 +27,8 @@
 //!   reopen, which loads the snapshot and replays only the records after it, is timed.
 //! - Scale (once per run): a new store's bytes on disk; the W3 operations written again with
 //!   default options (durable batches, background snapshots, their retention) and the bytes
-//!   they take on disk after close; `history(id)` of 5,000 ids spread over the tasks, on W3's
+//!   they take on disk after close, then the time to open that store (its newest snapshot
+//!   and the records after it); `history(id)` of 5,000 ids spread over the tasks, on W3's
 //!   store opened from its snapshot, each read once untimed (warm page cache), then timed.
 //! - Memory: a fresh process (`compare --rss-open DIR`) reads `/proc/self/status` before and
 //!   after `Store::open(DIR)`, so the figure is the store's alone, not this process's events or
@@ -302,6 +303,17 @@ mod adapter {
                 store.close()?;
                 drop(store);
                 let finished_bytes = allocated_bytes(finished);
+                let start = Instant::now();
+                let store = Store::open(finished)?;
+                let default_open_s = start.elapsed().as_secs_f64();
+                let default_open_replayed = store.recovery_report().events_replayed;
+                if store.len() != events.len().div_ceil(5) {
+                    return Err(
+                        format!("the default-options store holds {} tasks", store.len()).into(),
+                    );
+                }
+                store.close()?;
+                drop(store);
 
                 let store = Store::open(snapshot_dir)?;
                 if store.recovery_report().snapshot_used.is_none() {
@@ -329,6 +341,8 @@ mod adapter {
                     new_store_bytes,
                     finished_tasks: tasks,
                     finished_bytes,
+                    default_open_s,
+                    default_open_replayed,
                     history_reads: us.len(),
                     history_p50_us: at(0.5),
                     history_p99_us: at(0.99),
