@@ -25,14 +25,7 @@ impl Sample {
     pub fn new(events: usize, elapsed: Duration, lat_ns: &mut [u64], bytes_on_disk: u64) -> Self {
         let secs = elapsed.as_secs_f64().max(1e-9);
         lat_ns.sort_unstable();
-        let pct = |q: f64| -> Option<f64> {
-            if lat_ns.is_empty() {
-                return None;
-            }
-            // Nearest-rank percentile.
-            let rank = ((q * lat_ns.len() as f64).ceil() as usize).clamp(1, lat_ns.len());
-            Some(lat_ns[rank - 1] as f64 / 1_000.0)
-        };
+        let pct = |q: f64| percentile_us(lat_ns, q);
         Sample {
             secs,
             events_per_s: events as f64 / secs,
@@ -44,6 +37,16 @@ impl Sample {
             fsyncs: None,
         }
     }
+}
+
+/// The nearest-rank `q` percentile of `sorted_ns` (ascending nanoseconds), in microseconds;
+/// `None` when empty.
+pub fn percentile_us(sorted_ns: &[u64], q: f64) -> Option<f64> {
+    if sorted_ns.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted_ns.len() as f64).ceil() as usize).clamp(1, sorted_ns.len());
+    Some(sorted_ns[rank - 1] as f64 / 1_000.0)
 }
 
 pub fn median(mut v: Vec<f64>) -> Option<f64> {

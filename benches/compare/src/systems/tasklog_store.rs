@@ -75,6 +75,7 @@ mod adapter {
 
     use crate::event::{self, Event};
     use crate::state::{self, Rebuilt};
+    use crate::stats::percentile_us;
     use crate::systems::{
         Memory, Replayed, Res, Scale, System, Timed, allocated_bytes, concurrent_parts,
         sequential_items,
@@ -303,11 +304,12 @@ mod adapter {
                 store.close()?;
                 drop(store);
                 let finished_bytes = allocated_bytes(finished);
+                let tasks = events.len().div_ceil(5);
                 let start = Instant::now();
                 let store = Store::open(finished)?;
                 let default_open_s = start.elapsed().as_secs_f64();
                 let default_open_replayed = store.recovery_report().events_replayed;
-                if store.len() != events.len().div_ceil(5) {
+                if store.len() != tasks {
                     return Err(
                         format!("the default-options store holds {} tasks", store.len()).into(),
                     );
@@ -319,31 +321,30 @@ mod adapter {
                 if store.recovery_report().snapshot_used.is_none() {
                     return Err("the history reads' store did not load its snapshot".into());
                 }
-                let tasks = events.len().div_ceil(5);
                 let step = (tasks / HISTORY_READS).max(1);
                 let ids: Vec<String> = (1..=tasks).step_by(step).map(|i| i.to_string()).collect();
                 for id in &ids {
                     store.history(id)?;
                 }
-                let mut us: Vec<f64> = Vec::with_capacity(ids.len());
+                let mut lat_ns: Vec<u64> = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let start = Instant::now();
                     let h = store.history(id)?;
-                    us.push(start.elapsed().as_secs_f64() * 1e6);
+                    lat_ns.push(start.elapsed().as_nanos() as u64);
                     if h.is_empty() {
                         return Err(format!("task {id}: an empty history").into());
                     }
                 }
                 store.close()?;
-                us.sort_by(f64::total_cmp);
-                let at = |q: f64| us[((us.len() - 1) as f64 * q).round() as usize];
+                lat_ns.sort_unstable();
+                let at = |q: f64| percentile_us(&lat_ns, q).unwrap_or(0.0);
                 Ok(Scale {
                     new_store_bytes,
                     finished_tasks: tasks,
                     finished_bytes,
                     default_open_s,
                     default_open_replayed,
-                    history_reads: us.len(),
+                    history_reads: lat_ns.len(),
                     history_p50_us: at(0.5),
                     history_p99_us: at(0.99),
                     history_max_us: at(1.0),
