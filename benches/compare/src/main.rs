@@ -854,9 +854,7 @@ fn scale_section(scales: &[(&str, Result<Scale, String>)]) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "### The store at scale
-
-On disk (allocated blocks, as `du` shows): a new, empty store \
+        "### The store at scale\n\nOn disk (allocated blocks, as `du` shows): a new, empty store \
          after `close()`; the W3 operations written again through `write_batch` with default options \
          (durable batches, background snapshots and their retention), after `close()`, and that per \
          1,000 finished tasks; then opening that store (its newest snapshot and the records after it, \
@@ -906,6 +904,10 @@ fn targets_section(
         idx(label).and_then(|i| medians.get(wi)?.1[i].as_ref().ok().cloned())
     };
     let snap = idx(TASKLOG_STORE).and_then(|i| snaps[i].as_ref()?.as_ref().ok().cloned());
+    let scale = scales
+        .iter()
+        .find(|(label, _)| *label == TASKLOG_STORE)
+        .and_then(|(_, sc)| sc.as_ref().ok());
     let eps = |wi: usize, label: &str| get(wi, label).map(|s| s.events_per_s);
     let secs = |wi: usize, label: &str| get(wi, label).map(|s| s.secs);
     let (w1, w2_8, w2_32, w3, w4) = (0, 1, 2, 3, 4);
@@ -1018,19 +1020,15 @@ fn targets_section(
     line(
         "W4",
         "(for reference) store open with default options ≤ 3× the raw replay time",
-        scales
-            .iter()
-            .find(|(label, _)| *label == TASKLOG_STORE)
-            .and_then(|(_, sc)| sc.as_ref().ok())
-            .and_then(|sc| {
-                time_ratio(
-                    Some(sc.default_open_s),
-                    secs(w4, RAW_LIMIT),
-                    3.0,
-                    "store",
-                    "raw",
-                )
-            }),
+        scale.and_then(|sc| {
+            time_ratio(
+                Some(sc.default_open_s),
+                secs(w4, RAW_LIMIT),
+                3.0,
+                "store",
+                "raw",
+            )
+        }),
     );
     line(
         "W4",
@@ -1062,10 +1060,6 @@ fn targets_section(
             }),
         );
     }
-    let scale = scales
-        .iter()
-        .find(|(label, _)| *label == TASKLOG_STORE)
-        .and_then(|(_, sc)| sc.as_ref().ok());
     line(
         "disk",
         "a new store ≤ 1 MiB",
