@@ -104,6 +104,13 @@ fn write_fuzz_seeds() {
         std::fs::write(out.join(format!("golden_v2_{name}.snap")), &bytes).unwrap();
         std::fs::write(out.join("header_only_v2.snap"), &bytes[..64]).unwrap();
     }
+    let snaps = root.join("tests/fixtures/store-v3-snapshot/snapshots");
+    for e in std::fs::read_dir(snaps).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        std::fs::write(out.join(format!("golden_v3_{name}.snap")), &bytes).unwrap();
+    }
     let seg = root.join("tests/fixtures/store-v1-log/wal/00000000000000000001.seg");
     let wal = tasklog::wal::Wal::open(
         seg.parent().unwrap(),

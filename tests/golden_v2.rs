@@ -7,23 +7,22 @@
 //! and compares every task and history with the JSON dump recorded when the fixture was
 //! written: from the newest snapshot, from the older one plus the log, and with the newest one
 //! damaged (it must be skipped). It also checks the header fields by hand, as an independent
-//! reader following `docs/format.md` would, and that this build re-encodes the fixture's state
-//! to the very same bytes (the format is pinned, not just readable).
+//! reader following `docs/format.md` would, and that this build (which writes v3) re-encodes the
+//! fixture's state to the same tasks section and the same histories, byte for byte.
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
-use tasklog::store::{Change, InterruptedPolicy, Mutation, Store, StoreOptions, snapshot};
-use tasklog::task::{NewTask, OutputKind, TaskState, TaskUpdate};
+use tasklog::store::snapshot;
+use tasklog::task::TaskState;
 use tasklog::wal::StdStorage;
 
+mod golden_snapshot;
 mod golden_support;
-use golden_support::{copy_dir, dump};
+mod snapshot_images;
+use golden_snapshot::{expected, open_copy, snapshots};
+use golden_support::dump;
 
 const NAME: &str = "store-v2-snapshot";
-/// The lease of the running task: a century, so that it has not expired when the test opens
-/// the fixture (an expired lease is marked interrupted at open, which would change the dump).
-const LEASE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,176 +30,27 @@ fn fixture() -> PathBuf {
         .join(NAME)
 }
 
-/// The first session: one task of every shape, ending in a snapshot.
-fn first_session(store: &Store) {
-    let t = |id: &str| NewTask::new(format!("golden {id}")).id(id);
-    store
-        .submit(
-            t("done")
-                .description("all fields")
-                .role("builder")
-                .provider("p")
-                .model("m")
-                .tag("a")
-                .tag("b")
-                .meta("cost", json!(12.5))
-                .request_id("req-1"),
-        )
-        .unwrap();
-    store.claim("done", "w1", 60_000).unwrap();
-    store.heartbeat("done", "w1", 60_000).unwrap();
-    store
-        .progress("done", 40, Some("fetch"), Some("cloning"))
-        .unwrap();
-    store
-        .checkpoint(
-            "done",
-            "fetched",
-            json!({"commit": "abc123", "files": [1, 2]}),
-        )
-        .unwrap();
-    store
-        .apply(Mutation::new(
-            "done",
-            Change::Output {
-                kind: OutputKind::Artifact,
-                content: "report".into(),
-                path: Some("/tmp/r.pdf".into()),
-                size_bytes: Some(1234),
-                mime: Some("application/pdf".into()),
-            },
-        ))
-        .unwrap();
-    store
-        .complete("done", Some(json!({"ok": true, "n": [1, 2, 3]})))
-        .unwrap();
-
-    store.submit(t("retried")).unwrap();
-    store.start("retried").unwrap();
-    store.fail("retried", "boom").unwrap();
-    store.retry("retried").unwrap();
-
-    store.submit(t("cancelled")).unwrap();
-    store.cancel("cancelled", Some("not needed")).unwrap();
-
-    store.submit(t("removed-1")).unwrap();
-    store.remove("removed-1", Some("retention")).unwrap();
-
-    let mut imported = store.get("done").unwrap();
-    imported.id = "imported".into();
-    imported.state = TaskState::Failed;
-    imported.last_error = Some("imported failure".into());
-    store
-        .apply(Mutation::new(
-            "imported",
-            Change::Import(Box::new(imported)),
-        ))
-        .unwrap();
-
-    // Running when the session closes cleanly: its session is kept as closed.
-    store.submit(t("leased")).unwrap();
-    store.claim("leased", "w2", LEASE_MS).unwrap();
-    store.snapshot().unwrap();
-}
-
-/// The second session, opened from the first snapshot: events appended to loaded histories,
-/// a new task, then the second snapshot and one more task in the log only.
-fn second_session(store: &Store) {
-    store.start("retried").unwrap();
-    store.progress("retried", 10, None, Some("again")).unwrap();
-    let u = TaskUpdate {
-        title: Some("golden retried (renamed)".into()),
-        add_tags: vec!["t".into()],
-        set_metadata: [("k".to_string(), json!({"nested": null}))]
-            .into_iter()
-            .collect(),
-        ..TaskUpdate::default()
-    };
-    store.update("retried", u).unwrap();
-    store.heartbeat("leased", "w2", LEASE_MS).unwrap();
-    store
-        .submit(NewTask::new("golden second").id("second"))
-        .unwrap();
-    store.snapshot().unwrap();
-    store
-        .submit(NewTask::new("after the snapshot").id("tail"))
-        .unwrap();
-}
-
-fn options() -> StoreOptions {
-    StoreOptions::new()
-        .preallocate(false)
-        .snapshot_every_records(0)
-        .snapshot_every_bytes(0)
-        .segment_bytes_max(4096)
-}
-
 /// Writes the fixture. Run only for a new format version, into a new directory:
 /// `TASKLOG_WRITE_GOLDEN=1 cargo test --test golden_v2 -- --ignored write_golden_v2_fixture`
+/// (this build writes v3: the v2 fixture was written by the build before it).
 #[test]
 #[ignore = "writes the fixture; run by hand when the format version changes"]
 fn write_golden_v2_fixture() {
     if std::env::var("TASKLOG_WRITE_GOLDEN").is_err() {
         return;
     }
-    let dir = fixture();
-    assert!(
-        !dir.exists(),
-        "{} exists: fixtures are written once",
-        dir.display()
-    );
-    let store = options().open(&dir).unwrap();
-    first_session(&store);
-    store.close().unwrap();
-    drop(store);
-    let store = options().open(&dir).unwrap();
-    assert!(store.recovery_report().snapshot_used.is_some());
-    second_session(&store);
-    store.close().unwrap();
-    drop(store);
-    std::fs::remove_file(dir.join("wal/LOCK")).ok();
-    let store = options().read_only(true).open(&dir).unwrap();
-    let expected = serde_json::to_string_pretty(&dump(&store)).unwrap();
-    std::fs::write(dir.with_extension("expected.json"), expected + "\n").unwrap();
-}
-
-fn expected() -> Value {
-    let text = std::fs::read_to_string(fixture().with_extension("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn snapshots(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn open_copy(prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture(), dir.path());
-    prepare(dir.path());
-    // The fixture's "leased" task holds a century-long lease; leaving interrupted work alone
-    // as well keeps what is read back independent of the date whatever the lease says.
-    let store = StoreOptions::new()
-        .interrupted_policy(InterruptedPolicy::Leave)
-        .open(dir.path())
-        .unwrap();
-    (dir, store)
+    golden_snapshot::write_fixture(&fixture());
 }
 
 #[test]
 fn golden_v2_snapshot_reads_back_exactly() {
-    let (dir, store) = open_copy(|_| {});
+    let (dir, store) = open_copy(&fixture(), |_| {});
     let newest = snapshots(dir.path()).pop().unwrap();
     let report = store.recovery_report();
     assert_eq!(report.snapshot_used.as_deref(), Some(newest.as_path()));
     // The tail task and the close of the second session.
     assert_eq!(report.events_replayed, 2);
-    assert_eq!(dump(&store), expected());
+    assert_eq!(dump(&store), expected(&fixture()));
     let leased = store.get("leased").unwrap();
     assert_eq!(
         leased.state,
@@ -212,16 +62,16 @@ fn golden_v2_snapshot_reads_back_exactly() {
 
 #[test]
 fn golden_v2_older_snapshot_plus_log_reads_back_exactly() {
-    let (_dir, store) = open_copy(|dir| {
+    let (_dir, store) = open_copy(&fixture(), |dir| {
         std::fs::remove_file(snapshots(dir).pop().unwrap()).unwrap();
     });
     assert!(store.recovery_report().events_replayed > 1);
-    assert_eq!(dump(&store), expected());
+    assert_eq!(dump(&store), expected(&fixture()));
 }
 
 #[test]
 fn golden_v2_damaged_newest_snapshot_falls_back() {
-    let (_dir, store) = open_copy(|dir| {
+    let (_dir, store) = open_copy(&fixture(), |dir| {
         let newest = snapshots(dir).pop().unwrap();
         let mut bytes = std::fs::read(&newest).unwrap();
         let last = bytes.len() - 1;
@@ -236,7 +86,7 @@ fn golden_v2_damaged_newest_snapshot_falls_back() {
             .contains("history section checksum"),
         "{report:?}"
     );
-    assert_eq!(dump(&store), expected());
+    assert_eq!(dump(&store), expected(&fixture()));
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -276,6 +126,9 @@ fn golden_v2_header_reads_by_hand() {
     }
 }
 
+/// This build writes v3, which differs from v2 only in its history section: the fixture's
+/// state re-encodes to a v3 file whose tasks section is the fixture's, byte for byte, and
+/// whose histories, decompressed, are the fixture's history section.
 #[test]
 fn golden_v2_reencodes_to_the_same_bytes() {
     for path in snapshots(&fixture()) {
@@ -283,7 +136,12 @@ fn golden_v2_reencodes_to_the_same_bytes() {
         let state = snapshot::read(&StdStorage, &path).unwrap();
         assert_eq!(state.applied_lsn, u64_at(&bytes, 16));
         let again = snapshot::encode(&state).unwrap();
-        assert!(again == bytes, "{} re-encodes differently", path.display());
+        assert_eq!(snapshot_images::version(&again), 3);
+        assert!(
+            snapshot_images::to_v2(&again) == bytes,
+            "{} re-encodes differently",
+            path.display()
+        );
     }
 }
 

@@ -424,7 +424,7 @@ fn a_snapshot_refuses_a_log_event_that_is_not_the_one_a_history_points_at() {
 }
 
 /// A history section larger than the 1 MiB chunk its checksum is streamed through (one task
-/// whose progress messages fill about 1.6 MB) reads back from its file. Kills `at += n` →
+/// whose progress messages fill about 1.6 MB, 1.2 MB compressed) reads back from its file. Kills `at += n` →
 /// `*=` in `check_section_streaming` (the checksum taken over the first chunk only: every
 /// snapshot with more than 1 MiB of history refused as damaged).
 #[test]
@@ -433,8 +433,10 @@ fn a_history_section_larger_than_one_checksum_chunk_reads_back() {
     let store = sim_store(&sim);
     store.submit(NewTask::new("job").id("a")).unwrap();
     store.start("a").unwrap();
-    let message = "m".repeat(8 << 10);
+    // Random letters, so that the section stays larger than a chunk once compressed.
+    let mut rng = fastrand::Rng::with_seed(1515);
     for i in 0..200u32 {
+        let message: String = (0..8 << 10).map(|_| rng.alphanumeric()).collect();
         store
             .progress("a", (i / 2) as u8, None, Some(&format!("{i} {message}")))
             .unwrap();
@@ -452,13 +454,15 @@ fn a_history_section_larger_than_one_checksum_chunk_reads_back() {
 }
 
 /// The simulated disk, except that a read of a snapshot file (`.snap`) returns at most
-/// `read_bytes_max` bytes, as `pread` may, and nothing at or past `ends_at` (a file cut while
-/// it is read: its length, asked first, is the whole file's).
+/// `read_bytes_max` bytes, as `pread` may, and nothing from `ends_at` to `resumes_at` (a file
+/// cut while it is read: its length, asked first, is the whole file's, and so is its v3
+/// history index past `resumes_at`, which an open reads before the tasks section).
 #[derive(Debug)]
 struct AwkwardReads {
     inner: SimStorage,
     read_bytes_max: usize,
     ends_at: u64,
+    resumes_at: u64,
 }
 
 #[derive(Debug)]
@@ -466,11 +470,20 @@ struct AwkwardFile {
     inner: Box<dyn StorageFile>,
     read_bytes_max: usize,
     ends_at: u64,
+    resumes_at: u64,
 }
 
 impl StorageFile for AwkwardFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if (self.ends_at..self.resumes_at).contains(&offset) {
+            return Ok(0);
+        }
         let left = usize::try_from(self.ends_at.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let left = if offset >= self.resumes_at {
+            usize::MAX
+        } else {
+            left
+        };
         let len = buf.len().min(self.read_bytes_max).min(left);
         self.inner.read_at(&mut buf[..len], offset)
     }
@@ -505,6 +518,7 @@ impl Storage for AwkwardReads {
                 inner: file,
                 read_bytes_max: self.read_bytes_max,
                 ends_at: self.ends_at,
+                resumes_at: self.resumes_at,
             }))
         } else {
             Ok(file)
@@ -559,6 +573,7 @@ fn a_v2_tasks_section_reads_through_short_reads_and_a_cut_is_named_where_it_ends
             inner: sim.clone(),
             read_bytes_max,
             ends_at: u64::MAX,
+            resumes_at: u64::MAX,
         };
         let state = snapshot::read(&short, &info.path).unwrap();
         assert_eq!(
@@ -574,6 +589,7 @@ fn a_v2_tasks_section_reads_through_short_reads_and_a_cut_is_named_where_it_ends
             inner: sim.clone(),
             read_bytes_max,
             ends_at,
+            resumes_at: 64 + tasks_len,
         };
         match snapshot::read(&cut, &info.path) {
             Err(Error::Corrupt { file, offset, .. }) => {
@@ -620,8 +636,10 @@ fn a_history_longer_than_the_write_buffer_survives_a_second_snapshot() {
         .submit(NewTask::new("job").id("a").request_id("req-a"))
         .unwrap();
     store.start("a").unwrap();
-    let message = "m".repeat(8 << 10);
+    // Random letters, so that the section stays larger than a chunk once compressed.
+    let mut rng = fastrand::Rng::with_seed(1515);
     for i in 0..200u32 {
+        let message: String = (0..8 << 10).map(|_| rng.alphanumeric()).collect();
         store
             .progress("a", (i / 2) as u8, None, Some(&format!("{i} {message}")))
             .unwrap();

@@ -1,9 +1,9 @@
-//! Snapshot format v2 beyond the golden fixture. Method: build stores through the public API,
+//! Snapshot formats v2 and v3 beyond the golden fixtures. Method: build stores through the public API,
 //! snapshot and reopen them, and compare every task and history with what the store held
 //! before. Covers: a store of 12,000 tasks (some removed); histories that were
-//! loaded from a snapshot, grew, and were snapshotted again (twice); a v1 store upgraded to v2
-//! by its first snapshot; and a snapshot whose CRCs are valid but whose bytes are wrong (as a
-//! buggy writer could produce): open still succeeds since loading checks no history entry,
+//! loaded from a snapshot, grew, and were snapshotted again (twice); a v1 store upgraded to v3
+//! by its first snapshot; and a snapshot (v3, and the same state as v2) whose CRCs are valid
+//! but whose history bytes are wrong (as a buggy writer could produce): open still succeeds since loading checks no history entry,
 //! but reading the damaged history fails naming the snapshot file, `read_checked` (used by
 //! `tasklog verify`) refuses the file, and no other task or history is affected. Damaged
 //! records with valid CRCs are errors, never a panic.
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use tasklog::store::{Store, StoreOptions, snapshot};
 use tasklog::task::NewTask;
 use tasklog::wal::{Durability, StdStorage};
+
+mod snapshot_images;
 
 type Dump = BTreeMap<String, (Option<String>, String)>;
 
@@ -151,7 +153,12 @@ fn a_v1_store_is_upgraded_by_its_first_snapshot() {
     let info = store.snapshot().unwrap();
     store.close().unwrap();
     drop(store);
-    assert_eq!(std::fs::read(&info.path).unwrap()[8], 2, "written as v2");
+    assert_eq!(
+        std::fs::read(&info.path).unwrap()[8..12],
+        snapshot::SNAPSHOT_VERSION.to_le_bytes(),
+        "written as this build's version"
+    );
+    assert_eq!(snapshot::SNAPSHOT_VERSION, 3);
     let store = options().read_only(true).open(dir.path()).unwrap();
     assert_eq!(store.recovery_report().snapshot_used, Some(info.path));
     assert_eq!(dump(&store, &ids), before);
@@ -166,6 +173,12 @@ fn history_section(path: &Path) -> (usize, Vec<u8>) {
 
 #[test]
 fn a_wrong_history_with_valid_crcs_fails_when_read_naming_the_file() {
+    for version in [3, 2] {
+        wrong_history_with_valid_crcs(version);
+    }
+}
+
+fn wrong_history_with_valid_crcs(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let store = options().open(dir.path()).unwrap();
     let ids = populate(&store, 10);
@@ -174,10 +187,20 @@ fn a_wrong_history_with_valid_crcs_fails_when_read_naming_the_file() {
     store.close().unwrap();
     drop(store);
     let path = newest_snapshot(dir.path());
-    let (start, mut bytes) = history_section(&path);
+    let (start, bytes) = history_section(&path);
     // The first history is t00000's: give its first entry a length past the arena's end.
-    bytes[start + 10..start + 14].copy_from_slice(&u32::MAX.to_le_bytes());
-    snapshot::reseal_for_fuzzing(&mut bytes);
+    let mut histories = snapshot_images::histories(&bytes);
+    histories[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+    let bytes = snapshot_images::with_histories(&bytes, &histories);
+    // Where the damage is named: the entry itself in v2, the block holding it in v3.
+    let (bytes, start) = match version {
+        2 => (snapshot_images::to_v2(&bytes), start),
+        _ => {
+            let blocks = snapshot_images::section(&bytes).blocks;
+            (bytes, start + blocks[0].0)
+        }
+    };
+    assert_eq!(snapshot_images::version(&bytes), version);
     std::fs::write(&path, &bytes).unwrap();
 
     let err = snapshot::read_checked(&StdStorage, &path).unwrap_err();

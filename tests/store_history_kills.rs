@@ -14,6 +14,7 @@
 //! ("store/history.rs (session 14)").
 
 mod common;
+mod snapshot_images;
 
 use std::io;
 use std::path::Path;
@@ -124,16 +125,36 @@ fn histories_in_a_snapshot_file_read_whole_through_short_reads() {
 /// inside bytes that read fine).
 #[test]
 fn a_history_cut_short_in_its_snapshot_file_names_where_the_file_ends() {
+    for version in [3, 2] {
+        cut_short(version);
+    }
+}
+
+/// The cut, in a snapshot of `version`: in v2 exactly the history the cut goes through fails;
+/// in v3 every history of the block it goes through does (here, one block holds them all),
+/// each naming the cut.
+fn cut_short(version: u32) {
     let sim = SimStorage::new(142);
-    let store = sim_store(&sim);
+    let mut store = sim_store(&sim);
     let ids = populate(&store, 30);
     let info = store.snapshot().unwrap();
-    let whole = sim.file_bytes(&info.path).unwrap();
+    let mut whole = sim.file_bytes(&info.path).unwrap();
+    if version == 2 {
+        store.close().unwrap();
+        drop(store);
+        whole = snapshot_images::to_v2(&whole);
+        sim.put_file(&info.path, whole.clone());
+        store = sim_store(&sim);
+        assert_eq!(
+            store.recovery_report().snapshot_used.as_deref(),
+            Some(&*info.path)
+        );
+    }
     // The history section is the file's last part: cut it in the middle of a history.
     let cut = whole.len() - 150;
     sim.put_file(&info.path, whole[..cut].to_vec());
 
-    let mut at_the_cut = 0;
+    let (mut failed, mut at_the_cut) = (0, 0);
     for id in &ids {
         match store.history(id) {
             Ok(_) => {}
@@ -144,12 +165,19 @@ fn a_history_cut_short_in_its_snapshot_file_names_where_the_file_ends() {
                     offset >= cut as u64,
                     "history of {id}: damage reported at {offset}, before the cut at {cut}"
                 );
+                failed += 1;
                 at_the_cut += usize::from(offset == cut as u64);
             }
             Err(other) => panic!("history of {id}: {other}"),
         }
     }
-    assert_eq!(at_the_cut, 1, "exactly one history runs into the cut");
+    match version {
+        2 => assert_eq!(at_the_cut, 1, "exactly one history runs into the cut"),
+        _ => assert!(
+            failed == ids.len() && at_the_cut == failed,
+            "{failed} histories failed, {at_the_cut} naming the cut"
+        ),
+    }
 }
 
 /// `History::push_ref` on a history loaded from a snapshot: events appended after a reopen
@@ -350,6 +378,12 @@ fn varint_at(bytes: &[u8], at: usize) -> (u64, usize) {
 /// named another place of the file).
 #[test]
 fn a_history_whose_record_miscounts_its_events_is_corrupt_at_its_own_offset() {
+    for version in [3, 2] {
+        miscounted(version);
+    }
+}
+
+fn miscounted(version: u32) {
     let sim = SimStorage::new(148);
     let store = sim_store(&sim);
     store.submit(NewTask::new("job").id("a")).unwrap();
@@ -363,6 +397,9 @@ fn a_history_whose_record_miscounts_its_events_is_corrupt_at_its_own_offset() {
     // Record "b" in the tasks section: id (length 1, "b"), history_offset, history_len and
     // history_count as varints. Its count 3 becomes 1.
     let mut image = sim.file_bytes(&info.path).unwrap();
+    if version == 2 {
+        image = snapshot_images::to_v2(&image);
+    }
     let u64_at = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
     let (tasks_len, history_len) = (u64_at(32) as usize, u64_at(40));
     let tasks = 64..64 + tasks_len;
@@ -388,9 +425,26 @@ fn a_history_whose_record_miscounts_its_events_is_corrupt_at_its_own_offset() {
         Some(&*info.path)
     );
     match store.history("b") {
-        Err(Error::Corrupt { file, offset, .. }) => {
+        // v2 names the history's own place; v3 the block holding it (the only one, stored
+        // after the section's header and one index entry) and the history's place in the
+        // uncompressed histories.
+        Err(Error::Corrupt {
+            file,
+            offset,
+            reason,
+            ..
+        }) => {
             assert_eq!(file, info.path);
-            assert_eq!(offset, Some(history_start + b_offset));
+            match version {
+                2 => assert_eq!(offset, Some(history_start + b_offset)),
+                _ => {
+                    assert_eq!(offset, Some(history_start + 16 + 8));
+                    assert!(
+                        reason.contains(&format!("uncompressed byte {b_offset} ")),
+                        "{reason}"
+                    );
+                }
+            }
         }
         other => panic!("a history of 3 events recorded as 1: {other:?}"),
     }

@@ -216,14 +216,16 @@ fn an_image_decodes_in_memory_as_its_file_reads_v1_and_v2() {
     }
 }
 
-/// `reseal_for_fuzzing` recomputes the checksums of a v1 image as of a v2 one: an image whose
+/// `reseal_for_fuzzing` recomputes the checksums of a v1 image as of a v1 one and of a v2 or
+/// v3 image as of those (same header layout): an image whose
 /// CRCs were zeroed decodes again after it, and an intact image is left byte for byte.
 #[test]
 fn resealing_restores_the_checksums_of_v1_and_v2_images() {
-    // v1: header CRC at 36, body CRC at 32; v2: header CRC at 60, section CRCs at 48 and 52.
+    // v1: header CRC at 36, body CRC at 32; v2, v3: header CRC at 60, section CRCs at 48, 52.
     for (store, crcs) in [
         ("store-v1-snapshot", &[32usize, 36][..]),
         ("store-v2-snapshot", &[48, 52, 60][..]),
+        ("store-v3-snapshot", &[48, 52, 60][..]),
     ] {
         let path = fixture_snapshot(store);
         let image = std::fs::read(&path).unwrap();

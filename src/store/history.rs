@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::log::Log;
 use crate::store::record::TAG_EVENT;
 use crate::store::snapshot::SNAPSHOT_BYTES_MAX;
+use crate::store::snapshot::blocks::{BLOCK_BYTES, Blocks};
 use crate::task::{EventKind, TaskState, Timestamp, wire};
 use crate::wal::StorageFile;
 
@@ -41,23 +43,32 @@ const HISTORY_BYTES_INITIAL_MAX: usize = 4096;
 const _: () = assert!(ENTRY_HEADER_LEN == 8 + 1 + 1 + 4);
 
 /// The history section of one snapshot file, shared (read-only) by every history loaded from
-/// it. It lives as long as any of those histories.
+/// it. It lives as long as any of those histories. Offsets into it are always of the
+/// uncompressed histories (v2's section as it is; v3's once decompressed).
 ///
-/// IMPORTANT: a section opened from disk keeps only the file handle: a history's bytes are
-/// read (`pread`) each time it is read, so resident memory does not grow with the audit trail.
-/// A snapshot file is never written again once renamed into place, and pruning it only
-/// unlinks its name, so the handle stays valid for as long as histories point into it. The
-/// page cache is the cache: a warm read is one system call of a few hundred bytes.
+/// IMPORTANT: a section opened from disk keeps only the file handle (and, for v3, the block
+/// index): a history's bytes are read (`pread`) each time it is read, so resident memory does
+/// not grow with the audit trail. A snapshot file is never written again once renamed into
+/// place, and pruning it only unlinks its name, so the handle stays valid for as long as
+/// histories point into it. The page cache is the cache: a warm read is one system call of a
+/// few hundred bytes (v2) or of one block, then its decompression (v3; the last block read is
+/// kept, so reading the histories in file order decompresses each block once).
 #[derive(Debug)]
 pub struct Arena {
     /// The snapshot file (for error messages).
     file: PathBuf,
     /// Where the section starts in that file.
     file_offset: u64,
-    /// The section's length in bytes.
+    /// The histories' length in bytes, uncompressed.
     len: u64,
+    /// The section's stored bytes.
     source: Source,
+    /// v3: the block index, and the last block decompressed.
+    blocks: Option<(Blocks, Mutex<LastBlock>)>,
 }
+
+/// The last block of a v3 section decompressed, and its number.
+type LastBlock = Option<(usize, Arc<[u8]>)>;
 
 #[derive(Debug)]
 enum Source {
@@ -76,6 +87,7 @@ impl Arena {
             file_offset,
             len: bytes.len() as u64,
             source: Source::Memory(bytes),
+            blocks: None,
         })
     }
 
@@ -92,6 +104,27 @@ impl Arena {
             file_offset,
             len,
             source: Source::Disk(handle),
+            blocks: None,
+        })
+    }
+
+    /// A v3 history section at `file_offset` of `file`: its stored bytes in memory (`Ok`) or
+    /// in the open file (`Err`), read through `blocks`, its index.
+    pub fn in_blocks(
+        file: &Path,
+        file_offset: u64,
+        stored: std::result::Result<Box<[u8]>, Box<dyn StorageFile>>,
+        blocks: Blocks,
+    ) -> Arc<Self> {
+        Arc::new(Arena {
+            file: file.into(),
+            file_offset,
+            len: blocks.raw_len(),
+            source: match stored {
+                Ok(bytes) => Source::Memory(bytes),
+                Err(handle) => Source::Disk(handle),
+            },
+            blocks: Some((blocks, Mutex::new(None))),
         })
     }
 
@@ -103,7 +136,7 @@ impl Arena {
         }
     }
 
-    /// The section's length in bytes.
+    /// The histories' length in bytes, uncompressed.
     pub fn len(&self) -> usize {
         usize::try_from(self.len).unwrap_or(usize::MAX)
     }
@@ -118,14 +151,68 @@ impl Arena {
         &self.file
     }
 
-    /// Bytes `start..end` of the section (bounds checked by the caller at load), borrowed
-    /// when in memory, else read from the file.
+    /// `Corrupt` for damage at uncompressed byte `at` of the histories: at that place in the
+    /// file (v2), or at the block that holds it (v3).
+    fn corrupt_at(&self, at: usize, reason: String) -> Error {
+        match &self.blocks {
+            None => Error::corrupt(&self.file, Some(self.file_offset + at as u64), None, reason),
+            Some((blocks, _)) => {
+                let i = blocks.block_of(at);
+                Error::corrupt(
+                    &self.file,
+                    Some(self.file_offset + blocks.stored_range(i).0),
+                    None,
+                    format!("{reason} (uncompressed byte {at} of the histories, in block {i})"),
+                )
+            }
+        }
+    }
+
+    /// Bytes `start..end` of the histories (bounds checked by the caller at load), borrowed
+    /// when in memory and not compressed, else read from the file or decompressed.
     fn read(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>> {
+        let Some((blocks, last)) = &self.blocks else {
+            return self.read_stored(start as u64, end.saturating_sub(start));
+        };
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(BLOCK_BYTES as usize));
+        let mut at = start;
+        while at < end {
+            let i = blocks.block_of(at);
+            let block = {
+                let mut last = last.lock();
+                match &*last {
+                    Some((held, block)) if *held == i => Arc::clone(block),
+                    _ => {
+                        let (from, to) = blocks.stored_range(i);
+                        let stored = self.read_stored(from, (to - from) as usize)?;
+                        let block: Arc<[u8]> =
+                            blocks.decompress(&self.file, self.file_offset, i, &stored)?.into();
+                        *last = Some((i, Arc::clone(&block)));
+                        block
+                    }
+                }
+            };
+            let raw = blocks.raw_range(i);
+            let upto = end.min(raw.end);
+            out.extend_from_slice(block.get(at - raw.start..upto - raw.start).unwrap_or_default());
+            at = upto;
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    /// `len` stored bytes at `start` of the section (bounds checked at load), borrowed when in
+    /// memory, else read from the file.
+    fn read_stored(&self, start: u64, len: usize) -> Result<Cow<'_, [u8]>> {
         match &self.source {
-            Source::Memory(bytes) => Ok(Cow::Borrowed(bytes.get(start..end).unwrap_or_default())),
+            Source::Memory(bytes) => Ok(Cow::Borrowed(
+                usize::try_from(start)
+                    .ok()
+                    .and_then(|s| bytes.get(s..s.checked_add(len)?))
+                    .unwrap_or_default(),
+            )),
             Source::Disk(handle) => {
-                let mut buf = vec![0u8; end.saturating_sub(start)];
-                let at = self.file_offset + start as u64;
+                let mut buf = vec![0u8; len];
+                let at = self.file_offset + start;
                 let mut done = 0;
                 while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
                     let n = handle
@@ -680,12 +767,7 @@ impl History {
             self.count
         );
         Err(match self.shared() {
-            Some(s) => Error::corrupt(
-                &s.arena.file,
-                Some(s.arena.file_offset + s.start as u64),
-                None,
-                reason,
-            ),
+            Some(s) => s.arena.corrupt_at(s.start, reason),
             None => bad(reason),
         })
     }
@@ -699,12 +781,9 @@ impl History {
         let located = self.shared().map(|s| (s.arena, s.start));
         let shared = entries(shared).map(move |entry| {
             entry.map_err(|(at, reason)| match located {
-                Some((arena, start)) => Error::corrupt(
-                    &arena.file,
-                    Some(arena.file_offset + (start + at) as u64),
-                    None,
-                    format!("damaged history entry: {reason}"),
-                ),
+                Some((arena, start)) => {
+                    arena.corrupt_at(start + at, format!("damaged history entry: {reason}"))
+                }
                 None => bad(reason),
             })
         });

@@ -23,6 +23,7 @@
 //! Written as: temp file, fsync, rename, fsync directory. Histories are carried whole, so log
 //! segments below the oldest kept snapshot can be removed without losing the audit trail.
 
+pub(crate) mod blocks;
 mod v1;
 mod v2;
 
@@ -34,8 +35,8 @@ use crate::wal::{OpenMode, Storage};
 
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"TASKSNAP";
-/// The snapshot format version this build writes (it reads 1 and 2).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot format version this build writes (it reads 1, 2 and 3).
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// Largest LSN accepted from a snapshot file (far beyond any real log; keeps `lsn + 1` safe).
 pub const LSN_MAX: u64 = u64::MAX / 2;
 /// Header length of the format this build writes, in bytes.
@@ -194,11 +195,13 @@ pub fn open_history_section(
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
-    Ok(crate::store::history::Arena::on_disk(
+    // The file was written by this build: format v3, histories in blocks.
+    let blocks = v2::read_index(path, file.as_ref(), layout.history_offset, layout.history_len)?;
+    Ok(crate::store::history::Arena::in_blocks(
         path,
         layout.history_offset,
-        layout.history_len,
-        file,
+        Err(file),
+        blocks,
     ))
 }
 
@@ -353,12 +356,12 @@ pub fn reseal_for_fuzzing(image: &mut [u8]) {
         .map(|v| u32::from_le_bytes(v.try_into().unwrap_or_default()))
     {
         Some(1) => v1::reseal(image),
-        Some(2) => v2::reseal(image),
+        Some(2 | 3) => v2::reseal(image),
         _ => {}
     }
 }
 
-/// Checks the magic and returns the format version: 1 or 2, else `UnsupportedVersion`. The
+/// Checks the magic and returns the format version: 1, 2 or 3, else `UnsupportedVersion`. The
 /// version comes before the header CRC because the header's length depends on it.
 fn version(path: &Path, header: &[u8]) -> Result<u32> {
     if header.len() < PREFIX_LEN {
@@ -378,7 +381,7 @@ fn version(path: &Path, header: &[u8]) -> Result<u32> {
         ));
     }
     match u32_at(header, 8) {
-        v @ (1 | 2) => Ok(v),
+        v @ (1..=3) => Ok(v),
         found => Err(Error::UnsupportedVersion {
             file: path.into(),
             found,

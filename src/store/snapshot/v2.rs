@@ -1,7 +1,10 @@
-//! Snapshot format v2 (written by this build): a 64-byte header, a tasks section (one record
-//! per task id, live or removed, with the offset, length and event count of its history) and
-//! a history section (every history arena, back to back, in record order). Each section has
-//! its own CRC in the header. Layout in `docs/format.md`.
+//! Snapshot formats v2 and v3 (v3 written by this build): a 64-byte header, a tasks section
+//! (one record per task id, live or removed, with the offset, length and event count of its
+//! history) and a history section (every history arena, back to back, in record order). Each
+//! section has its own CRC in the header. The two versions differ only in the history
+//! section: v2 holds the histories as they are, v3 the same bytes in compressed blocks
+//! (`super::blocks`); offsets in the records are of the uncompressed histories in both.
+//! Layout in `docs/format.md`.
 //!
 //! Loading decodes the tasks section a chunk at a time as it reads it (`window`), computing its
 //! CRC as it goes, then reads the history section through for its CRC. The history bytes stay
@@ -19,14 +22,15 @@ use window::{Source, Window};
 pub use sink::{FileSink, Sink};
 use crate::store::task_record::TaskV2;
 
+use super::blocks::{self, Blocks, SECTION_HEADER_LEN};
 use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
 use crate::error::{Error, Result};
 use crate::store::history::{Arena, LoggedPlace};
 use crate::store::state::State;
 use crate::wal::StorageFile;
 
-/// The format version this module reads and writes.
-const VERSION: u32 = 2;
+/// The format version this module writes (it reads 2 and 3).
+const VERSION_WRITTEN: u32 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 64;
 /// The smallest encoded task record: id length, offset, length, count and task tag, one byte
@@ -40,13 +44,15 @@ const _: () = assert!(HEADER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 4);
 /// The fixed header, as read from or written to bytes 0..64.
 #[derive(Debug)]
 pub struct Header {
+    /// 2 or 3.
+    version: u32,
     /// The last LSN included.
     pub lsn: u64,
     /// Task records in the tasks section.
     pub records: u64,
     /// Bytes of the tasks section (it starts at byte 64).
     pub tasks_len: u64,
-    /// Bytes of the history section (it follows the tasks section).
+    /// Bytes of the history section as stored (it follows the tasks section).
     pub history_len: u64,
     tasks_crc: u32,
     history_crc: u32,
@@ -61,7 +67,7 @@ impl Header {
     fn encode(&self) -> Vec<u8> {
         let mut h = Vec::with_capacity(HEADER_LEN);
         h.extend_from_slice(&super::SNAPSHOT_MAGIC); // 0: magic
-        h.extend_from_slice(&VERSION.to_le_bytes()); // 8: version
+        h.extend_from_slice(&self.version.to_le_bytes()); // 8: version
         h.extend_from_slice(&0u32.to_le_bytes()); // 12: flags
         h.extend_from_slice(&self.lsn.to_le_bytes()); // 16: lsn
         h.extend_from_slice(&self.records.to_le_bytes()); // 24: records
@@ -75,8 +81,9 @@ impl Header {
         h
     }
 
-    /// Checks and decodes the header of a `file_len`-byte v2 file (magic and version already
-    /// checked). Every length is checked against the file before anything is allocated.
+    /// Checks and decodes the header of a `file_len`-byte v2 or v3 file (magic and version
+    /// already checked). Every length is checked against the file before anything is
+    /// allocated.
     pub fn decode(path: &Path, bytes: &[u8], file_len: u64) -> Result<Header> {
         let corrupt = |at: u64, reason: String| Error::corrupt(path, Some(at), None, reason);
         if bytes.len() < HEADER_LEN {
@@ -92,6 +99,7 @@ impl Header {
             return Err(corrupt(12, "unknown flags or reserved bits set".into()));
         }
         let h = Header {
+            version: u32_at(bytes, 8),
             lsn: u64_at(bytes, 16),
             records: u64_at(bytes, 24),
             tasks_len: u64_at(bytes, 32),
@@ -166,9 +174,10 @@ impl Header {
 pub struct Layout {
     /// Where the history section starts in the file.
     pub history_offset: u64,
-    /// Its length in bytes.
+    /// Its length in bytes, as stored.
     pub history_len: u64,
-    /// `(slot, offset in the section, length, events)` for each task id, in file order.
+    /// `(slot, offset in the uncompressed histories, length, events)` for each task id, in
+    /// file order.
     pub histories: Vec<(u32, u64, u64, u32)>,
 }
 
@@ -205,7 +214,6 @@ pub fn encode_into(
     let mut tasks_crc = crc32fast::Hasher::new();
     let mut offset = 0u64;
     let mut layout = Layout {
-        history_len,
         histories: Vec::with_capacity(entries.len()),
         ..Layout::default()
     };
@@ -254,6 +262,16 @@ pub fn encode_into(
 
     let tasks_len = sink.len() - HEADER_LEN as u64;
     let history_start = sink.len();
+    // The section header and room for the block index, then the histories uncompressed,
+    // completed from the log, then compressed where they lie (`blocks::compress_in_place`).
+    sink.append(&Blocks::section_header(history_len))?;
+    let mut index_left = Blocks::first_block_at(history_len) - SECTION_HEADER_LEN as u64;
+    let zeros = vec![0u8; index_left.min(1 << 16) as usize];
+    while index_left > 0 {
+        let n = index_left.min(zeros.len() as u64);
+        sink.append(zeros.get(..n as usize).unwrap_or_default())?;
+        index_left -= n;
+    }
     let mut fill = Vec::new();
     for (_, _, entry) in &entries {
         let (base, first_fill) = (sink.len(), fill.len());
@@ -268,19 +286,22 @@ pub fn encode_into(
     drop(piece);
     fill_from_log(sink, fill, log)?;
     sink.flush()?;
+    let stored_len = blocks::compress_in_place(sink, history_start, history_len)?;
     let header = Header {
+        version: VERSION_WRITTEN,
         lsn: state.applied_lsn,
         records: entries.len() as u64,
         tasks_len,
-        history_len,
+        history_len: stored_len,
         tasks_crc: tasks_crc.finalize(),
         history_crc: sink.crc_from(history_start)?,
     };
-    debug_assert_eq!(sink.len(), header.history_offset() + history_len);
+    debug_assert_eq!(sink.len(), header.history_offset() + stored_len);
     sink.patch(0, &header.encode())?
         .ok_or_else(|| codec("the image lost its header placeholder".into()))?;
     sink.flush()?;
     layout.history_offset = header.history_offset();
+    layout.history_len = stored_len;
     Ok(layout)
 }
 
@@ -353,7 +374,14 @@ pub fn read(
     file_len: u64,
 ) -> Result<State> {
     let h = Header::decode(path, prefix, file_len)?;
-    let arena = Arena::on_disk(path, h.history_offset(), h.history_len, file);
+    let arena = match h.version {
+        2 => Arena::on_disk(path, h.history_offset(), h.history_len, file),
+        _ => match read_index(path, file.as_ref(), h.history_offset(), h.history_len) {
+            Ok(blocks) => Arena::in_blocks(path, h.history_offset(), Err(file), blocks),
+            // A section that fails its CRC is reported as such, whatever its index says.
+            Err(e) => return Err(check_section_streaming(path, file.as_ref(), &h).err().unwrap_or(e)),
+        },
+    };
     let file = arena.disk_file().expect("an arena made on disk reads its file");
     let source = Source::File {
         file,
@@ -377,6 +405,35 @@ pub fn read(
     })
 }
 
+/// Reads the block index of the v3 history section of `stored_len` bytes at `section_at` of
+/// `file`.
+pub fn read_index(
+    path: &Path,
+    file: &dyn StorageFile,
+    section_at: u64,
+    stored_len: u64,
+) -> Result<Blocks> {
+    Blocks::read_index(path, section_at, stored_len, &mut |at, buf| {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            let offset = section_at + at + done as u64;
+            match file.read_at(rest, offset) {
+                Ok(0) => {
+                    return Err(Error::corrupt(
+                        path,
+                        Some(offset),
+                        None,
+                        "snapshot file ended inside its history index (was it truncated?)",
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(e) => return Err(Error::io("read", path, e)),
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Checks the history section's CRC without holding it in memory (read through a window, as
 /// the tasks section is).
 fn check_section_streaming(path: &Path, file: &dyn StorageFile, h: &Header) -> Result<()> {
@@ -397,7 +454,20 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
         .expect("should hold both sections: the header's lengths were checked");
     h.check_crc(path, false, tasks)?;
     h.check_crc(path, true, history)?;
-    let arena = Arena::new(path, h.history_offset(), history.into());
+    let arena = match h.version {
+        2 => Arena::new(path, h.history_offset(), history.into()),
+        _ => {
+            let blocks = Blocks::read_index(path, h.history_offset(), h.history_len, &mut |at, buf| {
+                let bytes = usize::try_from(at)
+                    .ok()
+                    .and_then(|at| history.get(at..at.checked_add(buf.len())?))
+                    .expect("should be inside the section: the index's counts were checked");
+                buf.copy_from_slice(bytes);
+                Ok(())
+            })?;
+            Arena::in_blocks(path, h.history_offset(), Ok(history.into()), blocks)
+        }
+    };
     // Small chunks, so that tests and fuzzing cross a chunk's end inside records of every
     // shape (a snapshot open reads `window::CHUNK_BYTES` at a time).
     let window = Window::new(path, Source::Memory(tasks), h.tasks_len, IMAGE_CHUNK_BYTES);

@@ -148,12 +148,13 @@ impl Records<'_> {
     /// idempotency keys and closed sessions must end the tasks section exactly (`window`
     /// holds the rest of it).
     fn finish(&self, window: &Window<'_>) -> Result<Tail> {
-        if self.history_next != self.header.history_len {
+        let histories_len = self.arena.len() as u64;
+        if self.history_next != histories_len {
             return Err(self.corrupt(
                 self.header.history_offset(),
                 format!(
                     "the histories cover {} bytes of a {}-byte history section",
-                    self.history_next, self.header.history_len
+                    self.history_next, histories_len
                 ),
             ));
         }

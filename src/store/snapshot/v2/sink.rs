@@ -25,6 +25,11 @@ pub trait Sink {
     fn flush(&mut self) -> Result<()>;
     /// CRC-32 of the bytes from `from` to the end, as they stand after a flush.
     fn crc_from(&mut self, from: u64) -> Result<u32>;
+    /// Fills `buf` with the bytes at `offset..`, as they stand after a flush (the history
+    /// section is read back to be compressed).
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Cuts the image to `len` bytes (after its history section shrank in place).
+    fn truncate(&mut self, len: u64) -> Result<()>;
 }
 
 impl Sink for Vec<u8> {
@@ -51,6 +56,20 @@ impl Sink for Vec<u8> {
     fn crc_from(&mut self, from: u64) -> Result<u32> {
         let from = usize::try_from(from).unwrap_or(usize::MAX);
         Ok(crc32fast::hash(self.get(from..).unwrap_or_default()))
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| super::codec(format!("read back past the image's end at {offset}")))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<()> {
+        Vec::truncate(self, usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(())
     }
 }
 
@@ -176,6 +195,43 @@ impl Sink for FileSink<'_> {
     fn flush(&mut self) -> Result<()> {
         self.flush_appends()?;
         self.flush_patches()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.flush()?;
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(super::codec(format!("read back past the image's end at {offset}")));
+        }
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            match self.file.read_at(rest, offset + done as u64) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        "read back",
+                        self.path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("the file ends before the {} bytes written", self.len),
+                        ),
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(e) => return Err(Error::io("read back", self.path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<()> {
+        self.flush()?;
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io("truncate", self.path, e))?;
+        self.len = len;
+        Ok(())
     }
 
     fn crc_from(&mut self, from: u64) -> Result<u32> {
