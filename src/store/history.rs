@@ -178,18 +178,21 @@ impl Arena {
         let mut at = start;
         while at < end {
             let i = blocks.block_of(at);
-            let block = {
-                let mut last = last.lock();
-                match &*last {
-                    Some((held, block)) if *held == i => Arc::clone(block),
-                    _ => {
-                        let (from, to) = blocks.stored_range(i);
-                        let stored = self.read_stored(from, (to - from) as usize)?;
-                        let block: Arc<[u8]> =
-                            blocks.decompress(&self.file, self.file_offset, i, &stored)?.into();
-                        *last = Some((i, Arc::clone(&block)));
-                        block
-                    }
+            // The lock is held only to look and to swap: readers on other threads read and
+            // decompress their blocks at the same time.
+            let kept = match &*last.lock() {
+                Some((held, block)) if *held == i => Some(Arc::clone(block)),
+                _ => None,
+            };
+            let block = match kept {
+                Some(block) => block,
+                None => {
+                    let (from, to) = blocks.stored_range(i);
+                    let stored = self.read_stored(from, (to - from) as usize)?;
+                    let block: Arc<[u8]> =
+                        blocks.decompress(&self.file, self.file_offset, i, &stored)?.into();
+                    *last.lock() = Some((i, Arc::clone(&block)));
+                    block
                 }
             };
             let raw = blocks.raw_range(i);

@@ -1,23 +1,23 @@
 //! Snapshots: the whole store state (tasks, every history, idempotency keys, sessions) as of
-//! one LSN, so that open replays only the log after it. This build writes format v2 and reads
-//! v1 and v2; `docs/format.md` gives both layouts byte by byte. In short (all integers
+//! one LSN, so that open replays only the log after it. This build writes format v3 and reads
+//! v1, v2 and v3; `docs/format.md` gives the layouts byte by byte. In short (all integers
 //! little-endian):
 //!
-//! | offset | size | field (v2) |
+//! | offset | size | field (v2, v3) |
 //! |-------:|-----:|-------|
 //! | 0  | 8 | magic `TASKSNAP` |
-//! | 8  | 4 | format version (2) |
+//! | 8  | 4 | format version (3; 2 read) |
 //! | 12 | 4 | flags (0) |
 //! | 16 | 8 | LSN of the last record included |
 //! | 24 | 8 | number of task records |
 //! | 32 | 8 | tasks section length |
-//! | 40 | 8 | history section length |
+//! | 40 | 8 | history section length, as stored |
 //! | 48 | 4 | CRC-32 of the tasks section |
 //! | 52 | 4 | CRC-32 of the history section |
 //! | 56 | 4 | reserved (0) |
 //! | 60 | 4 | CRC-32 of bytes 0..60 |
 //! | 64 | tasks length | task records (postcard), then request ids and closed sessions |
-//! | 64 + tasks length | history length | every history arena, back to back |
+//! | 64 + tasks length | history length | every history arena, back to back (v3: in LZ4 blocks after an index, `blocks`) |
 //!
 //! Version 1 (40-byte header, one postcard body with the arenas inline) is read by `v1`.
 //! Written as: temp file, fsync, rename, fsync directory. Histories are carried whole, so log
