@@ -1,4 +1,5 @@
-# An independent reader of tasklog snapshot format v2, written from docs/format.md alone.
+# An independent reader of tasklog snapshot formats v2 and v3, written from docs/format.md
+# alone (and, for v3's blocks, the LZ4 block format's public description).
 # python3 fuzz/read_snapshot_v2.py FILE.snap [EXPECTED.json]
 # Checks every header field and CRC, decodes every record, task and history entry, and prints
 # a summary; with an expected dump (tests/fixtures/*.expected.json) it compares each history's
@@ -72,15 +73,63 @@ def history(arena, count):
     return out
 
 
+def lz4_block(src, size):
+    """Decompresses one LZ4 block (no frame) that must come to exactly `size` bytes."""
+    out, i = bytearray(), 0
+    while True:
+        token = src[i]; i += 1
+        n = token >> 4
+        if n == 15:
+            while True:
+                c = src[i]; i += 1; n += c
+                if c != 255:
+                    break
+        out += src[i:i + n]; i += n
+        if i == len(src):
+            break
+        offset = src[i] | src[i + 1] << 8; i += 2
+        assert 0 < offset <= len(out), "match offset"
+        n = (token & 15) + 4
+        if token & 15 == 15:
+            while True:
+                c = src[i]; i += 1; n += c
+                if c != 255:
+                    break
+        for _ in range(n):
+            out.append(out[-offset])
+    assert len(out) == size, "block decompresses to its length"
+    return bytes(out)
+
+
+def histories_v3(section):
+    """The uncompressed histories of a v3 history section."""
+    raw_len, block_bytes, codec = struct.unpack_from("<QII", section, 0)
+    assert codec == 1 and 1024 <= block_bytes <= 16 << 20
+    n = (raw_len + block_bytes - 1) // block_bytes
+    ends = struct.unpack_from("<%dQ" % n, section, 16)
+    first, start, out = 16 + 8 * n, 0, bytearray()
+    for i, end in enumerate(ends):
+        size = min(block_bytes, raw_len - i * block_bytes)
+        stored = section[first + start:first + end]
+        assert 1 <= len(stored) <= size, "stored block length"
+        out += stored if len(stored) == size else lz4_block(stored, size)
+        start = end
+    assert first + start == len(section), "blocks end the section"
+    return bytes(out)
+
+
 def read(data):
     assert data[:8] == b"TASKSNAP"
     version, flags, lsn, records, tasks_len, history_len, tasks_crc, history_crc, reserved, \
         header_crc = struct.unpack_from("<IIQQQQIIII", data, 8)
-    assert version == 2 and flags == 0 and reserved == 0
+    assert version in (2, 3) and flags == 0 and reserved == 0
     assert zlib.crc32(data[:60]) == header_crc, "header crc"
     assert 64 + tasks_len + history_len == len(data), "lengths"
     tasks, hist = data[64:64 + tasks_len], data[64 + tasks_len:]
     assert zlib.crc32(tasks) == tasks_crc and zlib.crc32(hist) == history_crc, "section crc"
+    if version == 3:
+        hist = histories_v3(hist)
+    history_len = len(hist)
     r, out, next_offset, previous = Reader(tasks), {}, 0, None
     for _ in range(records):
         rid = r.string(); offset, length, count = r.varint(), r.varint(), r.varint()
