@@ -1,8 +1,9 @@
 //! Backward compatibility of snapshot format v3 (histories in compressed blocks): a store
 //! written once by the first build that wrote v3 snapshots must stay readable forever. The
-//! fixture `tests/fixtures/store-v3-snapshot` holds two v3 snapshots and the log after the older one: the newer snapshot was written by
-//! a store that had itself been opened from the older one, so its histories are events loaded
-//! from a snapshot followed by events appended since. It also holds a removed task, an
+//! fixture `tests/fixtures/store-v3-snapshot` holds two v3 snapshots and the log after the
+//! older one: the newer snapshot was written by a store that had itself been opened from the
+//! older one, so its histories are events loaded from a snapshot followed by events appended
+//! since. It also holds a removed task, an
 //! idempotency key, a closed session and a running task with a lease. This test opens copies
 //! and compares every task and history with the JSON dump recorded when the fixture was
 //! written: from the newest snapshot, from the older one plus the log, and with the newest one

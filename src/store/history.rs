@@ -2,10 +2,10 @@
 //! `lsn u64 | from u8 | to u8 | len u32 | encoded event` (little-endian). Events are decoded
 //! only when someone asks for the history, which keeps open fast and memory small.
 //!
-//! A history opened from a snapshot (format v2) does not own its older events: they stay where
-//! they are in the snapshot's history section, one buffer shared by every history loaded from
-//! that file ([`Arena`]), and only events appended after the open go to the history's own
-//! vector. Reading a history walks the shared part, then the own part. The shared part's
+//! A history opened from a snapshot (format v2 or v3) does not own its older events: they stay
+//! where they are in the snapshot's history section, shared by every history loaded from that
+//! file ([`Arena`]), and only events appended after the open go to the history's own vector.
+//! Reading a history walks the shared part, then the own part. The shared part's
 //! structure is checked when it is read (the section's CRC was checked when the file was
 //! loaded); a damaged entry there is `Error::Corrupt` naming the snapshot file and offset.
 
@@ -324,11 +324,11 @@ pub struct History {
 enum Parts {
     /// Built by replay or loaded from a v1 snapshot: one owned arena.
     Owned(Vec<u8>),
-    /// Loaded from a v2 snapshot, nothing appended since: events read in place. Unboxed, as
+    /// Loaded from a v2 or v3 snapshot, nothing appended since: events read in place. Unboxed, as
     /// every history of a snapshot open starts: a `Box<Loaded>` per task was one more
     /// allocation (48 bytes) and about 6 % of the open (docs/benchmarks.md).
     InSnapshot(Arc<Arena>, Span),
-    /// Loaded from a v2 snapshot: events read in place, then those appended since.
+    /// Loaded from a v2 or v3 snapshot: events read in place, then those appended since.
     Loaded(Box<Loaded>),
     /// Events whose bytes stay in the log (a store over a log that reads by LSN): the part
     /// shared with a snapshot, then the positions of the events since.

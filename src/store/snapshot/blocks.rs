@@ -81,7 +81,8 @@ impl Blocks {
         stored_len: u64,
         read: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>,
     ) -> Result<Blocks> {
-        let corrupt = |at: u64, reason: String| Error::corrupt(path, Some(section_at + at), None, reason);
+        let corrupt =
+            |at: u64, reason: String| Error::corrupt(path, Some(section_at + at), None, reason);
         if stored_len < SECTION_HEADER_LEN as u64 {
             return Err(corrupt(
                 0,
@@ -100,7 +101,8 @@ impl Blocks {
             return Err(corrupt(
                 8,
                 format!(
-                    "history blocks of {block_bytes} bytes (a reader takes {BLOCK_BYTES_MIN} to {BLOCK_BYTES_MAX})"
+                    "history blocks of {block_bytes} bytes (a reader takes \
+                     {BLOCK_BYTES_MIN} to {BLOCK_BYTES_MAX})"
                 ),
             ));
         }
@@ -118,7 +120,8 @@ impl Blocks {
             return Err(corrupt(
                 0,
                 format!(
-                    "{count} history blocks ({raw_len} bytes in blocks of {block_bytes}) cannot fit in {stored_len} bytes"
+                    "{count} history blocks ({raw_len} bytes in blocks of {block_bytes}) \
+                     cannot fit in {stored_len} bytes"
                 ),
             ));
         }
@@ -141,7 +144,8 @@ impl Blocks {
                 return Err(corrupt(
                     SECTION_HEADER_LEN as u64 + INDEX_ENTRY_LEN * i as u64,
                     format!(
-                        "history block {i} is stored in bytes {start}..{end} of the section, not 1 to {} bytes after the block before",
+                        "history block {i} is stored in bytes {start}..{end} of the section, \
+                         not 1 to {} bytes after the block before",
                         raw.end - raw.start
                     ),
                 ));
@@ -187,7 +191,13 @@ impl Blocks {
     /// The uncompressed bytes of block `i`, from its `stored` bytes. A block that does not
     /// decompress to exactly its length is `Corrupt` at its place in the file (`section_at`:
     /// where the section starts): the section's CRC passed, so only a wrong writer gets here.
-    pub fn decompress(&self, path: &Path, section_at: u64, i: usize, stored: &[u8]) -> Result<Vec<u8>> {
+    pub fn decompress(
+        &self,
+        path: &Path,
+        section_at: u64,
+        i: usize,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
         let raw = self.raw_range(i);
         let len = raw.end - raw.start;
         if stored.len() == len {

@@ -379,7 +379,10 @@ pub fn read(
         _ => match read_index(path, file.as_ref(), h.history_offset(), h.history_len) {
             Ok(blocks) => Arena::in_blocks(path, h.history_offset(), Err(file), blocks),
             // A section that fails its CRC is reported as such, whatever its index says.
-            Err(e) => return Err(check_section_streaming(path, file.as_ref(), &h).err().unwrap_or(e)),
+            Err(e) => {
+                let crc = check_section_streaming(path, file.as_ref(), &h);
+                return Err(crc.err().unwrap_or(e));
+            }
         },
     };
     let file = arena.disk_file().expect("an arena made on disk reads its file");
@@ -457,14 +460,16 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
     let arena = match h.version {
         2 => Arena::new(path, h.history_offset(), history.into()),
         _ => {
-            let blocks = Blocks::read_index(path, h.history_offset(), h.history_len, &mut |at, buf| {
+            let mut read = |at: u64, buf: &mut [u8]| {
+                // Inside the section: `read_index` checks its counts against it first.
                 let bytes = usize::try_from(at)
                     .ok()
                     .and_then(|at| history.get(at..at.checked_add(buf.len())?))
-                    .expect("should be inside the section: the index's counts were checked");
+                    .ok_or_else(|| codec(format!("history index read past the section at {at}")))?;
                 buf.copy_from_slice(bytes);
                 Ok(())
-            })?;
+            };
+            let blocks = Blocks::read_index(path, h.history_offset(), h.history_len, &mut read)?;
             Arena::in_blocks(path, h.history_offset(), Ok(history.into()), blocks)
         }
     };
