@@ -364,6 +364,16 @@ mod tests {
             Err(Error::TooLarge { len, .. }) => assert_eq!(len, SNAPSHOT_BYTES_MAX + 1),
             other => panic!("{other:?}"),
         }
+        // Exactly at the limit is not too large (here it cannot fit, a plain corruption).
+        let (_, why) = corrupt_reason(index_of(&set(0, &SNAPSHOT_BYTES_MAX.to_le_bytes())));
+        assert!(why.contains("cannot fit"), "{why}");
+        // One block, and the section ends after its index: no room for the block's bytes.
+        let (one, one_start) = section_of(0, &raw[..100]);
+        let one = &one[one_start as usize..];
+        assert_eq!(Blocks::first_block_at(100), 24);
+        let (at, why) = corrupt_reason(index_of(&one[..24]));
+        assert_eq!(at, Some(1000));
+        assert!(why.contains("1 history blocks"), "{why}");
         let end = |i: usize| u64::from_le_bytes(good[16 + 8 * i..24 + 8 * i].try_into().unwrap());
         // Block 1 empty (its end is block 0's), then longer than its bytes.
         let (at, why) = corrupt_reason(index_of(&set(24, &end(0).to_le_bytes())));
@@ -371,6 +381,9 @@ mod tests {
         let longer = end(0) + u64::from(BLOCK_BYTES) + 1;
         let (at, _) = corrupt_reason(index_of(&set(24, &longer.to_le_bytes())));
         assert_eq!(at, Some(1000 + 24));
+        // Block 2 empty: named at its own index entry.
+        let (at, _) = corrupt_reason(index_of(&set(32, &end(1).to_le_bytes())));
+        assert_eq!(at, Some(1000 + 32));
         // The blocks end before the section does.
         let mut longer_section = good.clone();
         longer_section.push(0);
