@@ -327,6 +327,28 @@ mod tests {
         }
     }
 
+    /// A block LZ4 compresses to exactly its own length is stored as it is (a reader takes a
+    /// stored block of its length as uncompressed, so storing the LZ4 bytes would corrupt it).
+    #[test]
+    fn a_block_lz4_cannot_shorten_is_stored_as_it_is() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let noise: Vec<u8> = (0..4000).map(|_| rng.u8(..)).collect();
+        // Random bytes, then zeros: from incompressible to compressible, one byte at a time,
+        // so some length of the random part compresses to exactly the whole length.
+        let raw = (0..noise.len())
+            .map(|k| {
+                let mut raw = noise.clone();
+                raw[k..].fill(0);
+                raw
+            })
+            .find(|raw| lz4_flex::block::compress(raw).len() == raw.len())
+            .expect("some mix compresses to its own length");
+        let (image, start) = section_of(0, &raw);
+        let section = &image[start as usize..];
+        let blocks = index_of(section).unwrap();
+        assert_eq!(read_back(&blocks, section), raw);
+    }
+
     fn corrupt_reason(result: Result<Blocks>) -> (Option<u64>, String) {
         match result {
             Err(Error::Corrupt { offset, reason, .. }) => (offset, reason),
