@@ -1096,6 +1096,51 @@ mod tests {
         h.check().unwrap();
     }
 
+    /// Histories in a v3 section's blocks read back whole, also those that straddle a block
+    /// boundary, and reading them in order decompresses each block once (the last block is
+    /// kept: reading the next history of the same block reuses it).
+    #[test]
+    fn histories_in_blocks_read_whole_and_reuse_the_last_block() {
+        use crate::store::snapshot::blocks::{self, Blocks};
+        let histories: Vec<History> = (0..3000u64).map(|i| owned(i * 3 + 1..i * 3 + 4)).collect();
+        let mut raw = Vec::new();
+        let mut places = Vec::new();
+        for h in &histories {
+            let bytes = bytes_of(h);
+            places.push((raw.len() as u64, bytes.len() as u64));
+            raw.extend_from_slice(&bytes);
+        }
+        let mut section = Blocks::section_header(raw.len() as u64).to_vec();
+        section.resize(Blocks::first_block_at(raw.len() as u64) as usize, 0);
+        section.extend_from_slice(&raw);
+        blocks::compress_in_place(&mut section, 0, raw.len() as u64).unwrap();
+        let index = Blocks::read_index(Path::new("x.snap"), 64, section.len() as u64, &mut |at, buf| {
+            buf.copy_from_slice(&section[at as usize..at as usize + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+        let block_bytes = BLOCK_BYTES as u64;
+        assert!(raw.len() as u64 > 3 * block_bytes, "several blocks");
+        let arena = Arena::in_blocks(Path::new("x.snap"), 64, Ok(section.into()), index);
+        let kept = |arena: &Arena| {
+            let (_, last) = arena.blocks.as_ref().unwrap();
+            last.lock().as_ref().map(|(i, block)| (*i, Arc::clone(block)))
+        };
+        let mut straddling = 0;
+        for (h, &(start, len)) in histories.iter().zip(&places) {
+            let loaded = History::from_shared(&arena, start, len, 3).unwrap();
+            let before = kept(&arena);
+            assert_eq!(loaded.events().unwrap(), h.events().unwrap());
+            let after = kept(&arena).unwrap();
+            if start / block_bytes != (start + len - 1) / block_bytes {
+                straddling += 1;
+            } else if let Some((i, block)) = before.filter(|(i, _)| *i == after.0) {
+                assert!(Arc::ptr_eq(&block, &after.1), "block {i} decompressed again");
+            }
+        }
+        assert!(straddling >= 3, "{straddling} histories straddle a boundary");
+    }
+
     /// A span packs any start a snapshot can have with lengths below 2^28; a longer history
     /// is held boxed, with the same bounds.
     #[test]
