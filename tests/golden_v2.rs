@@ -13,14 +13,12 @@
 use std::path::{Path, PathBuf};
 
 use tasklog::store::snapshot;
-use tasklog::task::TaskState;
 use tasklog::wal::StdStorage;
 
 mod golden_snapshot;
 mod golden_support;
 mod snapshot_images;
-use golden_snapshot::{expected, open_copy, snapshots};
-use golden_support::dump;
+use golden_snapshot::{snapshots, u64_at};
 
 const NAME: &str = "store-v2-snapshot";
 
@@ -44,76 +42,25 @@ fn write_golden_v2_fixture() {
 
 #[test]
 fn golden_v2_snapshot_reads_back_exactly() {
-    let (dir, store) = open_copy(&fixture(), |_| {});
-    let newest = snapshots(dir.path()).pop().unwrap();
-    let report = store.recovery_report();
-    assert_eq!(report.snapshot_used.as_deref(), Some(newest.as_path()));
-    // The tail task and the close of the second session.
-    assert_eq!(report.events_replayed, 2);
-    assert_eq!(dump(&store), expected(&fixture()));
-    let leased = store.get("leased").unwrap();
-    assert_eq!(
-        leased.state,
-        TaskState::Running,
-        "the session closed cleanly"
-    );
-    assert!(leased.lease.unwrap().claim_lsn > 0, "the claim is kept");
+    golden_snapshot::newest_snapshot_reads_back_exactly(&fixture());
 }
 
 #[test]
 fn golden_v2_older_snapshot_plus_log_reads_back_exactly() {
-    let (_dir, store) = open_copy(&fixture(), |dir| {
-        std::fs::remove_file(snapshots(dir).pop().unwrap()).unwrap();
-    });
-    assert!(store.recovery_report().events_replayed > 1);
-    assert_eq!(dump(&store), expected(&fixture()));
+    golden_snapshot::older_snapshot_plus_log_reads_back_exactly(&fixture());
 }
 
 #[test]
 fn golden_v2_damaged_newest_snapshot_falls_back() {
-    let (_dir, store) = open_copy(&fixture(), |dir| {
-        let newest = snapshots(dir).pop().unwrap();
-        let mut bytes = std::fs::read(&newest).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x10; // the end of the history section
-        std::fs::write(&newest, bytes).unwrap();
-    });
-    let report = store.recovery_report();
-    assert_eq!(report.snapshots_skipped.len(), 1, "{report:?}");
-    assert!(
-        report.snapshots_skipped[0]
-            .1
-            .contains("history section checksum"),
-        "{report:?}"
-    );
-    assert_eq!(dump(&store), expected(&fixture()));
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    golden_snapshot::damaged_newest_snapshot_falls_back(&fixture());
 }
 
 #[test]
 fn golden_v2_header_reads_by_hand() {
     for path in snapshots(&fixture()) {
         let b = std::fs::read(&path).unwrap();
-        assert_eq!(&b[0..8], b"TASKSNAP");
-        assert_eq!(u32_at(&b, 8), 2, "version");
-        assert_eq!(u32_at(&b, 12), 0, "flags");
-        let lsn = u64_at(&b, 16);
-        assert!(path.to_str().unwrap().ends_with(&format!("{lsn:020}.snap")));
-        let (records, tasks_len, history_len) = (u64_at(&b, 24), u64_at(&b, 32), u64_at(&b, 40));
-        assert!(records >= 6, "{records} records");
-        assert_eq!(64 + tasks_len + history_len, b.len() as u64);
-        let (tasks, history) = b[64..].split_at(tasks_len as usize);
-        assert_eq!(crc32fast::hash(tasks), u32_at(&b, 48));
-        assert_eq!(crc32fast::hash(history), u32_at(&b, 52));
-        assert_eq!(u32_at(&b, 56), 0, "reserved");
-        assert_eq!(crc32fast::hash(&b[..60]), u32_at(&b, 60));
+        let (tasks, history) = golden_snapshot::header_by_hand(&path, &b, 2);
+        let (tasks, history) = (&tasks[..], &history[..]);
         // The first record: the smallest id, its history at offset 0 of the history section.
         let id_len = tasks[0] as usize;
         assert_eq!(&tasks[1..1 + id_len], b"cancelled");
@@ -147,15 +94,5 @@ fn golden_v2_reencodes_to_the_same_bytes() {
 
 #[test]
 fn golden_v2_histories_pass_the_deep_check() {
-    let files = snapshots(&fixture());
-    for path in &files {
-        let state = snapshot::read_checked(&StdStorage, path).unwrap();
-        assert!(state.history("removed-1").is_some());
-        assert!(state.task("removed-1").is_none());
-        assert_eq!(state.request_ids.len(), 1);
-        // The first session was still open at the first snapshot; at the second it had closed
-        // with "leased" running under it.
-        let closed = usize::from(Some(path) == files.last());
-        assert_eq!(state.closed_sessions.len(), closed, "{}", path.display());
-    }
+    golden_snapshot::histories_pass_the_deep_check(&fixture());
 }
