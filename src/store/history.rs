@@ -67,8 +67,9 @@ pub struct Arena {
     blocks: Option<(Blocks, Mutex<LastBlock>)>,
 }
 
-/// The last block of a v3 section decompressed, and its number.
-type LastBlock = Option<(usize, Arc<[u8]>)>;
+/// The last block of a v3 section decompressed, and its number. A `Vec` behind the `Arc`, not
+/// an `Arc<[u8]>`: the decompressed vector moves in rather than being copied.
+type LastBlock = Option<(usize, Arc<Vec<u8>>)>;
 
 #[derive(Debug)]
 enum Source {
@@ -189,8 +190,8 @@ impl Arena {
                 None => {
                     let (from, to) = blocks.stored_range(i);
                     let stored = self.read_stored(from, (to - from) as usize)?;
-                    let block: Arc<[u8]> =
-                        blocks.decompress(&self.file, self.file_offset, i, &stored)?.into();
+                    let block =
+                        Arc::new(blocks.decompress(&self.file, self.file_offset, i, stored)?);
                     *last.lock() = Some((i, Arc::clone(&block)));
                     block
                 }

@@ -20,6 +20,7 @@
 //! `pread` of about 16 KiB and a decompression of 64 KiB (tens of microseconds), and a pure
 //! Rust codec builds on every target `.ci/run` checks without a C compiler.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -196,16 +197,16 @@ impl Blocks {
         path: &Path,
         section_at: u64,
         i: usize,
-        stored: &[u8],
+        stored: Cow<'_, [u8]>,
     ) -> Result<Vec<u8>> {
         let raw = self.raw_range(i);
         let len = raw.end - raw.start;
         if stored.len() == len {
-            return Ok(stored.to_vec());
+            return Ok(stored.into_owned());
         }
         let mut out = vec![0u8; len];
         let at = section_at + self.stored_range(i).0;
-        match lz4_flex::block::decompress_into(stored, &mut out) {
+        match lz4_flex::block::decompress_into(&stored, &mut out) {
             Ok(n) if n == len => Ok(out),
             Ok(n) => Err(Error::corrupt(
                 path,
@@ -293,7 +294,7 @@ mod tests {
         for i in 0..blocks.ends.len() {
             let (from, to) = blocks.stored_range(i);
             let raw = blocks
-                .decompress(Path::new(PATH), 1000, i, &section[from as usize..to as usize])
+                .decompress(Path::new(PATH), 1000, i, section[from as usize..to as usize].into())
                 .unwrap();
             assert_eq!(raw.len(), blocks.raw_range(i).len());
             out.extend_from_slice(&raw);
@@ -430,7 +431,7 @@ mod tests {
             (0, stored, f0, "decompresses to 5000 bytes, not 65536"),
             (1, &stored[..stored.len() - 1], from, "does not decompress"),
         ] {
-            match blocks.decompress(Path::new(PATH), 1000, i, bytes) {
+            match blocks.decompress(Path::new(PATH), 1000, i, bytes.into()) {
                 Err(Error::Corrupt { offset, reason, .. }) => {
                     assert_eq!(offset, Some(1000 + at));
                     assert!(reason.contains(want), "{reason}");
