@@ -217,20 +217,16 @@ impl Arena {
             Source::Disk(handle) => {
                 let mut buf = vec![0u8; len];
                 let at = self.file_offset + start;
-                let mut done = 0;
-                while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-                    let n = handle
-                        .read_at(rest, at + done as u64)
-                        .map_err(|e| Error::io("read", &self.file, e))?;
-                    if n == 0 {
-                        return Err(Error::corrupt(
-                            &self.file,
-                            Some(at + done as u64),
-                            None,
-                            "snapshot file ended inside a history (was it truncated?)",
-                        ));
-                    }
-                    done += n;
+                let done = handle
+                    .read_full_at(&mut buf, at)
+                    .map_err(|e| Error::io("read", &self.file, e))?;
+                if done < len {
+                    return Err(Error::corrupt(
+                        &self.file,
+                        Some(at + done as u64),
+                        None,
+                        "snapshot file ended inside a history (was it truncated?)",
+                    ));
                 }
                 Ok(Cow::Owned(buf))
             }

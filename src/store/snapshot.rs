@@ -293,14 +293,9 @@ pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
     let header = header
         .get_mut(..v2::HEADER_LEN.min(len as usize))
         .unwrap_or_default();
-    let mut done = 0;
-    while let Some(rest) = header.get_mut(done..).filter(|r| !r.is_empty()) {
-        match file.read_at(rest, done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) => return Err(Error::io("read", path, e)),
-        }
-    }
+    let done = file
+        .read_full_at(header, 0)
+        .map_err(|e| Error::io("read", path, e))?;
     let header = header.get(..done).unwrap_or_default();
     match version(path, header)? {
         1 => {

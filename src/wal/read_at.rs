@@ -205,7 +205,9 @@ fn walk(
                 None => chunk,
             };
             buf.resize(want, 0);
-            let n = read_full(file, &mut buf, at).map_err(|e| Error::io("read", &seg.path, e))?;
+            let n = file
+                .read_full_at(&mut buf, at)
+                .map_err(|e| Error::io("read", &seg.path, e))?;
             buf.truncate(n);
             buf_at = at;
             match frame_len(&buf) {
@@ -278,19 +280,6 @@ fn walk(
 fn frame_len(bytes: &[u8]) -> Option<usize> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     (len <= RECORD_BYTES_MAX).then_some(FRAME_HEADER_LEN + len)
-}
-
-/// Reads as much of `buf` as the file holds from `offset` on; returns the bytes read.
-fn read_full(file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-        let n = file.read_at(rest, offset + done as u64)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 /// A record that must be at `at` (it was written and not truncated) is not.

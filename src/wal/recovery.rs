@@ -44,16 +44,9 @@ pub fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Lsn, Path
 /// Reads and checks the header of a segment, and that it matches its file name.
 pub fn read_header(file: &dyn StorageFile, path: &Path, name_lsn: Lsn) -> Result<SegmentHeader> {
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let mut done = 0;
-    while done < SEGMENT_HEADER_LEN {
-        let n = file
-            .read_at(buf.get_mut(done..).unwrap_or_default(), done as u64)
-            .map_err(|e| Error::io("read segment header", path, e))?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
+    let done = file
+        .read_full_at(&mut buf, 0)
+        .map_err(|e| Error::io("read segment header", path, e))?;
     let header = SegmentHeader::decode(buf.get(..done).unwrap_or_default(), path)?;
     if header.first_lsn != name_lsn {
         return Err(Error::corrupt(
@@ -80,14 +73,8 @@ fn header_unfinished(file: &dyn StorageFile, path: &Path) -> Result<bool> {
         return Ok(true);
     }
     let mut header = [0u8; SEGMENT_HEADER_LEN];
-    let mut done = 0;
-    while let Some(rest) = header.get_mut(done..).filter(|r| !r.is_empty()) {
-        match file.read_at(rest, done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) => return Err(Error::io("read segment header", path, e)),
-        }
-    }
+    file.read_full_at(&mut header, 0)
+        .map_err(|e| Error::io("read segment header", path, e))?;
     let (body, crc) = header.split_at(SEGMENT_HEADER_LEN - 4);
     if crc32fast::hash(body).to_le_bytes() == crc {
         return Ok(false);

@@ -25,6 +25,19 @@ pub enum OpenMode {
 pub trait StorageFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Reads as much of `buf` as the file holds from `offset` on, through short reads; returns
+    /// how many bytes were read: fewer than `buf.len()` only where the file ends.
+    fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            let n = self.read_at(rest, offset + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// fdatasync: data and the metadata needed to read it back.
@@ -85,15 +98,9 @@ pub trait StorageFile: Send + Sync + Debug {
         let len = self.len()?.min(max);
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
         let mut buf = vec![0u8; len];
-        let mut done = usize::try_from(skip).map_or(len, |s| s.min(len));
-        while done < len {
-            let n = self.read_at(buf.get_mut(done..).unwrap_or_default(), done as u64)?;
-            if n == 0 {
-                buf.truncate(done);
-                break;
-            }
-            done += n;
-        }
+        let from = usize::try_from(skip).map_or(len, |s| s.min(len));
+        let read = self.read_full_at(buf.get_mut(from..).unwrap_or_default(), from as u64)?;
+        buf.truncate(from + read);
         Ok(buf)
     }
 }
@@ -393,6 +400,54 @@ mod tests {
         let f = StdStorage.open(&path, OpenMode::Read).expect("open");
         assert_eq!(f.read_all().expect("first"), b"hello segment");
         assert_eq!(f.read_all().expect("second"), b"hello segment");
+    }
+
+    /// A file that returns at most 3 bytes a read, as `pread` may.
+    #[derive(Debug)]
+    struct ThreeBytesARead(StdFile);
+
+    impl StorageFile for ThreeBytesARead {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.read_at(buf.get_mut(..n).unwrap_or_default(), offset)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_all_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.0.sync_all()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+        fn allocate(&self, len: u64) -> io::Result<()> {
+            self.0.allocate(len)
+        }
+    }
+
+    /// `read_full_at` reads on through short reads from its offset, and reads fewer bytes only
+    /// where the file ends; `read_range` (built on it) leaves the skipped bytes zero.
+    #[test]
+    fn read_full_at_reads_through_short_reads_to_the_end_of_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789abcdef").expect("write");
+        let f = ThreeBytesARead(StdFile(std::fs::File::open(&path).expect("open")));
+        let mut buf = [0u8; 10];
+        assert_eq!(f.read_full_at(&mut buf, 2).expect("read"), 10);
+        assert_eq!(&buf, b"23456789ab");
+        assert_eq!(f.read_full_at(&mut buf, 9).expect("read"), 7);
+        assert_eq!(&buf[..7], b"9abcdef");
+        assert_eq!(f.read_full_at(&mut buf, 16).expect("at the end"), 0);
+        assert_eq!(f.read_full_at(&mut [], 3).expect("nothing asked"), 0);
+        assert_eq!(f.read_range(5, 12).expect("range"), b"\0\0\0\0\x0056789ab");
+        assert_eq!(f.read_range(20, 100).expect("past the end"), vec![0u8; 16]);
     }
 
     /// The contract of `zeros_from`, whatever the file system answers: never past a non-zero

@@ -417,21 +417,17 @@ pub fn read_index(
     stored_len: u64,
 ) -> Result<Blocks> {
     Blocks::read_index(path, section_at, stored_len, &mut |at, buf| {
-        let mut done = 0;
-        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-            let offset = section_at + at + done as u64;
-            match file.read_at(rest, offset) {
-                Ok(0) => {
-                    return Err(Error::corrupt(
-                        path,
-                        Some(offset),
-                        None,
-                        "snapshot file ended inside its history index (was it truncated?)",
-                    ));
-                }
-                Ok(n) => done += n,
-                Err(e) => return Err(Error::io("read", path, e)),
-            }
+        let offset = section_at + at;
+        let done = file
+            .read_full_at(buf, offset)
+            .map_err(|e| Error::io("read", path, e))?;
+        if done < buf.len() {
+            return Err(Error::corrupt(
+                path,
+                Some(offset + done as u64),
+                None,
+                "snapshot file ended inside its history index (was it truncated?)",
+            ));
         }
         Ok(())
     })

@@ -205,22 +205,19 @@ impl Sink for FileSink<'_> {
         {
             return Err(super::codec(format!("read back past the image's end at {offset}")));
         }
-        let mut done = 0;
-        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-            match self.file.read_at(rest, offset + done as u64) {
-                Ok(0) => {
-                    return Err(Error::io(
-                        "read back",
-                        self.path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("the file ends before the {} bytes written", self.len),
-                        ),
-                    ));
-                }
-                Ok(n) => done += n,
-                Err(e) => return Err(Error::io("read back", self.path, e)),
-            }
+        let done = self
+            .file
+            .read_full_at(buf, offset)
+            .map_err(|e| Error::io("read back", self.path, e))?;
+        if done < buf.len() {
+            return Err(Error::io(
+                "read back",
+                self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ends before the {} bytes written", self.len),
+                ),
+            ));
         }
         Ok(())
     }
