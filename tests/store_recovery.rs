@@ -235,3 +235,40 @@ fn history_survives_snapshots_that_remove_log_segments() {
         assert_eq!(store.history(&t.id).unwrap()[0].kind, "created", "{}", t.id);
     }
 }
+
+/// A log whose event breaks the state machine (here a pending task completed, which a store
+/// never writes: only a damaged or forged log holds it) is refused at open as corruption
+/// naming the record's LSN and the task's id (the replay's in-place path, which borrows the id
+/// from the log).
+#[test]
+fn a_replayed_event_that_breaks_the_state_machine_names_its_lsn_and_task() {
+    use tasklog::task::{Event, EventKind, Timestamp, wire};
+    use tasklog::wal::{Wal, WalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .submit(NewTask::new("waits").id("task-in-place"))
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let (wal, _) = Wal::open(tasklog::store::wal_dir(dir.path()), WalOptions::default()).unwrap();
+    let forged = Event {
+        task_id: "task-in-place".into(),
+        at: Timestamp(1_000),
+        actor: None,
+        kind: EventKind::Completed { result: None },
+    };
+    // The store's record: its tag for an event (docs/format.md), then the event.
+    let mut record = vec![1u8];
+    record.extend(wire::encode_event(&forged).unwrap());
+    let lsn = wal.append(&record).unwrap();
+    wal.close().unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("the forged event is refused");
+    let text = err.to_string();
+    assert!(matches!(err, tasklog::Error::Corrupt { .. }), "{err:?}");
+    assert!(text.contains("\"task-in-place\""), "{text}");
+    assert!(text.contains("breaks the state machine"), "{text}");
+    assert!(text.contains(&lsn.to_string()), "{text}");
+}
