@@ -149,14 +149,16 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
     phase("checking log segments");
     check_log(dir, &mut report)?;
     phase("checking snapshots");
-    let good = check_snapshots(dir, &mut report)?;
+    let log_first = report.log.as_ref().map(|l| l.first_lsn);
+    let checked = check_snapshots(dir, log_first, &mut report)?;
     phase("replaying");
-    check_replay(dir, &good, &mut report);
-    if open_repeats_replay(&report) {
-        // NOTE: with no snapshot and a clean log from LSN 1, a read-only open would open the
-        // same log the same way and replay the same records through the same checks, only
-        // building whole tasks and histories (the open's memory, several times the replay's).
-        // It could find nothing new, so it is skipped.
+    let newest_agrees = check_replay(dir, &checked.good, checked.bases, &mut report);
+    if open_repeats_replay(&report, newest_agrees) {
+        // NOTE: a read-only open would load the newest snapshot (checked above, by a reader
+        // that checks more than the open's) and replay the records after it through the same
+        // state machine checks, from the same task states the replay had at that LSN (or,
+        // with no snapshot, replay the same log from LSN 1). It could find nothing new, only
+        // build whole tasks and histories again (an open's time and memory), so it is skipped.
         tracing::debug!("verify: the open would repeat the replay; skipped");
     } else {
         phase("opening");
@@ -167,22 +169,27 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
             Err(e) => report.problems.push(VerifyFinding::from_error("open", &e)),
         }
     }
-    mark_lost_redundancy(dir, &good, &mut report);
+    mark_lost_redundancy(dir, &checked.good, &mut report);
     report.ok = report.problems.iter().all(|p| p.torn_tail);
     Ok(report)
 }
 
-/// True when a read-only open would check nothing the replay did not: no snapshot file at
-/// all (so the open starts from LSN 1, as the replay did), and the log walk and the replay
-/// found nothing.
-fn open_repeats_replay(report: &VerifyReport) -> bool {
-    report.snapshots.is_empty()
-        && report.problems.is_empty()
+/// True when a read-only open would check nothing the replay did not: the log walk, the
+/// snapshots and the replay found nothing, and either there is no snapshot file at all and the
+/// replay started at LSN 1 (as the open would), or the replay reached the newest snapshot's
+/// LSN with the same task states that snapshot holds (`newest_agrees`: what an open starts
+/// from, the same checks on the same records after it). The open's own check that the log
+/// goes on from its snapshot (`check_snapshot_fits_log`) holds then too: the replay read the
+/// records on from that LSN, and it started where a snapshot or LSN 1 covered the log.
+fn open_repeats_replay(report: &VerifyReport, newest_agrees: bool) -> bool {
+    let clean = report.problems.is_empty() && report.replay.is_some();
+    let from_log_start = report.snapshots.is_empty()
         && report.log.as_ref().is_some_and(|l| l.first_lsn <= 1)
         && report
             .replay
             .as_ref()
-            .is_some_and(|r| r.from_snapshot_lsn == 0)
+            .is_some_and(|r| r.from_snapshot_lsn == 0);
+    clean && (from_log_start || newest_agrees)
 }
 
 /// Marks the log and replay findings that lie among the records of the newest good snapshot:
@@ -257,12 +264,57 @@ fn check_log(dir: &Path, report: &mut VerifyReport) -> crate::Result<()> {
     Ok(())
 }
 
-/// Checks every snapshot; returns the good ones as (lsn, path), newest first.
-fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> crate::Result<Vec<(u64, PathBuf)>> {
-    let mut good = Vec::new();
-    for f in snapshot::list(&StdStorage, &snapshot_dir(dir))? {
+/// What checking the snapshots leaves for the replay.
+struct CheckedSnapshots {
+    /// The good snapshots as (lsn, path), newest first.
+    good: Vec<(u64, PathBuf)>,
+    /// The task states of the snapshots the replay needs, taken as each was checked (so that
+    /// none is read twice).
+    bases: Bases,
+}
+
+/// Task states, as the replay keeps them, of the snapshots it needs.
+#[derive(Default)]
+struct Bases {
+    /// The oldest good snapshot that covers the records before the log's first (the replay
+    /// starts from it), when the log does not start at LSN 1.
+    start: Option<CompactState>,
+    /// The newest snapshot, when it is good: an open would start from it, so the replay
+    /// compares its states with this one's at its LSN.
+    newest: Option<CompactState>,
+    /// The replay starts from the newest snapshot (`start` holds it, `newest` is `None`): they
+    /// agree without a comparison, and the states are built and held once.
+    start_is_newest: bool,
+}
+
+/// Checks every snapshot, and keeps the task states of those the replay needs (`Bases`):
+/// `log_first` is the log's first LSN, when the log walk got that far.
+fn check_snapshots(
+    dir: &Path,
+    log_first: Option<u64>,
+    report: &mut VerifyReport,
+) -> crate::Result<CheckedSnapshots> {
+    let mut checked = CheckedSnapshots {
+        good: Vec::new(),
+        bases: Bases::default(),
+    };
+    let files = snapshot::list(&StdStorage, &snapshot_dir(dir))?;
+    // The oldest good snapshot that covers the log's start is the replay's base (see
+    // `check_replay`); only that one's states are kept for it.
+    let covers = |lsn: u64| log_first.is_some_and(|first| first > 1 && lsn + 1 >= first);
+    for (i, f) in files.into_iter().enumerate() {
         let ok = match snapshot::read_checked(&StdStorage, &f.path) {
-            Ok(_) => true,
+            Ok(state) => {
+                let bases = &mut checked.bases;
+                if i == 0 {
+                    bases.newest = Some(CompactState::from_state(&state));
+                    bases.start_is_newest = covers(f.lsn);
+                } else if covers(f.lsn) {
+                    bases.start = Some(CompactState::from_state(&state));
+                    bases.start_is_newest = false;
+                }
+                true
+            }
             Err(e) => {
                 let mut finding = VerifyFinding::from_error("snapshot", &e);
                 finding.file.get_or_insert_with(|| f.path.clone());
@@ -271,7 +323,7 @@ fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> crate::Result<Vec<(
             }
         };
         if ok {
-            good.push((f.lsn, f.path.clone()));
+            checked.good.push((f.lsn, f.path.clone()));
         }
         report.snapshots.push(VerifySnapshotSummary {
             file: f.path,
@@ -279,13 +331,22 @@ fn check_snapshots(dir: &Path, report: &mut VerifyReport) -> crate::Result<Vec<(
             ok,
         });
     }
-    Ok(good)
+    if checked.bases.start_is_newest {
+        checked.bases.start = checked.bases.newest.take();
+    }
+    Ok(checked)
 }
 
 /// Replays the log into a fresh state from the earliest point possible (as the CLI does),
 /// keeping per task only what the state machine's checks read (see `replay`): memory grows
-/// with the number of tasks, not with their histories.
-fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut VerifyReport) {
+/// with the number of tasks, not with their histories. Returns whether the replay reached the
+/// newest snapshot's LSN (or started from it) with the task states that snapshot holds.
+fn check_replay(
+    dir: &Path,
+    good_snapshots: &[(u64, PathBuf)],
+    bases: Bases,
+    report: &mut VerifyReport,
+) -> bool {
     let options = WalOptions {
         read_only: true,
         ..WalOptions::default()
@@ -296,21 +357,34 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
             report
                 .problems
                 .push(VerifyFinding::from_error("replay", &e));
-            return;
+            return false;
         }
     };
     let first = wal.first_lsn();
     let mut summary = VerifyReplaySummary::default();
+    let Bases {
+        start,
+        newest,
+        start_is_newest,
+    } = bases;
+    let mut newest_agrees = false;
     let mut state = if first <= 1 {
         CompactState::empty()
     } else {
-        let base = good_snapshots
-            .iter()
-            .rev()
-            .find(|(lsn, _)| lsn + 1 >= first)
-            .and_then(|(_, path)| snapshot::read(&StdStorage, path).ok())
-            // The full state lives only while its compact form is built.
-            .map(|s| CompactState::from_state(&s));
+        // Taken while the snapshots were checked, for the start the log walk saw; when it saw
+        // none (or another), the base is read again here.
+        let walked_first = report.log.as_ref().map(|l| l.first_lsn);
+        let start = start.filter(|_| walked_first == Some(first));
+        newest_agrees = start_is_newest && start.is_some();
+        let base = start.or_else(|| {
+            good_snapshots
+                .iter()
+                .rev()
+                .find(|(lsn, _)| lsn + 1 >= first)
+                .and_then(|(_, path)| snapshot::read(&StdStorage, path).ok())
+                // The full state lives only while its compact form is built.
+                .map(|s| CompactState::from_state(&s))
+        });
         match base {
             Some(s) => s,
             None => {
@@ -325,11 +399,19 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
                     torn_tail: false,
                     lost_redundancy: false,
                 });
-                return;
+                return false;
             }
         }
     };
     summary.from_snapshot_lsn = state.applied_lsn;
+    // Compared once, when the replay stands at the newest snapshot's LSN (also at the start).
+    let mut newest = newest;
+    let mut compare_at = |state: &CompactState| {
+        if let Some(n) = newest.take_if(|n| n.applied_lsn == state.applied_lsn) {
+            newest_agrees = n.same_tasks(state);
+        }
+    };
+    compare_at(&state);
     let result = wal.replay(state.applied_lsn + 1, &mut |lsn, bytes| {
         state.apply_record(lsn, bytes).map_err(|e| match e {
             Error::Corrupt {
@@ -345,15 +427,21 @@ fn check_replay(dir: &Path, good_snapshots: &[(u64, PathBuf)], report: &mut Veri
                 format!("record does not decode ({what}): {reason}"),
             ),
             other => other,
-        })
+        })?;
+        compare_at(&state);
+        Ok(())
     });
     match result {
         Ok(n) => summary.events_replayed = n,
-        Err(e) => report
-            .problems
-            .push(VerifyFinding::from_error("replay", &e)),
+        Err(e) => {
+            newest_agrees = false;
+            report
+                .problems
+                .push(VerifyFinding::from_error("replay", &e));
+        }
     }
     summary.tasks = state.len();
     report.replay = Some(summary);
     let _ = wal.close();
+    newest_agrees
 }

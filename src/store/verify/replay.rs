@@ -51,6 +51,11 @@ impl CompactState {
         }
     }
 
+    /// Whether `other` knows the same task ids, each in the same state (or removed in both).
+    pub fn same_tasks(&self, other: &CompactState) -> bool {
+        self.tasks == other.tasks
+    }
+
     /// Live tasks (the figure `State::len` gives after a full replay).
     pub fn len(&self) -> usize {
         self.tasks.values().filter(|s| s.is_some()).count()
