@@ -153,6 +153,18 @@ impl<'a> FileSink<'a> {
         self.patch_bytes.clear();
         Ok(())
     }
+
+    /// Reading back what was written found the file ending at `at`: something else cut it.
+    fn ended_early(&self, at: u64) -> Error {
+        Error::io(
+            "read back",
+            self.path,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ends at {at}, before the {} bytes written", self.len),
+            ),
+        )
+    }
 }
 
 impl Sink for FileSink<'_> {
@@ -210,14 +222,7 @@ impl Sink for FileSink<'_> {
             .read_full_at(buf, offset)
             .map_err(|e| Error::io("read back", self.path, e))?;
         if done < buf.len() {
-            return Err(Error::io(
-                "read back",
-                self.path,
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("the file ends before the {} bytes written", self.len),
-                ),
-            ));
+            return Err(self.ended_early(offset + done as u64));
         }
         Ok(())
     }
@@ -244,14 +249,7 @@ impl Sink for FileSink<'_> {
                 .read_at(chunk, at)
                 .map_err(|e| Error::io("read back", self.path, e))?;
             if n == 0 {
-                return Err(Error::io(
-                    "read back",
-                    self.path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the file ends at {at}, before the {} bytes written", self.len),
-                    ),
-                ));
+                return Err(self.ended_early(at));
             }
             crc.update(chunk.get(..n).unwrap_or_default());
             at += n as u64;
