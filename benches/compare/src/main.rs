@@ -882,8 +882,43 @@ fn scale_section(scales: &[(&str, Result<Scale, String>)]) -> String {
             Err(e) => s.push_str(&format!("| {label} | {e} | | | | | | | | |\n")),
         }
     }
+    s.push_str(
+        "\n`verify` (what `tasklog verify` runs: every segment, every snapshot read and checked, \
+         the replay) on each closed store, beside the open of the same store: the default-options \
+         store above, and the store W3 wrote after its snapshot.\n\n\
+         | system | store | snapshots | open | verify | verify / open |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for (label, sc) in scales {
+        if let Ok(sc) = sc {
+            for (store, snapshots, open, verify) in verify_rows(sc) {
+                s.push_str(&format!(
+                    "| {label} | {store} | {snapshots} | {open:.3} s | {verify:.3} s | {:.1}× |\n",
+                    verify / open
+                ));
+            }
+        }
+    }
     s.push('\n');
     s
+}
+
+/// The verify measurements: store, snapshots checked, open and verify seconds.
+fn verify_rows(sc: &Scale) -> [(&'static str, usize, f64, f64); 2] {
+    [
+        (
+            "W3's, after its snapshot",
+            sc.snapshot_verify_snapshots,
+            sc.snapshot_open_s,
+            sc.snapshot_verify_s,
+        ),
+        (
+            "default options",
+            sc.default_verify_snapshots,
+            sc.default_open_s,
+            sc.default_verify_s,
+        ),
+    ]
 }
 
 /// MB on disk per 1,000 finished tasks.
@@ -1078,6 +1113,28 @@ fn targets_section(
             (format!("{mb:.2} MB"), mb <= 1.0)
         }),
     );
+    for i in 0..2 {
+        let row = scale.map(|sc| verify_rows(sc)[i]);
+        line(
+            "verify",
+            &format!(
+                "`verify` ≤ 2× the open, {}",
+                row.map_or_else(
+                    || ["W3's store", "default options"][i].to_string(),
+                    |(store, n, _, _)| format!(
+                        "{store} ({n} snapshot{})",
+                        if n == 1 { "" } else { "s" }
+                    )
+                )
+            ),
+            row.map(|(_, _, open, verify)| {
+                (
+                    format!("{:.1}× ({verify:.3} s / {open:.3} s)", verify / open),
+                    verify <= 2.0 * open,
+                )
+            }),
+        );
+    }
     line(
         "history",
         "`history(id)` p99 < 1 ms, warm, from a snapshot",

@@ -88,6 +88,15 @@ pub struct Scale {
     pub history_p50_us: f64,
     pub history_p99_us: f64,
     pub history_max_us: f64,
+    /// `verify` (`tasklog::store::verify::verify`, what `tasklog verify` runs) on the
+    /// default-options store and on W3's store after its snapshot, each beside the open of the
+    /// same store (issue #20: verify within 2x of an open): seconds, and the snapshots it
+    /// checked. `default_open_s` is the first store's open.
+    pub default_verify_s: f64,
+    pub default_verify_snapshots: usize,
+    pub snapshot_open_s: f64,
+    pub snapshot_verify_s: f64,
+    pub snapshot_verify_snapshots: usize,
 }
 
 /// Bytes the files under `p` take on disk: allocated blocks where the platform says, else

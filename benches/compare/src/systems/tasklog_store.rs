@@ -201,6 +201,18 @@ mod adapter {
         Ok(out)
     }
 
+    /// `verify` of the closed store in `dir`, timed: seconds and the snapshots it checked. It
+    /// must find the store healthy.
+    fn timed_verify(dir: &Path) -> Res<(f64, usize)> {
+        let start = Instant::now();
+        let report = tasklog::store::verify::verify(dir, &mut |_| {})?;
+        let secs = start.elapsed().as_secs_f64();
+        if !report.ok {
+            return Err(format!("verify found problems: {:?}", report.problems).into());
+        }
+        Ok((secs, report.snapshots.len()))
+    }
+
     impl System for TasklogStore {
         fn w1(&self, dir: &Path, events: &[Event]) -> Res<Timed> {
             let ops = ops(events);
@@ -316,8 +328,11 @@ mod adapter {
                 }
                 store.close()?;
                 drop(store);
+                let (default_verify_s, default_verify_snapshots) = timed_verify(finished)?;
 
+                let start = Instant::now();
                 let store = Store::open(snapshot_dir)?;
+                let snapshot_open_s = start.elapsed().as_secs_f64();
                 if store.recovery_report().snapshot_used.is_none() {
                     return Err("the history reads' store did not load its snapshot".into());
                 }
@@ -336,6 +351,8 @@ mod adapter {
                     }
                 }
                 store.close()?;
+                drop(store);
+                let (snapshot_verify_s, snapshot_verify_snapshots) = timed_verify(snapshot_dir)?;
                 lat_ns.sort_unstable();
                 let at = |q: f64| percentile_us(&lat_ns, q).unwrap_or(0.0);
                 Ok(Scale {
@@ -348,6 +365,11 @@ mod adapter {
                     history_p50_us: at(0.5),
                     history_p99_us: at(0.99),
                     history_max_us: at(1.0),
+                    default_verify_s,
+                    default_verify_snapshots,
+                    snapshot_open_s,
+                    snapshot_verify_s,
+                    snapshot_verify_snapshots,
                 })
             })())
         }
