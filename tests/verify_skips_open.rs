@@ -123,6 +123,56 @@ fn a_newest_snapshot_that_disagrees_with_the_log_is_not_taken_as_checked() {
     );
 }
 
+/// The same with the log compacted below the older of two snapshots: the replay starts from
+/// the older one (taken as it was checked) and must still compare its states with the newest
+/// one's where it stands.
+#[test]
+fn a_disagreeing_newest_snapshot_is_caught_when_the_replay_starts_from_an_older_one() {
+    let build = |dir: &Path, last: &dyn Fn(&Store)| {
+        let store = options().open(dir).unwrap();
+        churn(&store, 0, 40);
+        store.snapshot().unwrap();
+        churn(&store, 40, 80);
+        store.submit(NewTask::new("job").id("t")).unwrap();
+        last(&store);
+        let snap = store.snapshot().unwrap();
+        store.close().unwrap();
+        snap
+    };
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let snap_a = build(a.path(), &|s| {
+        s.start("t").unwrap();
+    });
+    let snap_b = build(b.path(), &|s| {
+        s.cancel("t", Some("elsewhere")).unwrap();
+    });
+    assert_eq!(snap_a.lsn, snap_b.lsn);
+    let store = options().open(a.path()).unwrap();
+    store.complete("t", None).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let (report, phases) = verify_with_phases(a.path());
+    assert!(report.ok, "{:?}", report.problems);
+    let replay = report.replay.as_ref().unwrap();
+    assert!(
+        replay.from_snapshot_lsn > 0 && replay.from_snapshot_lsn < snap_a.lsn,
+        "the replay starts from the older snapshot: {replay:?}"
+    );
+    assert!(!phases.iter().any(|p| p == "opening"), "{phases:?}");
+
+    std::fs::copy(&snap_b.path, &snap_a.path).unwrap();
+    assert!(StoreOptions::new().read_only(true).open(a.path()).is_err());
+    let (report, phases) = verify_with_phases(a.path());
+    assert!(phases.iter().any(|p| p == "opening"), "{phases:?}");
+    assert!(!report.ok);
+    assert!(
+        report.problems.iter().any(|p| p.check == "open"),
+        "{:?}",
+        report.problems
+    );
+}
+
 /// Every case where the store does not open is a case verify reports as damage, whether or
 /// not it ran the open itself; the undamaged store is verified without it.
 #[test]

@@ -22,7 +22,7 @@ use crate::wal::{StdStorage, Wal, WalOptions};
 
 mod replay;
 
-use replay::CompactState;
+use replay::{CompactState, Digest, Digester};
 
 /// One thing found wrong.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -148,11 +148,25 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
     };
     phase("checking log segments");
     check_log(dir, &mut report)?;
-    phase("checking snapshots");
     let log_first = report.log.as_ref().map(|l| l.first_lsn);
-    let checked = check_snapshots(dir, log_first, &mut report)?;
+    let files = snapshot::list(&StdStorage, &snapshot_dir(dir))?;
+    let newest_lsn = files.first().map(|f| f.lsn);
+    let digester = Digester::default();
+    phase("checking snapshots");
+    let mut checked = check_snapshots(files, log_first, &digester, &mut report);
     phase("replaying");
-    let newest_agrees = check_replay(dir, &checked.good, checked.bases, &mut report);
+    let from = ReplayFrom {
+        start: checked.start.take(),
+        walked_first: log_first,
+        good: &checked.good,
+    };
+    let replayed = replay_log(dir, from, newest_lsn, &digester);
+    report.problems.extend(replayed.findings);
+    report.replay = replayed.summary;
+    // The replay's states where the newest snapshot stands, against that snapshot's.
+    let newest_agrees = checked
+        .newest
+        .is_some_and(|(lsn, digest)| Some(lsn) == newest_lsn && replayed.at_newest == Some(digest));
     if open_repeats_replay(&report, newest_agrees) {
         // NOTE: a read-only open would load the newest snapshot (checked above, by a reader
         // that checks more than the open's) and replay the records after it through the same
@@ -268,50 +282,39 @@ fn check_log(dir: &Path, report: &mut VerifyReport) -> crate::Result<()> {
 struct CheckedSnapshots {
     /// The good snapshots as (lsn, path), newest first.
     good: Vec<(u64, PathBuf)>,
-    /// The task states of the snapshots the replay needs, taken as each was checked (so that
-    /// none is read twice).
-    bases: Bases,
-}
-
-/// Task states, as the replay keeps them, of the snapshots it needs.
-#[derive(Default)]
-struct Bases {
-    /// The oldest good snapshot that covers the records before the log's first (the replay
-    /// starts from it), when the log does not start at LSN 1.
+    /// The task states of the oldest good snapshot that covers the records before the log's
+    /// first, when the log does not start at LSN 1 (the replay starts from it): taken as it
+    /// was checked, so that no snapshot is read twice.
     start: Option<CompactState>,
-    /// The newest snapshot, when it is good: an open would start from it, so the replay
-    /// compares its states with this one's at its LSN.
-    newest: Option<CompactState>,
-    /// The replay starts from the newest snapshot (`start` holds it, `newest` is `None`): they
-    /// agree without a comparison, and the states are built and held once.
-    start_is_newest: bool,
+    /// The newest snapshot's LSN and the digest of its task states, when it is good: an open
+    /// would start from it, so the replay's states are compared with these at its LSN.
+    newest: Option<(u64, Digest)>,
 }
 
-/// Checks every snapshot, and keeps the task states of those the replay needs (`Bases`):
-/// `log_first` is the log's first LSN, when the log walk got that far.
+/// Checks every snapshot in `files` (newest first), keeping what the replay needs
+/// (`CheckedSnapshots`); `log_first` is the log's first LSN, when the log walk got that far.
 fn check_snapshots(
-    dir: &Path,
+    files: Vec<snapshot::SnapshotFile>,
     log_first: Option<u64>,
+    digester: &Digester,
     report: &mut VerifyReport,
-) -> crate::Result<CheckedSnapshots> {
+) -> CheckedSnapshots {
     let mut checked = CheckedSnapshots {
         good: Vec::new(),
-        bases: Bases::default(),
+        start: None,
+        newest: None,
     };
-    let files = snapshot::list(&StdStorage, &snapshot_dir(dir))?;
     // The oldest good snapshot that covers the log's start is the replay's base (see
-    // `check_replay`); only that one's states are kept for it.
+    // `replay_log`); only that one's states are kept for it.
     let covers = |lsn: u64| log_first.is_some_and(|first| first > 1 && lsn + 1 >= first);
     for (i, f) in files.into_iter().enumerate() {
         let ok = match snapshot::read_checked(&StdStorage, &f.path) {
             Ok(state) => {
-                let bases = &mut checked.bases;
                 if i == 0 {
-                    bases.newest = Some(CompactState::from_state(&state));
-                    bases.start_is_newest = covers(f.lsn);
-                } else if covers(f.lsn) {
-                    bases.start = Some(CompactState::from_state(&state));
-                    bases.start_is_newest = false;
+                    checked.newest = Some((f.lsn, digester.of_state(&state)));
+                }
+                if covers(f.lsn) {
+                    checked.start = Some(CompactState::from_state(&state));
                 }
                 true
             }
@@ -331,54 +334,69 @@ fn check_snapshots(
             ok,
         });
     }
-    if checked.bases.start_is_newest {
-        checked.bases.start = checked.bases.newest.take();
+    checked
+}
+
+/// Where the replay starts when the log does not start at LSN 1: the oldest good snapshot
+/// that covers the records before the log's first.
+struct ReplayFrom<'a> {
+    /// Its states, taken as it was checked, for the log start the walk saw (`walked_first`).
+    start: Option<CompactState>,
+    walked_first: Option<u64>,
+    /// The good snapshots, to read the start again from when the walk saw another start.
+    good: &'a [(u64, PathBuf)],
+}
+
+/// What the replay found.
+struct Replayed {
+    summary: Option<VerifyReplaySummary>,
+    findings: Vec<VerifyFinding>,
+    /// The digest of the task states when the replay stood at the newest snapshot's LSN.
+    at_newest: Option<Digest>,
+}
+
+impl Replayed {
+    fn failed(finding: VerifyFinding) -> Replayed {
+        Replayed {
+            summary: None,
+            findings: vec![finding],
+            at_newest: None,
+        }
     }
-    Ok(checked)
 }
 
 /// Replays the log into a fresh state from the earliest point possible (as the CLI does),
 /// keeping per task only what the state machine's checks read (see `replay`): memory grows
-/// with the number of tasks, not with their histories. Returns whether the replay reached the
-/// newest snapshot's LSN (or started from it) with the task states that snapshot holds.
-fn check_replay(
+/// with the number of tasks, not with their histories. Takes the digest of the task states
+/// where the replay stands at `newest_lsn` (also at its start).
+fn replay_log(
     dir: &Path,
-    good_snapshots: &[(u64, PathBuf)],
-    bases: Bases,
-    report: &mut VerifyReport,
-) -> bool {
+    from: ReplayFrom<'_>,
+    newest_lsn: Option<u64>,
+    digester: &Digester,
+) -> Replayed {
     let options = WalOptions {
         read_only: true,
         ..WalOptions::default()
     };
     let wal = match Wal::open(wal_dir(dir), options) {
         Ok((wal, _)) => wal,
-        Err(e) => {
-            report
-                .problems
-                .push(VerifyFinding::from_error("replay", &e));
-            return false;
-        }
+        Err(e) => return Replayed::failed(VerifyFinding::from_error("replay", &e)),
     };
     let first = wal.first_lsn();
-    let mut summary = VerifyReplaySummary::default();
-    let Bases {
-        start,
-        newest,
-        start_is_newest,
-    } = bases;
-    let mut newest_agrees = false;
     let mut state = if first <= 1 {
         CompactState::empty()
     } else {
+        let ReplayFrom {
+            start,
+            walked_first,
+            good,
+        } = from;
         // Taken while the snapshots were checked, for the start the log walk saw; when it saw
         // none (or another), the base is read again here.
-        let walked_first = report.log.as_ref().map(|l| l.first_lsn);
         let start = start.filter(|_| walked_first == Some(first));
-        newest_agrees = start_is_newest && start.is_some();
         let base = start.or_else(|| {
-            good_snapshots
-                .iter()
+            good.iter()
                 .rev()
                 .find(|(lsn, _)| lsn + 1 >= first)
                 .and_then(|(_, path)| snapshot::read(&StdStorage, path).ok())
@@ -388,7 +406,8 @@ fn check_replay(
         match base {
             Some(s) => s,
             None => {
-                report.problems.push(VerifyFinding {
+                let _ = wal.close();
+                return Replayed::failed(VerifyFinding {
                     check: "replay".into(),
                     file: Some(wal_dir(dir)),
                     offset: None,
@@ -399,19 +418,24 @@ fn check_replay(
                     torn_tail: false,
                     lost_redundancy: false,
                 });
-                return false;
             }
         }
     };
-    summary.from_snapshot_lsn = state.applied_lsn;
-    // Compared once, when the replay stands at the newest snapshot's LSN (also at the start).
-    let mut newest = newest;
-    let mut compare_at = |state: &CompactState| {
-        if let Some(n) = newest.take_if(|n| n.applied_lsn == state.applied_lsn) {
-            newest_agrees = n.same_tasks(state);
+    let mut replayed = Replayed {
+        summary: None,
+        findings: Vec::new(),
+        at_newest: None,
+    };
+    let mut summary = VerifyReplaySummary {
+        from_snapshot_lsn: state.applied_lsn,
+        ..VerifyReplaySummary::default()
+    };
+    let take_digest = |state: &CompactState, at_newest: &mut Option<Digest>| {
+        if Some(state.applied_lsn) == newest_lsn {
+            *at_newest = Some(state.digest(digester));
         }
     };
-    compare_at(&state);
+    take_digest(&state, &mut replayed.at_newest);
     let result = wal.replay(state.applied_lsn + 1, &mut |lsn, bytes| {
         state.apply_record(lsn, bytes).map_err(|e| match e {
             Error::Corrupt {
@@ -428,20 +452,20 @@ fn check_replay(
             ),
             other => other,
         })?;
-        compare_at(&state);
+        take_digest(&state, &mut replayed.at_newest);
         Ok(())
     });
     match result {
         Ok(n) => summary.events_replayed = n,
         Err(e) => {
-            newest_agrees = false;
-            report
-                .problems
+            replayed.at_newest = None;
+            replayed
+                .findings
                 .push(VerifyFinding::from_error("replay", &e));
         }
     }
     summary.tasks = state.len();
-    report.replay = Some(summary);
+    replayed.summary = Some(summary);
     let _ = wal.close();
-    newest_agrees
+    replayed
 }

@@ -11,12 +11,52 @@
 //! walks it, then drops it) and one scratch `Task`. History length does not enter:
 //! `tests/verify_memory.rs` holds that with a counting allocator.
 
+use std::hash::BuildHasher;
+
 use foldhash::HashMap;
 
 use crate::error::{Error, Result};
 use crate::store::record;
 use crate::store::state::{Held, State};
 use crate::task::{self, EventKind, Progress, Task, TaskState, Timestamp, wire};
+
+/// An order-free fingerprint of a set of (task id, state) pairs: two 64-bit sums of each
+/// pair's hash under two independently seeded hashers, and the count. Two sets with the same
+/// digest hold the same pairs but for a chance of about 2^-128 (the seeds are random per
+/// `Digester`, so no stored file can be made to collide on purpose).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Digest {
+    a: u64,
+    b: u64,
+    count: u64,
+}
+
+/// Makes [`Digest`]s comparable with each other (the same seeds for both sides).
+#[derive(Default)]
+pub(super) struct Digester {
+    a: foldhash::fast::RandomState,
+    b: foldhash::fast::RandomState,
+}
+
+impl Digester {
+    /// The digest of `pairs` (each id once).
+    pub fn of<'a>(&self, pairs: impl Iterator<Item = (&'a str, Option<TaskState>)>) -> Digest {
+        let mut d = Digest::default();
+        for pair in pairs {
+            d.a = d.a.wrapping_add(self.a.hash_one(pair));
+            d.b = d.b.wrapping_add(self.b.hash_one(pair));
+            d.count += 1;
+        }
+        d
+    }
+
+    /// The digest of a snapshot's task ids and states (removed tasks included, as `None`).
+    pub fn of_state(&self, state: &State) -> Digest {
+        self.of(state
+            .entries()
+            .map(|(id, entry)| (id, entry.task.as_ref().map(Held::state))))
+    }
+}
 
 /// Each known task id and its state (`None`: removed).
 pub(super) struct CompactState {
@@ -51,9 +91,9 @@ impl CompactState {
         }
     }
 
-    /// Whether `other` knows the same task ids, each in the same state (or removed in both).
-    pub fn same_tasks(&self, other: &CompactState) -> bool {
-        self.tasks == other.tasks
+    /// The digest of the task ids and states held (see [`Digester::of_state`]).
+    pub fn digest(&self, digester: &Digester) -> Digest {
+        digester.of(self.tasks.iter().map(|(id, state)| (&**id, *state)))
     }
 
     /// Live tasks (the figure `State::len` gives after a full replay).
@@ -142,5 +182,40 @@ fn scratch_task() -> Task {
         session: 0,
         version: 0,
         last_lsn: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A digest does not depend on the order of its pairs, and tells apart sets that differ
+    /// by one state, by one id, by a removal, or by one pair more.
+    #[test]
+    fn a_digest_is_order_free_and_tells_sets_apart() {
+        let d = Digester::default();
+        let set = [
+            ("a", Some(TaskState::Running)),
+            ("b", None),
+            ("c", Some(TaskState::Completed)),
+        ];
+        let digest = d.of(set.iter().copied());
+        assert_eq!(digest, d.of(set.iter().rev().copied()));
+        let changed = [
+            ("a", Some(TaskState::Pending)),
+            ("b", None),
+            ("c", Some(TaskState::Completed)),
+        ];
+        assert_ne!(digest, d.of(changed.iter().copied()));
+        let renamed = [
+            ("a", Some(TaskState::Running)),
+            ("B", None),
+            ("c", Some(TaskState::Completed)),
+        ];
+        assert_ne!(digest, d.of(renamed.iter().copied()));
+        let removed = [("a", Some(TaskState::Running)), ("b", None), ("c", None)];
+        assert_ne!(digest, d.of(removed.iter().copied()));
+        assert_ne!(digest, d.of(set.iter().take(2).copied()));
+        assert_eq!(d.of(std::iter::empty()), Digest::default());
     }
 }
