@@ -30,7 +30,8 @@ mod v2;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::state::State;
+use crate::store::state::{Held, State};
+use crate::task::TaskState;
 use crate::wal::{OpenMode, Storage};
 
 /// Magic bytes at the start of every snapshot.
@@ -270,6 +271,58 @@ pub fn write(storage: &dyn Storage, dir: &Path, lsn: u64, image: &[u8]) -> Resul
 /// checked; the histories of a v2 file are checked structurally only when read (see
 /// [`read_checked`]).
 pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
+    let (file, header, len) = open_checked(storage, path)?;
+    let header = header.as_slice();
+    match version(path, header)? {
+        1 => {
+            let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
+            v1::decode(path, &image)
+        }
+        _ => v2::read(path, file, header, len),
+    }
+}
+
+/// What [`read_visiting`] hands over for each task: its id and its state (`None`: removed).
+pub type TaskVisit<'v> = dyn FnMut(&str, Option<TaskState>) -> Result<()> + 'v;
+
+/// [`read_checked`] without building a state: the same checks (every history's included),
+/// each task's id and state going to `visit` as its record is read and nothing kept (what
+/// `verify` keeps of a snapshot: its memory is then the reader's window and the history
+/// block at hand, not a loaded store). Returns the snapshot's LSN. A v1 file is read whole,
+/// then visited.
+pub fn read_visiting(
+    storage: &dyn Storage,
+    path: &Path,
+    visit: &mut TaskVisit<'_>,
+) -> Result<u64> {
+    let (file, header, len) = open_checked(storage, path)?;
+    let header = header.as_slice();
+    match version(path, header)? {
+        1 => {
+            let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
+            let state = v1::decode(path, &image)?;
+            for (id, entry) in state.entries() {
+                entry
+                    .history
+                    .check()
+                    .map_err(|e| history_error(path, state.applied_lsn, id, e))?;
+                visit(id, entry.task.as_ref().map(Held::state))?;
+            }
+            Ok(state.applied_lsn)
+        }
+        _ => v2::read_visiting(path, file, header, len, &mut |lsn, id, state, history| {
+            history.check().map_err(|e| history_error(path, lsn, id, e))?;
+            visit(id, state)
+        }),
+    }
+}
+
+/// Opens the snapshot at `path`, checks its length against the limits and reads the first
+/// bytes that hold its header (fewer when the file is shorter).
+fn open_checked(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<(Box<dyn crate::wal::StorageFile>, Vec<u8>, u64)> {
     let file = storage
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
@@ -296,42 +349,45 @@ pub fn read(storage: &dyn Storage, path: &Path) -> Result<State> {
     let done = file
         .read_full_at(header, 0)
         .map_err(|e| Error::io("read", path, e))?;
-    let header = header.get(..done).unwrap_or_default();
-    match version(path, header)? {
-        1 => {
-            let image = file.read_all().map_err(|e| Error::io("read", path, e))?;
-            v1::decode(path, &image)
-        }
-        _ => v2::read(path, file, header, len),
-    }
+    let header = header.get(..done).unwrap_or_default().to_vec();
+    Ok((file, header, len))
 }
 
 /// [`read`], then a structural check of every history (what `tasklog verify` runs).
 pub fn read_checked(storage: &dyn Storage, path: &Path) -> Result<State> {
     let state = read(storage, path)?;
     for (id, entry) in state.entries() {
-        entry.history.check().map_err(|e| match e {
-            Error::Codec { reason, .. } => Error::corrupt(
-                path,
-                None,
-                Some(state.applied_lsn),
-                format!("history of {id:?}: {reason}"),
-            ),
-            Error::Corrupt {
-                file,
-                offset,
-                lsn,
-                reason,
-            } => Error::Corrupt {
-                file,
-                offset,
-                lsn,
-                reason: format!("history of {id:?}: {reason}"),
-            },
-            e => e,
-        })?;
+        entry
+            .history
+            .check()
+            .map_err(|e| history_error(path, state.applied_lsn, id, e))?;
     }
     Ok(state)
+}
+
+/// The error for the history of `id`, in the snapshot at `path` (covering `lsn`), that failed
+/// its check with `e`: named by the task.
+fn history_error(path: &Path, lsn: u64, id: &str, e: Error) -> Error {
+    match e {
+        Error::Codec { reason, .. } => Error::corrupt(
+            path,
+            None,
+            Some(lsn),
+            format!("history of {id:?}: {reason}"),
+        ),
+        Error::Corrupt {
+            file,
+            offset,
+            lsn,
+            reason,
+        } => Error::Corrupt {
+            file,
+            offset,
+            lsn,
+            reason: format!("history of {id:?}: {reason}"),
+        },
+        e => e,
+    }
 }
 
 /// Decodes a snapshot image held in memory; `path` is for error messages.

@@ -308,13 +308,27 @@ fn check_snapshots(
     // `replay_log`); only that one's states are kept for it.
     let covers = |lsn: u64| log_first.is_some_and(|first| first > 1 && lsn + 1 >= first);
     for (i, f) in files.into_iter().enumerate() {
-        let ok = match snapshot::read_checked(&StdStorage, &f.path) {
-            Ok(state) => {
-                if i == 0 {
-                    checked.newest = Some((f.lsn, digester.of_state(&state)));
+        // Read with every check an open makes and more (every history), keeping per task only
+        // its id and state, and only what the replay needs: no snapshot is loaded whole.
+        let mut digest = (i == 0).then(Digest::default);
+        let mut start = covers(f.lsn).then(CompactState::empty);
+        let read = snapshot::read_visiting(&StdStorage, &f.path, &mut |id, state| {
+            if let Some(d) = &mut digest {
+                digester.add(d, id, state);
+            }
+            if let Some(s) = &mut start {
+                s.insert(id, state);
+            }
+            Ok(())
+        });
+        let ok = match read {
+            Ok(lsn) => {
+                if let Some(d) = digest {
+                    checked.newest = Some((f.lsn, d));
                 }
-                if covers(f.lsn) {
-                    checked.start = Some(CompactState::from_state(&state));
+                if let Some(mut s) = start {
+                    s.applied_lsn = lsn;
+                    checked.start = Some(s);
                 }
                 true
             }

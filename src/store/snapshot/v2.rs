@@ -16,6 +16,7 @@ mod sink;
 mod window;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
 use window::{Source, Window};
@@ -373,6 +374,40 @@ pub fn read(
     prefix: &[u8],
     file_len: u64,
 ) -> Result<State> {
+    read_with(path, file, prefix, file_len, |path, h, window, arena, checked| {
+        records::decode(path, h, window, arena, checked)
+    })
+}
+
+/// [`read`], but nothing is built: each record's id, state and history go to `visit`
+/// (`records::visit`, what `verify` keeps of a snapshot). Returns the snapshot's LSN.
+pub fn read_visiting(
+    path: &Path,
+    file: Box<dyn StorageFile>,
+    prefix: &[u8],
+    file_len: u64,
+    visit: &mut records::Visit<'_>,
+) -> Result<u64> {
+    read_with(path, file, prefix, file_len, |path, h, window, arena, checked| {
+        records::visit(path, h, window, arena, checked, visit).map(|()| h.lsn)
+    })
+}
+
+/// What [`read`] and [`read_visiting`] share: the header, the history section's index and its
+/// CRC checked on a second thread while `decode` reads the tasks section.
+fn read_with<T>(
+    path: &Path,
+    file: Box<dyn StorageFile>,
+    prefix: &[u8],
+    file_len: u64,
+    decode: impl FnOnce(
+        &Path,
+        &Header,
+        Window<'_>,
+        &Arc<Arena>,
+        &mut dyn FnMut() -> Result<()>,
+    ) -> Result<T>,
+) -> Result<T> {
     let h = Header::decode(path, prefix, file_len)?;
     let arena = match h.version {
         2 => Arena::on_disk(path, h.history_offset(), h.history_len, file),
@@ -400,11 +435,14 @@ pub fn read(
         let history = std::thread::Builder::new()
             .name("tasklog-snapshot-crc".into())
             .spawn_scoped(scope, || check_section_streaming(path, file, h));
-        records::decode(path, h, window, &arena, || match history {
+        let mut history = Some(history);
+        let mut history_checked = || match history.take() {
             // A panic there is one here, as if the check had run here.
-            Ok(checking) => checking.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => check_section_streaming(path, file, h),
-        })
+            Some(Ok(checking)) => checking.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Some(Err(_)) => check_section_streaming(path, file, h),
+            None => Ok(()),
+        };
+        decode(path, h, window, &arena, &mut history_checked)
     })
 }
 

@@ -42,19 +42,18 @@ impl Digester {
     /// The digest of `pairs` (each id once).
     pub fn of<'a>(&self, pairs: impl Iterator<Item = (&'a str, Option<TaskState>)>) -> Digest {
         let mut d = Digest::default();
-        for pair in pairs {
-            d.a = d.a.wrapping_add(self.a.hash_one(pair));
-            d.b = d.b.wrapping_add(self.b.hash_one(pair));
-            d.count += 1;
+        for (id, state) in pairs {
+            self.add(&mut d, id, state);
         }
         d
     }
 
-    /// The digest of a snapshot's task ids and states (removed tasks included, as `None`).
-    pub fn of_state(&self, state: &State) -> Digest {
-        self.of(state
-            .entries()
-            .map(|(id, entry)| (id, entry.task.as_ref().map(Held::state))))
+    /// Adds the pair (`id`, `state`) to `d` (each id once).
+    pub fn add(&self, d: &mut Digest, id: &str, state: Option<TaskState>) {
+        let pair = (id, state);
+        d.a = d.a.wrapping_add(self.a.hash_one(pair));
+        d.b = d.b.wrapping_add(self.b.hash_one(pair));
+        d.count += 1;
     }
 }
 
@@ -79,16 +78,18 @@ impl CompactState {
 
     /// What the checks need from a snapshot's state (which the caller then drops).
     pub fn from_state(state: &State) -> Self {
-        let mut tasks = HashMap::default();
-        tasks.reserve(state.entries().size_hint().0);
+        let mut compact = CompactState::empty();
+        compact.tasks.reserve(state.entries().size_hint().0);
         for (id, entry) in state.entries() {
-            tasks.insert(Box::from(id), entry.task.as_ref().map(Held::state));
+            compact.insert(id, entry.task.as_ref().map(Held::state));
         }
-        CompactState {
-            tasks,
-            scratch: scratch_task(),
-            applied_lsn: state.applied_lsn,
-        }
+        compact.applied_lsn = state.applied_lsn;
+        compact
+    }
+
+    /// Adds a task read from a snapshot (each id once; set `applied_lsn` to the snapshot's).
+    pub fn insert(&mut self, id: &str, state: Option<TaskState>) {
+        self.tasks.insert(Box::from(id), state);
     }
 
     /// The digest of the task ids and states held (see [`Digester::of_state`]).

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::store::history::{Arena, History};
 use crate::store::state::{Builder, Given, Held, Keys, State};
 use crate::store::task_record::{TaskV2, TaskV2Ref};
-use crate::task::wire;
+use crate::task::{TaskState, wire};
 
 /// One task id: its history's place in the history section, then (docs/format.md) an option
 /// tag, 0 for a removed task or 1 followed by the live task's record (`TaskV2`). The two are
@@ -38,9 +38,10 @@ pub const TASK_PRESENT: u8 = 1;
 /// The option tag of a removed task (no record follows).
 pub const TASK_ABSENT: u8 = 0;
 
-/// What `State::load` takes for one id: the id, the task as the state holds it with what the
-/// indexes key it by, and the history.
-type Loaded<'a> = (&'a str, Option<(Held, Keys<'a>)>, History);
+/// One record decoded: the id, its task in the form the reader asked for (`T`: for an open,
+/// the task as the state holds it with what the indexes key it by; for `verify`, its state
+/// once checked) or `None` when removed, and the history.
+type Loaded<'a, T> = (&'a str, Option<T>, History);
 /// What follows the records: idempotency keys (request id, task id) and closed sessions.
 type Tail = (Vec<(String, String)>, Vec<u64>);
 
@@ -83,11 +84,12 @@ impl Records<'_> {
     /// length. Nothing of `self` changes unless it succeeds, so a short read can be retried
     /// with more bytes. Postcard reads a record front to back, so bytes cut short either
     /// decode exactly as the whole record would or end it with `DeserializeUnexpectedEnd`.
-    fn next_record<'b>(
+    fn next_record<'b, T>(
         &mut self,
         bytes: &'b [u8],
         at: u64,
-    ) -> std::result::Result<(Loaded<'b>, usize), Miss> {
+        form: impl FnOnce(&str, &TaskV2Ref<'b>, &'b [u8]) -> Result<T>,
+    ) -> std::result::Result<(Loaded<'b, T>, usize), Miss> {
         let at = HEADER_LEN as u64 + at;
         let (r, rest): (RecordHeadV2<'b>, _) =
             postcard::take_from_bytes(bytes).map_err(|e| self.undecodable(at, e))?;
@@ -129,7 +131,7 @@ impl Records<'_> {
                 .map_err(|e| bad(format!("task {:?}: {e}", r.id)))?;
         let task = match task {
             Some((t, record)) => Some(
-                held(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?,
+                form(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?,
             ),
             None => None,
         };
@@ -191,6 +193,18 @@ fn held<'a>(id: &str, t: &TaskV2Ref<'a>, record: &[u8]) -> Result<(Held, Keys<'a
     Ok((held, t.keys(state)))
 }
 
+/// The state of the task of record `record`, after the same checks as [`held`] (a finished
+/// task's record checked to decode, a live one decoded), keeping nothing.
+fn checked_state(id: &str, t: &TaskV2Ref<'_>, record: &[u8]) -> Result<TaskState> {
+    let state = wire::v1::state_from_code(t.state_code())?;
+    if state.is_terminal() {
+        t.check()?;
+    } else {
+        drop(TaskV2::decode(record, id)?);
+    }
+    Ok(state)
+}
+
 /// Decodes the tasks section read through `window` into a state whose histories point into
 /// `arena`, checking the section's CRC (`history_checked` checks the history section's) with
 /// the same precedence as when both were checked before decoding: a section that fails its
@@ -234,7 +248,7 @@ fn decode_records(
     state.defer_ids();
     let mut indexes = Builder::with_capacity(records_to_reserve(header.records, header.tasks_len));
     while records.left > 0 {
-        match records.next_record(window.bytes(), window.at()) {
+        match records.next_record(window.bytes(), window.at(), held) {
             Ok(((id, task, history), len)) => {
                 let (task, keys) = task.unzip();
                 let slot = state.load(id, task, history);
@@ -258,6 +272,60 @@ fn decode_records(
     state.request_ids = request_ids.into_iter().collect();
     state.closed_sessions = closed_sessions.into_iter().collect();
     Ok(state)
+}
+
+/// What [`visit`] hands over for each record: the snapshot's LSN, the task's id, its state
+/// (`None`: removed), and its history (pointing into the snapshot's history section).
+pub type Visit<'v> = dyn FnMut(u64, &str, Option<TaskState>, &History) -> Result<()> + 'v;
+
+/// Reads the tasks section through `window` as [`decode`] does, with the same checks and the
+/// same precedence of the sections' CRCs, but builds no state: each record's id, state and
+/// history go to `visit` (what `verify` keeps of a snapshot), then are dropped. An error from
+/// `visit` stops the read; it is reported after the CRC checks, as a record's error is.
+pub fn visit(
+    path: &Path,
+    header: &Header,
+    mut window: Window<'_>,
+    arena: &Arc<Arena>,
+    history_checked: impl FnOnce() -> Result<()>,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let visited = visit_records(path, header, &mut window, arena, visit);
+    let crc = window.finish_crc()?;
+    header.check_tasks_crc(path, crc)?;
+    history_checked()?;
+    visited
+}
+
+fn visit_records(
+    path: &Path,
+    header: &Header,
+    window: &mut Window<'_>,
+    arena: &Arc<Arena>,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
+    let mut records = Records {
+        path,
+        header,
+        arena,
+        left: header.records,
+        history_next: 0,
+        previous: None,
+    };
+    while records.left > 0 {
+        match records.next_record(window.bytes(), window.at(), checked_state) {
+            Ok(((id, state, history), len)) => {
+                visit(header.lsn, id, state, &history)?;
+                window.consume(len);
+                records.left -= 1;
+            }
+            Err(Miss::Short(_)) if !window.all_read() => window.more()?,
+            Err(Miss::Short(e) | Miss::Bad(e)) => return Err(e),
+        }
+    }
+    window.fill()?;
+    records.finish(window)?;
+    Ok(())
 }
 
 /// Bytes of tasks section per record reserved for up front. The header's record count is only
