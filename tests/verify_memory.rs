@@ -5,7 +5,8 @@
 //! the progress events of the first (about 8x the log). `verify` on each must find nothing
 //! and its peak above the baseline must be the same within a margin: holding whole tasks and
 //! histories (what a store open keeps, and what verify's replay kept before issue 20), or a
-//! whole log, would make the second peak several times the first.
+//! whole log, would make the second peak several times the first. A third store has a
+//! snapshot: verify's peak per task must be the replay's ids and states, not a loaded store.
 
 use std::sync::atomic::Ordering;
 
@@ -84,5 +85,39 @@ fn verify_peak_does_not_grow_with_history_length() {
         long_peak <= short_peak + margin,
         "verify's peak grew with history length: {short_peak} B for a {short_log} B log, \
          {long_peak} B for a {long_log} B log"
+    );
+}
+
+/// With a snapshot, verify reads it without loading it (`snapshot::read_visiting`): its peak
+/// grows with the tasks by the replay's compact states (an id and a state each, about 100
+/// bytes), not by a loaded store state (each task held, its history's place, the id table
+/// and the indexes: several hundred bytes). Its peak per task must stay under 200 bytes.
+#[test]
+fn verify_of_a_snapshot_holds_ids_and_states_not_a_loaded_store() {
+    let _alone = alone();
+    const TASKS: usize = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    build(dir.path(), TASKS, 2);
+    let store = StoreOptions::new().open(dir.path()).expect("open");
+    store.snapshot().expect("snapshot");
+    store.close().expect("close");
+    drop(store);
+    let (peak, report) = verify_peak(dir.path());
+    assert!(
+        report.ok && report.problems.is_empty(),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(report.snapshots.len(), 1);
+    let replay = report.replay.as_ref().expect("replayed");
+    assert!(
+        replay.from_snapshot_lsn > 0,
+        "the replay starts from the snapshot"
+    );
+    let per_task = peak / TASKS;
+    eprintln!("verify of a {TASKS}-task snapshot: peak {peak} B, {per_task} B per task");
+    assert!(
+        per_task < 200,
+        "verify's peak is {per_task} B per task: a loaded store, not ids and states"
     );
 }
