@@ -66,7 +66,19 @@ enum Miss {
     Bad(Error),
 }
 
-impl Records<'_> {
+impl<'a> Records<'a> {
+    /// Before the first record of the tasks section `header` describes.
+    fn new(path: &'a Path, header: &'a Header, arena: &'a Arc<Arena>) -> Self {
+        Records {
+            path,
+            header,
+            arena,
+            left: header.records,
+            history_next: 0,
+            previous: None,
+        }
+    }
+
     fn corrupt(&self, at: u64, reason: String) -> Error {
         Error::corrupt(self.path, Some(at), Some(self.header.lsn), reason)
     }
@@ -217,10 +229,22 @@ pub fn decode(
     history_checked: impl FnOnce() -> Result<()>,
 ) -> Result<State> {
     let decoded = decode_records(path, header, &mut window, arena);
+    after_crcs(path, header, window, history_checked, decoded)
+}
+
+/// What reading the records gave (`read`), once both sections' CRCs are checked: a section
+/// that fails its CRC is reported as such, whatever the decoding made of its bytes.
+fn after_crcs<T>(
+    path: &Path,
+    header: &Header,
+    window: Window<'_>,
+    history_checked: impl FnOnce() -> Result<()>,
+    read: Result<T>,
+) -> Result<T> {
     let crc = window.finish_crc()?;
     header.check_tasks_crc(path, crc)?;
     history_checked()?;
-    decoded
+    read
 }
 
 fn decode_records(
@@ -229,14 +253,7 @@ fn decode_records(
     window: &mut Window<'_>,
     arena: &Arc<Arena>,
 ) -> Result<State> {
-    let mut records = Records {
-        path,
-        header,
-        arena,
-        left: header.records,
-        history_next: 0,
-        previous: None,
-    };
+    let mut records = Records::new(path, header, arena);
     let mut state = State::default();
     state.applied_lsn = header.lsn;
     state.reserve(records_to_reserve(header.records, header.tasks_len));
@@ -291,10 +308,7 @@ pub fn visit(
     visit: &mut Visit<'_>,
 ) -> Result<()> {
     let visited = visit_records(path, header, &mut window, arena, visit);
-    let crc = window.finish_crc()?;
-    header.check_tasks_crc(path, crc)?;
-    history_checked()?;
-    visited
+    after_crcs(path, header, window, history_checked, visited)
 }
 
 fn visit_records(
@@ -304,14 +318,7 @@ fn visit_records(
     arena: &Arc<Arena>,
     visit: &mut Visit<'_>,
 ) -> Result<()> {
-    let mut records = Records {
-        path,
-        header,
-        arena,
-        left: header.records,
-        history_next: 0,
-        previous: None,
-    };
+    let mut records = Records::new(path, header, arena);
     while records.left > 0 {
         match records.next_record(window.bytes(), window.at(), checked_state) {
             Ok(((id, state, history), len)) => {
