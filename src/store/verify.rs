@@ -150,7 +150,6 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
     check_log(dir, &mut report)?;
     let log_first = report.log.as_ref().map(|l| l.first_lsn);
     let files = snapshot::list(&StdStorage, &snapshot_dir(dir))?;
-    let newest_lsn = files.first().map(|f| f.lsn);
     let digester = Digester::default();
     phase("checking snapshots");
     let mut checked = check_snapshots(files, log_first, &digester, &mut report);
@@ -160,13 +159,15 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
         walked_first: log_first,
         good: &checked.good,
     };
+    // The replay's states where the newest snapshot stands (its header's LSN, where an open
+    // would start from it), against that snapshot's.
+    let newest_lsn = checked.newest.map(|(lsn, _)| lsn);
     let replayed = replay_log(dir, from, newest_lsn, &digester);
     report.problems.extend(replayed.findings);
     report.replay = replayed.summary;
-    // The replay's states where the newest snapshot stands, against that snapshot's.
     let newest_agrees = checked
         .newest
-        .is_some_and(|(lsn, digest)| Some(lsn) == newest_lsn && replayed.at_newest == Some(digest));
+        .is_some_and(|(_, digest)| replayed.at_newest == Some(digest));
     if open_repeats_replay(&report, newest_agrees) {
         // NOTE: a read-only open would load the newest snapshot (checked above, by a reader
         // that checks more than the open's) and replay the records after it through the same
@@ -286,8 +287,9 @@ struct CheckedSnapshots {
     /// first, when the log does not start at LSN 1 (the replay starts from it): taken as it
     /// was checked, so that no snapshot is read twice.
     start: Option<CompactState>,
-    /// The newest snapshot's LSN and the digest of its task states, when it is good: an open
-    /// would start from it, so the replay's states are compared with these at its LSN.
+    /// The newest snapshot's LSN (its header's) and the digest of its task states, when it is
+    /// good: an open would start from it, so the replay's states are compared with these at
+    /// that LSN.
     newest: Option<(u64, Digest)>,
 }
 
@@ -324,7 +326,7 @@ fn check_snapshots(
         let ok = match read {
             Ok(lsn) => {
                 if let Some(d) = digest {
-                    checked.newest = Some((f.lsn, d));
+                    checked.newest = Some((lsn, d));
                 }
                 if let Some(mut s) = start {
                     s.applied_lsn = lsn;
