@@ -152,7 +152,7 @@ pub fn verify(dir: &Path, phase: &mut dyn FnMut(&str)) -> crate::Result<VerifyRe
     let files = snapshot::list(&StdStorage, &snapshot_dir(dir))?;
     let digester = Digester::default();
     phase("checking snapshots");
-    let mut checked = check_snapshots(files, log_first, &digester, &mut report);
+    let mut checked = check_snapshots(&files, log_first, &digester, &mut report);
     phase("replaying");
     let from = ReplayFrom {
         start: checked.start.take(),
@@ -296,7 +296,7 @@ struct CheckedSnapshots {
 /// Checks every snapshot in `files` (newest first), keeping what the replay needs
 /// (`CheckedSnapshots`); `log_first` is the log's first LSN, when the log walk got that far.
 fn check_snapshots(
-    files: Vec<snapshot::SnapshotFile>,
+    files: &[snapshot::SnapshotFile],
     log_first: Option<u64>,
     digester: &Digester,
     report: &mut VerifyReport,
@@ -309,48 +309,96 @@ fn check_snapshots(
     // The oldest good snapshot that covers the log's start is the replay's base (see
     // `replay_log`); only that one's states are kept for it.
     let covers = |lsn: u64| log_first.is_some_and(|first| first > 1 && lsn + 1 >= first);
-    for (i, f) in files.into_iter().enumerate() {
-        // Read with every check an open makes and more (every history), keeping per task only
-        // its id and state, and only what the replay needs: no snapshot is loaded whole.
-        let mut digest = (i == 0).then(Digest::default);
-        let mut start = covers(f.lsn).then(CompactState::empty);
-        let read = snapshot::read_visiting(&StdStorage, &f.path, &mut |id, state| {
-            if let Some(d) = &mut digest {
-                digester.add(d, id, state);
+    let read = |i: usize, f: &snapshot::SnapshotFile| {
+        read_snapshot(&f.path, i == 0, covers(f.lsn), digester)
+    };
+    // NOTE: two at a time, the second on another thread: a read keeps only ids and states
+    // (no loaded store), so checking two at once costs little memory, and a store keeps two
+    // snapshots by default (docs/benchmarks.md, "Snapshots read without a store state").
+    let mut at = 0;
+    for pair in files.chunks(2) {
+        let reads: Vec<SnapshotRead> = std::thread::scope(|scope| {
+            let second = pair.get(1).map(|f| {
+                std::thread::Builder::new()
+                    .name("tasklog-verify-snapshot".into())
+                    .spawn_scoped(scope, move || read(at + 1, f))
+            });
+            let mut reads = vec![read(at, &pair[0])];
+            match (second, pair.get(1)) {
+                (Some(Ok(handle)), _) => reads.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                ),
+                // No thread: read here.
+                (Some(Err(_)), Some(f)) => reads.push(read(at + 1, f)),
+                _ => {}
             }
-            if let Some(s) = &mut start {
-                s.insert(id, state);
-            }
-            Ok(())
+            reads
         });
-        let ok = match read {
-            Ok(lsn) => {
-                if let Some(d) = digest {
-                    checked.newest = Some((lsn, d));
+        for (f, r) in pair.iter().zip(reads) {
+            let ok = match r.read {
+                Ok(lsn) => {
+                    if let Some(d) = r.digest {
+                        checked.newest = Some((lsn, d));
+                    }
+                    if let Some(mut s) = r.start {
+                        s.applied_lsn = lsn;
+                        checked.start = Some(s);
+                    }
+                    true
                 }
-                if let Some(mut s) = start {
-                    s.applied_lsn = lsn;
-                    checked.start = Some(s);
+                Err(e) => {
+                    let mut finding = VerifyFinding::from_error("snapshot", &e);
+                    finding.file.get_or_insert_with(|| f.path.clone());
+                    report.problems.push(finding);
+                    false
                 }
-                true
+            };
+            if ok {
+                checked.good.push((f.lsn, f.path.clone()));
             }
-            Err(e) => {
-                let mut finding = VerifyFinding::from_error("snapshot", &e);
-                finding.file.get_or_insert_with(|| f.path.clone());
-                report.problems.push(finding);
-                false
-            }
-        };
-        if ok {
-            checked.good.push((f.lsn, f.path.clone()));
+            report.snapshots.push(VerifySnapshotSummary {
+                file: f.path.clone(),
+                lsn: f.lsn,
+                ok,
+            });
         }
-        report.snapshots.push(VerifySnapshotSummary {
-            file: f.path,
-            lsn: f.lsn,
-            ok,
-        });
+        at += pair.len();
     }
     checked
+}
+
+/// One snapshot read for `check_snapshots`: its LSN or why it was refused, and what was kept
+/// of it.
+struct SnapshotRead {
+    read: crate::Result<u64>,
+    /// The digest of its task states (the newest snapshot's only).
+    digest: Option<Digest>,
+    /// Its task states (a snapshot the replay may start from).
+    start: Option<CompactState>,
+}
+
+/// Reads the snapshot at `path` with every check (`snapshot::read_visiting`), keeping per task
+/// only its id and state, and only what the replay needs: the digest when `newest`, the
+/// states when `start`.
+fn read_snapshot(path: &Path, newest: bool, start: bool, digester: &Digester) -> SnapshotRead {
+    let mut digest = newest.then(Digest::default);
+    let mut start = start.then(CompactState::empty);
+    let read = snapshot::read_visiting(&StdStorage, path, &mut |id, state| {
+        if let Some(d) = &mut digest {
+            digester.add(d, id, state);
+        }
+        if let Some(s) = &mut start {
+            s.insert(id, state);
+        }
+        Ok(())
+    });
+    SnapshotRead {
+        read,
+        digest,
+        start,
+    }
 }
 
 /// Where the replay starts when the log does not start at LSN 1: the oldest good snapshot
