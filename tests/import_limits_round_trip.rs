@@ -63,9 +63,13 @@ fn leaf() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// Text that is never blank: it is also the title, and the store refuses a
+/// title of only white space (CI drew `" "` once).
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
-        "\\PC{1,16}",
+        "\\PC{1,16}".prop_filter("a title needs a non-space character", |s| {
+            !s.trim().is_empty()
+        }),
         Just("tab\there\nnewline \"quoted\" \\ \u{0}".to_string()),
     ]
 }
