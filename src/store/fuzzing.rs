@@ -49,8 +49,8 @@ pub fn decode_snapshot_bytes(data: &[u8]) -> Result<usize> {
 /// The tasks' ids and states of a snapshot file read by `snapshot::read_visiting` (what
 /// `verify` reads) and by `snapshot::read_checked` (a whole state, every history checked) must
 /// be the same verdict: both refused, or both read with the same ids and states. Panics
-/// otherwise. (Where a file has two faults the two may name different ones: a record is
-/// visited, history checked, before the next one is read.)
+/// otherwise. (Where a file has two faults the two may name different ones: a task is
+/// visited before a damaged history found beside the read is reported.)
 pub fn visiting_agrees_with_a_checked_read(data: &[u8]) {
     let sim = SimStorage::new(1);
     let path = Path::new("/snapshots/fuzz.snap");

@@ -24,6 +24,7 @@
 //! segments below the oldest kept snapshot can be removed without losing the audit trail.
 
 pub(crate) mod blocks;
+mod history_checks;
 mod v1;
 mod v2;
 
@@ -288,7 +289,9 @@ pub type TaskVisit<'v> = dyn FnMut(&str, Option<TaskState>) -> Result<()> + 'v;
 /// [`read_checked`] without building a state: the same checks (every history's included),
 /// each task's id and state going to `visit` as its record is read and nothing kept (what
 /// `verify` keeps of a snapshot: its memory is then the reader's window and the history
-/// block at hand, not a loaded store). Returns the snapshot's LSN. A v1 file is read whole,
+/// block at hand, not a loaded store). The histories are checked on a second thread as the
+/// records name them; a damaged one is reported once the records are read, unless they fail
+/// first (`read_checked`'s precedence). Returns the snapshot's LSN. A v1 file is read whole,
 /// then visited.
 pub fn read_visiting(
     storage: &dyn Storage,
@@ -310,10 +313,16 @@ pub fn read_visiting(
             }
             Ok(state.applied_lsn)
         }
-        _ => v2::read_visiting(path, file, header, len, &mut |lsn, id, state, history| {
-            history.check().map_err(|e| history_error(path, lsn, id, e))?;
-            visit(id, state)
-        }),
+        // The histories are checked on a second core as the records name them.
+        _ => history_checks::beside(
+            |lsn, id, history| history.check().map_err(|e| history_error(path, lsn, id, e)),
+            |hand_over| {
+                v2::read_visiting(path, file, header, len, &mut |lsn, id, state, history| {
+                    hand_over(lsn, id, history);
+                    visit(id, state)
+                })
+            },
+        ),
     }
 }
 

@@ -1,0 +1,160 @@
+//! Checking a snapshot's histories on a second thread while its tasks section is read on.
+//!
+//! What `verify` pays for a snapshot beyond an open is mostly this check: every history's
+//! blocks decompressed and its entries walked, where an open reads none of them. The records
+//! name each history as they are read, so the checks can follow them in file order on another
+//! core (docs/benchmarks.md, "verify with snapshots").
+
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
+
+use crate::error::Result;
+use crate::store::history::History;
+
+/// Histories handed over at a time: one channel operation per batch, not per task.
+const BATCH_LEN: usize = 512;
+
+/// Batches in flight before the reader waits for the checker: bounds the memory to a few
+/// thousand histories' handles (about 50 bytes each), whatever the snapshot's size.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// One history to check: the snapshot's LSN and the task's id name it in an error.
+type Item = (u64, Box<str>, History);
+
+/// Runs `read`, which hands each history it meets to the closure it is given; each is checked
+/// with `check` on a second thread (here if no thread can be started). The result is the
+/// read's error if it failed, else the first history's error in the order handed over, else
+/// the read's value: the precedence of a read followed by a check of every history
+/// (`snapshot::read_checked`). A failed check does not stop the read; the damage is reported
+/// when it ends.
+pub fn beside<T>(
+    check: impl Fn(u64, &str, &History) -> Result<()> + Sync,
+    read: impl FnOnce(&mut dyn FnMut(u64, &str, &History)) -> Result<T>,
+) -> Result<T> {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = sync_channel::<Vec<Item>>(BATCHES_IN_FLIGHT);
+        let check = &check;
+        let checker = std::thread::Builder::new()
+            .name("tasklog-history-check".into())
+            .spawn_scoped(scope, move || -> Result<()> {
+                // Returning drops the receiver: the reader's sends then fail and it stops
+                // handing histories over.
+                for batch in receiver {
+                    for (lsn, id, history) in batch {
+                        check(lsn, &id, &history)?;
+                    }
+                }
+                Ok(())
+            });
+        let Ok(checker) = checker else {
+            let mut first = Ok(());
+            let read = read(&mut |lsn, id, history| {
+                if first.is_ok() {
+                    first = check(lsn, id, history);
+                }
+            });
+            return read.and_then(|value| first.map(|()| value));
+        };
+        let mut handing = Handing {
+            sender: Some(sender),
+            batch: Vec::with_capacity(BATCH_LEN),
+        };
+        let read = read(&mut |lsn, id, history| handing.push((lsn, id.into(), history.clone())));
+        handing.flush();
+        drop(handing);
+        // A panic there is one here, as if the check had run here.
+        let checked = checker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        read.and_then(|value| checked.map(|()| value))
+    })
+}
+
+/// The reader's side: the batch being filled, and the channel (gone once the checker stopped).
+struct Handing {
+    sender: Option<SyncSender<Vec<Item>>>,
+    batch: Vec<Item>,
+}
+
+impl Handing {
+    fn push(&mut self, item: Item) {
+        if self.sender.is_none() {
+            return;
+        }
+        self.batch.push(item);
+        if self.batch.len() == BATCH_LEN {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_LEN));
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(sender) = &self.sender {
+            if sender.send(batch).is_err() {
+                // The checker found damage and stopped: nothing more to hand over.
+                self.sender = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn bad(reason: &str) -> Error {
+        Error::corrupt(Path::new("s"), None, None, reason.to_string())
+    }
+
+    /// Reads `n` histories, the ones in `damaged` failing their check.
+    fn run(n: u64, damaged: &[u64], read_fails: bool) -> (Result<u64>, Vec<u64>) {
+        let checked = std::sync::Mutex::new(Vec::new());
+        let result = beside(
+            |lsn, _, _| {
+                checked.lock().unwrap().push(lsn);
+                if damaged.contains(&lsn) {
+                    return Err(bad(&format!("history {lsn}")));
+                }
+                Ok(())
+            },
+            |hand_over| {
+                for lsn in 0..n {
+                    hand_over(lsn, "t", &History::default());
+                }
+                if read_fails {
+                    return Err(bad("the read"));
+                }
+                Ok(n)
+            },
+        );
+        (result, checked.into_inner().unwrap())
+    }
+
+    #[test]
+    fn every_history_is_checked_in_order() {
+        let n = BATCH_LEN as u64 * 3 + 7;
+        let (result, checked) = run(n, &[], false);
+        assert_eq!(result.unwrap(), n);
+        assert_eq!(checked, (0..n).collect::<Vec<_>>(), "the partial last batch too");
+    }
+
+    #[test]
+    fn the_first_damaged_history_is_reported_and_checks_stop() {
+        let n = BATCH_LEN as u64 * 20;
+        let (result, checked) = run(n, &[700, 900], false);
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("history 700"), "{e}");
+        assert_eq!(checked.last(), Some(&700), "nothing is checked after the damage");
+    }
+
+    #[test]
+    fn a_failed_read_takes_precedence_over_a_damaged_history() {
+        let (result, _) = run(10, &[3], true);
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("the read"), "{e}");
+    }
+}
