@@ -306,6 +306,43 @@ impl Span {
     }
 }
 
+/// Where a history lies in a snapshot's history section: its bytes `start..end` (uncompressed)
+/// and its event count, checked against the section's length ([`Place::new`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    start: usize,
+    end: usize,
+    count: u32,
+}
+
+impl Place {
+    /// The `count` events at `arena[start..start + len]`. Only the bounds are checked here
+    /// (cheap); the entries are checked when they are read.
+    pub fn new(arena: &Arena, start: u64, len: u64, count: u32) -> Result<Place> {
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= arena.len() as u64)
+            .ok_or_else(|| {
+                bad(format!(
+                    "history bytes {start}+{len} lie outside the {}-byte history section",
+                    arena.len()
+                ))
+            })?;
+        // Every entry has a header, so `count` can only be this large if the bytes are there.
+        if u64::from(count) > len / ENTRY_HEADER_LEN as u64 || (count == 0) != (len == 0) {
+            return Err(bad(format!(
+                "{count} events cannot fill a {len}-byte history"
+            )));
+        }
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("offset too large".into()));
+        Ok(Place {
+            start: to_usize(start)?,
+            end: to_usize(end)?,
+            count,
+        })
+    }
+}
+
 /// The encoded history of one task.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -690,23 +727,12 @@ impl History {
     /// A history whose `count` events are `arena[start..start + len]`, read in place. Only
     /// the bounds are checked here (cheap); the entries are checked when they are read.
     pub fn from_shared(arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<Self> {
-        let end = start
-            .checked_add(len)
-            .filter(|&end| end <= arena.len() as u64)
-            .ok_or_else(|| {
-                bad(format!(
-                    "history bytes {start}+{len} lie outside the {}-byte history section",
-                    arena.len()
-                ))
-            })?;
-        // Every entry has a header, so `count` can only be this large if the bytes are there.
-        if u64::from(count) > len / ENTRY_HEADER_LEN as u64 || (count == 0) != (len == 0) {
-            return Err(bad(format!(
-                "{count} events cannot fill a {len}-byte history"
-            )));
-        }
-        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("offset too large".into()));
-        let (start, end) = (to_usize(start)?, to_usize(end)?);
+        Ok(History::from_place(arena, Place::new(arena, start, len, count)?))
+    }
+
+    /// The history at `place` of `arena`, read in place.
+    pub fn from_place(arena: &Arc<Arena>, place: Place) -> Self {
+        let Place { start, end, count } = place;
         let parts = match Span::new(start, end) {
             Some(span) => Parts::InSnapshot(Arc::clone(arena), span),
             None => Parts::Loaded(Box::new(Loaded {
@@ -718,7 +744,7 @@ impl History {
                 own: Vec::new(),
             })),
         };
-        Ok(History { parts, count })
+        History { parts, count }
     }
 
     /// Frees spare capacity (after a bulk load).
@@ -758,14 +784,27 @@ impl History {
         self.check_count(seen)
     }
 
-    fn check_count(&self, seen: u64) -> Result<()> {
-        if seen == u64::from(self.count) {
-            return Ok(());
+    /// [`History::check`] of the history at `place` of `arena`, without making the history:
+    /// no `Arc` of the arena is taken. (`verify` checks every history of a snapshot this way
+    /// on a second thread; an `Arc` cloned by the reader and dropped by the checker is a
+    /// count both threads write, task after task.)
+    pub fn check_place(arena: &Arena, place: Place) -> Result<()> {
+        let bytes = arena.read(place.start, place.end)?;
+        let mut seen = 0u64;
+        for entry in entries(&bytes) {
+            entry.map_err(|(at, reason)| damaged_entry(arena, place.start + at, reason))?;
+            seen += 1;
         }
-        let reason = format!(
-            "history holds {seen} events, its record says {}",
-            self.count
-        );
+        match count_mismatch(seen, place.count) {
+            Some(reason) => Err(arena.corrupt_at(place.start, reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_count(&self, seen: u64) -> Result<()> {
+        let Some(reason) = count_mismatch(seen, self.count) else {
+            return Ok(());
+        };
         Err(match self.shared() {
             Some(s) => s.arena.corrupt_at(s.start, reason),
             None => bad(reason),
@@ -778,12 +817,10 @@ impl History {
         &'a self,
         shared: &'a [u8],
     ) -> impl Iterator<Item = Result<RawEntry<'a>>> + 'a {
-        let located = self.shared().map(|s| (s.arena, s.start));
+        let located = self.shared().map(|s| (&**s.arena, s.start));
         let shared = entries(shared).map(move |entry| {
             entry.map_err(|(at, reason)| match located {
-                Some((arena, start)) => {
-                    arena.corrupt_at(start + at, format!("damaged history entry: {reason}"))
-                }
+                Some((arena, start)) => damaged_entry(arena, start + at, reason),
                 None => bad(reason),
             })
         });
@@ -1023,6 +1060,17 @@ fn details(kind: &EventKind) -> Value {
     }
 }
 
+/// A history entry at uncompressed byte `at` of `arena` that does not decode.
+fn damaged_entry(arena: &Arena, at: usize, reason: String) -> Error {
+    arena.corrupt_at(at, format!("damaged history entry: {reason}"))
+}
+
+/// Why a history of `seen` entries disagrees with the `count` its record gives, if it does.
+fn count_mismatch(seen: u64, count: u32) -> Option<String> {
+    (seen != u64::from(count))
+        .then(|| format!("history holds {seen} events, its record says {count}"))
+}
+
 fn bad(reason: String) -> Error {
     Error::Codec {
         what: "task history".into(),
@@ -1213,6 +1261,39 @@ mod tests {
         let arena = arena_of(&original);
         let h = History::from_shared(&arena, 0, arena.len() as u64, 1).unwrap();
         assert!(h.check().unwrap_err().is_corruption());
+    }
+
+    /// `check_place` (no history made, what `verify` runs on its second thread) gives the
+    /// same verdict and the same error as `check` of the history at that place, for every
+    /// byte of a history section set to each of a few values, and for counts off by one.
+    #[test]
+    fn checking_a_place_is_checking_its_history() {
+        let clean = bytes_of(&owned(1..4));
+        let (mut cases, mut refused) = (0, 0);
+        for at in 0..clean.len() {
+            for value in [0u8, 1, 7, 0xff] {
+                let mut bytes = clean.clone();
+                bytes[at] = value;
+                let len = bytes.len() as u64;
+                let arena = Arena::new(Path::new("x.snap"), 1000, bytes.into());
+                for count in [2, 3, 4] {
+                    let Ok(place) = Place::new(&arena, 0, len, count) else {
+                        continue;
+                    };
+                    let by_place = History::check_place(&arena, place).map_err(|e| e.to_string());
+                    let by_history = History::from_place(&arena, place)
+                        .check()
+                        .map_err(|e| e.to_string());
+                    assert_eq!(by_place, by_history, "byte {at} = {value}, count {count}");
+                    cases += 1;
+                    refused += usize::from(by_place.is_err());
+                }
+            }
+        }
+        assert!(cases > 100 && refused > cases / 2, "{refused} of {cases} refused");
+        let arena = arena_of(&owned(1..4));
+        let place = Place::new(&arena, 0, arena.len() as u64, 3).unwrap();
+        assert!(History::check_place(&arena, place).is_ok(), "the clean history checks");
     }
 
     /// A history of positions only (`InLog`) grows past its first room, keeps every entry in

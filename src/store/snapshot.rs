@@ -313,16 +313,7 @@ pub fn read_visiting(
             }
             Ok(state.applied_lsn)
         }
-        // The histories are checked on a second core as the records name them.
-        _ => history_checks::beside(
-            |lsn, id, history| history.check().map_err(|e| history_error(path, lsn, id, e)),
-            |hand_over| {
-                v2::read_visiting(path, file, header, len, &mut |lsn, id, state, history| {
-                    hand_over(lsn, id, history);
-                    visit(id, state)
-                })
-            },
-        ),
+        _ => v2::read_visiting(path, file, header, len, visit),
     }
 }
 

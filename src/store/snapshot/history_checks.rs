@@ -5,34 +5,30 @@
 //! name each history as they are read, so the checks can follow them in file order on another
 //! core (docs/benchmarks.md, "verify with snapshots").
 
-use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
 use crate::error::Result;
-use crate::store::history::History;
 
 /// Histories handed over at a time: one channel operation per batch, not per task.
 const BATCH_LEN: usize = 512;
 
 /// Batches in flight before the reader waits for the checker: bounds the memory to a few
-/// thousand histories' handles (about 50 bytes each), whatever the snapshot's size.
+/// thousand histories' places and ids, whatever the snapshot's size.
 const BATCHES_IN_FLIGHT: usize = 4;
 
-/// One history to check: the snapshot's LSN and the task's id name it in an error.
-type Item = (u64, Box<str>, History);
-
-/// Runs `read`, which hands each history it meets to the closure it is given; each is checked
-/// with `check` on a second thread (here if no thread can be started). The result is the
+/// Runs `read`, which hands each history it meets (`I`: what names and places it) to the
+/// closure it is given; each is checked with `check` on a second thread (here if no thread
+/// can be started). The result is the
 /// read's error if it failed, else the first history's error in the order handed over, else
 /// the read's value: the precedence of a read followed by a check of every history
 /// (`snapshot::read_checked`). A failed check does not stop the read; the damage is reported
 /// when it ends.
-pub fn beside<T>(
-    check: impl Fn(u64, &str, &History) -> Result<()> + Sync,
-    read: impl FnOnce(&mut dyn FnMut(u64, &str, &History)) -> Result<T>,
+pub fn beside<I: Send, T>(
+    check: impl Fn(I) -> Result<()> + Sync,
+    read: impl FnOnce(&mut dyn FnMut(I)) -> Result<T>,
 ) -> Result<T> {
     std::thread::scope(|scope| {
-        let (sender, receiver) = sync_channel::<Vec<Item>>(BATCHES_IN_FLIGHT);
+        let (sender, receiver) = sync_channel::<Vec<I>>(BATCHES_IN_FLIGHT);
         let check = &check;
         let checker = std::thread::Builder::new()
             .name("tasklog-history-check".into())
@@ -40,17 +36,17 @@ pub fn beside<T>(
                 // Returning drops the receiver: the reader's sends then fail and it stops
                 // handing histories over.
                 for batch in receiver {
-                    for (lsn, id, history) in batch {
-                        check(lsn, &id, &history)?;
+                    for item in batch {
+                        check(item)?;
                     }
                 }
                 Ok(())
             });
         let Ok(checker) = checker else {
             let mut first = Ok(());
-            let read = read(&mut |lsn, id, history| {
+            let read = read(&mut |item| {
                 if first.is_ok() {
-                    first = check(lsn, id, history);
+                    first = check(item);
                 }
             });
             return read.and_then(|value| first.map(|()| value));
@@ -59,7 +55,7 @@ pub fn beside<T>(
             sender: Some(sender),
             batch: Vec::with_capacity(BATCH_LEN),
         };
-        let read = read(&mut |lsn, id, history| handing.push((lsn, id.into(), history.clone())));
+        let read = read(&mut |item| handing.push(item));
         handing.flush();
         drop(handing);
         // A panic there is one here, as if the check had run here.
@@ -71,13 +67,13 @@ pub fn beside<T>(
 }
 
 /// The reader's side: the batch being filled, and the channel (gone once the checker stopped).
-struct Handing {
-    sender: Option<SyncSender<Vec<Item>>>,
-    batch: Vec<Item>,
+struct Handing<I> {
+    sender: Option<SyncSender<Vec<I>>>,
+    batch: Vec<I>,
 }
 
-impl Handing {
-    fn push(&mut self, item: Item) {
+impl<I> Handing<I> {
+    fn push(&mut self, item: I) {
         if self.sender.is_none() {
             return;
         }
@@ -92,17 +88,19 @@ impl Handing {
         if batch.is_empty() {
             return;
         }
-        if let Some(sender) = &self.sender {
-            if sender.send(batch).is_err() {
-                // The checker found damage and stopped: nothing more to hand over.
-                self.sender = None;
-            }
+        if let Some(sender) = &self.sender
+            && sender.send(batch).is_err()
+        {
+            // The checker found damage and stopped: nothing more to hand over.
+            self.sender = None;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::error::Error;
 
@@ -114,7 +112,7 @@ mod tests {
     fn run(n: u64, damaged: &[u64], read_fails: bool) -> (Result<u64>, Vec<u64>) {
         let checked = std::sync::Mutex::new(Vec::new());
         let result = beside(
-            |lsn, _, _| {
+            |lsn: u64| {
                 checked.lock().unwrap().push(lsn);
                 if damaged.contains(&lsn) {
                     return Err(bad(&format!("history {lsn}")));
@@ -123,7 +121,7 @@ mod tests {
             },
             |hand_over| {
                 for lsn in 0..n {
-                    hand_over(lsn, "t", &History::default());
+                    hand_over(lsn);
                 }
                 if read_fails {
                     return Err(bad("the read"));

@@ -379,14 +379,15 @@ pub fn read(
     })
 }
 
-/// [`read`], but nothing is built: each record's id, state and history go to `visit`
-/// (`records::visit`, what `verify` keeps of a snapshot). Returns the snapshot's LSN.
+/// [`read`], but nothing is built: each record's id and state go to `visit`, and every
+/// history is checked (`records::visit`, what `verify` keeps of a snapshot). Returns the
+/// snapshot's LSN.
 pub fn read_visiting(
     path: &Path,
     file: Box<dyn StorageFile>,
     prefix: &[u8],
     file_len: u64,
-    visit: &mut records::Visit<'_>,
+    visit: &mut super::TaskVisit<'_>,
 ) -> Result<u64> {
     read_with(path, file, prefix, file_len, |path, h, window, arena, checked| {
         records::visit(path, h, window, arena, checked, visit).map(|()| h.lsn)

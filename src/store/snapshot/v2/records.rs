@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::window::Window;
 use super::{HEADER_LEN, Header};
 use crate::error::{Error, Result};
-use crate::store::history::{Arena, History};
+use crate::store::history::{Arena, History, Place};
+use crate::store::snapshot::{self, TaskVisit, history_checks};
 use crate::store::state::{Builder, Given, Held, Keys, State};
 use crate::store::task_record::{TaskV2, TaskV2Ref};
 use crate::task::{TaskState, wire};
@@ -40,8 +41,8 @@ pub const TASK_ABSENT: u8 = 0;
 
 /// One record decoded: the id, its task in the form the reader asked for (`T`: for an open,
 /// the task as the state holds it with what the indexes key it by; for `verify`, its state
-/// once checked) or `None` when removed, and the history.
-type Loaded<'a, T> = (&'a str, Option<T>, History);
+/// once checked) or `None` when removed, and where its history lies.
+type Loaded<'a, T> = (&'a str, Option<T>, Place);
 /// What follows the records: idempotency keys (request id, task id) and closed sessions.
 type Tail = (Vec<(String, String)>, Vec<u64>);
 
@@ -138,9 +139,8 @@ impl<'a> Records<'a> {
                 r.id, r.history_offset, self.history_next
             )));
         }
-        let history =
-            History::from_shared(self.arena, r.history_offset, r.history_len, r.history_count)
-                .map_err(|e| bad(format!("task {:?}: {e}", r.id)))?;
+        let history = Place::new(self.arena, r.history_offset, r.history_len, r.history_count)
+            .map_err(|e| bad(format!("task {:?}: {e}", r.id)))?;
         let task = match task {
             Some((t, record)) => Some(
                 form(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?,
@@ -266,9 +266,9 @@ fn decode_records(
     let mut indexes = Builder::with_capacity(records_to_reserve(header.records, header.tasks_len));
     while records.left > 0 {
         match records.next_record(window.bytes(), window.at(), held) {
-            Ok(((id, task, history), len)) => {
+            Ok(((id, task, place), len)) => {
                 let (task, keys) = task.unzip();
-                let slot = state.load(id, task, history);
+                let slot = state.load(id, task, History::from_place(arena, place));
                 if let Some(keys) = keys {
                     indexes.push(slot, keys);
                 }
@@ -291,23 +291,27 @@ fn decode_records(
     Ok(state)
 }
 
-/// What [`visit`] hands over for each record: the snapshot's LSN, the task's id, its state
-/// (`None`: removed), and its history (pointing into the snapshot's history section).
-pub type Visit<'v> = dyn FnMut(u64, &str, Option<TaskState>, &History) -> Result<()> + 'v;
-
 /// Reads the tasks section through `window` as [`decode`] does, with the same checks and the
-/// same precedence of the sections' CRCs, but builds no state: each record's id, state and
-/// history go to `visit` (what `verify` keeps of a snapshot), then are dropped. An error from
-/// `visit` stops the read; it is reported after the CRC checks, as a record's error is.
+/// same precedence of the sections' CRCs, but builds no state: each record's id and state go
+/// to `visit` (what `verify` keeps of a snapshot), then are dropped. Every history is checked
+/// too, on a second thread as the records name them (`history_checks`). An error from `visit`
+/// stops the read; it is reported after the CRC checks, as a record's error is, and a damaged
+/// history after both.
 pub fn visit(
     path: &Path,
     header: &Header,
     mut window: Window<'_>,
     arena: &Arc<Arena>,
     history_checked: impl FnOnce() -> Result<()>,
-    visit: &mut Visit<'_>,
+    visit: &mut TaskVisit<'_>,
 ) -> Result<()> {
-    let visited = visit_records(path, header, &mut window, arena, visit);
+    let visited = history_checks::beside(
+        |(id, place): (Box<str>, Place)| {
+            History::check_place(arena, place)
+                .map_err(|e| snapshot::history_error(path, header.lsn, &id, e))
+        },
+        |hand_over| visit_records(path, header, &mut window, arena, hand_over, visit),
+    );
     after_crcs(path, header, window, history_checked, visited)
 }
 
@@ -316,13 +320,15 @@ fn visit_records(
     header: &Header,
     window: &mut Window<'_>,
     arena: &Arc<Arena>,
-    visit: &mut Visit<'_>,
+    hand_over: &mut dyn FnMut((Box<str>, Place)),
+    visit: &mut TaskVisit<'_>,
 ) -> Result<()> {
     let mut records = Records::new(path, header, arena);
     while records.left > 0 {
         match records.next_record(window.bytes(), window.at(), checked_state) {
-            Ok(((id, state, history), len)) => {
-                visit(header.lsn, id, state, &history)?;
+            Ok(((id, state, place), len)) => {
+                hand_over((id.into(), place));
+                visit(id, state)?;
                 window.consume(len);
                 records.left -= 1;
             }
