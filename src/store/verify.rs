@@ -384,20 +384,20 @@ struct SnapshotRead {
 /// states when `start`.
 fn read_snapshot(path: &Path, newest: bool, start: bool, digester: &Digester) -> SnapshotRead {
     let mut digest = newest.then(Digest::default);
-    let mut start = start.then(CompactState::empty);
+    let mut start = start.then(Vec::new);
     let read = snapshot::read_visiting(&StdStorage, path, &mut |id, state| {
         if let Some(d) = &mut digest {
             digester.add(d, id, state);
         }
         if let Some(s) = &mut start {
-            s.insert(id, state);
+            s.push((Box::from(id), state));
         }
         Ok(())
     });
     SnapshotRead {
         read,
         digest,
-        start,
+        start: start.map(CompactState::from_snapshot),
     }
 }
 

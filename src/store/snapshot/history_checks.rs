@@ -16,19 +16,19 @@ const BATCH_LEN: usize = 512;
 /// thousand histories' places and ids, whatever the snapshot's size.
 const BATCHES_IN_FLIGHT: usize = 4;
 
-/// Runs `read`, which hands each history it meets (`I`: what names and places it) to the
-/// closure it is given; each is checked with `check` on a second thread (here if no thread
-/// can be started). The result is the
+/// Runs `read`, which hands each history it meets (its task's id, and `I`: where it is) to
+/// the closure it is given; each is checked with `check` on a second thread (here if no
+/// thread can be started). The result is the
 /// read's error if it failed, else the first history's error in the order handed over, else
 /// the read's value: the precedence of a read followed by a check of every history
 /// (`snapshot::read_checked`). A failed check does not stop the read; the damage is reported
 /// when it ends.
 pub fn beside<I: Send, T>(
-    check: impl Fn(I) -> Result<()> + Sync,
-    read: impl FnOnce(&mut dyn FnMut(I)) -> Result<T>,
+    check: impl Fn(&str, I) -> Result<()> + Sync,
+    read: impl FnOnce(&mut dyn FnMut(&str, I)) -> Result<T>,
 ) -> Result<T> {
     std::thread::scope(|scope| {
-        let (sender, receiver) = sync_channel::<Vec<I>>(BATCHES_IN_FLIGHT);
+        let (sender, receiver) = sync_channel::<Batch<I>>(BATCHES_IN_FLIGHT);
         let check = &check;
         let checker = std::thread::Builder::new()
             .name("tasklog-history-check".into())
@@ -36,26 +36,28 @@ pub fn beside<I: Send, T>(
                 // Returning drops the receiver: the reader's sends then fail and it stops
                 // handing histories over.
                 for batch in receiver {
-                    for item in batch {
-                        check(item)?;
+                    let mut id_start = 0;
+                    for (id_end, item) in batch.items {
+                        check(batch.ids.get(id_start..id_end).unwrap_or_default(), item)?;
+                        id_start = id_end;
                     }
                 }
                 Ok(())
             });
         let Ok(checker) = checker else {
             let mut first = Ok(());
-            let read = read(&mut |item| {
+            let read = read(&mut |id, item| {
                 if first.is_ok() {
-                    first = check(item);
+                    first = check(id, item);
                 }
             });
             return read.and_then(|value| first.map(|()| value));
         };
         let mut handing = Handing {
             sender: Some(sender),
-            batch: Vec::with_capacity(BATCH_LEN),
+            batch: Batch::default(),
         };
-        let read = read(&mut |item| handing.push(item));
+        let read = read(&mut |id, item| handing.push(id, item));
         handing.flush();
         drop(handing);
         // A panic there is one here, as if the check had run here.
@@ -66,26 +68,43 @@ pub fn beside<I: Send, T>(
     })
 }
 
+/// Histories handed over together: their tasks' ids one after another in `ids` (one
+/// allocation per batch, not one per task), and each history with where its id ends.
+struct Batch<I> {
+    ids: String,
+    items: Vec<(usize, I)>,
+}
+
+impl<I> Default for Batch<I> {
+    fn default() -> Self {
+        Batch {
+            ids: String::with_capacity(BATCH_LEN * 16),
+            items: Vec::with_capacity(BATCH_LEN),
+        }
+    }
+}
+
 /// The reader's side: the batch being filled, and the channel (gone once the checker stopped).
 struct Handing<I> {
-    sender: Option<SyncSender<Vec<I>>>,
-    batch: Vec<I>,
+    sender: Option<SyncSender<Batch<I>>>,
+    batch: Batch<I>,
 }
 
 impl<I> Handing<I> {
-    fn push(&mut self, item: I) {
+    fn push(&mut self, id: &str, item: I) {
         if self.sender.is_none() {
             return;
         }
-        self.batch.push(item);
-        if self.batch.len() == BATCH_LEN {
+        self.batch.ids.push_str(id);
+        self.batch.items.push((self.batch.ids.len(), item));
+        if self.batch.items.len() == BATCH_LEN {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_LEN));
-        if batch.is_empty() {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.items.is_empty() {
             return;
         }
         if let Some(sender) = &self.sender
@@ -112,7 +131,8 @@ mod tests {
     fn run(n: u64, damaged: &[u64], read_fails: bool) -> (Result<u64>, Vec<u64>) {
         let checked = std::sync::Mutex::new(Vec::new());
         let result = beside(
-            |lsn: u64| {
+            |id: &str, lsn: u64| {
+                assert_eq!(id, format!("t{lsn}"), "each history comes with its own id");
                 checked.lock().unwrap().push(lsn);
                 if damaged.contains(&lsn) {
                     return Err(bad(&format!("history {lsn}")));
@@ -121,7 +141,7 @@ mod tests {
             },
             |hand_over| {
                 for lsn in 0..n {
-                    hand_over(lsn);
+                    hand_over(&format!("t{lsn}"), lsn);
                 }
                 if read_fails {
                     return Err(bad("the read"));

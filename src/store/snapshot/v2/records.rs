@@ -306,9 +306,9 @@ pub fn visit(
     visit: &mut TaskVisit<'_>,
 ) -> Result<()> {
     let visited = history_checks::beside(
-        |(id, place): (Box<str>, Place)| {
+        |id, place| {
             History::check_place(arena, place)
-                .map_err(|e| snapshot::history_error(path, header.lsn, &id, e))
+                .map_err(|e| snapshot::history_error(path, header.lsn, id, e))
         },
         |hand_over| visit_records(path, header, &mut window, arena, hand_over, visit),
     );
@@ -320,14 +320,14 @@ fn visit_records(
     header: &Header,
     window: &mut Window<'_>,
     arena: &Arc<Arena>,
-    hand_over: &mut dyn FnMut((Box<str>, Place)),
+    hand_over: &mut dyn FnMut(&str, Place),
     visit: &mut TaskVisit<'_>,
 ) -> Result<()> {
     let mut records = Records::new(path, header, arena);
     while records.left > 0 {
         match records.next_record(window.bytes(), window.at(), checked_state) {
             Ok(((id, state, place), len)) => {
-                hand_over((id.into(), place));
+                hand_over(id, place);
                 visit(id, state)?;
                 window.consume(len);
                 records.left -= 1;
