@@ -78,14 +78,16 @@ fn an_expired_lease_is_interrupted_as_failed_by_default() {
     store.submit(NewTask::new("short").id("short")).unwrap();
     store.submit(NewTask::new("long").id("long")).unwrap();
     store.submit(NewTask::new("free").id("free")).unwrap();
-    store.claim("short", "w1", 30).unwrap();
     store.claim("long", "w1", 60_000).unwrap();
     store.start("free").unwrap(); // running without a lease: never expires
+    // Claimed last, with a lease long enough that a slow fdatasync or a paused thread on a
+    // loaded machine does not expire it before the first check (30 ms once did not suffice).
+    store.claim("short", "w1", 1000).unwrap();
     assert_eq!(
         store.recover_expired_leases().unwrap(),
         Vec::<String>::new()
     );
-    std::thread::sleep(Duration::from_millis(80));
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(store.recover_expired_leases().unwrap(), ["short"]);
     let t = store.get("short").unwrap();
     assert_eq!(t.state, TaskState::Failed);
