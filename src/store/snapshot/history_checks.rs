@@ -3,7 +3,7 @@
 //! What `verify` pays for a snapshot beyond an open is mostly this check: every history's
 //! blocks decompressed and its entries walked, where an open reads none of them. The records
 //! name each history as they are read, so the checks can follow them in file order on another
-//! core (docs/benchmarks.md, "verify with snapshots").
+//! core (docs/benchmarks.md, "Histories checked on a second thread").
 
 use std::sync::mpsc::{sync_channel, SyncSender};
 
@@ -18,11 +18,10 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Runs `read`, which hands each history it meets (its task's id, and `I`: where it is) to
 /// the closure it is given; each is checked with `check` on a second thread (here if no
-/// thread can be started). The result is the
-/// read's error if it failed, else the first history's error in the order handed over, else
-/// the read's value: the precedence of a read followed by a check of every history
-/// (`snapshot::read_checked`). A failed check does not stop the read; the damage is reported
-/// when it ends.
+/// thread can be started). The result is the read's error if it failed, else the first
+/// history's error in the order handed over, else the read's value: the precedence of a read
+/// followed by a check of every history (`snapshot::read_checked`). A failed check does not
+/// stop the read; the damage is reported when it ends.
 pub fn beside<I: Send, T>(
     check: impl Fn(&str, I) -> Result<()> + Sync,
     read: impl FnOnce(&mut dyn FnMut(&str, I)) -> Result<T>,
