@@ -13,21 +13,57 @@ mod follow;
 #[doc(hidden)]
 #[cfg(feature = "testing")]
 pub mod fuzzing;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod history;
 testing_pub_mod!(history);
 mod import_staged;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod kinds;
 testing_pub_mod!(kinds);
 pub mod log;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod mutation;
 testing_pub_mod!(mutation);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod options;
 testing_pub_mod!(options);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod query;
 testing_pub_mod!(query);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod record;
 testing_pub_mod!(record);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod recovery;
 testing_pub_mod!(recovery);
 pub mod repair;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod snapshot;
 testing_pub_mod!(snapshot);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod state;
 testing_pub_mod!(state);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod stats;
 testing_pub_mod!(stats);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod subscribe;
 testing_pub_mod!(subscribe);
 mod task_record;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod unique;
 testing_pub_mod!(unique);
 pub mod verify;
 mod view;

@@ -44,24 +44,45 @@ use crate::error::{Error, Result};
 
 mod background;
 mod flusher;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod frame;
 testing_pub_mod!(frame);
 #[doc(hidden)]
 #[cfg(feature = "testing")]
 pub mod fuzzing;
 mod group_commit;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod lock;
 testing_pub_mod!(lock);
 mod options;
 pub(crate) mod os;
 mod read_at;
 mod recovery;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod repair;
 testing_pub_mod!(repair);
 mod replay;
 mod retention;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod segment;
 testing_pub_mod!(segment);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod sim;
 testing_pub_mod!(sim);
 mod staging;
 mod stats;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod storage;
 testing_pub_mod!(storage);
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+pub(crate) mod verify;
 testing_pub_mod!(verify);
 
 pub use frame::RECORD_BYTES_MAX;
