@@ -198,7 +198,11 @@ impl Arena {
             };
             let raw = blocks.raw_range(i);
             let upto = end.min(raw.end);
-            out.extend_from_slice(block.get(at - raw.start..upto - raw.start).unwrap_or_default());
+            out.extend_from_slice(
+                block
+                    .get(at - raw.start..upto - raw.start)
+                    .unwrap_or_default(),
+            );
             at = upto;
         }
         Ok(Cow::Owned(out))
@@ -727,7 +731,10 @@ impl History {
     /// A history whose `count` events are `arena[start..start + len]`, read in place. Only
     /// the bounds are checked here (cheap); the entries are checked when they are read.
     pub fn from_shared(arena: &Arc<Arena>, start: u64, len: u64, count: u32) -> Result<Self> {
-        Ok(History::from_place(arena, Place::new(arena, start, len, count)?))
+        Ok(History::from_place(
+            arena,
+            Place::new(arena, start, len, count)?,
+        ))
     }
 
     /// The history at `place` of `arena`, read in place.
@@ -986,8 +993,18 @@ fn refs(bytes: &[u8]) -> impl Iterator<Item = Result<(u64, &[u8], usize), String
             return Err("truncated history position".to_string());
         }
         states(header)?;
-        let lsn = u64::from_le_bytes(header.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default());
-        let len = u32::from_le_bytes(header.get(10..14).and_then(|b| b.try_into().ok()).unwrap_or_default());
+        let lsn = u64::from_le_bytes(
+            header
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default(),
+        );
+        let len = u32::from_le_bytes(
+            header
+                .get(10..14)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default(),
+        );
         Ok((lsn, header, len as usize))
     })
 }
@@ -1123,7 +1140,10 @@ mod tests {
         let original = owned(1..4);
         let arena = arena_of(&original);
         let mut h = History::from_shared(&arena, 0, arena.len() as u64, 3).unwrap();
-        assert!(matches!(h.parts, Parts::InSnapshot(..)), "unboxed until it grows");
+        assert!(
+            matches!(h.parts, Parts::InSnapshot(..)),
+            "unboxed until it grows"
+        );
         assert_eq!(h.heap_bytes(), 0);
         assert_eq!(h.events().unwrap(), original.events().unwrap());
         assert_eq!(h.byte_len(), original.byte_len());
@@ -1159,17 +1179,24 @@ mod tests {
         section.resize(Blocks::first_block_at(raw.len() as u64) as usize, 0);
         section.extend_from_slice(&raw);
         blocks::compress_in_place(&mut section, 0, raw.len() as u64).unwrap();
-        let index = Blocks::read_index(Path::new("x.snap"), 64, section.len() as u64, &mut |at, buf| {
-            buf.copy_from_slice(&section[at as usize..at as usize + buf.len()]);
-            Ok(())
-        })
+        let index = Blocks::read_index(
+            Path::new("x.snap"),
+            64,
+            section.len() as u64,
+            &mut |at, buf| {
+                buf.copy_from_slice(&section[at as usize..at as usize + buf.len()]);
+                Ok(())
+            },
+        )
         .unwrap();
         let block_bytes = BLOCK_BYTES as u64;
         assert!(raw.len() as u64 > 3 * block_bytes, "several blocks");
         let arena = Arena::in_blocks(Path::new("x.snap"), 64, Ok(section.into()), index);
         let kept = |arena: &Arena| {
             let (_, last) = arena.blocks.as_ref().unwrap();
-            last.lock().as_ref().map(|(i, block)| (*i, Arc::clone(block)))
+            last.lock()
+                .as_ref()
+                .map(|(i, block)| (*i, Arc::clone(block)))
         };
         let mut straddling = 0;
         for (h, &(start, len)) in histories.iter().zip(&places) {
@@ -1180,10 +1207,16 @@ mod tests {
             if start / block_bytes != (start + len - 1) / block_bytes {
                 straddling += 1;
             } else if let Some((i, block)) = before.filter(|(i, _)| *i == after.0) {
-                assert!(Arc::ptr_eq(&block, &after.1), "block {i} decompressed again");
+                assert!(
+                    Arc::ptr_eq(&block, &after.1),
+                    "block {i} decompressed again"
+                );
             }
         }
-        assert!(straddling >= 3, "{straddling} histories straddle a boundary");
+        assert!(
+            straddling >= 3,
+            "{straddling} histories straddle a boundary"
+        );
     }
 
     /// A span packs any start a snapshot can have with lengths below 2^28; a longer history
@@ -1192,7 +1225,12 @@ mod tests {
     fn a_span_holds_its_bounds_or_is_refused() {
         let max_start = (SNAPSHOT_BYTES_MAX - 1) as usize;
         let max_len = (1 << SPAN_LEN_BITS) - 1;
-        for (start, end) in [(0, 0), (0, max_len), (max_start, max_start + max_len), (7, 9)] {
+        for (start, end) in [
+            (0, 0),
+            (0, max_len),
+            (max_start, max_start + max_len),
+            (7, 9),
+        ] {
             let span = Span::new(start, end).unwrap();
             assert_eq!((span.start(), span.end()), (start, end));
         }
@@ -1206,7 +1244,10 @@ mod tests {
         assert_eq!(h.byte_len(), len as usize);
         // Boxed or not, a history with no bytes of its own keeps later events' positions.
         let running = Some(TaskState::Running);
-        assert!(h.push_ref(u64::MAX, running, running, 10), "positions, not bytes");
+        assert!(
+            h.push_ref(u64::MAX, running, running, 10),
+            "positions, not bytes"
+        );
         assert!(matches!(h.parts, Parts::Logged(_)));
         assert_eq!(h.byte_len(), len as usize + ENTRY_HEADER_LEN + 10);
         let h = History::from_shared(&arena, 8, len - 1, 1).unwrap();
@@ -1290,10 +1331,16 @@ mod tests {
                 }
             }
         }
-        assert!(cases > 100 && refused > cases / 2, "{refused} of {cases} refused");
+        assert!(
+            cases > 100 && refused > cases / 2,
+            "{refused} of {cases} refused"
+        );
         let arena = arena_of(&owned(1..4));
         let place = Place::new(&arena, 0, arena.len() as u64, 3).unwrap();
-        assert!(History::check_place(&arena, place).is_ok(), "the clean history checks");
+        assert!(
+            History::check_place(&arena, place).is_ok(),
+            "the clean history checks"
+        );
     }
 
     /// A history of positions only (`InLog`) grows past its first room, keeps every entry in
@@ -1306,25 +1353,42 @@ mod tests {
         // Past 24 entries the room doubles to 48 (672 bytes): enough spare for `shrink` to cut.
         let n = 4 * HISTORY_EVENTS_INITIAL as u64 + 1;
         for lsn in 1..=n {
-            let from = if lsn == 1 { Some(TaskState::Pending) } else { running };
+            let from = if lsn == 1 {
+                Some(TaskState::Pending)
+            } else {
+                running
+            };
             assert!(h.push_ref(lsn, from, running, 10 + lsn as usize));
         }
-        assert!(matches!(h.parts, Parts::InLog(_)), "positions only, unboxed");
+        assert!(
+            matches!(h.parts, Parts::InLog(_)),
+            "positions only, unboxed"
+        );
         assert_eq!(h.len() as u64, n);
         let expected: Vec<HistoryStep> = (1..=n)
             .map(|lsn| HistoryStep {
                 lsn,
-                from: if lsn == 1 { Some(TaskState::Pending) } else { running },
+                from: if lsn == 1 {
+                    Some(TaskState::Pending)
+                } else {
+                    running
+                },
                 to: running,
             })
             .collect();
         assert_eq!(h.steps().unwrap(), expected);
         assert_eq!(h.last_start_lsn(), Some(1));
         h.check().unwrap();
-        let logged: usize = (1..=n).map(|lsn| ENTRY_HEADER_LEN + 10 + lsn as usize).sum();
+        let logged: usize = (1..=n)
+            .map(|lsn| ENTRY_HEADER_LEN + 10 + lsn as usize)
+            .sum();
         assert_eq!(h.byte_len(), logged);
         h.shrink();
-        assert_eq!(h.heap_bytes(), n as usize * ENTRY_HEADER_LEN, "shrunk to its entries");
+        assert_eq!(
+            h.heap_bytes(),
+            n as usize * ENTRY_HEADER_LEN,
+            "shrunk to its entries"
+        );
         assert_eq!(h.steps().unwrap(), expected);
         // A snapshot wrote the first 5 events: the positions of the others stay.
         let mut written = Vec::new();
@@ -1334,7 +1398,10 @@ mod tests {
         let upto = fill.get(5).unwrap().at;
         let arena = Arena::new(Path::new("x.snap"), 0, written[..upto].to_vec().into());
         h.rebase(&arena, 0, upto as u64, 5).unwrap();
-        assert!(matches!(h.parts, Parts::Logged(_)), "a snapshot part, then positions");
+        assert!(
+            matches!(h.parts, Parts::Logged(_)),
+            "a snapshot part, then positions"
+        );
         assert_eq!(h.len() as u64, n);
         let steps: Vec<u64> = h.steps().unwrap().iter().map(|s| s.lsn).collect();
         assert_eq!(steps, (1..=n).collect::<Vec<_>>());

@@ -610,9 +610,7 @@ fn run_scan(state: &State, q: &Query) -> Page {
         .entries_by_slot()
         .filter_map(|(slot, id, entry)| {
             let t = entry.get()?;
-            q.filter
-                .matches(&t)
-                .then(|| (sort_time(&t, key), id, slot))
+            q.filter.matches(&t).then(|| (sort_time(&t, key), id, slot))
         })
         .filter(|(ms, id, _)| after.is_none_or(|a| cmp(&(*ms, id), &a) == Ordering::Greater))
         .collect();
@@ -667,13 +665,9 @@ pub(crate) fn matching_keys(state: &State, filter: &Filter) -> Vec<(i64, String)
     if constrains_only_states(filter) {
         return keys.map(|((ms, id), _)| (*ms, id.to_string())).collect();
     }
-    keys.filter(|(_, slot)| {
-        state
-            .task_at(**slot)
-            .is_some_and(|t| filter.matches(&t))
-    })
-    .map(|((ms, id), _)| (*ms, id.to_string()))
-    .collect()
+    keys.filter(|(_, slot)| state.task_at(**slot).is_some_and(|t| filter.matches(&t)))
+        .map(|((ms, id), _)| (*ms, id.to_string()))
+        .collect()
 }
 
 fn constrains_only_states(f: &Filter) -> bool {

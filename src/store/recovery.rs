@@ -380,7 +380,11 @@ fn fetch_kept_snapshot(storage: &dyn crate::wal::Storage, snaps: &Path, log: &dy
 }
 
 /// The log must continue exactly where the snapshot ends: no gap below, nothing missing above.
-fn check_snapshot_fits_log(wal: &dyn super::Log, report: &RecoveryReport, dir: &Path) -> Result<()> {
+fn check_snapshot_fits_log(
+    wal: &dyn super::Log,
+    report: &RecoveryReport,
+    dir: &Path,
+) -> Result<()> {
     let first = wal.first_lsn();
     let next = wal.next_lsn();
     let snap = report.snapshot_lsn;

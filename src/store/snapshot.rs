@@ -198,7 +198,12 @@ pub fn open_history_section(
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
     // The file was written by this build: format v3, histories in blocks.
-    let blocks = v2::read_index(path, file.as_ref(), layout.history_offset, layout.history_len)?;
+    let blocks = v2::read_index(
+        path,
+        file.as_ref(),
+        layout.history_offset,
+        layout.history_len,
+    )?;
     Ok(crate::store::history::Arena::in_blocks(
         path,
         layout.history_offset,
@@ -293,11 +298,7 @@ pub type TaskVisit<'v> = dyn FnMut(&str, Option<TaskState>) -> Result<()> + 'v;
 /// records name them; a damaged one is reported once the records are read, unless they fail
 /// first (`read_checked`'s precedence). Returns the snapshot's LSN. A v1 file is read whole,
 /// then visited.
-pub fn read_visiting(
-    storage: &dyn Storage,
-    path: &Path,
-    visit: &mut TaskVisit<'_>,
-) -> Result<u64> {
+pub fn read_visiting(storage: &dyn Storage, path: &Path, visit: &mut TaskVisit<'_>) -> Result<u64> {
     let (file, header, len) = open_checked(storage, path)?;
     let header = header.as_slice();
     match version(path, header)? {

@@ -15,8 +15,8 @@
 mod check;
 mod held;
 mod ids;
-mod memory;
 mod index;
+mod memory;
 
 use std::sync::Arc;
 
@@ -27,10 +27,10 @@ use super::record::{self, Record};
 use crate::error::{Error, Result};
 use crate::task::{self, Event, EventKind, Task, TaskState, wire};
 pub use held::{Head, Held, TaskRef};
-pub use index::{CreatedKey, IdKey, Ordered};
 use ids::IdTable;
-use index::{Facts, Indexes};
 pub use index::{Builder, Given, Keys};
+pub use index::{CreatedKey, IdKey, Ordered};
+use index::{Facts, Indexes};
 pub use memory::MemoryUse;
 
 /// One task id: the task while it exists, and its audit trail, which outlives it.
@@ -80,7 +80,9 @@ pub struct State {
 fn id_of<'s>(slots: &'s [Entry]) -> impl Fn(u32) -> &'s str {
     |slot| {
         let entry = slots.get(slot as usize);
-        &entry.expect("the id table names slots of the state").shared_id
+        &entry
+            .expect("the id table names slots of the state")
+            .shared_id
     }
 }
 
@@ -316,7 +318,10 @@ impl State {
     /// empty state: its ids are distinct (its reader checks that they ascend), and nothing
     /// looks an id up until the load ends.
     pub fn defer_ids(&mut self) {
-        debug_assert!(self.slots.is_empty(), "ids are deferred from an empty state");
+        debug_assert!(
+            self.slots.is_empty(),
+            "ids are deferred from an empty state"
+        );
         self.ids.defer();
     }
 
@@ -355,7 +360,9 @@ impl State {
 
     fn shared_id(&self, slot: u32) -> &Arc<str> {
         let entry = self.slots.get(slot as usize);
-        &entry.expect("the indexes name slots of the state").shared_id
+        &entry
+            .expect("the indexes name slots of the state")
+            .shared_id
     }
 
     /// Frees spare history capacity after a bulk load.
@@ -395,8 +402,16 @@ impl State {
             // The event's id stays empty: `apply` never reads it; the lookup above used the
             // borrowed one.
             let in_log = self.histories_in_log;
-            apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, &mut decoded.event, body)
-                .map_err(|e| breaks_state_machine(lsn, id, &e))?;
+            apply_in_place(
+                entry,
+                slot,
+                in_log,
+                &mut self.indexes,
+                lsn,
+                &mut decoded.event,
+                body,
+            )
+            .map_err(|e| breaks_state_machine(lsn, id, &e))?;
             self.events += 1;
             return Ok(());
         }
@@ -437,13 +452,23 @@ impl State {
         let Some(entry) = self.slots.get_mut(slot as usize) else {
             return Ok(false);
         };
-        debug_assert_eq!(*entry.shared_id, *event.task_id, "the event's id has this slot");
+        debug_assert_eq!(
+            *entry.shared_id, *event.task_id,
+            "the event's id has this slot"
+        );
         if entry.task.is_none() {
             return Ok(false);
         }
         let in_log = self.histories_in_log;
-        if let Err(e) = apply_in_place(entry, slot, in_log, &mut self.indexes, lsn, event, event_bytes)
-        {
+        if let Err(e) = apply_in_place(
+            entry,
+            slot,
+            in_log,
+            &mut self.indexes,
+            lsn,
+            event,
+            event_bytes,
+        ) {
             // Named by the slot's id, looked up again only here: cloning its `Arc` up front
             // cost two atomic operations on every event (about 2 % of a bulk write).
             let id = self.slots.get(slot as usize).map_or("?", |e| &*e.shared_id);
@@ -471,7 +496,8 @@ impl State {
     /// (`check(None, Created)`). What is left of an installed event means nothing.
     #[must_use = "an event not installed is still to be applied"]
     pub fn install_new(&mut self, lsn: u64, event: &mut Event, event_bytes: &[u8]) -> bool {
-        if !matches!(event.kind, EventKind::Created { .. }) || self.slot_of(&event.task_id).is_some()
+        if !matches!(event.kind, EventKind::Created { .. })
+            || self.slot_of(&event.task_id).is_some()
         {
             return false;
         }
@@ -521,7 +547,14 @@ impl State {
         let from = entry.task.as_ref().map(Held::state);
         let was_removed = from.is_none() && !entry.history.is_empty();
         // A task created again under a removed id continues the old audit trail.
-        record_event(&mut entry.history, self.histories_in_log, lsn, from, to, event_bytes);
+        record_event(
+            &mut entry.history,
+            self.histories_in_log,
+            lsn,
+            from,
+            to,
+            event_bytes,
+        );
         if let Some(old) = &entry.task {
             self.indexes.remove(&entry.shared_id, old.keys());
         }
@@ -630,7 +663,10 @@ fn apply_in_place(
     event: &mut Event,
     event_bytes: &[u8],
 ) -> Result<()> {
-    let held = entry.task.as_mut().expect("apply_in_place is given a live task");
+    let held = entry
+        .task
+        .as_mut()
+        .expect("apply_in_place is given a live task");
     // Checked before anything changes (a terminal task is decoded twice then; it is rare).
     task::apply::check(Some(&held.get(&entry.shared_id)), event)?;
     let task = held.make_live(&entry.shared_id);
@@ -650,6 +686,13 @@ fn apply_in_place(
     }
     let to = Some(task.state);
     held.settle();
-    record_event(&mut entry.history, in_log, lsn, Some(before.state()), to, event_bytes);
+    record_event(
+        &mut entry.history,
+        in_log,
+        lsn,
+        Some(before.state()),
+        to,
+        event_bytes,
+    );
     Ok(())
 }

@@ -23,9 +23,9 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use super::v2::Sink;
 use crate::error::{Error, Result};
 use crate::store::snapshot::SNAPSHOT_BYTES_MAX;
-use super::v2::Sink;
 
 /// Bytes of the section header before the index.
 pub const SECTION_HEADER_LEN: usize = 16;
@@ -285,16 +285,25 @@ mod tests {
         image.extend_from_slice(raw);
         let stored = compress_in_place(&mut image, start, raw.len() as u64).unwrap();
         assert_eq!(image.len() as u64, start + stored);
-        assert_eq!(&image[..before], &vec![7u8; before][..], "bytes before kept");
+        assert_eq!(
+            &image[..before],
+            &vec![7u8; before][..],
+            "bytes before kept"
+        );
         (image, start)
     }
 
     fn index_of(section: &[u8]) -> Result<Blocks> {
-        Blocks::read_index(Path::new(PATH), 1000, section.len() as u64, &mut |at, buf| {
-            let at = at as usize;
-            buf.copy_from_slice(&section[at..at + buf.len()]);
-            Ok(())
-        })
+        Blocks::read_index(
+            Path::new(PATH),
+            1000,
+            section.len() as u64,
+            &mut |at, buf| {
+                let at = at as usize;
+                buf.copy_from_slice(&section[at..at + buf.len()]);
+                Ok(())
+            },
+        )
     }
 
     fn read_back(blocks: &Blocks, section: &[u8]) -> Vec<u8> {
@@ -302,7 +311,12 @@ mod tests {
         for i in 0..blocks.ends.len() {
             let (from, to) = blocks.stored_range(i);
             let raw = blocks
-                .decompress(Path::new(PATH), 1000, i, section[from as usize..to as usize].into())
+                .decompress(
+                    Path::new(PATH),
+                    1000,
+                    i,
+                    section[from as usize..to as usize].into(),
+                )
                 .unwrap();
             assert_eq!(raw.len(), blocks.raw_range(i).len());
             out.extend_from_slice(&raw);
@@ -316,7 +330,15 @@ mod tests {
     fn sections_compress_in_place_and_read_back() {
         let block = BLOCK_BYTES as usize;
         let mut rng = fastrand::Rng::with_seed(3);
-        for len in [0, 1, 100, block - 1, block, block + 1, 3 * block + block / 2] {
+        for len in [
+            0,
+            1,
+            100,
+            block - 1,
+            block,
+            block + 1,
+            3 * block + block / 2,
+        ] {
             let text: Vec<u8> = (0..len).map(|i| b"history entry "[i % 14]).collect();
             let noise: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
             for (what, raw) in [("text", text), ("noise", noise)] {

@@ -5,7 +5,7 @@
 //! name each history as they are read, so the checks can follow them in file order on another
 //! core (docs/benchmarks.md, "Histories checked on a second thread").
 
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use crate::error::Result;
 
@@ -156,7 +156,11 @@ mod tests {
         let n = BATCH_LEN as u64 * 3 + 7;
         let (result, checked) = run(n, &[], false);
         assert_eq!(result.unwrap(), n);
-        assert_eq!(checked, (0..n).collect::<Vec<_>>(), "the partial last batch too");
+        assert_eq!(
+            checked,
+            (0..n).collect::<Vec<_>>(),
+            "the partial last batch too"
+        );
     }
 
     #[test]
@@ -165,7 +169,11 @@ mod tests {
         let (result, checked) = run(n, &[700, 900], false);
         let e = result.unwrap_err().to_string();
         assert!(e.contains("history 700"), "{e}");
-        assert_eq!(checked.last(), Some(&700), "nothing is checked after the damage");
+        assert_eq!(
+            checked.last(),
+            Some(&700),
+            "nothing is checked after the damage"
+        );
     }
 
     #[test]

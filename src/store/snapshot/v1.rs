@@ -118,14 +118,13 @@ fn into_state(path: &Path, snap: SnapshotV1) -> Result<State> {
         task.version = t.version;
         task.last_lsn = t.last_lsn;
         task.session = t.session;
-        task.lease = t
-            .lease_owner
-            .zip(t.lease_expires_at_ms)
-            .map(|(owner, ms)| Box::new(Lease {
+        task.lease = t.lease_owner.zip(t.lease_expires_at_ms).map(|(owner, ms)| {
+            Box::new(Lease {
                 owner,
                 expires_at: Timestamp(ms),
                 claim_lsn: 0,
-            }));
+            })
+        });
         let history = History::from_bytes(t.history.bytes, t.history.count).map_err(bad)?;
         if let Some(lease) = task.lease.as_mut() {
             // Not stored in v1 snapshots: the claim is the task's last pending -> running move.

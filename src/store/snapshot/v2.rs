@@ -18,10 +18,10 @@ mod window;
 use std::path::Path;
 use std::sync::Arc;
 
-use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
-use window::{Source, Window};
-pub use sink::{FileSink, Sink};
 use crate::store::task_record::TaskV2;
+use records::{RecordHeadV2, TASK_ABSENT, TASK_PRESENT};
+pub use sink::{FileSink, Sink};
+use window::{Source, Window};
 
 use super::blocks::{self, Blocks, SECTION_HEADER_LEN};
 use super::{LSN_MAX, SNAPSHOT_BYTES_MAX, codec, field, u32_at, u64_at};
@@ -190,9 +190,9 @@ pub fn encode_with_layout(
 ) -> Result<(Vec<u8>, Layout)> {
     // One buffer for the whole file. Capacity beyond what the task records need is never
     // touched, so a generous guess costs no memory.
-    let (ids, history_len) = state
-        .entries()
-        .fold((0, 0), |(n, len), (_, e)| (n + 1, len + e.history.byte_len()));
+    let (ids, history_len) = state.entries().fold((0, 0), |(n, len), (_, e)| {
+        (n + 1, len + e.history.byte_len())
+    });
     let mut out = Vec::with_capacity(HEADER_LEN + ids * TASK_RECORD_BYTES_GUESS + history_len);
     let layout = encode_into(state, log, &mut out)?;
     Ok((out, layout))
@@ -374,9 +374,13 @@ pub fn read(
     prefix: &[u8],
     file_len: u64,
 ) -> Result<State> {
-    read_with(path, file, prefix, file_len, |path, h, window, arena, checked| {
-        records::decode(path, h, window, arena, checked)
-    })
+    read_with(
+        path,
+        file,
+        prefix,
+        file_len,
+        |path, h, window, arena, checked| records::decode(path, h, window, arena, checked),
+    )
 }
 
 /// [`read`], but nothing is built: each record's id and state go to `visit`, and every
@@ -389,9 +393,15 @@ pub fn read_visiting(
     file_len: u64,
     visit: &mut super::TaskVisit<'_>,
 ) -> Result<u64> {
-    read_with(path, file, prefix, file_len, |path, h, window, arena, checked| {
-        records::visit(path, h, window, arena, checked, visit).map(|()| h.lsn)
-    })
+    read_with(
+        path,
+        file,
+        prefix,
+        file_len,
+        |path, h, window, arena, checked| {
+            records::visit(path, h, window, arena, checked, visit).map(|()| h.lsn)
+        },
+    )
 }
 
 /// What [`read`] and [`read_visiting`] share: the header, the history section's index and its
@@ -421,7 +431,9 @@ fn read_with<T>(
             }
         },
     };
-    let file = arena.disk_file().expect("an arena made on disk reads its file");
+    let file = arena
+        .disk_file()
+        .expect("an arena made on disk reads its file");
     let source = Source::File {
         file,
         at: HEADER_LEN as u64,
@@ -439,7 +451,9 @@ fn read_with<T>(
         let mut history = Some(history);
         let mut history_checked = || match history.take() {
             // A panic there is one here, as if the check had run here.
-            Some(Ok(checking)) => checking.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Some(Ok(checking)) => checking
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
             Some(Err(_)) => check_section_streaming(path, file, h),
             None => Ok(()),
         };
@@ -516,7 +530,6 @@ pub fn decode(path: &Path, image: &[u8]) -> Result<State> {
 
 /// Bytes of the tasks section an image in memory is decoded from at a time.
 const IMAGE_CHUNK_BYTES: usize = 61;
-
 
 fn encode_error(e: postcard::Error) -> Error {
     codec(format!("encoding: {e}"))

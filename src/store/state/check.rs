@@ -1,8 +1,8 @@
 //! A recount of everything the state keeps up as events apply, for tests: the indexes, the
 //! number of removed ids and of history events, and the id table.
 
-use super::{Head, Held, State};
 use super::index::Indexes;
+use super::{Head, Held, State};
 use crate::task::TaskState;
 
 impl State {
@@ -33,11 +33,16 @@ impl State {
                     // A task is held encoded exactly when it is terminal, and what the indexes
                     // read from the encoded form is what the task says.
                     if matches!(held, Held::Terminal(..)) != t.state.is_terminal() {
-                        return Err(format!("task {id:?} ({:?}) is held in the wrong form", t.state));
+                        return Err(format!(
+                            "task {id:?} ({:?}) is held in the wrong form",
+                            t.state
+                        ));
                     }
                     let (held_head, head) = (held.head(), Head::of(&t));
                     if held_head != head {
-                        return Err(format!("task {id:?}: held head {held_head:?}, task {head:?}"));
+                        return Err(format!(
+                            "task {id:?}: held head {held_head:?}, task {head:?}"
+                        ));
                     }
                     fresh.insert(slot, &e.shared_id, head.keys);
                 }

@@ -92,7 +92,10 @@ impl Held {
         version: u64,
         record: &[u8],
     ) -> Held {
-        debug_assert!(state.is_terminal(), "only a finished task is held as its record");
+        debug_assert!(
+            state.is_terminal(),
+            "only a finished task is held as its record"
+        );
         Held::Terminal(state, with_prefix(attempt, error_count, version, record))
     }
 
@@ -287,7 +290,11 @@ mod tests {
         for state in TaskState::ALL {
             let t = task(state);
             let held = Held::new(t.clone());
-            assert_eq!(matches!(held, Held::Terminal(..)), state.is_terminal(), "{state:?}");
+            assert_eq!(
+                matches!(held, Held::Terminal(..)),
+                state.is_terminal(),
+                "{state:?}"
+            );
             assert_eq!(held.state(), state);
             assert_eq!(*held.get("t-1"), t);
             assert_eq!(*held.shared("t-1"), t);

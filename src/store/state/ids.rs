@@ -21,7 +21,10 @@ pub struct IdTable {
 impl IdTable {
     /// The slot of `id`; `id_of` gives a slot's id.
     pub fn get<'s>(&self, id: &str, id_of: impl Fn(u32) -> &'s str) -> Option<u32> {
-        debug_assert!(self.deferred.is_none(), "no id is looked up while ids are deferred");
+        debug_assert!(
+            self.deferred.is_none(),
+            "no id is looked up while ids are deferred"
+        );
         let hash = self.hasher.hash_one(id);
         self.table.find(hash, |&slot| id_of(slot) == id).copied()
     }
@@ -77,7 +80,8 @@ impl IdTable {
     /// Room for `n` more ids without growing; `id_of` as for [`IdTable::insert_new`].
     pub fn reserve<'s>(&mut self, n: usize, id_of: impl Fn(u32) -> &'s str) {
         let hasher = &self.hasher;
-        self.table.reserve(n, |&other| hasher.hash_one(id_of(other)));
+        self.table
+            .reserve(n, |&other| hasher.hash_one(id_of(other)));
     }
 
     /// Whether ids are being held back (`defer`).

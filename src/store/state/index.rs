@@ -478,7 +478,10 @@ fn deal<'i>(
     gathered
         .into_iter()
         .map(|set| {
-            debug_assert!(set.is_sorted_by(|a, b| a.0 < b.0), "dealt out in creation order");
+            debug_assert!(
+                set.is_sorted_by(|a, b| a.0 < b.0),
+                "dealt out in creation order"
+            );
             set.into_iter().collect()
         })
         .collect()
@@ -502,7 +505,17 @@ mod tests {
     /// padding cannot tell from an end).
     fn edge_ids() -> Vec<String> {
         let mut ids = vec![String::new()];
-        for base in ["", "a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "9", "10", "123456789"] {
+        for base in [
+            "",
+            "a",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "9",
+            "10",
+            "123456789",
+        ] {
             for tail in ["", "\0", "\0\0", "\u{1}", "a", "\u{7f}", "é", "\0a"] {
                 ids.push(format!("{base}{tail}"));
             }
@@ -516,7 +529,11 @@ mod tests {
         let ids = edge_ids();
         for a in &ids {
             for b in &ids {
-                assert_eq!(key(a).cmp(&key(b)), a.as_str().cmp(b), "{a:?} against {b:?}");
+                assert_eq!(
+                    key(a).cmp(&key(b)),
+                    a.as_str().cmp(b),
+                    "{a:?} against {b:?}"
+                );
                 assert_eq!(key(a) == key(b), a == b, "{a:?} against {b:?}");
             }
         }

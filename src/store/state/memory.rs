@@ -36,11 +36,7 @@ pub struct MemoryUse {
 impl MemoryUse {
     /// Sum of the parts counted here.
     pub fn counted(&self) -> usize {
-        self.id_table
-            + self.id_shared
-            + self.slot_vec
-            + self.task_values
-            + self.history_heap
+        self.id_table + self.id_shared + self.slot_vec + self.task_values + self.history_heap
     }
 }
 
@@ -82,8 +78,18 @@ impl State {
             }
         }
         m.index_entries = self.indexes.by_state.iter().map(|s| s.len()).sum::<usize>()
-            + self.indexes.by_role.sets().map(|(_, s)| s.len()).sum::<usize>()
-            + self.indexes.by_provider.sets().map(|(_, s)| s.len()).sum::<usize>();
+            + self
+                .indexes
+                .by_role
+                .sets()
+                .map(|(_, s)| s.len())
+                .sum::<usize>()
+            + self
+                .indexes
+                .by_provider
+                .sets()
+                .map(|(_, s)| s.len())
+                .sum::<usize>();
         m
     }
 }

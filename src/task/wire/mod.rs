@@ -164,9 +164,7 @@ mod tests {
                 step: Some("step".into()),
                 message: Some("m".repeat(300)),
             },
-            EventKind::Failed {
-                error: "e".into(),
-            },
+            EventKind::Failed { error: "e".into() },
             EventKind::Interrupted {
                 reason: "r".into(),
                 to: TaskState::Pending,
@@ -184,7 +182,11 @@ mod tests {
             let want = postcard::to_allocvec(&dto).expect("encodes");
             let mut out = vec![7, 7];
             postcard::serialize_with_flavor(&dto, AppendTo(&mut out)).expect("encodes");
-            assert_eq!(out.get(..2), Some(&[7, 7][..]), "what the buffer held stays");
+            assert_eq!(
+                out.get(..2),
+                Some(&[7, 7][..]),
+                "what the buffer held stays"
+            );
             assert_eq!(out.get(2..), Some(&want[..]), "{event:?}");
             let mut framed = Vec::new();
             encode_event_into(&mut framed, &event).expect("encodes");

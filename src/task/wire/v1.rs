@@ -543,7 +543,12 @@ fn task_from(t: Task) -> Result<d::Task> {
         model: t.model,
         tags: t.tags,
         metadata: meta_from(t.metadata)?,
-        result: t.result.as_deref().map(json_value).transpose()?.map(Box::new),
+        result: t
+            .result
+            .as_deref()
+            .map(json_value)
+            .transpose()?
+            .map(Box::new),
         last_error: t.last_error,
         error_count: t.error_count,
         attempt: t.attempt,

@@ -571,7 +571,11 @@ mod tests {
                 None => assert_eq!(up_to, bytes.len(), "a whole segment is vouched whole"),
             }
             let hashed = scan(&bytes, None);
-            assert_eq!(scan(&bytes, Some(&vouched)), hashed, "damaged frame {damaged:?}");
+            assert_eq!(
+                scan(&bytes, Some(&vouched)),
+                hashed,
+                "damaged frame {damaged:?}"
+            );
             assert_eq!(hashed.1.len(), damaged.unwrap_or(2_000), "{damaged:?}");
         }
     }

@@ -131,7 +131,10 @@ impl<'a> Records<'a> {
         };
         let bad = |reason: String| Miss::Bad(self.corrupt(at, reason));
         if self.previous.as_deref().is_some_and(|p| p >= r.id) {
-            return Err(bad(format!("task {:?} is out of order or listed twice", r.id)));
+            return Err(bad(format!(
+                "task {:?} is out of order or listed twice",
+                r.id
+            )));
         }
         if r.history_offset != self.history_next {
             return Err(bad(format!(
@@ -142,9 +145,9 @@ impl<'a> Records<'a> {
         let history = Place::new(self.arena, r.history_offset, r.history_len, r.history_count)
             .map_err(|e| bad(format!("task {:?}: {e}", r.id)))?;
         let task = match task {
-            Some((t, record)) => Some(
-                form(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?,
-            ),
+            Some((t, record)) => {
+                Some(form(r.id, &t, record).map_err(|e| bad(format!("task {:?}: {e}", r.id)))?)
+            }
             None => None,
         };
         self.history_next += r.history_len;

@@ -130,7 +130,9 @@ impl<'a> FileSink<'a> {
     fn flush_patches(&mut self) -> Result<()> {
         self.patches.sort_unstable_by_key(|p| p.0);
         debug_assert!(
-            self.patches.windows(2).all(|w| w[0].0 + w[0].2 as u64 <= w[1].0),
+            self.patches
+                .windows(2)
+                .all(|w| w[0].0 + w[0].2 as u64 <= w[1].0),
             "patches overlap"
         );
         let mut run: Vec<u8> = Vec::new();
@@ -161,7 +163,10 @@ impl<'a> FileSink<'a> {
             self.path,
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("the file ends at {at}, before the {} bytes written", self.len),
+                format!(
+                    "the file ends at {at}, before the {} bytes written",
+                    self.len
+                ),
             ),
         )
     }
@@ -215,7 +220,9 @@ impl Sink for FileSink<'_> {
             .checked_add(buf.len() as u64)
             .is_none_or(|end| end > self.len)
         {
-            return Err(super::codec(format!("read back past the image's end at {offset}")));
+            return Err(super::codec(format!(
+                "read back past the image's end at {offset}"
+            )));
         }
         let done = self
             .file
@@ -261,7 +268,7 @@ impl Sink for FileSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::{OpenMode, Storage, StdStorage};
+    use crate::wal::{OpenMode, StdStorage, Storage};
 
     /// Any mix of appends (small, and larger than the append buffer) and patches (enough to
     /// flush the patch buffer several times, adjacent runs longer than a run's limit, out of

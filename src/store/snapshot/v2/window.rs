@@ -94,7 +94,11 @@ impl<'f> Window<'f> {
         let left = self.len - self.read;
         if self.end == self.buf.len() {
             let unread = usize::try_from(left).unwrap_or(usize::MAX);
-            let grown = self.buf.len().saturating_mul(2).min(self.end.saturating_add(unread));
+            let grown = self
+                .buf
+                .len()
+                .saturating_mul(2)
+                .min(self.end.saturating_add(unread));
             self.buf.resize(grown, 0);
         }
         let room = self.buf.get_mut(self.end..).unwrap_or_default();
